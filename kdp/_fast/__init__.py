@@ -1,0 +1,1 @@
+"""The Cython core: per-packet work, batch at a time, under nogil."""

@@ -1,0 +1,43 @@
+"""The `kdp` command line: one sub-command per module in kdp/commands/."""
+import argparse
+import importlib
+import sys
+
+# sub-command name -> module in kdp.commands with add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "replay": "Run a capture through the data plane and write what it transmits.",
+    "show": "Print the compiled tables of a cluster snapshot.",
+    "bench": "Measure kdp beside its peers, in one run.",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdp", description="kdp: a userspace Kubernetes data plane.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, summary in COMMANDS.items():
+        module = importlib.import_module(f"kdp.commands.{name}")
+        cmd = sub.add_parser(name, help=summary, description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._module.run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - user-facing errors end here
+        from kdp.errors import KdpError
+        if isinstance(exc, KdpError):
+            print(f"kdp: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
