@@ -79,6 +79,7 @@ class Reason(_Labelled):
     MTU_EXCEEDED = 40
     NO_HEADROOM = 41
     NOT_TRANSMITTED = 42
+    BAD_IPV4_CHECKSUM = 43
 
 
 class CtState(_Labelled):

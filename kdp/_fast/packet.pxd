@@ -107,7 +107,8 @@ cpdef enum Reason:
     R_MTU_EXCEEDED = 40
     R_NO_HEADROOM = 41
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
-    N_REASONS = 43
+    R_BAD_IPV4_CHECKSUM = 43
+    N_REASONS = 44
 
 # Fragment position of an IP packet.
 cdef enum Frag:
