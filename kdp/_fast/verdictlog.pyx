@@ -1,0 +1,226 @@
+# cython: boundscheck=False, wraparound=False
+"""Formats the verdict log (JSON Lines) for a batch without Python per packet.
+
+Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
+dport (the packet as transmitted, or as it stood when dropped), ct, service,
+and orig (the tuple as received). Names of ports, services and reasons come
+from string tables built once per configuration (`NameTable`).
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdio cimport snprintf
+from libc.string cimport memcpy, memcmp, strlen
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+
+from kdp._fast.packet cimport (Batch, pkt_meta_t, NO_PORT, NO_ID, N_REASONS,
+                               V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL)
+
+cnp.import_array()
+
+cdef extern from "arpa/inet.h" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, unsigned int size)
+
+cdef extern from "sys/socket.h" nogil:
+    int AF_INET6
+
+ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
+
+cdef enum:
+    MAX_LINE = 1024     # longest line one packet can produce, with room to spare
+
+
+cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef pkt_meta_t* p
+    for i in range(b.count):
+        p = &b.m[i]
+        out[i].src4 = p.src4
+        out[i].dst4 = p.dst4
+        memcpy(out[i].src6, p.src6, 16)
+        memcpy(out[i].dst6, p.dst6, 16)
+        out[i].sport = p.sport
+        out[i].dport = p.dport
+        out[i].ip_ver = p.ip_ver
+        out[i].proto = p.proto
+
+
+cdef class NameTable:
+    """Strings indexed by small ids, as JSON values ("name" or null), in one blob."""
+    cdef bytes blob
+    cdef object offsets
+    cdef const char* base
+    cdef const int64_t* off
+    cdef Py_ssize_t n
+
+    def __init__(self, names):
+        parts = []
+        offsets = [0]
+        for name in names:
+            text = b"null" if name is None else _json_string(name)
+            parts.append(text + b"\0")
+            offsets.append(offsets[-1] + len(text) + 1)
+        self.blob = b"".join(parts) or b"\0"
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.base = self.blob
+        self.off = <const int64_t*>cnp.PyArray_DATA(self.offsets)
+        self.n = len(offsets) - 1
+
+    cdef inline const char* get(self, Py_ssize_t i) noexcept nogil:
+        if i < 0 or i >= self.n:
+            return "null"
+        return self.base + self.off[i]
+
+
+def _json_string(text):
+    import json
+    return json.dumps(str(text)).encode()
+
+
+cdef const char* _verdict_name(uint8_t v) noexcept nogil:
+    if v == V_FORWARD:
+        return "forward"
+    if v == V_DROP:
+        return "drop"
+    if v == V_REJECT:
+        return "reject"
+    if v == V_LOCAL:
+        return "local"
+    return "pending"
+
+
+cdef const char* _ct_name(uint8_t c) noexcept nogil:
+    if c == 1:
+        return "\"new\""
+    if c == 2:
+        return "\"established\""
+    if c == 3:
+        return "\"reply\""
+    if c == 4:
+        return "\"related\""
+    if c == 5:
+        return "\"invalid\""
+    return "null"
+
+
+cdef const char* _proto_name(uint8_t ip_ver, uint8_t proto) noexcept nogil:
+    if proto == 6:
+        return "\"tcp\""
+    if proto == 17:
+        return "\"udp\""
+    if proto == 132:
+        return "\"sctp\""
+    if proto == 1:
+        return "\"icmp\""
+    if proto == 58:
+        return "\"icmpv6\""
+    if proto == 4:
+        return "\"ipip\""
+    if proto == 41:
+        return "\"ipv6-in-ip\""
+    return NULL
+
+
+cdef int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a6) noexcept nogil:
+    cdef char tmp[64]
+    if ip_ver == 4:
+        return snprintf(out, cap, "\"%u.%u.%u.%u\"", (a4 >> 24) & 255, (a4 >> 16) & 255,
+                        (a4 >> 8) & 255, a4 & 255)
+    if ip_ver == 6:
+        if inet_ntop(AF_INET6, a6, tmp, sizeof(tmp)) == NULL:
+            return snprintf(out, cap, "null")
+        return snprintf(out, cap, "\"%s\"", tmp)
+    return snprintf(out, cap, "null")
+
+
+cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
+    if ip_ver != 0 and (proto == 6 or proto == 17 or proto == 132):
+        return snprintf(out, cap, "\"sport\":%u,\"dport\":%u", sport, dport)
+    return snprintf(out, cap, "\"sport\":null,\"dport\":null")
+
+
+cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
+                        NameTable ports, NameTable services, NameTable reasons,
+                        char* out) noexcept nogil:
+    cdef Py_ssize_t i, n = 0
+    cdef pkt_meta_t* p
+    cdef const char* proto
+    for i in range(b.count):
+        p = &b.m[i]
+        n += snprintf(out + n, MAX_LINE, "{\"index\":%llu,\"verdict\":\"%s\",\"reason\":%s,"
+                      "\"in_port\":%s,\"out_port\":%s,\"proto\":",
+                      <unsigned long long>(first_index + i), _verdict_name(p.verdict),
+                      reasons.get(p.reason), ports.get(-1 if p.in_port == NO_PORT else p.in_port),
+                      ports.get(-1 if p.out_port == NO_PORT else p.out_port))
+        proto = _proto_name(p.ip_ver, p.proto)
+        if p.ip_ver == 0:
+            n += snprintf(out + n, 8, "null")
+        elif proto == NULL:
+            n += snprintf(out + n, 16, "\"%u\"", p.proto)
+        else:
+            n += snprintf(out + n, 16, "%s", proto)
+        n += snprintf(out + n, 8, ",\"src\":")
+        n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
+        n += snprintf(out + n, 8, ",\"dst\":")
+        n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
+        n += snprintf(out + n, 4, ",")
+        n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
+        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"orig\":",
+                      _ct_name(p.ct_state), services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        if orig[i].ip_ver == 0:
+            n += snprintf(out + n, 8, "null")
+        else:
+            n += snprintf(out + n, 8, "{\"src\":")
+            n += _addr(out + n, 64, orig[i].ip_ver, orig[i].src4, orig[i].src6)
+            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _addr(out + n, 64, orig[i].ip_ver, orig[i].dst4, orig[i].dst6)
+            n += snprintf(out + n, 4, ",")
+            n += _ports(out + n, 64, orig[i].ip_ver, orig[i].proto, orig[i].sport, orig[i].dport)
+            n += snprintf(out + n, 4, "}")
+        n += snprintf(out + n, 4, "}\n")
+    return n
+
+
+cdef class VerdictLog:
+    """Writes one JSON line per packet to a binary file object, batch at a time."""
+    cdef object fileobj
+    cdef object scratch
+    cdef readonly object orig
+    cdef public NameTable ports
+    cdef public NameTable services
+    cdef NameTable reasons
+    cdef public uint64_t lines
+
+    def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity):
+        self.fileobj = fileobj
+        self.ports = NameTable(port_names)
+        self.services = NameTable(service_names)
+        self.reasons = NameTable(reason_names)
+        self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
+        self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
+        self.lines = 0
+
+    def set_names(self, port_names=None, service_names=None):
+        """New port or service names (after a reload)."""
+        if port_names is not None:
+            self.ports = NameTable(port_names)
+        if service_names is not None:
+            self.services = NameTable(service_names)
+
+    def capture_orig(self, Batch b):
+        """Remember the batch's tuples as received (call after parse, before NAT)."""
+        cdef orig_tuple_t* orig = <orig_tuple_t*>cnp.PyArray_DATA(self.orig)
+        if b.count > self.orig.shape[0]:
+            raise ValueError("batch larger than the log's capacity")
+        with nogil:
+            snapshot_tuples(b, orig)
+
+    def write(self, Batch b):
+        cdef Py_ssize_t n
+        cdef char* out = <char*>cnp.PyArray_DATA(self.scratch)
+        cdef const orig_tuple_t* orig = <const orig_tuple_t*>cnp.PyArray_DATA(self.orig)
+        if b.count > self.orig.shape[0]:
+            raise ValueError("batch larger than the log's capacity")
+        with nogil:
+            n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, out)
+        self.fileobj.write(memoryview(self.scratch)[:n])
+        self.lines += b.count

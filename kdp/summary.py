@@ -1,0 +1,76 @@
+"""The end-of-run summary: every packet counted once, by stage and reason."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kdp.reasons import Reason, Stage
+
+# What each final reason means for the packet (drops are everything else).
+_NOT_DROPS = {Reason.FORWARDED: "forward", Reason.LOCAL_DELIVERY: "local", Reason.ARP: "local"}
+_REJECTS = {Reason.SVC_NO_ENDPOINTS, Reason.SVC_PORT_NOT_EXPOSED}
+
+
+@dataclass
+class RunResult:
+    """What a replay did. `counters[stage, reason]` adds up to `packets_in`."""
+    packets_in: int
+    counters: np.ndarray
+    packets_out: int = 0
+    input_path: str = ""
+    output_path: str | None = None
+    warnings: list = field(default_factory=list)
+    seconds: float = 0.0
+    flows: dict = field(default_factory=dict)
+
+    def rows(self):
+        """(stage, reason, count) for every non-zero counter, in enum order."""
+        for s, r in zip(*np.nonzero(self.counters)):
+            yield Stage(int(s)), Reason(int(r)), int(self.counters[s, r])
+
+    def by_verdict(self):
+        totals = {"forward": 0, "local": 0, "reject": 0, "drop": 0}
+        for _stage, reason, count in self.rows():
+            if reason in _NOT_DROPS:
+                totals[_NOT_DROPS[reason]] += count
+            elif reason in _REJECTS:
+                totals["reject"] += count
+            else:
+                totals["drop"] += count
+        return totals
+
+    def to_json(self):
+        return {
+            "input": self.input_path,
+            "output": self.output_path,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "seconds": round(self.seconds, 6),
+            "verdicts": self.by_verdict(),
+            "counters": [
+                {"stage": s.label, "reason": r.label, "packets": c} for s, r, c in self.rows()
+            ],
+            "conntrack": self.flows,
+            "warnings": list(self.warnings),
+        }
+
+
+def print_summary(result: RunResult, console=None):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=False)
+    table = Table(title=f"kdp replay: {result.input_path}", show_footer=True)
+    table.add_column("stage", footer="total")
+    table.add_column("reason")
+    table.add_column("packets", justify="right", footer=str(int(result.counters.sum())))
+    for stage, reason, count in result.rows():
+        table.add_row(stage.label, reason.label, str(count))
+    console.print(table)
+    verdicts = ", ".join(f"{k} {v}" for k, v in result.by_verdict().items())
+    rate = result.packets_in / result.seconds if result.seconds > 0 else 0.0
+    console.print(f"{result.packets_in} packets in, {result.packets_out} written "
+                  f"({verdicts}) in {result.seconds:.3f} s, {rate:,.0f} packets/s")
+    if result.output_path:
+        console.print(f"output: {result.output_path}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
