@@ -80,6 +80,7 @@ class Reason(_Labelled):
     NO_HEADROOM = 41
     NOT_TRANSMITTED = 42
     BAD_IPV4_CHECKSUM = 43
+    BAD_ICMP_QUOTE = 44
 
 
 class CtState(_Labelled):

@@ -108,7 +108,8 @@ cpdef enum Reason:
     R_NO_HEADROOM = 41
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
     R_BAD_IPV4_CHECKSUM = 43
-    N_REASONS = 44
+    R_BAD_ICMP_QUOTE = 44       # ICMP error quoting a header of the wrong IP version / IHL < 5
+    N_REASONS = 45
 
 # Fragment position of an IP packet.
 cdef enum Frag:
