@@ -1,0 +1,111 @@
+# Capture files: classic pcap and pcapng, read into batches and written from them.
+#
+# The reader walks records under nogil over a sliding mmap window of the file
+# (bounded memory whatever the file size) and copies each frame into a Batch
+# with Batch.push. The writer formats the packets of a batch into a fixed
+# output buffer under nogil and flushes it with write(2).
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from kdp._fast.packet cimport Batch, pkt_meta_t
+
+cdef enum:
+    PCAP_MAX_RECORD = 262144        # largest classic record kdp accepts (libpcap's limit)
+    PCAPNG_MAX_BLOCK = 16777216     # largest pcapng block kdp accepts (16 MiB)
+    PCAPNG_MAX_IFACES = 65536       # interfaces per section
+    MAP_WINDOW = 67108864           # bytes of the file mapped at once (64 MiB)
+    WRITE_BUFFER = 1048576          # writer output buffer
+
+# file formats
+cdef enum:
+    FMT_PCAP = 1
+    FMT_PCAPNG = 2
+
+# what one walk over the file stopped at
+cdef enum WalkStatus:
+    WS_BATCH_FULL = 0       # the batch is full; call again
+    WS_EOF = 1              # clean end of file
+    WS_TRUNCATED = 2        # the file ends inside a record: everything before it was delivered
+    WS_CORRUPT = 3          # a header that cannot be right (length, magic, version)
+    WS_NEW_IFACE = 4        # a pcapng IDB was read: its name needs a port id (GIL)
+    WS_IO_ERROR = 5         # mmap failed
+
+# One pcapng interface (or the single "interface" of a classic pcap file).
+ctypedef struct iface_t:
+    uint16_t linktype
+    uint16_t port           # ingress port id of its packets (NO_PORT: none)
+    uint32_t snaplen
+    int32_t tsshift         # >= 0: resolution 2^-tsshift s; -1: power of ten
+    uint32_t _pad
+    uint64_t tsmul          # power of ten <= ns: ticks * tsmul
+    uint64_t tsdiv          # power of ten finer than ns: ticks / tsdiv (0: always 0)
+    int64_t tsoffset_ns     # if_tsoffset, in nanoseconds
+    uint8_t tsresol         # the raw if_tsresol byte
+    uint8_t has_name        # an if_name option was present
+    uint16_t name_len       # bytes of the if_name value
+    uint32_t name_off       # its offset in the file (read back with the GIL)
+
+
+cdef class CaptureReader:
+    cdef readonly object path
+    cdef int fd
+    cdef readonly uint64_t size             # bytes in the file
+    cdef uint64_t pos                       # offset of the next record / block
+    cdef const uint8_t* win                 # mapped window
+    cdef uint64_t win_off
+    cdef uint64_t win_len
+    cdef int fmt
+    cdef bint swap                          # current section is the other byte order
+    cdef bint nsec                          # classic: nanosecond magic
+    cdef iface_t* ifaces                    # pcapng: this section's interfaces; classic: one
+    cdef uint32_t n_if
+    cdef uint32_t cap_if
+    cdef uint32_t section
+    cdef uint16_t ingress                   # fixed ingress port (NO_PORT: none)
+    cdef uint64_t last_ts
+    cdef readonly uint64_t packets          # packets delivered so far
+    cdef readonly uint64_t skipped          # records skipped (counted, e.g. unknown interface)
+    cdef readonly uint64_t unsupported      # packets of a link type the pipeline cannot parse
+    cdef readonly uint64_t blocks_skipped   # pcapng blocks of other types (NRB, ISB, custom, ...)
+    cdef int status                         # WalkStatus of the last walk
+    cdef uint64_t err_off                   # where it stopped
+    cdef uint64_t err_a                     # detail values for the message
+    cdef uint64_t err_b
+    cdef int err_kind
+    cdef readonly bint done
+    cdef object pending_error
+    cdef readonly list warnings
+    cdef readonly list interfaces           # Python view of every interface seen
+    cdef readonly object ports
+
+    cdef int _map(self, uint64_t off, uint64_t need, const uint8_t** out) noexcept nogil
+    cdef int _walk(self, Batch b) noexcept nogil
+    cdef int _fail(self, int status, int kind, uint64_t off, uint64_t a, uint64_t b) noexcept nogil
+    cdef int _walk_pcap(self, Batch b) noexcept nogil
+    cdef int _walk_pcapng(self, Batch b) noexcept nogil
+    cdef int _read_shb(self, uint64_t off) noexcept nogil
+    cdef int _read_idb(self, const uint8_t* p, uint32_t blen) noexcept nogil
+    cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
+                      uint64_t ts_ns, iface_t* f) noexcept nogil
+
+
+cdef class CaptureWriter:
+    cdef readonly object path
+    cdef int fd
+    cdef readonly int linktype
+    cdef readonly str format
+    cdef readonly bint all_packets
+    cdef bint ng
+    cdef readonly object ports
+    cdef uint8_t* out
+    cdef Py_ssize_t out_used
+    cdef uint32_t* port_if                  # pcapng: out_port -> interface id (NO_ID: none yet)
+    cdef uint32_t n_if
+    cdef readonly uint64_t packets          # packets written
+    cdef readonly uint64_t bytes_written
+    cdef readonly uint64_t unconvertible    # packets skipped: no way to express them in linktype
+    cdef int err_no
+    cdef bint closed
+
+    cdef int _flush(self) noexcept nogil
+    cdef int _put(self, const void* data, Py_ssize_t n) noexcept nogil
+    cdef Py_ssize_t _write_batch(self, Batch b, Py_ssize_t start, uint32_t* need_port) noexcept nogil

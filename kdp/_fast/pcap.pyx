@@ -1,0 +1,952 @@
+# cython: boundscheck=False, wraparound=False
+"""Capture files in the core: classic pcap and pcapng, read into batches, written from them.
+
+Stage contract (rx from a file) -- `CaptureReader.fill(batch)`:
+  reads   nothing of the batch (it is cleared first);
+  sets    for every packet: off, len, wire_len (>= len), ts_ns (uint64 ns since the
+          epoch), linktype (lower 16 bits of the file's link type), in_port (the fixed
+          ingress port when one was given; else the PortTable id of the pcapng
+          interface's if_name; else NO_PORT); every other field as meta_reset leaves it;
+  drops   at ST_RX: R_UNSUPPORTED_LINKTYPE (a link type the parser does not know: the
+          packet is still in the batch and counted), R_OVERSIZE_FRAME (set by Batch.push
+          for frames longer than MAX_FRAME).
+
+Damage policy (documented in kdp/io/capture.py too):
+  * the file ends inside a record or block (a cut-short capture): every complete packet
+    before it is delivered, then reading stops and a message is appended to
+    `reader.warnings` (no exception);
+  * a header that cannot be right (bad magic / byte-order mark / version, a record longer
+    than 256 KiB, a block shorter than 12 bytes, longer than 16 MiB, not a multiple of 4, or
+    whose trailing length differs): CaptureError naming the file and byte offset, raised by
+    the `fill` call after the one that delivered every packet before the damage;
+  * an EPB/SPB/PB for an interface that no IDB described is skipped and counted
+    (`reader.skipped`, with one warning at the end).
+Nothing is allocated from a length read in the file: records are read in place through a
+sliding mmap window of at most 64 MiB, and lengths are capped before they are used.
+
+Writer contract -- `CaptureWriter.write(batch)`:
+  reads   verdict (only V_FORWARD packets unless all_packets), off, len, wire_len, ts_ns,
+          linktype, out_port (pcapng interface), ip_ver and l3_off (link conversion);
+  sets    nothing; packets that cannot be expressed in the file's link type are skipped and
+          counted in `writer.unconvertible`.
+"""
+import os
+import stat
+import struct
+
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memset
+from libc.errno cimport errno, EINTR, EFBIG
+
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
+                               R_UNSUPPORTED_LINKTYPE, V_FORWARD, V_PENDING,
+                               LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_LINUX_SLL,
+                               LT_IPV4, LT_IPV6, LT_LINUX_SLL2)
+
+from kdp.errors import CaptureError
+
+cdef extern from "sys/mman.h" nogil:
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void* addr, size_t length)
+    int madvise(void* addr, size_t length, int advice)
+    int PROT_READ
+    int MAP_PRIVATE
+    int MAP_POPULATE
+    int MADV_SEQUENTIAL
+    void* MAP_FAILED
+
+cdef extern from "unistd.h" nogil:
+    long sysconf(int name)
+    int _SC_PAGESIZE
+    ssize_t c_write "write"(int fd, const void* buf, size_t count)
+
+cdef extern from *:
+    """
+    static inline uint16_t kdp_bswap16(uint16_t v) { return __builtin_bswap16(v); }
+    static inline uint32_t kdp_bswap32(uint32_t v) { return __builtin_bswap32(v); }
+    static inline uint64_t kdp_bswap64(uint64_t v) { return __builtin_bswap64(v); }
+    """
+    uint16_t kdp_bswap16(uint16_t v) nogil
+    uint32_t kdp_bswap32(uint32_t v) nogil
+    uint64_t kdp_bswap64(uint64_t v) nogil
+
+cdef uint64_t PAGE = <uint64_t>sysconf(_SC_PAGESIZE)
+
+# magics as read in host order
+cdef enum:
+    PCAP_USEC = 0xA1B2C3D4
+    PCAP_USEC_SWAPPED = 0xD4C3B2A1
+    PCAP_NSEC = 0xA1B23C4D
+    PCAP_NSEC_SWAPPED = 0x4D3CB2A1
+    NG_SHB = 0x0A0D0D0A
+    NG_BOM = 0x1A2B3C4D
+    NG_BOM_SWAPPED = 0x4D3C2B1A
+    NG_IDB = 1
+    NG_PB = 2
+    NG_SPB = 3
+    NG_EPB = 6
+
+# what a WS_CORRUPT / WS_TRUNCATED / WS_IO_ERROR was about (err_kind)
+cdef enum:
+    E_RECORD_LEN = 1
+    E_BLOCK_LEN = 2
+    E_BLOCK_TRAILER = 3
+    E_BOM = 4
+    E_VERSION = 5
+    E_SHORT_BLOCK = 6
+    E_CAPLEN = 7
+    E_TOO_MANY_IFACES = 8
+    E_MMAP = 9
+    E_NOMEM = 10
+    E_TRUNC_HEADER = 11
+    E_TRUNC_BODY = 12
+
+cdef uint64_t NS = 1000000000ULL
+
+
+cdef inline uint16_t rd16(const uint8_t* p, bint swap) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return kdp_bswap16(v) if swap else v
+
+
+cdef inline uint32_t rd32(const uint8_t* p, bint swap) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return kdp_bswap32(v) if swap else v
+
+
+cdef inline uint64_t rd64(const uint8_t* p, bint swap) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return kdp_bswap64(v) if swap else v
+
+
+cdef inline bint linktype_supported(uint16_t lt) noexcept nogil:
+    return (lt == LT_ETHERNET or lt == LT_RAW or lt == LT_IPV4 or lt == LT_IPV6
+            or lt == LT_LINUX_SLL or lt == LT_LINUX_SLL2 or lt == LT_NULL or lt == LT_LOOP)
+
+
+cdef void iface_set_tsresol(iface_t* f, uint8_t r) noexcept nogil:
+    """Precompute the tick -> ns conversion for an if_tsresol byte."""
+    cdef int e = r & 0x7F
+    cdef int k
+    f.tsresol = r
+    f.tsmul = 1
+    f.tsdiv = 1
+    if r & 0x80:
+        f.tsshift = e
+        return
+    f.tsshift = -1
+    if e <= 9:
+        for k in range(9 - e):
+            f.tsmul *= 10
+    elif e - 9 <= 19:
+        for k in range(e - 9):
+            f.tsdiv *= 10
+    else:
+        f.tsdiv = 0     # finer than 1e-28 s: every uint64 tick count is < 1 ns
+
+
+cdef inline uint64_t ticks_to_ns(const iface_t* f, uint64_t t) noexcept nogil:
+    cdef uint64_t ns, frac
+    cdef int e = f.tsshift
+    if e < 0:
+        if f.tsdiv == 1:
+            ns = t * f.tsmul
+        elif f.tsdiv == 0:
+            ns = 0
+        else:
+            ns = t // f.tsdiv
+    elif e == 0:
+        ns = t * NS
+    elif e >= 64:
+        # whole seconds are 0; keep the top 34 fraction bits
+        if e - 34 >= 64:
+            ns = 0
+        else:
+            ns = ((t >> (e - 34)) * NS) >> 34
+    else:
+        frac = t & ((<uint64_t>1 << e) - 1)
+        ns = (t >> e) * NS
+        if e > 34:
+            ns += ((frac >> (e - 34)) * NS) >> 34
+        else:
+            ns += (frac * NS) >> e
+    return ns + <uint64_t>f.tsoffset_ns
+
+
+cdef class CaptureReader:
+    """Reads a pcap or pcapng file into batches, a batch at a time.
+
+    CaptureReader(path, ports=None, ingress=None)
+      ports    a kdp.ports.PortTable: pcapng if_name -> in_port (a new table when None)
+      ingress  a port id given to every packet (overrides interface names); None: classic
+               pcap packets get NO_PORT, pcapng packets the port of their interface name.
+
+    fill(batch) -> int clears the batch, pushes up to batch.capacity packets and returns
+    how many (0 at the end). See the module docstring for what happens on damage.
+    """
+
+    def __cinit__(self, path, ports=None, ingress=None):
+        self.fd = -1
+        self.win = NULL
+        self.ifaces = NULL
+        self.path = os.fspath(path)
+        self.warnings = []
+        self.interfaces = []
+        self.pending_error = None
+        if ports is None:
+            from kdp.ports import PortTable
+            ports = PortTable()
+        self.ports = ports
+        if ingress is None:
+            self.ingress = NO_PORT
+        else:
+            if not 0 <= int(ingress) < NO_PORT:
+                raise ValueError(f"ingress port id must be 0..{NO_PORT - 1}, got {ingress}")
+            self.ingress = <uint16_t>int(ingress)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            st = os.fstat(self.fd)
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot open capture: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CaptureError(f"{self.path}: not a regular file (kdp reads captures through mmap)")
+        self.size = st.st_size
+        self.cap_if = 4
+        self.ifaces = <iface_t*>malloc(self.cap_if * sizeof(iface_t))
+        if self.ifaces == NULL:
+            raise MemoryError()
+        self._open_header()
+
+    def __dealloc__(self):
+        if self.win != NULL:
+            munmap(<void*>self.win, self.win_len)
+            self.win = NULL
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        free(self.ifaces)
+        self.ifaces = NULL
+
+    def close(self):
+        """Release the file and its mapping (fill then returns 0)."""
+        if self.win != NULL:
+            munmap(<void*>self.win, self.win_len)
+            self.win = NULL
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    cdef int _map(self, uint64_t off, uint64_t need, const uint8_t** out) noexcept nogil:
+        """Point *out at file bytes [off, off+need). Caller checked off+need <= size.
+        Returns 0, or -1 when mmap fails."""
+        cdef uint64_t start, length
+        cdef void* m
+        if off >= self.win_off and off + need <= self.win_off + self.win_len and self.win != NULL:
+            out[0] = self.win + (off - self.win_off)
+            return 0
+        if self.win != NULL:
+            munmap(<void*>self.win, self.win_len)
+            self.win = NULL
+        start = off & ~(PAGE - 1)
+        length = self.size - start
+        if length > MAP_WINDOW:
+            length = MAP_WINDOW
+        if off + need > start + length:     # cannot happen with the length caps
+            return -1
+        m = mmap(NULL, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, self.fd, <long>start)
+        if m == MAP_FAILED:
+            return -1
+        madvise(m, length, MADV_SEQUENTIAL)
+        self.win = <const uint8_t*>m
+        self.win_off = start
+        self.win_len = length
+        out[0] = self.win + (off - start)
+        return 0
+
+    cdef int _fail(self, int status, int kind, uint64_t off, uint64_t a, uint64_t b) noexcept nogil:
+        self.status = status
+        self.err_kind = kind
+        self.err_off = off
+        self.err_a = a
+        self.err_b = b
+        return status
+
+    def _open_header(self):
+        cdef const uint8_t* p
+        cdef uint32_t magic
+        cdef uint16_t major
+        cdef iface_t* f
+        cdef int st
+        if self.size < 4:
+            raise CaptureError(f"{self.path}: {self.size} bytes is too short to be a capture file")
+        if self._map(0, 4, &p) < 0:
+            raise CaptureError(f"{self.path}: cannot map the file: {os.strerror(errno)}")
+        memcpy(&magic, p, 4)
+        if magic in (PCAP_USEC, PCAP_USEC_SWAPPED, PCAP_NSEC, PCAP_NSEC_SWAPPED):
+            self.fmt = FMT_PCAP
+            self.swap = magic in (PCAP_USEC_SWAPPED, PCAP_NSEC_SWAPPED)
+            self.nsec = magic in (PCAP_NSEC, PCAP_NSEC_SWAPPED)
+            if self.size < 24:
+                raise CaptureError(f"{self.path}: the file ends inside the pcap file header "
+                                   f"(at byte offset {self.size} of 24)")
+            self._map(0, 24, &p)
+            major = rd16(p + 4, self.swap)
+            if major != 2:
+                raise CaptureError(f"{self.path}: unsupported pcap version {major}."
+                                   f"{rd16(p + 6, self.swap)} at byte offset 4")
+            f = &self.ifaces[0]
+            memset(f, 0, sizeof(iface_t))
+            f.snaplen = rd32(p + 16, self.swap)
+            f.linktype = <uint16_t>(rd32(p + 20, self.swap) & 0xFFFF)
+            f.port = self.ingress
+            iface_set_tsresol(f, 9 if self.nsec else 6)
+            self.n_if = 1
+            self.pos = 24
+            self.interfaces.append(self._iface_info(0, None))
+        elif magic == NG_SHB:
+            self.fmt = FMT_PCAPNG
+            st = self._read_shb(0)
+            if st >= 0:
+                raise self._error()
+        else:
+            raise CaptureError(f"{self.path}: not a pcap or pcapng file "
+                               f"(magic 0x{magic:08x} at byte offset 0)")
+
+    def _iface_info(self, uint32_t i, name):
+        cdef iface_t* f = &self.ifaces[i]
+        r = f.tsresol
+        return {
+            "section": self.section - 1 if self.fmt == FMT_PCAPNG else 0,
+            "index": i,
+            "name": name,
+            "linktype": f.linktype,
+            "snaplen": f.snaplen,
+            "tsresol": (f"2^-{r & 0x7F}" if r & 0x80 else f"10^-{r}"),
+            "tsoffset": f.tsoffset_ns // 1000000000,
+            "port": None if f.port == NO_PORT else f.port,
+        }
+
+    def _error(self):
+        """The CaptureError for the walk status that stopped reading."""
+        k = self.err_kind
+        off = self.err_off
+        a = self.err_a
+        b = self.err_b
+        where = f"at byte offset {off}"
+        if k == E_TRUNC_HEADER or k == E_TRUNC_BODY:
+            return CaptureError(self._truncation_warning())
+        if k == E_RECORD_LEN:
+            what = f"record length {a} {where} exceeds the {PCAP_MAX_RECORD}-byte limit (damaged file?)"
+        elif k == E_BLOCK_LEN:
+            what = (f"pcapng block length {a} {where} is invalid (must be 12..{PCAPNG_MAX_BLOCK} "
+                    f"and a multiple of 4; damaged file?)")
+        elif k == E_BLOCK_TRAILER:
+            what = f"pcapng block {where} has length {a} but its trailing length says {b}"
+        elif k == E_BOM:
+            what = f"pcapng section header {where} has an unknown byte-order mark 0x{a:08x}"
+        elif k == E_VERSION:
+            what = f"pcapng section header {where} has unsupported version {a}.{b}"
+        elif k == E_SHORT_BLOCK:
+            what = f"pcapng block of type {a} {where} is too short ({b} bytes) for its fields"
+        elif k == E_CAPLEN:
+            what = f"pcapng packet block {where} says {a} captured bytes but holds only {b}"
+        elif k == E_TOO_MANY_IFACES:
+            what = f"pcapng section describes more than {PCAPNG_MAX_IFACES} interfaces ({where})"
+        elif k == E_MMAP:
+            what = f"cannot map the file {where}"
+        elif k == E_NOMEM:
+            what = f"out of memory for the interface table {where}"
+        else:
+            what = f"unreadable {where}"
+        return CaptureError(f"{self.path}: {what}")
+
+    def _truncation_warning(self):
+        if self.err_kind == E_TRUNC_HEADER:
+            detail = f"{self.err_a} bytes left, less than a record/block header"
+        else:
+            detail = f"{self.err_a} bytes left of a {self.err_b}-byte record/block"
+        return (f"{self.path}: the file ends inside a packet record at byte offset {self.err_off} "
+                f"({detail}); the {self.packets} complete packets before it were read")
+
+    cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
+                      uint64_t ts_ns, iface_t* f) noexcept nogil:
+        cdef uint16_t port = self.ingress if self.ingress != NO_PORT else f.port
+        cdef pkt_meta_t* p
+        b.push(data, caplen, wire_len, ts_ns, f.linktype, port)
+        if not linktype_supported(f.linktype):
+            p = &b.m[b.count - 1]
+            if p.verdict == V_PENDING:
+                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
+            self.unsupported += 1
+        self.packets += 1
+        self.last_ts = ts_ns
+        return 0
+
+    cdef int _walk(self, Batch b) noexcept nogil:
+        if self.fmt == FMT_PCAP:
+            return self._walk_pcap(b)
+        return self._walk_pcapng(b)
+
+    cdef int _walk_pcap(self, Batch b) noexcept nogil:
+        cdef const uint8_t* p
+        cdef uint64_t rem, ts
+        cdef uint32_t sec, frac, incl, orig
+        cdef bint swap = self.swap
+        cdef iface_t* f = &self.ifaces[0]
+        cdef uint64_t frac_mul = 1 if self.nsec else 1000
+        while b.count < b.capacity:
+            rem = self.size - self.pos
+            if rem == 0:
+                return WS_EOF
+            if rem < 16:
+                return self._fail(WS_TRUNCATED, E_TRUNC_HEADER, self.pos, rem, 16)
+            if self._map(self.pos, 16, &p) < 0:
+                return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
+            incl = rd32(p + 8, swap)
+            if incl > PCAP_MAX_RECORD:
+                return self._fail(WS_CORRUPT, E_RECORD_LEN, self.pos, incl, 0)
+            if rem - 16 < incl:
+                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, rem, 16 + <uint64_t>incl)
+            if self._map(self.pos, 16 + <uint64_t>incl, &p) < 0:
+                return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
+            sec = rd32(p, swap)
+            frac = rd32(p + 4, swap)
+            orig = rd32(p + 12, swap)
+            ts = <uint64_t>sec * NS + <uint64_t>frac * frac_mul
+            self._deliver(b, p + 16, incl, orig, ts, f)
+            self.pos += 16 + <uint64_t>incl
+        return WS_BATCH_FULL
+
+    cdef int _read_shb(self, uint64_t off) noexcept nogil:
+        """Start a section at `off`. Returns -1 to go on, or a WalkStatus."""
+        cdef const uint8_t* p
+        cdef uint32_t bom, blen
+        cdef uint64_t rem = self.size - off
+        if rem < 12:
+            return self._fail(WS_TRUNCATED, E_TRUNC_HEADER, off, rem, 12)
+        if self._map(off, 12, &p) < 0:
+            return self._fail(WS_IO_ERROR, E_MMAP, off, 0, 0)
+        memcpy(&bom, p + 8, 4)
+        if bom == NG_BOM:
+            self.swap = False
+        elif bom == NG_BOM_SWAPPED:
+            self.swap = True
+        else:
+            return self._fail(WS_CORRUPT, E_BOM, off + 8, bom, 0)
+        blen = rd32(p + 4, self.swap)
+        if blen < 28 or blen % 4 != 0 or blen > PCAPNG_MAX_BLOCK:
+            return self._fail(WS_CORRUPT, E_BLOCK_LEN, off, blen, 0)
+        if blen > rem:
+            return self._fail(WS_TRUNCATED, E_TRUNC_BODY, off, rem, blen)
+        if self._map(off, blen, &p) < 0:
+            return self._fail(WS_IO_ERROR, E_MMAP, off, 0, 0)
+        if rd16(p + 12, self.swap) != 1:
+            return self._fail(WS_CORRUPT, E_VERSION, off + 12, rd16(p + 12, self.swap),
+                              rd16(p + 14, self.swap))
+        if rd32(p + blen - 4, self.swap) != blen:
+            return self._fail(WS_CORRUPT, E_BLOCK_TRAILER, off, blen, rd32(p + blen - 4, self.swap))
+        self.n_if = 0
+        self.section += 1
+        self.pos = off + blen
+        return -1
+
+    cdef int _read_idb(self, const uint8_t* p, uint32_t blen) noexcept nogil:
+        """Append the interface described by the IDB at p. Returns -1 or a WalkStatus."""
+        cdef bint swap = self.swap
+        cdef iface_t* f
+        cdef iface_t* grown
+        cdef const uint8_t* q
+        cdef const uint8_t* end
+        cdef uint16_t code, olen
+        cdef uint64_t secs
+        if blen < 20:
+            return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, NG_IDB, blen)
+        if self.n_if >= PCAPNG_MAX_IFACES:
+            return self._fail(WS_CORRUPT, E_TOO_MANY_IFACES, self.pos, 0, 0)
+        if self.n_if >= self.cap_if:
+            grown = <iface_t*>realloc(self.ifaces, 2 * self.cap_if * sizeof(iface_t))
+            if grown == NULL:
+                return self._fail(WS_IO_ERROR, E_NOMEM, self.pos, 0, 0)
+            self.ifaces = grown
+            self.cap_if *= 2
+        f = &self.ifaces[self.n_if]
+        memset(f, 0, sizeof(iface_t))
+        f.linktype = rd16(p + 8, swap)
+        f.snaplen = rd32(p + 12, swap)
+        f.port = self.ingress
+        iface_set_tsresol(f, 6)
+        q = p + 16
+        end = p + blen - 4
+        while end - q >= 4:
+            code = rd16(q, swap)
+            olen = rd16(q + 2, swap)
+            if code == 0 or olen > end - q - 4:
+                break       # end of options, or a malformed option: ignore the rest
+            if code == 2 and olen > 0:
+                f.has_name = 1
+                f.name_len = olen
+                f.name_off = <uint32_t>(self.pos + <uint64_t>(q + 4 - p))
+            elif code == 9 and olen >= 1:
+                iface_set_tsresol(f, q[4])
+            elif code == 14 and olen >= 8:
+                secs = rd64(q + 4, swap)
+                f.tsoffset_ns = <int64_t>(secs * NS)
+            q += 4 + ((<uint32_t>olen + 3) & ~3u)
+        self.n_if += 1
+        return -1
+
+    cdef int _walk_pcapng(self, Batch b) noexcept nogil:
+        cdef const uint8_t* p
+        cdef uint64_t rem, ts
+        cdef uint32_t btype, blen, ifid, caplen, olen
+        cdef int st
+        cdef iface_t* f
+        while b.count < b.capacity:
+            rem = self.size - self.pos
+            if rem == 0:
+                return WS_EOF
+            if rem < 12:
+                return self._fail(WS_TRUNCATED, E_TRUNC_HEADER, self.pos, rem, 12)
+            if self._map(self.pos, 8, &p) < 0:
+                return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
+            btype = rd32(p, self.swap)
+            if btype == NG_SHB:
+                st = self._read_shb(self.pos)
+                if st >= 0:
+                    return st
+                continue
+            blen = rd32(p + 4, self.swap)
+            if blen < 12 or blen % 4 != 0 or blen > PCAPNG_MAX_BLOCK:
+                return self._fail(WS_CORRUPT, E_BLOCK_LEN, self.pos, blen, 0)
+            if blen > rem:
+                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, rem, blen)
+            if self._map(self.pos, blen, &p) < 0:
+                return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
+            if rd32(p + blen - 4, self.swap) != blen:
+                return self._fail(WS_CORRUPT, E_BLOCK_TRAILER, self.pos, blen,
+                                  rd32(p + blen - 4, self.swap))
+            if btype == NG_EPB:
+                if blen < 32:
+                    return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
+                caplen = rd32(p + 20, self.swap)
+                if caplen > blen - 32:
+                    return self._fail(WS_CORRUPT, E_CAPLEN, self.pos, caplen, blen - 32)
+                ifid = rd32(p + 8, self.swap)
+                if ifid >= self.n_if:
+                    self.skipped += 1
+                else:
+                    f = &self.ifaces[ifid]
+                    ts = (<uint64_t>rd32(p + 12, self.swap) << 32) | rd32(p + 16, self.swap)
+                    self._deliver(b, p + 28, caplen, rd32(p + 24, self.swap), ticks_to_ns(f, ts), f)
+            elif btype == NG_SPB:
+                if blen < 16:
+                    return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
+                if self.n_if == 0:
+                    self.skipped += 1
+                else:
+                    f = &self.ifaces[0]
+                    olen = rd32(p + 8, self.swap)
+                    caplen = olen
+                    if caplen > blen - 16:
+                        caplen = blen - 16
+                    if f.snaplen != 0 and caplen > f.snaplen:
+                        caplen = f.snaplen
+                    # an SPB has no timestamp: it shares the previous packet's
+                    self._deliver(b, p + 12, caplen, olen, self.last_ts, f)
+            elif btype == NG_PB:
+                if blen < 32:
+                    return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
+                caplen = rd32(p + 20, self.swap)
+                if caplen > blen - 32:
+                    return self._fail(WS_CORRUPT, E_CAPLEN, self.pos, caplen, blen - 32)
+                ifid = rd16(p + 8, self.swap)
+                if ifid >= self.n_if:
+                    self.skipped += 1
+                else:
+                    f = &self.ifaces[ifid]
+                    ts = (<uint64_t>rd32(p + 12, self.swap) << 32) | rd32(p + 16, self.swap)
+                    self._deliver(b, p + 28, caplen, rd32(p + 24, self.swap), ticks_to_ns(f, ts), f)
+            elif btype == NG_IDB:
+                st = self._read_idb(p, blen)
+                if st >= 0:
+                    return st
+                self.pos += blen
+                return WS_NEW_IFACE
+            else:
+                self.blocks_skipped += 1
+            self.pos += blen
+        return WS_BATCH_FULL
+
+    def _register_iface(self):
+        """With the GIL: name the interface the walk just added and give it a port."""
+        cdef uint32_t i = self.n_if - 1
+        cdef iface_t* f = &self.ifaces[i]
+        name = None
+        if f.has_name:
+            raw = os.pread(self.fd, f.name_len, f.name_off)
+            name = raw.split(b"\0", 1)[0].decode("utf-8", "replace") or None
+        if name is not None and self.ingress == NO_PORT:
+            f.port = <uint16_t>self.ports.id_of(name)
+        self.interfaces.append(self._iface_info(i, name))
+
+    def fill(self, Batch batch not None):
+        """Clear `batch` and fill it with the next packets; return how many (0: end)."""
+        cdef int st
+        batch.count = 0
+        batch.used = 0
+        if self.pending_error is not None:
+            err = self.pending_error
+            self.pending_error = None
+            raise err
+        if self.done:
+            return 0
+        while True:
+            with nogil:
+                st = self._walk(batch)
+            if st == WS_NEW_IFACE:
+                self._register_iface()
+                continue
+            break
+        if st == WS_BATCH_FULL:
+            return batch.count
+        self.done = True
+        if st == WS_TRUNCATED:
+            self.warnings.append(self._truncation_warning())
+        elif st != WS_EOF:
+            err = self._error()
+            if batch.count == 0:
+                self._end_warnings()
+                raise err
+            self.pending_error = err
+        self._end_warnings()
+        if self.win != NULL:
+            munmap(<void*>self.win, self.win_len)
+            self.win = NULL
+        return batch.count
+
+    def _end_warnings(self):
+        if self.skipped:
+            self.warnings.append(f"{self.path}: {self.skipped} packets referred to an interface "
+                                 f"no interface description block had described; skipped")
+
+    def __iter__(self):
+        raise TypeError("read a CaptureReader with fill(batch)")
+
+    @property
+    def format(self):
+        """'pcap' or 'pcapng'."""
+        return "pcap" if self.fmt == FMT_PCAP else "pcapng"
+
+    @property
+    def position(self):
+        """Bytes of the file consumed so far (for a progress bar, against `size`)."""
+        return self.pos
+
+    @property
+    def bytes_read(self):
+        return self.pos
+
+    @property
+    def byte_order(self):
+        """Byte order of the current section ('little' or 'big')."""
+        import sys
+        if self.swap:
+            return "big" if sys.byteorder == "little" else "little"
+        return sys.byteorder
+
+    @property
+    def linktype(self):
+        """The link type of a classic pcap file (of the first interface for pcapng; None
+        before any)."""
+        if self.interfaces:
+            return self.interfaces[0]["linktype"]
+        return None
+
+
+# ---------------------------------------------------------------- writing
+
+# the synthetic Ethernet addresses of converted packets (locally administered)
+SYNTH_DST_MAC = b"\x02\x6b\x64\x70\x00\x02"
+SYNTH_SRC_MAC = b"\x02\x6b\x64\x70\x00\x01"
+cdef uint8_t SYNTH_ETH[12]
+for _k, _v in enumerate(SYNTH_DST_MAC + SYNTH_SRC_MAC):
+    SYNTH_ETH[_k] = _v
+WRITE_SNAPLEN = 262144
+
+
+cdef class CaptureWriter:
+    """Writes the packets of batches to a pcap or pcapng file.
+
+    CaptureWriter(path, linktype=LT_ETHERNET, ports=None, format=None, all_packets=False)
+      linktype     the file's link type (classic header / every pcapng IDB)
+      ports        kdp.ports.PortTable naming the pcapng interfaces (one IDB per out_port,
+                   "none" for packets without one)
+      format       'pcap' or 'pcapng'; None: 'pcapng' when the path ends in .pcapng
+      all_packets  write every packet, not only those with verdict V_FORWARD
+
+    Classic pcap is written with the nanosecond magic (0xa1b23c4d), snaplen 262144; pcapng
+    with if_tsresol 9. Both in host byte order.
+
+    Each packet's current bytes [off, off+len) are written with its ts_ns. Its length on
+    the wire is written as wire_len + (bytes written - len), never less than the bytes
+    written: a stage that changes `len` should move `wire_len` by the same amount, so that
+    wire_len - len (the bytes the capture cut off) stays what the reader found.
+
+    Link conversion, when a packet's linktype differs from the file's and it is IPv4/IPv6
+    (ip_ver set by the parser): to raw IP (101; 228 for IPv4, 229 for IPv6) the bytes
+    from l3_off are written; to Ethernet a synthetic 14-byte header (02:6b:64:70:00:01 ->
+    02:6b:64:70:00:02, ethertype from ip_ver) goes in front of them. Anything else is
+    skipped and counted in `unconvertible`.
+    """
+
+    def __cinit__(self, path, int linktype=LT_ETHERNET, ports=None, format=None,
+                  bint all_packets=False):
+        self.fd = -1
+        self.out = NULL
+        self.port_if = NULL
+        self.path = os.fspath(path)
+        if format is None:
+            format = "pcapng" if str(self.path).lower().endswith(".pcapng") else "pcap"
+        if format not in ("pcap", "pcapng"):
+            raise ValueError(f"format must be 'pcap' or 'pcapng', got {format!r}")
+        if not 0 <= linktype <= 0xFFFF:
+            raise ValueError(f"link type must be 0..65535, got {linktype}")
+        self.format = format
+        self.ng = format == "pcapng"
+        self.linktype = linktype
+        self.all_packets = all_packets
+        if ports is None:
+            from kdp.ports import PortTable
+            ports = PortTable()
+        self.ports = ports
+        self.out = <uint8_t*>malloc(WRITE_BUFFER)
+        self.port_if = <uint32_t*>malloc(65536 * sizeof(uint32_t))
+        if self.out == NULL or self.port_if == NULL:
+            raise MemoryError()
+        memset(self.port_if, 0xFF, 65536 * sizeof(uint32_t))
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                              | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot create capture: {exc.strerror}") from None
+        if format == "pcap":
+            hdr = struct.pack("=IHHiIII", PCAP_NSEC, 2, 4, 0, 0, WRITE_SNAPLEN, linktype)
+        else:
+            opt = _ng_option(4, b"kdp")
+            body = struct.pack("=IHHq", NG_BOM, 1, 0, -1) + opt + struct.pack("=HH", 0, 0)
+            hdr = _ng_block(NG_SHB, body)
+        self._put_py(hdr)
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            if not self.closed:
+                self._flush()
+            os.close(self.fd)
+            self.fd = -1
+        free(self.out)
+        free(self.port_if)
+        self.out = NULL
+        self.port_if = NULL
+
+    def _put_py(self, bytes data):
+        if self._put(PyBytes_AS_STRING(data), len(data)) < 0:
+            self._raise()
+
+    def _raise(self):
+        raise CaptureError(f"{self.path}: cannot write: {os.strerror(self.err_no)}")
+
+    cdef int _flush(self) noexcept nogil:
+        cdef Py_ssize_t done = 0
+        cdef ssize_t n
+        while done < self.out_used:
+            n = c_write(self.fd, self.out + done, self.out_used - done)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                self.err_no = errno
+                return -1
+            done += n
+        self.bytes_written += self.out_used
+        self.out_used = 0
+        return 0
+
+    cdef int _put(self, const void* data, Py_ssize_t n) noexcept nogil:
+        if self.out_used + n > WRITE_BUFFER:
+            if self._flush() < 0:
+                return -1
+        if n > WRITE_BUFFER:        # never: frames are <= MAX_FRAME
+            self.err_no = EFBIG
+            return -1
+        memcpy(self.out + self.out_used, data, n)
+        self.out_used += n
+        return 0
+
+    cdef Py_ssize_t _write_batch(self, Batch b, Py_ssize_t start, uint32_t* need_port) noexcept nogil:
+        """Write packets start.. of b. Returns b.count when done, the index of a packet whose
+        out_port needs an IDB first (*need_port set), or -1 on a write error."""
+        cdef Py_ssize_t i
+        cdef pkt_meta_t* p
+        cdef const uint8_t* src
+        cdef uint32_t n, out_len, l3
+        cdef int64_t wire
+        cdef bint eth
+        cdef uint16_t lt = <uint16_t>self.linktype
+        cdef bint ng = self.ng
+        cdef uint8_t hdr[32]
+        cdef uint8_t ethhdr[14]
+        cdef uint32_t w32[8]
+        cdef uint64_t ts
+        cdef uint32_t pad = 0
+        cdef uint32_t zero = 0
+        cdef uint32_t ifid
+        for i in range(start, b.count):
+            p = &b.m[i]
+            if not self.all_packets and p.verdict != V_FORWARD:
+                continue
+            src = b.buf + p.off
+            n = p.len
+            eth = False
+            if p.linktype != lt:
+                l3 = p.l3_off
+                if (p.ip_ver != 4 and p.ip_ver != 6) or l3 > n:
+                    self.unconvertible += 1
+                    continue
+                if lt == LT_RAW or (lt == LT_IPV4 and p.ip_ver == 4) or (lt == LT_IPV6 and p.ip_ver == 6):
+                    src += l3
+                    n -= l3
+                elif lt == LT_ETHERNET:
+                    src += l3
+                    n -= l3
+                    eth = True
+                else:
+                    self.unconvertible += 1
+                    continue
+            out_len = n + (14 if eth else 0)
+            wire = <int64_t>(p.wire_len if p.wire_len >= p.len else p.len)
+            wire += <int64_t>out_len - <int64_t>p.len
+            if wire < out_len:
+                wire = out_len
+            if wire > <int64_t>0xFFFFFFFFU:
+                wire = <int64_t>0xFFFFFFFFU
+            ts = p.ts_ns
+            if not ng:
+                # classic pcap, nanosecond magic
+                w32[0] = <uint32_t>(ts // NS)
+                w32[1] = <uint32_t>(ts % NS)
+                w32[2] = out_len
+                w32[3] = <uint32_t>wire
+                if self._put(w32, 16) < 0:
+                    return -1
+            else:
+                ifid = self.port_if[p.out_port]
+                if ifid == NO_ID:
+                    need_port[0] = p.out_port
+                    return i
+                pad = (4 - (out_len & 3)) & 3
+                w32[0] = NG_EPB
+                w32[1] = 32 + out_len + pad
+                w32[2] = ifid
+                w32[3] = <uint32_t>(ts >> 32)
+                w32[4] = <uint32_t>ts
+                w32[5] = out_len
+                w32[6] = <uint32_t>wire
+                if self._put(w32, 28) < 0:
+                    return -1
+            if eth:
+                memcpy(ethhdr, SYNTH_ETH, 12)
+                if p.ip_ver == 4:
+                    ethhdr[12] = 0x08
+                    ethhdr[13] = 0x00
+                else:
+                    ethhdr[12] = 0x86
+                    ethhdr[13] = 0xDD
+                if self._put(ethhdr, 14) < 0:
+                    return -1
+            if self._put(src, n) < 0:
+                return -1
+            if ng:
+                if pad and self._put(&zero, pad) < 0:
+                    return -1
+                w32[7] = 32 + out_len + pad
+                if self._put(&w32[7], 4) < 0:
+                    return -1
+            self.packets += 1
+        return b.count
+
+    def write(self, Batch batch not None):
+        """Write the batch's V_FORWARD packets (all of them with all_packets); return how many."""
+        cdef Py_ssize_t start = 0, r
+        cdef uint32_t need = 0
+        cdef uint64_t before = self.packets
+        if self.closed:
+            raise ValueError("write to a closed CaptureWriter")
+        while True:
+            with nogil:
+                r = self._write_batch(batch, start, &need)
+            if r < 0:
+                self._raise()
+            if r < batch.count:
+                self._add_iface(need)
+                start = r
+                continue
+            break
+        return self.packets - before
+
+    def _add_iface(self, uint32_t port):
+        if port == NO_PORT:
+            name = "none"
+        else:
+            try:
+                name = self.ports.name_of(port)
+            except (KeyError, IndexError):
+                name = f"port{port}"
+        opts = (_ng_option(2, name.encode("utf-8")) + _ng_option(9, b"\x09")
+                + struct.pack("=HH", 0, 0))
+        body = struct.pack("=HHI", self.linktype, 0, WRITE_SNAPLEN) + opts
+        self._put_py(_ng_block(NG_IDB, body))
+        self.port_if[port] = self.n_if
+        self.n_if += 1
+
+    def flush(self):
+        if self.fd >= 0 and self._flush() < 0:
+            self._raise()
+
+    def close(self):
+        """Flush and close the file (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self._flush() < 0:
+                self._raise()
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _ng_option(int code, bytes value):
+    pad = (-len(value)) % 4
+    return struct.pack("=HH", code, len(value)) + value + b"\0" * pad
+
+
+def _ng_block(uint32_t btype, bytes body):
+    total = 12 + len(body)
+    return struct.pack("=II", btype, total) + body + struct.pack("=I", total)
