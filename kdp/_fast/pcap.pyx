@@ -742,10 +742,10 @@ cdef class CaptureWriter:
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot create capture: {exc.strerror}") from None
         if format == "pcap":
-            hdr = struct.pack("=IHHiIII", PCAP_NSEC, 2, 4, 0, 0, WRITE_SNAPLEN, linktype)
+            hdr = struct.pack("=IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, WRITE_SNAPLEN, linktype)
         else:
             opt = _ng_option(4, b"kdp")
-            body = struct.pack("=IHHq", NG_BOM, 1, 0, -1) + opt + struct.pack("=HH", 0, 0)
+            body = struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1) + opt + struct.pack("=HH", 0, 0)
             hdr = _ng_block(NG_SHB, body)
         self._put_py(hdr)
 
@@ -943,7 +943,7 @@ cdef class CaptureWriter:
 
 
 def _ng_option(int code, bytes value):
-    pad = (-len(value)) % 4
+    pad = (4 - len(value) % 4) % 4
     return struct.pack("=HH", code, len(value)) + value + b"\0" * pad
 
 
