@@ -1,0 +1,199 @@
+"""The Cluster: a validated snapshot, seen from one node.
+
+``Cluster.load(paths, node="node-1")`` reads files/directories, validates every
+object and the snapshot as a whole (duplicates, NodePort clashes, frontends two
+Services claim, this node's settings), and raises one ConfigError listing every
+problem. ``cluster.notices`` lists what was skipped (unknown kinds...).
+
+This node's settings come from its NodeConfig (kdp.dev/v1alpha1); fields it
+leaves out are filled from the v1 Node object of the same name
+(spec.podCIDRs, status.addresses), see docs/nodeconfig.md.
+"""
+import copy
+
+from kdp.control import addr
+from kdp.control.loader import load_documents
+from kdp.control.model import NodeConfig, Origin
+from kdp.control.validate import Problems, parse_object
+
+
+class Cluster:
+    """Model objects keyed by (namespace, name) (Nodes, Namespaces, NodeConfigs by name)."""
+
+    def __init__(self):
+        self.node = None                # this node's name
+        self.config = None              # effective NodeConfig for this node
+        self.services = {}
+        self.slices = {}                # (ns, service) -> {slice name: EndpointSlice}
+        self.endpoints = {}             # (ns, service) -> [EndpointSlice from a v1 Endpoints]
+        self.pods = {}
+        self.namespaces = {}
+        self.nodes = {}
+        self.policies = {}
+        self.node_configs = {}
+        self.notices = []
+
+    # -------------------------------------------------------------- building
+
+    @classmethod
+    def load(cls, paths, node=None):
+        """Read and validate a snapshot (files and/or directories) for `node`."""
+        return cls.from_documents(load_documents(paths), node=node)
+
+    @classmethod
+    def from_documents(cls, docs, node=None):
+        """Validate raw objects: an iterable of mappings or of (Origin, mapping)."""
+        problems = Problems()
+        self = cls()
+        seen = {}
+        for i, item in enumerate(docs):
+            if isinstance(item, tuple):
+                origin, doc = item
+            else:
+                origin, doc = Origin("<objects>", f"[{i}]"), item
+            parsed = parse_object(origin, doc, problems)
+            if parsed is None:
+                continue
+            kind, obj = parsed
+            self._add(kind, obj, origin, seen, problems)
+        self.notices = problems.notices
+        self._resolve_node(node, problems)
+        if self.config is not None:
+            self._check_services(problems)
+        problems.raise_if_any()
+        return self
+
+    def _add(self, kind, obj, origin, seen, problems):
+        if kind == "Endpoints":
+            key = (obj[0].namespace, obj[0].service) if obj else None
+            if key is None:
+                return
+            ident = ("Endpoints", key)
+            if ident in seen:
+                problems.error(origin, f"Endpoints {key[0]}/{key[1]}", "metadata.name",
+                               f"duplicate object (also in {seen[ident]})")
+                return
+            seen[ident] = origin
+            self.endpoints[key] = obj
+            return
+        if kind in ("Namespace", "Node", "NodeConfig"):
+            key = obj.node_name if kind == "NodeConfig" else obj.name
+            label = f"{kind} {key}"
+        else:
+            key = (obj.namespace, obj.name)
+            label = f"{kind} {key[0]}/{key[1]}"
+        ident = (kind, key)
+        if ident in seen:
+            problems.error(origin, label, "metadata.name", f"duplicate object (also in {seen[ident]})")
+            return
+        seen[ident] = origin
+        if kind == "Service":
+            self.services[key] = obj
+        elif kind == "EndpointSlice":
+            if obj.service:
+                self.slices.setdefault((obj.namespace, obj.service), {})[obj.name] = obj
+        elif kind == "Pod":
+            self.pods[key] = obj
+        elif kind == "Namespace":
+            self.namespaces[key] = obj
+        elif kind == "Node":
+            self.nodes[key] = obj
+        elif kind == "NetworkPolicy":
+            self.policies[key] = obj
+        elif kind == "NodeConfig":
+            self.node_configs[key] = obj
+
+    def _resolve_node(self, node, problems):
+        here = Origin("<snapshot>")
+        if node is None:
+            names = list(self.node_configs) or list(self.nodes)
+            if len(names) != 1:
+                problems.error(here, "node", "--node",
+                               "name the node to compile for (the snapshot has "
+                               f"{len(names)} NodeConfig/Node objects)")
+                return
+            node = names[0]
+        self.node = node
+        nc = self.node_configs.get(node)
+        kobj = self.nodes.get(node)
+        if nc is None and kobj is None:
+            problems.error(here, f"node {node}", "--node",
+                           "no NodeConfig (kdp.dev/v1alpha1) or v1 Node object names this node")
+            return
+        cfg = copy.deepcopy(nc) if nc is not None else NodeConfig(node_name=node, origin=here)
+        ref = f"NodeConfig {node}"
+        if kobj is not None:
+            if not cfg.pod_cidrs:
+                cfg.pod_cidrs = list(kobj.pod_cidrs)
+            if not cfg.node_addresses:
+                cfg.node_addresses = [ip for t, ip in kobj.addresses if t == "InternalIP"] + \
+                                     [ip for t, ip in kobj.addresses if t == "ExternalIP"]
+        if not cfg.node_addresses:
+            problems.error(cfg.origin, ref, "spec.nodeAddresses",
+                           "is required when no v1 Node object gives status.addresses")
+        if not cfg.cluster_cidrs:
+            # kube-proxy needs --cluster-cidr for ClusterCIDR detection; without it we
+            # take every node's pod CIDRs as the cluster's.
+            seen = []
+            for n in self.nodes.values():
+                seen.extend(p for p in n.pod_cidrs if p not in seen)
+            seen.extend(p for p in cfg.pod_cidrs if p not in seen)
+            cfg.cluster_cidrs = seen
+        if cfg.local_traffic_detection == "NodeCIDR" and not cfg.pod_cidrs:
+            problems.error(cfg.origin, ref, "spec.localTrafficDetection",
+                           "NodeCIDR needs this node's podCIDRs (spec.podCIDRs or the Node's spec.podCIDRs)")
+        self.config = cfg
+
+    def _check_services(self, problems):
+        lo, hi = self.config.node_port_range
+        node_ports, frontends, cluster_ips = {}, {}, {}
+        for key in sorted(self.services):
+            svc = self.services[key]
+            ref = f"Service {key[0]}/{key[1]}"
+            for ip in svc.cluster_ips:
+                other = cluster_ips.setdefault(ip, key)
+                if other != key:
+                    problems.error(svc.origin, ref, "spec.clusterIPs",
+                                   f"{addr.format_ip(ip)} is also the ClusterIP of {other[0]}/{other[1]}")
+            for i, p in enumerate(svc.ports):
+                if p.node_port:
+                    if not lo <= p.node_port <= hi:
+                        problems.error(svc.origin, ref, f"spec.ports[{i}].nodePort",
+                                       f"{p.node_port} is outside the NodePort range {lo}-{hi}")
+                    other = node_ports.setdefault((p.protocol, p.node_port), key)
+                    if other != key:
+                        problems.error(svc.origin, ref, f"spec.ports[{i}].nodePort",
+                                       f"{p.node_port} is also used by {other[0]}/{other[1]}")
+                vips = [("spec.clusterIPs", ip) for ip in svc.cluster_ips]
+                vips += [("spec.externalIPs", ip) for ip in svc.external_ips]
+                if svc.type == "LoadBalancer":
+                    vips += [("status.loadBalancer.ingress", ip) for ip, mode in svc.lb_ingress
+                             if mode == "VIP"]
+                for field, ip in vips:
+                    fe = (p.protocol, ip, p.port)
+                    other = frontends.setdefault(fe, key)
+                    if other != key:
+                        problems.error(svc.origin, ref, field,
+                                       f"{addr.format_ip(ip)}:{p.port} is also a frontend of "
+                                       f"{other[0]}/{other[1]}")
+
+    # -------------------------------------------------------------- queries
+
+    def slices_for(self, key):
+        """The EndpointSlices of a Service; its v1 Endpoints only when it has no slice."""
+        got = self.slices.get(key)
+        if got:
+            return [got[name] for name in sorted(got)]
+        return list(self.endpoints.get(key, ()))
+
+    def local_pods(self):
+        """Pods scheduled on this node (not hostNetwork), sorted by namespace/name."""
+        return [self.pods[k] for k in sorted(self.pods)
+                if self.pods[k].node_name == self.node and not self.pods[k].host_network]
+
+    def primary_addresses(self):
+        """{family: IP}: the first node address of each family."""
+        out = {}
+        for ip in self.config.node_addresses:
+            out.setdefault(ip[0], ip)
+        return out

@@ -1,0 +1,169 @@
+"""The validated model of a cluster snapshot: plain Python objects.
+
+Addresses are kept parsed: an IP is ``(version, int)`` and a prefix is
+``(version, network int, prefix length)``; ``kdp.control.addr`` converts.
+The model is the desired state ("rules are the truth"): every compiled table
+can be rebuilt from it. Objects are built by kdp.control.validate only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+IP = tuple  # (version, int)
+Prefix = tuple  # (version, network int, prefix length)
+
+PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an object came from: the file and the document (and List item)."""
+    path: str
+    where: str = ""
+
+    def __str__(self):
+        return f"{self.path}{self.where}"
+
+
+@dataclass(slots=True)
+class ServicePort:
+    name: str
+    protocol: int           # IP protocol number (6, 17, 132)
+    port: int
+    target_port: object     # int, or str (a named port)
+    node_port: int = 0      # 0: none
+
+
+@dataclass(slots=True)
+class Service:
+    namespace: str
+    name: str
+    type: str                               # ClusterIP | NodePort | LoadBalancer | ExternalName
+    cluster_ips: list = field(default_factory=list)      # [IP]; [] when headless / unallocated
+    headless: bool = False
+    ports: list = field(default_factory=list)            # [ServicePort]
+    selector: Optional[dict] = None
+    external_ips: list = field(default_factory=list)     # [IP]
+    lb_ingress: list = field(default_factory=list)       # [(IP, ipMode "VIP" | "Proxy")]
+    lb_source_ranges: list = field(default_factory=list)  # [Prefix]
+    affinity_client_ip: bool = False
+    affinity_timeout: int = 10800
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    external_name: Optional[str] = None
+    origin: Optional[Origin] = None
+
+    @property
+    def key(self):
+        return (self.namespace, self.name)
+
+
+@dataclass(slots=True)
+class Endpoint:
+    addresses: list           # [IP] (kube-proxy uses the first)
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node_name: Optional[str] = None
+    target: Optional[str] = None   # "namespace/name" of the Pod, when given
+
+
+@dataclass(slots=True)
+class EndpointSlice:
+    """An EndpointSlice, or the equivalent of one v1 Endpoints subset family."""
+    namespace: str
+    name: str
+    service: str
+    address_type: int                          # 4, 6, or 0 (FQDN: not used)
+    ports: list = field(default_factory=list)   # [(name, protocol int, port int)]
+    endpoints: list = field(default_factory=list)  # [Endpoint]
+    from_endpoints: bool = False               # converted from a v1 Endpoints
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class Pod:
+    namespace: str
+    name: str
+    node_name: Optional[str]
+    ips: list                  # [IP]
+    host_network: bool = False
+    labels: dict = field(default_factory=dict)
+    phase: str = ""
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class Namespace:
+    name: str
+    labels: dict = field(default_factory=dict)
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class Node:
+    name: str
+    pod_cidrs: list = field(default_factory=list)   # [Prefix]
+    addresses: list = field(default_factory=list)   # [(type, IP)]: InternalIP, ExternalIP, ...
+    origin: Optional[Origin] = None
+
+    def internal_ips(self):
+        return [ip for t, ip in self.addresses if t == "InternalIP"]
+
+
+@dataclass(slots=True)
+class NetworkPolicy:
+    """Loaded and kept for the policy stage (not enforced by this module)."""
+    namespace: str
+    name: str
+    spec: dict
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class Conntrack:
+    max_flows: int = 262144
+    tcp_established_timeout: int = 86400
+    tcp_close_wait_timeout: int = 3600
+    tcp_syn_timeout: int = 120
+    tcp_time_wait_timeout: int = 120
+    udp_timeout: int = 30
+    udp_stream_timeout: int = 120
+    icmp_timeout: int = 30
+    generic_timeout: int = 600
+    drop_invalid: bool = True
+
+
+@dataclass(slots=True)
+class Port:
+    """A data-plane port of the node (for `kdp attach`): stored, not used here."""
+    name: str
+    kind: str                  # Pod | Uplink | Host
+    pod: Optional[str] = None  # "namespace/name" for kind Pod
+    interface: Optional[str] = None
+
+
+@dataclass(slots=True)
+class NodeConfig:
+    """kdp.dev/v1alpha1 NodeConfig: this node's data-plane settings (docs/nodeconfig.md)."""
+    node_name: str
+    node_addresses: list = field(default_factory=list)   # [IP]
+    pod_cidrs: list = field(default_factory=list)        # [Prefix]
+    cluster_cidrs: list = field(default_factory=list)    # [Prefix]
+    service_cidrs: list = field(default_factory=list)    # [Prefix]
+    node_port_range: tuple = (30000, 32767)
+    node_port_addresses: list = field(default_factory=list)  # ["primary"] | [Prefix ...]; [] = mode default
+    masquerade_all: bool = False
+    snat_port_range: tuple = (1024, 65535)
+    encapsulation: str = "None"         # None | IPIP | VXLAN
+    encapsulation_when: str = "Always"  # Always | CrossSubnet
+    vxlan_port: int = 4789
+    vxlan_vni: int = 1
+    local_traffic_detection: str = "ClusterCIDR"   # ClusterCIDR | NodeCIDR
+    proxy_mode: str = "nftables"                   # nftables | iptables
+    session_affinity_slots: int = 65536
+    conntrack: Conntrack = field(default_factory=Conntrack)
+    ports: list = field(default_factory=list)      # [Port]
+    origin: Optional[Origin] = None
