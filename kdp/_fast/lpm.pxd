@@ -1,0 +1,121 @@
+# Longest-prefix match, IPv4 and IPv6: declarations other Cython modules cimport.
+#
+# Structure (both families): a 65,536-entry root indexed by the top 16 address
+# bits, then per-/16 "chunks" that are multibit tries of stride 8 whose nodes
+# are popcount-compressed (one 64-byte node: a 256-bit run bitmap, cumulative
+# counts, offsets to its 16-bit leaves and to its child nodes).  A root entry
+# packs the chunk pointer (low 48 bits) with the next-hop index of the best
+# prefix shorter than /16 that covers it (high 16 bits); leaf 0 in a chunk
+# means "inherit that", so short prefixes never touch chunks.  Leaves are
+# 16-bit next-hop indices (0 = none, 1..0xFEFF = a value in nh_value[],
+# 0xFF00 + k = child node k).
+#
+# Readers (lookup_one / lookup_n / lookup_strided) may run without the GIL
+# from any number of threads while one writer changes the table: chunks are
+# immutable once published; a writer builds a new chunk aside, publishes it
+# with one atomic 64-bit store into the root, and frees the old one only after
+# every reader that could have seen it has left (two-slot epoch counter).
+# A whole-table rebuild publishes a new root with one pointer store.
+# Callers from other modules must hold a reference to the table object for
+# the duration of the call (that keeps it alive); they need not hold the GIL.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
+
+cdef extern from *:
+    """
+    #define KDP_LPM_MISS 0xFFFFFFFFu
+    """
+    # The value every lookup returns for an address no prefix covers.
+    const uint32_t KDP_LPM_MISS
+
+ctypedef struct lpm_node_t:         # 64 bytes, one cache line
+    uint64_t bm[4]                  # bit p set where a run of equal leaves starts
+    uint32_t leaf_off               # byte offset (from chunk start) of uint16 leaves
+    uint32_t child_off              # byte offset (from chunk start) of child nodes
+    uint8_t cnt[4]                  # runs started before word w
+    uint32_t size                   # chunk root only: bytes of the whole chunk
+    uint8_t pad[16]
+
+ctypedef struct lpm_root_t:
+    uint64_t t0[65536]              # (default nh << 48) | chunk pointer
+    uint32_t nh_value[65536]        # next-hop index -> 32-bit value; [0] = miss
+
+ctypedef struct lpm_epoch_t:
+    uint64_t epoch
+    int64_t active[2]
+    char pad[40]
+
+ctypedef struct lpm_rule_t:         # the rule list: the truth tables are built from
+    uint64_t hi                     # IPv4: prefix << 32; IPv6: first 8 bytes
+    uint64_t lo                     # IPv6: last 8 bytes
+    uint32_t nh
+    uint8_t len
+    uint8_t pad[3]
+
+ctypedef struct lpm_bucket_t:
+    lpm_rule_t *r
+    uint32_t n
+    uint32_t cap                    # 0: r points into the bulk array (not owned)
+
+
+cdef class _LpmBase:
+    cdef lpm_root_t *root           # published root (readers load it once per call)
+    cdef lpm_epoch_t *ep
+    cdef lpm_bucket_t *buckets      # 65,536 buckets of rules with len >= 16
+    cdef lpm_bucket_t shorts        # rules with len < 16
+    cdef char *region               # bulk-built chunks live here (one mapping)
+    cdef size_t region_size
+    cdef char *region_base
+    cdef size_t region_map
+    cdef size_t chunk_bytes         # bytes of chunks in use
+    cdef size_t n_rules
+    cdef int bits                   # 32 or 128
+    cdef uint32_t next_nh
+    cdef object _nh_of              # value -> nh index
+    cdef object _bulk               # numpy array the non-owned buckets point into
+    cdef list _g_prev, _g_cur       # garbage waiting for readers to leave
+    cdef object _wlock
+
+    cdef int _enter(self) noexcept nogil
+    cdef void _leave(self, int slot) noexcept nogil
+    cdef void _init_root(self, lpm_root_t *rt) noexcept nogil
+    cdef bint _is_shared(self, char *c)
+    cdef void _free_chunk(self, char *c)
+    cdef _free_garbage(self, item)
+    cdef _retire(self, int kind, uintptr_t ptr, size_t size)
+    cdef _collect(self)
+    cdef uint32_t _nh(self, value) except 0
+    cdef object _edit(self, uint64_t hi, uint64_t lo, int ln, uint32_t nh, int mode)
+    cdef _refresh_defaults(self, uint32_t h0, uint32_t h1)
+    cdef _refresh_chunk(self, uint32_t h)
+    cdef _load_sorted(self, object rules_, object nhv_, dict nh_of)
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n)
+    cdef object _export(self)
+    cdef _prepare_and_load(self, hi, lo, lens, values)
+    cdef _rebuild_all(self)
+    cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln)
+    cdef _do_insert(self, uint64_t hi, uint64_t lo, int ln, value, int mode)
+    cdef _do_delete(self, uint64_t hi, uint64_t lo, int ln)
+
+
+cdef class Lpm4(_LpmBase):
+    # One IPv4 address (host byte order) -> value or KDP_LPM_MISS.
+    cdef uint32_t lookup_one(self, uint32_t addr) noexcept nogil
+    # n addresses (host byte order) -> out[n].
+    cdef void lookup_n(self, const uint32_t *addrs, uint32_t *out, size_t n) noexcept nogil
+    # n addresses at base + i*stride (e.g. &meta[0].dst4, sizeof(pkt_meta_t)).
+    cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
+                             size_t n) noexcept nogil
+
+
+cdef class Lpm6(_LpmBase):
+    # One IPv6 address as two host-order 64-bit halves -> value or KDP_LPM_MISS.
+    cdef uint32_t lookup_one(self, uint64_t hi, uint64_t lo) noexcept nogil
+    # n addresses of 16 network-order bytes each, packed -> out[n].
+    cdef void lookup_n(self, const uint8_t *addrs16, uint32_t *out, size_t n) noexcept nogil
+    # n addresses (16 network-order bytes) at base + i*stride (e.g. &meta[0].dst6).
+    cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
+                             size_t n) noexcept nogil
+    # n addresses as host-order (hi, lo) pairs: hilo[2*i], hilo[2*i+1].
+    cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil

@@ -1,0 +1,1229 @@
+# cython: freethreading_compatible = False
+"""Longest-prefix match for IPv4 and IPv6: prefix -> 32-bit value (a route id).
+
+Classes
+-------
+``Lpm4``  IPv4 table.  Addresses are ints / uint32 in host byte order.
+``Lpm6``  IPv6 table.  Addresses are ints (128-bit), (n, 16) uint8 arrays in
+          network byte order, or (n, 2) uint64 arrays of host-order halves.
+
+Both take prefixes as ``(prefix, length)`` (prefix an int, an ``ipaddress``
+address, or an address string) or as one ``"10.0.0.0/8"`` string /
+``ipaddress`` network object with the length argument left out::
+
+    t = Lpm4()
+    t.insert("10.0.0.0/8", 7)           # or t.insert(0x0A000000, 8, 7)
+    t.lookup("10.1.2.3")  -> 7
+    t.lookup_batch(np.array([...], np.uint32)) -> uint32 array
+    t.delete("10.0.0.0/8")
+
+A miss is ``MISS`` (0xFFFFFFFF), never an exception.  Host bits below the
+length are ignored (the prefix is masked).  Values are any uint32 except
+MISS; a table holds at most 65,279 distinct values (they are mapped to 16-bit
+next-hop indices inside).
+
+Structure
+---------
+A 65,536-entry root indexed by the top 16 address bits.  Each root entry packs
+a pointer to a "chunk" (low 48 bits) with the next-hop index of the longest
+prefix shorter than /16 that covers it (high 16 bits).  A chunk is the
+multibit trie (stride 8) of the rules of length >= 16 under that /16; each
+node is one 64-byte cache line: a 256-bit bitmap with a bit where a run of
+equal leaves starts, the run counts before each 64-bit word, and offsets to
+its 16-bit leaves and to its array of child nodes (Poptrie-style popcount
+compression).  An IPv4 lookup is: root entry -> node line -> 16-bit leaf
+(-> child node line -> leaf for prefixes longer than /24) -> value table,
+branch-free except for the rare child step.  Leaf 0 means "no rule in this
+chunk covers it: use the root entry's default", so inserting or deleting a
+prefix shorter than /16 rewrites root entries only.  A /16 with no rules
+points at one shared empty chunk.  For a BGP-sized table the whole structure
+is a few MiB (see ``memory()``), so its hot part stays in cache.
+
+The rule list (prefix, length -> value), kept per /16, is the truth; chunks
+are derived from it and can be rebuilt from it (``rebuild()``).
+
+Concurrency
+-----------
+Batch lookups release the GIL and may run from many threads at once.  One
+writer at a time (writers are serialised by a lock) changes the table while
+readers run, and a reader never sees a half-updated table:
+
+* chunks are immutable once published.  An insert/delete rebuilds the one
+  chunk of the affected /16 aside (microseconds), then publishes it with a
+  single atomic 64-bit store into the root (release ordering), so a reader
+  sees either the whole old chunk or the whole new one;
+* the replaced chunk is freed only after every reader that might still hold
+  it has left: readers announce themselves in a two-slot epoch counter, the
+  writer flips the epoch and frees garbage retired before the last flip once
+  the old slot has drained (it never blocks waiting for readers);
+* a prefix shorter than /16 changes the default packed into each root entry
+  it covers, one atomic store per /16: every answer is the old or the new
+  value for its address;
+* ``load(...)`` / ``build(...)`` compile a whole new table aside (in C, bulk,
+  from numpy arrays) and publish it with one pointer store: a batch that
+  started before sees only the old table, a batch after only the new one.
+
+Lookups called from other Cython modules (see lpm.pxd: ``lookup_one``,
+``lookup_n``, ``lookup_strided``) are ``noexcept nogil`` and do the same
+epoch bracketing themselves.
+"""
+import ipaddress
+import threading
+
+import numpy as np
+cimport numpy as cnp
+cimport cython
+from cpython.long cimport PyLong_AsUnsignedLong
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
+from libc.stdlib cimport malloc, free, realloc
+from libc.string cimport memset, memcpy, memmove
+
+from kdp.errors import KdpError
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sched.h>
+    #include <sys/mman.h>
+    static inline uint64_t kdp_ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static inline void kdp_st64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline void *kdp_ldptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void kdp_stptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int kdp_ep_enter(uint64_t *epoch, int64_t *active) {
+        for (;;) {
+            uint64_t x = __atomic_load_n(epoch, __ATOMIC_SEQ_CST);
+            int s = (int)(x & 1);
+            __atomic_fetch_add(&active[s], 1, __ATOMIC_SEQ_CST);
+            if (__atomic_load_n(epoch, __ATOMIC_SEQ_CST) == x) return s;
+            __atomic_fetch_sub(&active[s], 1, __ATOMIC_SEQ_CST);
+        }
+    }
+    static inline void kdp_ep_leave(int64_t *active, int s) {
+        __atomic_fetch_sub(&active[s], 1, __ATOMIC_RELEASE);
+    }
+    static inline int64_t kdp_ld_active(int64_t *a) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); }
+    static inline void kdp_st_epoch(uint64_t *e, uint64_t v) { __atomic_store_n(e, v, __ATOMIC_SEQ_CST); }
+    static inline void *kdp_alloc64(size_t n) {
+        void *p = NULL;
+        n = (n + 63) & ~(size_t)63;
+        if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
+        return p;
+    }
+    /* A big mapping asked to use transparent huge pages (fewer TLB misses). */
+    static inline void *kdp_map(size_t n) {
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+    #ifdef MADV_HUGEPAGE
+        madvise(p, n, MADV_HUGEPAGE);
+    #endif
+        return p;
+    }
+    static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, n); }
+    #define kdp_popcnt(x) ((uint32_t)__builtin_popcountll(x))
+    #define kdp_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
+    #define kdp_bswap64(x) __builtin_bswap64(x)
+    static inline uint64_t kdp_load64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+    static inline uint32_t kdp_load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+    static unsigned char kdp_empty_chunk[128] __attribute__((aligned(64))) = {
+        1, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        64, 0, 0, 0,  0, 0, 0, 0,  0, 1, 1, 1,  128, 0, 0, 0 };
+    """
+    uint64_t kdp_ld64(const uint64_t *p) nogil
+    void kdp_st64(uint64_t *p, uint64_t v) nogil
+    void *kdp_ldptr(void *const *p) nogil
+    void kdp_stptr(void **p, void *v) nogil
+    int kdp_ep_enter(uint64_t *epoch, int64_t *active) nogil
+    void kdp_ep_leave(int64_t *active, int s) nogil
+    int64_t kdp_ld_active(int64_t *a) nogil
+    void kdp_st_epoch(uint64_t *e, uint64_t v) nogil
+    void *kdp_alloc64(size_t n) nogil
+    void *kdp_map(size_t n) nogil
+    void kdp_unmap(void *p, size_t n) nogil
+    uint32_t kdp_popcnt(uint64_t x) nogil
+    void kdp_prefetch(const void *p) nogil
+    uint64_t kdp_bswap64(uint64_t x) nogil
+    uint64_t kdp_load64(const void *p) nogil
+    uint32_t kdp_load32(const void *p) nogil
+    unsigned char kdp_empty_chunk[128]
+    int sched_yield() nogil
+
+MISS = 0xFFFFFFFF
+MAX_VALUES = 0xFEFF
+
+cdef enum:
+    CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
+    NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1
+    PF = 16                   # batch loop: lookups in flight per group
+
+cdef uint64_t PTR_MASK = (<uint64_t>1 << 48) - 1
+
+rule_dtype = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("nh", "<u4"), ("len", "u1"),
+                       ("pad", "u1", (3,))])
+assert rule_dtype.itemsize == sizeof(lpm_rule_t)
+
+# --------------------------------------------------------------------------
+# lookup kernels
+# --------------------------------------------------------------------------
+
+@cython.cdivision(True)
+cdef inline uint32_t _leaf(const char *c, const lpm_node_t *nd, uint32_t p) noexcept nogil:
+    cdef uint32_t w = p >> 6
+    cdef uint64_t m = nd.bm[w] & ((<uint64_t>2 << (p & 63)) - 1)
+    return (<const uint16_t *>(c + nd.leaf_off))[nd.cnt[w] + kdp_popcnt(m) - 1]
+
+
+cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
+    cdef uint64_t e = kdp_ld64(&rt.t0[a >> 16])
+    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
+    cdef const lpm_node_t *nd = <const lpm_node_t *>c
+    cdef uint32_t lf = _leaf(c, nd, (a >> 8) & 255)
+    if lf >= CHILD:
+        nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
+        lf = _leaf(c, nd, a & 255)
+    if lf == 0:
+        lf = <uint32_t>(e >> 48)
+    return rt.nh_value[lf]
+
+
+cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
+    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
+    cdef const lpm_node_t *nd = <const lpm_node_t *>c
+    cdef uint64_t cur = (hi << 16) | (lo >> 48)
+    cdef uint64_t rest = lo << 16
+    cdef uint32_t lf = _leaf(c, nd, <uint32_t>(cur >> 56))
+    while lf >= CHILD:
+        cur = (cur << 8) | (rest >> 56)
+        rest <<= 8
+        nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
+        lf = _leaf(c, nd, <uint32_t>(cur >> 56))
+    if lf == 0:
+        lf = <uint32_t>(e >> 48)
+    return rt.nh_value[lf]
+
+
+cdef inline void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
+                         uint32_t *out, size_t n) noexcept nogil:
+    # Groups of PF independent lookups: first all root entries (prefetching
+    # their node lines), then all nodes, so the loads of a group overlap.
+    cdef uint64_t e[PF]
+    cdef uint32_t a[PF]
+    cdef size_t i = 0, j, k
+    cdef const char *c
+    cdef const lpm_node_t *nd
+    cdef uint32_t lf
+    while i + PF <= n:
+        for j in range(PF):
+            a[j] = kdp_load32(base + (i + j) * stride)
+            e[j] = kdp_ld64(&rt.t0[a[j] >> 16])
+            kdp_prefetch(<const void *>(<uintptr_t>(e[j] & PTR_MASK)))
+        for j in range(PF):
+            c = <const char *>(<uintptr_t>(e[j] & PTR_MASK))
+            nd = <const lpm_node_t *>c
+            lf = _leaf(c, nd, (a[j] >> 8) & 255)
+            if lf >= CHILD:
+                nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
+                lf = _leaf(c, nd, a[j] & 255)
+            if lf == 0:
+                lf = <uint32_t>(e[j] >> 48)
+            out[i + j] = rt.nh_value[lf]
+        i += PF
+    while i < n:
+        out[i] = _look4(rt, kdp_load32(base + i * stride))
+        i += 1
+
+
+cdef inline void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
+                         uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    cdef uint64_t e[PF]
+    cdef uint64_t h[PF]
+    cdef uint64_t l[PF]
+    cdef size_t i = 0, j, k
+    cdef const char *p
+    while i < n:
+        k = PF if i + PF <= n else n - i
+        for j in range(k):
+            p = base + (i + j) * stride
+            if hostpairs:
+                h[j] = kdp_load64(p)
+                l[j] = kdp_load64(p + 8)
+            else:
+                h[j] = kdp_bswap64(kdp_load64(p))
+                l[j] = kdp_bswap64(kdp_load64(p + 8))
+            e[j] = kdp_ld64(&rt.t0[h[j] >> 48])
+            kdp_prefetch(<const void *>(<uintptr_t>(e[j] & PTR_MASK)))
+        for j in range(k):
+            out[i + j] = _look6(rt, h[j], l[j])
+        i += k
+
+
+# --------------------------------------------------------------------------
+# chunk builder
+# --------------------------------------------------------------------------
+
+ctypedef struct buf_t:
+    char *p
+    size_t n
+    size_t cap
+
+
+cdef int _reserve(buf_t *b, size_t extra, size_t align, size_t *off) noexcept nogil:
+    cdef size_t start = (b.n + align - 1) & ~(align - 1)
+    cdef size_t need = start + extra
+    cdef size_t cap
+    cdef char *q
+    if need > b.cap:
+        cap = b.cap * 2 if b.cap else 4096
+        while cap < need:
+            cap *= 2
+        q = <char *>realloc(b.p, cap)
+        if q == NULL:
+            return -1
+        b.p = q
+        b.cap = cap
+    if start > b.n:
+        memset(b.p + b.n, 0, start - b.n)
+    memset(b.p + start, 0, extra)
+    b.n = need
+    off[0] = start
+    return 0
+
+
+cdef inline uint32_t _rbyte(const lpm_rule_t *r, int d) noexcept nogil:
+    if d < 64:
+        return <uint32_t>((r.hi >> (56 - d)) & 255)
+    return <uint32_t>((r.lo >> (120 - d)) & 255)
+
+
+cdef int _build_node(buf_t *b, size_t chunk0, size_t node_off, const lpm_rule_t *rules,
+                     size_t n, int d, int lo_len, uint32_t inherit) noexcept nogil:
+    """Node at bit depth d (covers bits d..d+7) of rules (sorted by hi, lo, len,
+    all under this node's span).  Rules with len < lo_len belong to ancestors."""
+    cdef uint32_t slots[256]
+    cdef uint16_t ch_byte[256]
+    cdef uint32_t ch_s[256]
+    cdef uint32_t ch_e[256]
+    cdef uint32_t ch_inh[256]
+    cdef uint16_t leaves[256]
+    cdef int nch = 0, p, w, ci, has_long
+    cdef size_t k = 0, g, leaf_off, child_off
+    cdef uint32_t bb, cnt, q, nruns = 0
+    cdef const lpm_rule_t *r
+    cdef lpm_node_t *nd
+    cdef uint64_t bm[4]
+    for p in range(256):
+        slots[p] = inherit
+    while k < n:
+        bb = _rbyte(&rules[k], d)
+        g = k
+        has_long = 0
+        while g < n and _rbyte(&rules[g], d) == bb:
+            r = &rules[g]
+            if r.len >= lo_len:
+                if r.len <= d + 8:
+                    cnt = (<uint32_t>1) << (d + 8 - r.len)
+                    for q in range(bb, bb + cnt):
+                        slots[q] = r.nh
+                else:
+                    has_long = 1
+            g += 1
+        if has_long:
+            ch_byte[nch] = <uint16_t>bb
+            ch_s[nch] = <uint32_t>k
+            ch_e[nch] = <uint32_t>g
+            nch += 1
+        k = g
+    for ci in range(nch):
+        ch_inh[ci] = slots[ch_byte[ci]]
+        slots[ch_byte[ci]] = CHILD + ci
+    bm[0] = bm[1] = bm[2] = bm[3] = 0
+    for p in range(256):
+        if p == 0 or slots[p] != slots[p - 1]:
+            bm[p >> 6] |= (<uint64_t>1) << (p & 63)
+            leaves[nruns] = <uint16_t>slots[p]
+            nruns += 1
+    if _reserve(b, nruns * 2, 2, &leaf_off) < 0:
+        return -1
+    memcpy(b.p + leaf_off, leaves, nruns * 2)
+    child_off = 0
+    if nch:
+        if _reserve(b, nch * sizeof(lpm_node_t), 64, &child_off) < 0:
+            return -1
+    nd = <lpm_node_t *>(b.p + node_off)
+    nd.bm[0] = bm[0]
+    nd.bm[1] = bm[1]
+    nd.bm[2] = bm[2]
+    nd.bm[3] = bm[3]
+    nd.cnt[0] = 0
+    nd.cnt[1] = <uint8_t>kdp_popcnt(bm[0])
+    nd.cnt[2] = <uint8_t>(nd.cnt[1] + kdp_popcnt(bm[1]))
+    nd.cnt[3] = <uint8_t>(nd.cnt[2] + kdp_popcnt(bm[2]))
+    nd.leaf_off = <uint32_t>(leaf_off - chunk0)
+    nd.child_off = <uint32_t>(child_off - chunk0) if nch else 0
+    for ci in range(nch):
+        if _build_node(b, chunk0, child_off + ci * sizeof(lpm_node_t), rules + ch_s[ci],
+                       ch_e[ci] - ch_s[ci], d + 8, d + 9, ch_inh[ci]) < 0:
+            return -1
+    return 0
+
+
+cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+    """Append one chunk (root node at bit 16) for the rules of one /16."""
+    cdef size_t node_off
+    if _reserve(b, sizeof(lpm_node_t), 64, &node_off) < 0:
+        return -1
+    off[0] = node_off
+    if _build_node(b, node_off, node_off, rules, n, 16, 16, 0) < 0:
+        return -1
+    (<lpm_node_t *>(b.p + node_off)).size = <uint32_t>(b.n - node_off)
+    return 0
+
+
+cdef inline int _rule_cmp(uint64_t hi, uint64_t lo, uint8_t ln, const lpm_rule_t *r) noexcept nogil:
+    if hi != r.hi:
+        return -1 if hi < r.hi else 1
+    if lo != r.lo:
+        return -1 if lo < r.lo else 1
+    if ln != r.len:
+        return -1 if ln < r.len else 1
+    return 0
+
+
+cdef ssize_t _bfind(const lpm_bucket_t *bk, uint64_t hi, uint64_t lo, uint8_t ln,
+                    int *found) noexcept nogil:
+    """Index of the rule, or of where it would go."""
+    cdef ssize_t a = 0, z = bk.n, m
+    cdef int c
+    while a < z:
+        m = (a + z) >> 1
+        c = _rule_cmp(hi, lo, ln, &bk.r[m])
+        if c == 0:
+            found[0] = 1
+            return m
+        if c > 0:
+            a = m + 1
+        else:
+            z = m
+    found[0] = 0
+    return a
+
+
+cdef int _bucket_own(lpm_bucket_t *bk, uint32_t need) noexcept nogil:
+    cdef uint32_t cap
+    cdef lpm_rule_t *q
+    if bk.cap >= need and bk.cap != 0:
+        return 0
+    cap = bk.cap if bk.cap else 4
+    while cap < need or cap < bk.n:
+        cap *= 2
+    q = <lpm_rule_t *>malloc(cap * sizeof(lpm_rule_t))
+    if q == NULL:
+        return -1
+    if bk.n:
+        memcpy(q, bk.r, bk.n * sizeof(lpm_rule_t))
+    if bk.cap:
+        free(bk.r)
+    bk.r = q
+    bk.cap = cap
+    return 0
+
+
+cdef void _fill_defaults(const lpm_bucket_t *sh, uint32_t h0, uint32_t h1,
+                         uint16_t *dflt) noexcept nogil:
+    """dflt[h - h0] = nh of the longest short rule covering /16 number h."""
+    cdef uint32_t i, rs, re, s, e
+    cdef const lpm_rule_t *r
+    for i in range(h1 - h0):
+        dflt[i] = 0
+    for i in range(sh.n):          # sorted: covering rules come first
+        r = &sh.r[i]
+        rs = <uint32_t>(r.hi >> 48)
+        re = rs + ((<uint32_t>1) << (16 - r.len))
+        s = rs if rs > h0 else h0
+        e = re if re < h1 else h1
+        while s < e:
+            dflt[s - h0] = <uint16_t>r.nh
+            s += 1
+
+
+# --------------------------------------------------------------------------
+# the table
+# --------------------------------------------------------------------------
+
+cdef class _LpmBase:
+    """Shared machinery of Lpm4 and Lpm6 (see the module docstring)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.root = <lpm_root_t *>kdp_map(sizeof(lpm_root_t))
+        self.ep = <lpm_epoch_t *>kdp_alloc64(sizeof(lpm_epoch_t))
+        self.buckets = <lpm_bucket_t *>malloc(65536 * sizeof(lpm_bucket_t))
+        if self.root == NULL or self.ep == NULL or self.buckets == NULL:
+            raise MemoryError()
+        memset(self.ep, 0, sizeof(lpm_epoch_t))
+        memset(self.buckets, 0, 65536 * sizeof(lpm_bucket_t))
+        memset(&self.shorts, 0, sizeof(lpm_bucket_t))
+        self._init_root(self.root)
+        self.next_nh = 1
+        self._nh_of = {}
+        self._g_prev = []
+        self._g_cur = []
+        self._wlock = threading.Lock()
+
+    cdef void _init_root(self, lpm_root_t *rt) noexcept nogil:
+        cdef uint64_t e = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+        cdef int i
+        for i in range(65536):
+            rt.t0[i] = e
+        memset(rt.nh_value, 0xFF, sizeof(rt.nh_value))
+
+    def __dealloc__(self):
+        cdef int i
+        cdef lpm_root_t *rt = self.root
+        if rt != NULL:
+            for i in range(65536):
+                self._free_chunk(<char *>(<uintptr_t>(rt.t0[i] & PTR_MASK)))
+            kdp_unmap(rt, sizeof(lpm_root_t))
+            self.root = NULL
+        if self._g_prev is not None:
+            for item in self._g_prev + self._g_cur:
+                self._free_garbage(item)
+        kdp_unmap(self.region_base, self.region_map)
+        self.region_base = NULL
+        if self.buckets != NULL:
+            for i in range(65536):
+                if self.buckets[i].cap:
+                    free(self.buckets[i].r)
+            free(self.buckets)
+            self.buckets = NULL
+        if self.shorts.cap:
+            free(self.shorts.r)
+        free(self.ep)
+        self.ep = NULL
+
+    # ---- readers ---------------------------------------------------------
+    cdef int _enter(self) noexcept nogil:
+        return kdp_ep_enter(&self.ep.epoch, self.ep.active)
+
+    cdef void _leave(self, int slot) noexcept nogil:
+        kdp_ep_leave(self.ep.active, slot)
+
+    # ---- memory reclamation ---------------------------------------------
+    cdef bint _is_shared(self, char *c):
+        if c == <char *>kdp_empty_chunk:
+            return True
+        if self.region != NULL and c >= self.region and c < self.region + self.region_size:
+            return True
+        return False
+
+    cdef void _free_chunk(self, char *c):
+        if not self._is_shared(c):
+            free(c)
+
+    cdef _free_garbage(self, item):
+        kind, ptr, size = item
+        if kind == 0:
+            free(<void *>(<uintptr_t>ptr))
+        elif kind == 1:
+            kdp_unmap(<void *>(<uintptr_t>ptr), size)
+
+    cdef _retire(self, int kind, uintptr_t ptr, size_t size):
+        self._g_cur.append((kind, ptr, size))
+
+    cdef _collect(self):
+        """Free garbage no reader can still hold; never waits for readers."""
+        cdef uint64_t e = self.ep.epoch
+        if not self._g_prev and not self._g_cur:
+            return
+        if kdp_ld_active(&self.ep.active[(e + 1) & 1]) == 0:
+            for item in self._g_prev:
+                self._free_garbage(item)
+            self._g_prev = self._g_cur
+            self._g_cur = []
+            kdp_st_epoch(&self.ep.epoch, e + 1)
+
+    def reclaim(self):
+        """Free replaced chunks once no reader can hold them (called after every
+        write anyway; call it to release memory after the last write).
+        Returns how many retired blocks still wait."""
+        with self._wlock:
+            self._collect()
+            self._collect()
+            return len(self._g_prev) + len(self._g_cur)
+
+    # ---- next hops ---------------------------------------------------------
+    cdef uint32_t _nh(self, value) except 0:
+        nh = self._nh_of.get(value)
+        if nh is not None:
+            return nh
+        if value == MISS or not (0 <= value <= 0xFFFFFFFF):
+            raise KdpError(f"LPM value must be in 0..0xFFFFFFFE, got {value!r}")
+        if self.next_nh >= NH_LIMIT:
+            self._rebuild_all()          # compacts next-hop indices
+            if self.next_nh >= NH_LIMIT:
+                raise KdpError(f"LPM table holds at most {MAX_VALUES} distinct values")
+        cdef uint32_t h = self.next_nh
+        self.root.nh_value[h] = <uint32_t>value
+        self.next_nh += 1
+        self._nh_of[value] = h
+        return h
+
+    # ---- rule edits ----------------------------------------------------------
+    cdef object _edit(self, uint64_t hi, uint64_t lo, int ln, uint32_t nh, int mode):
+        """mode 0: upsert nh; 1: replace existing only; 2: delete.  Returns the
+        previous nh (0 if none)."""
+        cdef lpm_bucket_t *bk
+        cdef int found
+        cdef ssize_t i
+        cdef uint32_t old = 0
+        cdef lpm_rule_t *r
+        cdef uint32_t h = <uint32_t>(hi >> 48)
+        bk = &self.shorts if ln < 16 else &self.buckets[h]
+        i = _bfind(bk, hi, lo, <uint8_t>ln, &found)
+        if found:
+            old = bk.r[i].nh
+            if mode == 2:
+                if _bucket_own(bk, bk.n) < 0:
+                    raise MemoryError()
+                memmove(&bk.r[i], &bk.r[i + 1], (bk.n - i - 1) * sizeof(lpm_rule_t))
+                bk.n -= 1
+                self.n_rules -= 1
+            else:
+                if old == nh:
+                    return old
+                if _bucket_own(bk, bk.n) < 0:
+                    raise MemoryError()
+                bk.r[i].nh = nh
+        else:
+            if mode != 0:
+                return 0
+            if _bucket_own(bk, bk.n + 1) < 0:
+                raise MemoryError()
+            memmove(&bk.r[i + 1], &bk.r[i], (bk.n - i) * sizeof(lpm_rule_t))
+            r = &bk.r[i]
+            memset(r, 0, sizeof(lpm_rule_t))
+            r.hi = hi
+            r.lo = lo
+            r.len = <uint8_t>ln
+            r.nh = nh
+            bk.n += 1
+            self.n_rules += 1
+        if ln < 16:
+            self._refresh_defaults(<uint32_t>(hi >> 48), <uint32_t>(hi >> 48) + ((<uint32_t>1) << (16 - ln)))
+        else:
+            self._refresh_chunk(h)
+        self._collect()
+        return old
+
+    cdef _refresh_defaults(self, uint32_t h0, uint32_t h1):
+        cdef uint16_t *d = <uint16_t *>malloc((h1 - h0) * 2)
+        cdef uint32_t h
+        cdef uint64_t e
+        if d == NULL:
+            raise MemoryError()
+        _fill_defaults(&self.shorts, h0, h1, d)
+        for h in range(h0, h1):
+            e = self.root.t0[h]
+            if (e >> 48) != d[h - h0]:
+                kdp_st64(&self.root.t0[h], (e & PTR_MASK) | (<uint64_t>d[h - h0] << 48))
+        free(d)
+
+    cdef _refresh_chunk(self, uint32_t h):
+        cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef buf_t b
+        cdef size_t off
+        cdef char *c
+        cdef char *old
+        cdef uint64_t e = self.root.t0[h]
+        if bk.n == 0:
+            c = <char *>kdp_empty_chunk
+        else:
+            b.p = NULL
+            b.n = b.cap = 0
+            if _build_chunk(&b, bk.r, bk.n, &off) < 0:
+                free(b.p)
+                raise MemoryError()
+            c = <char *>kdp_alloc64(b.n)
+            if c == NULL:
+                free(b.p)
+                raise MemoryError()
+            memcpy(c, b.p, b.n)
+            free(b.p)
+            self.chunk_bytes += b.n
+        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
+        old = <char *>(<uintptr_t>(e & PTR_MASK))
+        if not self._is_shared(old):
+            self.chunk_bytes -= (<lpm_node_t *>old).size
+            self._retire(0, <uintptr_t>old, 0)
+
+    # ---- bulk build ----------------------------------------------------------
+    cdef _load_sorted(self, object rules_, object nhv_, dict nh_of):
+        """Publish a new table built from `rules` (rule_dtype, sorted by hi, lo,
+        len, unique, nh assigned) and its next-hop value table `nhv`.  Everything
+        is built aside (without the GIL), then swapped in with one pointer store."""
+        cdef cnp.ndarray rules = rules_
+        cdef cnp.ndarray nhv = nhv_
+        cdef size_t n = rules.shape[0]
+        cdef lpm_root_t *rt = <lpm_root_t *>kdp_map(sizeof(lpm_root_t))
+        cdef lpm_bucket_t *bks = <lpm_bucket_t *>malloc(65536 * sizeof(lpm_bucket_t))
+        cdef lpm_bucket_t sh
+        cdef size_t *offs = <size_t *>malloc(65536 * sizeof(size_t))
+        cdef uint16_t *dflt = <uint16_t *>malloc(65536 * 2)
+        cdef lpm_rule_t *rr = NULL
+        cdef buf_t b
+        cdef size_t i, j, nshort = 0, nlong = 0
+        cdef uint32_t h
+        cdef int err = 0
+        cdef char *reg = NULL
+        cdef char *regbase = NULL
+        cdef size_t regmap = 0
+        cdef uint64_t ptr
+        cdef uintptr_t HP = (<uintptr_t>2) << 20
+        b.p = NULL
+        b.n = b.cap = 0
+        memset(&sh, 0, sizeof(sh))
+        longs = rules
+        if rt == NULL or bks == NULL or offs == NULL or dflt == NULL:
+            err = 1
+        else:
+            lens = rules["len"]
+            is_short = lens < 16
+            nshort = int(np.count_nonzero(is_short))
+            if nshort:
+                shorts = np.ascontiguousarray(rules[is_short])
+                longs = np.ascontiguousarray(rules[~is_short])
+            nlong = n - nshort
+            if nlong:
+                rr = <lpm_rule_t *>cnp.PyArray_DATA(longs)
+            memset(bks, 0, 65536 * sizeof(lpm_bucket_t))
+            if nshort:
+                sh.r = <lpm_rule_t *>malloc(nshort * sizeof(lpm_rule_t))
+                if sh.r == NULL:
+                    err = 1
+                else:
+                    sh.n = sh.cap = <uint32_t>nshort
+                    memcpy(sh.r, cnp.PyArray_DATA(shorts), nshort * sizeof(lpm_rule_t))
+        if not err:
+            with nogil:
+                self._init_root(rt)
+                memcpy(rt.nh_value, cnp.PyArray_DATA(nhv), sizeof(rt.nh_value))
+                i = 0
+                while i < nlong and not err:
+                    h = <uint32_t>(rr[i].hi >> 48)
+                    j = i
+                    while j < nlong and <uint32_t>(rr[j].hi >> 48) == h:
+                        j += 1
+                    bks[h].r = rr + i
+                    bks[h].n = <uint32_t>(j - i)
+                    if _build_chunk(&b, rr + i, j - i, &offs[h]) < 0:
+                        err = 1
+                    i = j
+                if not err and b.n:
+                    regmap = b.n + HP
+                    regbase = <char *>kdp_map(regmap)
+                    if regbase == NULL:
+                        err = 1
+                    else:
+                        reg = <char *>((<uintptr_t>regbase + (HP - 1)) & ~(HP - 1))
+                        memcpy(reg, b.p, b.n)
+                if not err:
+                    _fill_defaults(&sh, 0, 65536, dflt)
+                    for h in range(65536):
+                        ptr = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+                        if bks[h].n:
+                            ptr = <uint64_t>(<uintptr_t>(reg + offs[h]))
+                        rt.t0[h] = ptr | (<uint64_t>dflt[h] << 48)
+        free(b.p)
+        free(offs)
+        free(dflt)
+        if err:
+            if rt != NULL:
+                kdp_unmap(rt, sizeof(lpm_root_t))
+            free(bks)
+            if sh.cap:
+                free(sh.r)
+            kdp_unmap(regbase, regmap)
+            raise MemoryError("LPM build ran out of memory")
+        self._publish(rt, bks, sh, longs, reg, b.n, regbase, regmap, n)
+        self._nh_of = nh_of
+        self.next_nh = len(nh_of) + 1
+
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n):
+        cdef lpm_root_t *old = self.root
+        cdef int i
+        cdef char *c
+        kdp_stptr(<void **>&self.root, rt)
+        # retire everything the old root referenced (after readers leave)
+        for i in range(65536):
+            c = <char *>(<uintptr_t>(old.t0[i] & PTR_MASK))
+            if not self._is_shared(c):
+                self._retire(0, <uintptr_t>c, 0)
+        self._retire(1, <uintptr_t>old, sizeof(lpm_root_t))
+        if self.region_base != NULL:
+            self._retire(1, <uintptr_t>self.region_base, self.region_map)
+        for i in range(65536):
+            if self.buckets[i].cap:
+                free(self.buckets[i].r)
+        free(self.buckets)
+        if self.shorts.cap:
+            free(self.shorts.r)
+        self.buckets = bks
+        self.shorts = sh
+        self._bulk = bulk
+        self.region = reg
+        self.region_size = regsize
+        self.region_base = regbase
+        self.region_map = regmap
+        self.chunk_bytes = regsize
+        self.n_rules = n
+        self._collect()
+
+    cdef object _export(self):
+        """All rules (rule_dtype), sorted by (hi, lo, len)."""
+        cdef cnp.ndarray out = np.zeros(self.n_rules, rule_dtype)
+        cdef char *o = <char *>cnp.PyArray_DATA(out)
+        cdef size_t k = 0
+        cdef int h
+        cdef lpm_bucket_t *bk
+        # shorts and buckets interleave in sort order; sort at the end
+        if self.shorts.n:
+            memcpy(o, self.shorts.r, self.shorts.n * sizeof(lpm_rule_t))
+            k = self.shorts.n
+        for h in range(65536):
+            bk = &self.buckets[h]
+            if bk.n:
+                memcpy(o + k * sizeof(lpm_rule_t), bk.r, bk.n * sizeof(lpm_rule_t))
+                k += bk.n
+        if self.shorts.n:
+            out = out[np.lexsort((out["len"], out["lo"], out["hi"]))]
+        return out
+
+    cdef _prepare_and_load(self, hi, lo, lens, values):
+        """Validate/mask/sort/dedupe (last wins) numpy columns, map values to
+        next-hop indices, build and publish."""
+        cdef int bits = self.bits
+        lens = np.asarray(lens)
+        values = np.asarray(values)
+        n = hi.shape[0]
+        if lens.shape != (n,) or values.shape != (n,) or lo.shape != (n,):
+            raise KdpError("prefixes, lengths and values must have the same length")
+        if n and (lens.min() < 0 or lens.max() > bits):
+            raise KdpError(f"prefix length must be 0..{bits}")
+        if n and (values.min() < 0 or values.max() >= MISS):
+            raise KdpError("LPM values must be in 0..0xFFFFFFFE")
+        ln = lens.astype(np.uint8)
+        values = values.astype(np.uint32)
+        hi, lo = _mask(hi, lo, ln)
+        if bits == 32:
+            order = np.argsort(hi | ln.astype(np.uint64), kind="stable")
+        else:
+            order = np.lexsort((ln, lo, hi))
+        hi = hi[order]
+        lo = lo[order]
+        ln = ln[order]
+        values = values[order]
+        if n > 1:
+            keep = np.ones(n, bool)
+            keep[:-1] = (hi[:-1] != hi[1:]) | (lo[:-1] != lo[1:]) | (ln[:-1] != ln[1:])
+            if not keep.all():
+                hi, lo, ln, values = hi[keep], lo[keep], ln[keep], values[keep]
+        uniq, inv = np.unique(values, return_inverse=True)
+        if uniq.shape[0] > MAX_VALUES:
+            raise KdpError(f"LPM table holds at most {MAX_VALUES} distinct values, "
+                           f"got {uniq.shape[0]}")
+        rules = np.zeros(hi.shape[0], rule_dtype)
+        rules["hi"] = hi
+        rules["lo"] = lo
+        rules["len"] = ln
+        rules["nh"] = inv.astype(np.uint32).reshape(-1) + 1
+        nhv = np.full(65536, MISS, np.uint32)
+        nhv[1:uniq.shape[0] + 1] = uniq
+        nh_of = dict(zip(uniq.tolist(), range(1, uniq.shape[0] + 1)))
+        self._load_sorted(rules, nhv, nh_of)
+
+    cdef _rebuild_all(self):
+        r = self._export()
+        cdef lpm_root_t *rt = self.root
+        vals = np.asarray(<uint32_t[:65536]>rt.nh_value)[r["nh"]]
+        self._prepare_and_load(r["hi"], r["lo"], r["len"], vals)
+
+    # ---- Python API shared by both families ------------------------------------
+    def __len__(self):
+        return self.n_rules
+
+    def rebuild(self):
+        """Recompile every chunk from the rule list and swap it in whole
+        (also compacts next-hop indices and memory after many edits)."""
+        with self._wlock:
+            self._rebuild_all()
+
+    def memory(self):
+        """Bytes used: root (top-16-bit table + value table), chunks (the trie),
+        rules (the rule list)."""
+        rules = self.n_rules * sizeof(lpm_rule_t)
+        d = {"root": sizeof(lpm_root_t), "chunks": self.chunk_bytes, "rules": rules}
+        d["lookup"] = d["root"] + d["chunks"]
+        d["total"] = d["lookup"] + rules
+        return d
+
+    cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln):
+        cdef lpm_bucket_t *bk = &self.shorts if ln < 16 else &self.buckets[hi >> 48]
+        cdef int found
+        cdef ssize_t i = _bfind(bk, hi, lo, <uint8_t>ln, &found)
+        if not found:
+            return None
+        return self.root.nh_value[bk.r[i].nh]
+
+    cdef _do_insert(self, uint64_t hi, uint64_t lo, int ln, value, int mode):
+        with self._wlock:
+            if mode == 1 and self._get_rule(hi, lo, ln) is None:
+                raise KeyError("no such prefix")
+            prev = self._get_rule(hi, lo, ln)
+            nh = self._nh(value)
+            self._edit(hi, lo, ln, nh, mode)
+            return prev
+
+    cdef _do_delete(self, uint64_t hi, uint64_t lo, int ln):
+        with self._wlock:
+            prev = self._get_rule(hi, lo, ln)
+            if prev is None:
+                return None
+            self._edit(hi, lo, ln, 0, 2)
+            return prev
+
+
+def _mask(hi, lo, ln):
+    """Clear host bits: hi/lo uint64 arrays, ln uint8 lengths (0..128 bit view
+    where hi holds bits 0..63)."""
+    hi = np.asarray(hi, np.uint64)
+    lo = np.asarray(lo, np.uint64)
+    L = ln.astype(np.int64)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    sh_hi = np.clip(64 - L, 0, 63).astype(np.uint64)
+    mhi = np.where(L >= 64, ones, np.where(L == 0, np.uint64(0), ~((np.uint64(1) << sh_hi) - np.uint64(1))))
+    sh_lo = np.clip(128 - L, 0, 63).astype(np.uint64)
+    mlo = np.where(L >= 128, ones, np.where(L <= 64, np.uint64(0), ~((np.uint64(1) << sh_lo) - np.uint64(1))))
+    return hi & mhi.astype(np.uint64), lo & mlo.astype(np.uint64)
+
+
+# --------------------------------------------------------------------------
+# address parsing (convenience, Python level)
+# --------------------------------------------------------------------------
+
+def _net(prefix, length, bits):
+    """-> (int prefix, int length) from (int|str|ipaddress, length) or a network."""
+    if length is None:
+        if isinstance(prefix, str):
+            prefix = ipaddress.ip_network(prefix, strict=False)
+        if isinstance(prefix, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            if prefix.max_prefixlen != bits:
+                raise KdpError(f"expected an IPv{4 if bits == 32 else 6} prefix, got {prefix}")
+            return int(prefix.network_address), prefix.prefixlen
+        raise KdpError(f"prefix {prefix!r} needs a length")
+    length = int(length)
+    if not 0 <= length <= bits:
+        raise KdpError(f"prefix length must be 0..{bits}, got {length}")
+    a = _addr(prefix, bits)
+    if length < bits:
+        a &= ~((1 << (bits - length)) - 1)
+    return a, length
+
+
+def _addr(a, bits):
+    if isinstance(a, int):
+        if not 0 <= a < (1 << bits):
+            raise KdpError(f"address {a} out of range for IPv{4 if bits == 32 else 6}")
+        return a
+    if isinstance(a, str):
+        a = ipaddress.ip_address(a)
+    if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        if a.max_prefixlen != bits:
+            raise KdpError(f"expected an IPv{4 if bits == 32 else 6} address, got {a}")
+        return int(a)
+    raise KdpError(f"not an address: {a!r}")
+
+
+cdef inline _split_args(length, value):
+    # insert("10.0.0.0/8", 5): the second positional is the value
+    if value is None:
+        return None, length
+    return length, value
+
+
+# --------------------------------------------------------------------------
+# IPv4
+# --------------------------------------------------------------------------
+
+cdef class Lpm4(_LpmBase):
+    """IPv4 longest-prefix match: prefix -> uint32 value; MISS (0xFFFFFFFF)
+    for an address no prefix covers.  See the module docstring for the
+    structure and the concurrency contract."""
+
+    MISS = MISS
+
+    def __init__(self):
+        self.bits = 32
+
+    @classmethod
+    def build(cls, prefixes, lengths, values):
+        """New table from numpy-compatible columns (prefixes: uint32 host order,
+        lengths 0..32, values uint32 != MISS).  Duplicates: the last wins."""
+        t = cls()
+        t.load(prefixes, lengths, values)
+        return t
+
+    def load(self, prefixes, lengths, values):
+        """Replace the whole content: compiled aside in bulk, swapped in whole."""
+        p = np.asarray(prefixes)
+        if p.ndim != 1:
+            raise KdpError("prefixes must be a 1-d array")
+        if p.shape[0] and p.dtype != np.uint32 and (p.min() < 0 or p.max() > 0xFFFFFFFF):
+            raise KdpError("IPv4 prefixes must be in 0..2**32-1")
+        hi = p.astype(np.uint64) << np.uint64(32)
+        with self._wlock:
+            self._prepare_and_load(hi, np.zeros(p.shape[0], np.uint64), lengths, values)
+
+    def insert_many(self, prefixes, lengths, values):
+        """Add/replace many rules at once: merged with the rule list and rebuilt
+        in bulk (later duplicates win)."""
+        p = np.asarray(prefixes).astype(np.uint64)
+        with self._wlock:
+            r = self._export()
+            vals = np.asarray(<uint32_t[:65536]>self.root.nh_value)[r["nh"]]
+            self._prepare_and_load(np.concatenate([r["hi"], p << np.uint64(32)]),
+                                   np.zeros(r.shape[0] + p.shape[0], np.uint64),
+                                   np.concatenate([r["len"], np.asarray(lengths)]),
+                                   np.concatenate([vals, np.asarray(values)]))
+
+    def insert(self, prefix, length, value=None):
+        """Add or replace prefix/length -> value; returns the previous value or
+        None.  insert(p, len, v) or insert("10.0.0.0/8", v)."""
+        length, value = _split_args(length, value)
+        a, ln = _net(prefix, length, 32)
+        return self._do_insert(<uint64_t>a << 32, 0, ln, value, 0)
+
+    def replace(self, prefix, length, value=None):
+        """Change the value of an existing prefix (KeyError if absent); returns
+        the previous value."""
+        length, value = _split_args(length, value)
+        a, ln = _net(prefix, length, 32)
+        return self._do_insert(<uint64_t>a << 32, 0, ln, value, 1)
+
+    def delete(self, prefix, length=None):
+        """Remove prefix/length; returns its value, or None if it was absent."""
+        a, ln = _net(prefix, length, 32)
+        return self._do_delete(<uint64_t>a << 32, 0, ln)
+
+    def get(self, prefix, length=None):
+        """Exact match: the value stored for prefix/length, or None."""
+        a, ln = _net(prefix, length, 32)
+        return self._get_rule(<uint64_t>a << 32, 0, ln)
+
+    def __contains__(self, prefix):
+        return self.get(prefix) is not None
+
+    def lookup(self, addr):
+        """Longest-prefix match of one address (int host order, str, IPv4Address)
+        -> value or MISS."""
+        cdef uint32_t a
+        if type(addr) is int:
+            if 0 <= addr <= 0xFFFFFFFF:
+                a = addr
+                return _look4(self.root, a)
+        return _look4(self.root, <uint32_t>_addr(addr, 32))
+
+    def lookup_batch(self, addrs, out=None):
+        """uint32 array of addresses (host order) -> uint32 array of values
+        (MISS where nothing matches).  Runs without the GIL."""
+        cdef cnp.ndarray a = np.asarray(addrs)
+        if a.ndim != 1:
+            raise KdpError("addresses must be a 1-d array")
+        if a.dtype != np.uint32:
+            if a.shape[0] and (a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 0xFFFFFFFF):
+                raise KdpError("IPv4 addresses must be integers in 0..2**32-1")
+            a = a.astype(np.uint32)
+        a = np.ascontiguousarray(a)
+        cdef size_t n = a.shape[0]
+        cdef cnp.ndarray o
+        if out is None:
+            o = np.empty(n, np.uint32)
+        else:
+            o = out
+            if o.dtype != np.uint32 or o.ndim != 1 or o.shape[0] != n or not o.flags.c_contiguous:
+                raise KdpError("out must be a contiguous uint32 array of the same length")
+        cdef const uint32_t *ap = <const uint32_t *>cnp.PyArray_DATA(a)
+        cdef uint32_t *op = <uint32_t *>cnp.PyArray_DATA(o)
+        with nogil:
+            self.lookup_n(ap, op, n)
+        return o
+
+    def rules(self):
+        """The rule list: (prefixes uint32, lengths uint8, values uint32), sorted."""
+        r = self._export()
+        vals = np.asarray(<uint32_t[:65536]>self.root.nh_value)[r["nh"]]
+        return (r["hi"] >> np.uint64(32)).astype(np.uint32), r["len"].copy(), vals
+
+    # ---- C level -------------------------------------------------------------
+    cdef uint32_t lookup_one(self, uint32_t addr) noexcept nogil:
+        cdef int s = self._enter()
+        cdef uint32_t v = _look4(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), addr)
+        self._leave(s)
+        return v
+
+    cdef void lookup_n(self, const uint32_t *addrs, uint32_t *out, size_t n) noexcept nogil:
+        self.lookup_strided(<const char *>addrs, 4, out, n)
+
+    cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
+                             size_t n) noexcept nogil:
+        cdef int s = self._enter()
+        _batch4(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n)
+        self._leave(s)
+
+
+# --------------------------------------------------------------------------
+# IPv6
+# --------------------------------------------------------------------------
+
+cdef inline uint64_t _hi(a):
+    return <uint64_t>(a >> 64)
+
+
+cdef inline uint64_t _lo(a):
+    return <uint64_t>(a & 0xFFFFFFFFFFFFFFFF)
+
+
+cdef class Lpm6(_LpmBase):
+    """IPv6 longest-prefix match: prefix -> uint32 value; MISS (0xFFFFFFFF)
+    for an address no prefix covers.  Batch addresses are an (n, 16) uint8
+    array (network byte order) or an (n, 2) uint64 array of host-order
+    (high, low) halves."""
+
+    MISS = MISS
+
+    def __init__(self):
+        self.bits = 128
+
+    @classmethod
+    def build(cls, prefixes, lengths, values):
+        """New table; prefixes as (n, 16) uint8 or (n, 2) uint64 (see load)."""
+        t = cls()
+        t.load(prefixes, lengths, values)
+        return t
+
+    def load(self, prefixes, lengths, values):
+        """Replace the whole content: compiled aside in bulk, swapped in whole.
+        prefixes: (n, 16) uint8 network order, or (n, 2) uint64 (hi, lo)."""
+        hi, lo = _hilo_cols(prefixes)
+        with self._wlock:
+            self._prepare_and_load(hi, lo, lengths, values)
+
+    def insert_many(self, prefixes, lengths, values):
+        """Add/replace many rules at once (merged, rebuilt in bulk)."""
+        hi, lo = _hilo_cols(prefixes)
+        with self._wlock:
+            r = self._export()
+            vals = np.asarray(<uint32_t[:65536]>self.root.nh_value)[r["nh"]]
+            self._prepare_and_load(np.concatenate([r["hi"], hi]), np.concatenate([r["lo"], lo]),
+                                   np.concatenate([r["len"], np.asarray(lengths)]),
+                                   np.concatenate([vals, np.asarray(values)]))
+
+    def insert(self, prefix, length, value=None):
+        """Add or replace; returns the previous value or None."""
+        length, value = _split_args(length, value)
+        a, ln = _net(prefix, length, 128)
+        return self._do_insert(_hi(a), _lo(a), ln, value, 0)
+
+    def replace(self, prefix, length, value=None):
+        """Change the value of an existing prefix (KeyError if absent)."""
+        length, value = _split_args(length, value)
+        a, ln = _net(prefix, length, 128)
+        return self._do_insert(_hi(a), _lo(a), ln, value, 1)
+
+    def delete(self, prefix, length=None):
+        """Remove prefix/length; returns its value, or None if absent."""
+        a, ln = _net(prefix, length, 128)
+        return self._do_delete(_hi(a), _lo(a), ln)
+
+    def get(self, prefix, length=None):
+        """Exact match: the value stored for prefix/length, or None."""
+        a, ln = _net(prefix, length, 128)
+        return self._get_rule(_hi(a), _lo(a), ln)
+
+    def __contains__(self, prefix):
+        return self.get(prefix) is not None
+
+    def lookup(self, addr):
+        """Longest-prefix match of one address (128-bit int, str, IPv6Address)."""
+        if type(addr) is not int or not 0 <= addr < (1 << 128):
+            addr = _addr(addr, 128)
+        return _look6(self.root, <uint64_t>(addr >> 64), <uint64_t>(addr & 0xFFFFFFFFFFFFFFFF))
+
+    def lookup_batch(self, addrs, out=None):
+        """(n, 16) uint8 (network order) or (n, 2) uint64 (host-order hi, lo)
+        -> uint32 array of values (MISS where nothing matches).  No GIL."""
+        cdef cnp.ndarray a = np.ascontiguousarray(addrs)
+        cdef int pairs
+        if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
+            pairs = 0
+        elif a.ndim == 2 and a.shape[1] == 2 and a.dtype == np.uint64:
+            pairs = 1
+        else:
+            raise KdpError("IPv6 addresses must be an (n, 16) uint8 or (n, 2) uint64 array")
+        cdef size_t n = a.shape[0]
+        cdef cnp.ndarray o
+        if out is None:
+            o = np.empty(n, np.uint32)
+        else:
+            o = out
+            if o.dtype != np.uint32 or o.ndim != 1 or o.shape[0] != n or not o.flags.c_contiguous:
+                raise KdpError("out must be a contiguous uint32 array of the same length")
+        cdef const char *ap = <const char *>cnp.PyArray_DATA(a)
+        cdef uint32_t *op = <uint32_t *>cnp.PyArray_DATA(o)
+        cdef int s
+        with nogil:
+            s = self._enter()
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs)
+            self._leave(s)
+        return o
+
+    def rules(self):
+        """The rule list: (prefixes (n, 2) uint64 hi/lo, lengths uint8, values uint32)."""
+        r = self._export()
+        vals = np.asarray(<uint32_t[:65536]>self.root.nh_value)[r["nh"]]
+        return np.stack([r["hi"], r["lo"]], axis=1), r["len"].copy(), vals
+
+    # ---- C level -------------------------------------------------------------
+    cdef uint32_t lookup_one(self, uint64_t hi, uint64_t lo) noexcept nogil:
+        cdef int s = self._enter()
+        cdef uint32_t v = _look6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), hi, lo)
+        self._leave(s)
+        return v
+
+    cdef void lookup_n(self, const uint8_t *addrs16, uint32_t *out, size_t n) noexcept nogil:
+        self.lookup_strided(<const char *>addrs16, 16, out, n)
+
+    cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
+                             size_t n) noexcept nogil:
+        cdef int s = self._enter()
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0)
+        self._leave(s)
+
+    cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
+        cdef int s = self._enter()
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
+                out, n, 1)
+        self._leave(s)
+
+
+def _hilo_cols(prefixes):
+    p = np.asarray(prefixes)
+    if p.ndim == 2 and p.shape[1] == 16 and p.dtype == np.uint8:
+        be = np.ascontiguousarray(p).view(">u8")
+        return be[:, 0].astype(np.uint64), be[:, 1].astype(np.uint64)
+    if p.ndim == 2 and p.shape[1] == 2 and p.dtype == np.uint64:
+        return p[:, 0].copy(), p[:, 1].copy()
+    raise KdpError("IPv6 prefixes must be an (n, 16) uint8 or (n, 2) uint64 array")

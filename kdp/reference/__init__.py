@@ -1,0 +1,1 @@
+"""Plain, slow, obvious reference implementations that tests check the fast core against."""

@@ -1,0 +1,275 @@
+"""kdp._fast.lpm against the naive reference (kdp.reference.lpm)."""
+import ipaddress
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kdp._fast.lpm import Lpm4, Lpm6, MISS
+from kdp.errors import KdpError
+from kdp.reference.lpm import RefLpm
+
+V4 = 32
+V6 = 128
+
+
+# ---- strategies ---------------------------------------------------------------
+
+def _lengths(bits):
+    edges = [0, 1, 7, 8, 15, 16, 17, 23, 24, 25, 31, 32] if bits == 32 else \
+        [0, 1, 15, 16, 17, 24, 32, 40, 44, 47, 48, 56, 63, 64, 65, 96, 120, 127, 128]
+    return st.one_of(st.sampled_from(edges), st.integers(0, bits))
+
+
+def _prefix(bits):
+    # addresses built from a few shared "bases" so prefixes overlap and nest
+    bases = [0, (1 << bits) - 1, 0x0A000000 << (bits - 32), 0x0A010200 << (bits - 32),
+             0xC0A80000 << (bits - 32), 0x20010DB8 << (bits - 32)]
+    return st.tuples(st.sampled_from(bases), st.integers(0, (1 << bits) - 1),
+                     st.integers(0, bits)).map(lambda t: t[0] ^ (t[1] >> t[2]))
+
+
+def _rules(bits, max_size=40):
+    return st.lists(st.tuples(_prefix(bits), _lengths(bits), st.integers(0, 50)),
+                    max_size=max_size)
+
+
+def _probes(bits, rules, rng, extra=64):
+    out = set()
+    top = (1 << bits) - 1
+    for p, ln, _ in rules:
+        m = top ^ ((1 << (bits - ln)) - 1)
+        first = p & m
+        last = first | (top ^ m)
+        for a in (first, last, first - 1, last + 1, first | rng.getrandbits(bits - ln) if ln < bits else first):
+            if 0 <= a <= top:
+                out.add(a)
+    for _ in range(extra):
+        out.add(rng.getrandbits(bits))
+    out.update((0, top))
+    return sorted(out)
+
+
+def _table(bits):
+    return Lpm4() if bits == 32 else Lpm6()
+
+
+def _batch(t, bits, addrs):
+    if bits == 32:
+        return t.lookup_batch(np.array(addrs, np.uint32))
+    arr = np.array([[a >> 64, a & 0xFFFFFFFFFFFFFFFF] for a in addrs], np.uint64).reshape(-1, 2)
+    r1 = t.lookup_batch(arr)
+    b = np.frombuffer(b"".join(a.to_bytes(16, "big") for a in addrs), np.uint8).reshape(-1, 16)
+    r2 = t.lookup_batch(b)
+    assert np.array_equal(r1, r2)
+    return r1
+
+
+def _check(t, ref, bits, addrs):
+    want = [ref.lookup(a) for a in addrs]
+    single = [t.lookup(a) for a in addrs]
+    assert single == want
+    assert _batch(t, bits, addrs).tolist() == want
+
+
+# ---- differential tests ------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [V4, V6])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_lookups_match_reference_after_inserts(bits, data):
+    rules = data.draw(_rules(bits))
+    t, ref = _table(bits), RefLpm(bits)
+    for p, ln, v in rules:
+        assert t.insert(p, ln, v) == ref.insert(p, ln, v)
+    _check(t, ref, bits, _probes(bits, rules, random.Random(len(rules))))
+    for (p, ln), v in ref.rules.items():
+        assert t.get(p, ln) == v
+    assert len(t) == len(ref.rules)
+
+
+@pytest.mark.parametrize("bits", [V4, V6])
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_lookups_stay_correct_through_insert_delete_replace_sequences(bits, data):
+    pool = data.draw(_rules(bits, max_size=25))
+    ops = data.draw(st.lists(st.tuples(st.sampled_from("idr"), st.integers(0, 1000),
+                                       st.integers(0, 60)), max_size=60))
+    t, ref = _table(bits), RefLpm(bits)
+    probes = _probes(bits, pool, random.Random(7), extra=16)
+    for op, k, v in ops:
+        if not pool:
+            break
+        p, ln, _ = pool[k % len(pool)]
+        if op == "i":
+            assert t.insert(p, ln, v) == ref.insert(p, ln, v)
+        elif op == "d":
+            assert t.delete(p, ln) == ref.delete(p, ln)
+        else:
+            if ref.get(p, ln) is None:
+                with pytest.raises(KeyError):
+                    t.replace(p, ln, v)
+            else:
+                assert t.replace(p, ln, v) == ref.insert(p, ln, v)
+        assert t.get(p, ln) == ref.get(p, ln)
+        _check(t, ref, bits, probes)
+    t.rebuild()
+    _check(t, ref, bits, probes)
+
+
+@pytest.mark.parametrize("bits", [V4, V6])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_bulk_build_matches_reference_and_incremental(bits, data):
+    rules = data.draw(_rules(bits, max_size=80))
+    ref = RefLpm(bits)
+    for p, ln, v in rules:
+        ref.insert(p, ln, v)          # later duplicates win, as in build()
+    lens = np.array([r[1] for r in rules], np.uint8)
+    vals = np.array([r[2] for r in rules], np.uint32)
+    if bits == 32:
+        pref = np.array([r[0] for r in rules], np.uint32)
+    else:
+        pref = np.array([[r[0] >> 64, r[0] & 0xFFFFFFFFFFFFFFFF] for r in rules],
+                        np.uint64).reshape(-1, 2)
+    t = (Lpm4 if bits == 32 else Lpm6).build(pref, lens, vals)
+    assert len(t) == len(ref.rules)
+    _check(t, ref, bits, _probes(bits, rules, random.Random(3)))
+    # the rule list comes back out exactly
+    p2, l2, v2 = t.rules()
+    if bits == 128:
+        p2 = [int(h) << 64 | int(lo) for h, lo in p2]
+    got = {(int(p), int(ln)): int(v) for p, ln, v in zip(p2, l2, v2)}
+    assert got == ref.rules
+    # then incremental edits on a bulk-built table
+    for p, ln, v in rules[: len(rules) // 2]:
+        assert t.delete(p, ln) == ref.delete(p, ln)
+    _check(t, ref, bits, _probes(bits, rules, random.Random(4)))
+
+
+# ---- behaviours ---------------------------------------------------------------------
+
+def test_deleting_a_more_specific_prefix_restores_the_covering_one():
+    t = Lpm4()
+    t.insert("10.0.0.0/8", 1)
+    t.insert("10.1.0.0/16", 2)
+    t.insert("10.1.2.0/24", 3)
+    t.insert("10.1.2.64/26", 4)
+    assert t.lookup("10.1.2.70") == 4
+    t.delete("10.1.2.64/26")
+    assert t.lookup("10.1.2.70") == 3
+    t.delete("10.1.2.0/24")
+    assert t.lookup("10.1.2.70") == 2
+    t.delete("10.1.0.0/16")
+    assert t.lookup("10.1.2.70") == 1
+    t.delete("10.0.0.0/8")
+    assert t.lookup("10.1.2.70") == MISS
+
+
+def test_ipv6_deleting_a_more_specific_prefix_restores_the_covering_one():
+    t = Lpm6()
+    t.insert("::/0", 9)
+    t.insert("2001:db8::/32", 1)
+    t.insert("2001:db8:1::/48", 2)
+    t.insert("2001:db8:1::1/128", 3)
+    assert t.lookup("2001:db8:1::1") == 3
+    t.delete("2001:db8:1::1/128")
+    assert t.lookup("2001:db8:1::1") == 2
+    t.delete("2001:db8:1::/48")
+    assert t.lookup("2001:db8:1::1") == 1
+    t.delete("2001:db8::/32")
+    assert t.lookup(ipaddress.IPv6Address("2001:db8:1::1")) == 9
+
+
+def test_edges_default_route_and_host_routes():
+    t = Lpm4()
+    assert t.lookup(0) == MISS and t.lookup(0xFFFFFFFF) == MISS
+    t.insert(0, 0, 5)
+    t.insert(0xFFFFFFFF, 32, 6)
+    t.insert(0, 32, 7)
+    assert t.lookup(0) == 7 and t.lookup(1) == 5 and t.lookup(0xFFFFFFFF) == 6
+    assert t.lookup(0xFFFFFFFE) == 5
+    s = Lpm6()
+    s.insert(0, 0, 5)
+    s.insert((1 << 128) - 1, 128, 6)
+    assert s.lookup((1 << 128) - 1) == 6 and s.lookup((1 << 128) - 2) == 5
+
+
+def test_input_forms_are_equivalent():
+    t = Lpm4()
+    t.insert("192.168.0.0/16", 1)
+    t.insert(ipaddress.ip_network("192.168.1.0/24"), 2)
+    t.insert(ipaddress.ip_address("192.168.2.0"), 24, 3)
+    t.insert(0xC0A80300, 24, 4)
+    assert [t.lookup(a) for a in ("192.168.0.1", "192.168.1.1", "192.168.2.1", "192.168.3.1")] \
+        == [1, 2, 3, 4]
+    assert t.get("192.168.1.0/24") == 2 and t.get("192.168.1.0", 24) == 2
+    assert t.get("192.168.1.0/25") is None
+    assert "192.168.0.0/16" in t
+
+
+def test_host_bits_are_masked():
+    t = Lpm4()
+    t.insert("10.1.2.3", 8, 1)
+    assert t.get("10.0.0.0/8") == 1 and t.lookup("10.200.0.1") == 1
+
+
+def test_bad_input_raises_clear_errors():
+    t = Lpm4()
+    with pytest.raises(KdpError):
+        t.insert("10.0.0.0", 33, 1)
+    with pytest.raises(KdpError):
+        t.insert("10.0.0.0/8", MISS)
+    with pytest.raises(KdpError):
+        t.insert("2001:db8::/32", 1)
+    with pytest.raises(KdpError):
+        t.lookup_batch(np.array([-1, 5]))
+    with pytest.raises(KdpError):
+        Lpm6().lookup_batch(np.zeros((3, 15), np.uint8))
+    with pytest.raises(KdpError):
+        Lpm4.build(np.array([1], np.uint32), np.array([40]), np.array([1]))
+    assert t.lookup_batch(np.array([], np.uint32)).shape == (0,)
+
+
+def test_too_many_distinct_values_is_refused():
+    n = 0xFEFF + 1
+    with pytest.raises(KdpError):
+        Lpm4.build(np.arange(n, dtype=np.uint32) << 8, np.full(n, 24), np.arange(n))
+
+
+def test_value_churn_beyond_next_hop_space_compacts_itself():
+    t = Lpm4()
+    ref = RefLpm(32)
+    t.insert("10.0.0.0/8", 1)
+    ref.insert(0x0A000000, 8, 1)
+    for i in range(0xFF00 + 50):
+        t.insert("10.1.0.0/16", i + 2)
+    ref.insert(0x0A010000, 16, 0xFF00 + 51)
+    for a in (0x0A010203, 0x0A020000, 0):
+        assert t.lookup(a) == ref.lookup(a)
+
+
+def test_insert_many_merges_with_existing_rules():
+    rng = np.random.default_rng(1)
+    t, ref = Lpm4(), RefLpm(32)
+    t.insert("10.0.0.0/8", 1)
+    ref.insert(0x0A000000, 8, 1)
+    p = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
+    ln = rng.integers(0, 33, 300)
+    v = rng.integers(0, 100, 300)
+    t.insert_many(p, ln, v)
+    for a, b, c in zip(p.tolist(), ln.tolist(), v.tolist()):
+        ref.insert(a, b, c)
+    q = np.concatenate([p, rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)])
+    assert t.lookup_batch(q).tolist() == [ref.lookup(int(a)) for a in q]
+
+
+def test_memory_report_counts_chunks_and_frees_them():
+    t = Lpm4()
+    base = t.memory()["chunks"]
+    t.insert("10.1.2.0/24", 1)
+    assert t.memory()["chunks"] > base
+    t.delete("10.1.2.0/24")
+    assert t.memory()["chunks"] == base
+    assert t.reclaim() == 0
