@@ -181,6 +181,8 @@ def run_dpkt(path, limit: int) -> int:
 
 
 def run_scapy(path, limit: int) -> int:
+    import scapy.layers.inet  # noqa: F401  (registers Ether/IP/TCP/UDP for dissection)
+    import scapy.layers.l2  # noqa: F401
     from scapy.utils import PcapReader
     n = 0
     with PcapReader(str(path)) as r:
@@ -276,7 +278,8 @@ def main(args) -> int:
     table.add_column("× dpkt", justify="right")
     for r in res["results"]:
         table.add_row(r["reader"], f"{r['packets']:,}", f"{r['seconds']:.3f}",
-                      f"{r['pps'] / 1e6:.2f}", "" if r["x_dpkt"] is None else f"{r['x_dpkt']:.0f}")
+                      f"{r['pps'] / 1e6:.2f}", "" if r["x_dpkt"] is None else
+                      f"{r['x_dpkt']:.0f}" if r["x_dpkt"] >= 10 else f"{r['x_dpkt']:.2f}")
     Console().print(table)
     print(f"capture generated in {cap['generate_seconds']:.1f} s; kdp batch {res['batch']}; "
           f"dpkt and scapy run on the first packets of the same file (their rate is per packet).")
