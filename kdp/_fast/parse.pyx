@@ -74,10 +74,15 @@ capture, whichever comes first.
 Next stage: decap (tunnel != TUN_NONE), else conntrack.
 """
 from libc.string cimport memcpy, memset
+from posix.mman cimport (mmap, munmap, mprotect, PROT_READ, PROT_WRITE, PROT_NONE,
+                         MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED)
+import mmap as _mmap
+import numpy as np
+cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (
-    Batch, pkt_meta_t, drop, set_verdict, NO_PORT,
+    Batch, pkt_meta_t, drop, set_verdict, meta_reset, NO_PORT, MAX_FRAME,
     V_PENDING, V_LOCAL, ST_PARSE, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
     TUN_NONE, TUN_IPIP, TUN_VXLAN,
     LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_LINUX_SLL, LT_IPV4, LT_IPV6,
@@ -91,6 +96,10 @@ from kdp._fast.packet cimport (
     R_TRUNCATED_SCTP, R_TRUNCATED_ICMP, R_TRUNCATED_ICMP_QUOTE,
     R_TRUNCATED_TUNNEL, R_BAD_ICMP_QUOTE,
 )
+
+from kdp._fast.packet import META_DTYPE
+
+cnp.import_array()
 
 MAX_IPV6_EXT_HEADERS = MAX_IPV6_EXT
 VXLAN_PORT = DEFAULT_VXLAN_PORT
@@ -558,3 +567,48 @@ def hash_of(Batch b not None, Py_ssize_t i):
     if i < 0 or i >= b.count:
         raise IndexError(i)
     return flow_hash(&b.m[i])
+
+
+def parse_guarded(data, uint16_t linktype=LT_ETHERNET, wire_len=None, vxlan_port=DEFAULT_VXLAN_PORT):
+    """Parse one frame laid flush against an unreadable page (a fuzzing aid).
+
+    Any read past the frame's last captured byte faults (SIGSEGV) instead of
+    passing unnoticed. Returns the packet's metadata as a META_DTYPE record,
+    with off = 0, after the same verdict rules as parse().
+    """
+    cdef bytes raw = bytes(data)
+    cdef Py_ssize_t n = len(raw)
+    cdef Py_ssize_t page = _mmap.PAGESIZE
+    cdef Py_ssize_t size
+    cdef uint8_t* mem
+    cdef uint8_t* start
+    cdef pkt_meta_t* p
+    cdef uint16_t r
+    if n > MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes is larger than {MAX_FRAME}")
+    if not (0 <= vxlan_port <= 0xFFFF):
+        raise ValueError(f"vxlan_port must be 0..65535, got {vxlan_port}")
+    size = ((n + page - 1) // page + 1) * page
+    mem = <uint8_t*>mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if <void*>mem == MAP_FAILED:
+        raise MemoryError("mmap failed")
+    out = np.zeros(1, dtype=META_DTYPE)
+    try:
+        if mprotect(mem + size - page, page, PROT_NONE) != 0:
+            raise OSError("mprotect failed")
+        start = mem + size - page - n
+        if n:
+            memcpy(start, <const char*>raw, n)
+        p = <pkt_meta_t*>cnp.PyArray_DATA(out)
+        meta_reset(p)
+        p.len = <uint32_t>n
+        p.wire_len = <uint32_t>(n if wire_len is None or wire_len < n else wire_len)
+        p.linktype = linktype
+        r = parse_frame(p, start, <uint16_t>vxlan_port)
+        if r == R_ARP:
+            set_verdict(p, V_LOCAL, ST_PARSE, R_ARP)
+        elif r:
+            drop(p, ST_PARSE, r)
+    finally:
+        munmap(mem, size)
+    return out[0]
