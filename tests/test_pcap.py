@@ -423,3 +423,51 @@ def test_writer_reports_a_full_disk_as_capture_error():
         for _ in range(20):
             w.write(b)
         w.close()
+
+
+_RLIMIT_SCRIPT = r"""
+import resource, struct, sys
+from kdp import Batch
+from kdp.errors import CaptureError
+from kdp.io import CaptureReader
+vm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize")][0]
+limit = vm + 200 * 2**20        # room for the 64 MiB window, nothing like 4 GiB
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+outcomes = []
+for path in sys.argv[1:]:
+    try:
+        r = CaptureReader(path)
+        b = Batch(4)
+        while r.fill(b):
+            pass
+        outcomes.append("ok")
+    except CaptureError:
+        outcomes.append("error")
+print(" ".join(outcomes))
+"""
+
+
+def test_absurd_lengths_allocate_nothing_under_an_address_space_limit(tmp_path):
+    """Lengths from the file are capped before use: with the address space limited to
+    200 MiB above what Python already uses, files claiming 4 GiB records still read."""
+    hdr = classic([])
+    ng_head = (struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+               + struct.pack("<IIHHI", 1, 20, 1, 0, 0) + struct.pack("<I", 20))
+    files = {
+        "rec.pcap": hdr + struct.pack("<IIII", 1, 0, 0xFFFFFFFF, 0xFFFFFFFF) + b"x" * 64,
+        "rec_be.pcap": classic([], endian=">") + struct.pack(">IIII", 1, 0, 0xFFFFFF00, 1),
+        "block.pcapng": ng_head + struct.pack("<II", 6, 0xFFFFFFFC) + b"\0" * 64,
+        "shb.pcapng": struct.pack("<IIIHHq", 0x0A0D0D0A, 0xFFFFFFFC, 0x1A2B3C4D, 1, 0, -1),
+        "caplen.pcapng": ng_head + struct.pack("<IIIIIII", 6, 40, 0, 0, 0, 0xFFFFFFF0, 0xFFFFFFF0)
+                         + b"\0" * 8 + struct.pack("<I", 40),
+        "option.pcapng": ng_head + struct.pack("<IIHHIHH", 1, 28, 1, 0, 0, 2, 0xFFFF)
+                         + b"\0" * 4 + struct.pack("<I", 28),
+    }
+    paths = []
+    for name, data in files.items():
+        paths.append(str(write(tmp_path, data, name)))
+    res = subprocess.run([__import__("sys").executable, "-c", _RLIMIT_SCRIPT, *paths],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["error", "error", "error", "error", "error", "ok"]

@@ -370,3 +370,13 @@ def test_pcapng_interfaces_are_named_by_the_port_table_in_tshark(tmp_path):
     assert out.returncode == 0
     rows = [ln.split("\t") for ln in out.stdout.splitlines()]
     assert rows == [["pod-a", "0"], ["uplink", "1"], ["pod-a", "0"], ["host", "2"]]
+
+
+def test_more_interfaces_than_the_limit_is_a_capture_error_not_a_huge_table(tmp_path):
+    ng = NG().shb()
+    idb = NG().idb().out
+    ng.raw(idb * 65537)
+    path = ng.save(tmp_path / "ifs.pcapng")
+    r = CaptureReader(path)
+    with pytest.raises(CaptureError, match="more than 65536 interfaces"):
+        r.fill(Batch(4))
