@@ -1,0 +1,1424 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Connection tracking: the flow table and the two conntrack stages.
+
+Table
+-----
+Fixed capacity (``capacity`` flows, default 1,048,576), allocated once:
+128-byte flow records, an open-addressing index of ``3 * capacity`` 8-byte
+slots holding both directions of every flow (load <= 2/3), two uint32 links
+per flow for the FIFO of non-assured flows, and a small fragment table. No
+allocation per packet; nothing an input does can grow it.
+
+Index slots are ``(tag << 32) | (flow_id << 1 | dir)`` with ``tag`` the high 32
+bits of the tuple hash and home slot ``(tag * nslots) >> 32``; linear probing,
+deletion by backward shift (no tombstones).
+
+Stage ``ct_lookup_batch(ct, b, now_ns)`` (Python: ``Conntrack.lookup_batch``)
+---------------------------------------------------------------------------
+Reads every V_PENDING IP packet's tuple (ip_ver, proto, src/dst, sport/dport,
+tcp_flags, icmp_type/icmp_id, frag/frag_id, quote fields q_* of ICMP errors).
+Sets ``flow_id`` and ``ct_state``:
+  CT_ESTABLISHED  packet of a tracked flow, original direction
+  CT_REPLY        packet of a tracked flow, reply direction
+  CT_RELATED      ICMP/ICMPv6 error quoting a packet of a tracked flow
+  CT_INVALID      TCP packet fitting no state of its flow (flow_id still set:
+                  the packet is still translated by nat_batch unless dropped)
+  CT_NEW          miss (flow_id NO_ID): the slow path decides
+  CT_NONE         untrackable (not IP, ICMP informational other than echo,
+                  ICMP error quoting no tracked flow)
+Advances TCP state, counts packets/bytes per direction, refreshes the flow
+(last-seen = now_ns). Later fragments find their flow by IP ID (fragment
+table filled from first fragments). Drops (stage ST_CONNTRACK): R_CT_INVALID
+only when ``drop_invalid`` is set. Next: service (CT_NEW) / nat.
+
+Stage ``ct_create(ct, b, i, spec, now_ns)`` (Python: ``Conntrack.create``)
+-------------------------------------------------------------------------
+Slow path for one CT_NEW packet: looks the tuple up again first (an earlier
+packet of the same batch may have created the flow: both then share it and
+its translation), validates that the packet may open a flow (TCP: SYN, or an
+ACK when ``tcp_loose``; ICMP: echo request), builds the reply tuple from the
+nat_spec_t, picks a source port when asked (or when the reply tuple collides)
+so the reply tuple is unique, evicts the oldest non-assured flow when the
+table is full, inserts both directions. Sets flow_id and ct_state = CT_NEW.
+Drops: R_CT_INVALID (ST_CONNTRACK, only with drop_invalid), R_CT_TABLE_FULL
+(ST_CONNTRACK), R_NAT_PORTS_EXHAUSTED (ST_NAT), R_FRAG_NO_FLOW (ST_CONNTRACK,
+a later fragment whose first fragment was not seen).
+
+Expiry ``ct_expire(ct, now_ns, max_work)``: a clock hand over the flow
+records, at most max_work records per call; expired flows met by a lookup are
+removed on the spot too. Never a stop-the-world sweep.
+"""
+import ipaddress
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset, memcpy, memcmp
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t
+
+from kdp._fast.packet cimport (
+    Batch, pkt_meta_t, drop, NO_ID, V_PENDING,
+    ST_CONNTRACK, ST_NAT, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
+    CT_NONE, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_INVALID,
+    R_CT_INVALID, R_CT_TABLE_FULL, R_NAT_PORTS_EXHAUSTED, R_FRAG_NO_FLOW,
+)
+from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
+from kdp._fast.checksum cimport kdp_prefetch, kdp_prefetch_w, ld16
+
+from kdp.errors import KdpError
+
+cnp.import_array()
+
+cdef enum:
+    P_ICMP = 1
+    P_TCP = 6
+    P_UDP = 17
+    P_ICMPV6 = 58
+    P_SCTP = 132
+    S_IV = 20           # invalid transition
+    S_IG = 21           # ignored (accepted, no state change)
+    CHUNK = 32
+    EARLY_DROP_SCAN = 16
+    T_SYN = 0
+    T_SYNACK = 1
+    T_FIN = 2
+    T_ACK = 3
+    T_RST = 4
+    T_NONE = 5
+    HIT_OK = 0
+    HIT_GONE = 1        # flow removed (reopened or expired): treat as a miss
+
+cdef extern from *:
+    """
+    #define KDP_CT_EMPTY 0xFFFFFFFFFFFFFFFFULL
+    """
+    const uint64_t EMPTY "KDP_CT_EMPTY"
+
+NO_FLOW = NO_ID
+
+# ---------------------------------------------------------------- TCP table
+# Transitions as Linux nf_conntrack_proto_tcp.c defines them (states in
+# enum TcpState order: NONE SS SR ES FW CW LA TW CL S2), for the packet kinds
+# SYN, SYN/ACK, FIN, ACK, RST, none; [direction][kind][old state].
+cdef uint8_t _tcp_tr[2 * 6 * 10]
+cdef uint8_t _tcp_valid[64]
+
+def _init_tables():
+    NO, SS, SR, ES, FW, CW, LA, TW, CL, S2 = range(10)
+    IV, IG = S_IV, S_IG
+    rows = [
+        # original direction
+        [SS, SS, IG, IG, IG, IG, IG, SS, SS, S2],   # syn
+        [IV, IV, SR, IV, IV, IV, IV, IV, IV, SR],   # synack (simultaneous open)
+        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],   # fin
+        [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],   # ack
+        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+        # reply direction
+        [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],   # syn
+        [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],   # synack
+        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],   # fin
+        [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],   # ack
+        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+    ]
+    cdef int r, s
+    for r in range(12):
+        for s in range(10):
+            _tcp_tr[r * 10 + s] = rows[r][s]
+    # flag combinations (FIN 1, SYN 2, RST 4, ACK 16, URG 32) a TCP stack sends
+    for r in range(64):
+        _tcp_valid[r] = 0
+    for r in (2, 2 | 32, 2 | 16, 4, 4 | 16, 1 | 16, 1 | 16 | 32, 16, 16 | 32):
+        _tcp_valid[r] = 1
+
+_init_tables()
+
+TCP_STATE_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
+                   "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
+
+# Timeout names are nf_conntrack's sysctl names without the prefix
+# "nf_conntrack_"; defaults are the kernel's (seconds).
+TIMEOUT_DEFAULTS = {
+    "tcp_timeout_syn_sent": 120,
+    "tcp_timeout_syn_recv": 60,
+    "tcp_timeout_established": 432000,
+    "tcp_timeout_fin_wait": 120,
+    "tcp_timeout_close_wait": 60,
+    "tcp_timeout_last_ack": 30,
+    "tcp_timeout_time_wait": 120,
+    "tcp_timeout_close": 10,
+    "udp_timeout": 30,
+    "udp_timeout_stream": 120,
+    "icmp_timeout": 30,
+    "sctp_timeout_established": 210,
+    "generic_timeout": 600,
+    "frag_timeout": 30,          # like ipfrag_time: how long an IP ID maps to a flow
+}
+_TIMEOUT_SLOT = {
+    "tcp_timeout_syn_sent": (TO_TCP_SYN_SENT, TO_TCP_SYN_SENT2),
+    "tcp_timeout_syn_recv": (TO_TCP_SYN_RECV,),
+    "tcp_timeout_established": (TO_TCP_ESTABLISHED, TO_TCP_NONE),
+    "tcp_timeout_fin_wait": (TO_TCP_FIN_WAIT,),
+    "tcp_timeout_close_wait": (TO_TCP_CLOSE_WAIT,),
+    "tcp_timeout_last_ack": (TO_TCP_LAST_ACK,),
+    "tcp_timeout_time_wait": (TO_TCP_TIME_WAIT,),
+    "tcp_timeout_close": (TO_TCP_CLOSE,),
+    "udp_timeout": (TO_UDP,),
+    "udp_timeout_stream": (TO_UDP_STREAM,),
+    "icmp_timeout": (TO_ICMP,),
+    "sctp_timeout_established": (TO_SCTP,),
+    "generic_timeout": (TO_GENERIC,),
+    "frag_timeout": (TO_FRAG,),
+}
+COUNTER_NAMES = ("lookups", "hits", "misses", "inserts", "evictions", "expiries",
+                 "invalid", "table_full", "ports_exhausted", "related", "frag_hits",
+                 "frag_no_flow", "flushed", "port_remaps", "reopened", "create_hits")
+
+
+class ConntrackConfigError(KdpError):
+    """Conntrack settings out of range."""
+
+
+# ---------------------------------------------------------------- hashing
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    x ^= x >> 33
+    x *= 0xFF51AFD7ED558CCDULL
+    x ^= x >> 33
+    x *= 0xC4CEB9FE1A85EC53ULL
+    x ^= x >> 33
+    return x
+
+
+cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
+    cdef uint64_t h = t.seed ^ ((<uint64_t>k.sport << 48) | (<uint64_t>k.dport << 32)
+                                | (<uint64_t>k.proto << 8) | k.ver)
+    cdef const uint64_t* s
+    cdef const uint64_t* d
+    if k.ver == 4:
+        return _mix(_mix(h) ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
+    s = <const uint64_t*>k.src
+    d = <const uint64_t*>k.dst
+    return _mix(_mix(h) ^ _mix(s[0] + 0x243F6A8885A308D3ULL) ^ (_mix(s[1] + 0x13198A2E03707344ULL) * 3)
+                ^ (_mix(d[0] + 0xA4093822299F31D0ULL) * 5) ^ (_mix(d[1] + 0x082EFA98EC4E6C89ULL) * 7))
+
+
+cdef inline uint32_t _home(const ct_table_t* t, uint64_t h) noexcept nogil:
+    return <uint32_t>(((h >> 32) * <uint64_t>t.nslots) >> 32)
+
+
+cdef inline bint _key_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
+    cdef const uint32_t* w
+    if f.proto != k.proto or f.ip_ver != k.ver:
+        return 0
+    if f.port[2 * dir] != k.sport or f.port[2 * dir + 1] != k.dport:
+        return 0
+    if k.ver == 4:
+        return f.a[2 * dir] == k.src[0] and f.a[2 * dir + 1] == k.dst[0]
+    w = &f.a[0] if dir == 0 else <const uint32_t*>f.r6
+    return (w[0] == k.src[0] and w[1] == k.src[1] and w[2] == k.src[2] and w[3] == k.src[3]
+            and w[4] == k.dst[0] and w[5] == k.dst[1] and w[6] == k.dst[2] and w[7] == k.dst[3])
+
+
+cdef void ct_flow_key(const ct_flow_t* f, int dir, ct_key_t* k) noexcept nogil:
+    cdef const uint32_t* w
+    memset(k, 0, sizeof(ct_key_t))
+    k.proto = f.proto
+    k.ver = f.ip_ver
+    k.sport = f.port[2 * dir]
+    k.dport = f.port[2 * dir + 1]
+    if f.ip_ver == 4:
+        k.src[0] = f.a[2 * dir]
+        k.dst[0] = f.a[2 * dir + 1]
+    else:
+        w = &f.a[0] if dir == 0 else <const uint32_t*>f.r6
+        memcpy(k.src, w, 16)
+        memcpy(k.dst, w + 4, 16)
+
+
+cdef inline void _store_key(ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
+    cdef uint32_t* w
+    f.port[2 * dir] = k.sport
+    f.port[2 * dir + 1] = k.dport
+    if k.ver == 4:
+        f.a[2 * dir] = k.src[0]
+        f.a[2 * dir + 1] = k.dst[0]
+    else:
+        w = &f.a[0] if dir == 0 else <uint32_t*>f.r6
+        memcpy(w, k.src, 16)
+        memcpy(w + 4, k.dst, 16)
+
+
+# ---------------------------------------------------------------- index
+
+cdef inline uint32_t _find_from(const ct_table_t* t, const ct_key_t* k, uint64_t h,
+                                uint32_t pos, int* dir) noexcept nogil:
+    cdef uint64_t s
+    cdef uint32_t tag = <uint32_t>(h >> 32)
+    cdef uint32_t fid
+    while True:
+        s = t.index[pos]
+        if s == EMPTY:
+            return NO_ID
+        if <uint32_t>(s >> 32) == tag:
+            fid = (<uint32_t>s) >> 1
+            if _key_eq(&t.flows[fid], <int>(s & 1), k):
+                dir[0] = <int>(s & 1)
+                return fid
+        pos += 1
+        if pos == t.nslots:
+            pos = 0
+
+
+cdef uint32_t ct_find(ct_table_t* t, const ct_key_t* k, int* dir) noexcept nogil:
+    cdef uint64_t h = _key_hash(t, k)
+    return _find_from(t, k, h, _home(t, h), dir)
+
+
+cdef inline void _index_insert(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
+    cdef uint32_t pos = _home(t, h)
+    while t.index[pos] != EMPTY:
+        pos += 1
+        if pos == t.nslots:
+            pos = 0
+    t.index[pos] = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
+
+
+cdef void _index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
+    cdef uint64_t want = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
+    cdef uint32_t i = _home(t, h)
+    cdef uint32_t j, k, n = t.nslots
+    while t.index[i] != want:
+        if t.index[i] == EMPTY:
+            return          # not indexed (cannot happen for a live flow)
+        i += 1
+        if i == n:
+            i = 0
+    # backward-shift deletion: pull later entries of the run into the hole
+    j = i
+    while True:
+        j += 1
+        if j == n:
+            j = 0
+        if t.index[j] == EMPTY:
+            break
+        k = <uint32_t>(((t.index[j] >> 32) * <uint64_t>n) >> 32)
+        if i <= j:
+            if i < k <= j:
+                continue
+        else:
+            if i < k or k <= j:
+                continue
+        t.index[i] = t.index[j]
+        i = j
+    t.index[i] = EMPTY
+
+
+# ---------------------------------------------------------------- flow lists
+
+cdef inline void _unas_push(ct_table_t* t, uint32_t fid) noexcept nogil:
+    t.lru_prev[fid] = t.unas_tail
+    t.lru_next[fid] = NO_ID
+    if t.unas_tail != NO_ID:
+        t.lru_next[t.unas_tail] = fid
+    else:
+        t.unas_head = fid
+    t.unas_tail = fid
+    t.flows[fid].flags |= FL_UNASSURED_LISTED
+
+
+cdef inline void _unas_unlink(ct_table_t* t, uint32_t fid) noexcept nogil:
+    cdef uint32_t p = t.lru_prev[fid], n = t.lru_next[fid]
+    if p != NO_ID:
+        t.lru_next[p] = n
+    else:
+        t.unas_head = n
+    if n != NO_ID:
+        t.lru_prev[n] = p
+    else:
+        t.unas_tail = p
+    t.flows[fid].flags &= ~FL_UNASSURED_LISTED
+
+
+cdef inline void _assure(ct_table_t* t, ct_flow_t* f, uint32_t fid) noexcept nogil:
+    f.flags |= FL_ASSURED
+    if f.flags & FL_UNASSURED_LISTED:
+        _unas_unlink(t, fid)
+
+
+cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
+    cdef ct_flow_t* f = &t.flows[fid]
+    cdef ct_key_t k
+    cdef int d
+    if not (f.flags & FL_USED):
+        return
+    for d in range(2):
+        ct_flow_key(f, d, &k)
+        _index_remove(t, _key_hash(t, &k), fid, d)
+    if f.flags & FL_UNASSURED_LISTED:
+        _unas_unlink(t, fid)
+    f.flags = 0
+    t.lru_next[fid] = t.free_head
+    t.free_head = fid
+    t.n_flows -= 1
+
+
+# ---------------------------------------------------------------- time
+
+cdef inline uint64_t _timeout(const ct_table_t* t, const ct_flow_t* f) noexcept nogil:
+    if f.proto == P_TCP:
+        return t.timeout_ns[f.state]
+    if f.proto == P_UDP:
+        return t.timeout_ns[TO_UDP_STREAM if f.flags & FL_STREAM else TO_UDP]
+    if f.proto == P_ICMP or f.proto == P_ICMPV6:
+        return t.timeout_ns[TO_ICMP]
+    if f.proto == P_SCTP:
+        return t.timeout_ns[TO_SCTP]
+    return t.timeout_ns[TO_GENERIC]
+
+
+cdef inline bint _expired(const ct_table_t* t, const ct_flow_t* f, uint64_t now) noexcept nogil:
+    if f._pad[0] == t.epoch_byte:
+        return 0            # touched by this batch: a packet of it is in flight
+    return now >= f.last_ns and now - f.last_ns >= _timeout(t, f)
+
+
+cdef Py_ssize_t _sweep(ct_table_t* t, uint64_t now, Py_ssize_t max_work) noexcept nogil:
+    cdef Py_ssize_t w, n = 0
+    cdef uint32_t fid
+    cdef ct_flow_t* f
+    for w in range(max_work):
+        if t.hwm == 0:
+            break
+        if t.sweep >= t.hwm:
+            t.sweep = 0
+        fid = t.sweep
+        t.sweep += 1
+        f = &t.flows[fid]
+        if (f.flags & FL_USED) and _expired(t, f, now):
+            ct_delete(t, fid)
+            t.c[C_EXPIRIES] += 1
+            n += 1
+    return n
+
+
+cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) noexcept nogil:
+    return _sweep(&ct.t, now_ns, max_work)
+
+
+cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
+    """A free flow record, evicting when full (NO_ID when nothing can go)."""
+    cdef uint32_t fid, cand
+    cdef int scan
+    if t.free_head == NO_ID and t.hwm >= t.capacity:
+        # early drop: the oldest non-assured flows first, never one that a
+        # packet of the current batch refers to
+        cand = t.unas_head
+        scan = 0
+        while cand != NO_ID and scan < EARLY_DROP_SCAN:
+            if t.flows[cand]._pad[0] != t.epoch_byte:
+                if _expired(t, &t.flows[cand], now):
+                    t.c[C_EXPIRIES] += 1
+                else:
+                    t.c[C_EVICTIONS] += 1
+                ct_delete(t, cand)
+                break
+            cand = t.lru_next[cand]
+            scan += 1
+        if t.free_head == NO_ID:
+            # no non-assured flow can go: reclaim expired flows, bounded work
+            _sweep(t, now, 4096)
+    if t.free_head != NO_ID:
+        fid = t.free_head
+        t.free_head = t.lru_next[fid]
+        return fid
+    if t.hwm < t.capacity:
+        fid = t.hwm
+        t.hwm += 1
+        return fid
+    return NO_ID
+
+
+# ---------------------------------------------------------------- packet keys
+
+cdef inline bint _is_echo(uint8_t ver, uint8_t typ) noexcept nogil:
+    if ver == 4:
+        return typ == 8 or typ == 0
+    return typ == 128 or typ == 129
+
+
+cdef inline bint _is_echo_request(uint8_t ver, uint8_t typ) noexcept nogil:
+    return typ == 8 if ver == 4 else typ == 128
+
+
+cdef inline uint8_t _echo_other(uint8_t ver, uint8_t typ) noexcept nogil:
+    """Echo request type <-> echo reply type."""
+    if ver == 4:
+        return 0 if typ == 8 else 8
+    return 129 if typ == 128 else 128
+
+
+cdef inline bint _is_icmp_error(uint8_t ver, uint8_t typ) noexcept nogil:
+    if ver == 4:
+        return typ == 3 or typ == 4 or typ == 5 or typ == 11 or typ == 12
+    return 1 <= typ <= 4
+
+
+cdef uint32_t ct_quote_l4(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
+    """Offset (from the frame start) of the L4 header inside an ICMP error quote; 0 if none."""
+    cdef uint32_t q = p.quote_off, lim = p.len
+    cdef uint8_t nh
+    cdef int it
+    if q == 0:
+        return 0
+    if p.ip_ver == 4:
+        if q + 20 > lim:
+            return 0
+        if ld16(pkt + q + 6) & 0x1FFF:
+            return 0
+        q += (pkt[q] & 15) * 4
+        return q if q <= lim else 0
+    if q + 40 > lim:
+        return 0
+    nh = pkt[q + 6]
+    q += 40
+    for it in range(8):
+        if nh == 0 or nh == 43 or nh == 60:
+            if q + 8 > lim:
+                return 0
+            nh = pkt[q]
+            q += (pkt[q + 1] + 1) * 8
+        elif nh == 44:
+            if q + 8 > lim or (ld16(pkt + q + 2) & 0xFFF8):
+                return 0
+            nh = pkt[q]
+            q += 8
+        elif nh == 51:
+            if q + 8 > lim:
+                return 0
+            nh = pkt[q]
+            q += (pkt[q + 1] + 2) * 4
+        else:
+            return q if q <= lim else 0
+    return 0
+
+
+cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexcept nogil:
+    """The lookup key of packet p (pkt: its frame). Returns a K_* kind."""
+    cdef uint8_t proto = p.proto, ver = p.ip_ver
+    cdef uint32_t ql4
+    memset(k, 0, sizeof(ct_key_t))
+    k.ver = ver
+    if ver != 4 and ver != 6:
+        return K_NONE
+    if p.frag == FRAG_LATER:
+        k.proto = proto
+        if ver == 4:
+            k.src[0] = p.src4
+            k.dst[0] = p.dst4
+        else:
+            memcpy(k.src, p.src6, 16)
+            memcpy(k.dst, p.dst6, 16)
+        return K_FRAG
+    if (proto == P_ICMP and ver == 4) or (proto == P_ICMPV6 and ver == 6):
+        if _is_echo(ver, p.icmp_type):
+            k.sport = p.icmp_id
+            k.dport = p.icmp_type
+        elif _is_icmp_error(ver, p.icmp_type) and p.q_proto != 0 and p.quote_off != 0:
+            # key of the flow the quoted packet belongs to: the inverse of the quote
+            k.proto = p.q_proto
+            if ver == 4:
+                k.src[0] = p.q_dst4
+                k.dst[0] = p.q_src4
+            else:
+                memcpy(k.src, p.q_dst6, 16)
+                memcpy(k.dst, p.q_src6, 16)
+            if p.q_proto == P_TCP or p.q_proto == P_UDP or p.q_proto == P_SCTP:
+                k.sport = p.q_dport
+                k.dport = p.q_sport
+            elif p.q_proto == proto:
+                ql4 = ct_quote_l4(p, pkt)
+                if ql4 == 0 or ql4 + 8 > p.len or not _is_echo(ver, pkt[ql4]):
+                    return K_NONE
+                k.sport = ld16(pkt + ql4 + 4)
+                k.dport = _echo_other(ver, pkt[ql4])
+            return K_ERROR
+        else:
+            return K_NONE
+    elif proto == P_TCP or proto == P_UDP or proto == P_SCTP:
+        k.sport = p.sport
+        k.dport = p.dport
+    k.proto = proto
+    if ver == 4:
+        k.src[0] = p.src4
+        k.dst[0] = p.dst4
+    else:
+        memcpy(k.src, p.src6, 16)
+        memcpy(k.dst, p.dst6, 16)
+    return K_FLOW
+
+
+cdef inline uint32_t _ip_bytes(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
+    cdef uint32_t l3 = p.l3_off
+    if l3 + 6 <= p.len:
+        if p.ip_ver == 4:
+            return ld16(pkt + l3 + 2)
+        return 40 + <uint32_t>ld16(pkt + l3 + 4)
+    return p.wire_len - l3 if p.wire_len > l3 else 0
+
+
+# ---------------------------------------------------------------- fragments
+
+cdef inline uint32_t _frag_slot(const ct_table_t* t, const ct_key_t* k, uint32_t frag_id) noexcept nogil:
+    cdef uint64_t h = _mix(<uint64_t>frag_id ^ (<uint64_t>k.proto << 32) ^ t.seed)
+    h = _mix(h ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
+    if k.ver == 6:
+        h = _mix(h ^ ((<uint64_t>k.src[1] << 32) | k.dst[1]) ^ ((<uint64_t>k.src[2] << 32) | k.dst[2]) * 3
+                 ^ ((<uint64_t>k.src[3] << 32) | k.dst[3]) * 5)
+    return <uint32_t>h & t.frag_mask
+
+
+cdef void _frag_note(ct_table_t* t, const pkt_meta_t* p, const ct_key_t* k, uint32_t fid,
+                     int dir, uint64_t now) noexcept nogil:
+    cdef ct_frag_t* e = &t.frags[_frag_slot(t, k, p.frag_id)]
+    memcpy(e.src, k.src, 16)
+    memcpy(e.dst, k.dst, 16)
+    e.frag_id = p.frag_id
+    e.flow_id = fid
+    e.ts_ns = now
+    e.proto = k.proto
+    e.ver = k.ver
+    e.dir = <uint8_t>dir
+
+
+cdef inline bint _addr_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
+    cdef ct_key_t fk
+    ct_flow_key(f, dir, &fk)
+    return memcmp(fk.src, k.src, 16) == 0 and memcmp(fk.dst, k.dst, 16) == 0
+
+
+cdef uint32_t _frag_find(ct_table_t* t, const pkt_meta_t* p, const ct_key_t* k, uint64_t now,
+                         int* dir) noexcept nogil:
+    cdef ct_frag_t* e = &t.frags[_frag_slot(t, k, p.frag_id)]
+    cdef ct_flow_t* f
+    if (e.flow_id == NO_ID or e.frag_id != p.frag_id or e.proto != k.proto or e.ver != k.ver
+            or memcmp(e.src, k.src, 16) != 0 or memcmp(e.dst, k.dst, 16) != 0):
+        return NO_ID
+    if now >= e.ts_ns and now - e.ts_ns > t.timeout_ns[TO_FRAG]:
+        return NO_ID
+    f = &t.flows[e.flow_id]
+    if not (f.flags & FL_USED) or f.proto != k.proto or not _addr_eq(f, e.dir, k):
+        return NO_ID
+    dir[0] = e.dir
+    return e.flow_id
+
+
+# ---------------------------------------------------------------- per-packet state
+
+cdef inline void _account(ct_flow_t* f, int dir, const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
+    f.pkts[dir] += 1
+    f.bytes[dir] += _ip_bytes(p, pkt)
+
+
+cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
+              const uint8_t* pkt, uint64_t now) noexcept nogil:
+    """A packet of flow fid in direction dir: state, counters, verdict fields."""
+    cdef uint8_t fl, kind, old, new
+    if _expired(t, f, now):
+        ct_delete(t, fid)
+        t.c[C_EXPIRIES] += 1
+        return HIT_GONE
+    if f.proto == P_TCP:
+        fl = p.tcp_flags & 0x37
+        if fl & 4:
+            kind = T_RST
+        elif fl & 2:
+            kind = T_SYNACK if fl & 16 else T_SYN
+        elif fl & 1:
+            kind = T_FIN
+        elif fl & 16:
+            kind = T_ACK
+        else:
+            kind = T_NONE
+        old = f.state
+        new = _tcp_tr[(dir * 6 + kind) * 10 + old] if _tcp_valid[fl] else S_IV
+        if new == S_IV:
+            t.c[C_INVALID] += 1
+            f._pad[0] = t.epoch_byte
+            p.flow_id = fid
+            p.ct_state = CT_INVALID
+            if t.drop_invalid:
+                drop(p, ST_CONNTRACK, R_CT_INVALID)
+            return HIT_OK
+        if new == TCP_SYN_SENT and dir == 0 and (old == TCP_TIME_WAIT or old == TCP_CLOSE):
+            # a new connection reusing the tuple of a closed one
+            ct_delete(t, fid)
+            t.c[C_REOPENED] += 1
+            return HIT_GONE
+        if new != S_IG:
+            f.state = new
+            if dir == 1:
+                f.flags |= FL_SEEN_REPLY
+            if new == TCP_ESTABLISHED and (f.flags & FL_SEEN_REPLY) and not (f.flags & FL_ASSURED):
+                _assure(t, f, fid)
+            f.last_ns = now
+    else:
+        if dir == 1:
+            if f.flags & FL_SEEN_REPLY:
+                f.flags |= FL_STREAM
+            else:
+                f.flags |= FL_SEEN_REPLY
+                _assure(t, f, fid)
+        elif f.flags & FL_SEEN_REPLY:
+            f.flags |= FL_STREAM
+        f.last_ns = now
+    _account(f, dir, p, pkt)
+    f._pad[0] = t.epoch_byte
+    p.flow_id = fid
+    p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
+    return HIT_OK
+
+
+cdef inline void _related(ct_table_t* t, ct_flow_t* f, uint32_t fid, pkt_meta_t* p) noexcept nogil:
+    f._pad[0] = t.epoch_byte
+    p.flow_id = fid
+    p.ct_state = CT_RELATED
+    t.c[C_RELATED] += 1
+
+
+cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const ct_key_t* k,
+               uint64_t h, uint32_t pos, uint64_t now) noexcept nogil:
+    """Resolve one packet whose index probe starts at pos (lookup and re-lookup)."""
+    cdef int dir = 0
+    cdef uint32_t fid
+    cdef ct_flow_t* f
+    if kind == K_FRAG:
+        fid = _frag_find(t, p, k, now, &dir)
+        if fid != NO_ID:
+            f = &t.flows[fid]
+            t.c[C_FRAG_HITS] += 1
+            _account(f, dir, p, pkt)
+            f._pad[0] = t.epoch_byte
+            p.flow_id = fid
+            p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
+        else:
+            p.ct_state = CT_NEW
+        return
+    fid = _find_from(t, k, h, pos, &dir)
+    if fid != NO_ID:
+        f = &t.flows[fid]
+        if kind == K_ERROR:
+            if _expired(t, f, now):
+                p.ct_state = CT_NONE
+            else:
+                _related(t, f, fid, p)
+            return
+        if _hit(t, f, fid, dir, p, pkt, now) == HIT_OK:
+            t.c[C_HITS] += 1
+            if p.frag == FRAG_FIRST:
+                _frag_note(t, p, k, fid, dir, now)
+            return
+    if kind == K_ERROR:
+        p.ct_state = CT_NONE
+        return
+    p.ct_state = CT_NEW
+
+
+cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
+    cdef ct_table_t* t = &ct.t
+    cdef Py_ssize_t n = b.count, base, j, m
+    cdef ct_key_t keys[CHUNK]
+    cdef uint64_t hs[CHUNK]
+    cdef uint32_t pos[CHUNK]
+    cdef int kinds[CHUNK]
+    cdef pkt_meta_t* p
+    cdef uint64_t s
+    cdef uint32_t tag, i
+    t.epoch += 1
+    t.epoch_byte = <uint8_t>t.epoch
+    base = 0
+    while base < n:
+        m = n - base
+        if m > CHUNK:
+            m = CHUNK
+        # pass 1: keys, hashes, prefetch the home slots
+        for j in range(m):
+            p = &b.m[base + j]
+            kinds[j] = K_SKIP
+            if p.verdict != V_PENDING:
+                continue
+            if p.ip_ver != 4 and p.ip_ver != 6:
+                p.ct_state = CT_NONE
+                continue
+            p.flow_id = NO_ID
+            kinds[j] = ct_pkt_key(p, b.buf + p.off, &keys[j])
+            if kinds[j] == K_FLOW or kinds[j] == K_ERROR:
+                hs[j] = _key_hash(t, &keys[j])
+                pos[j] = _home(t, hs[j])
+                kdp_prefetch(&t.index[pos[j]])
+        # pass 2: first slot whose tag matches; prefetch that flow record
+        for j in range(m):
+            if kinds[j] != K_FLOW and kinds[j] != K_ERROR:
+                continue
+            tag = <uint32_t>(hs[j] >> 32)
+            i = pos[j]
+            while True:
+                s = t.index[i]
+                if s == EMPTY or <uint32_t>(s >> 32) == tag:
+                    break
+                i += 1
+                if i == t.nslots:
+                    i = 0
+            pos[j] = i
+            if s != EMPTY:
+                kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
+                kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
+        # pass 3: verify, update state
+        for j in range(m):
+            p = &b.m[base + j]
+            if kinds[j] == K_SKIP:
+                continue
+            if kinds[j] == K_NONE:
+                p.ct_state = CT_NONE
+                continue
+            t.c[C_LOOKUPS] += 1
+            _one(t, p, b.buf + p.off, kinds[j], &keys[j], hs[j], pos[j], now_ns)
+            if p.ct_state == CT_NEW:
+                t.c[C_MISSES] += 1
+        base += m
+
+
+# ---------------------------------------------------------------- new flows
+
+cdef inline bint _ports_tracked(uint8_t proto) noexcept nogil:
+    return proto == P_TCP or proto == P_UDP or proto == P_SCTP or proto == P_ICMP or proto == P_ICMPV6
+
+
+cdef inline uint16_t* _snat_field(ct_key_t* r) noexcept nogil:
+    """The field of a reply tuple that a source-port translation changes."""
+    if r.proto == P_ICMP or r.proto == P_ICMPV6:
+        return &r.sport         # echo identifier
+    return &r.dport
+
+
+cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_spec_t* spec,
+                        uint8_t state, uint64_t now, uint16_t* reason) noexcept nogil:
+    """Create the flow of key k (known absent). NO_ID with *reason when refused."""
+    cdef ct_key_t r
+    cdef uint64_t hr
+    cdef uint8_t flags = NAT_NONE
+    cdef uint16_t lo, hi, orig_port
+    cdef uint16_t* pf
+    cdef uint32_t size, start, tries, nn, fid
+    cdef int dir
+    cdef bint found
+    cdef ct_flow_t* f
+    if spec != NULL and (spec.ip_ver == 0 or spec.ip_ver == k.ver):
+        flags = spec.flags
+    # the reply tuple: from the (translated) destination to the (translated) source
+    memcpy(&r, k, sizeof(ct_key_t))
+    if k.ver == 4:
+        r.src[0] = spec.dnat4 if flags & NAT_DNAT else k.dst[0]
+        r.dst[0] = spec.snat4 if flags & NAT_SNAT else k.src[0]
+    else:
+        if flags & NAT_DNAT:
+            memcpy(r.src, spec.dnat6, 16)
+        else:
+            memcpy(r.src, k.dst, 16)
+        if flags & NAT_SNAT:
+            memcpy(r.dst, spec.snat6, 16)
+        else:
+            memcpy(r.dst, k.src, 16)
+    if k.proto == P_ICMP or k.proto == P_ICMPV6:
+        r.sport = k.sport
+        r.dport = _echo_other(k.ver, <uint8_t>k.dport)
+    else:
+        r.sport = spec.dnat_port if (flags & NAT_DNAT) and spec.dnat_port != 0 else k.dport
+        r.dport = k.sport
+    pf = _snat_field(&r)
+    hr = _key_hash(t, &r)
+    found = ct_find(t, &r, &dir) != NO_ID
+    if (flags & NAT_SNAT_PORT) or found:
+        if not _ports_tracked(k.proto):
+            t.c[C_PORTS_EXHAUSTED] += 1
+            reason[0] = R_NAT_PORTS_EXHAUSTED
+            return NO_ID
+        if (flags & NAT_SNAT_PORT) and spec.snat_port_lo != 0 and spec.snat_port_lo <= spec.snat_port_hi:
+            lo = spec.snat_port_lo
+            hi = spec.snat_port_hi
+        else:
+            lo = t.port_lo
+            hi = t.port_hi
+        size = <uint32_t>hi - lo + 1
+        tries = size if size < t.nat_max_tries else t.nat_max_tries
+        start = <uint32_t>((h >> 16) % size)
+        orig_port = pf[0]
+        found = 1
+        for nn in range(tries):
+            pf[0] = <uint16_t>(lo + (start + nn) % size)
+            hr = _key_hash(t, &r)
+            if ct_find(t, &r, &dir) == NO_ID:
+                found = 0
+                break
+        if found:
+            t.c[C_PORTS_EXHAUSTED] += 1
+            reason[0] = R_NAT_PORTS_EXHAUSTED
+            return NO_ID
+        if not (flags & NAT_SNAT_PORT) and pf[0] != orig_port:
+            t.c[C_PORT_REMAPS] += 1
+    fid = _alloc(t, now)
+    if fid == NO_ID:
+        t.c[C_TABLE_FULL] += 1
+        reason[0] = R_CT_TABLE_FULL
+        return NO_ID
+    f = &t.flows[fid]
+    memset(f, 0, sizeof(ct_flow_t))
+    f.proto = k.proto
+    f.ip_ver = k.ver
+    _store_key(f, 0, k)
+    _store_key(f, 1, &r)
+    f.state = state
+    f.flags = FL_USED
+    f.nat = flags
+    if flags & NAT_DNAT:
+        f.flags |= FL_DNAT
+    if flags & NAT_SNAT:
+        f.flags |= FL_SNAT
+    # does the flow rewrite anything? (O == inverse of R means no)
+    if (memcmp(r.src, k.dst, 16) != 0 or memcmp(r.dst, k.src, 16) != 0
+            or (k.proto != P_ICMP and k.proto != P_ICMPV6 and (r.sport != k.dport or r.dport != k.sport))
+            or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
+        f.flags |= FL_NAT
+    f.last_ns = now
+    f._pad[0] = t.epoch_byte
+    f.svc_port = spec.svc_port if spec != NULL else NO_ID
+    f.backend = spec.backend if spec != NULL else NO_ID
+    _index_insert(t, h, fid, 0)
+    _index_insert(t, hr, fid, 1)
+    _unas_push(t, fid)
+    t.n_flows += 1
+    t.c[C_INSERTS] += 1
+    return fid
+
+
+cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* spec,
+                        uint64_t now_ns) noexcept nogil:
+    cdef ct_table_t* t = &ct.t
+    cdef pkt_meta_t* p
+    cdef const uint8_t* pkt
+    cdef ct_key_t k
+    cdef int kind, dir = 0
+    cdef uint64_t h
+    cdef uint32_t fid
+    cdef uint8_t state = 0, fl
+    cdef uint16_t reason = 0
+    if i < 0 or i >= b.count:
+        return NO_ID
+    p = &b.m[i]
+    if p.verdict != V_PENDING:
+        return NO_ID
+    if p.flow_id != NO_ID and p.ct_state != CT_NEW:
+        return p.flow_id
+    pkt = b.buf + p.off
+    kind = ct_pkt_key(p, pkt, &k)
+    if kind == K_NONE:
+        p.ct_state = CT_NONE
+        return NO_ID
+    if kind == K_FRAG:
+        fid = _frag_find(t, p, &k, now_ns, &dir)
+        if fid == NO_ID:
+            t.c[C_FRAG_NO_FLOW] += 1
+            drop(p, ST_CONNTRACK, R_FRAG_NO_FLOW)
+            return NO_ID
+        _one(t, p, pkt, kind, &k, 0, 0, now_ns)
+        return p.flow_id
+    h = _key_hash(t, &k)
+    # the flow may exist by now (an earlier packet of this batch created it)
+    _one(t, p, pkt, kind, &k, h, _home(t, h), now_ns)
+    if kind == K_ERROR or p.flow_id != NO_ID:
+        if p.flow_id != NO_ID and kind == K_FLOW:
+            t.c[C_CREATE_HITS] += 1
+        return p.flow_id
+    # may this packet open a flow?
+    if k.proto == P_TCP:
+        fl = p.tcp_flags & 0x37
+        state = S_IV
+        if _tcp_valid[fl] and not (fl & 4):
+            if (fl & 2) and not (fl & 16):
+                state = TCP_SYN_SENT
+            elif fl == 16 or fl == (16 | 32):
+                if t.tcp_loose:
+                    state = TCP_ESTABLISHED
+        if state == S_IV:
+            t.c[C_INVALID] += 1
+            p.ct_state = CT_INVALID
+            if t.drop_invalid:
+                drop(p, ST_CONNTRACK, R_CT_INVALID)
+            return NO_ID
+    elif k.proto == P_ICMP or k.proto == P_ICMPV6:
+        if not _is_echo_request(k.ver, <uint8_t>k.dport):
+            t.c[C_INVALID] += 1
+            p.ct_state = CT_INVALID
+            if t.drop_invalid:
+                drop(p, ST_CONNTRACK, R_CT_INVALID)
+            return NO_ID
+    fid = _new_flow(t, &k, h, spec, state, now_ns, &reason)
+    if fid == NO_ID:
+        drop(p, ST_NAT if reason == R_NAT_PORTS_EXHAUSTED else ST_CONNTRACK, reason)
+        return NO_ID
+    _account(&t.flows[fid], 0, p, pkt)
+    p.flow_id = fid
+    p.ct_state = CT_NEW
+    if p.frag == FRAG_FIRST:
+        _frag_note(t, p, &k, fid, 0, now_ns)
+    return fid
+
+
+# ---------------------------------------------------------------- flush
+
+cdef bint _flush_match(const ct_flow_t* f, const flush_t* q) noexcept nogil:
+    cdef ct_key_t o, r
+    if q.mode == 0:
+        return 1
+    if q.mode == 3:
+        return f.svc_port == q.svc_port
+    if f.ip_ver != q.ver or (q.proto != 0 and f.proto != q.proto):
+        return 0
+    ct_flow_key(f, 0, &o)
+    ct_flow_key(f, 1, &r)
+    if q.mode == 1:
+        return (memcmp(o.src, q.addr, 16) == 0 or memcmp(o.dst, q.addr, 16) == 0
+                or memcmp(r.src, q.addr, 16) == 0 or memcmp(r.dst, q.addr, 16) == 0)
+    # backend: the reply comes from it
+    return memcmp(r.src, q.addr, 16) == 0 and (not q.has_port or r.sport == q.port)
+
+
+cdef Py_ssize_t _flush(ct_table_t* t, const flush_t* q) noexcept nogil:
+    cdef uint32_t fid
+    cdef Py_ssize_t n = 0
+    for fid in range(t.hwm):
+        if (t.flows[fid].flags & FL_USED) and _flush_match(&t.flows[fid], q):
+            ct_delete(t, fid)
+            n += 1
+    t.c[C_FLUSHED] += n
+    return n
+
+
+# ---------------------------------------------------------------- Python API
+
+cdef void _addr_words(object addr, uint8_t* ver, uint32_t* out) except *:
+    a = ipaddress.ip_address(addr) if not isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else addr
+    memset(out, 0, 16)
+    cdef bytes raw
+    if a.version == 4:
+        ver[0] = 4
+        out[0] = int(a)
+    else:
+        ver[0] = 6
+        raw = a.packed
+        memcpy(out, <const char*>raw, 16)
+
+
+cdef object _addr_str(const uint32_t* w, uint8_t ver):
+    if ver == 4:
+        return str(ipaddress.IPv4Address(w[0]))
+    return str(ipaddress.IPv6Address((<const char*>w)[:16]))
+
+
+cdef void _fill_spec(nat_spec_t* s, object spec) except *:
+    """nat_spec_t from a dict (keys as the struct's fields; addresses as strings/ints)."""
+    cdef uint8_t v
+    cdef uint32_t w[4]
+    memset(s, 0, sizeof(nat_spec_t))
+    s.svc_port = NO_ID
+    s.backend = NO_ID
+    get = spec.get
+    s.flags = get("flags", 0)
+    s.ip_ver = get("ip_ver", 0)
+    for name in ("dnat", "snat"):
+        val = get(name)
+        if val is None:
+            continue
+        _addr_words(val, &v, w)
+        if s.ip_ver == 0:
+            s.ip_ver = v
+        elif s.ip_ver != v:
+            raise ConntrackConfigError(f"nat spec: {name} {val} is not IPv{s.ip_ver}")
+        if name == "dnat":
+            if v == 4:
+                s.dnat4 = w[0]
+            else:
+                memcpy(s.dnat6, w, 16)
+        else:
+            if v == 4:
+                s.snat4 = w[0]
+            else:
+                memcpy(s.snat6, w, 16)
+    s.dnat_port = get("dnat_port", 0)
+    lo, hi = get("snat_ports", (0, 0))
+    if not (0 <= lo <= hi <= 65535):
+        raise ConntrackConfigError(f"nat spec: bad snat_ports {lo}..{hi}")
+    s.snat_port_lo = lo
+    s.snat_port_hi = hi
+    sp = get("svc_port")
+    s.svc_port = NO_ID if sp is None else sp
+    be = get("backend")
+    s.backend = NO_ID if be is None else be
+
+
+cdef class Conntrack:
+    """The flow table. See the module docstring for the stage contracts.
+
+    Conntrack(capacity=1048576, *, timeouts=None, drop_invalid=False,
+              tcp_loose=True, port_range=(1024, 65535), nat_max_tries=128,
+              frag_slots=4096, seed=...)
+
+    ``timeouts``: {name: seconds} overriding TIMEOUT_DEFAULTS (nf_conntrack
+    sysctl names, e.g. "tcp_timeout_established": 86400 as kube-proxy sets).
+    ``port_range``: where a source port is chosen when a reply tuple collides
+    and the flow asked for no explicit range. ``nat_max_tries``: ports tried
+    per new flow before R_NAT_PORTS_EXHAUSTED (all of them when the range is
+    smaller).
+    """
+
+    def __cinit__(self):
+        memset(&self.t, 0, sizeof(ct_table_t))
+
+    def __init__(self, capacity=1 << 20, *, timeouts=None, drop_invalid=False, tcp_loose=True,
+                 port_range=(1024, 65535), nat_max_tries=128, frag_slots=4096,
+                 seed=0x6B64705F63742121):
+        if not isinstance(capacity, int) or not (1 <= capacity <= CT_MAX_CAPACITY):
+            raise ConntrackConfigError(f"conntrack capacity must be 1..{CT_MAX_CAPACITY}, got {capacity!r}")
+        lo, hi = port_range
+        if not (1 <= lo <= hi <= 65535):
+            raise ConntrackConfigError(f"conntrack port_range must be within 1..65535, got {port_range!r}")
+        if not (1 <= nat_max_tries <= 65536):
+            raise ConntrackConfigError(f"nat_max_tries must be 1..65536, got {nat_max_tries!r}")
+        if frag_slots < 1 or frag_slots > (1 << 20) or (frag_slots & (frag_slots - 1)):
+            raise ConntrackConfigError(f"frag_slots must be a power of two 1..1048576, got {frag_slots!r}")
+        tos = dict(TIMEOUT_DEFAULTS)
+        for name, val in (timeouts or {}).items():
+            if name not in tos:
+                raise ConntrackConfigError(f"unknown conntrack timeout {name!r} (known: {', '.join(tos)})")
+            if not isinstance(val, (int, float)) or val < 0 or val > 10 ** 9:
+                raise ConntrackConfigError(f"conntrack timeout {name} must be 0..1e9 seconds, got {val!r}")
+            tos[name] = val
+        self._free()
+        cdef ct_table_t* t = &self.t
+        t.capacity = capacity
+        t.nslots = 3 * capacity if capacity >= 4 else 12
+        t.flows = <ct_flow_t*>calloc(capacity, sizeof(ct_flow_t))
+        t.index = <uint64_t*>malloc(t.nslots * sizeof(uint64_t))
+        t.lru_prev = <uint32_t*>malloc(capacity * sizeof(uint32_t))
+        t.lru_next = <uint32_t*>malloc(capacity * sizeof(uint32_t))
+        t.frags = <ct_frag_t*>malloc(frag_slots * sizeof(ct_frag_t))
+        if not (t.flows and t.index and t.lru_prev and t.lru_next and t.frags):
+            self._free()
+            raise MemoryError(f"conntrack: cannot allocate a table of {capacity} flows")
+        memset(t.index, 0xFF, t.nslots * sizeof(uint64_t))
+        memset(t.frags, 0xFF, frag_slots * sizeof(ct_frag_t))
+        t.frag_mask = frag_slots - 1
+        t.hwm = 0
+        t.free_head = NO_ID
+        t.unas_head = NO_ID
+        t.unas_tail = NO_ID
+        t.port_lo = lo
+        t.port_hi = hi
+        t.nat_max_tries = nat_max_tries
+        t.drop_invalid = bool(drop_invalid)
+        t.tcp_loose = bool(tcp_loose)
+        t.seed = seed & 0xFFFFFFFFFFFFFFFF
+        t.epoch = 0
+        t.epoch_byte = 0
+        for name, slots in _TIMEOUT_SLOT.items():
+            for s in slots:
+                t.timeout_ns[s] = <uint64_t>(tos[name] * 1_000_000_000)
+        self.settings = {
+            "capacity": capacity, "timeouts": tos, "drop_invalid": bool(drop_invalid),
+            "tcp_loose": bool(tcp_loose), "port_range": (lo, hi), "nat_max_tries": nat_max_tries,
+            "frag_slots": frag_slots, "seed": t.seed,
+        }
+
+    cdef _free(self):
+        free(self.t.flows)
+        free(self.t.index)
+        free(self.t.lru_prev)
+        free(self.t.lru_next)
+        free(self.t.frags)
+        self.t.flows = NULL
+        self.t.index = NULL
+        self.t.lru_prev = NULL
+        self.t.lru_next = NULL
+        self.t.frags = NULL
+
+    def __dealloc__(self):
+        self._free()
+
+    # -- properties
+    @property
+    def capacity(self):
+        return self.t.capacity
+
+    def __len__(self):
+        return self.t.n_flows
+
+    @property
+    def memory_bytes(self):
+        """Bytes allocated for the table (records, index, links, fragment table)."""
+        return (self.t.capacity * (sizeof(ct_flow_t) + 2 * sizeof(uint32_t))
+                + self.t.nslots * sizeof(uint64_t) + (self.t.frag_mask + 1) * sizeof(ct_frag_t))
+
+    @property
+    def bytes_per_flow(self):
+        """Bytes per flow of capacity, index and links included (not the fragment table)."""
+        return (sizeof(ct_flow_t) + 2 * sizeof(uint32_t)
+                + <double>self.t.nslots * sizeof(uint64_t) / self.t.capacity)
+
+    def counters(self):
+        """Table counters as a dict, plus the current number of flows ("flows")."""
+        d = {name: self.t.c[i] for i, name in enumerate(COUNTER_NAMES)}
+        d["flows"] = self.t.n_flows
+        return d
+
+    # -- stages
+    def lookup_batch(self, Batch b not None, uint64_t now_ns):
+        """Run the fast-path stage over batch b (see module docstring)."""
+        with nogil:
+            ct_lookup_batch(self, b, now_ns)
+
+    def create(self, Batch b not None, Py_ssize_t i, spec=None, uint64_t now_ns=0):
+        """Slow path for packet i. spec: None or a dict with flags, dnat, dnat_port,
+        snat, snat_ports=(lo, hi), svc_port, backend. Returns the flow id or None."""
+        cdef nat_spec_t s
+        cdef nat_spec_t* sp = NULL
+        cdef uint32_t fid
+        if i < 0 or i >= b.count:
+            raise IndexError(i)
+        if spec is not None:
+            _fill_spec(&s, spec)
+            sp = &s
+        with nogil:
+            fid = ct_create(self, b, i, sp, now_ns)
+        return None if fid == NO_ID else fid
+
+    def expire(self, uint64_t now_ns, Py_ssize_t max_work=1024):
+        """Incremental expiry: examine at most max_work records; returns flows removed."""
+        cdef Py_ssize_t n
+        if max_work < 0:
+            raise ValueError("max_work must be >= 0")
+        with nogil:
+            n = ct_expire(self, now_ns, max_work)
+        return n
+
+    # -- single items and inspection
+    def lookup(self, proto, src, dst, sport=0, dport=0):
+        """(flow_id, dir) of the tuple as a packet would carry it, or (None, None).
+        For ICMP echo pass sport = identifier, dport = echo type."""
+        cdef ct_key_t k
+        cdef uint8_t v1, v2
+        cdef int dir = 0
+        cdef uint32_t fid
+        memset(&k, 0, sizeof(k))
+        _addr_words(src, &v1, k.src)
+        _addr_words(dst, &v2, k.dst)
+        if v1 != v2:
+            raise ValueError("source and destination are of different IP versions")
+        k.ver = v1
+        k.proto = proto
+        k.sport = sport
+        k.dport = dport
+        fid = ct_find(&self.t, &k, &dir)
+        if fid == NO_ID:
+            return (None, None)
+        return (fid, dir)
+
+    def flow(self, uint32_t fid):
+        """One flow as a dict (None when the id is not a live flow)."""
+        if fid >= self.t.hwm or not (self.t.flows[fid].flags & FL_USED):
+            return None
+        cdef ct_flow_t* f = &self.t.flows[fid]
+        cdef ct_key_t o, r
+        ct_flow_key(f, 0, &o)
+        ct_flow_key(f, 1, &r)
+        return {
+            "id": fid, "ip_ver": f.ip_ver, "proto": f.proto,
+            "orig": (_addr_str(o.src, f.ip_ver), _addr_str(o.dst, f.ip_ver), o.sport, o.dport),
+            "reply": (_addr_str(r.src, f.ip_ver), _addr_str(r.dst, f.ip_ver), r.sport, r.dport),
+            "state": TCP_STATE_NAMES[f.state] if f.proto == P_TCP else "",
+            "assured": bool(f.flags & FL_ASSURED), "seen_reply": bool(f.flags & FL_SEEN_REPLY),
+            "nat": bool(f.flags & FL_NAT), "dnat": bool(f.flags & FL_DNAT), "snat": bool(f.flags & FL_SNAT),
+            "packets": (f.pkts[0], f.pkts[1]), "bytes": (f.bytes[0], f.bytes[1]),
+            "last_ns": f.last_ns, "timeout_s": _timeout(&self.t, f) / 1e9,
+            "svc_port": None if f.svc_port == NO_ID else f.svc_port,
+            "backend": None if f.backend == NO_ID else f.backend,
+        }
+
+    def flows(self):
+        """Every live flow, as dicts (see flow()), in id order."""
+        return [self.flow(i) for i in range(self.t.hwm) if self.t.flows[i].flags & FL_USED]
+
+    def unassured_order(self):
+        """Ids of the non-assured flows, oldest first (the early-drop order)."""
+        out = []
+        cdef uint32_t f = self.t.unas_head
+        while f != NO_ID:
+            out.append(f)
+            f = self.t.lru_next[f]
+        return out
+
+    # -- flush
+    def flush_all(self):
+        """Delete every flow; returns how many."""
+        cdef flush_t q
+        memset(&q, 0, sizeof(q))
+        return self._run_flush(&q)
+
+    def flush_address(self, addr, proto=0):
+        """Delete flows with addr in either tuple (any side); returns how many."""
+        cdef flush_t q
+        memset(&q, 0, sizeof(q))
+        q.mode = 1
+        q.proto = proto
+        _addr_words(addr, &q.ver, q.addr)
+        return self._run_flush(&q)
+
+    def flush_backend(self, addr, port=None, proto=0):
+        """Delete flows translated to (or replying from) backend addr[:port], e.g.
+        the UDP flows of an endpoint that went away (proto=17); returns how many."""
+        cdef flush_t q
+        memset(&q, 0, sizeof(q))
+        q.mode = 2
+        q.proto = proto
+        _addr_words(addr, &q.ver, q.addr)
+        if port is not None:
+            q.has_port = 1
+            q.port = port
+        return self._run_flush(&q)
+
+    def flush_service(self, uint32_t svc_port):
+        """Delete the flows created for service-port id svc_port; returns how many."""
+        cdef flush_t q
+        memset(&q, 0, sizeof(q))
+        q.mode = 3
+        q.svc_port = svc_port
+        return self._run_flush(&q)
+
+    cdef Py_ssize_t _run_flush(self, flush_t* q):
+        cdef Py_ssize_t n
+        with nogil:
+            n = _flush(&self.t, q)
+        return n
+
+    # -- bulk APIs over numpy arrays (IPv4), for benchmarks and tools
+    def lookup4(self, src, dst, sport, dport, proto, out=None):
+        """Flow ids (uint32, NO_ID for a miss) of IPv4 tuples given as numpy arrays
+        (src/dst uint32 host order, ports uint16, proto uint8). No state change."""
+        cdef const uint32_t[::1] s = np.ascontiguousarray(src, dtype=np.uint32)
+        cdef const uint32_t[::1] d = np.ascontiguousarray(dst, dtype=np.uint32)
+        cdef const uint16_t[::1] sp = np.ascontiguousarray(sport, dtype=np.uint16)
+        cdef const uint16_t[::1] dp = np.ascontiguousarray(dport, dtype=np.uint16)
+        cdef const uint8_t[::1] pr = np.ascontiguousarray(proto, dtype=np.uint8)
+        cdef Py_ssize_t n = s.shape[0]
+        if not (d.shape[0] == sp.shape[0] == dp.shape[0] == pr.shape[0] == n):
+            raise ValueError("lookup4: arrays of different lengths")
+        if out is None:
+            out = np.empty(n, dtype=np.uint32)
+        cdef uint32_t[::1] o = out
+        if o.shape[0] < n:
+            raise ValueError("lookup4: out is too short")
+        if n:
+            with nogil:
+                _lookup4(&self.t, &s[0], &d[0], &sp[0], &dp[0], &pr[0], &o[0], n)
+        return out
+
+    def insert4(self, src, dst, sport, dport, proto, uint64_t now_ns=0):
+        """Create flows (no NAT; TCP as after a SYN) for IPv4 tuples; returns their
+        ids (NO_ID where refused: table full). Existing tuples give their flow."""
+        cdef const uint32_t[::1] s = np.ascontiguousarray(src, dtype=np.uint32)
+        cdef const uint32_t[::1] d = np.ascontiguousarray(dst, dtype=np.uint32)
+        cdef const uint16_t[::1] sp = np.ascontiguousarray(sport, dtype=np.uint16)
+        cdef const uint16_t[::1] dp = np.ascontiguousarray(dport, dtype=np.uint16)
+        cdef const uint8_t[::1] pr = np.ascontiguousarray(proto, dtype=np.uint8)
+        cdef Py_ssize_t n = s.shape[0]
+        if not (d.shape[0] == sp.shape[0] == dp.shape[0] == pr.shape[0] == n):
+            raise ValueError("insert4: arrays of different lengths")
+        out = np.empty(n, dtype=np.uint32)
+        cdef uint32_t[::1] o = out
+        if n:
+            with nogil:
+                _insert4(&self.t, &s[0], &d[0], &sp[0], &dp[0], &pr[0], &o[0], n, now_ns)
+        return out
+
+
+cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
+                   const uint16_t* dp, const uint8_t* pr, uint32_t* out, Py_ssize_t n) noexcept nogil:
+    cdef ct_key_t keys[CHUNK]
+    cdef uint64_t hs[CHUNK]
+    cdef uint32_t pos[CHUNK]
+    cdef Py_ssize_t base = 0, j, m
+    cdef uint32_t tag, i
+    cdef uint64_t sl
+    cdef int dir
+    while base < n:
+        m = n - base
+        if m > CHUNK:
+            m = CHUNK
+        for j in range(m):
+            keys[j].src[0] = s[base + j]
+            keys[j].dst[0] = d[base + j]
+            keys[j].sport = sp[base + j]
+            keys[j].dport = dp[base + j]
+            keys[j].proto = pr[base + j]
+            keys[j].ver = 4
+            hs[j] = _key_hash(t, &keys[j])
+            pos[j] = _home(t, hs[j])
+            kdp_prefetch(&t.index[pos[j]])
+        for j in range(m):
+            tag = <uint32_t>(hs[j] >> 32)
+            i = pos[j]
+            while True:
+                sl = t.index[i]
+                if sl == EMPTY or <uint32_t>(sl >> 32) == tag:
+                    break
+                i += 1
+                if i == t.nslots:
+                    i = 0
+            pos[j] = i
+            if sl != EMPTY:
+                kdp_prefetch(&t.flows[(<uint32_t>sl) >> 1])
+        for j in range(m):
+            out[base + j] = _find_from(t, &keys[j], hs[j], pos[j], &dir)
+        base += m
+
+
+cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
+                   const uint16_t* dp, const uint8_t* pr, uint32_t* out, Py_ssize_t n,
+                   uint64_t now) noexcept nogil:
+    cdef ct_key_t k
+    cdef Py_ssize_t j
+    cdef uint64_t h
+    cdef int dir
+    cdef uint32_t fid
+    cdef uint16_t reason
+    memset(&k, 0, sizeof(k))
+    k.ver = 4
+    for j in range(n):
+        if j + 8 < n:
+            # prefetch the home slot of a tuple a few iterations ahead
+            k.src[0] = s[j + 8]
+            k.dst[0] = d[j + 8]
+            k.sport = sp[j + 8]
+            k.dport = dp[j + 8]
+            k.proto = pr[j + 8]
+            kdp_prefetch(&t.index[_home(t, _key_hash(t, &k))])
+        k.src[0] = s[j]
+        k.dst[0] = d[j]
+        k.sport = sp[j]
+        k.dport = dp[j]
+        k.proto = pr[j]
+        h = _key_hash(t, &k)
+        fid = _find_from(t, &k, h, _home(t, h), &dir)
+        if fid == NO_ID:
+            fid = _new_flow(t, &k, h, NULL, TCP_SYN_SENT if k.proto == P_TCP else 0, now, &reason)
+        out[j] = fid
