@@ -811,8 +811,8 @@ cdef class ServiceTables:
         result = np.zeros(n, dtype=np.uint8)
         reason = np.zeros(n, dtype=np.uint16)
         nat = np.zeros(n, dtype=NAT_DTYPE)
-        nat["svc_port"] = NO_ID
-        nat["backend"] = NO_ID
+        nat["svc_port"] = NO_ID_VALUE
+        nat["backend"] = NO_ID_VALUE
         cdef const pkt_meta_t* mp = <const pkt_meta_t*><uintptr_t>m.ctypes.data
         cdef nat_spec_t* np_ = <nat_spec_t*><uintptr_t>nat.ctypes.data
         cdef uint8_t[::1] rv = result

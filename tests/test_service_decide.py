@@ -1,0 +1,392 @@
+"""The service decision on hand-built packet metadata: one test per kube-proxy rule."""
+import copy
+import ipaddress
+
+import numpy as np
+import pytest
+
+from kdp._fast import service as fast
+from kdp._fast.packet import META_DTYPE
+from kdp.control import Cluster, compile
+from kdp.reasons import Reason
+
+NODE = "node-1"
+
+
+def _svc(name, ip, port=80, target=8080, ns="shop", **spec):
+    ips = ip if isinstance(ip, list) else [ip]
+    p = {"name": "p", "protocol": spec.pop("protocol", "TCP"), "port": port, "targetPort": target}
+    if "nodePort" in spec:
+        p["nodePort"] = spec.pop("nodePort")
+    status = spec.pop("status", None)
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+           "spec": {"clusterIP": ips[0], "clusterIPs": ips, "ports": [p], **spec}}
+    if status:
+        doc["status"] = status
+    return doc
+
+
+def _slice(svc, eps, port=8080, fam="IPv4", ns="shop", name=None, pname="p", proto="TCP"):
+    """eps: [(address, node, ready, serving, terminating)] (conditions default ready)."""
+    out = []
+    for e in eps:
+        addr, node, *cond = e
+        ready, serving, terminating = (cond + [True, True, False][len(cond):]) if cond else (True, True, False)
+        out.append({"addresses": [addr], "nodeName": node,
+                    "conditions": {"ready": ready, "serving": serving, "terminating": terminating}})
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name or f"{svc}-{fam.lower()}", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": fam, "ports": [{"name": pname, "protocol": proto, "port": port}],
+            "endpoints": out}
+
+
+def base_docs(**nodeconfig):
+    spec = {"nodeAddresses": ["192.168.56.11", "10.0.0.11", "fd00::11"],
+            "podCIDRs": ["10.244.1.0/24", "fd00:244:1::/64"],
+            "clusterCIDRs": ["10.244.0.0/16", "fd00:244::/32"],
+            "serviceCIDRs": ["10.96.0.0/16", "fd00:96::/112"],
+            "masquerade": {"snatPortRange": "32768-60999"}}
+    spec.update(nodeconfig)
+    docs = [
+        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": NODE}, "spec": spec},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"},
+         "spec": {"podCIDRs": ["10.244.2.0/24"]},
+         "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.12"}]}},
+        _svc("web", ["10.96.0.10", "fd00:96::10"], ipFamilyPolicy="PreferDualStack"),
+        _slice("web", [("10.244.1.10", NODE), ("10.244.2.10", "node-2")]),
+        _slice("web", [("fd00:244:1::10", NODE)], fam="IPv6"),
+        _svc("np", "10.96.0.20", type="NodePort", nodePort=30080),
+        _slice("np", [("10.244.2.20", "node-2")]),
+        _svc("lb", "10.96.0.30", port=443, target=8443, type="LoadBalancer", nodePort=30443,
+             externalTrafficPolicy="Local", loadBalancerSourceRanges=["198.51.100.0/24"],
+             status={"loadBalancer": {"ingress": [{"ip": "203.0.113.10"},
+                                                  {"ip": "203.0.113.11", "ipMode": "Proxy"}]}}),
+        _slice("lb", [("10.244.1.30", NODE), ("10.244.2.30", "node-2")], port=8443),
+        _svc("lbnolocal", "10.96.0.31", port=443, target=8443, type="LoadBalancer", nodePort=30444,
+             externalTrafficPolicy="Local",
+             status={"loadBalancer": {"ingress": [{"ip": "203.0.113.12"}]}}),
+        _slice("lbnolocal", [("10.244.2.31", "node-2")], port=8443),
+        _svc("ext", "10.96.0.40", externalIPs=["198.18.0.40"]),
+        _slice("ext", [("10.244.2.40", "node-2")]),
+        _svc("empty", "10.96.0.50"),
+        _svc("itp", "10.96.0.60", internalTrafficPolicy="Local"),
+        _slice("itp", [("10.244.2.60", "node-2")]),
+        _svc("aff", "10.96.0.70", sessionAffinity="ClientIP",
+             sessionAffinityConfig={"clientIP": {"timeoutSeconds": 30}}),
+        _slice("aff", [(f"10.244.2.{70 + k}", "node-2") for k in range(5)]),
+        _svc("named", "10.96.0.80", target="web"),
+        _slice("named", [("10.244.2.80", "node-2")], port=8081, pname="web"),
+        _svc("term", "10.96.0.90"),
+        _slice("term", [("10.244.2.90", "node-2", False, False, False),
+                        ("10.244.2.91", "node-2", False, True, True)]),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "headless", "namespace": "shop"},
+         "spec": {"clusterIP": "None", "ports": [{"name": "p", "port": 80}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "extname", "namespace": "shop"},
+         "spec": {"type": "ExternalName", "externalName": "db.example.com"}},
+    ]
+    return docs
+
+
+def tables_for(docs):
+    return compile(Cluster.from_documents(docs, node=NODE))
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return tables_for(base_docs())
+
+
+def meta(src, dst, dport, proto=6, sport=40000, h=1, ts=0):
+    m = np.zeros(1, dtype=META_DTYPE)
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    r = m[0]
+    r["ip_ver"] = s.version
+    r["proto"] = proto
+    r["sport"], r["dport"] = sport, dport
+    r["hash"] = h
+    r["ts_ns"] = ts
+    if s.version == 4:
+        r["src4"], r["dst4"] = int(s), int(d)
+    else:
+        r["src6"] = np.frombuffer(s.packed, dtype=np.uint8)
+        r["dst6"] = np.frombuffer(d.packed, dtype=np.uint8)
+    return m
+
+
+def decide(tables, *args, **kw):
+    res, reason, nat = tables.decide(meta(*args, **kw))
+    n = nat[0]
+    out = {"result": int(res[0]), "reason": int(reason[0]), "flags": int(n["flags"]),
+           "svc": int(n["svc_port"]), "backend": int(n["backend"]),
+           "snat_lo": int(n["snat_port_lo"]), "snat_hi": int(n["snat_port_hi"])}
+    if int(n["ip_ver"]) == 6:
+        out["dnat"] = str(ipaddress.ip_address(bytes(n["dnat6"])))
+        out["snat"] = str(ipaddress.ip_address(bytes(n["snat6"])))
+    else:
+        out["dnat"] = str(ipaddress.ip_address(int(n["dnat4"])))
+        out["snat"] = str(ipaddress.ip_address(int(n["snat4"])))
+    out["dport"] = int(n["dnat_port"])
+    return out
+
+
+SNAT = 2 | 4
+DNAT = 1
+
+
+def hit(d):
+    return d["result"] == fast.SVC_HIT
+
+
+def masqueraded(d):
+    return d["flags"] & SNAT == SNAT
+
+
+def spread(tables, src, dst, dport, n=64, **kw):
+    """The set of backends n flow hashes reach."""
+    return {decide(tables, src, dst, dport, h=h * 0x9E3779B97F4A7C15 % 2**64, **kw)["dnat"]
+            for h in range(1, n + 1)}
+
+
+# ------------------------------------------------------------------ ClusterIP
+
+def test_cluster_ip_is_dnated_to_a_backend_target_port(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.10", 80)
+    assert hit(d) and d["flags"] & DNAT
+    assert d["dnat"] in {"10.244.1.10", "10.244.2.10"} and d["dport"] == 8080
+    assert tables.records[d["svc"]].name == "shop/web:p"
+    assert spread(tables, "10.244.1.50", "10.96.0.10", 80) == {"10.244.1.10", "10.244.2.10"}
+
+
+def test_pod_to_cluster_ip_inside_cluster_cidr_is_not_masqueraded(tables):
+    d = decide(tables, "10.244.2.99", "10.96.0.10", 80)
+    assert hit(d) and not masqueraded(d)
+
+
+def test_cluster_ip_from_outside_cluster_cidr_is_masqueraded_to_node_address(tables):
+    d = decide(tables, "192.0.2.7", "10.96.0.10", 80)
+    assert hit(d) and masqueraded(d)
+    assert d["snat"] == "192.168.56.11" and (d["snat_lo"], d["snat_hi"]) == (32768, 60999)
+
+
+def test_masquerade_all_snats_pod_traffic_too():
+    t = tables_for(base_docs(masquerade={"masqueradeAll": True}))
+    d = decide(t, "10.244.2.99", "10.96.0.10", 80)
+    assert hit(d) and masqueraded(d)
+
+
+def test_node_cidr_detection_treats_other_nodes_pods_as_outside():
+    t = tables_for(base_docs(localTrafficDetection="NodeCIDR"))
+    assert not masqueraded(decide(t, "10.244.1.99", "10.96.0.10", 80))
+    assert masqueraded(decide(t, "10.244.2.99", "10.96.0.10", 80))
+
+
+def test_hairpin_pod_reaching_itself_through_its_service_is_masqueraded(tables):
+    for h in range(1, 200):
+        d = decide(tables, "10.244.1.10", "10.96.0.10", 80, h=h * 7919)
+        if d["dnat"] == "10.244.1.10":
+            assert masqueraded(d)
+            break
+    else:
+        pytest.fail("no hash chose the source pod")
+    other = next(decide(tables, "10.244.1.10", "10.96.0.10", 80, h=h * 7919)
+                 for h in range(1, 200)
+                 if decide(tables, "10.244.1.10", "10.96.0.10", 80, h=h * 7919)["dnat"] != "10.244.1.10")
+    assert not masqueraded(other)
+
+
+def test_dual_stack_ipv6_cluster_ip_reaches_ipv6_backend(tables):
+    d = decide(tables, "fd00:244:1::50", "fd00:96::10", 80)
+    assert hit(d) and d["dnat"] == "fd00:244:1::10" and d["dport"] == 8080
+    assert not masqueraded(d)
+    out = decide(tables, "2001:db8::1", "fd00:96::10", 80)
+    assert masqueraded(out) and out["snat"] == "fd00::11"
+
+
+def test_named_target_port_resolves_through_slice_port_name(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.80", 80)
+    assert hit(d) and d["dnat"] == "10.244.2.80" and d["dport"] == 8081
+
+
+def test_wrong_protocol_on_cluster_ip_is_not_exposed(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.10", 80, proto=17)
+    assert d["result"] == fast.SVC_REJECT and d["reason"] == Reason.SVC_PORT_NOT_EXPOSED
+
+
+# ------------------------------------------------------------------ nftables-only rules
+
+def test_live_cluster_ip_on_unexposed_port_is_rejected(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.10", 81)
+    assert d["result"] == fast.SVC_REJECT and d["reason"] == Reason.SVC_PORT_NOT_EXPOSED
+    icmp = decide(tables, "10.244.1.50", "10.96.0.10", 0, proto=1)
+    assert icmp["result"] == fast.SVC_REJECT
+
+
+def test_unallocated_service_cidr_address_is_dropped(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.99", 80)
+    assert d["result"] == fast.SVC_DROP and d["reason"] == Reason.SVC_UNALLOCATED_IP
+    v6 = decide(tables, "fd00:244:1::50", "fd00:96::99", 80)
+    assert v6["result"] == fast.SVC_DROP and v6["reason"] == Reason.SVC_UNALLOCATED_IP
+
+
+def test_address_outside_service_cidrs_is_a_miss(tables):
+    assert decide(tables, "10.244.1.50", "10.97.0.10", 80)["result"] == fast.SVC_MISS
+    assert decide(tables, "10.244.1.50", "10.244.2.10", 8080)["result"] == fast.SVC_MISS
+
+
+def test_iptables_mode_lets_unexposed_and_unallocated_fall_through():
+    t = tables_for(base_docs(proxyMode="iptables"))
+    assert decide(t, "10.244.1.50", "10.96.0.10", 81)["result"] == fast.SVC_MISS
+    assert decide(t, "10.244.1.50", "10.96.0.99", 80)["result"] == fast.SVC_MISS
+    assert hit(decide(t, "10.244.1.50", "10.96.0.10", 80))
+
+
+# ------------------------------------------------------------------ NodePort
+
+def test_node_port_on_primary_node_address_only_in_nftables_mode(tables):
+    d = decide(tables, "192.0.2.7", "192.168.56.11", 30080)
+    assert hit(d) and d["dnat"] == "10.244.2.20" and d["dport"] == 8080
+    assert decide(tables, "192.0.2.7", "10.0.0.11", 30080)["result"] == fast.SVC_MISS
+    assert decide(tables, "192.0.2.7", "192.168.56.12", 30080)["result"] == fast.SVC_MISS
+
+
+def test_node_port_on_every_node_address_in_iptables_mode():
+    t = tables_for(base_docs(proxyMode="iptables"))
+    assert hit(decide(t, "192.0.2.7", "10.0.0.11", 30080))
+    assert hit(decide(t, "192.0.2.7", "192.168.56.11", 30080))
+
+
+def test_node_port_addresses_cidr_setting_selects_addresses():
+    t = tables_for(base_docs(nodePortAddresses=["10.0.0.0/8"]))
+    assert hit(decide(t, "192.0.2.7", "10.0.0.11", 30080))
+    assert decide(t, "192.0.2.7", "192.168.56.11", 30080)["result"] == fast.SVC_MISS
+
+
+def test_node_port_with_cluster_policy_is_always_masqueraded(tables):
+    assert masqueraded(decide(tables, "192.0.2.7", "192.168.56.11", 30080))
+    assert masqueraded(decide(tables, "10.244.1.50", "192.168.56.11", 30080))
+
+
+def test_unused_node_port_is_a_miss(tables):
+    assert decide(tables, "192.0.2.7", "192.168.56.11", 30099)["result"] == fast.SVC_MISS
+
+
+# ------------------------------------------------------------------ LoadBalancer / externalIPs
+
+def test_load_balancer_ip_from_allowed_source_keeps_client_address_with_local_policy(tables):
+    d = decide(tables, "198.51.100.9", "203.0.113.10", 443)
+    assert hit(d) and d["dnat"] == "10.244.1.30" and d["dport"] == 8443
+    assert not masqueraded(d)
+    assert spread(tables, "198.51.100.9", "203.0.113.10", 443) == {"10.244.1.30"}
+
+
+def test_load_balancer_source_ranges_drop_other_sources(tables):
+    d = decide(tables, "192.0.2.7", "203.0.113.10", 443)
+    assert d["result"] == fast.SVC_DROP and d["reason"] == Reason.SVC_SOURCE_RANGE
+
+
+def test_source_ranges_do_not_guard_the_node_port(tables):
+    d = decide(tables, "192.0.2.7", "192.168.56.11", 30443)
+    assert hit(d) and d["dnat"] == "10.244.1.30" and not masqueraded(d)
+
+
+def test_proxy_mode_load_balancer_ip_is_not_captured(tables):
+    assert decide(tables, "198.51.100.9", "203.0.113.11", 443)["result"] == fast.SVC_MISS
+
+
+def test_local_policy_pod_traffic_short_circuits_to_all_endpoints(tables):
+    seen = spread(tables, "10.244.1.50", "192.168.56.11", 30443)
+    assert seen == {"10.244.1.30", "10.244.2.30"}
+    assert not masqueraded(decide(tables, "10.244.1.50", "192.168.56.11", 30443))
+
+
+def test_local_policy_host_traffic_is_masqueraded_to_all_endpoints(tables):
+    d = decide(tables, "192.168.56.11", "192.168.56.11", 30443)
+    assert hit(d) and masqueraded(d)
+    assert spread(tables, "192.168.56.11", "192.168.56.11", 30443) == {"10.244.1.30", "10.244.2.30"}
+
+
+def test_local_policy_without_local_endpoints_drops_external_traffic(tables):
+    d = decide(tables, "192.0.2.7", "203.0.113.12", 443)
+    assert d["result"] == fast.SVC_DROP and d["reason"] == Reason.SVC_NO_LOCAL_ENDPOINTS
+    n = decide(tables, "192.0.2.7", "192.168.56.11", 30444)
+    assert n["result"] == fast.SVC_DROP and n["reason"] == Reason.SVC_NO_LOCAL_ENDPOINTS
+    from_pod = decide(tables, "10.244.1.50", "203.0.113.12", 443)
+    assert hit(from_pod) and from_pod["dnat"] == "10.244.2.31"
+
+
+def test_external_ip_is_captured_and_masqueraded_under_cluster_policy(tables):
+    d = decide(tables, "192.0.2.7", "198.18.0.40", 80)
+    assert hit(d) and d["dnat"] == "10.244.2.40" and masqueraded(d)
+    assert decide(tables, "192.0.2.7", "198.18.0.40", 81)["result"] == fast.SVC_MISS
+
+
+# ------------------------------------------------------------------ endpoints
+
+def test_service_without_endpoints_rejects(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.50", 80)
+    assert d["result"] == fast.SVC_REJECT and d["reason"] == Reason.SVC_NO_ENDPOINTS
+
+
+def test_internal_local_policy_without_local_endpoints_drops(tables):
+    d = decide(tables, "10.244.1.50", "10.96.0.60", 80)
+    assert d["result"] == fast.SVC_DROP and d["reason"] == Reason.SVC_NO_LOCAL_ENDPOINTS
+
+
+def test_serving_terminating_endpoints_serve_when_none_is_ready(tables):
+    assert spread(tables, "10.244.1.50", "10.96.0.90", 80) == {"10.244.2.91"}
+
+
+def test_ready_endpoint_replaces_terminating_fallback():
+    docs = base_docs()
+    t = tables_for(docs)
+    t.update_endpoints(_slice("term", [("10.244.2.90", "node-2", False, False, False),
+                                       ("10.244.2.91", "node-2", False, True, True),
+                                       ("10.244.2.92", "node-2")]))
+    assert spread(t, "10.244.1.50", "10.96.0.90", 80) == {"10.244.2.92"}
+
+
+def test_headless_and_external_name_services_have_no_records(tables):
+    names = {r.name for r in tables.records}
+    assert "shop/headless:p" not in names and not any(n.startswith("shop/extname") for n in names)
+    assert "shop/web:p" in names
+
+
+# ------------------------------------------------------------------ session affinity
+
+def test_client_ip_affinity_keeps_a_client_on_one_backend(tables):
+    tables.service.clear_affinity()
+    got = {decide(tables, "10.244.1.50", "10.96.0.70", 80, sport=1000 + h, h=h * 0x9E3779B1, ts=10**9)["dnat"]
+           for h in range(50)}
+    assert len(got) == 1
+    clients = {decide(tables, f"10.244.1.{k}", "10.96.0.70", 80, h=k * 0x9E3779B1, ts=10**9)["dnat"]
+               for k in range(60, 120)}
+    assert len(clients) > 1
+
+
+def test_affinity_expires_after_timeout(tables):
+    tables.service.clear_affinity()
+    first = decide(tables, "10.244.1.51", "10.96.0.70", 80, h=1, ts=0)["dnat"]
+    later = {decide(tables, "10.244.1.51", "10.96.0.70", 80, h=h * 0x9E3779B1, ts=31 * 10**9 * (h + 1))["dnat"]
+             for h in range(40)}
+    assert later - {first}, "after the 30 s timeout a fresh choice must be possible"
+    within = {decide(tables, "10.244.1.52", "10.96.0.70", 80, h=h * 0x9E3779B1, ts=10**9 + h)["dnat"]
+              for h in range(40)}
+    assert len(within) == 1
+
+
+def test_affinity_reselects_when_its_backend_is_removed():
+    t = tables_for(base_docs())
+    first = decide(t, "10.244.1.53", "10.96.0.70", 80, h=5, ts=1)["dnat"]
+    eps = [(f"10.244.2.{70 + k}", "node-2") for k in range(5) if f"10.244.2.{70 + k}" != first]
+    removed = t.update_endpoints(_slice("aff", eps))
+    assert sum(len(v) for v in removed.values()) == 1
+    after = decide(t, "10.244.1.53", "10.96.0.70", 80, h=5, ts=2)["dnat"]
+    assert after != first and after in {e[0] for e in eps}
+    again = {decide(t, "10.244.1.53", "10.96.0.70", 80, h=h, ts=3)["dnat"] for h in range(1, 30)}
+    assert again == {after}
+
+
+def test_decide_rejects_wrong_dtype(tables):
+    with pytest.raises(TypeError):
+        tables.decide(np.zeros(3, dtype=np.uint8))
