@@ -22,7 +22,9 @@ Damage policy (documented in kdp/io/capture.py too):
   * an EPB/SPB/PB for an interface that no IDB described is skipped and counted
     (`reader.skipped`, with one warning at the end).
 Nothing is allocated from a length read in the file: records are read in place through a
-sliding mmap window of at most 64 MiB, and lengths are capped before they are used.
+sliding mmap window of at most 64 MiB (MAP_POPULATE, MADV_SEQUENTIAL), so memory stays
+bounded whatever the file size, and lengths are capped before they are used. (As with any
+mmap reader, a file truncated by another process while it is being read raises SIGBUS.)
 
 Writer contract -- `CaptureWriter.write(batch)`:
   reads   verdict (only V_FORWARD packets unless all_packets), off, len, wire_len, ts_ns,
@@ -640,9 +642,6 @@ cdef class CaptureReader:
         if self.skipped:
             self.warnings.append(f"{self.path}: {self.skipped} packets referred to an interface "
                                  f"no interface description block had described; skipped")
-
-    def __iter__(self):
-        raise TypeError("read a CaptureReader with fill(batch)")
 
     @property
     def format(self):
