@@ -71,6 +71,19 @@ def test_reads_both_byte_orders_and_precisions_exactly(tmp_path, endian, nsec):
     assert r.byte_order == ("big" if endian == ">" else "little")
 
 
+@settings(max_examples=40, deadline=None)
+@given(endian=st.sampled_from(["<", ">"]), nsec=st.booleans(),
+       recs=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999),
+                               st.binary(max_size=2000), st.integers(0, 2**32 - 1)), max_size=30))
+def test_crafted_files_in_either_byte_order_read_exactly(tmp_path_factory, endian, nsec, recs):
+    path = tmp_path_factory.mktemp("bo") / "c.pcap"
+    path.write_bytes(classic(recs, endian=endian, nsec=nsec))
+    got = read_packets(path)
+    assert [(g.ts_ns, g.data, g.wire_len) for g in got] == [
+        (sec * 10**9 + (frac if nsec else frac * 1000), data, max(orig, len(data)))
+        for sec, frac, data, orig in recs]
+
+
 def test_linktype_word_upper_bits_carry_fcs_info_and_are_ignored(tmp_path):
     # bits 28-31: FCS length (4 -> 32-bit FCS), bit 26: F flag
     word = (4 << 28) | (1 << 26) | LinkType.LT_ETHERNET
