@@ -41,22 +41,32 @@ cnp.import_array()
 
 DEF_AFFINITY_SLOTS = 65536
 
-# Maglev table sizes: primes, the smallest with M >= 50 * backends is used
-# (capped at the largest). With M/N >= 50 the slot share of any backend stays
-# within a few percent of 1/N; M = 251 serves up to 5 backends.
+# Maglev table sizes: primes, the smallest with M >= 100 * backends is used
+# (capped at the largest). With M/N >= 100 the slot share of any backend stays
+# within ~1% of 1/N and removing one backend moves only ~2-3% of the slots that
+# point at survivors (tests/test_service_maglev.py); M = 251 serves up to 2 backends.
 cdef uint32_t[12] _PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749,
                              65521, 131071, 262139, 524287]
 MAGLEV_PRIMES = tuple(_PRIMES[i] for i in range(12))
-MAGLEV_FACTOR = 50
+MAGLEV_FACTOR = 100
 
 
 cdef inline uint32_t maglev_size(uint32_t n) noexcept nogil:
     cdef int i
-    cdef uint64_t want = <uint64_t>n * 50
+    cdef uint64_t want = <uint64_t>n * 100
     for i in range(12):
         if _PRIMES[i] >= want:
             return _PRIMES[i]
     return _PRIMES[11]
+
+
+cdef inline uint32_t maglev_size_keep(uint32_t n, uint32_t m_prev) noexcept nogil:
+    # Hysteresis: an update keeps the table size while it stays within
+    # [MIN_FACTOR*n, 4*FACTOR*n]; a new size would remap every slot.
+    if m_prev and <uint64_t>m_prev >= <uint64_t>n * 50 and \
+            (<uint64_t>m_prev <= <uint64_t>n * 400 or m_prev == _PRIMES[0]):
+        return m_prev
+    return maglev_size(n)
 
 
 def maglev_table_size(n):
@@ -273,14 +283,15 @@ cdef void bset_free(bset_t* bs) noexcept nogil:
     free(bs)
 
 
-cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint32_t nl) noexcept nogil:
+cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint32_t nl,
+                      uint32_t m_prev=0, uint32_t ml_prev=0) noexcept nogil:
     cdef bset_t* bs = <bset_t*>calloc(1, sizeof(bset_t))
     if bs == NULL:
         return NULL
     bs.n = n
     bs.n_local = nl
     if n:
-        bs.m = maglev_size(n)
+        bs.m = maglev_size_keep(n, m_prev)
         bs.be = <backend_t*>malloc(n * sizeof(backend_t))
         bs.lut = <uint32_t*>malloc(bs.m * sizeof(uint32_t))
         if bs.be == NULL or bs.lut == NULL:
@@ -289,7 +300,7 @@ cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint
         memcpy(bs.be, be, n * sizeof(backend_t))
         maglev_fill(bs.be, n, bs.m, bs.lut)
     if nl:
-        bs.m_local = maglev_size(nl)
+        bs.m_local = maglev_size_keep(nl, ml_prev)
         bs.be_local = <backend_t*>malloc(nl * sizeof(backend_t))
         bs.lut_local = <uint32_t*>malloc(bs.m_local * sizeof(uint32_t))
         if bs.be_local == NULL or bs.lut_local == NULL:
@@ -687,7 +698,9 @@ cdef class ServiceTables:
     def publish(self, uint32_t svc, cluster, local):
         """Replace one service-port's backends (BACKEND_DTYPE arrays) and its
         Maglev tables, copy-on-write: a new set is built, then swapped in with
-        one pointer store. The replaced set is freed at the next publish (a
+        one pointer store. The Maglev table keeps its size while that size
+        stays between 50x and 400x the backend count (so one change moves few
+        slots). The replaced set is freed at the next publish (a
         batch running concurrently keeps a valid set). Returns the backend ids
         the old set held (uint32 array)."""
         cdef bset_t* nb
@@ -697,8 +710,10 @@ cdef class ServiceTables:
             raise IndexError("no such service-port")
         c = np.ascontiguousarray(cluster, dtype=BACKEND_DTYPE)
         l = np.ascontiguousarray(local, dtype=BACKEND_DTYPE)
+        cdef bset_t* cur = self.t.svc[svc].bs
         nb = bset_new(<const backend_t*><uintptr_t>c.ctypes.data, <uint32_t>c.shape[0],
-                      <const backend_t*><uintptr_t>l.ctypes.data, <uint32_t>l.shape[0])
+                      <const backend_t*><uintptr_t>l.ctypes.data, <uint32_t>l.shape[0],
+                      cur.m if cur != NULL else 0, cur.m_local if cur != NULL else 0)
         if nb == NULL:
             raise MemoryError()
         old_ids = self._ids(self.t.svc[svc].bs)
