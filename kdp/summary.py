@@ -3,11 +3,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdp.reasons import Reason, Stage
-
-# What each final reason means for the packet (drops are everything else).
-_NOT_DROPS = {Reason.FORWARDED: "forward", Reason.LOCAL_DELIVERY: "local", Reason.ARP: "local"}
-_REJECTS = {Reason.SVC_NO_ENDPOINTS, Reason.SVC_PORT_NOT_EXPOSED}
+from kdp.reasons import Reason, Stage, Verdict
 
 
 @dataclass
@@ -15,6 +11,7 @@ class RunResult:
     """What a replay did. `counters[stage, reason]` adds up to `packets_in`."""
     packets_in: int
     counters: np.ndarray
+    verdicts: np.ndarray            # uint64 [Verdict]
     packets_out: int = 0
     input_path: str = ""
     output_path: str | None = None
@@ -28,15 +25,8 @@ class RunResult:
             yield Stage(int(s)), Reason(int(r)), int(self.counters[s, r])
 
     def by_verdict(self):
-        totals = {"forward": 0, "local": 0, "reject": 0, "drop": 0}
-        for _stage, reason, count in self.rows():
-            if reason in _NOT_DROPS:
-                totals[_NOT_DROPS[reason]] += count
-            elif reason in _REJECTS:
-                totals["reject"] += count
-            else:
-                totals["drop"] += count
-        return totals
+        return {v.label: int(self.verdicts[v]) for v in
+                (Verdict.FORWARD, Verdict.LOCAL, Verdict.REJECT, Verdict.DROP)}
 
     def to_json(self):
         return {

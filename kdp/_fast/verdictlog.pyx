@@ -55,10 +55,12 @@ cdef class NameTable:
     def __init__(self, names):
         parts = []
         offsets = [0]
+        total = 0
         for name in names:
             text = b"null" if name is None else _json_string(name)
             parts.append(text + b"\0")
-            offsets.append(offsets[-1] + len(text) + 1)
+            total += len(text) + 1
+            offsets.append(total)
         self.blob = b"".join(parts) or b"\0"
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.base = self.blob
