@@ -94,7 +94,7 @@ cdef extern from *:
     """
     const uint64_t EMPTY "KDP_CT_EMPTY"
 
-NO_FLOW = NO_ID
+NO_FLOW = <uint32_t>NO_ID
 
 # ---------------------------------------------------------------- TCP table
 # Transitions as Linux nf_conntrack_proto_tcp.c defines them (states in
