@@ -508,8 +508,8 @@ def parse_object(origin, doc, problems):
         problems.error(origin, "object", "kind", "is required")
         return None
     if kind not in PARSERS:
-        problems.notices.append(f"{origin}: skipped {api} {_ref(kind, doc, True).split(' ', 1)[-1]} "
-                                f"of kind {kind} (not used by kdp)")
+        problems.notices.append(f"{origin}: skipped {_ref(kind, doc, True)} ({api}): "
+                                "kdp does not use this kind")
         return None
     parser, namespaced = PARSERS[kind]
     ctx = _Ctx(origin, _ref(kind, doc, namespaced), problems)
