@@ -5,29 +5,109 @@
     dp.reload(["cluster/"])    # compile aside, swap whole between batches
 
 A snapshot that fails validation raises ConfigError and changes nothing.
+Without a snapshot the data plane is a plain router: everything to the uplink.
 """
+from kdp._fast.conntrack import Conntrack
 from kdp._fast.pipeline import Pipeline
-from kdp._fast.route import RouteKind, RouteTable, Route
+from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
+from kdp.control import Cluster, compile as compile_cluster
+from kdp.control import addr
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
 
 _DEFAULT_ROUTES = (Route("0.0.0.0/0", RouteKind.RT_UPLINK, UPLINK, note="default"),
                    Route("::/0", RouteKind.RT_UPLINK, UPLINK, note="default"))
 
+# kdp.control route kinds -> what the route stage does with them
+_ROUTE_KINDS = {
+    "pod": RouteKind.RT_LOCAL_POD,
+    "local-pods": RouteKind.RT_BLACKHOLE,    # this node's block, no such pod
+    "node": RouteKind.RT_REMOTE_NODE,
+    "service": RouteKind.RT_UPLINK,          # what the service stage lets through is routed on
+    "host": RouteKind.RT_HOST,
+    "default": RouteKind.RT_UPLINK,
+}
+_ENCAP = {"None": Encap.ENCAP_NONE, "IPIP": Encap.ENCAP_IPIP, "VXLAN": Encap.ENCAP_VXLAN}
+
+
+def pod_port_names(config):
+    """{"namespace/name": port name} for pods that NodeConfig names a port for."""
+    return {p.pod: p.name for p in config.ports if p.kind == "Pod" and p.pod}
+
+
+def compile_routes(tables, ports):
+    """The route stage's Route list for compiled tables; pod ports are named by
+    NodeConfig `ports` or else "namespace/name"."""
+    config = tables.cluster.config
+    named = pod_port_names(config)
+    encap = _ENCAP.get(config.encapsulation, Encap.ENCAP_NONE)
+    out = []
+    for r in tables.routes:
+        kind = _ROUTE_KINDS[r.kind]
+        port = UPLINK
+        if kind == RouteKind.RT_LOCAL_POD:
+            port = ports.id_of(named.get(r.target, r.target))
+        elif kind == RouteKind.RT_HOST:
+            port = HOST
+        via = addr.format_ip(r.via) if r.via else None
+        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via,
+                         encap=encap if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE,
+                         note=f"{r.kind} {r.target}"))
+    return out
+
+
+def conntrack_for(config):
+    ct = config.conntrack
+    timeouts = {
+        "tcp_timeout_established": ct.tcp_established_timeout,
+        "tcp_timeout_close_wait": ct.tcp_close_wait_timeout,
+        "tcp_timeout_syn_sent": ct.tcp_syn_timeout,
+        "tcp_timeout_time_wait": ct.tcp_time_wait_timeout,
+        "udp_timeout": ct.udp_timeout,
+        "udp_timeout_stream": ct.udp_stream_timeout,
+        "icmp_timeout": ct.icmp_timeout,
+        "generic_timeout": ct.generic_timeout,
+    }
+    return Conntrack(ct.max_flows, timeouts=timeouts, drop_invalid=ct.drop_invalid,
+                     port_range=tuple(config.snat_port_range))
+
 
 class Dataplane:
-    def __init__(self, routes=_DEFAULT_ROUTES, ports=None):
+    def __init__(self, tables=None, ports=None):
         self.ports = ports or PortTable()
+        self.tables = tables
         self.notices = []
-        self.pipeline = Pipeline(RouteTable(routes))
+        if tables is None:
+            self.pipeline = Pipeline(RouteTable(_DEFAULT_ROUTES))
+            return
+        config = tables.cluster.config
+        self.notices = list(tables.cluster.notices)
+        self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
+                                 conntrack_for(config), vxlan_port=config.vxlan_port)
 
     @classmethod
-    def from_snapshot(cls, paths=(), node=None):
+    def from_snapshot(cls, paths=(), node=None, ports=None):
         """The data plane of `node` in the snapshot at `paths` (none: a plain router)."""
         if not paths:
-            return cls()
-        raise NotImplementedError("cluster snapshots: coming with the control layer")
+            return cls(ports=ports)
+        return cls(compile_cluster(Cluster.load(paths, node=node)), ports=ports)
+
+    def reload(self, paths, node=None):
+        """Compile a new snapshot aside and swap it in whole; conntrack stays.
+
+        Raises ConfigError (and changes nothing) when the snapshot is invalid.
+        """
+        node = node or (self.tables.cluster.node if self.tables else None)
+        tables = compile_cluster(Cluster.load(paths, node=node))
+        routes = RouteTable(compile_routes(tables, self.ports))
+        self.pipeline.swap(routes, tables.service)
+        self.tables = tables
+        self.notices = list(tables.cluster.notices)
+
+    @property
+    def conntrack(self):
+        return self.pipeline.conntrack
 
     @property
     def counters(self):
@@ -43,7 +123,10 @@ class Dataplane:
         self.pipeline.run(batch, log)
 
     def service_names(self):
-        return []
+        """Service-port names indexed by service-port id ("namespace/name:port")."""
+        if self.tables is None:
+            return []
+        return [r.name for r in self.tables.records]
 
     def verdict_log(self, fileobj, batch_size):
         ports = [name for _id, name in self.ports]

@@ -2,6 +2,8 @@
 from libc.stdint cimport uint16_t, uint64_t
 from kdp._fast.packet cimport Batch
 from kdp._fast.route cimport RouteTable
+from kdp._fast.conntrack cimport Conntrack
+from kdp._fast.service cimport ServiceTables
 
 cdef class Pipeline:
     cdef readonly object counters       # uint64 [N_STAGES, N_REASONS]
@@ -10,6 +12,11 @@ cdef class Pipeline:
     cdef uint64_t* vctr
     cdef public uint16_t vxlan_port
     cdef readonly RouteTable routes
+    cdef readonly ServiceTables services    # None: no Services
+    cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly uint64_t packets
+    cdef readonly uint64_t clock_ns         # conntrack time: newest timestamp seen
+    cdef public bint packet_clock           # True: time from packet timestamps (replay)
 
+    cdef void new_flows(self, Batch b) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil

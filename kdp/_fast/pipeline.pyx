@@ -1,41 +1,97 @@
 # cython: boundscheck=False, wraparound=False
 """Runs one batch through the stages, in order, and counts the outcome.
 
-  parse -> ingress classification -> route -> account
+  parse -> ingress classification -> conntrack lookup (fast path)
+        -> new flows (slow path: service match, backend, masquerade, reject;
+           conntrack create) -> NAT -> route -> account -> bounded expiry
 
-(conntrack, services, NAT, policy and encapsulation slot in between as they
-land; see DESIGN.md.) Every stage skips packets that already have a verdict.
-`account` adds each packet once to counters[stage, reason] and verdicts[verdict],
-so the counters of a run add up to the packets that came in.
+Every stage skips packets that already have a verdict. `account` adds each
+packet once to counters[stage, reason] and verdicts[verdict], so the counters of
+a run add up to the packets that came in. (NetworkPolicy and encapsulation slot
+in between new flows/NAT and route as they land; see DESIGN.md.)
 
-Tables are swapped whole between batches (`set_routes`): a batch never sees
-half of a configuration change.
+Time: conntrack runs on `clock_ns`, the newest packet timestamp seen so far
+(replay: reproducible) or, with packet_clock False, the caller's monotonic
+clock passed to run(). It never goes backwards.
+
+Tables are swapped whole between batches (`swap`): a batch never sees half of
+a configuration change. Conntrack is not swapped: established flows keep their
+translation across reloads.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport uint16_t, uint64_t
+from libc.string cimport memset
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS,
-                               ST_TX, R_NO_ROUTE)
+                               ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
+from kdp._fast.conntrack cimport Conntrack, ct_lookup_batch, ct_create, ct_expire
+from kdp._fast.nat cimport nat_batch
+from kdp._fast.service cimport ServiceTables, svc_decide, SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS
+from kdp._fast.flow cimport nat_spec_t
+from kdp._fast.reject cimport reject_port_unreachable
 
 cnp.import_array()
 
+cdef enum:
+    EXPIRE_WORK = 512       # flow records the expiry hand examines per batch
+
 
 cdef class Pipeline:
-    def __init__(self, RouteTable routes, uint16_t vxlan_port=DEFAULT_VXLAN_PORT):
+    def __init__(self, RouteTable routes not None, ServiceTables services=None,
+                 Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
+                 bint packet_clock=True):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
         self.verdicts = np.zeros(5, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
         self.vctr = <uint64_t*>cnp.PyArray_DATA(self.verdicts)
         self.vxlan_port = vxlan_port
         self.routes = routes
+        self.services = services
+        self.conntrack = conntrack
+        self.packet_clock = packet_clock
         self.packets = 0
+        self.clock_ns = 0
 
-    def set_routes(self, RouteTable routes):
-        """Swap in a new route table (between batches)."""
+    def swap(self, RouteTable routes not None, ServiceTables services=None):
+        """Swap in newly compiled tables (between batches). Conntrack stays."""
         self.routes = routes
+        self.services = services
+
+    cdef void new_flows(self, Batch b) noexcept nogil:
+        """The slow path, in packet order, for packets the fast path did not know.
+
+        In order, so that a flow created by one packet is found by the next one of
+        the same batch (ct_create looks up again before it inserts).
+        """
+        cdef Py_ssize_t i
+        cdef pkt_meta_t* p
+        cdef nat_spec_t spec
+        cdef uint16_t reason = 0
+        cdef int res
+        for i in range(b.count):
+            p = &b.m[i]
+            if p.verdict != V_PENDING or p.ct_state != CT_NEW:
+                continue
+            res = SVC_MISS
+            if (self.services is not None and p.frag != FRAG_LATER
+                    and (p.proto == 6 or p.proto == 17 or p.proto == 132)):
+                memset(&spec, 0, sizeof(spec))
+                spec.svc_port = NO_ID
+                spec.backend = NO_ID
+                res = svc_decide(&self.services.t, p, &spec, &reason)
+            if res == SVC_DROP:
+                drop(p, ST_SERVICE, reason)
+                continue
+            if res == SVC_REJECT:
+                reject_port_unreachable(b, p, ST_SERVICE, reason)
+                continue
+            if res == SVC_HIT:
+                p.svc_port = spec.svc_port
+            if self.conntrack is not None:
+                ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL, self.clock_ns)
 
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
@@ -49,15 +105,37 @@ cdef class Pipeline:
             self.vctr[p.verdict] += 1
         self.packets += b.count
 
-    def run(self, Batch b, log=None):
-        """Process one batch in place. `log`, when given, gets the tuples as received."""
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0):
+        """Process one batch in place.
+
+        `log`, when given, is handed the tuples as received (before NAT).
+        `now_ns` is the clock when packet_clock is False (attached mode).
+        """
         cdef RouteTable routes = self.routes
+        cdef Conntrack ct = self.conntrack
+        cdef Py_ssize_t i
         routes._ensure_scratch(b.capacity)
         with nogil:
             parse_batch(b, self.vxlan_port)
             routes.classify_ingress(b)
+            if self.packet_clock:
+                for i in range(b.count):
+                    if b.m[i].ts_ns > self.clock_ns:
+                        self.clock_ns = b.m[i].ts_ns
+            elif now_ns > self.clock_ns:
+                self.clock_ns = now_ns
         if log is not None:
             log.capture_orig(b)
         with nogil:
+            if ct is not None:
+                ct_lookup_batch(ct, b, self.clock_ns)
+                for i in range(b.count):
+                    if b.m[i].flow_id != NO_ID:
+                        b.m[i].svc_port = ct.t.flows[b.m[i].flow_id].svc_port
+            self.new_flows(b)
+            if ct is not None:
+                nat_batch(ct, b)
             routes.route_batch(b)
             self.account(b)
+            if ct is not None:
+                ct_expire(ct, self.clock_ns, EXPIRE_WORK)
