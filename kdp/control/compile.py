@@ -160,6 +160,12 @@ def compile_cluster(cluster, previous=None):
 
     `previous` (the tables being replaced) keeps backend ids of unchanged
     endpoints, so conntrack flush-by-backend stays meaningful across reloads."""
+    from kdp.control.cluster import paused_gc
+    with paused_gc():
+        return _compile(cluster, previous)
+
+
+def _compile(cluster, previous):
     from kdp.control.tables import CompiledTables
     cfg = cluster.config
     node = cluster.node

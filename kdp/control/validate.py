@@ -9,6 +9,8 @@ All problems of a snapshot are collected and raised together as one
 kdp.errors.ConfigError; nothing is applied from a snapshot that fails.
 Unknown kinds are skipped with a notice (Cluster.notices).
 """
+import socket
+
 from kdp.control import addr
 from kdp.control.model import (PROTOCOLS, Conntrack, Endpoint, EndpointSlice, Namespace,
                                NetworkPolicy, Node, NodeConfig, Pod, Port, Service,
@@ -16,6 +18,8 @@ from kdp.control.model import (PROTOCOLS, Conntrack, Endpoint, EndpointSlice, Na
 from kdp.errors import ConfigError
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_pton = socket.inet_pton
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds (Kubernetes default)
 MAX_AFFINITY_TIMEOUT = 86400
 
@@ -292,7 +296,35 @@ def parse_endpointslice(doc, c):
         port = c.integer(p.get("port"), f + ".port", 1, 65535)
         if port is not None:                 # a nil port means "all ports": unused by kube-proxy
             sl.ports.append((pname, proto, port))
+    af = _AF.get(fam)
+    append = sl.endpoints.append
     for i, e in enumerate(c.seq(doc.get("endpoints"), "endpoints")):
+        # fast path: the shape kubectl prints, checked as strictly as the slow path
+        if af is not None and type(e) is dict:
+            addrs, cond, node = e.get("addresses"), e.get("conditions"), e.get("nodeName")
+            ref = e.get("targetRef")
+            if type(addrs) is list and addrs and (node is None or type(node) is str) and \
+                    (cond is None or type(cond) is dict) and ref is None:
+                try:
+                    ips = [(fam, int.from_bytes(_pton(af, a), "big")) for a in addrs]
+                except (OSError, TypeError):
+                    ips = None
+                if ips is not None:
+                    if cond is None:
+                        append(Endpoint(ips, True, True, False, node))
+                        continue
+                    ready = cond.get("ready", True)
+                    serving = cond.get("serving", ready)
+                    terminating = cond.get("terminating", False)
+                    if ready is None:
+                        ready = True
+                    if serving is None:
+                        serving = ready
+                    if terminating is None:
+                        terminating = False
+                    if ready.__class__ is bool and serving.__class__ is bool and terminating.__class__ is bool:
+                        append(Endpoint(ips, ready, serving, terminating, node))
+                        continue
         f = f"endpoints[{i}]"
         e = c.mapping(e, f)
         addrs = c.seq(e.get("addresses"), f + ".addresses")
