@@ -73,6 +73,13 @@ def conntrack_for(config):
                      port_range=tuple(config.snat_port_range))
 
 
+def removed_backends(old, new):
+    """(proto, address, port) of every backend some service-port of `old` had and
+    the same service-port of `new` no longer has."""
+    gone = set(old._backend_id_map()) - set(new._backend_id_map())
+    return {(proto, addr.format_ip(ip), port) for _name, _fam, proto, ip, port in gone}
+
+
 class Dataplane:
     def __init__(self, tables=None, ports=None):
         self.ports = ports or PortTable()
@@ -94,16 +101,34 @@ class Dataplane:
         return cls(compile_cluster(Cluster.load(paths, node=node)), ports=ports)
 
     def reload(self, paths, node=None):
-        """Compile a new snapshot aside and swap it in whole; conntrack stays.
+        """Compile a new snapshot aside and swap it in whole.
 
-        Raises ConfigError (and changes nothing) when the snapshot is invalid.
+        Conntrack stays: established flows keep their backend while it still
+        serves. Flows to backends that went away are flushed (UDP ones then pick
+        a new backend with their next packet), whatever mix of Service and
+        endpoint changes the new snapshot holds: old and new states are compared
+        whole. Returns the number of flows flushed. Raises ConfigError, changing
+        nothing, when the snapshot is invalid.
         """
         node = node or (self.tables.cluster.node if self.tables else None)
-        tables = compile_cluster(Cluster.load(paths, node=node))
+        tables = compile_cluster(Cluster.load(paths, node=node), previous=self.tables)
         routes = RouteTable(compile_routes(tables, self.ports))
-        self.pipeline.swap(routes, tables.service)
+        gone = removed_backends(self.tables, tables) if self.tables is not None else set()
+        if self.pipeline.conntrack is None:
+            self.pipeline = Pipeline(routes, tables.service, conntrack_for(tables.cluster.config),
+                                     vxlan_port=tables.cluster.config.vxlan_port)
+        else:
+            self.pipeline.swap(routes, tables.service)
         self.tables = tables
         self.notices = list(tables.cluster.notices)
+        return self.flush_backends(gone)
+
+    def flush_backends(self, backends):
+        """Delete the flows translated to each (proto, address, port); returns how many."""
+        ct = self.pipeline.conntrack
+        if ct is None:
+            return 0
+        return sum(ct.flush_backend(ip, port, proto) for proto, ip, port in sorted(backends))
 
     @property
     def conntrack(self):
