@@ -1,0 +1,23 @@
+# The decap stage: strip IP-in-IP / VXLAN headers of tunnel packets addressed
+# to this node and re-parse the inner packet. See decap.pyx for the contract.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from kdp._fast.packet cimport Batch
+
+
+# The node's own tunnel endpoint addresses, and optionally the peers (other
+# nodes) tunnels may come from. Sorted arrays, searched by bisection.
+cdef class TunnelEndpoints:
+    cdef readonly object local4     # numpy uint32, host order, sorted, unique
+    cdef readonly object local6     # numpy uint8 (n, 16), network order, sorted, unique
+    cdef readonly object peers4
+    cdef readonly object peers6
+    cdef readonly bint check_peers  # False: tunnels from any source are accepted
+    cdef const uint32_t* l4
+    cdef const uint8_t* l6
+    cdef const uint32_t* p4
+    cdef const uint8_t* p6
+    cdef Py_ssize_t n_l4, n_l6, n_p4, n_p6
+
+
+cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept nogil

@@ -1,0 +1,151 @@
+"""The decap stage against scapy-built IP-in-IP and VXLAN packets."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+
+from kdp._fast import decap, packet, parse
+from kdp.reasons import Reason, Stage, Verdict
+
+from test_parse_properties import ADDR16, FIELDS, expected, frame
+
+NODE4, NODE6 = "192.168.1.10", "fd00:1::10"
+PEER4, PEER6 = "192.168.1.20", "fd00:1::20"
+OTHER4 = "192.168.1.30"
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+EP = decap.TunnelEndpoints(local=[NODE4, NODE6])
+
+
+def run(frames, endpoints=EP, vxlan_port=4789):
+    b = packet.Batch(max(1, len(frames)))
+    for f in frames:
+        b.append(bytes(f))
+    parse.parse(b, vxlan_port=vxlan_port)
+    decap.decap(b, endpoints, vxlan_port=vxlan_port)
+    return b
+
+
+def outcome(b, i=0):
+    r = b.meta[i]
+    return Verdict(int(r["verdict"])), Stage(int(r["stage"])), Reason(int(r["reason"]))
+
+
+def assert_parsed_as(b, i, inner, lt):
+    """Packet i now is `inner` on link type lt, parsed exactly as if it had come in alone."""
+    assert b.packet(i) == inner
+    assert b.meta[i]["linktype"] == lt
+    want = expected(inner, lt)
+    got = {f: int(b.meta[i][f]) for f in FIELDS}
+    got.update({f: bytes(b.meta[i][f]) for f in ADDR16})
+    assert got == want
+
+
+def vxlan(inner, src=PEER4, dst=NODE4, flags=0x08):
+    outer = IP(src=src, dst=dst) if ":" not in dst else IPv6(src=src, dst=dst)
+    return ETH / outer / UDP(sport=12345, dport=4789) / VXLAN(vni=42, flags=flags) / Raw(inner)
+
+
+def ipip(inner, src=PEER4, dst=NODE4):
+    proto = 4 if inner[0] >> 4 == 4 else 41
+    if ":" in dst:
+        return ETH / IPv6(src=src, dst=dst, nh=proto) / Raw(inner)
+    return ETH / IP(src=src, dst=dst, proto=proto) / Raw(inner)
+
+
+@st.composite
+def inner_ethernet(draw):
+    lt, data = draw(frame().filter(lambda f: f[0] == 1))
+    return data
+
+
+@st.composite
+def inner_ip(draw):
+    lt, data = draw(frame().filter(lambda f: f[0] in (101, 228, 229)))
+    return data
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(inner_ethernet(), st.sampled_from([(PEER4, NODE4), (PEER6, NODE6)]))
+def test_vxlan_to_the_node_becomes_its_inner_frame(inner, addrs):
+    b = run([vxlan(inner, *addrs)])
+    assert outcome(b) == (Verdict.PENDING, Stage.RX, Reason.FORWARDED)
+    assert_parsed_as(b, 0, inner, 1)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(inner_ip(), st.sampled_from([(PEER4, NODE4), (PEER6, NODE6)]))
+def test_ip_in_ip_to_the_node_becomes_its_inner_packet(inner, addrs):
+    b = run([ipip(inner, *addrs)])
+    assert outcome(b) == (Verdict.PENDING, Stage.RX, Reason.FORWARDED)
+    assert_parsed_as(b, 0, inner, 228 if inner[0] >> 4 == 4 else 229)
+
+
+def test_tunnel_to_another_address_is_left_as_is():
+    inner = bytes(ETH / IP(src="10.0.0.1", dst="10.0.0.2") / TCP())
+    f = bytes(vxlan(inner, dst=OTHER4))
+    b = run([f, ipip(bytes(IP() / UDP()), dst=OTHER4)])
+    assert b.packet(0) == f
+    assert b.meta[0]["tunnel"] == 2 and b.meta[1]["tunnel"] == 1
+    assert outcome(b, 0)[0] == Verdict.PENDING and b.meta[0]["linktype"] == 1
+
+
+def test_vxlan_without_the_i_flag_is_bad_vxlan():
+    inner = bytes(ETH / IP() / UDP())
+    b = run([vxlan(inner, flags=0x00)])
+    assert outcome(b) == (Verdict.DROP, Stage.DECAP, Reason.BAD_VXLAN)
+
+
+def test_tunnel_from_an_unknown_peer_is_dropped_when_peers_are_listed():
+    ep = decap.TunnelEndpoints(local=[NODE4, NODE6], peers=[PEER4, PEER6])
+    inner = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP())
+    b = run([ipip(inner), ipip(inner, src=OTHER4), ipip(inner, src="fd00::99", dst=NODE6)], endpoints=ep)
+    assert outcome(b, 0)[0] == Verdict.PENDING and b.packet(0) == inner
+    assert outcome(b, 1) == (Verdict.DROP, Stage.DECAP, Reason.UNKNOWN_TUNNEL_PEER)
+    assert outcome(b, 2) == (Verdict.DROP, Stage.DECAP, Reason.UNKNOWN_TUNNEL_PEER)
+
+
+def test_malformed_inner_packet_is_dropped_by_decap_with_the_parse_reason():
+    bad = bytes(IP(chksum=0x1111) / UDP())
+    b = run([ipip(bad), vxlan(bytes(ETH / IP(ihl=4) / UDP()))])
+    assert outcome(b, 0) == (Verdict.DROP, Stage.DECAP, Reason.BAD_IPV4_CHECKSUM)
+    assert outcome(b, 1) == (Verdict.DROP, Stage.DECAP, Reason.BAD_IPV4_IHL)
+
+
+def test_arp_inside_vxlan_goes_to_the_node():
+    b = run([vxlan(bytes(ETH / ARP()))])
+    assert outcome(b) == (Verdict.LOCAL, Stage.DECAP, Reason.ARP)
+
+
+def test_decapsulated_packet_keeps_the_outer_headers_as_headroom():
+    inner = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP())
+    f = bytes(ipip(inner))
+    b = packet.Batch(1)
+    b.append(f, wire_len=len(f) + 100)
+    off0 = int(b.meta[0]["off"])
+    parse.parse(b)
+    decap.decap(b, EP)
+    assert int(b.meta[0]["off"]) == off0 + 34
+    assert int(b.meta[0]["wire_len"]) == len(f) + 100 - 34
+    assert bytes(b.buffer[off0:off0 + 34]) == f[:34]
+
+
+def test_packets_without_tunnel_or_already_decided_are_untouched():
+    plain = ETH / IP(dst=NODE4) / UDP(dport=53)
+    b = packet.Batch(2)
+    b.append(bytes(plain))
+    b.append(bytes(ipip(bytes(IP() / UDP()))))
+    parse.parse(b)
+    b.meta[1]["verdict"] = Verdict.DROP
+    before = b.meta[:2].copy()
+    decap.decap(b, EP)
+    assert np.array_equal(b.meta[:2], before)
+
+
+def test_bad_endpoint_address_is_a_value_error():
+    with pytest.raises(ValueError):
+        decap.TunnelEndpoints(local=["not-an-address"])
