@@ -24,7 +24,7 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS,
-                               ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, FRAG_LATER)
+                               ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack, ct_lookup_batch, ct_create, ct_expire
@@ -71,9 +71,18 @@ cdef class Pipeline:
         cdef nat_spec_t spec
         cdef uint16_t reason = 0
         cdef int res
+        cdef bint created = False
         for i in range(b.count):
             p = &b.m[i]
-            if p.verdict != V_PENDING or p.ct_state != CT_NEW:
+            if p.verdict != V_PENDING:
+                continue
+            if p.ct_state == CT_NONE and p.quote_off != 0 and created:
+                # an ICMP error about a flow an earlier packet of this batch created:
+                # the fast path looked before the flow existed; ct_create looks again
+                # (it never creates a flow for an error)
+                ct_create(self.conntrack, b, i, NULL, self.clock_ns)
+                continue
+            if p.ct_state != CT_NEW:
                 continue
             res = SVC_MISS
             if (self.services is not None and p.frag != FRAG_LATER
@@ -91,7 +100,9 @@ cdef class Pipeline:
             if res == SVC_HIT:
                 p.svc_port = spec.svc_port
             if self.conntrack is not None:
-                ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL, self.clock_ns)
+                if ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL,
+                             self.clock_ns) != NO_ID:
+                    created = True
 
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
@@ -129,11 +140,11 @@ cdef class Pipeline:
         with nogil:
             if ct is not None:
                 ct_lookup_batch(ct, b, self.clock_ns)
-                for i in range(b.count):
-                    if b.m[i].flow_id != NO_ID:
-                        b.m[i].svc_port = ct.t.flows[b.m[i].flow_id].svc_port
             self.new_flows(b)
             if ct is not None:
+                for i in range(b.count):
+                    if b.m[i].flow_id != NO_ID:     # the service a flow was created for
+                        b.m[i].svc_port = ct.t.flows[b.m[i].flow_id].svc_port
                 nat_batch(ct, b)
             routes.route_batch(b)
             self.account(b)

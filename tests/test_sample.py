@@ -1,0 +1,90 @@
+"""The shipped sample, end to end through the `kdp` command: golden verdicts, a capture
+tshark reads, counters that add up."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PCAPS = ROOT / "pcaps"
+
+
+def kdp(*args):
+    return subprocess.run([sys.executable, "-m", "kdp.cli", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("sample")
+    out, log = out_dir / "out.pcap", out_dir / "verdicts.jsonl"
+    run = kdp("replay", PCAPS / "sample.pcap", "--cluster", PCAPS / "sample-cluster",
+              "--node", "node-1", "-o", out, "--log", log, "--json")
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout), out, log
+
+
+def test_sample_replay_gives_the_golden_verdict_of_every_packet(replayed):
+    _summary, _out, log = replayed
+    got = [json.loads(line) for line in log.read_text().splitlines()]
+    want = [json.loads(line) for line in (PCAPS / "sample.verdicts.jsonl").read_text().splitlines()]
+    assert got == want
+
+
+def test_sample_counters_add_up_to_the_packets_read(replayed):
+    summary, _out, log = replayed
+    assert summary["packets_in"] == 28 == len(log.read_text().splitlines())
+    assert sum(c["packets"] for c in summary["counters"]) == summary["packets_in"]
+    assert sum(summary["verdicts"].values()) == summary["packets_in"]
+
+
+def test_sample_output_is_read_by_tshark_without_warnings(replayed):
+    summary, out, _log = replayed
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is not installed (.ci/run installs it)")
+    run = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0
+    assert [l for l in run.stderr.splitlines() if "Running as user" not in l] == []
+    assert len(run.stdout.split()) == summary["packets_out"] == \
+        summary["verdicts"]["forward"] + summary["verdicts"]["reject"]
+
+
+def test_pcapng_sample_gives_the_same_verdicts(tmp_path, replayed):
+    _summary, _out, log = replayed
+    ng_log = tmp_path / "ng.jsonl"
+    run = kdp("replay", PCAPS / "sample.pcapng", "--cluster", PCAPS / "sample-cluster",
+              "--node", "node-1", "-o", tmp_path / "out.pcapng", "--log", ng_log)
+    assert run.returncode == 0, run.stderr
+    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k != "in_port"}
+                          for l in text.splitlines()]
+    assert strip(ng_log.read_text()) == strip(log.read_text())
+
+
+def test_replay_without_a_cluster_routes_everything_to_the_uplink(tmp_path):
+    run = kdp("replay", PCAPS / "sample.pcap", "-o", tmp_path / "o.pcap", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["packets_in"] == 28
+    assert {c["reason"] for c in summary["counters"]} <= {
+        "forwarded", "arp", "bad_ipv4_checksum", "truncated_ipv4", "bad_tcp_data_offset"}
+
+
+def test_replay_of_a_missing_file_is_a_clear_error(tmp_path):
+    run = kdp("replay", tmp_path / "nope.pcap", "-o", tmp_path / "o.pcap")
+    assert run.returncode == 2
+    assert "nope.pcap" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_invalid_cluster_is_a_clear_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "svc.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
+                                  "spec: {ports: [{port: 99999}]}\n")
+    run = kdp("replay", PCAPS / "sample.pcap", "--cluster", bad, "--node", "node-1",
+              "-o", tmp_path / "o.pcap")
+    assert run.returncode == 2
+    assert "svc.yaml" in run.stderr and "Traceback" not in run.stderr
