@@ -8,6 +8,7 @@ A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
 """
 from kdp._fast.conntrack import Conntrack
+from kdp._fast.decap import TunnelEndpoints
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
@@ -57,6 +58,17 @@ def compile_routes(tables, ports):
     return out
 
 
+def tunnels_for(tables):
+    """The node's tunnel endpoints when it encapsulates (None: no decapsulation).
+    Tunnels are accepted from the other nodes' addresses only."""
+    cluster = tables.cluster
+    if cluster.config.encapsulation == "None":
+        return None
+    peers = [addr.format_ip(ip) for name, n in cluster.nodes.items() if name != cluster.node
+             for _type, ip in n.addresses if _type in ("InternalIP", "ExternalIP")]
+    return TunnelEndpoints([addr.format_ip(ip) for ip in cluster.config.node_addresses], peers)
+
+
 def conntrack_for(config):
     ct = config.conntrack
     timeouts = {
@@ -91,7 +103,8 @@ class Dataplane:
         config = tables.cluster.config
         self.notices = list(tables.cluster.notices)
         self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
-                                 conntrack_for(config), vxlan_port=config.vxlan_port)
+                                 conntrack_for(config), vxlan_port=config.vxlan_port,
+                                 tunnels=tunnels_for(tables))
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -116,9 +129,10 @@ class Dataplane:
         gone = removed_backends(self.tables, tables) if self.tables is not None else set()
         if self.pipeline.conntrack is None:
             self.pipeline = Pipeline(routes, tables.service, conntrack_for(tables.cluster.config),
-                                     vxlan_port=tables.cluster.config.vxlan_port)
+                                     vxlan_port=tables.cluster.config.vxlan_port,
+                                     tunnels=tunnels_for(tables))
         else:
-            self.pipeline.swap(routes, tables.service)
+            self.pipeline.swap(routes, tables.service, tunnels_for(tables))
         self.tables = tables
         self.notices = list(tables.cluster.notices)
         return self.flush_backends(gone)

@@ -144,8 +144,15 @@ class Harness:
             svc = None if m["svc_port"] == 0xFFFFFFFF else names[m["svc_port"]]
             port = None if m["out_port"] == 0xFFFF else self.dp.ports.name_of(int(m["out_port"]))
             out.append(Sent(Verdict(m["verdict"]), Reason(m["reason"]), CtState(m["ct_state"]),
-                            port, svc, Ether(b.packet(i))))
+                            port, svc, as_ether(b.packet(i), int(m["linktype"]))))
         return out if len(out) > 1 else out[0]
+
+
+def as_ether(data, linktype):
+    """The frame as scapy Ether; raw IP frames (after decapsulation) get a blank Ethernet header."""
+    if linktype == 1:
+        return Ether(data)
+    return Ether() / (IP(data) if data[0] >> 4 == 4 else IPv6(data))
 
 
 def addr(text):

@@ -402,3 +402,19 @@ def assert_checksums_valid(pkt):
     got = (pkt[IP] if IP in pkt else pkt[IPv6]).payload.chksum
     want = (recomputed[IP] if IP in recomputed else recomputed[IPv6]).payload.chksum
     assert got == want
+
+
+def test_ipip_packet_from_another_node_is_decapsulated_and_load_balanced(tmp_path):
+    h = harness(tmp_path, web(), encapsulation={"mode": "IPIP", "when": "Always"})
+    inner = IP(src=WEB2, dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="S")
+    out = h.send(IP(src="192.168.56.12", dst=NODE1, proto=4) / inner, in_port="uplink")
+    assert out.verdict == Verdict.FORWARD and out.service == "shop/web:http"
+    assert IP in out.packet and out.packet[IP].proto == 6      # the outer header is gone
+    assert out.dst in WEB_BACKENDS
+
+
+def test_ipip_packet_from_an_unknown_peer_is_dropped(tmp_path):
+    h = harness(tmp_path, web(), encapsulation={"mode": "IPIP", "when": "Always"})
+    inner = IP(src=WEB2, dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="S")
+    out = h.send(IP(src="203.0.113.66", dst=NODE1, proto=4) / inner, in_port="uplink")
+    assert (out.verdict, out.reason) == (Verdict.DROP, Reason.UNKNOWN_TUNNEL_PEER)

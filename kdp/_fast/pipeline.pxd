@@ -4,6 +4,7 @@ from kdp._fast.packet cimport Batch
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
+from kdp._fast.decap cimport TunnelEndpoints
 
 cdef class Pipeline:
     cdef readonly object counters       # uint64 [N_STAGES, N_REASONS]
@@ -14,6 +15,7 @@ cdef class Pipeline:
     cdef readonly RouteTable routes
     cdef readonly ServiceTables services    # None: no Services
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
+    cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # conntrack time: newest timestamp seen
     cdef public bint packet_clock           # True: time from packet timestamps (replay)

@@ -1,7 +1,7 @@
 # cython: boundscheck=False, wraparound=False
 """Runs one batch through the stages, in order, and counts the outcome.
 
-  parse -> ingress classification -> conntrack lookup (fast path)
+  parse -> decap (tunnels to this node) -> ingress classification -> conntrack lookup (fast path)
         -> new flows (slow path: service match, backend, masquerade, reject;
            conntrack create) -> NAT -> route -> account -> bounded expiry
 
@@ -32,6 +32,7 @@ from kdp._fast.nat cimport nat_batch
 from kdp._fast.service cimport ServiceTables, svc_decide, SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
+from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 
 cnp.import_array()
 
@@ -42,7 +43,7 @@ cdef enum:
 cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
-                 bint packet_clock=True):
+                 bint packet_clock=True, TunnelEndpoints tunnels=None):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
         self.verdicts = np.zeros(5, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
@@ -51,14 +52,17 @@ cdef class Pipeline:
         self.routes = routes
         self.services = services
         self.conntrack = conntrack
+        self.tunnels = tunnels
         self.packet_clock = packet_clock
         self.packets = 0
         self.clock_ns = 0
 
-    def swap(self, RouteTable routes not None, ServiceTables services=None):
+    def swap(self, RouteTable routes not None, ServiceTables services=None,
+             TunnelEndpoints tunnels=None):
         """Swap in newly compiled tables (between batches). Conntrack stays."""
         self.routes = routes
         self.services = services
+        self.tunnels = tunnels
 
     cdef void new_flows(self, Batch b) noexcept nogil:
         """The slow path, in packet order, for packets the fast path did not know.
@@ -124,10 +128,13 @@ cdef class Pipeline:
         """
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
+        cdef TunnelEndpoints tunnels = self.tunnels
         cdef Py_ssize_t i
         routes._ensure_scratch(b.capacity)
         with nogil:
             parse_batch(b, self.vxlan_port)
+            if tunnels is not None:
+                decap_batch(b, tunnels, self.vxlan_port)
             routes.classify_ingress(b)
             if self.packet_clock:
                 for i in range(b.count):
