@@ -273,3 +273,30 @@ def test_memory_report_counts_chunks_and_frees_them():
     t.delete("10.1.2.0/24")
     assert t.memory()["chunks"] == base
     assert t.reclaim() == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_dense_slash16_with_many_long_prefixes_matches_reference(data):
+    # a /16 with many prefixes longer than /24 is compiled as one wide node;
+    # edits move it between the wide and the two-level form
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    t, ref = Lpm4(), RefLpm(32)
+    rules = []
+    for _ in range(rng.randint(20, 60)):
+        ln = rng.choice([16, 17, 20, 24, 25, 26, 28, 30, 31, 32])
+        p = 0x0AF40000 | rng.getrandbits(16)
+        rules.append((p, ln, rng.randint(0, 9)))
+    rules.append((0x0A000000, 8, 77))
+    for p, ln, v in rules:
+        t.insert(p, ln, v)
+        ref.insert(p, ln, v)
+    probes = _probes(32, rules, rng, extra=8) + [0x0AF40000 | rng.getrandbits(16) for _ in range(200)]
+    _check(t, ref, 32, probes)
+    t2 = Lpm4.build(*t.rules())
+    _check(t2, ref, 32, probes)
+    for p, ln, _ in rules[::2]:
+        t.delete(p, ln)
+        ref.delete(p, ln)
+    _check(t, ref, 32, probes)

@@ -2,8 +2,8 @@
 #
 # Structure (both families): a 65,536-entry root indexed by the top 16 address
 # bits, then per-/16 "chunks" that are multibit tries of stride 8 whose nodes
-# are popcount-compressed (one 64-byte node: a 256-bit run bitmap, cumulative
-# counts, offsets to its 16-bit leaves and to its child nodes).  A root entry
+# are popcount-compressed (a 40-byte header: a 256-bit run bitmap, run counts
+# per 64-bit word, the offset of its child table; then its 16-bit leaves).  A root entry
 # packs the chunk pointer (low 48 bits) with the next-hop index of the best
 # prefix shorter than /16 that covers it (high 16 bits); leaf 0 in a chunk
 # means "inherit that", so short prefixes never touch chunks.  Leaves are
@@ -28,13 +28,15 @@ cdef extern from *:
     # The value every lookup returns for an address no prefix covers.
     const uint32_t KDP_LPM_MISS
 
-ctypedef struct lpm_node_t:         # 64 bytes, one cache line
-    uint64_t bm[4]                  # bit p set where a run of equal leaves starts
-    uint32_t leaf_off               # byte offset (from chunk start) of uint16 leaves
-    uint32_t child_off              # byte offset (from chunk start) of child nodes
-    uint8_t cnt[4]                  # runs started before word w
-    uint32_t size                   # chunk root only: bytes of the whole chunk
-    uint8_t pad[16]
+# A node (variable size, 8-byte aligned; offsets count from the chunk's root node):
+#   uint32 kid[nch] just before the node, child k's offset at node - 4 * (k + 1)
+#   uint64 bm[4]   @0   bit p set where a run of equal leaves starts (bit 0 always)
+#   uint8  cnt[4]  @32  runs started in the words before word w
+#   uint32 tbytes  @36  bytes of the child table in front of the node (8-aligned)
+#   uint16 leaf[]  @40  one leaf per run
+# The leaf of slot p (w = p >> 6) is leaf[cnt[w] + popcount(bm[w] & bits 0..p%64) - 1];
+# leaves >= 0xFF00 name child k = leaf - 0xFF00.  A chunk is an 8-byte header
+# (its size), then its root node (bits 16..23) and descendants, depth first.
 
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk pointer

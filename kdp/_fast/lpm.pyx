@@ -108,7 +108,7 @@ cdef extern from *:
     static inline void kdp_st_epoch(uint64_t *e, uint64_t v) { __atomic_store_n(e, v, __ATOMIC_SEQ_CST); }
     static inline void *kdp_alloc64(size_t n) {
         void *p = NULL;
-        n = (n + 63) & ~(size_t)63;
+        n = (n + 64 + 63) & ~(size_t)63;   /* + slack: vector loads may read 4 bytes at the last leaf */
         if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
         return p;
     }
@@ -123,14 +123,25 @@ cdef extern from *:
     }
     static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, n); }
     #define kdp_popcnt(x) ((uint32_t)__builtin_popcountll(x))
+    #include <immintrin.h>
+    #if defined(__BMI2__)
+    #define kdp_low(x, s) _bzhi_u64((x), (uint32_t)(s) + 1)   /* bits 0..s of x */
+    #else
+    #define kdp_low(x, s) ((x) & ((((uint64_t)2) << (s)) - 1))
+    #endif
     #define kdp_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
     #define kdp_bswap64(x) __builtin_bswap64(x)
     static inline uint64_t kdp_load64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
     static inline uint32_t kdp_load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-    static unsigned char kdp_empty_chunk[128] __attribute__((aligned(64))) = {
+    /* the chunk of a /16 without rules: 8-byte size header, then one node with
+       a single run whose leaf is 0 ("use the /16's default") */
+    static unsigned char kdp_empty_block[64] __attribute__((aligned(64))) = {
+        64, 0, 0, 0, 0, 0, 0, 0,
         1, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        64, 0, 0, 0,  0, 0, 0, 0,  0, 1, 1, 1,  128, 0, 0, 0 };
+        0, 1, 1, 1,  0, 0, 0, 0,  0, 0 };
+    #define kdp_empty_chunk (kdp_empty_block + 8)
+
     """
     uint64_t kdp_ld64(const uint64_t *p) nogil
     void kdp_st64(uint64_t *p, uint64_t v) nogil
@@ -144,22 +155,27 @@ cdef extern from *:
     void *kdp_map(size_t n) nogil
     void kdp_unmap(void *p, size_t n) nogil
     uint32_t kdp_popcnt(uint64_t x) nogil
+    uint64_t kdp_low(uint64_t x, uint32_t s) nogil
     void kdp_prefetch(const void *p) nogil
     uint64_t kdp_bswap64(uint64_t x) nogil
     uint64_t kdp_load64(const void *p) nogil
     uint32_t kdp_load32(const void *p) nogil
-    unsigned char kdp_empty_chunk[128]
+    unsigned char *kdp_empty_chunk
     int sched_yield() nogil
 
 MISS = 0xFFFFFFFF
 MAX_VALUES = 0xFEFF
 
+cdef extern from *:
+    """
+    #define KDP_PTR_MASK 0xFFFFFFFFFFFFULL
+    """
+    const uint64_t PTR_MASK "KDP_PTR_MASK"
+
 cdef enum:
     CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1
     PF = 16                   # batch loop: lookups in flight per group
-
-cdef uint64_t PTR_MASK = (<uint64_t>1 << 48) - 1
 
 rule_dtype = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("nh", "<u4"), ("len", "u1"),
                        ("pad", "u1", (3,))])
@@ -168,98 +184,141 @@ assert rule_dtype.itemsize == sizeof(lpm_rule_t)
 # --------------------------------------------------------------------------
 # lookup kernels
 # --------------------------------------------------------------------------
+# Node layout (variable size, 8-byte aligned, offsets from the chunk start):
+#   uint64 bm[4]     @0   bit p set where a run of equal leaves starts (bit 0 set)
+#   uint8  cnt[4]    @32  runs started in words before w
+#   uint32 kids      @36  offset of the child table (uint32 offsets of child nodes)
+#   uint16 leaf[]    @40  one per run
+# slot p's leaf: leaf[cnt[w] + popcount(bm[w] bits 0..p&63) - 1], w = p >> 6.
 
-@cython.cdivision(True)
-cdef inline uint32_t _leaf(const char *c, const lpm_node_t *nd, uint32_t p) noexcept nogil:
+cdef inline uint32_t _leaf(const char *c, const char *nd, uint32_t p) noexcept nogil:
     cdef uint32_t w = p >> 6
-    cdef uint64_t m = nd.bm[w] & ((<uint64_t>2 << (p & 63)) - 1)
-    return (<const uint16_t *>(c + nd.leaf_off))[nd.cnt[w] + kdp_popcnt(m) - 1]
+    cdef uint64_t bmw = (<const uint64_t *>nd)[w]
+    cdef uint32_t k = (<const uint8_t *>(nd + 32))[w] + kdp_popcnt(kdp_low(bmw, p & 63))
+    return (<const uint16_t *>(nd + 38))[k]
+
+
+cdef inline const char *_kid(const char *c, const char *nd, uint32_t lf) noexcept nogil:
+    # child k's offset (from the chunk root) sits at nd - 4 * (k + 1)
+    return c + (<const uint32_t *>nd)[CHILD - 1 - <int>lf]
+
+
+cdef inline uint32_t _leaf_wide(const char *c, uint32_t p) noexcept nogil:
+    # wide node (IPv4 /16s dense with prefixes longer than /24): bits 16..31
+    # in one node: uint64 bm[1024] @0, uint16 cnt[1024] @8192, leaves @10240
+    cdef uint32_t w = p >> 6
+    cdef uint32_t k = (<const uint16_t *>(c + 8192))[w] + \
+        kdp_popcnt(kdp_low((<const uint64_t *>c)[w], p & 63))
+    return (<const uint16_t *>(c + 10238))[k]
 
 
 cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
     cdef uint64_t e = kdp_ld64(&rt.t0[a >> 16])
     cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    cdef const lpm_node_t *nd = <const lpm_node_t *>c
-    cdef uint32_t lf = _leaf(c, nd, (a >> 8) & 255)
-    if lf >= CHILD:
-        nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
-        lf = _leaf(c, nd, a & 255)
-    if lf == 0:
-        lf = <uint32_t>(e >> 48)
+    cdef uint32_t lf
+    if e & 1:
+        lf = _leaf_wide(c - 1, a & 0xFFFF)
+    else:
+        lf = _leaf(c, c, (a >> 8) & 255)
+        if lf >= CHILD:
+            lf = _leaf(c, _kid(c, c, lf), a & 255)
+    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))     # leaf 0: the /16 default
+    return rt.nh_value[lf]
+
+
+cdef inline uint32_t _finish6(const lpm_root_t *rt, uint64_t e, uint64_t hi, uint64_t lo,
+                              uint32_t lf) noexcept nogil:
+    # lf: leaf of the chunk root (bits 16..23); walk children for bits 24..
+    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
+    cdef const char *nd = c
+    cdef uint64_t cur = (hi << 24) | (lo >> 40)
+    cdef uint64_t rest = lo << 24
+    while lf >= CHILD:
+        nd = _kid(c, nd, lf)
+        lf = _leaf(c, nd, <uint32_t>(cur >> 56))
+        cur = (cur << 8) | (rest >> 56)
+        rest <<= 8
+    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))
     return rt.nh_value[lf]
 
 
 cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
     cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
     cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    cdef const lpm_node_t *nd = <const lpm_node_t *>c
-    cdef uint64_t cur = (hi << 16) | (lo >> 48)
-    cdef uint64_t rest = lo << 16
-    cdef uint32_t lf = _leaf(c, nd, <uint32_t>(cur >> 56))
-    while lf >= CHILD:
-        cur = (cur << 8) | (rest >> 56)
-        rest <<= 8
-        nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
-        lf = _leaf(c, nd, <uint32_t>(cur >> 56))
-    if lf == 0:
-        lf = <uint32_t>(e >> 48)
-    return rt.nh_value[lf]
+    return _finish6(rt, e, hi, lo, _leaf(c, c, <uint32_t>(hi >> 40) & 255))
 
 
-cdef inline void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
-                         uint32_t *out, size_t n) noexcept nogil:
-    # Groups of PF independent lookups: first all root entries (prefetching
-    # their node lines), then all nodes, so the loads of a group overlap.
-    cdef uint64_t e[PF]
-    cdef uint32_t a[PF]
-    cdef size_t i = 0, j, k
-    cdef const char *c
-    cdef const lpm_node_t *nd
-    cdef uint32_t lf
-    while i + PF <= n:
-        for j in range(PF):
-            a[j] = kdp_load32(base + (i + j) * stride)
-            e[j] = kdp_ld64(&rt.t0[a[j] >> 16])
-            kdp_prefetch(<const void *>(<uintptr_t>(e[j] & PTR_MASK)))
-        for j in range(PF):
-            c = <const char *>(<uintptr_t>(e[j] & PTR_MASK))
-            nd = <const lpm_node_t *>c
-            lf = _leaf(c, nd, (a[j] >> 8) & 255)
-            if lf >= CHILD:
-                nd = (<const lpm_node_t *>(c + nd.child_off)) + (lf - CHILD)
-                lf = _leaf(c, nd, a[j] & 255)
-            if lf == 0:
-                lf = <uint32_t>(e[j] >> 48)
-            out[i + j] = rt.nh_value[lf]
-        i += PF
-    while i < n:
+cdef enum:
+    G = 8                     # lookups per group; three groups in flight
+
+
+cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
+                  uint32_t *out, size_t n) noexcept nogil:
+    # One lookup per iteration, independent of each other, so the core keeps
+    # many in flight; the chunk root of the address PF ahead is prefetched
+    # (its root entry is an L2 hit) so its first miss overlaps this work.
+    cdef size_t i
+    cdef size_t m = n - PF if n > PF else 0
+    cdef uint32_t a
+    for i in range(m):
+        a = kdp_load32(base + (i + PF) * stride)
+        kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK)))
         out[i] = _look4(rt, kdp_load32(base + i * stride))
-        i += 1
+    for i in range(m, n):
+        out[i] = _look4(rt, kdp_load32(base + i * stride))
 
 
-cdef inline void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
-                         uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    cdef uint64_t e[PF]
-    cdef uint64_t h[PF]
-    cdef uint64_t l[PF]
-    cdef size_t i = 0, j, k
-    cdef const char *p
-    while i < n:
-        k = PF if i + PF <= n else n - i
-        for j in range(k):
-            p = base + (i + j) * stride
-            if hostpairs:
-                h[j] = kdp_load64(p)
-                l[j] = kdp_load64(p + 8)
-            else:
-                h[j] = kdp_bswap64(kdp_load64(p))
-                l[j] = kdp_bswap64(kdp_load64(p + 8))
-            e[j] = kdp_ld64(&rt.t0[h[j] >> 48])
-            kdp_prefetch(<const void *>(<uintptr_t>(e[j] & PTR_MASK)))
-        for j in range(k):
-            out[i + j] = _look6(rt, h[j], l[j])
-        i += k
-
+cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
+                  uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # Same pipeline for the root entry and the chunk's first node; deeper
+    # levels are walked per address (prefetching each child as it is found).
+    cdef uint64_t H[3][G]
+    cdef uint64_t LO[3][G]
+    cdef uint64_t E[3][G]
+    cdef const uint16_t *L[3][G]
+    cdef size_t ng = n // G, g, j, i
+    cdef int s
+    cdef uint32_t w, p
+    cdef uint64_t hi, lo
+    cdef const char *c
+    cdef const char *q
+    for g in range(ng + 2):
+        if g < ng:
+            s = g % 3
+            for j in range(G):
+                q = base + (g * G + j) * stride
+                if hostpairs:
+                    hi = kdp_load64(q)
+                    lo = kdp_load64(q + 8)
+                else:
+                    hi = kdp_bswap64(kdp_load64(q))
+                    lo = kdp_bswap64(kdp_load64(q + 8))
+                H[s][j] = hi
+                LO[s][j] = lo
+                E[s][j] = kdp_ld64(&rt.t0[hi >> 48])
+                c = <const char *>(<uintptr_t>(E[s][j] & PTR_MASK))
+                kdp_prefetch(c + ((hi >> 43) & 24))
+                kdp_prefetch(c + 32)
+        if g >= 1 and g - 1 < ng:
+            s = (g - 1) % 3
+            for j in range(G):
+                c = <const char *>(<uintptr_t>(E[s][j] & PTR_MASK))
+                p = <uint32_t>(H[s][j] >> 40) & 255
+                w = p >> 6
+                L[s][j] = (<const uint16_t *>(c + 38)) + (<const uint8_t *>(c + 32))[w] \
+                    + kdp_popcnt(kdp_low((<const uint64_t *>c)[w], p & 63))
+                kdp_prefetch(L[s][j])
+        if g >= 2:
+            s = (g - 2) % 3
+            i = (g - 2) * G
+            for j in range(G):
+                out[i + j] = _finish6(rt, E[s][j], H[s][j], LO[s][j], L[s][j][0])
+    for i in range(ng * G, n):
+        q = base + i * stride
+        if hostpairs:
+            out[i] = _look6(rt, kdp_load64(q), kdp_load64(q + 8))
+        else:
+            out[i] = _look6(rt, kdp_bswap64(kdp_load64(q)), kdp_bswap64(kdp_load64(q + 8)))
 
 # --------------------------------------------------------------------------
 # chunk builder
@@ -299,10 +358,13 @@ cdef inline uint32_t _rbyte(const lpm_rule_t *r, int d) noexcept nogil:
     return <uint32_t>((r.lo >> (120 - d)) & 255)
 
 
-cdef int _build_node(buf_t *b, size_t chunk0, size_t node_off, const lpm_rule_t *rules,
-                     size_t n, int d, int lo_len, uint32_t inherit) noexcept nogil:
-    """Node at bit depth d (covers bits d..d+7) of rules (sorted by hi, lo, len,
-    all under this node's span).  Rules with len < lo_len belong to ancestors."""
+cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size_t n,
+                         int d, int lo_len, uint32_t inherit) noexcept nogil:
+    """Append the node at bit depth d (bits d..d+7) for rules (sorted by hi, lo,
+    len, all inside this node's span), preceded by its child table, then its
+    children.  Rules with len < lo_len belong to ancestors.  The first (root)
+    call sets chunk0 to its node's offset.  Returns the node's offset from
+    chunk0, or -1 when out of memory."""
     cdef uint32_t slots[256]
     cdef uint16_t ch_byte[256]
     cdef uint32_t ch_s[256]
@@ -310,10 +372,11 @@ cdef int _build_node(buf_t *b, size_t chunk0, size_t node_off, const lpm_rule_t 
     cdef uint32_t ch_inh[256]
     cdef uint16_t leaves[256]
     cdef int nch = 0, p, w, ci, has_long
-    cdef size_t k = 0, g, leaf_off, child_off
+    cdef size_t k = 0, g, start, node_off, tb
+    cdef ssize_t co
     cdef uint32_t bb, cnt, q, nruns = 0
     cdef const lpm_rule_t *r
-    cdef lpm_node_t *nd
+    cdef char *nd
     cdef uint64_t bm[4]
     for p in range(256):
         slots[p] = inherit
@@ -346,41 +409,106 @@ cdef int _build_node(buf_t *b, size_t chunk0, size_t node_off, const lpm_rule_t 
             bm[p >> 6] |= (<uint64_t>1) << (p & 63)
             leaves[nruns] = <uint16_t>slots[p]
             nruns += 1
-    if _reserve(b, nruns * 2, 2, &leaf_off) < 0:
+    tb = (4 * <size_t>nch + 7) & ~(<size_t>7)
+    if _reserve(b, tb + 40 + nruns * 2, 8, &start) < 0:
         return -1
-    memcpy(b.p + leaf_off, leaves, nruns * 2)
-    child_off = 0
-    if nch:
-        if _reserve(b, nch * sizeof(lpm_node_t), 64, &child_off) < 0:
-            return -1
-    nd = <lpm_node_t *>(b.p + node_off)
-    nd.bm[0] = bm[0]
-    nd.bm[1] = bm[1]
-    nd.bm[2] = bm[2]
-    nd.bm[3] = bm[3]
-    nd.cnt[0] = 0
-    nd.cnt[1] = <uint8_t>kdp_popcnt(bm[0])
-    nd.cnt[2] = <uint8_t>(nd.cnt[1] + kdp_popcnt(bm[1]))
-    nd.cnt[3] = <uint8_t>(nd.cnt[2] + kdp_popcnt(bm[2]))
-    nd.leaf_off = <uint32_t>(leaf_off - chunk0)
-    nd.child_off = <uint32_t>(child_off - chunk0) if nch else 0
+    node_off = start + tb
+    if chunk0[0] == <size_t>-1:
+        chunk0[0] = node_off
+    nd = b.p + node_off
+    memcpy(nd, bm, 32)
+    q = 0
+    for w in range(4):
+        (<uint8_t *>(nd + 32))[w] = <uint8_t>q
+        q += kdp_popcnt(bm[w])
+    (<uint32_t *>(nd + 36))[0] = <uint32_t>tb
+    memcpy(nd + 40, leaves, nruns * 2)
     for ci in range(nch):
-        if _build_node(b, chunk0, child_off + ci * sizeof(lpm_node_t), rules + ch_s[ci],
-                       ch_e[ci] - ch_s[ci], d + 8, d + 9, ch_inh[ci]) < 0:
+        co = _build_node(b, chunk0, rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9,
+                         ch_inh[ci])
+        if co < 0:
             return -1
-    return 0
+        (<uint32_t *>(b.p + node_off))[-1 - ci] = <uint32_t>co
+    return <ssize_t>(node_off - chunk0[0])
 
 
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
-    """Append one chunk (root node at bit 16) for the rules of one /16."""
-    cdef size_t node_off
-    if _reserve(b, sizeof(lpm_node_t), 64, &node_off) < 0:
+    """Append one chunk (root node at bit 16) for the rules of one /16: an 8-byte
+    header (the block's size), the root's child table, the root node, then its
+    descendants depth first.  off = offset of the root node."""
+    cdef size_t hdr
+    cdef size_t c0 = <size_t>-1
+    if _reserve(b, 8, 64, &hdr) < 0:
         return -1
-    off[0] = node_off
-    if _build_node(b, node_off, node_off, rules, n, 16, 16, 0) < 0:
+    if _build_node(b, &c0, rules, n, 16, 16, 0) < 0:
         return -1
-    (<lpm_node_t *>(b.p + node_off)).size = <uint32_t>(b.n - node_off)
+    off[0] = c0
+    (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
     return 0
+
+
+cdef inline char *_block(char *c) noexcept nogil:
+    """Start of the allocation holding the chunk whose handle (root entry
+    pointer bits, bit 0 = wide) is c."""
+    if (<uintptr_t>c) & 1:
+        return c - 1 - 8
+    return c - (<uint32_t *>(c + 36))[0] - 8
+
+
+cdef enum:
+    WIDE_MIN = 24             # an IPv4 /16 with this many rules longer than /24 is built wide
+
+
+cdef int _build_wide(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+    """Append a wide IPv4 chunk (bits 16..31 in one node) behind an 8-byte size
+    header; off = offset of the node (its handle is that pointer | 1)."""
+    cdef uint16_t *slots = <uint16_t *>malloc(65536 * 2)
+    cdef size_t hdr, i, q, s0, nruns = 0
+    cdef uint32_t cnt, run
+    cdef char *nd
+    cdef uint64_t *bm
+    cdef uint16_t *cn
+    cdef uint16_t *lv
+    if slots == NULL:
+        return -1
+    memset(slots, 0, 65536 * 2)
+    for i in range(n):                     # sorted: covering rules come first
+        s0 = <size_t>((rules[i].hi >> 32) & 0xFFFF)
+        cnt = (<uint32_t>1) << (32 - rules[i].len)
+        for q in range(s0, s0 + cnt):
+            slots[q] = <uint16_t>rules[i].nh
+    for q in range(65536):
+        if q == 0 or slots[q] != slots[q - 1]:
+            nruns += 1
+    if _reserve(b, 8 + 10240 + 2 * nruns, 64, &hdr) < 0:
+        free(slots)
+        return -1
+    nd = b.p + hdr + 8
+    bm = <uint64_t *>nd
+    cn = <uint16_t *>(nd + 8192)
+    lv = <uint16_t *>(nd + 10240)
+    run = 0
+    for q in range(65536):
+        if (q & 63) == 0:
+            cn[q >> 6] = <uint16_t>run
+        if q == 0 or slots[q] != slots[q - 1]:
+            bm[q >> 6] |= (<uint64_t>1) << (q & 63)
+            lv[run] = slots[q]
+            run += 1
+    free(slots)
+    (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
+    off[0] = hdr + 8
+    return 0
+
+
+cdef inline int _wants_wide(const lpm_rule_t *rules, size_t n, int bits) noexcept nogil:
+    cdef size_t i, k = 0
+    if bits != 32:
+        return 0
+    for i in range(n):
+        if rules[i].len > 24:
+            k += 1
+    return k >= WIDE_MIN
 
 
 cdef inline int _rule_cmp(uint64_t hi, uint64_t lo, uint8_t ln, const lpm_rule_t *r) noexcept nogil:
@@ -521,7 +649,7 @@ cdef class _LpmBase:
 
     cdef void _free_chunk(self, char *c):
         if not self._is_shared(c):
-            free(c)
+            free(_block(c))
 
     cdef _free_garbage(self, item):
         kind, ptr, size = item
@@ -637,13 +765,16 @@ cdef class _LpmBase:
         cdef size_t off
         cdef char *c
         cdef char *old
+        cdef int wide = 0
         cdef uint64_t e = self.root.t0[h]
         if bk.n == 0:
             c = <char *>kdp_empty_chunk
         else:
             b.p = NULL
             b.n = b.cap = 0
-            if _build_chunk(&b, bk.r, bk.n, &off) < 0:
+            wide = _wants_wide(bk.r, bk.n, self.bits)
+            if (_build_wide(&b, bk.r, bk.n, &off) if wide else
+                    _build_chunk(&b, bk.r, bk.n, &off)) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)
@@ -652,12 +783,13 @@ cdef class _LpmBase:
                 raise MemoryError()
             memcpy(c, b.p, b.n)
             free(b.p)
-            self.chunk_bytes += b.n
+            c += off + wide
+            self.chunk_bytes += (<uint64_t *>_block(c))[0]
         kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
         old = <char *>(<uintptr_t>(e & PTR_MASK))
         if not self._is_shared(old):
-            self.chunk_bytes -= (<lpm_node_t *>old).size
-            self._retire(0, <uintptr_t>old, 0)
+            self.chunk_bytes -= (<uint64_t *>_block(old))[0]
+            self._retire(0, <uintptr_t>_block(old), 0)
 
     # ---- bulk build ----------------------------------------------------------
     cdef _load_sorted(self, object rules_, object nhv_, dict nh_of):
@@ -682,6 +814,7 @@ cdef class _LpmBase:
         cdef size_t regmap = 0
         cdef uint64_t ptr
         cdef uintptr_t HP = (<uintptr_t>2) << 20
+        cdef int bits = self.bits
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
@@ -718,11 +851,15 @@ cdef class _LpmBase:
                         j += 1
                     bks[h].r = rr + i
                     bks[h].n = <uint32_t>(j - i)
-                    if _build_chunk(&b, rr + i, j - i, &offs[h]) < 0:
+                    if _wants_wide(rr + i, j - i, bits):
+                        if _build_wide(&b, rr + i, j - i, &offs[h]) < 0:
+                            err = 1
+                        offs[h] += 1
+                    elif _build_chunk(&b, rr + i, j - i, &offs[h]) < 0:
                         err = 1
                     i = j
                 if not err and b.n:
-                    regmap = b.n + HP
+                    regmap = b.n + HP + 4096
                     regbase = <char *>kdp_map(regmap)
                     if regbase == NULL:
                         err = 1
@@ -761,7 +898,7 @@ cdef class _LpmBase:
         for i in range(65536):
             c = <char *>(<uintptr_t>(old.t0[i] & PTR_MASK))
             if not self._is_shared(c):
-                self._retire(0, <uintptr_t>c, 0)
+                self._retire(0, <uintptr_t>_block(c), 0)
         self._retire(1, <uintptr_t>old, sizeof(lpm_root_t))
         if self.region_base != NULL:
             self._retire(1, <uintptr_t>self.region_base, self.region_map)

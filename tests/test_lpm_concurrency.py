@@ -1,0 +1,111 @@
+"""Batch lookups from several threads while a writer changes the table: every
+answer is the old or the new value for its address, never anything else."""
+import random
+import threading
+
+import numpy as np
+
+from kdp._fast.lpm import Lpm4, Lpm6
+from kdp.reference.lpm import RefLpm
+
+
+def _flip_prefixes(rng, bits, n):
+    # pairwise disjoint prefixes (one per distinct /16), lengths /8../32 or /128
+    seen, out = set(), []
+    while len(out) < n:
+        top = rng.getrandbits(16)
+        if top in seen or (top >> 8) in {x >> 8 for x in seen}:
+            continue
+        seen.add(top)
+        ln = rng.choice([17, 20, 24, 26, 30, bits])
+        p = (top << (bits - 16)) | (rng.getrandbits(bits - 16) & ~((1 << (bits - ln)) - 1))
+        out.append((p, ln, 1000 + len(out)))
+    # one short prefix too, over a /8 none of the others touches
+    free8 = next(x for x in range(256) if x not in {t >> 8 for t in seen})
+    out.append((free8 << (bits - 8), 8, 999))
+    return out
+
+
+def _run(bits, make, to_batch):
+    rng = random.Random(bits)
+    base_rules = [(rng.getrandbits(bits) & ~((1 << (bits - ln)) - 1), ln, rng.randint(0, 50))
+                  for ln in [rng.choice([0, 8, 12, 16, 20, 24, 28, bits]) for _ in range(400)]]
+    flips = _flip_prefixes(rng, bits, 40)
+    t = make()
+    ref_old, ref_new = RefLpm(bits), RefLpm(bits)
+    for p, ln, v in base_rules:
+        t.insert(p, ln, v)
+        ref_old.insert(p, ln, v)
+        ref_new.insert(p, ln, v)
+    for p, ln, v in flips:
+        ref_new.insert(p, ln, v)
+    # queries: inside every flip prefix and every base prefix, plus random
+    qs = []
+    for p, ln, _ in flips + base_rules:
+        for _ in range(3):
+            qs.append(p | (rng.getrandbits(bits - ln) if ln < bits else 0))
+    qs += [rng.getrandbits(bits) for _ in range(500)]
+    old = np.array([ref_old.lookup(a) for a in qs], np.uint32)
+    new = np.array([ref_new.lookup(a) for a in qs], np.uint32)
+    assert (old != new).sum() > 50          # the writer really changes answers
+    batch = to_batch(qs)
+    stop = threading.Event()
+    bad = []
+    rounds = [0]
+
+    def reader():
+        while not stop.is_set():
+            got = t.lookup_batch(batch)
+            wrong = ~((got == old) | (got == new))
+            if wrong.any():
+                bad.append(int(wrong.sum()))
+                return
+            rounds[0] += 1
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for r in readers:
+        r.start()
+    try:
+        for cycle in range(30):
+            for p, ln, v in flips:
+                t.insert(p, ln, v)
+            for p, ln, v in flips:
+                t.delete(p, ln)
+            if cycle % 5 == 0:       # whole-table swaps between the two states
+                t.load(*_as_rules(bits, ref_new))
+                t.load(*_as_rules(bits, ref_old))
+            if cycle % 7 == 0:
+                t.rebuild()
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert not bad, f"{bad} answers were neither the old nor the new value"
+    assert rounds[0] > 0
+    assert (t.lookup_batch(batch) == old).all()
+
+
+def _as_rules(bits, ref):
+    items = sorted(ref.rules.items())
+    lens = np.array([ln for (p, ln), v in items], np.uint8)
+    vals = np.array([v for (p, ln), v in items], np.uint32)
+    if bits == 32:
+        return np.array([p for (p, ln), v in items], np.uint32), lens, vals
+    return (np.array([[p >> 64, p & (2**64 - 1)] for (p, ln), v in items], np.uint64).reshape(-1, 2),
+            lens, vals)
+
+
+def test_concurrent_batch_readers_see_old_or_new_value_ipv4():
+    _run(32, Lpm4, lambda qs: np.array(qs, np.uint32))
+
+
+def test_concurrent_batch_readers_see_old_or_new_value_ipv6():
+    _run(128, Lpm6, lambda qs: np.array([[a >> 64, a & (2**64 - 1)] for a in qs], np.uint64))
+
+
+def test_replaced_chunks_are_freed_once_readers_leave():
+    t = Lpm4()
+    for i in range(50):
+        t.insert(0x0A000000 | (i << 8), 24, i)
+    t.lookup_batch(np.arange(1000, dtype=np.uint32))
+    assert t.reclaim() == 0
