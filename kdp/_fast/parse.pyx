@@ -101,6 +101,16 @@ from kdp._fast.packet import META_DTYPE
 
 cnp.import_array()
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define KDP_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #else
+    #define KDP_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void KDP_PREFETCH(const void* p) noexcept nogil
+
 MAX_IPV6_EXT_HEADERS = MAX_IPV6_EXT
 VXLAN_PORT = DEFAULT_VXLAN_PORT
 
@@ -121,6 +131,7 @@ cdef enum:
     WALK_OK = 0
     WALK_TRUNCATED = 1
     WALK_TOO_MANY = 2
+    PREFETCH_AHEAD = 4
 
 
 cdef inline uint16_t rd16(const uint8_t* b) noexcept nogil:
@@ -537,7 +548,15 @@ cdef void parse_batch(Batch b, uint16_t vxlan_port) noexcept nogil:
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
     cdef uint16_t r
-    for i in range(b.count):
+    cdef Py_ssize_t n = b.count
+    for i in range(n):
+        # fetch the headers a few packets ahead (VPP-style): a cold batch
+        # otherwise pays one memory latency per packet in turn
+        if i + 2 * PREFETCH_AHEAD < n:
+            KDP_PREFETCH(&b.m[i + 2 * PREFETCH_AHEAD])
+        if i + PREFETCH_AHEAD < n:
+            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off)
+            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off + 64)
         p = &b.m[i]
         if p.verdict != V_PENDING:
             continue
