@@ -358,3 +358,38 @@ def test_ipip_with_cut_inner_header_is_truncated_tunnel():
 def test_vxlan_without_room_for_inner_ethernet_is_truncated_tunnel():
     f = ETH / V4 / UDP(dport=4789) / Raw(bytes(VXLAN(vni=1)) + bytes(13))
     assert outcome(run(f)) == dropped(Reason.TRUNCATED_TUNNEL)
+
+
+# ---------------------------------------------------------------- parse_ip, field ownership
+
+def test_parse_ip_at_an_inner_offset_yields_the_inner_tuple():
+    inner = IP(src="10.1.1.1", dst="10.2.2.2") / TCP(sport=1111, dport=2222, flags="S")
+    b = run(ETH / IP(src="192.168.0.1", dst="192.168.0.2", proto=4) / inner)
+    assert b.meta[0]["tunnel"] == 1 and b.meta[0]["inner_off"] == 34
+    assert parse.parse_ip_at(b, 0, 34) == Reason.FORWARDED
+    r = b.meta[0]
+    assert (r["l3_off"], r["l4_off"], r["tunnel"], r["inner_off"]) == (34, 54, 0, 0)
+    assert (r["src4"], r["dst4"], r["sport"], r["dport"], r["tcp_flags"]) == (
+        0x0A010101, 0x0A020202, 1111, 2222, 0x02)
+    assert r["ethertype"] == 0x0800          # link-layer fields are kept
+    alone = run(ETH / inner)
+    assert r["hash"] == alone.meta[0]["hash"]
+
+
+def test_parse_ip_at_reports_the_reason_without_a_verdict():
+    b = run(ETH / IP(proto=4) / Raw(bytes(IP(ihl=4) / UDP())))
+    assert parse.parse_ip_at(b, 0, 34, 4) == Reason.BAD_IPV4_IHL
+    assert outcome(b) == PENDING
+    assert parse.parse_ip_at(b, 0, 34, 6) == Reason.TRUNCATED_IPV6
+
+
+def test_parse_sets_only_parse_fields():
+    b = packet.Batch(1)
+    b.append(bytes(ETH / V4 / UDP()), ts_ns=99, in_port=3)
+    keep = {"ts_ns": 99, "in_port": 3, "out_port": 5, "ct_state": 2, "trace": 1,
+            "flow_id": 7, "svc_port": 8, "route_id": 9}
+    for k, v in keep.items():
+        b.meta[0][k] = v
+    parse.parse(b)
+    assert outcome(b) == PENDING
+    assert {k: int(b.meta[0][k]) for k in keep} == keep

@@ -581,6 +581,24 @@ def parse(Batch b not None, vxlan_port=DEFAULT_VXLAN_PORT):
         parse_batch(b, port)
 
 
+def parse_ip_at(Batch b not None, Py_ssize_t i, uint32_t l3, uint8_t ver=0,
+                vxlan_port=DEFAULT_VXLAN_PORT):
+    """parse_ip() on packet i from the IP header at offset l3 (relative to off).
+
+    Re-computes the L3/L4 fields in place and returns the Reason (0: parsed);
+    sets no verdict, keeps ethertype/vlan. For tools and tests: stages cimport
+    parse_ip itself.
+    """
+    if i < 0 or i >= b.count:
+        raise IndexError(i)
+    if ver not in (0, 4, 6):
+        raise ValueError(f"IP version must be 0, 4 or 6, got {ver}")
+    if not (0 <= vxlan_port <= 0xFFFF):
+        raise ValueError(f"vxlan_port must be 0..65535, got {vxlan_port}")
+    cdef pkt_meta_t* p = &b.m[i]
+    return parse_ip(p, b.buf + p.off, l3, p.len, p.wire_len, ver, <uint16_t>vxlan_port)
+
+
 def hash_of(Batch b not None, Py_ssize_t i):
     """flow_hash() recomputed from packet i's current tuple (for tests/tools)."""
     if i < 0 or i >= b.count:
