@@ -158,7 +158,8 @@ def test_iptables_mode_lets_unexposed_ports_and_unallocated_addresses_fall_throu
 
 
 def nodeport_service(**spec):
-    return [service("api", [port("grpc", 8080, 9090, node_port=30080)], type="NodePort", **spec),
+    return [service("api", [port("grpc", 8080, 9090, node_port=30080)], type="NodePort",
+                    cluster_ips=("10.96.0.20",), **spec),
             endpoint_slice("api", [("grpc", "TCP", 9090)],
                            [endpoint(WEB1, "node-1"), endpoint(WEB2, "node-2")])]
 
@@ -418,3 +419,23 @@ def test_ipip_packet_from_an_unknown_peer_is_dropped(tmp_path):
     inner = IP(src=WEB2, dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="S")
     out = h.send(IP(src="203.0.113.66", dst=NODE1, proto=4) / inner, in_port="uplink")
     assert (out.verdict, out.reason) == (Verdict.DROP, Reason.UNKNOWN_TUNNEL_PEER)
+
+
+def test_reply_in_the_same_batch_as_its_masqueraded_request_is_not_taken_for_a_node_port(tmp_path):
+    # SNAT ports and NodePorts overlap by default (1024-65535 vs 30000-32767): a reply to a
+    # masqueraded flow must be matched by conntrack, never by the NodePort frontend
+    objs = [service("api", [port("grpc", 8080, 9090, node_port=30080)], type="NodePort",
+                    cluster_ips=("10.96.0.20",)),
+            endpoint_slice("api", [("grpc", "TCP", 9090)], [])] + web()
+    h = harness(tmp_path, objs, masquerade={"snatPortRange": "30080-30080"})
+    assert h.send(syn(OUTSIDE, NODE1, 30080, sport=1), in_port="uplink").reason == Reason.SVC_NO_ENDPOINTS
+    request = syn(OUTSIDE, "10.96.0.10", 80)
+    first = h.send(request, in_port="uplink")
+    assert first.src == (NODE1, 30080)
+    h.dp.conntrack.flush_all()
+    # request and reply in one batch: the reply was looked up before the flow existed
+    backend = first.dst
+    out_req, out_reply = h.send(request, IP(src=backend[0], dst=NODE1)
+                                / TCP(sport=backend[1], dport=30080, flags="SA", ack=1001))
+    assert out_reply.ct == CtState.REPLY
+    assert out_reply.src == ("10.96.0.10", 80) and out_reply.dst == (OUTSIDE, 40000)

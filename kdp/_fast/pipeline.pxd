@@ -1,6 +1,6 @@
 # The pipeline: runs a batch through the stages, and counts every packet once.
 from libc.stdint cimport uint16_t, uint64_t
-from kdp._fast.packet cimport Batch
+from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
@@ -21,4 +21,5 @@ cdef class Pipeline:
     cdef public bint packet_clock           # True: time from packet timestamps (replay)
 
     cdef void new_flows(self, Batch b) noexcept nogil
+    cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil

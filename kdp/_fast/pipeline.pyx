@@ -27,7 +27,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_R
                                ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
-from kdp._fast.conntrack cimport Conntrack, ct_lookup_batch, ct_create, ct_expire
+from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
+                                  ct_find, ct_pkt_key, K_FLOW)
 from kdp._fast.nat cimport nat_batch
 from kdp._fast.service cimport ServiceTables, svc_decide, SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS
 from kdp._fast.flow cimport nat_spec_t
@@ -88,6 +89,11 @@ cdef class Pipeline:
                 continue
             if p.ct_state != CT_NEW:
                 continue
+            if created and self._known_now(b, p):
+                # a reply (or repeat) of a flow an earlier packet of this batch created:
+                # conntrack decides it, never the service frontends
+                ct_create(self.conntrack, b, i, NULL, self.clock_ns)
+                continue
             res = SVC_MISS
             if (self.services is not None and p.frag != FRAG_LATER
                     and (p.proto == 6 or p.proto == 17 or p.proto == 132)):
@@ -107,6 +113,13 @@ cdef class Pipeline:
                 if ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL,
                              self.clock_ns) != NO_ID:
                     created = True
+
+    cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil:
+        cdef ct_key_t k
+        cdef int direction
+        if ct_pkt_key(p, b.buf + p.off, &k) != K_FLOW:
+            return False
+        return ct_find(&self.conntrack.t, &k, &direction) != NO_ID
 
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
