@@ -121,40 +121,80 @@ def test_every_backend_gets_its_share_of_slots():
         assert np.all(np.abs(share * n - 1) < 0.02), (n, share * n)
 
 
-def test_removing_one_backend_moves_about_one_nth_of_the_slots():
-    """Slots of the removed backend all move; Maglev may also move a few slots
-    between survivors. Measured worst case over 30 sets per N at M >= 100 N:
-    under 4% of the table (docs/nodeconfig.md); we assert 5%."""
+def removal_trial(n, trial):
+    rng = np.random.default_rng(1000 * n + trial)
+    addrs = [int(a) for a in rng.choice(2**31, n, replace=False) + 1]
+    gone = addrs[int(rng.integers(n))]
+    return addrs, gone
+
+
+def test_fresh_tables_for_n_and_n_minus_one_backends_differ_little():
+    """Plain Maglev (no history): removing one backend moves its slots plus a
+    few between survivors. Measured worst case over 30 sets per N at M >= 100 N:
+    under 4% of the table; asserted: under 5%."""
     for n in (3, 5, 10, 20, 50, 100):
-        worst_extra = worst_survivor = 0.0
-        for trial in range(12):
-            rng = np.random.default_rng(1000 * n + trial)
-            addrs = rng.choice(2**31, n, replace=False) + 1
-            t = one_service(v4_rows(addrs))
+        for trial in range(8):
+            addrs, gone = removal_trial(n, trial)
+            rest = [a for a in addrs if a != gone]
+            before = slot_owners(one_service(v4_rows(addrs)))
+            after = slot_owners(one_service(v4_rows(rest)))
+            if before.shape != after.shape:
+                continue            # different table size: a different table
+            changed = before != after
+            assert np.all(changed[before == gone])
+            assert (changed & (before != gone)).mean() < 0.05, n
+
+
+def test_removing_a_backend_moves_only_its_slots():
+    """An update starts from the previous table: exactly the removed backend's
+    slots (about 1/N of the table) change, and they go to the survivors evenly."""
+    for n in (3, 5, 10, 20, 50, 100):
+        for trial in range(8):
+            addrs, gone = removal_trial(n, trial)
+            t = one_service(v4_rows(addrs), ids=addrs)
             before = slot_owners(t)
-            gone = addrs[int(rng.integers(n))]
-            t.publish(0, backend_array(v4_rows([a for a in addrs if a != gone])), backend_array([]))
+            rest = [a for a in addrs if a != gone]
+            t.publish(0, backend_array(v4_rows(rest), ids=rest), backend_array([]))
             after = slot_owners(t)
             assert after.shape == before.shape, "an update keeps the table size"
             changed = before != after
-            assert np.all(changed[before == gone]), "every slot of the removed backend moves"
-            worst_extra = max(worst_extra, changed.mean() - (before == gone).mean())
-            worst_survivor = max(worst_survivor, (changed & (before != gone)).mean())
-        assert worst_survivor < 0.05, (n, worst_survivor)
-        assert worst_extra < 0.05, (n, worst_extra)
+            assert np.array_equal(changed, before == gone)
+            assert abs(changed.mean() - 1 / n) < 0.02 / n + 1 / len(before)
+            share = np.bincount(t.lut(0), minlength=n - 1) / len(after)
+            assert np.all(np.abs(share * (n - 1) - 1) < 0.03), (n, share * (n - 1))
 
 
-def test_adding_a_backend_only_takes_slots_for_itself_mostly():
+def test_adding_a_backend_only_takes_slots_for_itself():
     rng = np.random.default_rng(3)
-    addrs = list(rng.choice(2**31, 10, replace=False) + 1)
-    t = one_service(v4_rows(addrs))
+    addrs = [int(a) for a in rng.choice(2**31, 10, replace=False) + 1]
+    t = one_service(v4_rows(addrs), ids=addrs)
     before = slot_owners(t)
-    t.publish(0, backend_array(v4_rows(addrs + [12345])), backend_array([]))
+    t.publish(0, backend_array(v4_rows(addrs + [12345]), ids=addrs + [12345]), backend_array([]))
     after = slot_owners(t)
-    moved_to_new = (after == 12345).mean()
-    moved_between_old = ((before != after) & (after != 12345)).mean()
-    assert 0.07 < moved_to_new < 0.12
-    assert moved_between_old < 0.05
+    assert np.all((before == after) | (after == 12345))
+    assert abs((after == 12345).mean() - 1 / 11) < 0.01
+
+
+def test_churn_never_moves_flows_between_staying_backends_and_stays_balanced():
+    """40 updates, alternately removing and adding a backend: no slot ever moves
+    between two backends that both stay; shares stay within 3% of 1/N
+    (measured: 1%, as a fresh table)."""
+    rng = np.random.default_rng(11)
+    for n in (5, 10, 50):
+        addrs = [int(a) for a in rng.choice(2**31, n, replace=False) + 1]
+        t = one_service(v4_rows(addrs), ids=addrs)
+        for step in range(40):
+            before, old = slot_owners(t), set(addrs)
+            if step % 2 == 0:
+                addrs.pop(int(rng.integers(len(addrs))))
+            else:
+                addrs.append(int(rng.integers(1, 2**31)))
+            t.publish(0, backend_array(v4_rows(addrs), ids=addrs), backend_array([]))
+            after = slot_owners(t)
+            stay = list(old & set(addrs))
+            assert not np.any((before != after) & np.isin(before, stay) & np.isin(after, stay))
+            share = np.bincount(t.lut(0), minlength=len(addrs)) / len(after)
+            assert np.all(np.abs(share * len(addrs) - 1) < 0.03), (n, step)
 
 
 def test_table_size_is_kept_across_updates_within_bounds():

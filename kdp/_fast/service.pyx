@@ -234,6 +234,12 @@ cdef inline uint64_t backend_hash(const backend_t* b) noexcept nogil:
     return mix64(addr_hash(b.ip_ver, b.a4, b.a6) ^ (<uint64_t>b.port * <uint64_t>0x100000001B3))
 
 
+cdef inline void maglev_perm(const backend_t* b, uint32_t m, uint32_t* offset, uint32_t* skip) noexcept nogil:
+    cdef uint64_t h = backend_hash(b)
+    offset[0] = <uint32_t>(mix64(h ^ <uint64_t>0x5851F42D4C957F2D) % m)
+    skip[0] = <uint32_t>(mix64(h ^ <uint64_t>0x14057B7EF767814F) % (m - 1)) + 1
+
+
 cdef void maglev_fill(const backend_t* be, uint32_t n, uint32_t m, uint32_t* lut) noexcept nogil:
     # Maglev population (Eisenbud et al., NSDI 2016, section 3.4): each backend
     # walks its own permutation (offset + j * skip mod M, both from the
@@ -250,9 +256,7 @@ cdef void maglev_fill(const backend_t* be, uint32_t n, uint32_t m, uint32_t* lut
         return
     skip = pos + n
     for i in range(n):
-        h = backend_hash(&be[i])
-        pos[i] = <uint32_t>(mix64(h ^ <uint64_t>0x5851F42D4C957F2D) % m)
-        skip[i] = <uint32_t>(mix64(h ^ <uint64_t>0x14057B7EF767814F) % (m - 1)) + 1
+        maglev_perm(&be[i], m, &pos[i], &skip[i])
     for c in range(m):
         lut[c] = NO_ID
     while True:
@@ -283,15 +287,128 @@ cdef void bset_free(bset_t* bs) noexcept nogil:
     free(bs)
 
 
+cdef void maglev_carry(const backend_t* be, uint32_t n, uint32_t m, uint32_t* lut,
+                       const backend_t* pbe, uint32_t pn, uint32_t pm,
+                       const uint32_t* plut) noexcept nogil:
+    # Stable update, starting from the previous table (lut holds the fresh
+    # Maglev table on entry, which stands if memory runs out):
+    #  1. a slot keeps its previous backend if that backend stays;
+    #  2. the slots left (their backend went away) are handed out by Maglev
+    #     population (each backend walks its own permutation, in turns) to
+    #     backends below their quota ceil(M/n); new backends start at zero,
+    #     so they are served first;
+    #  3. a new backend still short of floor(M/n) takes slots along its
+    #     permutation from backends above the quota.
+    # Hence no flow moves between two backends that both stay, and the shares
+    # stay balanced. A backend is the same backend when its id is the same.
+    cdef uint32_t cap = 16, mask, i, j, c, h, quota, floor_q, limit, left = 0
+    cdef int k
+    cdef uint32_t* keys
+    cdef uint32_t* vals
+    cdef uint32_t* omap
+    cdef uint8_t* isnew
+    cdef uint32_t* count
+    cdef uint32_t* pos
+    cdef uint32_t* skip
+    if pn == 0 or n == 0 or pm != m or plut == NULL:
+        return
+    while cap < 2 * n:
+        cap <<= 1
+    mask = cap - 1
+    keys = <uint32_t*>malloc(cap * sizeof(uint32_t))
+    vals = <uint32_t*>malloc(cap * sizeof(uint32_t))
+    omap = <uint32_t*>malloc(pn * sizeof(uint32_t))
+    isnew = <uint8_t*>malloc(n)
+    count = <uint32_t*>calloc(3 * n, sizeof(uint32_t))
+    if keys == NULL or vals == NULL or omap == NULL or isnew == NULL or count == NULL:
+        free(keys); free(vals); free(omap); free(isnew); free(count)
+        return                      # the fresh table stands (more flows move, none break)
+    pos = count + n
+    skip = count + 2 * n
+    memset(keys, 0xFF, cap * sizeof(uint32_t))
+    memset(isnew, 1, n)
+    for j in range(n):
+        h = <uint32_t>mix64(be[j].id) & mask
+        while keys[h] != NO_ID:
+            h = (h + 1) & mask
+        keys[h] = be[j].id
+        vals[h] = j
+    for i in range(pn):
+        omap[i] = NO_ID
+        h = <uint32_t>mix64(pbe[i].id) & mask
+        while keys[h] != NO_ID:
+            if keys[h] == pbe[i].id:
+                omap[i] = vals[h]
+                isnew[vals[h]] = 0
+                break
+            h = (h + 1) & mask
+    for c in range(m):
+        if omap[plut[c]] != NO_ID:
+            lut[c] = omap[plut[c]]
+            count[lut[c]] += 1
+        else:
+            lut[c] = NO_ID
+            left += 1
+    quota = (m + n - 1) / n
+    if left:
+        for j in range(n):
+            maglev_perm(&be[j], m, &pos[j], &skip[j])
+    while left:
+        for j in range(n):
+            if count[j] >= quota:
+                continue
+            c = pos[j]
+            while lut[c] != NO_ID:
+                c += skip[j]
+                if c >= m:
+                    c -= m
+            lut[c] = j
+            count[j] += 1
+            c += skip[j]
+            if c >= m:
+                c -= m
+            pos[j] = c
+            left -= 1
+            if left == 0:
+                break
+    # 4. a new backend still below floor(M/n) takes slots along its permutation
+    #    from backends above ceil(M/n), then from backends above floor(M/n)
+    #    (these moves go to the new backend only)
+    floor_q = m / n
+    for j in range(n):
+        if not isnew[j]:
+            continue
+        for k in range(2):
+            if count[j] >= floor_q:
+                break
+            limit = quota if k == 0 else floor_q
+            maglev_perm(&be[j], m, &pos[j], &skip[j])
+            c = pos[j]
+            for i in range(m):
+                if count[j] >= floor_q:
+                    break
+                h = lut[c]
+                if h != j and not isnew[h] and count[h] > limit:
+                    lut[c] = j
+                    count[h] -= 1
+                    count[j] += 1
+                c += skip[j]
+                if c >= m:
+                    c -= m
+    free(keys); free(vals); free(omap); free(isnew); free(count)
+
+
 cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint32_t nl,
-                      uint32_t m_prev=0, uint32_t ml_prev=0) noexcept nogil:
+                      const bset_t* prev) noexcept nogil:
+    """A backend set with its Maglev tables; `prev` (may be NULL): the set it
+    replaces, whose tables are carried over (maglev_carry)."""
     cdef bset_t* bs = <bset_t*>calloc(1, sizeof(bset_t))
     if bs == NULL:
         return NULL
     bs.n = n
     bs.n_local = nl
     if n:
-        bs.m = maglev_size_keep(n, m_prev)
+        bs.m = maglev_size_keep(n, prev.m if prev != NULL else 0)
         bs.be = <backend_t*>malloc(n * sizeof(backend_t))
         bs.lut = <uint32_t*>malloc(bs.m * sizeof(uint32_t))
         if bs.be == NULL or bs.lut == NULL:
@@ -299,8 +416,10 @@ cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint
             return NULL
         memcpy(bs.be, be, n * sizeof(backend_t))
         maglev_fill(bs.be, n, bs.m, bs.lut)
+        if prev != NULL:
+            maglev_carry(bs.be, n, bs.m, bs.lut, prev.be, prev.n, prev.m, prev.lut)
     if nl:
-        bs.m_local = maglev_size_keep(nl, ml_prev)
+        bs.m_local = maglev_size_keep(nl, prev.m_local if prev != NULL else 0)
         bs.be_local = <backend_t*>malloc(nl * sizeof(backend_t))
         bs.lut_local = <uint32_t*>malloc(bs.m_local * sizeof(uint32_t))
         if bs.be_local == NULL or bs.lut_local == NULL:
@@ -308,6 +427,9 @@ cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint
             return NULL
         memcpy(bs.be_local, bl, nl * sizeof(backend_t))
         maglev_fill(bs.be_local, nl, bs.m_local, bs.lut_local)
+        if prev != NULL:
+            maglev_carry(bs.be_local, nl, bs.m_local, bs.lut_local, prev.be_local, prev.n_local,
+                         prev.m_local, prev.lut_local)
     return bs
 
 
@@ -547,8 +669,13 @@ cdef class ServiceTables:
                  uint32_t mode=0, int np_lo=30000, int np_hi=32767, np_addrs=(),
                  svc_cidrs=(), local_cidrs=(), node_addrs=(), src_ranges=(),
                  snat4=None, snat6=None, int snat_lo=1024, int snat_hi=65535,
-                 Py_ssize_t affinity_slots=DEF_AFFINITY_SLOTS, uint32_t next_backend_id=0):
+                 Py_ssize_t affinity_slots=DEF_AFFINITY_SLOTS, uint32_t next_backend_id=0,
+                 ServiceTables previous=None, previous_ids=None):
         cdef Py_ssize_t i, n_svc, n_fe, n_vip
+        cdef const uint32_t* pid = NULL
+        cdef svc_port_t* psvc = NULL
+        cdef uint32_t pn = 0
+        cdef const bset_t* pbs
         cdef uint32_t cap, span, pi, k
         cdef fe_entry_t tmp
         cdef const backend_t* bep
@@ -661,9 +788,20 @@ cdef class ServiceTables:
         cn = <const uint32_t*><uintptr_t>offs[1].ctypes.data
         lo = <const uint32_t*><uintptr_t>offs[2].ctypes.data
         ln = <const uint32_t*><uintptr_t>offs[3].ctypes.data
+        if previous is not None:
+            # previous_ids[i]: the previous tables' id of service-port i (NO_ID: new)
+            prev_a = np.ascontiguousarray(previous_ids, dtype=np.uint32)
+            if prev_a.shape[0] != n_svc:
+                raise ValueError("previous_ids must have one entry per service-port")
+            pid = <const uint32_t*><uintptr_t>prev_a.ctypes.data
+            psvc = previous.t.svc
+            pn = previous.t.n_svc
         with nogil:
             for i in range(n_svc):
-                self.t.svc[i].bs = bset_new(bep + co[i], cn[i], bep + lo[i], ln[i])
+                pbs = NULL
+                if pid != NULL and pid[i] < pn:
+                    pbs = psvc[pid[i]].bs
+                self.t.svc[i].bs = bset_new(bep + co[i], cn[i], bep + lo[i], ln[i], pbs)
                 if self.t.svc[i].bs == NULL:
                     failed = 1
         if failed:
@@ -699,8 +837,11 @@ cdef class ServiceTables:
         """Replace one service-port's backends (BACKEND_DTYPE arrays) and its
         Maglev tables, copy-on-write: a new set is built, then swapped in with
         one pointer store. The Maglev table keeps its size while that size
-        stays between 50x and 400x the backend count (so one change moves few
-        slots). The replaced set is freed at the next publish (a
+        stays between 50x and 400x the backend count, and starts from the old
+        table: slots of backends that stay keep them (unless a newly added
+        backend takes them), so no flow moves between two surviving backends.
+        Backends are the same backend when their ids are equal. The replaced
+        set is freed at the next publish (a
         batch running concurrently keeps a valid set). Returns the backend ids
         the old set held (uint32 array)."""
         cdef bset_t* nb
@@ -712,8 +853,7 @@ cdef class ServiceTables:
         l = np.ascontiguousarray(local, dtype=BACKEND_DTYPE)
         cdef bset_t* cur = self.t.svc[svc].bs
         nb = bset_new(<const backend_t*><uintptr_t>c.ctypes.data, <uint32_t>c.shape[0],
-                      <const backend_t*><uintptr_t>l.ctypes.data, <uint32_t>l.shape[0],
-                      cur.m if cur != NULL else 0, cur.m_local if cur != NULL else 0)
+                      <const backend_t*><uintptr_t>l.ctypes.data, <uint32_t>l.shape[0], cur)
         if nb == NULL:
             raise MemoryError()
         old_ids = self._ids(self.t.svc[svc].bs)
@@ -785,6 +925,40 @@ cdef class ServiceTables:
             memcpy(<void*><uintptr_t>out.ctypes.data, bs.be_local if local else bs.be,
                    n * sizeof(backend_t))
         return out
+
+    def all_backends(self):
+        """Every published backend in one pass: (service-port ids uint32[n],
+        local-set flags uint8[n], BACKEND_DTYPE[n])."""
+        cdef uint32_t i, k
+        cdef Py_ssize_t total = 0, pos = 0
+        cdef bset_t* bs
+        for i in range(self.t.n_svc):
+            bs = self.t.svc[i].bs
+            if bs != NULL:
+                total += bs.n + bs.n_local
+        svc = np.empty(total, dtype=np.uint32)
+        loc = np.empty(total, dtype=np.uint8)
+        out = np.empty(total, dtype=BACKEND_DTYPE)
+        cdef uint32_t[::1] sv = svc
+        cdef uint8_t[::1] lv = loc
+        cdef backend_t* ob = <backend_t*><uintptr_t>out.ctypes.data
+        for i in range(self.t.n_svc):
+            bs = self.t.svc[i].bs
+            if bs == NULL:
+                continue
+            if bs.n:
+                memcpy(ob + pos, bs.be, bs.n * sizeof(backend_t))
+            for k in range(bs.n):
+                sv[pos + k] = i
+                lv[pos + k] = 0
+            pos += bs.n
+            if bs.n_local:
+                memcpy(ob + pos, bs.be_local, bs.n_local * sizeof(backend_t))
+            for k in range(bs.n_local):
+                sv[pos + k] = i
+                lv[pos + k] = 1
+            pos += bs.n_local
+        return svc, loc, out
 
     def lut(self, uint32_t svc, bint local=False):
         """The Maglev table of a service-port (uint32 indices into backends())."""

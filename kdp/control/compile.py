@@ -151,6 +151,13 @@ def node_port_addresses(cluster):
     return out
 
 
+def _previous_ids(previous, infos):
+    """For each new record, the previous tables' id of the same service-port (or NO_ID)."""
+    old = {(r.name, r.ip_ver, r.protocol, r.port): r.id for r in previous.records}
+    return np.array([old.get((r.name, r.ip_ver, r.protocol, r.port), fast.NO_ID_VALUE) for r in infos],
+                    dtype=np.uint32)
+
+
 def _local_pod_ips(cluster):
     return {ip for pod in cluster.local_pods() for ip in pod.ips}
 
@@ -159,7 +166,9 @@ def compile_cluster(cluster, previous=None):
     """Compile a validated Cluster into CompiledTables (see kdp.control.tables).
 
     `previous` (the tables being replaced) keeps backend ids of unchanged
-    endpoints, so conntrack flush-by-backend stays meaningful across reloads."""
+    endpoints, so conntrack flush-by-backend stays meaningful across reloads,
+    and seeds each service-port's Maglev table from its previous one, so a
+    reload moves no flow between two backends that both stay."""
     from kdp.control.cluster import paused_gc
     with paused_gc():
         return _compile(cluster, previous)
@@ -282,5 +291,7 @@ def _compile(cluster, previous):
         node_addrs=addr_array([addr.host_prefix(ip) for ip in cfg.node_addresses]),
         src_ranges=addr_array(src_ranges), snat4=snat4, snat6=snat6,
         snat_lo=cfg.snat_port_range[0], snat_hi=cfg.snat_port_range[1],
-        affinity_slots=cfg.session_affinity_slots, next_backend_id=next_id)
+        affinity_slots=cfg.session_affinity_slots, next_backend_id=next_id,
+        previous=previous.service if previous is not None else None,
+        previous_ids=_previous_ids(previous, infos) if previous is not None else None)
     return CompiledTables(cluster, tables, infos, by_service, node_routes(cluster), np_addrs, local_ips)

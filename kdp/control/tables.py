@@ -56,11 +56,15 @@ class CompiledTables:
         return self.service.backends(svc_port, local)
 
     def _backend_id_map(self):
+        """{(name, family, protocol, IP, port): backend id} over every service-port."""
+        svc, _, be = self.service.all_backends()
+        keys = [(r.name, r.ip_ver, r.protocol) for r in self.records]
+        vers, a4s, ports, ids = (be["ip_ver"].tolist(), be["a4"].tolist(), be["port"].tolist(),
+                                 be["id"].tolist())
         out = {}
-        for r in self.records:
-            for local in (False, True):
-                for b in self.service.backends(r.id, local):
-                    out[(r.name, r.ip_ver, r.protocol, _ip(b), int(b["port"]))] = int(b["id"])
+        for k, s in enumerate(svc.tolist()):
+            ip = (4, a4s[k]) if vers[k] == 4 else (6, int.from_bytes(bytes(be[k]["a6"]), "big"))
+            out[keys[s] + (ip, ports[k])] = ids[k]
         return out
 
     # -------------------------------------------------------------- updates
