@@ -154,6 +154,7 @@ ctypedef struct ct_table_t:
     uint8_t tcp_loose
     uint8_t epoch_byte      # low byte of epoch, stamped on flows a batch touches
     uint32_t epoch          # batches looked up
+    uint64_t mutations      # flow deletions (index entries may have moved)
     uint64_t seed
     uint64_t timeout_ns[N_TIMEOUTS]
     uint64_t c[N_CT_COUNTERS]

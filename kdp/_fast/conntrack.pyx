@@ -77,7 +77,8 @@ cdef enum:
     P_SCTP = 132
     S_IV = 20           # invalid transition
     S_IG = 21           # ignored (accepted, no state change)
-    CHUNK = 32
+    DIST = 12           # pipeline distance (packets) between stages
+    RING = 32           # > 2 * DIST, a power of two
     EARLY_DROP_SCAN = 16
     T_SYN = 0
     T_SYNACK = 1
@@ -91,8 +92,26 @@ cdef enum:
 cdef extern from *:
     """
     #define KDP_CT_EMPTY 0xFFFFFFFFFFFFFFFFULL
+    #include <sys/mman.h>
+    /* Zeroed, lazily backed memory on transparent huge pages where the kernel
+       allows it (fewer TLB misses for a table of 150+ MB). NULL on failure. */
+    static void* kdp_big_alloc(size_t n) {
+        void* p;
+        if (n == 0) n = 1;
+        p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+    #ifdef MADV_HUGEPAGE
+        if (n >= (2u << 20)) madvise(p, n, MADV_HUGEPAGE);
+    #endif
+        return p;
+    }
+    static void kdp_big_free(void* p, size_t n) {
+        if (p != NULL) munmap(p, n == 0 ? 1 : n);
+    }
     """
     const uint64_t EMPTY "KDP_CT_EMPTY"
+    void* kdp_big_alloc(size_t n) nogil
+    void kdp_big_free(void* p, size_t n) nogil
 
 NO_FLOW = <uint32_t>NO_ID
 
@@ -359,6 +378,7 @@ cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
     if f.flags & FL_UNASSURED_LISTED:
         _unas_unlink(t, fid)
     f.flags = 0
+    t.mutations += 1
     t.lru_next[fid] = t.free_head
     t.free_head = fid
     t.n_flows -= 1
@@ -428,7 +448,7 @@ cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
             scan += 1
         if t.free_head == NO_ID:
             # no non-assured flow can go: reclaim expired flows, bounded work
-            _sweep(t, now, 4096)
+            _sweep(t, now, 256)
     if t.free_head != NO_ID:
         fid = t.free_head
         t.free_head = t.lru_next[fid]
@@ -725,68 +745,76 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
     p.ct_state = CT_NEW
 
 
-cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
-    cdef ct_table_t* t = &ct.t
-    cdef Py_ssize_t n = b.count, base, j, m
-    cdef ct_key_t keys[CHUNK]
-    cdef uint64_t hs[CHUNK]
-    cdef uint32_t pos[CHUNK]
-    cdef int kinds[CHUNK]
-    cdef pkt_meta_t* p
+cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos) noexcept nogil:
+    """Advance pos to the first slot whose tag matches h (or an empty slot) and
+    prefetch the flow record it names."""
+    cdef uint32_t tag = <uint32_t>(h >> 32), i = pos[0]
     cdef uint64_t s
-    cdef uint32_t tag, i
+    while True:
+        s = t.index[i]
+        if s == EMPTY or <uint32_t>(s >> 32) == tag:
+            break
+        i += 1
+        if i == t.nslots:
+            i = 0
+    pos[0] = i
+    if s != EMPTY:
+        kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
+        kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
+
+
+cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
+    # A software pipeline over the batch (as VPP's dual/quad loops, deeper):
+    # packet j computes its key and hash and prefetches its home slot; packet
+    # j - D finds its tag in the index and prefetches its flow record; packet
+    # j - 2D is resolved. Packets are resolved in batch order.
+    cdef ct_table_t* t = &ct.t
+    cdef Py_ssize_t n = b.count, j, a, c
+    cdef ct_key_t keys[RING]
+    cdef uint64_t hs[RING]
+    cdef uint32_t pos[RING]
+    cdef uint64_t muts[RING]
+    cdef int kinds[RING]
+    cdef int r
+    cdef pkt_meta_t* p
     t.epoch += 1
     t.epoch_byte = <uint8_t>t.epoch
-    base = 0
-    while base < n:
-        m = n - base
-        if m > CHUNK:
-            m = CHUNK
-        # pass 1: keys, hashes, prefetch the home slots
-        for j in range(m):
-            p = &b.m[base + j]
-            kinds[j] = K_SKIP
-            if p.verdict != V_PENDING:
+    for j in range(n + 2 * DIST):
+        if j < n:
+            r = j & (RING - 1)
+            p = &b.m[j]
+            kinds[r] = K_SKIP
+            if p.verdict == V_PENDING:
+                if p.ip_ver != 4 and p.ip_ver != 6:
+                    p.ct_state = CT_NONE
+                else:
+                    p.flow_id = NO_ID
+                    kinds[r] = ct_pkt_key(p, b.buf + p.off, &keys[r])
+                    if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
+                        hs[r] = _key_hash(t, &keys[r])
+                        pos[r] = _home(t, hs[r])
+                        kdp_prefetch(&t.index[pos[r]])
+        a = j - DIST
+        if 0 <= a < n:
+            r = a & (RING - 1)
+            if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
+                _probe_tag(t, hs[r], &pos[r])
+                muts[r] = t.mutations
+        c = j - 2 * DIST
+        if 0 <= c < n:
+            r = c & (RING - 1)
+            if kinds[r] == K_SKIP:
                 continue
-            if p.ip_ver != 4 and p.ip_ver != 6:
+            p = &b.m[c]
+            if kinds[r] == K_NONE:
                 p.ct_state = CT_NONE
                 continue
-            p.flow_id = NO_ID
-            kinds[j] = ct_pkt_key(p, b.buf + p.off, &keys[j])
-            if kinds[j] == K_FLOW or kinds[j] == K_ERROR:
-                hs[j] = _key_hash(t, &keys[j])
-                pos[j] = _home(t, hs[j])
-                kdp_prefetch(&t.index[pos[j]])
-        # pass 2: first slot whose tag matches; prefetch that flow record
-        for j in range(m):
-            if kinds[j] != K_FLOW and kinds[j] != K_ERROR:
-                continue
-            tag = <uint32_t>(hs[j] >> 32)
-            i = pos[j]
-            while True:
-                s = t.index[i]
-                if s == EMPTY or <uint32_t>(s >> 32) == tag:
-                    break
-                i += 1
-                if i == t.nslots:
-                    i = 0
-            pos[j] = i
-            if s != EMPTY:
-                kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
-                kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
-        # pass 3: verify, update state
-        for j in range(m):
-            p = &b.m[base + j]
-            if kinds[j] == K_SKIP:
-                continue
-            if kinds[j] == K_NONE:
-                p.ct_state = CT_NONE
-                continue
+            if (kinds[r] == K_FLOW or kinds[r] == K_ERROR) and muts[r] != t.mutations:
+                pos[r] = _home(t, hs[r])    # the index moved since the probe
             t.c[C_LOOKUPS] += 1
-            _one(t, p, b.buf + p.off, kinds[j], &keys[j], hs[j], pos[j], now_ns)
+            _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], now_ns)
             if p.ct_state == CT_NEW:
                 t.c[C_MISSES] += 1
-        base += m
 
 
 # ---------------------------------------------------------------- new flows
@@ -1106,13 +1134,15 @@ cdef class Conntrack:
             tos[name] = val
         self._free()
         cdef ct_table_t* t = &self.t
+        memset(t, 0, sizeof(ct_table_t))
         t.capacity = capacity
         t.nslots = 3 * capacity if capacity >= 4 else 12
-        t.flows = <ct_flow_t*>calloc(capacity, sizeof(ct_flow_t))
-        t.index = <uint64_t*>malloc(t.nslots * sizeof(uint64_t))
-        t.lru_prev = <uint32_t*>malloc(capacity * sizeof(uint32_t))
-        t.lru_next = <uint32_t*>malloc(capacity * sizeof(uint32_t))
-        t.frags = <ct_frag_t*>malloc(frag_slots * sizeof(ct_frag_t))
+        t.frag_mask = frag_slots - 1
+        t.flows = <ct_flow_t*>kdp_big_alloc(capacity * sizeof(ct_flow_t))
+        t.index = <uint64_t*>kdp_big_alloc(t.nslots * sizeof(uint64_t))
+        t.lru_prev = <uint32_t*>kdp_big_alloc(capacity * sizeof(uint32_t))
+        t.lru_next = <uint32_t*>kdp_big_alloc(capacity * sizeof(uint32_t))
+        t.frags = <ct_frag_t*>kdp_big_alloc(frag_slots * sizeof(ct_frag_t))
         if not (t.flows and t.index and t.lru_prev and t.lru_next and t.frags):
             self._free()
             raise MemoryError(f"conntrack: cannot allocate a table of {capacity} flows")
@@ -1141,11 +1171,12 @@ cdef class Conntrack:
         }
 
     cdef _free(self):
-        free(self.t.flows)
-        free(self.t.index)
-        free(self.t.lru_prev)
-        free(self.t.lru_next)
-        free(self.t.frags)
+        cdef ct_table_t* t = &self.t
+        kdp_big_free(t.flows, t.capacity * sizeof(ct_flow_t))
+        kdp_big_free(t.index, t.nslots * sizeof(uint64_t))
+        kdp_big_free(t.lru_prev, t.capacity * sizeof(uint32_t))
+        kdp_big_free(t.lru_next, t.capacity * sizeof(uint32_t))
+        kdp_big_free(t.frags, (t.frag_mask + 1) * sizeof(ct_frag_t))
         self.t.flows = NULL
         self.t.index = NULL
         self.t.lru_prev = NULL
@@ -1201,6 +1232,18 @@ cdef class Conntrack:
         with nogil:
             fid = ct_create(self, b, i, sp, now_ns)
         return None if fid == NO_ID else fid
+
+    def create_all(self, Batch b not None, uint64_t now_ns=0):
+        """The slow path without translation for every CT_NEW packet of b, in
+        order (tools and benchmarks; the pipeline calls ct_create itself).
+        Returns the number of packets that got a flow."""
+        cdef Py_ssize_t i, n = 0
+        with nogil:
+            for i in range(b.count):
+                if b.m[i].verdict == V_PENDING and b.m[i].ct_state == CT_NEW:
+                    if ct_create(self, b, i, NULL, now_ns) != NO_ID:
+                        n += 1
+        return n
 
     def expire(self, uint64_t now_ns, Py_ssize_t max_work=1024):
         """Incremental expiry: examine at most max_work records; returns flows removed."""
@@ -1332,9 +1375,13 @@ cdef class Conntrack:
                 _lookup4(&self.t, &s[0], &d[0], &sp[0], &dp[0], &pr[0], &o[0], n)
         return out
 
-    def insert4(self, src, dst, sport, dport, proto, uint64_t now_ns=0):
-        """Create flows (no NAT; TCP as after a SYN) for IPv4 tuples; returns their
-        ids (NO_ID where refused: table full). Existing tuples give their flow."""
+    def insert4(self, src, dst, sport, dport, proto, uint64_t now_ns=0, tcp_state=TCP_SYN_SENT):
+        """Create flows (no NAT) for IPv4 tuples; TCP flows start in tcp_state (as
+        after a SYN by default). Returns their ids (NO_ID where refused: table
+        full). Existing tuples give their flow."""
+        if not (1 <= tcp_state <= 9):
+            raise ValueError("tcp_state must be 1..9")
+        cdef uint8_t st = tcp_state
         cdef const uint32_t[::1] s = np.ascontiguousarray(src, dtype=np.uint32)
         cdef const uint32_t[::1] d = np.ascontiguousarray(dst, dtype=np.uint32)
         cdef const uint16_t[::1] sp = np.ascontiguousarray(sport, dtype=np.uint16)
@@ -1347,54 +1394,43 @@ cdef class Conntrack:
         cdef uint32_t[::1] o = out
         if n:
             with nogil:
-                _insert4(&self.t, &s[0], &d[0], &sp[0], &dp[0], &pr[0], &o[0], n, now_ns)
+                _insert4(&self.t, &s[0], &d[0], &sp[0], &dp[0], &pr[0], &o[0], n, now_ns, st)
         return out
 
 
 cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
                    const uint16_t* dp, const uint8_t* pr, uint32_t* out, Py_ssize_t n) noexcept nogil:
-    cdef ct_key_t keys[CHUNK]
-    cdef uint64_t hs[CHUNK]
-    cdef uint32_t pos[CHUNK]
-    cdef Py_ssize_t base = 0, j, m
-    cdef uint32_t tag, i
-    cdef uint64_t sl
-    cdef int dir
-    while base < n:
-        m = n - base
-        if m > CHUNK:
-            m = CHUNK
-        for j in range(m):
-            keys[j].src[0] = s[base + j]
-            keys[j].dst[0] = d[base + j]
-            keys[j].sport = sp[base + j]
-            keys[j].dport = dp[base + j]
-            keys[j].proto = pr[base + j]
-            keys[j].ver = 4
-            hs[j] = _key_hash(t, &keys[j])
-            pos[j] = _home(t, hs[j])
-            kdp_prefetch(&t.index[pos[j]])
-        for j in range(m):
-            tag = <uint32_t>(hs[j] >> 32)
-            i = pos[j]
-            while True:
-                sl = t.index[i]
-                if sl == EMPTY or <uint32_t>(sl >> 32) == tag:
-                    break
-                i += 1
-                if i == t.nslots:
-                    i = 0
-            pos[j] = i
-            if sl != EMPTY:
-                kdp_prefetch(&t.flows[(<uint32_t>sl) >> 1])
-        for j in range(m):
-            out[base + j] = _find_from(t, &keys[j], hs[j], pos[j], &dir)
-        base += m
+    cdef ct_key_t keys[RING]
+    cdef uint64_t hs[RING]
+    cdef uint32_t pos[RING]
+    cdef Py_ssize_t j, a, c
+    cdef int r, dir
+    for j in range(n + 2 * DIST):
+        if j < n:
+            r = j & (RING - 1)
+            memset(&keys[r], 0, sizeof(ct_key_t))
+            keys[r].src[0] = s[j]
+            keys[r].dst[0] = d[j]
+            keys[r].sport = sp[j]
+            keys[r].dport = dp[j]
+            keys[r].proto = pr[j]
+            keys[r].ver = 4
+            hs[r] = _key_hash(t, &keys[r])
+            pos[r] = _home(t, hs[r])
+            kdp_prefetch(&t.index[pos[r]])
+        a = j - DIST
+        if 0 <= a < n:
+            r = a & (RING - 1)
+            _probe_tag(t, hs[r], &pos[r])
+        c = j - 2 * DIST
+        if 0 <= c < n:
+            r = c & (RING - 1)
+            out[c] = _find_from(t, &keys[r], hs[r], pos[r], &dir)
 
 
 cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
                    const uint16_t* dp, const uint8_t* pr, uint32_t* out, Py_ssize_t n,
-                   uint64_t now) noexcept nogil:
+                   uint64_t now, uint8_t tcp_state) noexcept nogil:
     cdef ct_key_t k
     cdef Py_ssize_t j
     cdef uint64_t h
@@ -1403,6 +1439,8 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
     cdef uint16_t reason
     memset(&k, 0, sizeof(k))
     k.ver = 4
+    t.epoch += 1
+    t.epoch_byte = <uint8_t>t.epoch
     for j in range(n):
         if j + 8 < n:
             # prefetch the home slot of a tuple a few iterations ahead
@@ -1420,5 +1458,7 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
         h = _key_hash(t, &k)
         fid = _find_from(t, &k, h, _home(t, h), &dir)
         if fid == NO_ID:
-            fid = _new_flow(t, &k, h, NULL, TCP_SYN_SENT if k.proto == P_TCP else 0, now, &reason)
+            fid = _new_flow(t, &k, h, NULL, tcp_state if k.proto == P_TCP else 0, now, &reason)
         out[j] = fid
+
+TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}

@@ -1,0 +1,260 @@
+"""`kdp bench conntrack`: the flow table at 1 M live flows.
+
+Workload (deterministic, seeded): 1,048,576 distinct IPv4 flows (131,072 with
+`--quick`), 80 % TCP / 20 % UDP, client addresses in 10.0.0.0/8 with random
+ports, servers among 4,096 pod addresses on ports 80/443/53/8080. The table's
+capacity equals the flow count, so the last measurements run on a full table.
+
+Measured on one core, best of repeats:
+
+* new flows/s, bulk (``Conntrack.insert4``) while filling the table 0 -> N
+  (lookup of the tuple, reply-tuple uniqueness check, allocation, both
+  directions indexed, FIFO of non-assured flows);
+* new flows/s at N live flows: every insert evicts the oldest non-assured flow
+  (the steady state of a SYN flood against a full table);
+* new flows/s through the stage: batches of 256 parsed SYN packets,
+  ``ct_lookup_batch`` then ``ct_create`` for each (what the pipeline runs);
+* established lookups/s, bulk (``Conntrack.lookup4``: hash, index, verify);
+* established packets/s through the stage: ``ct_lookup_batch`` over batches of
+  256 parsed TCP ACK packets of random live flows (lookup, TCP state,
+  per-direction packet/byte counters, last-seen time);
+* bytes of memory per flow: allocated (records + index + links) / capacity,
+  and the resident-set growth while filling the table.
+
+Peers in the same run: a Python dict keyed by 5-tuples (inserts and lookups of
+the same tuples, on a subset: it is the naive reference). Linux nf_conntrack
+is not driven here (no way to push millions of packets/s through netfilter
+from this sandbox); its per-flow memory is read from /proc/slabinfo when the
+module is loaded (the nf_conntrack slab object size; the hash-bucket heads
+add 8 bytes per bucket on top).
+"""
+import json
+import resource
+import struct
+import time
+
+import numpy as np
+
+SEED = 20261121
+DEFAULT_FLOWS = 1 << 20
+QUICK_FLOWS = 1 << 17
+BATCH = 256
+TARGETS = {"lookup": 20e6, "insert": 4e6, "bytes_per_flow": 160}
+
+
+def flows(n, seed=SEED):
+    """(src, dst, sport, dport, proto) numpy arrays of n distinct IPv4 tuples."""
+    rng = np.random.default_rng(seed)
+    m = int(n * 1.05) + 1024
+    src = (np.uint32(0x0A000000) + rng.integers(0, 1 << 24, m, dtype=np.uint32)).astype(np.uint32)
+    pods = (np.uint32(0x0AF40000) + rng.integers(0, 1 << 16, 4096, dtype=np.uint32)).astype(np.uint32)
+    dst = pods[rng.integers(0, 4096, m)]
+    sport = rng.integers(1024, 65536, m, dtype=np.uint32).astype(np.uint16)
+    dport = np.array([80, 443, 53, 8080], np.uint16)[rng.integers(0, 4, m)]
+    proto = np.where(rng.random(m) < 0.8, 6, 17).astype(np.uint8)
+    key = ((src.astype(np.uint64) << np.uint64(32)) | (sport.astype(np.uint64) << np.uint64(16))
+           | (dport.astype(np.uint64) ^ (proto.astype(np.uint64) << np.uint64(8)))) ^ (dst.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)[:n]
+    if first.size < n:
+        raise RuntimeError("not enough distinct tuples")
+    perm = rng.permutation(n)
+    return tuple(a[first][perm] for a in (src, dst, sport, dport, proto))
+
+
+def _frames(tup, idx, flags):
+    """Ethernet/IPv4/TCP (or UDP) frames for the tuples at idx (valid checksums not needed)."""
+    src, dst, sport, dport, proto = tup
+    out = []
+    for i in idx:
+        p = int(proto[i])
+        l4 = (struct.pack("!HHIIBBHHH", int(sport[i]), int(dport[i]), 1, 1, 0x50, flags, 65535, 0, 0)
+              if p == 6 else struct.pack("!HHHH", int(sport[i]), int(dport[i]), 8, 0))
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0, 64, p, 0,
+                         int(src[i]).to_bytes(4, "big"), int(dst[i]).to_bytes(4, "big"))
+        # header checksum (the parser checks it)
+        s = sum(struct.unpack("!10H", ip))
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        ip = ip[:10] + struct.pack("!H", ~s & 0xFFFF) + ip[12:]
+        out.append(b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + l4)
+    return out
+
+
+def _batches(tup, idx, flags):
+    from kdp._fast.packet import Batch
+    from kdp._fast.parse import parse
+    frames = _frames(tup, idx, flags)
+    out = []
+    for k in range(0, len(frames), BATCH):
+        b = Batch(BATCH)
+        for f in frames[k:k + BATCH]:
+            b.append(f)
+        parse(b)
+        out.append(b)
+    return out
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def linux_slab_object_size():
+    """Object size of the nf_conntrack slab (bytes), None when not readable."""
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] == "nf_conntrack":
+                    return int(parts[3])
+    except OSError:
+        return None
+    return None
+
+
+def measure(n=DEFAULT_FLOWS, quick=False):
+    from kdp._fast.conntrack import Conntrack, TCP_STATES, NO_FLOW
+    tup = flows(n)
+    src, dst, sport, dport, proto = tup
+    repeats = 2 if quick else 3
+    res = {"flows": n, "capacity": n, "results": []}
+
+    def add(what, impl, count, seconds, note=""):
+        res["results"].append({"measure": what, "impl": impl, "count": count, "seconds": seconds,
+                               "rate": count / seconds if seconds else None, "note": note})
+
+    # -- fill 0 -> N (fresh table each repeat)
+    ins_best = float("inf")
+    ct = None
+    for _ in range(repeats):
+        ct = None
+        ct = Conntrack(n)
+        rss0 = _rss_kib()
+        t0 = time.perf_counter()
+        ids = ct.insert4(src, dst, sport, dport, proto, 1, tcp_state=TCP_STATES["ESTABLISHED"])
+        ins_best = min(ins_best, time.perf_counter() - t0)
+        rss1 = _rss_kib()
+    assert len(ct) == n and not np.any(ids == NO_FLOW)
+    add("new flows/s (bulk insert4, fill 0 -> N)", "kdp", n, ins_best)
+    res["bytes_per_flow"] = ct.bytes_per_flow
+    res["rss_per_flow"] = (rss1 - rss0) * 1024 / n
+
+    # -- established lookups, bulk
+    q = np.random.default_rng(SEED + 1).integers(0, n, 4 * n if not quick else n)
+    qa = [a[q] for a in tup]
+    out = np.empty(q.size, np.uint32)
+    sec = _best(lambda: ct.lookup4(*qa, out=out), repeats)
+    assert np.array_equal(out, ids[q])
+    add("established lookups/s (bulk lookup4)", "kdp", q.size, sec)
+
+    # -- established packets through the stage
+    k = 64 * BATCH if not quick else 16 * BATCH
+    pidx = np.random.default_rng(SEED + 2).integers(0, n, k)
+    batches = _batches(tup, pidx, 0x10)
+    from kdp._fast.packet import Batch  # noqa: F401  (the batches' type)
+
+    def stage():
+        for b in batches:
+            ct.lookup_batch(b, 2)
+    stage()
+    st = np.concatenate([b.meta["ct_state"][:len(b)] for b in batches])
+    hits = int(np.count_nonzero((st == 2) | (st == 3)))
+    sec = _best(stage, repeats * 2)
+    add("established packets/s (ct_lookup_batch, 256/batch)", "kdp", k, sec,
+        f"{hits}/{k} established; TCP state + counters updated")
+
+    # -- python dict peer (subset)
+    m = min(n, 200_000)
+    keys = list(zip(src[:m].tolist(), dst[:m].tolist(), sport[:m].tolist(), dport[:m].tolist(),
+                    proto[:m].tolist()))
+    d = {}
+    t0 = time.perf_counter()
+    for i, key in enumerate(keys):
+        d[key] = i
+    add("new flows/s", "python dict", m, time.perf_counter() - t0, "5-tuple keys, one direction")
+    qk = [keys[i] for i in np.random.default_rng(SEED + 3).integers(0, m, m).tolist()]
+    get = d.get
+    sec = _best(lambda: [get(x) for x in qk], repeats)
+    add("established lookups/s", "python dict", m, sec, "5-tuple keys")
+    del d, keys, qk
+
+    # -- new flows at N live: each evicts the oldest non-assured flow
+    c = n // 4
+    rng = np.random.default_rng(SEED + 4)
+    nsrc = (np.uint32(0xAC100000) + rng.integers(0, 1 << 20, c, dtype=np.uint32)).astype(np.uint32)
+    ev0 = ct.counters()["evictions"]
+    t0 = time.perf_counter()
+    nid = ct.insert4(nsrc, dst[:c], sport[:c], dport[:c], proto[:c], 3)
+    sec = time.perf_counter() - t0
+    assert not np.any(nid == NO_FLOW) and len(ct) == n
+    add("new flows/s at N live (each evicts the oldest non-assured)", "kdp", c, sec,
+        f"{ct.counters()['evictions'] - ev0:,} evictions")
+
+    # -- new flows through the stage (SYNs, lookup miss + ct_create), table large enough
+    k2 = 64 * BATCH if not quick else 16 * BATCH
+    # SYNs of k2 new tuples (client addresses from 172.16/12), into a table
+    # holding the N flows already, with room for k2 more
+    alt = (np.uint32(0xAC100000) + np.random.default_rng(SEED + 5).integers(0, 1 << 20, k2, dtype=np.uint32)).astype(np.uint32)
+    syn = (alt, dst[:k2], sport[:k2], np.full(k2, 80, np.uint16), np.full(k2, 6, np.uint8))
+    ct3 = Conntrack(n + k2)
+    ct3.insert4(src, dst, sport, dport, proto, 1)
+    syn_batches = _batches(syn, np.arange(k2), 0x02)
+    t0 = time.perf_counter()
+    made = 0
+    for b in syn_batches:
+        ct3.lookup_batch(b, 5)
+        made += ct3.create_all(b, 5)
+    sec = time.perf_counter() - t0
+    add("new flows/s (ct_lookup_batch + ct_create, SYN batches)", "kdp", made, sec,
+        f"at {n:,} live flows, one pass (each flow is new once)")
+    del ct3
+
+    obj = linux_slab_object_size()
+    res["linux_slab_object_size"] = obj
+    res["memory_bytes"] = ct.memory_bytes
+    return res
+
+
+def main(args) -> int:
+    quick = bool(getattr(args, "quick", False))
+    res = measure(QUICK_FLOWS if quick else DEFAULT_FLOWS, quick=quick)
+    if getattr(args, "json", False):
+        print(json.dumps(res, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"Conntrack: {res['flows']:,} live IPv4 flows, capacity {res['capacity']:,}, one core")
+    table.add_column("measure")
+    table.add_column("impl")
+    table.add_column("count", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("M/s", justify="right")
+    table.add_column("note")
+    for r in res["results"]:
+        table.add_row(r["measure"], r["impl"], f"{r['count']:,}", f"{r['seconds']:.3f}",
+                      f"{r['rate'] / 1e6:.2f}", r["note"])
+    table.add_row("bytes per flow (allocated / capacity)", "kdp", "", "", "",
+                  f"{res['bytes_per_flow']:.0f} B (target <= {TARGETS['bytes_per_flow']}); "
+                  f"RSS growth while filling: {res['rss_per_flow']:.0f} B/flow")
+    obj = res["linux_slab_object_size"]
+    table.add_row("bytes per flow", "linux nf_conntrack", "", "", "",
+                  f"slab object {obj} B + 8 B per hash bucket (this kernel's /proc/slabinfo)"
+                  if obj else "nf_conntrack slab not readable here")
+    Console().print(table)
+    print(f"targets per core: >= {TARGETS['lookup'] / 1e6:.0f} M established lookups/s, "
+          f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow. "
+          "Linux throughput is not measured here (see bench/README.md).")
+    return 0
