@@ -248,10 +248,6 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
     return _finish6(rt, e, hi, lo, _leaf(c, c, <uint32_t>(hi >> 40) & 255))
 
 
-cdef enum:
-    G = 8                     # lookups per group; three groups in flight
-
-
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
                   uint32_t *out, size_t n) noexcept nogil:
     # One lookup per iteration, independent of each other, so the core keeps
@@ -270,55 +266,25 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
                   uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    # Same pipeline for the root entry and the chunk's first node; deeper
-    # levels are walked per address (prefetching each child as it is found).
-    cdef uint64_t H[3][G]
-    cdef uint64_t LO[3][G]
-    cdef uint64_t E[3][G]
-    cdef const uint16_t *L[3][G]
-    cdef size_t ng = n // G, g, j, i
-    cdef int s
-    cdef uint32_t w, p
-    cdef uint64_t hi, lo
-    cdef const char *c
+    # One address per iteration (independent, so the core overlaps several);
+    # the chunk root of the address PF ahead is prefetched.
+    cdef size_t i
     cdef const char *q
-    for g in range(ng + 2):
-        if g < ng:
-            s = g % 3
-            for j in range(G):
-                q = base + (g * G + j) * stride
-                if hostpairs:
-                    hi = kdp_load64(q)
-                    lo = kdp_load64(q + 8)
-                else:
-                    hi = kdp_bswap64(kdp_load64(q))
-                    lo = kdp_bswap64(kdp_load64(q + 8))
-                H[s][j] = hi
-                LO[s][j] = lo
-                E[s][j] = kdp_ld64(&rt.t0[hi >> 48])
-                c = <const char *>(<uintptr_t>(E[s][j] & PTR_MASK))
-                kdp_prefetch(c + ((hi >> 43) & 24))
-                kdp_prefetch(c + 32)
-        if g >= 1 and g - 1 < ng:
-            s = (g - 1) % 3
-            for j in range(G):
-                c = <const char *>(<uintptr_t>(E[s][j] & PTR_MASK))
-                p = <uint32_t>(H[s][j] >> 40) & 255
-                w = p >> 6
-                L[s][j] = (<const uint16_t *>(c + 38)) + (<const uint8_t *>(c + 32))[w] \
-                    + kdp_popcnt(kdp_low((<const uint64_t *>c)[w], p & 63))
-                kdp_prefetch(L[s][j])
-        if g >= 2:
-            s = (g - 2) % 3
-            i = (g - 2) * G
-            for j in range(G):
-                out[i + j] = _finish6(rt, E[s][j], H[s][j], LO[s][j], L[s][j][0])
-    for i in range(ng * G, n):
+    cdef uint64_t hi, lo
+    for i in range(n):
+        if i + PF < n:
+            q = base + (i + PF) * stride
+            hi = kdp_load64(q) if hostpairs else kdp_bswap64(kdp_load64(q))
+            kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[hi >> 48]) & PTR_MASK)))
         q = base + i * stride
         if hostpairs:
-            out[i] = _look6(rt, kdp_load64(q), kdp_load64(q + 8))
+            hi = kdp_load64(q)
+            lo = kdp_load64(q + 8)
         else:
-            out[i] = _look6(rt, kdp_bswap64(kdp_load64(q)), kdp_bswap64(kdp_load64(q + 8)))
+            hi = kdp_bswap64(kdp_load64(q))
+            lo = kdp_bswap64(kdp_load64(q + 8))
+        out[i] = _look6(rt, hi, lo)
+
 
 # --------------------------------------------------------------------------
 # chunk builder
