@@ -239,21 +239,41 @@ def _compile(cluster, previous):
                     fe_rows.append((sp.protocol, ip, sp.port, sid, fast.FK_LOAD_BALANCER))
                 cluster_rows, local_rows = endpoint_sets(sp.name, sp.protocol, sp.target_port, fam,
                                                          slices, node, local_ips, want_local)
-                rec_ids = {}
-                for rows, offs, ns in ((cluster_rows, cl_off, cl_n), (local_rows, lo_off, lo_n)):
-                    offs.append(len(be_rows))
-                    ns.append(len(rows))
-                    for r in rows:
-                        k = (r[0], r[1])
-                        bid = rec_ids.get(k)
-                        if bid is None:
-                            bid = prev_ids.get((name, fam, sp.protocol) + k) if prev_ids else None
+                if prev_ids:
+                    rec_ids = {}
+                    for rows, offs, ns in ((cluster_rows, cl_off, cl_n), (local_rows, lo_off, lo_n)):
+                        offs.append(len(be_rows))
+                        ns.append(len(rows))
+                        for r in rows:
+                            k = (r[0], r[1])
+                            bid = rec_ids.get(k)
+                            if bid is None:
+                                bid = prev_ids.get((name, fam, sp.protocol) + k)
+                                if bid is None:
+                                    bid = next_id
+                                    next_id += 1
+                                rec_ids[k] = bid
+                            be_ids.append(bid)
+                        be_rows.extend(rows)
+                else:
+                    cl_off.append(len(be_rows))
+                    cl_n.append(len(cluster_rows))
+                    be_ids.extend(range(next_id, next_id + len(cluster_rows)))
+                    be_rows.extend(cluster_rows)
+                    lo_off.append(len(be_rows))
+                    lo_n.append(len(local_rows))
+                    if local_rows:
+                        known = {(r[0], r[1]): next_id + i for i, r in enumerate(cluster_rows)}
+                        next_id += len(cluster_rows)
+                        for r in local_rows:
+                            bid = known.get((r[0], r[1]))
                             if bid is None:
                                 bid = next_id
                                 next_id += 1
-                            rec_ids[k] = bid
-                        be_ids.append(bid)
-                    be_rows.extend(rows)
+                            be_ids.append(bid)
+                        be_rows.extend(local_rows)
+                    else:
+                        next_id += len(cluster_rows)
 
     n = len(infos)
     rec = np.zeros(n, dtype=fast.SVC_DTYPE)
