@@ -390,3 +390,25 @@ def test_affinity_reselects_when_its_backend_is_removed():
 def test_decide_rejects_wrong_dtype(tables):
     with pytest.raises(TypeError):
         tables.decide(np.zeros(3, dtype=np.uint8))
+
+
+def test_affinity_table_is_bounded_and_keeps_working_when_full():
+    t = tables_for(base_docs(sessionAffinityMaxEntries=16))
+    for k in range(500):
+        d = decide(t, f"10.244.{1 + k // 250}.{k % 250}", "10.96.0.70", 80, h=k, ts=10**9)
+        assert hit(d)
+    live = t.service.affinity_entries(now_ns=10**9)
+    assert 0 < len(live) <= 16
+    again = decide(t, "10.244.2.249", "10.96.0.70", 80, h=999999, ts=10**9 + 1)
+    first = decide(t, "10.244.2.249", "10.96.0.70", 80, h=1, ts=10**9 + 2)
+    assert again["dnat"] == first["dnat"]          # the latest client is remembered
+
+
+def test_ipv6_node_port_on_the_primary_ipv6_address():
+    docs = base_docs() + [
+        _svc("np6", ["fd00:96::20"], type="NodePort", nodePort=30086),
+        _slice("np6", [("fd00:244:2::20", "node-2")], fam="IPv6")]
+    t = tables_for(docs)
+    d = decide(t, "2001:db8::1", "fd00::11", 30086)
+    assert hit(d) and d["dnat"] == "fd00:244:2::20" and masqueraded(d) and d["snat"] == "fd00::11"
+    assert decide(t, "192.0.2.7", "192.168.56.11", 30086)["result"] == fast.SVC_MISS
