@@ -47,7 +47,7 @@ def tshark_ok(path):
     return r.returncode, err
 
 
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+needs_tshark = pytest.mark.usefixtures("tshark")   # fails when tshark is missing
 needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
 
 

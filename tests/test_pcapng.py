@@ -306,7 +306,7 @@ def test_mutated_pcapng_never_crashes(tmp_path_factory, edits, cut):
                           st.binary(min_size=14, max_size=300), st.sampled_from(["eth0", "eth1", None])),
                 min_size=1, max_size=20))
 def test_scapy_pcapng_writer_output_is_read_exactly(tmp_path_factory, items):
-    scapy = pytest.importorskip("scapy.all")
+    import scapy.all as scapy
     from scapy.utils import PcapNgWriter
     path = tmp_path_factory.mktemp("sc") / "s.pcapng"
     w = PcapNgWriter(str(path))
@@ -354,7 +354,7 @@ def test_pcapng_write_read_round_trips_bytes_timestamps_and_ports(tmp_path_facto
     assert names == want
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+@pytest.mark.usefixtures("tshark")
 def test_pcapng_interfaces_are_named_by_the_port_table_in_tshark(tmp_path):
     ports = PortTable(["pod-a"])
     b = Batch(8)

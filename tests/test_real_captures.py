@@ -20,8 +20,13 @@ FILES = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng")
 CUT_SHORT = {"bad_rsn_parsing_overrides_ssid.pcap", "truncated_dns_2.pcap"}
 PARSED_LINKTYPES = {0, 1, 101, 108, 113, 228, 229, 276}
 
-pytestmark = pytest.mark.skipif(not FILES, reason=f"no shared captures in {CAPTURES}")
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+needs_tshark = pytest.mark.usefixtures("tshark")   # fails when tshark is missing
+
+
+def test_the_shared_captures_are_there():
+    # CI clones the project with shared/ beside it; without the files every test below
+    # would pass vacuously
+    assert len(FILES) >= 40, f"expected the real captures in {CAPTURES}"
 
 
 def tshark_frames(path):
@@ -69,8 +74,6 @@ def test_link_types_kdp_cannot_parse_are_counted_drops_not_errors(path):
 
 def test_big_endian_pcapng_is_read():
     path = CAPTURES / "pfcp.pcap"
-    if not path.exists():
-        pytest.skip("pfcp.pcap missing")
     r = CaptureReader(path)
     b = Batch(512)
     assert r.fill(b) == 200
