@@ -706,8 +706,8 @@ cdef class ServiceTables:
                 raise ValueError("backend offsets out of range")
             if int(fe_a["svc"].max(initial=0)) >= n_svc and fe_a.shape[0]:
                 raise ValueError("frontend names a service-port that does not exist")
-        if affinity_slots < 4 or affinity_slots > (1 << 24):
-            raise ValueError("affinity_slots must be in [4, 2**24]")
+        if affinity_slots < 4 or affinity_slots > (1 << 20):
+            raise ValueError("affinity_slots must be in [4, 2**20] (48 bytes each)")
         self.t.mode = mode
         self.t.n_svc = <uint32_t>n_svc
         self.t.svc = <svc_port_t*>calloc(n_svc if n_svc else 1, sizeof(svc_port_t))

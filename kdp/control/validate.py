@@ -489,7 +489,7 @@ def parse_nodeconfig(doc, c):
                                           ("ClusterCIDR", "NodeCIDR"), "ClusterCIDR")
     nc.proxy_mode = c.choice(spec.get("proxyMode"), "spec.proxyMode", ("nftables", "iptables"), "nftables")
     nc.session_affinity_slots = c.integer(spec.get("sessionAffinityMaxEntries"),
-                                          "spec.sessionAffinityMaxEntries", 4, 1 << 24, default=65536)
+                                          "spec.sessionAffinityMaxEntries", 4, 1 << 20, default=65536)
     ct = c.mapping(spec.get("conntrack"), "spec.conntrack")
     d = Conntrack()
     fields = {"maxFlows": "max_flows", "tcpEstablishedTimeout": "tcp_established_timeout",
