@@ -86,10 +86,23 @@ def conntrack_for(config):
 
 
 def removed_backends(old, new):
-    """(proto, address, port) of every backend some service-port of `old` had and
-    the same service-port of `new` no longer has."""
+    """(proto, address, port) whose flows must go when `new` replaces `old`.
+
+    As kube-proxy: a UDP (connectionless) backend that left a service-port's usable set
+    (ready, or the serving-terminating fallback) has its flows flushed, so they choose
+    again. TCP and SCTP flows stay with a terminating backend (graceful termination) and
+    go only when the backend is gone: its address listed by no endpoint any more.
+    """
     gone = set(old._backend_id_map()) - set(new._backend_id_map())
-    return {(proto, addr.format_ip(ip), port) for _name, _fam, proto, ip, port in gone}
+    listed = listed_addresses(new.cluster)
+    return {(proto, addr.format_ip(ip), port) for _name, _fam, proto, ip, port in gone
+            if proto == 17 or ip not in listed}
+
+
+def listed_addresses(cluster):
+    """Every address any endpoint of any Service lists, whatever its conditions."""
+    return {ip for key in cluster.services for s in cluster.slices_for(key)
+            for e in s.endpoints for ip in e.addresses}
 
 
 class Dataplane:
