@@ -27,17 +27,29 @@ Structure
 A 65,536-entry root indexed by the top 16 address bits.  Each root entry packs
 a pointer to a "chunk" (low 48 bits) with the next-hop index of the longest
 prefix shorter than /16 that covers it (high 16 bits).  A chunk is the
-multibit trie (stride 8) of the rules of length >= 16 under that /16; each
-node is one 64-byte cache line: a 256-bit bitmap with a bit where a run of
-equal leaves starts, the run counts before each 64-bit word, and offsets to
-its 16-bit leaves and to its array of child nodes (Poptrie-style popcount
-compression).  An IPv4 lookup is: root entry -> node line -> 16-bit leaf
-(-> child node line -> leaf for prefixes longer than /24) -> value table,
-branch-free except for the rare child step.  Leaf 0 means "no rule in this
-chunk covers it: use the root entry's default", so inserting or deleting a
-prefix shorter than /16 rewrites root entries only.  A /16 with no rules
-points at one shared empty chunk.  For a BGP-sized table the whole structure
-is a few MiB (see ``memory()``), so its hot part stays in cache.
+multibit trie (stride 8) of the rules of length >= 16 under that /16, leaf-
+pushed and popcount-compressed (Poptrie-style): a node is a 40-byte header (a
+256-bit bitmap with a bit where a run of equal leaves starts, the run counts
+before each 64-bit word, the size of its child table) followed by one 16-bit
+leaf per run; the offsets of its children sit just in front of it.  Leaves are
+next-hop indices (0 = "no rule of this chunk covers it: use the root entry's
+default"; 1..0xFEFF index the 32-bit value table; 0xFF00 + k = child k).
+
+An IPv4 lookup is: root entry (L2-resident, 512 KiB) -> the chunk's root node
+(one cache line: the chunk starts on a line) -> its 16-bit leaf -> the value
+table, with one more node step only for prefixes longer than /24.  A /16
+holding many prefixes longer than /24 (e.g. a cluster CIDR cut into /26 node
+blocks) is compiled "wide" instead: one node for bits 16..31 (a 65,536-bit
+bitmap, 16-bit run counts per word, leaves), flagged by bit 0 of its root
+entry, so those lookups are one step too.  A /16 with no rules points at one
+shared empty chunk.  Short prefixes (< /16) live only in root entries, so
+inserting or deleting them never touches a chunk.  The default route /0 is a
+short prefix like any other.  IPv6 uses the same root (top 16 bits) and
+stride-8 nodes below it (a /48 is four node steps).
+
+Memory (``memory()``): root 768 KiB (root entries + value table), chunks
+(about 7.5 MiB for the 900,000-prefix BGP-like table), and the rule list
+(24 bytes a rule; cold, only writers read it).
 
 The rule list (prefix, length -> value), kept per /16, is the truth; chunks
 are derived from it and can be rebuilt from it (``rebuild()``).
@@ -68,6 +80,7 @@ Lookups called from other Cython modules (see lpm.pxd: ``lookup_one``,
 epoch bracketing themselves.
 """
 import ipaddress
+import operator
 import threading
 
 import numpy as np
@@ -398,13 +411,21 @@ cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size
     return <ssize_t>(node_off - chunk0[0])
 
 
+cdef size_t _chunk_align = 64
+
+
+def _set_chunk_align(size_t a):
+    global _chunk_align
+    _chunk_align = a
+
+
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
     """Append one chunk (root node at bit 16) for the rules of one /16: an 8-byte
     header (the block's size), the root's child table, the root node, then its
     descendants depth first.  off = offset of the root node."""
     cdef size_t hdr
     cdef size_t c0 = <size_t>-1
-    if _reserve(b, 8, 64, &hdr) < 0:
+    if _reserve(b, 8, _chunk_align, &hdr) < 0:
         return -1
     if _build_node(b, &c0, rules, n, 16, 16, 0) < 0:
         return -1
@@ -650,11 +671,15 @@ cdef class _LpmBase:
 
     # ---- next hops ---------------------------------------------------------
     cdef uint32_t _nh(self, value) except 0:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise KdpError(f"LPM value must be an int, got {value!r}") from None
         nh = self._nh_of.get(value)
         if nh is not None:
             return nh
         if value == MISS or not (0 <= value <= 0xFFFFFFFF):
-            raise KdpError(f"LPM value must be in 0..0xFFFFFFFE, got {value!r}")
+            raise KdpError(f"LPM value must be an int in 0..0xFFFFFFFE, got {value!r}")
         if self.next_nh >= NH_LIMIT:
             self._rebuild_all()          # compacts next-hop indices
             if self.next_nh >= NH_LIMIT:
@@ -1093,7 +1118,10 @@ cdef class Lpm4(_LpmBase):
     def insert_many(self, prefixes, lengths, values):
         """Add/replace many rules at once: merged with the rule list and rebuilt
         in bulk (later duplicates win)."""
-        p = np.asarray(prefixes).astype(np.uint64)
+        p = np.asarray(prefixes)
+        if p.ndim != 1 or (p.shape[0] and (p.min() < 0 or p.max() > 0xFFFFFFFF)):
+            raise KdpError("IPv4 prefixes must be a 1-d array of 0..2**32-1")
+        p = p.astype(np.uint64)
         with self._wlock:
             r = self._export()
             vals = np.asarray(<uint32_t[:65536]>self.root.nh_value)[r["nh"]]
