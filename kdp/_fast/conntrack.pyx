@@ -745,9 +745,9 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
     p.ct_state = CT_NEW
 
 
-cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos) noexcept nogil:
+cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos, bint both_lines) noexcept nogil:
     """Advance pos to the first slot whose tag matches h (or an empty slot) and
-    prefetch the flow record it names."""
+    prefetch the flow record it names (its first cache line, or both)."""
     cdef uint32_t tag = <uint32_t>(h >> 32), i = pos[0]
     cdef uint64_t s
     while True:
@@ -759,8 +759,11 @@ cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos) noexcept n
             i = 0
     pos[0] = i
     if s != EMPTY:
-        kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
-        kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
+        if both_lines:
+            kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
+            kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
+        else:
+            kdp_prefetch(&t.flows[(<uint32_t>s) >> 1])
 
 
 cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
@@ -798,7 +801,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
         if 0 <= a < n:
             r = a & (RING - 1)
             if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                _probe_tag(t, hs[r], &pos[r])
+                _probe_tag(t, hs[r], &pos[r], 1)
                 muts[r] = t.mutations
         c = j - 2 * DIST
         if 0 <= c < n:
@@ -1421,7 +1424,7 @@ cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
         a = j - DIST
         if 0 <= a < n:
             r = a & (RING - 1)
-            _probe_tag(t, hs[r], &pos[r])
+            _probe_tag(t, hs[r], &pos[r], 0)    # IPv4 keys live in the first line
         c = j - 2 * DIST
         if 0 <= c < n:
             r = c & (RING - 1)
@@ -1431,34 +1434,44 @@ cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
 cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
                    const uint16_t* dp, const uint8_t* pr, uint32_t* out, Py_ssize_t n,
                    uint64_t now, uint8_t tcp_state) noexcept nogil:
-    cdef ct_key_t k
-    cdef Py_ssize_t j
-    cdef uint64_t h
-    cdef int dir
+    # pipelined: tuple j hashes its key and the reply key (no NAT: the swapped
+    # tuple) and prefetches both home slots; tuple j - DIST is inserted
+    cdef ct_key_t keys[RING]
+    cdef ct_key_t rk
+    cdef uint64_t hs[RING]
+    cdef Py_ssize_t j, c
+    cdef int r, dir
     cdef uint32_t fid
     cdef uint16_t reason
-    memset(&k, 0, sizeof(k))
-    k.ver = 4
+    memset(&rk, 0, sizeof(rk))
+    rk.ver = 4
     t.epoch += 1
     t.epoch_byte = <uint8_t>t.epoch
-    for j in range(n):
-        if j + 8 < n:
-            # prefetch the home slot of a tuple a few iterations ahead
-            k.src[0] = s[j + 8]
-            k.dst[0] = d[j + 8]
-            k.sport = sp[j + 8]
-            k.dport = dp[j + 8]
-            k.proto = pr[j + 8]
-            kdp_prefetch(&t.index[_home(t, _key_hash(t, &k))])
-        k.src[0] = s[j]
-        k.dst[0] = d[j]
-        k.sport = sp[j]
-        k.dport = dp[j]
-        k.proto = pr[j]
-        h = _key_hash(t, &k)
-        fid = _find_from(t, &k, h, _home(t, h), &dir)
-        if fid == NO_ID:
-            fid = _new_flow(t, &k, h, NULL, tcp_state if k.proto == P_TCP else 0, now, &reason)
-        out[j] = fid
+    for j in range(n + DIST):
+        if j < n:
+            r = j & (RING - 1)
+            memset(&keys[r], 0, sizeof(ct_key_t))
+            keys[r].ver = 4
+            keys[r].src[0] = s[j]
+            keys[r].dst[0] = d[j]
+            keys[r].sport = sp[j]
+            keys[r].dport = dp[j]
+            keys[r].proto = pr[j]
+            hs[r] = _key_hash(t, &keys[r])
+            kdp_prefetch(&t.index[_home(t, hs[r])])
+            rk.src[0] = d[j]
+            rk.dst[0] = s[j]
+            rk.sport = dp[j]
+            rk.dport = sp[j]
+            rk.proto = pr[j]
+            kdp_prefetch(&t.index[_home(t, _key_hash(t, &rk))])
+        c = j - DIST
+        if c >= 0:
+            r = c & (RING - 1)
+            fid = _find_from(t, &keys[r], hs[r], _home(t, hs[r]), &dir)
+            if fid == NO_ID:
+                fid = _new_flow(t, &keys[r], hs[r], NULL, tcp_state if keys[r].proto == P_TCP else 0,
+                                now, &reason)
+            out[c] = fid
 
 TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}
