@@ -263,3 +263,15 @@ def test_a_failed_reload_leaves_the_running_tables_intact(tmp_path):
         tables = compile(Cluster.load([str(snap)], node="node-1"))
     assert [tables.backends(i).tobytes() for i in range(len(tables.records))] == before
     assert len(tables.records) == 4
+
+
+def test_non_ascii_digits_are_errors_not_crashes():
+    s = svc("a", "10.96.0.1")
+    s["spec"]["ports"][0]["targetPort"] = "²"
+    nc = {**NODECONFIG, "spec": {**NODECONFIG["spec"], "conntrack": {"udpTimeout": "²s"}}}
+    s2 = svc("b", "10.96.0.2")
+    s2["spec"]["ports"][0]["targetPort"] = "٣"
+    c = Cluster.from_documents([NODECONFIG, s, s2], node="n1")
+    assert c.services[("default", "a")].ports[0].target_port == "²"      # a (strange) port name
+    assert c.services[("default", "b")].ports[0].target_port == "٣"
+    assert "spec.conntrack.udpTimeout" in _error([nc])

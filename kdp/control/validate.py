@@ -216,7 +216,7 @@ def parse_service(doc, c):
         tp = p.get("targetPort")
         if tp is None or tp == 0:
             target = port
-        elif isinstance(tp, str) and not tp.isdigit():
+        elif isinstance(tp, str) and not (tp.isascii() and tp.isdigit()):
             if not (1 <= len(tp) <= 15):
                 c.err(f + ".targetPort", f"a named port has 1..15 characters (got {tp!r})")
             target = tp
@@ -441,7 +441,7 @@ def _seconds(c, value, field, default):
         return default
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    if isinstance(value, str) and value[:-1].isdigit() and value[-1:] in _DURATION_UNITS \
+    if isinstance(value, str) and value[:-1].isascii() and value[:-1].isdigit() and value[-1:] in _DURATION_UNITS \
             and int(value[:-1]) > 0:
         return int(value[:-1]) * _DURATION_UNITS[value[-1]]
     c.err(field, f"must be a positive number of seconds or a duration like 30s, 5m, 24h (got {value!r})")
