@@ -9,6 +9,7 @@ All problems of a snapshot are collected and raised together as one
 kdp.errors.ConfigError; nothing is applied from a snapshot that fails.
 Unknown kinds are skipped with a notice (Cluster.notices).
 """
+import re
 import socket
 
 from kdp.control import addr
@@ -20,6 +21,7 @@ from kdp.errors import ConfigError
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
+_IANA_SVC_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds (Kubernetes default)
 MAX_AFFINITY_TIMEOUT = 86400
 
@@ -217,8 +219,9 @@ def parse_service(doc, c):
         if tp is None or tp == 0:
             target = port
         elif isinstance(tp, str) and not (tp.isascii() and tp.isdigit()):
-            if not (1 <= len(tp) <= 15):
-                c.err(f + ".targetPort", f"a named port has 1..15 characters (got {tp!r})")
+            if not _IANA_SVC_NAME.fullmatch(tp) or "--" in tp or not any(ch.isalpha() for ch in tp):
+                c.err(f + ".targetPort", f"must be a port number or a port name (IANA_SVC_NAME: "
+                                         f"1-15 of a-z, 0-9, '-', with a letter) (got {tp!r})")
             target = tp
         else:
             target = c.integer(int(tp) if isinstance(tp, str) else tp, f + ".targetPort", 1, 65535)
