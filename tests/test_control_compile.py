@@ -194,3 +194,23 @@ def test_synthetic_cluster_is_deterministic():
     assert synth.generate(services=30, endpoints=90, nodes=4) == synth.generate(services=30, endpoints=90, nodes=4)
     t = compile(Cluster.from_documents(synth.generate(services=30, endpoints=90, nodes=4), node="node-0"))
     assert sum(t.backends(r.id).shape[0] for r in t.records) == 90
+
+
+def test_endpoint_turning_not_ready_is_reported_removed():
+    t = tables_for(base_docs())
+    web = rec(t, "shop/web:p")
+    ids = {addr.format_ip((4, int(b["a4"]))): int(b["id"]) for b in t.backends(web.id)}
+    removed = t.update_endpoints(_slice("web", [("10.244.1.10", NODE),
+                                                ("10.244.2.10", "node-2", False, False, False)]))
+    assert removed == {web.id: [ids["10.244.2.10"]]}
+    assert addrs(t, web.id) == ["10.244.1.10"]
+
+
+def test_deleting_v1_endpoints_empties_the_service():
+    eps = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "empty", "namespace": "shop"},
+           "subsets": [{"addresses": [{"ip": "10.244.2.56"}], "ports": [{"name": "p", "port": 8080}]}]}
+    t = tables_for(base_docs() + [eps])
+    sid = rec(t, "shop/empty:p").id
+    assert addrs(t, sid) == ["10.244.2.56"]
+    assert list(t.delete_endpoints("shop", "empty", kind="Endpoints")) == [sid]
+    assert t.backends(sid).shape[0] == 0
