@@ -102,7 +102,8 @@ ctypedef struct ct_flow_t:
     uint8_t state           # TcpState (0 for other protocols)
     uint8_t flags           # FlowFlag
     uint8_t nat             # NatFlags requested at creation
-    uint8_t _pad[3]
+    uint8_t _pad
+    uint16_t epoch          # low bits of the last batch that referred to the flow
     uint64_t last_ns        # last packet that refreshed the flow
     uint32_t svc_port
     uint32_t backend
@@ -152,7 +153,7 @@ ctypedef struct ct_table_t:
     uint16_t port_hi
     uint8_t drop_invalid
     uint8_t tcp_loose
-    uint8_t epoch_byte      # low byte of epoch, stamped on flows a batch touches
+    uint16_t epoch16        # low 16 bits of epoch, stamped on flows a batch touches
     uint32_t epoch          # batches looked up
     uint64_t mutations      # flow deletions (index entries may have moved)
     uint64_t seed

@@ -399,7 +399,7 @@ cdef inline uint64_t _timeout(const ct_table_t* t, const ct_flow_t* f) noexcept 
 
 
 cdef inline bint _expired(const ct_table_t* t, const ct_flow_t* f, uint64_t now) noexcept nogil:
-    if f._pad[0] == t.epoch_byte:
+    if f.epoch == t.epoch16:
         return 0            # touched by this batch: a packet of it is in flight
     return now >= f.last_ns and now - f.last_ns >= _timeout(t, f)
 
@@ -424,6 +424,10 @@ cdef Py_ssize_t _sweep(ct_table_t* t, uint64_t now, Py_ssize_t max_work) noexcep
 
 
 cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) noexcept nogil:
+    # called between batches: the packets of the last batch are done with
+    # their flows, so a new epoch starts (flows they touched may go now)
+    ct.t.epoch += 1
+    ct.t.epoch16 = <uint16_t>ct.t.epoch
     return _sweep(&ct.t, now_ns, max_work)
 
 
@@ -437,14 +441,17 @@ cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
         cand = t.unas_head
         scan = 0
         while cand != NO_ID and scan < EARLY_DROP_SCAN:
-            if t.flows[cand]._pad[0] != t.epoch_byte:
+            if t.flows[cand].epoch != t.epoch16:
                 if _expired(t, &t.flows[cand], now):
                     t.c[C_EXPIRIES] += 1
                 else:
                     t.c[C_EVICTIONS] += 1
                 ct_delete(t, cand)
                 break
-            cand = t.lru_next[cand]
+            # in use by the current batch: it is the most recently seen, to the back
+            _unas_unlink(t, cand)
+            _unas_push(t, cand)
+            cand = t.unas_head
             scan += 1
         if t.free_head == NO_ID:
             # no non-assured flow can go: reclaim expired flows, bounded work
@@ -665,7 +672,7 @@ cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
         new = _tcp_tr[(dir * 6 + kind) * 10 + old] if _tcp_valid[fl] else S_IV
         if new == S_IV:
             t.c[C_INVALID] += 1
-            f._pad[0] = t.epoch_byte
+            f.epoch = t.epoch16
             p.flow_id = fid
             p.ct_state = CT_INVALID
             if t.drop_invalid:
@@ -694,14 +701,14 @@ cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
             f.flags |= FL_STREAM
         f.last_ns = now
     _account(f, dir, p, pkt)
-    f._pad[0] = t.epoch_byte
+    f.epoch = t.epoch16
     p.flow_id = fid
     p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
     return HIT_OK
 
 
 cdef inline void _related(ct_table_t* t, ct_flow_t* f, uint32_t fid, pkt_meta_t* p) noexcept nogil:
-    f._pad[0] = t.epoch_byte
+    f.epoch = t.epoch16
     p.flow_id = fid
     p.ct_state = CT_RELATED
     t.c[C_RELATED] += 1
@@ -719,7 +726,7 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
             f = &t.flows[fid]
             t.c[C_FRAG_HITS] += 1
             _account(f, dir, p, pkt)
-            f._pad[0] = t.epoch_byte
+            f.epoch = t.epoch16
             p.flow_id = fid
             p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
         else:
@@ -781,7 +788,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     cdef int r
     cdef pkt_meta_t* p
     t.epoch += 1
-    t.epoch_byte = <uint8_t>t.epoch
+    t.epoch16 = <uint16_t>t.epoch
     for j in range(n + 2 * DIST):
         if j < n:
             r = j & (RING - 1)
@@ -922,7 +929,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
             or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
         f.flags |= FL_NAT
     f.last_ns = now
-    f._pad[0] = t.epoch_byte
+    f.epoch = t.epoch16
     f.svc_port = spec.svc_port if spec != NULL else NO_ID
     f.backend = spec.backend if spec != NULL else NO_ID
     _index_insert(t, h, fid, 0)
@@ -1163,7 +1170,7 @@ cdef class Conntrack:
         t.tcp_loose = bool(tcp_loose)
         t.seed = seed & 0xFFFFFFFFFFFFFFFF
         t.epoch = 0
-        t.epoch_byte = 0
+        t.epoch16 = 0
         for name, slots in _TIMEOUT_SLOT.items():
             for s in slots:
                 t.timeout_ns[s] = <uint64_t>(tos[name] * 1_000_000_000)
@@ -1295,7 +1302,7 @@ cdef class Conntrack:
             "assured": bool(f.flags & FL_ASSURED), "seen_reply": bool(f.flags & FL_SEEN_REPLY),
             "nat": bool(f.flags & FL_NAT), "dnat": bool(f.flags & FL_DNAT), "snat": bool(f.flags & FL_SNAT),
             "packets": (f.pkts[0], f.pkts[1]), "bytes": (f.bytes[0], f.bytes[1]),
-            "last_ns": f.last_ns, "timeout_s": _timeout(&self.t, f) / 1e9,
+            "last_ns": f.last_ns, "timeout_s": _timeout(&self.t, f) / 1e9, "epoch": f.epoch,
             "svc_port": None if f.svc_port == NO_ID else f.svc_port,
             "backend": None if f.backend == NO_ID else f.backend,
         }
@@ -1446,7 +1453,7 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
     memset(&rk, 0, sizeof(rk))
     rk.ver = 4
     t.epoch += 1
-    t.epoch_byte = <uint8_t>t.epoch
+    t.epoch16 = <uint16_t>t.epoch
     for j in range(n + DIST):
         if j < n:
             r = j & (RING - 1)
