@@ -773,6 +773,19 @@ cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos, bint both_
             kdp_prefetch(&t.flows[(<uint32_t>s) >> 1])
 
 
+cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept nogil:
+    cdef ct_key_t r
+    memcpy(&r, k, sizeof(ct_key_t))
+    memcpy(r.src, k.dst, 16)
+    memcpy(r.dst, k.src, 16)
+    if k.proto == P_ICMP or k.proto == P_ICMPV6:
+        r.dport = _echo_other(k.ver, <uint8_t>k.dport)
+    else:
+        r.sport = k.dport
+        r.dport = k.sport
+    kdp_prefetch(&t.index[_home(t, _key_hash(t, &r))])
+
+
 cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
     # A software pipeline over the batch (as VPP's dual/quad loops, deeper):
     # packet j computes its key and hash and prefetches its home slot; packet
@@ -825,6 +838,10 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
             _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], now_ns)
             if p.ct_state == CT_NEW:
                 t.c[C_MISSES] += 1
+                if kinds[r] == K_FLOW:
+                    # the slow path will check the reply tuple; without NAT it is
+                    # the inverse of this one: warm its home slot now
+                    _prefetch_inverse(t, &keys[r])
 
 
 # ---------------------------------------------------------------- new flows
