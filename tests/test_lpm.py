@@ -300,3 +300,42 @@ def test_dense_slash16_with_many_long_prefixes_matches_reference(data):
         t.delete(p, ln)
         ref.delete(p, ln)
     _check(t, ref, 32, probes)
+
+
+def _ref_from(rules_bits, pre, lens, vals):
+    ref = RefLpm(rules_bits)
+    for p, ln, v in zip(pre, lens, vals):
+        ref.insert(p, int(ln), int(v))
+    return ref
+
+
+def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference():
+    from kdp.benchmarks.lpm import bgp_table, queries4
+    pre, lens, vals, _ = bgp_table(60_000, seed=3)
+    t = Lpm4.build(pre, lens, vals)
+    assert len(t) == pre.shape[0]
+    q = np.concatenate([queries4(pre, lens, 20_000, "hit90", seed=4),
+                        queries4(pre, lens, 5_000, "uniform", seed=5)])
+    got = t.lookup_batch(q)
+    assert got.tolist() == [t.lookup(int(a)) for a in q]
+    ref = _ref_from(32, pre.tolist(), lens.tolist(), vals.tolist())
+    sample = q[:: len(q) // 25]
+    assert [t.lookup(int(a)) for a in sample] == [ref.lookup(int(a)) for a in sample]
+
+
+def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
+    # big enough that the batch walks lanes side by side (LANES_MIN_BYTES)
+    from kdp.benchmarks.lpm import v6_table, queries6
+    pre, lens, vals, _ = v6_table(60_000, seed=8)
+    t = Lpm6.build(pre, lens, vals)
+    assert t.memory()["chunks"] > 4 << 20
+    q = np.concatenate([queries6(pre, lens, 20_000, "hit90", seed=4),
+                        queries6(pre, lens, 3_000, "uniform", seed=5)])
+    got = t.lookup_batch(q)
+    ints = [(int(h) << 64) | int(lo) for h, lo in q]
+    assert got.tolist() == [t.lookup(a) for a in ints]
+    b = np.frombuffer(b"".join(a.to_bytes(16, "big") for a in ints), np.uint8).reshape(-1, 16)
+    assert np.array_equal(t.lookup_batch(b), got)
+    ref = _ref_from(128, [(int(h) << 64) | int(lo) for h, lo in pre], lens.tolist(), vals.tolist())
+    sample = ints[:: len(ints) // 25]
+    assert [t.lookup(a) for a in sample] == [ref.lookup(a) for a in sample]

@@ -154,6 +154,17 @@ cdef extern from *:
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
         0, 1, 1, 1,  0, 0, 0, 0,  0, 0 };
     #define kdp_empty_chunk (kdp_empty_block + 8)
+    /* the same for IPv6 chunks (fixed 80-byte nodes, see _look6) */
+    static unsigned char kdp_empty_block6[128] __attribute__((aligned(64))) = {
+        128, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0,  0, 0, 0, 0,
+        1, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        39, 0, 0, 0,  0, 1, 1, 1,
+        0, 0 };
+    #define kdp_empty_chunk6 (kdp_empty_block6 + 8)
 
     """
     uint64_t kdp_ld64(const uint64_t *p) nogil
@@ -174,6 +185,7 @@ cdef extern from *:
     uint64_t kdp_load64(const void *p) nogil
     uint32_t kdp_load32(const void *p) nogil
     unsigned char *kdp_empty_chunk
+    unsigned char *kdp_empty_chunk6
     int sched_yield() nogil
 
 MISS = 0xFFFFFFFF
@@ -239,26 +251,40 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
     return rt.nh_value[lf]
 
 
-cdef inline uint32_t _finish6(const lpm_root_t *rt, uint64_t e, uint64_t hi, uint64_t lo,
-                              uint32_t lf) noexcept nogil:
-    # lf: leaf of the chunk root (bits 16..23); walk children for bits 24..
-    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    cdef const char *nd = c
-    cdef uint64_t cur = (hi << 24) | (lo >> 40)
-    cdef uint64_t rest = lo << 24
-    while lf >= CHILD:
-        nd = _kid(c, nd, lf)
-        lf = _leaf(c, nd, <uint32_t>(cur >> 56))
-        cur = (cur << 8) | (rest >> 56)
-        rest <<= 8
-    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))
-    return rt.nh_value[lf]
-
+# IPv6 chunks use fixed-size 80-byte nodes, children of a node side by side, so
+# a step to a child is one load (Poptrie's layout), leaves in one array after
+# the nodes:
+#   uint64 cbm[4] @0   slot p is a child node
+#   uint32 cbase  @32  child of slot p: node cbase + ccnt[w] + popcount(cbm[w] bits 0..p%64)
+#   uint8  ccnt[4] @36
+#   uint64 lbm[4] @40  run starts of the leaves (child slots continue the run)
+#   uint32 lbase  @72  leaf of slot p: uint16 at c + 2 * (lbase + lcnt[w] + popcount(...))
+#   uint8  lcnt[4] @76
 
 cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
     cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
     cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    return _finish6(rt, e, hi, lo, _leaf(c, c, <uint32_t>(hi >> 40) & 255))
+    cdef const char *nd = c
+    cdef uint64_t cur = (hi << 16) | (lo >> 48)
+    cdef uint64_t rest = lo << 16
+    cdef uint32_t p, w, s, lf
+    cdef uint64_t cw
+    while True:
+        p = <uint32_t>(cur >> 56)
+        w = p >> 6
+        s = p & 63
+        cw = (<const uint64_t *>nd)[w]
+        if (cw >> s) & 1:
+            nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
+                                   + kdp_popcnt(kdp_low(cw, s)))
+            cur = (cur << 8) | (rest >> 56)
+            rest <<= 8
+            continue
+        lf = (<const uint16_t *>c)[(<const uint32_t *>(nd + 72))[0] + (<const uint8_t *>(nd + 76))[w]
+                                   + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
+        break
+    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))
+    return rt.nh_value[lf]
 
 
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
@@ -277,13 +303,89 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
         out[i] = _look4(rt, kdp_load32(base + i * stride))
 
 
+cdef enum:
+    LANES = 16                # IPv6 batch: lookups walking the trie side by side
+    LANES_MIN_BYTES = 4 << 20 # ... when the chunks outgrow the caches
+
+
+cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
+                        uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # LANES lookups advance one node per pass, side by side: each pass reads
+    # the node a lane prefetched on the previous pass and prefetches the next,
+    # so the cache misses of all lanes overlap.  A finished lane takes the
+    # next address.
+    cdef const char *C[LANES]
+    cdef const char *ND[LANES]
+    cdef uint64_t E[LANES]
+    cdef uint64_t CUR[LANES]
+    cdef uint64_t REST[LANES]
+    cdef size_t IX[LANES]
+    cdef size_t nxt = 0, done = 0
+    cdef int j
+    cdef uint32_t lf, p, w, s
+    cdef uint64_t hi, lo, cw
+    cdef const char *q
+    cdef const char *c
+    cdef const char *nd
+    for j in range(LANES):
+        IX[j] = <size_t>-1
+    while done < n:
+        for j in range(LANES):
+            if IX[j] == <size_t>-1:
+                if nxt >= n:
+                    continue
+                q = base + nxt * stride
+                if hostpairs:
+                    hi = kdp_load64(q)
+                    lo = kdp_load64(q + 8)
+                else:
+                    hi = kdp_bswap64(kdp_load64(q))
+                    lo = kdp_bswap64(kdp_load64(q + 8))
+                IX[j] = nxt
+                nxt += 1
+                E[j] = kdp_ld64(&rt.t0[hi >> 48])
+                c = <const char *>(<uintptr_t>(E[j] & PTR_MASK))
+                C[j] = c
+                ND[j] = c
+                CUR[j] = (hi << 16) | (lo >> 48)
+                REST[j] = lo << 16
+                kdp_prefetch(c)
+                kdp_prefetch(c + 72)
+                continue
+            c = C[j]
+            nd = ND[j]
+            p = <uint32_t>(CUR[j] >> 56)
+            w = p >> 6
+            s = p & 63
+            cw = (<const uint64_t *>nd)[w]
+            if (cw >> s) & 1:
+                nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
+                                       + kdp_popcnt(kdp_low(cw, s)))
+                ND[j] = nd
+                CUR[j] = (CUR[j] << 8) | (REST[j] >> 56)
+                REST[j] <<= 8
+                kdp_prefetch(nd)
+                kdp_prefetch(nd + 72)
+            else:
+                lf = (<const uint16_t *>c)[(<const uint32_t *>(nd + 72))[0] + (<const uint8_t *>(nd + 76))[w]
+                                           + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
+                lf |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(lf == 0))
+                out[IX[j]] = rt.nh_value[lf]
+                IX[j] = <size_t>-1
+                done += 1
+
+
 cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
-                  uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    # One address per iteration (independent, so the core overlaps several);
-    # the chunk root of the address PF ahead is prefetched.
+                  uint32_t *out, size_t n, int hostpairs, int lanes) noexcept nogil:
+    # Small tables (cache-resident): one address per iteration (independent,
+    # so the core overlaps several); the chunk root of the address PF ahead is
+    # prefetched.  Big tables: LANES walks side by side (_batch6_lanes).
     cdef size_t i
     cdef const char *q
     cdef uint64_t hi, lo
+    if lanes:             # a table bigger than the caches: overlap the misses
+        _batch6_lanes(rt, base, stride, out, n, hostpairs)
+        return
     for i in range(n):
         if i + PF < n:
             q = base + (i + PF) * stride
@@ -411,6 +513,126 @@ cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size
     return <ssize_t>(node_off - chunk0[0])
 
 
+ctypedef struct ctx6_t:
+    buf_t nodes
+    buf_t leaves
+
+
+cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
+                      int d, int lo_len, uint32_t inherit) noexcept nogil:
+    """Fill node idx (80-byte IPv6 node at bit depth d), reserving its children
+    side by side at the end of the node array, then fill them."""
+    cdef uint32_t slots[256]
+    cdef uint8_t ischild[256]
+    cdef uint16_t ch_byte[256]
+    cdef uint32_t ch_s[256]
+    cdef uint32_t ch_e[256]
+    cdef uint32_t ch_inh[256]
+    cdef int nch = 0, p, w, ci, has_long
+    cdef size_t k = 0, g, first = 0, loff, noff
+    cdef uint32_t bb, cnt, q, prev, nruns = 0
+    cdef const lpm_rule_t *r
+    cdef char *nd
+    cdef uint64_t lbm[4]
+    cdef uint64_t cbm[4]
+    cdef uint16_t lv[256]
+    for p in range(256):
+        slots[p] = inherit
+        ischild[p] = 0
+    while k < n:
+        bb = _rbyte(&rules[k], d)
+        g = k
+        has_long = 0
+        while g < n and _rbyte(&rules[g], d) == bb:
+            r = &rules[g]
+            if r.len >= lo_len:
+                if r.len <= d + 8:
+                    cnt = (<uint32_t>1) << (d + 8 - r.len)
+                    for q in range(bb, bb + cnt):
+                        slots[q] = r.nh
+                else:
+                    has_long = 1
+            g += 1
+        if has_long:
+            ch_byte[nch] = <uint16_t>bb
+            ch_s[nch] = <uint32_t>k
+            ch_e[nch] = <uint32_t>g
+            nch += 1
+        k = g
+    for ci in range(nch):
+        ch_inh[ci] = slots[ch_byte[ci]]
+        ischild[ch_byte[ci]] = 1
+    for w in range(4):
+        lbm[w] = 0
+        cbm[w] = 0
+    prev = 0xFFFFFFFF
+    for p in range(256):
+        if ischild[p]:
+            cbm[p >> 6] |= (<uint64_t>1) << (p & 63)
+            if p == 0:
+                lbm[0] |= 1
+                lv[nruns] = 0
+                nruns += 1
+                prev = 0
+            continue
+        if p == 0 or slots[p] != prev:
+            lbm[p >> 6] |= (<uint64_t>1) << (p & 63)
+            lv[nruns] = <uint16_t>slots[p]
+            nruns += 1
+            prev = slots[p]
+    if _reserve(&x.leaves, 2 * nruns, 2, &loff) < 0:
+        return -1
+    memcpy(x.leaves.p + loff, lv, 2 * nruns)
+    if nch:
+        if _reserve(&x.nodes, 80 * <size_t>nch, 8, &noff) < 0:
+            return -1
+        first = noff // 80
+    nd = x.nodes.p + idx * 80
+    memcpy(nd, cbm, 32)
+    (<uint32_t *>(nd + 32))[0] = <uint32_t>(first - 1) if nch else 0
+    q = 0
+    for w in range(4):
+        (<uint8_t *>(nd + 36))[w] = <uint8_t>q
+        q += kdp_popcnt(cbm[w])
+    memcpy(nd + 40, lbm, 32)
+    (<uint32_t *>(nd + 72))[0] = <uint32_t>(loff >> 1)      # fixed up by the caller
+    q = 0
+    for w in range(4):
+        (<uint8_t *>(nd + 76))[w] = <uint8_t>q
+        q += kdp_popcnt(lbm[w])
+    for ci in range(nch):
+        if _build_node6(x, first + ci, rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9,
+                        ch_inh[ci]) < 0:
+            return -1
+    return 0
+
+
+cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+    """Append one IPv6 chunk: 8-byte size header, the 80-byte nodes (root
+    first), then the uint16 leaves; off = offset of the root node."""
+    cdef ctx6_t x
+    cdef size_t root, hdr, i, nn, base
+    cdef int err = 0
+    memset(&x, 0, sizeof(x))
+    if _reserve(&x.nodes, 80, 8, &root) < 0:
+        return -1
+    err = _build_node6(&x, 0, rules, n, 16, 16, 0)
+    if err == 0:
+        nn = x.nodes.n // 80
+        for i in range(nn):      # leaf indices count from the root node
+            (<uint32_t *>(x.nodes.p + i * 80 + 72))[0] += <uint32_t>(nn * 40) - 1
+        if _reserve(b, 8 + x.nodes.n + x.leaves.n, 64, &hdr) < 0:
+            err = -1
+        else:
+            memcpy(b.p + hdr + 8, x.nodes.p, x.nodes.n)
+            memcpy(b.p + hdr + 8 + x.nodes.n, x.leaves.p, x.leaves.n)
+            (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
+            off[0] = hdr + 8
+    free(x.nodes.p)
+    free(x.leaves.p)
+    return err
+
+
 cdef size_t _chunk_align = 64
 
 
@@ -434,9 +656,11 @@ cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) 
     return 0
 
 
-cdef inline char *_block(char *c) noexcept nogil:
+cdef inline char *_block(char *c, int bits) noexcept nogil:
     """Start of the allocation holding the chunk whose handle (root entry
     pointer bits, bit 0 = wide) is c."""
+    if bits != 32:
+        return c - 8
     if (<uintptr_t>c) & 1:
         return c - 1 - 8
     return c - (<uint32_t *>(c + 36))[0] - 8
@@ -589,7 +813,7 @@ cdef class _LpmBase:
         self._wlock = threading.Lock()
 
     cdef void _init_root(self, lpm_root_t *rt) noexcept nogil:
-        cdef uint64_t e = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+        cdef uint64_t e = <uint64_t>(<uintptr_t>(kdp_empty_chunk if self.bits == 32 else kdp_empty_chunk6))
         cdef int i
         for i in range(65536):
             rt.t0[i] = e
@@ -628,7 +852,7 @@ cdef class _LpmBase:
 
     # ---- memory reclamation ---------------------------------------------
     cdef bint _is_shared(self, char *c):
-        if c == <char *>kdp_empty_chunk:
+        if c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_chunk6:
             return True
         if self.region != NULL and c >= self.region and c < self.region + self.region_size:
             return True
@@ -636,7 +860,7 @@ cdef class _LpmBase:
 
     cdef void _free_chunk(self, char *c):
         if not self._is_shared(c):
-            free(_block(c))
+            free(_block(c, self.bits))
 
     cdef _free_garbage(self, item):
         kind, ptr, size = item
@@ -759,13 +983,14 @@ cdef class _LpmBase:
         cdef int wide = 0
         cdef uint64_t e = self.root.t0[h]
         if bk.n == 0:
-            c = <char *>kdp_empty_chunk
+            c = <char *>(kdp_empty_chunk if self.bits == 32 else kdp_empty_chunk6)
         else:
             b.p = NULL
             b.n = b.cap = 0
             wide = _wants_wide(bk.r, bk.n, self.bits)
             if (_build_wide(&b, bk.r, bk.n, &off) if wide else
-                    _build_chunk(&b, bk.r, bk.n, &off)) < 0:
+                    _build_chunk(&b, bk.r, bk.n, &off) if self.bits == 32 else
+                    _build_chunk6(&b, bk.r, bk.n, &off)) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)
@@ -775,12 +1000,12 @@ cdef class _LpmBase:
             memcpy(c, b.p, b.n)
             free(b.p)
             c += off + wide
-            self.chunk_bytes += (<uint64_t *>_block(c))[0]
+            self.chunk_bytes += (<uint64_t *>_block(c, self.bits))[0]
         kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
         old = <char *>(<uintptr_t>(e & PTR_MASK))
         if not self._is_shared(old):
-            self.chunk_bytes -= (<uint64_t *>_block(old))[0]
-            self._retire(0, <uintptr_t>_block(old), 0)
+            self.chunk_bytes -= (<uint64_t *>_block(old, self.bits))[0]
+            self._retire(0, <uintptr_t>_block(old, self.bits), 0)
 
     # ---- bulk build ----------------------------------------------------------
     cdef _load_sorted(self, object rules_, object nhv_, dict nh_of):
@@ -846,6 +1071,9 @@ cdef class _LpmBase:
                         if _build_wide(&b, rr + i, j - i, &offs[h]) < 0:
                             err = 1
                         offs[h] += 1
+                    elif bits == 128:
+                        if _build_chunk6(&b, rr + i, j - i, &offs[h]) < 0:
+                            err = 1
                     elif _build_chunk(&b, rr + i, j - i, &offs[h]) < 0:
                         err = 1
                     i = j
@@ -860,7 +1088,7 @@ cdef class _LpmBase:
                 if not err:
                     _fill_defaults(&sh, 0, 65536, dflt)
                     for h in range(65536):
-                        ptr = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+                        ptr = <uint64_t>(<uintptr_t>(kdp_empty_chunk if bits == 32 else kdp_empty_chunk6))
                         if bks[h].n:
                             ptr = <uint64_t>(<uintptr_t>(reg + offs[h]))
                         rt.t0[h] = ptr | (<uint64_t>dflt[h] << 48)
@@ -889,7 +1117,7 @@ cdef class _LpmBase:
         for i in range(65536):
             c = <char *>(<uintptr_t>(old.t0[i] & PTR_MASK))
             if not self._is_shared(c):
-                self._retire(0, <uintptr_t>_block(c), 0)
+                self._retire(0, <uintptr_t>_block(c, self.bits), 0)
         self._retire(1, <uintptr_t>old, sizeof(lpm_root_t))
         if self.region_base != NULL:
             self._retire(1, <uintptr_t>self.region_base, self.region_map)
@@ -1093,7 +1321,7 @@ cdef class Lpm4(_LpmBase):
 
     MISS = MISS
 
-    def __init__(self):
+    def __cinit__(self, *args, **kwargs):
         self.bits = 32
 
     @classmethod
@@ -1235,8 +1463,9 @@ cdef class Lpm6(_LpmBase):
 
     MISS = MISS
 
-    def __init__(self):
+    def __cinit__(self, *args, **kwargs):
         self.bits = 128
+        self._init_root(self.root)
 
     @classmethod
     def build(cls, prefixes, lengths, values):
@@ -1317,7 +1546,7 @@ cdef class Lpm6(_LpmBase):
         cdef int s
         with nogil:
             s = self._enter()
-            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs)
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > LANES_MIN_BYTES)
             self._leave(s)
         return o
 
@@ -1340,13 +1569,13 @@ cdef class Lpm6(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0)
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > LANES_MIN_BYTES)
         self._leave(s)
 
     cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
         cdef int s = self._enter()
         _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
-                out, n, 1)
+                out, n, 1, self.chunk_bytes > LANES_MIN_BYTES)
         self._leave(s)
 
 
