@@ -4,9 +4,11 @@
 # table. The packet rewrites themselves live in nat.pyx.
 #
 # Layout of a flow record (128 bytes, two cache lines; tests check it):
-#   line 0: what the fast path compares and updates for IPv4 and for the
-#           original direction of IPv6 (addresses, ports, state, time)
-#   line 1: IPv6 reply addresses and the per-direction counters
+#   line 0: everything the fast path reads and writes for an IPv4 flow
+#           (addresses, ports, state, time, service, the low halves of the
+#           per-direction counters)
+#   line 1: IPv6 addresses; for IPv4 flows the high halves of the counters
+#           (IPv6 flows keep those in line 0, where IPv4 keeps addresses)
 # A flow has two tuples. The original tuple O is the first packet as it
 # arrived; the reply tuple R is what a reply arrives as, after translation.
 # A packet arriving as tuple T_d (d = 0 original, 1 reply) leaves as the
@@ -95,7 +97,7 @@ cdef enum:  # CtCounter
 
 ctypedef struct ct_flow_t:
     # line 0
-    uint32_t a[8]           # v4: o_src, o_dst, r_src, r_dst (host order); v6: o_src6, o_dst6
+    uint32_t a4[4]          # v4: o_src, o_dst, r_src, r_dst (host order); v6: counter high halves
     uint16_t port[4]        # o_sport, o_dport, r_sport, r_dport
     uint8_t proto
     uint8_t ip_ver
@@ -105,12 +107,12 @@ ctypedef struct ct_flow_t:
     uint8_t _pad
     uint16_t epoch          # low bits of the last batch that referred to the flow
     uint64_t last_ns        # last packet that refreshed the flow
-    uint32_t svc_port
-    uint32_t backend
+    uint32_t svc_port       # service-port id, NO_ID when none
+    uint32_t backend        # backend id, NO_ID when none
+    uint32_t pkts_lo[2]     # per direction, low 32 bits
+    uint32_t bytes_lo[2]    # IP bytes per direction, low 32 bits
     # line 1
-    uint8_t r6[32]          # v6: r_src6, r_dst6
-    uint64_t pkts[2]        # per direction
-    uint64_t bytes[2]       # IP bytes per direction
+    uint32_t a6[16]         # v6: o_src6, o_dst6, r_src6, r_dst6; v4: counter high halves
 
 # A lookup key: one direction's tuple. v4 addresses in src[0]/dst[0].
 ctypedef struct ct_key_t:

@@ -234,8 +234,8 @@ cdef inline bint _key_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcep
     if f.port[2 * dir] != k.sport or f.port[2 * dir + 1] != k.dport:
         return 0
     if k.ver == 4:
-        return f.a[2 * dir] == k.src[0] and f.a[2 * dir + 1] == k.dst[0]
-    w = &f.a[0] if dir == 0 else <const uint32_t*>f.r6
+        return f.a4[2 * dir] == k.src[0] and f.a4[2 * dir + 1] == k.dst[0]
+    w = &f.a6[8 * dir]
     return (w[0] == k.src[0] and w[1] == k.src[1] and w[2] == k.src[2] and w[3] == k.src[3]
             and w[4] == k.dst[0] and w[5] == k.dst[1] and w[6] == k.dst[2] and w[7] == k.dst[3])
 
@@ -248,10 +248,10 @@ cdef void ct_flow_key(const ct_flow_t* f, int dir, ct_key_t* k) noexcept nogil:
     k.sport = f.port[2 * dir]
     k.dport = f.port[2 * dir + 1]
     if f.ip_ver == 4:
-        k.src[0] = f.a[2 * dir]
-        k.dst[0] = f.a[2 * dir + 1]
+        k.src[0] = f.a4[2 * dir]
+        k.dst[0] = f.a4[2 * dir + 1]
     else:
-        w = &f.a[0] if dir == 0 else <const uint32_t*>f.r6
+        w = &f.a6[8 * dir]
         memcpy(k.src, w, 16)
         memcpy(k.dst, w + 4, 16)
 
@@ -261,10 +261,10 @@ cdef inline void _store_key(ct_flow_t* f, int dir, const ct_key_t* k) noexcept n
     f.port[2 * dir] = k.sport
     f.port[2 * dir + 1] = k.dport
     if k.ver == 4:
-        f.a[2 * dir] = k.src[0]
-        f.a[2 * dir + 1] = k.dst[0]
+        f.a4[2 * dir] = k.src[0]
+        f.a4[2 * dir + 1] = k.dst[0]
     else:
-        w = &f.a[0] if dir == 0 else <uint32_t*>f.r6
+        w = &f.a6[8 * dir]
         memcpy(w, k.src, 16)
         memcpy(w + 4, k.dst, 16)
 
@@ -643,9 +643,28 @@ cdef uint32_t _frag_find(ct_table_t* t, const pkt_meta_t* p, const ct_key_t* k, 
 
 # ---------------------------------------------------------------- per-packet state
 
+cdef inline uint32_t* _counters_hi(ct_flow_t* f) noexcept nogil:
+    """High halves: pkts_hi[0..1], bytes_hi[2..3] (in whichever line the version leaves free)."""
+    return &f.a6[0] if f.ip_ver == 4 else &f.a4[0]
+
+
 cdef inline void _account(ct_flow_t* f, int dir, const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
-    f.pkts[dir] += 1
-    f.bytes[dir] += _ip_bytes(p, pkt)
+    cdef uint32_t n = _ip_bytes(p, pkt)
+    cdef uint32_t b = f.bytes_lo[dir] + n
+    f.pkts_lo[dir] += 1
+    if f.pkts_lo[dir] == 0:
+        _counters_hi(f)[dir] += 1
+    if b < n:
+        _counters_hi(f)[2 + dir] += 1
+    f.bytes_lo[dir] = b
+
+
+cdef inline uint64_t _pkts(ct_flow_t* f, int dir) noexcept nogil:
+    return (<uint64_t>_counters_hi(f)[dir] << 32) | f.pkts_lo[dir]
+
+
+cdef inline uint64_t _bytes(ct_flow_t* f, int dir) noexcept nogil:
+    return (<uint64_t>_counters_hi(f)[2 + dir] << 32) | f.bytes_lo[dir]
 
 
 cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
@@ -674,6 +693,7 @@ cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
             t.c[C_INVALID] += 1
             f.epoch = t.epoch16
             p.flow_id = fid
+            p.svc_port = f.svc_port
             p.ct_state = CT_INVALID
             if t.drop_invalid:
                 drop(p, ST_CONNTRACK, R_CT_INVALID)
@@ -703,6 +723,7 @@ cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
     _account(f, dir, p, pkt)
     f.epoch = t.epoch16
     p.flow_id = fid
+    p.svc_port = f.svc_port
     p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
     return HIT_OK
 
@@ -710,6 +731,7 @@ cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
 cdef inline void _related(ct_table_t* t, ct_flow_t* f, uint32_t fid, pkt_meta_t* p) noexcept nogil:
     f.epoch = t.epoch16
     p.flow_id = fid
+    p.svc_port = f.svc_port
     p.ct_state = CT_RELATED
     t.c[C_RELATED] += 1
 
@@ -728,6 +750,7 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
             _account(f, dir, p, pkt)
             f.epoch = t.epoch16
             p.flow_id = fid
+            p.svc_port = f.svc_port
             p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
         else:
             p.ct_state = CT_NEW
@@ -766,11 +789,9 @@ cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos, bint both_
             i = 0
     pos[0] = i
     if s != EMPTY:
+        kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
         if both_lines:
-            kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
             kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
-        else:
-            kdp_prefetch(&t.flows[(<uint32_t>s) >> 1])
 
 
 cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept nogil:
@@ -821,7 +842,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
         if 0 <= a < n:
             r = a & (RING - 1)
             if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                _probe_tag(t, hs[r], &pos[r], 1)
+                _probe_tag(t, hs[r], &pos[r], keys[r].ver == 6)
                 muts[r] = t.mutations
         c = j - 2 * DIST
         if 0 <= c < n:
@@ -1024,6 +1045,7 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
         return NO_ID
     _account(&t.flows[fid], 0, p, pkt)
     p.flow_id = fid
+    p.svc_port = t.flows[fid].svc_port
     p.ct_state = CT_NEW
     if p.frag == FRAG_FIRST:
         _frag_note(t, p, &k, fid, 0, now_ns)
@@ -1318,7 +1340,7 @@ cdef class Conntrack:
             "state": TCP_STATE_NAMES[f.state] if f.proto == P_TCP else "",
             "assured": bool(f.flags & FL_ASSURED), "seen_reply": bool(f.flags & FL_SEEN_REPLY),
             "nat": bool(f.flags & FL_NAT), "dnat": bool(f.flags & FL_DNAT), "snat": bool(f.flags & FL_SNAT),
-            "packets": (f.pkts[0], f.pkts[1]), "bytes": (f.bytes[0], f.bytes[1]),
+            "packets": (_pkts(f, 0), _pkts(f, 1)), "bytes": (_bytes(f, 0), _bytes(f, 1)),
             "last_ns": f.last_ns, "timeout_s": _timeout(&self.t, f) / 1e9, "epoch": f.epoch,
             "svc_port": None if f.svc_port == NO_ID else f.svc_port,
             "backend": None if f.backend == NO_ID else f.backend,
@@ -1448,7 +1470,7 @@ cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
         a = j - DIST
         if 0 <= a < n:
             r = a & (RING - 1)
-            _probe_tag(t, hs[r], &pos[r], 0)    # IPv4 keys live in the first line
+            _probe_tag(t, hs[r], &pos[r], 0)    # IPv4 flows live in the first line
         c = j - 2 * DIST
         if 0 <= c < n:
             r = c & (RING - 1)
