@@ -1,15 +1,13 @@
 # Longest-prefix match, IPv4 and IPv6: declarations other Cython modules cimport.
 #
-# Structure (both families): a 65,536-entry root indexed by the top 16 address
-# bits, then per-/16 "chunks" that are multibit tries of stride 8 whose nodes
-# are popcount-compressed (a 40-byte header: a 256-bit run bitmap, run counts
-# per 64-bit word, the offset of its child table; then its 16-bit leaves).  A root entry
-# packs the chunk pointer (low 48 bits) with the next-hop index of the best
-# prefix shorter than /16 that covers it (high 16 bits); leaf 0 in a chunk
-# means "inherit that", so short prefixes never touch chunks.  Leaves are
-# 16-bit next-hop indices (0 = none, 1..0xFEFF = a value in nh_value[],
-# 0xFF00 + k = child node k).
-#
+# Structure: a 65,536-entry root indexed by the top 16 address bits; each entry
+# packs a chunk pointer (low 48 bits; bit 0 = IPv4 "wide" chunk) with the
+# next-hop index of the longest prefix shorter than /16 covering it (high 16
+# bits).  Leaf 0 in a chunk means "use that default", so short prefixes never
+# touch chunks.  Leaves are 16-bit next-hop indices (0 = none, 1..0xFEFF = an
+# index into nh_value[]).  A chunk holds the rules of one /16 as a multibit
+# trie of stride 8, leaf-pushed and popcount-compressed; layouts below.
+
 # Readers (lookup_one / lookup_n / lookup_strided) may run without the GIL
 # from any number of threads while one writer changes the table: chunks are
 # immutable once published; a writer builds a new chunk aside, publishes it
@@ -28,7 +26,7 @@ cdef extern from *:
     # The value every lookup returns for an address no prefix covers.
     const uint32_t KDP_LPM_MISS
 
-# A node (variable size, 8-byte aligned; offsets count from the chunk's root node):
+# IPv4 node (variable size, 8-byte aligned; offsets count from the chunk's root node):
 #   uint32 kid[nch] just before the node, child k's offset at node - 4 * (k + 1)
 #   uint64 bm[4]   @0   bit p set where a run of equal leaves starts (bit 0 always)
 #   uint8  cnt[4]  @32  runs started in the words before word w
@@ -36,7 +34,17 @@ cdef extern from *:
 #   uint16 leaf[]  @40  one leaf per run
 # The leaf of slot p (w = p >> 6) is leaf[cnt[w] + popcount(bm[w] & bits 0..p%64) - 1];
 # leaves >= 0xFF00 name child k = leaf - 0xFF00.  A chunk is an 8-byte header
-# (its size), then its root node (bits 16..23) and descendants, depth first.
+# (its size), then its root node (bits 16..23, 64-byte aligned block) and
+# descendants, depth first.
+# IPv4 wide chunk (a /16 with many prefixes longer than /24): one node for bits
+# 16..31: uint64 bm[1024] @0, uint16 cnt[1024] @8192, uint16 leaf[] @10240.
+# IPv6 chunk: 8-byte size header, fixed 80-byte nodes (root first, the
+# children of a node side by side), then all uint16 leaves:
+#   uint64 cbm[4] @0  child slots;  uint32 cbase @32;  uint8 ccnt[4] @36
+#   uint64 lbm[4] @40 leaf run starts (child slots continue a run)
+#   uint32 lbase @72; uint8 lcnt[4] @76
+# child of slot p: node cbase + ccnt[w] + popcount(cbm[w] bits 0..p%64);
+# leaf of slot p: uint16 number lbase + lcnt[w] + popcount(lbm[w] bits 0..p%64).
 
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk pointer
