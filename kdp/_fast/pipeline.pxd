@@ -1,10 +1,18 @@
 # The pipeline: runs a batch through the stages, and counts every packet once.
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
 from kdp._fast.decap cimport TunnelEndpoints
+
+# The service frontend a new flow matched (the slow path matches a whole batch first).
+ctypedef struct new_flow_t:
+    uint32_t svc
+    int res
+    uint16_t reason
+    uint8_t kind
+    uint8_t _pad
 
 cdef class Pipeline:
     cdef readonly object counters       # uint64 [N_STAGES, N_REASONS]
@@ -19,6 +27,8 @@ cdef class Pipeline:
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # conntrack time: newest timestamp seen
     cdef public bint packet_clock           # True: time from packet timestamps (replay)
+    cdef object nf_scratch                  # new_flow_t per packet of a batch
+    cdef new_flow_t* nf
 
     cdef void new_flows(self, Batch b) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil

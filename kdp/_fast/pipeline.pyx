@@ -30,7 +30,8 @@ from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
                                   ct_find, ct_pkt_key, K_FLOW)
 from kdp._fast.nat cimport nat_batch
-from kdp._fast.service cimport ServiceTables, svc_decide, SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS
+from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choose, svc_prefetch,
+                                SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
@@ -57,6 +58,13 @@ cdef class Pipeline:
         self.packet_clock = packet_clock
         self.packets = 0
         self.clock_ns = 0
+        self.nf_scratch = np.zeros(0, dtype=np.uint8)
+        self.nf = NULL
+
+    def _ensure_scratch(self, Py_ssize_t n):
+        if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
+            self.nf_scratch = np.zeros(n * sizeof(new_flow_t), dtype=np.uint8)
+        self.nf = <new_flow_t*>cnp.PyArray_DATA(self.nf_scratch)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
              TunnelEndpoints tunnels=None):
@@ -69,14 +77,32 @@ cdef class Pipeline:
         """The slow path, in packet order, for packets the fast path did not know.
 
         In order, so that a flow created by one packet is found by the next one of
-        the same batch (ct_create looks up again before it inserts).
+        the same batch (ct_create looks up again before it inserts). Frontends are
+        matched for the whole batch first, and the backend choice's memory is
+        prefetched stage by stage, so its cache misses overlap.
         """
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef nat_spec_t spec
         cdef uint16_t reason = 0
-        cdef int res
+        cdef int res, step
         cdef bint created = False
+        cdef svc_tables_t* st = NULL
+        cdef new_flow_t* nf = self.nf
+        if self.services is not None:
+            st = &self.services.t
+            for i in range(b.count):
+                p = &b.m[i]
+                nf[i].res = SVC_MISS
+                if (p.verdict == V_PENDING and p.ct_state == CT_NEW and p.frag != FRAG_LATER
+                        and (p.proto == 6 or p.proto == 17 or p.proto == 132)):
+                    nf[i].res = svc_match(st, p, &nf[i].svc, &nf[i].kind, &nf[i].reason)
+                    if nf[i].res == SVC_HIT:
+                        svc_prefetch(st, nf[i].svc, p, 0)
+            for step in range(1, 4):
+                for i in range(b.count):
+                    if nf[i].res == SVC_HIT:
+                        svc_prefetch(st, nf[i].svc, &b.m[i], step)
         for i in range(b.count):
             p = &b.m[i]
             if p.verdict != V_PENDING:
@@ -95,12 +121,11 @@ cdef class Pipeline:
                 ct_create(self.conntrack, b, i, NULL, self.clock_ns)
                 continue
             res = SVC_MISS
-            if (self.services is not None and p.frag != FRAG_LATER
-                    and (p.proto == 6 or p.proto == 17 or p.proto == 132)):
-                memset(&spec, 0, sizeof(spec))
-                spec.svc_port = NO_ID
-                spec.backend = NO_ID
-                res = svc_decide(&self.services.t, p, &spec, &reason)
+            if st != NULL:
+                res = nf[i].res
+                reason = nf[i].reason
+                if res == SVC_HIT:
+                    res = svc_choose(st, nf[i].svc, nf[i].kind, p, &spec, &reason)
             if res == SVC_DROP:
                 drop(p, ST_SERVICE, reason)
                 continue
@@ -144,6 +169,7 @@ cdef class Pipeline:
         cdef TunnelEndpoints tunnels = self.tunnels
         cdef Py_ssize_t i
         routes._ensure_scratch(b.capacity)
+        self._ensure_scratch(b.capacity)
         with nogil:
             parse_batch(b, self.vxlan_port)
             if tunnels is not None:

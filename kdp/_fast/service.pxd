@@ -150,6 +150,11 @@ cdef int svc_match(const svc_tables_t* t, const pkt_meta_t* p, uint32_t* svc,
 cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_t* p,
                     nat_spec_t* nat, uint16_t* reason) noexcept nogil
 
+# Prefetch what svc_choose will read for (svc, p): step 0 the record, 1 its backend
+# set, 2 the Maglev slots, 3 the backends. Issue each step for a whole batch first.
+cdef void svc_prefetch(const svc_tables_t* t, uint32_t svc, const pkt_meta_t* p,
+                       int step) noexcept nogil
+
 # svc_match then svc_choose.
 cdef int svc_decide(svc_tables_t* t, const pkt_meta_t* p, nat_spec_t* nat,
                     uint16_t* reason) noexcept nogil

@@ -36,6 +36,7 @@ from kdp._fast.packet cimport (NO_ID, R_SVC_NO_ENDPOINTS, R_SVC_PORT_NOT_EXPOSED
                                R_SVC_UNALLOCATED_IP, R_SVC_SOURCE_RANGE,
                                R_SVC_NO_LOCAL_ENDPOINTS)
 from kdp._fast.flow cimport NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
+from kdp._fast.checksum cimport kdp_prefetch
 
 cnp.import_array()
 
@@ -519,6 +520,34 @@ cdef int svc_match(const svc_tables_t* t, const pkt_meta_t* p, uint32_t* svc,
             reason[0] = R_SVC_UNALLOCATED_IP
             return SVC_DROP
     return SVC_MISS
+
+
+cdef void svc_prefetch(const svc_tables_t* t, uint32_t svc, const pkt_meta_t* p,
+                       int step) noexcept nogil:
+    # svc_choose walks four dependent loads (record -> backend set -> Maglev slot ->
+    # backend); a batch issues step k for all its new flows before step k+1, so the
+    # misses overlap instead of queueing.
+    cdef const bset_t* bs
+    if svc >= t.n_svc:
+        return
+    if step == 0:
+        kdp_prefetch(&t.svc[svc])
+        return
+    bs = t.svc[svc].bs
+    if bs == NULL:
+        return
+    if step == 1:
+        kdp_prefetch(bs)
+    elif step == 2:
+        if bs.m:
+            kdp_prefetch(&bs.lut[mix64(p.hash) % bs.m])
+        if bs.m_local:
+            kdp_prefetch(&bs.lut_local[mix64(p.hash) % bs.m_local])
+    elif step == 3:
+        if bs.m:
+            kdp_prefetch(&bs.be[bs.lut[mix64(p.hash) % bs.m]])
+        if bs.m_local:
+            kdp_prefetch(&bs.be_local[bs.lut_local[mix64(p.hash) % bs.m_local]])
 
 
 cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_t* p,
