@@ -63,8 +63,10 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         packets_out=int(writer.packets) if writer is not None else 0,
         input_path=str(capture),
         output_path=str(output) if output else None,
-        warnings=list(reader.warnings) + dp.notices,
+        warnings=list(reader.warnings),
+        notices=list(dp.notices),
         seconds=time.perf_counter() - started,
+        flows=dp.conntrack.counters() if dp.conntrack is not None else {},
     )
     return result
 

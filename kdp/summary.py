@@ -15,7 +15,8 @@ class RunResult:
     packets_out: int = 0
     input_path: str = ""
     output_path: str | None = None
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)    # about the capture
+    notices: list = field(default_factory=list)     # about the snapshot (skipped objects)
     seconds: float = 0.0
     flows: dict = field(default_factory=dict)
 
@@ -41,6 +42,7 @@ class RunResult:
             ],
             "conntrack": self.flows,
             "warnings": list(self.warnings),
+            "notices": list(self.notices),
         }
 
 
@@ -60,7 +62,14 @@ def print_summary(result: RunResult, console=None):
     rate = result.packets_in / result.seconds if result.seconds > 0 else 0.0
     console.print(f"{result.packets_in} packets in, {result.packets_out} written "
                   f"({verdicts}) in {result.seconds:.3f} s, {rate:,.0f} packets/s")
+    if result.flows:
+        ct = result.flows
+        console.print(f"conntrack: {ct['flows']} flows live, {ct.get('inserts', 0)} created, "
+                      f"{ct.get('expiries', 0)} expired, {ct.get('evictions', 0)} evicted, "
+                      f"{ct.get('invalid', 0)} invalid")
     if result.output_path:
         console.print(f"output: {result.output_path}")
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    for n in result.notices:
+        console.print(f"notice: {n}")
