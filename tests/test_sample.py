@@ -88,3 +88,12 @@ def test_invalid_cluster_is_a_clear_error_naming_the_file(tmp_path):
               "-o", tmp_path / "o.pcap")
     assert run.returncode == 2
     assert "svc.yaml" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name", ["sample.pcap", "sample.pcapng"])
+def test_kdp_reads_as_many_packets_of_each_sample_as_tshark(tshark, name):
+    from kdp.io import read_packets
+    run = subprocess.run([tshark, "-r", str(PCAPS / name), "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0
+    assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 28
