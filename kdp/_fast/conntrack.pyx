@@ -431,6 +431,23 @@ cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) no
     return _sweep(&ct.t, now_ns, max_work)
 
 
+cdef inline void _prefetch_victims(ct_table_t* t) noexcept nogil:
+    """Under eviction pressure, warm what the next early drops will touch: the
+    index slots of the next victim (its record was prefetched one eviction
+    ago) and the record of the one after it."""
+    cdef uint32_t v1 = t.unas_head, v2
+    cdef ct_key_t k
+    cdef int d
+    if v1 == NO_ID:
+        return
+    for d in range(2):
+        ct_flow_key(&t.flows[v1], d, &k)
+        kdp_prefetch(&t.index[_home(t, _key_hash(t, &k))])
+    v2 = t.lru_next[v1]
+    if v2 != NO_ID:
+        kdp_prefetch(&t.flows[v2])      # (IPv6 keys also need line 1: not worth a guess)
+
+
 cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
     """A free flow record, evicting when full (NO_ID when nothing can go)."""
     cdef uint32_t fid, cand
@@ -447,6 +464,7 @@ cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
                 else:
                     t.c[C_EVICTIONS] += 1
                 ct_delete(t, cand)
+                _prefetch_victims(t)
                 break
             # in use by the current batch: it is the most recently seen, to the back
             _unas_unlink(t, cand)
