@@ -34,7 +34,7 @@ cdef extern from *:
 #   uint16 leaf[]  @40  one leaf per run
 # The leaf of slot p (w = p >> 6) is leaf[cnt[w] + popcount(bm[w] & bits 0..p%64) - 1];
 # leaves >= 0xFF00 name child k = leaf - 0xFF00.  A chunk is an 8-byte header
-# (its size), then its root node (bits 16..23, 64-byte aligned block) and
+# (its size), then its root node (bits 16..23) and
 # descendants, depth first.
 # IPv4 wide chunk (a /16 with many prefixes longer than /24): one node for bits
 # 16..31: uint64 bm[1024] @0, uint16 cnt[1024] @8192, uint16 leaf[] @10240.

@@ -36,7 +36,7 @@ next-hop indices (0 = "no rule of this chunk covers it: use the root entry's
 default"; 1..0xFEFF index the 32-bit value table; 0xFF00 + k = child k).
 
 An IPv4 lookup is: root entry (L2-resident, 512 KiB) -> the chunk's root node
-(one cache line: the chunk starts on a line) -> its 16-bit leaf -> the value
+(its 44-byte header: usually one cache line) -> its 16-bit leaf -> the value
 table, with one more node step only for prefixes longer than /24.  A /16
 holding many prefixes longer than /24 (e.g. a cluster CIDR cut into /26 node
 blocks) is compiled "wide" instead: one node for bits 16..31 (a 65,536-bit
@@ -200,7 +200,8 @@ cdef extern from *:
 cdef enum:
     CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1
-    PF = 16                   # batch loop: lookups in flight per group
+    PF = 16                   # batch loops prefetch the chunk of the address PF ahead
+    PF_MIN_BYTES = 1 << 20    # ... when the chunks are bigger than this
 
 rule_dtype = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("nh", "<u4"), ("len", "u1"),
                        ("pad", "u1", (3,))])
@@ -290,13 +291,15 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
 
 
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
-                  uint32_t *out, size_t n) noexcept nogil:
+                  uint32_t *out, size_t n, int pf) noexcept nogil:
     # One lookup per iteration, independent of each other, so the core keeps
     # many in flight; the chunk root of the address PF ahead is prefetched
     # (its root entry is an L2 hit) so its first miss overlaps this work.
     cdef size_t i
     cdef size_t m = n - PF if n > PF else 0
     cdef uint32_t a
+    if not pf:
+        m = 0
     for i in range(m):
         a = kdp_load32(base + (i + PF) * stride)
         kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK)))
@@ -635,21 +638,13 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     return err
 
 
-cdef size_t _chunk_align = 64
-
-
-def _set_chunk_align(size_t a):
-    global _chunk_align
-    _chunk_align = a
-
-
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
     """Append one chunk (root node at bit 16) for the rules of one /16: an 8-byte
     header (the block's size), the root's child table, the root node, then its
     descendants depth first.  off = offset of the root node."""
     cdef size_t hdr
     cdef size_t c0 = <size_t>-1
-    if _reserve(b, 8, _chunk_align, &hdr) < 0:
+    if _reserve(b, 8, 8, &hdr) < 0:     # 8-byte aligned: 20% less memory, measured as fast as 64
         return -1
     if _build_node(b, &c0, rules, n, 16, 16, 0) < 0:
         return -1
@@ -1441,7 +1436,8 @@ cdef class Lpm4(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch4(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n)
+        _batch4(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n,
+                self.chunk_bytes > PF_MIN_BYTES)
         self._leave(s)
 
 
