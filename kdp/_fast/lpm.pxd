@@ -80,6 +80,7 @@ cdef class _LpmBase:
     cdef size_t chunk_bytes         # bytes of chunks in use
     cdef size_t n_rules
     cdef int bits                   # 32 or 128
+    cdef uint64_t empty             # chunk handle of a /16 without rules
     cdef uint32_t next_nh
     cdef object _nh_of              # value -> nh index
     cdef object _bulk               # numpy array the non-owned buckets point into

@@ -165,6 +165,19 @@ cdef extern from *:
         39, 0, 0, 0,  0, 1, 1, 1,
         0, 0 };
     #define kdp_empty_chunk6 (kdp_empty_block6 + 8)
+    /* the empty IPv4 chunk in wide form (bits 16..31 in one node, one run);
+       small mostly-empty tables use it so that all their lookups take the
+       same (wide) path */
+    static unsigned char kdp_empty_wide_block[8 + 10244 + 64] __attribute__((aligned(64)));
+    #define kdp_empty_wide (kdp_empty_wide_block + 9)   /* handle: node | 1 */
+    static void kdp_init_empty_wide(void) {
+        unsigned char *nd = kdp_empty_wide_block + 8;
+        uint16_t one = 1;
+        int w;
+        *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
+        nd[0] = 1;
+        for (w = 1; w < 1024; w++) memcpy(nd + 8192 + 2 * w, &one, 2);
+    }
 
     """
     uint64_t kdp_ld64(const uint64_t *p) nogil
@@ -186,7 +199,11 @@ cdef extern from *:
     uint32_t kdp_load32(const void *p) nogil
     unsigned char *kdp_empty_chunk
     unsigned char *kdp_empty_chunk6
+    unsigned char *kdp_empty_wide
+    void kdp_init_empty_wide()
     int sched_yield() nogil
+
+kdp_init_empty_wide()
 
 MISS = 0xFFFFFFFF
 MAX_VALUES = 0xFEFF
@@ -664,6 +681,8 @@ cdef inline char *_block(char *c, int bits) noexcept nogil:
 
 
 cdef enum:
+    WIDE_EMPTY_BELOW = 4096   # a bulk-built IPv4 table with fewer non-empty /16s uses
+                              # the wide empty chunk (its lookups all take one path)
     WIDE_MIN = 24             # an IPv4 /16 with this many rules longer than /24 is built wide
 
 
@@ -802,6 +821,7 @@ cdef class _LpmBase:
         memset(self.ep, 0, sizeof(lpm_epoch_t))
         memset(self.buckets, 0, 65536 * sizeof(lpm_bucket_t))
         memset(&self.shorts, 0, sizeof(lpm_bucket_t))
+        self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk)
         self._init_root(self.root)
         self.next_nh = 1
         self._nh_of = {}
@@ -810,7 +830,7 @@ cdef class _LpmBase:
         self._wlock = threading.Lock()
 
     cdef void _init_root(self, lpm_root_t *rt) noexcept nogil:
-        cdef uint64_t e = <uint64_t>(<uintptr_t>(kdp_empty_chunk if self.bits == 32 else kdp_empty_chunk6))
+        cdef uint64_t e = self.empty
         cdef int i
         for i in range(65536):
             rt.t0[i] = e
@@ -849,7 +869,8 @@ cdef class _LpmBase:
 
     # ---- memory reclamation ---------------------------------------------
     cdef bint _is_shared(self, char *c):
-        if c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_chunk6:
+        if (c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_chunk6
+                or c == <char *>kdp_empty_wide):
             return True
         if self.region != NULL and c >= self.region and c < self.region + self.region_size:
             return True
@@ -980,7 +1001,7 @@ cdef class _LpmBase:
         cdef int wide = 0
         cdef uint64_t e = self.root.t0[h]
         if bk.n == 0:
-            c = <char *>(kdp_empty_chunk if self.bits == 32 else kdp_empty_chunk6)
+            c = <char *>(<uintptr_t>self.empty)
         else:
             b.p = NULL
             b.n = b.cap = 0
@@ -1028,6 +1049,8 @@ cdef class _LpmBase:
         cdef uint64_t ptr
         cdef uintptr_t HP = (<uintptr_t>2) << 20
         cdef int bits = self.bits
+        cdef uint64_t emp = self.empty
+        cdef size_t nne
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
@@ -1084,8 +1107,18 @@ cdef class _LpmBase:
                         memcpy(reg, b.p, b.n)
                 if not err:
                     _fill_defaults(&sh, 0, 65536, dflt)
+                    nne = 0
                     for h in range(65536):
-                        ptr = <uint64_t>(<uintptr_t>(kdp_empty_chunk if bits == 32 else kdp_empty_chunk6))
+                        if bks[h].n:
+                            nne += 1
+                    if bits != 32:
+                        emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
+                    elif nne < WIDE_EMPTY_BELOW:
+                        emp = <uint64_t>(<uintptr_t>kdp_empty_wide)
+                    else:
+                        emp = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+                    for h in range(65536):
+                        ptr = emp
                         if bks[h].n:
                             ptr = <uint64_t>(<uintptr_t>(reg + offs[h]))
                         rt.t0[h] = ptr | (<uint64_t>dflt[h] << 48)
@@ -1101,6 +1134,7 @@ cdef class _LpmBase:
             kdp_unmap(regbase, regmap)
             raise MemoryError("LPM build ran out of memory")
         self._publish(rt, bks, sh, longs, reg, b.n, regbase, regmap, n)
+        self.empty = emp
         self._nh_of = nh_of
         self.next_nh = len(nh_of) + 1
 
@@ -1320,6 +1354,8 @@ cdef class Lpm4(_LpmBase):
 
     def __cinit__(self, *args, **kwargs):
         self.bits = 32
+        self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+        self._init_root(self.root)
 
     @classmethod
     def build(cls, prefixes, lengths, values):
@@ -1463,6 +1499,7 @@ cdef class Lpm6(_LpmBase):
 
     def __cinit__(self, *args, **kwargs):
         self.bits = 128
+        self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
         self._init_root(self.root)
 
     @classmethod
