@@ -21,6 +21,11 @@ from kdp._fast.parse import parse
 from kdp.reasons import CtState, Reason, Stage, Verdict
 
 S = 1_000_000_000   # ns per second
+
+
+def eth():
+    # explicit MACs: scapy would otherwise try to resolve IPv6 neighbours
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 DNAT, SNAT, SNAT_PORT = 1, 2, 4
 
 
@@ -47,7 +52,7 @@ def state_of(b, i=0):
 
 def tcp(src, dst, sport, dport, flags, **kw):
     ipc = IPv6 if ":" in src else IP
-    return Ether() / ipc(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, **kw)
+    return eth() / ipc(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, **kw)
 
 
 # ---------------------------------------------------------------- layout and config
@@ -86,22 +91,22 @@ def test_bad_settings_raise_a_clear_error(kwargs):
 # ---------------------------------------------------------------- both directions
 
 FLOW_CASES = [
-    ("tcp4", lambda a, b, s, d: Ether() / IP(src=a, dst=b) / TCP(sport=s, dport=d, flags="S"),
-     lambda a, b, s, d: Ether() / IP(src=b, dst=a) / TCP(sport=d, dport=s, flags="SA"), "10.0.0.1", "10.0.0.2"),
-    ("udp4", lambda a, b, s, d: Ether() / IP(src=a, dst=b) / UDP(sport=s, dport=d),
-     lambda a, b, s, d: Ether() / IP(src=b, dst=a) / UDP(sport=d, dport=s), "10.0.0.1", "10.0.0.2"),
-    ("sctp4", lambda a, b, s, d: Ether() / IP(src=a, dst=b) / SCTP(sport=s, dport=d),
-     lambda a, b, s, d: Ether() / IP(src=b, dst=a) / SCTP(sport=d, dport=s), "10.0.0.1", "10.0.0.2"),
-    ("icmp4", lambda a, b, s, d: Ether() / IP(src=a, dst=b) / ICMP(type=8, id=s, seq=1),
-     lambda a, b, s, d: Ether() / IP(src=b, dst=a) / ICMP(type=0, id=s, seq=1), "10.0.0.1", "10.0.0.2"),
-    ("tcp6", lambda a, b, s, d: Ether() / IPv6(src=a, dst=b) / TCP(sport=s, dport=d, flags="S"),
-     lambda a, b, s, d: Ether() / IPv6(src=b, dst=a) / TCP(sport=d, dport=s, flags="SA"), "fd00::1", "fd00::2"),
-    ("udp6", lambda a, b, s, d: Ether() / IPv6(src=a, dst=b) / UDP(sport=s, dport=d),
-     lambda a, b, s, d: Ether() / IPv6(src=b, dst=a) / UDP(sport=d, dport=s), "fd00::1", "fd00::2"),
-    ("sctp6", lambda a, b, s, d: Ether() / IPv6(src=a, dst=b) / SCTP(sport=s, dport=d),
-     lambda a, b, s, d: Ether() / IPv6(src=b, dst=a) / SCTP(sport=d, dport=s), "fd00::1", "fd00::2"),
-    ("icmp6", lambda a, b, s, d: Ether() / IPv6(src=a, dst=b) / ICMPv6EchoRequest(id=s, seq=1),
-     lambda a, b, s, d: Ether() / IPv6(src=b, dst=a) / ICMPv6EchoReply(id=s, seq=1), "fd00::1", "fd00::2"),
+    ("tcp4", lambda a, b, s, d: eth() / IP(src=a, dst=b) / TCP(sport=s, dport=d, flags="S"),
+     lambda a, b, s, d: eth() / IP(src=b, dst=a) / TCP(sport=d, dport=s, flags="SA"), "10.0.0.1", "10.0.0.2"),
+    ("udp4", lambda a, b, s, d: eth() / IP(src=a, dst=b) / UDP(sport=s, dport=d),
+     lambda a, b, s, d: eth() / IP(src=b, dst=a) / UDP(sport=d, dport=s), "10.0.0.1", "10.0.0.2"),
+    ("sctp4", lambda a, b, s, d: eth() / IP(src=a, dst=b) / SCTP(sport=s, dport=d),
+     lambda a, b, s, d: eth() / IP(src=b, dst=a) / SCTP(sport=d, dport=s), "10.0.0.1", "10.0.0.2"),
+    ("icmp4", lambda a, b, s, d: eth() / IP(src=a, dst=b) / ICMP(type=8, id=s, seq=1),
+     lambda a, b, s, d: eth() / IP(src=b, dst=a) / ICMP(type=0, id=s, seq=1), "10.0.0.1", "10.0.0.2"),
+    ("tcp6", lambda a, b, s, d: eth() / IPv6(src=a, dst=b) / TCP(sport=s, dport=d, flags="S"),
+     lambda a, b, s, d: eth() / IPv6(src=b, dst=a) / TCP(sport=d, dport=s, flags="SA"), "fd00::1", "fd00::2"),
+    ("udp6", lambda a, b, s, d: eth() / IPv6(src=a, dst=b) / UDP(sport=s, dport=d),
+     lambda a, b, s, d: eth() / IPv6(src=b, dst=a) / UDP(sport=d, dport=s), "fd00::1", "fd00::2"),
+    ("sctp6", lambda a, b, s, d: eth() / IPv6(src=a, dst=b) / SCTP(sport=s, dport=d),
+     lambda a, b, s, d: eth() / IPv6(src=b, dst=a) / SCTP(sport=d, dport=s), "fd00::1", "fd00::2"),
+    ("icmp6", lambda a, b, s, d: eth() / IPv6(src=a, dst=b) / ICMPv6EchoRequest(id=s, seq=1),
+     lambda a, b, s, d: eth() / IPv6(src=b, dst=a) / ICMPv6EchoReply(id=s, seq=1), "fd00::1", "fd00::2"),
 ]
 
 
@@ -127,8 +132,8 @@ def test_flow_is_found_from_both_directions(name, fwd, rev, a, b):
 
 def test_per_flow_bytes_count_ip_length_each_way():
     ct = Conntrack(16)
-    p1 = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / Raw(b"x" * 100)
-    p2 = Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=2, dport=1) / Raw(b"y" * 10)
+    p1 = eth() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / Raw(b"x" * 100)
+    p2 = eth() / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=2, dport=1) / Raw(b"y" * 10)
     b = run(ct, [p1, p1, p2])
     f = ct.flow(int(b.meta[0]["flow_id"]))
     assert f["packets"] == (2, 1)
@@ -137,21 +142,21 @@ def test_per_flow_bytes_count_ip_length_each_way():
 
 def test_echo_reply_without_request_opens_no_flow():
     ct = Conntrack(16)
-    b = run(ct, [Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=0, id=5)])
+    b = run(ct, [eth() / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=0, id=5)])
     assert state_of(b) == CtState.INVALID and len(ct) == 0
     assert b.meta[0]["verdict"] == Verdict.PENDING
 
 
 def test_icmp_informational_messages_are_untracked():
     ct = Conntrack(16)
-    b = run(ct, [Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=13)])  # timestamp
+    b = run(ct, [eth() / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=13)])  # timestamp
     assert state_of(b) == CtState.NONE and len(ct) == 0
 
 
 def test_generic_protocol_is_tracked_by_addresses():
     ct = Conntrack(16)
-    gre = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / Raw(b"\x00" * 8)
-    gre_back = Ether() / IP(src="10.0.0.2", dst="10.0.0.1", proto=47) / Raw(b"\x00" * 8)
+    gre = eth() / IP(src="10.0.0.1", dst="10.0.0.2", proto=47) / Raw(b"\x00" * 8)
+    gre_back = eth() / IP(src="10.0.0.2", dst="10.0.0.1", proto=47) / Raw(b"\x00" * 8)
     b = run(ct, [gre, gre_back])
     assert [state_of(b, i) for i in range(2)] == [CtState.NEW, CtState.REPLY]
 
@@ -265,7 +270,7 @@ def test_syn_after_time_wait_opens_a_new_connection():
 
 def test_udp_flow_expires_after_its_timeout_by_packet_time():
     ct = Conntrack(16)
-    p = Ether() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
+    p = eth() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
     run(ct, [p], now_ns=100 * S)
     assert state_of(run(ct, [p], now_ns=129 * S)) == CtState.ESTABLISHED
     # 30 s (udp_timeout) after the last packet the flow is gone
@@ -275,8 +280,8 @@ def test_udp_flow_expires_after_its_timeout_by_packet_time():
 
 def test_replied_udp_becomes_a_stream_with_the_longer_timeout():
     ct = Conntrack(16)
-    q = Ether() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
-    r = Ether() / IP(src=V, dst=C) / UDP(sport=53, dport=1)
+    q = eth() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
+    r = eth() / IP(src=V, dst=C) / UDP(sport=53, dport=1)
     run(ct, [q, r, q], now_ns=0)
     f = ct.flows()[0]
     assert f["assured"] and f["timeout_s"] == 120
@@ -291,9 +296,9 @@ def test_configured_timeout_is_used():
 
 def test_incremental_expiry_does_bounded_work_and_removes_every_expired_flow():
     ct = Conntrack(256)
-    pkts = [Ether() / IP(src=C, dst=V) / UDP(sport=1000 + i, dport=53) for i in range(100)]
+    pkts = [eth() / IP(src=C, dst=V) / UDP(sport=1000 + i, dport=53) for i in range(100)]
     run(ct, pkts, now_ns=0)
-    keep = [Ether() / IP(src=C, dst=V) / UDP(sport=5000 + i, dport=53) for i in range(10)]
+    keep = [eth() / IP(src=C, dst=V) / UDP(sport=5000 + i, dport=53) for i in range(10)]
     run(ct, keep, now_ns=20 * S)
     assert len(ct) == 110
     removed = ct.expire(40 * S, max_work=16)
@@ -310,7 +315,7 @@ def test_incremental_expiry_does_bounded_work_and_removes_every_expired_flow():
 def udp(i, src="10.1.0.0"):
     base = int.from_bytes(bytes(map(int, src.split("."))), "big")
     s = ".".join(str((base + i) >> k & 255) for k in (24, 16, 8, 0))
-    return Ether() / IP(src=s, dst=V) / UDP(sport=1000, dport=53)
+    return eth() / IP(src=s, dst=V) / UDP(sport=1000, dport=53)
 
 
 def test_full_table_evicts_the_oldest_non_assured_flow_first():
@@ -318,7 +323,7 @@ def test_full_table_evicts_the_oldest_non_assured_flow_first():
     for i in range(4):
         run(ct, [udp(i)], now_ns=i * S)
     # flow 1 gets a reply: assured, never evicted before the others
-    run(ct, [Ether() / IP(src=V, dst="10.1.0.1") / UDP(sport=53, dport=1000)], now_ns=5 * S)
+    run(ct, [eth() / IP(src=V, dst="10.1.0.1") / UDP(sport=53, dport=1000)], now_ns=5 * S)
     order = ct.unassured_order()
     assert len(order) == 3
     origins = lambda: {f["orig"][0] for f in ct.flows()}
@@ -332,7 +337,7 @@ def test_full_table_evicts_the_oldest_non_assured_flow_first():
 def test_full_table_of_assured_flows_refuses_new_flows_with_a_reason():
     ct = Conntrack(2)
     for i in range(2):
-        run(ct, [udp(i), Ether() / IP(src=V, dst=f"10.1.0.{i}") / UDP(sport=53, dport=1000)], now_ns=S)
+        run(ct, [udp(i), eth() / IP(src=V, dst=f"10.1.0.{i}") / UDP(sport=53, dport=1000)], now_ns=S)
     b = run(ct, [udp(7)], now_ns=2 * S)
     m = b.meta[0]
     assert (m["verdict"], m["stage"], m["reason"]) == (Verdict.DROP, Stage.CONNTRACK, Reason.CT_TABLE_FULL)
@@ -375,8 +380,8 @@ def test_syn_flood_of_five_times_capacity_keeps_established_flows_and_memory_fla
 def test_same_batch_a_and_aaaa_queries_share_one_flow_and_translation():
     """glibc sends A and AAAA from one socket back to back (kubernetes#56903)."""
     ct = Conntrack(64)
-    q_a = Ether() / IP(src="10.244.1.7", dst="10.96.0.10") / UDP(sport=40000, dport=53) / Raw(b"A-query")
-    q_aaaa = Ether() / IP(src="10.244.1.7", dst="10.96.0.10") / UDP(sport=40000, dport=53) / Raw(b"AAAA-query")
+    q_a = eth() / IP(src="10.244.1.7", dst="10.96.0.10") / UDP(sport=40000, dport=53) / Raw(b"A-query")
+    q_aaaa = eth() / IP(src="10.244.1.7", dst="10.96.0.10") / UDP(sport=40000, dport=53) / Raw(b"AAAA-query")
     specs = [{"flags": DNAT, "dnat": "10.244.2.2", "dnat_port": 53, "backend": 1},
              {"flags": DNAT, "dnat": "10.244.3.3", "dnat_port": 53, "backend": 2}]
     b = run(ct, [q_a, q_aaaa], specs=specs, now_ns=S)
@@ -386,7 +391,7 @@ def test_same_batch_a_and_aaaa_queries_share_one_flow_and_translation():
     assert Ether(b.packet(0))[IP].dst == Ether(b.packet(1))[IP].dst == "10.244.2.2"
     assert ct.counters()["create_hits"] == 1
     # both answers come back to the client from the service address
-    ans = [Ether() / IP(src="10.244.2.2", dst="10.244.1.7") / UDP(sport=53, dport=40000) / Raw(x)
+    ans = [eth() / IP(src="10.244.2.2", dst="10.244.1.7") / UDP(sport=53, dport=40000) / Raw(x)
            for x in (b"A-answer", b"AAAA-answer")]
     b2 = run(ct, ans, now_ns=S)
     for i in range(2):
@@ -401,7 +406,7 @@ def _nat_flows(ct):
     for i, (proto_pkt, svc) in enumerate([(UDP, 7), (UDP, 7), (TCP, 8)]):
         be = "10.244.0.5" if i < 2 else "10.244.0.6"
         l4 = UDP(sport=100 + i, dport=53) if proto_pkt is UDP else TCP(sport=100 + i, dport=53, flags="S")
-        run(ct, [Ether() / IP(src="10.0.0.1", dst="10.96.0.10") / l4],
+        run(ct, [eth() / IP(src="10.0.0.1", dst="10.96.0.10") / l4],
             spec={"flags": DNAT, "dnat": be, "dnat_port": 5353, "svc_port": svc}, now_ns=S)
 
 
@@ -422,7 +427,7 @@ def test_flush_by_service_port_address_and_all():
     _nat_flows(ct)
     assert ct.flush_address("10.96.0.10", proto=6) == 1
     assert ct.flush_all() == 2 and len(ct) == 0
-    b = run(ct, [Ether() / IP(src="10.0.0.1", dst="10.96.0.10") / UDP(sport=100, dport=53)])
+    b = run(ct, [eth() / IP(src="10.0.0.1", dst="10.96.0.10") / UDP(sport=100, dport=53)])
     assert state_of(b) == CtState.NEW
 
 
@@ -434,7 +439,7 @@ def _frags(src, dst, ident, payload=b"z" * 64):
     b = raw(whole[UDP])
     first = IP(src=src, dst=dst, id=ident, flags="MF", frag=0, proto=17) / Raw(b[:32])
     later = IP(src=src, dst=dst, id=ident, flags=0, frag=4, proto=17) / Raw(b[32:])
-    return Ether() / first, Ether() / later, whole
+    return eth() / first, eth() / later, whole
 
 
 def test_later_fragments_of_a_translated_flow_are_translated_by_ip_id():
@@ -520,3 +525,27 @@ def test_index_stays_consistent_under_random_inserts_and_deletes(ops, cap):
         for y in live:
             assert ct.lookup(17, 0x0A000000 + y, 0x0B000001, y, 80)[0] is not None
             assert ct.lookup(17, 0x0B000001, 0x0A000000 + y, 80, y)[1] == 1
+
+
+def test_ipv6_later_fragments_follow_their_first_fragment():
+    from scapy.all import IPv6ExtHdrFragment
+    whole = IPv6(src="fd00::1", dst="fd00:96::10") / UDP(sport=3333, dport=53) / Raw(b"q" * 64)
+    whole = IPv6(raw(whole))
+    data = raw(whole[UDP])
+    first = eth() / IPv6(src="fd00::1", dst="fd00:96::10") / IPv6ExtHdrFragment(id=0xABCDEF, m=1, offset=0, nh=17) / Raw(data[:40])
+    later = eth() / IPv6(src="fd00::1", dst="fd00:96::10") / IPv6ExtHdrFragment(id=0xABCDEF, m=0, offset=5, nh=17) / Raw(data[40:])
+    ct = Conntrack(16)
+    b = run(ct, [first, later], spec={"flags": DNAT, "dnat": "fd00:244::5", "dnat_port": 5353}, now_ns=S)
+    assert list(b.meta["verdict"][:2]) == [Verdict.PENDING] * 2
+    assert b.meta[0]["flow_id"] == b.meta[1]["flow_id"] != NO_FLOW
+    o1, o2 = Ether(b.packet(0)), Ether(b.packet(1))
+    assert o1[IPv6].dst == o2[IPv6].dst == "fd00:244::5"
+    payload = raw(o1[IPv6ExtHdrFragment].payload) + raw(o2[IPv6ExtHdrFragment].payload)
+    re = IPv6(src=o1[IPv6].src, dst=o1[IPv6].dst) / UDP(payload)
+    chk = re[UDP].chksum
+    del re[UDP].chksum
+    assert IPv6(raw(re))[UDP].chksum == chk and re[UDP].dport == 5353
+    # a later fragment with an unknown identification has no flow
+    stray = eth() / IPv6(src="fd00::1", dst="fd00:96::10") / IPv6ExtHdrFragment(id=1, m=0, offset=5, nh=17) / Raw(data[40:])
+    b = run(ct, [stray], now_ns=S)
+    assert b.meta[0]["reason"] == Reason.FRAG_NO_FLOW
