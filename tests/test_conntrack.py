@@ -549,3 +549,20 @@ def test_ipv6_later_fragments_follow_their_first_fragment():
     stray = eth() / IPv6(src="fd00::1", dst="fd00:96::10") / IPv6ExtHdrFragment(id=1, m=0, offset=5, nh=17) / Raw(data[40:])
     b = run(ct, [stray], now_ns=S)
     assert b.meta[0]["reason"] == Reason.FRAG_NO_FLOW
+
+
+def test_flows_print_like_conntrack_list():
+    from kdp.conntrack import format_flows, NAT_DNAT
+    ct = Conntrack(16)
+    run(ct, [tcp("10.0.0.1", "10.96.0.1", 4000, 80, "S")], spec={"flags": NAT_DNAT, "dnat": "10.244.0.9",
+                                                             "dnat_port": 8080, "svc_port": 3}, now_ns=S)
+    run(ct, [tcp("10.244.0.9", "10.0.0.1", 8080, 4000, "SA")], now_ns=S)
+    run(ct, [tcp("10.0.0.1", "10.96.0.1", 4000, 80, "A")], now_ns=2 * S)
+    run(ct, [eth() / IP(src="10.0.0.1", dst="10.0.0.3") / UDP(sport=5, dport=53)], now_ns=2 * S)
+    lines = format_flows(ct, now_ns=2 * S)
+    assert lines[0] == ("tcp       6 432000 ESTABLISHED src=10.0.0.1 dst=10.96.0.1 sport=4000 dport=80 "
+                        "packets=2 bytes=80 src=10.244.0.9 dst=10.0.0.1 sport=8080 dport=4000 packets=1 "
+                        "bytes=40 [ASSURED] svc_port=3")
+    assert lines[1].startswith("udp      17 30 src=10.0.0.1 dst=10.0.0.3 sport=5 dport=53 packets=1 bytes=28 "
+                               "[UNREPLIED] src=10.0.0.3")
+    assert format_flows(ct, limit=1) == format_flows(ct)[:1]
