@@ -278,6 +278,8 @@ cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil:
         if not (f.flags & FL_NAT):
             continue
         pkt = b.buf + p.off
+        if p.l3_off + (20 if p.ip_ver == 4 else 40) > p.len:
+            continue            # no IP header to rewrite (cannot come from the parser)
         kind = ct_pkt_key(p, pkt, &k)
         ct_flow_key(f, 0, &o)
         ct_flow_key(f, 1, &r)
@@ -301,6 +303,9 @@ cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil:
             drop(p, ST_NAT, R_CT_INVALID)
             continue
         if kind == K_ERROR:
+            if p.quote_off + (20 if p.ip_ver == 4 else 40) > p.len or p.l4_off + 8 > p.len:
+                drop(p, ST_NAT, R_CT_INVALID)   # a quote we cannot rewrite: never leak it
+                continue
             _nat_error(p, pkt, &r if d else &o, &o if d else &r)
         else:
             nat_rewrite(p, pkt, &k, &o if d else &r, kind == K_FRAG)
