@@ -86,7 +86,10 @@ import threading
 import numpy as np
 cimport numpy as cnp
 cimport cython
-from cpython.long cimport PyLong_AsUnsignedLong
+from cpython.long cimport PyLong_AsUnsignedLongLongMask
+
+cdef extern from "Python.h":
+    size_t _PyLong_NumBits(object v) except? <size_t>-1
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset, memcpy, memmove
@@ -1553,9 +1556,10 @@ cdef class Lpm6(_LpmBase):
 
     def lookup(self, addr):
         """Longest-prefix match of one address (128-bit int, str, IPv6Address)."""
-        if type(addr) is not int or not 0 <= addr < (1 << 128):
+        if type(addr) is not int or addr < 0 or _PyLong_NumBits(addr) > 128:
             addr = _addr(addr, 128)
-        return _look6(self.root, <uint64_t>(addr >> 64), <uint64_t>(addr & 0xFFFFFFFFFFFFFFFF))
+        return _look6(self.root, PyLong_AsUnsignedLongLongMask(addr >> 64),
+                      PyLong_AsUnsignedLongLongMask(addr))
 
     def lookup_batch(self, addrs, out=None):
         """(n, 16) uint8 (network order) or (n, 2) uint64 (host-order hi, lo)
