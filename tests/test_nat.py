@@ -6,6 +6,8 @@ must come back as the exact inverse of what the client sent.
 """
 import ipaddress
 
+import numpy as np
+
 import pytest
 from hypothesis import given, settings, strategies as st, assume
 from scapy.all import (
@@ -329,3 +331,47 @@ def test_icmp_error_quoting_no_tracked_flow_is_left_alone():
     b = run(ct, [err])
     assert state_of(b) == CtState.NONE and b.meta[0]["flow_id"] == NO_FLOW
     assert b.packet(0) == raw(err) and len(ct) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(seeds=st.lists(st.tuples(st.sampled_from(["tcp", "udp", "sctp", "echo"]), st.sampled_from([4, 6]),
+                                st.integers(0, 200), st.integers(0, 255), st.integers(1, 120)),
+                      min_size=1, max_size=12),
+       flags=st.integers(0, 7))
+def test_damaged_packets_never_crash_and_end_pending_or_dropped_with_a_reason(seeds, flags):
+    """Valid packets with one byte changed and the tail cut: whatever the parser lets
+    through, conntrack and NAT handle without crashing or writing outside the packet."""
+    from kdp._fast.packet import Batch
+    from kdp._fast.parse import parse
+    from kdp._fast.nat import nat
+    ct = Conntrack(8)
+    b = Batch(len(seeds) * 2)
+    originals = []
+    for proto, ver, pos, val, cut in seeds:
+        a, z = ("10.0.0.1", "10.96.0.1") if ver == 4 else ("fd00::1", "fd00:96::1")
+        good = raw(build(ver, proto, a, z, 1234, 80, b"x" * 20))
+        bad = bytearray(good)
+        bad[14 + pos % (len(good) - 14)] = val
+        for fr in (good, bytes(bad[: max(15, len(bad) - cut)])):
+            b.append(fr)
+            originals.append(fr)
+    parse(b)
+    ct.lookup_batch(b, S)
+    spec = {"flags": flags, "dnat": "10.244.0.5", "snat": "192.168.0.1", "dnat_port": 8080,
+            "snat_ports": (40000, 40003)}
+    spec6 = {"flags": flags, "dnat": "fd00:244::5", "snat": "fd00:192::1", "dnat_port": 8080,
+             "snat_ports": (40000, 40003)}
+    for i in range(len(b)):
+        m = b.meta[i]
+        if m["verdict"] == Verdict.PENDING and m["ct_state"] == CtState.NEW:
+            ct.create(b, i, spec if m["ip_ver"] == 4 else spec6, S)
+    nat(ct, b)
+    inside = np.zeros(b.buffer.size, bool)
+    for i in range(len(b)):
+        m = b.meta[i]
+        assert m["verdict"] in (Verdict.PENDING, Verdict.DROP)
+        if m["verdict"] == Verdict.DROP:
+            assert m["reason"] != 0
+        inside[int(m["off"]): int(m["off"]) + int(m["len"])] = True
+    # nothing was written outside the packets (the buffer starts zeroed)
+    assert not np.any(b.buffer[~inside])
