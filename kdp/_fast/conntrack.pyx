@@ -26,8 +26,9 @@ Sets ``flow_id`` and ``ct_state``:
   CT_NEW          miss (flow_id NO_ID): the slow path decides
   CT_NONE         untrackable (not IP, ICMP informational other than echo,
                   ICMP error quoting no tracked flow)
-Advances TCP state, counts packets/bytes per direction, refreshes the flow
-(last-seen = now_ns). Later fragments find their flow by IP ID (fragment
+Also sets ``svc_port`` from the flow (the service-port id it was created for,
+NO_ID when none). Advances TCP state, counts packets/bytes per direction,
+refreshes the flow (last-seen = now_ns). Later fragments find their flow by IP ID (fragment
 table filled from first fragments). Drops (stage ST_CONNTRACK): R_CT_INVALID
 only when ``drop_invalid`` is set. Next: service (CT_NEW) / nat.
 
@@ -46,7 +47,24 @@ a later fragment whose first fragment was not seen).
 
 Expiry ``ct_expire(ct, now_ns, max_work)``: a clock hand over the flow
 records, at most max_work records per call; expired flows met by a lookup are
-removed on the spot too. Never a stop-the-world sweep.
+removed on the spot too. Never a stop-the-world sweep. Call it between
+batches (after NAT): it starts a new batch epoch.
+
+Batch epochs: every flow a packet of the current batch refers to is stamped
+with the batch's epoch; early drop and expiry never remove such a flow (its
+id is in a packet's metadata, and NAT will read it). ct_lookup_batch and
+ct_expire start new epochs.
+
+Early drop: when the table is full, the oldest non-assured flow goes (the
+FIFO of non-assured flows, in creation order; flows that become assured leave
+it). If none can go, up to 256 records are swept for expired flows; else the
+new flow is refused with R_CT_TABLE_FULL. Assured = replied (UDP, ICMP,
+others), or TCP established after a reply was seen.
+
+Not modelled (known gaps): TCP sequence-window tracking (Linux's
+tcp_in_window: out-of-window packets are not detected, only packets whose
+flags fit no state), the SCTP state machine (SCTP flows use one timeout),
+connection-tracking helpers (FTP, SIP, ...).
 """
 import ipaddress
 
