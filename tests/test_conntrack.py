@@ -566,3 +566,13 @@ def test_flows_print_like_conntrack_list():
     assert lines[1].startswith("udp      17 30 src=10.0.0.1 dst=10.0.0.3 sport=5 dport=53 packets=1 bytes=28 "
                                "[UNREPLIED] src=10.0.0.3")
     assert format_flows(ct, limit=1) == format_flows(ct)[:1]
+
+
+def test_flow_record_keeps_the_ipv4_fast_path_in_its_first_cache_line():
+    from kdp._fast.conntrack import flow_layout
+    lay = flow_layout()
+    assert lay.pop("sizeof") == 128
+    assert lay.pop("a6") == 64            # IPv6 addresses: the second line
+    # everything a lookup of an IPv4 flow reads or writes sits in bytes 0..63
+    assert all(off < 64 for off in lay.values()), lay
+    assert lay["bytes_lo"] + 8 <= 64

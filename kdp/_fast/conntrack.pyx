@@ -1557,3 +1557,20 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             out[c] = fid
 
 TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}
+
+cdef ct_flow_t _probe_flow
+
+
+def flow_layout():
+    """{field: byte offset} of ct_flow_t plus "sizeof" (tests check the cache-line plan)."""
+    cdef ct_flow_t* f = &_probe_flow
+    base = <size_t>f
+    return {
+        "a4": <size_t>&f.a4[0] - base, "port": <size_t>&f.port[0] - base,
+        "proto": <size_t>&f.proto - base, "state": <size_t>&f.state - base,
+        "flags": <size_t>&f.flags - base, "epoch": <size_t>&f.epoch - base,
+        "last_ns": <size_t>&f.last_ns - base, "svc_port": <size_t>&f.svc_port - base,
+        "backend": <size_t>&f.backend - base, "pkts_lo": <size_t>&f.pkts_lo[0] - base,
+        "bytes_lo": <size_t>&f.bytes_lo[0] - base, "a6": <size_t>&f.a6[0] - base,
+        "sizeof": sizeof(ct_flow_t),
+    }
