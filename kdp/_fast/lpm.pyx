@@ -313,16 +313,18 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
                   uint32_t *out, size_t n, int pf) noexcept nogil:
     # One lookup per iteration, independent of each other, so the core keeps
-    # many in flight; the chunk root of the address PF ahead is prefetched
-    # (its root entry is an L2 hit) so its first miss overlaps this work.
+    # many in flight.  For tables bigger than the L2 (pf) the chunk root of the
+    # address PF ahead is prefetched, two lines (header and most leaves), its
+    # root entry being an L2 hit, so those misses overlap this work.
     cdef size_t i
-    cdef size_t m = n - PF if n > PF else 0
+    cdef size_t m = n - PF if (pf and n > PF) else 0
     cdef uint32_t a
-    if not pf:
-        m = 0
+    cdef const char *c
     for i in range(m):
         a = kdp_load32(base + (i + PF) * stride)
-        kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK)))
+        c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK))
+        kdp_prefetch(c)
+        kdp_prefetch(c + 64)
         out[i] = _look4(rt, kdp_load32(base + i * stride))
     for i in range(m, n):
         out[i] = _look4(rt, kdp_load32(base + i * stride))
