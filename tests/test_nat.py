@@ -375,3 +375,43 @@ def test_damaged_packets_never_crash_and_end_pending_or_dropped_with_a_reason(se
         inside[int(m["off"]): int(m["off"]) + int(m["len"])] = True
     # nothing was written outside the packets (the buffer starts zeroed)
     assert not np.any(b.buffer[~inside])
+
+
+@settings(max_examples=60, deadline=None)
+@given(ver=st.sampled_from([4, 6]), proto=st.sampled_from(["tcp", "udp", "echo"]),
+       hosts=st.lists(st.integers(1, 2 ** 32 - 1), min_size=5, max_size=5, unique=True),
+       do_dnat=st.booleans(), do_snat=st.booleans(), snat_port=st.booleans(),
+       short=st.booleans(), about_reply=st.booleans(), kind=st.integers(0, 2))
+def test_icmp_errors_for_random_translations_restore_the_quoted_packet(
+        ver, proto, hosts, do_dnat, do_snat, snat_port, short, about_reply, kind):
+    client, vip, backend, node, router = (addr(ver, h if ver == 4 else h << 64) for h in hosts)
+    flags = (DNAT if do_dnat else 0) | (SNAT if do_snat else 0) | (SNAT_PORT if snat_port else 0)
+    spec = {"flags": flags, "dnat": backend, "dnat_port": 8443, "snat": node, "snat_ports": (50000, 50009)}
+    ct = Conntrack(16)
+    orig = build(ver, proto, client, vip, 5555, 443, b"payload!")
+    fwd = Ether(run(ct, [orig], spec=spec, now_ns=S).packet(0))
+    s, d, sp, dp = tuple_of(fwd)
+    rep = build(ver, proto, d, s, dp, sp, b"answer!!", reply=True)
+    if about_reply:     # an error about the translated reply, on its way to the client
+        quoted, sent_as, to = Ether(run(ct, [rep], now_ns=S).packet(0)), rep, vip
+    else:               # an error about the translated packet, on its way to the backend
+        quoted, sent_as, to = fwd, orig, s
+    q = raw(l3(quoted))
+    q = q[: (28 if ver == 4 else 48)] if short else q
+    if ver == 4:
+        err = eth() / IP(src=router, dst=to) / ICMP(**ERRORS4[kind][1]) / Raw(q)
+    else:
+        err = eth() / IPv6(src=router, dst=to) / ERRORS6[kind][1].copy() / Raw(q)
+    b = run(ct, [err], now_ns=2 * S)
+    assert state_of(b) == CtState.RELATED and b.meta[0]["verdict"] == Verdict.PENDING
+    out = Ether(b.packet(0))
+    inner = raw(out[ICMP].payload) if ver == 4 else raw(out[IPv6].payload)[8:]
+    want = raw(l3(sent_as))
+    assert inner == want[: len(inner)] and len(inner) == len(q)
+    # the error now goes to whoever sent the quoted packet
+    assert str(ipaddress.ip_address(l3(out).dst)) == str(ipaddress.ip_address(l3(sent_as).src))
+    _check_icmp_checksums(b.packet(0), ver)
+    if ver == 4:
+        ref = out.copy()
+        ref[IP].chksum = None
+        assert Ether(raw(ref))[IP].chksum == out[IP].chksum
