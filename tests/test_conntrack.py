@@ -576,3 +576,27 @@ def test_flow_record_keeps_the_ipv4_fast_path_in_its_first_cache_line():
     # everything a lookup of an IPv4 flow reads or writes sits in bytes 0..63
     assert all(off < 64 for off in lay.values()), lay
     assert lay["bytes_lo"] + 8 <= 64
+
+
+def test_reopen_and_reply_in_one_batch_share_the_new_flow():
+    """The first packet removes the old flow while later packets of the batch were
+    already probed: they must not use stale index positions."""
+    ct = Conntrack(16)
+    tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A"), ("o", "FA"), ("r", "FA"), ("o", "A")])
+    others = [tcp(f"10.0.1.{i}", V, 7000 + i, 80, "S") for i in range(30)]   # fill the pipeline
+    b = run(ct, [tcp(C, V, 5555, 80, "S")] + others + [tcp(V, C, 80, 5555, "SA")], now_ns=50 * S)
+    assert state_of(b, 0) == CtState.NEW and state_of(b, 31) == CtState.REPLY
+    assert b.meta[0]["flow_id"] == b.meta[31]["flow_id"]
+    f = ct.flow(int(b.meta[0]["flow_id"]))
+    assert f["state"] == "SYN_RECV" and f["packets"] == (1, 1)
+
+
+def test_expired_flow_met_twice_in_one_batch_is_replaced_once():
+    ct = Conntrack(64)
+    p = eth() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
+    run(ct, [p], now_ns=0)
+    fill = [eth() / IP(src=f"10.0.2.{i}", dst=V) / UDP(sport=2, dport=53) for i in range(30)]
+    b = run(ct, [p] + fill + [p], now_ns=100 * S)
+    assert state_of(b, 0) == CtState.NEW and state_of(b, 31) == CtState.ESTABLISHED
+    assert b.meta[0]["flow_id"] == b.meta[31]["flow_id"]
+    assert ct.counters()["expiries"] == 1 and len(ct) == 31
