@@ -331,7 +331,7 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef enum:
-    LANES = 16                # IPv6 batch: lookups walking the trie side by side
+    LANES = 32                # IPv6 batch: lookups walking the trie side by side
     LANES_MIN_BYTES = 4 << 20 # ... when the chunks outgrow the caches
 
 
