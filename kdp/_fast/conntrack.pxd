@@ -159,6 +159,8 @@ ctypedef struct ct_table_t:
     uint32_t epoch          # batches looked up
     uint64_t mutations      # flow deletions (index entries may have moved)
     uint64_t seed
+    uint64_t clock          # newest packet time seen, for CT_PACKET_CLOCK
+    uint64_t clock_base     # ... as it was when the current batch began
     uint64_t timeout_ns[N_TIMEOUTS]
     uint64_t c[N_CT_COUNTERS]
 
@@ -171,6 +173,15 @@ ctypedef struct flush_t:
     uint16_t port
     uint32_t addr[4]
     uint32_t svc_port
+
+
+# now_ns value that asks the stages to age flows by each packet's own timestamp
+# (replay): time is max(newest seen, ts_ns), so it never runs backwards.
+cdef extern from *:
+    """
+    #define KDP_CT_PACKET_CLOCK 0xFFFFFFFFFFFFFFFFull
+    """
+    const uint64_t CT_PACKET_CLOCK "KDP_CT_PACKET_CLOCK"
 
 
 cdef class Conntrack:

@@ -15,6 +15,9 @@ deletion by backward shift (no tombstones).
 
 Stage ``ct_lookup_batch(ct, b, now_ns)`` (Python: ``Conntrack.lookup_batch``)
 ---------------------------------------------------------------------------
+Time: ``now_ns``, or with ``now_ns = CT_PACKET_CLOCK`` (Python ``PACKET_CLOCK``)
+each packet's own timestamp, never running backwards (replay: a flow ages by the
+gaps between its packets even inside one batch). ``ct_create`` takes the same.
 Reads every V_PENDING IP packet's tuple (ip_ver, proto, src/dst, sport/dport,
 tcp_flags, icmp_type/icmp_id, frag/frag_id, quote fields q_* of ICMP errors).
 Sets ``flow_id`` and ``ct_state``:
@@ -843,6 +846,15 @@ cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept no
     kdp_prefetch(&t.index[_home(t, _key_hash(t, &r))])
 
 
+cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) noexcept nogil:
+    # A packet's time is its timestamp, but never before what earlier batches saw.
+    if now_ns != CT_PACKET_CLOCK:
+        return now_ns
+    if p.ts_ns > t.clock:
+        t.clock = p.ts_ns
+    return p.ts_ns if p.ts_ns > t.clock_base else t.clock_base
+
+
 cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
     # A software pipeline over the batch (as VPP's dual/quad loops, deeper):
     # packet j computes its key and hash and prefetches its home slot; packet
@@ -859,6 +871,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     cdef pkt_meta_t* p
     t.epoch += 1
     t.epoch16 = <uint16_t>t.epoch
+    t.clock_base = t.clock
     for j in range(n + 2 * DIST):
         if j < n:
             r = j & (RING - 1)
@@ -892,7 +905,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
             if (kinds[r] == K_FLOW or kinds[r] == K_ERROR) and muts[r] != t.mutations:
                 pos[r] = _home(t, hs[r])    # the index moved since the probe
             t.c[C_LOOKUPS] += 1
-            _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], now_ns)
+            _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], _now(t, p, now_ns))
             if p.ct_state == CT_NEW:
                 t.c[C_MISSES] += 1
                 if kinds[r] == K_FLOW:
@@ -1032,6 +1045,7 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
         return NO_ID
     if p.flow_id != NO_ID and p.ct_state != CT_NEW:
         return p.flow_id
+    now_ns = _now(t, p, now_ns)
     pkt = b.buf + p.off
     kind = ct_pkt_key(p, pkt, &k)
     if kind == K_NONE:
@@ -1178,6 +1192,9 @@ cdef void _fill_spec(nat_spec_t* s, object spec) except *:
     s.svc_port = NO_ID if sp is None else sp
     be = get("backend")
     s.backend = NO_ID if be is None else be
+
+
+PACKET_CLOCK = CT_PACKET_CLOCK
 
 
 cdef class Conntrack:

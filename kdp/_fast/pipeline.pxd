@@ -25,7 +25,8 @@ cdef class Pipeline:
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
     cdef readonly uint64_t packets
-    cdef readonly uint64_t clock_ns         # conntrack time: newest timestamp seen
+    cdef readonly uint64_t clock_ns         # newest time seen (expiry runs on it)
+    cdef uint64_t ct_now                    # time handed to conntrack (CT_PACKET_CLOCK: per packet)
     cdef public bint packet_clock           # True: time from packet timestamps (replay)
     cdef object nf_scratch                  # new_flow_t per packet of a batch
     cdef new_flow_t* nf

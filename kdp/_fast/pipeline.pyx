@@ -10,9 +10,10 @@ packet once to counters[stage, reason] and verdicts[verdict], so the counters of
 a run add up to the packets that came in. (NetworkPolicy and encapsulation slot
 in between new flows/NAT and route as they land; see DESIGN.md.)
 
-Time: conntrack runs on `clock_ns`, the newest packet timestamp seen so far
-(replay: reproducible) or, with packet_clock False, the caller's monotonic
-clock passed to run(). It never goes backwards.
+Time: with packet_clock (replay) conntrack ages flows by each packet's own
+timestamp, never running backwards, so a replay is reproducible; otherwise by
+the caller's monotonic clock passed to run(). `clock_ns` is the newest time seen
+(expiry runs on it between batches).
 
 Tables are swapped whole between batches (`swap`): a batch never sees half of
 a configuration change. Conntrack is not swapped: established flows keep their
@@ -28,6 +29,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_R
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
+                                  CT_PACKET_CLOCK,
                                   ct_find, ct_pkt_key, K_FLOW)
 from kdp._fast.nat cimport nat_batch
 from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choose, svc_prefetch,
@@ -111,14 +113,14 @@ cdef class Pipeline:
                 # an ICMP error about a flow an earlier packet of this batch created:
                 # the fast path looked before the flow existed; ct_create looks again
                 # (it never creates a flow for an error)
-                ct_create(self.conntrack, b, i, NULL, self.clock_ns)
+                ct_create(self.conntrack, b, i, NULL, self.ct_now)
                 continue
             if p.ct_state != CT_NEW:
                 continue
             if created and self._known_now(b, p):
                 # a reply (or repeat) of a flow an earlier packet of this batch created:
                 # conntrack decides it, never the service frontends
-                ct_create(self.conntrack, b, i, NULL, self.clock_ns)
+                ct_create(self.conntrack, b, i, NULL, self.ct_now)
                 continue
             res = SVC_MISS
             if st != NULL:
@@ -136,7 +138,7 @@ cdef class Pipeline:
                 p.svc_port = spec.svc_port
             if self.conntrack is not None:
                 if ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL,
-                             self.clock_ns) != NO_ID:
+                             self.ct_now) != NO_ID:
                     created = True
 
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil:
@@ -176,21 +178,21 @@ cdef class Pipeline:
                 decap_batch(b, tunnels, self.vxlan_port)
             routes.classify_ingress(b)
             if self.packet_clock:
+                self.ct_now = CT_PACKET_CLOCK
                 for i in range(b.count):
                     if b.m[i].ts_ns > self.clock_ns:
                         self.clock_ns = b.m[i].ts_ns
-            elif now_ns > self.clock_ns:
-                self.clock_ns = now_ns
+            else:
+                if now_ns > self.clock_ns:
+                    self.clock_ns = now_ns
+                self.ct_now = self.clock_ns
         if log is not None:
             log.capture_orig(b)
         with nogil:
             if ct is not None:
-                ct_lookup_batch(ct, b, self.clock_ns)
+                ct_lookup_batch(ct, b, self.ct_now)
             self.new_flows(b)
             if ct is not None:
-                for i in range(b.count):
-                    if b.m[i].flow_id != NO_ID:     # the service a flow was created for
-                        b.m[i].svc_port = ct.t.flows[b.m[i].flow_id].svc_port
                 nat_batch(ct, b)
             routes.route_batch(b)
             self.account(b)
