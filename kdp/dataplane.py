@@ -7,6 +7,8 @@
 A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
 """
+import numpy as np
+
 from kdp._fast.conntrack import Conntrack
 from kdp._fast.decap import TunnelEndpoints
 from kdp._fast.pipeline import Pipeline
@@ -16,6 +18,8 @@ from kdp.control import Cluster, compile as compile_cluster
 from kdp.control import addr
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
+
+NO_ID = 0xFFFFFFFF
 
 _DEFAULT_ROUTES = (Route("0.0.0.0/0", RouteKind.RT_UPLINK, UPLINK, note="default"),
                    Route("::/0", RouteKind.RT_UPLINK, UPLINK, note="default"))
@@ -99,6 +103,12 @@ def removed_backends(old, new):
             if proto == 17 or ip not in listed}
 
 
+def service_renumbering(old, new):
+    """uint32 array: old service-port id -> new id (NO_ID where the service-port is gone)."""
+    new_ids = {(r.name, r.ip_ver): r.id for r in new.records}
+    return np.array([new_ids.get((r.name, r.ip_ver), NO_ID) for r in old.records], dtype=np.uint32)
+
+
 def listed_addresses(cluster):
     """Every address any endpoint of any Service lists, whatever its conditions."""
     return {ip for key in cluster.services for s in cluster.slices_for(key)
@@ -140,12 +150,15 @@ class Dataplane:
         tables = compile_cluster(Cluster.load(paths, node=node), previous=self.tables)
         routes = RouteTable(compile_routes(tables, self.ports))
         gone = removed_backends(self.tables, tables) if self.tables is not None else set()
+        renumbered = service_renumbering(self.tables, tables) if self.tables is not None else None
         if self.pipeline.conntrack is None:
             self.pipeline = Pipeline(routes, tables.service, conntrack_for(tables.cluster.config),
                                      vxlan_port=tables.cluster.config.vxlan_port,
                                      tunnels=tunnels_for(tables))
         else:
             self.pipeline.swap(routes, tables.service, tunnels_for(tables))
+        if renumbered is not None and self.pipeline.conntrack is not None:
+            self.pipeline.conntrack.renumber_services(renumbered)
         self.tables = tables
         self.notices = list(tables.cluster.notices)
         return self.flush_backends(gone)

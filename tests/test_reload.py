@@ -100,3 +100,16 @@ def test_invalid_snapshot_changes_nothing(tmp_path):
     assert data(h).dst == backend
     fresh = h.send(IP(src=CLIENT, dst="10.96.0.10") / TCP(sport=40001, dport=80, flags="S"))
     assert fresh.verdict == Verdict.FORWARD and fresh.dst in {(WEB1, 8080), (WEB2, 8080)}
+
+
+def test_established_flows_keep_naming_their_service_when_ids_are_renumbered(tmp_path):
+    both = [endpoint(WEB1, "node-1"), endpoint(WEB2, "node-2")]
+    h = Harness(tmp_path, web(both))
+    handshake(h)
+    assert data(h).service == "shop/web:http"
+    # a Service sorting before shop/web takes service-port id 0 on the next compile
+    earlier = service("aaa", [port("p", 7, 7)], namespace="default", cluster_ips=("10.96.0.5",))
+    h.reload(web(both) + [earlier])
+    assert h.dp.service_names()[0] == "default/aaa:p"
+    out = data(h)
+    assert (out.ct, out.service) == (CtState.ESTABLISHED, "shop/web:http")

@@ -1449,6 +1449,25 @@ cdef class Conntrack:
         q.svc_port = svc_port
         return self._run_flush(&q)
 
+    def renumber_services(self, mapping):
+        """Give every flow its service-port id under a new configuration.
+
+        `mapping[old id]` is the new id (NO_ID: the service-port is gone); ids past its
+        end become NO_ID. The control layer renumbers service-ports on a full compile;
+        flows keep their translation but must name the right service. O(flows), nogil.
+        """
+        cdef const uint32_t[::1] m = np.ascontiguousarray(mapping, dtype=np.uint32)
+        cdef Py_ssize_t n = m.shape[0]
+        cdef uint32_t fid, sp
+        cdef ct_flow_t* f
+        with nogil:
+            for fid in range(self.t.hwm):
+                f = &self.t.flows[fid]
+                if not (f.flags & FL_USED) or f.svc_port == NO_ID:
+                    continue
+                sp = f.svc_port
+                f.svc_port = m[sp] if sp < n else NO_ID
+
     cdef Py_ssize_t _run_flush(self, flush_t* q):
         cdef Py_ssize_t n
         with nogil:
