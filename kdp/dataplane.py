@@ -16,6 +16,7 @@ from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
 from kdp.control import addr
+from kdp.errors import ConfigError
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
 
@@ -109,6 +110,17 @@ def service_renumbering(old, new):
     return np.array([new_ids.get((r.name, r.ip_ver), NO_ID) for r in old.records], dtype=np.uint32)
 
 
+def _service_key(obj):
+    """(namespace, Service name) an EndpointSlice / Endpoints (mapping or model) belongs to."""
+    if not isinstance(obj, dict):
+        return (obj.namespace, obj.service)
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    if obj.get("kind") == "Endpoints":
+        return (namespace, meta.get("name"))
+    return (namespace, (meta.get("labels") or {}).get("kubernetes.io/service-name"))
+
+
 def listed_addresses(cluster):
     """Every address any endpoint of any Service lists, whatever its conditions."""
     return {ip for key in cluster.services for s in cluster.slices_for(key)
@@ -162,6 +174,42 @@ class Dataplane:
         self.tables = tables
         self.notices = list(tables.cluster.notices)
         return self.flush_backends(gone)
+
+    def update_endpoints(self, obj):
+        """Apply one new or changed EndpointSlice (or v1 Endpoints) without a full compile.
+
+        Only that Service's tables are rebuilt (cost independent of the number of
+        Services). Flows to backends it lost are flushed as on reload: UDP ones at
+        once, TCP/SCTP ones when the backend is gone. Returns the flows flushed.
+        ConfigError, changing nothing, for an invalid object.
+        """
+        if self.tables is None:
+            raise ConfigError("update_endpoints needs a data plane built from a snapshot")
+        before = self._backends_of(_service_key(obj))
+        removed = self.tables.update_endpoints(obj)
+        if not removed:
+            return 0
+        listed = listed_addresses(self.tables.cluster)
+        gone = set()
+        for _svc, ids in removed.items():
+            for bid in ids:
+                if bid in before:
+                    proto, ip, port = before[bid]
+                    if proto == 17 or ip not in listed:
+                        gone.add((proto, addr.format_ip(ip), port))
+        return self.flush_backends(gone)
+
+    def _backends_of(self, key):
+        """backend id -> (proto, ip, port) for the service-ports of one Service."""
+        out = {}
+        for sid in self.tables.by_service.get(key, ()):
+            proto = self.tables.records[sid].protocol
+            for local in (False, True):
+                for b in self.tables.backends(sid, local):
+                    ip = (4, int(b["a4"])) if int(b["ip_ver"]) == 4 else \
+                        (6, int.from_bytes(bytes(b["a6"]), "big"))
+                    out[int(b["id"])] = (proto, ip, int(b["port"]))
+        return out
 
     def flush_backends(self, backends):
         """Delete the flows translated to each (proto, address, port); returns how many."""

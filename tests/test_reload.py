@@ -113,3 +113,35 @@ def test_established_flows_keep_naming_their_service_when_ids_are_renumbered(tmp
     assert h.dp.service_names()[0] == "default/aaa:p"
     out = data(h)
     assert (out.ct, out.service) == (CtState.ESTABLISHED, "shop/web:http")
+
+
+def test_endpoint_update_flushes_udp_flows_of_the_removed_backend(tmp_path):
+    h = Harness(tmp_path, dns([endpoint(WEB1, "node-1"), endpoint(WEB2, "node-2")]))
+    first = query(h)
+    survivor = WEB2 if first.dst[0] == WEB1 else WEB1
+    changed = endpoint_slice("dns", [("dns", "UDP", 53)],
+                             [endpoint(survivor, "node-2" if survivor == WEB2 else "node-1")])
+    assert h.dp.update_endpoints(changed) == 1
+    again = query(h)
+    assert (again.ct, again.dst) == (CtState.NEW, (survivor, 53))
+
+
+def test_endpoint_update_keeps_tcp_flows_of_a_terminating_backend(tmp_path):
+    h = Harness(tmp_path, web([endpoint(WEB1, "node-1"), endpoint(WEB2, "node-2")]))
+    backend = handshake(h)
+    node = {WEB1: "node-1", WEB2: "node-2"}
+    other = WEB2 if backend[0] == WEB1 else WEB1
+    changed = endpoint_slice("web", [("http", "TCP", 8080)],
+                             [endpoint(backend[0], node[backend[0]], ready=False, serving=True,
+                                       terminating=True), endpoint(other, node[other])])
+    assert h.dp.update_endpoints(changed) == 0
+    assert data(h).dst == backend
+
+
+def test_invalid_endpoint_update_changes_nothing(tmp_path):
+    h = Harness(tmp_path, web([endpoint(WEB1, "node-1")]))
+    bad = endpoint_slice("web", [("http", "TCP", 99999)], [endpoint(WEB2, "node-2")])
+    with pytest.raises(ConfigError):
+        h.dp.update_endpoints(bad)
+    out = h.send(IP(src=CLIENT, dst="10.96.0.10") / TCP(sport=40001, dport=80, flags="S"))
+    assert out.dst == (WEB1, 8080)
