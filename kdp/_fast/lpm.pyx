@@ -283,6 +283,8 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
 #   uint64 lbm[4] @40  run starts of the leaves (child slots continue the run)
 #   uint32 lbase  @72  leaf of slot p: uint16 at c + 2 * (lbase + lcnt[w] + popcount(...))
 #   uint8  lcnt[4] @76
+# A node without children and with at most INLINE6 runs keeps its leaves in
+# bytes 0..35 instead (ccnt[0] = 0xFF marks it; otherwise ccnt[0] is 0).
 
 cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
     cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
@@ -296,6 +298,10 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
         p = <uint32_t>(cur >> 56)
         w = p >> 6
         s = p & 63
+        if (<const uint8_t *>(nd + 36))[0] == 0xFF:      # leaf-only node, leaves inline
+            lf = (<const uint16_t *>nd)[(<const uint8_t *>(nd + 76))[w] - 1
+                                        + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
+            break
         cw = (<const uint64_t *>nd)[w]
         if (cw >> s) & 1:
             nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
@@ -352,6 +358,7 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef enum:
+    INLINE6 = 18              # an IPv6 leaf-only node with at most this many runs keeps them inline
     LANES = 32                # IPv6 batch: lookups walking the trie side by side
     LANES_MIN_BYTES = 4 << 20 # ... when the chunks outgrow the caches
 
@@ -405,6 +412,14 @@ cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
             p = <uint32_t>(CUR[j] >> 56)
             w = p >> 6
             s = p & 63
+            if (<const uint8_t *>(nd + 36))[0] == 0xFF:
+                lf = (<const uint16_t *>nd)[(<const uint8_t *>(nd + 76))[w] - 1
+                                            + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
+                lf |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(lf == 0))
+                out[IX[j]] = rt.nh_value[lf]
+                IX[j] = <size_t>-1
+                done += 1
+                continue
             cw = (<const uint64_t *>nd)[w]
             if (cw >> s) & 1:
                 nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
@@ -628,6 +643,18 @@ cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
             lv[nruns] = <uint16_t>slots[p]
             nruns += 1
             prev = slots[p]
+    nd = x.nodes.p + idx * 80
+    if nch == 0 and nruns <= INLINE6:
+        # leaf-only node: its leaves live in the (unused) child half, so the
+        # last step of a walk reads no separate leaf line
+        memcpy(nd, lv, 2 * nruns)
+        (<uint8_t *>(nd + 36))[0] = 0xFF
+        memcpy(nd + 40, lbm, 32)
+        q = 0
+        for w in range(4):
+            (<uint8_t *>(nd + 76))[w] = <uint8_t>q
+            q += kdp_popcnt(lbm[w])
+        return 0
     if _reserve(&x.leaves, 2 * nruns, 2, &loff) < 0:
         return -1
     memcpy(x.leaves.p + loff, lv, 2 * nruns)
@@ -660,6 +687,7 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     first), then the uint16 leaves; off = offset of the root node."""
     cdef ctx6_t x
     cdef size_t root, hdr, i, nn, base
+    cdef char *nd
     cdef int err = 0
     memset(&x, 0, sizeof(x))
     if _reserve(&x.nodes, 80, 8, &root) < 0:
@@ -668,7 +696,9 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     if err == 0:
         nn = x.nodes.n // 80
         for i in range(nn):      # leaf indices count from the root node
-            (<uint32_t *>(x.nodes.p + i * 80 + 72))[0] += <uint32_t>(nn * 40) - 1
+            nd = x.nodes.p + i * 80
+            if (<uint8_t *>(nd + 36))[0] != 0xFF:
+                (<uint32_t *>(nd + 72))[0] += <uint32_t>(nn * 40) - 1
         if _reserve(b, 8 + x.nodes.n + x.leaves.n, 64, &hdr) < 0:
             err = -1
         else:
