@@ -77,6 +77,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t
 
+from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, NO_ID, V_PENDING,
     ST_CONNTRACK, ST_NAT, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
@@ -91,11 +92,6 @@ from kdp.errors import KdpError
 cnp.import_array()
 
 cdef enum:
-    P_ICMP = 1
-    P_TCP = 6
-    P_UDP = 17
-    P_ICMPV6 = 58
-    P_SCTP = 132
     S_IV = 20           # invalid transition
     S_IG = 21           # ignored (accepted, no state change)
     DIST = 12           # pipeline distance (packets) between stages
@@ -222,13 +218,6 @@ class ConntrackConfigError(KdpError):
 
 # ---------------------------------------------------------------- hashing
 
-cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
-    x ^= x >> 33
-    x *= 0xFF51AFD7ED558CCDULL
-    x ^= x >> 33
-    x *= 0xC4CEB9FE1A85EC53ULL
-    x ^= x >> 33
-    return x
 
 
 cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
@@ -237,11 +226,11 @@ cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept 
     cdef const uint64_t* s
     cdef const uint64_t* d
     if k.ver == 4:
-        return _mix(_mix(h) ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
+        return mix64(mix64(h) ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
     s = <const uint64_t*>k.src
     d = <const uint64_t*>k.dst
-    return _mix(_mix(h) ^ _mix(s[0] + 0x243F6A8885A308D3ULL) ^ (_mix(s[1] + 0x13198A2E03707344ULL) * 3)
-                ^ (_mix(d[0] + 0xA4093822299F31D0ULL) * 5) ^ (_mix(d[1] + 0x082EFA98EC4E6C89ULL) * 7))
+    return mix64(mix64(h) ^ mix64(s[0] + 0x243F6A8885A308D3ULL) ^ (mix64(s[1] + 0x13198A2E03707344ULL) * 3)
+                ^ (mix64(d[0] + 0xA4093822299F31D0ULL) * 5) ^ (mix64(d[1] + 0x082EFA98EC4E6C89ULL) * 7))
 
 
 cdef inline uint32_t _home(const ct_table_t* t, uint64_t h) noexcept nogil:
@@ -637,10 +626,10 @@ cdef inline uint32_t _ip_bytes(const pkt_meta_t* p, const uint8_t* pkt) noexcept
 # ---------------------------------------------------------------- fragments
 
 cdef inline uint32_t _frag_slot(const ct_table_t* t, const ct_key_t* k, uint32_t frag_id) noexcept nogil:
-    cdef uint64_t h = _mix(<uint64_t>frag_id ^ (<uint64_t>k.proto << 32) ^ t.seed)
-    h = _mix(h ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
+    cdef uint64_t h = mix64(<uint64_t>frag_id ^ (<uint64_t>k.proto << 32) ^ t.seed)
+    h = mix64(h ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
     if k.ver == 6:
-        h = _mix(h ^ ((<uint64_t>k.src[1] << 32) | k.dst[1]) ^ ((<uint64_t>k.src[2] << 32) | k.dst[2]) * 3
+        h = mix64(h ^ ((<uint64_t>k.src[1] << 32) | k.dst[1]) ^ ((<uint64_t>k.src[2] << 32) | k.dst[2]) * 3
                  ^ ((<uint64_t>k.src[3] << 32) | k.dst[3]) * 5)
     return <uint32_t>h & t.frag_mask
 

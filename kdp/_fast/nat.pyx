@@ -32,6 +32,7 @@ Next: route.
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+from kdp._fast.mix cimport P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, NO_ID, V_PENDING, ST_NAT, FRAG_FIRST, CT_RELATED, R_CT_INVALID,
 )
@@ -44,12 +45,6 @@ from kdp._fast.checksum cimport (
     kdp_crc32c_update,
 )
 
-cdef enum:
-    P_ICMP = 1
-    P_TCP = 6
-    P_UDP = 17
-    P_ICMPV6 = 58
-    P_SCTP = 132
 
 
 cdef inline uint32_t _ip_end(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:

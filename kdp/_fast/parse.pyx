@@ -81,6 +81,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+from kdp._fast.mix cimport mix64
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, set_verdict, meta_reset, NO_PORT, MAX_FRAME,
     V_PENDING, V_LOCAL, ST_PARSE, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
@@ -168,29 +169,21 @@ cdef uint16_t csum_fold(const uint8_t* b, uint32_t n) noexcept nogil:
 
 # ---------------------------------------------------------------- flow hash
 
-cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
-    # the 64-bit finaliser of MurmurHash3 (a bijection with full avalanche)
-    x ^= x >> 33
-    x *= 0xFF51AFD7ED558CCDULL
-    x ^= x >> 33
-    x *= 0xC4CEB9FE1A85EC53ULL
-    x ^= x >> 33
-    return x
 
 
 cdef uint64_t flow_hash(const pkt_meta_t* p) noexcept nogil:
     cdef uint64_t k = ((<uint64_t>p.ip_ver << 48) | (<uint64_t>p.proto << 32)
                        | (<uint64_t>p.sport << 16) | <uint64_t>p.dport)
-    cdef uint64_t h = _mix(k ^ 0x9E3779B97F4A7C15ULL)
+    cdef uint64_t h = mix64(k ^ 0x9E3779B97F4A7C15ULL)
     if p.ip_ver == 4:
-        h = _mix(h ^ ((<uint64_t>p.src4 << 32) | p.dst4))
+        h = mix64(h ^ ((<uint64_t>p.src4 << 32) | p.dst4))
     else:
         # four independent chains, then folded: shorter dependency than a
         # sequential walk over the 32 address bytes
-        h = _mix(h ^ _mix(rd64(p.src6) + 0x243F6A8885A308D3ULL)
-                 ^ _mix(rd64(p.src6 + 8) + 0x13198A2E03707344ULL) * 3
-                 ^ _mix(rd64(p.dst6) + 0xA4093822299F31D0ULL) * 5
-                 ^ _mix(rd64(p.dst6 + 8) + 0x082EFA98EC4E6C89ULL) * 7)
+        h = mix64(h ^ mix64(rd64(p.src6) + 0x243F6A8885A308D3ULL)
+                 ^ mix64(rd64(p.src6 + 8) + 0x13198A2E03707344ULL) * 3
+                 ^ mix64(rd64(p.dst6) + 0xA4093822299F31D0ULL) * 5
+                 ^ mix64(rd64(p.dst6 + 8) + 0x082EFA98EC4E6C89ULL) * 7)
     return h
 
 

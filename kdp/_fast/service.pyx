@@ -32,6 +32,7 @@ cimport numpy as cnp
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uintptr_t, int64_t
+from kdp._fast.mix cimport mix64
 from kdp._fast.packet cimport (NO_ID, R_SVC_NO_ENDPOINTS, R_SVC_PORT_NOT_EXPOSED,
                                R_SVC_UNALLOCATED_IP, R_SVC_SOURCE_RANGE,
                                R_SVC_NO_LOCAL_ENDPOINTS)
@@ -137,14 +138,6 @@ NO_ID_VALUE = <uint32_t>NO_ID
 
 # ---------------------------------------------------------------- hashing
 
-cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
-    # murmur3 finaliser
-    x ^= x >> 33
-    x *= <uint64_t>0xff51afd7ed558ccd
-    x ^= x >> 33
-    x *= <uint64_t>0xc4ceb9fe1a85ec53
-    x ^= x >> 33
-    return x
 
 
 cdef inline uint64_t addr_hash(uint8_t ver, uint32_t a4, const uint8_t* a6) noexcept nogil:
