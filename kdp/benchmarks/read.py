@@ -3,7 +3,7 @@
 Workload: a deterministic classic pcap (microsecond magic, Ethernet) of 1,000,000
 packets (100,000 with --quick): IPv4 TCP (70 %) and UDP frames of 64..1500 bytes
 (uniform), ~10,000 flows, valid IPv4/TCP/UDP checksums, zero payload. It is generated
-with numpy into /tmp (a few seconds) and read once before timing, so every reader
+with numpy into a temporary directory (a few seconds) and read once before timing, so every reader
 works from the page cache.
 
 Peers, in the same run:
@@ -217,8 +217,12 @@ def _best(fn, repeat: int):
 
 def measure(n_packets: int = DEFAULT_PACKETS, quick: bool = False, path=None,
             repeat: int = 3) -> dict:
-    """Generate the capture, run every reader, return the figures."""
-    path = path or f"/tmp/kdp-bench-read-{n_packets}.pcap"
+    """Generate the capture (in a temporary directory removed afterwards, unless
+    `path` is given), run every reader, return the figures."""
+    if path is None:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="kdp-bench-read-") as tmp:
+            return measure(n_packets, quick, f"{tmp}/read.pcap", repeat)
     t = time.perf_counter()
     info = synth_capture(path, n_packets)
     gen_s = time.perf_counter() - t
