@@ -1,8 +1,9 @@
 """Run a capture through the data plane and write what it transmits.
 
 Every input packet gets a verdict (forward, drop, reject, local) and a reason;
-forwarded packets go to the output capture (pcap, or pcapng when OUT ends in
-.pcapng, with one interface per egress port). The summary counts every packet
+transmitted packets (forwarded ones, and the ICMP answers of rejects) go to the
+output capture (pcap, or pcapng when OUT ends in .pcapng, with one interface per
+egress port). The summary counts every packet
 exactly once by stage and reason, so its total equals the packets read.
 
   kdp replay capture.pcap --cluster snapshot/ --node node-1 -o out.pcap --log verdicts.jsonl
@@ -23,8 +24,9 @@ def add_arguments(parser):
     parser.add_argument("--node", metavar="NAME", help="the node kdp plays (a NodeConfig or Node name)")
     parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet (JSON Lines)")
     parser.add_argument("--ingress", metavar="PORT",
-                        help="ingress port of every packet of a classic pcap (default: by source "
-                             "address: a local pod's address is that pod's port, anything else the uplink)")
+                        help="ingress port of every packet (default: a pcapng interface's name; "
+                             "for classic pcap by source address: a local pod's address is that "
+                             "pod's port, anything else the uplink)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
