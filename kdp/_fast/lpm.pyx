@@ -109,6 +109,7 @@ cdef extern from *:
     #include <string.h>
     #include <sched.h>
     #include <sys/mman.h>
+    #include <stdint.h>
     static inline uint64_t kdp_ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
     static inline void kdp_st64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void *kdp_ldptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
@@ -133,16 +134,25 @@ cdef extern from *:
         if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
         return p;
     }
-    /* A big mapping asked to use transparent huge pages (fewer TLB misses). */
+    /* A mapping of whole 2 MiB-aligned huge-page frames, asked to use
+       transparent huge pages: the root table and the chunks then cost no
+       TLB misses (the root alone spans 192 small pages). */
+    #define KDP_HP ((size_t)2 << 20)
+    static inline size_t kdp_map_size(size_t n) { return (n + KDP_HP - 1) & ~(KDP_HP - 1); }
     static inline void *kdp_map(size_t n) {
-        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return NULL;
+        size_t m = kdp_map_size(n);
+        char *p = (char *)mmap(NULL, m + KDP_HP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        char *a;
+        if (p == (char *)MAP_FAILED) return NULL;
+        a = (char *)(((uintptr_t)p + KDP_HP - 1) & ~(uintptr_t)(KDP_HP - 1));
+        if (a > p) munmap(p, (size_t)(a - p));
+        if (a + m < p + m + KDP_HP) munmap(a + m, (size_t)(p + m + KDP_HP - (a + m)));
     #ifdef MADV_HUGEPAGE
-        madvise(p, n, MADV_HUGEPAGE);
+        madvise(a, m, MADV_HUGEPAGE);
     #endif
-        return p;
+        return a;
     }
-    static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, n); }
+    static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, kdp_map_size(n)); }
     #define kdp_popcnt(x) ((uint32_t)__builtin_popcountll(x))
     #include <immintrin.h>
     #if defined(__BMI2__)
