@@ -36,8 +36,8 @@ cdef extern from *:
 # leaves >= 0xFF00 name child k = leaf - 0xFF00.  A chunk is an 8-byte header
 # (its size), then its root node (bits 16..23) and
 # descendants, depth first.
-# IPv4 wide chunk (a /16 with many prefixes longer than /24): one node for bits
-# 16..31: uint64 bm[1024] @0, uint16 cnt[1024] @8192, uint16 leaf[] @10240.
+# IPv4 wide chunk (a /16 with many prefixes longer than /24): a direct table of
+# 65,536 uint16 leaves for bits 16..31 (128 KiB).
 # IPv6 chunk: 8-byte size header, fixed 80-byte nodes (root first, the
 # children of a node side by side), then all uint16 leaves:
 #   uint64 cbm[4] @0  child slots;  uint32 cbase @32;  uint8 ccnt[4] @36

@@ -39,9 +39,11 @@ An IPv4 lookup is: root entry (L2-resident, 512 KiB) -> the chunk's root node
 (its 44-byte header: usually one cache line) -> its 16-bit leaf -> the value
 table, with one more node step only for prefixes longer than /24.  A /16
 holding many prefixes longer than /24 (e.g. a cluster CIDR cut into /26 node
-blocks) is compiled "wide" instead: one node for bits 16..31 (a 65,536-bit
-bitmap, 16-bit run counts per word, leaves), flagged by bit 0 of its root
-entry, so those lookups are one step too.  A /16 with no rules points at one
+blocks) is compiled "wide" instead: a direct table of 65,536 16-bit leaves
+for bits 16..31 (128 KiB), flagged by bit 0 of its root entry, so those
+lookups are one load.  Small tables (fewer than 4,096 non-empty /16s) point
+their empty /16s at a shared wide empty chunk too, so every lookup takes the
+same short path: root entry -> leaf -> value.  A /16 with no rules points at one
 shared empty chunk.  Short prefixes (< /16) live only in root entries, so
 inserting or deleting them never touches a chunk.  The default route /0 is a
 short prefix like any other.  IPv6 uses the same root (top 16 bits); its
@@ -183,18 +185,13 @@ cdef extern from *:
         39, 0, 0, 0,  0, 1, 1, 1,
         0, 0 };
     #define kdp_empty_chunk6 (kdp_empty_block6 + 8)
-    /* the empty IPv4 chunk in wide form (bits 16..31 in one node, one run);
-       small mostly-empty tables use it so that all their lookups take the
-       same (wide) path */
-    static unsigned char kdp_empty_wide_block[8 + 10244 + 64] __attribute__((aligned(64)));
+    /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
+       leaves); small mostly-empty tables use it so that all their lookups take
+       the same (wide) path */
+    static unsigned char kdp_empty_wide_block[8 + 131072 + 64] __attribute__((aligned(64)));
     #define kdp_empty_wide (kdp_empty_wide_block + 9)   /* handle: node | 1 */
     static void kdp_init_empty_wide(void) {
-        unsigned char *nd = kdp_empty_wide_block + 8;
-        uint16_t one = 1;
-        int w;
         *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
-        nd[0] = 1;
-        for (w = 1; w < 1024; w++) memcpy(nd + 8192 + 2 * w, &one, 2);
     }
 
     """
@@ -265,12 +262,9 @@ cdef inline const char *_kid(const char *c, const char *nd, uint32_t lf) noexcep
 
 
 cdef inline uint32_t _leaf_wide(const char *c, uint32_t p) noexcept nogil:
-    # wide node (IPv4 /16s dense with prefixes longer than /24): bits 16..31
-    # in one node: uint64 bm[1024] @0, uint16 cnt[1024] @8192, leaves @10244
-    cdef uint32_t w = p >> 6
-    cdef uint32_t k = (<const uint16_t *>(c + 8192))[w] + \
-        kdp_popcnt(kdp_low((<const uint64_t *>c)[w], p & 63))
-    return (<const uint16_t *>(c + 10242))[k]
+    # wide chunk (IPv4 /16s dense with prefixes longer than /24): a direct
+    # table of 65,536 uint16 leaves for bits 16..31 (128 KiB, L2-resident)
+    return (<const uint16_t *>c)[p]
 
 
 cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
@@ -762,42 +756,20 @@ cdef enum:
 
 
 cdef int _build_wide(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
-    """Append a wide IPv4 chunk (bits 16..31 in one node) behind an 8-byte size
-    header; off = offset of the node (its handle is that pointer | 1)."""
-    cdef uint16_t *slots = <uint16_t *>malloc(65536 * 2)
-    cdef size_t hdr, i, q, s0, nruns = 0
-    cdef uint32_t cnt, run
-    cdef char *nd
-    cdef uint64_t *bm
-    cdef uint16_t *cn
-    cdef uint16_t *lv
-    if slots == NULL:
+    """Append a wide IPv4 chunk (a direct table of 65,536 uint16 leaves for bits
+    16..31) behind an 8-byte size header; off = offset of the table (its handle
+    is that pointer | 1)."""
+    cdef size_t hdr, i, q, s0
+    cdef uint32_t cnt
+    cdef uint16_t *slots
+    if _reserve(b, 8 + 131072, 64, &hdr) < 0:
         return -1
-    memset(slots, 0, 65536 * 2)
+    slots = <uint16_t *>(b.p + hdr + 8)
     for i in range(n):                     # sorted: covering rules come first
         s0 = <size_t>((rules[i].hi >> 32) & 0xFFFF)
         cnt = (<uint32_t>1) << (32 - rules[i].len)
         for q in range(s0, s0 + cnt):
             slots[q] = <uint16_t>rules[i].nh
-    for q in range(65536):
-        if q == 0 or slots[q] != slots[q - 1]:
-            nruns += 1
-    if _reserve(b, 8 + 10244 + 2 * nruns, 64, &hdr) < 0:
-        free(slots)
-        return -1
-    nd = b.p + hdr + 8
-    bm = <uint64_t *>nd
-    cn = <uint16_t *>(nd + 8192)
-    lv = <uint16_t *>(nd + 10244)
-    run = 0
-    for q in range(65536):
-        if (q & 63) == 0:
-            cn[q >> 6] = <uint16_t>run
-        if q == 0 or slots[q] != slots[q - 1]:
-            bm[q >> 6] |= (<uint64_t>1) << (q & 63)
-            lv[run] = slots[q]
-            run += 1
-    free(slots)
     (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
     off[0] = hdr + 8
     return 0
