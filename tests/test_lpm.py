@@ -326,7 +326,7 @@ def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference():
 def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
     # big enough that the batch walks lanes side by side (LANES_MIN_BYTES)
     from kdp.benchmarks.lpm import v6_table, queries6
-    pre, lens, vals, _ = v6_table(60_000, seed=8)
+    pre, lens, vals, _ = v6_table(100_000, seed=8)
     t = Lpm6.build(pre, lens, vals)
     assert t.memory()["chunks"] > 4 << 20
     q = np.concatenate([queries6(pre, lens, 20_000, "hit90", seed=4),

@@ -397,6 +397,7 @@ cdef size_t _lanes_min = LANES_MIN_BYTES
 
 
 def _set_lanes_min(size_t x):
+    """Chunk bytes above which IPv6 batches walk side by side (benchmarks)."""
     global _lanes_min
     _lanes_min = x
 
