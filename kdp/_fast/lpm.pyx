@@ -185,20 +185,6 @@ cdef extern from *:
         39, 0, 0, 0,  0, 1, 1, 1,
         0, 0 };
     #define kdp_empty_chunk6 (kdp_empty_block6 + 8)
-    /* IPv6 small leaf node (24 bytes): uint8 start[7] of runs 1..7, uint8 nruns,
-       uint16 leaf[8]; the leaf of slot p is leaf[#starts <= p]. */
-    static inline uint32_t kdp_small6(const char *sn, uint32_t p) {
-        uint64_t x;
-        memcpy(&x, sn, 8);
-        __m128i v = _mm_cvtsi64_si128((long long)x);
-        __m128i pp = _mm_set1_epi8((char)p);
-        uint32_t m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, pp), pp));
-        uint32_t n = (uint32_t)(x >> 56);
-        uint16_t lf;
-        m &= (1u << (n - 1)) - 1;
-        memcpy(&lf, sn + 8 + 2 * __builtin_popcount(m), 2);
-        return lf;
-    }
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
@@ -228,7 +214,6 @@ cdef extern from *:
     uint32_t kdp_load32(const void *p) nogil
     unsigned char *kdp_empty_chunk
     unsigned char *kdp_empty_chunk6
-    uint32_t kdp_small6(const char *sn, uint32_t p) nogil
     unsigned char *kdp_empty_wide
     void kdp_init_empty_wide()
     int sched_yield() nogil
@@ -241,10 +226,8 @@ MAX_VALUES = 0xFEFF
 cdef extern from *:
     """
     #define KDP_PTR_MASK 0xFFFFFFFFFFFFULL
-    #define KDP_SMALLF 0x80000000u
     """
     const uint64_t PTR_MASK "KDP_PTR_MASK"
-    const uint32_t KDP_SMALLF
 
 cdef enum:
     CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
@@ -318,7 +301,7 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
     cdef const char *nd = c
     cdef uint64_t cur = (hi << 16) | (lo >> 48)
     cdef uint64_t rest = lo << 16
-    cdef uint32_t p, w, s, lf, cb, rk
+    cdef uint32_t p, w, s, lf
     cdef uint64_t cw
     while True:
         p = <uint32_t>(cur >> 56)
@@ -330,14 +313,10 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
             break
         cw = (<const uint64_t *>nd)[w]
         if (cw >> s) & 1:
-            cb = (<const uint32_t *>(nd + 32))[0]
-            rk = (<const uint8_t *>(nd + 36))[w] + kdp_popcnt(kdp_low(cw, s))
+            nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
+                                   + kdp_popcnt(kdp_low(cw, s)))
             cur = (cur << 8) | (rest >> 56)
             rest <<= 8
-            if cb & KDP_SMALLF:         # children are small leaf nodes
-                lf = kdp_small6(c + (cb & 0x7FFFFFFF) + 24 * (rk - 1), <uint32_t>(cur >> 56))
-                break
-            nd = c + <size_t>80 * (cb + rk)
             continue
         lf = (<const uint16_t *>c)[(<const uint32_t *>(nd + 72))[0] + (<const uint8_t *>(nd + 76))[w]
                                    + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
@@ -393,15 +372,6 @@ cdef enum:
     LANES_MIN_BYTES = 4 << 20 # ... when the chunks outgrow the caches
 
 
-cdef size_t _lanes_min = LANES_MIN_BYTES
-
-
-def _set_lanes_min(size_t x):
-    """Chunk bytes above which IPv6 batches walk side by side (benchmarks)."""
-    global _lanes_min
-    _lanes_min = x
-
-
 cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
                         uint32_t *out, size_t n, int hostpairs) noexcept nogil:
     # LANES lookups advance one node per pass, side by side: each pass reads
@@ -421,11 +391,8 @@ cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
     cdef const char *q
     cdef const char *c
     cdef const char *nd
-    cdef uint8_t SM[LANES]
-    cdef uint32_t cb, rk
     for j in range(LANES):
         IX[j] = <size_t>-1
-        SM[j] = 0
     while done < n:
         for j in range(LANES):
             if IX[j] == <size_t>-1:
@@ -452,14 +419,6 @@ cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
             c = C[j]
             nd = ND[j]
             p = <uint32_t>(CUR[j] >> 56)
-            if SM[j]:
-                lf = kdp_small6(nd, p)
-                SM[j] = 0
-                lf |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(lf == 0))
-                out[IX[j]] = rt.nh_value[lf]
-                IX[j] = <size_t>-1
-                done += 1
-                continue
             w = p >> 6
             s = p & 63
             if (<const uint8_t *>(nd + 36))[0] == 0xFF:
@@ -472,13 +431,8 @@ cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
                 continue
             cw = (<const uint64_t *>nd)[w]
             if (cw >> s) & 1:
-                cb = (<const uint32_t *>(nd + 32))[0]
-                rk = (<const uint8_t *>(nd + 36))[w] + kdp_popcnt(kdp_low(cw, s))
-                if cb & KDP_SMALLF:
-                    nd = c + (cb & 0x7FFFFFFF) + 24 * (rk - 1)
-                    SM[j] = 1
-                else:
-                    nd = c + <size_t>80 * (cb + rk)
+                nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
+                                       + kdp_popcnt(kdp_low(cw, s)))
                 ND[j] = nd
                 CUR[j] = (CUR[j] << 8) | (REST[j] >> 56)
                 REST[j] <<= 8
@@ -634,41 +588,6 @@ cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size
 ctypedef struct ctx6_t:
     buf_t nodes
     buf_t leaves
-    buf_t small
-
-
-cdef int _small6(const lpm_rule_t *rules, size_t n, int d, int lo_len, uint32_t inherit,
-                 char *out) noexcept nogil:
-    """The 24-byte small leaf node for a node at depth d with no children and
-    at most 8 runs, or -1 if it does not qualify."""
-    cdef uint32_t slots[256]
-    cdef size_t k
-    cdef uint32_t bb, cnt, q, nr = 0
-    cdef int p
-    cdef const lpm_rule_t *r
-    for p in range(256):
-        slots[p] = inherit
-    for k in range(n):
-        r = &rules[k]
-        if r.len < lo_len:
-            continue
-        if r.len > d + 8:
-            return -1
-        bb = _rbyte(r, d)
-        cnt = (<uint32_t>1) << (d + 8 - r.len)
-        for q in range(bb, bb + cnt):
-            slots[q] = r.nh
-    memset(out, 0, 24)
-    for p in range(256):
-        if p == 0 or slots[p] != slots[p - 1]:
-            if nr == 8:
-                return -1
-            if p:
-                (<uint8_t *>out)[nr - 1] = <uint8_t>p
-            (<uint16_t *>(out + 8))[nr] = <uint16_t>slots[p]
-            nr += 1
-    (<uint8_t *>out)[7] = <uint8_t>nr
-    return 0
 
 
 cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
@@ -689,8 +608,6 @@ cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
     cdef uint64_t lbm[4]
     cdef uint64_t cbm[4]
     cdef uint16_t lv[256]
-    cdef char smallbuf[24 * 256]
-    cdef int small
     for p in range(256):
         slots[p] = inherit
         ischild[p] = 0
@@ -750,30 +667,13 @@ cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
     if _reserve(&x.leaves, 2 * nruns, 2, &loff) < 0:
         return -1
     memcpy(x.leaves.p + loff, lv, 2 * nruns)
-    small = 0
     if nch:
-        # children that are all leaf-only with <= 8 runs become 24-byte small
-        # nodes (most /48s under a /40): a third of the memory, one line
-        small = 1
-        for ci in range(nch):
-            if _small6(rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9, ch_inh[ci],
-                       smallbuf + 24 * ci) < 0:
-                small = 0
-                break
-        if small:
-            if _reserve(&x.small, 24 * <size_t>nch, 8, &noff) < 0:
-                return -1
-            memcpy(x.small.p + noff, smallbuf, 24 * <size_t>nch)
-        else:
-            if _reserve(&x.nodes, 80 * <size_t>nch, 8, &noff) < 0:
-                return -1
-            first = noff // 80
+        if _reserve(&x.nodes, 80 * <size_t>nch, 8, &noff) < 0:
+            return -1
+        first = noff // 80
     nd = x.nodes.p + idx * 80
     memcpy(nd, cbm, 32)
-    if small:
-        (<uint32_t *>(nd + 32))[0] = KDP_SMALLF | <uint32_t>noff     # fixed up by the caller
-    else:
-        (<uint32_t *>(nd + 32))[0] = <uint32_t>(first - 1) if nch else 0
+    (<uint32_t *>(nd + 32))[0] = <uint32_t>(first - 1) if nch else 0
     q = 0
     for w in range(4):
         (<uint8_t *>(nd + 36))[w] = <uint8_t>q
@@ -784,8 +684,6 @@ cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
     for w in range(4):
         (<uint8_t *>(nd + 76))[w] = <uint8_t>q
         q += kdp_popcnt(lbm[w])
-    if small:
-        return 0
     for ci in range(nch):
         if _build_node6(x, first + ci, rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9,
                         ch_inh[ci]) < 0:
@@ -806,22 +704,18 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     err = _build_node6(&x, 0, rules, n, 16, 16, 0)
     if err == 0:
         nn = x.nodes.n // 80
-        for i in range(nn):      # offsets count from the root node: nodes, small, leaves
+        for i in range(nn):      # leaf indices count from the root node
             nd = x.nodes.p + i * 80
             if (<uint8_t *>(nd + 36))[0] != 0xFF:
-                (<uint32_t *>(nd + 72))[0] += <uint32_t>((nn * 80 + x.small.n) // 2) - 1
-                if (<uint32_t *>(nd + 32))[0] & KDP_SMALLF:
-                    (<uint32_t *>(nd + 32))[0] += <uint32_t>(nn * 80)
-        if _reserve(b, 8 + x.nodes.n + x.small.n + x.leaves.n, 64, &hdr) < 0:
+                (<uint32_t *>(nd + 72))[0] += <uint32_t>(nn * 40) - 1
+        if _reserve(b, 8 + x.nodes.n + x.leaves.n, 64, &hdr) < 0:
             err = -1
         else:
             memcpy(b.p + hdr + 8, x.nodes.p, x.nodes.n)
-            memcpy(b.p + hdr + 8 + x.nodes.n, x.small.p, x.small.n)
-            memcpy(b.p + hdr + 8 + x.nodes.n + x.small.n, x.leaves.p, x.leaves.n)
+            memcpy(b.p + hdr + 8 + x.nodes.n, x.leaves.p, x.leaves.n)
             (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
             off[0] = hdr + 8
     free(x.nodes.p)
-    free(x.small.p)
     free(x.leaves.p)
     return err
 
@@ -1735,7 +1629,7 @@ cdef class Lpm6(_LpmBase):
         cdef int s
         with nogil:
             s = self._enter()
-            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > _lanes_min)
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > LANES_MIN_BYTES)
             self._leave(s)
         return o
 
@@ -1758,13 +1652,13 @@ cdef class Lpm6(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > _lanes_min)
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > LANES_MIN_BYTES)
         self._leave(s)
 
     cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
         cdef int s = self._enter()
         _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
-                out, n, 1, self.chunk_bytes > _lanes_min)
+                out, n, 1, self.chunk_bytes > LANES_MIN_BYTES)
         self._leave(s)
 
 
