@@ -11,22 +11,11 @@ MTU, becomes the quote; the new IP and ICMP headers go into the headroom in fron
 of it, and the link header moves back with them (Ethernet addresses swapped).
 """
 from libc.string cimport memmove, memcpy
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, V_REJECT,
                                LT_ETHERNET, R_NO_HEADROOM, NO_PORT)
-from kdp._fast.parse cimport csum_fold
-
-
-cdef inline void _put16(uint8_t* b, uint16_t v) noexcept nogil:
-    b[0] = <uint8_t>(v >> 8)
-    b[1] = <uint8_t>(v & 0xFF)
-
-
-cdef inline uint16_t _finish(uint32_t s) noexcept nogil:
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return <uint16_t>(~s & 0xFFFF)
+from kdp._fast.checksum cimport st16, cs_sum, cs_fold
 
 
 cdef void reject_port_unreachable(Batch b, pkt_meta_t* p, uint8_t stage, uint16_t reason) noexcept nogil:
@@ -34,7 +23,8 @@ cdef void reject_port_unreachable(Batch b, pkt_meta_t* p, uint8_t stage, uint16_
     cdef uint32_t l3 = p.l3_off
     cdef uint32_t avail = p.len - l3
     cdef uint32_t quote = avail
-    cdef uint32_t new_off, total, s
+    cdef uint32_t new_off, total
+    cdef uint64_t s
     cdef uint8_t* ip
     cdef uint8_t* icmp
     cdef uint8_t mac[6]
@@ -61,12 +51,12 @@ cdef void reject_port_unreachable(Batch b, pkt_meta_t* p, uint8_t stage, uint16_
     if p.ip_ver == 4:
         ip[0] = 0x45
         ip[1] = 0
-        _put16(ip + 2, <uint16_t>total)
-        _put16(ip + 4, 0)
-        _put16(ip + 6, 0)
+        st16(ip + 2, <uint16_t>total)
+        st16(ip + 4, 0)
+        st16(ip + 6, 0)
         ip[8] = 64
         ip[9] = 1
-        _put16(ip + 10, 0)
+        st16(ip + 10, 0)
         tmp4 = p.dst4                   # the reply comes from the address the client asked for
         p.dst4 = p.src4
         p.src4 = tmp4
@@ -74,21 +64,21 @@ cdef void reject_port_unreachable(Batch b, pkt_meta_t* p, uint8_t stage, uint16_
         ip[14] = <uint8_t>(p.src4 >> 8); ip[15] = <uint8_t>p.src4
         ip[16] = <uint8_t>(p.dst4 >> 24); ip[17] = <uint8_t>(p.dst4 >> 16)
         ip[18] = <uint8_t>(p.dst4 >> 8); ip[19] = <uint8_t>p.dst4
-        _put16(ip + 10, _finish(csum_fold(ip, 20)))
+        st16(ip + 10, <uint16_t>~cs_fold(cs_sum(ip, 20, 0)))
         icmp = ip + 20
         icmp[0] = 3                     # destination unreachable
         icmp[1] = 3                     # port unreachable
-        _put16(icmp + 2, 0)
-        _put16(icmp + 4, 0)
-        _put16(icmp + 6, 0)
-        _put16(icmp + 2, _finish(csum_fold(icmp, 8 + quote)))
+        st16(icmp + 2, 0)
+        st16(icmp + 4, 0)
+        st16(icmp + 6, 0)
+        st16(icmp + 2, <uint16_t>~cs_fold(cs_sum(icmp, 8 + quote, 0)))
         p.proto = 1
     else:
         ip[0] = 0x60
         ip[1] = 0
         ip[2] = 0
         ip[3] = 0
-        _put16(ip + 4, <uint16_t>(8 + quote))
+        st16(ip + 4, <uint16_t>(8 + quote))
         ip[6] = 58
         ip[7] = 64
         memcpy(tmp6, p.dst6, 16)
@@ -99,12 +89,12 @@ cdef void reject_port_unreachable(Batch b, pkt_meta_t* p, uint8_t stage, uint16_
         icmp = ip + 40
         icmp[0] = 1                     # destination unreachable
         icmp[1] = 4                     # port unreachable
-        _put16(icmp + 2, 0)
-        _put16(icmp + 4, 0)
-        _put16(icmp + 6, 0)
+        st16(icmp + 2, 0)
+        st16(icmp + 4, 0)
+        st16(icmp + 6, 0)
         # pseudo-header: addresses, upper-layer length, next header
-        s = csum_fold(ip + 8, 32) + (8 + quote) + 58 + csum_fold(icmp, 8 + quote)
-        _put16(icmp + 2, _finish(s))
+        s = cs_sum(icmp, 8 + quote, cs_sum(ip + 8, 32, 8 + quote + 58))
+        st16(icmp + 2, <uint16_t>~cs_fold(s))
         p.proto = 58
     p.off = new_off
     p.len = l3 + total

@@ -30,6 +30,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                V_PENDING, V_FORWARD, V_LOCAL, ST_ROUTE, ST_TX,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED)
 from kdp._fast.lpm cimport Lpm4, Lpm6, KDP_LPM_MISS
+from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16
 
 cnp.import_array()
 
@@ -58,20 +59,13 @@ class Route:
 
 
 cdef inline void _dec_ttl(uint8_t* ip, uint8_t ver) noexcept nogil:
-    cdef uint32_t old_word, new_word, sum
+    cdef uint16_t old_word
     if ver == 6:
         ip[7] -= 1
         return
-    old_word = (<uint32_t>ip[8] << 8) | ip[9]
+    old_word = ld16(ip + 8)             # TTL and protocol share a 16-bit word
     ip[8] -= 1
-    new_word = (<uint32_t>ip[8] << 8) | ip[9]
-    # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')
-    sum = (~((<uint32_t>ip[10] << 8) | ip[11]) & 0xFFFF) + (~old_word & 0xFFFF) + new_word
-    sum = (sum & 0xFFFF) + (sum >> 16)
-    sum = (sum & 0xFFFF) + (sum >> 16)
-    sum = ~sum & 0xFFFF
-    ip[10] = <uint8_t>(sum >> 8)
-    ip[11] = <uint8_t>(sum & 0xFF)
+    st16(ip + 10, cs_apply(ld16(ip + 10), cs_d16(0, old_word, ld16(ip + 8))))
 
 
 cdef class RouteTable:
