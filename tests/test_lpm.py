@@ -324,7 +324,7 @@ def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference():
 
 
 def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
-    # big enough that the batch walks lanes side by side (LANES_MIN_BYTES)
+    # big enough that the batch goes through the levels in stages (LANES_MIN_BYTES)
     from kdp.benchmarks.lpm import v6_table, queries6
     pre, lens, vals, _ = v6_table(100_000, seed=8)
     t = Lpm6.build(pre, lens, vals)
@@ -339,3 +339,41 @@ def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
     ref = _ref_from(128, [(int(h) << 64) | int(lo) for h, lo in pre], lens.tolist(), vals.tolist())
     sample = ints[:: len(ints) // 25]
     assert [t.lookup(a) for a in sample] == [ref.lookup(a) for a in sample]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_ipv6_crowded_slash16_slash32_and_slash64_match_reference(data):
+    # one /16 with many /17../32 rules (its bits 16..31 become a run bitmap),
+    # one /32 with many /33../64 rules (one line of keys, two levels, or a
+    # searched array, by count), one /64 with rules up to /128, plus short
+    # prefixes; built incrementally and in bulk, then half deleted
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    n32 = data.draw(st.sampled_from([3, 12, 40, 200]))
+    rng = random.Random(seed)
+    t, ref = Lpm6(), RefLpm(128)
+    base16 = 0x2001 << 112
+    base32 = 0x20010DB8 << 96
+    base64 = base32 | (0x12345678 << 64)
+    rules = [(0, 0, 1), (0x2000 << 112, 8, 2), (base16, 16, 3)]
+    for _ in range(rng.randint(10, 60)):
+        rules.append((base16 | (rng.getrandbits(16) << 96), rng.randint(17, 32), rng.randint(0, 9)))
+    for _ in range(n32):
+        rules.append((base32 | (rng.getrandbits(32) << 64), rng.randint(33, 64), rng.randint(0, 9)))
+    for _ in range(rng.randint(1, 30)):
+        ln = rng.choice([65, 80, 96, 120, 127, 128, 128])
+        rules.append((base64 | rng.getrandbits(64), ln, rng.randint(0, 9)))
+    rules.append(((1 << 128) - 1, 128, 4))
+    for p, ln, v in rules:
+        t.insert(p, ln, v)
+        ref.insert(p, ln, v)
+    probes = _probes(128, rules, rng, extra=8)
+    probes += [base32 | (rng.getrandbits(32) << 64) | rng.getrandbits(64) for _ in range(100)]
+    probes += [base64 | rng.getrandbits(64) for _ in range(50)]
+    _check(t, ref, 128, probes)
+    t2 = Lpm6.build(*t.rules())
+    _check(t2, ref, 128, probes)
+    for p, ln, _ in rules[::2]:
+        t.delete(p, ln)
+        ref.delete(p, ln)
+    _check(t, ref, 128, probes)

@@ -6,7 +6,7 @@
 # bits).  Leaf 0 in a chunk means "use that default", so short prefixes never
 # touch chunks.  Leaves are 16-bit next-hop indices (0 = none, 1..0xFEFF = an
 # index into nh_value[]).  A chunk holds the rules of one /16 as a multibit
-# trie of stride 8, leaf-pushed and popcount-compressed; layouts below.
+# trie of stride 8 (IPv4) or sorted ranges (IPv6), leaf-pushed; layouts below.
 
 # Readers (lookup_one / lookup_n / lookup_strided) may run without the GIL
 # from any number of threads while one writer changes the table: chunks are
@@ -38,13 +38,12 @@ cdef extern from *:
 # descendants, depth first.
 # IPv4 wide chunk (a /16 with many prefixes longer than /24): a direct table of
 # 65,536 uint16 leaves for bits 16..31 (128 KiB).
-# IPv6 chunk: 8-byte size header, fixed 80-byte nodes (root first, the
-# children of a node side by side), then all uint16 leaves:
-#   uint64 cbm[4] @0  child slots;  uint32 cbase @32;  uint8 ccnt[4] @36
-#   uint64 lbm[4] @40 leaf run starts (child slots continue a run)
-#   uint32 lbase @72; uint8 lcnt[4] @76
-# child of slot p: node cbase + ccnt[w] + popcount(cbm[w] bits 0..p%64);
-# leaf of slot p: uint16 number lbase + lcnt[w] + popcount(lbm[w] bits 0..p%64).
+# IPv6 chunk: a 64-byte line holding its size, then leaf-pushed sorted ranges
+# in three levels (B: bits 16..31, C: 32..63 per /32, D: 64..127 per /64);
+# the root entry's pointer bits are the B base | its format (0: one line of
+# uint16 range starts + uint32 values at +64; 1: 1,024 16-byte bitmap records
+# {uint64 run starts, uint32 runs before} + uint32 values at +16384).  Layouts
+# of C and D: see the comment above _look6 in lpm.pyx.
 
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk pointer

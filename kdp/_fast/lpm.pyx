@@ -46,15 +46,30 @@ their empty /16s at a shared wide empty chunk too, so every lookup takes the
 same short path: root entry -> leaf -> value.  A /16 with no rules points at one
 shared empty chunk.  Short prefixes (< /16) live only in root entries, so
 inserting or deleting them never touches a chunk.  The default route /0 is a
-short prefix like any other.  IPv6 uses the same root (top 16 bits); its
-chunks are stride-8 tries of fixed 80-byte nodes (a child bitmap and a leaf
-bitmap with their counts and bases; the children of a node side by side, so
-a step down is one load; leaf-only nodes keep their leaves inline).  A /48
-is four node steps below the root.  Big IPv6 tables are walked 32 lookups
-side by side so their cache misses overlap.
+short prefix like any other.
+
+IPv6 uses the same root (top 16 bits); its chunks are leaf-pushed sorted
+ranges (DXR-style) in three levels, each read with one vector compare:
+
+* B, bits 16..31 of the /16: up to 33 ranges are one 64-byte line of 16-bit
+  range starts (rank = how many are below the address, one AVX-512 compare)
+  and a value array; more are a run bitmap of 1,024 16-byte records (64 bits
+  + the runs before them: one record load, one popcount) and a value array;
+* C, bits 32..63 of a /32 holding longer prefixes: up to 17 ranges are one
+  line of 32-bit starts + values (the common case: a /32 holds ~4 rules);
+  up to 257 a top line and 16-key blocks (two compares); more a sorted
+  array (binary search);
+* D, bits 64..127 of a /64 holding longer prefixes (/65../128, rare): a
+  sorted array of 64-bit starts (binary search).
+
+A value is a leaf (next-hop index) or a child node (its offset and format).
+A /48 is: root entry -> B record -> B value -> C line -> C value -> value
+table.  Big IPv6 tables are looked up in groups of 64 addresses going
+through these levels in stages, each stage prefetching what the next reads,
+so the cache misses of a group overlap.
 
 Memory (``memory()``): root 768 KiB (root entries + value table), chunks
-(about 5 MiB for the 900,000-prefix BGP-like table, 17 MiB for 200,000
+(about 5 MiB for the 900,000-prefix BGP-like table, 7 MiB for 200,000
 IPv6 prefixes), and the rule list
 (24 bytes a rule; cold, only writers read it).
 
@@ -174,17 +189,37 @@ cdef extern from *:
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 1, 0, 1, 0, 1, 0,  0, 0, 0, 0,  0, 0 };
     #define kdp_empty_chunk (kdp_empty_block + 8)
-    /* the same for IPv6 chunks (fixed 80-byte nodes, see _look6) */
-    static unsigned char kdp_empty_block6[128] __attribute__((aligned(64))) = {
-        128, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0,  0, 0, 0, 0,
-        1, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        39, 0, 0, 0,  0, 1, 1, 1,
-        0, 0 };
-    #define kdp_empty_chunk6 (kdp_empty_block6 + 8)
+    /* the same for IPv6 chunks (see _look6): a 64-byte header line (size),
+       then a one-line range node with no keys (pads only) and value 0 */
+    static unsigned char kdp_empty_block6[192] __attribute__((aligned(64)));
+    #define kdp_empty_chunk6 (kdp_empty_block6 + 64)
+    static void kdp_init_empty6(void) {
+        memset(kdp_empty_block6, 0, sizeof(kdp_empty_block6));
+        *(uint64_t *)kdp_empty_block6 = sizeof(kdp_empty_block6);
+        memset(kdp_empty_block6 + 64, 0xFF, 64);
+    }
+    /* rank of x in one 64-byte line of sorted keys: how many are < x
+       (unused lanes hold the all-ones key, which is never < x) */
+    static inline uint32_t kdp_rank16(const void *p, uint32_t x) {
+    #if defined(__AVX512BW__)
+        __m512i k = _mm512_load_si512(p);
+        return (uint32_t)__builtin_popcount((uint32_t)_mm512_cmplt_epu16_mask(k, _mm512_set1_epi16((short)x)));
+    #else
+        const uint16_t *k = (const uint16_t *)p; uint32_t c = 0; int i;
+        for (i = 0; i < 32; i++) c += k[i] < x;
+        return c;
+    #endif
+    }
+    static inline uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) {
+    #if defined(__AVX512F__)
+        __m512i k = _mm512_load_si512(p);
+        return (uint32_t)__builtin_popcount((uint32_t)_mm512_mask_cmplt_epu32_mask((__mmask16)m, k, _mm512_set1_epi32((int)x)));
+    #else
+        const uint32_t *k = (const uint32_t *)p; uint32_t c = 0; int i;
+        for (i = 0; i < 16; i++) c += ((m >> i) & 1) & (k[i] < x);
+        return c;
+    #endif
+    }
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
@@ -216,9 +251,13 @@ cdef extern from *:
     unsigned char *kdp_empty_chunk6
     unsigned char *kdp_empty_wide
     void kdp_init_empty_wide()
+    void kdp_init_empty6()
+    uint32_t kdp_rank16(const void *p, uint32_t x) nogil
+    uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
 
 kdp_init_empty_wide()
+kdp_init_empty6()
 
 MISS = 0xFFFFFFFF
 MAX_VALUES = 0xFEFF
@@ -283,46 +322,96 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
     return rt.nh_value[lf]
 
 
-# IPv6 chunks use fixed-size 80-byte nodes, children of a node side by side, so
-# a step to a child is one load (Poptrie's layout), leaves in one array after
-# the nodes:
-#   uint64 cbm[4] @0   slot p is a child node
-#   uint32 cbase  @32  child of slot p: node cbase + ccnt[w] + popcount(cbm[w] bits 0..p%64)
-#   uint8  ccnt[4] @36
-#   uint64 lbm[4] @40  run starts of the leaves (child slots continue the run)
-#   uint32 lbase  @72  leaf of slot p: uint16 at c + 2 * (lbase + lcnt[w] + popcount(...))
-#   uint8  lcnt[4] @76
-# A node without children and with at most INLINE6 runs keeps its leaves in
-# bytes 0..35 instead (ccnt[0] = 0xFF marks it; otherwise ccnt[0] is 0).
+# IPv6 chunk (one /16; handle = chunk base | format of its B level; the
+# allocation starts with a 64-byte line holding its size, the base follows):
+# leaf-pushed disjoint ranges, three levels.
+#   B: bits 16..31.  format 0 (<= 32 range starts after the first): one line
+#      of 32 uint16 keys (start - 1, sorted; unused lanes 0xFFFF), range r =
+#      number of keys < x, values uint32 at base + 64 + 4r.  Format 1 (more):
+#      a run bitmap of 1,024 16-byte records (uint64 bits: a range starts here;
+#      uint32: ranges started before the word), values at base + 16384.
+#   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 16
+#      keys): one line of 16 uint32 keys, values at +64.  Format 1 (<= 256):
+#      a top line (15 keys: first key of blocks 1..; lane 15 = block count nb),
+#      nb lines of 16 keys, values at +64 + 64 nb.  Format 2: uint32 n, n
+#      uint32 starts at +8 (binary search), values after them.
+#   D: bits 64..127 of one /64 with longer rules: uint32 n, n uint64 starts
+#      at +8, n + 1 uint32 values after them (binary search; rare).
+# A value < 2^31 is a leaf (next-hop index; 0 = the /16's default); else
+# bits 30..2 are the child's offset in 64-byte units from the node holding
+# the value and bits 1..0 its format.
+
+cdef extern from *:
+    """
+    #define KDP_V6_NODE 0x80000000u
+    """
+    const uint32_t V6_NODE "KDP_V6_NODE"
+
+cdef enum:
+    B_LINE_MAX = 32           # keys of a one-line B level
+    B_BITMAP = 16384          # bytes of a bitmap B level before its values
+    C_LINE_MAX = 16
+    C_TWO_MAX = 256
+
+
+cdef inline uint32_t _c_look(const char *nd, uint32_t f, uint32_t x) noexcept nogil:
+    cdef uint32_t j, nb, a, z, m
+    cdef uint32_t n
+    cdef const uint32_t *k
+    if f == 0:
+        return (<const uint32_t *>(nd + 64))[kdp_rank32(nd, x, 0xFFFF)]
+    if f == 1:
+        j = kdp_rank32(nd, x, 0x7FFF)
+        nb = (<const uint32_t *>nd)[15]
+        j = 16 * j + kdp_rank32(nd + 64 + 64 * <size_t>j, x, 0xFFFF)
+        return (<const uint32_t *>(nd + 64 + 64 * <size_t>nb))[j]
+    n = (<const uint32_t *>nd)[0]
+    k = <const uint32_t *>(nd + 8)
+    a = 0
+    z = n
+    while a < z:               # a = number of starts <= x
+        m = (a + z) >> 1
+        if k[m] <= x:
+            a = m + 1
+        else:
+            z = m
+    return (<const uint32_t *>(nd + 8 + 4 * <size_t>n))[a]
+
+
+cdef inline uint32_t _d_look(const char *nd, uint64_t x) noexcept nogil:
+    cdef uint32_t n = (<const uint32_t *>nd)[0]
+    cdef const uint64_t *k = <const uint64_t *>(nd + 8)
+    cdef uint32_t a = 0, z = n, m
+    while a < z:
+        m = (a + z) >> 1
+        if k[m] <= x:
+            a = m + 1
+        else:
+            z = m
+    return (<const uint32_t *>(nd + 8 + 8 * <size_t>n))[a]
+
 
 cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
     cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
-    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    cdef const char *nd = c
-    cdef uint64_t cur = (hi << 16) | (lo >> 48)
-    cdef uint64_t rest = lo << 16
-    cdef uint32_t p, w, s, lf
-    cdef uint64_t cw
-    while True:
-        p = <uint32_t>(cur >> 56)
-        w = p >> 6
-        s = p & 63
-        if (<const uint8_t *>(nd + 36))[0] == 0xFF:      # leaf-only node, leaves inline
-            lf = (<const uint16_t *>nd)[(<const uint8_t *>(nd + 76))[w] - 1
-                                        + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
-            break
-        cw = (<const uint64_t *>nd)[w]
-        if (cw >> s) & 1:
-            nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
-                                   + kdp_popcnt(kdp_low(cw, s)))
-            cur = (cur << 8) | (rest >> 56)
-            rest <<= 8
-            continue
-        lf = (<const uint16_t *>c)[(<const uint32_t *>(nd + 72))[0] + (<const uint8_t *>(nd + 76))[w]
-                                   + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
-        break
-    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))
-    return rt.nh_value[lf]
+    cdef uintptr_t h = <uintptr_t>(e & PTR_MASK)
+    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
+    cdef uint32_t x = <uint32_t>(hi >> 32) & 0xFFFF
+    cdef uint32_t v
+    cdef const char *rec
+    cdef const char *nd
+    if h & 1:
+        rec = b + ((x >> 6) << 4)
+        v = (<const uint32_t *>(b + B_BITMAP))[(<const uint32_t *>(rec + 8))[0] - 1
+                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63))]
+    else:
+        v = (<const uint32_t *>(b + 64))[kdp_rank16(b, x)]
+    if v & V6_NODE:
+        nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
+        v = _c_look(nd, v & 3, <uint32_t>hi)
+        if v & V6_NODE:
+            v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), lo)
+    v |= <uint32_t>(e >> 48) & (0 - <uint32_t>(v == 0))
+    return rt.nh_value[v]
 
 
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
@@ -367,102 +456,95 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef enum:
-    INLINE6 = 18              # an IPv6 leaf-only node with at most this many runs keeps them inline
-    LANES = 32                # IPv6 batch: lookups walking the trie side by side
-    LANES_MIN_BYTES = 4 << 20 # ... when the chunks outgrow the caches
+    LANES_MIN_BYTES = 4 << 20 # IPv6 batches walk in stages when the chunks outgrow the L2
+    G6 = 64                   # ... that many addresses per group
 
 
-cdef void _batch6_lanes(const lpm_root_t *rt, const char *base, size_t stride,
-                        uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    # LANES lookups advance one node per pass, side by side: each pass reads
-    # the node a lane prefetched on the previous pass and prefetches the next,
-    # so the cache misses of all lanes overlap.  A finished lane takes the
-    # next address.
-    cdef const char *C[LANES]
-    cdef const char *ND[LANES]
-    cdef uint64_t E[LANES]
-    cdef uint64_t CUR[LANES]
-    cdef uint64_t REST[LANES]
-    cdef size_t IX[LANES]
-    cdef size_t nxt = 0, done = 0
-    cdef int j
-    cdef uint32_t lf, p, w, s
-    cdef uint64_t hi, lo, cw
+cdef inline const uint32_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
+    # where the B level of handle h keeps the value of x (bits 16..31)
+    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
+    cdef const char *rec
+    if h & 1:
+        rec = b + ((x >> 6) << 4)
+        return (<const uint32_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
+                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
+    return (<const uint32_t *>(b + 64)) + kdp_rank16(b, x)
+
+
+cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
+                         uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # Groups of G6 addresses go through the levels in stages, each stage
+    # prefetching what the next one reads, so the misses of a group overlap.
+    cdef uint64_t HI[G6]
+    cdef uint64_t LO[G6]
+    cdef uint64_t E[G6]
+    cdef uint32_t V[G6]
+    cdef const char *ND[G6]
+    cdef size_t g0 = 0, m, j
     cdef const char *q
-    cdef const char *c
+    cdef const char *b
     cdef const char *nd
-    for j in range(LANES):
-        IX[j] = <size_t>-1
-    while done < n:
-        for j in range(LANES):
-            if IX[j] == <size_t>-1:
-                if nxt >= n:
-                    continue
-                q = base + nxt * stride
-                if hostpairs:
-                    hi = kdp_load64(q)
-                    lo = kdp_load64(q + 8)
-                else:
-                    hi = kdp_bswap64(kdp_load64(q))
-                    lo = kdp_bswap64(kdp_load64(q + 8))
-                IX[j] = nxt
-                nxt += 1
-                E[j] = kdp_ld64(&rt.t0[hi >> 48])
-                c = <const char *>(<uintptr_t>(E[j] & PTR_MASK))
-                C[j] = c
-                ND[j] = c
-                CUR[j] = (hi << 16) | (lo >> 48)
-                REST[j] = lo << 16
-                kdp_prefetch(c)
-                kdp_prefetch(c + 72)
-                continue
-            c = C[j]
-            nd = ND[j]
-            p = <uint32_t>(CUR[j] >> 56)
-            w = p >> 6
-            s = p & 63
-            if (<const uint8_t *>(nd + 36))[0] == 0xFF:
-                lf = (<const uint16_t *>nd)[(<const uint8_t *>(nd + 76))[w] - 1
-                                            + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
-                lf |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(lf == 0))
-                out[IX[j]] = rt.nh_value[lf]
-                IX[j] = <size_t>-1
-                done += 1
-                continue
-            cw = (<const uint64_t *>nd)[w]
-            if (cw >> s) & 1:
-                nd = c + <size_t>80 * ((<const uint32_t *>(nd + 32))[0] + (<const uint8_t *>(nd + 36))[w]
-                                       + kdp_popcnt(kdp_low(cw, s)))
-                ND[j] = nd
-                CUR[j] = (CUR[j] << 8) | (REST[j] >> 56)
-                REST[j] <<= 8
-                kdp_prefetch(nd)
-                kdp_prefetch(nd + 72)
+    cdef uintptr_t h
+    cdef uint64_t hi
+    cdef uint32_t x, v
+    while g0 < n:
+        m = n - g0
+        if m > G6:
+            m = G6
+        for j in range(m):
+            q = base + (g0 + j) * stride
+            if hostpairs:
+                hi = kdp_load64(q)
+                LO[j] = kdp_load64(q + 8)
             else:
-                lf = (<const uint16_t *>c)[(<const uint32_t *>(nd + 72))[0] + (<const uint8_t *>(nd + 76))[w]
-                                           + kdp_popcnt(kdp_low((<const uint64_t *>(nd + 40))[w], s))]
-                lf |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(lf == 0))
-                out[IX[j]] = rt.nh_value[lf]
-                IX[j] = <size_t>-1
-                done += 1
+                hi = kdp_bswap64(kdp_load64(q))
+                LO[j] = kdp_bswap64(kdp_load64(q + 8))
+            HI[j] = hi
+            E[j] = kdp_ld64(&rt.t0[hi >> 48])
+            h = <uintptr_t>(E[j] & PTR_MASK)
+            x = <uint32_t>(hi >> 32) & 0xFFFF
+            b = <const char *>(h & ~(<uintptr_t>63))
+            kdp_prefetch(b + (((x >> 6) << 4) & (0 - <size_t>(h & 1))))
+        for j in range(m):
+            ND[j] = <const char *>_b_slot(<uintptr_t>(E[j] & PTR_MASK), <uint32_t>(HI[j] >> 32) & 0xFFFF)
+            kdp_prefetch(ND[j])
+        for j in range(m):
+            v = (<const uint32_t *>ND[j])[0]
+            V[j] = v
+            b = <const char *>(<uintptr_t>(E[j] & PTR_MASK & ~(<uint64_t>63)))
+            nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
+            ND[j] = nd
+            if v & V6_NODE:
+                kdp_prefetch(nd)
+                kdp_prefetch(nd + 64)
+        for j in range(m):
+            v = V[j]
+            if v & V6_NODE:
+                nd = ND[j]
+                v = _c_look(nd, v & 3, <uint32_t>HI[j])
+                if v & V6_NODE:
+                    v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), LO[j])
+            v |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(v == 0))
+            out[g0 + j] = rt.nh_value[v]
+        g0 += m
 
 
 cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
                   uint32_t *out, size_t n, int hostpairs, int lanes) noexcept nogil:
     # Small tables (cache-resident): one address per iteration (independent,
-    # so the core overlaps several); the chunk root of the address PF ahead is
-    # prefetched.  Big tables: LANES walks side by side (_batch6_lanes).
+    # so the core overlaps several); the B level of the address PF ahead is
+    # prefetched.  Big tables: in stages (_batch6_staged).
     cdef size_t i
     cdef const char *q
     cdef uint64_t hi, lo
-    if lanes:             # a table bigger than the caches: overlap the misses
-        _batch6_lanes(rt, base, stride, out, n, hostpairs)
+    if lanes:
+        _batch6_staged(rt, base, stride, out, n, hostpairs)
         return
     for i in range(n):
         if i + PF < n:
             q = base + (i + PF) * stride
             hi = kdp_load64(q) if hostpairs else kdp_bswap64(kdp_load64(q))
-            kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[hi >> 48]) & PTR_MASK)))
+            kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[hi >> 48]) & PTR_MASK & ~(<uint64_t>63))))
         q = base + i * stride
         if hostpairs:
             hi = kdp_load64(q)
@@ -585,138 +667,249 @@ cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size
     return <ssize_t>(node_off - chunk0[0])
 
 
-ctypedef struct ctx6_t:
-    buf_t nodes
-    buf_t leaves
+ctypedef struct bnd_t:        # a range start, its value, its child group + 1 (0: none)
+    uint64_t s
+    uint32_t v
+    uint32_t g
+
+ctypedef struct grp_t:        # rules [a, b) of one child slot, the nh they inherit
+    uint32_t a
+    uint32_t b
+    uint32_t inh
+    uint32_t pad
 
 
-cdef int _build_node6(ctx6_t *x, size_t idx, const lpm_rule_t *rules, size_t n,
-                      int d, int lo_len, uint32_t inherit) noexcept nogil:
-    """Fill node idx (80-byte IPv6 node at bit depth d), reserving its children
-    side by side at the end of the node array, then fill them."""
-    cdef uint32_t slots[256]
-    cdef uint8_t ischild[256]
-    cdef uint16_t ch_byte[256]
-    cdef uint32_t ch_s[256]
-    cdef uint32_t ch_e[256]
-    cdef uint32_t ch_inh[256]
-    cdef int nch = 0, p, w, ci, has_long
-    cdef size_t k = 0, g, first = 0, loff, noff
-    cdef uint32_t bb, cnt, q, prev, nruns = 0
-    cdef const lpm_rule_t *r
-    cdef char *nd
-    cdef uint64_t lbm[4]
-    cdef uint64_t cbm[4]
-    cdef uint16_t lv[256]
-    for p in range(256):
-        slots[p] = inherit
-        ischild[p] = 0
-    while k < n:
-        bb = _rbyte(&rules[k], d)
-        g = k
-        has_long = 0
-        while g < n and _rbyte(&rules[g], d) == bb:
-            r = &rules[g]
-            if r.len >= lo_len:
-                if r.len <= d + 8:
-                    cnt = (<uint32_t>1) << (d + 8 - r.len)
-                    for q in range(bb, bb + cnt):
-                        slots[q] = r.nh
-                else:
-                    has_long = 1
-            g += 1
-        if has_long:
-            ch_byte[nch] = <uint16_t>bb
-            ch_s[nch] = <uint32_t>k
-            ch_e[nch] = <uint32_t>g
-            nch += 1
-        k = g
-    for ci in range(nch):
-        ch_inh[ci] = slots[ch_byte[ci]]
-        ischild[ch_byte[ci]] = 1
-    for w in range(4):
-        lbm[w] = 0
-        cbm[w] = 0
-    prev = 0xFFFFFFFF
-    for p in range(256):
-        if ischild[p]:
-            cbm[p >> 6] |= (<uint64_t>1) << (p & 63)
-            if p == 0:
-                lbm[0] |= 1
-                lv[nruns] = 0
-                nruns += 1
-                prev = 0
-            continue
-        if p == 0 or slots[p] != prev:
-            lbm[p >> 6] |= (<uint64_t>1) << (p & 63)
-            lv[nruns] = <uint16_t>slots[p]
-            nruns += 1
-            prev = slots[p]
-    nd = x.nodes.p + idx * 80
-    if nch == 0 and nruns <= INLINE6:
-        # leaf-only node: its leaves live in the (unused) child half, so the
-        # last step of a walk reads no separate leaf line
-        memcpy(nd, lv, 2 * nruns)
-        (<uint8_t *>(nd + 36))[0] = 0xFF
-        memcpy(nd + 40, lbm, 32)
-        q = 0
-        for w in range(4):
-            (<uint8_t *>(nd + 76))[w] = <uint8_t>q
-            q += kdp_popcnt(lbm[w])
-        return 0
-    if _reserve(&x.leaves, 2 * nruns, 2, &loff) < 0:
+cdef inline uint64_t _key6(const lpm_rule_t *r, int lvl) noexcept nogil:
+    if lvl == 0:
+        return (r.hi >> 32) & 0xFFFF
+    if lvl == 1:
+        return r.hi & (<uint64_t>0xFFFFFFFF)
+    return r.lo
+
+
+cdef inline int _emit6(buf_t *bd, uint64_t s, uint32_t v, uint32_t g) noexcept nogil:
+    cdef size_t o
+    cdef bnd_t *last
+    if bd.n:
+        last = <bnd_t *>(bd.p + bd.n - sizeof(bnd_t))
+        if g == 0 and last.g == 0 and last.v == v:
+            return 0
+    if _reserve(bd, sizeof(bnd_t), 8, &o) < 0:
         return -1
-    memcpy(x.leaves.p + loff, lv, 2 * nruns)
-    if nch:
-        if _reserve(&x.nodes, 80 * <size_t>nch, 8, &noff) < 0:
-            return -1
-        first = noff // 80
-    nd = x.nodes.p + idx * 80
-    memcpy(nd, cbm, 32)
-    (<uint32_t *>(nd + 32))[0] = <uint32_t>(first - 1) if nch else 0
-    q = 0
-    for w in range(4):
-        (<uint8_t *>(nd + 36))[w] = <uint8_t>q
-        q += kdp_popcnt(cbm[w])
-    memcpy(nd + 40, lbm, 32)
-    (<uint32_t *>(nd + 72))[0] = <uint32_t>(loff >> 1)      # fixed up by the caller
-    q = 0
-    for w in range(4):
-        (<uint8_t *>(nd + 76))[w] = <uint8_t>q
-        q += kdp_popcnt(lbm[w])
-    for ci in range(nch):
-        if _build_node6(x, first + ci, rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9,
-                        ch_inh[ci]) < 0:
-            return -1
+    last = <bnd_t *>(bd.p + o)
+    last.s = s
+    last.v = v
+    last.g = g
     return 0
 
 
-cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
-    """Append one IPv6 chunk: 8-byte size header, the 80-byte nodes (root
-    first), then the uint16 leaves; off = offset of the root node."""
-    cdef ctx6_t x
-    cdef size_t root, hdr, i, nn, base
-    cdef char *nd
+cdef int _sweep6(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inherit,
+                 buf_t *bd, buf_t *gr) noexcept nogil:
+    """The leaf-pushed disjoint ranges of level lvl (0: bits 16..31, 1: 32..63,
+    2: 64..127) of rules (sorted by hi, lo, len; sharing the bits above the
+    level; none shorter than the level's start): bd gets bnd_t in order of
+    start (equal neighbours merged), a child slot (rules longer than the
+    level under one key) gets value V6_NODE and g = its grp_t index + 1."""
+    cdef int le = 32 if lvl == 0 else (64 if lvl == 1 else 128)
+    cdef int w = 16 if lvl == 0 else (32 if lvl == 1 else 64)
+    cdef uint64_t maxk = (<uint64_t>0xFFFFFFFFFFFFFFFF) >> (64 - w)
+    cdef uint64_t st_end[132]
+    cdef uint32_t st_v[132]
+    cdef uint32_t st_g[132]
+    cdef int sp = 0
+    cdef uint64_t pos = 0, s, e, k
+    cdef size_t i = 0, j, o
+    cdef uint32_t v, g
+    cdef grp_t *gp
+    st_end[0] = maxk
+    st_v[0] = inherit
+    st_g[0] = 0
+    while i < n:
+        k = _key6(&rules[i], lvl)
+        if rules[i].len <= le:
+            s = k
+            e = s | (((<uint64_t>1) << (le - rules[i].len)) - 1)
+            v = rules[i].nh
+            g = 0
+            j = i + 1
+        else:
+            j = i
+            while j < n and rules[j].len > le and _key6(&rules[j], lvl) == k:
+                j += 1
+            s = k
+            e = k
+            v = V6_NODE
+            g = <uint32_t>(gr.n // sizeof(grp_t)) + 1
+        while st_end[sp] < s:
+            if pos <= st_end[sp]:
+                if _emit6(bd, pos, st_v[sp], st_g[sp]) < 0:
+                    return -1
+                pos = st_end[sp] + 1
+            sp -= 1
+        if pos < s:
+            if _emit6(bd, pos, st_v[sp], st_g[sp]) < 0:
+                return -1
+            pos = s
+        if g:
+            if _reserve(gr, sizeof(grp_t), 8, &o) < 0:
+                return -1
+            gp = <grp_t *>(gr.p + o)
+            gp.a = <uint32_t>i
+            gp.b = <uint32_t>j
+            gp.inh = st_v[sp]
+        sp += 1
+        st_end[sp] = e
+        st_v[sp] = v
+        st_g[sp] = g
+        i = j
+    while True:
+        if pos <= st_end[sp]:
+            if _emit6(bd, pos, st_v[sp], st_g[sp]) < 0:
+                return -1
+            if st_end[sp] == maxk:
+                break
+            pos = st_end[sp] + 1
+        sp -= 1
+    return 0
+
+
+cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint32_t inh,
+                      size_t *noff, uint32_t *nfmt) noexcept nogil:
+    """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64) to X,
+    64-byte aligned, then its children; noff = its offset, nfmt = its format."""
+    cdef buf_t bd, gr
+    cdef size_t nb, nk, i, t, off, vo, nbk = 0, coff
+    cdef uint32_t f = 0, cf
     cdef int err = 0
-    memset(&x, 0, sizeof(x))
-    if _reserve(&x.nodes, 80, 8, &root) < 0:
-        return -1
-    err = _build_node6(&x, 0, rules, n, 16, 16, 0)
-    if err == 0:
-        nn = x.nodes.n // 80
-        for i in range(nn):      # leaf indices count from the root node
-            nd = x.nodes.p + i * 80
-            if (<uint8_t *>(nd + 36))[0] != 0xFF:
-                (<uint32_t *>(nd + 72))[0] += <uint32_t>(nn * 40) - 1
-        if _reserve(b, 8 + x.nodes.n + x.leaves.n, 64, &hdr) < 0:
+    cdef char *nd
+    cdef const bnd_t *B
+    cdef const grp_t *G
+    memset(&bd, 0, sizeof(bd))
+    memset(&gr, 0, sizeof(gr))
+    if _sweep6(rules, n, lvl, inh, &bd, &gr) < 0:
+        err = -1
+    else:
+        nb = bd.n // sizeof(bnd_t)
+        nk = nb - 1
+        B = <const bnd_t *>bd.p
+        if lvl == 2:
+            f = 3
+            vo = 8 + 8 * nk
+        elif nk <= C_LINE_MAX:
+            f = 0
+            vo = 64
+        elif nk <= C_TWO_MAX:
+            f = 1
+            nbk = (nk + 15) // 16
+            vo = 64 + 64 * nbk
+        else:
+            f = 2
+            vo = 8 + 4 * nk
+        if _reserve(X, vo + 4 * nb, 64, &off) < 0:
             err = -1
         else:
-            memcpy(b.p + hdr + 8, x.nodes.p, x.nodes.n)
-            memcpy(b.p + hdr + 8 + x.nodes.n, x.leaves.p, x.leaves.n)
+            nd = X.p + off
+            if f == 3:
+                (<uint32_t *>nd)[0] = <uint32_t>nk
+                for i in range(nk):
+                    (<uint64_t *>(nd + 8))[i] = B[i + 1].s
+            elif f == 2:
+                (<uint32_t *>nd)[0] = <uint32_t>nk
+                for i in range(nk):
+                    (<uint32_t *>(nd + 8))[i] = <uint32_t>B[i + 1].s
+            elif f == 0:
+                memset(nd, 0xFF, 64)
+                for i in range(nk):
+                    (<uint32_t *>nd)[i] = <uint32_t>(B[i + 1].s - 1)
+            else:
+                memset(nd, 0xFF, 64 + 64 * nbk)
+                for t in range(1, nbk):
+                    (<uint32_t *>nd)[t - 1] = <uint32_t>(B[16 * t + 1].s - 1)
+                (<uint32_t *>nd)[15] = <uint32_t>nbk
+                for i in range(nk):
+                    (<uint32_t *>(nd + 64))[i] = <uint32_t>(B[i + 1].s - 1)
+            for i in range(nb):
+                (<uint32_t *>(nd + vo))[i] = B[i].v
+            noff[0] = off
+            nfmt[0] = f
+            G = <const grp_t *>gr.p
+            for i in range(nb):
+                if B[i].g == 0:
+                    continue
+                t = B[i].g - 1
+                if _build6_node(X, rules + G[t].a, G[t].b - G[t].a, lvl + 1, G[t].inh,
+                                &coff, &cf) < 0:
+                    err = -1
+                    break
+                if ((coff - off) >> 6) >= (<size_t>1 << 29):
+                    err = -1
+                    break
+                (<uint32_t *>(X.p + off + vo))[i] = V6_NODE | <uint32_t>(((coff - off) >> 6) << 2) | cf
+    free(bd.p)
+    free(gr.p)
+    return err
+
+
+cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+    """Append one IPv6 chunk (64-byte aligned): a 64-byte line holding its
+    size, its B level, then its C and D nodes; off = its handle's offset
+    (base + format of B)."""
+    cdef buf_t bd, gr, X
+    cdef size_t nb, nk, i, t, hdr, sb, coff
+    cdef uint32_t fb, cf, q, w
+    cdef int err = 0
+    cdef char *nd
+    cdef bnd_t *B
+    cdef const grp_t *G
+    cdef uint64_t bm
+    memset(&bd, 0, sizeof(bd))
+    memset(&gr, 0, sizeof(gr))
+    memset(&X, 0, sizeof(X))
+    if _sweep6(rules, n, 0, 0, &bd, &gr) < 0:
+        err = -1
+    else:
+        nb = bd.n // sizeof(bnd_t)
+        nk = nb - 1
+        B = <bnd_t *>bd.p
+        G = <const grp_t *>gr.p
+        fb = 0 if nk <= B_LINE_MAX else 1
+        sb = ((64 if fb == 0 else B_BITMAP) + 4 * nb + 63) & ~(<size_t>63)
+        for i in range(nb):
+            if B[i].g == 0:
+                continue
+            t = B[i].g - 1
+            if _build6_node(&X, rules + G[t].a, G[t].b - G[t].a, 1, G[t].inh, &coff, &cf) < 0:
+                err = -1
+                break
+            if ((sb + coff) >> 6) >= (<size_t>1 << 29):
+                err = -1
+                break
+            B[i].v = V6_NODE | <uint32_t>(((sb + coff) >> 6) << 2) | cf
+        if err == 0 and _reserve(b, 64 + sb + X.n, 64, &hdr) < 0:
+            err = -1
+        if err == 0:
+            nd = b.p + hdr + 64
+            if fb == 0:
+                memset(nd, 0xFF, 64)
+                for i in range(nk):
+                    (<uint16_t *>nd)[i] = <uint16_t>(B[i + 1].s - 1)
+                for i in range(nb):
+                    (<uint32_t *>(nd + 64))[i] = B[i].v
+            else:
+                for i in range(nb):
+                    (<uint64_t *>(nd + 16 * (B[i].s >> 6)))[0] |= (<uint64_t>1) << (B[i].s & 63)
+                    (<uint32_t *>(nd + B_BITMAP))[i] = B[i].v
+                q = 0
+                for w in range(1024):
+                    (<uint32_t *>(nd + 16 * w + 8))[0] = q
+                    q += kdp_popcnt((<uint64_t *>(nd + 16 * w))[0])
+            if X.n:
+                memcpy(nd + sb, X.p, X.n)
             (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
-            off[0] = hdr + 8
-    free(x.nodes.p)
-    free(x.leaves.p)
+            off[0] = hdr + 64 + fb
+    free(bd.p)
+    free(gr.p)
+    free(X.p)
     return err
 
 
@@ -743,7 +936,7 @@ cdef inline char *_block(char *c, int bits) noexcept nogil:
     """Start of the allocation holding the chunk whose handle (root entry
     pointer bits, bit 0 = wide) is c."""
     if bits != 32:
-        return c - 8
+        return <char *>((<uintptr_t>c) & ~(<uintptr_t>63)) - 64
     if (<uintptr_t>c) & 1:
         return c - 1 - 8
     return c - (<uint32_t *>(c + 40))[0] - 8
