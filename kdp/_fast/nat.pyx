@@ -6,7 +6,8 @@ Stage contract (``nat_batch(ct, b)`` / Python ``nat(ct, batch)``)
 Walks every V_PENDING packet with a flow (``flow_id`` set by conntrack) whose
 flow translates (DNAT, SNAT, or a source port changed to keep the reply tuple
 unique). The packet's direction is re-derived from its tuple (original or
-reply), so a packet arriving as tuple T_d leaves as the inverse of the flow's
+reply; for TCP/UDP/SCTP by comparing the metadata tuple with the flow
+record directly, without building keys), so a packet arriving as tuple T_d leaves as the inverse of the flow's
 other tuple T_(1-d): DNAT/SNAT in the original direction, their reversal for
 replies. Packets marked CT_INVALID are translated too (a packet of a
 translated flow never leaves untranslated).
@@ -34,7 +35,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.mix cimport P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport (
-    Batch, pkt_meta_t, drop, NO_ID, V_PENDING, ST_NAT, FRAG_FIRST, CT_RELATED, R_CT_INVALID,
+    Batch, pkt_meta_t, drop, NO_ID, V_PENDING, ST_NAT, FRAG_FIRST, FRAG_LATER, CT_RELATED, R_CT_INVALID,
 )
 from kdp._fast.conntrack cimport (
     Conntrack, ct_table_t, ct_flow_t, ct_key_t, ct_flow_key, ct_pkt_key, ct_quote_l4,
@@ -42,8 +43,11 @@ from kdp._fast.conntrack cimport (
 )
 from kdp._fast.checksum cimport (
     ld16, ld32, st16, st32, cs_sum, cs_fold, cs_d16, cs_d32, cs_dbytes, cs_apply,
-    kdp_crc32c_update,
+    kdp_crc32c_update, kdp_prefetch,
 )
+
+cdef enum:
+    NAT_AHEAD = 8       # packets between a flow-record prefetch and its use
 
 
 
@@ -87,14 +91,46 @@ cdef inline bint _addr_ne(uint8_t ver, const uint32_t* a, const uint32_t* b) noe
     return memcmp(a, b, 16) != 0
 
 
+cdef inline void _l4_finish(pkt_meta_t* p, uint8_t* pkt, uint8_t ver, uint8_t proto, uint64_t acc,
+                            uint16_t csp, uint16_t cdp, uint16_t nsp, uint16_t ndp) noexcept nogil:
+    """TCP/UDP/SCTP: ports (csp, cdp) become (nsp, ndp); acc holds the address delta."""
+    cdef uint8_t* l4 = pkt + p.l4_off
+    cdef uint32_t avail = p.len - p.l4_off, end
+    cdef uint16_t c
+    if avail < 4:
+        return
+    if nsp != csp:
+        acc = cs_d16(acc, csp, nsp)
+        st16(l4, nsp)
+    if ndp != cdp:
+        acc = cs_d16(acc, cdp, ndp)
+        st16(l4 + 2, ndp)
+    p.sport = nsp
+    p.dport = ndp
+    if proto == P_TCP:
+        if acc and avail >= 18:
+            st16(l4 + 16, cs_apply(ld16(l4 + 16), acc))
+    elif proto == P_UDP:
+        if acc and avail >= 8:
+            c = ld16(l4 + 6)
+            if not (ver == 4 and c == 0):
+                c = cs_apply(c, acc)
+                st16(l4 + 6, 0xFFFF if c == 0 else c)
+    else:  # P_SCTP
+        if (nsp != csp or ndp != cdp) and p.frag != FRAG_FIRST:
+            end = _ip_end(p, pkt)
+            if end <= p.len and end >= p.l4_off + 12:
+                _sctp_crc(l4, end - p.l4_off)
+
+
 cdef void nat_rewrite(pkt_meta_t* p, uint8_t* pkt, const ct_key_t* cur, const ct_key_t* other,
                       bint later) noexcept nogil:
     cdef uint8_t ver = cur.ver, proto = cur.proto
     cdef uint8_t* l3 = pkt + p.l3_off
     cdef uint8_t* l4
-    cdef uint32_t avail, end
+    cdef uint32_t avail
     cdef uint64_t acc = 0, acc4
-    cdef uint16_t c, nsp, ndp
+    cdef uint16_t nsp
     cdef bint src_ch = _addr_ne(ver, cur.src, other.dst)
     cdef bint dst_ch = _addr_ne(ver, cur.dst, other.src)
     # addresses: leave as the inverse of the other direction's tuple
@@ -129,33 +165,8 @@ cdef void nat_rewrite(pkt_meta_t* p, uint8_t* pkt, const ct_key_t* cur, const ct
         p.sport = nsp
         p.dport = nsp
         return
-    nsp = other.dport
-    ndp = other.sport
     if proto == P_TCP or proto == P_UDP or proto == P_SCTP:
-        if avail < 4:
-            return
-        if nsp != cur.sport:
-            acc = cs_d16(acc, cur.sport, nsp)
-            st16(l4, nsp)
-        if ndp != cur.dport:
-            acc = cs_d16(acc, cur.dport, ndp)
-            st16(l4 + 2, ndp)
-        p.sport = nsp
-        p.dport = ndp
-    if proto == P_TCP:
-        if acc and avail >= 18:
-            st16(l4 + 16, cs_apply(ld16(l4 + 16), acc))
-    elif proto == P_UDP:
-        if acc and avail >= 8:
-            c = ld16(l4 + 6)
-            if not (ver == 4 and c == 0):
-                c = cs_apply(c, acc)
-                st16(l4 + 6, 0xFFFF if c == 0 else c)
-    elif proto == P_SCTP:
-        if (nsp != cur.sport or ndp != cur.dport) and p.frag != FRAG_FIRST:
-            end = _ip_end(p, pkt)
-            if end <= p.len and end >= p.l4_off + 12:
-                _sctp_crc(l4, end - p.l4_off)
+        _l4_finish(p, pkt, ver, proto, acc, cur.sport, cur.dport, other.dport, other.sport)
     # other protocols: addresses only (no L4 checksum over them that we know)
 
 
@@ -257,6 +268,73 @@ cdef void _nat_error(pkt_meta_t* p, uint8_t* pkt, const ct_key_t* td, const ct_k
     st16(l4 + 2, <uint16_t>~cs_fold(s))
 
 
+cdef inline int _nat4_ports(pkt_meta_t* p, uint8_t* pkt, const ct_flow_t* f) noexcept nogil:
+    """The common case, without building keys: an IPv4 TCP/UDP/SCTP packet (not a
+    later fragment, not an ICMP error) of an IPv4 flow of the same protocol. Its
+    tuple (as ct_pkt_key would key it) is compared with both flow tuples; it
+    leaves as the inverse of the other one. Returns 0 when the tuple matches
+    neither direction (the caller drops the packet)."""
+    cdef int o
+    cdef uint8_t* l3
+    cdef uint32_t ns, nd
+    cdef uint64_t acc = 0
+    if (p.src4 == f.a4[0] and p.dst4 == f.a4[1]
+            and p.sport == f.port[0] and p.dport == f.port[1]):
+        o = 1
+    elif (p.src4 == f.a4[2] and p.dst4 == f.a4[3]
+            and p.sport == f.port[2] and p.dport == f.port[3]):
+        o = 0
+    else:
+        return 0
+    l3 = pkt + p.l3_off
+    ns = f.a4[2 * o + 1]
+    nd = f.a4[2 * o]
+    if ns != p.src4:
+        acc = cs_d32(acc, p.src4, ns)
+        st32(l3 + 12, ns)
+    if nd != p.dst4:
+        acc = cs_d32(acc, p.dst4, nd)
+        st32(l3 + 16, nd)
+    if acc:
+        st16(l3 + 10, cs_apply(ld16(l3 + 10), acc))
+    p.src4 = ns
+    p.dst4 = nd
+    if p.l4_off == 0 or p.l4_off >= p.len:
+        return 1
+    _l4_finish(p, pkt, 4, p.proto, acc, p.sport, p.dport, f.port[2 * o + 1], f.port[2 * o])
+    return 1
+
+
+cdef inline int _nat6_ports(pkt_meta_t* p, uint8_t* pkt, const ct_flow_t* f) noexcept nogil:
+    """As _nat4_ports, for an IPv6 TCP/UDP/SCTP packet of an IPv6 flow."""
+    cdef int o
+    cdef uint8_t* l3
+    cdef const uint32_t* w
+    cdef uint64_t acc = 0
+    if (p.sport == f.port[0] and p.dport == f.port[1]
+            and memcmp(p.src6, &f.a6[0], 16) == 0 and memcmp(p.dst6, &f.a6[4], 16) == 0):
+        o = 1
+    elif (p.sport == f.port[2] and p.dport == f.port[3]
+            and memcmp(p.src6, &f.a6[8], 16) == 0 and memcmp(p.dst6, &f.a6[12], 16) == 0):
+        o = 0
+    else:
+        return 0
+    l3 = pkt + p.l3_off
+    w = &f.a6[8 * o]        # the other tuple: src w[0:4], dst w[4:8]
+    if memcmp(p.src6, w + 4, 16) != 0:
+        acc = cs_dbytes(acc, p.src6, <const uint8_t*>(w + 4), 16)
+        memcpy(l3 + 8, w + 4, 16)
+        memcpy(p.src6, w + 4, 16)
+    if memcmp(p.dst6, w, 16) != 0:
+        acc = cs_dbytes(acc, p.dst6, <const uint8_t*>w, 16)
+        memcpy(l3 + 24, w, 16)
+        memcpy(p.dst6, w, 16)
+    if p.l4_off == 0 or p.l4_off >= p.len:
+        return 1
+    _l4_finish(p, pkt, 6, p.proto, acc, p.sport, p.dport, f.port[2 * o + 1], f.port[2 * o])
+    return 1
+
+
 cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil:
     cdef ct_table_t* t = &ct.t
     cdef Py_ssize_t i
@@ -265,7 +343,13 @@ cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil:
     cdef uint8_t* pkt
     cdef ct_key_t k, o, r
     cdef int kind, d
+    cdef uint32_t ahead
     for i in range(b.count):
+        if i + NAT_AHEAD < b.count:
+            # the flow record a few packets on (it may have left L1/L2 since lookup)
+            ahead = b.m[i + NAT_AHEAD].flow_id
+            if ahead < t.capacity:
+                kdp_prefetch(&t.flows[ahead])
         p = &b.m[i]
         if p.verdict != V_PENDING or p.flow_id == NO_ID or p.flow_id >= t.capacity:
             continue
@@ -275,6 +359,12 @@ cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil:
         pkt = b.buf + p.off
         if p.l3_off + (20 if p.ip_ver == 4 else 40) > p.len:
             continue            # no IP header to rewrite (cannot come from the parser)
+        if (p.ip_ver == f.ip_ver and p.frag != FRAG_LATER and p.proto == f.proto
+                and (p.proto == P_TCP or p.proto == P_UDP or p.proto == P_SCTP)):
+            # the common case, without building keys
+            if not (_nat4_ports(p, pkt, f) if p.ip_ver == 4 else _nat6_ports(p, pkt, f)):
+                drop(p, ST_NAT, R_CT_INVALID)
+            continue
         kind = ct_pkt_key(p, pkt, &k)
         ct_flow_key(f, 0, &o)
         ct_flow_key(f, 1, &r)
