@@ -540,13 +540,15 @@ cdef class CaptureReader:
             if rd32(p + blen - 4, self.swap) != blen:
                 return self._fail(WS_CORRUPT, E_BLOCK_TRAILER, self.pos, blen,
                                   rd32(p + blen - 4, self.swap))
-            if btype == NG_EPB:
+            if btype == NG_EPB or btype == NG_PB:
+                # the obsolete Packet Block is an EPB with a 16-bit interface id
+                # (and a drops count in the other 16 bits)
                 if blen < 32:
                     return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
                 caplen = rd32(p + 20, self.swap)
                 if caplen > blen - 32:
                     return self._fail(WS_CORRUPT, E_CAPLEN, self.pos, caplen, blen - 32)
-                ifid = rd32(p + 8, self.swap)
+                ifid = rd32(p + 8, self.swap) if btype == NG_EPB else rd16(p + 8, self.swap)
                 if ifid >= self.n_if:
                     self.skipped += 1
                 else:
@@ -568,19 +570,6 @@ cdef class CaptureReader:
                         caplen = f.snaplen
                     # an SPB has no timestamp: it shares the previous packet's
                     self._deliver(b, p + 12, caplen, olen, self.last_ts, f)
-            elif btype == NG_PB:
-                if blen < 32:
-                    return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
-                caplen = rd32(p + 20, self.swap)
-                if caplen > blen - 32:
-                    return self._fail(WS_CORRUPT, E_CAPLEN, self.pos, caplen, blen - 32)
-                ifid = rd16(p + 8, self.swap)
-                if ifid >= self.n_if:
-                    self.skipped += 1
-                else:
-                    f = &self.ifaces[ifid]
-                    ts = (<uint64_t>rd32(p + 12, self.swap) << 32) | rd32(p + 16, self.swap)
-                    self._deliver(b, p + 28, caplen, rd32(p + 24, self.swap), ticks_to_ns(f, ts), f)
             elif btype == NG_IDB:
                 st = self._read_idb(p, blen)
                 if st >= 0:
