@@ -401,30 +401,35 @@ cdef bset_t* bset_new(const backend_t* be, uint32_t n, const backend_t* bl, uint
         return NULL
     bs.n = n
     bs.n_local = nl
-    if n:
-        bs.m = maglev_size_keep(n, prev.m if prev != NULL else 0)
-        bs.be = <backend_t*>malloc(n * sizeof(backend_t))
-        bs.lut = <uint32_t*>malloc(bs.m * sizeof(uint32_t))
-        if bs.be == NULL or bs.lut == NULL:
-            bset_free(bs)
-            return NULL
-        memcpy(bs.be, be, n * sizeof(backend_t))
-        maglev_fill(bs.be, n, bs.m, bs.lut)
-        if prev != NULL:
-            maglev_carry(bs.be, n, bs.m, bs.lut, prev.be, prev.n, prev.m, prev.lut)
-    if nl:
-        bs.m_local = maglev_size_keep(nl, prev.m_local if prev != NULL else 0)
-        bs.be_local = <backend_t*>malloc(nl * sizeof(backend_t))
-        bs.lut_local = <uint32_t*>malloc(bs.m_local * sizeof(uint32_t))
-        if bs.be_local == NULL or bs.lut_local == NULL:
-            bset_free(bs)
-            return NULL
-        memcpy(bs.be_local, bl, nl * sizeof(backend_t))
-        maglev_fill(bs.be_local, nl, bs.m_local, bs.lut_local)
-        if prev != NULL:
-            maglev_carry(bs.be_local, nl, bs.m_local, bs.lut_local, prev.be_local, prev.n_local,
-                         prev.m_local, prev.lut_local)
+    if n and _table_new(be, n, &bs.be, &bs.m, &bs.lut, prev.be if prev != NULL else NULL,
+                        prev.n if prev != NULL else 0, prev.m if prev != NULL else 0,
+                        prev.lut if prev != NULL else NULL) < 0:
+        bset_free(bs)
+        return NULL
+    if nl and _table_new(bl, nl, &bs.be_local, &bs.m_local, &bs.lut_local,
+                         prev.be_local if prev != NULL else NULL,
+                         prev.n_local if prev != NULL else 0, prev.m_local if prev != NULL else 0,
+                         prev.lut_local if prev != NULL else NULL) < 0:
+        bset_free(bs)
+        return NULL
     return bs
+
+
+cdef int _table_new(const backend_t* src, uint32_t n, backend_t** be, uint32_t* m,
+                    uint32_t** lut, const backend_t* prev_be, uint32_t prev_n, uint32_t prev_m,
+                    const uint32_t* prev_lut) noexcept nogil:
+    """One backend array and its Maglev table, carried over from the previous one
+    when there is one (prev_lut not NULL). -1 when out of memory."""
+    m[0] = maglev_size_keep(n, prev_m)
+    be[0] = <backend_t*>malloc(n * sizeof(backend_t))
+    lut[0] = <uint32_t*>malloc(m[0] * sizeof(uint32_t))
+    if be[0] == NULL or lut[0] == NULL:
+        return -1
+    memcpy(be[0], src, n * sizeof(backend_t))
+    maglev_fill(be[0], n, m[0], lut[0])
+    if prev_lut != NULL:
+        maglev_carry(be[0], n, m[0], lut[0], prev_be, prev_n, prev_m, prev_lut)
+    return 0
 
 
 # ---------------------------------------------------------------- affinity
