@@ -559,6 +559,16 @@ cdef uint32_t ct_quote_l4(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogi
     return 0
 
 
+cdef inline void _key_addrs(ct_key_t* k, uint8_t ver, uint32_t src4, uint32_t dst4,
+                            const uint8_t* src6, const uint8_t* dst6) noexcept nogil:
+    if ver == 4:
+        k.src[0] = src4
+        k.dst[0] = dst4
+    else:
+        memcpy(k.src, src6, 16)
+        memcpy(k.dst, dst6, 16)
+
+
 cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexcept nogil:
     """The lookup key of packet p (pkt: its frame). Returns a K_* kind."""
     cdef uint8_t proto = p.proto, ver = p.ip_ver
@@ -569,12 +579,7 @@ cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexce
         return K_NONE
     if p.frag == FRAG_LATER:
         k.proto = proto
-        if ver == 4:
-            k.src[0] = p.src4
-            k.dst[0] = p.dst4
-        else:
-            memcpy(k.src, p.src6, 16)
-            memcpy(k.dst, p.dst6, 16)
+        _key_addrs(k, ver, p.src4, p.dst4, p.src6, p.dst6)
         return K_FRAG
     if (proto == P_ICMP and ver == 4) or (proto == P_ICMPV6 and ver == 6):
         if _is_echo(ver, p.icmp_type):
@@ -583,12 +588,7 @@ cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexce
         elif _is_icmp_error(ver, p.icmp_type) and p.q_proto != 0 and p.quote_off != 0:
             # key of the flow the quoted packet belongs to: the inverse of the quote
             k.proto = p.q_proto
-            if ver == 4:
-                k.src[0] = p.q_dst4
-                k.dst[0] = p.q_src4
-            else:
-                memcpy(k.src, p.q_dst6, 16)
-                memcpy(k.dst, p.q_src6, 16)
+            _key_addrs(k, ver, p.q_dst4, p.q_src4, p.q_dst6, p.q_src6)
             if p.q_proto == P_TCP or p.q_proto == P_UDP or p.q_proto == P_SCTP:
                 k.sport = p.q_dport
                 k.dport = p.q_sport
@@ -605,12 +605,7 @@ cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexce
         k.sport = p.sport
         k.dport = p.dport
     k.proto = proto
-    if ver == 4:
-        k.src[0] = p.src4
-        k.dst[0] = p.dst4
-    else:
-        memcpy(k.src, p.src6, 16)
-        memcpy(k.dst, p.dst6, 16)
+    _key_addrs(k, ver, p.src4, p.dst4, p.src6, p.dst6)
     return K_FLOW
 
 
