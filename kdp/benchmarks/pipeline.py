@@ -53,14 +53,13 @@ import time
 import numpy as np
 
 from kdp.benchmarks import cluster as synth
-from kdp.benchmarks.read import _be, _fold, _le32, _words
+from kdp.benchmarks.synth import write_ipv4_pcap
 
 FULL = {"services": 10_000, "endpoints": 100_000, "packets": 1_000_000}
 QUICK = {"services": 1_000, "endpoints": 10_000, "packets": 100_000}
 NODE = "node-0"
 BATCH = 256                 # kdp replay's default batch size
 FLOWS_PER_S = 10_000
-T0 = 1_700_000_000
 
 # flow kinds
 K_POD_CIP, K_EXT_NODEPORT, K_EXT_LB, K_EXT_CIP, K_POD_POD = range(5)
@@ -144,55 +143,10 @@ def _targets(docs):
 def write_pcap(path, usec, src, dst, sport, dport, flags, payload, seq) -> int:
     """Write Ethernet/IPv4/TCP packets (zero payload of `payload` bytes, valid IPv4 and
     TCP checksums) as a classic pcap; returns the file size."""
-    n = len(usec)
-    size = 54 + payload.astype(np.int64)
-    rec = 16 + size
-    offs = 24 + np.concatenate(([0], np.cumsum(rec[:-1], dtype=np.int64)))
-    total = int(24 + rec.sum())
-    buf = np.zeros(total, dtype=np.uint8)
-    buf[:24] = np.frombuffer(np.array([0xA1B2C3D4, 0x00040002, 0, 0, 65535, 1],
-                                      dtype="<u4").tobytes(), dtype=np.uint8)
-    W = 16 + 54
-    col = np.arange(W, dtype=np.int64)
-    step = 131072
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        k = b - a
-        sz = size[a:b]
-        h = np.zeros((k, W), dtype=np.uint8)
-        _le32(h, 0, T0 + usec[a:b] // 1_000_000)
-        _le32(h, 4, usec[a:b] % 1_000_000)
-        _le32(h, 8, sz)
-        _le32(h, 12, sz)
-        e = 16
-        h[:, e:e + 6] = (0x02, 0, 0, 0, 0, 0x02)
-        h[:, e + 6:e + 12] = (0x02, 0, 0, 0, 0, 0x01)
-        h[:, e + 12] = 0x08
-        i = e + 14
-        h[:, i] = 0x45
-        _be(h, i + 2, sz - 14, 2)
-        _be(h, i + 4, np.arange(a, b) & 0xFFFF, 2)
-        h[:, i + 6] = 0x40
-        h[:, i + 8] = 64
-        h[:, i + 9] = 6
-        _be(h, i + 12, src[a:b], 4)
-        _be(h, i + 16, dst[a:b], 4)
-        _be(h, i + 10, ~_fold(_words(h, i, 20)) & np.uint64(0xFFFF), 2)
-        t = i + 20
-        _be(h, t, sport[a:b], 2)
-        _be(h, t + 2, dport[a:b], 2)
-        _be(h, t + 4, seq[a:b], 4)
-        _be(h, t + 8, seq[a:b] ^ np.uint64(0x5A5A5A5A), 4)
-        h[:, t + 12] = 0x50
-        h[:, t + 13] = flags[a:b]
-        _be(h, t + 14, np.full(k, 65535), 2)
-        l4len = (sz - 34).astype(np.uint64)
-        pseudo = _words(h, i + 12, 8) + np.uint64(6) + l4len
-        _be(h, t + 16, ~_fold(pseudo + _words(h, t, 20)) & np.uint64(0xFFFF), 2)
-        buf[(offs[a:b, None] + col).ravel()] = h.ravel()
-    with open(path, "wb") as f:
-        buf.tofile(f)
-    return total
+    seq = np.asarray(seq, dtype=np.uint64)
+    return write_ipv4_pcap(path, usec, 54 + np.asarray(payload, dtype=np.int64),
+                           np.full(len(usec), 6, np.uint8), src, dst, sport, dport, flags,
+                           seq, seq ^ np.uint64(0x5A5A5A5A))
 
 
 def _plan(n_packets, targets, seed):

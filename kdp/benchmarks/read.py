@@ -26,37 +26,12 @@ import time
 
 import numpy as np
 
+from kdp.benchmarks.synth import write_ipv4_pcap
+
 DEFAULT_PACKETS = 1_000_000
 QUICK_PACKETS = 100_000
 FLOWS = 10_000
 BATCH = 4096
-T0 = 1_700_000_000          # first timestamp, seconds
-
-
-def _be(cols: np.ndarray, start: int, values, width: int) -> None:
-    """Write `values` big-endian into byte columns [start, start+width) of cols."""
-    v = np.asarray(values, dtype=np.uint64)
-    for k in range(width):
-        cols[:, start + k] = (v >> np.uint64(8 * (width - 1 - k))) & np.uint64(0xFF)
-
-
-def _le32(cols: np.ndarray, start: int, values) -> None:
-    v = np.asarray(values, dtype=np.uint64)
-    for k in range(4):
-        cols[:, start + k] = (v >> np.uint64(8 * k)) & np.uint64(0xFF)
-
-
-def _fold(s: np.ndarray) -> np.ndarray:
-    s = s.astype(np.uint64)
-    for _ in range(3):
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-    return s
-
-
-def _words(cols: np.ndarray, start: int, n: int) -> np.ndarray:
-    """Sum of n/2 big-endian 16-bit words of byte columns [start, start+n)."""
-    c = cols[:, start:start + n].astype(np.uint64)
-    return (c[:, 0::2] << np.uint64(8)).sum(axis=1) + c[:, 1::2].sum(axis=1)
 
 
 def synth_capture(path, n_packets: int = DEFAULT_PACKETS, n_flows: int = FLOWS,
@@ -72,59 +47,10 @@ def synth_capture(path, n_packets: int = DEFAULT_PACKETS, n_flows: int = FLOWS,
     size = rng.integers(64, 1501, n_packets)                     # frame bytes
     gaps = rng.integers(0, 20, n_packets)                        # microseconds
     usec = np.cumsum(gaps, dtype=np.int64)
-    rec = 16 + size
-    offs = 24 + np.concatenate(([0], np.cumsum(rec[:-1], dtype=np.int64)))
-    total = int(24 + rec.sum())
-    buf = np.zeros(total, dtype=np.uint8)
-    buf[:24] = np.frombuffer(np.array([0xA1B2C3D4, 0x00040002, 0, 0, 65535, 1],
-                                      dtype="<u4").tobytes(), dtype=np.uint8)
-    W = 16 + 14 + 20 + 20
-    col = np.arange(W, dtype=np.int64)
-    step = 131072
-    for a in range(0, n_packets, step):
-        b = min(a + step, n_packets)
-        k = b - a
-        fl = flow[a:b]
-        sz = size[a:b]
-        tcp = f_tcp[fl]
-        h = np.zeros((k, W), dtype=np.uint8)
-        _le32(h, 0, T0 + usec[a:b] // 1_000_000)
-        _le32(h, 4, usec[a:b] % 1_000_000)
-        _le32(h, 8, sz)
-        _le32(h, 12, sz)
-        e = 16                                                    # Ethernet
-        h[:, e:e + 6] = (0x02, 0, 0, 0, 0, 0x02)
-        h[:, e + 6:e + 12] = (0x02, 0, 0, 0, 0, 0x01)
-        h[:, e + 12] = 0x08
-        i = e + 14                                                # IPv4
-        h[:, i] = 0x45
-        _be(h, i + 2, sz - 14, 2)
-        _be(h, i + 4, np.arange(a, b) & 0xFFFF, 2)
-        h[:, i + 6] = 0x40
-        h[:, i + 8] = 64
-        h[:, i + 9] = np.where(tcp, 6, 17)
-        _be(h, i + 12, f_src[fl], 4)
-        _be(h, i + 16, f_dst[fl], 4)
-        _be(h, i + 10, ~_fold(_words(h, i, 20)) & np.uint64(0xFFFF), 2)
-        t = i + 20                                                # TCP / UDP
-        _be(h, t, f_sport[fl], 2)
-        _be(h, t + 2, f_dport[fl], 2)
-        l4len = sz - 34
-        seq = (np.arange(a, b, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
-        th = h[tcp]
-        _be(th, t + 4, seq[tcp], 4)
-        th[:, t + 12] = 0x50
-        th[:, t + 13] = 0x18
-        _be(th, t + 14, np.full(th.shape[0], 65535), 2)
-        pseudo = _words(th, i + 12, 8) + np.uint64(6) + l4len[tcp].astype(np.uint64)
-        _be(th, t + 16, ~_fold(pseudo + _words(th, t, 20)) & np.uint64(0xFFFF), 2)
-        h[tcp] = th
-        uh = h[~tcp]
-        _be(uh, t + 4, l4len[~tcp], 2)                            # UDP checksum 0: none
-        h[~tcp] = uh
-        buf[(offs[a:b, None] + col).ravel()] = h.ravel()
-    with open(path, "wb") as f:
-        buf.tofile(f)
+    seq = (np.arange(n_packets, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    total = write_ipv4_pcap(path, usec, size, np.where(f_tcp, 6, 17)[flow], f_src[flow],
+                            f_dst[flow], f_sport[flow], f_dport[flow],
+                            np.full(n_packets, 0x18, np.uint8), seq, np.zeros(n_packets, np.uint64))
     return {"packets": n_packets, "bytes": total, "flows": n_flows}
 
 
