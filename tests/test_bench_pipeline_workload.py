@@ -9,7 +9,7 @@ import pytest
 from kdp.benchmarks import pipeline as wl
 from kdp.control import Cluster, compile as compile_cluster
 
-scapy_all = pytest.importorskip("scapy.all")
+import scapy.all as scapy_all
 
 PACKETS = 3_000
 

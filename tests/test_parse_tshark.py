@@ -20,7 +20,7 @@ from scapy.packet import Raw
 from kdp._fast import packet, parse
 from kdp.reasons import Verdict
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+pytestmark = pytest.mark.usefixtures("tshark")     # fails when tshark is missing
 
 FIELDS = ["ip.src", "ip.dst", "ip.ttl", "ipv6.src", "ipv6.dst", "ipv6.hlim", "vlan.id",
           "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport"]

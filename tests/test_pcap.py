@@ -48,7 +48,7 @@ def tshark_ok(path):
 
 
 needs_tshark = pytest.mark.usefixtures("tshark")   # fails when tshark is missing
-needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
+needs_tcpdump = pytest.mark.usefixtures("tcpdump")   # fails when tcpdump is missing
 
 
 # ------------------------------------------------------------------ reading
@@ -233,7 +233,7 @@ def test_without_ingress_classic_packets_have_no_port(tmp_path):
 
 def test_reading_crosses_mmap_windows_on_a_capture_larger_than_one_window(tmp_path):
     """~100 MB capture: the 64 MiB window is remapped; every packet matches dpkt's."""
-    dpkt = pytest.importorskip("dpkt")
+    import dpkt
     from kdp.benchmarks.read import synth_capture
     path = tmp_path / "big.pcap"
     info = synth_capture(path, n_packets=130_000, n_flows=500, seed=3)
@@ -258,7 +258,7 @@ def test_reading_crosses_mmap_windows_on_a_capture_larger_than_one_window(tmp_pa
 
 
 def test_scapy_wrpcap_file_is_read_exactly(tmp_path):
-    scapy = pytest.importorskip("scapy.all")
+    import scapy.all as scapy
     pkts = [scapy.Ether() / scapy.IP(dst=f"10.0.0.{i}") / scapy.UDP(dport=i + 1) / (b"p" * i)
             for i in range(20)]
     for i, p in enumerate(pkts):
@@ -310,7 +310,7 @@ def _forward_batch(frames, linktype=LinkType.LT_ETHERNET):
 
 
 def _scapy_frames():
-    scapy = pytest.importorskip("scapy.all")
+    import scapy.all as scapy
     return scapy, [bytes(scapy.Ether(src="00:11:22:33:44:55", dst="66:77:88:99:aa:bb")
                          / scapy.IP(src="10.0.0.1", dst=f"10.0.1.{i}")
                          / scapy.TCP(sport=1000 + i, dport=80) / (b"d" * i)) for i in range(1, 9)]
@@ -385,7 +385,7 @@ def test_ethernet_packets_written_to_raw_ip_start_at_their_ip_header(tmp_path):
 
 
 def test_raw_ip_packets_written_to_ethernet_get_a_synthetic_header(tmp_path):
-    scapy = pytest.importorskip("scapy.all")
+    import scapy.all as scapy
     ips = [bytes(scapy.IP(src="10.0.0.1", dst="10.0.0.2") / scapy.UDP() / b"four"),
            bytes(scapy.IPv6(src="fd00::1", dst="fd00::2") / scapy.TCP())]
     b = _parsed(ips, LinkType.LT_RAW)
@@ -428,8 +428,6 @@ def test_writer_rejects_bad_arguments_and_unwritable_paths(tmp_path):
 
 
 def test_writer_reports_a_full_disk_as_capture_error():
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
     b = _forward_batch([b"x" * 1500] * 64)
     w = CaptureWriter("/dev/full", format="pcap")
     with pytest.raises(CaptureError, match="/dev/full"):

@@ -81,12 +81,23 @@ def test_big_endian_pcapng_is_read():
     assert r.interfaces[0]["linktype"] == 101
 
 
+def _one_linktype(path):
+    pkts = read_packets(path)
+    return bool(pkts) and len({p.linktype for p in pkts}) == 1
+
+
+# the writer writes one link type per file: captures mixing several are not rewritten
+REWRITABLE = [p for p in FILES if _one_linktype(p)]
+
+
+def test_most_real_captures_can_be_rewritten():
+    assert len(REWRITABLE) >= len(FILES) - 5
+
+
 @needs_tshark
-@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+@pytest.mark.parametrize("path", REWRITABLE, ids=[p.name for p in REWRITABLE])
 def test_real_capture_rewritten_by_kdp_reads_the_same_in_tshark(tmp_path, path):
     pkts = read_packets(path)
-    if not pkts or len({p.linktype for p in pkts}) != 1:
-        pytest.skip("no packets, or several link types (the writer writes one)")
     out = tmp_path / (path.stem + ".pcap")
     r = CaptureReader(path)
     b = Batch(256)
