@@ -5,7 +5,6 @@ link type (stacked VLAN tags on Ethernet, the BSD null header in both byte
 orders) are written to one capture per link type and dissected by tshark.
 """
 import ipaddress
-import shutil
 import struct
 import subprocess
 

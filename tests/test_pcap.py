@@ -4,7 +4,6 @@ Captures are crafted here byte by byte with struct (an independent writer), with
 wrpcap, and checked against scapy, tshark and tcpdump.
 """
 import os
-import shutil
 import struct
 import subprocess
 

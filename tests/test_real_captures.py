@@ -1,7 +1,6 @@
 """Real captures written by other tools (../shared/captures, see its README.md): every one
 reads without a crash or hang, agrees with tshark packet by packet, and the damaged ones
 give their complete packets plus a clear warning."""
-import shutil
 import subprocess
 from decimal import Decimal
 from pathlib import Path
