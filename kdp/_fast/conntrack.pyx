@@ -1178,6 +1178,16 @@ cdef void _fill_spec(nat_spec_t* s, object spec) except *:
     s.backend = NO_ID if be is None else be
 
 
+def _tuple_arrays(name, src, dst, sport, dport, proto):
+    """IPv4 tuples as contiguous arrays of the core's types, all of one length."""
+    arrays = (np.ascontiguousarray(src, dtype=np.uint32), np.ascontiguousarray(dst, dtype=np.uint32),
+              np.ascontiguousarray(sport, dtype=np.uint16), np.ascontiguousarray(dport, dtype=np.uint16),
+              np.ascontiguousarray(proto, dtype=np.uint8))
+    if len({a.shape[0] for a in arrays}) != 1:
+        raise ValueError(f"{name}: arrays of different lengths")
+    return arrays
+
+
 PACKET_CLOCK = CT_PACKET_CLOCK
 
 
@@ -1462,14 +1472,13 @@ cdef class Conntrack:
     def lookup4(self, src, dst, sport, dport, proto, out=None):
         """Flow ids (uint32, NO_ID for a miss) of IPv4 tuples given as numpy arrays
         (src/dst uint32 host order, ports uint16, proto uint8). No state change."""
-        cdef const uint32_t[::1] s = np.ascontiguousarray(src, dtype=np.uint32)
-        cdef const uint32_t[::1] d = np.ascontiguousarray(dst, dtype=np.uint32)
-        cdef const uint16_t[::1] sp = np.ascontiguousarray(sport, dtype=np.uint16)
-        cdef const uint16_t[::1] dp = np.ascontiguousarray(dport, dtype=np.uint16)
-        cdef const uint8_t[::1] pr = np.ascontiguousarray(proto, dtype=np.uint8)
+        src, dst, sport, dport, proto = _tuple_arrays("lookup4", src, dst, sport, dport, proto)
+        cdef const uint32_t[::1] s = src
+        cdef const uint32_t[::1] d = dst
+        cdef const uint16_t[::1] sp = sport
+        cdef const uint16_t[::1] dp = dport
+        cdef const uint8_t[::1] pr = proto
         cdef Py_ssize_t n = s.shape[0]
-        if not (d.shape[0] == sp.shape[0] == dp.shape[0] == pr.shape[0] == n):
-            raise ValueError("lookup4: arrays of different lengths")
         if out is None:
             out = np.empty(n, dtype=np.uint32)
         cdef uint32_t[::1] o = out
@@ -1487,14 +1496,13 @@ cdef class Conntrack:
         if not (1 <= tcp_state <= 9):
             raise ValueError("tcp_state must be 1..9")
         cdef uint8_t st = tcp_state
-        cdef const uint32_t[::1] s = np.ascontiguousarray(src, dtype=np.uint32)
-        cdef const uint32_t[::1] d = np.ascontiguousarray(dst, dtype=np.uint32)
-        cdef const uint16_t[::1] sp = np.ascontiguousarray(sport, dtype=np.uint16)
-        cdef const uint16_t[::1] dp = np.ascontiguousarray(dport, dtype=np.uint16)
-        cdef const uint8_t[::1] pr = np.ascontiguousarray(proto, dtype=np.uint8)
+        src, dst, sport, dport, proto = _tuple_arrays("insert4", src, dst, sport, dport, proto)
+        cdef const uint32_t[::1] s = src
+        cdef const uint32_t[::1] d = dst
+        cdef const uint16_t[::1] sp = sport
+        cdef const uint16_t[::1] dp = dport
+        cdef const uint8_t[::1] pr = proto
         cdef Py_ssize_t n = s.shape[0]
-        if not (d.shape[0] == sp.shape[0] == dp.shape[0] == pr.shape[0] == n):
-            raise ValueError("insert4: arrays of different lengths")
         out = np.empty(n, dtype=np.uint32)
         cdef uint32_t[::1] o = out
         if n:

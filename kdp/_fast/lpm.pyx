@@ -1561,6 +1561,16 @@ def _mask(hi, lo, ln):
 # address parsing (convenience, Python level)
 # --------------------------------------------------------------------------
 
+def _result_array(out, size_t n):
+    """The uint32 array batch lookups write: `out` when it fits, else a new one."""
+    if out is None:
+        return np.empty(n, np.uint32)
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint32 or out.ndim != 1 \
+            or out.shape[0] != n or not out.flags.c_contiguous:
+        raise KdpError("out must be a contiguous uint32 array of the same length")
+    return out
+
+
 def _net(prefix, length, bits):
     """-> (int prefix, int length) from (int|str|ipaddress, length) or a network."""
     if length is None:
@@ -1700,13 +1710,7 @@ cdef class Lpm4(_LpmBase):
             a = a.astype(np.uint32)
         a = np.ascontiguousarray(a)
         cdef size_t n = a.shape[0]
-        cdef cnp.ndarray o
-        if out is None:
-            o = np.empty(n, np.uint32)
-        else:
-            o = out
-            if o.dtype != np.uint32 or o.ndim != 1 or o.shape[0] != n or not o.flags.c_contiguous:
-                raise KdpError("out must be a contiguous uint32 array of the same length")
+        cdef cnp.ndarray o = _result_array(out, n)
         cdef const uint32_t *ap = <const uint32_t *>cnp.PyArray_DATA(a)
         cdef uint32_t *op = <uint32_t *>cnp.PyArray_DATA(o)
         with nogil:
@@ -1830,13 +1834,7 @@ cdef class Lpm6(_LpmBase):
         else:
             raise KdpError("IPv6 addresses must be an (n, 16) uint8 or (n, 2) uint64 array")
         cdef size_t n = a.shape[0]
-        cdef cnp.ndarray o
-        if out is None:
-            o = np.empty(n, np.uint32)
-        else:
-            o = out
-            if o.dtype != np.uint32 or o.ndim != 1 or o.shape[0] != n or not o.flags.c_contiguous:
-                raise KdpError("out must be a contiguous uint32 array of the same length")
+        cdef cnp.ndarray o = _result_array(out, n)
         cdef const char *ap = <const char *>cnp.PyArray_DATA(a)
         cdef uint32_t *op = <uint32_t *>cnp.PyArray_DATA(o)
         cdef int s
