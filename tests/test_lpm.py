@@ -302,6 +302,49 @@ def test_dense_slash16_with_many_long_prefixes_matches_reference(data):
     _check(t, ref, 32, probes)
 
 
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_ipv4_8_and_16_bit_leaf_chunks_match_reference(data):
+    # A table with fewer than 240 next hops stores 8-bit leaves in its chunk
+    # roots; more next hops, or more than 16 child nodes in one /16, need
+    # 16-bit ones.  "grow" starts with few values and crosses the limit by
+    # inserts, so chunks of both widths serve lookups side by side.
+    mode = data.draw(st.sampled_from(["few", "many", "grow"]))
+    rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))
+    values = 30 if mode == "few" else 2_000
+    rules = []
+    for base in (0x0A010000, 0x0A020000, 0xC0A80000):
+        rules.append((base, 16, rng.randrange(values)))
+        for s in rng.sample(range(256), rng.randint(1, 120)):      # /24 runs
+            rules.append((base | s << 8, rng.choice([17, 20, 22, 24]), rng.randrange(values)))
+        for s in rng.sample(range(256), rng.choice([3, 16, 17, 23])):  # child slots, not wide
+            rules.append((base | s << 8 | rng.getrandbits(8), rng.randint(25, 32),
+                          rng.randrange(values)))
+    if mode != "few":                  # enough distinct values for 16-bit leaves
+        rules += [(0x0B000000 | i << 8, 24, 10_000 + i) for i in range(300)]
+    rules.append((0x0A000000, 8, 7))
+    ref = RefLpm(32)
+    for p, ln, v in rules:
+        ref.insert(p, ln, v)
+    probes = _probes(32, rules, rng, extra=16)
+    if mode == "grow":
+        t = Lpm4.build(*_arrays([r for r in rules if r[2] < 200 and r[0] >> 24 != 0x0B]))
+        for p, ln, v in rules:
+            t.insert(p, ln, v)
+    else:
+        t = Lpm4.build(*_arrays(rules))
+    _check(t, ref, 32, probes)
+    for p, ln, _ in rules[::3]:
+        t.delete(p, ln)
+        ref.delete(p, ln)
+    _check(t, ref, 32, probes)
+
+
+def _arrays(rules):
+    return (np.array([r[0] for r in rules], np.uint32), np.array([r[1] for r in rules]),
+            np.array([r[2] for r in rules]))
+
+
 def _ref_from(rules_bits, pre, lens, vals):
     ref = RefLpm(rules_bits)
     for p, ln, v in zip(pre, lens, vals):

@@ -25,31 +25,34 @@ next-hop indices inside).
 Structure
 ---------
 A 65,536-entry root indexed by the top 16 address bits.  Each root entry packs
-a pointer to a "chunk" (low 48 bits) with the next-hop index of the longest
-prefix shorter than /16 that covers it (high 16 bits).  A chunk is the
-multibit trie (stride 8) of the rules of length >= 16 under that /16, leaf-
-pushed and popcount-compressed (Poptrie-style): a node is a 44-byte header (a
-256-bit bitmap with a bit where a run of equal leaves starts, the run counts
-before each 64-bit word, the size of its child table) followed by one 16-bit
-leaf per run; the offsets of its children sit just in front of it.  Leaves are
-next-hop indices (0 = "no rule of this chunk covers it: use the root entry's
-default"; 1..0xFEFF index the 32-bit value table; 0xFF00 + k = child k).
+a handle of a "chunk" (low 48 bits: a pointer, its low 3 bits flags) with the
+next-hop index of the longest prefix shorter than /16 that covers it (high 16
+bits).  A chunk is the multibit trie (stride 8) of the rules of length >= 16
+under that /16, leaf-pushed and popcount-compressed (Poptrie-style): a node is
+a 256-bit bitmap with a bit where a run of equal leaves starts, the run counts
+before each 64-bit word, then one leaf per run.  Leaves are next-hop indices
+(0 = "no rule of this chunk covers it: use the root entry's default"; the
+others index the 32-bit value table) or name a child node for the bits 24..31
+of a slot holding longer prefixes.  A table with fewer than 240 next hops (a
+router's FIB: a few dozen peers) gives its chunk roots 8-bit leaves and a
+36-byte header, placed so that they cross no more cache lines than their size
+needs: a /16 with up to 28 runs of leaves is one cache line.  Tables with more
+next hops use 16-bit leaves (as do child nodes).
 
-An IPv4 lookup is: root entry (512 KiB in all, mostly L2-resident) -> the
-chunk's root node (its 44-byte header: usually one cache line) -> its 16-bit
-leaf -> the value table, with one more node step only for prefixes longer than
-/24.  Batches over tables bigger than 1 MiB of chunks run a two-stage prefetch
-ring ahead of the lookups: the root entry of the address 24 ahead, then (that
-entry now cached) the chunk's first two lines for the address 8 ahead.  A /16
-holding many prefixes longer than /24 (e.g. a cluster CIDR cut into /26 node
-blocks) is compiled "wide" instead: a direct table of 65,536 16-bit leaves
-for bits 16..31 (128 KiB), flagged by bit 0 of its root entry, so those
-lookups are one load.  Small tables (fewer than 4,096 non-empty /16s) point
-their empty /16s at a shared wide empty chunk too, so every lookup takes the
-same short path: root entry -> leaf -> value.  A /16 with no rules points at one
-shared empty chunk.  Short prefixes (< /16) live only in root entries, so
-inserting or deleting them never touches a chunk.  The default route /0 is a
-short prefix like any other.
+An IPv4 lookup is: root entry (512 KiB in all) -> the chunk's root node (one
+or two lines) -> the value table, with one more node step only for prefixes
+longer than /24.  Batches over tables bigger than 1 MiB of chunks run a
+two-stage prefetch ring ahead of the lookups: the root entry of the address 24
+ahead, then (that entry now cached) the chunk's first two lines for the
+address 8 ahead.  A /16 holding many prefixes longer than /24 (e.g. a cluster
+CIDR cut into /26 node blocks) is compiled "wide" instead: a direct table of
+65,536 16-bit leaves for bits 16..31 (128 KiB), flagged in its handle, so
+those lookups are one load.  Small tables (fewer than 4,096 non-empty /16s)
+point their empty /16s at a shared wide empty chunk too, so every lookup takes
+the same short path: root entry -> leaf -> value.  A /16 with no rules points
+at one shared empty chunk.  Short prefixes (< /16) live only in root entries,
+so inserting or deleting them never touches a chunk.  The default route /0 is
+a short prefix like any other.
 
 IPv6 uses the same root (top 16 bits); its chunks are leaf-pushed sorted
 ranges (DXR-style) in three levels, each read with one vector compare:
@@ -184,14 +187,18 @@ cdef extern from *:
     #define kdp_bswap64(x) __builtin_bswap64(x)
     static inline uint64_t kdp_load64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
     static inline uint32_t kdp_load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-    /* the chunk of a /16 without rules: 8-byte size header, then one node with
-       a single run whose leaf is 0 ("use the /16's default") */
-    static unsigned char kdp_empty_block[64] __attribute__((aligned(64))) = {
-        64, 0, 0, 0, 0, 0, 0, 0,
-        1, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+    static inline uint32_t kdp_load16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+    /* the chunk of a /16 without rules: a 64-byte line holding the block size
+       (and, in its last 4 bytes, the distance from the block to the node),
+       then a root node with a single run whose 8-bit leaf is 0 ("use the /16's
+       default") */
+    static unsigned char kdp_empty_block[128] __attribute__((aligned(64))) = {
+        128, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 1, 0, 1, 0, 1, 0,  0, 0, 0, 0,  0, 0 };
-    #define kdp_empty_chunk (kdp_empty_block + 8)
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 64, 0, 0, 0,
+        1 };
+    #define kdp_empty_chunk (kdp_empty_block + 64)
     /* the same for IPv6 chunks (see _look6): a 64-byte header line (size),
        then a one-line range node with no keys (pads only) and value 0 */
     static unsigned char kdp_empty_block6[192] __attribute__((aligned(64)));
@@ -226,8 +233,8 @@ cdef extern from *:
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
-    static unsigned char kdp_empty_wide_block[8 + 131072 + 64] __attribute__((aligned(64)));
-    #define kdp_empty_wide (kdp_empty_wide_block + 9)   /* handle: node | 1 */
+    static unsigned char kdp_empty_wide_block[64 + 131072 + 64] __attribute__((aligned(64)));
+    #define kdp_empty_wide (kdp_empty_wide_block + 65)   /* handle: table | WIDE */
     static void kdp_init_empty_wide(void) {
         *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
     }
@@ -250,6 +257,7 @@ cdef extern from *:
     uint64_t kdp_bswap64(uint64_t x) nogil
     uint64_t kdp_load64(const void *p) nogil
     uint32_t kdp_load32(const void *p) nogil
+    uint32_t kdp_load16(const void *p) nogil
     unsigned char *kdp_empty_chunk
     unsigned char *kdp_empty_chunk6
     unsigned char *kdp_empty_wide
@@ -272,6 +280,11 @@ cdef extern from *:
     const uint64_t PTR_MASK "KDP_PTR_MASK"
 
 cdef enum:
+    H_WIDE = 1                # IPv4 handle flags (low bits of a root entry):
+    H_LEAF16_SHIFT = 1        # ... the root node has 16-bit leaves
+    H_LEAF16 = 2
+    H_FLAGS = 7               # (chunk nodes are 8-byte aligned, wide tables 64)
+    CHILD8 = 0xF0             # 8-bit leaves >= CHILD8 name child (leaf - CHILD8)
     CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1
     PF = 16                   # batch loops prefetch the chunk of the address PF ahead
@@ -286,43 +299,53 @@ assert rule_dtype.itemsize == sizeof(lpm_rule_t)
 # --------------------------------------------------------------------------
 # lookup kernels
 # --------------------------------------------------------------------------
-# Node layout (variable size, 8-byte aligned, offsets from the chunk start):
-#   uint64 bm[4]     @0   bit p set where a run of equal leaves starts (bit 0 set)
-#   uint8  cnt[4]    @32  runs started in words before w
-#   uint32 kids      @36  offset of the child table (uint32 offsets of child nodes)
-#   uint16 leaf[]    @40  one per run
-# slot p's leaf: leaf[cnt[w] + popcount(bm[w] bits 0..p&63) - 1], w = p >> 6.
+# IPv4 chunk (one /16): a root node for bits 16..23, child nodes for bits
+# 24..31 under the slots holding rules longer than /24.  A node is a 256-bit
+# bitmap with a bit set where a run of equal leaves starts (bit 0 always), run
+# counts, one leaf per run; slot p's leaf is
+# leaf[cnt[w] + popcount(bm[w] bits 0..p&63) - 1], w = p >> 6.
+#   16-bit node (child nodes; root nodes of tables with many next hops,
+#   handle flag H_LEAF16), 8-byte aligned:
+#     uint64 bm[4] @0, uint16 cnt[4] @32, uint32 unused @40, uint16 leaf[] @44
+#   8-bit root node (tables with < CHILD8 next hops: a router's FIB):
+#     uint64 bm[4] @0, uint8 cnt[4] @32, uint8 leaf[] @36, leaves >= CHILD8
+#     naming child (leaf - CHILD8); placed so that it crosses no more cache
+#     lines than its size needs: up to 28 runs (most /16s of a BGP table)
+#     are one line.
+# In front of a root node: uint32 distance from the start of its allocation
+# @-4, then the child offsets (from the root node) @-8, -12, ...
 
-cdef inline uint32_t _leaf(const char *c, const char *nd, uint32_t p) noexcept nogil:
+cdef inline uint32_t _leaf(const char *nd, uint32_t p) noexcept nogil:
     cdef uint32_t w = p >> 6
     cdef uint64_t bmw = (<const uint64_t *>nd)[w]
     cdef uint32_t k = (<const uint16_t *>(nd + 32))[w] + kdp_popcnt(kdp_low(bmw, p & 63))
     return (<const uint16_t *>(nd + 42))[k]
 
 
-cdef inline const char *_kid(const char *c, const char *nd, uint32_t lf) noexcept nogil:
-    # child k's offset (from the chunk root) sits at nd - 4 * (k + 1)
-    return c + (<const uint32_t *>nd)[CHILD - 1 - <int>lf]
-
-
-cdef inline uint32_t _leaf_wide(const char *c, uint32_t p) noexcept nogil:
-    # wide chunk (IPv4 /16s dense with prefixes longer than /24): a direct
-    # table of 65,536 uint16 leaves for bits 16..31 (128 KiB, L2-resident)
-    return (<const uint16_t *>c)[p]
-
-
 cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
-    # (A branch-free variant that derives the stride from bit 0 measured
-    # slower: the branch is predictable and lets the core run ahead.)
+    # (A branch-free variant that derives the stride from the wide flag
+    # measured slower: the branch is predictable and lets the core run ahead.)
     cdef uint64_t e = kdp_ld64(&rt.t0[a >> 16])
-    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK))
-    cdef uint32_t lf
-    if e & 1:
-        lf = _leaf_wide(c - 1, a & 0xFFFF)
+    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK & ~(<uint64_t>H_FLAGS)))
+    cdef uint32_t lf, p, w, k
+    if e & H_WIDE:
+        # a /16 dense with prefixes longer than /24: a direct table of 65,536
+        # uint16 leaves for bits 16..31 (128 KiB)
+        lf = (<const uint16_t *>c)[a & 0xFFFF]
     else:
-        lf = _leaf(c, c, (a >> 8) & 255)
-        if lf >= CHILD:
-            lf = _leaf(c, _kid(c, c, lf), a & 255)
+        p = (a >> 8) & 255
+        # (the format branch is mostly per table, so it predicts well:
+        # measured faster than one masked 16-bit load for both widths)
+        if e & H_LEAF16:
+            lf = _leaf(c, p)
+            if lf >= CHILD:
+                lf = _leaf(c + (<const uint32_t *>(c - 8))[-<int>(lf - CHILD)], a & 255)
+        else:
+            w = p >> 6
+            k = (<const uint8_t *>(c + 32))[w] + kdp_popcnt(kdp_low((<const uint64_t *>c)[w], p & 63))
+            lf = (<const uint8_t *>(c + 35))[k]
+            if lf >= CHILD8:
+                lf = _leaf(c + (<const uint32_t *>(c - 8))[-<int>(lf - CHILD8)], a & 255)
     lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))     # leaf 0: the /16 default
     return rt.nh_value[lf]
 
@@ -419,49 +442,46 @@ cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noex
     return rt.nh_value[v]
 
 
+cdef inline void _prefetch4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
+    # the first two lines of the chunk root node of a (its root entry must be
+    # cached by now).  (Prefetching the second only where the node spans two,
+    # from a handle flag, measured slower: the flag costs more instructions
+    # than the spare prefetches cost bandwidth.)
+    cdef const char *c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK
+                                                    & ~(<uint64_t>H_FLAGS)))
+    kdp_prefetch(c)
+    kdp_prefetch(c + 64)
+
+
 cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
                   uint32_t *out, size_t n, int pf) noexcept nogil:
     # One lookup per iteration, independent of each other, so the core keeps
     # many in flight.  For tables bigger than the L2 (pf) a two-stage ring of
     # prefetches runs ahead: the root entry of the address RD4 ahead, then (its
-    # entry now cached) the chunk root of the address PF4 ahead, two lines
-    # (header and most leaves), so those misses overlap this work.  (With only
-    # the chunk stage, 16 ahead, the root entry load of the address ahead missed
-    # the L2 often enough to stall the core: the root stage made bgp ~20-30%
-    # faster; the distances were tuned on the 900,000-prefix table.)
+    # entry now cached) the chunk root node of the address PF4 ahead, so those
+    # misses overlap this work.  (With only the chunk stage, 16 ahead, the root
+    # entry load of the address ahead missed the L2 often enough to stall the
+    # core: the root stage made bgp ~20-30% faster; the distances were tuned on
+    # the 900,000-prefix table.)
     cdef size_t i = 0
     cdef size_t m = n - RD4 if (pf and n > RD4) else 0
-    cdef uint32_t a
-    cdef const char *c
     if m:                      # two per iteration: measured ~7% faster
         while i + 2 <= m:
             kdp_prefetch(&rt.t0[kdp_load32(base + (i + RD4) * stride) >> 16])
             kdp_prefetch(&rt.t0[kdp_load32(base + (i + RD4 + 1) * stride) >> 16])
-            a = kdp_load32(base + (i + PF4) * stride)
-            c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK))
-            kdp_prefetch(c)
-            kdp_prefetch(c + 64)
-            a = kdp_load32(base + (i + PF4 + 1) * stride)
-            c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK))
-            kdp_prefetch(c)
-            kdp_prefetch(c + 64)
+            _prefetch4(rt, kdp_load32(base + (i + PF4) * stride))
+            _prefetch4(rt, kdp_load32(base + (i + PF4 + 1) * stride))
             out[i] = _look4(rt, kdp_load32(base + i * stride))
             out[i + 1] = _look4(rt, kdp_load32(base + (i + 1) * stride))
             i += 2
         while i < m:
             kdp_prefetch(&rt.t0[kdp_load32(base + (i + RD4) * stride) >> 16])
-            a = kdp_load32(base + (i + PF4) * stride)
-            c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK))
-            kdp_prefetch(c)
-            kdp_prefetch(c + 64)
+            _prefetch4(rt, kdp_load32(base + (i + PF4) * stride))
             out[i] = _look4(rt, kdp_load32(base + i * stride))
             i += 1
         m = n - PF4            # the last RD4 - PF4: chunk stage only
         while i < m:
-            a = kdp_load32(base + (i + PF4) * stride)
-            c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK))
-            kdp_prefetch(c)
-            kdp_prefetch(c + 64)
+            _prefetch4(rt, kdp_load32(base + (i + PF4) * stride))
             out[i] = _look4(rt, kdp_load32(base + i * stride))
             i += 1
     while i + 4 <= n:          # unrolled: measured ~5% faster on cached tables
@@ -608,31 +628,22 @@ cdef int _reserve(buf_t *b, size_t extra, size_t align, size_t *off) noexcept no
 
 
 cdef inline uint32_t _rbyte(const lpm_rule_t *r, int d) noexcept nogil:
-    if d < 64:
-        return <uint32_t>((r.hi >> (56 - d)) & 255)
-    return <uint32_t>((r.lo >> (120 - d)) & 255)
+    return <uint32_t>((r.hi >> (56 - d)) & 255)
 
 
-cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size_t n,
-                         int d, int lo_len, uint32_t inherit) noexcept nogil:
-    """Append the node at bit depth d (bits d..d+7) for rules (sorted by hi, lo,
-    len, all inside this node's span), preceded by its child table, then its
-    children.  Rules with len < lo_len belong to ancestors.  The first (root)
-    call sets chunk0 to its node's offset.  Returns the node's offset from
-    chunk0, or -1 when out of memory."""
-    cdef uint32_t slots[256]
+cdef int _node_slots(const lpm_rule_t *rules, size_t n, int d, int lo_len,
+                     uint32_t inherit, uint32_t *slots, uint32_t *ch_s, uint32_t *ch_e,
+                     uint32_t *ch_inh) noexcept nogil:
+    """Leaf-push rules (sorted, all inside the node at bit depth d; those
+    shorter than lo_len belong to ancestors) into the node's 256 slots: the
+    nh of the longest rule of length <= d + 8 covering each slot, or
+    CHILD + k for the k-th slot holding longer rules (rules[ch_s[k]:ch_e[k]],
+    inheriting ch_inh[k]).  Returns the number of children."""
     cdef uint16_t ch_byte[256]
-    cdef uint32_t ch_s[256]
-    cdef uint32_t ch_e[256]
-    cdef uint32_t ch_inh[256]
-    cdef uint16_t leaves[256]
-    cdef int nch = 0, p, w, ci, has_long
-    cdef size_t k = 0, g, start, node_off, tb
-    cdef ssize_t co
-    cdef uint32_t bb, cnt, q, nruns = 0
+    cdef int nch = 0, p, ci, has_long
+    cdef size_t k = 0, g
+    cdef uint32_t bb, cnt, q
     cdef const lpm_rule_t *r
-    cdef char *nd
-    cdef uint64_t bm[4]
     for p in range(256):
         slots[p] = inherit
     while k < n:
@@ -658,33 +669,118 @@ cdef ssize_t _build_node(buf_t *b, size_t *chunk0, const lpm_rule_t *rules, size
     for ci in range(nch):
         ch_inh[ci] = slots[ch_byte[ci]]
         slots[ch_byte[ci]] = CHILD + ci
+    return nch
+
+
+cdef uint32_t _node_runs(const uint32_t *slots, uint64_t *bm, uint16_t *leaves) noexcept nogil:
+    """The runs of equal leaves: bm gets a bit where one starts, leaves one
+    leaf per run.  Returns the number of runs."""
+    cdef uint32_t nruns = 0
+    cdef int p
     bm[0] = bm[1] = bm[2] = bm[3] = 0
     for p in range(256):
         if p == 0 or slots[p] != slots[p - 1]:
             bm[p >> 6] |= (<uint64_t>1) << (p & 63)
             leaves[nruns] = <uint16_t>slots[p]
             nruns += 1
-    tb = (4 * <size_t>nch + 7) & ~(<size_t>7)
-    if _reserve(b, tb + 44 + nruns * 2, 8, &start) < 0:
-        return -1
-    node_off = start + tb
-    if chunk0[0] == <size_t>-1:
-        chunk0[0] = node_off
-    nd = b.p + node_off
+    return nruns
+
+
+cdef void _put_node16(char *nd, const uint64_t *bm, const uint16_t *leaves,
+                      uint32_t nruns) noexcept nogil:
+    cdef uint32_t q = 0
+    cdef int w
     memcpy(nd, bm, 32)
-    q = 0
     for w in range(4):
         (<uint16_t *>(nd + 32))[w] = <uint16_t>q
         q += kdp_popcnt(bm[w])
-    (<uint32_t *>(nd + 40))[0] = <uint32_t>tb
     memcpy(nd + 44, leaves, nruns * 2)
+
+
+cdef ssize_t _build_child(buf_t *b, size_t chunk0, const lpm_rule_t *rules, size_t n,
+                          uint32_t inherit) noexcept nogil:
+    """Append the child node (bits 24..31) for rules longer than /24 under one
+    slot of a root node at offset chunk0.  Returns its offset from chunk0, or
+    -1 when out of memory."""
+    cdef uint32_t slots[256]
+    cdef uint32_t ch_s[256]
+    cdef uint32_t ch_e[256]
+    cdef uint32_t ch_inh[256]
+    cdef uint16_t leaves[256]
+    cdef uint64_t bm[4]
+    cdef size_t start
+    cdef uint32_t nruns
+    _node_slots(rules, n, 24, 25, inherit, slots, ch_s, ch_e, ch_inh)   # no children at /32
+    nruns = _node_runs(slots, bm, leaves)
+    if _reserve(b, 44 + nruns * 2, 8, &start) < 0:
+        return -1
+    _put_node16(b.p + start, bm, leaves, nruns)
+    return <ssize_t>(start - chunk0)
+
+
+cdef int _build_root4(buf_t *b, const lpm_rule_t *rules, size_t n, size_t blk,
+                      int leaf8, size_t *off) noexcept nogil:
+    """Append the root node (bits 16..23) of one /16's rules, preceded by its
+    child offsets and its distance from blk (the start of the allocation),
+    then its children.  leaf8: 8-bit leaves where they fit.  off = the node's
+    offset.  Returns the handle flags (H_LEAF16 or 0), or -1 when out of
+    memory."""
+    cdef uint32_t slots[256]
+    cdef uint32_t ch_s[256]
+    cdef uint32_t ch_e[256]
+    cdef uint32_t ch_inh[256]
+    cdef uint16_t leaves[256]
+    cdef uint64_t bm[4]
+    cdef int nch, ci, w, leaf16
+    cdef uint32_t nruns, r, q
+    cdef size_t node, start, size
+    cdef ssize_t co
+    cdef char *nd
+    nch = _node_slots(rules, n, 16, 16, 0, slots, ch_s, ch_e, ch_inh)
+    nruns = _node_runs(slots, bm, leaves)
+    # 8-bit leaves when the table asks for them (it has fewer than CHILD8 next
+    # hops: a router's FIB) and they fit; the table decides rather than each
+    # chunk, so that the lookup's width branch predicts
+    leaf16 = not leaf8 or nch > 0x100 - CHILD8
+    for r in range(nruns):
+        if CHILD8 <= leaves[r] < CHILD:
+            leaf16 = 1
+    if leaf16:
+        # the child node format, 8-byte aligned: 16-bit leaves rarely fit one
+        # line, and packing measured faster than line alignment for them
+        size = 44 + 2 * nruns
+        node = (b.n + 4 * <size_t>nch + 4 + 7) & ~(<size_t>7)
+    else:
+        # as few cache lines as its size allows: no more line boundaries
+        # inside than needed (a line of padding at most)
+        size = 36 + nruns
+        node = (b.n + 4 * <size_t>nch + 4 + 7) & ~(<size_t>7)
+        if (node & 63) + size > ((size + 63) & ~(<size_t>63)):
+            node = (node + 63) & ~(<size_t>63)
+    if _reserve(b, node - b.n + size, 1, &start) < 0:
+        return -1
+    nd = b.p + node
+    if leaf16:
+        _put_node16(nd, bm, leaves, nruns)
+    else:
+        memcpy(nd, bm, 32)
+        q = 0
+        for w in range(4):
+            (<uint8_t *>(nd + 32))[w] = <uint8_t>q
+            q += kdp_popcnt(bm[w])
+        for r in range(nruns):
+            if leaves[r] >= CHILD:
+                (<uint8_t *>(nd + 36))[r] = <uint8_t>(CHILD8 + leaves[r] - CHILD)
+            else:
+                (<uint8_t *>(nd + 36))[r] = <uint8_t>leaves[r]
+    (<uint32_t *>(nd - 4))[0] = <uint32_t>(node - blk)
     for ci in range(nch):
-        co = _build_node(b, chunk0, rules + ch_s[ci], ch_e[ci] - ch_s[ci], d + 8, d + 9,
-                         ch_inh[ci])
+        co = _build_child(b, node, rules + ch_s[ci], ch_e[ci] - ch_s[ci], ch_inh[ci])
         if co < 0:
             return -1
-        (<uint32_t *>(b.p + node_off))[-1 - ci] = <uint32_t>co
-    return <ssize_t>(node_off - chunk0[0])
+        (<uint32_t *>(b.p + node - 8))[-ci] = <uint32_t>co
+    off[0] = node
+    return H_LEAF16 if leaf16 else 0
 
 
 ctypedef struct bnd_t:        # a range start, its value, its child group + 1 (0: none)
@@ -934,19 +1030,20 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
 
 
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
-                      int with_size) noexcept nogil:
-    """Append one chunk (root node at bit 16) for the rules of one /16: an 8-byte
-    header (the block's size; only for chunks allocated on their own, which
-    are freed one by one), the root's child table, the root node, then its
-    descendants depth first.  off = offset of the root node.  Chunks are
-    8-byte aligned: 20% less memory than 64, and measured as fast."""
-    cdef size_t hdr = 0
-    cdef size_t c0 = <size_t>-1
-    if with_size and _reserve(b, 8, 8, &hdr) < 0:
+                      int with_size, int leaf8) noexcept nogil:
+    """Append one chunk for the rules of one /16: an 8-byte header (the
+    block's size; only for chunks allocated on their own, which are freed one
+    by one), then the root node and its children (_build_root4).  off = the
+    handle's offset: the root node's | its flags."""
+    cdef size_t hdr = b.n
+    cdef size_t node
+    cdef int flags
+    if with_size and _reserve(b, 8, 64, &hdr) < 0:
         return -1
-    if _build_node(b, &c0, rules, n, 16, 16, 0) < 0:
+    flags = _build_root4(b, rules, n, hdr, leaf8, &node)
+    if flags < 0:
         return -1
-    off[0] = c0
+    off[0] = node | <size_t>flags
     if with_size:
         (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
     return 0
@@ -955,11 +1052,13 @@ cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
 cdef inline char *_block(char *c, int bits) noexcept nogil:
     """Start of the allocation holding the chunk whose handle (root entry
     pointer bits, bit 0 = wide) is c."""
+    cdef char *nd
     if bits != 32:
         return <char *>((<uintptr_t>c) & ~(<uintptr_t>63)) - 64
-    if (<uintptr_t>c) & 1:
-        return c - 1 - 8
-    return c - (<uint32_t *>(c + 40))[0] - 8
+    nd = <char *>((<uintptr_t>c) & ~(<uintptr_t>H_FLAGS))
+    if (<uintptr_t>c) & H_WIDE:
+        return nd - 64
+    return nd - (<uint32_t *>(nd - 4))[0]
 
 
 cdef enum:
@@ -970,21 +1069,21 @@ cdef enum:
 
 cdef int _build_wide(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
     """Append a wide IPv4 chunk (a direct table of 65,536 uint16 leaves for bits
-    16..31) behind an 8-byte size header; off = offset of the table (its handle
-    is that pointer | 1)."""
+    16..31) one line after an 8-byte size header; off = the handle's offset
+    (the table's | H_WIDE)."""
     cdef size_t hdr, i, q, s0
     cdef uint32_t cnt
     cdef uint16_t *slots
-    if _reserve(b, 8 + 131072, 64, &hdr) < 0:
+    if _reserve(b, 64 + 131072, 64, &hdr) < 0:
         return -1
-    slots = <uint16_t *>(b.p + hdr + 8)
+    slots = <uint16_t *>(b.p + hdr + 64)
     for i in range(n):                     # sorted: covering rules come first
         s0 = <size_t>((rules[i].hi >> 32) & 0xFFFF)
         cnt = (<uint32_t>1) << (32 - rules[i].len)
         for q in range(s0, s0 + cnt):
             slots[q] = <uint16_t>rules[i].nh
     (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
-    off[0] = hdr + 8
+    off[0] = hdr + 64 + H_WIDE
     return 0
 
 
@@ -1267,7 +1366,7 @@ cdef class _LpmBase:
             b.n = b.cap = 0
             wide = _wants_wide(bk.r, bk.n, self.bits)
             if (_build_wide(&b, bk.r, bk.n, &off) if wide else
-                    _build_chunk(&b, bk.r, bk.n, &off, 1) if self.bits == 32 else
+                    _build_chunk(&b, bk.r, bk.n, &off, 1, self.next_nh <= CHILD8) if self.bits == 32 else
                     _build_chunk6(&b, bk.r, bk.n, &off)) < 0:
                 free(b.p)
                 raise MemoryError()
@@ -1277,7 +1376,7 @@ cdef class _LpmBase:
                 raise MemoryError()
             memcpy(c, b.p, b.n)
             free(b.p)
-            c += off + wide
+            c += off
             self.chunk_bytes += (<uint64_t *>_block(c, self.bits))[0]
         kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
         old = <char *>(<uintptr_t>(e & PTR_MASK))
@@ -1311,6 +1410,7 @@ cdef class _LpmBase:
         cdef int bits = self.bits
         cdef uint64_t emp = self.empty
         cdef size_t nne
+        cdef int leaf8 = len(nh_of) < CHILD8      # next-hop indices 1..len fit in 8 bits
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
@@ -1350,11 +1450,10 @@ cdef class _LpmBase:
                     if _wants_wide(rr + i, j - i, bits):
                         if _build_wide(&b, rr + i, j - i, &offs[h]) < 0:
                             err = 1
-                        offs[h] += 1
                     elif bits == 128:
                         if _build_chunk6(&b, rr + i, j - i, &offs[h]) < 0:
                             err = 1
-                    elif _build_chunk(&b, rr + i, j - i, &offs[h], 0) < 0:
+                    elif _build_chunk(&b, rr + i, j - i, &offs[h], 0, leaf8) < 0:
                         err = 1
                     i = j
                 if not err and b.n:
