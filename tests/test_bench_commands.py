@@ -48,3 +48,16 @@ def check_read(r):
 
 CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline,
           "read": check_read}
+
+
+def test_linux_conntrack_peer_tracks_every_flow_and_restores_host_limits():
+    # the Linux reference of `kdp bench conntrack --linux`: it must really
+    # track each flow it times, and leave the host's conntrack limits as they were
+    from kdp.benchmarks import linux_conntrack as lc
+    assert lc.available() is None, lc.available()
+    before = {k: lc._read(k) for k in ("nf_conntrack_max", "nf_conntrack_buckets")}
+    r = lc.measure(n=3_000, packets=3_000, repeats=1)
+    assert r["runs"][0]["send_ns_untracked"] > 0
+    assert {k: lc._read(k) for k in before} == before
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "kdpct-" not in netns
