@@ -96,6 +96,7 @@ cdef enum:
     S_IG = 21           # ignored (accepted, no state change)
     DIST = 12           # pipeline distance (packets) between stages
     RING = 32           # > 2 * DIST, a power of two
+    CHUNK = 8          # ct_lookup_batch: packets per pass
     EARLY_DROP_SCAN = 16
     T_SYN = 0
     T_SYNACK = 1
@@ -103,6 +104,9 @@ cdef enum:
     T_ACK = 3
     T_RST = 4
     T_NONE = 5
+    K_FLOW4 = 5         # ct_lookup_batch: an IPv4 K_FLOW key kept as words (ka, kp, kpv)
+    T_BAD = 6           # a flag combination no TCP stack sends: invalid in every state
+    N_TKIND = 7
     HIT_OK = 0
     HIT_GONE = 1        # flow removed (reopened or expired): treat as a miss
 
@@ -135,9 +139,12 @@ NO_FLOW = <uint32_t>NO_ID
 # ---------------------------------------------------------------- TCP table
 # Transitions as Linux nf_conntrack_proto_tcp.c defines them (states in
 # enum TcpState order: NONE SS SR ES FW CW LA TW CL S2), for the packet kinds
-# SYN, SYN/ACK, FIN, ACK, RST, none; [direction][kind][old state].
-cdef uint8_t _tcp_tr[2 * 6 * 10]
+# SYN, SYN/ACK, FIN, ACK, RST, none, (bad flags); [direction][kind][old state].
+# _tcp_kind maps the flags (& 0x37) to the kind, so the per-packet state step
+# is two table loads and no flag branches.
+cdef uint8_t _tcp_tr[2 * N_TKIND * 10]
 cdef uint8_t _tcp_valid[64]
+cdef uint8_t _tcp_kind[64]
 
 def _init_tables():
     NO, SS, SR, ES, FW, CW, LA, TW, CL, S2 = range(10)
@@ -150,6 +157,7 @@ def _init_tables():
         [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],   # ack
         [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
         [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
         # reply direction
         [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],   # syn
         [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],   # synack
@@ -157,9 +165,10 @@ def _init_tables():
         [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],   # ack
         [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
         [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
     ]
     cdef int r, s
-    for r in range(12):
+    for r in range(2 * N_TKIND):
         for s in range(10):
             _tcp_tr[r * 10 + s] = rows[r][s]
     # flag combinations (FIN 1, SYN 2, RST 4, ACK 16, URG 32) a TCP stack sends
@@ -167,6 +176,19 @@ def _init_tables():
         _tcp_valid[r] = 0
     for r in (2, 2 | 32, 2 | 16, 4, 4 | 16, 1 | 16, 1 | 16 | 32, 16, 16 | 32):
         _tcp_valid[r] = 1
+    for r in range(64):
+        if not _tcp_valid[r]:
+            _tcp_kind[r] = T_BAD
+        elif r & 4:
+            _tcp_kind[r] = T_RST
+        elif r & 2:
+            _tcp_kind[r] = T_SYNACK if r & 16 else T_SYN
+        elif r & 1:
+            _tcp_kind[r] = T_FIN
+        elif r & 16:
+            _tcp_kind[r] = T_ACK
+        else:
+            _tcp_kind[r] = T_NONE
 
 _init_tables()
 
@@ -220,13 +242,21 @@ class ConntrackConfigError(KdpError):
 
 
 
+cdef inline uint64_t _hash4(uint64_t seed, uint32_t src, uint32_t dst, uint16_t sport,
+                           uint16_t dport, uint8_t proto) noexcept nogil:
+    """_key_hash of an IPv4 key, from its fields."""
+    cdef uint64_t h = seed ^ ((<uint64_t>sport << 48) | (<uint64_t>dport << 32)
+                              | (<uint64_t>proto << 8) | 4)
+    return mix64(mix64(h) ^ ((<uint64_t>src << 32) | dst))
+
+
 cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
     cdef uint64_t h = t.seed ^ ((<uint64_t>k.sport << 48) | (<uint64_t>k.dport << 32)
                                 | (<uint64_t>k.proto << 8) | k.ver)
     cdef const uint64_t* s
     cdef const uint64_t* d
     if k.ver == 4:
-        return mix64(mix64(h) ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
+        return _hash4(t.seed, k.src[0], k.dst[0], k.sport, k.dport, k.proto)
     s = <const uint64_t*>k.src
     d = <const uint64_t*>k.dst
     return mix64(mix64(h) ^ mix64(s[0] + 0x243F6A8885A308D3ULL) ^ (mix64(s[1] + 0x13198A2E03707344ULL) * 3)
@@ -294,6 +324,50 @@ cdef inline uint32_t _find_from(const ct_table_t* t, const ct_key_t* k, uint64_t
             fid = (<uint32_t>s) >> 1
             if _key_eq(&t.flows[fid], <int>(s & 1), k):
                 dir[0] = <int>(s & 1)
+                return fid
+        pos += 1
+        if pos == t.nslots:
+            pos = 0
+
+
+cdef inline uint64_t _ld64(const void* a) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, a, 8)
+    return v
+
+
+cdef inline uint32_t _ld32(const void* a) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, a, 4)
+    return v
+
+
+cdef inline uint16_t _ldh(const void* a) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, a, 2)
+    return v
+
+
+cdef inline uint32_t _find4(const ct_table_t* t, uint64_t ka, uint32_t kp, uint16_t kpv,
+                            uint64_t h, uint32_t pos, int* dir) noexcept nogil:
+    """_find_from for an IPv4 key given as words: ka = src | dst << 32, kp =
+    sport | dport << 16, kpv = proto | 4 << 8 (the record's a4/port/proto+ip_ver
+    pairs of one direction, as they lie in memory): three compares, one branch."""
+    cdef uint64_t s
+    cdef uint32_t tag = <uint32_t>(h >> 32)
+    cdef uint32_t fid, d
+    cdef const ct_flow_t* f
+    while True:
+        s = t.index[pos]
+        if s == EMPTY:
+            return NO_ID
+        if <uint32_t>(s >> 32) == tag:
+            fid = (<uint32_t>s) >> 1
+            d = <uint32_t>s & 1
+            f = &t.flows[fid]
+            if ((_ld64(&f.a4[2 * d]) ^ ka) | (_ld32(&f.port[2 * d]) ^ kp)
+                    | (_ldh(&f.proto) ^ kpv)) == 0:
+                dir[0] = <int>d
                 return fid
         pos += 1
         if pos == t.nslots:
@@ -690,28 +764,17 @@ cdef inline uint64_t _bytes(ct_flow_t* f, int dir) noexcept nogil:
     return (<uint64_t>_counters_hi(f)[2 + dir] << 32) | f.bytes_lo[dir]
 
 
-cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
-              const uint8_t* pkt, uint64_t now) noexcept nogil:
+cdef inline int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
+                     const uint8_t* pkt, uint64_t now) noexcept nogil:
     """A packet of flow fid in direction dir: state, counters, verdict fields."""
-    cdef uint8_t fl, kind, old, new
+    cdef uint8_t old, new
     if _expired(t, f, now):
         ct_delete(t, fid)
         t.c[C_EXPIRIES] += 1
         return HIT_GONE
     if f.proto == P_TCP:
-        fl = p.tcp_flags & 0x37
-        if fl & 4:
-            kind = T_RST
-        elif fl & 2:
-            kind = T_SYNACK if fl & 16 else T_SYN
-        elif fl & 1:
-            kind = T_FIN
-        elif fl & 16:
-            kind = T_ACK
-        else:
-            kind = T_NONE
         old = f.state
-        new = _tcp_tr[(dir * 6 + kind) * 10 + old] if _tcp_valid[fl] else S_IV
+        new = _tcp_tr[(dir * N_TKIND + _tcp_kind[p.tcp_flags & 0x37]) * 10 + old]
         if new == S_IV:
             t.c[C_INVALID] += 1
             f.epoch = t.epoch16
@@ -839,63 +902,143 @@ cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) n
     return p.ts_ns if p.ts_ns > t.clock_base else t.clock_base
 
 
+cdef inline void _key4(ct_key_t* k, uint64_t ka, uint32_t kp, uint8_t proto) noexcept nogil:
+    """The ct_key_t of a K_FLOW4 packet's words."""
+    memset(k, 0, sizeof(ct_key_t))
+    k.src[0] = <uint32_t>ka
+    k.dst[0] = <uint32_t>(ka >> 32)
+    k.sport = <uint16_t>kp
+    k.dport = <uint16_t>(kp >> 16)
+    k.proto = proto
+    k.ver = 4
+
+
+cdef inline bint _fast_v4(const pkt_meta_t* p) noexcept nogil:
+    """A packet whose key is its own IPv4 5-tuple (ct_pkt_key would return K_FLOW
+    with ports): built inline by the stage, without the general key code."""
+    return (p.ip_ver == 4 and p.frag == FRAG_NONE
+            and (p.proto == P_TCP or p.proto == P_UDP or p.proto == P_SCTP))
+
+
 cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
-    # A software pipeline over the batch (as VPP's dual/quad loops, deeper):
-    # packet j computes its key and hash and prefetches its home slot; packet
-    # j - D finds its tag in the index and prefetches its flow record; packet
-    # j - 2D is resolved. Packets are resolved in batch order.
+    # A software pipeline over chunks of CHUNK packets, three passes each:
+    # (1) key, hash and prefetch of the home index slot of every packet of
+    # chunk c; (2) tag probe in the index and prefetch of the flow record it
+    # names, chunk c - 1; (3) resolve (verify the key, state step, counters),
+    # chunk c - 2, in batch order. Each pass is a tight loop, so many index
+    # and record misses (and, in a VM, their page walks) are in flight at once,
+    # and a whole chunk of work separates a prefetch from its use.
+    # IPv4 TCP/UDP/SCTP packets (not later fragments) take an inline path: key
+    # from the metadata, lookup, state step; everything else goes through
+    # ct_pkt_key and _one. Lookup/hit/miss counts are kept in locals.
     cdef ct_table_t* t = &ct.t
-    cdef Py_ssize_t n = b.count, j, a, c
-    cdef ct_key_t keys[RING]
-    cdef uint64_t hs[RING]
-    cdef uint32_t pos[RING]
-    cdef uint64_t muts[RING]
-    cdef int kinds[RING]
-    cdef int r
+    cdef Py_ssize_t n = b.count, nch, ci, cc, base, m, i, q
+    cdef ct_key_t keys[3 * CHUNK]
+    cdef uint64_t hs[3 * CHUNK]
+    cdef uint32_t pos[3 * CHUNK]
+    cdef int kinds[3 * CHUNK]
+    cdef uint64_t ka[3 * CHUNK]
+    cdef uint32_t kp[3 * CHUNK]
+    cdef uint16_t kpv[3 * CHUNK]
+    cdef uint64_t muts[3]
+    cdef int dir
+    cdef uint32_t fid
+    cdef uint64_t n_look = 0, n_hit = 0, n_miss = 0
     cdef pkt_meta_t* p
+    cdef ct_key_t* k
     t.epoch += 1
     t.epoch16 = <uint16_t>t.epoch
     t.clock_base = t.clock
-    for j in range(n + 2 * DIST):
-        if j < n:
-            r = j & (RING - 1)
-            p = &b.m[j]
-            kinds[r] = K_SKIP
-            if p.verdict == V_PENDING:
-                if p.ip_ver != 4 and p.ip_ver != 6:
+    nch = (n + CHUNK - 1) // CHUNK
+    for ci in range(nch + 2):
+        # pass 1: chunk ci
+        if ci < nch:
+            base = ci * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (ci % 3) * CHUNK
+            for i in range(q, q + m):
+                p = &b.m[base + i - q]
+                kinds[i] = K_SKIP
+                if p.verdict == V_PENDING:
+                    k = &keys[i]
+                    if _fast_v4(p):
+                        p.flow_id = NO_ID
+                        kinds[i] = K_FLOW4
+                        ka[i] = p.src4 | (<uint64_t>p.dst4 << 32)
+                        kp[i] = p.sport | (<uint32_t>p.dport << 16)
+                        kpv[i] = p.proto | (4 << 8)
+                        hs[i] = _hash4(t.seed, p.src4, p.dst4, p.sport, p.dport, p.proto)
+                        pos[i] = _home(t, hs[i])
+                        kdp_prefetch(&t.index[pos[i]])
+                    elif p.ip_ver != 4 and p.ip_ver != 6:
+                        p.ct_state = CT_NONE
+                    else:
+                        p.flow_id = NO_ID
+                        kinds[i] = ct_pkt_key(p, b.buf + p.off, k)
+                        if kinds[i] == K_FLOW or kinds[i] == K_ERROR:
+                            hs[i] = _key_hash(t, k)
+                            pos[i] = _home(t, hs[i])
+                            kdp_prefetch(&t.index[pos[i]])
+        # pass 2: chunk ci - 1
+        cc = ci - 1
+        if 0 <= cc < nch:
+            base = cc * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (cc % 3) * CHUNK
+            for i in range(q, q + m):
+                if kinds[i] == K_FLOW4:
+                    _probe_tag(t, hs[i], &pos[i], 0)
+                elif kinds[i] == K_FLOW or kinds[i] == K_ERROR:
+                    _probe_tag(t, hs[i], &pos[i], keys[i].ver == 6)
+            muts[cc % 3] = t.mutations
+        # pass 3: chunk ci - 2
+        cc = ci - 2
+        if 0 <= cc < nch:
+            base = cc * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (cc % 3) * CHUNK
+            for i in range(q, q + m):
+                if kinds[i] == K_SKIP:
+                    continue
+                p = &b.m[base + i - q]
+                if kinds[i] == K_NONE:
                     p.ct_state = CT_NONE
+                    continue
+                n_look += 1
+                if muts[cc % 3] != t.mutations:
+                    pos[i] = _home(t, hs[i])    # the index moved since the probe
+                if kinds[i] == K_FLOW4:
+                    fid = _find4(t, ka[i], kp[i], kpv[i], hs[i], pos[i], &dir)
+                    if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
+                                             _now(t, p, now_ns)) == HIT_OK:
+                        n_hit += 1
+                        continue
+                    p.ct_state = CT_NEW
+                    n_miss += 1
+                    _key4(&keys[i], ka[i], kp[i], <uint8_t>kpv[i])
+                    _prefetch_inverse(t, &keys[i])
+                    continue
+                if kinds[i] == K_FLOW:
+                    # inline: find, then the hit's state step (what _one does for K_FLOW)
+                    fid = _find_from(t, &keys[i], hs[i], pos[i], &dir)
+                    if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
+                                             _now(t, p, now_ns)) == HIT_OK:
+                        n_hit += 1
+                        if p.frag == FRAG_FIRST:
+                            _frag_note(t, p, &keys[i], fid, dir, _now(t, p, now_ns))
+                        continue
+                    p.ct_state = CT_NEW
                 else:
-                    p.flow_id = NO_ID
-                    kinds[r] = ct_pkt_key(p, b.buf + p.off, &keys[r])
-                    if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                        hs[r] = _key_hash(t, &keys[r])
-                        pos[r] = _home(t, hs[r])
-                        kdp_prefetch(&t.index[pos[r]])
-        a = j - DIST
-        if 0 <= a < n:
-            r = a & (RING - 1)
-            if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                _probe_tag(t, hs[r], &pos[r], keys[r].ver == 6)
-                muts[r] = t.mutations
-        c = j - 2 * DIST
-        if 0 <= c < n:
-            r = c & (RING - 1)
-            if kinds[r] == K_SKIP:
-                continue
-            p = &b.m[c]
-            if kinds[r] == K_NONE:
-                p.ct_state = CT_NONE
-                continue
-            if (kinds[r] == K_FLOW or kinds[r] == K_ERROR) and muts[r] != t.mutations:
-                pos[r] = _home(t, hs[r])    # the index moved since the probe
-            t.c[C_LOOKUPS] += 1
-            _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], _now(t, p, now_ns))
-            if p.ct_state == CT_NEW:
-                t.c[C_MISSES] += 1
-                if kinds[r] == K_FLOW:
-                    # the slow path will check the reply tuple; without NAT it is
-                    # the inverse of this one: warm its home slot now
-                    _prefetch_inverse(t, &keys[r])
+                    _one(t, p, b.buf + p.off, kinds[i], &keys[i], hs[i], pos[i], _now(t, p, now_ns))
+                if p.ct_state == CT_NEW:
+                    n_miss += 1
+                    if kinds[i] == K_FLOW:
+                        # the slow path will check the reply tuple; without NAT it is
+                        # the inverse of this one: warm its home slot now
+                        _prefetch_inverse(t, &keys[i])
+    t.c[C_LOOKUPS] += n_look
+    t.c[C_HITS] += n_hit
+    t.c[C_MISSES] += n_miss
 
 
 # ---------------------------------------------------------------- new flows
