@@ -96,6 +96,8 @@ cdef enum:
     S_IG = 21           # ignored (accepted, no state change)
     DIST = 12           # pipeline distance (packets) between stages
     RING = 32           # > 2 * DIST, a power of two
+    CDIST = 1           # ct_lookup_batch: chunks between its passes
+    NCS = 2 * CDIST + 1 # chunks of state kept
     CHUNK = 8          # ct_lookup_batch: packets per pass
     EARLY_DROP_SCAN = 16
     T_SYN = 0
@@ -545,20 +547,30 @@ cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) no
 
 
 cdef inline void _prefetch_victims(ct_table_t* t) noexcept nogil:
-    """Under eviction pressure, warm what the next early drops will touch: the
-    index slots of the next victim (its record was prefetched one eviction
-    ago) and the record of the one after it."""
-    cdef uint32_t v1 = t.unas_head, v2
+    """Under eviction pressure, warm what the next early drops will touch, two
+    evictions ahead: the index lines (the slot's and the next, where the
+    backward shift of a deletion continues) of the victim after the next one,
+    whose record was prefetched one eviction ago, and the record of the victim
+    after that. (The next victim's lines were warmed one eviction ago.)"""
+    cdef uint32_t v1 = t.unas_head, v2, v3
     cdef ct_key_t k
+    cdef uint32_t pos
     cdef int d
     if v1 == NO_ID:
         return
-    for d in range(2):
-        ct_flow_key(&t.flows[v1], d, &k)
-        _prefetch_run(t, _home(t, _key_hash(t, &k)))
     v2 = t.lru_next[v1]
-    if v2 != NO_ID:
-        kdp_prefetch(&t.flows[v2])      # (IPv6 keys also need line 1: not worth a guess)
+    if v2 == NO_ID:
+        return
+    for d in range(2):
+        ct_flow_key(&t.flows[v2], d, &k)
+        pos = _home(t, _key_hash(t, &k))
+        kdp_prefetch_w(&t.index[pos])
+        if pos + 8 < t.nslots:
+            kdp_prefetch_w(&t.index[pos + 8])
+    v3 = t.lru_next[v2]
+    if v3 != NO_ID:
+        kdp_prefetch_w(&t.flows[v3])    # (IPv6 keys also need line 1: not worth a guess)
+        kdp_prefetch(&t.lru_next[v3])
 
 
 cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
@@ -962,14 +974,14 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     # ct_pkt_key and _one. Lookup/hit/miss counts are kept in locals.
     cdef ct_table_t* t = &ct.t
     cdef Py_ssize_t n = b.count, nch, ci, cc, base, m, i, q
-    cdef ct_key_t keys[3 * CHUNK]
-    cdef uint64_t hs[3 * CHUNK]
-    cdef uint32_t pos[3 * CHUNK]
-    cdef int kinds[3 * CHUNK]
-    cdef uint64_t ka[3 * CHUNK]
-    cdef uint32_t kp[3 * CHUNK]
-    cdef uint16_t kpv[3 * CHUNK]
-    cdef uint64_t muts[3]
+    cdef ct_key_t keys[NCS * CHUNK]
+    cdef uint64_t hs[NCS * CHUNK]
+    cdef uint32_t pos[NCS * CHUNK]
+    cdef int kinds[NCS * CHUNK]
+    cdef uint64_t ka[NCS * CHUNK]
+    cdef uint32_t kp[NCS * CHUNK]
+    cdef uint16_t kpv[NCS * CHUNK]
+    cdef uint64_t muts[NCS]
     cdef int dir
     cdef uint32_t fid
     cdef uint64_t n_look = 0, n_hit = 0, n_miss = 0
@@ -979,12 +991,12 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     t.epoch16 = <uint16_t>t.epoch
     t.clock_base = t.clock
     nch = (n + CHUNK - 1) // CHUNK
-    for ci in range(nch + 2):
+    for ci in range(nch + 2 * CDIST):
         # pass 1: chunk ci
         if ci < nch:
             base = ci * CHUNK
             m = n - base if n - base < CHUNK else CHUNK
-            q = (ci % 3) * CHUNK
+            q = (ci % NCS) * CHUNK
             for i in range(q, q + m):
                 p = &b.m[base + i - q]
                 kinds[i] = K_SKIP
@@ -1008,24 +1020,24 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                             hs[i] = _key_hash(t, k)
                             pos[i] = _home(t, hs[i])
                             _prefetch_run(t, pos[i])
-        # pass 2: chunk ci - 1
-        cc = ci - 1
+        # pass 2: chunk ci - CDIST
+        cc = ci - CDIST
         if 0 <= cc < nch:
             base = cc * CHUNK
             m = n - base if n - base < CHUNK else CHUNK
-            q = (cc % 3) * CHUNK
+            q = (cc % NCS) * CHUNK
             for i in range(q, q + m):
                 if kinds[i] == K_FLOW4:
                     _probe_tag(t, hs[i], &pos[i], 0)
                 elif kinds[i] == K_FLOW or kinds[i] == K_ERROR:
                     _probe_tag(t, hs[i], &pos[i], keys[i].ver == 6)
-            muts[cc % 3] = t.mutations
-        # pass 3: chunk ci - 2
-        cc = ci - 2
+            muts[cc % NCS] = t.mutations
+        # pass 3: chunk ci - 2 * CDIST
+        cc = ci - 2 * CDIST
         if 0 <= cc < nch:
             base = cc * CHUNK
             m = n - base if n - base < CHUNK else CHUNK
-            q = (cc % 3) * CHUNK
+            q = (cc % NCS) * CHUNK
             for i in range(q, q + m):
                 if kinds[i] == K_SKIP:
                     continue
@@ -1034,7 +1046,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                     p.ct_state = CT_NONE
                     continue
                 n_look += 1
-                if muts[cc % 3] != t.mutations:
+                if muts[cc % NCS] != t.mutations:
                     pos[i] = _home(t, hs[i])    # the index moved since the probe
                 if kinds[i] == K_FLOW4:
                     fid = _find4(t, ka[i], kp[i], kpv[i], hs[i], pos[i], &dir)
