@@ -222,3 +222,11 @@ def test_prefaulted_table_keeps_the_same_flows_as_a_lazy_one():
         ids = ct.insert4(*tup, 1)
         got.append((ids.tolist(), ct.lookup4(*tup).tolist(), ct.counters(), ct.flows()))
     assert got[0] == got[1]
+
+
+def test_dataplane_reserves_its_flow_memory_up_front(tmp_path):
+    from kdptest import Harness, base_objects
+    h = Harness(tmp_path, base_objects())
+    ct = h.dp.pipeline.conntrack
+    assert ct.settings["prefault"] is True
+    assert ct.capacity == ct.settings["capacity"]
