@@ -422,30 +422,32 @@ cdef inline void _index_insert(ct_table_t* t, uint64_t h, uint32_t fid, int dir)
 cdef void _index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
     cdef uint64_t want = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
     cdef uint32_t i = _home(t, h)
-    cdef uint32_t j, k, n = t.nslots
+    cdef uint32_t j, k, dk, di, n = t.nslots
+    cdef uint64_t e, mv
     while t.index[i] != want:
         if t.index[i] == EMPTY:
             return          # not indexed (cannot happen for a live flow)
         i += 1
         if i == n:
             i = 0
-    # backward-shift deletion: pull later entries of the run into the hole
+    # backward-shift deletion: pull later entries of the run into the hole. The
+    # entry at j (home k) moves into the hole at i unless k lies cyclically in
+    # (i, j], i.e. when dist(k -> j) >= dist(i -> j); done without branches (the
+    # outcome is data-dependent), only the end of the run is a branch.
     j = i
     while True:
         j += 1
         if j == n:
             j = 0
-        if t.index[j] == EMPTY:
+        e = t.index[j]
+        if e == EMPTY:
             break
-        k = <uint32_t>(((t.index[j] >> 32) * <uint64_t>n) >> 32)
-        if i <= j:
-            if i < k <= j:
-                continue
-        else:
-            if i < k or k <= j:
-                continue
-        t.index[i] = t.index[j]
-        i = j
+        k = <uint32_t>(((e >> 32) * <uint64_t>n) >> 32)
+        dk = j - k + (n if j < k else 0)
+        di = j - i + (n if j < i else 0)
+        mv = <uint64_t>0 - <uint64_t>(dk >= di)
+        t.index[i] = (e & mv) | (t.index[i] & ~mv)
+        i = (i & ~<uint32_t>mv) | (j & <uint32_t>mv)
     t.index[i] = EMPTY
 
 

@@ -197,7 +197,10 @@ def measure(n=DEFAULT_FLOWS, quick=False):
     tcp_ids = np.flatnonzero(proto == 6)
     pidx = tcp_ids[np.random.default_rng(SEED + 2).integers(0, tcp_ids.size, k)]
     frames = tcp_frames(tup, pidx, 0x10)
-    sec, hits, _ = stage_rate(ct, frames, 2)
+    sec = float("inf")
+    for _ in range(repeats):
+        s1, hits, _ = stage_rate(ct, frames, 2)
+        sec = min(sec, s1)
     add("established packets/s (ct_lookup_batch, 256/batch)", "kdp", k, sec,
         f"{hits:,}/{k:,} established; TCP state + counters updated")
 
