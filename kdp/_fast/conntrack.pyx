@@ -486,12 +486,21 @@ cdef inline void _assure(ct_table_t* t, ct_flow_t* f, uint32_t fid) noexcept nog
 cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
     cdef ct_flow_t* f = &t.flows[fid]
     cdef ct_key_t k
-    cdef int d
+    cdef int d, s
     if not (f.flags & FL_USED):
         return
-    for d in range(2):
-        ct_flow_key(f, d, &k)
-        _index_remove(t, _key_hash(t, &k), fid, d)
+    for s in range(2):
+        if t.vfid[s] == fid:
+            # tags kept by _prefetch_victims (the flow has not changed since: a
+            # flow's tuples are fixed for its life, and its deletion ends here)
+            t.vfid[s] = NO_ID
+            for d in range(2):
+                _index_remove(t, <uint64_t>t.vtag[2 * s + d] << 32, fid, d)
+            break
+    else:
+        for d in range(2):
+            ct_flow_key(f, d, &k)
+            _index_remove(t, _key_hash(t, &k), fid, d)
     if f.flags & FL_UNASSURED_LISTED:
         _unas_unlink(t, fid)
     f.flags = 0
@@ -557,18 +566,24 @@ cdef inline void _prefetch_victims(ct_table_t* t) noexcept nogil:
     cdef uint32_t v1 = t.unas_head, v2, v3
     cdef ct_key_t k
     cdef uint32_t pos
+    cdef uint64_t h
     cdef int d
     if v1 == NO_ID:
         return
     v2 = t.lru_next[v1]
     if v2 == NO_ID:
         return
-    for d in range(2):
-        ct_flow_key(&t.flows[v2], d, &k)
-        pos = _home(t, _key_hash(t, &k))
-        kdp_prefetch_w(&t.index[pos])
-        if pos + 8 < t.nslots:
-            kdp_prefetch_w(&t.index[pos + 8])
+    if t.vfid[0] != v2 and t.vfid[1] != v2:
+        t.vslot ^= 1
+        t.vfid[t.vslot] = v2
+        for d in range(2):
+            ct_flow_key(&t.flows[v2], d, &k)
+            h = _key_hash(t, &k)
+            t.vtag[2 * t.vslot + d] = <uint32_t>(h >> 32)
+            pos = _home(t, h)
+            kdp_prefetch_w(&t.index[pos])
+            if pos + 8 < t.nslots:
+                kdp_prefetch_w(&t.index[pos + 8])
     v3 = t.lru_next[v2]
     if v3 != NO_ID:
         kdp_prefetch_w(&t.flows[v3])    # (IPv6 keys also need line 1: not worth a guess)
@@ -1098,8 +1113,11 @@ cdef inline uint16_t* _snat_field(ct_key_t* r) noexcept nogil:
 
 
 cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_spec_t* spec,
-                        uint8_t state, uint64_t now, uint16_t* reason) noexcept nogil:
-    """Create the flow of key k (known absent). NO_ID with *reason when refused."""
+                        uint8_t state, uint64_t now, uint16_t* reason,
+                        const uint64_t* hr_swapped=NULL) noexcept nogil:
+    """Create the flow of key k (known absent). NO_ID with *reason when refused.
+    hr_swapped: the hash of k with addresses and ports swapped when the caller has
+    it (the reply tuple of a TCP/UDP/SCTP flow without translation)."""
     cdef ct_key_t r
     cdef uint64_t hr
     cdef uint8_t flags = NAT_NONE
@@ -1132,7 +1150,10 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         r.sport = spec.dnat_port if (flags & NAT_DNAT) and spec.dnat_port != 0 else k.dport
         r.dport = k.sport
     pf = _snat_field(&r)
-    hr = _key_hash(t, &r)
+    if hr_swapped != NULL and flags == NAT_NONE and k.proto != P_ICMP and k.proto != P_ICMPV6:
+        hr = hr_swapped[0]
+    else:
+        hr = _key_hash(t, &r)
     found = _find_from(t, &r, hr, _home(t, hr), &dir) != NO_ID
     if (flags & NAT_SNAT_PORT) or found:
         if not _ports_tracked(k.proto):
@@ -1465,6 +1486,8 @@ cdef class Conntrack:
         t.seed = seed & 0xFFFFFFFFFFFFFFFF
         t.epoch = 0
         t.epoch16 = 0
+        t.vfid[0] = NO_ID
+        t.vfid[1] = NO_ID
         for name, slots in _TIMEOUT_SLOT.items():
             for s in slots:
                 t.timeout_ns[s] = <uint64_t>(tos[name] * 1_000_000_000)
@@ -1757,6 +1780,7 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
     cdef ct_key_t keys[RING]
     cdef ct_key_t rk
     cdef uint64_t hs[RING]
+    cdef uint64_t hrs[RING]
     cdef Py_ssize_t j, c
     cdef int r, dir
     cdef uint32_t fid
@@ -1782,14 +1806,15 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             rk.sport = dp[j]
             rk.dport = sp[j]
             rk.proto = pr[j]
-            _prefetch_run(t, _home(t, _key_hash(t, &rk)))
+            hrs[r] = _key_hash(t, &rk)
+            _prefetch_run(t, _home(t, hrs[r]))
         c = j - DIST
         if c >= 0:
             r = c & (RING - 1)
             fid = _find_from(t, &keys[r], hs[r], _home(t, hs[r]), &dir)
             if fid == NO_ID:
                 fid = _new_flow(t, &keys[r], hs[r], NULL, tcp_state if keys[r].proto == P_TCP else 0,
-                                now, &reason)
+                                now, &reason, &hrs[r])
             out[c] = fid
 
 TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}
