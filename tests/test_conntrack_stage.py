@@ -264,3 +264,54 @@ def test_index_finds_every_live_flow_in_both_directions_after_random_deletions(c
         cols = [np.array(c) for c in zip(*gone)]
         assert np.all(ct.lookup4(*cols) == NO_FLOW)
         assert len(ct) == len(live)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cap=st.integers(3, 200), seed=st.integers(0, 2**32 - 1),
+       steps=st.lists(st.tuples(st.booleans(), st.integers(1, 50)), min_size=1, max_size=12))
+def test_evictions_interleaved_with_flushes_keep_the_index_exact(cap, seed, steps):
+    # early drop warms (and remembers the index tags of) the victims two ahead; flows
+    # flushed meanwhile free their ids, which new flows reuse and which may be evicted
+    # in turn: after every step each live flow is found from both directions and each
+    # gone one from neither
+    rng = np.random.default_rng(seed)
+    ct = Conntrack(cap)
+    live, gone = {}, []
+    nxt = [0x0A000000]
+
+    def insert(k):
+        src = np.arange(nxt[0], nxt[0] + k, dtype=np.uint32)
+        nxt[0] += k
+        tup = (src, np.full(k, 0x0A090909, np.uint32), rng.integers(1, 65536, k).astype(np.uint16),
+               np.full(k, 443, np.uint16), np.full(k, 17, np.uint8))
+        before = {f: live[f] for f in live}
+        ids = ct.insert4(*tup, 1)
+        assert not np.any(ids == NO_FLOW)
+        now_live = {f["id"] for f in ct.flows()}
+        for f in before:
+            if f not in now_live or ct.flow(f)["orig"][0] != addr(before[f][0]):
+                gone.append(live.pop(f))          # evicted (its id may be reused already)
+        for j in range(k):
+            live[int(ids[j])] = tuple(int(a[j]) for a in tup)
+
+    def addr(s):
+        return ".".join(str((s >> sh) & 255) for sh in (24, 16, 8, 0))
+
+    insert(cap)
+    for flush, k in steps:
+        if flush and live:
+            for fid in rng.choice(sorted(live), size=min(k, len(live)), replace=False):
+                gone.append(live.pop(int(fid)))
+                assert ct.flush_address(addr(gone[-1][0])) == 1
+        else:
+            insert(min(k, cap))
+        assert len(ct) == len(live)
+        if live:
+            cols = [np.array(c) for c in zip(*(live[f] for f in sorted(live)))]
+            assert ct.lookup4(*cols).tolist() == sorted(live)
+            assert ct.lookup4(cols[1], cols[0], cols[3], cols[2], cols[4]).tolist() == sorted(live)
+        if gone:
+            cols = [np.array(c) for c in zip(*gone)]
+            assert np.all(ct.lookup4(*cols) == NO_FLOW)
+            assert np.all(ct.lookup4(cols[1], cols[0], cols[3], cols[2], cols[4]) == NO_FLOW)
+
