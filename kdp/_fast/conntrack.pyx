@@ -619,6 +619,10 @@ cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
     if t.free_head != NO_ID:
         fid = t.free_head
         t.free_head = t.lru_next[fid]
+        if t.free_head != NO_ID:
+            # the next new flow's record (a freed one is anywhere in the table)
+            kdp_prefetch_w(&t.flows[t.free_head])
+            kdp_prefetch_w(<uint8_t*>&t.flows[t.free_head] + 64)
         return fid
     if t.hwm < t.capacity:
         fid = t.hwm
@@ -960,17 +964,6 @@ cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) n
     return p.ts_ns if p.ts_ns > t.clock_base else t.clock_base
 
 
-cdef inline void _key4(ct_key_t* k, uint64_t ka, uint32_t kp, uint8_t proto) noexcept nogil:
-    """The ct_key_t of a K_FLOW4 packet's words."""
-    memset(k, 0, sizeof(ct_key_t))
-    k.src[0] = <uint32_t>ka
-    k.dst[0] = <uint32_t>(ka >> 32)
-    k.sport = <uint16_t>kp
-    k.dport = <uint16_t>(kp >> 16)
-    k.proto = proto
-    k.ver = 4
-
-
 cdef inline bint _fast_v4(const pkt_meta_t* p) noexcept nogil:
     """A packet whose key is its own IPv4 5-tuple (ct_pkt_key would return K_FLOW
     with ports): built inline by the stage, without the general key code."""
@@ -1073,8 +1066,11 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                         continue
                     p.ct_state = CT_NEW
                     n_miss += 1
-                    _key4(&keys[i], ka[i], kp[i], <uint8_t>kpv[i])
-                    _prefetch_inverse(t, &keys[i])
+                    # warm the reply tuple's slot (see below), from the words: a
+                    # key built here would be read back wider than it was written
+                    _prefetch_run(t, _home(t, _hash4(t.seed, <uint32_t>(ka[i] >> 32), <uint32_t>ka[i],
+                                                     <uint16_t>(kp[i] >> 16), <uint16_t>kp[i],
+                                                     <uint8_t>kpv[i])))
                     continue
                 if kinds[i] == K_FLOW:
                     # inline: find, then the hit's state step (what _one does for K_FLOW)
@@ -1130,7 +1126,11 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     if spec != NULL and (spec.ip_ver == 0 or spec.ip_ver == k.ver):
         flags = spec.flags
     # the reply tuple: from the (translated) destination to the (translated) source
-    memcpy(&r, k, sizeof(ct_key_t))
+    # (built field by field: a copy of k as a whole would read its narrow stores
+    # back with wide loads, which the store buffer cannot forward)
+    memset(&r, 0, sizeof(ct_key_t))
+    r.proto = k.proto
+    r.ver = k.ver
     if k.ver == 4:
         r.src[0] = spec.dnat4 if flags & NAT_DNAT else k.dst[0]
         r.dst[0] = spec.snat4 if flags & NAT_SNAT else k.src[0]
@@ -1202,7 +1202,8 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     if flags & NAT_SNAT:
         f.flags |= FL_SNAT
     # does the flow rewrite anything? (O == inverse of R means no)
-    if (memcmp(r.src, k.dst, 16) != 0 or memcmp(r.dst, k.src, 16) != 0
+    if ((r.src[0] != k.dst[0] or r.dst[0] != k.src[0] if k.ver == 4 else
+            memcmp(r.src, k.dst, 16) != 0 or memcmp(r.dst, k.src, 16) != 0)
             or (k.proto != P_ICMP and k.proto != P_ICMPV6 and (r.sport != k.dport or r.dport != k.sport))
             or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
         f.flags |= FL_NAT
