@@ -315,3 +315,12 @@ def test_evictions_interleaved_with_flushes_keep_the_index_exact(cap, seed, step
             assert np.all(ct.lookup4(*cols) == NO_FLOW)
             assert np.all(ct.lookup4(cols[1], cols[0], cols[3], cols[2], cols[4]) == NO_FLOW)
 
+
+
+def test_prefault_beyond_available_memory_is_a_clear_error(monkeypatch):
+    import pytest
+    import kdp._fast.conntrack as ctmod
+    monkeypatch.setattr(ctmod, "_mem_available", lambda: 1 << 20)
+    with pytest.raises(MemoryError, match="prefault"):
+        Conntrack(1 << 16, prefault=True)
+    assert Conntrack(1 << 16).capacity == 1 << 16        # lazy tables are not refused
