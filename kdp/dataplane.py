@@ -86,8 +86,10 @@ def conntrack_for(config):
         "icmp_timeout": ct.icmp_timeout,
         "generic_timeout": ct.generic_timeout,
     }
+    # prefault: a node reserves its flow memory up front, so that new flows never
+    # wait for page faults (see Conntrack's docstring)
     return Conntrack(ct.max_flows, timeouts=timeouts, drop_invalid=ct.drop_invalid,
-                     port_range=tuple(config.snat_port_range))
+                     port_range=tuple(config.snat_port_range), prefault=True)
 
 
 def removed_backends(old, new):

@@ -163,6 +163,11 @@ ctypedef struct ct_table_t:
     uint64_t clock_base     # ... as it was when the current batch began
     uint64_t timeout_ns[N_TIMEOUTS]
     uint64_t c[N_CT_COUNTERS]
+    # early drop looks two victims ahead and keeps their index tags (hash >> 32,
+    # per direction) here, so their deletion does not hash them again
+    uint32_t vfid[2]        # NO_ID: slot empty
+    uint32_t vtag[4]        # [2 * slot + dir]
+    uint32_t vslot
 
 # A flush request (flush_* methods).
 ctypedef struct flush_t:

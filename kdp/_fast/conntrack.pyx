@@ -96,6 +96,9 @@ cdef enum:
     S_IG = 21           # ignored (accepted, no state change)
     DIST = 12           # pipeline distance (packets) between stages
     RING = 32           # > 2 * DIST, a power of two
+    CDIST = 1           # ct_lookup_batch: chunks between its passes
+    NCS = 2 * CDIST + 1 # chunks of state kept
+    CHUNK = 8          # ct_lookup_batch: packets per pass
     EARLY_DROP_SCAN = 16
     T_SYN = 0
     T_SYNACK = 1
@@ -103,6 +106,9 @@ cdef enum:
     T_ACK = 3
     T_RST = 4
     T_NONE = 5
+    K_FLOW4 = 5         # ct_lookup_batch: an IPv4 K_FLOW key kept as words (ka, kp, kpv)
+    T_BAD = 6           # a flag combination no TCP stack sends: invalid in every state
+    N_TKIND = 7
     HIT_OK = 0
     HIT_GONE = 1        # flow removed (reopened or expired): treat as a miss
 
@@ -125,19 +131,39 @@ cdef extern from *:
     static void kdp_big_free(void* p, size_t n) {
         if (p != NULL) munmap(p, n == 0 ? 1 : n);
     }
+    /* Back [p, p + n) with memory now (the page faults and the zeroing happen
+       here, not under the first packets that use it), on the huge pages asked
+       for above. 0 on success, -1 when the memory cannot be had. */
+    #include <errno.h>
+    #include <unistd.h>
+    static int kdp_big_populate(void* p, size_t n) {
+        size_t off, step;
+    #ifdef MADV_POPULATE_WRITE
+        if (madvise(p, n, MADV_POPULATE_WRITE) == 0) return 0;
+        if (errno != EINVAL) return -1;      /* ENOMEM, EFAULT, ...; EINVAL: kernel < 5.14 */
+    #endif
+        step = (size_t)sysconf(_SC_PAGESIZE);
+        if (step == 0 || step > 65536) step = 4096;
+        for (off = 0; off < n; off += step) ((volatile char*)p)[off] = 0;
+        return 0;
+    }
     """
     const uint64_t EMPTY "KDP_CT_EMPTY"
     void* kdp_big_alloc(size_t n) nogil
     void kdp_big_free(void* p, size_t n) nogil
+    int kdp_big_populate(void* p, size_t n) nogil
 
 NO_FLOW = <uint32_t>NO_ID
 
 # ---------------------------------------------------------------- TCP table
 # Transitions as Linux nf_conntrack_proto_tcp.c defines them (states in
 # enum TcpState order: NONE SS SR ES FW CW LA TW CL S2), for the packet kinds
-# SYN, SYN/ACK, FIN, ACK, RST, none; [direction][kind][old state].
-cdef uint8_t _tcp_tr[2 * 6 * 10]
+# SYN, SYN/ACK, FIN, ACK, RST, none, (bad flags); [direction][kind][old state].
+# _tcp_kind maps the flags (& 0x37) to the kind, so the per-packet state step
+# is two table loads and no flag branches.
+cdef uint8_t _tcp_tr[2 * N_TKIND * 10]
 cdef uint8_t _tcp_valid[64]
+cdef uint8_t _tcp_kind[64]
 
 def _init_tables():
     NO, SS, SR, ES, FW, CW, LA, TW, CL, S2 = range(10)
@@ -150,6 +176,7 @@ def _init_tables():
         [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],   # ack
         [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
         [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
         # reply direction
         [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],   # syn
         [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],   # synack
@@ -157,9 +184,10 @@ def _init_tables():
         [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],   # ack
         [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
         [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
+        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
     ]
     cdef int r, s
-    for r in range(12):
+    for r in range(2 * N_TKIND):
         for s in range(10):
             _tcp_tr[r * 10 + s] = rows[r][s]
     # flag combinations (FIN 1, SYN 2, RST 4, ACK 16, URG 32) a TCP stack sends
@@ -167,6 +195,19 @@ def _init_tables():
         _tcp_valid[r] = 0
     for r in (2, 2 | 32, 2 | 16, 4, 4 | 16, 1 | 16, 1 | 16 | 32, 16, 16 | 32):
         _tcp_valid[r] = 1
+    for r in range(64):
+        if not _tcp_valid[r]:
+            _tcp_kind[r] = T_BAD
+        elif r & 4:
+            _tcp_kind[r] = T_RST
+        elif r & 2:
+            _tcp_kind[r] = T_SYNACK if r & 16 else T_SYN
+        elif r & 1:
+            _tcp_kind[r] = T_FIN
+        elif r & 16:
+            _tcp_kind[r] = T_ACK
+        else:
+            _tcp_kind[r] = T_NONE
 
 _init_tables()
 
@@ -220,21 +261,41 @@ class ConntrackConfigError(KdpError):
 
 
 
-cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
+cdef inline uint64_t _hash4(uint64_t seed, uint32_t src, uint32_t dst, uint16_t sport,
+                           uint16_t dport, uint8_t proto) noexcept nogil:
+    """_key_hash of an IPv4 key, from its fields."""
+    cdef uint64_t h = seed ^ ((<uint64_t>sport << 48) | (<uint64_t>dport << 32)
+                              | (<uint64_t>proto << 8) | 4)
+    return mix64(mix64(h) ^ ((<uint64_t>src << 32) | dst))
+
+
+cdef uint64_t _key_hash6(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
     cdef uint64_t h = t.seed ^ ((<uint64_t>k.sport << 48) | (<uint64_t>k.dport << 32)
                                 | (<uint64_t>k.proto << 8) | k.ver)
-    cdef const uint64_t* s
-    cdef const uint64_t* d
-    if k.ver == 4:
-        return mix64(mix64(h) ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
-    s = <const uint64_t*>k.src
-    d = <const uint64_t*>k.dst
+    cdef const uint64_t* s = <const uint64_t*>k.src
+    cdef const uint64_t* d = <const uint64_t*>k.dst
     return mix64(mix64(h) ^ mix64(s[0] + 0x243F6A8885A308D3ULL) ^ (mix64(s[1] + 0x13198A2E03707344ULL) * 3)
                 ^ (mix64(d[0] + 0xA4093822299F31D0ULL) * 5) ^ (mix64(d[1] + 0x082EFA98EC4E6C89ULL) * 7))
 
 
+cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
+    # small enough to inline everywhere; IPv6 keys take the out-of-line half
+    if k.ver == 4:
+        return _hash4(t.seed, k.src[0], k.dst[0], k.sport, k.dport, k.proto)
+    return _key_hash6(t, k)
+
+
 cdef inline uint32_t _home(const ct_table_t* t, uint64_t h) noexcept nogil:
     return <uint32_t>(((h >> 32) * <uint64_t>t.nslots) >> 32)
+
+
+cdef inline void _prefetch_run(const ct_table_t* t, uint32_t pos) noexcept nogil:
+    """Prefetch the index line of slot pos and, when pos is among the last
+    three slots of its line, the next line too: a probe run (~2 slots for a
+    hit, ~3-5 for a miss at the index's load) often continues there."""
+    kdp_prefetch(&t.index[pos])
+    if (pos & 7) >= 5 and pos + 3 < t.nslots:
+        kdp_prefetch(&t.index[pos + 3])
 
 
 cdef inline bint _key_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
@@ -300,6 +361,50 @@ cdef inline uint32_t _find_from(const ct_table_t* t, const ct_key_t* k, uint64_t
             pos = 0
 
 
+cdef inline uint64_t _ld64(const void* a) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, a, 8)
+    return v
+
+
+cdef inline uint32_t _ld32(const void* a) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, a, 4)
+    return v
+
+
+cdef inline uint16_t _ldh(const void* a) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, a, 2)
+    return v
+
+
+cdef inline uint32_t _find4(const ct_table_t* t, uint64_t ka, uint32_t kp, uint16_t kpv,
+                            uint64_t h, uint32_t pos, int* dir) noexcept nogil:
+    """_find_from for an IPv4 key given as words: ka = src | dst << 32, kp =
+    sport | dport << 16, kpv = proto | 4 << 8 (the record's a4/port/proto+ip_ver
+    pairs of one direction, as they lie in memory): three compares, one branch."""
+    cdef uint64_t s
+    cdef uint32_t tag = <uint32_t>(h >> 32)
+    cdef uint32_t fid, d
+    cdef const ct_flow_t* f
+    while True:
+        s = t.index[pos]
+        if s == EMPTY:
+            return NO_ID
+        if <uint32_t>(s >> 32) == tag:
+            fid = (<uint32_t>s) >> 1
+            d = <uint32_t>s & 1
+            f = &t.flows[fid]
+            if ((_ld64(&f.a4[2 * d]) ^ ka) | (_ld32(&f.port[2 * d]) ^ kp)
+                    | (_ldh(&f.proto) ^ kpv)) == 0:
+                dir[0] = <int>d
+                return fid
+        pos += 1
+        if pos == t.nslots:
+            pos = 0
+
+
 cdef uint32_t ct_find(ct_table_t* t, const ct_key_t* k, int* dir) noexcept nogil:
     cdef uint64_t h = _key_hash(t, k)
     return _find_from(t, k, h, _home(t, h), dir)
@@ -317,30 +422,32 @@ cdef inline void _index_insert(ct_table_t* t, uint64_t h, uint32_t fid, int dir)
 cdef void _index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
     cdef uint64_t want = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
     cdef uint32_t i = _home(t, h)
-    cdef uint32_t j, k, n = t.nslots
+    cdef uint32_t j, k, dk, di, n = t.nslots
+    cdef uint64_t e, mv
     while t.index[i] != want:
         if t.index[i] == EMPTY:
             return          # not indexed (cannot happen for a live flow)
         i += 1
         if i == n:
             i = 0
-    # backward-shift deletion: pull later entries of the run into the hole
+    # backward-shift deletion: pull later entries of the run into the hole. The
+    # entry at j (home k) moves into the hole at i unless k lies cyclically in
+    # (i, j], i.e. when dist(k -> j) >= dist(i -> j); done without branches (the
+    # outcome is data-dependent), only the end of the run is a branch.
     j = i
     while True:
         j += 1
         if j == n:
             j = 0
-        if t.index[j] == EMPTY:
+        e = t.index[j]
+        if e == EMPTY:
             break
-        k = <uint32_t>(((t.index[j] >> 32) * <uint64_t>n) >> 32)
-        if i <= j:
-            if i < k <= j:
-                continue
-        else:
-            if i < k or k <= j:
-                continue
-        t.index[i] = t.index[j]
-        i = j
+        k = <uint32_t>(((e >> 32) * <uint64_t>n) >> 32)
+        dk = j - k + (n if j < k else 0)
+        di = j - i + (n if j < i else 0)
+        mv = <uint64_t>0 - <uint64_t>(dk >= di)
+        t.index[i] = (e & mv) | (t.index[i] & ~mv)
+        i = (i & ~<uint32_t>mv) | (j & <uint32_t>mv)
     t.index[i] = EMPTY
 
 
@@ -379,12 +486,21 @@ cdef inline void _assure(ct_table_t* t, ct_flow_t* f, uint32_t fid) noexcept nog
 cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
     cdef ct_flow_t* f = &t.flows[fid]
     cdef ct_key_t k
-    cdef int d
+    cdef int d, s
     if not (f.flags & FL_USED):
         return
-    for d in range(2):
-        ct_flow_key(f, d, &k)
-        _index_remove(t, _key_hash(t, &k), fid, d)
+    for s in range(2):
+        if t.vfid[s] == fid:
+            # tags kept by _prefetch_victims (the flow has not changed since: a
+            # flow's tuples are fixed for its life, and its deletion ends here)
+            t.vfid[s] = NO_ID
+            for d in range(2):
+                _index_remove(t, <uint64_t>t.vtag[2 * s + d] << 32, fid, d)
+            break
+    else:
+        for d in range(2):
+            ct_flow_key(f, d, &k)
+            _index_remove(t, _key_hash(t, &k), fid, d)
     if f.flags & FL_UNASSURED_LISTED:
         _unas_unlink(t, fid)
     f.flags = 0
@@ -442,20 +558,36 @@ cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) no
 
 
 cdef inline void _prefetch_victims(ct_table_t* t) noexcept nogil:
-    """Under eviction pressure, warm what the next early drops will touch: the
-    index slots of the next victim (its record was prefetched one eviction
-    ago) and the record of the one after it."""
-    cdef uint32_t v1 = t.unas_head, v2
+    """Under eviction pressure, warm what the next early drops will touch, two
+    evictions ahead: the index lines (the slot's and the next, where the
+    backward shift of a deletion continues) of the victim after the next one,
+    whose record was prefetched one eviction ago, and the record of the victim
+    after that. (The next victim's lines were warmed one eviction ago.)"""
+    cdef uint32_t v1 = t.unas_head, v2, v3
     cdef ct_key_t k
+    cdef uint32_t pos
+    cdef uint64_t h
     cdef int d
     if v1 == NO_ID:
         return
-    for d in range(2):
-        ct_flow_key(&t.flows[v1], d, &k)
-        kdp_prefetch(&t.index[_home(t, _key_hash(t, &k))])
     v2 = t.lru_next[v1]
-    if v2 != NO_ID:
-        kdp_prefetch(&t.flows[v2])      # (IPv6 keys also need line 1: not worth a guess)
+    if v2 == NO_ID:
+        return
+    if t.vfid[0] != v2 and t.vfid[1] != v2:
+        t.vslot ^= 1
+        t.vfid[t.vslot] = v2
+        for d in range(2):
+            ct_flow_key(&t.flows[v2], d, &k)
+            h = _key_hash(t, &k)
+            t.vtag[2 * t.vslot + d] = <uint32_t>(h >> 32)
+            pos = _home(t, h)
+            kdp_prefetch_w(&t.index[pos])
+            if pos + 8 < t.nslots:
+                kdp_prefetch_w(&t.index[pos + 8])
+    v3 = t.lru_next[v2]
+    if v3 != NO_ID:
+        kdp_prefetch_w(&t.flows[v3])    # (IPv6 keys also need line 1: not worth a guess)
+        kdp_prefetch(&t.lru_next[v3])
 
 
 cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
@@ -487,6 +619,10 @@ cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
     if t.free_head != NO_ID:
         fid = t.free_head
         t.free_head = t.lru_next[fid]
+        if t.free_head != NO_ID:
+            # the next new flow's record (a freed one is anywhere in the table)
+            kdp_prefetch_w(&t.flows[t.free_head])
+            kdp_prefetch_w(<uint8_t*>&t.flows[t.free_head] + 64)
         return fid
     if t.hwm < t.capacity:
         fid = t.hwm
@@ -690,28 +826,17 @@ cdef inline uint64_t _bytes(ct_flow_t* f, int dir) noexcept nogil:
     return (<uint64_t>_counters_hi(f)[2 + dir] << 32) | f.bytes_lo[dir]
 
 
-cdef int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
-              const uint8_t* pkt, uint64_t now) noexcept nogil:
+cdef inline int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
+                     const uint8_t* pkt, uint64_t now) noexcept nogil:
     """A packet of flow fid in direction dir: state, counters, verdict fields."""
-    cdef uint8_t fl, kind, old, new
+    cdef uint8_t old, new
     if _expired(t, f, now):
         ct_delete(t, fid)
         t.c[C_EXPIRIES] += 1
         return HIT_GONE
     if f.proto == P_TCP:
-        fl = p.tcp_flags & 0x37
-        if fl & 4:
-            kind = T_RST
-        elif fl & 2:
-            kind = T_SYNACK if fl & 16 else T_SYN
-        elif fl & 1:
-            kind = T_FIN
-        elif fl & 16:
-            kind = T_ACK
-        else:
-            kind = T_NONE
         old = f.state
-        new = _tcp_tr[(dir * 6 + kind) * 10 + old] if _tcp_valid[fl] else S_IV
+        new = _tcp_tr[(dir * N_TKIND + _tcp_kind[p.tcp_flags & 0x37]) * 10 + old]
         if new == S_IV:
             t.c[C_INVALID] += 1
             f.epoch = t.epoch16
@@ -827,7 +952,7 @@ cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept no
     else:
         r.sport = k.dport
         r.dport = k.sport
-    kdp_prefetch(&t.index[_home(t, _key_hash(t, &r))])
+    _prefetch_run(t, _home(t, _key_hash(t, &r)))
 
 
 cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) noexcept nogil:
@@ -839,63 +964,135 @@ cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) n
     return p.ts_ns if p.ts_ns > t.clock_base else t.clock_base
 
 
+cdef inline bint _fast_v4(const pkt_meta_t* p) noexcept nogil:
+    """A packet whose key is its own IPv4 5-tuple (ct_pkt_key would return K_FLOW
+    with ports): built inline by the stage, without the general key code."""
+    return (p.ip_ver == 4 and p.frag == FRAG_NONE
+            and (p.proto == P_TCP or p.proto == P_UDP or p.proto == P_SCTP))
+
+
 cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil:
-    # A software pipeline over the batch (as VPP's dual/quad loops, deeper):
-    # packet j computes its key and hash and prefetches its home slot; packet
-    # j - D finds its tag in the index and prefetches its flow record; packet
-    # j - 2D is resolved. Packets are resolved in batch order.
+    # A software pipeline over chunks of CHUNK packets, three passes each:
+    # (1) key, hash and prefetch of the home index slot of every packet of
+    # chunk c; (2) tag probe in the index and prefetch of the flow record it
+    # names, chunk c - 1; (3) resolve (verify the key, state step, counters),
+    # chunk c - 2, in batch order. Each pass is a tight loop, so many index
+    # and record misses (and, in a VM, their page walks) are in flight at once,
+    # and a whole chunk of work separates a prefetch from its use.
+    # IPv4 TCP/UDP/SCTP packets (not later fragments) take an inline path: key
+    # from the metadata, lookup, state step; everything else goes through
+    # ct_pkt_key and _one. Lookup/hit/miss counts are kept in locals.
     cdef ct_table_t* t = &ct.t
-    cdef Py_ssize_t n = b.count, j, a, c
-    cdef ct_key_t keys[RING]
-    cdef uint64_t hs[RING]
-    cdef uint32_t pos[RING]
-    cdef uint64_t muts[RING]
-    cdef int kinds[RING]
-    cdef int r
+    cdef Py_ssize_t n = b.count, nch, ci, cc, base, m, i, q
+    cdef ct_key_t keys[NCS * CHUNK]
+    cdef uint64_t hs[NCS * CHUNK]
+    cdef uint32_t pos[NCS * CHUNK]
+    cdef int kinds[NCS * CHUNK]
+    cdef uint64_t ka[NCS * CHUNK]
+    cdef uint32_t kp[NCS * CHUNK]
+    cdef uint16_t kpv[NCS * CHUNK]
+    cdef uint64_t muts[NCS]
+    cdef int dir
+    cdef uint32_t fid
+    cdef uint64_t n_look = 0, n_hit = 0, n_miss = 0
     cdef pkt_meta_t* p
+    cdef ct_key_t* k
     t.epoch += 1
     t.epoch16 = <uint16_t>t.epoch
     t.clock_base = t.clock
-    for j in range(n + 2 * DIST):
-        if j < n:
-            r = j & (RING - 1)
-            p = &b.m[j]
-            kinds[r] = K_SKIP
-            if p.verdict == V_PENDING:
-                if p.ip_ver != 4 and p.ip_ver != 6:
+    nch = (n + CHUNK - 1) // CHUNK
+    for ci in range(nch + 2 * CDIST):
+        # pass 1: chunk ci
+        if ci < nch:
+            base = ci * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (ci % NCS) * CHUNK
+            for i in range(q, q + m):
+                p = &b.m[base + i - q]
+                kinds[i] = K_SKIP
+                if p.verdict == V_PENDING:
+                    k = &keys[i]
+                    if _fast_v4(p):
+                        p.flow_id = NO_ID
+                        kinds[i] = K_FLOW4
+                        ka[i] = p.src4 | (<uint64_t>p.dst4 << 32)
+                        kp[i] = p.sport | (<uint32_t>p.dport << 16)
+                        kpv[i] = p.proto | (4 << 8)
+                        hs[i] = _hash4(t.seed, p.src4, p.dst4, p.sport, p.dport, p.proto)
+                        pos[i] = _home(t, hs[i])
+                        _prefetch_run(t, pos[i])
+                    elif p.ip_ver != 4 and p.ip_ver != 6:
+                        p.ct_state = CT_NONE
+                    else:
+                        p.flow_id = NO_ID
+                        kinds[i] = ct_pkt_key(p, b.buf + p.off, k)
+                        if kinds[i] == K_FLOW or kinds[i] == K_ERROR:
+                            hs[i] = _key_hash(t, k)
+                            pos[i] = _home(t, hs[i])
+                            _prefetch_run(t, pos[i])
+        # pass 2: chunk ci - CDIST
+        cc = ci - CDIST
+        if 0 <= cc < nch:
+            base = cc * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (cc % NCS) * CHUNK
+            for i in range(q, q + m):
+                if kinds[i] == K_FLOW4:
+                    _probe_tag(t, hs[i], &pos[i], 0)
+                elif kinds[i] == K_FLOW or kinds[i] == K_ERROR:
+                    _probe_tag(t, hs[i], &pos[i], keys[i].ver == 6)
+            muts[cc % NCS] = t.mutations
+        # pass 3: chunk ci - 2 * CDIST
+        cc = ci - 2 * CDIST
+        if 0 <= cc < nch:
+            base = cc * CHUNK
+            m = n - base if n - base < CHUNK else CHUNK
+            q = (cc % NCS) * CHUNK
+            for i in range(q, q + m):
+                if kinds[i] == K_SKIP:
+                    continue
+                p = &b.m[base + i - q]
+                if kinds[i] == K_NONE:
                     p.ct_state = CT_NONE
+                    continue
+                n_look += 1
+                if muts[cc % NCS] != t.mutations:
+                    pos[i] = _home(t, hs[i])    # the index moved since the probe
+                if kinds[i] == K_FLOW4:
+                    fid = _find4(t, ka[i], kp[i], kpv[i], hs[i], pos[i], &dir)
+                    if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
+                                             _now(t, p, now_ns)) == HIT_OK:
+                        n_hit += 1
+                        continue
+                    p.ct_state = CT_NEW
+                    n_miss += 1
+                    # warm the reply tuple's slot (see below), from the words: a
+                    # key built here would be read back wider than it was written
+                    _prefetch_run(t, _home(t, _hash4(t.seed, <uint32_t>(ka[i] >> 32), <uint32_t>ka[i],
+                                                     <uint16_t>(kp[i] >> 16), <uint16_t>kp[i],
+                                                     <uint8_t>kpv[i])))
+                    continue
+                if kinds[i] == K_FLOW:
+                    # inline: find, then the hit's state step (what _one does for K_FLOW)
+                    fid = _find_from(t, &keys[i], hs[i], pos[i], &dir)
+                    if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
+                                             _now(t, p, now_ns)) == HIT_OK:
+                        n_hit += 1
+                        if p.frag == FRAG_FIRST:
+                            _frag_note(t, p, &keys[i], fid, dir, _now(t, p, now_ns))
+                        continue
+                    p.ct_state = CT_NEW
                 else:
-                    p.flow_id = NO_ID
-                    kinds[r] = ct_pkt_key(p, b.buf + p.off, &keys[r])
-                    if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                        hs[r] = _key_hash(t, &keys[r])
-                        pos[r] = _home(t, hs[r])
-                        kdp_prefetch(&t.index[pos[r]])
-        a = j - DIST
-        if 0 <= a < n:
-            r = a & (RING - 1)
-            if kinds[r] == K_FLOW or kinds[r] == K_ERROR:
-                _probe_tag(t, hs[r], &pos[r], keys[r].ver == 6)
-                muts[r] = t.mutations
-        c = j - 2 * DIST
-        if 0 <= c < n:
-            r = c & (RING - 1)
-            if kinds[r] == K_SKIP:
-                continue
-            p = &b.m[c]
-            if kinds[r] == K_NONE:
-                p.ct_state = CT_NONE
-                continue
-            if (kinds[r] == K_FLOW or kinds[r] == K_ERROR) and muts[r] != t.mutations:
-                pos[r] = _home(t, hs[r])    # the index moved since the probe
-            t.c[C_LOOKUPS] += 1
-            _one(t, p, b.buf + p.off, kinds[r], &keys[r], hs[r], pos[r], _now(t, p, now_ns))
-            if p.ct_state == CT_NEW:
-                t.c[C_MISSES] += 1
-                if kinds[r] == K_FLOW:
-                    # the slow path will check the reply tuple; without NAT it is
-                    # the inverse of this one: warm its home slot now
-                    _prefetch_inverse(t, &keys[r])
+                    _one(t, p, b.buf + p.off, kinds[i], &keys[i], hs[i], pos[i], _now(t, p, now_ns))
+                if p.ct_state == CT_NEW:
+                    n_miss += 1
+                    if kinds[i] == K_FLOW:
+                        # the slow path will check the reply tuple; without NAT it is
+                        # the inverse of this one: warm its home slot now
+                        _prefetch_inverse(t, &keys[i])
+    t.c[C_LOOKUPS] += n_look
+    t.c[C_HITS] += n_hit
+    t.c[C_MISSES] += n_miss
 
 
 # ---------------------------------------------------------------- new flows
@@ -912,8 +1109,11 @@ cdef inline uint16_t* _snat_field(ct_key_t* r) noexcept nogil:
 
 
 cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_spec_t* spec,
-                        uint8_t state, uint64_t now, uint16_t* reason) noexcept nogil:
-    """Create the flow of key k (known absent). NO_ID with *reason when refused."""
+                        uint8_t state, uint64_t now, uint16_t* reason,
+                        const uint64_t* hr_swapped=NULL) noexcept nogil:
+    """Create the flow of key k (known absent). NO_ID with *reason when refused.
+    hr_swapped: the hash of k with addresses and ports swapped when the caller has
+    it (the reply tuple of a TCP/UDP/SCTP flow without translation)."""
     cdef ct_key_t r
     cdef uint64_t hr
     cdef uint8_t flags = NAT_NONE
@@ -926,7 +1126,11 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     if spec != NULL and (spec.ip_ver == 0 or spec.ip_ver == k.ver):
         flags = spec.flags
     # the reply tuple: from the (translated) destination to the (translated) source
-    memcpy(&r, k, sizeof(ct_key_t))
+    # (built field by field: a copy of k as a whole would read its narrow stores
+    # back with wide loads, which the store buffer cannot forward)
+    memset(&r, 0, sizeof(ct_key_t))
+    r.proto = k.proto
+    r.ver = k.ver
     if k.ver == 4:
         r.src[0] = spec.dnat4 if flags & NAT_DNAT else k.dst[0]
         r.dst[0] = spec.snat4 if flags & NAT_SNAT else k.src[0]
@@ -946,8 +1150,11 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         r.sport = spec.dnat_port if (flags & NAT_DNAT) and spec.dnat_port != 0 else k.dport
         r.dport = k.sport
     pf = _snat_field(&r)
-    hr = _key_hash(t, &r)
-    found = ct_find(t, &r, &dir) != NO_ID
+    if hr_swapped != NULL and flags == NAT_NONE and k.proto != P_ICMP and k.proto != P_ICMPV6:
+        hr = hr_swapped[0]
+    else:
+        hr = _key_hash(t, &r)
+    found = _find_from(t, &r, hr, _home(t, hr), &dir) != NO_ID
     if (flags & NAT_SNAT_PORT) or found:
         if not _ports_tracked(k.proto):
             t.c[C_PORTS_EXHAUSTED] += 1
@@ -967,7 +1174,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         for nn in range(tries):
             pf[0] = <uint16_t>(lo + (start + nn) % size)
             hr = _key_hash(t, &r)
-            if ct_find(t, &r, &dir) == NO_ID:
+            if _find_from(t, &r, hr, _home(t, hr), &dir) == NO_ID:
                 found = 0
                 break
         if found:
@@ -995,7 +1202,8 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     if flags & NAT_SNAT:
         f.flags |= FL_SNAT
     # does the flow rewrite anything? (O == inverse of R means no)
-    if (memcmp(r.src, k.dst, 16) != 0 or memcmp(r.dst, k.src, 16) != 0
+    if ((r.src[0] != k.dst[0] or r.dst[0] != k.src[0] if k.ver == 4 else
+            memcmp(r.src, k.dst, 16) != 0 or memcmp(r.dst, k.src, 16) != 0)
             or (k.proto != P_ICMP and k.proto != P_ICMPV6 and (r.sport != k.dport or r.dport != k.sport))
             or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
         f.flags |= FL_NAT
@@ -1191,12 +1399,24 @@ def _tuple_arrays(name, src, dst, sport, dport, proto):
 PACKET_CLOCK = CT_PACKET_CLOCK
 
 
+def _mem_available():
+    """Bytes of memory the kernel reports available (MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 cdef class Conntrack:
     """The flow table. See the module docstring for the stage contracts.
 
     Conntrack(capacity=1048576, *, timeouts=None, drop_invalid=False,
               tcp_loose=True, port_range=(1024, 65535), nat_max_tries=128,
-              frag_slots=4096, seed=...)
+              frag_slots=4096, seed=..., prefault=False)
 
     ``timeouts``: {name: seconds} overriding TIMEOUT_DEFAULTS (nf_conntrack
     sysctl names, e.g. "tcp_timeout_established": 86400 as kube-proxy sets).
@@ -1204,6 +1424,20 @@ cdef class Conntrack:
     and the flow asked for no explicit range. ``nat_max_tries``: ports tried
     per new flow before R_NAT_PORTS_EXHAUSTED (all of them when the range is
     smaller).
+
+    ``prefault``: back the flow records and their list links with memory when
+    the table is built (on transparent huge pages where the kernel grants
+    them) instead of on first use. New flows then never take a page fault or
+    wait for page zeroing (in a VM whose host backs memory lazily that is most
+    of the cost of a new flow on a never-used record page); the table costs
+    its full size (``memory_bytes``) in resident memory from the start, and
+    construction takes the zeroing time (~3 ms per 262,144 flows when the
+    memory is already backed by the host, up to ~20x more on first use).
+    MemoryError when the memory cannot be had or the table is larger than the
+    memory the kernel reports available. The default (False) keeps
+    construction cheap for tools and tests; the Dataplane prefaults (a node
+    reserves its flow memory up front). The index is always touched at
+    construction (it is filled with empty slots).
     """
 
     def __cinit__(self):
@@ -1211,7 +1445,7 @@ cdef class Conntrack:
 
     def __init__(self, capacity=1 << 20, *, timeouts=None, drop_invalid=False, tcp_loose=True,
                  port_range=(1024, 65535), nat_max_tries=128, frag_slots=4096,
-                 seed=0x6B64705F63742121):
+                 seed=0x6B64705F63742121, prefault=False):
         if not isinstance(capacity, int) or not (1 <= capacity <= CT_MAX_CAPACITY):
             raise ConntrackConfigError(f"conntrack capacity must be 1..{CT_MAX_CAPACITY}, got {capacity!r}")
         lo, hi = port_range
@@ -1228,6 +1462,13 @@ cdef class Conntrack:
             if not isinstance(val, (int, float)) or val < 0 or val > 10 ** 9:
                 raise ConntrackConfigError(f"conntrack timeout {name} must be 0..1e9 seconds, got {val!r}")
             tos[name] = val
+        if prefault:
+            # reserving more than the machine has would summon the OOM killer, not fail
+            need = capacity * (sizeof(ct_flow_t) + 2 * sizeof(uint32_t) + 3 * sizeof(uint64_t))
+            avail = _mem_available()
+            if avail is not None and need > avail:
+                raise MemoryError(f"conntrack: reserving {capacity} flows (prefault) needs "
+                                  f"{need >> 20} MiB, {avail >> 20} MiB available")
         self._free()
         cdef ct_table_t* t = &self.t
         memset(t, 0, sizeof(ct_table_t))
@@ -1242,6 +1483,15 @@ cdef class Conntrack:
         if not (t.flows and t.index and t.lru_prev and t.lru_next and t.frags):
             self._free()
             raise MemoryError(f"conntrack: cannot allocate a table of {capacity} flows")
+        cdef bint ok = True
+        if prefault:
+            with nogil:
+                ok = (kdp_big_populate(t.flows, <size_t>t.capacity * sizeof(ct_flow_t)) == 0
+                      and kdp_big_populate(t.lru_prev, <size_t>t.capacity * sizeof(uint32_t)) == 0
+                      and kdp_big_populate(t.lru_next, <size_t>t.capacity * sizeof(uint32_t)) == 0)
+            if not ok:
+                self._free()
+                raise MemoryError(f"conntrack: cannot reserve the memory of {capacity} flows (prefault)")
         memset(t.index, 0xFF, t.nslots * sizeof(uint64_t))
         memset(t.frags, 0xFF, frag_slots * sizeof(ct_frag_t))
         t.frag_mask = frag_slots - 1
@@ -1257,13 +1507,15 @@ cdef class Conntrack:
         t.seed = seed & 0xFFFFFFFFFFFFFFFF
         t.epoch = 0
         t.epoch16 = 0
+        t.vfid[0] = NO_ID
+        t.vfid[1] = NO_ID
         for name, slots in _TIMEOUT_SLOT.items():
             for s in slots:
                 t.timeout_ns[s] = <uint64_t>(tos[name] * 1_000_000_000)
         self.settings = {
             "capacity": capacity, "timeouts": tos, "drop_invalid": bool(drop_invalid),
             "tcp_loose": bool(tcp_loose), "port_range": (lo, hi), "nat_max_tries": nat_max_tries,
-            "frag_slots": frag_slots, "seed": t.seed,
+            "frag_slots": frag_slots, "seed": t.seed, "prefault": bool(prefault),
         }
 
     cdef _free(self):
@@ -1530,7 +1782,7 @@ cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             keys[r].ver = 4
             hs[r] = _key_hash(t, &keys[r])
             pos[r] = _home(t, hs[r])
-            kdp_prefetch(&t.index[pos[r]])
+            _prefetch_run(t, pos[r])
         a = j - DIST
         if 0 <= a < n:
             r = a & (RING - 1)
@@ -1549,6 +1801,7 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
     cdef ct_key_t keys[RING]
     cdef ct_key_t rk
     cdef uint64_t hs[RING]
+    cdef uint64_t hrs[RING]
     cdef Py_ssize_t j, c
     cdef int r, dir
     cdef uint32_t fid
@@ -1568,20 +1821,21 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             keys[r].dport = dp[j]
             keys[r].proto = pr[j]
             hs[r] = _key_hash(t, &keys[r])
-            kdp_prefetch(&t.index[_home(t, hs[r])])
+            _prefetch_run(t, _home(t, hs[r]))
             rk.src[0] = d[j]
             rk.dst[0] = s[j]
             rk.sport = dp[j]
             rk.dport = sp[j]
             rk.proto = pr[j]
-            kdp_prefetch(&t.index[_home(t, _key_hash(t, &rk))])
+            hrs[r] = _key_hash(t, &rk)
+            _prefetch_run(t, _home(t, hrs[r]))
         c = j - DIST
         if c >= 0:
             r = c & (RING - 1)
             fid = _find_from(t, &keys[r], hs[r], _home(t, hs[r]), &dir)
             if fid == NO_ID:
                 fid = _new_flow(t, &keys[r], hs[r], NULL, tcp_state if keys[r].proto == P_TCP else 0,
-                                now, &reason)
+                                now, &reason, &hrs[r])
             out[c] = fid
 
 TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}
