@@ -30,6 +30,8 @@ def check_lpm(r):
 def check_conntrack(r):
     kdp_rows = [row for row in r["results"] if row["impl"] == "kdp" and row["rate"] > 0]
     assert len(kdp_rows) >= 3 and 0 < r["bytes_per_flow"] <= 1024
+    linux_rows = [row for row in r["results"] if row["impl"] == "linux nf_conntrack"]
+    assert [row["rate"] > 0 for row in linux_rows] == [True, True]     # CI runs as root with nft
 
 
 def check_pipeline(r):
@@ -51,7 +53,7 @@ CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipe
 
 
 def test_linux_conntrack_peer_tracks_every_flow_and_restores_host_limits():
-    # the Linux reference of `kdp bench conntrack --linux`: it must really
+    # the Linux reference of `kdp bench conntrack`: it must really
     # track each flow it times, and leave the host's conntrack limits as they were
     from kdp.benchmarks import linux_conntrack as lc
     assert lc.available() is None, lc.available()
@@ -59,5 +61,5 @@ def test_linux_conntrack_peer_tracks_every_flow_and_restores_host_limits():
     r = lc.measure(n=3_000, packets=3_000, repeats=1)
     assert r["runs"][0]["send_ns_untracked"] > 0
     assert {k: lc._read(k) for k in before} == before
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = subprocess.run([lc._tool("ip"), "netns", "list"], capture_output=True, text=True).stdout
     assert "kdpct-" not in netns

@@ -23,11 +23,14 @@ Measured on one core, best of repeats:
   and the resident-set growth while filling the table.
 
 Peers in the same run: a Python dict keyed by 5-tuples (inserts and lookups of
-the same tuples, on a subset: it is the naive reference). Linux nf_conntrack
-is not driven here (no way to push millions of packets/s through netfilter
-from this sandbox); its per-flow memory is read from /proc/slabinfo when the
-module is loaded (the nf_conntrack slab object size; the hash-bucket heads
-add 8 bytes per bucket on top).
+the same tuples, on a subset: it is the naive reference), and Linux
+nf_conntrack at the same number of live flows when the run has root, `ip`
+and `nft` (kdp/benchmarks/linux_conntrack.py: the CPU time conntrack adds to
+a UDP packet over loopback in a private namespace, new and established
+flows, by difference with a notrack run; reported as packets/s per core).
+Its per-flow memory is read from /proc/slabinfo when the module is loaded
+(the nf_conntrack slab object size; the hash-bucket heads add 8 bytes per
+bucket on top).
 """
 import json
 import resource
@@ -156,6 +159,23 @@ def linux_slab_object_size():
     return None
 
 
+def _linux_peer(res, add, n, quick):
+    from kdp.benchmarks import linux_conntrack
+    why = linux_conntrack.available()
+    if why:
+        res["linux"] = {"skipped": why}
+        return
+    lx = linux_conntrack.measure(n, packets=100_000 if quick else 500_000,
+                                 repeats=1 if quick else 3)
+    res["linux"] = lx
+    note = (f"CPU ns conntrack adds per packet (tracked - notrack), median of "
+            f"{len(lx['runs'])}; UDP over loopback, {n:,} live flows")
+    add("new flows/s (first packet of a flow)", "linux nf_conntrack", n,
+        n * lx["new_ns"] / 1e9, note)
+    add("established packets/s", "linux nf_conntrack", lx["packets"],
+        lx["packets"] * lx["established_ns"] / 1e9, note)
+
+
 def measure(n=DEFAULT_FLOWS, quick=False):
     from kdp._fast.conntrack import Conntrack, TCP_STATES, NO_FLOW
     tup = flows(n)
@@ -254,6 +274,7 @@ def measure(n=DEFAULT_FLOWS, quick=False):
             f"{made:,} flows created at {n:,} live; Conntrack({n + k2:,}) built in {built * 1e3:.0f} ms")
         del ct3
 
+    _linux_peer(res, add, n, quick)
     obj = linux_slab_object_size()
     res["linux_slab_object_size"] = obj
     res["memory_bytes"] = ct.memory_bytes
@@ -287,6 +308,6 @@ def main(args) -> int:
                   if obj else "nf_conntrack slab not readable here")
     Console().print(table)
     print(f"targets per core: >= {TARGETS['lookup'] / 1e6:.0f} M established lookups/s, "
-          f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow. "
-          "Linux throughput is not measured here (see bench/README.md).")
+          f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow."
+          + (f" Linux nf_conntrack not run: {res['linux']['skipped']}." if "skipped" in res["linux"] else ""))
     return 0

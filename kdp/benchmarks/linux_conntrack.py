@@ -1,6 +1,6 @@
 """Linux nf_conntrack's CPU cost per packet, measured by difference.
 
-The reference kdp's flow table is compared with (`kdp bench conntrack --linux`).
+The reference kdp's flow table is compared with in `kdp bench conntrack`.
 One process sends UDP datagrams over loopback inside a private network
 namespace, with the same packets twice: once with conntrack on (an nftables
 rule that matches on ``ct state``, so every packet is looked up, its UDP state
@@ -31,12 +31,18 @@ SYSCTL = "/proc/sys/net/netfilter/"
 DPORT_LO, DPORT_HI = 1000, 51000
 
 
+def _tool(name):
+    # root's tools live in sbin, which a user's PATH may leave out
+    path = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+    return shutil.which(name, path=path) or name
+
+
 def available():
     """None when the measurement can run here, else why not."""
     if os.geteuid() != 0:
         return "needs root (network namespaces, nftables)"
     for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
+        if shutil.which(_tool(tool)) is None:
             return f"needs the '{tool}' command"
     if not os.path.exists(SYSCTL + "nf_conntrack_max"):
         return "nf_conntrack is not available in this kernel"
@@ -67,8 +73,8 @@ def _cpu_seconds():
 def _worker(n, packets, tracked, seed):
     """Runs inside the namespace: returns the CPU ns per packet of both phases."""
     import socket
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["nft", _ruleset(tracked)], check=True)
+    subprocess.run([_tool("ip"), "link", "set", "lo", "up"], check=True)
+    subprocess.run([_tool("nft"), _ruleset(tracked)], check=True)
     dsts = _destinations(n)
     rng = random.Random(seed)
     order = [dsts[rng.randrange(n)] for _ in range(packets)]
@@ -99,15 +105,15 @@ def _write(name, value):
 
 def _in_namespace(n, packets, tracked, seed):
     ns = "kdpct-" + uuid.uuid4().hex[:8]
-    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run([_tool("ip"), "netns", "add", ns], check=True)
     try:
         out = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "kdp.benchmarks.linux_conntrack",
+            [_tool("ip"), "netns", "exec", ns, sys.executable, "-m", "kdp.benchmarks.linux_conntrack",
              "--worker", str(n), str(packets), "1" if tracked else "0", str(seed)],
             check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
     finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run([_tool("ip"), "netns", "del", ns], check=False)
 
 
 def measure(n=1 << 20, packets=500_000, repeats=3):
