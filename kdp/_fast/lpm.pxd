@@ -98,6 +98,7 @@ cdef class _LpmBase:
     cdef object _edit(self, uint64_t hi, uint64_t lo, int ln, uint32_t nh, int mode)
     cdef _refresh_defaults(self, uint32_t h0, uint32_t h1)
     cdef _refresh_chunk(self, uint32_t h)
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln)
     cdef _load_sorted(self, object rules_, object nhv_, dict nh_of)
     cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
                   char *reg, size_t regsize, char *regbase, size_t regmap, size_t n)
@@ -120,6 +121,16 @@ cdef class Lpm4(_LpmBase):
 
 
 cdef class Lpm6(_LpmBase):
+    cdef uintptr_t *base6           # per /16: the block its last full build put its C nodes
+                                    # in (0: the bulk region or none); see _refresh_rule
+    cdef bint _in_block(self, uint32_t h, uintptr_t p)
+    cdef _drop6(self, char *blk, bint now)
+    cdef _extras6(self, uint32_t h, uint64_t e, bint now)
+    cdef _b_replace(self, uint32_t h, uint32_t k, uint64_t nv)
+    cdef _refresh_chunk(self, uint32_t h)
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln)
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n)
     # One IPv6 address as two host-order 64-bit halves -> value or KDP_LPM_MISS.
     cdef uint32_t lookup_one(self, uint64_t hi, uint64_t lo) noexcept nogil
     # n addresses of 16 network-order bytes each, packed -> out[n].

@@ -116,7 +116,7 @@ from cpython.long cimport PyLong_AsUnsignedLongLongMask
 cdef extern from "Python.h":
     size_t _PyLong_NumBits(object v) except? <size_t>-1
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
-from libc.stdlib cimport malloc, free, realloc
+from libc.stdlib cimport malloc, calloc, free, realloc
 from libc.string cimport memset, memcpy, memmove
 
 from kdp.errors import KdpError
@@ -174,6 +174,8 @@ cdef extern from *:
     }
     static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, kdp_map_size(n)); }
     #define kdp_popcnt(x) ((uint32_t)__builtin_popcountll(x))
+    #define kdp_clz64(x) __builtin_clzll(x)
+    #define kdp_ctz64(x) __builtin_ctzll(x)
     #include <immintrin.h>
     #if defined(__BMI2__)
     #define kdp_low(x, s) _bzhi_u64((x), (uint32_t)(s) + 1)   /* bits 0..s of x */
@@ -192,13 +194,15 @@ cdef extern from *:
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 1, 0, 1, 0, 1, 0,  0, 0, 0, 0,  0, 0 };
     #define kdp_empty_chunk (kdp_empty_block + 8)
-    /* the same for IPv6 chunks (see _look6): a 64-byte header line (size),
-       then a one-line range node with no keys (pads only) and value 0 */
+    /* the same for IPv6 chunks (see _look6): a 64-byte header line (size,
+       number of B values), then a one-line B level with no keys (pads only)
+       and its one 64-bit value 0 */
     static unsigned char kdp_empty_block6[192] __attribute__((aligned(64)));
     #define kdp_empty_chunk6 (kdp_empty_block6 + 64)
     static void kdp_init_empty6(void) {
         memset(kdp_empty_block6, 0, sizeof(kdp_empty_block6));
-        *(uint64_t *)kdp_empty_block6 = sizeof(kdp_empty_block6);
+        ((uint64_t *)kdp_empty_block6)[0] = sizeof(kdp_empty_block6);
+        ((uint64_t *)kdp_empty_block6)[1] = 1;
         memset(kdp_empty_block6 + 64, 0xFF, 64);
     }
     /* rank of x in one 64-byte line of sorted keys: how many are < x
@@ -213,6 +217,17 @@ cdef extern from *:
         return c;
     #endif
     }
+    /* the same over the lanes of mask m only */
+    static inline uint32_t kdp_rank16m(const void *p, uint32_t x, uint32_t m) {
+    #if defined(__AVX512BW__)
+        __m512i k = _mm512_load_si512(p);
+        return (uint32_t)__builtin_popcount((uint32_t)_mm512_mask_cmplt_epu16_mask((__mmask32)m, k, _mm512_set1_epi16((short)x)));
+    #else
+        const uint16_t *k = (const uint16_t *)p; uint32_t c = 0; int i;
+        for (i = 0; i < 32; i++) c += ((m >> i) & 1) & (k[i] < x);
+        return c;
+    #endif
+    }
     static inline uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) {
     #if defined(__AVX512F__)
         __m512i k = _mm512_load_si512(p);
@@ -223,6 +238,12 @@ cdef extern from *:
         return c;
     #endif
     }
+    /* a C node (format 1) with no keys and value 0: batch lookups of
+       addresses whose B value is a leaf read it instead of branching */
+    static const uint32_t kdp_dummy_c6[32] __attribute__((aligned(64))) = {
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
@@ -245,6 +266,8 @@ cdef extern from *:
     void *kdp_map(size_t n) nogil
     void kdp_unmap(void *p, size_t n) nogil
     uint32_t kdp_popcnt(uint64_t x) nogil
+    int kdp_clz64(uint64_t x) nogil
+    int kdp_ctz64(uint64_t x) nogil
     uint64_t kdp_low(uint64_t x, uint32_t s) nogil
     void kdp_prefetch(const void *p) nogil
     uint64_t kdp_bswap64(uint64_t x) nogil
@@ -253,9 +276,11 @@ cdef extern from *:
     unsigned char *kdp_empty_chunk
     unsigned char *kdp_empty_chunk6
     unsigned char *kdp_empty_wide
+    const uint32_t *kdp_dummy_c6
     void kdp_init_empty_wide()
     void kdp_init_empty6()
     uint32_t kdp_rank16(const void *p, uint32_t x) nogil
+    uint32_t kdp_rank16m(const void *p, uint32_t x, uint32_t m) nogil
     uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
 
@@ -327,34 +352,45 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
     return rt.nh_value[lf]
 
 
-# IPv6 chunk (one /16; handle = chunk base | format of its B level; the
-# allocation starts with a 64-byte line holding its size, the base follows):
-# leaf-pushed disjoint ranges, three levels.
+# IPv6 chunk (one /16; handle = B base | format of its B level; every block
+# starts with a 64-byte header line {uint64 size, uint64 number of B values},
+# the level it holds follows): leaf-pushed disjoint ranges, three levels.
 #   B: bits 16..31.  format 0 (<= 32 range starts after the first): one line
 #      of 32 uint16 keys (start - 1, sorted; unused lanes 0xFFFF), range r =
-#      number of keys < x, values uint32 at base + 64 + 4r.  Format 1 (more):
+#      number of keys < x, values uint64 at base + 64 + 8r.  Format 1 (more):
 #      a run bitmap of 1,024 16-byte records (uint64 bits: a range starts here;
 #      uint32: ranges started before the word), values at base + 16384.
-#   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 16
-#      keys): one line of 16 uint32 keys, values at +64.  Format 1 (<= 256):
-#      a top line (15 keys: first key of blocks 1..; lane 15 = block count nb),
-#      nb lines of 16 keys, values at +64 + 64 nb.  Format 2: uint32 n, n
-#      uint32 starts at +8 (binary search), values after them.
+#      A B value <= 0xFFFF is a leaf (next-hop index; 0 = the /16's default),
+#      else the address of a C node | its format (bits 1..0).  C nodes sit
+#      behind their B level in the same block, or (after an incremental
+#      update) in a block of their own; a writer swaps one B value with one
+#      atomic store.
+#   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 15
+#      range starts, all on a /48 boundary, no D child): one line of 15 uint16
+#      keys (start >> 16) - 1 and 16 uint16 values at +32.  Format 1 (<= 16
+#      keys): one line of 16 uint32 keys, uint32 values at +64.  Format 2
+#      (<= 256): a top line (15 keys: first key of blocks 1..; lane 15 = block
+#      count nb), nb lines of 16 keys, values at +64 + 64 nb.  Format 3:
+#      uint32 n, n uint32 starts at +8 (binary search), values after them.
 #   D: bits 64..127 of one /64 with longer rules: uint32 n, n uint64 starts
 #      at +8, n + 1 uint32 values after them (binary search; rare).
-# A value < 2^31 is a leaf (next-hop index; 0 = the /16's default); else
-# bits 30..2 are the child's offset in 64-byte units from the node holding
-# the value and bits 1..0 its format.
+# A C value < 2^31 is a leaf, else bits 30..2 are the D child's offset in
+# 64-byte units from the C node (same block).
 
 cdef extern from *:
     """
     #define KDP_V6_NODE 0x80000000u
+    #define KDP_V6_TAG 0x8000000000000000ULL
     """
     const uint32_t V6_NODE "KDP_V6_NODE"
+    const uint64_t V6_TAG "KDP_V6_TAG"   # a B value being built: offset from the B base
 
 cdef enum:
     B_LINE_MAX = 32           # keys of a one-line B level
     B_BITMAP = 16384          # bytes of a bitmap B level before its values
+    LEAF_MAX = 0xFFFF         # B values above this are C node addresses
+    C_C16_MAX = 15            # keys of a one-line C node of uint16 keys
+    C16_ON = 0                # build format 0 C nodes (see bench/README.md: off)
     C_LINE_MAX = 16
     C_TWO_MAX = 256
 
@@ -364,8 +400,10 @@ cdef inline uint32_t _c_look(const char *nd, uint32_t f, uint32_t x) noexcept no
     cdef uint32_t n
     cdef const uint32_t *k
     if f == 0:
-        return (<const uint32_t *>(nd + 64))[kdp_rank32(nd, x, 0xFFFF)]
+        return (<const uint16_t *>(nd + 32))[kdp_rank16m(nd, x >> 16, 0x7FFF)]
     if f == 1:
+        return (<const uint32_t *>(nd + 64))[kdp_rank32(nd, x, 0xFFFF)]
+    if f == 2:
         j = kdp_rank32(nd, x, 0x7FFF)
         nb = (<const uint32_t *>nd)[15]
         j = 16 * j + kdp_rank32(nd + 64 + 64 * <size_t>j, x, 0xFFFF)
@@ -396,25 +434,34 @@ cdef inline uint32_t _d_look(const char *nd, uint64_t x) noexcept nogil:
     return (<const uint32_t *>(nd + 8 + 8 * <size_t>n))[a]
 
 
-cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
-    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
-    cdef uintptr_t h = <uintptr_t>(e & PTR_MASK)
-    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
-    cdef uint32_t x = <uint32_t>(hi >> 32) & 0xFFFF
-    cdef uint32_t v
+cdef inline uint64_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
+    # where the B level of handle h keeps the value of x (bits 16..31)
+    cdef char *b = <char *>(h & ~(<uintptr_t>63))
     cdef const char *rec
-    cdef const char *nd
     if h & 1:
         rec = b + ((x >> 6) << 4)
-        v = (<const uint32_t *>(b + B_BITMAP))[(<const uint32_t *>(rec + 8))[0] - 1
-                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63))]
-    else:
-        v = (<const uint32_t *>(b + 64))[kdp_rank16(b, x)]
-    if v & V6_NODE:
-        nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
-        v = _c_look(nd, v & 3, <uint32_t>hi)
-        if v & V6_NODE:
-            v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), lo)
+        return (<uint64_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
+                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
+    return (<uint64_t *>(b + 64)) + kdp_rank16(b, x)
+
+
+cdef inline uint32_t _c_value(uint64_t v, uint64_t hi, uint64_t lo) noexcept nogil:
+    # the leaf of (hi, lo) under B value v (a leaf, or a C node and maybe a D)
+    cdef const char *nd
+    cdef uint32_t r
+    if v <= LEAF_MAX:
+        return <uint32_t>v
+    nd = <const char *>(<uintptr_t>(v & ~(<uint64_t>63)))
+    r = _c_look(nd, <uint32_t>v & 3, <uint32_t>hi)
+    if r & V6_NODE:
+        r = _d_look(nd + 64 * <size_t>((r >> 2) & 0x1FFFFFFF), lo)
+    return r
+
+
+cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
+    cdef uint32_t v = _c_value(kdp_ld64(_b_slot(<uintptr_t>(e & PTR_MASK),
+                                                <uint32_t>(hi >> 32) & 0xFFFF)), hi, lo)
     v |= <uint32_t>(e >> 48) & (0 - <uint32_t>(v == 0))
     return rt.nh_value[v]
 
@@ -480,17 +527,6 @@ cdef enum:
     G6 = 64                   # ... that many addresses per group
 
 
-cdef inline const uint32_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
-    # where the B level of handle h keeps the value of x (bits 16..31)
-    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
-    cdef const char *rec
-    if h & 1:
-        rec = b + ((x >> 6) << 4)
-        return (<const uint32_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
-                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
-    return (<const uint32_t *>(b + 64)) + kdp_rank16(b, x)
-
-
 cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
                          uint32_t *out, size_t n, int hostpairs) noexcept nogil:
     # Groups of G6 addresses go through the levels in stages, each stage
@@ -498,15 +534,15 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
     cdef uint64_t HI[G6]
     cdef uint64_t LO[G6]
     cdef uint64_t E[G6]
-    cdef uint32_t V[G6]
-    cdef const char *ND[G6]
+    cdef uint64_t V[G6]
+    cdef const uint64_t *S[G6]
     cdef size_t g0 = 0, m, j
     cdef const char *q
     cdef const char *b
     cdef const char *nd
     cdef uintptr_t h
-    cdef uint64_t hi
-    cdef uint32_t x, v
+    cdef uint64_t hi, v
+    cdef uint32_t x, r
     while g0 < n:
         m = n - g0
         if m > G6:
@@ -526,26 +562,25 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
             b = <const char *>(h & ~(<uintptr_t>63))
             kdp_prefetch(b + (((x >> 6) << 4) & (0 - <size_t>(h & 1))))
         for j in range(m):
-            ND[j] = <const char *>_b_slot(<uintptr_t>(E[j] & PTR_MASK), <uint32_t>(HI[j] >> 32) & 0xFFFF)
-            kdp_prefetch(ND[j])
+            S[j] = _b_slot(<uintptr_t>(E[j] & PTR_MASK), <uint32_t>(HI[j] >> 32) & 0xFFFF)
+            kdp_prefetch(S[j])
         for j in range(m):
-            v = (<const uint32_t *>ND[j])[0]
+            v = kdp_ld64(S[j])
+            if v <= LEAF_MAX:       # a leaf walks the dummy node (no branch later)
+                v = (v << 48) | <uint64_t>(<uintptr_t>kdp_dummy_c6) | 1
             V[j] = v
-            b = <const char *>(<uintptr_t>(E[j] & PTR_MASK & ~(<uint64_t>63)))
-            nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
-            ND[j] = nd
-            if v & V6_NODE:
-                kdp_prefetch(nd)
-                kdp_prefetch(nd + 64)
+            nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
+            kdp_prefetch(nd)
+            kdp_prefetch(nd + 64)
         for j in range(m):
             v = V[j]
-            if v & V6_NODE:
-                nd = ND[j]
-                v = _c_look(nd, v & 3, <uint32_t>HI[j])
-                if v & V6_NODE:
-                    v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), LO[j])
-            v |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(v == 0))
-            out[g0 + j] = rt.nh_value[v]
+            nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
+            r = _c_look(nd, <uint32_t>v & 3, <uint32_t>HI[j])
+            if r & V6_NODE:
+                r = _d_look(nd + 64 * <size_t>((r >> 2) & 0x1FFFFFFF), LO[j])
+            r |= <uint32_t>(v >> 48)      # the leaf, for the dummy node
+            r |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(r == 0))
+            out[g0 + j] = rt.nh_value[r]
         g0 += m
 
 
@@ -795,12 +830,13 @@ cdef int _sweep6(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inherit,
 
 cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint32_t inh,
                       size_t *noff, uint32_t *nfmt) noexcept nogil:
-    """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64) to X,
-    64-byte aligned, then its children; noff = its offset, nfmt = its format."""
+    """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64, all
+    longer than it) to X, 64-byte aligned, then its children; noff = its
+    offset, nfmt = its format (C: 0..3, see above _c_look; D: 0)."""
     cdef buf_t bd, gr
     cdef size_t nb, nk, i, t, off, vo, nbk = 0, coff
-    cdef uint32_t f = 0, cf
-    cdef int err = 0
+    cdef uint32_t cf
+    cdef int lay = 0, err = 0
     cdef char *nd
     cdef const bnd_t *B
     cdef const grp_t *G
@@ -813,31 +849,38 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
         nk = nb - 1
         B = <const bnd_t *>bd.p
         if lvl == 2:
-            f = 3
+            lay = 4
             vo = 8 + 8 * nk
+        elif C16_ON and nk <= C_C16_MAX and gr.n == 0 and _on_48(B, nb):
+            lay = 0
+            vo = 32
         elif nk <= C_LINE_MAX:
-            f = 0
+            lay = 1
             vo = 64
         elif nk <= C_TWO_MAX:
-            f = 1
+            lay = 2
             nbk = (nk + 15) // 16
             vo = 64 + 64 * nbk
         else:
-            f = 2
+            lay = 3
             vo = 8 + 4 * nk
-        if _reserve(X, vo + 4 * nb, 64, &off) < 0:
+        if _reserve(X, vo + (2 if lay == 0 else 4) * nb, 64, &off) < 0:
             err = -1
         else:
             nd = X.p + off
-            if f == 3:
+            if lay == 4:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint64_t *>(nd + 8))[i] = B[i + 1].s
-            elif f == 2:
+            elif lay == 3:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint32_t *>(nd + 8))[i] = <uint32_t>B[i + 1].s
-            elif f == 0:
+            elif lay == 0:
+                memset(nd, 0xFF, 32)
+                for i in range(nk):
+                    (<uint16_t *>nd)[i] = <uint16_t>((B[i + 1].s >> 16) - 1)
+            elif lay == 1:
                 memset(nd, 0xFF, 64)
                 for i in range(nk):
                     (<uint32_t *>nd)[i] = <uint32_t>(B[i + 1].s - 1)
@@ -848,10 +891,14 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
                 (<uint32_t *>nd)[15] = <uint32_t>nbk
                 for i in range(nk):
                     (<uint32_t *>(nd + 64))[i] = <uint32_t>(B[i + 1].s - 1)
-            for i in range(nb):
-                (<uint32_t *>(nd + vo))[i] = B[i].v
+            if lay == 0:
+                for i in range(nb):
+                    (<uint16_t *>(nd + vo))[i] = <uint16_t>B[i].v
+            else:
+                for i in range(nb):
+                    (<uint32_t *>(nd + vo))[i] = B[i].v
             noff[0] = off
-            nfmt[0] = f
+            nfmt[0] = <uint32_t>lay & 3 if lay < 4 else 0
             G = <const grp_t *>gr.p
             for i in range(nb):
                 if B[i].g == 0:
@@ -864,24 +911,36 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
                 if ((coff - off) >> 6) >= (<size_t>1 << 29):
                     err = -1
                     break
-                (<uint32_t *>(X.p + off + vo))[i] = V6_NODE | <uint32_t>(((coff - off) >> 6) << 2) | cf
+                (<uint32_t *>(X.p + off + vo))[i] = V6_NODE | <uint32_t>(((coff - off) >> 6) << 2)
     free(bd.p)
     free(gr.p)
     return err
 
 
+cdef inline int _on_48(const bnd_t *B, size_t nb) noexcept nogil:
+    # every range start of a C level on a /48 boundary (low 16 of its 32 bits 0)
+    cdef size_t i
+    for i in range(nb):
+        if B[i].s & 0xFFFF:
+            return 0
+    return 1
+
+
 cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
-    """Append one IPv6 chunk (64-byte aligned): a 64-byte line holding its
-    size, its B level, then its C and D nodes; off = its handle's offset
-    (base + format of B)."""
+    """Append one IPv6 chunk (64-byte aligned): a 64-byte header line {size,
+    number of B values}, its B level, then its C and D nodes; off = its
+    handle's offset (B base + format of B).  B values naming C nodes hold
+    V6_TAG | their offset from the B base until _reloc6 makes them
+    addresses (once the chunk is in its final place)."""
     cdef buf_t bd, gr, X
     cdef size_t nb, nk, i, t, hdr, sb, coff
-    cdef uint32_t fb, cf, q, w
+    cdef uint32_t fb, cf
     cdef int err = 0
     cdef char *nd
-    cdef bnd_t *B
+    cdef const bnd_t *B
     cdef const grp_t *G
-    cdef uint64_t bm
+    cdef uint64_t *V = NULL
+    cdef uint32_t *S = NULL
     memset(&bd, 0, sizeof(bd))
     memset(&gr, 0, sizeof(gr))
     memset(&X, 0, sizeof(X))
@@ -890,47 +949,169 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     else:
         nb = bd.n // sizeof(bnd_t)
         nk = nb - 1
-        B = <bnd_t *>bd.p
+        B = <const bnd_t *>bd.p
         G = <const grp_t *>gr.p
+        V = <uint64_t *>malloc(nb * 8)
+        S = <uint32_t *>malloc(nb * 4)
+        if V == NULL or S == NULL:
+            err = -1
         fb = 0 if nk <= B_LINE_MAX else 1
-        sb = ((64 if fb == 0 else B_BITMAP) + 4 * nb + 63) & ~(<size_t>63)
+        sb = ((64 if fb == 0 else B_BITMAP) + 8 * nb + 63) & ~(<size_t>63)
         for i in range(nb):
+            if err:
+                break
+            S[i] = <uint32_t>B[i].s
+            V[i] = B[i].v
             if B[i].g == 0:
                 continue
             t = B[i].g - 1
             if _build6_node(&X, rules + G[t].a, G[t].b - G[t].a, 1, G[t].inh, &coff, &cf) < 0:
                 err = -1
                 break
-            if ((sb + coff) >> 6) >= (<size_t>1 << 29):
-                err = -1
-                break
-            B[i].v = V6_NODE | <uint32_t>(((sb + coff) >> 6) << 2) | cf
+            V[i] = V6_TAG | <uint64_t>(sb + coff) | cf
         if err == 0 and _reserve(b, 64 + sb + X.n, 64, &hdr) < 0:
             err = -1
         if err == 0:
             nd = b.p + hdr + 64
-            if fb == 0:
-                memset(nd, 0xFF, 64)
-                for i in range(nk):
-                    (<uint16_t *>nd)[i] = <uint16_t>(B[i + 1].s - 1)
-                for i in range(nb):
-                    (<uint32_t *>(nd + 64))[i] = B[i].v
-            else:
-                for i in range(nb):
-                    (<uint64_t *>(nd + 16 * (B[i].s >> 6)))[0] |= (<uint64_t>1) << (B[i].s & 63)
-                    (<uint32_t *>(nd + B_BITMAP))[i] = B[i].v
-                q = 0
-                for w in range(1024):
-                    (<uint32_t *>(nd + 16 * w + 8))[0] = q
-                    q += kdp_popcnt((<uint64_t *>(nd + 16 * w))[0])
+            _b_encode(nd, fb, S, V, nb)
             if X.n:
                 memcpy(nd + sb, X.p, X.n)
             (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
+            (<uint64_t *>(b.p + hdr))[1] = nb
             off[0] = hdr + 64 + fb
+    free(V)
+    free(S)
     free(bd.p)
     free(gr.p)
     free(X.p)
     return err
+
+
+cdef void _b_encode(char *nd, uint32_t fb, const uint32_t *S, const uint64_t *V,
+                    size_t nb) noexcept nogil:
+    """Write a B level of nb ranges (starts S[i], S[0] = 0; values V[i]) at nd
+    (zeroed, 64-byte aligned) in format fb."""
+    cdef size_t i
+    if fb == 0:
+        memset(nd, 0xFF, 64)
+        for i in range(1, nb):
+            (<uint16_t *>nd)[i - 1] = <uint16_t>(S[i] - 1)
+        memcpy(nd + 64, V, nb * 8)
+    else:
+        for i in range(nb):
+            (<uint64_t *>(nd + 16 * (S[i] >> 6)))[0] |= (<uint64_t>1) << (S[i] & 63)
+        memcpy(nd + B_BITMAP, V, nb * 8)
+        _bm_counts(nd, 0)
+
+
+cdef inline void _bm_counts(char *nd, uint32_t w0) noexcept nogil:
+    # the "ranges started before" field of bitmap records w0 + 1 .. 1023
+    cdef uint32_t w
+    cdef uint32_t q = (<uint32_t *>(nd + 16 * w0 + 8))[0]
+    for w in range(w0, 1024):
+        (<uint32_t *>(nd + 16 * w + 8))[0] = q
+        q += kdp_popcnt((<uint64_t *>(nd + 16 * w))[0])
+
+
+cdef inline uint64_t _bm_word(const char *b, uint32_t w) noexcept nogil:
+    return (<const uint64_t *>(b + 16 * w))[0]
+
+
+cdef int _bm_prev(const char *b, int p) noexcept nogil:
+    # the highest range start <= p in bitmap B level b (-1: none)
+    cdef int w = p >> 6
+    cdef uint64_t bits = kdp_low(_bm_word(b, w), p & 63)
+    while True:
+        if bits:
+            return 64 * w + 63 - kdp_clz64(bits)
+        w -= 1
+        if w < 0:
+            return -1
+        bits = _bm_word(b, w)
+
+
+cdef int _bm_next(const char *b, int p) noexcept nogil:
+    # the lowest range start >= p in bitmap B level b (0x10000: none)
+    cdef int w
+    cdef uint64_t bits
+    if p >= 0x10000:
+        return 0x10000
+    w = p >> 6
+    bits = _bm_word(b, w) & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (p & 63))
+    while True:
+        if bits:
+            return 64 * w + kdp_ctz64(bits)
+        w += 1
+        if w == 1024:
+            return 0x10000
+        bits = _bm_word(b, w)
+
+
+cdef size_t _b_decode(const char *b, uint32_t fb, size_t nb, uint32_t *S) noexcept nogil:
+    # the range starts of a B level (S[nb] = 0x10000); returns nb
+    cdef size_t i, c = 0
+    cdef uint32_t w
+    cdef uint64_t bits
+    if fb == 0:
+        S[0] = 0
+        for i in range(1, nb):
+            S[i] = <uint32_t>(<const uint16_t *>b)[i - 1] + 1
+    else:
+        for w in range(1024):
+            bits = _bm_word(b, w)
+            while bits and c < nb:
+                S[c] = 64 * w + kdp_ctz64(bits)
+                c += 1
+                bits &= bits - 1
+    S[nb] = 0x10000
+    return nb
+
+
+cdef size_t _win_edit(const uint32_t *ws, const uint64_t *wv, size_t m, uint32_t k,
+                      uint64_t nv, uint32_t *ns, uint64_t *nvs) noexcept nogil:
+    """Ranges [ws[i], ws[i+1]) -> wv[i] (i < m) with slot k (inside them) set to
+    nv: the new ranges (split around k, equal neighbouring leaves merged) in
+    ns/nvs; returns their count (<= m + 2).  ns[0] == ws[0]."""
+    cdef size_t i, c = 0
+    cdef uint32_t st[3]
+    cdef uint64_t va[3]
+    cdef int t, nt
+    for i in range(m):
+        if ws[i] <= k < ws[i + 1]:
+            nt = 0
+            if ws[i] < k:
+                st[nt] = ws[i]
+                va[nt] = wv[i]
+                nt += 1
+            st[nt] = k
+            va[nt] = nv
+            nt += 1
+            if k + 1 < ws[i + 1]:
+                st[nt] = k + 1
+                va[nt] = wv[i]
+                nt += 1
+        else:
+            st[0] = ws[i]
+            va[0] = wv[i]
+            nt = 1
+        for t in range(nt):
+            if c and va[t] <= LEAF_MAX and nvs[c - 1] == va[t]:
+                continue
+            ns[c] = st[t]
+            nvs[c] = va[t]
+            c += 1
+    return c
+
+
+cdef void _reloc6(char *c) noexcept nogil:
+    """Turn the V6_TAG offsets among the B values of chunk handle c into
+    addresses (the chunk is in its final place)."""
+    cdef char *b = <char *>((<uintptr_t>c) & ~(<uintptr_t>63))
+    cdef uint64_t *V = <uint64_t *>(b + (B_BITMAP if (<uintptr_t>c) & 1 else 64))
+    cdef size_t i, nb = (<uint64_t *>(b - 64))[1]
+    for i in range(nb):
+        if V[i] & V6_TAG:
+            V[i] = <uint64_t>(<uintptr_t>b) + (V[i] & ~V6_TAG)
 
 
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
@@ -1235,9 +1416,14 @@ cdef class _LpmBase:
         if ln < 16:
             self._refresh_defaults(<uint32_t>(hi >> 48), <uint32_t>(hi >> 48) + ((<uint32_t>1) << (16 - ln)))
         else:
-            self._refresh_chunk(h)
+            self._refresh_rule(hi, lo, ln)
         self._collect()
         return old
+
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln):
+        """Bring the lookup structure up to date after rule (hi, lo, ln), ln >=
+        16, changed in the rule list: rebuild its /16's chunk (Lpm6 does less)."""
+        self._refresh_chunk(<uint32_t>(hi >> 48))
 
     cdef _refresh_defaults(self, uint32_t h0, uint32_t h1):
         cdef uint16_t *d = <uint16_t *>malloc((h1 - h0) * 2)
@@ -1365,6 +1551,10 @@ cdef class _LpmBase:
                     else:
                         reg = <char *>((<uintptr_t>regbase + (HP - 1)) & ~(HP - 1))
                         memcpy(reg, b.p, b.n)
+                        if bits == 128:
+                            for h in range(65536):
+                                if bks[h].n:
+                                    _reloc6(reg + offs[h])
                 if not err:
                     _fill_defaults(&sh, 0, 65536, dflt)
                     nne = 0
@@ -1765,6 +1955,253 @@ cdef class Lpm6(_LpmBase):
         self.bits = 128
         self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
         self._init_root(self.root)
+        self.base6 = <uintptr_t *>calloc(65536, sizeof(uintptr_t))
+        if self.base6 == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        # blocks only the B levels reference (the base class frees the B levels)
+        cdef uint32_t h
+        if self.base6 != NULL and self.root != NULL:
+            for h in range(65536):
+                if self.base6[h] or (self.root.t0[h] & PTR_MASK) != <uint64_t>(<uintptr_t>kdp_empty_chunk6):
+                    self._extras6(h, self.root.t0[h], 1)
+        free(self.base6)
+        self.base6 = NULL
+
+    # ---- writers: incremental updates -----------------------------------------
+    # A /16's structure lives in: the bulk region (load/build), or one block
+    # built by its last full rebuild (base6[h]: header, B level, C and D nodes),
+    # plus blocks of their own for what incremental updates replaced since: a
+    # C node (with its D nodes) named by one B value, or a new B level named by
+    # the root entry (its C nodes stay where they were).  A block of its own is
+    # retired (freed after an epoch) when it is replaced; the region and base
+    # blocks only by a full rebuild of the /16 or a new table, so memory stays
+    # under twice what a rebuild would use.
+
+    cdef bint _in_block(self, uint32_t h, uintptr_t p):
+        # p lies in the bulk region or in /16 h's base block (not freed on its own)
+        cdef uintptr_t b = self.base6[h]
+        if self.region != NULL and p >= <uintptr_t>self.region and \
+                p < <uintptr_t>self.region + self.region_size:
+            return True
+        return b != 0 and p >= b and p < b + (<uint64_t *>b)[0]
+
+    cdef _drop6(self, char *blk, bint now):
+        self.chunk_bytes -= (<uint64_t *>blk)[0]
+        if now:
+            free(blk)
+        else:
+            self._retire(0, <uintptr_t>blk, 0)
+
+    cdef _extras6(self, uint32_t h, uint64_t e, bint now):
+        """Free (now) or retire the blocks of /16 h (root entry e) other than the
+        one holding its B level: C nodes of their own, and its base block when
+        the B level is elsewhere."""
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef uintptr_t base = self.base6[h]
+        cdef uintptr_t blk = 0
+        cdef char *b
+        cdef const uint64_t *V
+        cdef size_t i, nb
+        cdef uint64_t v
+        if hb != <uintptr_t>kdp_empty_chunk6:
+            b = <char *>(hb & ~(<uintptr_t>63))
+            blk = <uintptr_t>(b - 64)
+            nb = (<uint64_t *>(b - 64))[1]
+            V = <const uint64_t *>(b + (B_BITMAP if hb & 1 else 64))
+            for i in range(nb):
+                v = V[i]
+                if v > LEAF_MAX and not self._in_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
+                    self._drop6(<char *>(<uintptr_t>(v & ~(<uint64_t>63))) - 64, now)
+        if base and base != blk:
+            self._drop6(<char *>base, now)
+        self.base6[h] = 0
+
+    cdef _refresh_chunk(self, uint32_t h):
+        """Full rebuild of /16 h's chunk from its rules, published with one
+        atomic store into the root; the old structure is retired."""
+        cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef buf_t b
+        cdef size_t off
+        cdef char *c
+        cdef char *blk = NULL
+        cdef uint64_t e = self.root.t0[h]
+        cdef char *old = <char *>(<uintptr_t>(e & PTR_MASK))
+        if bk.n == 0:
+            c = <char *>kdp_empty_chunk6
+        else:
+            b.p = NULL
+            b.n = b.cap = 0
+            if _build_chunk6(&b, bk.r, bk.n, &off) < 0:
+                free(b.p)
+                raise MemoryError()
+            blk = <char *>kdp_alloc64(b.n)
+            if blk == NULL:
+                free(b.p)
+                raise MemoryError()
+            memcpy(blk, b.p, b.n)
+            free(b.p)
+            c = blk + off
+            _reloc6(c)
+            self.chunk_bytes += (<uint64_t *>blk)[0]
+        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
+        self._extras6(h, e, 0)
+        if not self._is_shared(old):
+            self._drop6(_block(old, 128), 0)
+        self.base6[h] = <uintptr_t>blk
+
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln):
+        """After rule (hi, lo, ln) changed: a rule longer than /32 rebuilds only
+        its /32's C node (and D nodes) into a block of its own and swaps the B
+        value naming it (one atomic store), or, when the /32 gains its first or
+        loses its last such rule, publishes a new B level (_b_replace).  Rules
+        /16../32 (their values are pushed into the C nodes below them) and empty
+        chunks take the full rebuild."""
+        cdef uint32_t h = <uint32_t>(hi >> 48)
+        cdef uint64_t e = self.root.t0[h]
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef uint32_t k = <uint32_t>(hi >> 32) & 0xFFFF
+        cdef uint64_t p32 = hi & (<uint64_t>0xFFFFFFFF00000000)
+        cdef int found, L
+        cdef ssize_t i0, i1, j
+        cdef uint32_t inh = 0, nf
+        cdef uint64_t *slot
+        cdef uint64_t cur, nv
+        cdef buf_t X
+        cdef size_t noff
+        cdef char *blk
+        if ln <= 32 or hb == <uintptr_t>kdp_empty_chunk6 or bk.n == 0:
+            self._refresh_chunk(h)
+            return
+        i0 = _bfind(bk, p32, 0, 0, &found)
+        if p32 == <uint64_t>0xFFFFFFFF00000000:
+            i1 = bk.n
+        else:
+            i1 = _bfind(bk, p32 + (<uint64_t>1 << 32), 0, 0, &found)
+        while i0 < i1 and bk.r[i0].len <= 32:
+            i0 += 1
+        for L in range(32, 15, -1):         # the rule /16../32 covering the /32
+            j = _bfind(bk, hi & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (64 - L)), 0, <uint8_t>L, &found)
+            if found:
+                inh = bk.r[j].nh
+                break
+        slot = _b_slot(hb, k)
+        cur = slot[0]
+        if i1 > i0:
+            memset(&X, 0, sizeof(X))
+            if _build6_node(&X, bk.r + i0, <size_t>(i1 - i0), 1, inh, &noff, &nf) < 0:
+                free(X.p)
+                raise MemoryError()
+            blk = <char *>kdp_alloc64(64 + X.n)
+            if blk == NULL:
+                free(X.p)
+                raise MemoryError()
+            memset(blk, 0, 64)
+            (<uint64_t *>blk)[0] = 64 + X.n
+            memcpy(blk + 64, X.p, X.n)
+            free(X.p)
+            self.chunk_bytes += 64 + X.n
+            nv = <uint64_t>(<uintptr_t>(blk + 64 + noff)) | nf
+            if cur > LEAF_MAX:
+                kdp_st64(slot, nv)
+            else:
+                self._b_replace(h, k, nv)
+        elif cur > LEAF_MAX:
+            self._b_replace(h, k, inh)
+        if cur > LEAF_MAX and not self._in_block(h, <uintptr_t>(cur & ~(<uint64_t>63))):
+            self._drop6(<char *>(<uintptr_t>(cur & ~(<uint64_t>63))) - 64, 0)
+
+    cdef _b_replace(self, uint32_t h, uint32_t k, uint64_t nv):
+        """Publish a new B level for /16 h: the current one with the value of
+        slot k (bits 16..31) set to nv, its range split around k and equal
+        neighbouring leaves merged.  A big bitmap level is copied and patched
+        (three ranges around k re-cut); a small one decoded and re-encoded."""
+        cdef uint64_t e = self.root.t0[h]
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef char *b = <char *>(hb & ~(<uintptr_t>63))
+        cdef uint32_t fb = <uint32_t>(hb & 1), nfb
+        cdef size_t nb = (<uint64_t *>(b - 64))[1]
+        cdef const uint64_t *V = <const uint64_t *>(b + (B_BITMAP if fb else 64))
+        cdef size_t r = <size_t>(_b_slot(hb, k) - <uint64_t *>V)
+        cdef size_t a, z, m, c, nnb, i, sb
+        cdef uint32_t ws[4]
+        cdef uint32_t ns[5]
+        cdef uint64_t nvs[5]
+        cdef uint32_t *S = NULL
+        cdef uint32_t *NS = NULL
+        cdef uint64_t *NV = NULL
+        cdef char *blk
+        cdef char *nb_
+        cdef int p
+        if fb == 1 and nb >= B_LINE_MAX + 4:
+            # patch: the window of ranges r-1 .. r+1 around k is re-cut
+            a = r - 1 if r > 0 else 0
+            z = r + 2 if r + 2 < nb else nb
+            m = z - a
+            ws[r - a] = <uint32_t>_bm_prev(b, <int>k)
+            if r > a:
+                ws[0] = <uint32_t>_bm_prev(b, <int>ws[1] - 1)
+            p = <int>k + 1
+            for i in range(r - a + 1, m + 1):
+                ws[i] = <uint32_t>_bm_next(b, p)
+                p = <int>ws[i] + 1
+            c = _win_edit(ws, V + a, m, k, nv, ns, nvs)
+            nnb = nb - m + c
+            sb = (B_BITMAP + 8 * nnb + 63) & ~(<size_t>63)
+            blk = <char *>kdp_alloc64(64 + sb)
+            if blk == NULL:
+                raise MemoryError()
+            nb_ = blk + 64
+            memset(blk, 0, 64)
+            memcpy(nb_, b, B_BITMAP)
+            for i in range(1, m):
+                (<uint64_t *>(nb_ + 16 * (ws[i] >> 6)))[0] &= ~((<uint64_t>1) << (ws[i] & 63))
+            for i in range(1, c):
+                (<uint64_t *>(nb_ + 16 * (ns[i] >> 6)))[0] |= (<uint64_t>1) << (ns[i] & 63)
+            _bm_counts(nb_, ws[0] >> 6)
+            memcpy(nb_ + B_BITMAP, V, a * 8)
+            memcpy(nb_ + B_BITMAP + a * 8, nvs, c * 8)
+            memcpy(nb_ + B_BITMAP + (a + c) * 8, V + z, (nb - z) * 8)
+            nfb = 1
+        else:
+            S = <uint32_t *>malloc((nb + 1) * 4)
+            NS = <uint32_t *>malloc((nb + 2) * 4)
+            NV = <uint64_t *>malloc((nb + 2) * 8)
+            if S == NULL or NS == NULL or NV == NULL:
+                free(S)
+                free(NS)
+                free(NV)
+                raise MemoryError()
+            _b_decode(b, fb, nb, S)
+            nnb = _win_edit(S, V, nb, k, nv, NS, NV)
+            nfb = 0 if nnb - 1 <= B_LINE_MAX else 1
+            sb = ((64 if nfb == 0 else B_BITMAP) + 8 * nnb + 63) & ~(<size_t>63)
+            blk = <char *>kdp_alloc64(64 + sb)
+            if blk != NULL:
+                memset(blk, 0, 64 + sb)
+                _b_encode(blk + 64, nfb, NS, NV, nnb)
+            free(S)
+            free(NS)
+            free(NV)
+            if blk == NULL:
+                raise MemoryError()
+        (<uint64_t *>blk)[0] = 64 + sb
+        (<uint64_t *>blk)[1] = nnb
+        self.chunk_bytes += 64 + sb
+        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>(blk + 64 + nfb)))
+        if not self._in_block(h, <uintptr_t>b):
+            self._drop6(b - 64, 0)
+
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n):
+        # retire what only the old B levels reference; the base class retires those
+        cdef uint32_t h
+        for h in range(65536):
+            if self.base6[h] or (self.root.t0[h] & PTR_MASK) != <uint64_t>(<uintptr_t>kdp_empty_chunk6):
+                self._extras6(h, self.root.t0[h], 0)
+        _LpmBase._publish(self, rt, bks, sh, bulk, reg, regsize, regbase, regmap, n)
 
     @classmethod
     def build(cls, prefixes, lengths, values):
