@@ -238,12 +238,98 @@ cdef extern from *:
         return c;
     #endif
     }
+    /* a bitmap B record with one range (bit 0) followed by its value 0:
+       batch lookups of addresses in empty /16s read it (a bitmap level's
+       steps, no format branch) */
+    static uint64_t kdp_zero_rec6[8] __attribute__((aligned(64))) = { 1, 0, 0 };
     /* a C node (format 1) with no keys and value 0: batch lookups of
        addresses whose B value is a leaf read it instead of branching */
     static const uint32_t kdp_dummy_c6[32] __attribute__((aligned(64))) = {
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
+    /* IPv6 batch stages over 8 addresses at once (see _batch6_staged).
+       s1: root entries E of HI[0..7] and the line each lane's B level reads
+       first, R: its bitmap record, the zero record (empty /16), or the key
+       line (line-format B; those lanes' bits are returned: they need the
+       scalar step).  s2 (bitmap or empty lanes only): the B value slots S.
+       s3: the B values V, a leaf v turned into the dummy C node | v << 48;
+       returns the leaf lanes' bits. */
+    #define KDP_PTR48 0xFFFFFFFFFFFFULL
+    #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E,
+                                     uint64_t *R, uint64_t empty, uint64_t zrec) {
+        __m512i hi = _mm512_loadu_si512(HI);
+        __m512i e = _mm512_i64gather_epi64(_mm512_srli_epi64(hi, 48), (const long long *)t0, 8);
+        __m512i h = _mm512_and_si512(e, _mm512_set1_epi64(KDP_PTR48));
+        __m512i b = _mm512_andnot_si512(_mm512_set1_epi64(63), h);
+        __mmask8 bm = _mm512_test_epi64_mask(h, _mm512_set1_epi64(1));
+        __mmask8 em = _mm512_cmpeq_epi64_mask(h, _mm512_set1_epi64((long long)empty));
+        __m512i off = _mm512_and_si512(_mm512_srli_epi64(hi, 34), _mm512_set1_epi64(0x3FF0));
+        __m512i r = _mm512_mask_add_epi64(b, bm, b, off);
+        r = _mm512_mask_mov_epi64(r, em, _mm512_set1_epi64((long long)zrec));
+        _mm512_storeu_si512(E, e);
+        _mm512_storeu_si512(R, r);
+        return (uint32_t)(~bm & ~em & 0xFF);
+    }
+    static inline void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R,
+                                 uint64_t *S, uint64_t zrec) {
+        __m512i r = _mm512_loadu_si512(R);
+        __m512i bits = _mm512_i64gather_epi64(r, (const long long *)0, 1);
+        __m512i cnt = _mm512_i64gather_epi64(_mm512_add_epi64(r, _mm512_set1_epi64(8)), (const long long *)0, 1);
+        __m512i x = _mm512_and_si512(_mm512_srli_epi64(_mm512_loadu_si512(HI), 32), _mm512_set1_epi64(63));
+        __m512i low = _mm512_sub_epi64(_mm512_sllv_epi64(_mm512_set1_epi64(2), x), _mm512_set1_epi64(1));
+        __m512i idx = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_and_si512(bits, low)),
+                                       _mm512_and_si512(cnt, _mm512_set1_epi64(0xFFFFFFFF)));
+        __m512i vb = _mm512_add_epi64(_mm512_andnot_si512(_mm512_set1_epi64(63),
+                         _mm512_and_si512(_mm512_loadu_si512(E), _mm512_set1_epi64(KDP_PTR48))),
+                         _mm512_set1_epi64(16384 - 8));
+        vb = _mm512_mask_mov_epi64(vb, _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64((long long)zrec)),
+                                   _mm512_set1_epi64((long long)(zrec + 16 - 8)));
+        _mm512_storeu_si512(S, _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3)));
+    }
+    static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
+        __m512i v = _mm512_i64gather_epi64(_mm512_loadu_si512(S), (const long long *)0, 1);
+        __mmask8 lf = _mm512_cmple_epu64_mask(v, _mm512_set1_epi64(0xFFFF));
+        __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)(dummy | 1)));
+        _mm512_storeu_si512(V, _mm512_mask_mov_epi64(v, lf, d));
+        return (uint32_t)lf;
+    }
+    #else
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E,
+                                     uint64_t *R, uint64_t empty, uint64_t zrec) {
+        uint32_t ln = 0; int j;
+        for (j = 0; j < 8; j++) {
+            uint64_t e = t0[HI[j] >> 48], h = e & KDP_PTR48;
+            E[j] = e;
+            R[j] = (h & ~(uint64_t)63) + ((h & 1) ? ((HI[j] >> 34) & 0x3FF0) : 0);
+            if (h == empty) R[j] = zrec;
+            else if (!(h & 1)) ln |= 1u << j;
+        }
+        return ln;
+    }
+    static inline void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R,
+                                 uint64_t *S, uint64_t zrec) {
+        int j;
+        for (j = 0; j < 8; j++) {
+            const uint64_t *rec = (const uint64_t *)(uintptr_t)R[j];
+            uint64_t vb = ((E[j] & KDP_PTR48) & ~(uint64_t)63) + 16384;
+            uint32_t s = (uint32_t)(HI[j] >> 32) & 63;
+            uint64_t low = s == 63 ? ~(uint64_t)0 : (((uint64_t)2 << s) - 1);
+            if (R[j] == zrec) vb = zrec + 16;
+            S[j] = vb + 8 * ((uint64_t)(uint32_t)rec[1] - 1 + (uint64_t)__builtin_popcountll(rec[0] & low));
+        }
+    }
+    static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
+        uint32_t lf = 0; int j;
+        for (j = 0; j < 8; j++) {
+            uint64_t v = *(const uint64_t *)(uintptr_t)S[j];
+            if (v <= 0xFFFF) { lf |= 1u << j; v = (v << 48) | dummy | 1; }
+            V[j] = v;
+        }
+        return lf;
+    }
+    #endif
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
@@ -277,12 +363,18 @@ cdef extern from *:
     unsigned char *kdp_empty_chunk6
     unsigned char *kdp_empty_wide
     const uint32_t *kdp_dummy_c6
+    uint64_t *kdp_zero_rec6
     void kdp_init_empty_wide()
     void kdp_init_empty6()
     uint32_t kdp_rank16(const void *p, uint32_t x) nogil
     uint32_t kdp_rank16m(const void *p, uint32_t x, uint32_t m) nogil
     uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
+    uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E, uint64_t *R,
+                       uint64_t empty, uint64_t zrec) nogil
+    void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R, uint64_t *S,
+                   uint64_t zrec) nogil
+    uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) nogil
 
 kdp_init_empty_wide()
 kdp_init_empty6()
@@ -445,6 +537,19 @@ cdef inline uint64_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
     return (<uint64_t *>(b + 64)) + kdp_rank16(b, x)
 
 
+cdef inline uint64_t *_b_slot_nb(uintptr_t h, uint32_t x) noexcept nogil:
+    # _b_slot without a branch on the format: both indices are computed (a
+    # line-format level's key line stands in for the bitmap record, a bitmap
+    # level's first records for the key line), the format selects one
+    cdef char *b = <char *>(h & ~(<uintptr_t>63))
+    cdef size_t fb = h & 1
+    cdef const char *rec = b + (((x >> 6) << 4) & (0 - fb))
+    cdef size_t ib = (<const uint32_t *>(rec + 8))[0] - 1 + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63))
+    cdef size_t il = kdp_rank16(b, x)
+    cdef size_t i = ib if fb else il
+    return <uint64_t *>(b + (B_BITMAP if fb else 64)) + i
+
+
 cdef inline uint32_t _c_value(uint64_t v, uint64_t hi, uint64_t lo) noexcept nogil:
     # the leaf of (hi, lo) under B value v (a leaf, or a C node and maybe a D)
     cdef const char *nd
@@ -527,22 +632,43 @@ cdef enum:
     G6 = 64                   # ... that many addresses per group
 
 
+cdef size_t _lanes_min = LANES_MIN_BYTES
+
+
+def _set_lanes_min(size_t nbytes):
+    """Tests: IPv6 batches over more than nbytes of chunks take the staged
+    walk (default LANES_MIN_BYTES).  Returns the previous threshold."""
+    global _lanes_min
+    old = _lanes_min
+    _lanes_min = nbytes
+    return old
+
+
 cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
                          uint32_t *out, size_t n, int hostpairs) noexcept nogil:
     # Groups of G6 addresses go through the levels in stages, each stage
     # prefetching what the next one reads, so the misses of a group overlap.
+    # Stages 1-3 run 8 addresses at a time (kdp_v6_s1..s3: AVX-512 gathers,
+    # masks instead of branches): root entries, B records (empty /16s read a
+    # static zero record), B values (a leaf becomes the dummy C node, so
+    # stage 4 does not branch on leaf or node).  Stage 4, one C-line compare
+    # per address, is scalar.  A group with a line-format B level takes the
+    # scalar B step; a group of leaves only (addresses outside the table) skips
+    # the C stage.
     cdef uint64_t HI[G6]
     cdef uint64_t LO[G6]
     cdef uint64_t E[G6]
+    cdef uint64_t R[G6]
+    cdef uint64_t S[G6]
     cdef uint64_t V[G6]
-    cdef const uint64_t *S[G6]
     cdef size_t g0 = 0, m, j
     cdef const char *q
-    cdef const char *b
     cdef const char *nd
-    cdef uintptr_t h
-    cdef uint64_t hi, v
-    cdef uint32_t x, r
+    cdef uint64_t v
+    cdef uint32_t r, nln, nleaf
+    cdef uint64_t zrec = <uint64_t>(<uintptr_t>kdp_zero_rec6)
+    cdef uint64_t emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
+    cdef uint64_t dummy = <uint64_t>(<uintptr_t>kdp_dummy_c6)
     while g0 < n:
         m = n - g0
         if m > G6:
@@ -550,26 +676,39 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
         for j in range(m):
             q = base + (g0 + j) * stride
             if hostpairs:
-                hi = kdp_load64(q)
+                HI[j] = kdp_load64(q)
                 LO[j] = kdp_load64(q + 8)
             else:
-                hi = kdp_bswap64(kdp_load64(q))
+                HI[j] = kdp_bswap64(kdp_load64(q))
                 LO[j] = kdp_bswap64(kdp_load64(q + 8))
-            HI[j] = hi
-            E[j] = kdp_ld64(&rt.t0[hi >> 48])
-            h = <uintptr_t>(E[j] & PTR_MASK)
-            x = <uint32_t>(hi >> 32) & 0xFFFF
-            b = <const char *>(h & ~(<uintptr_t>63))
-            kdp_prefetch(b + (((x >> 6) << 4) & (0 - <size_t>(h & 1))))
+        for j in range(m, (m + 7) & ~(<size_t>7)):
+            HI[j] = 0              # pad lanes of a short last group
+        nln = 0
+        for j in range(0, m, 8):
+            nln |= kdp_v6_s1(rt.t0, HI + j, E + j, R + j, emp, zrec)
         for j in range(m):
-            S[j] = _b_slot(<uintptr_t>(E[j] & PTR_MASK), <uint32_t>(HI[j] >> 32) & 0xFFFF)
-            kdp_prefetch(S[j])
+            kdp_prefetch(<const void *>(<uintptr_t>R[j]))
+        if nln == 0:
+            for j in range(0, m, 8):
+                kdp_v6_s2(HI + j, E + j, R + j, S + j, zrec)
+        else:                      # (pad lanes too: stage 3 reads all 8 of a block)
+            for j in range((m + 7) & ~(<size_t>7)):
+                S[j] = <uint64_t>(<uintptr_t>_b_slot(<uintptr_t>(E[j] & PTR_MASK),
+                                                    <uint32_t>(HI[j] >> 32) & 0xFFFF))
         for j in range(m):
-            v = kdp_ld64(S[j])
-            if v <= LEAF_MAX:       # a leaf walks the dummy node (no branch later)
-                v = (v << 48) | <uint64_t>(<uintptr_t>kdp_dummy_c6) | 1
-            V[j] = v
-            nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
+            kdp_prefetch(<const void *>(<uintptr_t>S[j]))
+        nleaf = 0
+        for j in range(0, m, 8):
+            nleaf += kdp_popcnt(kdp_v6_s3(S + j, V + j, dummy) & ((1 << (m - j)) - 1 if m - j < 8 else 0xFF))
+        if nleaf == m:             # leaves only (e.g. addresses outside the table)
+            for j in range(m):
+                r = <uint32_t>(V[j] >> 48)
+                r |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(r == 0))
+                out[g0 + j] = rt.nh_value[r]
+            g0 += m
+            continue
+        for j in range(m):
+            nd = <const char *>(<uintptr_t>(V[j] & PTR_MASK & ~(<uint64_t>63)))
             kdp_prefetch(nd)
             kdp_prefetch(nd + 64)
         for j in range(m):
@@ -2277,7 +2416,7 @@ cdef class Lpm6(_LpmBase):
         cdef int s
         with nogil:
             s = self._enter()
-            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > LANES_MIN_BYTES)
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > _lanes_min)
             self._leave(s)
         return o
 
@@ -2300,13 +2439,13 @@ cdef class Lpm6(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > LANES_MIN_BYTES)
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > _lanes_min)
         self._leave(s)
 
     cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
         cdef int s = self._enter()
         _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
-                out, n, 1, self.chunk_bytes > LANES_MIN_BYTES)
+                out, n, 1, self.chunk_bytes > _lanes_min)
         self._leave(s)
 
 
