@@ -331,14 +331,20 @@ def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference():
 
 
 def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
-    # big enough that the batch goes through the levels in stages (LANES_MIN_BYTES)
+    # bigger than the L2; batches both one address at a time and in stages
     from kdp.benchmarks.lpm import v6_table, queries6
     pre, lens, vals, _ = v6_table(100_000, seed=8)
     t = Lpm6.build(pre, lens, vals)
-    assert t.memory()["chunks"] > 4 << 20
+    assert t.memory()["chunks"] > 2 << 20
     q = np.concatenate([queries6(pre, lens, 20_000, "hit90", seed=4),
                         queries6(pre, lens, 3_000, "uniform", seed=5)])
     got = t.lookup_batch(q)
+    for lanes_min in (0, 1 << 40):
+        old = _set_lanes_min(lanes_min)
+        try:
+            assert np.array_equal(t.lookup_batch(q), got)
+        finally:
+            _set_lanes_min(old)
     ints = [(int(h) << 64) | int(lo) for h, lo in q]
     assert got.tolist() == [t.lookup(a) for a in ints]
     b = np.frombuffer(b"".join(a.to_bytes(16, "big") for a in ints), np.uint8).reshape(-1, 16)

@@ -217,17 +217,6 @@ cdef extern from *:
         return c;
     #endif
     }
-    /* the same over the lanes of mask m only */
-    static inline uint32_t kdp_rank16m(const void *p, uint32_t x, uint32_t m) {
-    #if defined(__AVX512BW__)
-        __m512i k = _mm512_load_si512(p);
-        return (uint32_t)__builtin_popcount((uint32_t)_mm512_mask_cmplt_epu16_mask((__mmask32)m, k, _mm512_set1_epi16((short)x)));
-    #else
-        const uint16_t *k = (const uint16_t *)p; uint32_t c = 0; int i;
-        for (i = 0; i < 32; i++) c += ((m >> i) & 1) & (k[i] < x);
-        return c;
-    #endif
-    }
     static inline uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) {
     #if defined(__AVX512F__)
         __m512i k = _mm512_load_si512(p);
@@ -242,7 +231,7 @@ cdef extern from *:
        batch lookups of addresses in empty /16s read it (a bitmap level's
        steps, no format branch) */
     static uint64_t kdp_zero_rec6[8] __attribute__((aligned(64))) = { 1, 0, 0 };
-    /* a C node (format 1) with no keys and value 0: batch lookups of
+    /* a C node (format 0) with no keys and value 0: batch lookups of
        addresses whose B value is a leaf read it instead of branching */
     static const uint32_t kdp_dummy_c6[32] __attribute__((aligned(64))) = {
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
@@ -291,7 +280,7 @@ cdef extern from *:
     static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
         __m512i v = _mm512_i64gather_epi64(_mm512_loadu_si512(S), (const long long *)0, 1);
         __mmask8 lf = _mm512_cmple_epu64_mask(v, _mm512_set1_epi64(0xFFFF));
-        __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)(dummy | 1)));
+        __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)dummy));
         _mm512_storeu_si512(V, _mm512_mask_mov_epi64(v, lf, d));
         return (uint32_t)lf;
     }
@@ -324,7 +313,7 @@ cdef extern from *:
         uint32_t lf = 0; int j;
         for (j = 0; j < 8; j++) {
             uint64_t v = *(const uint64_t *)(uintptr_t)S[j];
-            if (v <= 0xFFFF) { lf |= 1u << j; v = (v << 48) | dummy | 1; }
+            if (v <= 0xFFFF) { lf |= 1u << j; v = (v << 48) | dummy; }
             V[j] = v;
         }
         return lf;
@@ -367,7 +356,6 @@ cdef extern from *:
     void kdp_init_empty_wide()
     void kdp_init_empty6()
     uint32_t kdp_rank16(const void *p, uint32_t x) nogil
-    uint32_t kdp_rank16m(const void *p, uint32_t x, uint32_t m) nogil
     uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
     uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E, uint64_t *R,
@@ -457,13 +445,12 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
 #      behind their B level in the same block, or (after an incremental
 #      update) in a block of their own; a writer swaps one B value with one
 #      atomic store.
-#   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 15
-#      range starts, all on a /48 boundary, no D child): one line of 15 uint16
-#      keys (start >> 16) - 1 and 16 uint16 values at +32.  Format 1 (<= 16
-#      keys): one line of 16 uint32 keys, uint32 values at +64.  Format 2
-#      (<= 256): a top line (15 keys: first key of blocks 1..; lane 15 = block
-#      count nb), nb lines of 16 keys, values at +64 + 64 nb.  Format 3:
-#      uint32 n, n uint32 starts at +8 (binary search), values after them.
+#   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 16
+#      keys): one line of 16 uint32 keys (start - 1; unused 0xFFFFFFFF),
+#      uint32 values at +64.  Format 1 (<= 256): a top line (15 keys: first
+#      key of blocks 1..; lane 15 = block count nb), nb lines of 16 keys,
+#      values at +64 + 64 nb.  Format 2: uint32 n, n uint32 starts at +8
+#      (binary search), values after them.
 #   D: bits 64..127 of one /64 with longer rules: uint32 n, n uint64 starts
 #      at +8, n + 1 uint32 values after them (binary search; rare).
 # A C value < 2^31 is a leaf, else bits 30..2 are the D child's offset in
@@ -481,8 +468,6 @@ cdef enum:
     B_LINE_MAX = 32           # keys of a one-line B level
     B_BITMAP = 16384          # bytes of a bitmap B level before its values
     LEAF_MAX = 0xFFFF         # B values above this are C node addresses
-    C_C16_MAX = 15            # keys of a one-line C node of uint16 keys
-    C16_ON = 0                # build format 0 C nodes (see bench/README.md: off)
     C_LINE_MAX = 16
     C_TWO_MAX = 256
 
@@ -492,10 +477,8 @@ cdef inline uint32_t _c_look(const char *nd, uint32_t f, uint32_t x) noexcept no
     cdef uint32_t n
     cdef const uint32_t *k
     if f == 0:
-        return (<const uint16_t *>(nd + 32))[kdp_rank16m(nd, x >> 16, 0x7FFF)]
-    if f == 1:
         return (<const uint32_t *>(nd + 64))[kdp_rank32(nd, x, 0xFFFF)]
-    if f == 2:
+    if f == 1:
         j = kdp_rank32(nd, x, 0x7FFF)
         nb = (<const uint32_t *>nd)[15]
         j = 16 * j + kdp_rank32(nd + 64 + 64 * <size_t>j, x, 0xFFFF)
@@ -665,7 +648,7 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
     cdef const char *q
     cdef const char *nd
     cdef uint64_t v
-    cdef uint32_t r, nln, nleaf
+    cdef uint32_t r, nln, nleaf, nemp
     cdef uint64_t zrec = <uint64_t>(<uintptr_t>kdp_zero_rec6)
     cdef uint64_t emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
     cdef uint64_t dummy = <uint64_t>(<uintptr_t>kdp_dummy_c6)
@@ -686,6 +669,14 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
         nln = 0
         for j in range(0, m, 8):
             nln |= kdp_v6_s1(rt.t0, HI + j, E + j, R + j, emp, zrec)
+        nemp = 0
+        for j in range(m):
+            nemp += R[j] == zrec
+        if nemp == m:              # all in empty /16s: their defaults
+            for j in range(m):
+                out[g0 + j] = rt.nh_value[<uint32_t>(E[j] >> 48)]
+            g0 += m
+            continue
         for j in range(m):
             kdp_prefetch(<const void *>(<uintptr_t>R[j]))
         if nln == 0:
@@ -971,7 +962,7 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
                       size_t *noff, uint32_t *nfmt) noexcept nogil:
     """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64, all
     longer than it) to X, 64-byte aligned, then its children; noff = its
-    offset, nfmt = its format (C: 0..3, see above _c_look; D: 0)."""
+    offset, nfmt = its format (C: 0..2, see above _c_look; D: 0)."""
     cdef buf_t bd, gr
     cdef size_t nb, nk, i, t, off, vo, nbk = 0, coff
     cdef uint32_t cf
@@ -988,38 +979,31 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
         nk = nb - 1
         B = <const bnd_t *>bd.p
         if lvl == 2:
-            lay = 4
+            lay = 3
             vo = 8 + 8 * nk
-        elif C16_ON and nk <= C_C16_MAX and gr.n == 0 and _on_48(B, nb):
-            lay = 0
-            vo = 32
         elif nk <= C_LINE_MAX:
-            lay = 1
+            lay = 0
             vo = 64
         elif nk <= C_TWO_MAX:
-            lay = 2
+            lay = 1
             nbk = (nk + 15) // 16
             vo = 64 + 64 * nbk
         else:
-            lay = 3
+            lay = 2
             vo = 8 + 4 * nk
-        if _reserve(X, vo + (2 if lay == 0 else 4) * nb, 64, &off) < 0:
+        if _reserve(X, vo + 4 * nb, 64, &off) < 0:
             err = -1
         else:
             nd = X.p + off
-            if lay == 4:
+            if lay == 3:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint64_t *>(nd + 8))[i] = B[i + 1].s
-            elif lay == 3:
+            elif lay == 2:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint32_t *>(nd + 8))[i] = <uint32_t>B[i + 1].s
             elif lay == 0:
-                memset(nd, 0xFF, 32)
-                for i in range(nk):
-                    (<uint16_t *>nd)[i] = <uint16_t>((B[i + 1].s >> 16) - 1)
-            elif lay == 1:
                 memset(nd, 0xFF, 64)
                 for i in range(nk):
                     (<uint32_t *>nd)[i] = <uint32_t>(B[i + 1].s - 1)
@@ -1030,14 +1014,10 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
                 (<uint32_t *>nd)[15] = <uint32_t>nbk
                 for i in range(nk):
                     (<uint32_t *>(nd + 64))[i] = <uint32_t>(B[i + 1].s - 1)
-            if lay == 0:
-                for i in range(nb):
-                    (<uint16_t *>(nd + vo))[i] = <uint16_t>B[i].v
-            else:
-                for i in range(nb):
-                    (<uint32_t *>(nd + vo))[i] = B[i].v
+            for i in range(nb):
+                (<uint32_t *>(nd + vo))[i] = B[i].v
             noff[0] = off
-            nfmt[0] = <uint32_t>lay & 3 if lay < 4 else 0
+            nfmt[0] = <uint32_t>lay if lay < 3 else 0
             G = <const grp_t *>gr.p
             for i in range(nb):
                 if B[i].g == 0:
@@ -1054,15 +1034,6 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
     free(bd.p)
     free(gr.p)
     return err
-
-
-cdef inline int _on_48(const bnd_t *B, size_t nb) noexcept nogil:
-    # every range start of a C level on a /48 boundary (low 16 of its 32 bits 0)
-    cdef size_t i
-    for i in range(nb):
-        if B[i].s & 0xFFFF:
-            return 0
-    return 1
 
 
 cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
