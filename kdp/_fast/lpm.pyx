@@ -238,17 +238,48 @@ cdef extern from *:
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
         0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
     /* IPv6 batch stages over 8 addresses at once (see _batch6_staged).
-       s1: root entries E of HI[0..7] and the line each lane's B level reads
-       first, R: its bitmap record, the zero record (empty /16), or the key
-       line (line-format B; those lanes' bits are returned: they need the
-       scalar step).  s2 (bitmap or empty lanes only): the B value slots S.
-       s3: the B values V, a leaf v turned into the dummy C node | v << 48;
-       returns the leaf lanes' bits. */
+       s1: the 8 addresses at q (stride bytes apart; host-order (hi, lo)
+       pairs or network-order bytes) -> HI, LO; their root entries E; the
+       line each lane's B level reads first, R: its bitmap record, the zero
+       record (empty /16), or the key line (line-format B; those lanes' bits
+       are returned: they need the scalar step).  s2 (bitmap or empty lanes
+       only): the B value slots S.  s3: the B values V, a leaf v turned into
+       the dummy C node | v << 48; returns the leaf lanes' bits.  Each
+       prefetches what the next reads, from registers (reloading a wide
+       store in pieces, or a wide load of narrow stores, stalls). */
     #define KDP_PTR48 0xFFFFFFFFFFFFULL
-    #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E,
-                                     uint64_t *R, uint64_t empty, uint64_t zrec) {
-        __m512i hi = _mm512_loadu_si512(HI);
+    #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+    #define KDP_V6_VEC 1
+    static inline void kdp_pf8(__m512i v) {
+        __m128i a = _mm512_castsi512_si128(v), b = _mm512_extracti64x2_epi64(v, 1);
+        __m128i c = _mm512_extracti64x2_epi64(v, 2), d = _mm512_extracti64x2_epi64(v, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(a), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(a, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(b), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(b, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(c), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(c, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(d), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(d, 1), 0, 3);
+    }
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                                     uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
+                                     uint64_t empty, uint64_t zrec) {
+        __m512i hi, lo;
+        if (stride == 16) {
+            __m512i x = _mm512_loadu_si512(q), y = _mm512_loadu_si512(q + 64);
+            hi = _mm512_permutex2var_epi64(x, _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), y);
+            lo = _mm512_permutex2var_epi64(x, _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), y);
+        } else {
+            __m512i ix = _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64((long long)stride));
+            hi = _mm512_i64gather_epi64(ix, (const long long *)q, 1);
+            lo = _mm512_i64gather_epi64(ix, (const long long *)(q + 8), 1);
+        }
+        if (!hostpairs) {
+            __m512i bs = _mm512_set4_epi32(0x08090a0b, 0x0c0d0e0f, 0x00010203, 0x04050607);
+            hi = _mm512_shuffle_epi8(hi, bs);
+            lo = _mm512_shuffle_epi8(lo, bs);
+        }
         __m512i e = _mm512_i64gather_epi64(_mm512_srli_epi64(hi, 48), (const long long *)t0, 8);
         __m512i h = _mm512_and_si512(e, _mm512_set1_epi64(KDP_PTR48));
         __m512i b = _mm512_andnot_si512(_mm512_set1_epi64(63), h);
@@ -257,9 +288,12 @@ cdef extern from *:
         __m512i off = _mm512_and_si512(_mm512_srli_epi64(hi, 34), _mm512_set1_epi64(0x3FF0));
         __m512i r = _mm512_mask_add_epi64(b, bm, b, off);
         r = _mm512_mask_mov_epi64(r, em, _mm512_set1_epi64((long long)zrec));
+        kdp_pf8(r);
+        _mm512_storeu_si512(HI, hi);
+        _mm512_storeu_si512(LO, lo);
         _mm512_storeu_si512(E, e);
         _mm512_storeu_si512(R, r);
-        return (uint32_t)(~bm & ~em & 0xFF);
+        return (uint32_t)(~bm & ~em & 0xFF) | ((uint32_t)em << 8);
     }
     static inline void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R,
                                  uint64_t *S, uint64_t zrec) {
@@ -275,25 +309,41 @@ cdef extern from *:
                          _mm512_set1_epi64(16384 - 8));
         vb = _mm512_mask_mov_epi64(vb, _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64((long long)zrec)),
                                    _mm512_set1_epi64((long long)(zrec + 16 - 8)));
-        _mm512_storeu_si512(S, _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3)));
+        __m512i sl = _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3));
+        kdp_pf8(sl);
+        _mm512_storeu_si512(S, sl);
     }
     static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
         __m512i v = _mm512_i64gather_epi64(_mm512_loadu_si512(S), (const long long *)0, 1);
         __mmask8 lf = _mm512_cmple_epu64_mask(v, _mm512_set1_epi64(0xFFFF));
         __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)dummy));
-        _mm512_storeu_si512(V, _mm512_mask_mov_epi64(v, lf, d));
+        v = _mm512_mask_mov_epi64(v, lf, d);
+        if (lf != 0xFF) {
+            __m512i nd = _mm512_and_si512(v, _mm512_set1_epi64(KDP_PTR48 & ~63ULL));
+            kdp_pf8(nd);
+            kdp_pf8(_mm512_add_epi64(nd, _mm512_set1_epi64(64)));
+        }
+        _mm512_storeu_si512(V, v);
         return (uint32_t)lf;
     }
     #else
-    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E,
-                                     uint64_t *R, uint64_t empty, uint64_t zrec) {
+    #define KDP_V6_VEC 0
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                                     uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
+                                     uint64_t empty, uint64_t zrec) {
         uint32_t ln = 0; int j;
         for (j = 0; j < 8; j++) {
-            uint64_t e = t0[HI[j] >> 48], h = e & KDP_PTR48;
+            uint64_t hi, lo, e, h;
+            memcpy(&hi, q + j * stride, 8);
+            memcpy(&lo, q + j * stride + 8, 8);
+            if (!hostpairs) { hi = __builtin_bswap64(hi); lo = __builtin_bswap64(lo); }
+            HI[j] = hi; LO[j] = lo;
+            e = t0[hi >> 48]; h = e & KDP_PTR48;
             E[j] = e;
-            R[j] = (h & ~(uint64_t)63) + ((h & 1) ? ((HI[j] >> 34) & 0x3FF0) : 0);
-            if (h == empty) R[j] = zrec;
+            R[j] = (h & ~(uint64_t)63) + ((h & 1) ? ((hi >> 34) & 0x3FF0) : 0);
+            if (h == empty) { R[j] = zrec; ln |= 256u << j; }
             else if (!(h & 1)) ln |= 1u << j;
+            __builtin_prefetch((const void *)(uintptr_t)R[j], 0, 3);
         }
         return ln;
     }
@@ -307,6 +357,7 @@ cdef extern from *:
             uint64_t low = s == 63 ? ~(uint64_t)0 : (((uint64_t)2 << s) - 1);
             if (R[j] == zrec) vb = zrec + 16;
             S[j] = vb + 8 * ((uint64_t)(uint32_t)rec[1] - 1 + (uint64_t)__builtin_popcountll(rec[0] & low));
+            __builtin_prefetch((const void *)(uintptr_t)S[j], 0, 3);
         }
     }
     static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
@@ -315,6 +366,8 @@ cdef extern from *:
             uint64_t v = *(const uint64_t *)(uintptr_t)S[j];
             if (v <= 0xFFFF) { lf |= 1u << j; v = (v << 48) | dummy; }
             V[j] = v;
+            __builtin_prefetch((const void *)(uintptr_t)(v & KDP_PTR48 & ~63ULL), 0, 3);
+            __builtin_prefetch((const void *)(uintptr_t)((v & KDP_PTR48 & ~63ULL) + 64), 0, 3);
         }
         return lf;
     }
@@ -358,7 +411,8 @@ cdef extern from *:
     uint32_t kdp_rank16(const void *p, uint32_t x) nogil
     uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
-    uint32_t kdp_v6_s1(const uint64_t *t0, const uint64_t *HI, uint64_t *E, uint64_t *R,
+    uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                       uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
                        uint64_t empty, uint64_t zrec) nogil
     void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R, uint64_t *S,
                    uint64_t zrec) nogil
@@ -644,11 +698,12 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
     cdef uint64_t R[G6]
     cdef uint64_t S[G6]
     cdef uint64_t V[G6]
+    cdef uint64_t TAIL[2 * G6]
     cdef size_t g0 = 0, m, j
     cdef const char *q
     cdef const char *nd
     cdef uint64_t v
-    cdef uint32_t r, nln, nleaf, nemp
+    cdef uint32_t r, k, nln, nleaf, nemp
     cdef uint64_t zrec = <uint64_t>(<uintptr_t>kdp_zero_rec6)
     cdef uint64_t emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
     cdef uint64_t dummy = <uint64_t>(<uintptr_t>kdp_dummy_c6)
@@ -656,29 +711,32 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
         m = n - g0
         if m > G6:
             m = G6
-        for j in range(m):
-            q = base + (g0 + j) * stride
-            if hostpairs:
-                HI[j] = kdp_load64(q)
-                LO[j] = kdp_load64(q + 8)
-            else:
-                HI[j] = kdp_bswap64(kdp_load64(q))
-                LO[j] = kdp_bswap64(kdp_load64(q + 8))
-        for j in range(m, (m + 7) & ~(<size_t>7)):
-            HI[j] = 0              # pad lanes of a short last group
         nln = 0
-        for j in range(0, m, 8):
-            nln |= kdp_v6_s1(rt.t0, HI + j, E + j, R + j, emp, zrec)
         nemp = 0
-        for j in range(m):
-            nemp += R[j] == zrec
+        if m == G6:
+            for j in range(0, m, 8):
+                k = kdp_v6_s1(rt.t0, base + (g0 + j) * stride, stride, hostpairs,
+                              HI + j, LO + j, E + j, R + j, emp, zrec)
+                nln |= k & 0xFF
+                nemp += kdp_popcnt(k >> 8)
+        else:                      # a short last group: copy it, padded to 8s
+            for j in range((m + 7) & ~(<size_t>7)):
+                if j < m:
+                    memcpy(&TAIL[2 * j], base + (g0 + j) * stride, 16)
+                else:
+                    TAIL[2 * j] = 0
+                    TAIL[2 * j + 1] = 0
+            for j in range(0, m, 8):
+                k = kdp_v6_s1(rt.t0, <const char *>&TAIL[2 * j], 16, hostpairs,
+                              HI + j, LO + j, E + j, R + j, emp, zrec)
+                k &= (0x101 << (m - j)) - 0x101 if m - j < 8 else 0xFFFF
+                nln |= k & 0xFF
+                nemp += kdp_popcnt(k >> 8)
         if nemp == m:              # all in empty /16s: their defaults
             for j in range(m):
                 out[g0 + j] = rt.nh_value[<uint32_t>(E[j] >> 48)]
             g0 += m
             continue
-        for j in range(m):
-            kdp_prefetch(<const void *>(<uintptr_t>R[j]))
         if nln == 0:
             for j in range(0, m, 8):
                 kdp_v6_s2(HI + j, E + j, R + j, S + j, zrec)
@@ -686,8 +744,7 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
             for j in range((m + 7) & ~(<size_t>7)):
                 S[j] = <uint64_t>(<uintptr_t>_b_slot(<uintptr_t>(E[j] & PTR_MASK),
                                                     <uint32_t>(HI[j] >> 32) & 0xFFFF))
-        for j in range(m):
-            kdp_prefetch(<const void *>(<uintptr_t>S[j]))
+                kdp_prefetch(<const void *>(<uintptr_t>S[j]))
         nleaf = 0
         for j in range(0, m, 8):
             nleaf += kdp_popcnt(kdp_v6_s3(S + j, V + j, dummy) & ((1 << (m - j)) - 1 if m - j < 8 else 0xFF))
@@ -698,10 +755,6 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
                 out[g0 + j] = rt.nh_value[r]
             g0 += m
             continue
-        for j in range(m):
-            nd = <const char *>(<uintptr_t>(V[j] & PTR_MASK & ~(<uint64_t>63)))
-            kdp_prefetch(nd)
-            kdp_prefetch(nd + 64)
         for j in range(m):
             v = V[j]
             nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
