@@ -326,8 +326,25 @@ cdef extern from *:
         _mm512_storeu_si512(V, v);
         return (uint32_t)lf;
     }
+    /* out[0..15] holds next-hop indices (0: use the /16 default, E >> 48):
+       -> their values */
+    static inline void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) {
+        __m512i r = _mm512_loadu_si512(out);
+        __m256i d0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(E), 48));
+        __m256i d1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(E + 8), 48));
+        __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(d0), d1, 1);
+        r = _mm512_mask_mov_epi32(r, _mm512_testn_epi32_mask(r, r), d);
+        _mm512_storeu_si512(out, _mm512_i32gather_epi32(r, (const int *)nhv, 4));
+    }
     #else
     #define KDP_V6_VEC 0
+    static inline void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) {
+        int j;
+        for (j = 0; j < 16; j++) {
+            uint32_t r = out[j];
+            out[j] = nhv[r ? r : (uint32_t)(E[j] >> 48)];
+        }
+    }
     static inline uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
                                      uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
                                      uint64_t empty, uint64_t zrec) {
@@ -417,6 +434,7 @@ cdef extern from *:
     void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R, uint64_t *S,
                    uint64_t zrec) nogil
     uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) nogil
+    void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) nogil
 
 kdp_init_empty_wide()
 kdp_init_empty6()
@@ -666,7 +684,7 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 cdef enum:
     LANES_MIN_BYTES = 4 << 20 # IPv6 batches walk in stages when the chunks outgrow the L2
-    G6 = 64                   # ... that many addresses per group
+    G6 = 128                  # ... that many addresses per group
 
 
 cdef size_t _lanes_min = LANES_MIN_BYTES
@@ -761,9 +779,16 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
             r = _c_look(nd, <uint32_t>v & 3, <uint32_t>HI[j])
             if r & V6_NODE:
                 r = _d_look(nd + 64 * <size_t>((r >> 2) & 0x1FFFFFFF), LO[j])
-            r |= <uint32_t>(v >> 48)      # the leaf, for the dummy node
+            out[g0 + j] = r | <uint32_t>(v >> 48)      # (the leaf, for the dummy node)
+        j = 0
+        while j + 16 <= m:         # /16 defaults and values, 16 at a time
+            kdp_v6_fin16(out + g0 + j, E + j, rt.nh_value)
+            j += 16
+        while j < m:
+            r = out[g0 + j]
             r |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(r == 0))
             out[g0 + j] = rt.nh_value[r]
+            j += 1
         g0 += m
 
 
