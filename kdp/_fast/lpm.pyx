@@ -683,20 +683,7 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef enum:
-    LANES_MIN_BYTES = 4 << 20 # IPv6 batches walk in stages when the chunks outgrow the L2
-    G6 = 128                  # ... that many addresses per group
-
-
-cdef size_t _lanes_min = LANES_MIN_BYTES
-
-
-def _set_lanes_min(size_t nbytes):
-    """Tests: IPv6 batches over more than nbytes of chunks take the staged
-    walk (default LANES_MIN_BYTES).  Returns the previous threshold."""
-    global _lanes_min
-    old = _lanes_min
-    _lanes_min = nbytes
-    return old
+    G6 = 128                  # IPv6 batches walk in stages, that many addresses per group
 
 
 cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
@@ -793,21 +780,17 @@ cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
-                  uint32_t *out, size_t n, int hostpairs, int lanes) noexcept nogil:
-    # Small tables (cache-resident): one address per iteration (independent,
-    # so the core overlaps several); the B level of the address PF ahead is
-    # prefetched.  Big tables: in stages (_batch6_staged).
+                  uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # Batches of 8 or more go through the levels in stages (_batch6_staged:
+    # faster at every table size measured, cache-resident ones too); shorter
+    # ones one address at a time.
     cdef size_t i
     cdef const char *q
     cdef uint64_t hi, lo
-    if lanes:
+    if n >= 8:
         _batch6_staged(rt, base, stride, out, n, hostpairs)
         return
     for i in range(n):
-        if i + PF < n:
-            q = base + (i + PF) * stride
-            hi = kdp_load64(q) if hostpairs else kdp_bswap64(kdp_load64(q))
-            kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[hi >> 48]) & PTR_MASK & ~(<uint64_t>63))))
         q = base + i * stride
         if hostpairs:
             hi = kdp_load64(q)
@@ -2449,9 +2432,17 @@ cdef class Lpm6(_LpmBase):
 
     def lookup_batch(self, addrs, out=None):
         """(n, 16) uint8 (network order) or (n, 2) uint64 (host-order hi, lo)
-        -> uint32 array of values (MISS where nothing matches).  No GIL."""
-        cdef cnp.ndarray a = np.ascontiguousarray(addrs)
+        -> uint32 array of values (MISS where nothing matches).  No GIL.
+        (n, 16) uint8 rows may lie any distance apart (e.g. a field of a
+        structured array): read in place."""
+        cdef cnp.ndarray a = np.asarray(addrs)
         cdef int pairs
+        cdef size_t stride = 16
+        if (a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8 and a.strides[1] == 1
+                and a.strides[0] >= 16):
+            stride = a.strides[0]
+        else:
+            a = np.ascontiguousarray(a)
         if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
             pairs = 0
         elif a.ndim == 2 and a.shape[1] == 2 and a.dtype == np.uint64:
@@ -2465,7 +2456,7 @@ cdef class Lpm6(_LpmBase):
         cdef int s
         with nogil:
             s = self._enter()
-            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > _lanes_min)
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, stride, op, n, pairs)
             self._leave(s)
         return o
 
@@ -2488,13 +2479,13 @@ cdef class Lpm6(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > _lanes_min)
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0)
         self._leave(s)
 
     cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
         cdef int s = self._enter()
         _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
-                out, n, 1, self.chunk_bytes > _lanes_min)
+                out, n, 1)
         self._leave(s)
 
 
