@@ -1,4 +1,6 @@
 """kdp._fast.lpm against the naive reference (kdp.reference.lpm)."""
+import contextlib
+import ctypes
 import ipaddress
 import random
 
@@ -396,16 +398,36 @@ def _v6_long_rule(rng, a, lens=(33, 40, 44, 47, 48, 48, 48, 49, 56, 64, 65, 96, 
     return (a | (rng.getrandbits(96) & ~((1 << (128 - ln)) - 1)), ln, rng.randint(0, 9))
 
 
+@contextlib.contextmanager
+def _scribbled_free():
+    # glibc fills freed (and fresh) heap memory with a byte pattern, so a
+    # block freed while still in use gives wrong answers instead of old ones
+    libc = ctypes.CDLL(None)
+    libc.mallopt(-6, 0xA5)           # M_PERTURB
+    try:
+        yield
+    finally:
+        libc.mallopt(-6, 0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_ipv6_update_sequences_in_a_bulk_built_slash16_match_reference(data):
     # single inserts/deletes/replaces of /33../128 rules (only their /32's C node
     # is rebuilt, or the B level re-cut around that /32 when it gains its first
-    # or loses its last such rule), mixed with /17../32 rules (full rebuild of
-    # the /16), in a /16 whose B level is one line, near the line/bitmap limit,
-    # or a big bitmap; checked against the reference along the way and rebuilt
+    # or loses its last such rule) and of /16../32 rules (their window of the B
+    # level re-swept, the C nodes in it rebuilt; more than 64 of those: the
+    # whole /16 rebuilt), in a /16 whose B level is one line, near the
+    # line/bitmap limit, a big bitmap, or one with more /32s than a window may
+    # rebuild; replaced blocks are freed as soon as possible and freed memory
+    # is scribbled; checked against the reference along the way and rebuilt
+    with _scribbled_free():
+        _update_sequence(data)
+
+
+def _update_sequence(data):
     seed = data.draw(st.integers(0, 2**32 - 1))
-    n32 = data.draw(st.sampled_from([3, 12, 17, 20, 60]))
+    n32 = data.draw(st.sampled_from([3, 12, 17, 20, 60, 150]))
     rng = random.Random(seed)
     base16 = 0x2A00 << 112
     allocs = _v6_allocations(rng, base16, n32 + 8)
@@ -431,18 +453,23 @@ def test_ipv6_update_sequences_in_a_bulk_built_slash16_match_reference(data):
         elif op < 0.8 and live:
             p, ln = rng.choice(live)
             assert t.delete(p, ln) == ref.delete(p, ln)
-        elif op < 0.9 and live:
+        elif op < 0.85 and live:
             p, ln = rng.choice(live)
             v = rng.randint(0, 9)
             assert t.replace(p, ln, v) == ref.insert(p, ln, v)
-        else:                    # a /17../32 rule: the fallback (whole /16 rebuilt)
-            ln = rng.randint(17, 32)
+        else:                    # a /16../32 rule
+            ln = rng.choice([16, 17, 20, 24, 28, 31, 32, 32, 32])
             p = rng.choice(used + fresh) & ~((1 << (128 - ln)) - 1)
-            if (p, ln) in ref.rules and rng.random() < 0.5:
+            r = rng.random()
+            if (p, ln) in ref.rules and r < 0.4:
                 assert t.delete(p, ln) == ref.delete(p, ln)
+            elif (p, ln) in ref.rules and r < 0.7:
+                v = rng.randint(0, 9)
+                assert t.replace(p, ln, v) == ref.insert(p, ln, v)
             else:
                 v = rng.randint(0, 9)
                 assert t.insert(p, ln, v) == ref.insert(p, ln, v)
+        t.reclaim()
         if step % 15 == 14:
             rl = [(p, ln, v) for (p, ln), v in ref.rules.items()]
             probes.update(_probes(128, rl, rng, extra=8))

@@ -117,7 +117,7 @@ cdef extern from "Python.h":
     size_t _PyLong_NumBits(object v) except? <size_t>-1
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free, realloc
-from libc.string cimport memset, memcpy, memmove
+from libc.string cimport memset, memcpy, memmove, memcmp
 
 from kdp.errors import KdpError
 
@@ -539,9 +539,14 @@ cdef extern from *:
 cdef enum:
     B_LINE_MAX = 32           # keys of a one-line B level
     B_BITMAP = 16384          # bytes of a bitmap B level before its values
+    SPLICE_MAX_NODES = 64     # a /16../32 update rebuilding more C nodes rebuilds the /16
     LEAF_MAX = 0xFFFF         # B values above this are C node addresses
     C_LINE_MAX = 16
     C_TWO_MAX = 256
+
+
+cdef inline bint _empty6(uintptr_t h) noexcept nogil:
+    return h == <uintptr_t>kdp_empty_chunk6
 
 
 cdef inline uint32_t _c_look(const char *nd, uint32_t f, uint32_t x) noexcept nogil:
@@ -1238,39 +1243,34 @@ cdef size_t _b_decode(const char *b, uint32_t fb, size_t nb, uint32_t *S) noexce
     return nb
 
 
-cdef size_t _win_edit(const uint32_t *ws, const uint64_t *wv, size_t m, uint32_t k,
-                      uint64_t nv, uint32_t *ns, uint64_t *nvs) noexcept nogil:
-    """Ranges [ws[i], ws[i+1]) -> wv[i] (i < m) with slot k (inside them) set to
-    nv: the new ranges (split around k, equal neighbouring leaves merged) in
-    ns/nvs; returns their count (<= m + 2).  ns[0] == ws[0]."""
-    cdef size_t i, c = 0
-    cdef uint32_t st[3]
-    cdef uint64_t va[3]
-    cdef int t, nt
+cdef inline size_t _push6(uint32_t *ns, uint64_t *nvs, size_t c, uint32_t st, uint64_t v) noexcept nogil:
+    # append range (st, v) unless it continues an equal leaf
+    if c and v <= LEAF_MAX and nvs[c - 1] == v:
+        return c
+    ns[c] = st
+    nvs[c] = v
+    return c + 1
+
+
+cdef size_t _win_splice(const uint32_t *ws, const uint64_t *wv, size_t m, uint32_t ks,
+                        uint32_t ke, const uint32_t *Ws, const uint64_t *Wv, size_t nw,
+                        uint32_t *ns, uint64_t *nvs) noexcept nogil:
+    """Ranges [ws[i], ws[i+1]) -> wv[i] (i < m, covering ks..ke) with keys
+    ks..ke replaced by the ranges Ws/Wv (nw of them, Ws[0] == ks): the new
+    ranges (equal neighbouring leaves merged) in ns/nvs; returns their count
+    (<= m + nw + 1).  ns[0] == ws[0]."""
+    cdef size_t i, t, c = 0
     for i in range(m):
-        if ws[i] <= k < ws[i + 1]:
-            nt = 0
-            if ws[i] < k:
-                st[nt] = ws[i]
-                va[nt] = wv[i]
-                nt += 1
-            st[nt] = k
-            va[nt] = nv
-            nt += 1
-            if k + 1 < ws[i + 1]:
-                st[nt] = k + 1
-                va[nt] = wv[i]
-                nt += 1
-        else:
-            st[0] = ws[i]
-            va[0] = wv[i]
-            nt = 1
-        for t in range(nt):
-            if c and va[t] <= LEAF_MAX and nvs[c - 1] == va[t]:
-                continue
-            ns[c] = st[t]
-            nvs[c] = va[t]
-            c += 1
+        if ws[i + 1] <= ks or ws[i] > ke:
+            c = _push6(ns, nvs, c, ws[i], wv[i])
+            continue
+        if ws[i] < ks:
+            c = _push6(ns, nvs, c, ws[i], wv[i])
+        if ws[i] <= ks:
+            for t in range(nw):
+                c = _push6(ns, nvs, c, Ws[t], Wv[t])
+        if ws[i + 1] - 1 > ke:
+            c = _push6(ns, nvs, c, ke + 1, wv[i])
     return c
 
 
@@ -2223,141 +2223,259 @@ cdef class Lpm6(_LpmBase):
         self.base6[h] = <uintptr_t>blk
 
     cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln):
-        """After rule (hi, lo, ln) changed: a rule longer than /32 rebuilds only
-        its /32's C node (and D nodes) into a block of its own and swaps the B
-        value naming it (one atomic store), or, when the /32 gains its first or
-        loses its last such rule, publishes a new B level (_b_replace).  Rules
-        /16../32 (their values are pushed into the C nodes below them) and empty
-        chunks take the full rebuild."""
+        """After rule (hi, lo, ln) changed, without rebuilding its /16's chunk:
+        a rule longer than /32 rebuilds only its /32's C node (and D nodes)
+        into a block of its own and swaps the B value naming it (one atomic
+        store); when the /32 gains its first or loses its last such rule, the
+        B level is re-cut around that /32 (_b_splice) and republished.  A
+        rule /16../32 re-sweeps its window of B keys (bits 16..31): its ranges
+        and the C nodes of the /32s inside it (they inherit its value) are
+        rebuilt and spliced into a new B level.  Empty chunks, and windows
+        holding more than SPLICE_MAX_NODES C nodes, take the full rebuild."""
         cdef uint32_t h = <uint32_t>(hi >> 48)
         cdef uint64_t e = self.root.t0[h]
         cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
         cdef lpm_bucket_t *bk = &self.buckets[h]
         cdef uint32_t k = <uint32_t>(hi >> 32) & 0xFFFF
+        cdef uint32_t ks, ke
         cdef uint64_t p32 = hi & (<uint64_t>0xFFFFFFFF00000000)
         cdef int found, L
         cdef ssize_t i0, i1, j
-        cdef uint32_t inh = 0, nf
+        cdef uint32_t inh = 0
         cdef uint64_t *slot
         cdef uint64_t cur, nv
-        cdef buf_t X
-        cdef size_t noff
-        cdef char *blk
-        if ln <= 32 or hb == <uintptr_t>kdp_empty_chunk6 or bk.n == 0:
+        cdef uint32_t ws1
+        if _empty6(hb) or bk.n == 0:
             self._refresh_chunk(h)
             return
-        i0 = _bfind(bk, p32, 0, 0, &found)
-        if p32 == <uint64_t>0xFFFFFFFF00000000:
+        if ln <= 32:
+            ks = k & ~(((<uint32_t>1) << (32 - ln)) - 1)
+            ke = ks | (((<uint32_t>1) << (32 - ln)) - 1)
+        else:
+            ks = ke = k
+        i0 = _bfind(bk, (hi & (<uint64_t>0xFFFF000000000000)) | (<uint64_t>ks << 32), 0, 0, &found)
+        if ke == 0xFFFF:
             i1 = bk.n
         else:
-            i1 = _bfind(bk, p32 + (<uint64_t>1 << 32), 0, 0, &found)
-        while i0 < i1 and bk.r[i0].len <= 32:
+            i1 = _bfind(bk, (hi & (<uint64_t>0xFFFF000000000000)) | (<uint64_t>(ke + 1) << 32), 0, 0, &found)
+        L = ln if ln <= 32 else 33
+        while i0 < i1 and bk.r[i0].len < L:   # the rules covering the whole window
             i0 += 1
-        for L in range(32, 15, -1):         # the rule /16../32 covering the /32
+        for L in range((ln if ln <= 32 else 33) - 1, 15, -1):
             j = _bfind(bk, hi & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (64 - L)), 0, <uint8_t>L, &found)
             if found:
                 inh = bk.r[j].nh
                 break
+        if ln <= 32:
+            if not self._window6(h, hb, ks, ke, bk.r + i0, <size_t>(i1 - i0), inh):
+                self._refresh_chunk(h)
+            return
         slot = _b_slot(hb, k)
         cur = slot[0]
         if i1 > i0:
-            memset(&X, 0, sizeof(X))
-            if _build6_node(&X, bk.r + i0, <size_t>(i1 - i0), 1, inh, &noff, &nf) < 0:
-                free(X.p)
-                raise MemoryError()
-            blk = <char *>kdp_alloc64(64 + X.n)
-            if blk == NULL:
-                free(X.p)
-                raise MemoryError()
-            memset(blk, 0, 64)
-            (<uint64_t *>blk)[0] = 64 + X.n
-            memcpy(blk + 64, X.p, X.n)
-            free(X.p)
-            self.chunk_bytes += 64 + X.n
-            nv = <uint64_t>(<uintptr_t>(blk + 64 + noff)) | nf
+            nv = self._node6(bk.r + i0, <size_t>(i1 - i0), inh)
             if cur > LEAF_MAX:
                 kdp_st64(slot, nv)
             else:
-                self._b_replace(h, k, nv)
+                ws1 = k
+                self._b_splice(h, k, k, &ws1, &nv, 1, 0)
         elif cur > LEAF_MAX:
-            self._b_replace(h, k, inh)
+            ws1 = k
+            nv = inh
+            self._b_splice(h, k, k, &ws1, &nv, 1, 0)
         if cur > LEAF_MAX and not self._in_block(h, <uintptr_t>(cur & ~(<uint64_t>63))):
             self._drop6(<char *>(<uintptr_t>(cur & ~(<uint64_t>63))) - 64, 0)
 
-    cdef _b_replace(self, uint32_t h, uint32_t k, uint64_t nv):
-        """Publish a new B level for /16 h: the current one with the value of
-        slot k (bits 16..31) set to nv, its range split around k and equal
-        neighbouring leaves merged.  A big bitmap level is copied and patched
-        (three ranges around k re-cut); a small one decoded and re-encoded."""
+    cdef uint64_t _node6(self, const lpm_rule_t *rules, size_t n, uint32_t inh) except 0:
+        """A block of its own holding the C node (and D nodes) of rules (one
+        /32's rules longer than /32); returns the B value naming it."""
+        cdef buf_t X
+        cdef size_t noff
+        cdef uint32_t nf
+        cdef char *blk
+        memset(&X, 0, sizeof(X))
+        if _build6_node(&X, rules, n, 1, inh, &noff, &nf) < 0:
+            free(X.p)
+            raise MemoryError()
+        blk = <char *>kdp_alloc64(64 + X.n)
+        if blk == NULL:
+            free(X.p)
+            raise MemoryError()
+        memset(blk, 0, 64)
+        (<uint64_t *>blk)[0] = 64 + X.n
+        memcpy(blk + 64, X.p, X.n)
+        free(X.p)
+        self.chunk_bytes += 64 + X.n
+        return <uint64_t>(<uintptr_t>(blk + 64 + noff)) | nf
+
+    cdef bint _window6(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
+                       const lpm_rule_t *rules, size_t n, uint32_t inh) except -1:
+        """Re-sweep keys ks..ke of /16 h's B level (handle hb) from rules (all
+        inside the window, none covering all of it; inh = the value of the
+        longest rule that does) and splice the result in; the C nodes inside
+        are rebuilt, the old ones retired.  False (nothing changed) when the
+        window holds more than SPLICE_MAX_NODES of them."""
+        cdef buf_t bd, gr
+        cdef const bnd_t *B
+        cdef const grp_t *G
+        cdef size_t nbd, i, nw = 0, ng, t
+        cdef uint32_t *Ws = NULL
+        cdef uint64_t *Wv = NULL
+        cdef uint64_t e, v
+        cdef char *b
+        cdef const uint64_t *V
+        cdef size_t ia, iz
+        memset(&bd, 0, sizeof(bd))
+        memset(&gr, 0, sizeof(gr))
+        if _sweep6(rules, n, 0, inh, &bd, &gr) < 0:
+            free(bd.p)
+            free(gr.p)
+            raise MemoryError()
+        nbd = bd.n // sizeof(bnd_t)
+        ng = gr.n // sizeof(grp_t)
+        B = <const bnd_t *>bd.p
+        G = <const grp_t *>gr.p
+        if ng > SPLICE_MAX_NODES:
+            free(bd.p)
+            free(gr.p)
+            return False
+        Ws = <uint32_t *>malloc(nbd * 4)
+        Wv = <uint64_t *>malloc(nbd * 8)
+        if Ws == NULL or Wv == NULL:
+            free(Ws)
+            free(Wv)
+            free(bd.p)
+            free(gr.p)
+            raise MemoryError()
+        # the C nodes of their own the window names now (replaced below)
+        b = <char *>(hb & ~(<uintptr_t>63))
+        V = <const uint64_t *>(b + (B_BITMAP if hb & 1 else 64))
+        ia = <size_t>(_b_slot(hb, ks) - <uint64_t *>V)
+        iz = <size_t>(_b_slot(hb, ke) - <uint64_t *>V)
+        old = []
+        for i in range(ia, iz + 1):
+            v = V[i]
+            if v > LEAF_MAX and not self._in_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
+                old.append(<uintptr_t>(v & ~(<uint64_t>63)))
+        try:
+            for i in range(nbd):
+                e = B[i + 1].s - 1 if i + 1 < nbd else 0xFFFF
+                if e < ks or B[i].s > ke:
+                    continue
+                v = B[i].v
+                if B[i].g:
+                    t = B[i].g - 1
+                    v = self._node6(rules + G[t].a, G[t].b - G[t].a, G[t].inh)
+                Ws[nw] = <uint32_t>(B[i].s if B[i].s > ks else ks)
+                Wv[nw] = v
+                nw += 1
+            self._b_splice(h, ks, ke, Ws, Wv, nw, 0)
+        except MemoryError:
+            for i in range(nw):        # not published: free what was built
+                if Wv[i] > LEAF_MAX:
+                    self._drop6(<char *>(<uintptr_t>(Wv[i] & ~(<uint64_t>63))) - 64, 1)
+            raise
+        finally:
+            free(Ws)
+            free(Wv)
+            free(bd.p)
+            free(gr.p)
+        for nd in old:
+            self._drop6(<char *>(<uintptr_t>nd) - 64, 0)
+        return True
+
+    cdef _b_splice(self, uint32_t h, uint32_t ks, uint32_t ke, const uint32_t *Ws,
+                   const uint64_t *Wv, size_t nw, bint full):
+        """Publish a new B level for /16 h: the current one with keys ks..ke
+        (bits 16..31) replaced by the ranges Ws/Wv (Ws[0] == ks), equal
+        neighbouring leaves merged.  If the ranges stay the same, only the
+        changed values are stored (in place, atomically).  Else a big bitmap
+        level is copied and patched (the ranges from the one before ks to the
+        one after ke re-cut); a small one (or any, full) decoded and
+        re-encoded."""
         cdef uint64_t e = self.root.t0[h]
         cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
         cdef char *b = <char *>(hb & ~(<uintptr_t>63))
         cdef uint32_t fb = <uint32_t>(hb & 1), nfb
         cdef size_t nb = (<uint64_t *>(b - 64))[1]
         cdef const uint64_t *V = <const uint64_t *>(b + (B_BITMAP if fb else 64))
-        cdef size_t r = <size_t>(_b_slot(hb, k) - <uint64_t *>V)
+        cdef size_t ia = <size_t>(_b_slot(hb, ks) - <uint64_t *>V)
+        cdef size_t iz = <size_t>(_b_slot(hb, ke) - <uint64_t *>V)
         cdef size_t a, z, m, c, nnb, i, sb
-        cdef uint32_t ws[4]
-        cdef uint32_t ns[5]
-        cdef uint64_t nvs[5]
-        cdef uint32_t *S = NULL
-        cdef uint32_t *NS = NULL
-        cdef uint64_t *NV = NULL
-        cdef char *blk
+        cdef uint32_t *ws = NULL
+        cdef uint32_t *ns = NULL
+        cdef uint64_t *nvs = NULL
+        cdef char *blk = NULL
         cdef char *nb_
         cdef int p
-        if fb == 1 and nb >= B_LINE_MAX + 4:
-            # patch: the window of ranges r-1 .. r+1 around k is re-cut
-            a = r - 1 if r > 0 else 0
-            z = r + 2 if r + 2 < nb else nb
-            m = z - a
-            ws[r - a] = <uint32_t>_bm_prev(b, <int>k)
-            if r > a:
+        cdef bint patch = not full and fb == 1 and nb >= B_LINE_MAX + 4
+        if patch:
+            a = ia - 1 if ia > 0 else 0
+            z = iz + 2 if iz + 2 < nb else nb
+        else:
+            a = 0
+            z = nb
+        m = z - a
+        ws = <uint32_t *>malloc((m + 1) * 4)
+        ns = <uint32_t *>malloc((m + nw + 2) * 4)
+        nvs = <uint64_t *>malloc((m + nw + 2) * 8)
+        if ws == NULL or ns == NULL or nvs == NULL:
+            free(ws)
+            free(ns)
+            free(nvs)
+            raise MemoryError()
+        if patch:                  # starts of ranges a .. z from the bitmap
+            ws[ia - a] = <uint32_t>_bm_prev(b, <int>ks)
+            if ia > a:
                 ws[0] = <uint32_t>_bm_prev(b, <int>ws[1] - 1)
-            p = <int>k + 1
-            for i in range(r - a + 1, m + 1):
+            p = <int>ws[ia - a] + 1
+            for i in range(ia - a + 1, m + 1):
                 ws[i] = <uint32_t>_bm_next(b, p)
                 p = <int>ws[i] + 1
-            c = _win_edit(ws, V + a, m, k, nv, ns, nvs)
-            nnb = nb - m + c
+        else:
+            _b_decode(b, fb, nb, ws)
+        c = _win_splice(ws, V + a, m, ks, ke, Ws, Wv, nw, ns, nvs)
+        if c == m and memcmp(ns, ws, m * 4) == 0:
+            # the same ranges: store the changed values in place (each one
+            # atomic; a reader sees the old or the new value of its range)
+            for i in range(m):
+                if nvs[i] != V[a + i]:
+                    kdp_st64(<uint64_t *>V + a + i, nvs[i])
+            free(ws)
+            free(ns)
+            free(nvs)
+            return
+        nnb = nb - m + c
+        nfb = 1 if patch and nnb - 1 > B_LINE_MAX else (0 if nnb - 1 <= B_LINE_MAX else 1)
+        if patch and nfb == 1:
             sb = (B_BITMAP + 8 * nnb + 63) & ~(<size_t>63)
             blk = <char *>kdp_alloc64(64 + sb)
-            if blk == NULL:
-                raise MemoryError()
-            nb_ = blk + 64
-            memset(blk, 0, 64)
-            memcpy(nb_, b, B_BITMAP)
-            for i in range(1, m):
-                (<uint64_t *>(nb_ + 16 * (ws[i] >> 6)))[0] &= ~((<uint64_t>1) << (ws[i] & 63))
-            for i in range(1, c):
-                (<uint64_t *>(nb_ + 16 * (ns[i] >> 6)))[0] |= (<uint64_t>1) << (ns[i] & 63)
-            _bm_counts(nb_, ws[0] >> 6)
-            memcpy(nb_ + B_BITMAP, V, a * 8)
-            memcpy(nb_ + B_BITMAP + a * 8, nvs, c * 8)
-            memcpy(nb_ + B_BITMAP + (a + c) * 8, V + z, (nb - z) * 8)
-            nfb = 1
-        else:
-            S = <uint32_t *>malloc((nb + 1) * 4)
-            NS = <uint32_t *>malloc((nb + 2) * 4)
-            NV = <uint64_t *>malloc((nb + 2) * 8)
-            if S == NULL or NS == NULL or NV == NULL:
-                free(S)
-                free(NS)
-                free(NV)
-                raise MemoryError()
-            _b_decode(b, fb, nb, S)
-            nnb = _win_edit(S, V, nb, k, nv, NS, NV)
-            nfb = 0 if nnb - 1 <= B_LINE_MAX else 1
+            if blk != NULL:
+                nb_ = blk + 64
+                memset(blk, 0, 64)
+                memcpy(nb_, b, B_BITMAP)
+                for i in range(1, m):
+                    (<uint64_t *>(nb_ + 16 * (ws[i] >> 6)))[0] &= ~((<uint64_t>1) << (ws[i] & 63))
+                for i in range(1, c):
+                    (<uint64_t *>(nb_ + 16 * (ns[i] >> 6)))[0] |= (<uint64_t>1) << (ns[i] & 63)
+                _bm_counts(nb_, ws[0] >> 6)
+                memcpy(nb_ + B_BITMAP, V, a * 8)
+                memcpy(nb_ + B_BITMAP + a * 8, nvs, c * 8)
+                memcpy(nb_ + B_BITMAP + (a + c) * 8, V + z, (nb - z) * 8)
+        elif not patch:
             sb = ((64 if nfb == 0 else B_BITMAP) + 8 * nnb + 63) & ~(<size_t>63)
             blk = <char *>kdp_alloc64(64 + sb)
             if blk != NULL:
                 memset(blk, 0, 64 + sb)
-                _b_encode(blk + 64, nfb, NS, NV, nnb)
-            free(S)
-            free(NS)
-            free(NV)
-            if blk == NULL:
-                raise MemoryError()
+                _b_encode(blk + 64, nfb, ns, nvs, nnb)
+        free(ws)
+        free(ns)
+        free(nvs)
+        if blk == NULL:
+            if patch and nfb == 0:         # shrank to one line: decode it all
+                self._b_splice(h, ks, ke, Ws, Wv, nw, 1)
+                return
+            raise MemoryError()
         (<uint64_t *>blk)[0] = 64 + sb
         (<uint64_t *>blk)[1] = nnb
         self.chunk_bytes += 64 + sb
