@@ -249,7 +249,6 @@ cdef extern from *:
        store in pieces, or a wide load of narrow stores, stalls). */
     #define KDP_PTR48 0xFFFFFFFFFFFFULL
     #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-    #define KDP_V6_VEC 1
     static inline void kdp_pf8(__m512i v) {
         __m128i a = _mm512_castsi512_si128(v), b = _mm512_extracti64x2_epi64(v, 1);
         __m128i c = _mm512_extracti64x2_epi64(v, 2), d = _mm512_extracti64x2_epi64(v, 3);
@@ -337,7 +336,6 @@ cdef extern from *:
         _mm512_storeu_si512(out, _mm512_i32gather_epi32(r, (const int *)nhv, 4));
     }
     #else
-    #define KDP_V6_VEC 0
     static inline void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) {
         int j;
         for (j = 0; j < 16; j++) {
@@ -595,19 +593,6 @@ cdef inline uint64_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
         return (<uint64_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
                 + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
     return (<uint64_t *>(b + 64)) + kdp_rank16(b, x)
-
-
-cdef inline uint64_t *_b_slot_nb(uintptr_t h, uint32_t x) noexcept nogil:
-    # _b_slot without a branch on the format: both indices are computed (a
-    # line-format level's key line stands in for the bitmap record, a bitmap
-    # level's first records for the key line), the format selects one
-    cdef char *b = <char *>(h & ~(<uintptr_t>63))
-    cdef size_t fb = h & 1
-    cdef const char *rec = b + (((x >> 6) << 4) & (0 - fb))
-    cdef size_t ib = (<const uint32_t *>(rec + 8))[0] - 1 + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63))
-    cdef size_t il = kdp_rank16(b, x)
-    cdef size_t i = ib if fb else il
-    return <uint64_t *>(b + (B_BITMAP if fb else 64)) + i
 
 
 cdef inline uint32_t _c_value(uint64_t v, uint64_t hi, uint64_t lo) noexcept nogil:
