@@ -9,10 +9,11 @@
 # trie of stride 8 (IPv4) or sorted ranges (IPv6), leaf-pushed; layouts below.
 
 # Readers (lookup_one / lookup_n / lookup_strided) may run without the GIL
-# from any number of threads while one writer changes the table: chunks are
-# immutable once published; a writer builds a new chunk aside, publishes it
-# with one atomic 64-bit store into the root, and frees the old one only after
-# every reader that could have seen it has left (two-slot epoch counter).
+# from any number of threads while one writer changes the table: a writer
+# builds a new piece aside (an IPv4 chunk; an IPv6 C node or B level),
+# publishes it with one atomic 64-bit store (into the root, or into the one
+# IPv6 B value naming the C node), and frees the old one only after every
+# reader that could have seen it has left (two-slot epoch counter).
 # A whole-table rebuild publishes a new root with one pointer store.
 # Callers from other modules must hold a reference to the table object for
 # the duration of the call (that keeps it alive); they need not hold the GIL.
@@ -38,12 +39,14 @@ cdef extern from *:
 # descendants, depth first.
 # IPv4 wide chunk (a /16 with many prefixes longer than /24): a direct table of
 # 65,536 uint16 leaves for bits 16..31 (128 KiB).
-# IPv6 chunk: a 64-byte line holding its size, then leaf-pushed sorted ranges
-# in three levels (B: bits 16..31, C: 32..63 per /32, D: 64..127 per /64);
-# the root entry's pointer bits are the B base | its format (0: one line of
-# uint16 range starts + uint32 values at +64; 1: 1,024 16-byte bitmap records
-# {uint64 run starts, uint32 runs before} + uint32 values at +16384).  Layouts
-# of C and D: see the comment above _look6 in lpm.pyx.
+# IPv6 chunk: a 64-byte line holding its size and number of B values, then
+# leaf-pushed sorted ranges in three levels (B: bits 16..31, C: 32..63 per
+# /32, D: 64..127 per /64); the root entry's pointer bits are the B base | its
+# format (0: one line of uint16 range starts + uint64 values at +64; 1: 1,024
+# 16-byte bitmap records {uint64 run starts, uint32 runs before} + uint64
+# values at +16384).  A B value is a leaf (<= 0xFFFF) or a C node's address |
+# its format; C nodes replaced by updates live in blocks of their own.
+# Layouts of C and D: see the comment above _c_look in lpm.pyx.
 
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk pointer

@@ -65,14 +65,18 @@ ranges (DXR-style) in three levels, each read with one vector compare:
 * D, bits 64..127 of a /64 holding longer prefixes (/65../128, rare): a
   sorted array of 64-bit starts (binary search).
 
-A value is a leaf (next-hop index) or a child node (its offset and format).
-A /48 is: root entry -> B record -> B value -> C line -> C value -> value
-table.  Big IPv6 tables are looked up in groups of 64 addresses going
-through these levels in stages, each stage prefetching what the next reads,
-so the cache misses of a group overlap.
+A B value (64 bits) is a leaf (next-hop index) or the address of a C node
+and its format; a C value is a leaf or the offset of a D node.  A /48 is:
+root entry -> B record -> B value -> C line -> C value -> value table.
+IPv6 batches (8 addresses or more) go through these levels in stages, in
+groups of 128 addresses, each stage prefetching what the next reads so the
+cache misses of a group overlap; the first three stages run 8 addresses at a
+time with AVX-512 gathers and masks (an empty /16 reads a static zero
+record, a leaf walks a static dummy C node, so no lane branches), and a
+group whose addresses all fall in empty /16s skips the rest.
 
 Memory (``memory()``): root 768 KiB (root entries + value table), chunks
-(about 5 MiB for the 900,000-prefix BGP-like table, 7 MiB for 200,000
+(about 5 MiB for the 900,000-prefix BGP-like table, 7.5 MiB for 200,000
 IPv6 prefixes), and the rule list
 (24 bytes a rule; cold, only writers read it).
 
@@ -85,14 +89,24 @@ Batch lookups release the GIL and may run from many threads at once.  One
 writer at a time (writers are serialised by a lock) changes the table while
 readers run, and a reader never sees a half-updated table:
 
-* chunks are immutable once published.  An insert/delete rebuilds the one
-  chunk of the affected /16 aside (microseconds), then publishes it with a
-  single atomic 64-bit store into the root (release ordering), so a reader
-  sees either the whole old chunk or the whole new one;
-* the replaced chunk is freed only after every reader that might still hold
-  it has left: readers announce themselves in a two-slot epoch counter, the
-  writer flips the epoch and frees garbage retired before the last flip once
-  the old slot has drained (it never blocks waiting for readers);
+* IPv4 chunks are immutable once published.  An insert/delete rebuilds the
+  one chunk of the affected /16 aside (microseconds), then publishes it with
+  a single atomic 64-bit store into the root (release ordering), so a
+  reader sees either the whole old chunk or the whole new one;
+* IPv6 updates rebuild less (``Lpm6._refresh_rule``): a rule longer than /32
+  rebuilds its /32's C node aside and swaps the one B value naming it (an
+  atomic 64-bit store), or, when the /32 gains its first or loses its last
+  such rule, publishes a new B level (copied and patched) with one store
+  into the root; a /16../32 rule re-sweeps its window of B keys, rebuilds
+  the C nodes inside it, and publishes the spliced B level the same way
+  (or, where only values changed, stores them in place, one atomic store
+  each).  Every address reads one B value, so it sees its old or its new
+  answer.  Empty /16s, and windows with more than 64 C nodes, rebuild the
+  whole chunk as IPv4 does;
+* whatever is replaced is freed only after every reader that might still
+  hold it has left: readers announce themselves in a two-slot epoch counter,
+  the writer flips the epoch and frees garbage retired before the last flip
+  once the old slot has drained (it never blocks waiting for readers);
 * a prefix shorter than /16 changes the default packed into each root entry
   it covers, one atomic store per /16: every answer is the old or the new
   value for its address;
