@@ -416,8 +416,8 @@ def test_ipv6_update_sequences_in_a_bulk_built_slash16_match_reference(data):
     # single inserts/deletes/replaces of /33../128 rules (only their /32's C node
     # is rebuilt, or the B level re-cut around that /32 when it gains its first
     # or loses its last such rule) and of /16../32 rules (their window of the B
-    # level re-swept, the C nodes in it rebuilt; more than 64 of those: the
-    # whole /16 rebuilt), in a /16 whose B level is one line, near the
+    # level re-swept, the C nodes in it rebuilt; more than max(64, rules/16)
+    # of those: the whole /16 rebuilt), in a /16 whose B level is one line, near the
     # line/bitmap limit, a big bitmap, or one with more /32s than a window may
     # rebuild; replaced blocks are freed as soon as possible and freed memory
     # is scribbled; checked against the reference along the way and rebuilt

@@ -133,7 +133,7 @@ cdef class Lpm6(_LpmBase):
                    const uint64_t *Wv, size_t nw, bint full)
     cdef uint64_t _node6(self, const lpm_rule_t *rules, size_t n, uint32_t inh) except 0
     cdef bint _window6(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
-                       const lpm_rule_t *rules, size_t n, uint32_t inh) except -1
+                       const lpm_rule_t *rules, size_t n, uint32_t inh, size_t maxn) except -1
     cdef _refresh_chunk(self, uint32_t h)
     cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln)
     cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,

@@ -101,8 +101,8 @@ readers run, and a reader never sees a half-updated table:
   the C nodes inside it, and publishes the spliced B level the same way
   (or, where only values changed, stores them in place, one atomic store
   each).  Every address reads one B value, so it sees its old or its new
-  answer.  Empty /16s, and windows with more than 64 C nodes, rebuild the
-  whole chunk as IPv4 does;
+  answer.  Empty /16s, and windows with more than max(64, rules of the /16
+  / 16) C nodes, rebuild the whole chunk as IPv4 does;
 * whatever is replaced is freed only after every reader that might still
   hold it has left: readers announce themselves in a two-slot epoch counter,
   the writer flips the epoch and frees garbage retired before the last flip
@@ -551,7 +551,8 @@ cdef extern from *:
 cdef enum:
     B_LINE_MAX = 32           # keys of a one-line B level
     B_BITMAP = 16384          # bytes of a bitmap B level before its values
-    SPLICE_MAX_NODES = 64     # a /16../32 update rebuilding more C nodes rebuilds the /16
+    SPLICE_MAX_NODES = 64     # a /16../32 update rebuilding more C nodes (and more than
+                              # 1/16 of the /16's rules) rebuilds the whole /16
     LEAF_MAX = 0xFFFF         # B values above this are C node addresses
     C_LINE_MAX = 16
     C_TWO_MAX = 256
@@ -2230,7 +2231,8 @@ cdef class Lpm6(_LpmBase):
         rule /16../32 re-sweeps its window of B keys (bits 16..31): its ranges
         and the C nodes of the /32s inside it (they inherit its value) are
         rebuilt and spliced into a new B level.  Empty chunks, and windows
-        holding more than SPLICE_MAX_NODES C nodes, take the full rebuild."""
+        holding more than max(SPLICE_MAX_NODES, rules of the /16 / 16) C nodes,
+        take the full rebuild."""
         cdef uint32_t h = <uint32_t>(hi >> 48)
         cdef uint64_t e = self.root.t0[h]
         cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
@@ -2266,7 +2268,8 @@ cdef class Lpm6(_LpmBase):
                 inh = bk.r[j].nh
                 break
         if ln <= 32:
-            if not self._window6(h, hb, ks, ke, bk.r + i0, <size_t>(i1 - i0), inh):
+            if not self._window6(h, hb, ks, ke, bk.r + i0, <size_t>(i1 - i0), inh,
+                                 max(<size_t>SPLICE_MAX_NODES, bk.n // 16)):
                 self._refresh_chunk(h)
             return
         slot = _b_slot(hb, k)
@@ -2308,12 +2311,14 @@ cdef class Lpm6(_LpmBase):
         return <uint64_t>(<uintptr_t>(blk + 64 + noff)) | nf
 
     cdef bint _window6(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
-                       const lpm_rule_t *rules, size_t n, uint32_t inh) except -1:
+                       const lpm_rule_t *rules, size_t n, uint32_t inh, size_t maxn) except -1:
         """Re-sweep keys ks..ke of /16 h's B level (handle hb) from rules (all
         inside the window, none covering all of it; inh = the value of the
         longest rule that does) and splice the result in; the C nodes inside
         are rebuilt, the old ones retired.  False (nothing changed) when the
-        window holds more than SPLICE_MAX_NODES of them."""
+        window holds more than maxn of them (one by one they cost ~2.5x what
+        a full rebuild spends on each: a window with about a third of the
+        /16's C nodes is no cheaper than rebuilding the /16)."""
         cdef buf_t bd, gr
         cdef const bnd_t *B
         cdef const grp_t *G
@@ -2334,7 +2339,7 @@ cdef class Lpm6(_LpmBase):
         ng = gr.n // sizeof(grp_t)
         B = <const bnd_t *>bd.p
         G = <const grp_t *>gr.p
-        if ng > SPLICE_MAX_NODES:
+        if ng > maxn:
             free(bd.p)
             free(gr.p)
             return False
