@@ -4,7 +4,8 @@
     KDP_BENCH_QUICK=1 python -m pytest bench/bench_lpm.py ...        # small
 
 Each batch benchmark reports one lookup_batch call over the whole query set;
-lookups/s = queries / mean (printed in extra_info).
+lookups/s = queries / mean (printed in extra_info).  test_insert_delete times
+the insert+delete pairs of `kdp bench lpm` (µs per pair in extra_info).
 """
 import functools
 import os
@@ -93,3 +94,18 @@ def test_single_lookups_from_python(benchmark, name, peer):
         keys = [W._ip4(a) for a in keys]
     benchmark.pedantic(_loop, args=(fn, keys), rounds=3, iterations=1)
     benchmark.extra_info["calls_per_s"] = len(keys) / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("name", ["k8s", "bgp", "v6"])
+def test_insert_delete(benchmark, name):
+    # the edits of `kdp bench lpm`: IPv4 2,000 random /24 and /28; v6 /48, /56,
+    # /128 inside random table prefixes; each inserted and deleted again
+    t = built(name)
+    if name == "v6":
+        pre, lens, _, _ = table(name)
+        edits = W.updates6(pre, lens)
+    else:
+        ups = np.random.default_rng(5).integers(0, 1 << 32, 2000, dtype=np.uint64)
+        edits = [(a, 24 if i & 1 else 28) for i, a in enumerate(ups.tolist())]
+    benchmark.pedantic(W.time_updates, args=(t, edits), rounds=3, iterations=1)
+    benchmark.extra_info["us_per_insert_delete"] = benchmark.stats.stats.median / len(edits) * 1e6

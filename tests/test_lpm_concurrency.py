@@ -103,6 +103,84 @@ def test_concurrent_batch_readers_see_old_or_new_value_ipv6():
     _run(128, Lpm6, lambda qs: np.array([[a >> 64, a & (2**64 - 1)] for a in qs], np.uint64))
 
 
+def test_concurrent_batch_readers_see_old_or_new_value_during_ipv6_updates_of_one_slash16():
+    # one bulk-built /16 with 400 /32 allocations (a bitmap B level); the writer
+    # flips /48, /56, /64 and /128 rules under allocated /32s (the /32's C node is
+    # replaced and its B value swapped) and under /32s without rules (the B level
+    # is re-cut and republished), /32s, and /24s (their window of the B level
+    # re-swept, the C nodes inside rebuilt); the flips are disjoint
+    rng = random.Random(16)
+    base16 = 0x2A00 << 112
+    keys = rng.sample(range(1 << 16), 440)
+    allocs = [base16 | (k << 96) for k in keys[:400]]
+    empty32 = [base16 | (k << 96) for k in keys[400:]]
+    base_rules = [(0, 0, 1)]
+    for a in allocs:
+        base_rules.append((a, 32, rng.randint(2, 40)))
+        for _ in range(2):
+            base_rules.append((a | (rng.getrandbits(16) << 80), 48, rng.randint(2, 40)))
+    flips = []
+    for i, a in enumerate(allocs[:40] + empty32[:30]):
+        ln = (48, 56, 64, 128)[i % 4]
+        p = a | (rng.getrandbits(96) & ~((1 << (128 - ln)) - 1))
+        flips.append((p, ln, 1000 + i))
+    for a in empty32[30:36]:
+        flips.append((a, 32, 1000 + len(flips)))
+    taken = {(p >> 96) & 0xFFFF for p, _, _ in flips}
+    while len(flips) < 80:              # /24s (256 keys) holding no other flip
+        ks = rng.getrandbits(8) << 8
+        if not taken & set(range(ks, ks + 256)):
+            flips.append((base16 | (ks << 96), 24, 1000 + len(flips)))
+            taken |= set(range(ks, ks + 256))
+    ref_old, ref_new = RefLpm(128), RefLpm(128)
+    for p, ln, v in base_rules:
+        ref_old.insert(p, ln, v)
+        ref_new.insert(p, ln, v)
+    for p, ln, v in flips:
+        ref_new.insert(p, ln, v)
+    t = Lpm6.build(*_as_rules(128, ref_old))
+    qs = []
+    for p, ln, _ in flips:
+        for _ in range(4):
+            qs.append(p | (rng.getrandbits(128 - ln) if ln < 128 else 0))
+    qs += [a | rng.getrandbits(96) for a in allocs[:80] + empty32]
+    qs += [a | rng.getrandbits(96) for a in allocs if (a >> 96) & 0xFFFF in taken]
+    old = np.array([ref_old.lookup(a) for a in qs], np.uint32)
+    new = np.array([ref_new.lookup(a) for a in qs], np.uint32)
+    assert (old != new).sum() > 100
+    batch = np.array([[a >> 64, a & (2**64 - 1)] for a in qs], np.uint64)
+    stop = threading.Event()
+    bad = []
+    rounds = [0]
+
+    def reader():
+        while not stop.is_set():
+            got = t.lookup_batch(batch)
+            wrong = ~((got == old) | (got == new))
+            if wrong.any():
+                bad.append(int(wrong.sum()))
+                return
+            rounds[0] += 1
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for r in readers:
+        r.start()
+    try:
+        for cycle in range(60):
+            for p, ln, v in flips:
+                t.insert(p, ln, v)
+            for p, ln, v in flips:
+                t.delete(p, ln)
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert not bad, f"{bad} answers were neither the old nor the new value"
+    assert rounds[0] > 0
+    assert (t.lookup_batch(batch) == old).all()
+    assert t.reclaim() == 0
+
+
 def test_replaced_chunks_are_freed_once_readers_leave():
     t = Lpm4()
     for i in range(50):

@@ -9,10 +9,11 @@
 # trie of stride 8 (IPv4) or sorted ranges (IPv6), leaf-pushed; layouts below.
 
 # Readers (lookup_one / lookup_n / lookup_strided) may run without the GIL
-# from any number of threads while one writer changes the table: chunks are
-# immutable once published; a writer builds a new chunk aside, publishes it
-# with one atomic 64-bit store into the root, and frees the old one only after
-# every reader that could have seen it has left (two-slot epoch counter).
+# from any number of threads while one writer changes the table: a writer
+# builds a new piece aside (an IPv4 chunk; an IPv6 C node or B level),
+# publishes it with one atomic 64-bit store (into the root, or into the one
+# IPv6 B value naming the C node), and frees the old one only after every
+# reader that could have seen it has left (two-slot epoch counter).
 # A whole-table rebuild publishes a new root with one pointer store.
 # Callers from other modules must hold a reference to the table object for
 # the duration of the call (that keeps it alive); they need not hold the GIL.
@@ -38,12 +39,14 @@ cdef extern from *:
 # descendants, depth first.
 # IPv4 wide chunk (a /16 with many prefixes longer than /24): a direct table of
 # 65,536 uint16 leaves for bits 16..31 (128 KiB).
-# IPv6 chunk: a 64-byte line holding its size, then leaf-pushed sorted ranges
-# in three levels (B: bits 16..31, C: 32..63 per /32, D: 64..127 per /64);
-# the root entry's pointer bits are the B base | its format (0: one line of
-# uint16 range starts + uint32 values at +64; 1: 1,024 16-byte bitmap records
-# {uint64 run starts, uint32 runs before} + uint32 values at +16384).  Layouts
-# of C and D: see the comment above _look6 in lpm.pyx.
+# IPv6 chunk: a 64-byte line holding its size and number of B values, then
+# leaf-pushed sorted ranges in three levels (B: bits 16..31, C: 32..63 per
+# /32, D: 64..127 per /64); the root entry's pointer bits are the B base | its
+# format (0: one line of uint16 range starts + uint64 values at +64; 1: 1,024
+# 16-byte bitmap records {uint64 run starts, uint32 runs before} + uint64
+# values at +16384).  A B value is a leaf (<= 0xFFFF) or a C node's address |
+# its format; C nodes replaced by updates live in blocks of their own.
+# Layouts of C and D: see the comment above _c_look in lpm.pyx.
 
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk pointer
@@ -98,6 +101,7 @@ cdef class _LpmBase:
     cdef object _edit(self, uint64_t hi, uint64_t lo, int ln, uint32_t nh, int mode)
     cdef _refresh_defaults(self, uint32_t h0, uint32_t h1)
     cdef _refresh_chunk(self, uint32_t h)
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln)
     cdef _load_sorted(self, object rules_, object nhv_, dict nh_of)
     cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
                   char *reg, size_t regsize, char *regbase, size_t regmap, size_t n)
@@ -120,6 +124,20 @@ cdef class Lpm4(_LpmBase):
 
 
 cdef class Lpm6(_LpmBase):
+    cdef uintptr_t *base6           # per /16: the block its last full build put its C nodes
+                                    # in (0: the bulk region or none); see _refresh_rule
+    cdef bint _in_block(self, uint32_t h, uintptr_t p)
+    cdef _drop6(self, char *blk, bint now)
+    cdef _extras6(self, uint32_t h, uint64_t e, bint now)
+    cdef _b_splice(self, uint32_t h, uint32_t ks, uint32_t ke, const uint32_t *Ws,
+                   const uint64_t *Wv, size_t nw, bint full)
+    cdef uint64_t _node6(self, const lpm_rule_t *rules, size_t n, uint32_t inh) except 0
+    cdef bint _window6(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
+                       const lpm_rule_t *rules, size_t n, uint32_t inh, size_t maxn) except -1
+    cdef _refresh_chunk(self, uint32_t h)
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln)
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n)
     # One IPv6 address as two host-order 64-bit halves -> value or KDP_LPM_MISS.
     cdef uint32_t lookup_one(self, uint64_t hi, uint64_t lo) noexcept nogil
     # n addresses of 16 network-order bytes each, packed -> out[n].

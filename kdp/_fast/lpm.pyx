@@ -68,14 +68,18 @@ ranges (DXR-style) in three levels, each read with one vector compare:
 * D, bits 64..127 of a /64 holding longer prefixes (/65../128, rare): a
   sorted array of 64-bit starts (binary search).
 
-A value is a leaf (next-hop index) or a child node (its offset and format).
-A /48 is: root entry -> B record -> B value -> C line -> C value -> value
-table.  Big IPv6 tables are looked up in groups of 64 addresses going
-through these levels in stages, each stage prefetching what the next reads,
-so the cache misses of a group overlap.
+A B value (64 bits) is a leaf (next-hop index) or the address of a C node
+and its format; a C value is a leaf or the offset of a D node.  A /48 is:
+root entry -> B record -> B value -> C line -> C value -> value table.
+IPv6 batches (8 addresses or more) go through these levels in stages, in
+groups of 128 addresses, each stage prefetching what the next reads so the
+cache misses of a group overlap; the first three stages run 8 addresses at a
+time with AVX-512 gathers and masks (an empty /16 reads a static zero
+record, a leaf walks a static dummy C node, so no lane branches), and a
+group whose addresses all fall in empty /16s skips the rest.
 
 Memory (``memory()``): root 768 KiB (root entries + value table), chunks
-(about 5 MiB for the 900,000-prefix BGP-like table, 7 MiB for 200,000
+(about 5 MiB for the 900,000-prefix BGP-like table, 7.5 MiB for 200,000
 IPv6 prefixes), and the rule list
 (24 bytes a rule; cold, only writers read it).
 
@@ -88,14 +92,24 @@ Batch lookups release the GIL and may run from many threads at once.  One
 writer at a time (writers are serialised by a lock) changes the table while
 readers run, and a reader never sees a half-updated table:
 
-* chunks are immutable once published.  An insert/delete rebuilds the one
-  chunk of the affected /16 aside (microseconds), then publishes it with a
-  single atomic 64-bit store into the root (release ordering), so a reader
-  sees either the whole old chunk or the whole new one;
-* the replaced chunk is freed only after every reader that might still hold
-  it has left: readers announce themselves in a two-slot epoch counter, the
-  writer flips the epoch and frees garbage retired before the last flip once
-  the old slot has drained (it never blocks waiting for readers);
+* IPv4 chunks are immutable once published.  An insert/delete rebuilds the
+  one chunk of the affected /16 aside (microseconds), then publishes it with
+  a single atomic 64-bit store into the root (release ordering), so a
+  reader sees either the whole old chunk or the whole new one;
+* IPv6 updates rebuild less (``Lpm6._refresh_rule``): a rule longer than /32
+  rebuilds its /32's C node aside and swaps the one B value naming it (an
+  atomic 64-bit store), or, when the /32 gains its first or loses its last
+  such rule, publishes a new B level (copied and patched) with one store
+  into the root; a /16../32 rule re-sweeps its window of B keys, rebuilds
+  the C nodes inside it, and publishes the spliced B level the same way
+  (or, where only values changed, stores them in place, one atomic store
+  each).  Every address reads one B value, so it sees its old or its new
+  answer.  Empty /16s, and windows with more than max(64, rules of the /16
+  / 16) C nodes, rebuild the whole chunk as IPv4 does;
+* whatever is replaced is freed only after every reader that might still
+  hold it has left: readers announce themselves in a two-slot epoch counter,
+  the writer flips the epoch and frees garbage retired before the last flip
+  once the old slot has drained (it never blocks waiting for readers);
 * a prefix shorter than /16 changes the default packed into each root entry
   it covers, one atomic store per /16: every answer is the old or the new
   value for its address;
@@ -119,8 +133,8 @@ from cpython.long cimport PyLong_AsUnsignedLongLongMask
 cdef extern from "Python.h":
     size_t _PyLong_NumBits(object v) except? <size_t>-1
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
-from libc.stdlib cimport malloc, free, realloc
-from libc.string cimport memset, memcpy, memmove
+from libc.stdlib cimport malloc, calloc, free, realloc
+from libc.string cimport memset, memcpy, memmove, memcmp
 
 from kdp.errors import KdpError
 
@@ -177,6 +191,8 @@ cdef extern from *:
     }
     static inline void kdp_unmap(void *p, size_t n) { if (p) munmap(p, kdp_map_size(n)); }
     #define kdp_popcnt(x) ((uint32_t)__builtin_popcountll(x))
+    #define kdp_clz64(x) __builtin_clzll(x)
+    #define kdp_ctz64(x) __builtin_ctzll(x)
     #include <immintrin.h>
     #if defined(__BMI2__)
     #define kdp_low(x, s) _bzhi_u64((x), (uint32_t)(s) + 1)   /* bits 0..s of x */
@@ -199,13 +215,15 @@ cdef extern from *:
         0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 64, 0, 0, 0,
         1 };
     #define kdp_empty_chunk (kdp_empty_block + 64)
-    /* the same for IPv6 chunks (see _look6): a 64-byte header line (size),
-       then a one-line range node with no keys (pads only) and value 0 */
+    /* the same for IPv6 chunks (see _look6): a 64-byte header line (size,
+       number of B values), then a one-line B level with no keys (pads only)
+       and its one 64-bit value 0 */
     static unsigned char kdp_empty_block6[192] __attribute__((aligned(64)));
     #define kdp_empty_chunk6 (kdp_empty_block6 + 64)
     static void kdp_init_empty6(void) {
         memset(kdp_empty_block6, 0, sizeof(kdp_empty_block6));
-        *(uint64_t *)kdp_empty_block6 = sizeof(kdp_empty_block6);
+        ((uint64_t *)kdp_empty_block6)[0] = sizeof(kdp_empty_block6);
+        ((uint64_t *)kdp_empty_block6)[1] = 1;
         memset(kdp_empty_block6 + 64, 0xFF, 64);
     }
     /* rank of x in one 64-byte line of sorted keys: how many are < x
@@ -230,6 +248,166 @@ cdef extern from *:
         return c;
     #endif
     }
+    /* a bitmap B record with one range (bit 0) followed by its value 0:
+       batch lookups of addresses in empty /16s read it (a bitmap level's
+       steps, no format branch) */
+    static uint64_t kdp_zero_rec6[8] __attribute__((aligned(64))) = { 1, 0, 0 };
+    /* a C node (format 0) with no keys and value 0: batch lookups of
+       addresses whose B value is a leaf read it instead of branching */
+    static const uint32_t kdp_dummy_c6[32] __attribute__((aligned(64))) = {
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+        0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu };
+    /* IPv6 batch stages over 8 addresses at once (see _batch6_staged).
+       s1: the 8 addresses at q (stride bytes apart; host-order (hi, lo)
+       pairs or network-order bytes) -> HI, LO; their root entries E; the
+       line each lane's B level reads first, R: its bitmap record, the zero
+       record (empty /16), or the key line (line-format B; those lanes' bits
+       are returned: they need the scalar step).  s2 (bitmap or empty lanes
+       only): the B value slots S.  s3: the B values V, a leaf v turned into
+       the dummy C node | v << 48; returns the leaf lanes' bits.  Each
+       prefetches what the next reads, from registers (reloading a wide
+       store in pieces, or a wide load of narrow stores, stalls). */
+    #define KDP_PTR48 0xFFFFFFFFFFFFULL
+    #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+    static inline void kdp_pf8(__m512i v) {
+        __m128i a = _mm512_castsi512_si128(v), b = _mm512_extracti64x2_epi64(v, 1);
+        __m128i c = _mm512_extracti64x2_epi64(v, 2), d = _mm512_extracti64x2_epi64(v, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(a), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(a, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(b), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(b, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(c), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(c, 1), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(d), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(d, 1), 0, 3);
+    }
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                                     uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
+                                     uint64_t empty, uint64_t zrec) {
+        __m512i hi, lo;
+        if (stride == 16) {
+            __m512i x = _mm512_loadu_si512(q), y = _mm512_loadu_si512(q + 64);
+            hi = _mm512_permutex2var_epi64(x, _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), y);
+            lo = _mm512_permutex2var_epi64(x, _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), y);
+        } else {
+            __m512i ix = _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64((long long)stride));
+            hi = _mm512_i64gather_epi64(ix, (const long long *)q, 1);
+            lo = _mm512_i64gather_epi64(ix, (const long long *)(q + 8), 1);
+        }
+        if (!hostpairs) {
+            __m512i bs = _mm512_set4_epi32(0x08090a0b, 0x0c0d0e0f, 0x00010203, 0x04050607);
+            hi = _mm512_shuffle_epi8(hi, bs);
+            lo = _mm512_shuffle_epi8(lo, bs);
+        }
+        __m512i e = _mm512_i64gather_epi64(_mm512_srli_epi64(hi, 48), (const long long *)t0, 8);
+        __m512i h = _mm512_and_si512(e, _mm512_set1_epi64(KDP_PTR48));
+        __m512i b = _mm512_andnot_si512(_mm512_set1_epi64(63), h);
+        __mmask8 bm = _mm512_test_epi64_mask(h, _mm512_set1_epi64(1));
+        __mmask8 em = _mm512_cmpeq_epi64_mask(h, _mm512_set1_epi64((long long)empty));
+        __m512i off = _mm512_and_si512(_mm512_srli_epi64(hi, 34), _mm512_set1_epi64(0x3FF0));
+        __m512i r = _mm512_mask_add_epi64(b, bm, b, off);
+        r = _mm512_mask_mov_epi64(r, em, _mm512_set1_epi64((long long)zrec));
+        kdp_pf8(r);
+        _mm512_storeu_si512(HI, hi);
+        _mm512_storeu_si512(LO, lo);
+        _mm512_storeu_si512(E, e);
+        _mm512_storeu_si512(R, r);
+        return (uint32_t)(~bm & ~em & 0xFF) | ((uint32_t)em << 8);
+    }
+    static inline void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R,
+                                 uint64_t *S, uint64_t zrec) {
+        __m512i r = _mm512_loadu_si512(R);
+        __m512i bits = _mm512_i64gather_epi64(r, (const long long *)0, 1);
+        __m512i cnt = _mm512_i64gather_epi64(_mm512_add_epi64(r, _mm512_set1_epi64(8)), (const long long *)0, 1);
+        __m512i x = _mm512_and_si512(_mm512_srli_epi64(_mm512_loadu_si512(HI), 32), _mm512_set1_epi64(63));
+        __m512i low = _mm512_sub_epi64(_mm512_sllv_epi64(_mm512_set1_epi64(2), x), _mm512_set1_epi64(1));
+        __m512i idx = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_and_si512(bits, low)),
+                                       _mm512_and_si512(cnt, _mm512_set1_epi64(0xFFFFFFFF)));
+        __m512i vb = _mm512_add_epi64(_mm512_andnot_si512(_mm512_set1_epi64(63),
+                         _mm512_and_si512(_mm512_loadu_si512(E), _mm512_set1_epi64(KDP_PTR48))),
+                         _mm512_set1_epi64(16384 - 8));
+        vb = _mm512_mask_mov_epi64(vb, _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64((long long)zrec)),
+                                   _mm512_set1_epi64((long long)(zrec + 16 - 8)));
+        __m512i sl = _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3));
+        kdp_pf8(sl);
+        _mm512_storeu_si512(S, sl);
+    }
+    static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
+        __m512i v = _mm512_i64gather_epi64(_mm512_loadu_si512(S), (const long long *)0, 1);
+        __mmask8 lf = _mm512_cmple_epu64_mask(v, _mm512_set1_epi64(0xFFFF));
+        __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)dummy));
+        v = _mm512_mask_mov_epi64(v, lf, d);
+        if (lf != 0xFF) {
+            __m512i nd = _mm512_and_si512(v, _mm512_set1_epi64(KDP_PTR48 & ~63ULL));
+            kdp_pf8(nd);
+            kdp_pf8(_mm512_add_epi64(nd, _mm512_set1_epi64(64)));
+        }
+        _mm512_storeu_si512(V, v);
+        return (uint32_t)lf;
+    }
+    /* out[0..15] holds next-hop indices (0: use the /16 default, E >> 48):
+       -> their values */
+    static inline void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) {
+        __m512i r = _mm512_loadu_si512(out);
+        __m256i d0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(E), 48));
+        __m256i d1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(E + 8), 48));
+        __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(d0), d1, 1);
+        r = _mm512_mask_mov_epi32(r, _mm512_testn_epi32_mask(r, r), d);
+        _mm512_storeu_si512(out, _mm512_i32gather_epi32(r, (const int *)nhv, 4));
+    }
+    #else
+    static inline void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) {
+        int j;
+        for (j = 0; j < 16; j++) {
+            uint32_t r = out[j];
+            out[j] = nhv[r ? r : (uint32_t)(E[j] >> 48)];
+        }
+    }
+    static inline uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                                     uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
+                                     uint64_t empty, uint64_t zrec) {
+        uint32_t ln = 0; int j;
+        for (j = 0; j < 8; j++) {
+            uint64_t hi, lo, e, h;
+            memcpy(&hi, q + j * stride, 8);
+            memcpy(&lo, q + j * stride + 8, 8);
+            if (!hostpairs) { hi = __builtin_bswap64(hi); lo = __builtin_bswap64(lo); }
+            HI[j] = hi; LO[j] = lo;
+            e = t0[hi >> 48]; h = e & KDP_PTR48;
+            E[j] = e;
+            R[j] = (h & ~(uint64_t)63) + ((h & 1) ? ((hi >> 34) & 0x3FF0) : 0);
+            if (h == empty) { R[j] = zrec; ln |= 256u << j; }
+            else if (!(h & 1)) ln |= 1u << j;
+            __builtin_prefetch((const void *)(uintptr_t)R[j], 0, 3);
+        }
+        return ln;
+    }
+    static inline void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R,
+                                 uint64_t *S, uint64_t zrec) {
+        int j;
+        for (j = 0; j < 8; j++) {
+            const uint64_t *rec = (const uint64_t *)(uintptr_t)R[j];
+            uint64_t vb = ((E[j] & KDP_PTR48) & ~(uint64_t)63) + 16384;
+            uint32_t s = (uint32_t)(HI[j] >> 32) & 63;
+            uint64_t low = s == 63 ? ~(uint64_t)0 : (((uint64_t)2 << s) - 1);
+            if (R[j] == zrec) vb = zrec + 16;
+            S[j] = vb + 8 * ((uint64_t)(uint32_t)rec[1] - 1 + (uint64_t)__builtin_popcountll(rec[0] & low));
+            __builtin_prefetch((const void *)(uintptr_t)S[j], 0, 3);
+        }
+    }
+    static inline uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) {
+        uint32_t lf = 0; int j;
+        for (j = 0; j < 8; j++) {
+            uint64_t v = *(const uint64_t *)(uintptr_t)S[j];
+            if (v <= 0xFFFF) { lf |= 1u << j; v = (v << 48) | dummy; }
+            V[j] = v;
+            __builtin_prefetch((const void *)(uintptr_t)(v & KDP_PTR48 & ~63ULL), 0, 3);
+            __builtin_prefetch((const void *)(uintptr_t)((v & KDP_PTR48 & ~63ULL) + 64), 0, 3);
+        }
+        return lf;
+    }
+    #endif
     /* the empty IPv4 chunk in wide form (a direct table of 65,536 zero
        leaves); small mostly-empty tables use it so that all their lookups take
        the same (wide) path */
@@ -252,6 +430,8 @@ cdef extern from *:
     void *kdp_map(size_t n) nogil
     void kdp_unmap(void *p, size_t n) nogil
     uint32_t kdp_popcnt(uint64_t x) nogil
+    int kdp_clz64(uint64_t x) nogil
+    int kdp_ctz64(uint64_t x) nogil
     uint64_t kdp_low(uint64_t x, uint32_t s) nogil
     void kdp_prefetch(const void *p) nogil
     uint64_t kdp_bswap64(uint64_t x) nogil
@@ -261,11 +441,20 @@ cdef extern from *:
     unsigned char *kdp_empty_chunk
     unsigned char *kdp_empty_chunk6
     unsigned char *kdp_empty_wide
+    const uint32_t *kdp_dummy_c6
+    uint64_t *kdp_zero_rec6
     void kdp_init_empty_wide()
     void kdp_init_empty6()
     uint32_t kdp_rank16(const void *p, uint32_t x) nogil
     uint32_t kdp_rank32(const void *p, uint32_t x, uint32_t m) nogil
     int sched_yield() nogil
+    uint32_t kdp_v6_s1(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
+                       uint64_t *HI, uint64_t *LO, uint64_t *E, uint64_t *R,
+                       uint64_t empty, uint64_t zrec) nogil
+    void kdp_v6_s2(const uint64_t *HI, const uint64_t *E, const uint64_t *R, uint64_t *S,
+                   uint64_t zrec) nogil
+    uint32_t kdp_v6_s3(const uint64_t *S, uint64_t *V, uint64_t dummy) nogil
+    void kdp_v6_fin16(uint32_t *out, const uint64_t *E, const uint32_t *nhv) nogil
 
 kdp_init_empty_wide()
 kdp_init_empty6()
@@ -350,36 +539,50 @@ cdef inline uint32_t _look4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
     return rt.nh_value[lf]
 
 
-# IPv6 chunk (one /16; handle = chunk base | format of its B level; the
-# allocation starts with a 64-byte line holding its size, the base follows):
-# leaf-pushed disjoint ranges, three levels.
+# IPv6 chunk (one /16; handle = B base | format of its B level; every block
+# starts with a 64-byte header line {uint64 size, uint64 number of B values},
+# the level it holds follows): leaf-pushed disjoint ranges, three levels.
 #   B: bits 16..31.  format 0 (<= 32 range starts after the first): one line
 #      of 32 uint16 keys (start - 1, sorted; unused lanes 0xFFFF), range r =
-#      number of keys < x, values uint32 at base + 64 + 4r.  Format 1 (more):
+#      number of keys < x, values uint64 at base + 64 + 8r.  Format 1 (more):
 #      a run bitmap of 1,024 16-byte records (uint64 bits: a range starts here;
 #      uint32: ranges started before the word), values at base + 16384.
+#      A B value <= 0xFFFF is a leaf (next-hop index; 0 = the /16's default),
+#      else the address of a C node | its format (bits 1..0).  C nodes sit
+#      behind their B level in the same block, or (after an incremental
+#      update) in a block of their own; a writer swaps one B value with one
+#      atomic store.
 #   C: bits 32..63 of one /32 with rules longer than /32.  format 0 (<= 16
-#      keys): one line of 16 uint32 keys, values at +64.  Format 1 (<= 256):
-#      a top line (15 keys: first key of blocks 1..; lane 15 = block count nb),
-#      nb lines of 16 keys, values at +64 + 64 nb.  Format 2: uint32 n, n
-#      uint32 starts at +8 (binary search), values after them.
+#      keys): one line of 16 uint32 keys (start - 1; unused 0xFFFFFFFF),
+#      uint32 values at +64.  Format 1 (<= 256): a top line (15 keys: first
+#      key of blocks 1..; lane 15 = block count nb), nb lines of 16 keys,
+#      values at +64 + 64 nb.  Format 2: uint32 n, n uint32 starts at +8
+#      (binary search), values after them.
 #   D: bits 64..127 of one /64 with longer rules: uint32 n, n uint64 starts
 #      at +8, n + 1 uint32 values after them (binary search; rare).
-# A value < 2^31 is a leaf (next-hop index; 0 = the /16's default); else
-# bits 30..2 are the child's offset in 64-byte units from the node holding
-# the value and bits 1..0 its format.
+# A C value < 2^31 is a leaf, else bits 30..2 are the D child's offset in
+# 64-byte units from the C node (same block).
 
 cdef extern from *:
     """
     #define KDP_V6_NODE 0x80000000u
+    #define KDP_V6_TAG 0x8000000000000000ULL
     """
     const uint32_t V6_NODE "KDP_V6_NODE"
+    const uint64_t V6_TAG "KDP_V6_TAG"   # a B value being built: offset from the B base
 
 cdef enum:
     B_LINE_MAX = 32           # keys of a one-line B level
     B_BITMAP = 16384          # bytes of a bitmap B level before its values
+    SPLICE_MAX_NODES = 64     # a /16../32 update rebuilding more C nodes (and more than
+                              # 1/16 of the /16's rules) rebuilds the whole /16
+    LEAF_MAX = 0xFFFF         # B values above this are C node addresses
     C_LINE_MAX = 16
     C_TWO_MAX = 256
+
+
+cdef inline bint _empty6(uintptr_t h) noexcept nogil:
+    return h == <uintptr_t>kdp_empty_chunk6
 
 
 cdef inline uint32_t _c_look(const char *nd, uint32_t f, uint32_t x) noexcept nogil:
@@ -419,25 +622,34 @@ cdef inline uint32_t _d_look(const char *nd, uint64_t x) noexcept nogil:
     return (<const uint32_t *>(nd + 8 + 8 * <size_t>n))[a]
 
 
-cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
-    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
-    cdef uintptr_t h = <uintptr_t>(e & PTR_MASK)
-    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
-    cdef uint32_t x = <uint32_t>(hi >> 32) & 0xFFFF
-    cdef uint32_t v
+cdef inline uint64_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
+    # where the B level of handle h keeps the value of x (bits 16..31)
+    cdef char *b = <char *>(h & ~(<uintptr_t>63))
     cdef const char *rec
-    cdef const char *nd
     if h & 1:
         rec = b + ((x >> 6) << 4)
-        v = (<const uint32_t *>(b + B_BITMAP))[(<const uint32_t *>(rec + 8))[0] - 1
-                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63))]
-    else:
-        v = (<const uint32_t *>(b + 64))[kdp_rank16(b, x)]
-    if v & V6_NODE:
-        nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
-        v = _c_look(nd, v & 3, <uint32_t>hi)
-        if v & V6_NODE:
-            v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), lo)
+        return (<uint64_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
+                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
+    return (<uint64_t *>(b + 64)) + kdp_rank16(b, x)
+
+
+cdef inline uint32_t _c_value(uint64_t v, uint64_t hi, uint64_t lo) noexcept nogil:
+    # the leaf of (hi, lo) under B value v (a leaf, or a C node and maybe a D)
+    cdef const char *nd
+    cdef uint32_t r
+    if v <= LEAF_MAX:
+        return <uint32_t>v
+    nd = <const char *>(<uintptr_t>(v & ~(<uint64_t>63)))
+    r = _c_look(nd, <uint32_t>v & 3, <uint32_t>hi)
+    if r & V6_NODE:
+        r = _d_look(nd + 64 * <size_t>((r >> 2) & 0x1FFFFFFF), lo)
+    return r
+
+
+cdef inline uint32_t _look6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
+    cdef uint32_t v = _c_value(kdp_ld64(_b_slot(<uintptr_t>(e & PTR_MASK),
+                                                <uint32_t>(hi >> 32) & 0xFFFF)), hi, lo)
     v |= <uint32_t>(e >> 48) & (0 - <uint32_t>(v == 0))
     return rt.nh_value[v]
 
@@ -496,95 +708,114 @@ cdef void _batch4(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 cdef enum:
-    LANES_MIN_BYTES = 4 << 20 # IPv6 batches walk in stages when the chunks outgrow the L2
-    G6 = 64                   # ... that many addresses per group
-
-
-cdef inline const uint32_t *_b_slot(uintptr_t h, uint32_t x) noexcept nogil:
-    # where the B level of handle h keeps the value of x (bits 16..31)
-    cdef const char *b = <const char *>(h & ~(<uintptr_t>63))
-    cdef const char *rec
-    if h & 1:
-        rec = b + ((x >> 6) << 4)
-        return (<const uint32_t *>(b + B_BITMAP)) + ((<const uint32_t *>(rec + 8))[0] - 1
-                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
-    return (<const uint32_t *>(b + 64)) + kdp_rank16(b, x)
+    G6 = 128                  # IPv6 batches walk in stages, that many addresses per group
 
 
 cdef void _batch6_staged(const lpm_root_t *rt, const char *base, size_t stride,
                          uint32_t *out, size_t n, int hostpairs) noexcept nogil:
     # Groups of G6 addresses go through the levels in stages, each stage
     # prefetching what the next one reads, so the misses of a group overlap.
+    # Stages 1-3 run 8 addresses at a time (kdp_v6_s1..s3: AVX-512 gathers,
+    # masks instead of branches): root entries, B records (empty /16s read a
+    # static zero record), B values (a leaf becomes the dummy C node, so
+    # stage 4 does not branch on leaf or node).  Stage 4, one C-line compare
+    # per address, is scalar.  A group with a line-format B level takes the
+    # scalar B step; a group of leaves only (addresses outside the table) skips
+    # the C stage.
     cdef uint64_t HI[G6]
     cdef uint64_t LO[G6]
     cdef uint64_t E[G6]
-    cdef uint32_t V[G6]
-    cdef const char *ND[G6]
+    cdef uint64_t R[G6]
+    cdef uint64_t S[G6]
+    cdef uint64_t V[G6]
+    cdef uint64_t TAIL[2 * G6]
     cdef size_t g0 = 0, m, j
     cdef const char *q
-    cdef const char *b
     cdef const char *nd
-    cdef uintptr_t h
-    cdef uint64_t hi
-    cdef uint32_t x, v
+    cdef uint64_t v
+    cdef uint32_t r, k, nln, nleaf, nemp
+    cdef uint64_t zrec = <uint64_t>(<uintptr_t>kdp_zero_rec6)
+    cdef uint64_t emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
+    cdef uint64_t dummy = <uint64_t>(<uintptr_t>kdp_dummy_c6)
     while g0 < n:
         m = n - g0
         if m > G6:
             m = G6
-        for j in range(m):
-            q = base + (g0 + j) * stride
-            if hostpairs:
-                hi = kdp_load64(q)
-                LO[j] = kdp_load64(q + 8)
-            else:
-                hi = kdp_bswap64(kdp_load64(q))
-                LO[j] = kdp_bswap64(kdp_load64(q + 8))
-            HI[j] = hi
-            E[j] = kdp_ld64(&rt.t0[hi >> 48])
-            h = <uintptr_t>(E[j] & PTR_MASK)
-            x = <uint32_t>(hi >> 32) & 0xFFFF
-            b = <const char *>(h & ~(<uintptr_t>63))
-            kdp_prefetch(b + (((x >> 6) << 4) & (0 - <size_t>(h & 1))))
-        for j in range(m):
-            ND[j] = <const char *>_b_slot(<uintptr_t>(E[j] & PTR_MASK), <uint32_t>(HI[j] >> 32) & 0xFFFF)
-            kdp_prefetch(ND[j])
-        for j in range(m):
-            v = (<const uint32_t *>ND[j])[0]
-            V[j] = v
-            b = <const char *>(<uintptr_t>(E[j] & PTR_MASK & ~(<uint64_t>63)))
-            nd = b + 64 * <size_t>((v >> 2) & 0x1FFFFFFF)
-            ND[j] = nd
-            if v & V6_NODE:
-                kdp_prefetch(nd)
-                kdp_prefetch(nd + 64)
+        nln = 0
+        nemp = 0
+        if m == G6:
+            for j in range(0, m, 8):
+                k = kdp_v6_s1(rt.t0, base + (g0 + j) * stride, stride, hostpairs,
+                              HI + j, LO + j, E + j, R + j, emp, zrec)
+                nln |= k & 0xFF
+                nemp += kdp_popcnt(k >> 8)
+        else:                      # a short last group: copy it, padded to 8s
+            for j in range((m + 7) & ~(<size_t>7)):
+                if j < m:
+                    memcpy(&TAIL[2 * j], base + (g0 + j) * stride, 16)
+                else:
+                    TAIL[2 * j] = 0
+                    TAIL[2 * j + 1] = 0
+            for j in range(0, m, 8):
+                k = kdp_v6_s1(rt.t0, <const char *>&TAIL[2 * j], 16, hostpairs,
+                              HI + j, LO + j, E + j, R + j, emp, zrec)
+                k &= (0x101 << (m - j)) - 0x101 if m - j < 8 else 0xFFFF
+                nln |= k & 0xFF
+                nemp += kdp_popcnt(k >> 8)
+        if nemp == m:              # all in empty /16s: their defaults
+            for j in range(m):
+                out[g0 + j] = rt.nh_value[<uint32_t>(E[j] >> 48)]
+            g0 += m
+            continue
+        if nln == 0:
+            for j in range(0, m, 8):
+                kdp_v6_s2(HI + j, E + j, R + j, S + j, zrec)
+        else:                      # (pad lanes too: stage 3 reads all 8 of a block)
+            for j in range((m + 7) & ~(<size_t>7)):
+                S[j] = <uint64_t>(<uintptr_t>_b_slot(<uintptr_t>(E[j] & PTR_MASK),
+                                                    <uint32_t>(HI[j] >> 32) & 0xFFFF))
+                kdp_prefetch(<const void *>(<uintptr_t>S[j]))
+        nleaf = 0
+        for j in range(0, m, 8):
+            nleaf += kdp_popcnt(kdp_v6_s3(S + j, V + j, dummy) & ((1 << (m - j)) - 1 if m - j < 8 else 0xFF))
+        if nleaf == m:             # leaves only (e.g. addresses outside the table)
+            for j in range(m):
+                r = <uint32_t>(V[j] >> 48)
+                r |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(r == 0))
+                out[g0 + j] = rt.nh_value[r]
+            g0 += m
+            continue
         for j in range(m):
             v = V[j]
-            if v & V6_NODE:
-                nd = ND[j]
-                v = _c_look(nd, v & 3, <uint32_t>HI[j])
-                if v & V6_NODE:
-                    v = _d_look(nd + 64 * <size_t>((v >> 2) & 0x1FFFFFFF), LO[j])
-            v |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(v == 0))
-            out[g0 + j] = rt.nh_value[v]
+            nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
+            r = _c_look(nd, <uint32_t>v & 3, <uint32_t>HI[j])
+            if r & V6_NODE:
+                r = _d_look(nd + 64 * <size_t>((r >> 2) & 0x1FFFFFFF), LO[j])
+            out[g0 + j] = r | <uint32_t>(v >> 48)      # (the leaf, for the dummy node)
+        j = 0
+        while j + 16 <= m:         # /16 defaults and values, 16 at a time
+            kdp_v6_fin16(out + g0 + j, E + j, rt.nh_value)
+            j += 16
+        while j < m:
+            r = out[g0 + j]
+            r |= <uint32_t>(E[j] >> 48) & (0 - <uint32_t>(r == 0))
+            out[g0 + j] = rt.nh_value[r]
+            j += 1
         g0 += m
 
 
 cdef void _batch6(const lpm_root_t *rt, const char *base, size_t stride,
-                  uint32_t *out, size_t n, int hostpairs, int lanes) noexcept nogil:
-    # Small tables (cache-resident): one address per iteration (independent,
-    # so the core overlaps several); the B level of the address PF ahead is
-    # prefetched.  Big tables: in stages (_batch6_staged).
+                  uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # Batches of 8 or more go through the levels in stages (_batch6_staged:
+    # faster at every table size measured, cache-resident ones too); shorter
+    # ones one address at a time.
     cdef size_t i
     cdef const char *q
     cdef uint64_t hi, lo
-    if lanes:
+    if n >= 8:
         _batch6_staged(rt, base, stride, out, n, hostpairs)
         return
     for i in range(n):
-        if i + PF < n:
-            q = base + (i + PF) * stride
-            hi = kdp_load64(q) if hostpairs else kdp_bswap64(kdp_load64(q))
-            kdp_prefetch(<const void *>(<uintptr_t>(kdp_ld64(&rt.t0[hi >> 48]) & PTR_MASK & ~(<uint64_t>63))))
         q = base + i * stride
         if hostpairs:
             hi = kdp_load64(q)
@@ -891,12 +1122,13 @@ cdef int _sweep6(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inherit,
 
 cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint32_t inh,
                       size_t *noff, uint32_t *nfmt) noexcept nogil:
-    """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64) to X,
-    64-byte aligned, then its children; noff = its offset, nfmt = its format."""
+    """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64, all
+    longer than it) to X, 64-byte aligned, then its children; noff = its
+    offset, nfmt = its format (C: 0..2, see above _c_look; D: 0)."""
     cdef buf_t bd, gr
     cdef size_t nb, nk, i, t, off, vo, nbk = 0, coff
-    cdef uint32_t f = 0, cf
-    cdef int err = 0
+    cdef uint32_t cf
+    cdef int lay = 0, err = 0
     cdef char *nd
     cdef const bnd_t *B
     cdef const grp_t *G
@@ -909,31 +1141,31 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
         nk = nb - 1
         B = <const bnd_t *>bd.p
         if lvl == 2:
-            f = 3
+            lay = 3
             vo = 8 + 8 * nk
         elif nk <= C_LINE_MAX:
-            f = 0
+            lay = 0
             vo = 64
         elif nk <= C_TWO_MAX:
-            f = 1
+            lay = 1
             nbk = (nk + 15) // 16
             vo = 64 + 64 * nbk
         else:
-            f = 2
+            lay = 2
             vo = 8 + 4 * nk
         if _reserve(X, vo + 4 * nb, 64, &off) < 0:
             err = -1
         else:
             nd = X.p + off
-            if f == 3:
+            if lay == 3:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint64_t *>(nd + 8))[i] = B[i + 1].s
-            elif f == 2:
+            elif lay == 2:
                 (<uint32_t *>nd)[0] = <uint32_t>nk
                 for i in range(nk):
                     (<uint32_t *>(nd + 8))[i] = <uint32_t>B[i + 1].s
-            elif f == 0:
+            elif lay == 0:
                 memset(nd, 0xFF, 64)
                 for i in range(nk):
                     (<uint32_t *>nd)[i] = <uint32_t>(B[i + 1].s - 1)
@@ -947,7 +1179,7 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
             for i in range(nb):
                 (<uint32_t *>(nd + vo))[i] = B[i].v
             noff[0] = off
-            nfmt[0] = f
+            nfmt[0] = <uint32_t>lay if lay < 3 else 0
             G = <const grp_t *>gr.p
             for i in range(nb):
                 if B[i].g == 0:
@@ -960,24 +1192,27 @@ cdef int _build6_node(buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint
                 if ((coff - off) >> 6) >= (<size_t>1 << 29):
                     err = -1
                     break
-                (<uint32_t *>(X.p + off + vo))[i] = V6_NODE | <uint32_t>(((coff - off) >> 6) << 2) | cf
+                (<uint32_t *>(X.p + off + vo))[i] = V6_NODE | <uint32_t>(((coff - off) >> 6) << 2)
     free(bd.p)
     free(gr.p)
     return err
 
 
 cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
-    """Append one IPv6 chunk (64-byte aligned): a 64-byte line holding its
-    size, its B level, then its C and D nodes; off = its handle's offset
-    (base + format of B)."""
+    """Append one IPv6 chunk (64-byte aligned): a 64-byte header line {size,
+    number of B values}, its B level, then its C and D nodes; off = its
+    handle's offset (B base + format of B).  B values naming C nodes hold
+    V6_TAG | their offset from the B base until _reloc6 makes them
+    addresses (once the chunk is in its final place)."""
     cdef buf_t bd, gr, X
     cdef size_t nb, nk, i, t, hdr, sb, coff
-    cdef uint32_t fb, cf, q, w
+    cdef uint32_t fb, cf
     cdef int err = 0
     cdef char *nd
-    cdef bnd_t *B
+    cdef const bnd_t *B
     cdef const grp_t *G
-    cdef uint64_t bm
+    cdef uint64_t *V = NULL
+    cdef uint32_t *S = NULL
     memset(&bd, 0, sizeof(bd))
     memset(&gr, 0, sizeof(gr))
     memset(&X, 0, sizeof(X))
@@ -986,47 +1221,164 @@ cdef int _build_chunk6(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off)
     else:
         nb = bd.n // sizeof(bnd_t)
         nk = nb - 1
-        B = <bnd_t *>bd.p
+        B = <const bnd_t *>bd.p
         G = <const grp_t *>gr.p
+        V = <uint64_t *>malloc(nb * 8)
+        S = <uint32_t *>malloc(nb * 4)
+        if V == NULL or S == NULL:
+            err = -1
         fb = 0 if nk <= B_LINE_MAX else 1
-        sb = ((64 if fb == 0 else B_BITMAP) + 4 * nb + 63) & ~(<size_t>63)
+        sb = ((64 if fb == 0 else B_BITMAP) + 8 * nb + 63) & ~(<size_t>63)
         for i in range(nb):
+            if err:
+                break
+            S[i] = <uint32_t>B[i].s
+            V[i] = B[i].v
             if B[i].g == 0:
                 continue
             t = B[i].g - 1
             if _build6_node(&X, rules + G[t].a, G[t].b - G[t].a, 1, G[t].inh, &coff, &cf) < 0:
                 err = -1
                 break
-            if ((sb + coff) >> 6) >= (<size_t>1 << 29):
-                err = -1
-                break
-            B[i].v = V6_NODE | <uint32_t>(((sb + coff) >> 6) << 2) | cf
+            V[i] = V6_TAG | <uint64_t>(sb + coff) | cf
         if err == 0 and _reserve(b, 64 + sb + X.n, 64, &hdr) < 0:
             err = -1
         if err == 0:
             nd = b.p + hdr + 64
-            if fb == 0:
-                memset(nd, 0xFF, 64)
-                for i in range(nk):
-                    (<uint16_t *>nd)[i] = <uint16_t>(B[i + 1].s - 1)
-                for i in range(nb):
-                    (<uint32_t *>(nd + 64))[i] = B[i].v
-            else:
-                for i in range(nb):
-                    (<uint64_t *>(nd + 16 * (B[i].s >> 6)))[0] |= (<uint64_t>1) << (B[i].s & 63)
-                    (<uint32_t *>(nd + B_BITMAP))[i] = B[i].v
-                q = 0
-                for w in range(1024):
-                    (<uint32_t *>(nd + 16 * w + 8))[0] = q
-                    q += kdp_popcnt((<uint64_t *>(nd + 16 * w))[0])
+            _b_encode(nd, fb, S, V, nb)
             if X.n:
                 memcpy(nd + sb, X.p, X.n)
             (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
+            (<uint64_t *>(b.p + hdr))[1] = nb
             off[0] = hdr + 64 + fb
+    free(V)
+    free(S)
     free(bd.p)
     free(gr.p)
     free(X.p)
     return err
+
+
+cdef void _b_encode(char *nd, uint32_t fb, const uint32_t *S, const uint64_t *V,
+                    size_t nb) noexcept nogil:
+    """Write a B level of nb ranges (starts S[i], S[0] = 0; values V[i]) at nd
+    (zeroed, 64-byte aligned) in format fb."""
+    cdef size_t i
+    if fb == 0:
+        memset(nd, 0xFF, 64)
+        for i in range(1, nb):
+            (<uint16_t *>nd)[i - 1] = <uint16_t>(S[i] - 1)
+        memcpy(nd + 64, V, nb * 8)
+    else:
+        for i in range(nb):
+            (<uint64_t *>(nd + 16 * (S[i] >> 6)))[0] |= (<uint64_t>1) << (S[i] & 63)
+        memcpy(nd + B_BITMAP, V, nb * 8)
+        _bm_counts(nd, 0)
+
+
+cdef inline void _bm_counts(char *nd, uint32_t w0) noexcept nogil:
+    # the "ranges started before" field of bitmap records w0 + 1 .. 1023
+    cdef uint32_t w
+    cdef uint32_t q = (<uint32_t *>(nd + 16 * w0 + 8))[0]
+    for w in range(w0, 1024):
+        (<uint32_t *>(nd + 16 * w + 8))[0] = q
+        q += kdp_popcnt((<uint64_t *>(nd + 16 * w))[0])
+
+
+cdef inline uint64_t _bm_word(const char *b, uint32_t w) noexcept nogil:
+    return (<const uint64_t *>(b + 16 * w))[0]
+
+
+cdef int _bm_prev(const char *b, int p) noexcept nogil:
+    # the highest range start <= p in bitmap B level b (-1: none)
+    cdef int w = p >> 6
+    cdef uint64_t bits = kdp_low(_bm_word(b, w), p & 63)
+    while True:
+        if bits:
+            return 64 * w + 63 - kdp_clz64(bits)
+        w -= 1
+        if w < 0:
+            return -1
+        bits = _bm_word(b, w)
+
+
+cdef int _bm_next(const char *b, int p) noexcept nogil:
+    # the lowest range start >= p in bitmap B level b (0x10000: none)
+    cdef int w
+    cdef uint64_t bits
+    if p >= 0x10000:
+        return 0x10000
+    w = p >> 6
+    bits = _bm_word(b, w) & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (p & 63))
+    while True:
+        if bits:
+            return 64 * w + kdp_ctz64(bits)
+        w += 1
+        if w == 1024:
+            return 0x10000
+        bits = _bm_word(b, w)
+
+
+cdef size_t _b_decode(const char *b, uint32_t fb, size_t nb, uint32_t *S) noexcept nogil:
+    # the range starts of a B level (S[nb] = 0x10000); returns nb
+    cdef size_t i, c = 0
+    cdef uint32_t w
+    cdef uint64_t bits
+    if fb == 0:
+        S[0] = 0
+        for i in range(1, nb):
+            S[i] = <uint32_t>(<const uint16_t *>b)[i - 1] + 1
+    else:
+        for w in range(1024):
+            bits = _bm_word(b, w)
+            while bits and c < nb:
+                S[c] = 64 * w + kdp_ctz64(bits)
+                c += 1
+                bits &= bits - 1
+    S[nb] = 0x10000
+    return nb
+
+
+cdef inline size_t _push6(uint32_t *ns, uint64_t *nvs, size_t c, uint32_t st, uint64_t v) noexcept nogil:
+    # append range (st, v) unless it continues an equal leaf
+    if c and v <= LEAF_MAX and nvs[c - 1] == v:
+        return c
+    ns[c] = st
+    nvs[c] = v
+    return c + 1
+
+
+cdef size_t _win_splice(const uint32_t *ws, const uint64_t *wv, size_t m, uint32_t ks,
+                        uint32_t ke, const uint32_t *Ws, const uint64_t *Wv, size_t nw,
+                        uint32_t *ns, uint64_t *nvs) noexcept nogil:
+    """Ranges [ws[i], ws[i+1]) -> wv[i] (i < m, covering ks..ke) with keys
+    ks..ke replaced by the ranges Ws/Wv (nw of them, Ws[0] == ks): the new
+    ranges (equal neighbouring leaves merged) in ns/nvs; returns their count
+    (<= m + nw + 1).  ns[0] == ws[0]."""
+    cdef size_t i, t, c = 0
+    for i in range(m):
+        if ws[i + 1] <= ks or ws[i] > ke:
+            c = _push6(ns, nvs, c, ws[i], wv[i])
+            continue
+        if ws[i] < ks:
+            c = _push6(ns, nvs, c, ws[i], wv[i])
+        if ws[i] <= ks:
+            for t in range(nw):
+                c = _push6(ns, nvs, c, Ws[t], Wv[t])
+        if ws[i + 1] - 1 > ke:
+            c = _push6(ns, nvs, c, ke + 1, wv[i])
+    return c
+
+
+cdef void _reloc6(char *c) noexcept nogil:
+    """Turn the V6_TAG offsets among the B values of chunk handle c into
+    addresses (the chunk is in its final place)."""
+    cdef char *b = <char *>((<uintptr_t>c) & ~(<uintptr_t>63))
+    cdef uint64_t *V = <uint64_t *>(b + (B_BITMAP if (<uintptr_t>c) & 1 else 64))
+    cdef size_t i, nb = (<uint64_t *>(b - 64))[1]
+    for i in range(nb):
+        if V[i] & V6_TAG:
+            V[i] = <uint64_t>(<uintptr_t>b) + (V[i] & ~V6_TAG)
 
 
 cdef int _build_chunk(buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
@@ -1334,9 +1686,14 @@ cdef class _LpmBase:
         if ln < 16:
             self._refresh_defaults(<uint32_t>(hi >> 48), <uint32_t>(hi >> 48) + ((<uint32_t>1) << (16 - ln)))
         else:
-            self._refresh_chunk(h)
+            self._refresh_rule(hi, lo, ln)
         self._collect()
         return old
+
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln):
+        """Bring the lookup structure up to date after rule (hi, lo, ln), ln >=
+        16, changed in the rule list: rebuild its /16's chunk (Lpm6 does less)."""
+        self._refresh_chunk(<uint32_t>(hi >> 48))
 
     cdef _refresh_defaults(self, uint32_t h0, uint32_t h1):
         cdef uint16_t *d = <uint16_t *>malloc((h1 - h0) * 2)
@@ -1464,6 +1821,10 @@ cdef class _LpmBase:
                     else:
                         reg = <char *>((<uintptr_t>regbase + (HP - 1)) & ~(HP - 1))
                         memcpy(reg, b.p, b.n)
+                        if bits == 128:
+                            for h in range(65536):
+                                if bks[h].n:
+                                    _reloc6(reg + offs[h])
                 if not err:
                     _fill_defaults(&sh, 0, 65536, dflt)
                     nne = 0
@@ -1864,6 +2225,375 @@ cdef class Lpm6(_LpmBase):
         self.bits = 128
         self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
         self._init_root(self.root)
+        self.base6 = <uintptr_t *>calloc(65536, sizeof(uintptr_t))
+        if self.base6 == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        # blocks only the B levels reference (the base class frees the B levels)
+        cdef uint32_t h
+        if self.base6 != NULL and self.root != NULL:
+            for h in range(65536):
+                if self.base6[h] or (self.root.t0[h] & PTR_MASK) != <uint64_t>(<uintptr_t>kdp_empty_chunk6):
+                    self._extras6(h, self.root.t0[h], 1)
+        free(self.base6)
+        self.base6 = NULL
+
+    # ---- writers: incremental updates -----------------------------------------
+    # A /16's structure lives in: the bulk region (load/build), or one block
+    # built by its last full rebuild (base6[h]: header, B level, C and D nodes),
+    # plus blocks of their own for what incremental updates replaced since: a
+    # C node (with its D nodes) named by one B value, or a new B level named by
+    # the root entry (its C nodes stay where they were).  A block of its own is
+    # retired (freed after an epoch) when it is replaced; the region and base
+    # blocks only by a full rebuild of the /16 or a new table, so memory stays
+    # under twice what a rebuild would use.
+
+    cdef bint _in_block(self, uint32_t h, uintptr_t p):
+        # p lies in the bulk region or in /16 h's base block (not freed on its own)
+        cdef uintptr_t b = self.base6[h]
+        if self.region != NULL and p >= <uintptr_t>self.region and \
+                p < <uintptr_t>self.region + self.region_size:
+            return True
+        return b != 0 and p >= b and p < b + (<uint64_t *>b)[0]
+
+    cdef _drop6(self, char *blk, bint now):
+        self.chunk_bytes -= (<uint64_t *>blk)[0]
+        if now:
+            free(blk)
+        else:
+            self._retire(0, <uintptr_t>blk, 0)
+
+    cdef _extras6(self, uint32_t h, uint64_t e, bint now):
+        """Free (now) or retire the blocks of /16 h (root entry e) other than the
+        one holding its B level: C nodes of their own, and its base block when
+        the B level is elsewhere."""
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef uintptr_t base = self.base6[h]
+        cdef uintptr_t blk = 0
+        cdef char *b
+        cdef const uint64_t *V
+        cdef size_t i, nb
+        cdef uint64_t v
+        if hb != <uintptr_t>kdp_empty_chunk6:
+            b = <char *>(hb & ~(<uintptr_t>63))
+            blk = <uintptr_t>(b - 64)
+            nb = (<uint64_t *>(b - 64))[1]
+            V = <const uint64_t *>(b + (B_BITMAP if hb & 1 else 64))
+            for i in range(nb):
+                v = V[i]
+                if v > LEAF_MAX and not self._in_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
+                    self._drop6(<char *>(<uintptr_t>(v & ~(<uint64_t>63))) - 64, now)
+        if base and base != blk:
+            self._drop6(<char *>base, now)
+        self.base6[h] = 0
+
+    cdef _refresh_chunk(self, uint32_t h):
+        """Full rebuild of /16 h's chunk from its rules, published with one
+        atomic store into the root; the old structure is retired."""
+        cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef buf_t b
+        cdef size_t off
+        cdef char *c
+        cdef char *blk = NULL
+        cdef uint64_t e = self.root.t0[h]
+        cdef char *old = <char *>(<uintptr_t>(e & PTR_MASK))
+        if bk.n == 0:
+            c = <char *>kdp_empty_chunk6
+        else:
+            b.p = NULL
+            b.n = b.cap = 0
+            if _build_chunk6(&b, bk.r, bk.n, &off) < 0:
+                free(b.p)
+                raise MemoryError()
+            blk = <char *>kdp_alloc64(b.n)
+            if blk == NULL:
+                free(b.p)
+                raise MemoryError()
+            memcpy(blk, b.p, b.n)
+            free(b.p)
+            c = blk + off
+            _reloc6(c)
+            self.chunk_bytes += (<uint64_t *>blk)[0]
+        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
+        self._extras6(h, e, 0)
+        if not self._is_shared(old):
+            self._drop6(_block(old, 128), 0)
+        self.base6[h] = <uintptr_t>blk
+
+    cdef _refresh_rule(self, uint64_t hi, uint64_t lo, int ln):
+        """After rule (hi, lo, ln) changed, without rebuilding its /16's chunk:
+        a rule longer than /32 rebuilds only its /32's C node (and D nodes)
+        into a block of its own and swaps the B value naming it (one atomic
+        store); when the /32 gains its first or loses its last such rule, the
+        B level is re-cut around that /32 (_b_splice) and republished.  A
+        rule /16../32 re-sweeps its window of B keys (bits 16..31): its ranges
+        and the C nodes of the /32s inside it (they inherit its value) are
+        rebuilt and spliced into a new B level.  Empty chunks, and windows
+        holding more than max(SPLICE_MAX_NODES, rules of the /16 / 16) C nodes,
+        take the full rebuild."""
+        cdef uint32_t h = <uint32_t>(hi >> 48)
+        cdef uint64_t e = self.root.t0[h]
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef uint32_t k = <uint32_t>(hi >> 32) & 0xFFFF
+        cdef uint32_t ks, ke
+        cdef uint64_t p32 = hi & (<uint64_t>0xFFFFFFFF00000000)
+        cdef int found, L
+        cdef ssize_t i0, i1, j
+        cdef uint32_t inh = 0
+        cdef uint64_t *slot
+        cdef uint64_t cur, nv
+        cdef uint32_t ws1
+        if _empty6(hb) or bk.n == 0:
+            self._refresh_chunk(h)
+            return
+        if ln <= 32:
+            ks = k & ~(((<uint32_t>1) << (32 - ln)) - 1)
+            ke = ks | (((<uint32_t>1) << (32 - ln)) - 1)
+        else:
+            ks = ke = k
+        i0 = _bfind(bk, (hi & (<uint64_t>0xFFFF000000000000)) | (<uint64_t>ks << 32), 0, 0, &found)
+        if ke == 0xFFFF:
+            i1 = bk.n
+        else:
+            i1 = _bfind(bk, (hi & (<uint64_t>0xFFFF000000000000)) | (<uint64_t>(ke + 1) << 32), 0, 0, &found)
+        L = ln if ln <= 32 else 33
+        while i0 < i1 and bk.r[i0].len < L:   # the rules covering the whole window
+            i0 += 1
+        for L in range((ln if ln <= 32 else 33) - 1, 15, -1):
+            j = _bfind(bk, hi & ((<uint64_t>0xFFFFFFFFFFFFFFFF) << (64 - L)), 0, <uint8_t>L, &found)
+            if found:
+                inh = bk.r[j].nh
+                break
+        if ln <= 32:
+            if not self._window6(h, hb, ks, ke, bk.r + i0, <size_t>(i1 - i0), inh,
+                                 max(<size_t>SPLICE_MAX_NODES, bk.n // 16)):
+                self._refresh_chunk(h)
+            return
+        slot = _b_slot(hb, k)
+        cur = slot[0]
+        if i1 > i0:
+            nv = self._node6(bk.r + i0, <size_t>(i1 - i0), inh)
+            if cur > LEAF_MAX:
+                kdp_st64(slot, nv)
+            else:
+                ws1 = k
+                self._b_splice(h, k, k, &ws1, &nv, 1, 0)
+        elif cur > LEAF_MAX:
+            ws1 = k
+            nv = inh
+            self._b_splice(h, k, k, &ws1, &nv, 1, 0)
+        if cur > LEAF_MAX and not self._in_block(h, <uintptr_t>(cur & ~(<uint64_t>63))):
+            self._drop6(<char *>(<uintptr_t>(cur & ~(<uint64_t>63))) - 64, 0)
+
+    cdef uint64_t _node6(self, const lpm_rule_t *rules, size_t n, uint32_t inh) except 0:
+        """A block of its own holding the C node (and D nodes) of rules (one
+        /32's rules longer than /32); returns the B value naming it."""
+        cdef buf_t X
+        cdef size_t noff
+        cdef uint32_t nf
+        cdef char *blk
+        memset(&X, 0, sizeof(X))
+        if _build6_node(&X, rules, n, 1, inh, &noff, &nf) < 0:
+            free(X.p)
+            raise MemoryError()
+        blk = <char *>kdp_alloc64(64 + X.n)
+        if blk == NULL:
+            free(X.p)
+            raise MemoryError()
+        memset(blk, 0, 64)
+        (<uint64_t *>blk)[0] = 64 + X.n
+        memcpy(blk + 64, X.p, X.n)
+        free(X.p)
+        self.chunk_bytes += 64 + X.n
+        return <uint64_t>(<uintptr_t>(blk + 64 + noff)) | nf
+
+    cdef bint _window6(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
+                       const lpm_rule_t *rules, size_t n, uint32_t inh, size_t maxn) except -1:
+        """Re-sweep keys ks..ke of /16 h's B level (handle hb) from rules (all
+        inside the window, none covering all of it; inh = the value of the
+        longest rule that does) and splice the result in; the C nodes inside
+        are rebuilt, the old ones retired.  False (nothing changed) when the
+        window holds more than maxn of them (one by one they cost ~2.5x what
+        a full rebuild spends on each: a window with about a third of the
+        /16's C nodes is no cheaper than rebuilding the /16)."""
+        cdef buf_t bd, gr
+        cdef const bnd_t *B
+        cdef const grp_t *G
+        cdef size_t nbd, i, nw = 0, ng, t
+        cdef uint32_t *Ws = NULL
+        cdef uint64_t *Wv = NULL
+        cdef uint64_t e, v
+        cdef char *b
+        cdef const uint64_t *V
+        cdef size_t ia, iz
+        memset(&bd, 0, sizeof(bd))
+        memset(&gr, 0, sizeof(gr))
+        if _sweep6(rules, n, 0, inh, &bd, &gr) < 0:
+            free(bd.p)
+            free(gr.p)
+            raise MemoryError()
+        nbd = bd.n // sizeof(bnd_t)
+        ng = gr.n // sizeof(grp_t)
+        B = <const bnd_t *>bd.p
+        G = <const grp_t *>gr.p
+        if ng > maxn:
+            free(bd.p)
+            free(gr.p)
+            return False
+        Ws = <uint32_t *>malloc(nbd * 4)
+        Wv = <uint64_t *>malloc(nbd * 8)
+        if Ws == NULL or Wv == NULL:
+            free(Ws)
+            free(Wv)
+            free(bd.p)
+            free(gr.p)
+            raise MemoryError()
+        # the C nodes of their own the window names now (replaced below)
+        b = <char *>(hb & ~(<uintptr_t>63))
+        V = <const uint64_t *>(b + (B_BITMAP if hb & 1 else 64))
+        ia = <size_t>(_b_slot(hb, ks) - <uint64_t *>V)
+        iz = <size_t>(_b_slot(hb, ke) - <uint64_t *>V)
+        old = []
+        for i in range(ia, iz + 1):
+            v = V[i]
+            if v > LEAF_MAX and not self._in_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
+                old.append(<uintptr_t>(v & ~(<uint64_t>63)))
+        try:
+            for i in range(nbd):
+                e = B[i + 1].s - 1 if i + 1 < nbd else 0xFFFF
+                if e < ks or B[i].s > ke:
+                    continue
+                v = B[i].v
+                if B[i].g:
+                    t = B[i].g - 1
+                    v = self._node6(rules + G[t].a, G[t].b - G[t].a, G[t].inh)
+                Ws[nw] = <uint32_t>(B[i].s if B[i].s > ks else ks)
+                Wv[nw] = v
+                nw += 1
+            self._b_splice(h, ks, ke, Ws, Wv, nw, 0)
+        except MemoryError:
+            for i in range(nw):        # not published: free what was built
+                if Wv[i] > LEAF_MAX:
+                    self._drop6(<char *>(<uintptr_t>(Wv[i] & ~(<uint64_t>63))) - 64, 1)
+            raise
+        finally:
+            free(Ws)
+            free(Wv)
+            free(bd.p)
+            free(gr.p)
+        for nd in old:
+            self._drop6(<char *>(<uintptr_t>nd) - 64, 0)
+        return True
+
+    cdef _b_splice(self, uint32_t h, uint32_t ks, uint32_t ke, const uint32_t *Ws,
+                   const uint64_t *Wv, size_t nw, bint full):
+        """Publish a new B level for /16 h: the current one with keys ks..ke
+        (bits 16..31) replaced by the ranges Ws/Wv (Ws[0] == ks), equal
+        neighbouring leaves merged.  If the ranges stay the same, only the
+        changed values are stored (in place, atomically).  Else a big bitmap
+        level is copied and patched (the ranges from the one before ks to the
+        one after ke re-cut); a small one (or any, full) decoded and
+        re-encoded."""
+        cdef uint64_t e = self.root.t0[h]
+        cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
+        cdef char *b = <char *>(hb & ~(<uintptr_t>63))
+        cdef uint32_t fb = <uint32_t>(hb & 1), nfb
+        cdef size_t nb = (<uint64_t *>(b - 64))[1]
+        cdef const uint64_t *V = <const uint64_t *>(b + (B_BITMAP if fb else 64))
+        cdef size_t ia = <size_t>(_b_slot(hb, ks) - <uint64_t *>V)
+        cdef size_t iz = <size_t>(_b_slot(hb, ke) - <uint64_t *>V)
+        cdef size_t a, z, m, c, nnb, i, sb
+        cdef uint32_t *ws = NULL
+        cdef uint32_t *ns = NULL
+        cdef uint64_t *nvs = NULL
+        cdef char *blk = NULL
+        cdef char *nb_
+        cdef int p
+        cdef bint patch = not full and fb == 1 and nb >= B_LINE_MAX + 4
+        if patch:
+            a = ia - 1 if ia > 0 else 0
+            z = iz + 2 if iz + 2 < nb else nb
+        else:
+            a = 0
+            z = nb
+        m = z - a
+        ws = <uint32_t *>malloc((m + 1) * 4)
+        ns = <uint32_t *>malloc((m + nw + 2) * 4)
+        nvs = <uint64_t *>malloc((m + nw + 2) * 8)
+        if ws == NULL or ns == NULL or nvs == NULL:
+            free(ws)
+            free(ns)
+            free(nvs)
+            raise MemoryError()
+        if patch:                  # starts of ranges a .. z from the bitmap
+            ws[ia - a] = <uint32_t>_bm_prev(b, <int>ks)
+            if ia > a:
+                ws[0] = <uint32_t>_bm_prev(b, <int>ws[1] - 1)
+            p = <int>ws[ia - a] + 1
+            for i in range(ia - a + 1, m + 1):
+                ws[i] = <uint32_t>_bm_next(b, p)
+                p = <int>ws[i] + 1
+        else:
+            _b_decode(b, fb, nb, ws)
+        c = _win_splice(ws, V + a, m, ks, ke, Ws, Wv, nw, ns, nvs)
+        if c == m and memcmp(ns, ws, m * 4) == 0:
+            # the same ranges: store the changed values in place (each one
+            # atomic; a reader sees the old or the new value of its range)
+            for i in range(m):
+                if nvs[i] != V[a + i]:
+                    kdp_st64(<uint64_t *>V + a + i, nvs[i])
+            free(ws)
+            free(ns)
+            free(nvs)
+            return
+        nnb = nb - m + c
+        nfb = 1 if patch and nnb - 1 > B_LINE_MAX else (0 if nnb - 1 <= B_LINE_MAX else 1)
+        if patch and nfb == 1:
+            sb = (B_BITMAP + 8 * nnb + 63) & ~(<size_t>63)
+            blk = <char *>kdp_alloc64(64 + sb)
+            if blk != NULL:
+                nb_ = blk + 64
+                memset(blk, 0, 64)
+                memcpy(nb_, b, B_BITMAP)
+                for i in range(1, m):
+                    (<uint64_t *>(nb_ + 16 * (ws[i] >> 6)))[0] &= ~((<uint64_t>1) << (ws[i] & 63))
+                for i in range(1, c):
+                    (<uint64_t *>(nb_ + 16 * (ns[i] >> 6)))[0] |= (<uint64_t>1) << (ns[i] & 63)
+                _bm_counts(nb_, ws[0] >> 6)
+                memcpy(nb_ + B_BITMAP, V, a * 8)
+                memcpy(nb_ + B_BITMAP + a * 8, nvs, c * 8)
+                memcpy(nb_ + B_BITMAP + (a + c) * 8, V + z, (nb - z) * 8)
+        elif not patch:
+            sb = ((64 if nfb == 0 else B_BITMAP) + 8 * nnb + 63) & ~(<size_t>63)
+            blk = <char *>kdp_alloc64(64 + sb)
+            if blk != NULL:
+                memset(blk, 0, 64 + sb)
+                _b_encode(blk + 64, nfb, ns, nvs, nnb)
+        free(ws)
+        free(ns)
+        free(nvs)
+        if blk == NULL:
+            if patch and nfb == 0:         # shrank to one line: decode it all
+                self._b_splice(h, ks, ke, Ws, Wv, nw, 1)
+                return
+            raise MemoryError()
+        (<uint64_t *>blk)[0] = 64 + sb
+        (<uint64_t *>blk)[1] = nnb
+        self.chunk_bytes += 64 + sb
+        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>(blk + 64 + nfb)))
+        if not self._in_block(h, <uintptr_t>b):
+            self._drop6(b - 64, 0)
+
+    cdef _publish(self, lpm_root_t *rt, lpm_bucket_t *bks, lpm_bucket_t sh, object bulk,
+                  char *reg, size_t regsize, char *regbase, size_t regmap, size_t n):
+        # retire what only the old B levels reference; the base class retires those
+        cdef uint32_t h
+        for h in range(65536):
+            if self.base6[h] or (self.root.t0[h] & PTR_MASK) != <uint64_t>(<uintptr_t>kdp_empty_chunk6):
+                self._extras6(h, self.root.t0[h], 0)
+        _LpmBase._publish(self, rt, bks, sh, bulk, reg, regsize, regbase, regmap, n)
 
     @classmethod
     def build(cls, prefixes, lengths, values):
@@ -1923,9 +2653,17 @@ cdef class Lpm6(_LpmBase):
 
     def lookup_batch(self, addrs, out=None):
         """(n, 16) uint8 (network order) or (n, 2) uint64 (host-order hi, lo)
-        -> uint32 array of values (MISS where nothing matches).  No GIL."""
-        cdef cnp.ndarray a = np.ascontiguousarray(addrs)
+        -> uint32 array of values (MISS where nothing matches).  No GIL.
+        (n, 16) uint8 rows may lie any distance apart (e.g. a field of a
+        structured array): read in place."""
+        cdef cnp.ndarray a = np.asarray(addrs)
         cdef int pairs
+        cdef size_t stride = 16
+        if (a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8 and a.strides[1] == 1
+                and a.strides[0] >= 16):
+            stride = a.strides[0]
+        else:
+            a = np.ascontiguousarray(a)
         if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
             pairs = 0
         elif a.ndim == 2 and a.shape[1] == 2 and a.dtype == np.uint64:
@@ -1939,7 +2677,7 @@ cdef class Lpm6(_LpmBase):
         cdef int s
         with nogil:
             s = self._enter()
-            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, 16, op, n, pairs, self.chunk_bytes > LANES_MIN_BYTES)
+            _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), ap, stride, op, n, pairs)
             self._leave(s)
         return o
 
@@ -1962,13 +2700,13 @@ cdef class Lpm6(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0, self.chunk_bytes > LANES_MIN_BYTES)
+        _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n, 0)
         self._leave(s)
 
     cdef void lookup_hilo(self, const uint64_t *hilo, uint32_t *out, size_t n) noexcept nogil:
         cdef int s = self._enter()
         _batch6(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), <const char *>hilo, 16,
-                out, n, 1, self.chunk_bytes > LANES_MIN_BYTES)
+                out, n, 1)
         self._leave(s)
 
 

@@ -192,6 +192,30 @@ def queries6(pref, lens, n, kind, seed=SEED + 2):
     return np.ascontiguousarray(np.stack([hi, lo], axis=1))
 
 
+def updates6(pref, lens, n=2000, seed=5):
+    """n (address int, length) edits for the v6 table: /48, /56 and /128 in turn,
+    each inside a randomly chosen table prefix (so in the crowded /16s and
+    /32s where the table's rules are, not in empty space)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, pref.shape[0], n)
+    r = rng.integers(0, 1 << 63, (n, 2), dtype=np.uint64)
+    out = []
+    for i, k in enumerate(idx.tolist()):
+        host = (1 << (128 - int(lens[k]))) - 1
+        a = ((int(pref[k, 0]) << 64) | int(pref[k, 1])) | (((int(r[i, 0]) << 65) | int(r[i, 1])) & host)
+        out.append((a, (48, 56, 128)[i % 3]))
+    return out
+
+
+def time_updates(t, edits, value=7):
+    """Microseconds per insert+delete pair of each (prefix, length) in edits."""
+    t0 = time.perf_counter()
+    for a, ln in edits:
+        t.insert(a, ln, value)
+        t.delete(a, ln)
+    return (time.perf_counter() - t0) / len(edits) * 1e6
+
+
 def _rates(fn, count, repeats):
     """(median, best) calls/s over repeats."""
     times = []
@@ -287,6 +311,7 @@ def run(quick=False):
         rate, best = _rates(lambda: t6.lookup_batch(q, out), nq, reps)
         res["batch"].append({"table": "v6", "queries": kind, "lookups_per_s": rate,
                              "best_lookups_per_s": best})
+    res["update"].append({"table": "v6", "us_per_insert_delete": time_updates(t6, updates6(pref6, lens6))})
     q6 = queries6(pref6, lens6, nsingle, "hit90", seed=9)
     keys6 = [(int(h) << 64) | int(lo) for h, lo in q6]
     res["single"].append({"table": "v6", "kdp": _per_call(t6.lookup, keys6)})
