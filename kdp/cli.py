@@ -36,6 +36,9 @@ def main(argv=None) -> int:
         if isinstance(exc, KdpError):
             print(f"kdp: error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, MemoryError):      # e.g. a flow table bigger than the memory
+            print(f"kdp: error: out of memory: {exc}", file=sys.stderr)
+            return 2
         raise
 
 

@@ -97,3 +97,16 @@ def test_kdp_reads_as_many_packets_of_each_sample_as_tshark(tshark, name):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
     assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 28
+
+
+def test_running_out_of_memory_is_a_clear_error_not_a_traceback(monkeypatch, capsys):
+    # e.g. a NodeConfig conntrack.maxFlows whose flow table the machine cannot reserve
+    from kdp import cli
+    from kdp.commands import replay
+
+    def run(args):
+        raise MemoryError("conntrack: reserving 67108864 flows (prefault) needs 10240 MiB, 900 MiB available")
+    monkeypatch.setattr(replay, "run", run)
+    assert cli.main(["replay", "in.pcap", "-o", "out.pcap"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kdp: error: out of memory: conntrack: reserving") and "Traceback" not in err
