@@ -476,7 +476,6 @@ cdef enum:
     CHILD8 = 0xF0             # 8-bit leaves >= CHILD8 name child (leaf - CHILD8)
     CHILD = 0xFF00            # leaves >= CHILD name child node (leaf - CHILD)
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1
-    PF = 16                   # batch loops prefetch the chunk of the address PF ahead
     PF_MIN_BYTES = 1 << 20    # ... when the chunks are bigger than this
     PF4 = 8                   # IPv4: the chunk lines of the address PF4 ahead,
     RD4 = 24                  # ... the root entry of the address RD4 ahead
@@ -1711,6 +1710,7 @@ cdef class _LpmBase:
         free(d)
 
     cdef _refresh_chunk(self, uint32_t h):
+        # rebuild /16 number h's IPv4 chunk aside and publish it (Lpm6 has its own)
         cdef lpm_bucket_t *bk = &self.buckets[h]
         cdef buf_t b
         cdef size_t off
@@ -1725,8 +1725,7 @@ cdef class _LpmBase:
             b.n = b.cap = 0
             wide = _wants_wide(bk.r, bk.n, self.bits)
             if (_build_wide(&b, bk.r, bk.n, &off) if wide else
-                    _build_chunk(&b, bk.r, bk.n, &off, 1, self.next_nh <= CHILD8) if self.bits == 32 else
-                    _build_chunk6(&b, bk.r, bk.n, &off)) < 0:
+                    _build_chunk(&b, bk.r, bk.n, &off, 1, self.next_nh <= CHILD8)) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)
