@@ -26,6 +26,35 @@ def _flip_prefixes(rng, bits, n):
     return out
 
 
+def _readers_see_old_or_new(t, batch, old, new, write):
+    """Three threads look the batch up while write() changes the table: every
+    answer must be the old or the new value, and the readers must have run."""
+    stop = threading.Event()
+    bad = []
+    rounds = [0]
+
+    def reader():
+        while not stop.is_set():
+            got = t.lookup_batch(batch)
+            wrong = ~((got == old) | (got == new))
+            if wrong.any():
+                bad.append(int(wrong.sum()))
+                return
+            rounds[0] += 1
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for r in readers:
+        r.start()
+    try:
+        write()
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert not bad, f"{bad} answers were neither the old nor the new value"
+    assert rounds[0] > 0
+
+
 def _run(bits, make, to_batch):
     rng = random.Random(bits)
     base_rules = [(rng.getrandbits(bits) & ~((1 << (bits - ln)) - 1), ln, rng.randint(0, 50))
@@ -49,23 +78,8 @@ def _run(bits, make, to_batch):
     new = np.array([ref_new.lookup(a) for a in qs], np.uint32)
     assert (old != new).sum() > 50          # the writer really changes answers
     batch = to_batch(qs)
-    stop = threading.Event()
-    bad = []
-    rounds = [0]
 
-    def reader():
-        while not stop.is_set():
-            got = t.lookup_batch(batch)
-            wrong = ~((got == old) | (got == new))
-            if wrong.any():
-                bad.append(int(wrong.sum()))
-                return
-            rounds[0] += 1
-
-    readers = [threading.Thread(target=reader) for _ in range(3)]
-    for r in readers:
-        r.start()
-    try:
+    def write():
         for cycle in range(30):
             for p, ln, v in flips:
                 t.insert(p, ln, v)
@@ -76,12 +90,7 @@ def _run(bits, make, to_batch):
                 t.load(*_as_rules(bits, ref_old))
             if cycle % 7 == 0:
                 t.rebuild()
-    finally:
-        stop.set()
-        for r in readers:
-            r.join()
-    assert not bad, f"{bad} answers were neither the old nor the new value"
-    assert rounds[0] > 0
+    _readers_see_old_or_new(t, batch, old, new, write)
     assert (t.lookup_batch(batch) == old).all()
 
 
@@ -149,34 +158,14 @@ def test_concurrent_batch_readers_see_old_or_new_value_during_ipv6_updates_of_on
     new = np.array([ref_new.lookup(a) for a in qs], np.uint32)
     assert (old != new).sum() > 100
     batch = np.array([[a >> 64, a & (2**64 - 1)] for a in qs], np.uint64)
-    stop = threading.Event()
-    bad = []
-    rounds = [0]
 
-    def reader():
-        while not stop.is_set():
-            got = t.lookup_batch(batch)
-            wrong = ~((got == old) | (got == new))
-            if wrong.any():
-                bad.append(int(wrong.sum()))
-                return
-            rounds[0] += 1
-
-    readers = [threading.Thread(target=reader) for _ in range(3)]
-    for r in readers:
-        r.start()
-    try:
-        for cycle in range(60):
+    def write():
+        for _ in range(60):
             for p, ln, v in flips:
                 t.insert(p, ln, v)
             for p, ln, v in flips:
                 t.delete(p, ln)
-    finally:
-        stop.set()
-        for r in readers:
-            r.join()
-    assert not bad, f"{bad} answers were neither the old nor the new value"
-    assert rounds[0] > 0
+    _readers_see_old_or_new(t, batch, old, new, write)
     assert (t.lookup_batch(batch) == old).all()
     assert t.reclaim() == 0
 
