@@ -16,6 +16,7 @@ import gc
 from kdp.control import addr
 from kdp.control.loader import load_documents
 from kdp.control.model import NodeConfig, Origin
+from kdp.control.policy import CLUSTER_KINDS
 from kdp.control.validate import Problems, parse_object
 
 
@@ -45,7 +46,8 @@ class Cluster:
         self.pods = {}
         self.namespaces = {}
         self.nodes = {}
-        self.policies = {}
+        self.policies = {}              # (ns, name) -> NetworkPolicy (kdp.control.policy.Policy)
+        self.cluster_policies = {}      # (kind, name) -> AdminNetworkPolicy, ClusterNetworkPolicy, ...
         self.node_configs = {}
         self.notices = []
 
@@ -97,7 +99,10 @@ class Cluster:
             seen[ident] = origin
             self.endpoints[key] = obj
             return
-        if kind in ("Namespace", "Node", "NodeConfig"):
+        if kind in CLUSTER_KINDS:
+            key = (kind, obj.name)
+            label = f"{kind} {obj.name}"
+        elif kind in ("Namespace", "Node", "NodeConfig"):
             key = obj.node_name if kind == "NodeConfig" else obj.name
             label = f"{kind} {key}"
         else:
@@ -123,6 +128,8 @@ class Cluster:
             self.policies[key] = obj
         elif kind == "NodeConfig":
             self.node_configs[key] = obj
+        elif kind in CLUSTER_KINDS:
+            self.cluster_policies[key] = obj
 
     def _resolve_node(self, node, problems):
         here = Origin("<snapshot>")

@@ -93,6 +93,7 @@ class Pod:
     labels: dict = field(default_factory=dict)
     phase: str = ""
     origin: Optional[Origin] = None
+    ports: list = field(default_factory=list)   # [(name, protocol int, port)]: named container ports
 
 
 @dataclass(slots=True)
@@ -108,18 +109,10 @@ class Node:
     pod_cidrs: list = field(default_factory=list)   # [Prefix]
     addresses: list = field(default_factory=list)   # [(type, IP)]: InternalIP, ExternalIP, ...
     origin: Optional[Origin] = None
+    labels: dict = field(default_factory=dict)       # (AdminNetworkPolicy node peers)
 
     def internal_ips(self):
         return [ip for t, ip in self.addresses if t == "InternalIP"]
-
-
-@dataclass(slots=True)
-class NetworkPolicy:
-    """Loaded and kept for the policy stage (not enforced by this module)."""
-    namespace: str
-    name: str
-    spec: dict
-    origin: Optional[Origin] = None
 
 
 @dataclass(slots=True)
@@ -165,5 +158,6 @@ class NodeConfig:
     proxy_mode: str = "nftables"                   # nftables | iptables
     session_affinity_slots: int = 65536
     conntrack: Conntrack = field(default_factory=Conntrack)
+    policy_established: str = "Continue"           # Continue | Recheck (established flows on reload)
     ports: list = field(default_factory=list)      # [Port]
     origin: Optional[Origin] = None
