@@ -5,6 +5,7 @@ from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
 from kdp._fast.decap cimport TunnelEndpoints
+from kdp._fast.policy cimport PolicyTables, FlowPolicy
 
 # The service frontend a new flow matched (the slow path matches a whole batch first).
 ctypedef struct new_flow_t:
@@ -24,6 +25,8 @@ cdef class Pipeline:
     cdef readonly ServiceTables services    # None: no Services
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
+    cdef readonly PolicyTables policy       # None: no network policy
+    cdef readonly FlowPolicy flow_policy    # None: established flows continue across reloads
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # newest time seen (expiry runs on it)
     cdef uint64_t ct_now                    # time handed to conntrack (CT_PACKET_CLOCK: per packet)
@@ -31,6 +34,6 @@ cdef class Pipeline:
     cdef object nf_scratch                  # new_flow_t per packet of a batch
     cdef new_flow_t* nf
 
-    cdef void new_flows(self, Batch b) noexcept nogil
+    cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil
