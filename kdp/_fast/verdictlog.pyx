@@ -3,8 +3,10 @@
 
 Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
-and orig (the tuple as received). Names of ports, services and reasons come
-from string tables built once per configuration (`NameTable`).
+orig (the tuple as received), and policy (for packets a policy judged: what
+decided their egress and their ingress, each a label or null; null otherwise).
+Names of ports, services, reasons and policy decisions come from string
+tables built once per configuration (`NameTable`).
 """
 import numpy as np
 cimport numpy as cnp
@@ -26,7 +28,8 @@ cdef extern from "sys/socket.h" nogil:
 ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
 
 cdef enum:
-    MAX_LINE = 1024     # longest line one packet can produce, with room to spare
+    MAX_LABEL = 2 * 320 + 32    # the policy field: two labels of at most 320 bytes each
+    MAX_LINE = 1024 + MAX_LABEL # longest line one packet can produce, with room to spare
 
 
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
@@ -71,6 +74,20 @@ cdef class NameTable:
         if i < 0 or i >= self.n:
             return "null"
         return self.base + self.off[i]
+
+
+def _labels(names):
+    """Policy decision labels, each cut to fit its share of a line (a deny lists the
+    policies isolating the pod, which may be many: `kdp show policy` lists them all)."""
+    out = []
+    for name in names:
+        if name is not None:
+            cut = len(name)
+            while len(_json_string(name if cut == len(name) else name[:cut] + " ...")) > 318:
+                cut -= 16
+            name = name if cut == len(name) else name[:cut] + " ..."
+        out.append(name)
+    return out
 
 
 def _json_string(text):
@@ -141,7 +158,7 @@ cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t spor
 
 
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
-                        NameTable ports, NameTable services, NameTable reasons,
+                        NameTable ports, NameTable services, NameTable reasons, NameTable policies,
                         char* out) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     cdef pkt_meta_t* p
@@ -166,8 +183,15 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
         n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
         n += snprintf(out + n, 4, ",")
         n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
-        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"orig\":",
+        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"policy\":",
                       _ct_name(p.ct_state), services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        if p.pol_egress == 0 and p.pol_ingress == 0:
+            n += snprintf(out + n, 8, "null")
+        else:
+            n += snprintf(out + n, MAX_LABEL, "{\"egress\":%s,\"ingress\":%s}",
+                          policies.get(p.pol_egress if p.pol_egress else -1),
+                          policies.get(p.pol_ingress if p.pol_ingress else -1))
+        n += snprintf(out + n, 16, ",\"orig\":")
         if orig[i].ip_ver == 0:
             n += snprintf(out + n, 8, "null")
         else:
@@ -190,23 +214,28 @@ cdef class VerdictLog:
     cdef public NameTable ports
     cdef public NameTable services
     cdef NameTable reasons
+    cdef public NameTable policies
     cdef public uint64_t lines
 
-    def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity):
+    def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
+                 policy_names=()):
         self.fileobj = fileobj
         self.ports = NameTable(port_names)
         self.services = NameTable(service_names)
         self.reasons = NameTable(reason_names)
+        self.policies = NameTable(_labels(policy_names))
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
         self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
         self.lines = 0
 
-    def set_names(self, port_names=None, service_names=None):
-        """New port or service names (after a reload)."""
+    def set_names(self, port_names=None, service_names=None, policy_names=None):
+        """New port, service or policy decision names (after a reload)."""
         if port_names is not None:
             self.ports = NameTable(port_names)
         if service_names is not None:
             self.services = NameTable(service_names)
+        if policy_names is not None:
+            self.policies = NameTable(_labels(policy_names))
 
     def capture_orig(self, Batch b):
         """Remember the batch's tuples as received (call after parse, before NAT)."""
@@ -223,6 +252,6 @@ cdef class VerdictLog:
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
         with nogil:
-            n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, out)
+            n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, self.policies, out)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count
