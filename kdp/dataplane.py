@@ -16,6 +16,7 @@ from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
 from kdp.control import addr
+from kdp.control.policy_compile import compile_policy
 from kdp.errors import ConfigError
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
@@ -92,6 +93,18 @@ def conntrack_for(config):
                      port_range=tuple(config.snat_port_range), prefault=True)
 
 
+def policy_of(tables):
+    """The CompiledPolicy of compiled tables (None: the snapshot has no policy),
+    compiled once and kept with them."""
+    if not hasattr(tables, "policy"):
+        tables.policy = compile_policy(tables.cluster)
+    return tables.policy
+
+
+def _recheck(config):
+    return config.policy_established == "Recheck"
+
+
 def removed_backends(old, new):
     """(proto, address, port) whose flows must go when `new` replaces `old`.
 
@@ -139,9 +152,12 @@ class Dataplane:
             return
         config = tables.cluster.config
         self.notices = list(tables.cluster.notices)
+        policy = policy_of(tables)
         self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
                                  conntrack_for(config), vxlan_port=config.vxlan_port,
-                                 tunnels=tunnels_for(tables))
+                                 tunnels=tunnels_for(tables),
+                                 policy=policy.tables if policy is not None else None,
+                                 recheck=_recheck(config))
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -154,7 +170,9 @@ class Dataplane:
         """Compile a new snapshot aside and swap it in whole.
 
         Conntrack stays: established flows keep their backend while it still
-        serves. Flows to backends that went away are flushed (UDP ones then pick
+        serves. New flows see the new network policy at once; established ones
+        continue, or are judged again at their next packet when NodeConfig sets
+        networkPolicy.establishedFlows: Recheck. Flows to backends that went away are flushed (UDP ones then pick
         a new backend with their next packet), whatever mix of Service and
         endpoint changes the new snapshot holds: old and new states are compared
         whole. Returns the number of flows flushed. Raises ConfigError, changing
@@ -165,12 +183,16 @@ class Dataplane:
         routes = RouteTable(compile_routes(tables, self.ports))
         gone = removed_backends(self.tables, tables) if self.tables is not None else set()
         renumbered = service_renumbering(self.tables, tables) if self.tables is not None else None
+        policy = policy_of(tables)
+        pt = policy.tables if policy is not None else None
+        config = tables.cluster.config
         if self.pipeline.conntrack is None:
-            self.pipeline = Pipeline(routes, tables.service, conntrack_for(tables.cluster.config),
-                                     vxlan_port=tables.cluster.config.vxlan_port,
-                                     tunnels=tunnels_for(tables))
+            self.pipeline = Pipeline(routes, tables.service, conntrack_for(config),
+                                     vxlan_port=config.vxlan_port, tunnels=tunnels_for(tables),
+                                     policy=pt, recheck=_recheck(config))
         else:
-            self.pipeline.swap(routes, tables.service, tunnels_for(tables))
+            self.pipeline.swap(routes, tables.service, tunnels_for(tables), pt)
+            self.pipeline.set_recheck(_recheck(config))
         if renumbered is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(renumbered)
         self.tables = tables
@@ -243,7 +265,17 @@ class Dataplane:
             return []
         return [r.name for r in self.tables.records]
 
+    @property
+    def policy(self):
+        """The CompiledPolicy in use (None: no network policy)."""
+        return policy_of(self.tables) if self.tables is not None else None
+
+    def policy_names(self):
+        """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
+        policy = self.policy
+        return list(policy.decisions) if policy is not None else []
+
     def verdict_log(self, fileobj, batch_size):
         ports = [name for _id, name in self.ports]
         return VerdictLog(fileobj, ports, self.service_names(),
-                          [r.label for r in Reason], batch_size)
+                          [r.label for r in Reason], batch_size, self.policy_names())
