@@ -127,38 +127,51 @@ def _judge(cluster, side, direction, proto, port):
     return True, None
 
 
-def decide(cluster, src, dst, proto, port=0, via_service=False, from_host=False):
-    """The policy decision for a new flow at cluster.node.
+class Reference:
+    """The reference evaluator over one Cluster (its address owners found once)."""
 
-    src, dst: IPs (version, int) or address strings; dst is the post-DNAT
-    destination (a Service's backend). port: the destination port (TCP, UDP,
-    SCTP). via_service: the flow was DNATed. from_host: it comes from the node
-    itself (the host port), whatever its source address."""
-    if isinstance(src, str):
-        src = addr.parse_ip(src)
-    if isinstance(dst, str):
-        dst = addr.parse_ip(dst)
-    owner = {}
-    for p in live_pods(cluster):
-        for ip in p.ips:
-            owner.setdefault(ip, p)
-    node_ips = set(cluster.config.node_addresses)
-    here = cluster.node
-    src_pod = None if from_host else owner.get(src)
-    dst_pod = owner.get(dst)
-    src_node = from_host or src in node_ips
-    dst_node = dst in node_ips
-    if src_pod is not None and src_pod is dst_pod and not via_service:
-        return Decision(True, None, None)       # never leaves the pod: no policy sees it
-    eg = ing = None
-    ok = True
-    if src_pod is not None and src_pod.node_name == here:
-        side = _Side(src_pod, dst, dst_pod, dst_node, src_pod is dst_pod,
-                     dst_pod.ports if dst_pod is not None else [])
-        allowed, eg = _judge(cluster, side, "egress", proto, port)
-        ok = ok and allowed
-    if ok and dst_pod is not None and dst_pod.node_name == here:
-        side = _Side(dst_pod, src, src_pod, src_node, src_pod is dst_pod, dst_pod.ports)
-        allowed, ing = _judge(cluster, side, "ingress", proto, port)
-        ok = ok and allowed
-    return Decision(ok, eg, ing)
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.owner = {}
+        for p in live_pods(cluster):
+            for ip in p.ips:
+                self.owner.setdefault(ip, p)
+        self.node_ips = set(cluster.config.node_addresses)
+
+    def decide(self, src, dst, proto, port=0, via_service=False, from_host=False):
+        """The policy decision for a new flow at cluster.node.
+
+        src, dst: IPs (version, int) or address strings; dst is the post-DNAT
+        destination (a Service's backend). port: the destination port (TCP, UDP,
+        SCTP). via_service: the flow was DNATed. from_host: it comes from the
+        node itself (the host port), whatever its source address."""
+        cluster = self.cluster
+        if isinstance(src, str):
+            src = addr.parse_ip(src)
+        if isinstance(dst, str):
+            dst = addr.parse_ip(dst)
+        here = cluster.node
+        src_pod = None if from_host else self.owner.get(src)
+        dst_pod = self.owner.get(dst)
+        src_node = from_host or src in self.node_ips
+        dst_node = dst in self.node_ips
+        if src_pod is not None and src_pod is dst_pod and not via_service:
+            return Decision(True, None, None)       # never leaves the pod: no policy sees it
+        eg = ing = None
+        if src_pod is not None and src_pod.node_name == here:
+            side = _Side(src_pod, dst, dst_pod, dst_node, src_pod is dst_pod,
+                         dst_pod.ports if dst_pod is not None else [])
+            allowed, eg = _judge(cluster, side, "egress", proto, port)
+            if not allowed:
+                return Decision(False, eg, None)
+        if dst_pod is not None and dst_pod.node_name == here:
+            side = _Side(dst_pod, src, src_pod, src_node, src_pod is dst_pod, dst_pod.ports)
+            allowed, ing = _judge(cluster, side, "ingress", proto, port)
+            if not allowed:
+                return Decision(False, eg, ing)
+        return Decision(True, eg, ing)
+
+
+def decide(cluster, src, dst, proto, port=0, via_service=False, from_host=False):
+    """Reference(cluster).decide(...) for one flow."""
+    return Reference(cluster).decide(src, dst, proto, port, via_service, from_host)
