@@ -439,6 +439,9 @@ def _admin_peer(c, raw, field, egress, problems_notice):
     if len(present) > 1:
         c.err(field, f"must set exactly one of {', '.join(known)} (got {', '.join(present)})")
         return None
+    if not present and any(k in ("nodes", "networks", "domainNames") for k in unknown):
+        c.err(f"{field}.{unknown[0]}", "unknown field (an egress peer: ingress peers are namespaces and pods)")
+        return None
     if not present:
         # a peer type of a newer API version: fail closed (the API's instruction)
         problems_notice(f"{field}: peer with unknown field(s) {', '.join(unknown)}: fails closed "
