@@ -192,11 +192,11 @@ class _Compiler:
                         peers.setdefault(peer, len(peers))
                 if d == "egress":
                     egress_names.update(pm.name for pm in (r.ports or ()) if pm.name)
-        self.peers = list(peers)
-        self.peer_col = peers
-        pod_peers = [p for p in self.peers if p.kind == "pods"]
-        cidr_peers = [p for p in self.peers if p.kind == "cidr"]
-        node_peers = [p for p in self.peers if p.kind == "nodes"]
+        pod_peers = [p for p in peers if p.kind == "pods"]
+        cidr_peers = [p for p in peers if p.kind == "cidr"]
+        node_peers = [p for p in peers if p.kind == "nodes"]
+        self.peers = pod_peers + cidr_peers + node_peers        # the identity columns, in order
+        self.peer_col = {p: k for k, p in enumerate(self.peers)}
 
         # exact addresses: pods (their owners), then node addresses
         local_node = set(cluster.config.node_addresses)
