@@ -6,7 +6,8 @@ Cluster accepts. Options narrow it to what an outside analyzer understands
 (`admin=False`: NetworkPolicy only; `v6=False`; `remote=False`: every pod on
 node-1; `pod_safe_blocks=True`: ipBlocks never cover a pod address unless an
 `except` removes the whole pod range, so that "does an ipBlock match pods?" has
-the same answer under every reading of the API).
+the same answer under every reading of the API; `nca_safe=True`: no Exists /
+DoesNotExist in the pod selector of a peer that also has a namespace selector).
 """
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ V6_BLOCKS = [("fd00:244::/32", ["fd00:244:2::/48"]), ("::/0", []), ("2001:db8::/
 EXTERNAL_PROBES = ["8.8.8.8", "8.8.8.9", "192.168.1.1", "172.16.5.5", "1.1.1.1"]
 
 
-def _selector(draw, vocab, allow_exprs=True):
+def _selector(draw, vocab, allow_exprs=True, ops=("In", "NotIn", "Exists", "DoesNotExist")):
     sel = {}
     if draw(st.integers(0, 2)) == 0:
         return sel                      # empty: selects everything (common in real policies)
@@ -39,7 +40,7 @@ def _selector(draw, vocab, allow_exprs=True):
         exprs = []
         for _ in range(draw(st.integers(1, 2))):
             k = draw(st.sampled_from(sorted(vocab)))
-            op = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]))
+            op = draw(st.sampled_from(list(ops)))
             e = {"key": k, "operator": op}
             if op in ("In", "NotIn"):
                 e["values"] = draw(st.lists(st.sampled_from(vocab[k]), min_size=1, max_size=2, unique=True))
@@ -48,7 +49,7 @@ def _selector(draw, vocab, allow_exprs=True):
     return sel
 
 
-def _np_peer(draw, namespaces, blocks):
+def _np_peer(draw, namespaces, blocks, nca_safe=False):
     kind = draw(st.sampled_from(["pod", "ns", "both", "ns-name", "ip"] if blocks else ["pod", "ns", "both", "ns-name"]))
     if kind == "pod":
         return {"podSelector": _selector(draw, POD_LABELS)}
@@ -57,7 +58,10 @@ def _np_peer(draw, namespaces, blocks):
     if kind == "ns-name":
         return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": draw(st.sampled_from(namespaces))}}}
     if kind == "both":
-        return {"namespaceSelector": _selector(draw, NS_LABELS), "podSelector": _selector(draw, POD_LABELS)}
+        # nca_safe: no Exists / DoesNotExist in the pod selector of such a peer (nca reads them in
+        # the policy's own namespace only: docs/policy.md, "kdp and nca")
+        ops = ("In", "NotIn") if nca_safe else ("In", "NotIn", "Exists", "DoesNotExist")
+        return {"namespaceSelector": _selector(draw, NS_LABELS), "podSelector": _selector(draw, POD_LABELS, ops=ops)}
     cidr, exc = draw(st.sampled_from(blocks))
     block = {"cidr": cidr}
     if exc:
@@ -80,27 +84,27 @@ def _np_port(draw):
     return p
 
 
-def _np_rules(draw, namespaces, blocks, key):
+def _np_rules(draw, namespaces, blocks, key, nca_safe=False):
     rules = []
     for _ in range(draw(st.integers(0, 2))):
         r = {}
         if draw(st.integers(0, 3)):
-            r[key] = [_np_peer(draw, namespaces, blocks) for _ in range(draw(st.integers(1, 2)))]
+            r[key] = [_np_peer(draw, namespaces, blocks, nca_safe) for _ in range(draw(st.integers(1, 2)))]
         if draw(st.booleans()):
             r["ports"] = [_np_port(draw) for _ in range(draw(st.integers(1, 2)))]
         rules.append(r)
     return rules
 
 
-def network_policy(draw, name, namespaces, blocks):
+def network_policy(draw, name, namespaces, blocks, nca_safe=False):
     spec = {"podSelector": _selector(draw, POD_LABELS)}
     shape = draw(st.sampled_from(["ingress", "egress", "both", "default"]))
     if shape in ("ingress", "both", "default"):
-        rules = _np_rules(draw, namespaces, blocks, "from")
+        rules = _np_rules(draw, namespaces, blocks, "from", nca_safe)
         if rules or shape != "default":
             spec["ingress"] = rules
     if shape in ("egress", "both", "default"):
-        rules = _np_rules(draw, namespaces, blocks, "to")
+        rules = _np_rules(draw, namespaces, blocks, "to", nca_safe)
         if rules or shape != "default":
             spec["egress"] = rules
     if shape != "default":
@@ -176,7 +180,7 @@ def admin_policy(draw, name, kind):
 
 @st.composite
 def cluster_objects(draw, admin=True, v6=True, remote=True, pod_safe_blocks=False, host_network=True,
-                    max_pods=7, max_policies=4):
+                    max_pods=7, max_policies=4, nca_safe=False):
     namespaces = [f"ns{i}" for i in range(draw(st.integers(1, 3)))]
     objs = [{"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
              "spec": {"nodeAddresses": [NODE1] + (["fd00:56::11"] if v6 else []),
@@ -211,7 +215,7 @@ def cluster_objects(draw, admin=True, v6=True, remote=True, pod_safe_blocks=Fals
                      "status": {"phase": "Running", "podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips]}})
     blocks = list(EXTERNAL_BLOCKS) + ([] if pod_safe_blocks else POD_BLOCKS) + (V6_BLOCKS if v6 else [])
     for i in range(draw(st.integers(0, max_policies))):
-        objs.append(network_policy(draw, f"np{i}", namespaces, blocks))
+        objs.append(network_policy(draw, f"np{i}", namespaces, blocks, nca_safe))
     if admin:
         kinds = draw(st.lists(st.sampled_from(["AdminNetworkPolicy", "ClusterNetworkPolicy",
                                                "BaselineAdminNetworkPolicy"]), max_size=3))
