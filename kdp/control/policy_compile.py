@@ -29,6 +29,7 @@ agree with (tests compare them flow by flow).
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
 from kdp._fast import policy as fast
@@ -67,6 +68,43 @@ class CompiledPolicy:
         """(allowed, egress label, ingress label) for one new flow (dst after DNAT)."""
         reason, eg, ing = self.tables.decide(src, dst, proto, port, via_service, from_host)
         return reason == 0, self.decisions[eg], self.decisions[ing]
+
+    def view(self, pod=None):
+        """Per local pod ("namespace/name"; `pod` picks one): for each direction whether
+        NetworkPolicy isolates it, every rule that applies, tier by tier in evaluation
+        order, and what happens to a flow no rule decides (kdp show policy)."""
+        out = []
+        for j, p in enumerate(self.endpoints):
+            name = f"{p.namespace}/{p.name}"
+            if pod is not None and name != pod:
+                continue
+            entry = {"pod": name, "addresses": [addr.format_ip(ip) for ip in p.ips]}
+            for d in DIRECTIONS:
+                pols = self.views.get((j, d), [])
+                isolating = [q for q in pols if q.tier == TIER_NP]
+                rules = []
+                for q in pols:
+                    for r in q.rules(d):
+                        rules.append({
+                            "tier": q.tier, "policy": q.ref, "priority": q.priority if q.tier != TIER_NP else None,
+                            "rule": r.index, "name": r.name or None, "action": r.action,
+                            "peers": None if r.peers is None else [x.describe() for x in r.peers],
+                            "ports": None if r.ports is None else [_port_text(x, d, p) for x in r.ports]})
+                entry[d] = {"isolated": bool(isolating),
+                            "isolatedBy": [q.ref for q in isolating],
+                            "rules": rules,
+                            "otherwise": "deny" if isolating else "allow"}
+            out.append(entry)
+        return out
+
+
+def _port_text(pm, direction, pod):
+    """A port of a rule; an ingress named port with the number it has on `pod`."""
+    text = pm.describe()
+    if pm.name is not None and direction == "ingress":
+        nums = [num for n, proto, num in pod.ports if n == pm.name and pm.protocol in (None, proto)]
+        text += f" ({', '.join(map(str, nums))})" if nums else " (not on this pod)"
+    return text
 
 
 class _Decisions:
