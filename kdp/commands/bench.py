@@ -4,10 +4,12 @@
   kdp bench conntrack  established lookups/s, new flows/s, bytes per flow
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
+  kdp bench policy     NetworkPolicy: packets/s and new flows/s with 0 / 10 / 1,000 / 10,000
+                       policies, compile time, table memory; nca's time on the same set
 """
 import importlib
 
-SUITES = ("lpm", "conntrack", "pipeline", "read")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "policy")
 
 
 def add_arguments(parser):
