@@ -5,7 +5,7 @@ cluster is kdptest's (client 10.244.1.50 and web-1 10.244.1.10 on node-1, web-2 
 node-2) with labels and named ports added.
 """
 import pytest
-from scapy.all import ICMP, IP, TCP, UDP, IPv6
+from scapy.all import ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6
 
 from kdptest import (CLIENT, CLIENT6, NODE1, OUTSIDE, WEB1, WEB1_6, WEB2, Harness, base_objects,
                      endpoint, endpoint_slice, node_config, port, service)
@@ -109,6 +109,15 @@ def test_untracked_packets_are_judged_one_by_one(tmp_path):
     open_all = np_("web-open", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]})
     h2 = Harness(tmp_path / "b", objects(WEB_FROM_CLIENT, open_all))
     assert h2.send(ts).verdict == Verdict.FORWARD
+
+
+def test_ipv6_neighbour_discovery_of_an_isolated_pod_is_not_judged(tmp_path):
+    from scapy.all import ICMPv6ND_NS
+    h = Harness(tmp_path, objects(DENY_ALL))
+    out = h.send(IPv6(src=CLIENT6, dst="ff02::1:ff00:1", hlim=255) / ICMPv6ND_NS(tgt="fe80::1"))
+    assert out.reason not in (Reason.POLICY_DENIED_EGRESS, Reason.POLICY_DENIED_INGRESS)
+    ping = h.send(IPv6(src=CLIENT6, dst=WEB1_6) / ICMPv6EchoRequest())
+    assert ping.reason == Reason.POLICY_DENIED_EGRESS
 
 
 def test_pod_without_policy_pays_nothing_and_logs_no_decision(tmp_path):

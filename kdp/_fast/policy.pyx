@@ -19,6 +19,8 @@ ingress of the (post-DNAT) destination when that is a pod of this node; egress
 first, and a flow denied by its egress is not judged again for ingress. The
 source address is the one the packet arrived with (a masquerade this node
 applies comes after policy); packets from the host port count as the node.
+IPv6 neighbour discovery (ICMPv6 types 133-137) is never judged: it is the link's
+housekeeping, as ARP is (which the parser hands to the node).
 
 Re-check (`pol_recheck_batch`, only when NodeConfig sets networkPolicy.
 establishedFlows: Recheck): for packets of established flows (any ct state
@@ -36,7 +38,7 @@ from libc.stdint cimport uintptr_t
 from kdp._fast.packet cimport (NO_ID, NO_PORT, V_PENDING, CT_NEW, ST_POLICY, drop,
                                R_POLICY_DENIED_EGRESS, R_POLICY_DENIED_INGRESS)
 from kdp._fast.flow cimport NAT_DNAT
-from kdp._fast.mix cimport mix64, P_TCP, P_UDP, P_SCTP
+from kdp._fast.mix cimport mix64, P_TCP, P_UDP, P_SCTP, P_ICMPV6
 from kdp._fast.lpm cimport KDP_LPM_MISS
 from kdp._fast.conntrack cimport ct_flow_t, FL_DNAT
 
@@ -229,6 +231,8 @@ cdef uint16_t _decide(PolicyTables pt, uint8_t ver, uint32_t s4, const uint8_t* 
 
 cdef uint16_t pol_decide(PolicyTables pt, pkt_meta_t* p, const nat_spec_t* spec) noexcept nogil:
     cdef bint via = spec != NULL and (spec.flags & NAT_DNAT) != 0
+    if p.ip_ver == 6 and p.proto == P_ICMPV6 and 133 <= p.icmp_type <= 137:
+        return 0        # neighbour discovery: the link's housekeeping, as ARP is (CNIs exempt it)
     if via:
         return _decide(pt, p.ip_ver, p.src4, p.src6, spec.dnat4, spec.dnat6, p.proto,
                        spec.dnat_port, True, p.in_port == HOST_PORT, &p.pol_egress, &p.pol_ingress)
