@@ -30,18 +30,21 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import policygen
 from kdp.control import Cluster
 from kdp.control.policy_compile import compile_policy
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = int(os.environ.get("KDP_NCA_EXAMPLES", "30"))   # each runs nca once (~0.4 s)
+# examples of CLUSTERS_PER_RUN clusters each (one run of nca per example)
+EXAMPLES = int(os.environ.get("KDP_NCA_EXAMPLES", "6"))
 PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1}
 
 
@@ -129,26 +132,45 @@ def _endpoint(text):
 
 
 def run_nca(tmp_path, objs):
-    """[(src endpoint, dst endpoint, predicate)] from nca's connectivity map."""
-    d = tmp_path / "nca"
-    d.mkdir(exist_ok=True)
-    kinds = {"Namespace": "ns.yaml", "Pod": "pods.yaml", "NetworkPolicy": "policies.yaml"}
-    for kind, name in kinds.items():
-        items = [o for o in objs if o["kind"] == kind]
-        if kind == "Namespace":             # as the API server labels every namespace
-            items = [{**o, "metadata": {**o["metadata"], "labels": {
-                **o["metadata"].get("labels", {}), "kubernetes.io/metadata.name": o["metadata"]["name"]}}}
-                for o in items]
-        (d / name).write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
-    run = subprocess.run([nca_command(), "--connectivity", str(d / "policies.yaml"), "-n", str(d / "ns.yaml"),
-                          "-p", str(d / "pods.yaml"), "--output_format", "txt_no_fw_rules"],
-                         capture_output=True, text=True, timeout=300)
+    """[(src endpoint, dst endpoint, predicate)] from nca's connectivity map of one cluster."""
+    return run_nca_many(tmp_path, [objs])[0]
+
+
+def run_nca_many(tmp_path, clusters):
+    """nca's connectivity maps of several clusters, in one run of nca (a scheme file with
+    one network configuration and one connectivityMap query per cluster)."""
+    # a directory of its own per run: nca appends to an output file that exists
+    d = Path(tempfile.mkdtemp(prefix="nca-", dir=tmp_path))
+    configs, queries = [], []
+    for k, objs in enumerate(clusters):
+        files = {}
+        for kind, key in (("Namespace", "namespaceList"), ("Pod", "podList"),
+                          ("NetworkPolicy", "networkPolicyList")):
+            items = [o for o in objs if o["kind"] == kind]
+            if kind == "Namespace":             # as the API server labels every namespace
+                items = [{**o, "metadata": {**o["metadata"], "labels": {
+                    **o["metadata"].get("labels", {}), "kubernetes.io/metadata.name": o["metadata"]["name"]}}}
+                    for o in items]
+            path = d / f"{key}-{k}.yaml"
+            path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+            files[key] = str(path)
+        configs.append({"name": f"c{k}", **files})
+        queries.append({"name": f"q{k}", "connectivityMap": [f"c{k}"],
+                        "outputConfiguration": {"outputFormat": "txt_no_fw_rules",
+                                                "outputPath": str(d / f"out-{k}.txt")}})
+    scheme = d / "scheme.yaml"
+    scheme.write_text(yaml.safe_dump({"networkConfigList": configs, "queries": queries}))
+    run = subprocess.run([nca_command(), "--scheme", str(scheme)], capture_output=True, text=True,
+                         timeout=300, cwd=d)
     assert run.returncode == 0, run.stderr + run.stdout
     out = []
-    for line in run.stdout.splitlines():
-        m = re.match(r"^(\S+) => (\S+) : (.*)$", line)
-        if m:
-            out.append((_endpoint(m.group(1)), _endpoint(m.group(2)), connections(m.group(3))))
+    for k in range(len(clusters)):
+        lines = []
+        for line in (d / f"out-{k}.txt").read_text().splitlines():
+            m = re.match(r"^(\S+) => (\S+) : (.*)$", line)
+            if m:
+                lines.append((_endpoint(m.group(1)), _endpoint(m.group(2)), connections(m.group(3))))
+        out.append(lines)
     return out
 
 
@@ -164,9 +186,9 @@ def nca_allows(lines, src, dst, proto, port):
 
 # ------------------------------------------------------------------ the comparison
 
-def compare(tmp_path, objs):
-    """Disagreements between nca and kdp, as text (empty: none); and the flows compared."""
-    lines = run_nca(tmp_path, objs)
+def compare(objs, lines):
+    """Disagreements between nca (its connectivity map `lines`) and kdp on one cluster,
+    as text (empty: none); and the number of flows compared."""
     cluster = Cluster.from_documents(objs, node="node-1")
     compiled = compile_policy(cluster)
     pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["status"]["podIP"]
@@ -195,14 +217,19 @@ def compare(tmp_path, objs):
     return bad, n
 
 
+CLUSTERS_PER_RUN = 10
+
+
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-@given(objs=policygen.cluster_objects(admin=False, v6=False, remote=False, pod_safe_blocks=True,
-                                      host_network=False, max_pods=6, max_policies=5, nca_safe=True))
-def test_kdp_and_nca_allow_the_same_connections(tmp_path, objs):
-    bad, n = compare(tmp_path, objs)
-    assert n > 0
-    assert not bad, f"{len(bad)} of {n} flows differ:\n  " + "\n  ".join(bad[:20])
+@given(clusters=st.lists(policygen.cluster_objects(admin=False, v6=False, remote=False, pod_safe_blocks=True,
+                                                   host_network=False, max_pods=6, max_policies=5, nca_safe=True),
+                        min_size=CLUSTERS_PER_RUN, max_size=CLUSTERS_PER_RUN))
+def test_kdp_and_nca_allow_the_same_connections(tmp_path, clusters):
+    for k, (objs, lines) in enumerate(zip(clusters, run_nca_many(tmp_path, clusters))):
+        bad, n = compare(objs, lines)
+        assert n > 0
+        assert not bad, f"cluster {k}: {len(bad)} of {n} flows differ:\n  " + "\n  ".join(bad[:20])
 
 
 def test_nca_ignores_ipblocks_for_pods_where_kdp_follows_the_api(tmp_path):
