@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # examples of CLUSTERS_PER_RUN clusters each (one run of nca per example)
 EXAMPLES = int(os.environ.get("KDP_NCA_EXAMPLES", "6"))
 PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1}
+NS_NAME = "kubernetes.io/metadata.name"
 
 
 def nca_command():
@@ -123,10 +124,11 @@ def connections(text):
     return pred
 
 
-def _endpoint(text):
-    """'ns/name[Pod]' -> ('pod', 'ns/name'); 'a.b.c.d-e.f.g.h' -> ('range', (lo, hi))."""
+def _endpoint(text, prefix=""):
+    """'ns/name[Pod]' -> ('pod', 'ns/name') (without `prefix`); 'a.b.c.d-e.f.g.h' -> ('range', (lo, hi))."""
     if text.endswith("]"):
-        return "pod", text[:text.index("[")]
+        name = text[:text.index("[")]
+        return "pod", name[len(prefix):] if name.startswith(prefix) else name
     lo, _, hi = text.partition("-")
     return "range", (ipaddress.ip_address(lo), ipaddress.ip_address(hi or lo))
 
@@ -143,6 +145,9 @@ def run_nca_many(tmp_path, clusters):
     d = Path(tempfile.mkdtemp(prefix="nca-", dir=tmp_path))
     configs, queries = [], []
     for k, objs in enumerate(clusters):
+        # nca shares pods and namespaces of the same name between the configurations of
+        # one run: each cluster's namespaces get a prefix of their own (removed on reading)
+        objs = _renamed(objs, f"c{k}-")
         files = {}
         for kind, key in (("Namespace", "namespaceList"), ("Pod", "podList"),
                           ("NetworkPolicy", "networkPolicyList")):
@@ -169,8 +174,37 @@ def run_nca_many(tmp_path, clusters):
         for line in (d / f"out-{k}.txt").read_text().splitlines():
             m = re.match(r"^(\S+) => (\S+) : (.*)$", line)
             if m:
-                lines.append((_endpoint(m.group(1)), _endpoint(m.group(2)), connections(m.group(3))))
+                lines.append((_endpoint(m.group(1), f"c{k}-"), _endpoint(m.group(2), f"c{k}-"),
+                              connections(m.group(3))))
         out.append(lines)
+    return out
+
+
+def _renamed(objs, prefix):
+    """The objects with every namespace name (and kubernetes.io/metadata.name selector
+    value) prefixed."""
+    def walk(o):
+        if isinstance(o, dict):
+            out = {}
+            for key, v in o.items():
+                if key == "namespace" and isinstance(v, str):
+                    out[key] = prefix + v
+                elif key == NS_NAME and isinstance(v, str):
+                    out[key] = prefix + v
+                else:
+                    out[key] = walk(v)
+            if out.get("key") == NS_NAME and "values" in out:
+                out["values"] = [prefix + v for v in o["values"]]
+            return out
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        return o
+    out = []
+    for o in objs:
+        o = walk(o)
+        if o["kind"] == "Namespace":
+            o["metadata"]["name"] = prefix + o["metadata"]["name"]
+        out.append(o)
     return out
 
 
