@@ -453,10 +453,11 @@ class _Compiler:
 
         # the pod's own traffic through a Service: per local address and direction
         self.self_maps = {}
+        local_pos = {pi: j for j, pi in enumerate(self.local)}
         for k, (ip, pi) in enumerate(self.exact):
             if pi is None or self.pods[pi].node_name != self.cluster.node:
                 continue
-            j = self.local.index(pi)
+            j = local_pos[pi]
             ident = int(self.exact_ident[k])
             maps = [0, 0]
             for d in DIRECTIONS:
@@ -476,17 +477,20 @@ class _Compiler:
         n = len(self.exact)
         addrs = np.zeros(n, dtype=fast.ADDR_DTYPE)
         local_index = {pi: j for j, pi in enumerate(self.local)}
-        for k, (ip, pi) in enumerate(self.exact):
-            rec = addrs[k]
-            rec["ip_ver"] = ip[0]
-            rec["flags"] = fast.LOCAL_NODE if ip in set(self.cluster.config.node_addresses) else 0
-            rec["identity"] = int(self.exact_ident[k])
-            a4, a6 = addr.a4_a6(ip)
-            rec["a4"] = a4
-            rec["a6"] = np.frombuffer(a6, dtype=np.uint8)
-            j = local_index.get(pi) if pi is not None else None
-            rec["endpoint"] = NO_ID if j is None else j
-            rec["self_map"] = self.self_maps.get(k, (0, 0))
+        node_ips = set(self.cluster.config.node_addresses)
+        ips = [ip for ip, _pi in self.exact]
+        vers = np.array([ip[0] for ip in ips], dtype=np.uint8)
+        addrs["ip_ver"] = vers
+        addrs["flags"] = [fast.LOCAL_NODE if ip in node_ips else 0 for ip in ips]
+        addrs["identity"] = self.exact_ident
+        addrs["a4"] = [ip[1] if ip[0] == 4 else 0 for ip in ips]
+        v6 = np.nonzero(vers == 6)[0]
+        if len(v6):
+            addrs["a6"][v6] = np.frombuffer(b"".join(ips[k][1].to_bytes(16, "big") for k in v6),
+                                            dtype=np.uint8).reshape(-1, 16)
+        addrs["endpoint"] = [local_index.get(pi, NO_ID) if pi is not None else NO_ID for _ip, pi in self.exact]
+        for k, maps in self.self_maps.items():
+            addrs["self_map"][k] = maps
         eps = np.zeros(len(self.local), dtype=fast.ENDPOINT_DTYPE)
         for d in DIRECTIONS:
             eps["profile"][:, _DIR_INDEX[d]] = self.ep_profile[d]
