@@ -31,7 +31,8 @@ new/established mix) and new flows/s (the SYN capture); per set the compile time
 (validate + compile the policies), the compiled tables' memory, identities,
 profiles. Beside it, `nca --connectivity` on the same manifests (namespaces, pods,
 policies), growing: 2 namespaces (200 pods, 20 policies), 10 (1,000 pods, 100
-policies), then the 1,000 set on all 10,000 pods (--quick: 200 on 2,000); its wall
+policies), 50 (5,000 pods, 500 policies), then the 1,000 set on all 10,000 pods
+(--quick: 200 on 2,000); its wall
 time to an answer, or the time it was given (300 s; 10 s with --quick) when it gives
 none. nca comes from .venv-nca (run-tests.sh makes it), KDP_NCA or PATH.
 """
@@ -277,7 +278,7 @@ def _nca_once(nca, namespaces, n_policies, nodes, tmpdir, timeout_s):
     out = os.path.join(tmpdir, "nca-out.txt")
     t = time.perf_counter()
     try:
-        run = subprocess.run([nca, "--connectivity", files["pol"], "-n", files["ns"], "-p", files["pods"],
+        run = subprocess.run([nca, "--debug", "--connectivity", files["pol"], "-n", files["ns"], "-p", files["pods"],
                               "--output_format", "txt_no_fw_rules", "--file_out", out],
                              capture_output=True, text=True, timeout=timeout_s)
         seconds = time.perf_counter() - t
@@ -292,7 +293,9 @@ def _nca_once(nca, namespaces, n_policies, nodes, tmpdir, timeout_s):
             lines = sum(1 for _ in f)
         os.unlink(out)
     if run.returncode != 0:
-        return {"seconds": None, "note": f"nca failed: {run.stderr.strip()[-300:]}"}
+        tail = [line.strip() for line in run.stderr.splitlines() if line.strip(" ^")][-2:]
+        return {"seconds": None, "note": f"nca failed after {seconds:.0f} s (exit {run.returncode}): "
+                                         + " / ".join(tail)[-300:]}
     return {"seconds": seconds, "lines": lines}
 
 
@@ -302,7 +305,8 @@ def measure_nca(size, tmpdir):
     nca = nca_command()
     if nca is None:
         return [{"note": "nca not installed (run-tests.sh makes .venv-nca; or set KDP_NCA)"}]
-    steps = [(2, 20), (10, 100), (size["namespaces"], size["main"])]
+    steps = [(2, 20), (10, 100), (50, 500), (size["namespaces"], size["main"])]
+    steps = [st for st in steps if st[0] < size["namespaces"]] + [(size["namespaces"], size["main"])]
     out = []
     for namespaces, n_policies in steps:
         r = _nca_once(nca, namespaces, n_policies, size["nodes"], tmpdir, size["nca_timeout_s"])
