@@ -6,6 +6,8 @@
 
 A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
+Cluster DNS (NodeConfig `dns`) is compiled with the other tables: dp.dns_zone is
+the zone (kdp.control.dns), None when kdp answers no DNS.
 """
 import numpy as np
 
@@ -16,6 +18,8 @@ from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
 from kdp.control import addr
+from kdp.control.dns import build_zone
+from kdp.control.dnswire import compile_dns
 from kdp.errors import ConfigError
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
@@ -134,14 +138,16 @@ class Dataplane:
         self.ports = ports or PortTable()
         self.tables = tables
         self.notices = []
+        self.dns_zone = None
         if tables is None:
             self.pipeline = Pipeline(RouteTable(_DEFAULT_ROUTES))
             return
         config = tables.cluster.config
         self.notices = list(tables.cluster.notices)
+        self.dns_zone = build_zone(tables.cluster)
         self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
                                  conntrack_for(config), vxlan_port=config.vxlan_port,
-                                 tunnels=tunnels_for(tables))
+                                 tunnels=tunnels_for(tables), dns=compile_dns(self.dns_zone))
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -163,14 +169,17 @@ class Dataplane:
         node = node or (self.tables.cluster.node if self.tables else None)
         tables = compile_cluster(Cluster.load(paths, node=node), previous=self.tables)
         routes = RouteTable(compile_routes(tables, self.ports))
+        zone = build_zone(tables.cluster)
+        dns = compile_dns(zone)
         gone = removed_backends(self.tables, tables) if self.tables is not None else set()
         renumbered = service_renumbering(self.tables, tables) if self.tables is not None else None
         if self.pipeline.conntrack is None:
             self.pipeline = Pipeline(routes, tables.service, conntrack_for(tables.cluster.config),
                                      vxlan_port=tables.cluster.config.vxlan_port,
-                                     tunnels=tunnels_for(tables))
+                                     tunnels=tunnels_for(tables), dns=dns)
         else:
-            self.pipeline.swap(routes, tables.service, tunnels_for(tables))
+            self.pipeline.swap(routes, tables.service, tunnels_for(tables), dns)
+        self.dns_zone = zone
         if renumbered is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(renumbered)
         self.tables = tables
@@ -187,8 +196,10 @@ class Dataplane:
         """
         if self.tables is None:
             raise ConfigError("update_endpoints needs a data plane built from a snapshot")
-        before = self._backends_of(_service_key(obj))
+        key = _service_key(obj)
+        before = self._backends_of(key)
         removed = self.tables.update_endpoints(obj)
+        self._update_dns(key)
         if not removed:
             return 0
         listed = listed_addresses(self.tables.cluster)
@@ -200,6 +211,15 @@ class Dataplane:
                     if proto == 17 or ip not in listed:
                         gone.add((proto, addr.format_ip(ip), port))
         return self.flush_backends(gone)
+
+    def _update_dns(self, key):
+        """The DNS names of one Service after an endpoint change (headless answers,
+        endpoint names, PTRs): the zone is rebuilt and swapped in whole."""
+        if self.dns_zone is None:
+            return
+        zone = build_zone(self.tables.cluster)
+        self.pipeline.swap_dns(compile_dns(zone))
+        self.dns_zone = zone
 
     def _backends_of(self, key):
         """backend id -> (proto, ip, port) for the service-ports of one Service."""
@@ -228,6 +248,11 @@ class Dataplane:
     def counters(self):
         """uint64 [stage, reason]: every packet processed, counted once."""
         return self.pipeline.counters
+
+    @property
+    def dns_counters(self):
+        """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
+        return self.pipeline.dns_counters
 
     @property
     def verdicts(self):
