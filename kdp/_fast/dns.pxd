@@ -94,3 +94,9 @@ cdef class DnsTable:
 
 cdef void dns_batch(DnsTable t, Batch b, uint64_t* ctr, dns_note_t* notes,
                     dns_q_t* qs) noexcept nogil
+
+# The verdict log's "dns" value of a packet: {"name", "type", "rcode", "outcome"} or
+# null; writes at most DNS_NOTE_JSON_MAX bytes (NUL included), returns the length.
+cdef enum:
+    DNS_NOTE_JSON_MAX = 1400
+cdef int dns_note_json(const dns_note_t* n, char* out) noexcept nogil

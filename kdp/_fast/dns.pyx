@@ -50,6 +50,7 @@ without Python objects.
 import numpy as np
 cimport numpy as cnp
 from libc.string cimport memcpy, memmove, memcmp, memset
+from libc.stdio cimport snprintf
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from posix.mman cimport (mmap, munmap, mprotect, PROT_READ, PROT_WRITE, PROT_NONE,
                          MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED)
@@ -957,6 +958,127 @@ cdef void dns_batch(DnsTable t, Batch b, uint64_t* ctr, dns_note_t* notes,
         ctr[out] += 1
         if tc:
             ctr[<int>DNS_C_TRUNCATED] += 1
+
+
+# ------------------------------------------------------------------ the verdict log
+
+# DnsOutcome -> log label (kdp.control.dns.OUTCOMES mirrors it)
+cdef const char* OUTCOME_TEXT[19]
+OUTCOME_TEXT[:] = [b"none", b"answer", b"nodata", b"nxdomain", b"formerr", b"badvers", b"short",
+                   b"response", b"out_of_zone", b"reverse_miss", b"tcp", b"opcode", b"class", b"xfr",
+                   b"external_name", b"sections", b"fragment", b"cut", b"other"]
+OUTCOME_LABELS = [OUTCOME_TEXT[i].decode() for i in range(N_DNS_OUTCOMES)] + ["truncated"]
+
+
+cdef const char* type_text(uint16_t t) noexcept nogil:
+    if t == 1: return "A"
+    if t == 2: return "NS"
+    if t == 5: return "CNAME"
+    if t == 6: return "SOA"
+    if t == 12: return "PTR"
+    if t == 15: return "MX"
+    if t == 16: return "TXT"
+    if t == 28: return "AAAA"
+    if t == 33: return "SRV"
+    if t == 35: return "NAPTR"
+    if t == 41: return "OPT"
+    if t == 43: return "DS"
+    if t == 46: return "RRSIG"
+    if t == 48: return "DNSKEY"
+    if t == 64: return "SVCB"
+    if t == 65: return "HTTPS"
+    if t == 251: return "IXFR"
+    if t == 252: return "AXFR"
+    if t == 255: return "ANY"
+    if t == 257: return "CAA"
+    return NULL
+
+
+cdef const char* rcode_text(uint8_t r) noexcept nogil:
+    if r == RC_NOERROR: return "NOERROR"
+    if r == RC_FORMERR: return "FORMERR"
+    if r == RC_NXDOMAIN: return "NXDOMAIN"
+    if r == RC_BADVERS: return "BADVERS"
+    return "?"
+
+
+cdef int dns_note_json(const dns_note_t* n, char* out) noexcept nogil:
+    cdef int k = 0, i, j, L
+    cdef uint8_t c
+    cdef const char* t
+    cdef const char* lab
+    cdef const char* tcs
+    if n.outcome == DNS_NONE:
+        memcpy(out, b"null", 5)
+        return 4
+    memcpy(out, b"{\"name\":", 8)
+    k = 8
+    if n.name_len == 0:
+        memcpy(out + k, b"null", 4)
+        k += 4
+    else:
+        # presentation form (RFC 1035 5.1: \. and \DDD escapes), then JSON-escaped
+        out[k] = 34
+        k += 1
+        i = 0
+        while i < n.name_len and n.name[i] != 0:
+            L = n.name[i]
+            for j in range(i + 1, i + 1 + L):
+                c = n.name[j]
+                if c == 46 or c == 34 or c == 92:          # . " \  -> \. \" \\, JSON-escaped
+                    out[k] = 92; out[k + 1] = 92; k += 2
+                    if c == 92:
+                        out[k] = 92; out[k + 1] = 92; k += 2
+                    elif c == 34:
+                        out[k] = 92; out[k + 1] = 34; k += 2
+                    else:
+                        out[k] = 46; k += 1
+                elif c < 33 or c > 126:                     # \DDD
+                    out[k] = 92; out[k + 1] = 92
+                    out[k + 2] = <char>(48 + c // 100)
+                    out[k + 3] = <char>(48 + (c // 10) % 10)
+                    out[k + 4] = <char>(48 + c % 10)
+                    k += 5
+                else:
+                    out[k] = <char>c
+                    k += 1
+            out[k] = 46
+            k += 1
+            i += L + 1
+        if i == 0:
+            out[k] = 46
+            k += 1
+        out[k] = 34
+        k += 1
+    t = type_text(n.qtype)
+    if n.name_len == 0:
+        k += snprintf(out + k, 16, ",\"type\":null")
+    elif t != NULL:
+        k += snprintf(out + k, 32, ",\"type\":\"%s\"", t)
+    else:
+        k += snprintf(out + k, 32, ",\"type\":\"TYPE%u\"", n.qtype)
+    if DNS_ANSWER <= n.outcome <= DNS_BADVERS:
+        k += snprintf(out + k, 40, ",\"rcode\":\"%s\"", rcode_text(n.rcode))
+    else:
+        k += snprintf(out + k, 16, ",\"rcode\":null")
+    lab = "?"
+    if n.outcome < N_DNS_OUTCOMES:
+        lab = OUTCOME_TEXT[n.outcome]
+    tcs = ""
+    if n.tc:
+        tcs = ",\"tc\":true"
+    k += snprintf(out + k, 64, ",\"outcome\":\"%s\"%s}", lab, tcs)
+    return k
+
+
+def note_json(note):
+    """The log's "dns" value for one NOTE_DTYPE record (a str), for tests."""
+    cdef dns_note_t n
+    cdef char out[DNS_NOTE_JSON_MAX]
+    arr = np.array([note], dtype=NOTE_DTYPE)
+    memcpy(&n, cnp.PyArray_DATA(arr), sizeof(dns_note_t))
+    cdef int k = dns_note_json(&n, out)
+    return out[:k].decode()
 
 
 # ------------------------------------------------------------------ Python entry points
