@@ -111,12 +111,15 @@ def labels_of(name):
     return name.rstrip(".").split(".") if name.strip(".") else []
 
 
+_DEC = [str(i) for i in range(256)]
+
+
 def reverse_name(ip):
     ver, value = ip
     if ver == 4:
-        return ".".join(str((value >> s) & 255) for s in (0, 8, 16, 24)) + ".in-addr.arpa."
-    h = f"{value:032x}"
-    return ".".join(reversed(h)) + ".ip6.arpa."
+        d = _DEC
+        return f"{d[value & 255]}.{d[(value >> 8) & 255]}.{d[(value >> 16) & 255]}.{d[value >> 24]}.in-addr.arpa."
+    return ".".join(reversed(f"{value:032x}")) + ".ip6.arpa."
 
 
 def endpoint_hostname(ep, ip):
@@ -182,6 +185,8 @@ class Zone:
         self.fixed = {}                 # name -> {qtype: Answer} (apex, ns.dns, dns-version)
         self.reverse = {}               # reverse name -> [PTR targets]
         self.by_service = {}            # (ns, svc) -> names it contributes (items)
+        self._endpoint_ptr = {}         # endpoint address -> [PTR targets]
+        self.aliases = {}               # SRV name spelled without '_' -> the _<port>._<proto> name
 
     # ---------------------------------------------------------------- building
 
@@ -236,6 +241,15 @@ class Zone:
                     continue
                 for ip in ep.addresses:
                     eps.append((ip, endpoint_hostname(ep, ip), ports))
+        # PTR of endpoint addresses (ClusterIPs take precedence: build_zone)
+        rev = self._endpoint_ptr
+        for ip, hn, _ports in eps:
+            target = f"{hn}.{base}"
+            lst = rev.get(ip)
+            if lst is None:
+                rev[ip] = [target]
+            elif target not in lst:
+                lst.append(target)
         if svc.headless:
             its = [(IP_ITEM, ip, port, f"{hn}.{base}") for ip, hn, ports in eps for _n, _p, port in ports]
             if its:
@@ -261,17 +275,19 @@ class Zone:
             put(name, [(IP_ITEM, ip, port, name) for _n, _p, port in ports])
         self.by_service[svc.key] = names
 
-    @staticmethod
-    def _srv_names(port_name, proto, base):
+    def _srv_names(self, port_name, proto, base):
         """_<port>._<proto>.<base> and the spellings without underscores CoreDNS takes too."""
         pl = PROTO_LABELS.get(proto)
         if pl is None:
             return []
         first = ["_" + port_name] + ([port_name] if port_name else [])
-        return [f"{a}.{b}.{base}" for a in first for b in ("_" + pl, pl)]
+        names = [f"{a}.{b}.{base}" for a in first for b in ("_" + pl, pl)]
+        for n in names[1:]:
+            self.aliases[n] = names[0]
+        return names
 
-    def add_reverse(self, services, slices_for):
-        """PTR: ClusterIPs first (one Service each), then ready endpoint addresses."""
+    def add_reverse(self, services):
+        """PTR: a ClusterIP names its Service; other addresses the endpoints listing them."""
         o = self.origin
         cluster_ips = {}
         for key in sorted(services):
@@ -279,23 +295,11 @@ class Zone:
             for ip in svc.cluster_ips:
                 cluster_ips.setdefault(ip, f"{svc.name}.{svc.namespace}.svc.{o}")
         rev = self.reverse
+        for ip, targets in self._endpoint_ptr.items():
+            if ip not in cluster_ips:
+                rev[reverse_name(ip)] = targets
         for ip, target in cluster_ips.items():
             rev[reverse_name(ip)] = [target]
-        for key in sorted(services):
-            svc = services[key]
-            if svc.type == "ExternalName":
-                continue
-            for sl in slices_for(key):
-                for ep in sl.endpoints:
-                    if not (ep.ready or svc.publish_not_ready):
-                        continue
-                    for ip in ep.addresses:
-                        if ip in cluster_ips:
-                            continue
-                        target = f"{endpoint_hostname(ep, ip)}.{svc.name}.{svc.namespace}.svc.{o}"
-                        lst = rev.setdefault(reverse_name(ip), [])
-                        if target not in lst:
-                            lst.append(target)
 
     # ---------------------------------------------------------------- answers
 
@@ -448,6 +452,59 @@ class Zone:
         return Decision("nodata")
 
 
+def rr_text(r):
+    """A record's data in zone-file form."""
+    t, d = r.type, r.data
+    if t in (TYPE_A, TYPE_AAAA):
+        return addr.format_ip(d)
+    if t == TYPE_SRV:
+        return f"{d[0]} {d[1]} {d[2]} {d[3]}"
+    if t == TYPE_TXT:
+        return f'"{d}"'
+    if t == TYPE_SOA:
+        return " ".join(str(x) for x in d)
+    return str(d)
+
+
+def zone_view(zone):
+    """`kdp show dns`: every name kdp serves, its records by type, and what its
+    other types get (NODATA / NXDOMAIN / passed on)."""
+    rows = []
+    for name in zone.names():
+        got = zone.answers(name)
+        if got is None:
+            continue
+        answers, flags = got
+        records, additional, passed = [], [], []
+        for qt in sorted(answers):
+            a = answers[qt]
+            if a.pass_on:
+                passed.append(TYPE_NAMES.get(qt, f"TYPE{qt}"))
+                continue
+            for r in a.answer:
+                records.append({"type": TYPE_NAMES[r.type], "ttl": r.ttl, "name": r.name, "data": rr_text(r)})
+            for r in a.additional:
+                additional.append({"type": TYPE_NAMES[r.type], "ttl": r.ttl, "name": r.name,
+                                   "data": rr_text(r), "for": TYPE_NAMES[qt]})
+        if flags & F_REVERSE:
+            other = "passed on"
+        else:
+            base = "NODATA" if flags & F_EXISTS else "NXDOMAIN"
+            odd = [t for t, f in (("TXT", F_RECORDS), ("PTR", F_RECORDS_OK))
+                   if ("NODATA" if flags & f else "NXDOMAIN") != base and t not in {TYPE_NAMES[q] for q in answers}]
+            if odd:
+                other = f"{base} ({', '.join(odd)}: {'NXDOMAIN' if base == 'NODATA' else 'NODATA'})"
+            else:
+                other = base + (" (SOA: NODATA)" if base == "NXDOMAIN" else "")
+        row = {"name": name, "records": records, "additional": additional, "passedOn": passed,
+               "otherTypes": other, "podNames": bool(flags & F_POD_NS)}
+        if name in zone.aliases:
+            row["aliasOf"] = zone.aliases[name]
+        rows.append(row)
+    return {"zone": zone.origin, "listen": [f"{addr.format_ip(ip)}:{port}" for ip, port in zone.listen],
+            "ttl": zone.ttl, "pods": zone.pods, "serial": zone.serial, "names": rows}
+
+
 def build_zone(cluster):
     """The zone of a validated Cluster, or None when DNS is off or has no address to answer at."""
     cfg = cluster.config.dns
@@ -460,5 +517,5 @@ def build_zone(cluster):
     zone._add_fixed(sorted(namespaces_of(cluster)))
     for key in sorted(cluster.services):
         zone.add_service(cluster.services[key], cluster.slices_for(key))
-    zone.add_reverse(cluster.services, cluster.slices_for)
+    zone.add_reverse(cluster.services)
     return zone
