@@ -136,43 +136,171 @@ def _body(qlabels, qlen, answer):
     return head + bytes(m.buf), serial_at
 
 
+class _Blob:
+    """The blob being written: records, answer bodies (identical bodies shared)."""
+
+    def __init__(self):
+        self.buf = bytearray(_MAGIC)
+        self.offsets = []
+        self.shared = {}                # body bytes -> offset (bodies that do not depend on the name)
+        self.serial_at = None
+        self.wires = {}                 # parent name -> wire form
+
+    def wire(self, name):
+        head, _, parent = name.partition(".")
+        tail = self.wires.get(parent)
+        if tail is None:
+            tail = self.wires[parent] = name_wire(parent) if parent else b"\0"
+        h = head.encode("ascii")
+        return bytes((len(h),)) + h + tail if h else tail
+
+    def record(self, wire, flags, bodies, shared=()):
+        """One name: bodies is [(qtype, kind, body bytes)]; qtypes in `shared` have
+        bodies that do not depend on the name (stored once for all names)."""
+        buf = self.buf
+        buf += b"\0" * (-len(buf) % 8)
+        self.offsets.append(len(buf))
+        buf += bytes((len(wire), len(bodies), flags, 0, 0, 0, 0, 0)) + wire
+        buf += b"\0" * (-len(buf) % 4)
+        desc = len(buf)
+        buf += b"\0" * (8 * len(bodies))
+        for k, (qtype, kind, body) in enumerate(bodies):
+            off = self.shared.get(body) if qtype in shared else None
+            if off is None:
+                buf += b"\0" * (len(buf) % 2)
+                off = len(buf)
+                buf += body
+                if qtype in shared:
+                    self.shared[body] = off
+            _DESC.pack_into(buf, desc + 8 * k, qtype, kind, off)
+        return desc
+
+
+def _simple_body(records, base):
+    """A body of records that are all the same size, owned by the question name."""
+    room = MAX_UDP - base
+    size = len(records[0]) if records else 0
+    keep = min(len(records), room // size) if size else 0
+    ends = [size * (i + 1) for i in range(keep)]
+    return (_BODY_HEAD.pack(keep, 0, 0, keep, len(records) - keep, size * keep)
+            + struct.pack(f"<{keep}H", *ends) + b"".join(records[:keep]))
+
+
+def _fast_bodies(zone, name, its, qlen, ttl4, wire):
+    """Bodies of a name whose items are all addresses (nearly every name): A, AAAA, SRV."""
+    base = 12 + qlen + 4
+    a, aaaa, seen = [], [], set()
+    for _kind, ip, _port, _key in its:
+        if ip in seen:
+            continue
+        seen.add(ip)
+        if ip[0] == 4:
+            a.append(b"\xc0\x0c\x00\x01\x00\x01" + ttl4 + b"\x00\x04" + ip[1].to_bytes(4, "big"))
+        else:
+            aaaa.append(b"\xc0\x0c\x00\x1c\x00\x01" + ttl4 + b"\x00\x10" + ip[1].to_bytes(16, "big"))
+    out = []
+    if a:
+        out.append((TYPE_A, _simple_body(a, base)))
+    if aaaa:
+        out.append((TYPE_AAAA, _simple_body(aaaa, base)))
+    if its:
+        weight = max(1, 100 // len(its))
+        recs, extra, ends, pos, done = bytearray(), [], [], {}, set()
+        room = MAX_UDP - base
+        omitted = 0
+        for _kind, ip, port, target in its:
+            if port == -1:
+                continue
+            if (target, port) not in done:
+                done.add((target, port))
+                tw = wire(target)
+                rr = (b"\xc0\x0c\x00\x21\x00\x01" + ttl4 + (6 + len(tw)).to_bytes(2, "big")
+                      + struct.pack(">HHH", 0, weight, port) + tw)
+                if omitted or len(recs) + len(rr) > room:
+                    omitted += 1
+                else:
+                    pos.setdefault(target, base + len(recs) + 18)
+                    recs += rr
+                    ends.append(len(recs))
+            if (target, ip) not in done:
+                done.add((target, ip))
+                extra.append((target, ip))
+        n_srv = len(ends)
+        for target, ip in extra:
+            p = pos.get(target)
+            owner = (0xC000 | p).to_bytes(2, "big") if p is not None else wire(target)
+            data = ip[1].to_bytes(4 if ip[0] == 4 else 16, "big")
+            rr = (owner + (b"\x00\x01" if ip[0] == 4 else b"\x00\x1c") + b"\x00\x01" + ttl4
+                  + len(data).to_bytes(2, "big") + data)
+            if omitted or len(recs) + len(rr) > room:
+                omitted += 1
+            else:
+                recs += rr
+                ends.append(len(recs))
+        if n_srv or omitted:
+            out.append((TYPE_SRV, _BODY_HEAD.pack(n_srv, 0, len(ends) - n_srv, len(ends), omitted, len(recs))
+                        + struct.pack(f"<{len(ends)}H", *ends) + bytes(recs)))
+    return out
+
+
 def encode(zone):
     """(blob, record offsets) of the zone; sets zone.serial."""
-    blob = bytearray(_MAGIC)
-    offsets = []
-    serial_at = None
+    from kdp.control.dns import F_EXISTS, F_RECORDS, F_RECORDS_OK, F_REVERSE, IP_ITEM
+    bl = _Blob()
+    ttl4 = zone.ttl.to_bytes(4, "big")
+    answer, passing = KINDS["answer"], KINDS["pass"]
+    general = []
+    for name, its in zone.items.items():
+        if name in zone.fixed or any(k != IP_ITEM for k, _v, _p, _t in its):
+            general.append(name)
+            continue
+        wire = bl.wire(name)
+        flags = zone.flags.get(name, 0) | F_EXISTS | F_RECORDS_OK | (F_RECORDS if its else 0)
+        bodies = [(qt, answer, body) for qt, body in _fast_bodies(zone, name, its, len(wire), ttl4, bl.wire)]
+        bl.record(wire, flags, bodies, shared=(TYPE_A, TYPE_AAAA))
+    for name, targets in zone.reverse.items():
+        # PTR: the owner is the question; targets written whole (no suffix to share with it)
+        wire = name_wire(name)
+        recs = [b"\xc0\x0c\x00\x0c\x00\x01" + ttl4 + len(tw).to_bytes(2, "big") + tw
+                for tw in map(bl.wire, targets)]
+        base = 12 + len(wire) + 4
+        room, total, keep, ends = MAX_UDP - base, 0, 0, []
+        for r in recs:
+            if total + len(r) > room:
+                break
+            total += len(r)
+            keep += 1
+            ends.append(total)
+        body = (_BODY_HEAD.pack(keep, 0, 0, keep, len(recs) - keep, total) + struct.pack(f"<{keep}H", *ends)
+                + b"".join(recs[:keep]))
+        bl.record(wire, F_REVERSE, [(TYPE_PTR, answer, body)])
     for name in zone.names():
+        if (name in zone.items and name not in general) or name in zone.reverse:
+            continue
         got = zone.answers(name)
         if got is None:
             continue
         answers, flags = got
-        wire = name_wire(name)
+        wire = bl.wire(name)
         qlabels = labels_of(name)
-        blob += b"\0" * (-len(blob) % 8)
-        rec = len(blob)
-        offsets.append(rec)
-        blob += bytes((len(wire), len(answers), flags, 0, 0, 0, 0, 0)) + wire
-        blob += b"\0" * (-len(blob) % 4)
-        desc = len(blob)
-        blob += b"\0" * (8 * len(answers))
-        for k, (qtype, ans) in enumerate(sorted(answers.items())):
-            blob += b"\0" * (len(blob) % 2)
-            body_off = len(blob)
+        bodies, serial_k = [], None
+        for qtype, ans in sorted(answers.items()):
             if ans.pass_on:
-                body = _BODY_HEAD.pack(0, 0, 0, 0, 0, 0)
-                kind = KINDS["pass"]
-            else:
-                body, at = _body(qlabels, len(wire), ans)
-                kind = KINDS["answer"]
-                if at is not None:
-                    serial_at = body_off + at
-            blob += body
-            _DESC.pack_into(blob, desc + 8 * k, qtype, kind, body_off)
-    serial = zlib.crc32(blob) or 1
-    if serial_at is not None:
-        blob[serial_at:serial_at + 4] = serial.to_bytes(4, "big")
+                bodies.append((qtype, passing, _BODY_HEAD.pack(0, 0, 0, 0, 0, 0)))
+                continue
+            body, at = _body(qlabels, len(wire), ans)
+            if at is not None:
+                serial_k = (len(bodies), at)
+            bodies.append((qtype, answer, body))
+        desc = bl.record(wire, flags, bodies)
+        if serial_k is not None:
+            body_off = struct.unpack_from("<I", bl.buf, desc + 8 * serial_k[0] + 4)[0]
+            bl.serial_at = body_off + serial_k[1]
+    serial = zlib.crc32(bl.buf) or 1
+    if bl.serial_at is not None:
+        bl.buf[bl.serial_at:bl.serial_at + 4] = serial.to_bytes(4, "big")
     zone.serial = serial
-    return bytes(blob), offsets
+    return bytes(bl.buf), bl.offsets
 
 
 def compile_dns(zone):
