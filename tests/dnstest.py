@@ -20,7 +20,7 @@ from kdptest import (CLIENT, CLIENT6, MAC_A, MAC_B, WEB1, WEB1_6, WEB2, base_obj
                      endpoint_slice, port, service)
 
 DNS_IP, DNS_IP6 = "10.96.0.53", "fd00:96::53"
-COREDNS = "10.244.1.53"
+COREDNS = "10.244.2.53"
 
 
 def ep(address, node="node-1", ready=True, hostname=None, terminating=False):
@@ -51,7 +51,7 @@ def cluster_objects(dns=None, big=40):
         service("kube-dns", [port("dns", 53, 53, "UDP"), port("dns-tcp", 53, 53, "TCP")],
                 cluster_ips=(DNS_IP, DNS_IP6), namespace="kube-system"),
         endpoint_slice("kube-dns", [("dns", "UDP", 53), ("dns-tcp", "TCP", 53)],
-                       [ep(COREDNS)], namespace="kube-system"),
+                       [ep(COREDNS, "node-2")], namespace="kube-system"),
         service("web", [port("http", 80, 8080), port("https", 443, 8443)], cluster_ips=("10.96.0.10",)),
         endpoint_slice("web", [("http", "TCP", 8080), ("https", "TCP", 8443)],
                        [ep(WEB1), ep(WEB2, "node-2"), ep("10.244.2.11", "node-2", ready=False)]),
