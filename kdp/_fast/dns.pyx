@@ -1083,15 +1083,23 @@ def note_json(note):
 
 # ------------------------------------------------------------------ Python entry points
 
-def dns_stage(Batch b not None, DnsTable table not None, counters=None):
+def dns_stage(Batch b not None, DnsTable table not None, counters=None, notes=None, scratch=None):
     """Run the DNS stage over a parsed batch. Returns (counters, notes): counters a
-    uint64 [N_DNS_COUNTERS] array (added to when given), notes a NOTE_DTYPE array."""
+    uint64 [N_DNS_COUNTERS] array (added to when given), notes a NOTE_DTYPE array.
+    `notes` (NOTE_DTYPE) and `scratch` (uint8, QUERY_SCRATCH_BYTES per packet) may be
+    given, of at least the batch's size, to run without allocating (benchmarks)."""
     if counters is None:
         counters = np.zeros(N_DNS_COUNTERS, dtype=np.uint64)
     if counters.dtype != np.uint64 or counters.shape != (N_DNS_COUNTERS,):
         raise ValueError(f"counters must be uint64[{N_DNS_COUNTERS}]")
-    notes = np.zeros(max(b.count, 1), dtype=NOTE_DTYPE)
-    scratch = np.zeros(max(b.count, 1) * sizeof(dns_q_t), dtype=np.uint8)
+    if notes is None:
+        notes = np.zeros(max(b.count, 1), dtype=NOTE_DTYPE)
+    if scratch is None:
+        scratch = np.zeros(max(b.count, 1) * sizeof(dns_q_t), dtype=np.uint8)
+    if (notes.dtype != NOTE_DTYPE or notes.shape[0] < b.count or scratch.dtype != np.uint8
+            or scratch.shape[0] < b.count * sizeof(dns_q_t) or not notes.flags.c_contiguous
+            or not scratch.flags.c_contiguous):
+        raise ValueError("notes / scratch too small or of the wrong type")
     cdef uint64_t* c = <uint64_t*>cnp.PyArray_DATA(counters)
     cdef dns_note_t* n = <dns_note_t*>cnp.PyArray_DATA(notes)
     cdef dns_q_t* q = <dns_q_t*>cnp.PyArray_DATA(scratch)

@@ -4,10 +4,11 @@
   kdp bench conntrack  established lookups/s, new flows/s, bytes per flow
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
+  kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
 """
 import importlib
 
-SUITES = ("lpm", "conntrack", "pipeline", "read")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns")
 
 
 def add_arguments(parser):

@@ -7,7 +7,7 @@ as RRsets and renders the answer. Well-formed queries only: malformed ones get
 the answer dnspython's parser leads to (the stage's own rules for those are
 tested against explicit expectations, tests/test_dns_stage.py).
 
-    r = Responder(zone)
+    r = Responder(zone)             # cache=True: each name's records built once (a server)
     r.respond(query_bytes) -> ("reply", answer bytes) | ("pass", None) | ("drop", None)
 """
 from __future__ import annotations
@@ -60,8 +60,9 @@ def rrsets(rrs):
 
 
 class Responder:
-    def __init__(self, zone):
+    def __init__(self, zone, cache=False):
         self.zone = zone
+        self.cache = {} if cache else None      # (name, qtype) -> what to answer, built once
 
     def respond(self, wire):
         if len(wire) < 12:
@@ -87,14 +88,29 @@ class Responder:
             return "pass", None
         if q.edns > 0:
             return "reply", self._render(q, dns.rcode.BADVERS, aa=False)
-        d = self.zone.lookup(question.name.to_text().lower(), question.rdtype)
-        if d.outcome == "pass":
+        got = self._decide(question.name.to_text().lower(), question.rdtype)
+        if got is None:
             return "pass", None
-        if d.outcome == "answer":
-            return "reply", self._render(q, dns.rcode.NOERROR, rrsets(d.answer.answer),
-                                         rrsets(d.answer.additional))
-        rcode = dns.rcode.NXDOMAIN if d.outcome == "nxdomain" else dns.rcode.NOERROR
-        return "reply", self._render(q, rcode, [], [], rrsets([self.zone.soa()]))
+        rcode, answer, additional, authority = got
+        return "reply", self._render(q, rcode, answer, additional, authority)
+
+    def _decide(self, name, qtype):
+        """(rcode, answer, additional, authority RRsets), or None to pass the query on."""
+        if self.cache is not None:
+            got = self.cache.get((name, qtype), self)
+            if got is not self:
+                return got
+        d = self.zone.lookup(name, qtype)
+        if d.outcome == "pass":
+            got = None
+        elif d.outcome == "answer":
+            got = (dns.rcode.NOERROR, rrsets(d.answer.answer), rrsets(d.answer.additional), [])
+        else:
+            got = (dns.rcode.NXDOMAIN if d.outcome == "nxdomain" else dns.rcode.NOERROR, [], [],
+                   rrsets([self.zone.soa()]))
+        if self.cache is not None:
+            self.cache[(name, qtype)] = got
+        return got
 
     def _error(self, wire, rcode):
         """A header-only answer (the question could not be read)."""
