@@ -19,7 +19,7 @@ from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
 from kdp.control import addr
 from kdp.control.dns import build_zone
-from kdp.control.dnswire import compile_dns
+from kdp.control.dnswire import DnsCompiler
 from kdp.errors import ConfigError
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason
@@ -139,15 +139,18 @@ class Dataplane:
         self.tables = tables
         self.notices = []
         self.dns_zone = None
+        self._dns = None                # DnsCompiler of dns_zone
         if tables is None:
             self.pipeline = Pipeline(RouteTable(_DEFAULT_ROUTES))
             return
         config = tables.cluster.config
         self.notices = list(tables.cluster.notices)
         self.dns_zone = build_zone(tables.cluster)
+        self._dns = DnsCompiler(self.dns_zone) if self.dns_zone is not None else None
         self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
                                  conntrack_for(config), vxlan_port=config.vxlan_port,
-                                 tunnels=tunnels_for(tables), dns=compile_dns(self.dns_zone))
+                                 tunnels=tunnels_for(tables),
+                                 dns=self._dns.full() if self._dns is not None else None)
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -170,7 +173,8 @@ class Dataplane:
         tables = compile_cluster(Cluster.load(paths, node=node), previous=self.tables)
         routes = RouteTable(compile_routes(tables, self.ports))
         zone = build_zone(tables.cluster)
-        dns = compile_dns(zone)
+        compiler = DnsCompiler(zone) if zone is not None else None
+        dns = compiler.full() if compiler is not None else None
         gone = removed_backends(self.tables, tables) if self.tables is not None else set()
         renumbered = service_renumbering(self.tables, tables) if self.tables is not None else None
         if self.pipeline.conntrack is None:
@@ -179,7 +183,7 @@ class Dataplane:
                                      tunnels=tunnels_for(tables), dns=dns)
         else:
             self.pipeline.swap(routes, tables.service, tunnels_for(tables), dns)
-        self.dns_zone = zone
+        self.dns_zone, self._dns = zone, compiler
         if renumbered is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(renumbered)
         self.tables = tables
@@ -214,12 +218,12 @@ class Dataplane:
 
     def _update_dns(self, key):
         """The DNS names of one Service after an endpoint change (headless answers,
-        endpoint names, PTRs): the zone is rebuilt and swapped in whole."""
-        if self.dns_zone is None:
+        endpoint names, PTRs): only those names are re-encoded, into a delta table
+        swapped in front of the whole one (kdp.control.dnswire.DnsCompiler)."""
+        if self._dns is None:
             return
-        zone = build_zone(self.tables.cluster)
-        self.pipeline.swap_dns(compile_dns(zone))
-        self.dns_zone = zone
+        changed = self.dns_zone.update_service(self.tables.cluster, key)
+        self.pipeline.swap_dns(self._dns.update(changed))
 
     def _backends_of(self, key):
         """backend id -> (proto, ip, port) for the service-ports of one Service."""

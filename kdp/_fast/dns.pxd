@@ -78,6 +78,13 @@ cdef class DnsTable:
     cdef uint64_t* slots                # (hash tag << 32) | record offset / 8; 0: empty
     cdef uint64_t mask
     cdef readonly Py_ssize_t n_names
+    cdef readonly object delta          # numpy uint8: records changed since the blob (updates)
+    cdef const uint8_t* d
+    cdef object dslots_arr
+    cdef uint64_t* dslots
+    cdef uint64_t dmask
+    cdef readonly Py_ssize_t n_delta
+    cdef readonly uint32_t serial
     cdef uint32_t listen4[16]
     cdef uint16_t lport4[16]
     cdef uint8_t listen6[16][16]

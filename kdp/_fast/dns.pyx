@@ -51,7 +51,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.string cimport memcpy, memmove, memcmp, memset
 from libc.stdio cimport snprintf
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from posix.mman cimport (mmap, munmap, mprotect, PROT_READ, PROT_WRITE, PROT_NONE,
                          MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED)
 import mmap as _mmap
@@ -63,6 +63,12 @@ from kdp._fast.checksum cimport ld16, ld32, st16, st32, cs_fold, kdp_prefetch
 from kdp._fast.mix cimport mix64
 
 cnp.import_array()
+
+cdef extern from *:
+    """
+    #define KDP_DNS_DELTA_BIT 0x80000000u   /* a record offset in the delta blob */
+    """
+    const uint32_t DELTA_BIT "KDP_DNS_DELTA_BIT"
 
 NOTE_DTYPE = np.dtype([("outcome", "u1"), ("rcode", "u1"), ("qtype", "<u2"), ("name_len", "u1"),
                        ("tc", "u1"), ("_pad", "u1", 2), ("name", "u1", 256)])
@@ -78,6 +84,7 @@ cdef enum:
     F_RECORDS_OK = 4        # PTR gets NODATA (CoreDNS: the name is no lookup error)
     F_REVERSE = 8           # a reverse name: only its PTR is answered, the rest passes on
     F_POD_NS = 16           # <ns>.pod.<zone> with `pods insecure`: pod names below it are answered
+    F_GONE = 128            # (delta records) the name no longer exists
     K_ANSWER = 0
     K_PASS = 1              # pass the query on (ExternalName A/AAAA outside the zone)
     Z_NONE = 0
@@ -102,7 +109,7 @@ cdef enum:
     RC_BADVERS = 16
 
 FLAGS = {"exists": F_EXISTS, "records": F_RECORDS, "records_ok": F_RECORDS_OK,
-         "reverse": F_REVERSE, "pod_ns": F_POD_NS}
+         "reverse": F_REVERSE, "pod_ns": F_POD_NS, "gone": F_GONE}
 KINDS = {"answer": K_ANSWER, "pass": K_PASS}
 BLOB_START = BLOB_FIRST
 
@@ -193,47 +200,98 @@ cdef inline uint32_t align_up(uint32_t x) noexcept nogil:
 
 # ------------------------------------------------------------------ the table
 
+cdef object _slots_for(const uint8_t* b, Py_ssize_t size, offsets):
+    """The open-addressing index (uint64: tag << 32 | offset / 8) over a blob's records."""
+    cdef Py_ssize_t k, n_rec = len(offsets)
+    cdef uint32_t off, n, i
+    cdef uint64_t h, tag, mask
+    cdef uint64_t* slots
+    cdef uint64_t cap = 16
+    while cap < 2 * n_rec + 16:
+        cap <<= 1
+    arr = np.zeros(cap, dtype=np.uint64)
+    slots = <uint64_t*>cnp.PyArray_DATA(arr)
+    mask = cap - 1
+    offs = np.asarray(offsets, dtype=np.uint64)
+    for k in range(n_rec):
+        off = <uint32_t>offs[k]
+        if off < BLOB_FIRST or off % 8 or off + 8 > size:
+            raise ValueError(f"record offset {off} is not a record")
+        n = b[off]
+        if n == 0 or off + 8 + n > size:
+            raise ValueError(f"record at {off}: name runs past the blob")
+        h = hash_key(b + off + 8, n)
+        if probe(b, slots, mask, b + off + 8, n, h) != 0:
+            raise ValueError(f"record at {off}: the name is already in the table")
+        tag = (h >> 32) | 1
+        i = <uint32_t>(h & mask)
+        while slots[i] != 0:
+            i = (i + 1) & mask
+        slots[i] = (tag << 32) | (off >> 3)
+    return arr
+
+
+cdef inline uint32_t probe(const uint8_t* b, const uint64_t* slots, uint64_t mask,
+                           const uint8_t* key, uint32_t n, uint64_t h) noexcept nogil:
+    """Offset of the record named key in one segment, 0 when absent."""
+    cdef uint64_t tag = (h >> 32) | 1
+    cdef uint32_t i = <uint32_t>(h & mask)
+    cdef uint64_t s
+    cdef uint32_t off
+    while True:
+        s = slots[i]
+        if s == 0:
+            return 0
+        if (s >> 32) == tag:
+            off = <uint32_t>(s & 0xFFFFFFFFULL) << 3
+            if b[off] == n and memcmp(b + off + 8, key, n) == 0:
+                return off
+        i = (i + 1) & mask
+
+
 cdef class DnsTable:
     """The compiled zone: name records (kdp/control/dnswire.py) in one blob, an
     open-addressing hash over their names, the listen addresses, the zone, TTL
     and the SOA kdp puts in NXDOMAIN / NODATA answers. Immutable: a new zone is a
-    new table, swapped whole between batches."""
+    new table, swapped whole between batches.
+
+    DnsTable(delta_blob, offsets, ..., base=table) is `table` with the records of a
+    small second blob in front (names changed since `table` was compiled: an
+    endpoint update; a record flagged gone hides the base's). The base's blob and
+    index are shared, not copied, so an update costs the changed names only."""
 
     def __init__(self, blob, record_offsets, zone_wire, listen=(), uint32_t ttl=5,
-                 uint32_t serial=1, bint pods_insecure=True):
+                 uint32_t serial=1, bint pods_insecure=True, DnsTable base=None):
         cdef const uint8_t[::1] bv
-        cdef uint32_t off, n, i, size
-        cdef uint64_t h, tag
-        cdef Py_ssize_t k
+        cdef uint32_t i
         cdef bytes zone, soa, packed
-        self.blob = np.frombuffer(bytes(blob), dtype=np.uint8)
-        if self.blob.shape[0] < BLOB_FIRST or bytes(self.blob[:8]) != b"KDPDNS1\0":
+        arr = np.frombuffer(bytes(blob), dtype=np.uint8)
+        if arr.shape[0] < BLOB_FIRST or bytes(arr[:8]) != b"KDPDNS1\0":
             raise ValueError("not a kdp DNS blob (kdp/control/dnswire.py makes them)")
-        bv = self.blob
-        self.b = &bv[0]
-        offsets = np.asarray(record_offsets, dtype=np.uint64)
-        self.n_names = offsets.shape[0]
-        size = 16
-        while size < 2 * self.n_names + 16:
-            size <<= 1
-        self.slots_arr = np.zeros(size, dtype=np.uint64)
+        if <uint64_t>arr.shape[0] >= DELTA_BIT:
+            raise ValueError("DNS blob over 2 GiB")
+        bv = arr
+        if base is None:
+            self.blob = arr
+            self.b = &bv[0]
+            self.slots_arr = _slots_for(self.b, arr.shape[0], record_offsets)
+            self.n_names = len(record_offsets)
+            self.delta = np.zeros(BLOB_FIRST, dtype=np.uint8)
+            self.dslots_arr = np.zeros(1, dtype=np.uint64)
+            self.n_delta = 0
+        else:
+            self.blob = base.blob
+            self.b = base.b
+            self.slots_arr = base.slots_arr
+            self.n_names = base.n_names
+            self.delta = arr
+            self.dslots_arr = _slots_for(&bv[0], arr.shape[0], record_offsets)
+            self.n_delta = len(record_offsets)
         self.slots = <uint64_t*>cnp.PyArray_DATA(self.slots_arr)
-        self.mask = size - 1
-        for k in range(self.n_names):
-            off = <uint32_t>offsets[k]
-            if off < BLOB_FIRST or off % 8 or off + 8 > self.blob.shape[0]:
-                raise ValueError(f"record offset {off} is not a record")
-            n = self.b[off]
-            if n == 0 or off + 8 + n > self.blob.shape[0]:
-                raise ValueError(f"record at {off}: name runs past the blob")
-            if self.find(self.b + off + 8, n, hash_key(self.b + off + 8, n)) != 0:
-                raise ValueError(f"record at {off}: the name is already in the table")
-            h = hash_key(self.b + off + 8, n)
-            tag = (h >> 32) | 1
-            i = <uint32_t>(h & self.mask)
-            while self.slots[i] != 0:
-                i = (i + 1) & self.mask
-            self.slots[i] = (tag << 32) | (off >> 3)
+        self.mask = self.slots_arr.shape[0] - 1
+        self.d = <const uint8_t*>cnp.PyArray_DATA(self.delta)
+        self.dslots = <uint64_t*>cnp.PyArray_DATA(self.dslots_arr)
+        self.dmask = self.dslots_arr.shape[0] - 1
         zone = bytes(zone_wire)
         if not 1 <= len(zone) <= DNS_MAX_NAME or zone[len(zone) - 1] != 0:
             raise ValueError("zone_wire must be a wire-form name")
@@ -273,55 +331,52 @@ cdef class DnsTable:
                + (86400).to_bytes(4, "big") + ttl.to_bytes(4, "big"))
         assert len(soa) == DNS_SOA_LEN
         memcpy(self.soa, <const char*>soa, DNS_SOA_LEN)
+        self.serial = serial
 
     cdef uint32_t find(self, const uint8_t* key, uint32_t n, uint64_t h) noexcept nogil:
-        """Offset of the record named key (n bytes, lowercased), 0 when absent."""
-        cdef uint64_t tag = (h >> 32) | 1
-        cdef uint32_t i = <uint32_t>(h & self.mask)
-        cdef uint64_t s
+        """The record named key (n bytes, lowercased): its offset, with DELTA_BIT when it
+        is in the delta blob; 0 when absent (or gone)."""
         cdef uint32_t off
-        while True:
-            s = self.slots[i]
-            if s == 0:
-                return 0
-            if (s >> 32) == tag:
-                off = <uint32_t>(s & 0xFFFFFFFFULL) << 3
-                if self.b[off] == n and memcmp(self.b + off + 8, key, n) == 0:
-                    return off
-            i = (i + 1) & self.mask
+        if self.n_delta:
+            off = probe(self.d, self.dslots, self.dmask, key, n, h)
+            if off:
+                return 0 if self.d[off + 2] & F_GONE else off | DELTA_BIT
+        return probe(self.b, self.slots, self.mask, key, n, h)
 
     def lookup(self, name_wire):
-        """(flags, {qtype: (kind, answer offset)}) of the record for a wire-form name, or None."""
+        """(flags, {qtype: kind}) of the record for a wire-form name, or None."""
         cdef bytes key = bytes(name_wire).lower()
         cdef const uint8_t* k = <const uint8_t*><const char*>key
         cdef uint32_t off = self.find(k, len(key), hash_key(k, len(key)))
         if off == 0:
             return None
-        return self.b[off + 2], dict(_answers(self.b, off))
+        cdef const uint8_t* r = rec_ptr(self, off)
+        a = (8 + r[0] + 3) & ~3
+        return r[2], {le16(r + a + 8 * j): r[a + 8 * j + 2] for j in range(r[1])}
 
     def __len__(self):
-        return self.n_names
+        return self.n_names + self.n_delta
 
     def __repr__(self):
-        return f"DnsTable({self.n_names} names, zone {self.zone_len}-byte wire name, ttl {self.ttl})"
+        return (f"DnsTable({self.n_names} names + {self.n_delta} changed, zone "
+                f"{self.zone_len}-byte wire name, ttl {self.ttl})")
 
 
-cdef list _answers(const uint8_t* b, uint32_t off):
-    n = b[off + 1]
-    a = (off + 8 + b[off] + 3) & ~3
-    return [(le16(b + a + 8 * j), (b[a + 8 * j + 2], le32(b + a + 8 * j + 4))) for j in range(n)]
+cdef inline const uint8_t* rec_ptr(DnsTable t, uint32_t rec) noexcept nogil:
+    return (t.d if rec & DELTA_BIT else t.b) + (rec & ~(<uint32_t>DELTA_BIT))
 
 
-cdef inline uint32_t rec_answer(const uint8_t* b, uint32_t off, uint16_t qtype, uint8_t* kind) noexcept nogil:
-    """The answer body offset of qtype in the record at off, 0 when it has none."""
-    cdef uint32_t n = b[off + 1]
-    cdef uint32_t a = (off + 8 + b[off] + 3) & ~(<uint32_t>3)
+cdef inline const uint8_t* rec_answer(const uint8_t* r, uint16_t qtype, uint8_t* kind) noexcept nogil:
+    """The answer body of qtype in the record r, NULL when it has none. Body offsets
+    are signed, relative to the record (a body may be shared with an earlier record)."""
+    cdef uint32_t n = r[1]
+    cdef uint32_t a = (8 + r[0] + 3) & ~(<uint32_t>3)
     cdef uint32_t j
     for j in range(n):
-        if le16(b + a + 8 * j) == qtype:
-            kind[0] = b[a + 8 * j + 2]
-            return le32(b + a + 8 * j + 4)
-    return 0
+        if le16(r + a + 8 * j) == qtype:
+            kind[0] = r[a + 8 * j + 2]
+            return r + <int32_t>le32(r + a + 8 * j + 4)
+    return NULL
 
 
 # ------------------------------------------------------------------ parsing
@@ -567,14 +622,14 @@ ctypedef struct body_t:
     uint8_t aa
 
 
-cdef inline void body_compiled(body_t* bd, const uint8_t* b, uint32_t a) noexcept nogil:
-    bd.an = le16(b + a)
-    bd.ns = le16(b + a + 2)
-    bd.ar = le16(b + a + 4)
-    bd.n_rr = le16(b + a + 6)
-    bd.omitted = le16(b + a + 8)
-    bd.ends = b + a + 12
-    bd.recs = b + a + 12 + 2 * bd.n_rr
+cdef inline void body_compiled(body_t* bd, const uint8_t* a) noexcept nogil:
+    bd.an = le16(a)
+    bd.ns = le16(a + 2)
+    bd.ar = le16(a + 4)
+    bd.n_rr = le16(a + 6)
+    bd.omitted = le16(a + 8)
+    bd.ends = a + 12
+    bd.recs = a + 12 + 2 * bd.n_rr
     bd.one_len = 0
     bd.one_sec = 0
 
@@ -797,7 +852,7 @@ cdef uint8_t resolve_pod(DnsTable t, dns_q_t* q, const uint8_t* key, body_t* bd)
         return 0
     nspos = q.labels[extra - 2]
     off = t.find(key + nspos, q.name_len - nspos, hash_key(key + nspos, q.name_len - nspos))
-    if off == 0 or not (t.b[off + 2] & F_POD_NS):
+    if off == 0 or not (rec_ptr(t, off)[2] & F_POD_NS):
         return 0
     ipos = q.labels[extra - 3]
     L = key[ipos]
@@ -826,22 +881,24 @@ cdef uint8_t resolve_pod(DnsTable t, dns_q_t* q, const uint8_t* key, body_t* bd)
 cdef uint8_t resolve(DnsTable t, dns_q_t* q, const uint8_t* key, body_t* bd) noexcept nogil:
     """Decide a parsed in-zone query: fills bd and returns the outcome."""
     cdef uint8_t kind = 0, flags = 0, out
-    cdef uint32_t a = 0
+    cdef const uint8_t* a = NULL
+    cdef const uint8_t* r
     cdef uint16_t qt = q.qtype
     bd.aa = 1
     bd.rcode = RC_NOERROR
     if q.rec:
-        a = rec_answer(t.b, q.rec, qt, &kind)
-        flags = t.b[q.rec + 2]
+        r = rec_ptr(t, q.rec)
+        a = rec_answer(r, qt, &kind)
+        flags = r[2]
     if q.zone == Z_REVERSE:
-        if a and kind == K_ANSWER:
-            body_compiled(bd, t.b, a)
+        if a != NULL and kind == K_ANSWER:
+            body_compiled(bd, a)
             return DNS_ANSWER
         return DNS_PASS_REVERSE
-    if a:
+    if a != NULL:
         if kind == K_PASS:
             return DNS_PASS_EXTERNAL
-        body_compiled(bd, t.b, a)
+        body_compiled(bd, a)
         return DNS_ANSWER
     if q.rec:
         if qt == T_SOA:
@@ -919,8 +976,8 @@ cdef void dns_batch(DnsTable t, Batch b, uint64_t* ctr, dns_note_t* notes,
         if q.state == 0xFF:
             q.rec = t.find(notes[i].name, q.name_len, q.hash)
             if q.rec:
-                kdp_prefetch(t.b + q.rec)
-                kdp_prefetch(t.b + q.rec + 64)
+                kdp_prefetch(rec_ptr(t, q.rec))
+                kdp_prefetch(rec_ptr(t, q.rec) + 64)
     # pass 3: decide and write
     for i in range(b.count):
         q = &qs[i]

@@ -186,6 +186,9 @@ class Zone:
         self.reverse = {}               # reverse name -> [PTR targets]
         self.by_service = {}            # (ns, svc) -> names it contributes (items)
         self._endpoint_ptr = {}         # endpoint address -> [PTR targets]
+        self._svc_ips = {}              # (ns, svc) -> endpoint addresses it lists (ready)
+        self._cluster_ips = set()       # ClusterIPs: their PTR names a Service, never an endpoint
+        self._externals = []            # names of ExternalName Services (they may follow others)
         self.aliases = {}               # SRV name spelled without '_' -> the _<port>._<proto> name
 
     # ---------------------------------------------------------------- building
@@ -231,6 +234,7 @@ class Zone:
                 addr.parse_ip(target)
             except ValueError:
                 put(base, [(NAME_ITEM, target.lower().rstrip(".") + ".", 0, base)])
+                self._externals.append(base)
             self.by_service[svc.key] = names
             return
         eps = []            # (ip, hostname, [(port name, proto, port)])
@@ -241,8 +245,9 @@ class Zone:
                     continue
                 for ip in ep.addresses:
                     eps.append((ip, endpoint_hostname(ep, ip), ports))
-        # PTR of endpoint addresses (ClusterIPs take precedence: build_zone)
+        # PTR of endpoint addresses (ClusterIPs take precedence: add_reverse)
         rev = self._endpoint_ptr
+        self._svc_ips[svc.key] = {ip for ip, _hn, _ports in eps}
         for ip, hn, _ports in eps:
             target = f"{hn}.{base}"
             lst = rev.get(ip)
@@ -300,6 +305,42 @@ class Zone:
                 rev[reverse_name(ip)] = targets
         for ip, target in cluster_ips.items():
             rev[reverse_name(ip)] = [target]
+        self._cluster_ips = set(cluster_ips)
+
+    def update_service(self, cluster, key):
+        """Recompute one Service's names after its endpoints changed (the Service itself
+        unchanged). Returns the names whose answers may differ now, removed ones included:
+        its own, the PTRs of the addresses it listed or lists, the ExternalNames (they
+        may follow its names) and the apex (its SOA serial moves on)."""
+        old_names = set(self.by_service.pop(key, ()))
+        old_ips = self._svc_ips.pop(key, set())
+        base = f"{key[1]}.{key[0]}.svc.{self.origin}"
+        for n in old_names:
+            self.items.pop(n, None)
+            self.aliases.pop(n, None)
+        self._externals = [e for e in self._externals if e != base]
+        for ip in old_ips:
+            lst = self._endpoint_ptr.get(ip)
+            if lst is not None:
+                lst[:] = [t for t in lst if not t.endswith("." + base)]
+                if not lst:
+                    del self._endpoint_ptr[ip]
+        svc = cluster.services.get(key)
+        if svc is not None:
+            self.add_service(svc, cluster.slices_for(key))
+        new_names = set(self.by_service.get(key, ()))
+        changed = old_names | new_names | set(self._externals) | {self.origin}
+        for ip in old_ips | self._svc_ips.get(key, set()):
+            if ip in self._cluster_ips:
+                continue
+            name = reverse_name(ip)
+            targets = self._endpoint_ptr.get(ip)
+            if targets:
+                self.reverse[name] = targets
+            else:
+                self.reverse.pop(name, None)
+            changed.add(name)
+        return changed
 
     # ---------------------------------------------------------------- answers
 

@@ -11,7 +11,8 @@ unchanged. Layout (little-endian integers):
     "KDPDNS1\\0"
     record (8-byte aligned):  u8 name length, u8 answers, u8 flags, u8 0, u32 0,
                               name (wire form, lowercase), pad to 4,
-                              answers x (u16 qtype, u8 kind, u8 0, u32 body offset)
+                              answers x (u16 qtype, u8 kind, u8 0, i32 body offset from
+                              the record: records are position-independent)
     body (2-byte aligned):    u16 answer, authority, additional counts, u16 records,
                               u16 records left out, u16 length, u16 end of each record,
                               the records
@@ -21,20 +22,25 @@ are counted as left out (the stage then always sets TC). SRV targets are
 written uncompressed (RFC 2782); other names use pointers. The zone's serial is
 the CRC-32 of the blob (with the serial field zero), so the same snapshot gives
 the same serial and the same answers, byte for byte.
+
+Endpoint updates (DnsCompiler.update) re-encode only the names that changed into a
+small delta blob in front of the whole one (a name gone is a record flagged
+gone); the serial then moves on as the CRC-32 of the delta, seeded with the old one.
 """
 from __future__ import annotations
 
 import struct
 import zlib
 
-from kdp._fast.dns import BLOB_START, KINDS, MAX_UDP, DnsTable
+from kdp._fast.dns import BLOB_START, FLAGS, KINDS, MAX_UDP, DnsTable
 from kdp.control.dns import (TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_NS, TYPE_PTR, TYPE_SOA, TYPE_SRV,
                              TYPE_TXT, labels_of)
 
 _MAGIC = b"KDPDNS1\0"
+GONE = FLAGS["gone"]
 _RR_HEAD = struct.Struct(">HHIH")           # type, class, ttl, rdlength
 _BODY_HEAD = struct.Struct("<HHHHHH")
-_DESC = struct.Struct("<HBxI")
+_DESC = struct.Struct("<HBxi")             # body offset: signed, from the record's start
 
 
 def name_wire(name):
@@ -139,10 +145,10 @@ def _body(qlabels, qlen, answer):
 class _Blob:
     """The blob being written: records, answer bodies (identical bodies shared)."""
 
-    def __init__(self):
+    def __init__(self, share=True):
         self.buf = bytearray(_MAGIC)
         self.offsets = []
-        self.shared = {}                # body bytes -> offset (bodies that do not depend on the name)
+        self.shared = {} if share else None     # body bytes -> offset (bodies that do not depend on the name)
         self.serial_at = None
         self.wires = {}                 # parent name -> wire form
 
@@ -165,14 +171,14 @@ class _Blob:
         desc = len(buf)
         buf += b"\0" * (8 * len(bodies))
         for k, (qtype, kind, body) in enumerate(bodies):
-            off = self.shared.get(body) if qtype in shared else None
+            off = self.shared.get(body) if (qtype in shared and self.shared is not None) else None
             if off is None:
                 buf += b"\0" * (len(buf) % 2)
                 off = len(buf)
                 buf += body
-                if qtype in shared:
+                if qtype in shared and self.shared is not None:
                     self.shared[body] = off
-            _DESC.pack_into(buf, desc + 8 * k, qtype, kind, off)
+            _DESC.pack_into(buf, desc + 8 * k, qtype, kind, off - self.offsets[-1])
         return desc
 
 
@@ -243,22 +249,20 @@ def _fast_bodies(zone, name, its, qlen, ttl4, wire):
     return out
 
 
-def encode(zone):
-    """(blob, record offsets) of the zone; sets zone.serial."""
+def _encode_name(bl, zone, name, ttl4):
+    """Append one name's record to the blob; a name the zone no longer has becomes a
+    record flagged gone (it hides the base table's, in a delta)."""
     from kdp.control.dns import F_EXISTS, F_RECORDS, F_RECORDS_OK, F_REVERSE, IP_ITEM
-    bl = _Blob()
-    ttl4 = zone.ttl.to_bytes(4, "big")
     answer, passing = KINDS["answer"], KINDS["pass"]
-    general = []
-    for name, its in zone.items.items():
-        if name in zone.fixed or any(k != IP_ITEM for k, _v, _p, _t in its):
-            general.append(name)
-            continue
+    its = zone.items.get(name)
+    if its is not None and name not in zone.fixed and all(k == IP_ITEM for k, _v, _p, _t in its):
         wire = bl.wire(name)
         flags = zone.flags.get(name, 0) | F_EXISTS | F_RECORDS_OK | (F_RECORDS if its else 0)
         bodies = [(qt, answer, body) for qt, body in _fast_bodies(zone, name, its, len(wire), ttl4, bl.wire)]
         bl.record(wire, flags, bodies, shared=(TYPE_A, TYPE_AAAA))
-    for name, targets in zone.reverse.items():
+        return
+    targets = zone.reverse.get(name)
+    if targets is not None:
         # PTR: the owner is the question; targets written whole (no suffix to share with it)
         wire = name_wire(name)
         recs = [b"\xc0\x0c\x00\x0c\x00\x01" + ttl4 + len(tw).to_bytes(2, "big") + tw
@@ -274,28 +278,35 @@ def encode(zone):
         body = (_BODY_HEAD.pack(keep, 0, 0, keep, len(recs) - keep, total) + struct.pack(f"<{keep}H", *ends)
                 + b"".join(recs[:keep]))
         bl.record(wire, F_REVERSE, [(TYPE_PTR, answer, body)])
+        return
+    got = zone.answers(name)
+    if got is None:
+        bl.record(bl.wire(name), GONE, [])
+        return
+    answers, flags = got
+    wire = bl.wire(name)
+    qlabels = labels_of(name)
+    bodies, serial_k = [], None
+    for qtype, ans in sorted(answers.items()):
+        if ans.pass_on:
+            bodies.append((qtype, passing, _BODY_HEAD.pack(0, 0, 0, 0, 0, 0)))
+            continue
+        body, at = _body(qlabels, len(wire), ans)
+        if at is not None:
+            serial_k = (len(bodies), at)
+        bodies.append((qtype, answer, body))
+    desc = bl.record(wire, flags, bodies)
+    if serial_k is not None:
+        rel = struct.unpack_from("<i", bl.buf, desc + 8 * serial_k[0] + 4)[0]
+        bl.serial_at = bl.offsets[-1] + rel + serial_k[1]
+
+
+def encode(zone):
+    """(blob, record offsets) of the zone; sets zone.serial (a CRC-32 of the blob)."""
+    bl = _Blob()
+    ttl4 = zone.ttl.to_bytes(4, "big")
     for name in zone.names():
-        if (name in zone.items and name not in general) or name in zone.reverse:
-            continue
-        got = zone.answers(name)
-        if got is None:
-            continue
-        answers, flags = got
-        wire = bl.wire(name)
-        qlabels = labels_of(name)
-        bodies, serial_k = [], None
-        for qtype, ans in sorted(answers.items()):
-            if ans.pass_on:
-                bodies.append((qtype, passing, _BODY_HEAD.pack(0, 0, 0, 0, 0, 0)))
-                continue
-            body, at = _body(qlabels, len(wire), ans)
-            if at is not None:
-                serial_k = (len(bodies), at)
-            bodies.append((qtype, answer, body))
-        desc = bl.record(wire, flags, bodies)
-        if serial_k is not None:
-            body_off = struct.unpack_from("<I", bl.buf, desc + 8 * serial_k[0] + 4)[0]
-            bl.serial_at = body_off + serial_k[1]
+        _encode_name(bl, zone, name, ttl4)
     serial = zlib.crc32(bl.buf) or 1
     if bl.serial_at is not None:
         bl.buf[bl.serial_at:bl.serial_at + 4] = serial.to_bytes(4, "big")
@@ -305,12 +316,58 @@ def encode(zone):
 
 def compile_dns(zone):
     """The DnsTable of a zone (None stays None: no DNS stage)."""
-    if zone is None:
-        return None
-    blob, offsets = encode(zone)
-    listen = [(addr_text(ip), port) for ip, port in zone.listen]
-    return DnsTable(blob, offsets, name_wire(zone.origin), listen, ttl=zone.ttl, serial=zone.serial,
-                    pods_insecure=zone.pods == "insecure")
+    return None if zone is None else DnsCompiler(zone).full()
+
+
+class DnsCompiler:
+    """A zone's tables: compiled whole, then, after endpoint updates, as the whole
+    table plus a small delta of the names that changed (DnsTable(..., base=)). The
+    delta is recompiled from the names' cached records at each update; past
+    max(1024, names / 8) changed names the table is compiled whole again."""
+
+    def __init__(self, zone):
+        self.zone = zone
+        self.base = None
+        self.chunks = {}            # name -> its record (8-byte aligned), changed since base
+
+    def _table(self, blob, offsets, base=None):
+        z = self.zone
+        listen = [(addr_text(ip), port) for ip, port in z.listen]
+        return DnsTable(blob, offsets, name_wire(z.origin), listen, ttl=z.ttl, serial=z.serial,
+                        pods_insecure=z.pods == "insecure", base=base)
+
+    def full(self):
+        blob, offsets = encode(self.zone)
+        self.base = self._table(blob, offsets)
+        self.chunks = {}
+        return self.base
+
+    def _chunk(self, name):
+        bl = _Blob(share=False)
+        _encode_name(bl, self.zone, name, self.zone.ttl.to_bytes(4, "big"))
+        rec = bytes(bl.buf[len(_MAGIC):])
+        return rec + b"\0" * (-len(rec) % 8), (None if bl.serial_at is None else bl.serial_at - len(_MAGIC))
+
+    def update(self, names):
+        """The table after the given names changed in the zone (removed ones included)."""
+        if self.base is None:
+            return self.full()
+        origin = self.zone.origin
+        for name in names:
+            if name != origin:
+                self.chunks[name] = self._chunk(name)[0]
+        if len(self.chunks) > max(1024, self.base.n_names // 8):
+            return self.full()
+        body = b"".join(self.chunks.values())
+        self.zone.serial = zlib.crc32(body, self.zone.serial) or 1
+        apex, at = self._chunk(origin)
+        if at is not None:
+            apex = apex[:at] + self.zone.serial.to_bytes(4, "big") + apex[at + 4:]
+        offsets, pos = [], len(_MAGIC)
+        for rec in list(self.chunks.values()) + [apex]:
+            offsets.append(pos)
+            pos += len(rec)
+        return self._table(_MAGIC + body + apex, offsets, base=self.base)
 
 
 def addr_text(ip):
