@@ -430,3 +430,17 @@ def test_notes_carry_the_lowercased_name_qtype_and_rcode_for_the_log(table):
     n = replies[0].note
     assert bytes(n["name"][:n["name_len"]]) == b"\x04nope\x04shop\x03svc\x07cluster\x05local\x00"
     assert (n["qtype"], n["rcode"], n["outcome"]) == (28, 3, O.DNS_NXDOMAIN)
+
+
+def test_ipv4_options_are_not_echoed_the_answer_has_a_plain_header(table):
+    from scapy.all import IPOption_RR
+    f = Ether(src=MAC_A, dst=MAC_B) / IP(src=CLIENT, dst=DNS_IP, options=[IPOption_RR(length=11)]) \
+        / UDP(sport=4000, dport=53) / make_query("web.shop.svc.cluster.local")
+    r = run_stage(table, [f])[0][0]
+    e = Ether(r.data)
+    assert e[IP].ihl == 5 and not e[IP].options and e[UDP].dport == 4000
+    assert r.records("answer") == [f"web.shop.svc.{Z} 5 in a 10.96.0.10"]
+    again = Ether(raw(e))
+    del again[IP].chksum, again[UDP].chksum
+    again = Ether(raw(again))
+    assert (again[IP].chksum, again[UDP].chksum) == (e[IP].chksum, e[UDP].chksum)
