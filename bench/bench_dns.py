@@ -7,7 +7,6 @@ benchmark records answers/s in extra_info["aps"]; compare rates within one run.
 
     python -m pytest bench/bench_dns.py --benchmark-only
 """
-import numpy as np
 import pytest
 
 from kdp.benchmarks import dns as wl

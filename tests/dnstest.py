@@ -10,13 +10,13 @@ import dns.rcode
 import dns.rdatatype
 from scapy.all import IP, UDP, Dot1Q, Ether, IPv6, raw
 
-from kdp._fast.dns import NOTE_DTYPE, DnsOutcome, dns_stage
+from kdp._fast.dns import DnsOutcome, dns_stage
 from kdp._fast.packet import Batch
 from kdp._fast.parse import parse
 from kdp.control import Cluster
 from kdp.control.dns import build_zone
 from kdp.control.dnswire import compile_dns
-from kdptest import (CLIENT, CLIENT6, MAC_A, MAC_B, WEB1, WEB1_6, WEB2, base_objects, endpoint,
+from kdptest import (CLIENT, CLIENT6, MAC_A, MAC_B, WEB1, WEB2, base_objects, endpoint,
                      endpoint_slice, port, service)
 
 DNS_IP, DNS_IP6 = "10.96.0.53", "fd00:96::53"

@@ -17,7 +17,7 @@ from kdp.control import Cluster
 from kdp.errors import ConfigError
 from kdp.reasons import CtState, Reason, Stage, Verdict
 
-from dnstest import COREDNS, DNS_IP, cluster_objects, ep, frame, headless, make_query
+from dnstest import COREDNS, DNS_IP, cluster_objects, ep, frame, make_query
 from kdptest import CLIENT, Harness, endpoint_slice, port, service, write_snapshot
 
 Z = "cluster.local."

@@ -13,7 +13,7 @@ from kdp._fast.dns import DnsOutcome as O
 from kdp._fast.packet import Batch
 from kdp.reasons import Reason, Stage, Verdict
 
-from dnstest import (CLIENT, CLIENT6, DNS_IP, DNS_IP6, MAC_A, MAC_B, WEB1, WEB2, ask,
+from dnstest import (CLIENT, CLIENT6, DNS_IP, DNS_IP6, MAC_A, MAC_B, WEB1, ask,
                      cluster_objects, frame, make_query, run_stage, zone_and_table)
 
 Z = "cluster.local."

@@ -6,7 +6,6 @@ import copy
 import functools
 import ipaddress
 
-import dns.message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -24,6 +24,13 @@ Every such packet counts once in counters[DnsOutcome]; answers with TC set also
 in counters[DNS_C_TRUNCATED]. notes[i] gets the outcome, rcode, qtype and the
 lowercased question name for the verdict log (outcome DNS_NONE for other packets).
 
+Reads: verdict, ip_ver, proto, dst4/dst6, dport, frag, off, len, l3_off, l4_off,
+linktype, in_port. Sets, on answered packets: off, len, wire_len, l4_off, src/dst,
+sport/dport, ttl, proto, frag, quote_off, tunnel, out_port, verdict, stage,
+reason (and the bytes of the packet); on dropped ones: verdict, stage, reason.
+Next stages: answered and dropped packets go straight to account; the others
+continue to the conntrack lookup.
+
 The answer: header (ID, opcode, RD, CD copied; QR, AA set; RA clear) and the
 client's question as sent (its case kept), then the compiled records, then an
 OPT record when the query had one (the client's payload size echoed, DO copied,
@@ -33,9 +40,10 @@ end (answer, authority, additional order) and TC is set, as miekg/dns's
 Truncate does for CoreDNS. Fresh IPv4 (20 bytes, no options) / IPv6 (40 bytes,
 no extension headers) and UDP headers, both checksums computed.
 
-Room: an answer is written in place when it fits between DNS_FRONT_ROOM bytes
-into the packet's headroom and the end of its slot (Batch.push aligns every
-packet's end to SLOT_ALIGN, and the next packet's headroom starts there); else
+Room: an answer is written in place when it fits in the packet's slot, from its
+headroom (leaving DNS_FRONT_ROOM bytes of it free in front) to its end rounded up
+to SLOT_ALIGN (Batch.push aligns every packet's end so; the next packet's
+headroom starts there); else
 at the end of the batch buffer (Batch.used grows, HEADROOM in front); else
 with fewer records and TC (the header, question and OPT always fit in place:
 the query held them). No byte outside the packet's slot or the tail area is
@@ -43,9 +51,10 @@ written.
 
 Lookup: one open-addressing hash over the lowercased wire-form name; each name
 record lists its answers by qtype and flags saying which other qtypes are NODATA
-rather than NXDOMAIN. The batch is walked in three passes (parse and hash, probe
-the slot, read the record and write) with prefetches between them, under nogil,
-without Python objects.
+rather than NXDOMAIN; after endpoint updates a small delta of changed records is
+probed first (DnsTable). The batch is walked in three passes (parse and hash,
+probe the slot, read the record and write) with prefetches between them, under
+nogil, without Python objects.
 """
 import numpy as np
 cimport numpy as cnp
@@ -74,7 +83,6 @@ NOTE_DTYPE = np.dtype([("outcome", "u1"), ("rcode", "u1"), ("qtype", "<u2"), ("n
                        ("tc", "u1"), ("_pad", "u1", 2), ("name", "u1", 256)])
 assert NOTE_DTYPE.itemsize == sizeof(dns_note_t)
 QUERY_SCRATCH_BYTES = sizeof(dns_q_t)
-COUNTERS = N_DNS_COUNTERS
 MAX_UDP = DNS_MAX_UDP
 
 # Record flags and answer kinds: the blob format, written by kdp/control/dnswire.py.

@@ -63,6 +63,7 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple
 
+from kdp._fast.dns import FLAGS as _FLAGS
 from kdp.control import addr
 
 TYPE_A, TYPE_NS, TYPE_CNAME, TYPE_SOA, TYPE_PTR, TYPE_MX, TYPE_TXT = 1, 2, 5, 6, 12, 15, 16
@@ -73,8 +74,9 @@ TYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "T
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
                16: "BADVERS"}
 
-# name flags (the blob's, kdp/_fast/dns.pyx)
-F_EXISTS, F_RECORDS, F_RECORDS_OK, F_REVERSE, F_POD_NS = 1, 2, 4, 8, 16
+# name flags (the blob's: defined once, in kdp/_fast/dns.pyx)
+F_EXISTS, F_RECORDS, F_RECORDS_OK, F_REVERSE, F_POD_NS = (
+    _FLAGS["exists"], _FLAGS["records"], _FLAGS["records_ok"], _FLAGS["reverse"], _FLAGS["pod_ns"])
 
 SCHEMA_VERSION = "1.1.0"
 VERSION_TTL = 28800
