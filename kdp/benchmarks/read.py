@@ -70,7 +70,7 @@ def _parser():
 
 def run_kdp(path, parse=True, batch_size: int = BATCH) -> int:
     from kdp._fast.packet import Batch
-    from kdp._fast.pcap import CaptureReader
+    from kdp.io.pcap import CaptureReader
     fn = _parser() if parse else None
     reader = CaptureReader(path)
     batch = Batch(batch_size)
