@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, then runs it:
+# the Debian packages of the tools the end-to-end tests drive (tshark, tcpdump,
+# iproute2, nftables), kdp itself with its test extras, then pytest.
+# `.ci/run` calls exactly this. Extra arguments go to pytest (e.g. -x, -k NAME).
+# A tool that is still missing makes its tests fail, never skip.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(tshark tcpdump iproute2 nftables)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+        echo "run-tests.sh: needs root (or sudo) to install: ${missing[*]}" >&2
+        exit 2
+    fi
+    echo "run-tests.sh: installing ${missing[*]}" >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+
+python3 -m pip install -q -e '.[test]'
+exec python3 -m pytest -q tests "$@"
