@@ -12,7 +12,7 @@ updates), routes (this node's route records), addr (address helpers).
 """
 from kdp.control.cluster import Cluster
 from kdp.control.compile import compile_cluster as compile
-from kdp.control.routes import Route
+from kdp.control.routes import NodeRoute
 from kdp.control.tables import CompiledTables
 
-__all__ = ["Cluster", "CompiledTables", "Route", "compile"]
+__all__ = ["Cluster", "CompiledTables", "NodeRoute", "compile"]

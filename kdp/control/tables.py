@@ -25,8 +25,9 @@ class CompiledTables:
 
     Attributes: `cluster` (the model they were compiled from), `service`
     (kdp._fast.service.ServiceTables: what the pipeline's slow path uses),
-    `records` (SvcPortInfo per service-port id), `routes` (Route records for
-    the LPM), `node_port_addresses` (IPs NodePorts answer on).
+    `records` (SvcPortInfo per service-port id), `routes` (NodeRoute records,
+    from which kdp.control.node compiles the route stage's table),
+    `node_port_addresses` (IPs NodePorts answer on).
     """
 
     def __init__(self, cluster, service, records, by_service, routes, node_port_addresses, local_ips):
