@@ -11,7 +11,7 @@ from kdp.control import Cluster, compile
 from kdp.control import addr
 from kdp.reasons import Reason
 
-from test_service_decide import NODE, base_docs, decide
+from kdptest import NODE, base_docs, decide
 
 
 def ref_decide(c, proto, src, dst, dport):
