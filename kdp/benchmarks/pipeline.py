@@ -466,7 +466,8 @@ def measure_replay(path, tables, repeat=3) -> dict:
 def measure_compile(docs, tmpdir, files=True) -> dict:
     """Seconds to validate, compile and build the data plane; load from YAML/JSON files."""
     from kdp.control import Cluster, compile as compile_cluster
-    from kdp.dataplane import Dataplane, compile_routes
+    from kdp.control.node import compile_routes
+    from kdp.dataplane import Dataplane
     from kdp._fast.route import RouteTable
     from kdp.ports import PortTable
     pc = CLOCK
