@@ -71,7 +71,7 @@ def test_answers_through_the_pipeline(benchmark, cluster, workload):
 def test_dnspython_responder_peer(benchmark, cluster, workload):
     from kdp.control.dns import build_zone
     from kdp.control.dnswire import encode
-    from kdp.reference.dns_responder import Responder
+    from kdp.benchmarks.peers.dnspython_responder import Responder
     c, _ = cluster
     zone = build_zone(c)
     encode(zone)

@@ -31,7 +31,7 @@ from kdp.control import Cluster
 from kdp.control.dns import build_zone
 from kdp.control.dnswire import encode
 from kdp.dataplane import Dataplane
-from kdp.reference.dns_responder import Responder
+from kdp.benchmarks.peers.dnspython_responder import Responder
 
 CLIENT, DNS_IP, COREDNS = "10.244.1.50", "10.96.0.53", "10.244.2.53"
 UPSTREAM = {"www.example.com.": "93.184.216.34"}     # the internet, as CoreDNS's forward sees it

@@ -1,4 +1,4 @@
-"""The DNS stage against the reference responder (kdp/reference/dns_responder.py:
+"""The DNS stage against the reference responder (kdp/benchmarks/peers/dnspython_responder.py:
 the same zone answered with dnspython's renderer), on names from the zone, their
 case variants, search-path expansions, pod and reverse names, and every qtype
 the stage distinguishes. Both answers are parsed with dnspython and compared
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdp.reference.dns_responder import Responder
+from kdp.benchmarks.peers.dnspython_responder import Responder
 
 from dnstest import make_query, frame, run_stage, zone_and_table
 

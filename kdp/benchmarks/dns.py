@@ -25,7 +25,7 @@ reading's cost per interval; the machine is shared), best of `repeat` passes:
                          account (answers skip conntrack, NAT and route)
   dns stage alone        kdp._fast.dns.dns_stage over the parsed batches
   replay()               read + process + write the answers to a pcap
-  peer                   kdp.reference.dns_responder (dnspython parses the query and
+  peer                   kdp/benchmarks/peers/dnspython_responder.py (dnspython parses the query and
                          renders the answer from the same zone; the records of each
                          name and type built once, as a server would keep them), in
                          process, on the first `peer` queries: no sockets on either side
@@ -137,23 +137,29 @@ def _ip(text):
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
+_ETH = bytes.fromhex("020000000002" "020000000001" "0800")
+
+
+def _frame(msg, src_host, sport):
+    """Ethernet/IPv4/UDP from pod 10.64.0.<src_host> to the DNS address (UDP checksum 0,
+    as IPv4 allows)."""
+    ip = bytearray(struct.pack(">BBHHHBBHII", 0x45, 0, 28 + len(msg), 0, 0, 64, 17, 0,
+                               _ip("10.64.0.0") + src_host, _ip(DNS_IP)))
+    c = sum(struct.unpack(">10H", ip))
+    c = (c & 0xFFFF) + (c >> 16)
+    c = (c & 0xFFFF) + (c >> 16)
+    ip[10:12] = struct.pack(">H", ~c & 0xFFFF)
+    return _ETH + ip + struct.pack(">HHHH", sport, 53, 8 + len(msg), 0) + msg
+
+
 def write_capture(path, msgs, seed=8):
-    """The queries as an Ethernet/IPv4/UDP classic pcap (UDP checksum 0, as IPv4 allows)."""
+    """The queries as an Ethernet/IPv4/UDP classic pcap."""
     rng = np.random.default_rng(seed)
     src = rng.integers(1, 251, len(msgs))
     sport = rng.integers(32768, 61000, len(msgs))
-    dst = _ip(DNS_IP)
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    eth = bytes.fromhex("020000000002" "020000000001" "0800")
     for k, (msg, _kind) in enumerate(msgs):
-        s = _ip("10.64.0.0") + int(src[k])
-        total = 20 + 8 + len(msg)
-        ip = bytearray(struct.pack(">BBHHHBBHII", 0x45, 0, total, k & 0xFFFF, 0, 64, 17, 0, s, dst))
-        c = sum(struct.unpack(">10H", ip))
-        c = (c & 0xFFFF) + (c >> 16)
-        c = (c & 0xFFFF) + (c >> 16)
-        ip[10:12] = struct.pack(">H", ~c & 0xFFFF)
-        frame = eth + ip + struct.pack(">HHHH", int(sport[k]), 53, 8 + len(msg), 0) + msg
+        frame = _frame(msg, int(src[k]), int(sport[k]))
         out += struct.pack("<IIII", 1_700_000_000 + k // 1_000_000, k % 1_000_000, len(frame), len(frame))
         out += frame
     with open(path, "wb") as f:
@@ -198,26 +204,18 @@ def _stage_loop(path, dp, cost):
 
 
 def _kdp_answers(dp, msgs):
-    """kdp's answer bytes to each DNS message (one batch at a time)."""
-    from scapy.all import IP, UDP, Ether, raw
+    """kdp's answer bytes to each DNS message (None where kdp did not answer)."""
     from kdp._fast.packet import Batch
     out = []
     for a in range(0, len(msgs), BATCH):
         b = Batch(BATCH)
-        for msg, _ in msgs[a:a + BATCH]:
-            b.append(raw(Ether() / IP(src="10.64.0.9", dst=DNS_IP) / UDP(sport=40000, dport=53) / msg))
+        for k, (msg, _) in enumerate(msgs[a:a + BATCH]):
+            b.append(_frame(msg, 9, 40000 + k))
         dp.process(b)
         for i in range(b.count):
-            out.append(bytes(Ether(b.packet(i))[UDP].payload) if b.meta[i]["verdict"] == 5 else None)
+            m = b.meta[i]
+            out.append(b.packet(i)[int(m["l4_off"]) + 8:] if m["verdict"] == 5 else None)
     return out
-
-
-def _same(a, b):
-    import dns.message
-    x, y = dns.message.from_wire(a), dns.message.from_wire(b)
-    flat = lambda m: sorted(line.lower() for sec in (m.answer, m.authority, m.additional)
-                            for rrs in sec for line in rrs.to_text().split("\n"))
-    return (x.id, x.flags, x.rcode(), x.edns, flat(x)) == (y.id, y.flags, y.rcode(), y.edns, flat(y))
 
 
 def measure(quick=False, repeat=3):
@@ -267,20 +265,28 @@ def measure(quick=False, repeat=3):
             res["replay_out"] = r.packets_out
         res["process_s"], res["stage_s"], res["replay_s"] = best, stage, replay_s
     # the peer, on the first `peer` queries; and both answers compared
-    from kdp.reference.dns_responder import Responder
-    responder = Responder(zone, cache=True)
-    sample = [m for m, _ in msgs[:size["peer"]]]
-    peer_s = None
+    from kdp.benchmarks.peers import attempt
+    res["peers_not_run"] = []
+    res["peer"] = attempt("dnspython responder", lambda: _peer(zone, dp, msgs[:size["peer"]], repeat),
+                          res["peers_not_run"])
+    res["load_after"] = os.getloadavg()
+    return res
+
+
+def _peer(zone, dp, msgs, repeat):
+    from kdp.benchmarks.peers import dnspython_responder as peer
+    responder = peer.responder(zone)
+    sample = [m for m, _ in msgs]
+    best = None
     for _ in range(repeat):
         t = CLOCK()
         ref = [responder.respond(m)[1] for m in sample]
         s = CLOCK() - t
-        peer_s = s if peer_s is None or s < peer_s else peer_s
-    mine = _kdp_answers(dp, msgs[:size["peer"]])
-    res["peer"] = {"queries": len(sample), "seconds": peer_s,
-                   "mismatches": sum(1 for a, b in zip(mine, ref) if a is None or b is None or not _same(a, b))}
-    res["load_after"] = os.getloadavg()
-    return res
+        best = s if best is None or s < best else best
+    mine = _kdp_answers(dp, msgs)
+    return {"queries": len(sample), "seconds": best,
+            "mismatches": sum(1 for a, b in zip(mine, ref)
+                              if a is None or b is None or not peer.same_answer(a, b))}
 
 
 def _labels():
@@ -305,18 +311,25 @@ def main(args) -> int:
     t.add_column("ns/answer", justify="right")
     t.add_column("× peer", justify="right")
     p = res["peer"]
-    peer_rate = p["queries"] / p["seconds"]
+    peer_rate = p["queries"] / p["seconds"] if p else None
     rows = [("kdp: process (parse, ingress, DNS stage, account), read loop", res["process_s"], n),
             ("kdp: DNS stage alone", res["stage_s"], n),
-            ("kdp: replay() read + process + write", res["replay_s"], n),
-            (f"peer: dnspython responder, in process ({p['queries']:,} queries)", p["seconds"], p["queries"])]
+            ("kdp: replay() read + process + write", res["replay_s"], n)]
+    if p:
+        rows.append((f"peer: dnspython responder, in process ({p['queries']:,} queries)", p["seconds"],
+                     p["queries"]))
     for name, s, count in rows:
         rate = count / s
-        t.add_row(name, f"{s:.3f}", f"{rate / 1e6:.3f}", f"{s / count * 1e9:,.0f}", f"{rate / peer_rate:,.0f}")
+        t.add_row(name, f"{s:.3f}", f"{rate / 1e6:.3f}", f"{s / count * 1e9:,.0f}",
+                  f"{rate / peer_rate:,.0f}" if peer_rate else "")
     Console().print(t)
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res["peers_not_run"])
     rate = res["answered"] / res["process_s"]
     print(f"answered by kdp: {res['answered']:,} of {n:,} ({res['outcomes']}); replay wrote {res['replay_out']:,}")
-    print(f"kdp and the peer gave the same answer to {p['queries'] - p['mismatches']:,} of {p['queries']:,} queries")
+    if p:
+        print(f"kdp and the peer gave the same answer to {p['queries'] - p['mismatches']:,} of "
+              f"{p['queries']:,} queries")
     print(f"target >= 3 M answers/s per core: {'met' if rate >= 3e6 else 'not met'} ({rate / 1e6:.2f} M/s); "
           f"a managed CoreDNS replica is sized at ~{COREDNS_REPLICA_QPS:,} in-cluster queries/s: "
           f"one kdp core answers {rate / COREDNS_REPLICA_QPS:,.0f}× that")

@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False
-"""Capture files in the core: classic pcap and pcapng, read into batches, written from them.
+"""Capture files, compiled: classic pcap and pcapng, read into batches, written from them.
 
 Stage contract (rx from a file) -- `CaptureReader.fill(batch)`:
   reads   nothing of the batch (it is cleared first);
