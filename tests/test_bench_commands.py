@@ -177,3 +177,11 @@ def host_limits():
 
 def namespaces():
     return subprocess.run([lc._tool("ip"), "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_bench_dns_reports_a_missing_dnspython_instead_of_failing(monkeypatch):
+    from kdp.benchmarks.peers import attempt, dnspython_responder as peer
+    monkeypatch.setattr(peer, "dns", None)          # as if the package were not installed
+    not_run = []
+    assert attempt("dnspython responder", lambda: peer.responder(None), not_run) is None
+    assert not_run[0]["status"] == "unavailable" and "dnspython" in not_run[0]["reason"]
