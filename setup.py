@@ -1,4 +1,5 @@
-"""Builds the Cython core: every kdp/_fast/*.pyx becomes an extension module.
+"""Builds the compiled modules: every .pyx of kdp/_fast (the pipeline stages and their
+tables) and of kdp/io (capture files; TAP ports later) becomes an extension module.
 
 KDP_DEBUG=1 turns bounds checks, wraparound and C assertions back on and builds
 with -O0 -g, for development and fuzzing.
@@ -11,7 +12,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("KDP_DEBUG", "") not in ("", "0")
-# KDP_ONLY=lpm,packet builds just those modules (quicker while working on one).
+# KDP_ONLY=lpm,pcap builds just those modules (quicker while working on one); a name is a
+# module's file name without .pyx, so no two packages may have a module of the same name.
 ONLY = {m for m in os.environ.get("KDP_ONLY", "").split(",") if m}
 
 # KDP_MARCH chooses the target CPU; the default tunes for the machine that builds,
@@ -24,16 +26,28 @@ macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if not DEBUG:
     macros.append(("NDEBUG", "1"))
 
+# the packages whose .pyx are compiled (each also ships its .pxd/.pyx: pyproject.toml)
+PACKAGES = ("kdp/_fast", "kdp/io")
+
+sources = sorted(path for package in PACKAGES for path in glob.glob(package + "/*.pyx"))
+names = [os.path.splitext(os.path.basename(path))[0] for path in sources]
+clashes = sorted({name for name in names if names.count(name) > 1})
+if clashes:
+    raise SystemExit(f"setup.py: module names {clashes} are used in more than one of {PACKAGES}")
+unknown = sorted(ONLY - set(names))
+if unknown:
+    raise SystemExit(f"setup.py: KDP_ONLY names no module: {unknown} (modules: {names})")
+
 extensions = [
     Extension(
-        "kdp._fast." + os.path.splitext(os.path.basename(path))[0],
+        os.path.splitext(path)[0].replace("/", "."),
         [path],
-        include_dirs=[numpy.get_include(), "kdp/_fast"],
+        include_dirs=[numpy.get_include(), "kdp/_fast", os.path.dirname(path)],
         extra_compile_args=compile_args,
         define_macros=macros,
     )
-    for path in sorted(glob.glob("kdp/_fast/*.pyx"))
-    if not ONLY or os.path.splitext(os.path.basename(path))[0] in ONLY
+    for path, name in zip(sources, names)
+    if not ONLY or name in ONLY
 ]
 
 directives = {

@@ -15,6 +15,7 @@ import pytest
 
 from kdp._fast.lpm import Lpm4, Lpm6
 from kdp.benchmarks import lpm as W
+from kdp.benchmarks.peers import lpm_tries
 
 QUICK = os.environ.get("KDP_BENCH_QUICK", "") not in ("", "0")
 NQ = 1_000_000 if QUICK else 10_000_000
@@ -79,19 +80,11 @@ def test_single_lookups_from_python(benchmark, name, peer):
     pre, lens, vals, _ = table(name)
     if peer == "kdp":
         fn = built(name).lookup
-    elif peer == "pytricia":
-        pytricia = pytest.importorskip("pytricia")
-        pt = pytricia.PyTricia(32)
-        for p, ln, v in zip(pre.tolist(), lens.tolist(), vals.tolist()):
-            pt[f"{W._ip4(p)}/{ln}"] = v
-        fn = pt.get
     else:
-        radix = pytest.importorskip("radix")
-        rt = radix.Radix()
-        for p, ln in zip(pre.tolist(), lens.tolist()):
-            rt.add(W._ip4(p), ln)
-        fn = rt.search_best
-        keys = [W._ip4(a) for a in keys]
+        pytest.importorskip({"pytricia": "pytricia", "py-radix": "radix"}[peer])
+        build = lpm_tries.pytricia_table if peer == "pytricia" else lpm_tries.radix_table
+        fn, key = build(pre, lens, vals)
+        keys = [key(a) for a in keys]
     benchmark.pedantic(_loop, args=(fn, keys), rounds=3, iterations=1)
     benchmark.extra_info["calls_per_s"] = len(keys) / benchmark.stats.stats.median
 

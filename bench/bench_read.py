@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from kdp.benchmarks import read as wl
+from kdp.benchmarks.peers import capture_readers as peers
 
 PACKETS = 200_000
 
@@ -40,16 +41,16 @@ def test_kdp_read_only(benchmark, capture):
 
 def test_dpkt_read_and_decode_first_20k(benchmark, capture):
     pytest.importorskip("dpkt")
-    assert _run(benchmark, lambda: wl.run_dpkt(capture, 20_000), 3) == 20_000
+    assert _run(benchmark, lambda: peers.run_dpkt(capture, 20_000), 3) == 20_000
 
 
 def test_scapy_read_and_dissect_first_2k(benchmark, capture):
     pytest.importorskip("scapy")
-    assert _run(benchmark, lambda: wl.run_scapy(capture, 2_000), 1) == 2_000
+    assert _run(benchmark, lambda: peers.run_scapy(capture, 2_000), 1) == 2_000
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
 def test_tcpdump_read_and_dump(benchmark, capture):
-    benchmark.pedantic(lambda: wl.run_tcpdump(capture), rounds=3, iterations=1)
+    benchmark.pedantic(lambda: peers.run_tcpdump(capture), rounds=3, iterations=1)
     benchmark.extra_info["packets"] = PACKETS
     benchmark.extra_info["pps"] = PACKETS / benchmark.stats.stats.min

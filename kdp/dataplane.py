@@ -1,163 +1,50 @@
-"""A node's data plane: its compiled tables, its conntrack, and the pipeline.
+"""A node's data plane: its pipeline, the swap of its tables, the flush of flows.
 
     dp = Dataplane.from_snapshot(["cluster/"], node="node-1")
     dp.process(batch)          # one batch, in place
     dp.reload(["cluster/"])    # compile aside, swap whole between batches
 
-A snapshot that fails validation raises ConfigError and changes nothing.
+What the pipeline runs on is compiled by the control layer
+(kdp.control.node.compile_node: routes, service tables, tunnel endpoints,
+conntrack settings in one NodeTables); this class builds the pipeline from it,
+swaps new tables in between batches and flushes the flows a change leaves
+behind. A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
+Cluster DNS (NodeConfig `dns`) is compiled with the other tables: dp.dns_zone is
+the zone (kdp.control.dns), None when kdp answers no DNS. Network policy too:
+dp.policy is the CompiledPolicy (kdp.control.policy_compile), None without policies.
 """
-import numpy as np
-
-from kdp._fast.conntrack import Conntrack
-from kdp._fast.decap import TunnelEndpoints
-from kdp._fast.pipeline import Pipeline
-from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
-from kdp.control import addr
-from kdp.control.policy_compile import compile_policy
+from kdp.control.node import compile_node, plain_router, service_key
 from kdp.errors import ConfigError
-from kdp.ports import HOST, UPLINK, PortTable
+from kdp.ports import PortTable
 from kdp.reasons import Reason
-
-NO_ID = 0xFFFFFFFF
-
-_DEFAULT_ROUTES = (Route("0.0.0.0/0", RouteKind.RT_UPLINK, UPLINK, note="default"),
-                   Route("::/0", RouteKind.RT_UPLINK, UPLINK, note="default"))
-
-# kdp.control route kinds -> what the route stage does with them
-_ROUTE_KINDS = {
-    "pod": RouteKind.RT_LOCAL_POD,
-    "local-pods": RouteKind.RT_BLACKHOLE,    # this node's block, no such pod
-    "node": RouteKind.RT_REMOTE_NODE,
-    "service": RouteKind.RT_UPLINK,          # what the service stage lets through is routed on
-    "host": RouteKind.RT_HOST,
-    "default": RouteKind.RT_UPLINK,
-}
-_ENCAP = {"None": Encap.ENCAP_NONE, "IPIP": Encap.ENCAP_IPIP, "VXLAN": Encap.ENCAP_VXLAN}
-
-
-def pod_port_names(config):
-    """{"namespace/name": port name} for pods that NodeConfig names a port for."""
-    return {p.pod: p.name for p in config.ports if p.kind == "Pod" and p.pod}
-
-
-def compile_routes(tables, ports):
-    """The route stage's Route list for compiled tables; pod ports are named by
-    NodeConfig `ports` or else "namespace/name"."""
-    config = tables.cluster.config
-    named = pod_port_names(config)
-    encap = _ENCAP.get(config.encapsulation, Encap.ENCAP_NONE)
-    out = []
-    for r in tables.routes:
-        kind = _ROUTE_KINDS[r.kind]
-        port = UPLINK
-        if kind == RouteKind.RT_LOCAL_POD:
-            port = ports.id_of(named.get(r.target, r.target))
-        elif kind == RouteKind.RT_HOST:
-            port = HOST
-        via = addr.format_ip(r.via) if r.via else None
-        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via,
-                         encap=encap if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE,
-                         note=f"{r.kind} {r.target}"))
-    return out
-
-
-def tunnels_for(tables):
-    """The node's tunnel endpoints when it encapsulates (None: no decapsulation).
-    Tunnels are accepted from the other nodes' addresses only."""
-    cluster = tables.cluster
-    if cluster.config.encapsulation == "None":
-        return None
-    peers = [addr.format_ip(ip) for name, n in cluster.nodes.items() if name != cluster.node
-             for _type, ip in n.addresses if _type in ("InternalIP", "ExternalIP")]
-    return TunnelEndpoints([addr.format_ip(ip) for ip in cluster.config.node_addresses], peers)
-
-
-def conntrack_for(config):
-    ct = config.conntrack
-    timeouts = {
-        "tcp_timeout_established": ct.tcp_established_timeout,
-        "tcp_timeout_close_wait": ct.tcp_close_wait_timeout,
-        "tcp_timeout_syn_sent": ct.tcp_syn_timeout,
-        "tcp_timeout_time_wait": ct.tcp_time_wait_timeout,
-        "udp_timeout": ct.udp_timeout,
-        "udp_timeout_stream": ct.udp_stream_timeout,
-        "icmp_timeout": ct.icmp_timeout,
-        "generic_timeout": ct.generic_timeout,
-    }
-    # prefault: a node reserves its flow memory up front, so that new flows never
-    # wait for page faults (see Conntrack's docstring)
-    return Conntrack(ct.max_flows, timeouts=timeouts, drop_invalid=ct.drop_invalid,
-                     port_range=tuple(config.snat_port_range), prefault=True)
-
-
-def policy_of(tables):
-    """The CompiledPolicy of compiled tables (None: the snapshot has no policy),
-    compiled once and kept with them."""
-    if not hasattr(tables, "policy"):
-        tables.policy = compile_policy(tables.cluster)
-    return tables.policy
-
-
-def _recheck(config):
-    return config.policy_established == "Recheck"
-
-
-def removed_backends(old, new):
-    """(proto, address, port) whose flows must go when `new` replaces `old`.
-
-    As kube-proxy: a UDP (connectionless) backend that left a service-port's usable set
-    (ready, or the serving-terminating fallback) has its flows flushed, so they choose
-    again. TCP and SCTP flows stay with a terminating backend (graceful termination) and
-    go only when the backend is gone: its address listed by no endpoint any more.
-    """
-    gone = set(old._backend_id_map()) - set(new._backend_id_map())
-    listed = listed_addresses(new.cluster)
-    return {(proto, addr.format_ip(ip), port) for _name, _fam, proto, ip, port in gone
-            if proto == 17 or ip not in listed}
-
-
-def service_renumbering(old, new):
-    """uint32 array: old service-port id -> new id (NO_ID where the service-port is gone)."""
-    new_ids = {(r.name, r.ip_ver): r.id for r in new.records}
-    return np.array([new_ids.get((r.name, r.ip_ver), NO_ID) for r in old.records], dtype=np.uint32)
-
-
-def _service_key(obj):
-    """(namespace, Service name) an EndpointSlice / Endpoints (mapping or model) belongs to."""
-    if not isinstance(obj, dict):
-        return (obj.namespace, obj.service)
-    meta = obj.get("metadata") or {}
-    namespace = meta.get("namespace") or "default"
-    if obj.get("kind") == "Endpoints":
-        return (namespace, meta.get("name"))
-    return (namespace, (meta.get("labels") or {}).get("kubernetes.io/service-name"))
-
-
-def listed_addresses(cluster):
-    """Every address any endpoint of any Service lists, whatever its conditions."""
-    return {ip for key in cluster.services for s in cluster.slices_for(key)
-            for e in s.endpoints for ip in e.addresses}
 
 
 class Dataplane:
+    """`tables`: CompiledTables of the node (None: a plain router); `ports`: PortTable."""
+
     def __init__(self, tables=None, ports=None):
         self.ports = ports or PortTable()
-        self.tables = tables
-        self.notices = []
-        if tables is None:
-            self.pipeline = Pipeline(RouteTable(_DEFAULT_ROUTES))
-            return
-        config = tables.cluster.config
-        self.notices = list(tables.cluster.notices)
-        policy = policy_of(tables)
-        self.pipeline = Pipeline(RouteTable(compile_routes(tables, self.ports)), tables.service,
-                                 conntrack_for(config), vxlan_port=config.vxlan_port,
-                                 tunnels=tunnels_for(tables),
-                                 policy=policy.tables if policy is not None else None,
-                                 recheck=_recheck(config))
+        self.node = plain_router() if tables is None else \
+            compile_node(tables.cluster, self.ports, services=tables)
+        self.pipeline = self.node.new_pipeline()
+
+    @property
+    def tables(self):
+        """The CompiledTables (service tables) in use; None for a plain router."""
+        return self.node.services
+
+    @property
+    def notices(self):
+        """What the snapshot held that was skipped (unknown kinds...)."""
+        return self.node.notices
+
+    @property
+    def dns_zone(self):
+        """The cluster DNS zone kdp answers (kdp.control.dns.Zone), None when it answers none."""
+        return self.node.dns.zone if self.node.dns is not None else None
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -170,34 +57,26 @@ class Dataplane:
         """Compile a new snapshot aside and swap it in whole.
 
         Conntrack stays: established flows keep their backend while it still
-        serves. New flows see the new network policy at once; established ones
-        continue, or are judged again at their next packet when NodeConfig sets
-        networkPolicy.establishedFlows: Recheck. Flows to backends that went away are flushed (UDP ones then pick
+        serves. Flows to backends that went away are flushed (UDP ones then pick
         a new backend with their next packet), whatever mix of Service and
         endpoint changes the new snapshot holds: old and new states are compared
-        whole. Returns the number of flows flushed. Raises ConfigError, changing
-        nothing, when the snapshot is invalid.
+        whole. New flows see the new network policy at once; established ones
+        continue, or are judged again at their next packet when NodeConfig sets
+        networkPolicy.establishedFlows: Recheck. Returns the number of flows
+        flushed. Raises ConfigError, changing nothing, when the snapshot is invalid.
         """
-        node = node or (self.tables.cluster.node if self.tables else None)
-        tables = compile_cluster(Cluster.load(paths, node=node), previous=self.tables)
-        routes = RouteTable(compile_routes(tables, self.ports))
-        gone = removed_backends(self.tables, tables) if self.tables is not None else set()
-        renumbered = service_renumbering(self.tables, tables) if self.tables is not None else None
-        policy = policy_of(tables)
-        pt = policy.tables if policy is not None else None
-        config = tables.cluster.config
+        old = self.node
+        new = compile_node(Cluster.load(paths, node=node or old.node), self.ports, previous=old)
+        change = new.changes_from(old)
         if self.pipeline.conntrack is None:
-            self.pipeline = Pipeline(routes, tables.service, conntrack_for(config),
-                                     vxlan_port=config.vxlan_port, tunnels=tunnels_for(tables),
-                                     policy=pt, recheck=_recheck(config))
+            self.pipeline = new.new_pipeline()
         else:
-            self.pipeline.swap(routes, tables.service, tunnels_for(tables), pt)
-            self.pipeline.set_recheck(_recheck(config))
-        if renumbered is not None and self.pipeline.conntrack is not None:
-            self.pipeline.conntrack.renumber_services(renumbered)
-        self.tables = tables
-        self.notices = list(tables.cluster.notices)
-        return self.flush_backends(gone)
+            self.pipeline.swap(**new.pipeline.as_kwargs())
+            self.pipeline.set_recheck(new.recheck)
+        if change.renumber is not None and self.pipeline.conntrack is not None:
+            self.pipeline.conntrack.renumber_services(change.renumber)
+        self.node = new
+        return self.flush_backends(change.flush)
 
     def update_endpoints(self, obj):
         """Apply one new or changed EndpointSlice (or v1 Endpoints) without a full compile.
@@ -207,33 +86,13 @@ class Dataplane:
         once, TCP/SCTP ones when the backend is gone. Returns the flows flushed.
         ConfigError, changing nothing, for an invalid object.
         """
-        if self.tables is None:
+        if self.node.services is None:
             raise ConfigError("update_endpoints needs a data plane built from a snapshot")
-        before = self._backends_of(_service_key(obj))
-        removed = self.tables.update_endpoints(obj)
-        if not removed:
-            return 0
-        listed = listed_addresses(self.tables.cluster)
-        gone = set()
-        for _svc, ids in removed.items():
-            for bid in ids:
-                if bid in before:
-                    proto, ip, port = before[bid]
-                    if proto == 17 or ip not in listed:
-                        gone.add((proto, addr.format_ip(ip), port))
+        gone = self.node.update_endpoints(obj)
+        dns = self.node.update_dns(service_key(obj))
+        if dns is not None:
+            self.pipeline.swap_dns(dns)
         return self.flush_backends(gone)
-
-    def _backends_of(self, key):
-        """backend id -> (proto, ip, port) for the service-ports of one Service."""
-        out = {}
-        for sid in self.tables.by_service.get(key, ()):
-            proto = self.tables.records[sid].protocol
-            for local in (False, True):
-                for b in self.tables.backends(sid, local):
-                    ip = (4, int(b["a4"])) if int(b["ip_ver"]) == 4 else \
-                        (6, int.from_bytes(bytes(b["a6"]), "big"))
-                    out[int(b["id"])] = (proto, ip, int(b["port"]))
-        return out
 
     def flush_backends(self, backends):
         """Delete the flows translated to each (proto, address, port); returns how many."""
@@ -252,6 +111,11 @@ class Dataplane:
         return self.pipeline.counters
 
     @property
+    def dns_counters(self):
+        """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
+        return self.pipeline.dns_counters
+
+    @property
     def verdicts(self):
         """uint64 [Verdict]: packets processed, by final verdict."""
         return self.pipeline.verdicts
@@ -268,12 +132,11 @@ class Dataplane:
     @property
     def policy(self):
         """The CompiledPolicy in use (None: no network policy)."""
-        return policy_of(self.tables) if self.tables is not None else None
+        return self.node.policy
 
     def policy_names(self):
         """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
-        policy = self.policy
-        return list(policy.decisions) if policy is not None else []
+        return self.node.policy_names()
 
     def verdict_log(self, fileobj, batch_size):
         ports = [name for _id, name in self.ports]

@@ -102,7 +102,17 @@ def story():
     tcp[14 + 20 + 12] = 0x30           # data offset 3 (< 5)
     add("TCP data offset below 5", Ether(bytes(tcp)))
 
-    # 7. network policy (sample-cluster/networkpolicies.yaml)
+    # 7. cluster DNS: queries to kube-system/kube-dns (10.96.0.53)
+    dns = IP(src=CLIENT, dst="10.96.0.53")
+    add("DNS A web.shop.svc.cluster.local (answered by kdp in place)",
+        from_pod(dns / UDP(sport=53100, dport=53) / DNS(id=1, rd=1, qd=DNSQR(qname="web.shop.svc.cluster.local"))))
+    add("DNS AAAA of a search-path expansion (NXDOMAIN at once)",
+        from_pod(dns / UDP(sport=53101, dport=53) / DNS(id=2, rd=1, qd=DNSQR(
+            qname="web.shop.svc.cluster.local.shop.svc.cluster.local", qtype="AAAA"))))
+    add("DNS A www.example.com (not the cluster's: to CoreDNS on node-2)",
+        from_pod(dns / UDP(sport=53102, dport=53) / DNS(id=3, rd=1, qd=DNSQR(qname="www.example.com"))))
+
+    # 8. network policy (sample-cluster/networkpolicies.yaml)
     add("api-1 SYN to db-0's port pg (allowed by NetworkPolicy data/db)",
         from_pod(IP(src=API1, dst=DB0) / TCP(sport=43000, dport=5432, flags="S", seq=1)))
     add("db-0 SYN-ACK (a reply: passes)",

@@ -15,44 +15,9 @@ from scapy.all import (
 )
 
 from kdp._fast.conntrack import Conntrack, ConntrackConfigError, NO_FLOW, TIMEOUT_DEFAULTS
-from kdp._fast.nat import nat
-from kdp._fast.packet import Batch
-from kdp._fast.parse import parse
 from kdp.reasons import CtState, Reason, Stage, Verdict
 
-S = 1_000_000_000   # ns per second
-
-
-def eth():
-    # explicit MACs: scapy would otherwise try to resolve IPv6 neighbours
-    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-DNAT, SNAT, SNAT_PORT = 1, 2, 4
-
-
-def run(ct, pkts, now_ns=0, spec=None, specs=None, do_nat=True):
-    """One batch through lookup -> create (for CT_NEW) -> nat. Returns the batch."""
-    b = Batch(max(1, len(pkts)))
-    for p in pkts:
-        b.append(raw(p), ts_ns=now_ns)
-    parse(b)
-    assert all(b.meta["verdict"][: len(b)] == Verdict.PENDING), "test packet failed to parse"
-    ct.lookup_batch(b, now_ns)
-    for i in range(len(b)):
-        m = b.meta[i]
-        if m["verdict"] == Verdict.PENDING and m["ct_state"] == CtState.NEW:
-            ct.create(b, i, specs[i] if specs is not None else spec, now_ns)
-    if do_nat:
-        nat(ct, b)
-    return b
-
-
-def state_of(b, i=0):
-    return CtState(int(b.meta[i]["ct_state"]))
-
-
-def tcp(src, dst, sport, dport, flags, **kw):
-    ipc = IPv6 if ":" in src else IP
-    return eth() / ipc(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, **kw)
+from kdptest import DNAT, S, eth, run, state_of, tcp
 
 
 # ---------------------------------------------------------------- layout and config

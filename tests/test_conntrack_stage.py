@@ -19,7 +19,7 @@ from kdp._fast.packet import Batch
 from kdp._fast.parse import parse
 from kdp.reasons import CtState, Verdict
 
-from test_conntrack import eth
+from kdptest import eth
 
 MS = 1_000_000
 

@@ -11,7 +11,7 @@ from kdp.control import Cluster, compile
 from kdp.control import addr
 from kdp.errors import ConfigError
 
-from test_service_decide import NODE, _slice, _svc, base_docs, decide, tables_for
+from kdptest import NODE, base_docs, decide, slice_doc, svc_doc, tables_for
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_record_fields_follow_service_type_and_flags(tables):
 
 
 def test_default_affinity_timeout_is_10800_seconds():
-    docs = base_docs() + [_svc("aff2", "10.96.0.71", sessionAffinity="ClientIP")]
+    docs = base_docs() + [svc_doc("aff2", "10.96.0.71", sessionAffinity="ClientIP")]
     assert rec(tables_for(docs), "shop/aff2:p").affinity_timeout == 10800
 
 
@@ -72,8 +72,8 @@ def test_local_backends_are_kept_separately_for_local_policies(tables):
 
 def test_local_fallback_is_decided_separately_from_cluster_fallback():
     docs = base_docs() + [
-        _svc("mix", "10.96.0.95", externalTrafficPolicy="Local", type="NodePort", nodePort=30095),
-        _slice("mix", [("10.244.2.95", "node-2"), ("10.244.1.95", NODE, False, True, True),
+        svc_doc("mix", "10.96.0.95", externalTrafficPolicy="Local", type="NodePort", nodePort=30095),
+        slice_doc("mix", [("10.244.2.95", "node-2"), ("10.244.1.95", NODE, False, True, True),
                        ("10.244.1.96", NODE, False, False, True)])]
     t = tables_for(docs)
     r = rec(t, "shop/mix:p")
@@ -88,8 +88,8 @@ def test_named_target_port_via_slice_port_name_and_service_port_name(tables):
 
 
 def test_slice_ports_of_another_protocol_do_not_serve():
-    docs = base_docs() + [_svc("udp", "10.96.0.96", protocol="UDP"),
-                          _slice("udp", [("10.244.2.97", "node-2")], proto="TCP")]
+    docs = base_docs() + [svc_doc("udp", "10.96.0.96", protocol="UDP"),
+                          slice_doc("udp", [("10.244.2.97", "node-2")], proto="TCP")]
     t = tables_for(docs)
     assert t.backends(rec(t, "shop/udp:p").id).shape[0] == 0
 
@@ -104,8 +104,8 @@ def test_slices_win_over_v1_endpoints():
 def test_endpoint_without_node_name_is_local_when_it_is_a_local_pod():
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "shop"},
            "spec": {"nodeName": NODE}, "status": {"podIPs": [{"ip": "10.244.1.98"}]}}
-    docs = base_docs() + [pod, _svc("nn", "10.96.0.98", internalTrafficPolicy="Local"),
-                          _slice("nn", [("10.244.1.98", None), ("10.244.2.98", None)])]
+    docs = base_docs() + [pod, svc_doc("nn", "10.96.0.98", internalTrafficPolicy="Local"),
+                          slice_doc("nn", [("10.244.1.98", None), ("10.244.2.98", None)])]
     t = tables_for(docs)
     assert addrs(t, rec(t, "shop/nn:p").id, local=True) == ["10.244.1.98"]
 
@@ -118,7 +118,7 @@ def test_update_changes_only_the_affected_service_port(tables):
               for r in t.records if r.name != "shop/web:p"}
     web = rec(t, "shop/web:p")
     old_ids = {addr.format_ip((4, int(b["a4"]))): int(b["id"]) for b in t.backends(web.id)}
-    removed = t.update_endpoints(_slice("web", [("10.244.1.10", NODE), ("10.244.2.11", "node-2")]))
+    removed = t.update_endpoints(slice_doc("web", [("10.244.1.10", NODE), ("10.244.2.11", "node-2")]))
     assert removed == {web.id: [old_ids["10.244.2.10"]]}
     assert addrs(t, web.id) == ["10.244.1.10", "10.244.2.11"]
     new_ids = {addr.format_ip((4, int(b["a4"]))): int(b["id"]) for b in t.backends(web.id)}
@@ -132,7 +132,7 @@ def test_update_changes_only_the_affected_service_port(tables):
 def test_update_turns_a_rejecting_service_into_a_serving_one():
     t = tables_for(base_docs())
     assert decide(t, "10.244.1.50", "10.96.0.50", 80)["result"] == fast.SVC_REJECT
-    assert t.update_endpoints(_slice("empty", [("10.244.2.55", "node-2")])) == {}
+    assert t.update_endpoints(slice_doc("empty", [("10.244.2.55", "node-2")])) == {}
     assert decide(t, "10.244.1.50", "10.96.0.50", 80)["dnat"] == "10.244.2.55"
 
 
@@ -147,7 +147,7 @@ def test_deleting_a_slice_removes_its_backends():
 def test_invalid_update_changes_nothing():
     t = tables_for(base_docs())
     before = [(t.backends(r.id).tobytes(), t.service.lut(r.id).tobytes()) for r in t.records]
-    bad = _slice("web", [("10.244.1.10", NODE), ("not-an-ip", NODE)])
+    bad = slice_doc("web", [("10.244.1.10", NODE), ("not-an-ip", NODE)])
     with pytest.raises(ConfigError, match="EndpointSlice shop/web-ipv4: endpoints\\[1\\].addresses\\[0\\]"):
         t.update_endpoints(bad)
     with pytest.raises(ConfigError):
@@ -200,7 +200,7 @@ def test_endpoint_turning_not_ready_is_reported_removed():
     t = tables_for(base_docs())
     web = rec(t, "shop/web:p")
     ids = {addr.format_ip((4, int(b["a4"]))): int(b["id"]) for b in t.backends(web.id)}
-    removed = t.update_endpoints(_slice("web", [("10.244.1.10", NODE),
+    removed = t.update_endpoints(slice_doc("web", [("10.244.1.10", NODE),
                                                 ("10.244.2.10", "node-2", False, False, False)]))
     assert removed == {web.id: [ids["10.244.2.10"]]}
     assert addrs(t, web.id) == ["10.244.1.10"]

@@ -10,7 +10,7 @@ from kdp._fast.packet import META_DTYPE
 from kdp.control import Cluster, compile
 from kdp.errors import ConfigError
 
-from test_service_decide import base_docs
+from kdptest import base_docs
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=True) |

@@ -18,7 +18,7 @@ from scapy.all import (
 from kdp._fast.conntrack import Conntrack, NO_FLOW
 from kdp.reasons import CtState, Reason, Stage, Verdict
 
-from test_conntrack import DNAT, SNAT, SNAT_PORT, S, eth, run, state_of, tcp
+from kdptest import DNAT, SNAT, SNAT_PORT, S, eth, run, state_of, tcp
 
 CSUM_FIELDS = [(IP, "chksum"), (TCP, "chksum"), (UDP, "chksum"), (SCTP, "chksum"), (ICMP, "chksum"),
                (ICMPv6EchoRequest, "cksum"), (ICMPv6EchoReply, "cksum")]

@@ -9,7 +9,7 @@ from kdp._fast.packet import Batch
 from kdp._fast.parse import parse
 from kdp.reasons import CtState, Reason, Stage, Verdict
 
-from test_conntrack import DNAT, S, eth, run
+from kdptest import DNAT, S, eth, run
 
 L4 = {"tcp": lambda sp, dp, first: TCP(sport=sp, dport=dp, flags="S" if first else "A"),
       "udp": lambda sp, dp, first: UDP(sport=sp, dport=dp),

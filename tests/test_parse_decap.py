@@ -12,7 +12,7 @@ from scapy.packet import Raw
 from kdp._fast import decap, packet, parse
 from kdp.reasons import Reason, Stage, Verdict
 
-from test_parse_properties import ADDR16, FIELDS, expected, frame
+from kdptest import ADDR16, FIELDS, expected, frame
 
 NODE4, NODE6 = "192.168.1.10", "fd00:1::10"
 PEER4, PEER6 = "192.168.1.20", "fd00:1::20"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kdp._fast import packet, parse
 from kdp.reasons import Reason, Stage, Verdict
 
-from test_parse_properties import frame
+from kdptest import frame
 
 LINKTYPES = [0, 1, 101, 108, 113, 228, 229, 276, 147]
 PARSE_REASONS = {r for r in Reason if Reason.TRUNCATED_L2 <= r <= Reason.TRUNCATED_TUNNEL} | {

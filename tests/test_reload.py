@@ -145,3 +145,17 @@ def test_invalid_endpoint_update_changes_nothing(tmp_path):
         h.dp.update_endpoints(bad)
     out = h.send(IP(src=CLIENT, dst="10.96.0.10") / TCP(sport=40001, dport=80, flags="S"))
     assert out.dst == (WEB1, 8080)
+
+
+@pytest.mark.parametrize("bad", [
+    "not an object",
+    {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": "web-a"},
+    {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+     "metadata": {"name": "web-a", "namespace": "shop", "labels": ["web"]}},
+])
+def test_malformed_endpoint_update_is_a_config_error_and_changes_nothing(tmp_path, bad):
+    h = Harness(tmp_path, web([endpoint(WEB1, "node-1")]))
+    with pytest.raises(ConfigError):
+        h.dp.update_endpoints(bad)
+    out = h.send(IP(src=CLIENT, dst="10.96.0.10") / TCP(sport=40001, dport=80, flags="S"))
+    assert out.dst == (WEB1, 8080)

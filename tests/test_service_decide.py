@@ -1,133 +1,16 @@
 """The service decision on hand-built packet metadata: one test per kube-proxy rule."""
-import copy
-import ipaddress
-
 import numpy as np
 import pytest
 
 from kdp._fast import service as fast
-from kdp._fast.packet import META_DTYPE
-from kdp.control import Cluster, compile
 from kdp.reasons import Reason
 
-NODE = "node-1"
-
-
-def _svc(name, ip, port=80, target=8080, ns="shop", **spec):
-    ips = ip if isinstance(ip, list) else [ip]
-    p = {"name": "p", "protocol": spec.pop("protocol", "TCP"), "port": port, "targetPort": target}
-    if "nodePort" in spec:
-        p["nodePort"] = spec.pop("nodePort")
-    status = spec.pop("status", None)
-    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
-           "spec": {"clusterIP": ips[0], "clusterIPs": ips, "ports": [p], **spec}}
-    if status:
-        doc["status"] = status
-    return doc
-
-
-def _slice(svc, eps, port=8080, fam="IPv4", ns="shop", name=None, pname="p", proto="TCP"):
-    """eps: [(address, node, ready, serving, terminating)] (conditions default ready)."""
-    out = []
-    for e in eps:
-        addr, node, *cond = e
-        ready, serving, terminating = (cond + [True, True, False][len(cond):]) if cond else (True, True, False)
-        out.append({"addresses": [addr], "nodeName": node,
-                    "conditions": {"ready": ready, "serving": serving, "terminating": terminating}})
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": name or f"{svc}-{fam.lower()}", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": svc}},
-            "addressType": fam, "ports": [{"name": pname, "protocol": proto, "port": port}],
-            "endpoints": out}
-
-
-def base_docs(**nodeconfig):
-    spec = {"nodeAddresses": ["192.168.56.11", "10.0.0.11", "fd00::11"],
-            "podCIDRs": ["10.244.1.0/24", "fd00:244:1::/64"],
-            "clusterCIDRs": ["10.244.0.0/16", "fd00:244::/32"],
-            "serviceCIDRs": ["10.96.0.0/16", "fd00:96::/112"],
-            "masquerade": {"snatPortRange": "32768-60999"}}
-    spec.update(nodeconfig)
-    docs = [
-        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": NODE}, "spec": spec},
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"},
-         "spec": {"podCIDRs": ["10.244.2.0/24"]},
-         "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.12"}]}},
-        _svc("web", ["10.96.0.10", "fd00:96::10"], ipFamilyPolicy="PreferDualStack"),
-        _slice("web", [("10.244.1.10", NODE), ("10.244.2.10", "node-2")]),
-        _slice("web", [("fd00:244:1::10", NODE)], fam="IPv6"),
-        _svc("np", "10.96.0.20", type="NodePort", nodePort=30080),
-        _slice("np", [("10.244.2.20", "node-2")]),
-        _svc("lb", "10.96.0.30", port=443, target=8443, type="LoadBalancer", nodePort=30443,
-             externalTrafficPolicy="Local", loadBalancerSourceRanges=["198.51.100.0/24"],
-             status={"loadBalancer": {"ingress": [{"ip": "203.0.113.10"},
-                                                  {"ip": "203.0.113.11", "ipMode": "Proxy"}]}}),
-        _slice("lb", [("10.244.1.30", NODE), ("10.244.2.30", "node-2")], port=8443),
-        _svc("lbnolocal", "10.96.0.31", port=443, target=8443, type="LoadBalancer", nodePort=30444,
-             externalTrafficPolicy="Local",
-             status={"loadBalancer": {"ingress": [{"ip": "203.0.113.12"}]}}),
-        _slice("lbnolocal", [("10.244.2.31", "node-2")], port=8443),
-        _svc("ext", "10.96.0.40", externalIPs=["198.18.0.40"]),
-        _slice("ext", [("10.244.2.40", "node-2")]),
-        _svc("empty", "10.96.0.50"),
-        _svc("itp", "10.96.0.60", internalTrafficPolicy="Local"),
-        _slice("itp", [("10.244.2.60", "node-2")]),
-        _svc("aff", "10.96.0.70", sessionAffinity="ClientIP",
-             sessionAffinityConfig={"clientIP": {"timeoutSeconds": 30}}),
-        _slice("aff", [(f"10.244.2.{70 + k}", "node-2") for k in range(5)]),
-        _svc("named", "10.96.0.80", target="web"),
-        _slice("named", [("10.244.2.80", "node-2")], port=8081, pname="web"),
-        _svc("term", "10.96.0.90"),
-        _slice("term", [("10.244.2.90", "node-2", False, False, False),
-                        ("10.244.2.91", "node-2", False, True, True)]),
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "headless", "namespace": "shop"},
-         "spec": {"clusterIP": "None", "ports": [{"name": "p", "port": 80}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "extname", "namespace": "shop"},
-         "spec": {"type": "ExternalName", "externalName": "db.example.com"}},
-    ]
-    return docs
-
-
-def tables_for(docs):
-    return compile(Cluster.from_documents(docs, node=NODE))
+from kdptest import base_docs, decide, slice_doc, svc_doc, tables_for
 
 
 @pytest.fixture(scope="module")
 def tables():
     return tables_for(base_docs())
-
-
-def meta(src, dst, dport, proto=6, sport=40000, h=1, ts=0):
-    m = np.zeros(1, dtype=META_DTYPE)
-    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
-    r = m[0]
-    r["ip_ver"] = s.version
-    r["proto"] = proto
-    r["sport"], r["dport"] = sport, dport
-    r["hash"] = h
-    r["ts_ns"] = ts
-    if s.version == 4:
-        r["src4"], r["dst4"] = int(s), int(d)
-    else:
-        r["src6"] = np.frombuffer(s.packed, dtype=np.uint8)
-        r["dst6"] = np.frombuffer(d.packed, dtype=np.uint8)
-    return m
-
-
-def decide(tables, *args, **kw):
-    res, reason, nat = tables.decide(meta(*args, **kw))
-    n = nat[0]
-    out = {"result": int(res[0]), "reason": int(reason[0]), "flags": int(n["flags"]),
-           "svc": int(n["svc_port"]), "backend": int(n["backend"]),
-           "snat_lo": int(n["snat_port_lo"]), "snat_hi": int(n["snat_port_hi"])}
-    if int(n["ip_ver"]) == 6:
-        out["dnat"] = str(ipaddress.ip_address(bytes(n["dnat6"])))
-        out["snat"] = str(ipaddress.ip_address(bytes(n["snat6"])))
-    else:
-        out["dnat"] = str(ipaddress.ip_address(int(n["dnat4"])))
-        out["snat"] = str(ipaddress.ip_address(int(n["snat4"])))
-    out["dport"] = int(n["dnat_port"])
-    return out
 
 
 SNAT = 2 | 4
@@ -340,7 +223,7 @@ def test_serving_terminating_endpoints_serve_when_none_is_ready(tables):
 def test_ready_endpoint_replaces_terminating_fallback():
     docs = base_docs()
     t = tables_for(docs)
-    t.update_endpoints(_slice("term", [("10.244.2.90", "node-2", False, False, False),
+    t.update_endpoints(slice_doc("term", [("10.244.2.90", "node-2", False, False, False),
                                        ("10.244.2.91", "node-2", False, True, True),
                                        ("10.244.2.92", "node-2")]))
     assert spread(t, "10.244.1.50", "10.96.0.90", 80) == {"10.244.2.92"}
@@ -379,7 +262,7 @@ def test_affinity_reselects_when_its_backend_is_removed():
     t = tables_for(base_docs())
     first = decide(t, "10.244.1.53", "10.96.0.70", 80, h=5, ts=1)["dnat"]
     eps = [(f"10.244.2.{70 + k}", "node-2") for k in range(5) if f"10.244.2.{70 + k}" != first]
-    removed = t.update_endpoints(_slice("aff", eps))
+    removed = t.update_endpoints(slice_doc("aff", eps))
     assert sum(len(v) for v in removed.values()) == 1
     after = decide(t, "10.244.1.53", "10.96.0.70", 80, h=5, ts=2)["dnat"]
     assert after != first and after in {e[0] for e in eps}
@@ -406,8 +289,8 @@ def test_affinity_table_is_bounded_and_keeps_working_when_full():
 
 def test_ipv6_node_port_on_the_primary_ipv6_address():
     docs = base_docs() + [
-        _svc("np6", ["fd00:96::20"], type="NodePort", nodePort=30086),
-        _slice("np6", [("fd00:244:2::20", "node-2")], fam="IPv6")]
+        svc_doc("np6", ["fd00:96::20"], type="NodePort", nodePort=30086),
+        slice_doc("np6", [("fd00:244:2::20", "node-2")], fam="IPv6")]
     t = tables_for(docs)
     d = decide(t, "2001:db8::1", "fd00::11", 30086)
     assert hit(d) and d["dnat"] == "fd00:244:2::20" and masqueraded(d) and d["snat"] == "fd00::11"

@@ -1,5 +1,5 @@
-"""Differential test: the compiled C decision against a slow, obvious Python
-reference that reads the validated model directly (no compiled tables)."""
+"""Differential test: the compiled C decision against the plain reference model
+(kdp.reference.service), which reads the validated model directly (no compiled tables)."""
 import ipaddress
 
 import pytest
@@ -7,118 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kdp._fast import service as fast
-from kdp.control import Cluster, compile
-from kdp.control import addr
-from kdp.reasons import Reason
+from kdp.control import Cluster, addr, compile
+from kdp.reference import service as reference
 
-from test_service_decide import NODE, base_docs, decide
+from kdptest import NODE, base_docs, decide
 
-
-def ref_decide(c, proto, src, dst, dport):
-    """(result, reason, service-port name, set of allowed backend (ip, port), masquerade)."""
-    cfg = c.config
-    src_ip, dst_ip = addr.parse_ip(src), addr.parse_ip(dst)
-    fam = src_ip[0]
-    nft = cfg.proxy_mode == "nftables"
-    local_cidrs = cfg.pod_cidrs if cfg.local_traffic_detection == "NodeCIDR" else cfg.cluster_cidrs
-    primary = {}
-    for ip in cfg.node_addresses:
-        primary.setdefault(ip[0], ip)
-    setting = cfg.node_port_addresses or (["primary"] if nft else ["all"])
-    np_addrs = set()
-    for item in setting:
-        if item == "primary":
-            np_addrs |= set(primary.values())
-        elif item == "all":
-            np_addrs |= set(cfg.node_addresses)
-        else:
-            np_addrs |= {ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)}
-
-    match = None
-    live_vips = set()
-    for key, svc in sorted(c.services.items()):
-        if svc.type == "ExternalName" or svc.headless:
-            continue
-        live_vips |= set(svc.cluster_ips)
-        for cip in svc.cluster_ips:
-            if cip[0] != fam:
-                continue
-            for sp in svc.ports:
-                if sp.protocol != proto:
-                    continue
-                kinds = []
-                if dst_ip == cip and dport == sp.port:
-                    kinds.append("cluster")
-                if dst_ip in svc.external_ips and dport == sp.port:
-                    kinds.append("external")
-                if svc.type == "LoadBalancer" and dport == sp.port and \
-                        (dst_ip, "VIP") in svc.lb_ingress:
-                    kinds.append("lb")
-                if svc.type in ("NodePort", "LoadBalancer") and sp.node_port == dport and dst_ip in np_addrs:
-                    kinds.append("nodeport")
-                if kinds:
-                    match = (svc, sp, kinds[0])
-    if match is None:                  # any protocol, as nftables' cluster-ips set
-        if nft and dst_ip in live_vips:
-            return fast.SVC_REJECT, Reason.SVC_PORT_NOT_EXPOSED, None, set(), False
-        if nft and any(addr.prefix_contains(p, dst_ip) for p in cfg.service_cidrs):
-            return fast.SVC_DROP, Reason.SVC_UNALLOCATED_IP, None, set(), False
-        return fast.SVC_MISS, 0, None, set(), False
-    svc, sp, kind = match
-    name = f"{svc.namespace}/{svc.name}:{sp.name}"
-    if kind == "lb" and svc.lb_source_ranges:
-        ranges = [p for p in svc.lb_source_ranges if p[0] == fam]
-        if any(addr.prefix_contains(p, ip) for p in ranges for ip in cfg.node_addresses):
-            ranges += [addr.host_prefix(ip) for ip, m in svc.lb_ingress if m == "VIP" and ip[0] == fam]
-        if not any(addr.prefix_contains(p, src_ip) for p in ranges):
-            return fast.SVC_DROP, Reason.SVC_SOURCE_RANGE, name, set(), False
-    # endpoints of this port and family
-    all_ready, all_term, loc_ready, loc_term = set(), set(), set(), set()
-    local_pod_ips = {ip for p in c.pods.values() if p.node_name == c.node and not p.host_network for ip in p.ips}
-    for sl in c.slices_for((svc.namespace, svc.name)):
-        if sl.address_type != fam:
-            continue
-        ports = [pn for (nm, pr, pn) in sl.ports if pr == sp.protocol and nm == sp.name]
-        if not ports and isinstance(sp.target_port, str):
-            ports = [pn for (nm, pr, pn) in sl.ports if pr == sp.protocol and nm == sp.target_port]
-        if not ports:
-            continue
-        for ep in sl.endpoints:
-            e = (ep.addresses[0], ports[0])
-            is_local = (ep.node_name == c.node) if ep.node_name else ep.addresses[0] in local_pod_ips
-            if ep.ready:
-                all_ready.add(e)
-                if is_local:
-                    loc_ready.add(e)
-            elif ep.serving and ep.terminating:
-                all_term.add(e)
-                if is_local:
-                    loc_term.add(e)
-    cluster_set = all_ready or all_term
-    local_set = loc_ready or loc_term
-    if not cluster_set and not local_set:
-        return fast.SVC_REJECT, Reason.SVC_NO_ENDPOINTS, name, set(), False
-    from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
-    from_node = src_ip in cfg.node_addresses
-    masq, use_local = False, False
-    if kind == "cluster":
-        use_local = svc.internal_policy_local
-        masq = cfg.masquerade_all or not from_pod
-    elif not svc.external_policy_local:
-        masq = True
-    elif from_pod:
-        pass
-    elif from_node:
-        masq = True
-    else:
-        use_local = True
-    chosen = local_set if use_local else cluster_set
-    if not chosen:
-        if use_local:
-            return fast.SVC_DROP, Reason.SVC_NO_LOCAL_ENDPOINTS, name, set(), False
-        return fast.SVC_REJECT, Reason.SVC_NO_ENDPOINTS, name, set(), False
-    hairpin = {e for e in chosen if e[0] == src_ip}
-    return fast.SVC_HIT, 0, name, chosen, (masq, hairpin)
+RESULTS = {fast.SVC_MISS: reference.MISS, fast.SVC_HIT: reference.HIT,
+           fast.SVC_DROP: reference.DROP, fast.SVC_REJECT: reference.REJECT}
 
 
 SOURCES = ["10.244.1.50", "10.244.1.10", "10.244.2.99", "192.168.56.11", "10.0.0.11", "192.0.2.7",
@@ -160,14 +55,13 @@ def test_compiled_decision_matches_reference(worlds, world, src, target, proto, 
         return
     c, t = worlds[world]
     t.service.clear_affinity()
-    exp_result, exp_reason, exp_name, allowed, masq = ref_decide(c, proto, src, dst, dport)
+    want = reference.decide(c, proto, src, dst, dport)
     got = decide(t, src, dst, dport, proto=proto, h=h)
-    assert got["result"] == exp_result, (src, dst, dport, proto, got)
-    if exp_result in (fast.SVC_DROP, fast.SVC_REJECT):
-        assert got["reason"] == exp_reason
-    if exp_result == fast.SVC_HIT:
-        assert t.records[got["svc"]].name == exp_name
+    assert RESULTS[got["result"]] == want.result, (src, dst, dport, proto, got)
+    if want.result in (reference.DROP, reference.REJECT):
+        assert got["reason"] == want.reason
+    if want.result == reference.HIT:
+        assert t.records[got["svc"]].name == want.service_port
         backend = (addr.parse_ip(got["dnat"]), got["dport"])
-        assert backend in allowed
-        base_masq, hairpin = masq
-        assert bool(got["flags"] & 2) == (base_masq or backend in hairpin)
+        assert backend in want.backends
+        assert bool(got["flags"] & 2) == want.masquerades(backend)

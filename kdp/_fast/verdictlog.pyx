@@ -3,10 +3,11 @@
 
 Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
-orig (the tuple as received), and policy (for packets a policy judged: what
-decided their egress and their ingress, each a label or null; null otherwise).
-Names of ports, services, reasons and policy decisions come from string
-tables built once per configuration (`NameTable`).
+orig (the tuple as received), policy (for packets a policy judged: what decided
+their egress and their ingress, each a label or null; null otherwise), and dns
+(query name, type, rcode and the DNS stage's outcome for packets to a cluster DNS
+address, else null). Names of ports, services, reasons and policy decisions come
+from string tables built once per configuration (`NameTable`).
 """
 import numpy as np
 cimport numpy as cnp
@@ -15,7 +16,8 @@ from libc.string cimport memcpy, memcmp, strlen
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, NO_PORT, NO_ID, N_REASONS,
-                               V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL)
+                               V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL, V_REPLY)
+from kdp._fast.dns cimport dns_note_t, dns_note_json
 
 cnp.import_array()
 
@@ -29,7 +31,8 @@ ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
 
 cdef enum:
     MAX_LABEL = 2 * 320 + 32    # the policy field: two labels of at most 320 bytes each
-    MAX_LINE = 1024 + MAX_LABEL # longest line one packet can produce, with room to spare
+    MAX_LINE = 2560 + MAX_LABEL # longest line one packet can produce (a DNS name escaped, the
+                                # policy labels), with room to spare
 
 
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
@@ -104,6 +107,8 @@ cdef const char* _verdict_name(uint8_t v) noexcept nogil:
         return "reject"
     if v == V_LOCAL:
         return "local"
+    if v == V_REPLY:
+        return "reply"
     return "pending"
 
 
@@ -157,8 +162,9 @@ cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t spor
     return snprintf(out, cap, "\"sport\":null,\"dport\":null")
 
 
-cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
-                        NameTable ports, NameTable services, NameTable reasons, NameTable policies,
+cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
+                        uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
+                        NameTable policies,
                         char* out) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     cdef pkt_meta_t* p
@@ -202,6 +208,11 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
             n += snprintf(out + n, 4, ",")
             n += _ports(out + n, 64, orig[i].ip_ver, orig[i].proto, orig[i].sport, orig[i].dport)
             n += snprintf(out + n, 4, "}")
+        n += snprintf(out + n, 8, ",\"dns\":")
+        if notes == NULL:
+            n += snprintf(out + n, 8, "null")
+        else:
+            n += dns_note_json(&notes[i], out + n)
         n += snprintf(out + n, 4, "}\n")
     return n
 
@@ -216,6 +227,7 @@ cdef class VerdictLog:
     cdef NameTable reasons
     cdef public NameTable policies
     cdef public uint64_t lines
+    cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
 
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
                  policy_names=()):
@@ -227,6 +239,7 @@ cdef class VerdictLog:
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
         self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
         self.lines = 0
+        self.dns_notes = None
 
     def set_names(self, port_names=None, service_names=None, policy_names=None):
         """New port, service or policy decision names (after a reload)."""
@@ -245,13 +258,23 @@ cdef class VerdictLog:
         with nogil:
             snapshot_tuples(b, orig)
 
+    def capture_dns(self, notes):
+        """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
+        self.dns_notes = notes
+
     def write(self, Batch b):
         cdef Py_ssize_t n
         cdef char* out = <char*>cnp.PyArray_DATA(self.scratch)
         cdef const orig_tuple_t* orig = <const orig_tuple_t*>cnp.PyArray_DATA(self.orig)
+        cdef const dns_note_t* notes = NULL
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
+        if self.dns_notes is not None:
+            if self.dns_notes.shape[0] < b.count:
+                raise ValueError("DNS notes smaller than the batch")
+            notes = <const dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
         with nogil:
-            n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, self.policies, out)
+            n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
+                        self.policies, out)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count

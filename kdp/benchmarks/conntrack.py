@@ -25,12 +25,14 @@ Measured on one core, best of repeats:
 Peers in the same run: a Python dict keyed by 5-tuples (inserts and lookups of
 the same tuples, on a subset: it is the naive reference), and Linux
 nf_conntrack at the same number of live flows when the run has root, `ip`
-and `nft` (kdp/benchmarks/linux_conntrack.py: the CPU time conntrack adds to
+and `nft` (kdp/benchmarks/peers/linux_conntrack.py: the CPU time conntrack adds to
 a UDP packet over loopback in a private namespace, new and established
 flows, by difference with a notrack run; reported as packets/s per core).
 Its per-flow memory is read from /proc/slabinfo when the module is loaded
 (the nf_conntrack slab object size; the hash-bucket heads add 8 bytes per
-bucket on top).
+bucket on top). When the Linux peer cannot run or fails, it is left out of the
+table and the reason (with its worker's stderr) is printed under it and given
+in "peers_not_run" (kdp/benchmarks/peers/__init__.py).
 """
 import json
 import resource
@@ -160,13 +162,13 @@ def linux_slab_object_size():
 
 
 def _linux_peer(res, add, n, quick):
-    from kdp.benchmarks import linux_conntrack
-    why = linux_conntrack.available()
-    if why:
-        res["linux"] = {"skipped": why}
+    from kdp.benchmarks.peers import attempt, linux_conntrack
+    lx = attempt("linux nf_conntrack",
+                 lambda: linux_conntrack.measure(n, packets=100_000 if quick else 500_000,
+                                                 repeats=1 if quick else 3),
+                 res["peers_not_run"])
+    if lx is None:
         return
-    lx = linux_conntrack.measure(n, packets=100_000 if quick else 500_000,
-                                 repeats=1 if quick else 3)
     res["linux"] = lx
     note = (f"CPU ns conntrack adds per packet (tracked - notrack), median of "
             f"{len(lx['runs'])}; UDP over loopback, {n:,} live flows")
@@ -181,7 +183,7 @@ def measure(n=DEFAULT_FLOWS, quick=False):
     tup = flows(n)
     src, dst, sport, dport, proto = tup
     repeats = 2 if quick else 3
-    res = {"flows": n, "capacity": n, "results": []}
+    res = {"flows": n, "capacity": n, "results": [], "peers_not_run": []}
 
     def add(what, impl, count, seconds, note=""):
         res["results"].append({"measure": what, "impl": impl, "count": count, "seconds": seconds,
@@ -308,6 +310,7 @@ def main(args) -> int:
                   if obj else "nf_conntrack slab not readable here")
     Console().print(table)
     print(f"targets per core: >= {TARGETS['lookup'] / 1e6:.0f} M established lookups/s, "
-          f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow."
-          + (f" Linux nf_conntrack not run: {res['linux']['skipped']}." if "skipped" in res["linux"] else ""))
+          f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow.")
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res["peers_not_run"])
     return 0

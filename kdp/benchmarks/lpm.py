@@ -23,7 +23,8 @@ inside a random table prefix, 10% uniform).
 Measured: kdp batch lookups/s on one core (median of repeats), build time and
 memory, incremental insert+delete time, and single lookups from Python per
 call: kdp.lookup(int) vs pytricia.get(int) vs radix.search_best(str) (radix
-takes no int keys).
+takes no int keys). The peers live in kdp/benchmarks/peers/lpm_tries.py; a missing
+one is left out (its column shows "-") and why is printed under the table.
 """
 import json
 import statistics
@@ -237,16 +238,14 @@ def _per_call(fn, keys, repeats=3):
     return len(keys) / statistics.median(best)
 
 
-def _ip4(a):
-    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
-
-
 def run(quick=False):
     from kdp._fast.lpm import Lpm4, Lpm6
+    from kdp.benchmarks.peers import attempt, lpm_tries as tries
     nq = 1_000_000 if quick else 10_000_000
     nsingle = 50_000 if quick else 300_000
     reps = 3 if quick else 7
-    res = {"batch": [], "build": [], "single": [], "update": [], "queries": nq}
+    res = {"batch": [], "build": [], "single": [], "update": [], "queries": nq,
+           "peers_not_run": []}
     tables4 = [k8s_table(), bgp_table(100_000 if quick else 900_000)]
     if not quick:
         tables4.append(bgp_table(900_000, values="random"))
@@ -279,22 +278,13 @@ def run(quick=False):
         # single lookups from Python vs peers
         single_q = queries4(pre, lens, nsingle, "hit90", seed=9).tolist()
         row = {"table": name, "kdp": _per_call(t.lookup, single_q)}
-        try:
-            import pytricia
-            pt = pytricia.PyTricia(32)
-            for p, ln, v in zip(pre.tolist(), lens.tolist(), vals.tolist()):
-                pt[f"{_ip4(p)}/{ln}"] = v
-            row["pytricia"] = _per_call(pt.get, single_q)
-        except ImportError:
-            pass
-        try:
-            import radix
-            rt = radix.Radix()
-            for p, ln in zip(pre.tolist(), lens.tolist()):
-                rt.add(_ip4(p), ln)
-            row["py-radix"] = _per_call(rt.search_best, [_ip4(a) for a in single_q])
-        except ImportError:
-            pass
+        for peer, build in (("pytricia", tries.pytricia_table), ("py-radix", tries.radix_table)):
+            def timed(build=build):
+                lookup, key = build(pre, lens, vals)
+                return _per_call(lookup, [key(a) for a in single_q])
+            rate = attempt(peer, timed, res["peers_not_run"])
+            if rate is not None:
+                row[peer] = rate
         res["single"].append(row)
         del t
     pref6, lens6, vals6, desc6 = v6_table(50_000 if quick else 200_000)
@@ -354,6 +344,8 @@ def main(args):
         ratio = f"{r['kdp'] / r['pytricia']:.2f}x" if r.get("pytricia") else "-"
         tb.add_row(r["table"], *cells, ratio)
     con.print(tb)
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res["peers_not_run"])
     return 0
 
 

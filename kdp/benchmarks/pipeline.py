@@ -214,7 +214,7 @@ def _prime(plan, tables, path):
     """Run every flow's SYN through a scratch data plane with `tables`; return the
     translated tuple of each flow (src, sport, dst, dport) and whether it was forwarded."""
     from kdp._fast.packet import Batch, Verdict
-    from kdp._fast.pcap import CaptureReader
+    from kdp.io.pcap import CaptureReader
     from kdp.dataplane import Dataplane
     nf = plan["n_flows"]
     order = np.argsort(plan["start"], kind="stable")
@@ -265,7 +265,7 @@ def synth_capture(path, n_packets, tables, targets, seed=11) -> dict:
 def _load_batches(path, batch_size=BATCH, batches=None):
     """Read the whole capture into a list of batches (reusing `batches`)."""
     from kdp._fast.packet import Batch
-    from kdp._fast.pcap import CaptureReader
+    from kdp.io.pcap import CaptureReader
     batches = batches if batches is not None else []
     reader = CaptureReader(path)
     i = 0
@@ -336,7 +336,7 @@ def _loop(path, dp, stages=None, batch_size=BATCH, states=None):
     """Read the capture batch by batch (the packets are in cache, as in replay or
     attach); time only dp.process (or, with `stages`, each fast-path stage)."""
     from kdp._fast.packet import Batch
-    from kdp._fast.pcap import CaptureReader
+    from kdp.io.pcap import CaptureReader
     pc = CLOCK
     c = _cost()
     reader = CaptureReader(path)
@@ -466,7 +466,8 @@ def measure_replay(path, tables, repeat=3) -> dict:
 def measure_compile(docs, tmpdir, files=True) -> dict:
     """Seconds to validate, compile and build the data plane; load from YAML/JSON files."""
     from kdp.control import Cluster, compile as compile_cluster
-    from kdp.dataplane import Dataplane, compile_routes
+    from kdp.control.node import compile_routes
+    from kdp.dataplane import Dataplane
     from kdp._fast.route import RouteTable
     from kdp.ports import PortTable
     pc = CLOCK

@@ -34,16 +34,14 @@ policies), growing: 2 namespaces (200 pods, 20 policies), 10 (1,000 pods, 100
 policies), 50 (5,000 pods, 500 policies), then the 1,000 set on all 10,000 pods
 (--quick: 200 on 2,000); its wall
 time to an answer, or the time it was given (300 s; 10 s with --quick) when it gives
-none. nca comes from .venv-nca (run-tests.sh makes it), KDP_NCA or PATH.
+none; a failing run is left out, its stderr shown (kdp/benchmarks/peers/nca.py: nca
+comes from .venv-nca, which run-tests.sh makes, KDP_NCA or PATH).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
-import time
 
 import numpy as np
 
@@ -200,7 +198,7 @@ def write_captures(path, syn_path, where, nodes, n_packets, seed=7):
 
 def _loop(path, dp):
     from kdp._fast.packet import Batch
-    from kdp._fast.pcap import CaptureReader
+    from kdp.io.pcap import CaptureReader
     c = _cost()
     reader = CaptureReader(path)
     batch = Batch(256)
@@ -255,64 +253,31 @@ def measure_set(base_docs, n_policies, namespaces, path, syn_path, repeat=3):
     return res
 
 
-def nca_command():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for cand in (os.environ.get("KDP_NCA"), os.path.join(root, ".venv-nca", "bin", "nca"), shutil.which("nca")):
-        if cand and os.path.exists(cand):
-            return cand
-    return None
-
-
-def _nca_once(nca, namespaces, n_policies, nodes, tmpdir, timeout_s):
-    """Wall seconds of one `nca --connectivity` (None with a note when it gives no answer)."""
-    import yaml
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    docs, _where = cluster_docs(namespaces, 100, nodes)
-    files = {}
-    for name, items in (("ns", [d for d in docs if d["kind"] == "Namespace"]),
-                        ("pods", [d for d in docs if d["kind"] == "Pod"]),
-                        ("pol", policy_docs(n_policies, namespaces))):
-        files[name] = os.path.join(tmpdir, f"nca-{name}.yaml")
-        with open(files[name], "w") as f:
-            yaml.dump({"apiVersion": "v1", "kind": "List", "items": items}, f, Dumper=dumper)
-    out = os.path.join(tmpdir, "nca-out.txt")
-    t = time.perf_counter()
-    try:
-        run = subprocess.run([nca, "--debug", "--connectivity", files["pol"], "-n", files["ns"], "-p", files["pods"],
-                              "--output_format", "txt_no_fw_rules", "--file_out", out],
-                             capture_output=True, text=True, timeout=timeout_s)
-        seconds = time.perf_counter() - t
-    except subprocess.TimeoutExpired:
-        return {"seconds": None, "note": f"no answer within {timeout_s} s (stopped)"}
-    finally:
-        for path in files.values():
-            os.unlink(path)
-    lines = 0
-    if os.path.exists(out):
-        with open(out) as f:
-            lines = sum(1 for _ in f)
-        os.unlink(out)
-    if run.returncode != 0:
-        tail = [line.strip() for line in run.stderr.splitlines() if line.strip(" ^")][-2:]
-        return {"seconds": None, "note": f"nca failed after {seconds:.0f} s (exit {run.returncode}): "
-                                         + " / ".join(tail)[-300:]}
-    return {"seconds": seconds, "lines": lines}
-
-
-def measure_nca(size, tmpdir):
+def measure_nca(size, tmpdir, not_run):
     """nca --connectivity on growing slices of the benchmark (namespaces of 100 pods, 10
-    policies each), up to the main set; stops at the first that gives no answer in time."""
-    nca = nca_command()
-    if nca is None:
-        return [{"note": "nca not installed (run-tests.sh makes .venv-nca; or set KDP_NCA)"}]
+    policies each), up to the main set; stops at the first that gives no answer in time
+    (a failing or missing nca is recorded in `not_run`)."""
+    from kdp.benchmarks.peers import attempt
+    from kdp.benchmarks.peers import nca
     steps = [(2, 20), (10, 100), (50, 500), (size["namespaces"], size["main"])]
     steps = [st for st in steps if st[0] < size["namespaces"]] + [(size["namespaces"], size["main"])]
     out = []
     for namespaces, n_policies in steps:
-        r = _nca_once(nca, namespaces, n_policies, size["nodes"], tmpdir, size["nca_timeout_s"])
-        out.append({"pods": namespaces * 100, "namespaces": namespaces, "policies": n_policies, **r})
-        if r["seconds"] is None:
+        docs, _where = cluster_docs(namespaces, 100, size["nodes"])
+
+        def run():
+            return {"answer": nca.connectivity([d for d in docs if d["kind"] == "Namespace"],
+                                               [d for d in docs if d["kind"] == "Pod"],
+                                               policy_docs(n_policies, namespaces), tmpdir,
+                                               size["nca_timeout_s"])}
+        got = attempt(f"nca ({namespaces * 100:,} pods, {n_policies:,} policies)", run, not_run)
+        if got is None:
             break
+        row = {"pods": namespaces * 100, "namespaces": namespaces, "policies": n_policies}
+        if got["answer"] is None:
+            out.append({**row, "seconds": None, "note": f"no answer within {size['nca_timeout_s']} s (stopped)"})
+            break
+        out.append({**row, "seconds": got["answer"][0], "lines": got["answer"][1]})
     return out
 
 
@@ -332,8 +297,9 @@ def measure(quick=False, repeat=3, nca=True):
         res["sets"] = [measure_set(base, 0, size["namespaces"], path, syn_path, repeat)]
         for n in size["sets"]:
             res["sets"].append(measure_set(base, n, size["namespaces"], path, syn_path, repeat))
+        res["peers_not_run"] = []
         if nca:
-            res["nca"] = measure_nca(size, tmp)
+            res["nca"] = measure_nca(size, tmp, res["peers_not_run"])
         os.unlink(path)
         os.unlink(syn_path)
     return res
@@ -374,9 +340,11 @@ def main(args) -> int:
               + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in s.get("memory", {}).items() if k != "total"))
     for nc in res.get("nca", []):
         what = (f"nca --connectivity, {nc['pods']:,} pods in {nc['namespaces']} namespaces, "
-                f"{nc['policies']:,} policies" if "pods" in nc else "nca")
-        if nc.get("seconds") is not None:
+                f"{nc['policies']:,} policies")
+        if nc["seconds"] is not None:
             print(f"{what}: {nc['seconds']:.1f} s wall ({nc['lines']:,} lines of connections)")
         else:
             print(f"{what}: {nc['note']}")
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res.get("peers_not_run", []))
     return 0

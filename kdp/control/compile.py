@@ -20,7 +20,10 @@ import numpy as np
 
 from kdp._fast import service as fast
 from kdp.control import addr
+from kdp.control.backends import backend_array, endpoint_sets
+from kdp.control.cluster import paused_gc
 from kdp.control.routes import node_routes
+from kdp.control.tables import CompiledTables
 
 SVC_TYPES = {"ClusterIP": fast.SVC_TYPE_CLUSTER_IP, "NodePort": fast.SVC_TYPE_NODE_PORT,
              "LoadBalancer": fast.SVC_TYPE_LOAD_BALANCER}
@@ -56,68 +59,6 @@ def _record_flags(svc):
     if svc.internal_policy_local:
         f |= fast.SF_ITP_LOCAL
     return f
-
-
-def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips, want_local=True):
-    """(cluster, local) backend lists for one Service port and family.
-
-    Each list holds (IP, port, local) tuples, unique and sorted."""
-    ready, fallback, lready, lfallback = {}, {}, {}, {}
-    named = target_port if isinstance(target_port, str) else None
-    for sl in slices:
-        if sl.address_type != fam:
-            continue
-        port = None
-        for pname, proto, pnum in sl.ports:
-            if proto != protocol:
-                continue
-            if pname == port_name:
-                port = pnum
-                break
-            if named is not None and pname == named:
-                port = pnum
-        if port is None:
-            continue
-        for ep in sl.endpoints:
-            if not ep.addresses:
-                continue
-            ip = ep.addresses[0]
-            local = ep.node_name == node if ep.node_name else ip in local_ips
-            if ep.ready:
-                ready[(ip, port)] = local
-                if local:
-                    lready[(ip, port)] = True
-            elif ep.serving and ep.terminating:
-                fallback[(ip, port)] = local
-                if local:
-                    lfallback[(ip, port)] = True
-    chosen = ready or fallback
-    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
-    if not want_local:
-        return cluster, []
-    lchosen = lready or lfallback
-    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
-
-
-def backend_array(rows, ids):
-    """BACKEND_DTYPE array from (IP, port, local) rows and their ids."""
-    n = len(rows)
-    out = np.zeros(n, dtype=fast.BACKEND_DTYPE)
-    if not n:
-        return out
-    out["id"] = ids
-    out["port"] = [r[1] for r in rows]
-    out["local"] = [r[2] for r in rows]
-    vers = [r[0][0] for r in rows]
-    out["ip_ver"] = vers
-    if all(v == 4 for v in vers):
-        out["a4"] = [r[0][1] for r in rows]
-    else:
-        for i, r in enumerate(rows):
-            a4, a6 = addr.a4_a6(r[0])
-            out[i]["a4"] = a4
-            out[i]["a6"] = np.frombuffer(a6, dtype=np.uint8)
-    return out
 
 
 def addr_array(prefixes):
@@ -169,13 +110,11 @@ def compile_cluster(cluster, previous=None):
     endpoints, so conntrack flush-by-backend stays meaningful across reloads,
     and seeds each service-port's Maglev table from its previous one, so a
     reload moves no flow between two backends that both stay."""
-    from kdp.control.cluster import paused_gc
     with paused_gc():
         return _compile(cluster, previous)
 
 
 def _compile(cluster, previous):
-    from kdp.control.tables import CompiledTables
     cfg = cluster.config
     node = cluster.node
     local_ips = _local_pod_ips(cluster)

@@ -1,4 +1,6 @@
-"""This node's routes as plain records; the pipeline builds its LPM from them.
+"""This node's routes as plain records (NodeRoute); the node assembly
+(kdp.control.node.compile_routes) turns them into the route stage's
+kdp._fast.route.Route entries, from which the pipeline builds its LPM.
 
 kinds (most specific prefix wins in the LPM):
   pod        a local pod's address (/32, /128)  -> target "namespace/name" (deliver to its port)
@@ -13,7 +15,8 @@ from typing import NamedTuple, Optional
 from kdp.control import addr
 
 
-class Route(NamedTuple):
+class NodeRoute(NamedTuple):
+    """One route of this node in Kubernetes terms: prefix -> kind and target."""
     prefix: tuple            # (version, network int, length)
     kind: str
     target: str
@@ -34,9 +37,9 @@ def node_routes(cluster):
     out = []
     for pod in cluster.local_pods():
         for ip in pod.ips:
-            out.append(Route(addr.host_prefix(ip), "pod", f"{pod.namespace}/{pod.name}"))
+            out.append(NodeRoute(addr.host_prefix(ip), "pod", f"{pod.namespace}/{pod.name}"))
     for p in cfg.pod_cidrs:
-        out.append(Route(p, "local-pods", cluster.node))
+        out.append(NodeRoute(p, "local-pods", cluster.node))
     for name in sorted(cluster.nodes):
         if name == cluster.node:
             continue
@@ -44,14 +47,14 @@ def node_routes(cluster):
         internal = node.internal_ips() or [ip for _, ip in node.addresses]
         for p in node.pod_cidrs:
             via = next((ip for ip in internal if ip[0] == p[0]), internal[0] if internal else None)
-            out.append(Route(p, "node", name, via))
+            out.append(NodeRoute(p, "node", name, via))
     for p in cfg.service_cidrs:
-        out.append(Route(p, "service", "services"))
+        out.append(NodeRoute(p, "service", "services"))
     for ip in cfg.node_addresses:
-        out.append(Route(addr.host_prefix(ip), "host", cluster.node))
+        out.append(NodeRoute(addr.host_prefix(ip), "host", cluster.node))
     fams = {ip[0] for ip in cfg.node_addresses} | {p[0] for p in cfg.pod_cidrs}
     for fam in sorted(fams or {4}):
-        out.append(Route((fam, 0, 0), "default", "uplink"))
+        out.append(NodeRoute((fam, 0, 0), "default", "uplink"))
     order = {"pod": 0, "local-pods": 1, "node": 2, "service": 3, "host": 4, "default": 5}
     seen, unique = set(), []
     for r in sorted(out, key=lambda r: (order[r.kind], r.prefix)):

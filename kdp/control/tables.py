@@ -9,13 +9,12 @@ swap, and returns the backends that went away (conntrack flushes their UDP
 flows so they choose again). Its cost does not depend on how many Services
 the cluster has.
 """
-import numpy as np
-
 from kdp._fast import service as fast
 from kdp.control import addr
-from kdp.control.compile import backend_array, endpoint_sets
+from kdp.control.backends import backend_array, backend_ip, endpoint_sets
 from kdp.control.model import PROTOCOL_NAMES, EndpointSlice, Origin
 from kdp.control.validate import Problems, parse_object
+from kdp.errors import ConfigError
 
 KIND_NAMES = {fast.FK_CLUSTER_IP: "ClusterIP", fast.FK_EXTERNAL_IP: "ExternalIP",
               fast.FK_LOAD_BALANCER: "LoadBalancer", fast.FK_NODE_PORT: "NodePort"}
@@ -26,8 +25,9 @@ class CompiledTables:
 
     Attributes: `cluster` (the model they were compiled from), `service`
     (kdp._fast.service.ServiceTables: what the pipeline's slow path uses),
-    `records` (SvcPortInfo per service-port id), `routes` (Route records for
-    the LPM), `node_port_addresses` (IPs NodePorts answer on).
+    `records` (SvcPortInfo per service-port id), `routes` (NodeRoute records,
+    from which kdp.control.node compiles the route stage's table),
+    `node_port_addresses` (IPs NodePorts answer on).
     """
 
     def __init__(self, cluster, service, records, by_service, routes, node_port_addresses, local_ips):
@@ -81,7 +81,6 @@ class CompiledTables:
             got = parse_object(Origin("<update>"), obj, problems)
             problems.raise_if_any("endpoint update")
             if got is None or got[0] not in ("EndpointSlice", "Endpoints"):
-                from kdp.errors import ConfigError
                 raise ConfigError("endpoint update: expects an EndpointSlice or a v1 Endpoints")
             kind, parsed = got
         c = self.cluster
@@ -124,7 +123,7 @@ class CompiledTables:
             old = {}
             for local in (False, True):
                 for b in self.service.backends(sid, local):
-                    old[(_ip(b), int(b["port"]))] = int(b["id"])
+                    old[(backend_ip(b), int(b["port"]))] = int(b["id"])
             fresh = [k for k in dict.fromkeys((r0, r1) for r0, r1, _ in crows + lrows) if k not in old]
             new_ids = dict(zip(fresh, (int(x) for x in self.service.allocate_backend_ids(len(fresh)))))
             ids = {**old, **new_ids}
@@ -185,7 +184,7 @@ class CompiledTables:
             entry = {"id": r.id, "name": r.name, "family": f"IPv{r.ip_ver}",
                      "maglevSize": int(self.service.lut(r.id).shape[0])}
             for label, local in (("backends", False), ("localBackends", True)):
-                entry[label] = [{"id": int(b["id"]), "address": addr.format_ip(_ip(b)),
+                entry[label] = [{"id": int(b["id"]), "address": addr.format_ip(backend_ip(b)),
                                  "port": int(b["port"]), "local": bool(b["local"])}
                                 for b in self.service.backends(r.id, local)]
             out.append(entry)
@@ -194,8 +193,3 @@ class CompiledTables:
     def routes_view(self):
         return [r.as_dict() for r in self.routes]
 
-
-def _ip(b):
-    if int(b["ip_ver"]) == 4:
-        return (4, int(b["a4"]))
-    return (6, int.from_bytes(bytes(b["a6"]), "big"))

@@ -1,6 +1,6 @@
 """Capture files: pcap and pcapng, read into batches and written from them.
 
-The work is done in the core (kdp/_fast/pcap.pyx); this module is the Python face:
+The work is done in compiled code (kdp/io/pcap.pyx); this module is the Python face:
 
     reader = open_capture("in.pcapng", ports=ports, ingress=None)
     batch = Batch(256)
@@ -10,7 +10,7 @@ The work is done in the core (kdp/_fast/pcap.pyx); this module is the Python fac
         print(message)
 
     with CaptureWriter("out.pcap", linktype=LinkType.LT_ETHERNET, ports=ports) as w:
-        w.write(batch)                       # its V_FORWARD packets
+        w.write(batch)                       # its transmitted packets (forward, reject, reply)
 
 What the reader does with a damaged file:
   * it ends inside a record or block: every complete packet before it is delivered, then
@@ -27,7 +27,7 @@ ST_RX with R_UNSUPPORTED_LINKTYPE, and counted in ``reader.unsupported``.
 from collections import namedtuple
 
 from kdp._fast.packet import Batch, LinkType
-from kdp._fast.pcap import CaptureReader, CaptureWriter, SYNTH_DST_MAC, SYNTH_SRC_MAC
+from kdp.io.pcap import CaptureReader, CaptureWriter, SYNTH_DST_MAC, SYNTH_SRC_MAC
 from kdp.ports import NO_PORT, PortTable
 
 __all__ = ["CaptureReader", "CaptureWriter", "Packet", "open_capture", "read_batches",

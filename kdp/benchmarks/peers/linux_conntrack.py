@@ -1,13 +1,16 @@
 """Linux nf_conntrack's CPU cost per packet, measured by difference.
 
-The reference kdp's flow table is compared with in `kdp bench conntrack`.
+The reference kdp's flow table is compared with in `kdp bench conntrack`, and
+a peer in the sense of kdp/benchmarks/peers/__init__.py (run only by that suite).
 One process sends UDP datagrams over loopback inside a private network
 namespace, with the same packets twice: once with conntrack on (an nftables
 rule that matches on ``ct state``, so every packet is looked up, its UDP state
 and timeout refreshed, new flows created and confirmed) and once with
 ``notrack`` at the raw priority; an input rule drops the datagrams in both
 runs so no socket or ICMP work follows.  The difference in the process's CPU
-time (user + system) per packet is what conntrack costs the kernel:
+time (user + system, read from CLOCK_PROCESS_CPUTIME_ID: nanosecond resolution,
+where os.times() counts 10 ms ticks, coarser than a quick run) per packet is what
+conntrack costs the kernel:
 
 * ``new``: the first packet of each of N distinct flows (allocation, hashing
   both directions, insert at confirm);
@@ -18,6 +21,11 @@ The measurement needs root, ``ip`` and ``nft``.  It raises the host's
 back afterwards.  Per-packet costs move with the machine's load like every
 figure here; the difference method cancels the socket and loopback path,
 not the noise, so the run is repeated and the medians are reported.
+
+When it cannot run here, `measure` raises PeerUnavailable; when a worker fails
+(exit status, unreadable output, fewer flows tracked than sent), PeerFailed with
+the worker's stderr, in which the worker names the command or the send that
+failed. The host's limits are put back either way.
 """
 import json
 import os
@@ -25,7 +33,10 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+
+from kdp.benchmarks.peers import PeerFailed, PeerUnavailable
 
 SYSCTL = "/proc/sys/net/netfilter/"
 DPORT_LO, DPORT_HI = 1000, 51000
@@ -65,32 +76,52 @@ def _destinations(n):
              DPORT_LO + i % (DPORT_HI - DPORT_LO)) for i in range(n)]
 
 
-def _cpu_seconds():
-    t = os.times()
-    return t.user + t.system
+def cpu_ns():
+    """CPU time of this process (user + system), in nanoseconds."""
+    return time.process_time_ns()
+
+
+class WorkerError(Exception):
+    """What failed inside the namespace, said in one message (the worker's stderr)."""
+
+
+def _run_tool(argv):
+    run = subprocess.run(argv, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise WorkerError(f"`{' '.join(argv)}` exited with status {run.returncode}: "
+                          f"{(run.stderr or run.stdout).strip()}")
 
 
 def _worker(n, packets, tracked, seed):
-    """Runs inside the namespace: returns the CPU ns per packet of both phases."""
+    """Runs inside the namespace: returns the CPU ns per packet of both phases and the
+    flows the namespace's conntrack holds at the end."""
     import socket
-    subprocess.run([_tool("ip"), "link", "set", "lo", "up"], check=True)
-    subprocess.run([_tool("nft"), _ruleset(tracked)], check=True)
+    _run_tool([_tool("ip"), "link", "set", "lo", "up"])
+    _run_tool([_tool("nft"), _ruleset(tracked)])
     dsts = _destinations(n)
     rng = random.Random(seed)
     order = [dsts[rng.randrange(n)] for _ in range(packets)]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     send = s.sendto
-    t0 = _cpu_seconds()
-    for d in dsts:
-        send(b"x", d)
-    t1 = _cpu_seconds()
-    for d in order:
-        send(b"x", d)
-    t2 = _cpu_seconds()
-    with open(SYSCTL + "nf_conntrack_count") as f:
-        count = int(f.read())
-    return {"new_ns": (t1 - t0) / n * 1e9, "established_ns": (t2 - t1) / packets * 1e9,
-            "flows_tracked": count}
+    sent = 0
+    try:
+        t0 = cpu_ns()
+        for d in dsts:
+            send(b"x", d)
+            sent += 1
+        t1 = cpu_ns()
+        for d in order:
+            send(b"x", d)
+            sent += 1
+        t2 = cpu_ns()
+    except OSError as exc:
+        state = ", ".join(f"{k} {_read(k):,}" for k in ("nf_conntrack_count", "nf_conntrack_max")
+                          if os.path.exists(SYSCTL + k))
+        raise WorkerError(f"sending datagram {sent + 1:,} of {n + packets:,} "
+                          f"({'tracked' if tracked else 'notrack'} run) failed: {exc}; "
+                          f"in the namespace: {state}") from None
+    return {"new_ns": (t1 - t0) / n, "established_ns": (t2 - t1) / packets,
+            "flows_tracked": _read("nf_conntrack_count")}
 
 
 def _read(name):
@@ -103,17 +134,30 @@ def _write(name, value):
         f.write(str(value))
 
 
+def _worker_command(n, packets, tracked, seed):
+    return [sys.executable, "-m", "kdp.benchmarks.peers.linux_conntrack", "--worker", str(n), str(packets),
+            "1" if tracked else "0", str(seed)]
+
+
 def _in_namespace(n, packets, tracked, seed):
     ns = "kdpct-" + uuid.uuid4().hex[:8]
-    subprocess.run([_tool("ip"), "netns", "add", ns], check=True)
+    what = f"{'tracked' if tracked else 'notrack'} run, {n:,} flows, in network namespace {ns}"
+    made = subprocess.run([_tool("ip"), "netns", "add", ns], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise PeerFailed(f"`ip netns add {ns}` exited with status {made.returncode}",
+                         made.stderr)
     try:
-        out = subprocess.run(
-            [_tool("ip"), "netns", "exec", ns, sys.executable, "-m", "kdp.benchmarks.linux_conntrack",
-             "--worker", str(n), str(packets), "1" if tracked else "0", str(seed)],
-            check=True, capture_output=True, text=True)
-        return json.loads(out.stdout)
+        out = subprocess.run([_tool("ip"), "netns", "exec", ns] + _worker_command(n, packets, tracked, seed),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise PeerFailed(f"the worker ({what}) exited with status {out.returncode}",
+                             out.stderr)
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            raise PeerFailed(f"the worker ({what}) printed no result", out.stderr) from None
     finally:
-        subprocess.run([_tool("ip"), "netns", "del", ns], check=False)
+        subprocess.run([_tool("ip"), "netns", "del", ns], check=False, capture_output=True)
 
 
 def measure(n=1 << 20, packets=500_000, repeats=3):
@@ -121,7 +165,7 @@ def measure(n=1 << 20, packets=500_000, repeats=3):
     flows at n live flows, and what each run saw."""
     why = available()
     if why:
-        raise RuntimeError(why)
+        raise PeerUnavailable(why)
     saved = {k: _read(k) for k in ("nf_conntrack_max", "nf_conntrack_buckets")}
     runs = []
     try:
@@ -131,10 +175,13 @@ def measure(n=1 << 20, packets=500_000, repeats=3):
             off = _in_namespace(n, packets, False, rep)
             on = _in_namespace(n, packets, True, rep)
             if on["flows_tracked"] < n:
-                raise RuntimeError(f"only {on['flows_tracked']} of {n} flows were tracked")
+                raise PeerFailed(f"only {on['flows_tracked']:,} of {n:,} flows were tracked "
+                                 f"with conntrack on")
             runs.append({"new_ns": on["new_ns"] - off["new_ns"],
                          "established_ns": on["established_ns"] - off["established_ns"],
-                         "send_ns_untracked": off["established_ns"]})
+                         "send_ns_untracked": off["established_ns"],
+                         "flows_tracked": on["flows_tracked"],
+                         "flows_tracked_notrack": off["flows_tracked"]})
     finally:
         _write("nf_conntrack_buckets", saved["nf_conntrack_buckets"])
         _write("nf_conntrack_max", saved["nf_conntrack_max"])
@@ -150,7 +197,11 @@ def measure(n=1 << 20, packets=500_000, repeats=3):
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--worker":
         n, packets, tracked, seed = (int(a) for a in sys.argv[2:])
-        print(json.dumps(_worker(n, packets, bool(tracked), seed)))
+        try:
+            print(json.dumps(_worker(n, packets, bool(tracked), seed)))
+        except WorkerError as exc:
+            print(f"linux_conntrack worker: {exc}", file=sys.stderr)
+            sys.exit(1)
     else:
         n = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 20
         print(json.dumps(measure(n), indent=1))

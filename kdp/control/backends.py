@@ -1,0 +1,79 @@
+"""The backends of a service-port, shared by the full compile and the incremental update.
+
+`endpoint_sets` decides which endpoints serve a Service port (the rules are in
+kdp.control.compile's docstring); `backend_array` packs them into the C side's
+BACKEND_DTYPE rows; `backend_ip` reads an address back from such a row.
+"""
+import numpy as np
+
+from kdp._fast import service as fast
+from kdp.control import addr
+
+
+def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips, want_local=True):
+    """(cluster, local) backend lists for one Service port and family.
+
+    Each list holds (IP, port, local) tuples, unique and sorted."""
+    ready, fallback, lready, lfallback = {}, {}, {}, {}
+    named = target_port if isinstance(target_port, str) else None
+    for sl in slices:
+        if sl.address_type != fam:
+            continue
+        port = None
+        for pname, proto, pnum in sl.ports:
+            if proto != protocol:
+                continue
+            if pname == port_name:
+                port = pnum
+                break
+            if named is not None and pname == named:
+                port = pnum
+        if port is None:
+            continue
+        for ep in sl.endpoints:
+            if not ep.addresses:
+                continue
+            ip = ep.addresses[0]
+            local = ep.node_name == node if ep.node_name else ip in local_ips
+            if ep.ready:
+                ready[(ip, port)] = local
+                if local:
+                    lready[(ip, port)] = True
+            elif ep.serving and ep.terminating:
+                fallback[(ip, port)] = local
+                if local:
+                    lfallback[(ip, port)] = True
+    chosen = ready or fallback
+    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
+    if not want_local:
+        return cluster, []
+    lchosen = lready or lfallback
+    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
+
+
+def backend_array(rows, ids):
+    """BACKEND_DTYPE array from (IP, port, local) rows and their ids."""
+    n = len(rows)
+    out = np.zeros(n, dtype=fast.BACKEND_DTYPE)
+    if not n:
+        return out
+    out["id"] = ids
+    out["port"] = [r[1] for r in rows]
+    out["local"] = [r[2] for r in rows]
+    vers = [r[0][0] for r in rows]
+    out["ip_ver"] = vers
+    if all(v == 4 for v in vers):
+        out["a4"] = [r[0][1] for r in rows]
+    else:
+        for i, r in enumerate(rows):
+            a4, a6 = addr.a4_a6(r[0])
+            out[i]["a4"] = a4
+            out[i]["a6"] = np.frombuffer(a6, dtype=np.uint8)
+    return out
+
+
+def backend_ip(row):
+    """The (version, int) address of one BACKEND_DTYPE row."""
+    if int(row["ip_ver"]) == 4:
+        return (4, int(row["a4"]))
+    return (6, int.from_bytes(bytes(row["a6"]), "big"))

@@ -1,0 +1,318 @@
+"""Node assembly: everything one node's pipeline needs, compiled from one Cluster.
+
+    node = compile_node(cluster, ports)                  # NodeTables
+    pipeline = node.new_pipeline()                       # the first pipeline (with its conntrack)
+    new = compile_node(cluster2, ports, previous=node)   # a reload, compiled aside
+    change = new.changes_from(node)                      # flows to flush, service-ports renumbered
+    pipeline.swap(**new.pipeline.as_kwargs())            # swapped whole between batches
+
+A NodeTables holds the service tables (CompiledTables), the pipeline's tables
+(PipelineTables: route table, service tables, tunnel endpoints, the cluster
+DNS table), the conntrack settings (ConntrackSettings), the DNS zone's
+compiler, the network policy (CompiledPolicy: its tables and decision labels)
+and the settings the pipeline is built with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
+and flushes what `changes_from` / `update_endpoints` name.
+
+Adding a table (policy rules, tunnel routes, DNS names, ...): a field in
+PipelineTables, built in `compile_node`, and the same keyword taken by
+`Pipeline.__init__` and `Pipeline.swap` (kdp/_fast/pipeline.pyx). Nothing else
+changes: the Dataplane passes PipelineTables by keyword. What a reload must
+do to existing flows because of the new table goes into NodeChange.
+"""
+import dataclasses
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from kdp._fast.conntrack import Conntrack
+from kdp._fast.decap import TunnelEndpoints
+from kdp._fast.dns import DnsTable
+from kdp._fast.parse import VXLAN_PORT
+from kdp._fast.pipeline import Pipeline
+from kdp._fast.policy import PolicyTables
+from kdp._fast.route import Encap, Route, RouteKind, RouteTable
+from kdp._fast.service import ServiceTables
+from kdp.control import addr
+from kdp.control.backends import backend_ip
+from kdp.control.compile import compile_cluster
+from kdp.control.dns import build_zone
+from kdp.control.dnswire import DnsCompiler
+from kdp.control.model import EndpointSlice
+from kdp.control.policy_compile import compile_policy
+from kdp.control.tables import CompiledTables
+from kdp.ports import HOST, UPLINK
+
+NO_ID = 0xFFFFFFFF
+
+PLAIN_ROUTES = (Route("0.0.0.0/0", RouteKind.RT_UPLINK, UPLINK, note="default"),
+                Route("::/0", RouteKind.RT_UPLINK, UPLINK, note="default"))
+
+# kdp.control route kinds -> what the route stage does with them
+ROUTE_KINDS = {
+    "pod": RouteKind.RT_LOCAL_POD,
+    "local-pods": RouteKind.RT_BLACKHOLE,    # this node's block, no such pod
+    "node": RouteKind.RT_REMOTE_NODE,
+    "service": RouteKind.RT_UPLINK,          # what the service stage lets through is routed on
+    "host": RouteKind.RT_HOST,
+    "default": RouteKind.RT_UPLINK,
+}
+ENCAP = {"None": Encap.ENCAP_NONE, "IPIP": Encap.ENCAP_IPIP, "VXLAN": Encap.ENCAP_VXLAN}
+
+
+# ------------------------------------------------------------------ the pieces
+
+def pod_port_names(config):
+    """{"namespace/name": port name} for pods that NodeConfig names a port for."""
+    return {p.pod: p.name for p in config.ports if p.kind == "Pod" and p.pod}
+
+
+def compile_routes(services, ports):
+    """The route stage's Route list for compiled tables (their NodeRoutes); pod
+    ports are named by NodeConfig `ports` or else "namespace/name"."""
+    config = services.cluster.config
+    named = pod_port_names(config)
+    encap = ENCAP.get(config.encapsulation, Encap.ENCAP_NONE)
+    out = []
+    for r in services.routes:
+        kind = ROUTE_KINDS[r.kind]
+        port = UPLINK
+        if kind == RouteKind.RT_LOCAL_POD:
+            port = ports.id_of(named.get(r.target, r.target))
+        elif kind == RouteKind.RT_HOST:
+            port = HOST
+        via = addr.format_ip(r.via) if r.via else None
+        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via,
+                         encap=encap if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE,
+                         note=f"{r.kind} {r.target}"))
+    return out
+
+
+def tunnels_for(cluster):
+    """The node's tunnel endpoints when it encapsulates (None: no decapsulation).
+    Tunnels are accepted from the other nodes' addresses only."""
+    if cluster.config.encapsulation == "None":
+        return None
+    peers = [addr.format_ip(ip) for name, n in cluster.nodes.items() if name != cluster.node
+             for _type, ip in n.addresses if _type in ("InternalIP", "ExternalIP")]
+    return TunnelEndpoints([addr.format_ip(ip) for ip in cluster.config.node_addresses], peers)
+
+
+class ConntrackSettings(NamedTuple):
+    """What the node's flow table is built with (NodeConfig spec.conntrack and
+    the SNAT port range). The table is built once, with the first pipeline, and
+    stays across reloads: established flows keep their translation."""
+    max_flows: int
+    timeouts: dict
+    drop_invalid: bool
+    port_range: tuple
+
+    def build(self):
+        # prefault: a node reserves its flow memory up front, so that new flows never
+        # wait for page faults (see Conntrack's docstring)
+        return Conntrack(self.max_flows, timeouts=dict(self.timeouts), drop_invalid=self.drop_invalid,
+                         port_range=self.port_range, prefault=True)
+
+
+def conntrack_for(config):
+    """ConntrackSettings of a NodeConfig."""
+    ct = config.conntrack
+    timeouts = {
+        "tcp_timeout_established": ct.tcp_established_timeout,
+        "tcp_timeout_close_wait": ct.tcp_close_wait_timeout,
+        "tcp_timeout_syn_sent": ct.tcp_syn_timeout,
+        "tcp_timeout_time_wait": ct.tcp_time_wait_timeout,
+        "udp_timeout": ct.udp_timeout,
+        "udp_timeout_stream": ct.udp_stream_timeout,
+        "icmp_timeout": ct.icmp_timeout,
+        "generic_timeout": ct.generic_timeout,
+    }
+    return ConntrackSettings(ct.max_flows, timeouts, ct.drop_invalid, tuple(config.snat_port_range))
+
+
+# ------------------------------------------------------------------ what changes flush
+
+def listed_addresses(cluster):
+    """Every address any endpoint of any Service lists, whatever its conditions."""
+    return {ip for key in cluster.services for s in cluster.slices_for(key)
+            for e in s.endpoints for ip in e.addresses}
+
+
+def removed_backends(old, new):
+    """(proto, address, port) whose flows must go when CompiledTables `new` replaces `old`.
+
+    As kube-proxy: a UDP (connectionless) backend that left a service-port's usable set
+    (ready, or the serving-terminating fallback) has its flows flushed, so they choose
+    again. TCP and SCTP flows stay with a terminating backend (graceful termination) and
+    go only when the backend is gone: its address listed by no endpoint any more.
+    """
+    gone = set(old._backend_id_map()) - set(new._backend_id_map())
+    listed = listed_addresses(new.cluster)
+    return {(proto, addr.format_ip(ip), port) for _name, _fam, proto, ip, port in gone
+            if proto == 17 or ip not in listed}
+
+
+def service_renumbering(old, new):
+    """uint32 array: old service-port id -> new id (NO_ID where the service-port is gone)."""
+    new_ids = {(r.name, r.ip_ver): r.id for r in new.records}
+    return np.array([new_ids.get((r.name, r.ip_ver), NO_ID) for r in old.records], dtype=np.uint32)
+
+
+def service_key(obj):
+    """(namespace, Service name) an EndpointSlice / Endpoints (mapping or model) belongs
+    to; None when the object does not say (validation then refuses it)."""
+    if isinstance(obj, EndpointSlice):
+        return (obj.namespace, obj.service)
+    if not isinstance(obj, dict):
+        return None
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    namespace = meta.get("namespace") or "default"
+    if obj.get("kind") == "Endpoints":
+        return (namespace, meta.get("name"))
+    labels = meta.get("labels")
+    return (namespace, (labels if isinstance(labels, dict) else {}).get("kubernetes.io/service-name"))
+
+
+def _backends_of(services, key):
+    """backend id -> (proto, ip, port) for the service-ports of one Service."""
+    out = {}
+    for sid in services.by_service.get(key, ()):
+        proto = services.records[sid].protocol
+        for local in (False, True):
+            for b in services.backends(sid, local):
+                out[int(b["id"])] = (proto, backend_ip(b), int(b["port"]))
+    return out
+
+
+# ------------------------------------------------------------------ the assembly
+
+@dataclasses.dataclass(frozen=True)
+class PipelineTables:
+    """The tables a Pipeline runs on, swapped whole between batches.
+
+    Field names are the keywords of kdp._fast.pipeline.Pipeline(...) and
+    Pipeline.swap(...); `as_kwargs()` hands them over. A new table is a new
+    field here (built in compile_node) and the same keyword there.
+    """
+    routes: RouteTable                          # the route stage's LPM and records
+    services: Optional[ServiceTables] = None    # None: no Services
+    tunnels: Optional[TunnelEndpoints] = None   # None: no decapsulation
+    dns: Optional[DnsTable] = None              # None: no DNS stage (kdp answers no DNS)
+    policy: Optional[PolicyTables] = None       # None: no network policy in the snapshot
+
+    def as_kwargs(self):
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+class NodeChange(NamedTuple):
+    """What replacing one NodeTables by another does to existing flows."""
+    flush: set                      # (proto, address, port) backends whose flows go
+    renumber: Optional[object]      # uint32 old service-port id -> new id (None: no renumbering)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeTables:
+    """Everything one node's pipeline needs (see the module docstring).
+
+    `services` is None (and `cluster` too) for a plain router: everything to
+    the uplink, no conntrack.
+    """
+    cluster: Optional[object]                   # kdp.control.Cluster compiled from
+    services: Optional[CompiledTables]          # service-port records, backends, NodeRoutes
+    pipeline: PipelineTables
+    conntrack: Optional[ConntrackSettings]      # None: stateless (no NAT)
+    vxlan_port: int = VXLAN_PORT
+    dns: Optional[DnsCompiler] = None           # the cluster DNS zone and its table's compiler
+    policy: Optional[object] = None             # CompiledPolicy (kdp.control.policy_compile)
+    recheck: bool = False                       # NodeConfig networkPolicy.establishedFlows: Recheck
+
+    @property
+    def node(self):
+        """This node's name (None: a plain router)."""
+        return self.cluster.node if self.cluster is not None else None
+
+    @property
+    def notices(self):
+        """What the snapshot held that was skipped (unknown kinds...)."""
+        return list(self.cluster.notices) if self.cluster is not None else []
+
+    def new_pipeline(self):
+        """A Pipeline on these tables with a fresh flow table."""
+        return Pipeline(conntrack=self.conntrack.build() if self.conntrack is not None else None,
+                        vxlan_port=self.vxlan_port, recheck=self.recheck, **self.pipeline.as_kwargs())
+
+    def policy_names(self):
+        """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
+        return list(self.policy.decisions) if self.policy is not None else []
+
+    def changes_from(self, previous):
+        """NodeChange when these tables replace `previous` (compiled with previous=it)."""
+        if previous.services is None or self.services is None:
+            return NodeChange(set(), None)
+        return NodeChange(removed_backends(previous.services, self.services),
+                          service_renumbering(previous.services, self.services))
+
+    def update_endpoints(self, obj):
+        """Apply one new or changed EndpointSlice / v1 Endpoints to the service
+        tables in place (CompiledTables.update_endpoints: ConfigError, changing
+        nothing, for an invalid object). Returns the (proto, address, port)
+        backends whose flows must go, by the rules of removed_backends."""
+        before = _backends_of(self.services, service_key(obj))
+        removed = self.services.update_endpoints(obj)
+        if not removed:
+            return set()
+        listed = listed_addresses(self.services.cluster)
+        gone = set()
+        for _svc, ids in removed.items():
+            for bid in ids:
+                if bid in before:
+                    proto, ip, port = before[bid]
+                    if proto == 17 or ip not in listed:
+                        gone.add((proto, addr.format_ip(ip), port))
+        return gone
+
+    def update_dns(self, key):
+        """The DNS table after update_endpoints changed Service `key`'s endpoints
+        (headless answers, endpoint names, PTRs), to swap into the pipeline; None
+        when kdp answers no DNS. Only the names that changed are re-encoded, into a
+        delta in front of the whole table (kdp.control.dnswire.DnsCompiler)."""
+        if self.dns is None or key is None:
+            return None
+        return self.dns.update(self.dns.zone.update_service(self.services.cluster, key))
+
+
+def policy_of(services):
+    """The CompiledPolicy of compiled service tables' cluster (None: no policy in the
+    snapshot), compiled once and kept with them (a Dataplane built again from the
+    same tables does not compile it again)."""
+    if not hasattr(services, "policy"):
+        services.policy = compile_policy(services.cluster)
+    return services.policy
+
+
+def plain_router():
+    """The NodeTables of a node without a snapshot: everything to the uplink."""
+    return NodeTables(None, None, PipelineTables(RouteTable(PLAIN_ROUTES)), None)
+
+
+def compile_node(cluster, ports, previous=None, services=None):
+    """Compile a validated Cluster into NodeTables; pod ports are named in `ports`
+    (kdp.ports.PortTable).
+
+    `previous` (the NodeTables being replaced) keeps backend ids and Maglev
+    tables stable across a reload (see kdp.control.compile). `services`: the
+    CompiledTables of `cluster` when already compiled (skips that step).
+    """
+    if services is None:
+        services = compile_cluster(cluster, previous=previous.services if previous is not None else None)
+    config = cluster.config
+    zone = build_zone(cluster)
+    dns = DnsCompiler(zone) if zone is not None else None
+    policy = policy_of(services)
+    tables = PipelineTables(routes=RouteTable(compile_routes(services, ports)),
+                            services=services.service,
+                            tunnels=tunnels_for(cluster),
+                            dns=dns.full() if dns is not None else None,
+                            policy=policy.tables if policy is not None else None)
+    return NodeTables(cluster, services, tables, conntrack_for(config), vxlan_port=config.vxlan_port,
+                      dns=dns, policy=policy, recheck=config.policy_established == "Recheck")

@@ -1,0 +1,182 @@
+"""The service decision for a new flow, read straight off the validated model.
+
+Slow and obvious on purpose: no compiled tables, no ids, no hashing. Tests
+check the compiled decision (kdp._fast.service through CompiledTables.decide)
+against it. What it models is kube-proxy's handling of the first packet of a
+flow arriving at one node (nftables mode unless NodeConfig says iptables):
+
+* frontends: a Service port answers on its ClusterIP(s) and externalIPs at
+  its port, on VIP-mode LoadBalancer ingress IPs (LoadBalancer Services), and
+  on the node's NodePort addresses at its nodePort (NodePort and LoadBalancer
+  Services). Headless and ExternalName Services have none. NodePort
+  addresses (--nodeport-addresses): unset -> each family's primary node
+  address in nftables mode, every node address in iptables mode; "primary",
+  "all", or node addresses inside the listed CIDRs.
+* no frontend matched: in nftables mode a packet to a live ClusterIP is
+  rejected (port not exposed, any protocol) and one to an unallocated
+  address of a service CIDR is dropped; otherwise it is not a service packet.
+* loadBalancerSourceRanges (to an LB ingress IP): the source must be inside
+  one of them, else drop; when a range holds a node address, the LB IPs
+  themselves are allowed too (the node reaching its own LB loops back).
+* endpoints of the port: slices of the address family whose port has the
+  Service port's name (else its named targetPort's name); ready endpoints
+  serve, and when none is ready serving-and-terminating ones do; the same,
+  separately, for this node's endpoints (nodeName, or else the address of a
+  pod on this node).
+* traffic policy: ClusterIP traffic uses the local set under
+  internalTrafficPolicy Local; external traffic (externalIP, LB, NodePort)
+  under externalTrafficPolicy Local uses the local set and keeps the client
+  address, except traffic from a local pod (cluster set, no masquerade) and
+  from the node itself (cluster set, masqueraded).
+* masquerade: ClusterIP traffic when masqueradeAll or the source is outside
+  the local traffic CIDRs (pod CIDRs under NodeCIDR detection, else cluster
+  CIDRs); external traffic under the Cluster policy; always when the chosen
+  backend is the client itself (hairpin).
+* no endpoint at all: reject; none in the local set it must use: drop.
+"""
+from typing import NamedTuple, Optional
+
+from kdp.control import addr
+from kdp.reasons import Reason
+
+MISS, HIT, DROP, REJECT = "miss", "hit", "drop", "reject"
+
+
+class Decision(NamedTuple):
+    """What the reference decides for one packet."""
+    result: str                     # MISS, HIT, DROP or REJECT
+    reason: Optional[Reason]        # why DROP / REJECT (None otherwise)
+    service_port: Optional[str]     # "namespace/name:port" of the matched service-port
+    backends: frozenset             # HIT: the (IP, port) backends the flow may go to
+    masquerade: bool                # HIT: masqueraded whatever the backend
+    hairpin: frozenset              # HIT: backends that are the client itself (masqueraded too)
+
+    def masquerades(self, backend):
+        """Whether a flow sent to `backend` ((IP, port)) is masqueraded."""
+        return self.masquerade or backend in self.hairpin
+
+
+def _verdict(result, reason=None, name=None):
+    return Decision(result, reason, name, frozenset(), False, frozenset())
+
+
+def node_port_addresses(cfg):
+    """The node addresses NodePorts answer on, as a set."""
+    primary = {}
+    for ip in cfg.node_addresses:
+        primary.setdefault(ip[0], ip)
+    setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
+    out = set()
+    for item in setting:
+        if item == "primary":
+            out |= set(primary.values())
+        elif item == "all":
+            out |= set(cfg.node_addresses)
+        else:
+            out |= {ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)}
+    return out
+
+
+def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
+    """(Service, ServicePort, frontend kind) a packet of family `fam` is addressed
+    to, or None; and the set of ClusterIPs of Services that have some."""
+    match = None
+    live_vips = set()
+    for _key, svc in sorted(cluster.services.items()):
+        if svc.type == "ExternalName" or svc.headless:
+            continue
+        live_vips |= set(svc.cluster_ips)
+        for cip in svc.cluster_ips:
+            if cip[0] != fam:
+                continue
+            for sp in svc.ports:
+                if sp.protocol != proto:
+                    continue
+                kinds = []
+                if dst_ip == cip and dport == sp.port:
+                    kinds.append("cluster")
+                if dst_ip in svc.external_ips and dport == sp.port:
+                    kinds.append("external")
+                if svc.type == "LoadBalancer" and dport == sp.port and (dst_ip, "VIP") in svc.lb_ingress:
+                    kinds.append("lb")
+                if svc.type in ("NodePort", "LoadBalancer") and sp.node_port == dport and dst_ip in np_addrs:
+                    kinds.append("nodeport")
+                if kinds:
+                    match = (svc, sp, kinds[0])
+    return match, live_vips
+
+
+def _endpoint_sets(cluster, svc, sp, fam):
+    """(cluster set, local set) of (IP, port) serving one Service port and family."""
+    all_ready, all_term, loc_ready, loc_term = set(), set(), set(), set()
+    local_pod_ips = {ip for p in cluster.pods.values()
+                     if p.node_name == cluster.node and not p.host_network for ip in p.ips}
+    for sl in cluster.slices_for((svc.namespace, svc.name)):
+        if sl.address_type != fam:
+            continue
+        ports = [pn for (nm, pr, pn) in sl.ports if pr == sp.protocol and nm == sp.name]
+        if not ports and isinstance(sp.target_port, str):
+            ports = [pn for (nm, pr, pn) in sl.ports if pr == sp.protocol and nm == sp.target_port]
+        if not ports:
+            continue
+        for ep in sl.endpoints:
+            e = (ep.addresses[0], ports[0])
+            is_local = (ep.node_name == cluster.node) if ep.node_name else ep.addresses[0] in local_pod_ips
+            if ep.ready:
+                all_ready.add(e)
+                if is_local:
+                    loc_ready.add(e)
+            elif ep.serving and ep.terminating:
+                all_term.add(e)
+                if is_local:
+                    loc_term.add(e)
+    return all_ready or all_term, loc_ready or loc_term
+
+
+def decide(cluster, proto, src, dst, dport):
+    """The Decision for a new flow of protocol number `proto` from address `src` to
+    `dst`:`dport` (addresses as text) on cluster.node."""
+    cfg = cluster.config
+    src_ip, dst_ip = addr.parse_ip(src), addr.parse_ip(dst)
+    fam = src_ip[0]
+    nft = cfg.proxy_mode == "nftables"
+    match, live_vips = _match(cluster, proto, fam, dst_ip, dport, node_port_addresses(cfg))
+    if match is None:                  # any protocol, as nftables' cluster-ips set
+        if nft and dst_ip in live_vips:
+            return _verdict(REJECT, Reason.SVC_PORT_NOT_EXPOSED)
+        if nft and any(addr.prefix_contains(p, dst_ip) for p in cfg.service_cidrs):
+            return _verdict(DROP, Reason.SVC_UNALLOCATED_IP)
+        return _verdict(MISS)
+    svc, sp, kind = match
+    name = f"{svc.namespace}/{svc.name}:{sp.name}"
+    if kind == "lb" and svc.lb_source_ranges:
+        ranges = [p for p in svc.lb_source_ranges if p[0] == fam]
+        if any(addr.prefix_contains(p, ip) for p in ranges for ip in cfg.node_addresses):
+            ranges += [addr.host_prefix(ip) for ip, m in svc.lb_ingress if m == "VIP" and ip[0] == fam]
+        if not any(addr.prefix_contains(p, src_ip) for p in ranges):
+            return _verdict(DROP, Reason.SVC_SOURCE_RANGE, name)
+    cluster_set, local_set = _endpoint_sets(cluster, svc, sp, fam)
+    if not cluster_set and not local_set:
+        return _verdict(REJECT, Reason.SVC_NO_ENDPOINTS, name)
+    local_cidrs = cfg.pod_cidrs if cfg.local_traffic_detection == "NodeCIDR" else cfg.cluster_cidrs
+    from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
+    from_node = src_ip in cfg.node_addresses
+    masq, use_local = False, False
+    if kind == "cluster":
+        use_local = svc.internal_policy_local
+        masq = cfg.masquerade_all or not from_pod
+    elif not svc.external_policy_local:
+        masq = True
+    elif from_pod:
+        pass
+    elif from_node:
+        masq = True
+    else:
+        use_local = True
+    chosen = local_set if use_local else cluster_set
+    if not chosen:
+        if use_local:
+            return _verdict(DROP, Reason.SVC_NO_LOCAL_ENDPOINTS, name)
+        return _verdict(REJECT, Reason.SVC_NO_ENDPOINTS, name)
+    hairpin = frozenset(e for e in chosen if e[0] == src_ip)
+    return Decision(HIT, None, name, frozenset(chosen), masq, hairpin)
