@@ -244,3 +244,16 @@ def test_pipeline_refuses_policy_without_conntrack():
     cp = compile_policy(Cluster.from_documents(objects(DENY_ALL), node="node-1"))
     with pytest.raises(ValueError, match="conntrack"):
         Pipeline(RouteTable([]), policy=cp.tables)
+
+
+def test_dns_queries_kdp_answers_itself_are_the_nodes_and_not_judged(tmp_path):
+    # the DNS stage answers cluster names in place (as NodeLocal DNSCache on the node):
+    # an egress-isolated pod still gets its answers; the names kdp passes on to the DNS
+    # pods are packets like any other, judged by policy
+    from dnstest import cluster_objects, frame, make_query
+    lockdown = np_("lockdown", {"podSelector": {}, "policyTypes": ["Egress"]})
+    h = Harness(tmp_path, cluster_objects() + [lockdown])
+    answered = h.send(frame(make_query("web.shop.svc.cluster.local", "A"))[IP])
+    assert (answered.verdict, answered.reason) == (Verdict.REPLY, Reason.DNS_ANSWERED)
+    passed_on = h.send(frame(make_query("www.example.com", "A"), sport=5301)[IP])
+    assert (passed_on.verdict, passed_on.reason) == (Verdict.DROP, Reason.POLICY_DENIED_EGRESS)
