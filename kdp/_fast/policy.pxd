@@ -22,12 +22,13 @@ from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.lpm cimport Lpm4, Lpm6
 from kdp._fast.conntrack cimport Conntrack
 
-cdef enum:  # direction: index of pol_endpoint_t.profile, pol_addr_t.self_map
+cdef enum:  # direction: index of pol_endpoint_t.profile and .self_map
     POL_EGRESS = 0
     POL_INGRESS = 1
 
-cdef enum:  # pol_addr_t.flags
+cdef enum:  # flags of an exact address
     PA_LOCAL_NODE = 1       # one of this node's addresses
+    PA_USED = 0x80          # the hash slot holds an address
 
 # Port keys: (protocol class << 16) | destination port; class 0 is every
 # protocol without ports (ICMP, ...), always with port 0.
@@ -38,10 +39,11 @@ cdef enum:
     PK_SCTP = 3
     PK_LIMIT = 4 << 16      # keys are < PK_LIMIT
 
-# An exact address (a pod's or a node's) and what it is.
+# An exact address (a pod's or a node's) and what it is, as the compiler hands it over
+# (ADDR_DTYPE); PolicyTables keeps them in two compact hashes, one per family.
 ctypedef struct pol_addr_t:
-    uint8_t ip_ver          # 0: empty hash slot
-    uint8_t flags           # PolAddrFlag
+    uint8_t ip_ver
+    uint8_t flags           # PA_LOCAL_NODE
     uint16_t _pad
     uint32_t identity
     uint32_t endpoint       # local pod index, NO_ID for any other address
@@ -49,9 +51,24 @@ ctypedef struct pol_addr_t:
     uint32_t a4             # host byte order
     uint8_t a6[16]          # network byte order
 
-# A local pod: the profile of each direction, NO_ID when no policy applies.
+# Hash slots: 16 bytes for IPv4 (four a cache line), 32 for IPv6.
+ctypedef struct pol_addr4_t:
+    uint32_t a4
+    uint32_t identity
+    uint32_t endpoint
+    uint32_t flags          # PA_USED | PA_LOCAL_NODE
+ctypedef struct pol_addr6_t:
+    uint8_t a6[16]
+    uint32_t identity
+    uint32_t endpoint
+    uint32_t flags
+    uint32_t _pad
+
+# A local pod: the profile of each direction, NO_ID when no policy applies, and the
+# decision maps of its own traffic through a Service, [family: 0 IPv4, 1 IPv6][direction].
 ctypedef struct pol_endpoint_t:
     uint32_t profile[2]
+    uint32_t self_map[2][2]
 
 # (profile, identity) -> decision map, for identities not given the profile's default.
 ctypedef struct pol_entry_t:
@@ -66,8 +83,10 @@ ctypedef struct pol_map_t:
     uint32_t n
 
 ctypedef struct pol_tables_t:
-    pol_addr_t* addrs
-    uint32_t addr_mask
+    pol_addr4_t* addrs4
+    uint32_t mask4
+    pol_addr6_t* addrs6
+    uint32_t mask6
     uint32_t n_eps
     pol_endpoint_t* eps
     uint32_t n_profiles

@@ -81,7 +81,10 @@ ADDR_DTYPE = _dtype([
     ("a6", "16u1", _off(&_pa.a6[0], &_pa)),
 ], sizeof(pol_addr_t))
 
-ENDPOINT_DTYPE = _dtype([("profile", "2<u4", _off(&_pe.profile[0], &_pe))], sizeof(pol_endpoint_t))
+ENDPOINT_DTYPE = _dtype([("profile", "2<u4", _off(&_pe.profile[0], &_pe)),
+                         ("self_map", "(2,2)<u4", _off(&_pe.self_map[0][0], &_pe))], sizeof(pol_endpoint_t))
+ADDR4_DTYPE = np.dtype([("b", "u1", sizeof(pol_addr4_t))])
+ADDR6_DTYPE = np.dtype([("b", "u1", sizeof(pol_addr6_t))])
 MAP_DTYPE = _dtype([("off", "<u4", _off(&_pm.off, &_pm)), ("n", "<u4", _off(&_pm.n, &_pm))],
                    sizeof(pol_map_t))
 NO_ID_VALUE = <uint32_t>NO_ID
@@ -112,17 +115,33 @@ cdef inline uint64_t _addr_hash(uint8_t ver, uint32_t a4, const uint8_t* a6) noe
     return mix64(w0 ^ mix64(w1 ^ <uint64_t>6))
 
 
-cdef inline const pol_addr_t* _addr_find(const pol_tables_t* t, uint8_t ver, uint32_t a4,
-                                         const uint8_t* a6) noexcept nogil:
-    cdef uint32_t i = <uint32_t>_addr_hash(ver, a4, a6) & t.addr_mask
-    cdef const pol_addr_t* e
+cdef inline bint _addr_find(const pol_tables_t* t, uint8_t ver, uint32_t a4, const uint8_t* a6,
+                            uint32_t* identity, uint32_t* endpoint) noexcept nogil:
+    """Is (ver, a4 / a6) an exact address? Sets its identity and endpoint when it is."""
+    cdef uint32_t i = <uint32_t>_addr_hash(ver, a4, a6)
+    cdef const pol_addr4_t* e4
+    cdef const pol_addr6_t* e6
+    if ver == 4:
+        i &= t.mask4
+        while True:
+            e4 = &t.addrs4[i]
+            if not (e4.flags & PA_USED):
+                return False
+            if e4.a4 == a4:
+                identity[0] = e4.identity
+                endpoint[0] = e4.endpoint
+                return True
+            i = (i + 1) & t.mask4
+    i &= t.mask6
     while True:
-        e = &t.addrs[i]
-        if e.ip_ver == 0:
-            return NULL
-        if e.ip_ver == ver and ((ver == 4 and e.a4 == a4) or (ver == 6 and memcmp(e.a6, a6, 16) == 0)):
-            return e
-        i = (i + 1) & t.addr_mask
+        e6 = &t.addrs6[i]
+        if not (e6.flags & PA_USED):
+            return False
+        if memcmp(e6.a6, a6, 16) == 0:
+            identity[0] = e6.identity
+            endpoint[0] = e6.endpoint
+            return True
+        i = (i + 1) & t.mask6
 
 
 cdef inline uint64_t _be64(const uint8_t* a) noexcept nogil:
@@ -174,29 +193,19 @@ cdef uint16_t _decide(PolicyTables pt, uint8_t ver, uint32_t s4, const uint8_t* 
                       bint from_host, uint16_t* eg, uint16_t* ing) noexcept nogil:
     """Both directions of one new flow; returns 0 or the drop reason."""
     cdef const pol_tables_t* t = &pt.t
-    cdef const pol_addr_t* sa = NULL
-    cdef const pol_addr_t* da
-    cdef uint32_t s_ident, d_ident, s_ep = NO_ID, d_ep = NO_ID, prof, m, key
+    cdef uint32_t s_ident = NO_ID, d_ident = NO_ID, s_ep = NO_ID, d_ep = NO_ID, prof, m, key
+    cdef int fam = 1 if ver == 6 else 0
     cdef uint16_t dec
     eg[0] = 0
     ing[0] = 0
     if ver != 4 and ver != 6:
         return 0
+    # an identity left NO_ID (no exact address) is looked up in the LPM only if needed
     if from_host:
         s_ident = t.host_identity
     else:
-        sa = _addr_find(t, ver, s4, s6)
-        if sa != NULL:
-            s_ident = sa.identity
-            s_ep = sa.endpoint
-        else:
-            s_ident = NO_ID             # looked up only if needed
-    da = _addr_find(t, ver, d4, d6)
-    if da != NULL:
-        d_ident = da.identity
-        d_ep = da.endpoint
-    else:
-        d_ident = NO_ID
+        _addr_find(t, ver, s4, s6, &s_ident, &s_ep)
+    _addr_find(t, ver, d4, d6, &d_ident, &d_ep)
     if s_ep != NO_ID and s_ep == d_ep and not via_service:
         return 0                        # a pod to its own address: never leaves the pod
     key = port_key(proto, dport)
@@ -204,7 +213,7 @@ cdef uint16_t _decide(PolicyTables pt, uint8_t ver, uint32_t s4, const uint8_t* 
         prof = t.eps[s_ep].profile[POL_EGRESS]
         if prof != NO_ID:
             if s_ep == d_ep:
-                m = da.self_map[POL_EGRESS]
+                m = t.eps[d_ep].self_map[fam][POL_EGRESS]
             else:
                 if d_ident == NO_ID:
                     d_ident = _prefix_identity(pt, ver, d4, d6)
@@ -217,7 +226,7 @@ cdef uint16_t _decide(PolicyTables pt, uint8_t ver, uint32_t s4, const uint8_t* 
         prof = t.eps[d_ep].profile[POL_INGRESS]
         if prof != NO_ID:
             if s_ep == d_ep:
-                m = da.self_map[POL_INGRESS]
+                m = t.eps[d_ep].self_map[fam][POL_INGRESS]
             else:
                 if s_ident == NO_ID:
                     s_ident = _prefix_identity(pt, ver, s4, s6)
@@ -305,13 +314,15 @@ cdef class PolicyTables:
         global _generation
         cdef Py_ssize_t i, n
         cdef uint32_t k, slot
-        cdef pol_addr_t* tab
+        cdef pol_addr4_t* tab4
+        cdef pol_addr6_t* tab6
         cdef const pol_addr_t* src
+        cdef uint32_t ident, ep
         cdef pol_entry_t* ent
         cdef const uint64_t* ek
         cdef const uint32_t* em
         a = np.ascontiguousarray(addrs, dtype=ADDR_DTYPE)
-        eps = np.ascontiguousarray(endpoints, dtype=ENDPOINT_DTYPE)
+        eps = np.array(endpoints, dtype=ENDPOINT_DTYPE, copy=True)     # its self maps are filled here
         pdef = np.ascontiguousarray(prof_default, dtype=np.uint32)
         ekeys = np.ascontiguousarray(entry_keys, dtype=np.uint64)
         emaps = np.ascontiguousarray(entry_maps, dtype=np.uint32)
@@ -352,20 +363,41 @@ cdef class PolicyTables:
                 raise ValueError("a prefix names an identity that does not exist")
         if host_identity >= n_identities or (a.shape[0] and int(a["identity"].max()) >= n_identities):
             raise ValueError("an identity is out of range")
-        # exact addresses: open addressing at load <= 1/2
+        # exact addresses: a compact hash per family, open addressing at load <= 2/3;
+        # the self maps of local pods' addresses go to their endpoints
         n = a.shape[0]
-        tab_a = np.zeros(_pow2(2 * n), dtype=ADDR_DTYPE)
-        tab = <pol_addr_t*>cnp.PyArray_DATA(tab_a)
+        n4 = int((a["ip_ver"] == 4).sum())
+        tab4_a = np.zeros(_pow2(3 * n4 // 2 + 1), dtype=ADDR4_DTYPE)
+        tab6_a = np.zeros(_pow2(3 * (n - n4) // 2 + 1), dtype=ADDR6_DTYPE)
+        tab4 = <pol_addr4_t*>cnp.PyArray_DATA(tab4_a)
+        tab6 = <pol_addr6_t*>cnp.PyArray_DATA(tab6_a)
         src = <const pol_addr_t*>cnp.PyArray_DATA(a)
-        self.t.addrs = tab
-        self.t.addr_mask = <uint32_t>(tab_a.shape[0] - 1)
+        self.t.addrs4, self.t.mask4 = tab4, <uint32_t>(tab4_a.shape[0] - 1)
+        self.t.addrs6, self.t.mask6 = tab6, <uint32_t>(tab6_a.shape[0] - 1)
+        eps["self_map"] = 0
         for i in range(n):
-            if _addr_find(&self.t, src[i].ip_ver, src[i].a4, src[i].a6) != NULL:
+            if _addr_find(&self.t, src[i].ip_ver, src[i].a4, src[i].a6, &ident, &ep):
                 raise ValueError(f"address {i} appears twice")
-            slot = <uint32_t>_addr_hash(src[i].ip_ver, src[i].a4, src[i].a6) & self.t.addr_mask
-            while tab[slot].ip_ver != 0:
-                slot = (slot + 1) & self.t.addr_mask
-            tab[slot] = src[i]
+            slot = <uint32_t>_addr_hash(src[i].ip_ver, src[i].a4, src[i].a6)
+            if src[i].ip_ver == 4:
+                slot &= self.t.mask4
+                while tab4[slot].flags & PA_USED:
+                    slot = (slot + 1) & self.t.mask4
+                tab4[slot].a4 = src[i].a4
+                tab4[slot].identity = src[i].identity
+                tab4[slot].endpoint = src[i].endpoint
+                tab4[slot].flags = PA_USED | src[i].flags
+            else:
+                slot &= self.t.mask6
+                while tab6[slot].flags & PA_USED:
+                    slot = (slot + 1) & self.t.mask6
+                memcpy(tab6[slot].a6, src[i].a6, 16)
+                tab6[slot].identity = src[i].identity
+                tab6[slot].endpoint = src[i].endpoint
+                tab6[slot].flags = PA_USED | src[i].flags
+            if src[i].endpoint != NO_ID:
+                eps["self_map"][src[i].endpoint, 0 if src[i].ip_ver == 4 else 1] = \
+                    (src[i].self_map[0], src[i].self_map[1])
         # (profile, identity) entries
         n = ekeys.shape[0]
         ent_buf = np.full((_pow2(2 * n) if n else 1) * sizeof(pol_entry_t), 0xFF, dtype=np.uint8)
@@ -398,7 +430,7 @@ cdef class PolicyTables:
                               np.asarray(idents4, dtype=np.uint32))
         p6 = np.asarray(prefixes6, dtype=np.uint8).reshape(-1, 16)
         self.lpm6 = _L6.build(p6, np.asarray(lengths6, dtype=np.uint8), np.asarray(idents6, dtype=np.uint32))
-        self._arrays = (tab_a, ent_buf, eps, pdef, mp, ss, sd, da)
+        self._arrays = (tab4_a, tab6_a, ent_buf, eps, pdef, mp, ss, sd, da)
         _generation += 1
         self.generation = _generation
         self.t.generation = _generation
@@ -409,8 +441,8 @@ cdef class PolicyTables:
 
     def memory(self):
         """Bytes of the compiled tables: {part: bytes}, and "total"."""
-        names = ("addresses", "entries", "endpoints", "profiles", "maps", "segment starts",
-                 "segment decisions", "decisions")
+        names = ("IPv4 addresses", "IPv6 addresses", "entries", "endpoints", "profiles", "maps",
+                 "segment starts", "segment decisions", "decisions")
         out = {name: int(arr.nbytes) for name, arr in zip(names, self._arrays)}
         out["prefixes (LPM)"] = int(self.lpm4.memory()["total"] + self.lpm6.memory()["total"])
         out["total"] = sum(out.values())
