@@ -183,7 +183,12 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
 
 
 cdef class VerdictLog:
-    """Writes one JSON line per packet to a binary file object, batch at a time."""
+    """Writes one JSON line per packet to a binary file object, batch at a time.
+
+    `port_names`: a list of names indexed by port id, or a live table (kdp.ports.PortTable:
+    iterates (id, name), has a length) whose names are read again whenever it has grown,
+    so ports created while a capture is read (new pcapng interfaces) are named too.
+    """
     cdef object fileobj
     cdef object scratch
     cdef readonly object orig
@@ -191,20 +196,36 @@ cdef class VerdictLog:
     cdef public NameTable services
     cdef NameTable reasons
     cdef public uint64_t lines
+    cdef object port_table
+    cdef Py_ssize_t port_count
 
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity):
         self.fileobj = fileobj
-        self.ports = NameTable(port_names)
+        if isinstance(port_names, (list, tuple)):
+            self.port_table = None
+            self.ports = NameTable(port_names)
+        else:
+            self.port_table = port_names
+            self._read_port_table()
         self.services = NameTable(service_names)
         self.reasons = NameTable(reason_names)
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
         self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
         self.lines = 0
 
+    def _read_port_table(self):
+        self.port_count = len(self.port_table)
+        self.ports = NameTable([name for _id, name in self.port_table])
+
     def set_names(self, port_names=None, service_names=None):
-        """New port or service names (after a reload)."""
+        """New port or service names (after a reload); port_names as in __init__."""
         if port_names is not None:
-            self.ports = NameTable(port_names)
+            if isinstance(port_names, (list, tuple)):
+                self.port_table = None
+                self.ports = NameTable(port_names)
+            else:
+                self.port_table = port_names
+                self._read_port_table()
         if service_names is not None:
             self.services = NameTable(service_names)
 
@@ -222,6 +243,8 @@ cdef class VerdictLog:
         cdef const orig_tuple_t* orig = <const orig_tuple_t*>cnp.PyArray_DATA(self.orig)
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
+        if self.port_table is not None and len(self.port_table) != self.port_count:
+            self._read_port_table()
         with nogil:
             n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, out)
         self.fileobj.write(memoryview(self.scratch)[:n])
