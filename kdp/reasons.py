@@ -81,6 +81,8 @@ class Reason(_Labelled):
     NOT_TRANSMITTED = 42
     BAD_IPV4_CHECKSUM = 43
     BAD_ICMP_QUOTE = 44
+    CAPTURED_OUTGOING = 45
+    OTHERHOST = 46
 
 
 class CtState(_Labelled):

@@ -109,7 +109,10 @@ cpdef enum Reason:
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
     R_BAD_IPV4_CHECKSUM = 43
     R_BAD_ICMP_QUOTE = 44       # ICMP error quoting a header of the wrong IP version / IHL < 5
-    N_REASONS = 45
+    # rx: the capture's own record of a packet's direction (Linux cooked, pcapng epb_flags)
+    R_CAPTURED_OUTGOING = 45    # the capture saw the node send it: output, not input
+    R_OTHERHOST = 46            # a frame for another host's MAC (the kernel drops it before IP)
+    N_REASONS = 47
 
 # Fragment position of an IP packet.
 cdef enum Frag:

@@ -16,8 +16,9 @@ For every V_PENDING IP packet, looks the destination up (LPM) and:
 Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet.
 Non-IP packets still pending (none today: the parser decides them) are left.
 
-Ingress (`classify_ingress`): a packet with in_port NO_PORT gets the port of the
-local pod whose address is its source (RT_LOCAL_POD host route), else the uplink.
+Ingress (`classify_ingress`): a packet with in_port NO_PORT (and not already dropped at
+rx) gets the port of the local pod whose address is its source (RT_LOCAL_POD host
+route), else the uplink.
 """
 import ipaddress
 
@@ -27,7 +28,7 @@ from libc.string cimport memcpy, memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO_ID,
-                               V_PENDING, V_FORWARD, V_LOCAL, ST_ROUTE, ST_TX,
+                               V_PENDING, V_FORWARD, V_LOCAL, ST_RX, ST_ROUTE, ST_TX,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED)
 from kdp._fast.lpm cimport Lpm4, Lpm6, KDP_LPM_MISS
 from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16
@@ -119,8 +120,8 @@ cdef class RouteTable:
         cdef uint64_t hi, lo
         for i in range(b.count):
             p = &b.m[i]
-            if p.in_port != NO_PORT:
-                continue
+            if p.in_port != NO_PORT or (p.verdict != V_PENDING and p.stage == ST_RX):
+                continue        # decided at rx (e.g. captured outgoing): it entered nowhere
             p.in_port = UPLINK_PORT
             if p.ip_ver == 4:
                 rid = self.lpm4.lookup_one(p.src4)
