@@ -187,16 +187,20 @@ def check_subnets(c, values, field, node=False):
 
 
 def overlapping(prefixes_by_owner):
-    """[(owner a, prefix a, owner b, prefix b)] for prefixes of different owners that
-    overlap; prefixes_by_owner: {owner: [Prefix]} (sorted for stable messages)."""
-    flat = sorted((p, owner) for owner, ps in prefixes_by_owner.items() for p in ps)
+    """[(owner a, prefix a, owner b, prefix b)]: each prefix b that overlaps an earlier
+    prefix a (in address order) of another owner; prefixes_by_owner: {owner: [Prefix]}.
+    One sweep over the sorted prefixes (CIDRs nest or are apart), O(n log n)."""
+    flat = sorted(((p, owner) for owner, ps in prefixes_by_owner.items() for p in ps),
+                  key=lambda item: item[0])
     out = []
-    for i, (pa, oa) in enumerate(flat):
-        for pb, ob in flat[i + 1:]:
-            if pb[0] != pa[0]:
-                continue
-            if oa != ob and addr.prefixes_overlap(pa, pb):
-                out.append((oa, pa, ob, pb))
+    widest = None           # (version, last address, prefix, owner) reaching furthest so far
+    for p, owner in flat:
+        bits = 32 if p[0] == 4 else 128
+        last = p[1] | ((1 << (bits - p[2])) - 1)
+        if widest is not None and widest[0] == p[0] and p[1] <= widest[1] and widest[3] != owner:
+            out.append((widest[3], widest[2], owner, p))
+        if widest is None or widest[0] != p[0] or last > widest[1]:
+            widest = (p[0], last, p, owner)
     return out
 
 

@@ -245,12 +245,17 @@ class Cluster:
                     if problem:
                         problems.error(svc.origin, ref, f"spec.clusterIPs[{i}]",
                                        f"{addr.format_ip(ip)} {problem} (NodeConfig spec.serviceCIDRs)")
-        blocks = {f"Node {name}": list(n.pod_cidrs) for name, n in self.nodes.items() if name != self.node}
-        blocks[f"node {self.node} (this node)"] = list(cfg.pod_cidrs)
-        for a, pa, b, pb in apirules.overlapping(blocks):
-            problems.error(cfg.origin, f"NodeConfig {self.node}", "spec.podCIDRs",
-                           f"{a}'s pod CIDR {addr.format_prefix(pa)} overlaps {b}'s "
-                           f"{addr.format_prefix(pb)}")
+        # pod CIDRs of two nodes overlap: reported on the object of the second (in prefix order)
+        blocks = {(f"Node {name}", n.origin): list(n.pod_cidrs)
+                  for name, n in self.nodes.items() if name != self.node}
+        this = self.nodes.get(self.node)
+        from_node = this is not None and not (self.node_configs.get(self.node) and
+                                              self.node_configs[self.node].pod_cidrs)
+        here = (f"Node {self.node}", this.origin) if from_node else (f"NodeConfig {self.node}", cfg.origin)
+        blocks[here] = list(cfg.pod_cidrs)
+        for (a, _oa), pa, (b, ob), pb in apirules.overlapping(blocks):
+            problems.error(ob, b, "spec.podCIDRs", f"{addr.format_prefix(pb)} overlaps the pod CIDR "
+                                                   f"{addr.format_prefix(pa)} of {a}")
         local = {f"{p.namespace}/{p.name}" for p in self.local_pods()}
         for i, port in enumerate(cfg.ports):
             if port.name in local and port.name != port.pod:
