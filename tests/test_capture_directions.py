@@ -359,12 +359,46 @@ def test_stdout_for_both_capture_and_log_is_refused(tmp_path, snapshot):
     assert r.returncode == 2 and b"same file" in r.stderr and b"Traceback" not in r.stderr
 
 
-def test_empty_fifo_is_read_as_an_empty_stream_not_a_hang(tmp_path):
+def test_fifo_capture_waits_for_its_writer_and_ctrl_c_ends_the_wait(tmp_path, snapshot):
+    """A FIFO is read as tcpdump -r reads one: kdp waits for the writer (mkfifo f;
+    kdp replay f & tcpdump -w f), and SIGINT ends the wait cleanly."""
     import os
+    import signal
     fifo = tmp_path / "cap.fifo"
     os.mkfifo(fifo)
-    r = cli("replay", fifo, timeout=30)
-    assert r.returncode == 2 and b"too short to be a capture file" in r.stderr
+    args = [sys.executable, "-m", "kdp.cli", "replay", str(fifo), "--cluster", str(snapshot),
+            "--node", "node-1", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    assert proc.poll() is None                  # waiting for a writer
+    with open(fifo, "wb") as w:
+        w.write(write_cooked(tmp_path / "any.pcap", dns_lookup()).read_bytes())
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["packets_in"] == 4
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not _has_open(proc.pid, fifo) and time.monotonic() < deadline:
+        time.sleep(0.02)                        # until kdp itself (not the interpreter start) waits
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"Traceback" not in err
+
+
+def _has_open(pid, path):
+    import os
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            pass
+    return False
 
 
 # ------------------------------------------------------------------ a real kernel

@@ -36,10 +36,11 @@ Nothing is allocated from a length read in the file: records are read in place t
 sliding mmap window of at most 64 MiB (MAP_POPULATE, MADV_SEQUENTIAL), so memory stays
 bounded whatever the file size, and lengths are capped before they are used. (As with any
 mmap reader, a file truncated by another process while it is being read raises SIGBUS.)
-A pipe (path "-": standard input; a FIFO; /dev/fd/N) is streamed instead: read(2) into a
-buffer that holds the current record or block (at most 16 MiB), so `tcpdump -w - | kdp
-replay -` processes packets as they come, with the same damage policy (the end of the
-stream is the end of the file). A terminal as standard input is refused.
+A pipe (path "-": standard input; a FIFO, which kdp waits on for a writer as tcpdump -r
+does; /dev/fd/N) is streamed instead: read(2) into a buffer that holds the current record
+or block (at most 16 MiB), so `tcpdump -w - | kdp replay -` processes packets as they
+come, with the same damage policy (the end of the stream is the end of the file). A
+terminal as standard input is refused.
 
 Writer contract -- `CaptureWriter.write(batch)`:
   reads   verdict (only transmitted packets -- V_FORWARD, and V_REJECT: the reject reply --
@@ -299,8 +300,9 @@ cdef class CaptureReader:
         self._open_header()
 
     def _open_input(self):
-        """Open the file (mmap) or the pipe (stream). A FIFO is opened without blocking, so
-        one that nobody writes to reads as empty instead of hanging."""
+        """Open the file (mmap) or the pipe (stream). The path is opened without blocking
+        and checked first; a named FIFO is then opened again to wait for its writer, as
+        `tcpdump -r` and `cat` do (Ctrl-C interrupts the wait)."""
         if self.path == "-":
             self.path = "<stdin>"
             try:
@@ -325,6 +327,10 @@ cdef class CaptureReader:
         if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode) or stat.S_ISCHR(st.st_mode)) \
                 or os.isatty(self.fd):
             raise CaptureError(f"{self.path}: not a regular file, pipe or FIFO")
+        if stat.S_ISFIFO(st.st_mode) and self.path != "<stdin>":
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))   # waits for a writer
+            os.close(self.fd)
+            self.fd = fd
         os.set_blocking(self.fd, True)
         self.stream = True
         self.sbuf_cap = STREAM_BUFFER
