@@ -5,6 +5,7 @@
 # with Batch.push. The writer formats the packets of a batch into a fixed
 # output buffer under nogil and flushes it with write(2).
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 
@@ -46,6 +47,7 @@ ctypedef struct iface_t:
     uint32_t _pad2
 
 
+@cython.final                       # its per-record methods are called directly (and inlined)
 cdef class CaptureReader:
     cdef readonly object path
     cdef int fd
