@@ -38,11 +38,16 @@ unknown = sorted(ONLY - set(names))
 if unknown:
     raise SystemExit(f"setup.py: KDP_ONLY names no module: {unknown} (modules: {names})")
 
+# C headers beside the modules (kdp/_fast/lpm*_kernels.h): a header edit rebuilds the
+# modules of its package (pyproject.toml ships them in the sdist and wheel)
+headers = {package: sorted(glob.glob(package + "/*.h")) for package in PACKAGES}
+
 extensions = [
     Extension(
         os.path.splitext(path)[0].replace("/", "."),
         [path],
         include_dirs=[numpy.get_include(), "kdp/_fast", os.path.dirname(path)],
+        depends=headers[os.path.dirname(path)],
         extra_compile_args=compile_args,
         define_macros=macros,
     )
