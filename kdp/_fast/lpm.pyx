@@ -1022,12 +1022,12 @@ cdef class _LpmBase:
         d["total"] = d["lookup"] + rules
         return d
 
-    def _root_entry(self, slash16):
-        """The root entry of /16 number slash16 ((default nh << 48) | chunk
-        handle), for tests that decode chunks by the documented layout."""
-        if not 0 <= slash16 <= 0xFFFF:
-            raise KdpError(f"/16 number must be 0..65535, got {slash16}")
-        return self.root.t0[<uint32_t>slash16]
+    def _root_addresses(self):
+        """(address of the root entries, address of the value table) of the
+        published root, for tests that read the table's memory by the
+        documented layout (tests/test_lpm_layout.py).  Valid until the next
+        write."""
+        return <uintptr_t>&self.root.t0[0], <uintptr_t>&self.root.nh_value[0]
 
     cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln):
         cdef lpm_bucket_t *bk = &self.shorts if ln < 16 else &self.buckets[hi >> 48]

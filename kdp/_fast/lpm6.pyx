@@ -191,11 +191,11 @@ cdef inline uint64_t *_b_value_slot(uintptr_t h, uint32_t x) noexcept nogil:
     # where the B level of handle h keeps the value of x (bits 16..31): the
     # value index counts the ranges started at or before x (from 1)
     cdef char *b = <char *>(h & ~(<uintptr_t>63))
-    cdef const kdp_lpm6_brec_t *rec
+    cdef const char *rec
     if h & B_BITMAP:
-        rec = <const kdp_lpm6_brec_t *>(b + ((x >> 6) << BREC_SHIFT))
-        return (<uint64_t *>(b + BBITMAP_VALUES)) + (rec.runs_before - 1
-                + kdp_popcnt(kdp_low(rec.starts, x & 63)))
+        rec = b + ((x >> 6) << BREC_SHIFT)            # its kdp_lpm6_brec_t
+        return (<uint64_t *>(b + BBITMAP_VALUES)) + ((<const uint32_t *>(rec + BREC_RUNS))[0] - 1
+                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
     return (<uint64_t *>(b + BLINE_VALUES)) + kdp_lpm6_rank16(b, x)
 
 
