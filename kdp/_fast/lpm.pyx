@@ -510,7 +510,9 @@ cdef int _build_any4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *of
 # the rule list
 # --------------------------------------------------------------------------
 
-cdef inline int _rule_cmp(uint64_t hi, uint64_t lo, uint8_t ln, const lpm_rule_t *r) noexcept nogil:
+cdef inline int _rule_cmp(uint64_t hi, uint64_t lo, uint8_t ln,
+                          const lpm_rule_t *r) noexcept nogil:
+    # the rule list's order: by prefix (hi, lo), then length (covering rules first)
     if hi != r.hi:
         return -1 if hi < r.hi else 1
     if lo != r.lo:
@@ -637,7 +639,8 @@ cdef class _LpmBase:
         free(self.ep)
         self.ep = NULL
 
-    # ---- family hooks (abstract: Lpm4 and Lpm6 define them) -------------------
+    # ---- family hooks (abstract: Lpm4 and Lpm6 define them; lpm.pxd says what
+    # each does; never called on the base, which cannot be created) ------------
     cdef bint _is_static(self, const char *c) noexcept nogil:
         return False
 
@@ -998,6 +1001,7 @@ cdef class _LpmBase:
         self._load_sorted(rules, nhv, nh_of)
 
     cdef _rebuild_all(self):
+        # a bulk build from the rule list (compacts next-hop indices too)
         r = self._export()
         cdef lpm_root_t *rt = self.root
         vals = np.asarray(<uint32_t[:65536]>rt.nh_value)[r["nh"]]
@@ -1030,6 +1034,7 @@ cdef class _LpmBase:
         return <uintptr_t>&self.root.t0[0], <uintptr_t>&self.root.nh_value[0]
 
     cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln):
+        # the value of rule (hi, lo, ln), or None
         cdef lpm_bucket_t *bk = &self.shorts if ln < 16 else &self.buckets[hi >> 48]
         cdef int found
         cdef ssize_t i = _find_rule(bk, hi, lo, <uint8_t>ln, &found)
@@ -1038,6 +1043,7 @@ cdef class _LpmBase:
         return self.root.nh_value[bk.r[i].nh]
 
     cdef _do_insert(self, uint64_t hi, uint64_t lo, int ln, value, int mode):
+        # insert (mode 0) or replace (1) under the writers' lock; the previous value
         with self._wlock:
             if mode == 1 and self._get_rule(hi, lo, ln) is None:
                 raise KeyError("no such prefix")
@@ -1047,6 +1053,7 @@ cdef class _LpmBase:
             return prev
 
     cdef _do_delete(self, uint64_t hi, uint64_t lo, int ln):
+        # delete under the writers' lock; the previous value or None
         with self._wlock:
             prev = self._get_rule(hi, lo, ln)
             if prev is None:
@@ -1103,6 +1110,7 @@ def _net(prefix, length, bits):
 
 
 def _addr(a, bits):
+    """-> int address from an int, a string or an ipaddress address."""
     if isinstance(a, int):
         if not 0 <= a < (1 << bits):
             raise KdpError(f"address {a} out of range for IPv{4 if bits == 32 else 6}")

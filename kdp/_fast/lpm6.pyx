@@ -139,6 +139,7 @@ LAYOUT6 = {
 # C value = leaf, or C_CHILD | D node offset.  Layouts: lpm6_kernels.h.
 
 cdef inline bint _is_empty6(uintptr_t h) noexcept nogil:
+    # handle h is the shared chunk of /16s without rules
     return h == <uintptr_t>kdp_empty_chunk6
 
 
@@ -213,6 +214,7 @@ cdef inline uint32_t _resolve_b_value(uint64_t v, uint64_t hi, uint64_t lo) noex
 
 
 cdef inline uint32_t _lookup6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
+    # one address (host-order halves) -> value: root entry, B value, C and D
     cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
     cdef uint32_t v = _resolve_b_value(kdp_ld64(_b_value_slot(<uintptr_t>(e & PTR_MASK),
                                                               <uint32_t>(hi >> 32) & 0xFFFF)),
@@ -394,17 +396,18 @@ cdef inline uint64_t _level_key(const lpm_rule_t *r, int lvl) noexcept nogil:
     return r.lo
 
 
-cdef inline int _emit_range(lpm_buf_t *bd, uint64_t s, uint32_t v, uint32_t g) noexcept nogil:
+cdef inline int _emit_range(lpm_buf_t *ranges_buf, uint64_t s, uint32_t v,
+                            uint32_t g) noexcept nogil:
     # append range (start s, value v, child g) unless it continues an equal leaf
     cdef size_t o
     cdef range6_t *last
-    if bd.n:
-        last = <range6_t *>(bd.p + bd.n - sizeof(range6_t))
+    if ranges_buf.n:
+        last = <range6_t *>(ranges_buf.p + ranges_buf.n - sizeof(range6_t))
         if g == 0 and last.child == 0 and last.value == v:
             return 0
-    if _buf_reserve(bd, sizeof(range6_t), 8, &o) < 0:
+    if _buf_reserve(ranges_buf, sizeof(range6_t), 8, &o) < 0:
         return -1
-    last = <range6_t *>(bd.p + o)
+    last = <range6_t *>(ranges_buf.p + o)
     last.start = s
     last.value = v
     last.child = g
@@ -412,14 +415,14 @@ cdef inline int _emit_range(lpm_buf_t *bd, uint64_t s, uint32_t v, uint32_t g) n
 
 
 cdef int _sweep_ranges(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inherit,
-                       lpm_buf_t *bd, lpm_buf_t *gr) noexcept nogil:
+                       lpm_buf_t *ranges_buf, lpm_buf_t *children_buf) noexcept nogil:
     """The leaf-pushed disjoint ranges of level lvl (0: bits 16..31, 1: 32..63,
     2: 64..127) of rules (sorted by hi, lo, len; sharing the bits above the
-    level; none shorter than the level's start): bd gets range6_t in order of
-    start (equal neighbours merged), a child range (rules longer than the
-    level under one key) gets value C_CHILD and child = its child6_t index in
-    gr + 1.  A stack of the covering rules' ends and values walks the sorted
-    rules once."""
+    level; none shorter than the level's start): ranges_buf gets range6_t in
+    order of start (equal neighbours merged), a child range (rules longer
+    than the level under one key) gets value C_CHILD and child = its child6_t
+    index in children_buf + 1.  One walk over the sorted rules, with a stack
+    of the covering rules' ends and values."""
     cdef int le = 32 if lvl == 0 else (64 if lvl == 1 else 128)
     cdef int w = 16 if lvl == 0 else (32 if lvl == 1 else 64)
     cdef uint64_t maxk = (<uint64_t>0xFFFFFFFFFFFFFFFF) >> (64 - w)
@@ -449,21 +452,21 @@ cdef int _sweep_ranges(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inhe
             s = k
             e = k
             v = C_CHILD
-            g = <uint32_t>(gr.n // sizeof(child6_t)) + 1
+            g = <uint32_t>(children_buf.n // sizeof(child6_t)) + 1
         while st_end[sp] < s:
             if pos <= st_end[sp]:
-                if _emit_range(bd, pos, st_v[sp], st_g[sp]) < 0:
+                if _emit_range(ranges_buf, pos, st_v[sp], st_g[sp]) < 0:
                     return -1
                 pos = st_end[sp] + 1
             sp -= 1
         if pos < s:
-            if _emit_range(bd, pos, st_v[sp], st_g[sp]) < 0:
+            if _emit_range(ranges_buf, pos, st_v[sp], st_g[sp]) < 0:
                 return -1
             pos = s
         if g:
-            if _buf_reserve(gr, sizeof(child6_t), 8, &o) < 0:
+            if _buf_reserve(children_buf, sizeof(child6_t), 8, &o) < 0:
                 return -1
-            gp = <child6_t *>(gr.p + o)
+            gp = <child6_t *>(children_buf.p + o)
             gp.a = <uint32_t>i
             gp.b = <uint32_t>j
             gp.inherit = st_v[sp]
@@ -474,7 +477,7 @@ cdef int _sweep_ranges(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inhe
         i = j
     while True:
         if pos <= st_end[sp]:
-            if _emit_range(bd, pos, st_v[sp], st_g[sp]) < 0:
+            if _emit_range(ranges_buf, pos, st_v[sp], st_g[sp]) < 0:
                 return -1
             if st_end[sp] == maxk:
                 break
@@ -483,26 +486,27 @@ cdef int _sweep_ranges(const lpm_rule_t *rules, size_t n, int lvl, uint32_t inhe
     return 0
 
 
-cdef int _build_cd_node(lpm_buf_t *X, const lpm_rule_t *rules, size_t n, int lvl, uint32_t inh,
+cdef int _build_cd_node(lpm_buf_t *nodes, const lpm_rule_t *rules, size_t n, int lvl, uint32_t inh,
                         size_t *noff, uint32_t *nfmt) noexcept nogil:
     """Append the C (lvl 1) or D (lvl 2) node of rules (one /32 or /64, all
-    longer than it) to X, 64-byte aligned, then its children; noff = its
+    longer than it) to nodes, 64-byte aligned, then its children; noff = its
     offset, nfmt = its format (C: 0 line, 1 two levels, 2 searched; D: 0)."""
-    cdef lpm_buf_t bd, gr
+    cdef lpm_buf_t ranges_buf, children_buf
     cdef size_t nb, nk, i, t, off, vo, nbk = 0, coff
     cdef uint32_t cf
     cdef int lay = 0, err = 0
     cdef char *nd
-    cdef const range6_t *B
-    cdef const child6_t *G
-    memset(&bd, 0, sizeof(bd))
-    memset(&gr, 0, sizeof(gr))
-    if _sweep_ranges(rules, n, lvl, inh, &bd, &gr) < 0:
+    cdef const range6_t *ranges
+    cdef const child6_t *children
+    cdef const child6_t *kid
+    memset(&ranges_buf, 0, sizeof(ranges_buf))
+    memset(&children_buf, 0, sizeof(children_buf))
+    if _sweep_ranges(rules, n, lvl, inh, &ranges_buf, &children_buf) < 0:
         err = -1
     else:
-        nb = bd.n // sizeof(range6_t)
+        nb = ranges_buf.n // sizeof(range6_t)
         nk = nb - 1                    # keys: the starts after the first
-        B = <const range6_t *>bd.p
+        ranges = <const range6_t *>ranges_buf.p
         if lvl == 2:                   # lay: the layout; C formats 0..2, 3 = D
             lay = 3
             vo = SORTED_KEYS + 8 * nk
@@ -516,39 +520,39 @@ cdef int _build_cd_node(lpm_buf_t *X, const lpm_rule_t *rules, size_t n, int lvl
         else:
             lay = 2
             vo = SORTED_KEYS + 4 * nk
-        if _buf_reserve(X, vo + 4 * nb, 64, &off) < 0:
+        if _buf_reserve(nodes, vo + 4 * nb, 64, &off) < 0:
             err = -1
         else:
-            nd = X.p + off
+            nd = nodes.p + off
             if lay == 3:
                 (<kdp_lpm6_sorted_t *>nd).n = <uint32_t>nk
                 for i in range(nk):
-                    (<uint64_t *>(nd + SORTED_KEYS))[i] = B[i + 1].start
+                    (<uint64_t *>(nd + SORTED_KEYS))[i] = ranges[i + 1].start
             elif lay == 2:
                 (<kdp_lpm6_sorted_t *>nd).n = <uint32_t>nk
                 for i in range(nk):
-                    (<uint32_t *>(nd + SORTED_KEYS))[i] = <uint32_t>B[i + 1].start
+                    (<uint32_t *>(nd + SORTED_KEYS))[i] = <uint32_t>ranges[i + 1].start
             elif lay == 0:             # keys: start - 1, so that rank = "keys < x"
                 memset(nd, 0xFF, LINE)
                 for i in range(nk):
-                    (<uint32_t *>nd)[i] = <uint32_t>(B[i + 1].start - 1)
+                    (<uint32_t *>nd)[i] = <uint32_t>(ranges[i + 1].start - 1)
             else:
                 memset(nd, 0xFF, LINE + LINE * nbk)
                 for t in range(1, nbk):
-                    (<uint32_t *>nd)[t - 1] = <uint32_t>(B[CLINE_KEYS * t + 1].start - 1)
+                    (<uint32_t *>nd)[t - 1] = <uint32_t>(ranges[CLINE_KEYS * t + 1].start - 1)
                 (<uint32_t *>nd)[CTWO_NBLOCKS] = <uint32_t>nbk
                 for i in range(nk):
-                    (<uint32_t *>(nd + LINE))[i] = <uint32_t>(B[i + 1].start - 1)
+                    (<uint32_t *>(nd + LINE))[i] = <uint32_t>(ranges[i + 1].start - 1)
             for i in range(nb):
-                (<uint32_t *>(nd + vo))[i] = B[i].value
+                (<uint32_t *>(nd + vo))[i] = ranges[i].value
             noff[0] = off
             nfmt[0] = <uint32_t>lay if lay < 3 else 0
-            G = <const child6_t *>gr.p
+            children = <const child6_t *>children_buf.p
             for i in range(nb):
-                if B[i].child == 0:
+                if ranges[i].child == 0:
                     continue
-                t = B[i].child - 1
-                if _build_cd_node(X, rules + G[t].a, G[t].b - G[t].a, lvl + 1, G[t].inherit,
+                kid = &children[ranges[i].child - 1]
+                if _build_cd_node(nodes, rules + kid.a, kid.b - kid.a, lvl + 1, kid.inherit,
                                   &coff, &cf) < 0:
                     err = -1
                     break
@@ -556,87 +560,90 @@ cdef int _build_cd_node(lpm_buf_t *X, const lpm_rule_t *rules, size_t n, int lvl
                     err = -1
                     break
                 # C value naming the D node: its distance in lines, bits 30..2
-                (<uint32_t *>(X.p + off + vo))[i] = C_CHILD | <uint32_t>(((coff - off) >> 6) << 2)
-    free(bd.p)
-    free(gr.p)
+                (<uint32_t *>(nodes.p + off + vo))[i] = (C_CHILD
+                                                          | <uint32_t>(((coff - off) >> 6) << 2))
+    free(ranges_buf.p)
+    free(children_buf.p)
     return err
 
 
-cdef int _build_chunk6(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+cdef int _build_chunk6(lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
+                       size_t *off) noexcept nogil:
     """Append one IPv6 chunk (64-byte aligned): a header line {size, number of
     B values}, its B level, then its C and D nodes; off = its handle's offset
     (B level + B_BITMAP if a bitmap).  B values naming C nodes hold B_TAG |
     their offset from the B level until _relocate_b_values makes them
     addresses (once the chunk is in its final place)."""
-    cdef lpm_buf_t bd, gr, X
-    cdef size_t nb, nk, i, t, hdr, sb, coff
+    cdef lpm_buf_t ranges_buf, children_buf, nodes
+    cdef size_t nb, nk, i, hdr, sb, coff
     cdef uint32_t fb, cf
     cdef int err = 0
     cdef char *nd
-    cdef const range6_t *B
-    cdef const child6_t *G
-    cdef uint64_t *V = NULL
-    cdef uint32_t *S = NULL
-    memset(&bd, 0, sizeof(bd))
-    memset(&gr, 0, sizeof(gr))
-    memset(&X, 0, sizeof(X))
-    if _sweep_ranges(rules, n, 0, 0, &bd, &gr) < 0:
+    cdef const range6_t *ranges
+    cdef const child6_t *children
+    cdef const child6_t *kid
+    cdef uint64_t *bvalues = NULL
+    cdef uint32_t *bstarts = NULL
+    memset(&ranges_buf, 0, sizeof(ranges_buf))
+    memset(&children_buf, 0, sizeof(children_buf))
+    memset(&nodes, 0, sizeof(nodes))
+    if _sweep_ranges(rules, n, 0, 0, &ranges_buf, &children_buf) < 0:
         err = -1
     else:
-        nb = bd.n // sizeof(range6_t)
+        nb = ranges_buf.n // sizeof(range6_t)
         nk = nb - 1
-        B = <const range6_t *>bd.p
-        G = <const child6_t *>gr.p
-        V = <uint64_t *>malloc(nb * 8)          # the B values
-        S = <uint32_t *>malloc(nb * 4)          # the range starts
-        if V == NULL or S == NULL:
+        ranges = <const range6_t *>ranges_buf.p
+        children = <const child6_t *>children_buf.p
+        bvalues = <uint64_t *>malloc(nb * 8)          # the B values
+        bstarts = <uint32_t *>malloc(nb * 4)          # the range starts
+        if bvalues == NULL or bstarts == NULL:
             err = -1
         fb = 0 if nk <= BLINE_KEYS else B_BITMAP
         sb = ((BLINE_VALUES if fb == 0 else BBITMAP_VALUES) + 8 * nb + 63) & ~(<size_t>63)
         for i in range(nb):
             if err:
                 break
-            S[i] = <uint32_t>B[i].start
-            V[i] = B[i].value
-            if B[i].child == 0:
+            bstarts[i] = <uint32_t>ranges[i].start
+            bvalues[i] = ranges[i].value
+            if ranges[i].child == 0:
                 continue
-            t = B[i].child - 1
-            if _build_cd_node(&X, rules + G[t].a, G[t].b - G[t].a, 1, G[t].inherit, &coff, &cf) < 0:
+            kid = &children[ranges[i].child - 1]
+            if _build_cd_node(&nodes, rules + kid.a, kid.b - kid.a, 1, kid.inherit, &coff, &cf) < 0:
                 err = -1
                 break
-            V[i] = B_TAG | <uint64_t>(sb + coff) | cf
-        if err == 0 and _buf_reserve(b, HEADER + sb + X.n, 64, &hdr) < 0:
+            bvalues[i] = B_TAG | <uint64_t>(sb + coff) | cf
+        if err == 0 and _buf_reserve(b, HEADER + sb + nodes.n, 64, &hdr) < 0:
             err = -1
         if err == 0:
             nd = b.p + hdr + HEADER
-            _write_b_level(nd, fb, S, V, nb)
-            if X.n:
-                memcpy(nd + sb, X.p, X.n)
+            _write_b_level(nd, fb, bstarts, bvalues, nb)
+            if nodes.n:
+                memcpy(nd + sb, nodes.p, nodes.n)
             _header(nd).size = b.n - hdr
             _header(nd).nvalues = nb
             off[0] = hdr + HEADER + fb
-    free(V)
-    free(S)
-    free(bd.p)
-    free(gr.p)
-    free(X.p)
+    free(bvalues)
+    free(bstarts)
+    free(ranges_buf.p)
+    free(children_buf.p)
+    free(nodes.p)
     return err
 
 
-cdef void _write_b_level(char *nd, uint32_t fb, const uint32_t *S, const uint64_t *V,
+cdef void _write_b_level(char *nd, uint32_t fb, const uint32_t *starts, const uint64_t *values,
                          size_t nb) noexcept nogil:
-    """Write a B level of nb ranges (starts S[i], S[0] = 0; values V[i]) at nd
+    """Write a B level of nb ranges (starts starts[i], starts[0] = 0; values values[i]) at nd
     (zeroed, 64-byte aligned) in format fb (0 line, B_BITMAP bitmap)."""
     cdef size_t i
     if fb == 0:                    # keys: start - 1, so that rank = "keys < x"
         memset(nd, 0xFF, BLINE_VALUES)
         for i in range(1, nb):
-            (<uint16_t *>nd)[i - 1] = <uint16_t>(S[i] - 1)
-        memcpy(nd + BLINE_VALUES, V, nb * 8)
+            (<uint16_t *>nd)[i - 1] = <uint16_t>(starts[i] - 1)
+        memcpy(nd + BLINE_VALUES, values, nb * 8)
     else:
         for i in range(nb):
-            _brec(nd, S[i] >> 6).starts |= (<uint64_t>1) << (S[i] & 63)
-        memcpy(nd + BBITMAP_VALUES, V, nb * 8)
+            _brec(nd, starts[i] >> 6).starts |= (<uint64_t>1) << (starts[i] & 63)
+        memcpy(nd + BBITMAP_VALUES, values, nb * 8)
         _bitmap_fill_runs(nd, 0)
 
 
@@ -650,6 +657,7 @@ cdef inline void _bitmap_fill_runs(char *nd, uint32_t w0) noexcept nogil:
 
 
 cdef inline uint64_t _bitmap_word(const char *b, uint32_t w) noexcept nogil:
+    # the run starts of keys 64 w .. 64 w + 63 of bitmap B level b
     return _brec(b, w).starts
 
 
@@ -683,23 +691,23 @@ cdef int _bitmap_start_at_or_after(const char *b, int p) noexcept nogil:
         bits = _bitmap_word(b, w)
 
 
-cdef size_t _read_b_starts(const char *b, uint32_t fb, size_t nb, uint32_t *S) noexcept nogil:
-    # the range starts of a B level (S[nb] = 0x10000); returns nb
+cdef size_t _read_b_starts(const char *b, uint32_t fb, size_t nb, uint32_t *starts) noexcept nogil:
+    # the range starts of a B level (starts[nb] = 0x10000); returns nb
     cdef size_t i, c = 0
     cdef uint32_t w
     cdef uint64_t bits
     if fb == 0:
-        S[0] = 0
+        starts[0] = 0
         for i in range(1, nb):
-            S[i] = <uint32_t>(<const uint16_t *>b)[i - 1] + 1
+            starts[i] = <uint32_t>(<const uint16_t *>b)[i - 1] + 1
     else:
         for w in range(<uint32_t>BRECORDS):
             bits = _bitmap_word(b, w)
             while bits and c < nb:
-                S[c] = 64 * w + kdp_ctz64(bits)
+                starts[c] = 64 * w + kdp_ctz64(bits)
                 c += 1
                 bits &= bits - 1
-    S[nb] = 0x10000
+    starts[nb] = 0x10000
     return nb
 
 
@@ -741,11 +749,11 @@ cdef void _relocate_b_values(char *c) noexcept nogil:
     """Turn the B_TAG offsets among the B values of chunk handle c into
     addresses (the chunk is in its final place)."""
     cdef char *b = <char *>((<uintptr_t>c) & ~(<uintptr_t>63))
-    cdef uint64_t *V = _b_values(<uintptr_t>c)
+    cdef uint64_t *values = _b_values(<uintptr_t>c)
     cdef size_t i, nb = _header(b).nvalues
     for i in range(nb):
-        if V[i] & B_TAG:
-            V[i] = <uint64_t>(<uintptr_t>b) + (V[i] & ~B_TAG)
+        if values[i] & B_TAG:
+            values[i] = <uint64_t>(<uintptr_t>b) + (values[i] & ~B_TAG)
 
 
 # --------------------------------------------------------------------------
@@ -753,6 +761,7 @@ cdef void _relocate_b_values(char *c) noexcept nogil:
 # --------------------------------------------------------------------------
 
 cdef inline uint64_t _hi(a):
+    # the high / low 64 bits of a 128-bit int
     return <uint64_t>(a >> 64)
 
 
@@ -836,15 +845,15 @@ cdef class Lpm6(_LpmBase):
         cdef uintptr_t hb = <uintptr_t>(e & PTR_MASK)
         cdef uintptr_t home = self.home_block[h]
         cdef uintptr_t blk = 0
-        cdef const uint64_t *V
+        cdef const uint64_t *values
         cdef size_t i, nb
         cdef uint64_t v
         if not _is_empty6(hb):
             blk = <uintptr_t>_block6(<char *>hb)
             nb = (<kdp_lpm6_header_t *>blk).nvalues
-            V = _b_values(hb)
+            values = _b_values(hb)
             for i in range(nb):
-                v = V[i]
+                v = values[i]
                 if v > LEAF_MAX and not self._in_home_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
                     self._drop_block(_c_block(v), now)
         if home and home != blk:
@@ -955,23 +964,23 @@ cdef class Lpm6(_LpmBase):
         """A block of its own holding the C node (and D nodes) of rules (one
         /32's rules longer than /32) one header line in; returns the B value
         naming it."""
-        cdef lpm_buf_t X
+        cdef lpm_buf_t nodes
         cdef size_t noff
         cdef uint32_t nf
         cdef char *blk
-        memset(&X, 0, sizeof(X))
-        if _build_cd_node(&X, rules, n, 1, inh, &noff, &nf) < 0:
-            free(X.p)
+        memset(&nodes, 0, sizeof(nodes))
+        if _build_cd_node(&nodes, rules, n, 1, inh, &noff, &nf) < 0:
+            free(nodes.p)
             raise MemoryError()
-        blk = <char *>kdp_alloc64(HEADER + X.n)
+        blk = <char *>kdp_alloc64(HEADER + nodes.n)
         if blk == NULL:
-            free(X.p)
+            free(nodes.p)
             raise MemoryError()
         memset(blk, 0, HEADER)
-        (<kdp_lpm6_header_t *>blk).size = HEADER + X.n
-        memcpy(blk + HEADER, X.p, X.n)
-        free(X.p)
-        self.chunk_bytes += HEADER + X.n
+        (<kdp_lpm6_header_t *>blk).size = HEADER + nodes.n
+        memcpy(blk + HEADER, nodes.p, nodes.n)
+        free(nodes.p)
+        self.chunk_bytes += HEADER + nodes.n
         return <uint64_t>(<uintptr_t>(blk + HEADER + noff)) | nf
 
     cdef bint _resweep_window(self, uint32_t h, uintptr_t hb, uint32_t ks, uint32_t ke,
@@ -984,56 +993,57 @@ cdef class Lpm6(_LpmBase):
         window holds more than max_nodes of them (one by one they cost ~2.5x
         what a full rebuild spends on each: a window with about a third of the
         /16's C nodes is no cheaper than rebuilding the /16)."""
-        cdef lpm_buf_t bd, gr
-        cdef const range6_t *B
-        cdef const child6_t *G
-        cdef size_t nbd, i, nwin = 0, ng, t
+        cdef lpm_buf_t ranges_buf, children_buf
+        cdef const range6_t *ranges
+        cdef const child6_t *children
+        cdef const child6_t *kid
+        cdef size_t nbd, i, nwin = 0, ng
         cdef uint32_t *win_starts = NULL
         cdef uint64_t *win_values = NULL
         cdef uint64_t e, v
-        cdef const uint64_t *V
+        cdef const uint64_t *values
         cdef size_t ia, iz
-        memset(&bd, 0, sizeof(bd))
-        memset(&gr, 0, sizeof(gr))
-        if _sweep_ranges(rules, n, 0, inh, &bd, &gr) < 0:
-            free(bd.p)
-            free(gr.p)
+        memset(&ranges_buf, 0, sizeof(ranges_buf))
+        memset(&children_buf, 0, sizeof(children_buf))
+        if _sweep_ranges(rules, n, 0, inh, &ranges_buf, &children_buf) < 0:
+            free(ranges_buf.p)
+            free(children_buf.p)
             raise MemoryError()
-        nbd = bd.n // sizeof(range6_t)
-        ng = gr.n // sizeof(child6_t)
-        B = <const range6_t *>bd.p
-        G = <const child6_t *>gr.p
+        nbd = ranges_buf.n // sizeof(range6_t)
+        ng = children_buf.n // sizeof(child6_t)
+        ranges = <const range6_t *>ranges_buf.p
+        children = <const child6_t *>children_buf.p
         if ng > max_nodes:
-            free(bd.p)
-            free(gr.p)
+            free(ranges_buf.p)
+            free(children_buf.p)
             return False
         win_starts = <uint32_t *>malloc(nbd * 4)
         win_values = <uint64_t *>malloc(nbd * 8)
         if win_starts == NULL or win_values == NULL:
             free(win_starts)
             free(win_values)
-            free(bd.p)
-            free(gr.p)
+            free(ranges_buf.p)
+            free(children_buf.p)
             raise MemoryError()
         # the C nodes of their own the window names now (replaced below)
-        V = _b_values(hb)
-        ia = <size_t>(_b_value_slot(hb, ks) - <uint64_t *>V)
-        iz = <size_t>(_b_value_slot(hb, ke) - <uint64_t *>V)
+        values = _b_values(hb)
+        ia = <size_t>(_b_value_slot(hb, ks) - <uint64_t *>values)
+        iz = <size_t>(_b_value_slot(hb, ke) - <uint64_t *>values)
         old = []
         for i in range(ia, iz + 1):
-            v = V[i]
+            v = values[i]
             if v > LEAF_MAX and not self._in_home_block(h, <uintptr_t>(v & ~(<uint64_t>63))):
                 old.append(<uintptr_t>_c_block(v))
         try:
             for i in range(nbd):
-                e = B[i + 1].start - 1 if i + 1 < nbd else 0xFFFF
-                if e < ks or B[i].start > ke:
+                e = ranges[i + 1].start - 1 if i + 1 < nbd else 0xFFFF
+                if e < ks or ranges[i].start > ke:
                     continue
-                v = B[i].value
-                if B[i].child:
-                    t = B[i].child - 1
-                    v = self._new_c_block(rules + G[t].a, G[t].b - G[t].a, G[t].inherit)
-                win_starts[nwin] = <uint32_t>(B[i].start if B[i].start > ks else ks)
+                v = ranges[i].value
+                if ranges[i].child:
+                    kid = &children[ranges[i].child - 1]
+                    v = self._new_c_block(rules + kid.a, kid.b - kid.a, kid.inherit)
+                win_starts[nwin] = <uint32_t>(ranges[i].start if ranges[i].start > ks else ks)
                 win_values[nwin] = v
                 nwin += 1
             self._splice_b_level(h, ks, ke, win_starts, win_values, nwin, 0)
@@ -1045,8 +1055,8 @@ cdef class Lpm6(_LpmBase):
         finally:
             free(win_starts)
             free(win_values)
-            free(bd.p)
-            free(gr.p)
+            free(ranges_buf.p)
+            free(children_buf.p)
         for blk in old:
             self._drop_block(<char *>(<uintptr_t>blk), 0)
         return True
@@ -1065,9 +1075,9 @@ cdef class Lpm6(_LpmBase):
         cdef char *b = <char *>(hb & ~(<uintptr_t>63))
         cdef uint32_t fb = <uint32_t>(hb & B_BITMAP), nfb
         cdef size_t nb = _header(b).nvalues
-        cdef const uint64_t *V = _b_values(hb)
-        cdef size_t ia = <size_t>(_b_value_slot(hb, ks) - <uint64_t *>V)
-        cdef size_t iz = <size_t>(_b_value_slot(hb, ke) - <uint64_t *>V)
+        cdef const uint64_t *values = _b_values(hb)
+        cdef size_t ia = <size_t>(_b_value_slot(hb, ks) - <uint64_t *>values)
+        cdef size_t iz = <size_t>(_b_value_slot(hb, ke) - <uint64_t *>values)
         cdef size_t a, z, m, c, nnb, i, sb
         cdef uint32_t *old_starts = NULL    # ranges a..z-1 of the current level
         cdef uint32_t *new_starts = NULL    # ... and what replaces them
@@ -1101,14 +1111,14 @@ cdef class Lpm6(_LpmBase):
                 p = <int>old_starts[i] + 1
         else:
             _read_b_starts(b, fb, nb, old_starts)
-        c = _splice_ranges(old_starts, V + a, m, ks, ke, win_starts, win_values, nwin,
+        c = _splice_ranges(old_starts, values + a, m, ks, ke, win_starts, win_values, nwin,
                            new_starts, new_values)
         if c == m and memcmp(new_starts, old_starts, m * 4) == 0:
             # the same ranges: store the changed values in place (each one
             # atomic; a reader sees the old or the new value of its range)
             for i in range(m):
-                if new_values[i] != V[a + i]:
-                    kdp_st64(<uint64_t *>V + a + i, new_values[i])
+                if new_values[i] != values[a + i]:
+                    kdp_st64(<uint64_t *>values + a + i, new_values[i])
             free(old_starts)
             free(new_starts)
             free(new_values)
@@ -1123,13 +1133,15 @@ cdef class Lpm6(_LpmBase):
                 memset(blk, 0, HEADER)
                 memcpy(level, b, BBITMAP_VALUES)
                 for i in range(1, m):
-                    _brec(level, old_starts[i] >> 6).starts &= ~((<uint64_t>1) << (old_starts[i] & 63))
+                    _brec(level, old_starts[i] >> 6).starts &= \
+                        ~((<uint64_t>1) << (old_starts[i] & 63))
                 for i in range(1, c):
-                    _brec(level, new_starts[i] >> 6).starts |= (<uint64_t>1) << (new_starts[i] & 63)
+                    _brec(level, new_starts[i] >> 6).starts |= \
+                        (<uint64_t>1) << (new_starts[i] & 63)
                 _bitmap_fill_runs(level, old_starts[0] >> 6)
-                memcpy(level + BBITMAP_VALUES, V, a * 8)
+                memcpy(level + BBITMAP_VALUES, values, a * 8)
                 memcpy(level + BBITMAP_VALUES + a * 8, new_values, c * 8)
-                memcpy(level + BBITMAP_VALUES + (a + c) * 8, V + z, (nb - z) * 8)
+                memcpy(level + BBITMAP_VALUES + (a + c) * 8, values + z, (nb - z) * 8)
         elif not patch:
             sb = ((BLINE_VALUES if nfb == 0 else BBITMAP_VALUES) + 8 * nnb + 63) & ~(<size_t>63)
             blk = <char *>kdp_alloc64(HEADER + sb)
