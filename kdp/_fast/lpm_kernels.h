@@ -31,8 +31,9 @@
 #define KDP_LPM_PTR_MASK 0xFFFFFFFFFFFFULL
 
 /* ---- atomics ----------------------------------------------------------- */
-/* Readers load root entries relaxed (the pointer they name was published with
-   release ordering, and what it points to is never changed after). */
+/* Writers publish with release stores (what a published pointer names is
+   complete before it); readers load root entries and B values relaxed and
+   reach the data through them (an address dependency). */
 static inline uint64_t kdp_ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void kdp_st64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void *kdp_ldptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
