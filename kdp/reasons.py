@@ -20,6 +20,7 @@ class Verdict(_Labelled):
     DROP = 2
     REJECT = 3
     LOCAL = 4
+    REPLY = 5
 
 
 class Stage(_Labelled):
@@ -33,6 +34,7 @@ class Stage(_Labelled):
     ROUTE = 7
     ENCAP = 8
     TX = 9
+    DNS = 10
 
 
 class Reason(_Labelled):
@@ -81,6 +83,9 @@ class Reason(_Labelled):
     NOT_TRANSMITTED = 42
     BAD_IPV4_CHECKSUM = 43
     BAD_ICMP_QUOTE = 44
+    DNS_ANSWERED = 45
+    DNS_FORMERR = 46
+    DNS_MALFORMED = 47
 
 
 class CtState(_Labelled):

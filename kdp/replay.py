@@ -6,7 +6,7 @@ from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
 from kdp.errors import CaptureError
 from kdp.io.capture import CaptureWriter, open_capture
-from kdp.summary import RunResult
+from kdp.summary import RunResult, dns_outcomes
 
 
 def _output_linktype(reader):
@@ -67,6 +67,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         notices=list(dp.notices),
         seconds=time.perf_counter() - started,
         flows=dp.conntrack.counters() if dp.conntrack is not None else {},
+        dns=dns_outcomes(dp.dns_counters),
     )
     return result
 

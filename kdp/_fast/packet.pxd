@@ -35,6 +35,9 @@ cpdef enum Verdict:
     V_DROP = 2
     V_REJECT = 3            # answered with a TCP RST / ICMP unreachable
     V_LOCAL = 4             # delivered to the node itself
+    V_REPLY = 5             # answered by kdp itself (a DNS answer; later ICMP echo replies),
+                            # the reply sent back out of the ingress port (out_port = in_port)
+    N_VERDICTS = 6
 
 cpdef enum Stage:
     ST_RX = 0
@@ -47,7 +50,8 @@ cpdef enum Stage:
     ST_ROUTE = 7
     ST_ENCAP = 8
     ST_TX = 9
-    N_STAGES = 10
+    ST_DNS = 10             # cluster DNS answered in the data plane (after ingress, before conntrack)
+    N_STAGES = 11
 
 # Every packet ends with exactly one reason, drop or not, and the counters
 # array is indexed [stage, reason]: a run's counters add up to its input.
@@ -109,7 +113,11 @@ cpdef enum Reason:
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
     R_BAD_IPV4_CHECKSUM = 43
     R_BAD_ICMP_QUOTE = 44       # ICMP error quoting a header of the wrong IP version / IHL < 5
-    N_REASONS = 45
+    # dns
+    R_DNS_ANSWERED = 45         # a query answered from the compiled zone (NOERROR, NXDOMAIN or NODATA)
+    R_DNS_FORMERR = 46          # a malformed query answered with FORMERR (or BADVERS)
+    R_DNS_MALFORMED = 47        # dropped: shorter than a DNS header, or a response (QR set)
+    N_REASONS = 48
 
 # Fragment position of an IP packet.
 cdef enum Frag:

@@ -1,7 +1,8 @@
 # cython: boundscheck=False, wraparound=False
 """Runs one batch through the stages, in order, and counts the outcome.
 
-  parse -> decap (tunnels to this node) -> ingress classification -> conntrack lookup (fast path)
+  parse -> decap (tunnels to this node) -> ingress classification -> DNS (queries to
+        the cluster DNS addresses answered in place) -> conntrack lookup (fast path)
         -> new flows (slow path: service match, backend, masquerade, reject;
            conntrack create) -> NAT -> route -> account -> bounded expiry
 
@@ -24,7 +25,7 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
                                ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
@@ -37,6 +38,8 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
+from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
+from kdp._fast.dns import NOTE_DTYPE
 
 cnp.import_array()
 
@@ -47,9 +50,9 @@ cdef enum:
 cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
-                 bint packet_clock=True, TunnelEndpoints tunnels=None):
+                 bint packet_clock=True, TunnelEndpoints tunnels=None, DnsTable dns=None):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
-        self.verdicts = np.zeros(5, dtype=np.uint64)
+        self.verdicts = np.zeros(N_VERDICTS, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
         self.vctr = <uint64_t*>cnp.PyArray_DATA(self.verdicts)
         self.vxlan_port = vxlan_port
@@ -62,18 +65,30 @@ cdef class Pipeline:
         self.clock_ns = 0
         self.nf_scratch = np.zeros(0, dtype=np.uint8)
         self.nf = NULL
+        self.dns = dns
+        self.dns_counters = np.zeros(N_DNS_COUNTERS, dtype=np.uint64)
+        self.dns_notes = np.zeros(0, dtype=NOTE_DTYPE)
+        self.dns_scratch = np.zeros(0, dtype=np.uint8)
 
     def _ensure_scratch(self, Py_ssize_t n):
         if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
             self.nf_scratch = np.zeros(n * sizeof(new_flow_t), dtype=np.uint8)
         self.nf = <new_flow_t*>cnp.PyArray_DATA(self.nf_scratch)
+        if self.dns is not None and self.dns_notes.shape[0] < n:
+            self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
+            self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
-             TunnelEndpoints tunnels=None):
+             TunnelEndpoints tunnels=None, DnsTable dns=None):
         """Swap in newly compiled tables (between batches). Conntrack stays."""
         self.routes = routes
         self.services = services
         self.tunnels = tunnels
+        self.dns = dns
+
+    def swap_dns(self, DnsTable dns):
+        """Swap in a new DNS zone alone (an endpoint update), between batches."""
+        self.dns = dns
 
     cdef void new_flows(self, Batch b) noexcept nogil:
         """The slow path, in packet order, for packets the fast path did not know.
@@ -169,9 +184,16 @@ cdef class Pipeline:
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
+        cdef DnsTable dns = self.dns
         cdef Py_ssize_t i
+        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
+        cdef dns_note_t* notes = NULL
+        cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
+        if dns is not None:
+            notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
+            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
         with nogil:
             parse_batch(b, self.vxlan_port)
             if tunnels is not None:
@@ -188,7 +210,10 @@ cdef class Pipeline:
                 self.ct_now = self.clock_ns
         if log is not None:
             log.capture_orig(b)
+            log.capture_dns(self.dns_notes if dns is not None else None)
         with nogil:
+            if dns is not None:
+                dns_batch(dns, b, dns_ctr, notes, dq)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
             self.new_flows(b)
