@@ -1,7 +1,8 @@
 # Routing: where a packet goes once its (post-NAT) destination is known.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from kdp._fast.packet cimport Batch
-from kdp._fast.lpm cimport Lpm4, Lpm6
+from kdp._fast.lpm cimport Lpm4
+from kdp._fast.lpm6 cimport Lpm6
 
 cpdef enum RouteKind:
     RT_BLACKHOLE = 0        # known but unreachable (unused pod addresses): drop R_NO_ROUTE

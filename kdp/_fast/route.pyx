@@ -29,7 +29,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO_ID,
                                V_PENDING, V_FORWARD, V_LOCAL, ST_ROUTE, ST_TX,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED)
-from kdp._fast.lpm cimport Lpm4, Lpm6, KDP_LPM_MISS
+from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
+from kdp._fast.lpm6 cimport Lpm6
 from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16
 
 cnp.import_array()
