@@ -20,6 +20,7 @@ class Verdict(_Labelled):
     DROP = 2
     REJECT = 3
     LOCAL = 4
+    REPLY = 5
 
 
 class Stage(_Labelled):
@@ -81,6 +82,16 @@ class Reason(_Labelled):
     NOT_TRANSMITTED = 42
     BAD_IPV4_CHECKSUM = 43
     BAD_ICMP_QUOTE = 44
+    MARTIAN_SOURCE = 45
+    MARTIAN_LOCAL_SOURCE = 46
+    MARTIAN_DESTINATION = 47
+    LINK_LOCAL = 48
+    ECHO_REPLIED = 49
+    FORWARDED_IPIP = 50
+    FORWARDED_VXLAN = 51
+    FORWARDED_FRAGMENTED = 52
+    TUNNEL_NOT_DECAPSULATED = 53
+    UNDERLAY_HOP_LIMIT = 54
 
 
 class CtState(_Labelled):

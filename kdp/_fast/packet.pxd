@@ -35,6 +35,9 @@ cpdef enum Verdict:
     V_DROP = 2
     V_REJECT = 3            # answered with a TCP RST / ICMP unreachable
     V_LOCAL = 4             # delivered to the node itself
+    V_REPLY = 5             # answered by kdp itself (a DNS answer; later ICMP echo replies),
+                            # the reply sent back out of the ingress port (out_port = in_port)
+    N_VERDICTS = 6
 
 cpdef enum Stage:
     ST_RX = 0
@@ -109,7 +112,18 @@ cpdef enum Reason:
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
     R_BAD_IPV4_CHECKSUM = 43
     R_BAD_ICMP_QUOTE = 44       # ICMP error quoting a header of the wrong IP version / IHL < 5
-    N_REASONS = 45
+    # router behaviour, encapsulation, MTU (route / encap stages)
+    R_MARTIAN_SOURCE = 45       # from the wire: loopback, multicast, broadcast or 0.0.0.0/8 source
+    R_MARTIAN_LOCAL_SOURCE = 46 # from the wire with one of the node's own addresses as source
+    R_MARTIAN_DESTINATION = 47  # from the wire to a loopback (127/8, ::1) or 0.0.0.0/8 destination
+    R_LINK_LOCAL = 48           # multicast, broadcast or IPv6 link-local destination: for the node, never forwarded
+    R_ECHO_REPLIED = 49         # ICMP / ICMPv6 echo request to a node address, answered (V_REPLY)
+    R_FORWARDED_IPIP = 50       # forwarded, encapsulated IP-in-IP to another node
+    R_FORWARDED_VXLAN = 51      # forwarded, encapsulated in VXLAN to another node
+    R_FORWARDED_FRAGMENTED = 52 # forwarded as IPv4 fragments (no DF, larger than the route's MTU)
+    R_TUNNEL_NOT_DECAPSULATED = 53  # V_LOCAL: IP-in-IP or VXLAN to the node that no tunnel settings decapsulate
+    R_UNDERLAY_HOP_LIMIT = 54   # multi-node replay: crossed too many nodes (a routing loop)
+    N_REASONS = 55
 
 # Fragment position of an IP packet.
 cdef enum Frag:
@@ -159,7 +173,8 @@ ctypedef struct pkt_meta_t:
     uint8_t tunnel          # Tunnel
     uint16_t sport          # host byte order
     uint16_t dport
-    uint16_t _pad0
+    uint8_t encap           # Tunnel kdp put the packet in on its way out (TUN_NONE: none)
+    uint8_t _pad0
     uint32_t frag_id        # IPv4 ID or IPv6 fragment identification
     uint32_t src4           # IPv4 addresses, host byte order
     uint32_t dst4
@@ -167,7 +182,7 @@ ctypedef struct pkt_meta_t:
     uint8_t dst6[16]
     # the header quoted inside an ICMP / ICMPv6 error (q_proto 0: none)
     uint8_t q_proto
-    uint8_t _pad1
+    uint8_t decap           # Tunnel the packet arrived through (decapsulated by kdp; TUN_NONE: none)
     uint16_t q_sport
     uint16_t q_dport
     uint16_t _pad2

@@ -16,7 +16,7 @@ ctypedef struct new_flow_t:
 
 cdef class Pipeline:
     cdef readonly object counters       # uint64 [N_STAGES, N_REASONS]
-    cdef readonly object verdicts       # uint64 [5], by Verdict
+    cdef readonly object verdicts       # uint64 [N_VERDICTS], by Verdict
     cdef uint64_t* ctr
     cdef uint64_t* vctr
     cdef public uint16_t vxlan_port

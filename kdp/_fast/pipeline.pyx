@@ -24,7 +24,7 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
                                ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
@@ -49,7 +49,7 @@ cdef class Pipeline:
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
                  bint packet_clock=True, TunnelEndpoints tunnels=None):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
-        self.verdicts = np.zeros(5, dtype=np.uint64)
+        self.verdicts = np.zeros(N_VERDICTS, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
         self.vctr = <uint64_t*>cnp.PyArray_DATA(self.verdicts)
         self.vxlan_port = vxlan_port
