@@ -125,9 +125,18 @@ class Sent:
     out_port: str | None
     service: str | None
     packet: object          # the packet as transmitted (scapy Ether), or as it stood when dropped
+    inner: object = None    # encapsulated by kdp: the packet inside the tunnel (scapy IP / IPv6)
 
     @property
     def ip(self):
+        """The IP packet carried: the inner one when kdp encapsulated it."""
+        if self.inner is not None:
+            return self.inner
+        return self.outer
+
+    @property
+    def outer(self):
+        """The outermost IP header as transmitted."""
         return self.packet[IP] if IP in self.packet else self.packet[IPv6]
 
     @property
@@ -168,9 +177,19 @@ class Harness:
             m = b.meta[i]
             svc = None if m["svc_port"] == 0xFFFFFFFF else names[m["svc_port"]]
             port = None if m["out_port"] == 0xFFFF else self.dp.ports.name_of(int(m["out_port"]))
+            data = b.packet(i)
             out.append(Sent(Verdict(m["verdict"]), Reason(m["reason"]), CtState(m["ct_state"]),
-                            port, svc, as_ether(b.packet(i), int(m["linktype"]))))
+                            port, svc, as_ether(data, int(m["linktype"])), inner_packet(data, m)))
         return out if len(out) > 1 else out[0]
+
+
+def inner_packet(data, m):
+    """The IP packet inside a tunnel kdp put a packet in (meta `encap`), else None."""
+    if not m["encap"]:
+        return None
+    at = int(m["inner_off"]) + (14 if int(m["encap"]) == 2 else 0)     # VXLAN: inner Ethernet
+    inner = data[at:]
+    return IP(inner) if inner[0] >> 4 == 4 else IPv6(inner)
 
 
 def as_ether(data, linktype):

@@ -18,6 +18,9 @@ cdef class TunnelEndpoints:
     cdef const uint32_t* p4
     cdef const uint8_t* p6
     cdef Py_ssize_t n_l4, n_l6, n_p4, n_p6
+    cdef uint16_t vxlan_ports[4]    # VXLAN ports besides the parser's (0: unused)
+    cdef uint32_t vnis[8]           # accepted VNIs (n_vnis 0: any)
+    cdef Py_ssize_t n_vnis
 
 
 cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept nogil

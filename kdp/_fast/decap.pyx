@@ -4,25 +4,32 @@
 Stage contract (``decap_batch`` / Python ``decap(batch, endpoints, vxlan_port=4789)``)
 -------------------------------------------------------------------------------------
 Runs after parse, on packets whose verdict is V_PENDING and whose ``tunnel``
-is not TUN_NONE (parse recognises tunnels on unfragmented packets only).
-Others, and tunnel packets whose outer destination is not one of the node's
-addresses (transit traffic), are left untouched.
+is not TUN_NONE (parse recognises tunnels on unfragmented packets only), or
+that are unfragmented UDP to one of the endpoints' extra VXLAN ports (Calico's
+IPv6 VXLAN port 4790 beside the parser's, for instance). Others, and tunnel
+packets whose outer destination is not one of the node's addresses (transit
+traffic), are left untouched.
 
 Reads: tunnel, inner_off, ip_ver, proto, dst4/dst6 (the outer destination),
 src4/src6 (the outer source, for the peer check), off, len, wire_len.
 
 For a tunnel to this node: ``off`` advances to the inner packet (``len`` and
-``wire_len`` shrink by as much; the outer headers become headroom),
-``linktype`` becomes LT_ETHERNET (VXLAN: the inner Ethernet frame),
-LT_IPV4 (IPIP, outer protocol 4) or LT_IPV6 (outer protocol 41), and every
-parse field is re-computed for the inner packet by parse.parse_frame (so
-``tunnel`` is TUN_NONE again unless the inner packet is itself a tunnel: one
-level is removed per pass).
+``wire_len`` shrink by as much; the outer headers become headroom). VXLAN: the
+inner Ethernet frame, LT_ETHERNET. IP-in-IP: the inner IP packet gets the outer
+frame's Ethernet addresses in a plain 14-byte Ethernet header in front of it
+(LT_ETHERNET, as a packet received on a tunnel device is forwarded as an
+Ethernet frame; the egress rewrites the addresses); on other link types it
+becomes LT_IPV4 (outer protocol 4) or LT_IPV6 (41). Every parse field is
+re-computed for the inner packet by parse.parse_frame (so ``tunnel`` is
+TUN_NONE again unless the inner packet is itself a tunnel: one level is removed
+per pass), and ``decap`` says which tunnel it came through.
 
 Verdicts (stage ST_DECAP):
   R_UNKNOWN_TUNNEL_PEER  drop: the endpoints list peers and the outer source
                          is none of them
-  R_BAD_VXLAN            drop: VXLAN header without the I (valid VNI) flag
+  R_BAD_VXLAN            drop: VXLAN header without the I (valid VNI) flag, or
+                         a VNI the endpoints do not accept (when they list VNIs:
+                         Linux's vxlan device takes its own VNI only)
   R_ARP                  V_LOCAL: the inner frame is ARP (neighbour handling)
   any parse reason       drop: the inner packet is malformed (see parse.pyx)
 
@@ -32,12 +39,12 @@ import ipaddress
 
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memmove
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, set_verdict, V_PENDING, V_LOCAL, ST_DECAP,
-    TUN_NONE, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6,
+    TUN_NONE, TUN_IPIP, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6, FRAG_NONE,
     R_ARP, R_BAD_VXLAN, R_UNKNOWN_TUNNEL_PEER,
 )
 from kdp._fast.parse cimport parse_frame, DEFAULT_VXLAN_PORT
@@ -85,9 +92,12 @@ cdef class TunnelEndpoints:
     host order), packed bytes. ``local`` holds IPv4 and IPv6 addresses mixed;
     ``peers`` None accepts tunnels from any source, a list (even empty)
     restricts them. A malformed address raises ValueError.
+
+    ``vxlan_ports``: UDP ports decapsulated as VXLAN besides the parser's (up to 4);
+    ``vnis``: the VNIs accepted (up to 8; empty: any).
     """
 
-    def __init__(self, local=(), peers=None):
+    def __init__(self, local=(), peers=None, vxlan_ports=(), vnis=()):
         l4, l6, p4, p6 = [], [], [], []
         for a in local:
             (l4 if ipaddress.ip_address(a).version == 4 else l6).append(a)
@@ -107,10 +117,47 @@ cdef class TunnelEndpoints:
         self.l6 = <const uint8_t*>cnp.PyArray_DATA(self.local6)
         self.p4 = <const uint32_t*>cnp.PyArray_DATA(self.peers4)
         self.p6 = <const uint8_t*>cnp.PyArray_DATA(self.peers6)
+        ports = [int(x) for x in vxlan_ports]
+        if len(ports) > 4 or any(not 0 < x <= 0xFFFF for x in ports):
+            raise ValueError(f"vxlan_ports: at most 4 ports in 1..65535, got {ports}")
+        vni_list = sorted({int(x) for x in vnis})
+        if len(vni_list) > 8 or any(not 0 <= x < (1 << 24) for x in vni_list):
+            raise ValueError(f"vnis: at most 8 VNIs in 0..16777215, got {vni_list}")
+        for k in range(4):
+            self.vxlan_ports[k] = ports[k] if k < len(ports) else 0
+        for k in range(len(vni_list)):
+            self.vnis[k] = vni_list[k]
+        self.n_vnis = len(vni_list)
 
     def __repr__(self):
         return (f"TunnelEndpoints(local={self.n_l4 + self.n_l6} addresses, "
                 f"peers={'any' if not self.check_peers else self.n_p4 + self.n_p6})")
+
+
+cdef inline bint _extra_vxlan(TunnelEndpoints t, pkt_meta_t* p) noexcept nogil:
+    """UDP to one of the extra VXLAN ports: mark it as the parser marks VXLAN."""
+    cdef int k
+    if p.proto != 17 or p.frag != FRAG_NONE or p.l4_off == 0 or t.vxlan_ports[0] == 0:
+        return False
+    for k in range(4):
+        if t.vxlan_ports[k] != 0 and p.dport == t.vxlan_ports[k]:
+            if <uint32_t>p.l4_off + 8 + 8 + 14 > p.len:
+                return False            # too short to be VXLAN: plain UDP it stays
+            p.tunnel = TUN_VXLAN
+            p.inner_off = <uint16_t>(p.l4_off + 16)
+            return True
+    return False
+
+
+cdef inline bint _vni_ok(TunnelEndpoints t, const uint8_t* vx) noexcept nogil:
+    cdef uint32_t vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
+    cdef Py_ssize_t k
+    if t.n_vnis == 0:
+        return True
+    for k in range(t.n_vnis):
+        if t.vnis[k] == vni:
+            return True
+    return False
 
 
 cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept nogil:
@@ -118,10 +165,14 @@ cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept 
     cdef pkt_meta_t* p
     cdef uint32_t shift
     cdef uint16_t r
+    cdef uint8_t kind
     cdef bint mine, known
+    cdef uint8_t* pkt
     for i in range(b.count):
         p = &b.m[i]
-        if p.verdict != V_PENDING or p.tunnel == TUN_NONE:
+        if p.verdict != V_PENDING:
+            continue
+        if p.tunnel == TUN_NONE and not _extra_vxlan(t, p):
             continue
         if p.ip_ver == 4:
             mine = _has4(t.l4, t.n_l4, p.dst4)
@@ -135,18 +186,28 @@ cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept 
             drop(p, ST_DECAP, R_UNKNOWN_TUNNEL_PEER)
             continue
         shift = p.inner_off
-        if p.tunnel == TUN_VXLAN:
+        pkt = b.buf + p.off
+        kind = p.tunnel
+        if kind == TUN_VXLAN:
             # parse checked that the 8-byte VXLAN header lies before inner_off
-            if not (b.buf[p.off + shift - 8] & 0x08):
+            if not (pkt[shift - 8] & 0x08) or not _vni_ok(t, pkt + shift - 8):
                 drop(p, ST_DECAP, R_BAD_VXLAN)
                 continue
             p.linktype = LT_ETHERNET
+        elif p.linktype == LT_ETHERNET and p.l3_off >= 14:
+            # a plain Ethernet header in front of the inner IP packet, with the outer
+            # frame's addresses (the egress rewrites them when it forwards the packet)
+            shift -= 14
+            memmove(pkt + shift, pkt, 12)
+            pkt[shift + 12] = 0x08 if p.proto == 4 else 0x86
+            pkt[shift + 13] = 0x00 if p.proto == 4 else 0xDD
         else:
             p.linktype = LT_IPV4 if p.proto == 4 else LT_IPV6
         p.off += shift
         p.len -= shift
         p.wire_len = p.wire_len - shift if p.wire_len >= shift else 0
         r = parse_frame(p, b.buf + p.off, vxlan_port)
+        p.decap = kind
         if r == R_ARP:
             set_verdict(p, V_LOCAL, ST_DECAP, R_ARP)
         elif r:
