@@ -720,3 +720,42 @@ FIELDS = ["l3_off", "l4_off", "inner_off", "quote_off", "ethertype", "vlan", "ip
           "tunnel", "sport", "dport", "frag_id", "src4", "dst4", "q_proto", "q_sport",
           "q_dport", "q_src4", "q_dst4", "hash"]
 ADDR16 = ["src6", "dst6", "q_src6", "q_dst6"]
+
+
+# ------------------------------------------------------------------ checksums (scapy as the reference)
+
+_QUOTED = ("IPerror", "TCPerror", "UDPerror", "ICMPerror", "SCTPerror", "IPerror6")
+
+
+def assert_checksums(data, linktype=1):
+    """Every checksum of the frame (IPv4 header, TCP, UDP, ICMP, ICMPv6, at every
+    tunnel level; not the headers an ICMP error quotes) is the one scapy computes.
+    A UDP checksum 0 over IPv4 means "none" (RFC 768) and is accepted as such. Inside
+    a fragment only the IPv4 header's checksum is checked (the L4 checksum covers the
+    whole datagram)."""
+    pkt = as_ether(data, linktype) if linktype == 1 else (IP(data) if data[0] >> 4 == 4 else IPv6(data))
+    fresh = pkt.copy()
+    layer, under_v4 = fresh, False
+    while layer is not None and not isinstance(layer, (Raw, type(None))) and layer.name != "NoPayload":
+        if type(layer).__name__ in _QUOTED:
+            break
+        fragment = False
+        if isinstance(layer, IP):
+            under_v4 = True
+            fragment = bool(layer.frag) or bool(int(layer.flags) & 1)
+        elif isinstance(layer, IPv6):
+            under_v4 = False
+        elif isinstance(layer, IPv6ExtHdrFragment):
+            break
+        for field in ("chksum", "cksum"):
+            if field in layer.fields_desc_names if hasattr(layer, "fields_desc_names") else \
+                    any(f.name == field for f in layer.fields_desc):
+                if isinstance(layer, UDP) and under_v4 and layer.chksum == 0:
+                    continue
+                setattr(layer, field, None)
+        if fragment:
+            break
+        layer = layer.payload if layer.payload else None
+    rebuilt = raw(fresh)
+    original = raw(pkt)
+    assert rebuilt == original, f"checksums differ from scapy's:\n{pkt.show(dump=True)}"

@@ -188,7 +188,8 @@ cdef void icmp_echo_reply(Batch b, pkt_meta_t* p) noexcept nogil:
     cdef uint8_t tmp[16]
     cdef uint32_t t4
     cdef uint16_t old = ld16(icmp)
-    cdef uint32_t ihl
+    cdef uint32_t ihl, n, end
+    cdef uint64_t s
     if p.ip_ver == 4:
         ihl = (ip[0] & 15) * 4
         memcpy(tmp, ip + 12, 4)
@@ -211,8 +212,20 @@ cdef void icmp_echo_reply(Batch b, pkt_meta_t* p) noexcept nogil:
         memcpy(tmp, p.src6, 16)
         memcpy(p.src6, p.dst6, 16)
         memcpy(p.dst6, tmp, 16)
-    # the swapped addresses leave the pseudo-header sum as it was: only the type changed
-    st16(icmp + 2, cs_apply(ld16(icmp + 2), cs_d16(0, old, ld16(icmp))))
+    # recomputed whole when the capture holds the whole message (exactly the sum a
+    # sender computes); else updated for the type change (the swapped addresses leave
+    # the pseudo-header sum as it was)
+    end = p.l3_off + (ld16(ip + 2) if p.ip_ver == 4 else 40 + <uint32_t>ld16(ip + 4))
+    n = end - p.l4_off
+    if end <= p.len and n >= 8:
+        st16(icmp + 2, 0)
+        if p.ip_ver == 4:
+            s = cs_sum(icmp, n, 0)
+        else:
+            s = cs_sum(icmp, n, cs_sum(ip + 8, 32, n + 58))
+        st16(icmp + 2, <uint16_t>~cs_fold(s))
+    else:
+        st16(icmp + 2, cs_apply(ld16(icmp + 2), cs_d16(0, old, ld16(icmp))))
     p.icmp_type = icmp[0]
     p.ttl = ICMP_TTL
 
