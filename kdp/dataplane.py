@@ -16,7 +16,7 @@ from kdp.control import Cluster, compile as compile_cluster
 from kdp.control.node import compile_node, plain_router
 from kdp.errors import ConfigError
 from kdp.ports import PortTable
-from kdp.reasons import Reason
+from kdp.reasons import Reason, Stage
 
 
 class Dataplane:
@@ -102,6 +102,24 @@ class Dataplane:
 
     def process(self, batch, log=None):
         self.pipeline.run(batch, log)
+
+    @property
+    def extra(self):
+        """The IPv4 fragments (after the first) the last `process` made: transmitted
+        after the batch's own packets, not counted as input."""
+        return self.pipeline.extra
+
+    def traffic_notices(self):
+        """What the packets processed so far showed that the snapshot did not say."""
+        out = []
+        n = int(self.counters[Stage.ROUTE, Reason.TUNNEL_NOT_DECAPSULATED])
+        if n:
+            out.append(f"{n} packet{'s' * (n != 1)} to this node were IP-in-IP or VXLAN (UDP 4789, "
+                       "8472 or 4790) that no tunnel settings decapsulate: delivered to the node as "
+                       "they came (reason tunnel_not_decapsulated). Set NodeConfig spec.encapsulation "
+                       "(mode, vxlanPort, vni), or give the Nodes their Calico / flannel annotations, "
+                       "for kdp to decapsulate and route them.")
+        return out
 
     def service_names(self):
         """Service-port names indexed by service-port id ("namespace/name:port")."""

@@ -27,7 +27,7 @@ class RunResult:
 
     def by_verdict(self):
         return {v.label: int(self.verdicts[v]) for v in
-                (Verdict.FORWARD, Verdict.LOCAL, Verdict.REJECT, Verdict.DROP)}
+                (Verdict.FORWARD, Verdict.LOCAL, Verdict.REJECT, Verdict.REPLY, Verdict.DROP)}
 
     def to_json(self):
         return {

@@ -347,19 +347,21 @@ cdef class RouteTable:
         cdef uint16_t m
         for i in range(b.count):
             p = &b.m[i]
+            if p.in_port == NO_PORT:
+                # every packet gets a port, decided or not (the log names it)
+                p.in_port = UPLINK_PORT
+                if p.ip_ver == 4 or p.ip_ver == 6:
+                    if p.ip_ver == 4:
+                        rid = self.lpm4.lookup_one(p.src4)
+                    else:
+                        rid = self.lpm6.lookup_one(_be64(p.src6), _be64(p.src6 + 8))
+                    if rid != KDP_LPM_MISS and (self.r[rid].flags & RF_HOST):
+                        if self.r[rid].kind == RT_LOCAL_POD:
+                            p.in_port = self.r[rid].port
+                        elif self.r[rid].kind == RT_HOST:
+                            p.in_port = HOST_PORT
             if p.verdict != V_PENDING or p.ip_ver == 0:
                 continue
-            if p.in_port == NO_PORT:
-                p.in_port = UPLINK_PORT
-                if p.ip_ver == 4:
-                    rid = self.lpm4.lookup_one(p.src4)
-                else:
-                    rid = self.lpm6.lookup_one(_be64(p.src6), _be64(p.src6 + 8))
-                if rid != KDP_LPM_MISS and (self.r[rid].flags & RF_HOST):
-                    if self.r[rid].kind == RT_LOCAL_POD:
-                        p.in_port = self.r[rid].port
-                    elif self.r[rid].kind == RT_HOST:
-                        p.in_port = HOST_PORT
             if self.martians and p.in_port != HOST_PORT:
                 m = _martian(self, p)
                 if m:
