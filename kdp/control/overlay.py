@@ -27,9 +27,10 @@ What each setting comes from, first match wins (docs/nodeconfig.md lists the fie
 
 How a packet reaches another node's block (the route's encapsulation): the IPPool that
 holds the block decides (vxlanMode, else ipipMode: Always, CrossSubnet, Never, as
-Calico); a block in no pool takes NodeConfig spec.encapsulation when its mode is given,
-else what the annotations say (flannel's backend-type vxlan / ipip / host-gw; Calico's
-VXLAN or IP-in-IP tunnel addresses), else no encapsulation. CrossSubnet encapsulates
+Calico); a block in no pool takes NodeConfig spec.encapsulation when its mode is given;
+else, when the snapshot has no IPPool, what the annotations say (flannel's backend-type
+vxlan / ipip / host-gw; Calico's VXLAN or IP-in-IP tunnel addresses); else no
+encapsulation. CrossSubnet encapsulates
 only towards a node whose tunnel endpoint is outside this node's subnets. IP-in-IP
 carries IPv4 blocks over IPv4; IPv6 blocks go in VXLAN over IPv6, as Calico does (an
 IP-in-IP mode on an IPv6 block routes it natively, with a notice). Without
@@ -349,8 +350,9 @@ def _view(cluster, name, affinities):
             cand = next((ip for ip in addresses if ip[0] == fam), None)
         if cand is not None:
             endpoints[fam] = cand
-            if cand not in addresses:
-                addresses.append(cand)
+        for extra in (calico[0] if calico is not None else None, ov.get(f"flannel_public{fam}"), cand):
+            if extra is not None and extra not in addresses:
+                addresses.append(extra)
     subnets = list(cfg.node_subnets) if cfg is not None and cfg.node_subnets else \
         [ov[k][1] for k in ("calico_address4", "calico_address6") if k in ov and ov[k][1] is not None]
     if explicit is not None and explicit.pod_cidrs:
@@ -394,12 +396,15 @@ def _pools(cluster):
     return [by_cidr[k] for k in sorted(by_cidr)]
 
 
-def _default(cluster, me, peers, notices):
+def _default(cluster, me, peers, pools, notices):
     cfg = cluster.config
     if cfg.encapsulation_set:
         if cfg.encapsulation == "None":
             return Encapsulation("None", source="NodeConfig")
         return Encapsulation(cfg.encapsulation, cfg.encapsulation_when, "NodeConfig")
+    if pools:
+        # Calico routes its pools' blocks; a block outside them is not Calico's
+        return Encapsulation("None", source="no IPPool")
     backends = {v.flannel_backend for v in [me, *peers.values()] if v.flannel_backend}
     if backends:
         backend = me.flannel_backend or sorted(backends)[0]
@@ -431,7 +436,7 @@ def network_of(cluster):
     names = sorted(set(cluster.nodes) | set(cluster.node_configs) | {n for n, _ in affinities})
     peers = {n: _view(cluster, n, affinities) for n in names if n != cluster.node}
     pools = _pools(cluster)
-    default = _default(cluster, me, peers, notices)
+    default = _default(cluster, me, peers, pools, notices)
     flannel = default.source == "flannel"
     calico = bool(pools) or bool(cluster.block_affinities) or default.source == "Calico annotations" or \
         any(v.calico_ipip or v.calico_vxlan for v in [me, *peers.values()])

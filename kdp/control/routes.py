@@ -73,7 +73,7 @@ def _remote(net, cluster, neigh, uplink_mac, notices):
             outer = 4 if mode == "IPIP" else fam
             if mode == "IPIP" and fam == 6:
                 notices.append(f"node {name}: IPv6 block {addr.format_prefix(block)} is routed natively "
-                               f"({enc.source} says IP-in-IP; Calico carries IPv6 in VXLAN only)")
+                               f"({enc.source}: IP-in-IP; Calico carries IPv6 in VXLAN only)")
                 mode = "None"
             endpoint = peer.endpoints.get(outer) if mode != "None" else None
             if mode != "None" and endpoint is None:
@@ -83,7 +83,7 @@ def _remote(net, cluster, neigh, uplink_mac, notices):
             if mode != "None" and enc.when == "CrossSubnet" and same_subnet(me, endpoint):
                 mode = "None"
             if mode == "None":
-                via = peer.address(fam) or (peer.addresses[0] if peer.addresses else None)
+                via = peer.address(fam)        # none of the family: no next hop known
                 mtu = net.uplink_mtu
                 vni = port = 0
                 vtep = None
