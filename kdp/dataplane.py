@@ -127,7 +127,7 @@ class Dataplane:
             return []
         return [r.name for r in self.tables.records]
 
-    def verdict_log(self, fileobj, batch_size):
+    def verdict_log(self, fileobj, batch_size, node=None):
         ports = [name for _id, name in self.ports]
         return VerdictLog(fileobj, ports, self.service_names(),
-                          [r.label for r in Reason], batch_size)
+                          [r.label for r in Reason], batch_size, node=node)
