@@ -18,9 +18,16 @@ cdef class TunnelEndpoints:
     cdef const uint32_t* p4
     cdef const uint8_t* p6
     cdef Py_ssize_t n_l4, n_l6, n_p4, n_p6
+    cdef object peers4_set          # numpy uint32: the IPv4 peers, open addressing (0: empty)
+    cdef const uint32_t* ps4
+    cdef uint32_t ps4_mask
     cdef uint16_t vxlan_ports[4]    # VXLAN ports besides the parser's (0: unused)
     cdef uint32_t vnis[8]           # accepted VNIs (n_vnis 0: any)
     cdef Py_ssize_t n_vnis
 
 
 cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept nogil
+
+# The parse stage and this one in one pass (see decap.pyx): what the pipeline runs
+# when the node decapsulates.
+cdef void parse_decap_batch(Batch b, uint16_t vxlan_port, TunnelEndpoints t) noexcept nogil

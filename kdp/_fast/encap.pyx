@@ -57,7 +57,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_ID, V_FORWARD, V_REJE
 from kdp._fast.route cimport (RouteTable, route_t, RT_REMOTE_NODE, ENCAP_NONE, ENCAP_IPIP,
                               ENCAP_VXLAN, RF_STATIC_MAC, RF_NEXTHOP, RF_ONLINK, RF_VIA6)
 from kdp._fast.neigh cimport Neighbours
-from kdp._fast.checksum cimport ld16, st16, st32, cs_sum, cs_fold
+from kdp._fast.checksum cimport ld16, st16, st32, cs_sum, cs_fold, kdp_prefetch_w
 from kdp._fast.headroom cimport batch_floor
 from kdp._fast.mix cimport mix64
 
@@ -65,6 +65,7 @@ cnp.import_array()
 
 cdef enum:
     HOST_PORT = 1               # kdp.ports.HOST
+    PREFETCH_AHEAD = 16
     VXLAN_TTL = 64              # Linux: ip4_dst_hoplimit / ip6_dst_hoplimit by default
 
 
@@ -83,7 +84,7 @@ cdef inline uint64_t _rd64(const uint8_t* a) noexcept nogil:
 
 cdef inline uint32_t _symmetric_hash(const pkt_meta_t* p) noexcept nogil:
     """A hash of the inner flow that is the same both ways (Linux's flow hash is)."""
-    cdef uint64_t x, y, t
+    cdef uint64_t x, y
     cdef uint16_t sp = p.sport, dp = p.dport
     if p.frag != FRAG_NONE:
         sp = dp = 0             # Linux's flow dissector reads no ports of fragments
@@ -91,13 +92,10 @@ cdef inline uint32_t _symmetric_hash(const pkt_meta_t* p) noexcept nogil:
         x = (<uint64_t>p.src4 << 16) | sp
         y = (<uint64_t>p.dst4 << 16) | dp
     else:
-        x = mix64(_rd64(p.src6) ^ mix64(_rd64(p.src6 + 8))) ^ sp
-        y = mix64(_rd64(p.dst6) ^ mix64(_rd64(p.dst6 + 8))) ^ dp
-    if x > y:
-        t = x
-        x = y
-        y = t
-    x = mix64(mix64(x ^ 0x9E3779B97F4A7C15ULL) ^ y ^ (<uint64_t>p.proto << 56))
+        x = (_rd64(p.src6) * 0x9E3779B97F4A7C15ULL) ^ _rd64(p.src6 + 8) ^ sp
+        y = (_rd64(p.dst6) * 0x9E3779B97F4A7C15ULL) ^ _rd64(p.dst6 + 8) ^ dp
+    # x + y and x ^ y are the same both ways: one mix of the two
+    x = mix64((x + y) ^ ((x ^ y) * 0xC2B2AE3D27D4EB4FULL) ^ (<uint64_t>p.proto << 56))
     return <uint32_t>(x >> 32) ^ <uint32_t>x
 
 
@@ -113,36 +111,11 @@ cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept
     return 40 + <uint32_t>ld16(ip + 4)
 
 
-cdef void _write_ip4(uint8_t* o, uint8_t ds, uint32_t total, uint16_t ident, bint df, uint8_t ttl,
-                     uint8_t proto, uint32_t src, uint32_t dst) noexcept nogil:
-    o[0] = 0x45
-    o[1] = ds
-    st16(o + 2, <uint16_t>total)
-    st16(o + 4, ident)
-    st16(o + 6, 0x4000 if df else 0)
-    o[8] = ttl
-    o[9] = proto
-    st16(o + 10, 0)
-    st32(o + 12, src)
-    st32(o + 16, dst)
-    st16(o + 10, <uint16_t>~cs_fold(cs_sum(o, 20, 0)))
-
-
-cdef void _write_ip6(uint8_t* o, uint8_t ds, uint32_t payload, uint8_t nh, uint8_t hlim,
-                     const uint8_t* src, const uint8_t* dst) noexcept nogil:
-    o[0] = 0x60 | (ds >> 4)
-    o[1] = <uint8_t>((ds & 0x0F) << 4)
-    o[2] = 0
-    o[3] = 0
-    st16(o + 4, <uint16_t>payload)
-    o[6] = nh
-    o[7] = hlim
-    memcpy(o + 8, src, 16)
-    memcpy(o + 24, dst, 16)
-
-
-cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* rec) noexcept nogil:
-    """Prepend the tunnel headers to packet i. Returns 0 or a drop reason."""
+cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
+                           const route_t* rec) noexcept nogil:
+    """Prepend the tunnel headers to packet i: the route's template (route.pxd: tmpl)
+    copied in front of the inner packet, its per-packet fields patched. Returns 0 or a
+    drop reason."""
     cdef pkt_meta_t* p = &b.m[i]
     cdef uint32_t l3 = p.l3_off
     cdef uint32_t ip_at = p.off + l3
@@ -155,10 +128,10 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
     cdef bint v6out = (rec.flags & RF_VIA6) != 0
     cdef uint32_t link = 14 if eth else 0
     cdef uint32_t oip = 40 if v6out else 20
-    cdef uint32_t inner_l2 = 0, ohdr, new_ip, new_off, udp_len
-    cdef uint8_t inner_ds, inner_ttl, proto
-    cdef uint16_t ident, sport = 0
-    cdef bint df = False
+    cdef uint32_t hdr = rec.tmpl_len, new_off, udp_len
+    cdef uint8_t ecn, inner_ttl, proto
+    cdef uint16_t ident, sport = 0, frag = 0
+    cdef uint8_t* f
     cdef uint8_t* o
     cdef uint8_t* u
     cdef uint64_t s
@@ -166,35 +139,31 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
     if present > iplen:
         present = iplen                 # Ethernet padding is not carried
     if inner_ver == 4:
-        inner_ds = ip[1]
+        ecn = _ecn_encap(ip[1])
         inner_ttl = ip[8]
         ident = ld16(ip + 4)
-        df = (ip[6] & 0x40) != 0
+        frag = ld16(ip + 6) & 0x4000
     else:
-        inner_ds = <uint8_t>(((ip[0] & 0x0F) << 4) | (ip[1] >> 4))
+        ecn = _ecn_encap(ip[1] >> 4)
         inner_ttl = ip[7]
         ident = <uint16_t>p.hash
+    if hdr == 0 or ip_at < hdr or ip_at - hdr < batch_floor(b, i):
+        return R_NO_HEADROOM        # (the template's bytes all land in this packet's headroom)
+    # the template starts with the outer Ethernet header; other link types start at the IP
+    new_off = ip_at - hdr + 14 - link
+    f = b.buf + ip_at - hdr
     if rec.encap == ENCAP_IPIP:
-        if v6out:
-            return R_NO_HEADROOM        # never compiled: IP-in-IP runs over IPv4
-        ohdr = 20
+        memcpy(f, rec.tmpl, 34)
+        o = f + 14
         proto = 4 if inner_ver == 4 else 41
-    else:
-        inner_l2 = 14
-        ohdr = oip + 16
-        proto = 17
-        sport = vxlan_source_port(_symmetric_hash(p))
-    new_ip = ip_at - inner_l2 - ohdr
-    new_off = new_ip - link
-    if ip_at < inner_l2 + ohdr + link or new_off < batch_floor(b, i):
-        return R_NO_HEADROOM
-    if eth:
-        # the frame's addresses are rewritten below: only the type matters here
-        b.buf[new_off + 12] = 0x86 if v6out else 0x08
-        b.buf[new_off + 13] = 0xDD if v6out else 0x00
-    o = b.buf + new_ip
-    if rec.encap == ENCAP_IPIP:
-        _write_ip4(o, _ecn_encap(inner_ds), 20 + iplen, ident, df, inner_ttl, proto, t.src4, rec.via4)
+        o[1] = ecn
+        st16(o + 2, <uint16_t>(20 + iplen))
+        st16(o + 4, ident)
+        st16(o + 6, frag)               # DF as the inner IPv4's (tunl0: nopmtudisc)
+        o[8] = inner_ttl                # ttl inherit
+        o[9] = proto
+        st16(o + 10, <uint16_t>~cs_fold(rec.tmpl_sum + ecn + 20 + iplen + ident + frag
+                                        + ((<uint32_t>inner_ttl << 8) | proto)))
         p.sport = 0
         p.dport = 0
         p.tunnel = TUN_IPIP
@@ -205,23 +174,23 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
         p.inner_off = p.l4_off
         p.frag_id = ident
     else:
+        proto = 17
+        sport = vxlan_source_port(_symmetric_hash(p))
         udp_len = 8 + 8 + 14 + iplen
-        u = o + oip
-        # the inner Ethernet header, the VXLAN header, UDP
-        memcpy(ip - 14, rec.vtep_mac, 6)
-        memcpy(ip - 8, t.vtep_mac, 6)
-        st16(ip - 2, 0x0800 if inner_ver == 4 else 0x86DD)
-        u[8] = 0x08
-        u[9] = 0
-        u[10] = 0
-        u[11] = 0
-        st32(u + 12, rec.vni << 8)
-        st16(u, sport)
-        st16(u + 2, rec.vxlan_port)
-        st16(u + 4, <uint16_t>udp_len)
-        st16(u + 6, 0)
         if v6out:
-            _write_ip6(o, _ecn_encap(inner_ds), udp_len, 17, VXLAN_TTL, t.src6, rec.via6)
+            memcpy(f, rec.tmpl, 84)
+        else:
+            memcpy(f, rec.tmpl, 64)
+        o = f + 14
+        u = o + oip
+        st16(u, sport)
+        st16(u + 4, <uint16_t>udp_len)
+        if inner_ver == 6:
+            st16(ip - 2, 0x86DD)
+        if v6out:
+            o[0] = 0x60 | (ecn >> 4)
+            o[1] = <uint8_t>((ecn & 0x0F) << 4)
+            st16(o + 4, <uint16_t>udp_len)
             # the UDP checksum is mandatory over IPv6; the inner bytes cut by the capture
             # are unknown, so such a packet keeps 0 (it could not be sent whole anyway)
             if cut == 0:
@@ -229,8 +198,10 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
                 c = <uint16_t>~cs_fold(s)
                 st16(u + 6, c if c else 0xFFFF)
         else:
-            _write_ip4(o, _ecn_encap(inner_ds), 20 + udp_len, ident, False, VXLAN_TTL, 17,
-                       t.src4, rec.via4)
+            o[1] = ecn
+            st16(o + 2, <uint16_t>(20 + udp_len))
+            st16(o + 4, ident)
+            st16(o + 10, <uint16_t>~cs_fold(rec.tmpl_sum + ecn + 20 + udp_len + ident))
         p.sport = sport
         p.dport = rec.vxlan_port
         p.tunnel = TUN_VXLAN
@@ -240,8 +211,14 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
         p.l4_off = <uint16_t>(link + oip)
         p.inner_off = <uint16_t>(link + oip + 16)
         p.frag_id = 0 if v6out else ident
+    if eth and not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0):
+        # a learned MAC for the remote node replaces the template's placeholder
+        if v6out:
+            n.lookup6(rec.via6, f)
+        else:
+            n.lookup4(rec.via4, f)
     p.off = new_off
-    p.len = link + ohdr + inner_l2 + present
+    p.len = link + hdr - 14 + present
     p.wire_len = p.len + (iplen - present) + cut
     p.linktype = LT_ETHERNET if eth else LT_RAW
     p.ethertype = 0x86DD if v6out else 0x0800
@@ -262,8 +239,9 @@ cdef uint16_t _encapsulate(RouteTable t, Batch b, Py_ssize_t i, const route_t* r
     else:
         p.src4 = t.src4
         p.dst4 = rec.via4
-        memset(p.src6, 0, 16)
-        memset(p.dst6, 0, 16)
+        if inner_ver == 6:          # an IPv4 packet's IPv6 fields are already zero
+            memset(p.src6, 0, 16)
+            memset(p.dst6, 0, 16)
     return 0
 
 
@@ -304,10 +282,10 @@ cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept
     cdef const route_t* rec = &t.r[p.route_id]
     cdef uint16_t r
     if rec.encap != ENCAP_NONE and rec.kind == RT_REMOTE_NODE:
-        r = _encapsulate(t, b, i, rec)
+        r = _encapsulate(t, n, b, i, rec)
         if r:
             drop(p, ST_ENCAP, r)
-            return
+        return                      # the template carries the outer Ethernet addresses
     _address(rec, n, b, p)
 
 
@@ -317,7 +295,15 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
     cdef const route_t* rec
     cdef uint32_t extra = 0, n_ip, mtu, piece
     cdef const uint8_t* ip
-    for i in range(b.count):
+    cdef Py_ssize_t count = b.count
+    cdef pkt_meta_t* q
+    for i in range(count):
+        if i + PREFETCH_AHEAD < count:
+            # the header and the headroom line the outer headers go into (never touched
+            # since the packet was copied in: cold), a few packets ahead
+            q = &b.m[i + PREFETCH_AHEAD]
+            kdp_prefetch_w(b.buf + q.off + q.l3_off)
+            kdp_prefetch_w(b.buf + q.off - 64)
         p = &b.m[i]
         if (p.verdict != V_FORWARD and p.verdict != V_REJECT and p.verdict != V_REPLY) \
                 or p.route_id == NO_ID or p.out_port == HOST_PORT or p.ip_ver == 0 \

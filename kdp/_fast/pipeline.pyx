@@ -45,7 +45,7 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
                                 SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
-from kdp._fast.decap cimport TunnelEndpoints, decap_batch
+from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
 from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
 from kdp._fast.encap cimport encap_batch
 from kdp._fast.frag cimport fragment_batch
@@ -200,10 +200,11 @@ cdef class Pipeline:
         self._ensure_scratch(b.capacity)
         self.extra.clear()
         with nogil:
-            parse_batch(b, self.vxlan_port)
-            neigh_learn_batch(neigh, b)
             if tunnels is not None:
-                decap_batch(b, tunnels, self.vxlan_port)
+                parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
+            else:
+                parse_batch(b, self.vxlan_port)
+            neigh_learn_batch(neigh, b)
             routes.classify_ingress(b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK

@@ -37,6 +37,13 @@ ctypedef struct route_t:
     uint8_t vtep_mac[6]     # VXLAN: the remote VTEP's MAC (inner Ethernet destination)
     uint16_t vxlan_port     # VXLAN: UDP destination port
     uint32_t vni            # VXLAN: network identifier
+    # tunnels: the headers in front of the inner packet (outer Ethernet, outer IP, for VXLAN
+    # UDP + VXLAN + the inner Ethernet header), with the per-packet fields zero; the encap
+    # stage copies them and patches lengths, identification, TOS, TTL, ports, checksum
+    uint16_t tmpl_len       # 34 (IP-in-IP), 64 (VXLAN over IPv4), 84 (VXLAN over IPv6)
+    uint16_t _pad1
+    uint32_t tmpl_sum       # IPv4: one's complement sum of the outer header's fixed words
+    uint8_t tmpl[88]
 
 cdef class RouteTable:
     cdef readonly Lpm4 lpm4

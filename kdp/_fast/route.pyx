@@ -60,7 +60,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
                                R_TUNNEL_NOT_DECAPSULATED, TUN_NONE)
 from kdp._fast.lpm cimport Lpm4, Lpm6, KDP_LPM_MISS
-from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16
+from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16, kdp_prefetch_w
 from kdp._fast.icmp cimport (icmp_error, icmp_error_allowed, icmp_is_echo_request, icmp_echo_reply,
                              ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, ICMP4_TIME_EXCEEDED,
                              ICMP6_PKT_TOO_BIG, ICMP6_TIME_EXCEEDED)
@@ -237,6 +237,60 @@ cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept
     return 40 + <uint32_t>ld16(ip + 4)
 
 
+cdef int _template(RouteTable t, route_t* rec, object route) except -1:
+    """The tunnel headers of a route (route.pxd: tmpl), per-packet fields zero."""
+    cdef uint8_t* h = rec.tmpl
+    cdef uint8_t* o = h + 14
+    cdef uint8_t* u
+    cdef bint v6 = route.via.version == 6
+    cdef uint32_t dst4
+    if route.encap == ENCAP_IPIP and v6:
+        raise ValueError(f"route {route.prefix}: IP-in-IP runs over IPv4 (via {route.via})")
+    if (v6 and not t.has_src6) or (not v6 and not t.has_src4):
+        raise ValueError(f"route {route.prefix}: the node has no IPv{route.via.version} "
+                         "address to send its tunnel from")
+    memset(h, 0, sizeof(rec.tmpl))
+    memcpy(h, rec.dst_mac, 6)
+    memcpy(h + 6, rec.src_mac, 6)
+    h[12] = 0x86 if v6 else 0x08
+    h[13] = 0xDD if v6 else 0x00
+    if v6:
+        o[0] = 0x60
+        o[6] = 17
+        o[7] = 64                       # Linux's default hop limit (vxlan ttl 0)
+        memcpy(o + 8, t.src6, 16)
+        memcpy(o + 24, rec.via6, 16)
+        u = o + 40
+    else:
+        dst4 = rec.via4
+        o[0] = 0x45
+        o[12] = <uint8_t>(t.src4 >> 24); o[13] = <uint8_t>(t.src4 >> 16)
+        o[14] = <uint8_t>(t.src4 >> 8); o[15] = <uint8_t>t.src4
+        o[16] = <uint8_t>(dst4 >> 24); o[17] = <uint8_t>(dst4 >> 16)
+        o[18] = <uint8_t>(dst4 >> 8); o[19] = <uint8_t>dst4
+        rec.tmpl_sum = (0x4500 + (t.src4 >> 16) + (t.src4 & 0xFFFF)
+                        + (dst4 >> 16) + (dst4 & 0xFFFF))
+        u = o + 20
+    if route.encap == ENCAP_IPIP:
+        rec.tmpl_len = 34               # TTL, protocol, DF: per packet
+        return 0
+    if not v6:
+        o[8] = 64                       # Linux's default TTL (vxlan ttl 0)
+        o[9] = 17
+        rec.tmpl_sum += (64 << 8) | 17
+    u[2] = <uint8_t>(rec.vxlan_port >> 8)
+    u[3] = <uint8_t>rec.vxlan_port
+    u[8] = 0x08                         # VXLAN: I flag
+    u[12] = <uint8_t>(rec.vni >> 16)
+    u[13] = <uint8_t>(rec.vni >> 8)
+    u[14] = <uint8_t>rec.vni
+    memcpy(u + 16, rec.vtep_mac, 6)     # the inner Ethernet header
+    memcpy(u + 22, t.vtep_mac, 6)
+    u[28] = 0x08                        # IPv4 inside unless the packet says otherwise
+    rec.tmpl_len = 84 if v6 else 64
+    return 0
+
+
 cdef class RouteTable:
     """The node's routes compiled into LPM tables plus route records.
 
@@ -263,6 +317,23 @@ cdef class RouteTable:
         self.martians = martians
         cdef route_t* rec
         cdef bytes mac
+        addrs = [ipaddress.ip_address(a) for a in node_addresses]
+        v4 = [int(a) for a in addrs if a.version == 4]
+        v6 = [a.packed for a in addrs if a.version == 6]
+        self.local4_arr = np.array(v4 or [0], dtype=np.uint32)
+        self.local6_arr = np.frombuffer(b"".join(v6) or bytes(16), dtype=np.uint8).copy()
+        self.local4 = <const uint32_t*>cnp.PyArray_DATA(self.local4_arr)
+        self.local6 = <const uint8_t*>cnp.PyArray_DATA(self.local6_arr)
+        self.n_local4 = len(v4)
+        self.n_local6 = len(v6)
+        self.has_src4 = bool(v4)
+        self.has_src6 = bool(v6)
+        self.src4 = v4[0] if v4 else 0
+        memset(self.src6, 0, 16)
+        if v6:
+            memcpy(self.src6, <const char*>v6[0], 16)
+        mac = _mac(vtep_mac, None) or (placeholder_mac(addrs[0]) if addrs else PLACEHOLDER_SRC)
+        memcpy(self.vtep_mac, <const char*>mac, 6)
         for i, route in enumerate(self.routes):
             rec = &self.r[i]
             rec.kind = <uint8_t>route.kind
@@ -297,25 +368,10 @@ cdef class RouteTable:
             mac = route.vtep_mac if route.vtep_mac is not None else \
                 (placeholder_mac(route.via) if route.via is not None else PLACEHOLDER_DST)
             memcpy(rec.vtep_mac, <const char*>mac, 6)
+            if route.encap != ENCAP_NONE:
+                _template(self, rec, route)
             table = self.lpm4 if route.prefix.version == 4 else self.lpm6
             table.insert(route.prefix, i)
-        addrs = [ipaddress.ip_address(a) for a in node_addresses]
-        v4 = [int(a) for a in addrs if a.version == 4]
-        v6 = [a.packed for a in addrs if a.version == 6]
-        self.local4_arr = np.array(v4 or [0], dtype=np.uint32)
-        self.local6_arr = np.frombuffer(b"".join(v6) or bytes(16), dtype=np.uint8).copy()
-        self.local4 = <const uint32_t*>cnp.PyArray_DATA(self.local4_arr)
-        self.local6 = <const uint8_t*>cnp.PyArray_DATA(self.local6_arr)
-        self.n_local4 = len(v4)
-        self.n_local6 = len(v6)
-        self.has_src4 = bool(v4)
-        self.has_src6 = bool(v6)
-        self.src4 = v4[0] if v4 else 0
-        memset(self.src6, 0, 16)
-        if v6:
-            memcpy(self.src6, <const char*>v6[0], 16)
-        mac = _mac(vtep_mac, None) or (placeholder_mac(addrs[0]) if addrs else PLACEHOLDER_SRC)
-        memcpy(self.vtep_mac, <const char*>mac, 6)
 
     @property
     def node_addresses(self):
@@ -469,6 +525,11 @@ cdef class RouteTable:
             if p.in_port != HOST_PORT:
                 _dec_ttl(ip, p.ip_ver)
                 p.ttl -= 1
+            if rec.encap:
+                # the encap stage writes the outer headers into the headroom line in
+                # front of the packet, untouched since the packet was copied in: fetch
+                # it now, a stage ahead
+                kdp_prefetch_w(b.buf + p.off - 64)
             p.out_port = rec.port
             set_verdict(p, V_FORWARD, ST_TX, R_FORWARDED)
 
