@@ -103,6 +103,15 @@ class Dataplane:
     def process(self, batch, log=None):
         self.pipeline.run(batch, log)
 
+    def flow_counters(self):
+        """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""
+        if self.conntrack is None:
+            return {}
+        out = self.conntrack.counters()
+        if self.pipeline.natout is not None:
+            out["nat_outgoing"] = int(self.pipeline.natout.masqueraded)
+        return out
+
     @property
     def extra(self):
         """The IPv4 fragments (after the first) the last `process` made: transmitted

@@ -230,7 +230,7 @@ class Underlay:
             seconds=time.perf_counter() - started,
             nodes={n: {"packets": int(nd.dp.counters.sum()), "counters": nd.dp.counters.copy(),
                        "verdicts": nd.dp.verdicts.copy(),
-                       "conntrack": nd.dp.conntrack.counters() if nd.dp.conntrack is not None else {}}
+                       "conntrack": nd.dp.flow_counters()}
                    for n, nd in self.nodes.items()},
             transits=self.transits, hop_limited=self.hop_limited)
 

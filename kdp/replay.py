@@ -68,7 +68,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         warnings=list(reader.warnings),
         notices=list(dp.notices) + dp.traffic_notices(),
         seconds=time.perf_counter() - started,
-        flows=dp.conntrack.counters() if dp.conntrack is not None else {},
+        flows=dp.flow_counters(),
     )
     return result
 

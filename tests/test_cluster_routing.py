@@ -142,7 +142,7 @@ def test_nat_outgoing_masquerades_pod_traffic_leaving_every_pool(tmp_path):
     assert out.ip.src == NODE1 and 32768 <= out.ip[TCP].sport <= 60999 and out.ip.dst == "8.8.8.8"
     assert in_pool.ip.src == CLIENT                     # destination inside a pool: untouched
     assert to_node.ip.src == NODE1                      # another node's address is outside the pools
-    assert h.dp.pipeline.natout.masqueraded == 2
+    assert h.dp.pipeline.natout.masqueraded == 2 and h.dp.flow_counters()["nat_outgoing"] == 2
     reply = h.send(IP(src="8.8.8.8", dst=NODE1) / TCP(sport=443, dport=out.ip[TCP].sport, flags="SA"),
                    in_port="uplink")
     assert (reply.ct, reply.ip.dst, reply.ip[TCP].dport, reply.out_port) == \

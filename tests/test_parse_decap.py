@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
@@ -183,3 +183,56 @@ def test_packets_without_tunnel_or_already_decided_are_untouched():
 def test_bad_endpoint_address_is_a_value_error():
     with pytest.raises(ValueError):
         decap.TunnelEndpoints(local=["not-an-address"])
+
+
+# ------------------------------------------------------------------ the one-pass parse + decap
+
+@st.composite
+def tunnel_frame(draw):
+    """Tunnel frames to the node (and near misses): IP-in-IP or VXLAN, with the damage and
+    variants the one-pass fast path must hand to the normal path."""
+    inner_ip = IP(src="10.0.0.1", dst="10.0.0.2", ttl=draw(st.integers(1, 255))) / \
+        UDP(sport=draw(st.integers(1, 65535)), dport=53) / Raw(draw(st.binary(max_size=40)))
+    src = draw(st.sampled_from([PEER4, OTHER4]))
+    dst = draw(st.sampled_from([NODE4, NODE4, OTHER4]))
+    kind = draw(st.sampled_from(["ipip", "vxlan", "vxlan-other-port", "udp"]))
+    opts = draw(st.sampled_from([[], [IPOption_NOP()] * 4]))
+    frag = draw(st.sampled_from([0, 0, 0, 1, 5]))
+    flags = draw(st.sampled_from([0, 0, "MF", "DF"]))
+    outer = IP(src=src, dst=dst, options=opts, frag=frag, flags=flags)
+    if kind == "ipip":
+        pkt = outer / inner_ip
+    elif kind == "udp":
+        pkt = outer / UDP(sport=1, dport=53) / Raw(b"x" * 30)
+    else:
+        port = 4789 if kind == "vxlan" else 8472
+        pkt = outer / UDP(sport=1, dport=port) / VXLAN(vni=draw(st.sampled_from([42, 7])),
+                                                       flags=draw(st.sampled_from([0x08, 0x08, 0x00]))) / \
+            Ether(src="02:00:00:00:00:07", dst="02:00:00:00:00:08") / inner_ip
+    eth = ETH / pkt if not draw(st.booleans()) else ETH / Dot1Q(vlan=5) / pkt
+    data = bytearray(bytes(eth))
+    damage = draw(st.sampled_from(["none", "none", "checksum", "cut", "length"]))
+    l3 = 18 if Dot1Q in eth else 14
+    if damage == "checksum":
+        data[l3 + 10] ^= 0x5A
+    elif damage == "cut":
+        data = data[:draw(st.integers(l3, len(data)))]
+    elif damage == "length":
+        data[l3 + 2:l3 + 4] = (len(data) - l3 + draw(st.integers(-30, 30))).to_bytes(2, "big")
+    return bytes(data), draw(st.integers(0, 40))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(tunnel_frame(), min_size=1, max_size=6))
+def test_one_pass_parse_and_decap_equals_parse_then_decap(frames):
+    ep = decap.TunnelEndpoints(local=[NODE4, NODE6], peers=[PEER4, PEER6], vnis=[42])
+    two, one = packet.Batch(len(frames)), packet.Batch(len(frames))
+    for data, extra in frames:
+        for b in (two, one):
+            b.append(data, wire_len=len(data) + extra)
+    parse.parse(two)
+    decap.decap(two, ep)
+    decap.parse_and_decap(one, ep)
+    for i in range(len(frames)):
+        assert one.packet(i) == two.packet(i)
+        assert one.meta[i].tobytes() == two.meta[i].tobytes()
