@@ -35,18 +35,19 @@ Verdicts (stage ST_DECAP):
 
 Next stage: conntrack.
 
-`parse_decap_batch` runs the parse stage and this one in one pass over the batch (the
-pipeline uses it when the node decapsulates): each packet is parsed and, when it is a
-tunnel, decapsulated while it is in cache. The common tunnel frame (untagged Ethernet,
-IPv4 without options to the node from a known peer, IP-in-IP or VXLAN on the parser's
-port) is recognised from its headers directly and only its inner packet is parsed; any
-other frame takes parse_frame and the stage as above, so the outcome is the same.
+`parse_decap_batch` runs the parse stage and this one in one pass (the pipeline uses it
+when the node decapsulates): the parser's loop (parse.parse_batch_hooked) hands this
+stage each packet in turn while it is in cache. The common tunnel frame (untagged
+Ethernet, IPv4 without options to the node from a known peer, IP-in-IP or VXLAN on the
+parser's port, inner headers captured) is recognised from its headers directly and
+only its inner packet is parsed; every other tunnel is parsed, then decapsulated as
+above; the outcome is the same as parse, then decap.
 """
 import ipaddress
 
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcmp, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (
@@ -54,20 +55,11 @@ from kdp._fast.packet cimport (
     TUN_NONE, TUN_IPIP, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6, FRAG_NONE,
     R_ARP, R_BAD_VXLAN, R_UNKNOWN_TUNNEL_PEER,
 )
-from kdp._fast.parse cimport parse_frame, csum_fold, DEFAULT_VXLAN_PORT
+from kdp._fast.parse cimport parse_frame, parse_batch_hooked, csum_fold, DEFAULT_VXLAN_PORT
 
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define KDP_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define KDP_PREFETCH(p) ((void)0)
-    #endif
-    """
-    void KDP_PREFETCH(const void* p) noexcept nogil
 
-cdef enum:
-    PREFETCH_AHEAD = 4          # as parse_batch
+
+
 
 cnp.import_array()
 
@@ -175,17 +167,17 @@ cdef class TunnelEndpoints:
         self.local6 = _sorted6(l6)
         self.peers4 = _sorted4(p4)
         self.peers6 = _sorted6(p6)
-        self.n_l4 = self.local4.shape[0]
-        self.n_l6 = self.local6.shape[0]
-        self.n_p4 = self.peers4.shape[0]
-        self.n_p6 = self.peers6.shape[0]
-        self.l4 = <const uint32_t*>cnp.PyArray_DATA(self.local4)
-        self.l6 = <const uint8_t*>cnp.PyArray_DATA(self.local6)
-        self.p4 = <const uint32_t*>cnp.PyArray_DATA(self.peers4)
-        self.p6 = <const uint8_t*>cnp.PyArray_DATA(self.peers6)
         self.peers4_set = _set4(self.peers4)
-        self.ps4 = <const uint32_t*>cnp.PyArray_DATA(self.peers4_set)
-        self.ps4_mask = self.peers4_set.shape[0] - 1
+        memset(&self.s, 0, sizeof(tunnel_set_t))
+        self.s.l4 = <const uint32_t*>cnp.PyArray_DATA(self.local4)
+        self.s.l6 = <const uint8_t*>cnp.PyArray_DATA(self.local6)
+        self.s.ps4 = <const uint32_t*>cnp.PyArray_DATA(self.peers4_set)
+        self.s.p6 = <const uint8_t*>cnp.PyArray_DATA(self.peers6)
+        self.s.n_l4 = self.local4.shape[0]
+        self.s.n_l6 = self.local6.shape[0]
+        self.s.n_p6 = self.peers6.shape[0]
+        self.s.ps4_mask = self.peers4_set.shape[0] - 1
+        self.s.check_peers = self.check_peers
         ports = [int(x) for x in vxlan_ports]
         if len(ports) > 4 or any(not 0 < x <= 0xFFFF for x in ports):
             raise ValueError(f"vxlan_ports: at most 4 ports in 1..65535, got {ports}")
@@ -193,17 +185,17 @@ cdef class TunnelEndpoints:
         if len(vni_list) > 8 or any(not 0 <= x < (1 << 24) for x in vni_list):
             raise ValueError(f"vnis: at most 8 VNIs in 0..16777215, got {vni_list}")
         for k in range(4):
-            self.vxlan_ports[k] = ports[k] if k < len(ports) else 0
+            self.s.vxlan_ports[k] = ports[k] if k < len(ports) else 0
         for k in range(len(vni_list)):
-            self.vnis[k] = vni_list[k]
-        self.n_vnis = len(vni_list)
+            self.s.vnis[k] = vni_list[k]
+        self.s.n_vnis = len(vni_list)
 
     def __repr__(self):
-        return (f"TunnelEndpoints(local={self.n_l4 + self.n_l6} addresses, "
-                f"peers={'any' if not self.check_peers else self.n_p4 + self.n_p6})")
+        return (f"TunnelEndpoints(local={self.s.n_l4 + self.s.n_l6} addresses, peers="
+                f"{'any' if not self.check_peers else self.peers4.shape[0] + self.peers6.shape[0]})")
 
 
-cdef inline bint _extra_vxlan(TunnelEndpoints t, pkt_meta_t* p) noexcept nogil:
+cdef inline bint _extra_vxlan(const tunnel_set_t* t, pkt_meta_t* p) noexcept nogil:
     """UDP to one of the extra VXLAN ports: mark it as the parser marks VXLAN."""
     cdef int k
     if p.proto != 17 or p.frag != FRAG_NONE or p.l4_off == 0 or t.vxlan_ports[0] == 0:
@@ -218,7 +210,7 @@ cdef inline bint _extra_vxlan(TunnelEndpoints t, pkt_meta_t* p) noexcept nogil:
     return False
 
 
-cdef inline bint _vni_ok(TunnelEndpoints t, const uint8_t* vx) noexcept nogil:
+cdef inline bint _vni_ok(const tunnel_set_t* t, const uint8_t* vx) noexcept nogil:
     cdef uint32_t vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
     cdef Py_ssize_t k
     if t.n_vnis == 0:
@@ -229,15 +221,17 @@ cdef inline bint _vni_ok(TunnelEndpoints t, const uint8_t* vx) noexcept nogil:
     return False
 
 
-cdef void _decap_one(TunnelEndpoints t, Batch b, pkt_meta_t* p, uint16_t vxlan_port) noexcept nogil:
-    """The stage for one parsed, pending packet (see the module docstring)."""
+cdef int _decap_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
+    """The stage for one parsed, pending packet (see the module docstring); ctx is the
+    tunnel_set_t. (Its signature is parse.pxd's parse_hook_t.)"""
+    cdef const tunnel_set_t* t = <const tunnel_set_t*>ctx
     cdef uint32_t shift
     cdef uint16_t r
     cdef uint8_t kind
     cdef bint mine, known
     cdef uint8_t* pkt
     if p.tunnel == TUN_NONE and not _extra_vxlan(t, p):
-        return
+        return False
     if p.ip_ver == 4:
         mine = _has4(t.l4, t.n_l4, p.dst4)
         known = _in_set4(t.ps4, t.ps4_mask, p.src4)
@@ -245,18 +239,18 @@ cdef void _decap_one(TunnelEndpoints t, Batch b, pkt_meta_t* p, uint16_t vxlan_p
         mine = _has6(t.l6, t.n_l6, p.dst6)
         known = _has6(t.p6, t.n_p6, p.src6)
     if not mine:
-        return
+        return False
     if t.check_peers and not known:
         drop(p, ST_DECAP, R_UNKNOWN_TUNNEL_PEER)
-        return
+        return True
     shift = p.inner_off
-    pkt = b.buf + p.off
+    pkt = buf + p.off
     kind = p.tunnel
     if kind == TUN_VXLAN:
         # parse checked that the 8-byte VXLAN header lies before inner_off
         if not (pkt[shift - 8] & 0x08) or not _vni_ok(t, pkt + shift - 8):
             drop(p, ST_DECAP, R_BAD_VXLAN)
-            return
+            return True
         p.linktype = LT_ETHERNET
     elif p.linktype == LT_ETHERNET and p.l3_off >= 14:
         # a plain Ethernet header in front of the inner IP packet, with the outer
@@ -267,7 +261,8 @@ cdef void _decap_one(TunnelEndpoints t, Batch b, pkt_meta_t* p, uint16_t vxlan_p
         pkt[shift + 13] = 0x00 if p.proto == 4 else 0xDD
     else:
         p.linktype = LT_IPV4 if p.proto == 4 else LT_IPV6
-    _inner(p, b.buf, shift, kind, vxlan_port)
+    _inner(p, buf, shift, kind, t.port)
+    return True
 
 
 cdef inline void _inner(pkt_meta_t* p, uint8_t* buf, uint32_t shift, uint8_t kind,
@@ -288,10 +283,12 @@ cdef inline void _inner(pkt_meta_t* p, uint8_t* buf, uint32_t shift, uint8_t kin
 cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept nogil:
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
+    cdef tunnel_set_t s = t.s
+    s.port = vxlan_port
     for i in range(b.count):
         p = &b.m[i]
         if p.verdict == V_PENDING:
-            _decap_one(t, b, p, vxlan_port)
+            _decap_one(&s, b.buf, p)
 
 
 cdef inline uint16_t _rd16(const uint8_t* a) noexcept nogil:
@@ -302,7 +299,7 @@ cdef inline uint32_t _rd32(const uint8_t* a) noexcept nogil:
     return (<uint32_t>a[0] << 24) | (<uint32_t>a[1] << 16) | (<uint32_t>a[2] << 8) | a[3]
 
 
-cdef inline uint32_t _fast_tunnel(TunnelEndpoints t, const pkt_meta_t* p, const uint8_t* pkt,
+cdef inline uint32_t _fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p, const uint8_t* pkt,
                                   uint16_t vxlan_port, uint8_t* kind) noexcept nogil:
     """The common tunnel frame, recognised without parsing its outer headers as a packet
     of their own: untagged Ethernet, IPv4 without options, unfragmented, with a valid
@@ -312,11 +309,14 @@ cdef inline uint32_t _fast_tunnel(TunnelEndpoints t, const pkt_meta_t* p, const 
     VXLAN), or 0: then parse and the stage decide, with the same outcome for every
     frame this accepts (it only skips work)."""
     cdef const uint8_t* ip = pkt + 14
-    cdef uint32_t n = p.len, wire = p.wire_len if p.wire_len > p.len else p.len
+    cdef uint32_t n = p.len, wire
     cdef uint32_t tot, ulen, lim
-    if p.linktype != LT_ETHERNET or n < 14 + 20 + 20 or pkt[12] != 0x08 or pkt[13] != 0 \
-            or ip[0] != 0x45:
+    # most packets are no tunnel: the protocol (and VXLAN's port) first, to leave at once
+    if n < 14 + 20 + 20 or not (ip[9] == 4 or (ip[9] == 17 and _rd16(ip + 22) == vxlan_port)):
         return 0
+    if p.linktype != LT_ETHERNET or pkt[12] != 0x08 or pkt[13] != 0 or ip[0] != 0x45:
+        return 0
+    wire = p.wire_len if p.wire_len > p.len else p.len
     tot = _rd16(ip + 2)
     if tot < 40 or 14 + tot > wire or (_rd16(ip + 6) & 0x3FFF) != 0:
         return 0
@@ -328,7 +328,7 @@ cdef inline uint32_t _fast_tunnel(TunnelEndpoints t, const pkt_meta_t* p, const 
         if 34 + 20 > lim:
             return 0
         tot = 34
-    elif ip[9] == 17 and vxlan_port != 0 and _rd16(ip + 22) == vxlan_port:
+    elif vxlan_port != 0:                   # UDP to the VXLAN port (checked above)
         kind[0] = TUN_VXLAN
         ulen = _rd16(ip + 24)
         if ulen < 8 + 8 + 14 or 34 + ulen > 14 + tot or 34 + 8 + 8 + 14 > lim \
@@ -344,41 +344,33 @@ cdef inline uint32_t _fast_tunnel(TunnelEndpoints t, const pkt_meta_t* p, const 
     return tot
 
 
-cdef void parse_decap_batch(Batch b, uint16_t vxlan_port, TunnelEndpoints t) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef Py_ssize_t n = b.count
-    cdef pkt_meta_t* p
-    cdef uint8_t* pkt
-    cdef uint32_t inner
-    cdef uint16_t r
+cdef int _fast_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
+    """The common tunnel frame (_fast_tunnel) moved to its inner packet, which the
+    parser's loop then parses; 0 for any other frame (parsed as usual).
+    parse.pxd's parse_hook_t."""
+    cdef const tunnel_set_t* t = <const tunnel_set_t*>ctx
+    cdef uint8_t* pkt = buf + p.off
     cdef uint8_t kind = 0
-    for i in range(n):
-        # fetch a few packets ahead, as parse_batch does
-        if i + 2 * PREFETCH_AHEAD < n:
-            KDP_PREFETCH(&b.m[i + 2 * PREFETCH_AHEAD])
-        if i + PREFETCH_AHEAD < n:
-            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off)
-            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off + 64)
-        p = &b.m[i]
-        if p.verdict != V_PENDING:
-            continue
-        pkt = b.buf + p.off
-        inner = _fast_tunnel(t, p, pkt, vxlan_port, &kind)
-        if inner:
-            if kind == TUN_IPIP:
-                inner -= 14
-                memmove(pkt + inner, pkt, 12)
-                pkt[inner + 12] = 0x08
-                pkt[inner + 13] = 0x00
-            _inner(p, b.buf, inner, kind, vxlan_port)
-            continue
-        r = parse_frame(p, pkt, vxlan_port)
-        if r == R_ARP:
-            set_verdict(p, V_LOCAL, ST_PARSE, R_ARP)
-        elif r:
-            drop(p, ST_PARSE, r)
-        else:
-            _decap_one(t, b, p, vxlan_port)
+    cdef uint32_t inner = _fast_tunnel(t, p, pkt, t.port, &kind)
+    if not inner:
+        return 0
+    if kind == TUN_IPIP:
+        inner -= 14
+        memcpy(pkt + inner, pkt, 12)    # (inner >= 20: no overlap)
+        pkt[inner + 12] = 0x08
+        pkt[inner + 13] = 0x00
+    p.off += inner
+    p.len -= inner
+    p.wire_len = p.wire_len - inner if p.wire_len >= inner else 0
+    return kind
+
+
+cdef void parse_decap_batch(Batch b, uint16_t vxlan_port, TunnelEndpoints t) noexcept nogil:
+    cdef tunnel_set_t s = t.s
+    s.port = vxlan_port
+    # the parser's own loop: the fast path sees IP-in-IP and VXLAN frames first, the
+    # stage every tunnel the parser recognised and UDP to the extra VXLAN ports
+    parse_batch_hooked(b, vxlan_port, _fast_one, _decap_one, &s, s.vxlan_ports)
 
 
 def parse_and_decap(Batch b not None, TunnelEndpoints endpoints not None, vxlan_port=DEFAULT_VXLAN_PORT):
