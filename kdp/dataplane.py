@@ -10,10 +10,12 @@ conntrack settings in one NodeTables); this class builds the pipeline from it,
 swaps new tables in between batches and flushes the flows a change leaves
 behind. A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
+Cluster DNS (NodeConfig `dns`) is compiled with the other tables: dp.dns_zone is
+the zone (kdp.control.dns), None when kdp answers no DNS.
 """
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
-from kdp.control.node import compile_node, plain_router
+from kdp.control.node import compile_node, plain_router, service_key
 from kdp.errors import ConfigError
 from kdp.ports import PortTable
 from kdp.reasons import Reason, Stage
@@ -37,6 +39,11 @@ class Dataplane:
     def notices(self):
         """What the snapshot held that was skipped (unknown kinds...)."""
         return self.node.notices
+
+    @property
+    def dns_zone(self):
+        """The cluster DNS zone kdp answers (kdp.control.dns.Zone), None when it answers none."""
+        return self.node.dns.zone if self.node.dns is not None else None
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -77,7 +84,11 @@ class Dataplane:
         """
         if self.node.services is None:
             raise ConfigError("update_endpoints needs a data plane built from a snapshot")
-        return self.flush_backends(self.node.update_endpoints(obj))
+        gone = self.node.update_endpoints(obj)
+        dns = self.node.update_dns(service_key(obj))
+        if dns is not None:
+            self.pipeline.swap_dns(dns)
+        return self.flush_backends(gone)
 
     def flush_backends(self, backends):
         """Delete the flows translated to each (proto, address, port); returns how many."""
@@ -94,6 +105,11 @@ class Dataplane:
     def counters(self):
         """uint64 [stage, reason]: every packet processed, counted once."""
         return self.pipeline.counters
+
+    @property
+    def dns_counters(self):
+        """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
+        return self.pipeline.dns_counters
 
     @property
     def verdicts(self):

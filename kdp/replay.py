@@ -6,7 +6,7 @@ from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
 from kdp.errors import CaptureError
 from kdp.io.capture import CaptureWriter, open_capture
-from kdp.summary import RunResult
+from kdp.summary import RunResult, dns_outcomes
 
 
 def _output_linktype(reader):
@@ -69,6 +69,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         notices=list(dp.notices) + dp.traffic_notices(),
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
+        dns=dns_outcomes(dp.dns_counters),
     )
     return result
 

@@ -100,6 +100,16 @@ def story():
     tcp = bytearray(raw(from_pod(IP(src=CLIENT, dst="8.8.8.8") / TCP(sport=1, dport=2))))
     tcp[14 + 20 + 12] = 0x30           # data offset 3 (< 5)
     add("TCP data offset below 5", Ether(bytes(tcp)))
+
+    # 7. cluster DNS: queries to kube-system/kube-dns (10.96.0.53)
+    dns = IP(src=CLIENT, dst="10.96.0.53")
+    add("DNS A web.shop.svc.cluster.local (answered by kdp in place)",
+        from_pod(dns / UDP(sport=53100, dport=53) / DNS(id=1, rd=1, qd=DNSQR(qname="web.shop.svc.cluster.local"))))
+    add("DNS AAAA of a search-path expansion (NXDOMAIN at once)",
+        from_pod(dns / UDP(sport=53101, dport=53) / DNS(id=2, rd=1, qd=DNSQR(
+            qname="web.shop.svc.cluster.local.shop.svc.cluster.local", qtype="AAAA"))))
+    add("DNS A www.example.com (not the cluster's: to CoreDNS on node-2, IP-in-IP)",
+        from_pod(dns / UDP(sport=53102, dport=53) / DNS(id=3, rd=1, qd=DNSQR(qname="www.example.com"))))
     return out
 
 

@@ -265,7 +265,7 @@ def test_a_failed_reload_leaves_the_running_tables_intact(tmp_path):
     with pytest.raises(ConfigError):
         tables = compile(Cluster.load([str(snap)], node="node-1"))
     assert [tables.backends(i).tobytes() for i in range(len(tables.records))] == before
-    assert len(tables.records) == 4
+    assert len(tables.records) == 6
 
 
 def test_non_ascii_digits_are_errors_not_crashes():

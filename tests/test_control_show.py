@@ -17,7 +17,8 @@ def test_show_services_json_lists_frontends_and_policies(capsys):
     rc, out, err = run(capsys, "services", "--json")
     assert rc == 0
     rows = {r["name"]: r for r in json.loads(out)["services"]}
-    assert set(rows) == {"shop/web:http", "shop/api:grpc", "shop/frontend:https", "shop/cache:memcache"}
+    assert set(rows) == {"shop/web:http", "shop/api:grpc", "shop/frontend:https", "shop/cache:memcache",
+                         "kube-system/kube-dns:dns", "kube-system/kube-dns:dns-tcp"}
     fe = rows["shop/frontend:https"]
     assert {(f["kind"], f["address"], f["port"]) for f in fe["frontends"]} == {
         ("ClusterIP", "10.96.0.30", 443), ("LoadBalancer", "203.0.113.10", 443),

@@ -50,7 +50,8 @@ cpdef enum Stage:
     ST_ROUTE = 7
     ST_ENCAP = 8
     ST_TX = 9
-    N_STAGES = 10
+    ST_DNS = 10             # cluster DNS answered in the data plane (after ingress, before conntrack)
+    N_STAGES = 11
 
 # Every packet ends with exactly one reason, drop or not, and the counters
 # array is indexed [stage, reason]: a run's counters add up to its input.
@@ -112,18 +113,22 @@ cpdef enum Reason:
     R_NOT_TRANSMITTED = 42      # no output attached for out_port
     R_BAD_IPV4_CHECKSUM = 43
     R_BAD_ICMP_QUOTE = 44       # ICMP error quoting a header of the wrong IP version / IHL < 5
+    # dns
+    R_DNS_ANSWERED = 45         # a query answered from the compiled zone (NOERROR, NXDOMAIN or NODATA)
+    R_DNS_FORMERR = 46          # a malformed query answered with FORMERR (or BADVERS)
+    R_DNS_MALFORMED = 47        # dropped: shorter than a DNS header, or a response (QR set)
     # router behaviour, encapsulation, MTU (route / encap stages)
-    R_MARTIAN_SOURCE = 45       # from the wire: loopback, multicast, broadcast or 0.0.0.0/8 source
-    R_MARTIAN_LOCAL_SOURCE = 46 # from the wire with one of the node's own addresses as source
-    R_MARTIAN_DESTINATION = 47  # from the wire to a loopback (127/8, ::1) or 0.0.0.0/8 destination
-    R_LINK_LOCAL = 48           # multicast, broadcast or IPv6 link-local destination: for the node, never forwarded
-    R_ECHO_REPLIED = 49         # ICMP / ICMPv6 echo request to a node address, answered (V_REPLY)
-    R_FORWARDED_IPIP = 50       # forwarded, encapsulated IP-in-IP to another node
-    R_FORWARDED_VXLAN = 51      # forwarded, encapsulated in VXLAN to another node
-    R_FORWARDED_FRAGMENTED = 52 # forwarded as IPv4 fragments (no DF, larger than the route's MTU)
-    R_TUNNEL_NOT_DECAPSULATED = 53  # V_LOCAL: IP-in-IP or VXLAN to the node that no tunnel settings decapsulate
-    R_UNDERLAY_HOP_LIMIT = 54   # multi-node replay: crossed too many nodes (a routing loop)
-    N_REASONS = 55
+    R_MARTIAN_SOURCE = 48       # from the wire: loopback, multicast, broadcast or 0.0.0.0/8 source
+    R_MARTIAN_LOCAL_SOURCE = 49 # from the wire with one of the node's own addresses as source
+    R_MARTIAN_DESTINATION = 50  # from the wire to a loopback (127/8, ::1) or 0.0.0.0/8 destination
+    R_LINK_LOCAL = 51           # multicast, broadcast or IPv6 link-local destination: for the node, never forwarded
+    R_ECHO_REPLIED = 52         # ICMP / ICMPv6 echo request to a node address, answered (V_REPLY)
+    R_FORWARDED_IPIP = 53       # forwarded, encapsulated IP-in-IP to another node
+    R_FORWARDED_VXLAN = 54      # forwarded, encapsulated in VXLAN to another node
+    R_FORWARDED_FRAGMENTED = 55 # forwarded as IPv4 fragments (no DF, larger than the route's MTU)
+    R_TUNNEL_NOT_DECAPSULATED = 56  # V_LOCAL: IP-in-IP or VXLAN to the node that no tunnel settings decapsulate
+    R_UNDERLAY_HOP_LIMIT = 57   # multi-node replay: crossed too many nodes (a routing loop)
+    N_REASONS = 58
 
 # Fragment position of an IP packet.
 cdef enum Frag:

@@ -7,6 +7,7 @@ from kdp._fast.service cimport ServiceTables
 from kdp._fast.decap cimport TunnelEndpoints
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.natout cimport NatOutgoing
+from kdp._fast.dns cimport DnsTable, dns_note_t, dns_q_t
 
 # The service frontend a new flow matched (the slow path matches a whole batch first).
 ctypedef struct new_flow_t:
@@ -36,6 +37,10 @@ cdef class Pipeline:
     cdef public bint packet_clock           # True: time from packet timestamps (replay)
     cdef object nf_scratch                  # new_flow_t per packet of a batch
     cdef new_flow_t* nf
+    cdef readonly DnsTable dns              # None: no DNS stage
+    cdef readonly object dns_counters       # uint64 [N_DNS_COUNTERS], by DnsOutcome (+ truncated)
+    cdef readonly object dns_notes          # dns.NOTE_DTYPE per packet of the last batch (the log's)
+    cdef object dns_scratch                 # dns_q_t per packet of a batch
 
     cdef void new_flows(self, Batch b) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil

@@ -2,7 +2,8 @@
 """Runs one batch through the stages, in order, and counts the outcome.
 
   parse -> neighbour learning -> decap (tunnels to this node) -> ingress classification
-        and martian checks -> conntrack lookup (fast path)
+        and martian checks -> DNS (queries to the cluster DNS addresses answered in place)
+        -> conntrack lookup (fast path)
         -> new flows (slow path: service match, backend, masquerade, reject;
            natOutgoing; conntrack create) -> NAT -> route (TTL, MTU, ICMP answers)
         -> encap (tunnels, Ethernet addresses; fragments into `extra`)
@@ -50,6 +51,9 @@ from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
 from kdp._fast.encap cimport encap_batch
 from kdp._fast.frag cimport fragment_batch
 from kdp._fast.natout cimport NatOutgoing, natout_apply
+from kdp._fast.decap cimport TunnelEndpoints, decap_batch
+from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
+from kdp._fast.dns import NOTE_DTYPE
 
 cnp.import_array()
 
@@ -60,7 +64,8 @@ cdef enum:
 cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
-                 bint packet_clock=True, TunnelEndpoints tunnels=None, NatOutgoing natout=None):
+                 bint packet_clock=True, TunnelEndpoints tunnels=None, DnsTable dns=None,
+                 NatOutgoing natout=None):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
         self.verdicts = np.zeros(N_VERDICTS, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
@@ -79,20 +84,32 @@ cdef class Pipeline:
         self.clock_ns = 0
         self.nf_scratch = np.zeros(0, dtype=np.uint8)
         self.nf = NULL
+        self.dns = dns
+        self.dns_counters = np.zeros(N_DNS_COUNTERS, dtype=np.uint64)
+        self.dns_notes = np.zeros(0, dtype=NOTE_DTYPE)
+        self.dns_scratch = np.zeros(0, dtype=np.uint8)
 
     def _ensure_scratch(self, Py_ssize_t n):
         if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
             self.nf_scratch = np.zeros(n * sizeof(new_flow_t), dtype=np.uint8)
         self.nf = <new_flow_t*>cnp.PyArray_DATA(self.nf_scratch)
+        if self.dns is not None and self.dns_notes.shape[0] < n:
+            self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
+            self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
-             TunnelEndpoints tunnels=None, NatOutgoing natout=None):
+             TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None):
         """Swap in newly compiled tables (between batches). Conntrack and the
         learned neighbours stay."""
         self.routes = routes
         self.services = services
         self.tunnels = tunnels
+        self.dns = dns
         self.natout = natout
+
+    def swap_dns(self, DnsTable dns):
+        """Swap in a new DNS zone alone (an endpoint update), between batches."""
+        self.dns = dns
 
     cdef void new_flows(self, Batch b) noexcept nogil:
         """The slow path, in packet order, for packets the fast path did not know.
@@ -194,11 +211,18 @@ cdef class Pipeline:
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
         cdef Neighbours neigh = self.neighbours
+        cdef DnsTable dns = self.dns
         cdef Py_ssize_t i, made = 0
         cdef uint32_t need
+        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
+        cdef dns_note_t* notes = NULL
+        cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
         self.extra.clear()
+        if dns is not None:
+            notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
+            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
         with nogil:
             if tunnels is not None:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
@@ -217,7 +241,10 @@ cdef class Pipeline:
                 self.ct_now = self.clock_ns
         if log is not None:
             log.capture_orig(b)
+            log.capture_dns(self.dns_notes if dns is not None else None)
         with nogil:
+            if dns is not None:
+                dns_batch(dns, b, dns_ctr, notes, dq)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
             self.new_flows(b)

@@ -3,7 +3,8 @@
 
 Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
-and orig (the tuple as received). Names of ports, services and reasons come
+orig (the tuple as received), and dns (query name, type, rcode and the DNS
+stage's outcome for packets to a cluster DNS address, else null). Names of ports, services and reasons come
 from string tables built once per configuration (`NameTable`).
 
 Keys present only when they apply: `tunnel` ({type, src, dst[, vni]}: kdp put the
@@ -21,6 +22,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from kdp._fast.packet cimport (Batch, pkt_meta_t, NO_PORT, NO_ID, N_REASONS,
                                V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL, V_REPLY,
                                TUN_IPIP, TUN_VXLAN)
+from kdp._fast.dns cimport dns_note_t, dns_note_json
 
 cnp.import_array()
 
@@ -33,7 +35,7 @@ cdef extern from "sys/socket.h" nogil:
 ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
 
 cdef enum:
-    MAX_LINE = 1024     # longest line one packet can produce, with room to spare
+    MAX_LINE = 2560     # longest line one packet can produce (a DNS name escaped), with room to spare
 
 
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
@@ -181,8 +183,8 @@ cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept n
     return True
 
 
-cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
-                        NameTable ports, NameTable services, NameTable reasons,
+cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
+                        uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
                         char* out, const char* node, const uint64_t* indices,
                         const uint8_t* hops) noexcept nogil:
     cdef Py_ssize_t i, n = 0
@@ -236,6 +238,11 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, uint64_t first_index,
             n += snprintf(out + n, 4, ",")
             n += _ports(out + n, 64, orig[i].ip_ver, orig[i].proto, orig[i].sport, orig[i].dport)
             n += snprintf(out + n, 4, "}")
+        n += snprintf(out + n, 8, ",\"dns\":")
+        if notes == NULL:
+            n += snprintf(out + n, 8, "null")
+        else:
+            n += dns_note_json(&notes[i], out + n)
         if tunnelled:
             n += snprintf(out + n, 40, ",\"tunnel\":{\"type\":\"%s\",\"src\":",
                           "ipip" if p.encap == TUN_IPIP else "vxlan")
@@ -265,6 +272,7 @@ cdef class VerdictLog:
     cdef NameTable reasons
     cdef public uint64_t lines
     cdef bytes node                     # JSON string of the node (multi-node replay), or None
+    cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
 
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
                  node=None):
@@ -276,6 +284,7 @@ cdef class VerdictLog:
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
         self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
         self.lines = 0
+        self.dns_notes = None
 
     def set_names(self, port_names=None, service_names=None):
         """New port or service names (after a reload)."""
@@ -292,6 +301,10 @@ cdef class VerdictLog:
         with nogil:
             snapshot_tuples(b, orig)
 
+    def capture_dns(self, notes):
+        """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
+        self.dns_notes = notes
+
     def write(self, Batch b, indices=None, hops=None):
         """One line per packet of b. `indices` (uint64 per packet) numbers the lines
         instead of the running count, `hops` (uint8) gives their hop (multi-node)."""
@@ -301,8 +314,13 @@ cdef class VerdictLog:
         cdef const char* node = NULL
         cdef const uint64_t* idx = NULL
         cdef const uint8_t* hop = NULL
+        cdef const dns_note_t* notes = NULL
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
+        if self.dns_notes is not None:
+            if self.dns_notes.shape[0] < b.count:
+                raise ValueError("DNS notes smaller than the batch")
+            notes = <const dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
         if self.node is not None:
             node = self.node
         if indices is not None:
@@ -316,7 +334,7 @@ cdef class VerdictLog:
                 raise ValueError("fewer hops than packets")
             hop = <const uint8_t*>cnp.PyArray_DATA(hops)
         with nogil:
-            n = _format(b, orig, self.lines, self.ports, self.services, self.reasons, out,
+            n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons, out,
                         node, idx, hop)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count

@@ -54,6 +54,7 @@ class Service:
     internal_policy_local: bool = False
     external_name: Optional[str] = None
     origin: Optional[Origin] = None
+    publish_not_ready: bool = False         # spec.publishNotReadyAddresses (DNS: not-ready endpoints too)
 
     @property
     def key(self):
@@ -68,6 +69,7 @@ class Endpoint:
     terminating: bool = False
     node_name: Optional[str] = None
     target: Optional[str] = None   # "namespace/name" of the Pod, when given
+    hostname: Optional[str] = None  # DNS: <hostname>.<service>.<ns>.svc.<zone>
 
 
 @dataclass(slots=True)
@@ -162,6 +164,16 @@ class Conntrack:
 
 
 @dataclass(slots=True)
+class Dns:
+    """Cluster DNS answered in the data plane (docs/nodeconfig.md, `dns`)."""
+    enabled: bool = True
+    cluster_domain: str = "cluster.local"   # lowercase, no trailing dot
+    listen: list = field(default_factory=list)   # [(IP, port)]; []: the ClusterIPs of kube-system/kube-dns, 53
+    ttl: int = 5
+    pods: str = "insecure"                  # insecure | disabled (CoreDNS `pods`)
+
+
+@dataclass(slots=True)
 class Port:
     """A data-plane port of the node (for `kdp attach`): stored, not used here."""
     name: str
@@ -191,6 +203,7 @@ class NodeConfig:
     proxy_mode: str = "nftables"                   # nftables | iptables
     session_affinity_slots: int = 65536
     conntrack: Conntrack = field(default_factory=Conntrack)
+    dns: Dns = field(default_factory=Dns)
     ports: list = field(default_factory=list)      # [Port]
     origin: Optional[Origin] = None
     # the node's network (kdp.control.overlay; docs/nodeconfig.md); None: derived or default

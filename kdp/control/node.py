@@ -7,9 +7,9 @@
     pipeline.swap(**new.pipeline.as_kwargs())            # swapped whole between batches
 
 A NodeTables holds the service tables (CompiledTables), the pipeline's tables
-(PipelineTables: route table, service tables, tunnel endpoints), the
-conntrack settings (ConntrackSettings) and the settings the pipeline is built
-with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
+(PipelineTables: route table, service tables, tunnel endpoints, the cluster
+DNS table), the conntrack settings (ConntrackSettings), the DNS zone's
+compiler and the settings the pipeline is built with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
 and flushes what `changes_from` / `update_endpoints` name.
 
 Adding a table (policy rules, tunnel routes, DNS names, ...): a field in
@@ -26,6 +26,7 @@ import numpy as np
 from kdp._fast.conntrack import Conntrack
 from kdp._fast.decap import TunnelEndpoints
 from kdp._fast.natout import NatOutgoing
+from kdp._fast.dns import DnsTable
 from kdp._fast.parse import VXLAN_PORT
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.route import Encap, Route, RouteKind, RouteTable
@@ -33,6 +34,8 @@ from kdp._fast.service import ServiceTables
 from kdp.control import addr
 from kdp.control.backends import backend_ip
 from kdp.control.compile import compile_cluster
+from kdp.control.dns import build_zone
+from kdp.control.dnswire import DnsCompiler
 from kdp.control.model import EndpointSlice
 from kdp.control.overlay import network_of
 from kdp.control.routes import host_addresses
@@ -223,6 +226,7 @@ class PipelineTables:
     services: Optional[ServiceTables] = None    # None: no Services
     tunnels: Optional[TunnelEndpoints] = None   # None: no decapsulation
     natout: Optional[NatOutgoing] = None        # None: no IPPool with natOutgoing
+    dns: Optional[DnsTable] = None              # None: no DNS stage (kdp answers no DNS)
 
     def as_kwargs(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -246,6 +250,7 @@ class NodeTables:
     pipeline: PipelineTables
     conntrack: Optional[ConntrackSettings]      # None: stateless (no NAT)
     vxlan_port: int = VXLAN_PORT
+    dns: Optional[DnsCompiler] = None           # the cluster DNS zone and its table's compiler
 
     @property
     def node(self):
@@ -288,6 +293,15 @@ class NodeTables:
                         gone.add((proto, addr.format_ip(ip), port))
         return gone
 
+    def update_dns(self, key):
+        """The DNS table after update_endpoints changed Service `key`'s endpoints
+        (headless answers, endpoint names, PTRs), to swap into the pipeline; None
+        when kdp answers no DNS. Only the names that changed are re-encoded, into a
+        delta in front of the whole table (kdp.control.dnswire.DnsCompiler)."""
+        if self.dns is None or key is None:
+            return None
+        return self.dns.update(self.dns.zone.update_service(self.services.cluster, key))
+
 
 def plain_router():
     """The NodeTables of a node without a snapshot: everything to the uplink."""
@@ -305,9 +319,12 @@ def compile_node(cluster, ports, previous=None, services=None):
     if services is None:
         services = compile_cluster(cluster, previous=previous.services if previous is not None else None)
     config = cluster.config
+    zone = build_zone(cluster)
+    dns = DnsCompiler(zone) if zone is not None else None
     tables = PipelineTables(routes=route_table(services, ports),
                             services=services.service,
                             tunnels=tunnels_for(cluster, services.routes),
+                            dns=dns.full() if dns is not None else None,
                             natout=nat_outgoing_for(cluster))
     return NodeTables(cluster, services, tables, conntrack_for(config),
-                      vxlan_port=network_of(cluster).vxlan_port)
+                      vxlan_port=network_of(cluster).vxlan_port, dns=dns)

@@ -10,7 +10,7 @@ The work is done in compiled code (kdp/io/pcap.pyx); this module is the Python f
         print(message)
 
     with CaptureWriter("out.pcap", linktype=LinkType.LT_ETHERNET, ports=ports) as w:
-        w.write(batch)                       # its V_FORWARD packets
+        w.write(batch)                       # its transmitted packets (forward, reject, reply)
 
 What the reader does with a damaged file:
   * it ends inside a record or block: every complete packet before it is delivered, then

@@ -27,9 +27,8 @@ bounded whatever the file size, and lengths are capped before they are used. (As
 mmap reader, a file truncated by another process while it is being read raises SIGBUS.)
 
 Writer contract -- `CaptureWriter.write(batch)`:
-  reads   verdict (only transmitted packets -- V_FORWARD, V_REJECT: the ICMP answer, and
-          V_REPLY: an answer kdp made --
-          unless all_packets), off, len, wire_len, ts_ns,
+  reads   verdict (only transmitted packets -- V_FORWARD; V_REJECT: the reject reply;
+          V_REPLY: kdp's own answer, e.g. DNS -- unless all_packets), off, len, wire_len, ts_ns,
           linktype, out_port (pcapng interface), ip_ver and l3_off (link conversion);
   sets    nothing; packets that cannot be expressed in the file's link type are skipped and
           counted in `writer.unconvertible`.
