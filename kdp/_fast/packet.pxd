@@ -35,8 +35,9 @@ cpdef enum Verdict:
     V_DROP = 2
     V_REJECT = 3            # answered with a TCP RST / ICMP unreachable
     V_LOCAL = 4             # delivered to the node itself
-    V_REPLY = 5             # answered by kdp itself (a DNS answer; later ICMP echo replies),
-                            # the reply sent back out of the ingress port (out_port = in_port)
+    V_REPLY = 5             # answered by kdp itself (a DNS answer, an ICMP echo reply); the route
+                            # stage routes the reply to its destination (out_port = in_port but
+                            # for a sender behind a tunnel: the tunnel's)
     N_VERDICTS = 6
 
 cpdef enum Stage:
