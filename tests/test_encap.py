@@ -55,7 +55,7 @@ def run(t, *packets, in_port=UPLINK, neigh=None, extra=None):
     if neigh is not None:
         neigh.learn_batch(b)
     t.classify(b)
-    t.route(b)
+    t.route(b, neigh)
     need = encap.encap(b, t, neigh)
     if need:
         assert extra is not None, "fragments expected"

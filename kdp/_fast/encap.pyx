@@ -37,9 +37,11 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
     parser would set them).
   Addresses (Ethernet frames): source = the egress port's MAC (the route's src_mac);
        destination = the next hop's MAC: configured for the route (RF_STATIC_MAC),
-       else learned (neigh.pyx), else the route's placeholder. Other link types are
-       left as they are (a capture of raw IP stays raw IP; an encapsulated packet on a
-       non-Ethernet link is written as raw IP).
+       else learned (neigh.pyx), else the route's placeholder (route.set_link_addresses).
+       A forwarded packet that needs neither tunnel nor fragments was addressed by the
+       route stage already (while its header was in cache) and is skipped here. Other
+       link types are left as they are (a capture of raw IP stays raw IP; an
+       encapsulated packet on a non-Ethernet link is written as raw IP).
 Drops (stage ST_ENCAP): R_NO_HEADROOM (outer headers do not fit in front of the
 packet: cannot happen with HEADROOM 128), R_MTU_EXCEEDED (an answer over the MTU).
 Next stage: account (the fragment pass first when encap_batch returned > 0).
@@ -54,8 +56,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_ID, V_FORWARD, V_REJE
                                TUN_IPIP, TUN_VXLAN, R_FORWARDED, R_FORWARDED_IPIP,
                                R_FORWARDED_VXLAN, R_FORWARDED_FRAGMENTED, R_NO_HEADROOM,
                                R_MTU_EXCEEDED)
-from kdp._fast.route cimport (RouteTable, route_t, RT_REMOTE_NODE, ENCAP_NONE, ENCAP_IPIP,
-                              ENCAP_VXLAN, RF_STATIC_MAC, RF_NEXTHOP, RF_ONLINK, RF_VIA6)
+from kdp._fast.route cimport (RouteTable, route_t, set_link_addresses, RT_REMOTE_NODE,
+                              ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN, RF_STATIC_MAC, RF_VIA6)
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.checksum cimport ld16, st16, st32, cs_sum, cs_fold, kdp_prefetch_w
 from kdp._fast.headroom cimport batch_floor
@@ -245,38 +247,6 @@ cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
     return 0
 
 
-cdef inline void _placeholder(uint8_t* mac, const pkt_meta_t* p) noexcept nogil:
-    mac[0] = 0x02
-    mac[1] = 0x6B
-    if p.ip_ver == 4:
-        st32(mac + 2, p.dst4)
-    else:
-        memcpy(mac + 2, p.dst6 + 12, 4)
-
-
-cdef inline void _address(const route_t* rec, Neighbours n, Batch b, pkt_meta_t* p) noexcept nogil:
-    """The Ethernet addresses of a transmitted frame (see the module docstring)."""
-    cdef uint8_t* eth = b.buf + p.off
-    cdef bint found = False
-    if p.linktype != LT_ETHERNET or p.len < 14:
-        return
-    if not (rec.flags & RF_STATIC_MAC):
-        if n is not None and (n.count4 != 0 or n.count6 != 0):
-            if rec.flags & RF_NEXTHOP:
-                if rec.flags & RF_VIA6:
-                    found = n.lookup6(rec.via6, eth)
-                else:
-                    found = n.lookup4(rec.via4, eth)
-            elif rec.flags & RF_ONLINK:
-                found = n.lookup6(p.dst6, eth) if p.ip_ver == 6 else n.lookup4(p.dst4, eth)
-        if not found and (rec.flags & RF_ONLINK):
-            _placeholder(eth, p)
-            found = True
-    if not found:
-        memcpy(eth, rec.dst_mac, 6)
-    memcpy(eth + 6, rec.src_mac, 6)
-
-
 cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept nogil:
     cdef pkt_meta_t* p = &b.m[i]
     cdef const route_t* rec = &t.r[p.route_id]
@@ -286,7 +256,7 @@ cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept
         if r:
             drop(p, ST_ENCAP, r)
         return                      # the template carries the outer Ethernet addresses
-    _address(rec, n, b, p)
+    set_link_addresses(rec, n, b, p)
 
 
 cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
@@ -311,9 +281,11 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
             continue
         rec = &t.r[p.route_id]
         mtu = rec.mtu
+        ip = b.buf + p.off + p.l3_off
+        n_ip = _ip_length(p, ip) if mtu else 0
+        if p.verdict == V_FORWARD and rec.encap == ENCAP_NONE and n_ip <= mtu:
+            continue                # the route stage addressed it already
         if mtu:
-            ip = b.buf + p.off + p.l3_off
-            n_ip = _ip_length(p, ip)
             if n_ip > mtu:
                 if p.verdict == V_FORWARD and p.ip_ver == 4 and not (ip[6] & 0x40):
                     piece = (mtu - (ip[0] & 15) * 4) & ~7u

@@ -250,8 +250,9 @@ cdef class Pipeline:
             self.new_flows(b)
             if ct is not None:
                 nat_batch(ct, b)
-            routes.route_batch(b)
-            need = encap_batch(routes, neigh, b)
+            need = 0
+            if routes.route_batch(b, neigh):
+                need = encap_batch(routes, neigh, b)
         if need:
             if self.extra.capacity < need:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))

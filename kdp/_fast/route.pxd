@@ -2,6 +2,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.lpm cimport Lpm4, Lpm6
+from kdp._fast.neigh cimport Neighbours
 
 cpdef enum RouteKind:
     RT_BLACKHOLE = 0        # known but unreachable (unused pod addresses): drop R_NO_ROUTE
@@ -66,7 +67,12 @@ cdef class RouteTable:
     cdef readonly bint martians         # drop martian packets from the wire
 
     cdef void classify_ingress(self, Batch b) noexcept nogil
-    cdef void route_batch(self, Batch b) noexcept nogil
+    cdef uint32_t route_batch(self, Batch b, Neighbours n) noexcept nogil
     cdef bint route_answer(self, Batch b, Py_ssize_t i) noexcept nogil
     cdef void send_error(self, Batch b, Py_ssize_t i, uint8_t type, uint8_t code, uint32_t info,
                          uint8_t stage, uint16_t reason) noexcept nogil
+
+# The Ethernet addresses of a frame leaving through route rec: source the egress
+# port's MAC, destination the next hop's (configured, else learned in n, else the
+# placeholder). Frames of other link types are left as they are.
+cdef void set_link_addresses(const route_t* rec, Neighbours n, Batch b, pkt_meta_t* p) noexcept nogil

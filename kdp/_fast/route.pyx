@@ -29,8 +29,12 @@ to their destination the same way (out_port, route_id), without TTL handling.
 Every ICMP answer goes out through the route of its own destination: a sender behind
 a tunnel gets it encapsulated by the next stage. ICMP errors come from the node's
 primary address of the family (kdp/_fast/icmp.pyx builds them).
-Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet.
-Next stage: encap (MTU fragmentation, tunnels, Ethernet addresses).
+Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet; the Ethernet
+addresses of a forwarded frame that needs neither tunnel nor fragments (as the encap
+stage would set them: set_link_addresses), while its header is in cache.
+Returns the number of packets the encap stage has work for (tunnels, fragments,
+answers); none: the pipeline skips it.
+Next stage: encap (MTU fragmentation, tunnels, Ethernet addresses of the others).
 
 Ingress (`classify_ingress`), after decap, before conntrack
 -----------------------------------------------------------
@@ -58,9 +62,10 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED,
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
-                               R_TUNNEL_NOT_DECAPSULATED, TUN_NONE)
+                               R_TUNNEL_NOT_DECAPSULATED, TUN_NONE, LT_ETHERNET)
 from kdp._fast.lpm cimport Lpm4, Lpm6, KDP_LPM_MISS
-from kdp._fast.checksum cimport ld16, st16, cs_apply, cs_d16, kdp_prefetch_w
+from kdp._fast.neigh cimport Neighbours
+from kdp._fast.checksum cimport ld16, st16, st32, cs_apply, cs_d16, kdp_prefetch_w
 from kdp._fast.icmp cimport (icmp_error, icmp_error_allowed, icmp_is_echo_request, icmp_echo_reply,
                              ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, ICMP4_TIME_EXCEEDED,
                              ICMP6_PKT_TOO_BIG, ICMP6_TIME_EXCEEDED)
@@ -186,23 +191,25 @@ cdef inline bint _has6(const uint8_t* a, Py_ssize_t n, const uint8_t* x) noexcep
     return False
 
 
-cdef inline uint16_t _martian(RouteTable t, const pkt_meta_t* p) noexcept nogil:
+cdef inline uint16_t _martian(RouteTable t, const pkt_meta_t* p, bint own_checked) noexcept nogil:
+    """own_checked: the source's route was looked up already (one of the node's own
+    addresses would have made the host the ingress port)."""
     cdef uint32_t s, d
     if p.ip_ver == 4:
-        s = p.src4
-        d = p.dst4
-        if (s >> 24) == 127 or (s >> 24) == 0 or (s >> 28) == 0xE or s == 0xFFFFFFFFU:
+        s = p.src4 >> 24
+        d = p.dst4 >> 24
+        if s == 127 or s == 0 or (s >> 4) == 0xE or p.src4 == 0xFFFFFFFFU:
             return R_MARTIAN_SOURCE
-        if (d >> 24) == 127 or (d >> 24) == 0:
+        if d == 127 or d == 0:
             return R_MARTIAN_DESTINATION
-        if _has4(t.local4, t.n_local4, s):
+        if not own_checked and _has4(t.local4, t.n_local4, p.src4):
             return R_MARTIAN_LOCAL_SOURCE
     elif p.ip_ver == 6:
         if p.src6[0] == 0xFF or _v6_loopback(p.src6):
             return R_MARTIAN_SOURCE
         if _v6_loopback(p.dst6):
             return R_MARTIAN_DESTINATION
-        if _has6(t.local6, t.n_local6, p.src6):
+        if not own_checked and _has6(t.local6, t.n_local6, p.src6):
             return R_MARTIAN_LOCAL_SOURCE
     return 0
 
@@ -235,6 +242,38 @@ cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept
     if p.ip_ver == 4:
         return ld16(ip + 2)
     return 40 + <uint32_t>ld16(ip + 4)
+
+
+cdef inline void _placeholder(uint8_t* mac, const pkt_meta_t* p) noexcept nogil:
+    mac[0] = 0x02
+    mac[1] = 0x6B
+    if p.ip_ver == 4:
+        st32(mac + 2, p.dst4)
+    else:
+        memcpy(mac + 2, p.dst6 + 12, 4)
+
+
+cdef void set_link_addresses(const route_t* rec, Neighbours n, Batch b, pkt_meta_t* p) noexcept nogil:
+    """The Ethernet addresses of a frame leaving through rec (route.pxd)."""
+    cdef uint8_t* eth = b.buf + p.off
+    cdef bint found = False
+    if p.linktype != LT_ETHERNET or p.len < 14:
+        return
+    if not (rec.flags & RF_STATIC_MAC):
+        if n is not None and (n.count4 != 0 or n.count6 != 0):
+            if rec.flags & RF_NEXTHOP:
+                if rec.flags & RF_VIA6:
+                    found = n.lookup6(rec.via6, eth)
+                else:
+                    found = n.lookup4(rec.via4, eth)
+            elif rec.flags & RF_ONLINK:
+                found = n.lookup6(p.dst6, eth) if p.ip_ver == 6 else n.lookup4(p.dst4, eth)
+        if not found and (rec.flags & RF_ONLINK):
+            _placeholder(eth, p)
+            found = True
+    if not found:
+        memcpy(eth, rec.dst_mac, 6)
+    memcpy(eth + 6, rec.src_mac, 6)
 
 
 cdef int _template(RouteTable t, route_t* rec, object route) except -1:
@@ -401,8 +440,10 @@ cdef class RouteTable:
         cdef pkt_meta_t* p
         cdef uint32_t rid
         cdef uint16_t m
+        cdef bint looked_up
         for i in range(b.count):
             p = &b.m[i]
+            looked_up = False
             if p.in_port == NO_PORT:
                 # every packet gets a port, decided or not (the log names it)
                 p.in_port = UPLINK_PORT
@@ -411,6 +452,7 @@ cdef class RouteTable:
                         rid = self.lpm4.lookup_one(p.src4)
                     else:
                         rid = self.lpm6.lookup_one(_be64(p.src6), _be64(p.src6 + 8))
+                    looked_up = True
                     if rid != KDP_LPM_MISS and (self.r[rid].flags & RF_HOST):
                         if self.r[rid].kind == RT_LOCAL_POD:
                             p.in_port = self.r[rid].port
@@ -419,7 +461,7 @@ cdef class RouteTable:
             if p.verdict != V_PENDING or p.ip_ver == 0:
                 continue
             if self.martians and p.in_port != HOST_PORT:
-                m = _martian(self, p)
+                m = _martian(self, p, looked_up)
                 if m:
                     drop(p, ST_ROUTE, m)
 
@@ -457,12 +499,14 @@ cdef class RouteTable:
             return
         set_verdict(p, V_REJECT, stage, reason)
 
-    cdef void route_batch(self, Batch b) noexcept nogil:
+    cdef uint32_t route_batch(self, Batch b, Neighbours nb) noexcept nogil:
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef uint32_t rid, mtu, n
+        cdef uint32_t egress = 0
         cdef route_t* rec
         cdef uint8_t* ip
+        cdef bint whole
         self.lpm4.lookup_strided(<const char*>&b.m[0].dst4, sizeof(pkt_meta_t), self.ids, b.count)
         for i in range(b.count):
             p = &b.m[i]
@@ -470,6 +514,7 @@ cdef class RouteTable:
                 if (p.verdict == V_REJECT or p.verdict == V_REPLY) and p.route_id == NO_ID \
                         and p.ip_ver != 0:
                     self.route_answer(b, i)         # else it leaves as its stage sent it
+                    egress += 1
                 continue
             if p.ip_ver == 0:
                 continue
@@ -493,6 +538,7 @@ cdef class RouteTable:
                     p.route_id = NO_ID
                     if self.route_answer(b, i):
                         set_verdict(p, V_REPLY, ST_ROUTE, R_ECHO_REPLIED)
+                        egress += 1
                     else:
                         drop(p, ST_ROUTE, R_NO_ROUTE)
                 elif _looks_like_tunnel(p, b.buf + p.off):
@@ -508,41 +554,53 @@ cdef class RouteTable:
                 if p.ttl <= 1:
                     self.send_error(b, i, ICMP4_TIME_EXCEEDED if p.ip_ver == 4 else ICMP6_TIME_EXCEEDED,
                                     0, 0, ST_ROUTE, R_TTL_EXCEEDED)
+                    egress += p.verdict == V_REJECT
                     continue
             mtu = rec.mtu
+            whole = True
             if mtu:
                 n = _ip_length(p, ip)
                 if n > mtu:
+                    whole = False
                     if p.ip_ver == 6:
                         self.send_error(b, i, ICMP6_PKT_TOO_BIG, 0,
                                         mtu if mtu >= IPV6_MIN_MTU else IPV6_MIN_MTU,
                                         ST_ROUTE, R_MTU_EXCEEDED)
+                        egress += p.verdict == V_REJECT
                         continue
                     if ip[6] & 0x40:        # DF
                         self.send_error(b, i, ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, mtu,
                                         ST_ROUTE, R_MTU_EXCEEDED)
+                        egress += p.verdict == V_REJECT
                         continue
             if p.in_port != HOST_PORT:
                 _dec_ttl(ip, p.ip_ver)
                 p.ttl -= 1
-            if rec.encap:
-                # the encap stage writes the outer headers into the headroom line in
-                # front of the packet, untouched since the packet was copied in: fetch
-                # it now, a stage ahead
-                kdp_prefetch_w(b.buf + p.off - 64)
             p.out_port = rec.port
             set_verdict(p, V_FORWARD, ST_TX, R_FORWARDED)
+            if rec.encap or not whole:
+                # for the encap stage (tunnel, fragments); the outer headers go into the
+                # headroom line in front of the packet, untouched since the packet was
+                # copied in: fetch it now, a stage ahead
+                kdp_prefetch_w(b.buf + p.off - 64)
+                egress += 1
+            elif p.out_port != HOST_PORT:
+                set_link_addresses(rec, nb, b, p)       # its header is in cache now
+        return egress
 
     def classify(self, Batch b):
         """Assign in_port by source address where the capture gave none; drop martians."""
         with nogil:
             self.classify_ingress(b)
 
-    def route(self, Batch b):
-        """Run the route stage over a batch (see the module docstring)."""
+    def route(self, Batch b, Neighbours neighbours=None):
+        """Run the route stage over a batch (see the module docstring); returns how many
+        packets the encap stage has work for."""
+        cdef uint32_t egress
         self._ensure_scratch(b.capacity)
         with nogil:
-            self.route_batch(b)
+            egress = self.route_batch(b, neighbours)
+        return egress
 
     def record(self, Py_ssize_t rid):
         """The compiled record of route `rid` as a dict (for tests and `kdp show`)."""
