@@ -283,8 +283,8 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
         mtu = rec.mtu
         ip = b.buf + p.off + p.l3_off
         n_ip = _ip_length(p, ip) if mtu else 0
-        if p.verdict == V_FORWARD and rec.encap == ENCAP_NONE and n_ip <= mtu:
-            continue                # the route stage addressed it already
+        if p.verdict == V_FORWARD and (p.encap != 0 or (rec.encap == ENCAP_NONE and n_ip <= mtu)):
+            continue                # the route stage addressed (or encapsulated) it already
         if mtu:
             if n_ip > mtu:
                 if p.verdict == V_FORWARD and p.ip_ver == 4 and not (ip[6] & 0x40):

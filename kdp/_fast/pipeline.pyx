@@ -48,7 +48,7 @@ from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
 from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
 from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
-from kdp._fast.encap cimport encap_batch
+from kdp._fast.encap cimport encap_batch, egress_one
 from kdp._fast.frag cimport fragment_batch
 from kdp._fast.natout cimport NatOutgoing, natout_apply
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
@@ -251,7 +251,7 @@ cdef class Pipeline:
             if ct is not None:
                 nat_batch(ct, b)
             need = 0
-            if routes.route_batch(b, neigh):
+            if routes.route_batch(b, neigh, egress_one):
                 need = encap_batch(routes, neigh, b)
         if need:
             if self.extra.capacity < need:

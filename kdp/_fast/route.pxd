@@ -46,6 +46,11 @@ ctypedef struct route_t:
     uint32_t tmpl_sum       # IPv4: one's complement sum of the outer header's fixed words
     uint8_t tmpl[88]
 
+# What to do with a forwarded packet its route sends into a tunnel (the encap stage's
+# egress_one), called by the route stage while the packet is in cache; NULL: leave it
+# for the encap stage.
+ctypedef void (*tunnel_fn_t)(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept nogil
+
 cdef class RouteTable:
     cdef readonly Lpm4 lpm4
     cdef readonly Lpm6 lpm6
@@ -65,9 +70,10 @@ cdef class RouteTable:
     cdef readonly bint has_src4, has_src6
     cdef uint8_t vtep_mac[6]            # this node's VXLAN VTEP MAC (inner Ethernet source)
     cdef readonly bint martians         # drop martian packets from the wire
+    cdef readonly Py_ssize_t n_tunnels  # routes into a tunnel
 
     cdef void classify_ingress(self, Batch b) noexcept nogil
-    cdef uint32_t route_batch(self, Batch b, Neighbours n) noexcept nogil
+    cdef uint32_t route_batch(self, Batch b, Neighbours n, tunnel_fn_t tunnel) noexcept nogil
     cdef bint route_answer(self, Batch b, Py_ssize_t i) noexcept nogil
     cdef void send_error(self, Batch b, Py_ssize_t i, uint8_t type, uint8_t code, uint32_t info,
                          uint8_t stage, uint16_t reason) noexcept nogil
