@@ -38,8 +38,9 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
   Addresses (Ethernet frames): source = the egress port's MAC (the route's src_mac);
        destination = the next hop's MAC: configured for the route (RF_STATIC_MAC),
        else learned (neigh.pyx), else the route's placeholder (route.set_link_addresses).
-       A forwarded packet that needs neither tunnel nor fragments was addressed by the
-       route stage already (while its header was in cache) and is skipped here. Other
+       A forwarded packet that needs no fragments was addressed (and put in its
+       tunnel: egress_one) by the route stage already, while it was in cache, and is
+       skipped here; this stage runs only when the route stage left it work. Other
        link types are left as they are (a capture of raw IP stays raw IP; an
        encapsulated packet on a non-Ethernet link is written as raw IP).
 Drops (stage ST_ENCAP): R_NO_HEADROOM (outer headers do not fit in front of the

@@ -29,12 +29,13 @@ to their destination the same way (out_port, route_id), without TTL handling.
 Every ICMP answer goes out through the route of its own destination: a sender behind
 a tunnel gets it encapsulated by the next stage. ICMP errors come from the node's
 primary address of the family (kdp/_fast/icmp.pyx builds them).
-Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet; the Ethernet
-addresses of a forwarded frame that needs neither tunnel nor fragments (as the encap
-stage would set them: set_link_addresses), while its header is in cache.
-Returns the number of packets the encap stage has work for (tunnels, fragments,
-answers); none: the pipeline skips it.
-Next stage: encap (MTU fragmentation, tunnels, Ethernet addresses of the others).
+Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet. While the
+packet is in cache, a forwarded packet that needs no fragments gets its Ethernet
+addresses (set_link_addresses), or, when its route is a tunnel and the caller passes
+the encap stage's egress_one, its tunnel headers as well.
+Returns the number of packets the encap stage still has work for (fragments, answers,
+tunnels when no egress function was passed); none: the pipeline skips it.
+Next stage: encap.
 
 Ingress (`classify_ingress`), after decap, before conntrack
 -----------------------------------------------------------
