@@ -18,7 +18,7 @@ from kdp.control import Cluster, compile as compile_cluster
 from kdp.control.node import compile_node, plain_router, service_key
 from kdp.errors import ConfigError
 from kdp.ports import PortTable
-from kdp.reasons import Reason
+from kdp.reasons import Reason, Stage
 
 
 class Dataplane:
@@ -119,13 +119,40 @@ class Dataplane:
     def process(self, batch, log=None):
         self.pipeline.run(batch, log)
 
+    def flow_counters(self):
+        """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""
+        if self.conntrack is None:
+            return {}
+        out = self.conntrack.counters()
+        if self.pipeline.natout is not None:
+            out["nat_outgoing"] = int(self.pipeline.natout.masqueraded)
+        return out
+
+    @property
+    def extra(self):
+        """The IPv4 fragments (after the first) the last `process` made: transmitted
+        after the batch's own packets, not counted as input."""
+        return self.pipeline.extra
+
+    def traffic_notices(self):
+        """What the packets processed so far showed that the snapshot did not say."""
+        out = []
+        n = int(self.counters[Stage.ROUTE, Reason.TUNNEL_NOT_DECAPSULATED])
+        if n:
+            out.append(f"{n} packet{'s' * (n != 1)} to this node were IP-in-IP or VXLAN (UDP 4789, "
+                       "8472 or 4790) that no tunnel settings decapsulate: delivered to the node as "
+                       "they came (reason tunnel_not_decapsulated). Set NodeConfig spec.encapsulation "
+                       "(mode, vxlanPort, vni), or give the Nodes their Calico / flannel annotations, "
+                       "for kdp to decapsulate and route them.")
+        return out
+
     def service_names(self):
         """Service-port names indexed by service-port id ("namespace/name:port")."""
         if self.tables is None:
             return []
         return [r.name for r in self.tables.records]
 
-    def verdict_log(self, fileobj, batch_size):
+    def verdict_log(self, fileobj, batch_size, node=None):
         ports = [name for _id, name in self.ports]
         return VerdictLog(fileobj, ports, self.service_names(),
-                          [r.label for r in Reason], batch_size)
+                          [r.label for r in Reason], batch_size, node=node)

@@ -42,6 +42,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if writer is None:
                     writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
                 writer.write(batch)
+                if len(dp.extra):           # IPv4 fragments made from the batch, after it
+                    writer.write(dp.extra)
             if vlog is not None:
                 vlog.write(batch)
             if bar is not None:
@@ -64,9 +66,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices),
+        notices=list(dp.notices) + dp.traffic_notices(),
         seconds=time.perf_counter() - started,
-        flows=dp.conntrack.counters() if dp.conntrack is not None else {},
+        flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
     )
     return result

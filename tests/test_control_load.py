@@ -126,7 +126,10 @@ def test_other_nodes_pod_cidrs_route_via_their_internal_ip():
     routes = {r["prefix"]: r for r in t.routes_view()}
     assert routes["10.244.2.0/24"]["kind"] == "node" and routes["10.244.2.0/24"]["via"] == "192.168.56.12"
     assert routes["10.244.1.0/24"]["kind"] == "local-pods"
-    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1", "via": None}
+    assert routes["10.244.2.0/24"]["encap"] == "IPIP" and routes["10.244.2.0/24"]["mtu"] == 1480
+    # the sample's NodeConfig says IP-in-IP: pods get the tunnel's MTU, as Calico sizes them
+    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1",
+                                        "via": None, "encap": "None", "mtu": 1480}
     assert routes["10.96.0.0/16"]["kind"] == "service"
     assert routes["192.168.56.11/32"]["kind"] == "host"
     assert routes["0.0.0.0/0"]["target"] == "uplink"

@@ -7,6 +7,13 @@ egress port). The summary counts every packet
 exactly once by stage and reason, so its total equals the packets read.
 
   kdp replay capture.pcap --cluster snapshot/ --node node-1 -o out.pcap --log verdicts.jsonl
+
+Several nodes (`--node node-1,node-2`, or `--nodes all`): one data plane per node,
+joined by a simulated underlay. Each packet enters the node it belongs to (its
+source's pod or node, else the node its destination belongs to); what a node sends
+to another node's address (tunnels, native routes) is processed there next. The
+log says at which node (`node`, `hop`) each step happened; the summary counts each
+packet once where it ended, and each node's own counters below it.
 """
 import json
 import sys
@@ -21,7 +28,11 @@ def add_arguments(parser):
     parser.add_argument("--cluster", metavar="PATH", action="append", default=[],
                         help="Kubernetes manifests (file or directory; repeatable). "
                              "Without it kdp routes everything to the uplink.")
-    parser.add_argument("--node", metavar="NAME", help="the node kdp plays (a NodeConfig or Node name)")
+    parser.add_argument("--node", metavar="NAME[,NAME...]",
+                        help="the node kdp plays (a NodeConfig or Node name); several, comma-separated, "
+                             "for a multi-node replay")
+    parser.add_argument("--nodes", metavar="all|NAME,...",
+                        help="multi-node replay of every node of the snapshot (all) or of these")
     parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet (JSON Lines)")
     parser.add_argument("--ingress", metavar="PORT",
                         help="ingress port of every packet (default: a pcapng interface's name; "
@@ -39,6 +50,9 @@ def run(args):
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    names = [n for n in (args.nodes or args.node or "").split(",") if n]
+    if args.nodes or len(names) > 1:
+        return _run_nodes(args, names)
     result = replay(
         args.capture,
         output=args.output,
@@ -54,4 +68,24 @@ def run(args):
         sys.stdout.write("\n")
     else:
         print_summary(result)
+    return 0
+
+
+def _run_nodes(args, names):
+    from kdp.multinode import print_multi_summary, replay_nodes
+
+    if args.node and args.nodes:
+        raise KdpError("give --node NAME,NAME... or --nodes, not both")
+    if args.ingress:
+        raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
+    if not args.cluster:
+        raise KdpError("a multi-node replay needs --cluster")
+    result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
+                          nodes="all" if names == ["all"] else names, log=args.log,
+                          batch_size=args.batch_size)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_multi_summary(result)
     return 0

@@ -12,7 +12,7 @@ Unknown kinds are skipped with a notice (Cluster.notices).
 import re
 import socket
 
-from kdp.control import addr
+from kdp.control import addr, calico, overlay
 from kdp.control.model import (PROTOCOLS, Conntrack, Dns, Endpoint, EndpointSlice, Namespace,
                                NetworkPolicy, Node, NodeConfig, Pod, Port, Service,
                                ServicePort)
@@ -36,6 +36,7 @@ KINDS = {
     "Node": "v1",
     "NetworkPolicy": "networking.k8s.io/v1",
     "NodeConfig": "kdp.dev/v1alpha1",
+    **calico.API_VERSIONS,
 }
 
 
@@ -443,6 +444,7 @@ def parse_node(doc, c):
     if cidrs is None and spec.get("podCIDR"):
         cidrs = [spec.get("podCIDR")]
     node = Node(name=name, pod_cidrs=c.prefixes(cidrs, "spec.podCIDRs"), origin=c.origin)
+    node.overlay = overlay.node_overlay(meta, c)
     for i, a in enumerate(c.seq(status.get("addresses"), "status.addresses")):
         f = f"status.addresses[{i}]"
         a = c.mapping(a, f)
@@ -526,13 +528,14 @@ def parse_nodeconfig(doc, c):
     known = {"nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
              "nodePortRange", "nodePortAddresses", "masquerade", "encapsulation",
              "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries",
-             "dns"}
+             "dns", *overlay.NODECONFIG_FIELDS}
     for k in spec:
         if k not in known:
             c.err(f"spec.{k}", f"unknown field (known: {', '.join(sorted(known))})")
     nc = NodeConfig(node_name=c.string(spec.get("nodeName"), "spec.nodeName", default=name) or name,
                     origin=c.origin)
-    nc.node_addresses = c.ips(spec.get("nodeAddresses"), "spec.nodeAddresses")
+    nc.node_addresses, nc.node_subnets = overlay.addresses_with_subnets(c, spec.get("nodeAddresses"),
+                                                                        "spec.nodeAddresses")
     nc.pod_cidrs = c.prefixes(spec.get("podCIDRs"), "spec.podCIDRs")
     nc.cluster_cidrs = c.prefixes(spec.get("clusterCIDRs"), "spec.clusterCIDRs")
     nc.service_cidrs = c.prefixes(spec.get("serviceCIDRs"), "spec.serviceCIDRs")
@@ -589,6 +592,7 @@ def parse_nodeconfig(doc, c):
         if kind == "Pod" and not pod:
             c.err(f + ".pod", "is required for a Pod port (namespace/name)")
         nc.ports.append(Port(pname, kind, pod, c.string(p.get("interface"), f + ".interface")))
+    overlay.parse_network(spec, c, nc)
     return nc
 
 
@@ -601,6 +605,7 @@ PARSERS = {
     "Node": (parse_node, False),
     "NetworkPolicy": (parse_networkpolicy, True),
     "NodeConfig": (parse_nodeconfig, False),
+    **calico.PARSERS,
 }
 
 
