@@ -10,13 +10,15 @@ conntrack settings in one NodeTables); this class builds the pipeline from it,
 swaps new tables in between batches and flushes the flows a change leaves
 behind. A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
+Cluster DNS (NodeConfig `dns`) is compiled with the other tables: dp.dns_zone is
+the zone (kdp.control.dns), None when kdp answers no DNS.
 """
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
-from kdp.control.node import compile_node, plain_router
+from kdp.control.node import compile_node, plain_router, service_key
 from kdp.errors import ConfigError
 from kdp.ports import PortTable
-from kdp.reasons import Reason
+from kdp.reasons import Reason, Stage
 
 
 class Dataplane:
@@ -45,6 +47,11 @@ class Dataplane:
     def notices(self):
         """What the snapshot held that was skipped (unknown kinds...)."""
         return self.node.notices
+
+    @property
+    def dns_zone(self):
+        """The cluster DNS zone kdp answers (kdp.control.dns.Zone), None when it answers none."""
+        return self.node.dns.zone if self.node.dns is not None else None
 
     @classmethod
     def from_snapshot(cls, paths=(), node=None, ports=None):
@@ -86,7 +93,11 @@ class Dataplane:
         """
         if self.node.services is None:
             raise ConfigError("update_endpoints needs a data plane built from a snapshot")
-        return self.flush_backends(self.node.update_endpoints(obj))
+        gone = self.node.update_endpoints(obj)
+        dns = self.node.update_dns(service_key(obj))
+        if dns is not None:
+            self.pipeline.swap_dns(dns)
+        return self.flush_backends(gone)
 
     def flush_backends(self, backends):
         """Delete the flows translated to each (proto, address, port); returns how many."""
@@ -105,6 +116,11 @@ class Dataplane:
         return self.pipeline.counters
 
     @property
+    def dns_counters(self):
+        """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
+        return self.pipeline.dns_counters
+
+    @property
     def verdicts(self):
         """uint64 [Verdict]: packets processed, by final verdict."""
         return self.pipeline.verdicts
@@ -112,14 +128,41 @@ class Dataplane:
     def process(self, batch, log=None):
         self.pipeline.run(batch, log)
 
+    def flow_counters(self):
+        """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""
+        if self.conntrack is None:
+            return {}
+        out = self.conntrack.counters()
+        if self.pipeline.natout is not None:
+            out["nat_outgoing"] = int(self.pipeline.natout.masqueraded)
+        return out
+
+    @property
+    def extra(self):
+        """The IPv4 fragments (after the first) the last `process` made: transmitted
+        after the batch's own packets, not counted as input."""
+        return self.pipeline.extra
+
+    def traffic_notices(self):
+        """What the packets processed so far showed that the snapshot did not say."""
+        out = []
+        n = int(self.counters[Stage.ROUTE, Reason.TUNNEL_NOT_DECAPSULATED])
+        if n:
+            out.append(f"{n} packet{'s' * (n != 1)} to this node were IP-in-IP or VXLAN (UDP 4789, "
+                       "8472 or 4790) that no tunnel settings decapsulate: delivered to the node as "
+                       "they came (reason tunnel_not_decapsulated). Set NodeConfig spec.encapsulation "
+                       "(mode, vxlanPort, vni), or give the Nodes their Calico / flannel annotations, "
+                       "for kdp to decapsulate and route them.")
+        return out
+
     def service_names(self):
         """Service-port names indexed by service-port id ("namespace/name:port")."""
         if self.tables is None:
             return []
         return [r.name for r in self.tables.records]
 
-    def verdict_log(self, fileobj, batch_size):
+    def verdict_log(self, fileobj, batch_size, node=None):
         """A VerdictLog writing to `fileobj` (binary). It reads the port table live: ports
         created after it was made (a capture's interfaces, met while reading) are named."""
         return VerdictLog(fileobj, self.ports, self.service_names(),
-                          [r.label for r in Reason], batch_size)
+                          [r.label for r in Reason], batch_size, node=node)

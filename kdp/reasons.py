@@ -20,6 +20,7 @@ class Verdict(_Labelled):
     DROP = 2
     REJECT = 3
     LOCAL = 4
+    REPLY = 5
 
 
 class Stage(_Labelled):
@@ -33,6 +34,7 @@ class Stage(_Labelled):
     ROUTE = 7
     ENCAP = 8
     TX = 9
+    DNS = 10
 
 
 class Reason(_Labelled):
@@ -81,8 +83,21 @@ class Reason(_Labelled):
     NOT_TRANSMITTED = 42
     BAD_IPV4_CHECKSUM = 43
     BAD_ICMP_QUOTE = 44
-    CAPTURED_OUTGOING = 45
-    OTHERHOST = 46
+    DNS_ANSWERED = 45
+    DNS_FORMERR = 46
+    DNS_MALFORMED = 47
+    MARTIAN_SOURCE = 48
+    MARTIAN_LOCAL_SOURCE = 49
+    MARTIAN_DESTINATION = 50
+    LINK_LOCAL = 51
+    ECHO_REPLIED = 52
+    FORWARDED_IPIP = 53
+    FORWARDED_VXLAN = 54
+    FORWARDED_FRAGMENTED = 55
+    TUNNEL_NOT_DECAPSULATED = 56
+    UNDERLAY_HOP_LIMIT = 57
+    CAPTURED_OUTGOING = 58
+    OTHERHOST = 59
 
 
 class CtState(_Labelled):

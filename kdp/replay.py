@@ -1,14 +1,12 @@
 """Replay a capture through a node's data plane: read, process, write, log, count."""
-import sys
 import time
 from pathlib import Path
 
 from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
-from kdp.errors import KdpError
-from kdp.io.capture import (STDIO, CaptureWriter, ifindex_ports, interface_indexes, open_capture,
+from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
-from kdp.summary import RunResult
+from kdp.summary import RunResult, dns_outcomes
 
 
 def _output_linktype(reader):
@@ -43,7 +41,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     bar = _progress(reader) if progress and not reader.stream else None
     try:
         if log:
-            log_file = _LogFile(log)
+            log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
         while True:
             n = reader.fill(batch)
@@ -54,6 +52,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if writer is None:
                     writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
                 writer.write(batch)
+                if len(dp.extra):           # IPv4 fragments made from the batch, after it
+                    writer.write(dp.extra)
             if vlog is not None:
                 vlog.write(batch)
             if bar is not None:
@@ -78,44 +78,12 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices),
+        notices=list(dp.notices) + dp.traffic_notices(),
         seconds=time.perf_counter() - started,
-        flows=dp.conntrack.counters() if dp.conntrack is not None else {},
+        flows=dp.flow_counters(),
+        dns=dns_outcomes(dp.dns_counters),
     )
     return result
-
-
-class _LogFile:
-    """The verdict log's file ("-": standard output): a failure to create or write it is
-    a KdpError naming it (a full disk, a missing folder), not a traceback."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.own = self.path != STDIO
-        try:
-            self.f = open(self.path, "wb") if self.own else sys.stdout.buffer
-        except OSError as exc:
-            raise KdpError(f"{self.path}: cannot create the verdict log: "
-                           f"{exc.strerror or exc}") from None
-
-    def write(self, data):
-        try:
-            return self.f.write(data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
-
-    def close(self):
-        try:
-            if self.own:
-                self.f.close()
-            else:
-                self.f.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
 
 
 class _progress:

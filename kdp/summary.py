@@ -6,6 +6,11 @@ import numpy as np
 from kdp.reasons import Reason, Stage, Verdict
 
 
+# the order a packet meets the stages in (the Stage enum appends new stages at its end)
+PIPELINE_ORDER = (Stage.RX, Stage.PARSE, Stage.DECAP, Stage.DNS, Stage.CONNTRACK, Stage.SERVICE,
+                  Stage.POLICY, Stage.NAT, Stage.ROUTE, Stage.ENCAP, Stage.TX)
+
+
 @dataclass
 class RunResult:
     """What a replay did. `counters[stage, reason]` adds up to `packets_in`."""
@@ -19,15 +24,18 @@ class RunResult:
     notices: list = field(default_factory=list)     # about the snapshot (skipped objects)
     seconds: float = 0.0
     flows: dict = field(default_factory=dict)
+    dns: dict = field(default_factory=dict)         # DNS stage outcome -> queries (non-zero ones)
 
     def rows(self):
-        """(stage, reason, count) for every non-zero counter, in enum order."""
-        for s, r in zip(*np.nonzero(self.counters)):
-            yield Stage(int(s)), Reason(int(r)), int(self.counters[s, r])
+        """(stage, reason, count) for every non-zero counter: stages in pipeline order,
+        reasons in enum order."""
+        for s in PIPELINE_ORDER:
+            for r in np.nonzero(self.counters[s])[0]:
+                yield s, Reason(int(r)), int(self.counters[s, r])
 
     def by_verdict(self):
         return {v.label: int(self.verdicts[v]) for v in
-                (Verdict.FORWARD, Verdict.LOCAL, Verdict.REJECT, Verdict.DROP)}
+                (Verdict.FORWARD, Verdict.LOCAL, Verdict.REJECT, Verdict.REPLY, Verdict.DROP)}
 
     def to_json(self):
         return {
@@ -41,9 +49,16 @@ class RunResult:
                 {"stage": s.label, "reason": r.label, "packets": c} for s, r, c in self.rows()
             ],
             "conntrack": self.flows,
+            "dns": self.dns,
             "warnings": list(self.warnings),
             "notices": list(self.notices),
         }
+
+
+def dns_outcomes(counters):
+    """{outcome label: count} of the DNS stage's non-zero counters ("truncated" last)."""
+    from kdp._fast.dns import OUTCOME_LABELS
+    return {label: int(counters[i]) for i, label in enumerate(OUTCOME_LABELS) if counters[i]}
 
 
 def print_summary(result: RunResult, console=None):
@@ -67,6 +82,8 @@ def print_summary(result: RunResult, console=None):
         console.print(f"conntrack: {ct['flows']} flows live, {ct.get('inserts', 0)} created, "
                       f"{ct.get('expiries', 0)} expired, {ct.get('evictions', 0)} evicted, "
                       f"{ct.get('invalid', 0)} invalid")
+    if result.dns:
+        console.print("dns: " + ", ".join(f"{k} {v}" for k, v in result.dns.items()))
     if result.output_path:
         console.print(f"output: {result.output_path}")
     for w in result.warnings:

@@ -126,9 +126,18 @@ class Sent:
     out_port: str | None
     service: str | None
     packet: object          # the packet as transmitted (scapy Ether), or as it stood when dropped
+    inner: object = None    # encapsulated by kdp: the packet inside the tunnel (scapy IP / IPv6)
 
     @property
     def ip(self):
+        """The IP packet carried: the inner one when kdp encapsulated it."""
+        if self.inner is not None:
+            return self.inner
+        return self.outer
+
+    @property
+    def outer(self):
+        """The outermost IP header as transmitted."""
         return self.packet[IP] if IP in self.packet else self.packet[IPv6]
 
     @property
@@ -169,9 +178,19 @@ class Harness:
             m = b.meta[i]
             svc = None if m["svc_port"] == 0xFFFFFFFF else names[m["svc_port"]]
             port = None if m["out_port"] == 0xFFFF else self.dp.ports.name_of(int(m["out_port"]))
+            data = b.packet(i)
             out.append(Sent(Verdict(m["verdict"]), Reason(m["reason"]), CtState(m["ct_state"]),
-                            port, svc, as_ether(b.packet(i), int(m["linktype"]))))
+                            port, svc, as_ether(data, int(m["linktype"])), inner_packet(data, m)))
         return out if len(out) > 1 else out[0]
+
+
+def inner_packet(data, m):
+    """The IP packet inside a tunnel kdp put a packet in (meta `encap`), else None."""
+    if not m["encap"]:
+        return None
+    at = int(m["inner_off"]) + (14 if int(m["encap"]) == 2 else 0)     # VXLAN: inner Ethernet
+    inner = data[at:]
+    return IP(inner) if inner[0] >> 4 == 4 else IPv6(inner)
 
 
 def as_ether(data, linktype):
@@ -702,6 +721,45 @@ FIELDS = ["l3_off", "l4_off", "inner_off", "quote_off", "ethertype", "vlan", "ip
           "tunnel", "sport", "dport", "frag_id", "src4", "dst4", "q_proto", "q_sport",
           "q_dport", "q_src4", "q_dst4", "hash"]
 ADDR16 = ["src6", "dst6", "q_src6", "q_dst6"]
+
+
+# ------------------------------------------------------------------ checksums (scapy as the reference)
+
+_QUOTED = ("IPerror", "TCPerror", "UDPerror", "ICMPerror", "SCTPerror", "IPerror6")
+
+
+def assert_checksums(data, linktype=1):
+    """Every checksum of the frame (IPv4 header, TCP, UDP, ICMP, ICMPv6, at every
+    tunnel level; not the headers an ICMP error quotes) is the one scapy computes.
+    A UDP checksum 0 over IPv4 means "none" (RFC 768) and is accepted as such. Inside
+    a fragment only the IPv4 header's checksum is checked (the L4 checksum covers the
+    whole datagram)."""
+    pkt = as_ether(data, linktype) if linktype == 1 else (IP(data) if data[0] >> 4 == 4 else IPv6(data))
+    fresh = pkt.copy()
+    layer, under_v4 = fresh, False
+    while layer is not None and not isinstance(layer, (Raw, type(None))) and layer.name != "NoPayload":
+        if type(layer).__name__ in _QUOTED:
+            break
+        fragment = False
+        if isinstance(layer, IP):
+            under_v4 = True
+            fragment = bool(layer.frag) or bool(int(layer.flags) & 1)
+        elif isinstance(layer, IPv6):
+            under_v4 = False
+        elif isinstance(layer, IPv6ExtHdrFragment):
+            break
+        for field in ("chksum", "cksum"):
+            if field in layer.fields_desc_names if hasattr(layer, "fields_desc_names") else \
+                    any(f.name == field for f in layer.fields_desc):
+                if isinstance(layer, UDP) and under_v4 and layer.chksum == 0:
+                    continue
+                setattr(layer, field, None)
+        if fragment:
+            break
+        layer = layer.payload if layer.payload else None
+    rebuilt = raw(fresh)
+    original = raw(pkt)
+    assert rebuilt == original, f"checksums differ from scapy's:\n{pkt.show(dump=True)}"
 
 
 # ------------------------------------------------------------------ pcapng crafting

@@ -15,7 +15,7 @@ from kdp.benchmarks.peers import PeerFailed, attempt, linux_conntrack as lc, pri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read"])
+@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns"])
 def test_bench_quick_prints_json_with_kdp_figures(suite, tmp_path):
     run = subprocess.run([sys.executable, "-m", "kdp.cli", "bench", suite, "--quick", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -53,8 +53,17 @@ def check_read(r):
         any(name.startswith("dpkt") for name in readers)
 
 
+def check_dns(r):
+    n = r["size"]["queries"]
+    assert r["answered"] == n == sum(r["outcomes"].values())     # every query of the mix is kdp's
+    assert set(r["outcomes"]) == {"answer", "nodata", "nxdomain"}
+    assert r["process_s"] > 0 and r["stage_s"] > 0 and r["replay_out"] == n
+    assert r["peer"]["queries"] > 0 and r["peer"]["mismatches"] == 0
+    assert r["compile"]["names"] > r["size"]["services"]
+
+
 CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline,
-          "read": check_read}
+          "read": check_read, "dns": check_dns}
 
 
 def test_linux_conntrack_peer_tracks_every_flow_and_restores_host_limits():
@@ -168,3 +177,11 @@ def host_limits():
 
 def namespaces():
     return subprocess.run([lc._tool("ip"), "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_bench_dns_reports_a_missing_dnspython_instead_of_failing(monkeypatch):
+    from kdp.benchmarks.peers import attempt, dnspython_responder as peer
+    monkeypatch.setattr(peer, "dns", None)          # as if the package were not installed
+    not_run = []
+    assert attempt("dnspython responder", lambda: peer.responder(None), not_run) is None
+    assert not_run[0]["status"] == "unavailable" and "dnspython" in not_run[0]["reason"]

@@ -3,6 +3,7 @@ kdp.benchmarks, and the benchmark suites and generators import no peer (foreign 
 program or root-only harness) until a peer runs."""
 import ast
 import json
+import re
 import pkgutil
 import subprocess
 import sys
@@ -12,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
-# the Python packages the peers use (py-radix imports as radix)
-FOREIGN_PEERS = ("dpkt", "scapy", "pytricia", "radix")
+# the Python packages the peers use (py-radix imports as radix, dnspython as dns)
+FOREIGN_PEERS = ("dpkt", "scapy", "pytricia", "radix", "dns")
 
 
 def modules_after(code: str, cwd) -> list:
@@ -44,8 +45,9 @@ def test_importing_kdp_and_its_cli_imports_no_benchmark():
     ["replay", "{pcaps}/sample.pcapng", "-o", "{tmp}/out.pcapng", "--json"],
     ["show", "services", "--cluster", "{pcaps}/sample-cluster", "--node", "node-1"],
     ["show", "routes", "--cluster", "{pcaps}/sample-cluster", "--node", "node-1", "--json"],
+    ["show", "dns", "--cluster", "{pcaps}/sample-cluster", "--node", "node-1"],
     ["bench", "--help"],
-], ids=["replay", "replay-json", "show-services", "show-routes-json", "bench-help"])
+], ids=["replay", "replay-json", "show-services", "show-routes-json", "show-dns", "bench-help"])
 def test_running_a_command_other_than_a_benchmark_imports_no_benchmark(argv, tmp_path):
     args = [a.format(pcaps=PCAPS, tmp=tmp_path) for a in argv]
     code = ("import contextlib, io, kdp.cli\n"
@@ -67,7 +69,8 @@ def test_importing_the_suites_and_generators_imports_no_peer():
     names = [f"kdp.benchmarks.{m.name}" for m in pkgutil.iter_modules(kdp.benchmarks.__path__)
              if m.name != "peers"]
     assert {"kdp.benchmarks.read", "kdp.benchmarks.lpm", "kdp.benchmarks.conntrack",
-            "kdp.benchmarks.pipeline", "kdp.benchmarks.cluster", "kdp.benchmarks.synth"} <= set(names)
+            "kdp.benchmarks.pipeline", "kdp.benchmarks.dns", "kdp.benchmarks.cluster",
+            "kdp.benchmarks.synth"} <= set(names)
     mods = modules_after("import " + ", ".join(names), ROOT)
     assert set(names) <= set(mods)
     assert [m for m in mods if m.startswith("kdp.benchmarks.peers")
@@ -98,5 +101,5 @@ def test_no_module_outside_the_benchmarks_imports_them():
     for path in (ROOT / "kdp").rglob("*.pyx"):
         text = path.read_text()
         offenders += [f"{path.relative_to(ROOT)}: {p}" for p in ("kdp.benchmarks",) + FOREIGN_PEERS
-                      if f"import {p}" in text or f"from {p}" in text]
+                      if re.search(rf"^\s*(import|from)\s+{re.escape(p)}(\.|\s|$)", text, re.M)]
     assert offenders == []

@@ -36,8 +36,11 @@ MAC = b"\x02\x00\x00\x00\x00\x01"
 
 
 def cluster_objects(ports=True):
+    # dns disabled: the node these captures come from forwards DNS to CoreDNS through
+    # kube-proxy's DNAT, and kdp is checked against that node
     spec = {"nodeAddresses": [NODE_IP], "podCIDRs": ["10.244.1.0/24"],
-            "clusterCIDRs": ["10.244.0.0/16"], "serviceCIDRs": ["10.96.0.0/16"]}
+            "clusterCIDRs": ["10.244.0.0/16"], "serviceCIDRs": ["10.96.0.0/16"],
+            "dns": {"enabled": False}}
     if ports:
         spec["ports"] = [{"name": "uplink", "kind": "Uplink", "interface": "eth0"},
                          {"name": "client", "kind": "Pod", "pod": "shop/client", "interface": CALI}]

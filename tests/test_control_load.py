@@ -128,7 +128,10 @@ def test_other_nodes_pod_cidrs_route_via_their_internal_ip():
     routes = {r["prefix"]: r for r in t.routes_view()}
     assert routes["10.244.2.0/24"]["kind"] == "node" and routes["10.244.2.0/24"]["via"] == "192.168.56.12"
     assert routes["10.244.1.0/24"]["kind"] == "local-pods"
-    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1", "via": None}
+    assert routes["10.244.2.0/24"]["encap"] == "IPIP" and routes["10.244.2.0/24"]["mtu"] == 1480
+    # the sample's NodeConfig says IP-in-IP: pods get the tunnel's MTU, as Calico sizes them
+    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1",
+                                        "via": None, "encap": "None", "mtu": 1480}
     assert routes["10.96.0.0/16"]["kind"] == "service"
     assert routes["192.168.56.11/32"]["kind"] == "host"
     assert routes["0.0.0.0/0"]["target"] == "uplink"
@@ -264,7 +267,7 @@ def test_a_failed_reload_leaves_the_running_tables_intact(tmp_path):
     with pytest.raises(ConfigError):
         tables = compile(Cluster.load([str(snap)], node="node-1"))
     assert [tables.backends(i).tobytes() for i in range(len(tables.records))] == before
-    assert len(tables.records) == 4
+    assert len(tables.records) == 6
 
 
 def test_non_ascii_digits_are_errors_not_crashes():

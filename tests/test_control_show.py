@@ -17,7 +17,8 @@ def test_show_services_json_lists_frontends_and_policies(capsys):
     rc, out, err = run(capsys, "services", "--json")
     assert rc == 0
     rows = {r["name"]: r for r in json.loads(out)["services"]}
-    assert set(rows) == {"shop/web:http", "shop/api:grpc", "shop/frontend:https", "shop/cache:memcache"}
+    assert set(rows) == {"shop/web:http", "shop/api:grpc", "shop/frontend:https", "shop/cache:memcache",
+                         "kube-system/kube-dns:dns", "kube-system/kube-dns:dns-tcp"}
     fe = rows["shop/frontend:https"]
     assert {(f["kind"], f["address"], f["port"]) for f in fe["frontends"]} == {
         ("ClusterIP", "10.96.0.30", 443), ("LoadBalancer", "203.0.113.10", 443),
@@ -37,7 +38,8 @@ def test_show_endpoints_text_names_backends(capsys):
 def test_show_routes_json(capsys):
     rc, out, _ = run(capsys, "routes", "--json")
     routes = json.loads(out)["routes"]
-    assert {"prefix": "10.244.2.0/24", "kind": "node", "target": "node-2", "via": "192.168.56.12"} in routes
+    assert {"prefix": "10.244.2.0/24", "kind": "node", "target": "node-2", "via": "192.168.56.12",
+            "encap": "IPIP", "mtu": 1480} in routes
 
 
 def test_show_reports_invalid_snapshot_as_error(capsys, tmp_path):

@@ -36,7 +36,7 @@ def test_sample_replay_gives_the_golden_verdict_of_every_packet(replayed):
 
 def test_sample_counters_add_up_to_the_packets_read(replayed):
     summary, _out, log = replayed
-    assert summary["packets_in"] == 28 == len(log.read_text().splitlines())
+    assert summary["packets_in"] == 31 == len(log.read_text().splitlines())
     assert sum(c["packets"] for c in summary["counters"]) == summary["packets_in"]
     assert sum(summary["verdicts"].values()) == summary["packets_in"]
 
@@ -50,7 +50,21 @@ def test_sample_output_is_read_by_tshark_without_warnings(replayed):
     assert run.returncode == 0
     assert [l for l in run.stderr.splitlines() if "Running as user" not in l] == []
     assert len(run.stdout.split()) == summary["packets_out"] == \
-        summary["verdicts"]["forward"] + summary["verdicts"]["reject"]
+        summary["verdicts"]["forward"] + summary["verdicts"]["reject"] + summary["verdicts"]["reply"]
+
+
+def test_sample_dns_answers_are_read_by_tshark_with_valid_checksums(replayed):
+    _summary, out, _log = replayed
+    run = subprocess.run(["tshark", "-r", str(out), "-o", "ip.check_checksum:TRUE", "-o",
+                          "udp.check_checksum:TRUE", "-Y", "dns.flags.response == 1", "-T", "fields",
+                          "-e", "dns.qry.name", "-e", "dns.flags.rcode", "-e", "dns.a",
+                          "-e", "ip.checksum.status", "-e", "udp.checksum.status"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0
+    rows = [line.split("\t") for line in run.stdout.splitlines()]
+    # checksum status 1: "good" (tshark verified them)
+    assert rows == [["web.shop.svc.cluster.local", "0", "10.96.0.10", "1", "1"],
+                    ["web.shop.svc.cluster.local.shop.svc.cluster.local", "3", "", "1", "1"]]
 
 
 def test_pcapng_sample_gives_the_same_verdicts(tmp_path, replayed):
@@ -68,7 +82,7 @@ def test_replay_without_a_cluster_routes_everything_to_the_uplink(tmp_path):
     run = kdp("replay", PCAPS / "sample.pcap", "-o", tmp_path / "o.pcap", "--json")
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
-    assert summary["packets_in"] == 28
+    assert summary["packets_in"] == 31
     assert {c["reason"] for c in summary["counters"]} <= {
         "forwarded", "arp", "bad_ipv4_checksum", "truncated_ipv4", "bad_tcp_data_offset"}
 
@@ -96,7 +110,7 @@ def test_kdp_reads_as_many_packets_of_each_sample_as_tshark(tshark, name):
     run = subprocess.run([tshark, "-r", str(PCAPS / name), "-T", "fields", "-e", "frame.number"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
-    assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 28
+    assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 31
 
 
 def test_running_out_of_memory_is_a_clear_error_not_a_traceback(monkeypatch, capsys):

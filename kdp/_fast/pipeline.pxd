@@ -5,6 +5,9 @@ from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
 from kdp._fast.decap cimport TunnelEndpoints
+from kdp._fast.neigh cimport Neighbours
+from kdp._fast.natout cimport NatOutgoing
+from kdp._fast.dns cimport DnsTable, dns_note_t, dns_q_t
 
 # The service frontend a new flow matched (the slow path matches a whole batch first).
 ctypedef struct new_flow_t:
@@ -16,7 +19,7 @@ ctypedef struct new_flow_t:
 
 cdef class Pipeline:
     cdef readonly object counters       # uint64 [N_STAGES, N_REASONS]
-    cdef readonly object verdicts       # uint64 [5], by Verdict
+    cdef readonly object verdicts       # uint64 [N_VERDICTS], by Verdict
     cdef uint64_t* ctr
     cdef uint64_t* vctr
     cdef public uint16_t vxlan_port
@@ -24,12 +27,20 @@ cdef class Pipeline:
     cdef readonly ServiceTables services    # None: no Services
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
+    cdef readonly NatOutgoing natout        # None: no IPPool with natOutgoing
+    cdef readonly Neighbours neighbours     # learned from ARP / ND; kept across swaps
+    cdef readonly Batch extra               # the IPv4 fragments (after the first) of the last batch
+    cdef readonly uint64_t fragments        # fragments made into `extra`, all batches
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # newest time seen (expiry runs on it)
     cdef uint64_t ct_now                    # time handed to conntrack (CT_PACKET_CLOCK: per packet)
     cdef public bint packet_clock           # True: time from packet timestamps (replay)
     cdef object nf_scratch                  # new_flow_t per packet of a batch
     cdef new_flow_t* nf
+    cdef readonly DnsTable dns              # None: no DNS stage
+    cdef readonly object dns_counters       # uint64 [N_DNS_COUNTERS], by DnsOutcome (+ truncated)
+    cdef readonly object dns_notes          # dns.NOTE_DTYPE per packet of the last batch (the log's)
+    cdef object dns_scratch                 # dns_q_t per packet of a batch
 
     cdef void new_flows(self, Batch b) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil

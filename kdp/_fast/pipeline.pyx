@@ -1,14 +1,24 @@
 # cython: boundscheck=False, wraparound=False
 """Runs one batch through the stages, in order, and counts the outcome.
 
-  parse -> decap (tunnels to this node) -> ingress classification -> conntrack lookup (fast path)
+  parse -> neighbour learning -> decap (tunnels to this node) -> ingress classification
+        and martian checks -> DNS (queries to the cluster DNS addresses answered in place)
+        -> conntrack lookup (fast path)
         -> new flows (slow path: service match, backend, masquerade, reject;
-           conntrack create) -> NAT -> route -> account -> bounded expiry
+           natOutgoing; conntrack create) -> NAT -> route (TTL, MTU, ICMP answers)
+        -> encap (tunnels, Ethernet addresses; fragments into `extra`)
+        -> account -> bounded expiry
 
 Every stage skips packets that already have a verdict. `account` adds each
 packet once to counters[stage, reason] and verdicts[verdict], so the counters of
-a run add up to the packets that came in. (NetworkPolicy and encapsulation slot
-in between new flows/NAT and route as they land; see DESIGN.md.)
+a run add up to the packets that came in. (NetworkPolicy slots in between new
+flows/NAT and route as it lands; see DESIGN.md.)
+
+IPv4 fragmentation makes packets the input did not have: the fragments after the
+first of each split packet go to `extra` (a second batch, emptied at the start of
+every run); the first stays in the packet's place and carries its verdict. They are
+not input, so they are not in the counters: `fragments` counts them. Whoever writes
+the batch's transmitted packets writes `extra`'s after them.
 
 Time: with packet_clock (replay) conntrack ages flows by each packet's own
 timestamp, never running backwards, so a replay is reproducible; otherwise by
@@ -24,7 +34,7 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
                                ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
@@ -36,7 +46,14 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
                                 SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
+from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
+from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
+from kdp._fast.encap cimport encap_batch, egress_one
+from kdp._fast.frag cimport fragment_batch
+from kdp._fast.natout cimport NatOutgoing, natout_apply
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
+from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
+from kdp._fast.dns import NOTE_DTYPE
 
 cnp.import_array()
 
@@ -47,9 +64,10 @@ cdef enum:
 cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
-                 bint packet_clock=True, TunnelEndpoints tunnels=None):
+                 bint packet_clock=True, TunnelEndpoints tunnels=None, DnsTable dns=None,
+                 NatOutgoing natout=None):
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
-        self.verdicts = np.zeros(5, dtype=np.uint64)
+        self.verdicts = np.zeros(N_VERDICTS, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
         self.vctr = <uint64_t*>cnp.PyArray_DATA(self.verdicts)
         self.vxlan_port = vxlan_port
@@ -57,23 +75,41 @@ cdef class Pipeline:
         self.services = services
         self.conntrack = conntrack
         self.tunnels = tunnels
+        self.natout = natout
+        self.neighbours = Neighbours()
+        self.extra = Batch(1)
+        self.fragments = 0
         self.packet_clock = packet_clock
         self.packets = 0
         self.clock_ns = 0
         self.nf_scratch = np.zeros(0, dtype=np.uint8)
         self.nf = NULL
+        self.dns = dns
+        self.dns_counters = np.zeros(N_DNS_COUNTERS, dtype=np.uint64)
+        self.dns_notes = np.zeros(0, dtype=NOTE_DTYPE)
+        self.dns_scratch = np.zeros(0, dtype=np.uint8)
 
     def _ensure_scratch(self, Py_ssize_t n):
         if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
             self.nf_scratch = np.zeros(n * sizeof(new_flow_t), dtype=np.uint8)
         self.nf = <new_flow_t*>cnp.PyArray_DATA(self.nf_scratch)
+        if self.dns is not None and self.dns_notes.shape[0] < n:
+            self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
+            self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
-             TunnelEndpoints tunnels=None):
-        """Swap in newly compiled tables (between batches). Conntrack stays."""
+             TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None):
+        """Swap in newly compiled tables (between batches). Conntrack and the
+        learned neighbours stay."""
         self.routes = routes
         self.services = services
         self.tunnels = tunnels
+        self.dns = dns
+        self.natout = natout
+
+    def swap_dns(self, DnsTable dns):
+        """Swap in a new DNS zone alone (an endpoint update), between batches."""
+        self.dns = dns
 
     cdef void new_flows(self, Batch b) noexcept nogil:
         """The slow path, in packet order, for packets the fast path did not know.
@@ -88,7 +124,7 @@ cdef class Pipeline:
         cdef nat_spec_t spec
         cdef uint16_t reason = 0
         cdef int res, step
-        cdef bint created = False
+        cdef bint created = False, use_spec
         cdef svc_tables_t* st = NULL
         cdef new_flow_t* nf = self.nf
         if self.services is not None:
@@ -136,8 +172,13 @@ cdef class Pipeline:
                 continue
             if res == SVC_HIT:
                 p.svc_port = spec.svc_port
+            use_spec = res == SVC_HIT
+            if self.natout is not None and self.conntrack is not None:
+                # Calico's natOutgoing, after kube-proxy's decision (POSTROUTING)
+                if natout_apply(self.natout, p, &spec, use_spec):
+                    use_spec = True
             if self.conntrack is not None:
-                if ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL,
+                if ct_create(self.conntrack, b, i, &spec if use_spec else NULL,
                              self.ct_now) != NO_ID:
                     created = True
 
@@ -169,13 +210,25 @@ cdef class Pipeline:
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
-        cdef Py_ssize_t i
+        cdef Neighbours neigh = self.neighbours
+        cdef DnsTable dns = self.dns
+        cdef Py_ssize_t i, made = 0
+        cdef uint32_t need
+        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
+        cdef dns_note_t* notes = NULL
+        cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
+        self.extra.clear()
+        if dns is not None:
+            notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
+            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
         with nogil:
-            parse_batch(b, self.vxlan_port)
             if tunnels is not None:
-                decap_batch(b, tunnels, self.vxlan_port)
+                parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
+            else:
+                parse_batch(b, self.vxlan_port)
+            neigh_learn_batch(neigh, b)
             routes.classify_ingress(b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK
@@ -188,13 +241,25 @@ cdef class Pipeline:
                 self.ct_now = self.clock_ns
         if log is not None:
             log.capture_orig(b)
+            log.capture_dns(self.dns_notes if dns is not None else None)
         with nogil:
+            if dns is not None:
+                dns_batch(dns, b, dns_ctr, notes, dq)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
             self.new_flows(b)
             if ct is not None:
                 nat_batch(ct, b)
-            routes.route_batch(b)
+            need = 0
+            if routes.route_batch(b, neigh, egress_one):
+                need = encap_batch(routes, neigh, b)
+        if need:
+            if self.extra.capacity < need:
+                self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
+            with nogil:
+                made = fragment_batch(routes, neigh, b, self.extra)
+            self.fragments += made
+        with nogil:
             self.account(b)
             if ct is not None:
                 ct_expire(ct, self.clock_ns, EXPIRE_WORK)

@@ -5,15 +5,16 @@
                        Linux nf_conntrack)
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
+  kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
 
-The peers are optional: pytricia, py-radix, dpkt and scapy come with `pip install
-'kdp[bench]'`, tcpdump is a program on PATH, and the Linux nf_conntrack peer needs root,
-`ip` and `nft`. A peer that is missing or fails is left out of the table; the lines
+The peers are optional: pytricia, py-radix, dpkt, scapy and dnspython come with `pip
+install 'kdp[bench]'`, tcpdump is a program on PATH, and the Linux nf_conntrack peer needs
+root, `ip` and `nft`. A peer that is missing or fails is left out of the table; the lines
 under it say why (and show a failed peer's stderr); the exit status stays 0.
 """
 import importlib
 
-SUITES = ("lpm", "conntrack", "pipeline", "read")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns")
 
 
 def add_arguments(parser):

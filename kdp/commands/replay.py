@@ -11,6 +11,13 @@ exactly once by stage and reason, so its total equals the packets read.
 
 "-" is standard input for IN and standard output for OUT or the log (the summary then
 goes to standard error).
+
+Several nodes (`--node node-1,node-2`, or `--nodes all`): one data plane per node,
+joined by a simulated underlay. Each packet enters the node it belongs to (its
+source's pod or node, else the node its destination belongs to); what a node sends
+to another node's address (tunnels, native routes) is processed there next. The
+log says at which node (`node`, `hop`) each step happened; the summary counts each
+packet once where it ended, and each node's own counters below it.
 """
 import json
 import sys
@@ -26,7 +33,11 @@ def add_arguments(parser):
     parser.add_argument("--cluster", metavar="PATH", action="append", default=[],
                         help="Kubernetes manifests (file or directory; repeatable). "
                              "Without it kdp routes everything to the uplink.")
-    parser.add_argument("--node", metavar="NAME", help="the node kdp plays (a NodeConfig or Node name)")
+    parser.add_argument("--node", metavar="NAME[,NAME...]",
+                        help="the node kdp plays (a NodeConfig or Node name); several, comma-separated, "
+                             "for a multi-node replay")
+    parser.add_argument("--nodes", metavar="all|NAME,...",
+                        help="multi-node replay of every node of the snapshot (all) or of these")
     parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet "
                                                       "(JSON Lines; - for standard output)")
     parser.add_argument("--ingress", metavar="PORT",
@@ -52,6 +63,9 @@ def run(args):
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    names = [n for n in (args.nodes or args.node or "").split(",") if n]
+    if args.nodes or len(names) > 1:
+        return _run_nodes(args, names)
     result = replay(
         args.capture,
         output=args.output,
@@ -64,7 +78,12 @@ def run(args):
         links=args.links,
         all_directions=args.all_directions,
     )
-    # standard output may carry the capture or the log: the summary goes to stderr then
+    _print(args, result, print_summary)
+    return 0
+
+
+def _print(args, result, print_summary):
+    """The summary; on stderr when standard output carries the capture or the log."""
     stdout_taken = "-" in (args.output, args.log)
     if args.json:
         out = sys.stderr if stdout_taken else sys.stdout
@@ -75,4 +94,21 @@ def run(args):
         print_summary(result, console=Console(stderr=True))
     else:
         print_summary(result)
+
+
+def _run_nodes(args, names):
+    from kdp.multinode import print_multi_summary, replay_nodes
+
+    if args.node and args.nodes:
+        raise KdpError("give --node NAME,NAME... or --nodes, not both")
+    if args.ingress:
+        raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
+    if not args.cluster:
+        raise KdpError("a multi-node replay needs --cluster")
+    if args.links or args.all_directions:
+        raise KdpError("--links and --all-directions are for a single node's capture")
+    result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
+                          nodes="all" if names == ["all"] else names, log=args.log,
+                          batch_size=args.batch_size)
+    _print(args, result, print_multi_summary)
     return 0

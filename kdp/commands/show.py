@@ -3,6 +3,7 @@
   kdp show services  --cluster snapshot/ --node node-1   service-ports, frontends, policies
   kdp show endpoints --cluster snapshot/ --node node-1   backends per service-port
   kdp show routes    --cluster snapshot/ --node node-1   this node's route records
+  kdp show dns       --cluster snapshot/ --node node-1   the names kdp answers (cluster DNS)
 
 --cluster takes files and/or directories (repeatable). Objects of kinds kdp
 does not use are skipped with a notice on stderr. --json prints JSON.
@@ -10,7 +11,7 @@ does not use are skipped with a notice on stderr. --json prints JSON.
 import json
 import sys
 
-WHAT = ("services", "endpoints", "routes")
+WHAT = ("services", "endpoints", "routes", "dns")
 
 
 def add_arguments(parser):
@@ -55,8 +56,70 @@ def _endpoints_text(rows):
 
 
 def _routes_text(rows):
-    return [f"{r['prefix']:<28} {r['kind']:<10} {r['target']}" + (f" via {r['via']}" if r["via"] else "")
-            for r in rows]
+    out = []
+    for r in rows:
+        line = f"{r['prefix']:<28} {r['kind']:<10} {r['target']}" + (f" via {r['via']}" if r["via"] else "")
+        if r.get("encap", "None") != "None":
+            line += f" encap {r['encap']}"
+            if r["encap"] == "VXLAN":
+                line += f" (port {r['vxlanPort']}, vni {r['vni']})"
+        if r.get("ipPool"):
+            line += f" pool {r['ipPool']}"
+        if r.get("onlink"):
+            line += " onlink"
+        if r.get("mtu"):
+            line += f" mtu {r['mtu']}"
+        out.append(line)
+    return out
+
+
+def _dns_text(view):
+    out = []
+    for row in view["names"]:
+        if "aliasOf" in row:
+            continue
+        name = row["name"]
+        for r in row["records"]:
+            owner = "" if r["name"] == name else f"  ({r['name']})"
+            out.append(f"{name:<48} {r['ttl']:>5} {r['type']:<5} {r['data']}{owner}")
+        for r in row["additional"]:
+            out.append(f"{'':<48} {r['ttl']:>5} {r['type']:<5} {r['data']}  (additional for {r['for']}: "
+                       f"{r['name']})")
+        rest = row["otherTypes"] + (": pod names below" if row["podNames"] else "")
+        if row["passedOn"]:
+            rest = f"{'/'.join(row['passedOn'])} passed on (ExternalName outside the zone); others {rest}"
+        out.append(f"{name:<48} {'':>5} {'*':<5} {rest}")
+    return out
+
+
+def _dns(cluster, as_json):
+    from kdp.control.dns import build_zone, zone_view
+    from kdp.control.dnswire import encode
+    zone = build_zone(cluster)
+    if zone is None:
+        cfg = cluster.config.dns
+        why = ("dns.enabled is false" if not cfg.enabled else
+               "no dns.listen and no kube-system/kube-dns Service to take the address from")
+        if as_json:
+            json.dump({"node": cluster.node, "dns": None, "why": why}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(f"# node {cluster.node}: cluster DNS is not answered by kdp ({why})")
+        return 0
+    encode(zone)                                    # the serial
+    view = zone_view(zone)
+    if as_json:
+        json.dump({"node": cluster.node, "dns": view}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"# node {cluster.node}: zone {view['zone']} answered at {', '.join(view['listen'])} "
+          f"(UDP), ttl {view['ttl']}, pods {view['pods']}, serial {view['serial']}: "
+          f"{len(view['names'])} names; names of the zone not listed are NXDOMAIN, "
+          f"SOA NODATA; other queries pass on to the DNS Service; _<port>._<proto> names are also "
+          f"answered with either label written without '_' (as CoreDNS does)")
+    for line in _dns_text(view):
+        print(line)
+    return 0
 
 
 def run(args):
@@ -64,6 +127,8 @@ def run(args):
     cluster = Cluster.load(args.cluster, node=args.node)
     for notice in cluster.notices:
         print(f"kdp: notice: {notice}", file=sys.stderr)
+    if args.what == "dns":
+        return _dns(cluster, args.json)
     tables = compile(cluster)
     rows = {"services": tables.services_view, "endpoints": tables.endpoints_view,
             "routes": tables.routes_view}[args.what]()

@@ -14,6 +14,7 @@ import copy
 import gc
 
 from kdp.control import addr, apirules
+from kdp.control.calico import check_pools
 from kdp.control.loader import load_documents
 from kdp.control.model import NodeConfig, Origin
 from kdp.control.validate import Problems, parse_object
@@ -47,6 +48,8 @@ class Cluster:
         self.nodes = {}
         self.policies = {}
         self.node_configs = {}
+        self.ippools = {}               # Calico IPPool by name (kdp.control.calico)
+        self.block_affinities = {}      # Calico BlockAffinity by name
         self.notices = []
 
     # -------------------------------------------------------------- building
@@ -78,6 +81,7 @@ class Cluster:
             kind, obj = parsed
             self._add(kind, obj, origin, seen, problems)
         self.notices = problems.notices
+        check_pools(self.ippools.values(), problems)
         self._resolve_node(node, problems)
         if self.config is not None:
             self._check_services(problems)
@@ -86,6 +90,8 @@ class Cluster:
         return self
 
     def _add(self, kind, obj, origin, seen, problems):
+        if obj is None:                 # invalid beyond use: its errors are recorded
+            return
         if kind == "Endpoints":
             key = (obj[0].namespace, obj[0].service) if obj else None
             if key is None:
@@ -98,7 +104,7 @@ class Cluster:
             seen[ident] = origin
             self.endpoints[key] = obj
             return
-        if kind in ("Namespace", "Node", "NodeConfig"):
+        if kind in ("Namespace", "Node", "NodeConfig", "IPPool", "BlockAffinity"):
             key = obj.node_name if kind == "NodeConfig" else obj.name
             label = f"{kind} {key}"
         else:
@@ -124,6 +130,10 @@ class Cluster:
             self.policies[key] = obj
         elif kind == "NodeConfig":
             self.node_configs[key] = obj
+        elif kind == "IPPool":
+            self.ippools[key] = obj
+        elif kind == "BlockAffinity":
+            self.block_affinities[key] = obj
 
     def _resolve_node(self, node, problems):
         here = Origin("<snapshot>")
@@ -160,6 +170,8 @@ class Cluster:
             for n in self.nodes.values():
                 seen.extend(p for p in n.pod_cidrs if p not in seen)
             seen.extend(p for p in cfg.pod_cidrs if p not in seen)
+            # Calico's pools hold the pods' addresses (its IPAM need not use podCIDRs)
+            seen.extend(p.cidr for p in list(self.ippools.values()) + cfg.ip_pools if p.cidr not in seen)
             cfg.cluster_cidrs = seen
         if cfg.local_traffic_detection == "NodeCIDR" and not cfg.pod_cidrs:
             problems.error(cfg.origin, ref, "spec.localTrafficDetection",

@@ -54,6 +54,7 @@ class Service:
     internal_policy_local: bool = False
     external_name: Optional[str] = None
     origin: Optional[Origin] = None
+    publish_not_ready: bool = False         # spec.publishNotReadyAddresses (DNS: not-ready endpoints too)
 
     @property
     def key(self):
@@ -68,6 +69,7 @@ class Endpoint:
     terminating: bool = False
     node_name: Optional[str] = None
     target: Optional[str] = None   # "namespace/name" of the Pod, when given
+    hostname: Optional[str] = None  # DNS: <hostname>.<service>.<ns>.svc.<zone>
 
 
 @dataclass(slots=True)
@@ -108,6 +110,7 @@ class Node:
     pod_cidrs: list = field(default_factory=list)   # [Prefix]
     addresses: list = field(default_factory=list)   # [(type, IP)]: InternalIP, ExternalIP, ...
     origin: Optional[Origin] = None
+    overlay: dict = field(default_factory=dict)  # what its Calico / flannel annotations say (kdp.control.overlay)
 
     def internal_ips(self):
         return [ip for t, ip in self.addresses if t == "InternalIP"]
@@ -119,6 +122,30 @@ class NetworkPolicy:
     namespace: str
     name: str
     spec: dict
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class IPPool:
+    """crd.projectcalico.org/v1 IPPool (kdp.control.calico), or a NodeConfig spec.ipPools entry."""
+    name: str
+    cidr: Prefix
+    block_size: int
+    ipip_mode: str = "Never"        # Always | CrossSubnet | Never
+    vxlan_mode: str = "Never"
+    nat_outgoing: bool = False
+    disabled: bool = False
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class BlockAffinity:
+    """crd.projectcalico.org/v1 BlockAffinity: a pool block claimed by a node."""
+    name: str
+    node: str
+    cidr: Optional[Prefix]
+    state: str = "confirmed"        # confirmed | pending | pendingDeletion
+    deleted: bool = False
     origin: Optional[Origin] = None
 
 
@@ -137,6 +164,16 @@ class Conntrack:
 
 
 @dataclass(slots=True)
+class Dns:
+    """Cluster DNS answered in the data plane (docs/nodeconfig.md, `dns`)."""
+    enabled: bool = True
+    cluster_domain: str = "cluster.local"   # lowercase, no trailing dot
+    listen: list = field(default_factory=list)   # [(IP, port)]; []: the ClusterIPs of kube-system/kube-dns, 53
+    ttl: int = 5
+    pods: str = "insecure"                  # insecure | disabled (CoreDNS `pods`)
+
+
+@dataclass(slots=True)
 class Port:
     """A data-plane port of the node: names a pod's port, and ties a Linux interface (the
     uplink's eth0, a pod's host-side veth) to it for captures (kdp.ports.PortTable)."""
@@ -144,6 +181,7 @@ class Port:
     kind: str                  # Pod | Uplink | Host
     pod: Optional[str] = None  # "namespace/name" for kind Pod
     interface: Optional[str] = None   # the Linux interface a capture names
+    mac: Optional[bytes] = None    # the port's own MAC (source of frames kdp sends out of it)
 
 
 @dataclass(slots=True)
@@ -166,5 +204,23 @@ class NodeConfig:
     proxy_mode: str = "nftables"                   # nftables | iptables
     session_affinity_slots: int = 65536
     conntrack: Conntrack = field(default_factory=Conntrack)
+    dns: Dns = field(default_factory=Dns)
     ports: list = field(default_factory=list)      # [Port]
     origin: Optional[Origin] = None
+    # the node's network (kdp.control.overlay; docs/nodeconfig.md); None: derived or default
+    encapsulation_set: bool = False     # spec.encapsulation.mode was given
+    vxlan_vni_set: bool = False         # spec.encapsulation.vni was given
+    vxlan_port_set: bool = False        # spec.encapsulation.vxlanPort was given
+    vxlan_port_v6: Optional[int] = None
+    vxlan_vni_v6: Optional[int] = None
+    pod_mtu: Optional[int] = None       # spec.encapsulation.mtu
+    vtep_mac: Optional[bytes] = None    # spec.encapsulation.vtepMAC
+    tunnel_addresses: list = field(default_factory=list)  # [IP] spec.encapsulation.tunnelAddresses
+    uplink_mtu: int = 1500              # spec.uplink.mtu
+    uplink_mac: Optional[bytes] = None  # spec.uplink.mac
+    gateway: Optional[IP] = None        # spec.uplink.gateway
+    node_subnets: list = field(default_factory=list)      # [Prefix] spec.uplink.subnets / nodeAddresses "ip/len"
+    ip_pools: list = field(default_factory=list)          # [IPPool] spec.ipPools (by CIDR over IPPool objects)
+    block_affinities: list = field(default_factory=list)  # [(node, Prefix)] spec.blockAffinities
+    neighbours: list = field(default_factory=list)        # [(IP, MAC bytes)] spec.neighbours
+    martians: bool = True               # spec.martians: drop martian packets from the wire

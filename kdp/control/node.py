@@ -7,9 +7,9 @@
     pipeline.swap(**new.pipeline.as_kwargs())            # swapped whole between batches
 
 A NodeTables holds the service tables (CompiledTables), the pipeline's tables
-(PipelineTables: route table, service tables, tunnel endpoints), the
-conntrack settings (ConntrackSettings) and the settings the pipeline is built
-with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
+(PipelineTables: route table, service tables, tunnel endpoints, the cluster
+DNS table), the conntrack settings (ConntrackSettings), the DNS zone's
+compiler and the settings the pipeline is built with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
 and flushes what `changes_from` / `update_endpoints` name.
 
 Adding a table (policy rules, tunnel routes, DNS names, ...): a field in
@@ -26,6 +26,8 @@ import numpy as np
 
 from kdp._fast.conntrack import Conntrack, _mem_available
 from kdp._fast.decap import TunnelEndpoints
+from kdp._fast.natout import NatOutgoing
+from kdp._fast.dns import DnsTable
 from kdp._fast.parse import VXLAN_PORT
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.route import Encap, Route, RouteKind, RouteTable
@@ -33,7 +35,11 @@ from kdp._fast.service import ServiceTables
 from kdp.control import addr
 from kdp.control.backends import backend_ip
 from kdp.control.compile import compile_cluster
+from kdp.control.dns import build_zone
+from kdp.control.dnswire import DnsCompiler
 from kdp.control.model import EndpointSlice
+from kdp.control.overlay import network_of
+from kdp.control.routes import host_addresses
 from kdp.control.tables import CompiledTables
 from kdp.errors import KdpWarning
 from kdp.ports import HOST, UPLINK
@@ -50,6 +56,7 @@ ROUTE_KINDS = {
     "node": RouteKind.RT_REMOTE_NODE,
     "service": RouteKind.RT_UPLINK,          # what the service stage lets through is routed on
     "host": RouteKind.RT_HOST,
+    "subnet": RouteKind.RT_UPLINK,           # on-link: the next hop is the destination
     "default": RouteKind.RT_UPLINK,
 }
 ENCAP = {"None": Encap.ENCAP_NONE, "IPIP": Encap.ENCAP_IPIP, "VXLAN": Encap.ENCAP_VXLAN}
@@ -67,7 +74,6 @@ def compile_routes(services, ports):
     ports are named by NodeConfig `ports` or else "namespace/name"."""
     config = services.cluster.config
     named = pod_port_names(config)
-    encap = ENCAP.get(config.encapsulation, Encap.ENCAP_NONE)
     out = []
     for r in services.routes:
         kind = ROUTE_KINDS[r.kind]
@@ -77,20 +83,48 @@ def compile_routes(services, ports):
         elif kind == RouteKind.RT_HOST:
             port = HOST
         via = addr.format_ip(r.via) if r.via else None
-        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via,
-                         encap=encap if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE,
-                         note=f"{r.kind} {r.target}"))
+        encap = ENCAP[r.encap] if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE
+        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via, encap=encap,
+                         note=f"{r.kind} {r.target}", mtu=r.mtu, mac=r.mac, src_mac=r.src_mac,
+                         onlink=r.onlink, vni=r.vni or 1, vxlan_port=r.vxlan_port or VXLAN_PORT,
+                         vtep_mac=r.vtep_mac))
     return out
 
 
-def tunnels_for(cluster):
-    """The node's tunnel endpoints when it encapsulates (None: no decapsulation).
-    Tunnels are accepted from the other nodes' addresses only."""
-    if cluster.config.encapsulation == "None":
+def route_table(services, ports):
+    """The route stage's RouteTable of compiled tables: routes, the node's own
+    addresses (martians, ICMP source, tunnel source), its VTEP MAC."""
+    cluster = services.cluster
+    me = network_of(cluster).me
+    return RouteTable(compile_routes(services, ports),
+                      node_addresses=[addr.format_ip(ip) for ip in host_addresses(cluster)],
+                      vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians)
+
+
+def tunnels_for(cluster, routes=()):
+    """The node's tunnel endpoints when it encapsulates (None: no decapsulation):
+    when a route to another node uses a tunnel, an IPPool enables one, or NodeConfig
+    names a mode. Tunnels are accepted from the other nodes' addresses only, to any
+    of this node's; VXLAN on the IPv6 port too when it differs, with the VNIs in use."""
+    net = network_of(cluster)
+    enabled = any(r.encap != "None" for r in routes) or net.default.mode != "None" or \
+        any(p.ipip_mode != "Never" or p.vxlan_mode != "Never" for p in net.pools)
+    if not enabled:
         return None
-    peers = [addr.format_ip(ip) for name, n in cluster.nodes.items() if name != cluster.node
-             for _type, ip in n.addresses if _type in ("InternalIP", "ExternalIP")]
-    return TunnelEndpoints([addr.format_ip(ip) for ip in cluster.config.node_addresses], peers)
+    peers = [addr.format_ip(ip) for v in net.peers.values() for ip in v.addresses]
+    local = [addr.format_ip(ip) for ip in host_addresses(cluster)]
+    extra = [net.vxlan_port_v6] if net.vxlan_port_v6 != net.vxlan_port else []
+    return TunnelEndpoints(local, peers, vxlan_ports=extra, vnis={net.vni, net.vni_v6})
+
+
+def nat_outgoing_for(cluster):
+    """Calico's natOutgoing for the node's pools (None: no pool has it)."""
+    pools = network_of(cluster).pools
+    if not any(p.nat_outgoing for p in pools):
+        return None
+    cfg = cluster.config
+    return NatOutgoing([(addr.format_prefix(p.cidr), p.nat_outgoing) for p in pools],
+                       [addr.format_ip(ip) for ip in cfg.node_addresses], tuple(cfg.snat_port_range))
 
 
 MAX_FLOW_MEMORY_SHARE = 0.25    # of MemAvailable: a flow table above it gets a warning
@@ -212,6 +246,8 @@ class PipelineTables:
     routes: RouteTable                          # the route stage's LPM and records
     services: Optional[ServiceTables] = None    # None: no Services
     tunnels: Optional[TunnelEndpoints] = None   # None: no decapsulation
+    natout: Optional[NatOutgoing] = None        # None: no IPPool with natOutgoing
+    dns: Optional[DnsTable] = None              # None: no DNS stage (kdp answers no DNS)
 
     def as_kwargs(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -235,6 +271,7 @@ class NodeTables:
     pipeline: PipelineTables
     conntrack: Optional[ConntrackSettings]      # None: stateless (no NAT)
     vxlan_port: int = VXLAN_PORT
+    dns: Optional[DnsCompiler] = None           # the cluster DNS zone and its table's compiler
 
     @property
     def node(self):
@@ -277,6 +314,15 @@ class NodeTables:
                         gone.add((proto, addr.format_ip(ip), port))
         return gone
 
+    def update_dns(self, key):
+        """The DNS table after update_endpoints changed Service `key`'s endpoints
+        (headless answers, endpoint names, PTRs), to swap into the pipeline; None
+        when kdp answers no DNS. Only the names that changed are re-encoded, into a
+        delta in front of the whole table (kdp.control.dnswire.DnsCompiler)."""
+        if self.dns is None or key is None:
+            return None
+        return self.dns.update(self.dns.zone.update_service(self.services.cluster, key))
+
 
 def plain_router():
     """The NodeTables of a node without a snapshot: everything to the uplink."""
@@ -294,7 +340,12 @@ def compile_node(cluster, ports, previous=None, services=None):
     if services is None:
         services = compile_cluster(cluster, previous=previous.services if previous is not None else None)
     config = cluster.config
-    tables = PipelineTables(routes=RouteTable(compile_routes(services, ports)),
+    zone = build_zone(cluster)
+    dns = DnsCompiler(zone) if zone is not None else None
+    tables = PipelineTables(routes=route_table(services, ports),
                             services=services.service,
-                            tunnels=tunnels_for(cluster))
-    return NodeTables(cluster, services, tables, conntrack_for(config), vxlan_port=config.vxlan_port)
+                            tunnels=tunnels_for(cluster, services.routes),
+                            dns=dns.full() if dns is not None else None,
+                            natout=nat_outgoing_for(cluster))
+    return NodeTables(cluster, services, tables, conntrack_for(config),
+                      vxlan_port=network_of(cluster).vxlan_port, dns=dns)

@@ -12,8 +12,8 @@ Unknown kinds are skipped with a notice (Cluster.notices).
 import re
 import socket
 
-from kdp.control import addr, apirules
-from kdp.control.model import (PROTOCOLS, Conntrack, Endpoint, EndpointSlice, Namespace,
+from kdp.control import addr, apirules, calico, overlay
+from kdp.control.model import (PROTOCOLS, Conntrack, Dns, Endpoint, EndpointSlice, Namespace,
                                NetworkPolicy, Node, NodeConfig, Pod, Port, Service,
                                ServicePort)
 from kdp.errors import ConfigError
@@ -22,6 +22,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
 _IANA_SVC_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
+_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds (Kubernetes default)
 MAX_AFFINITY_TIMEOUT = 86400
 
@@ -35,6 +36,7 @@ KINDS = {
     "Node": "v1",
     "NetworkPolicy": "networking.k8s.io/v1",
     "NodeConfig": "kdp.dev/v1alpha1",
+    **calico.API_VERSIONS,
 }
 
 
@@ -186,8 +188,14 @@ def parse_service(doc, c):
     svc = Service(namespace=ns, name=name, origin=c.origin,
                   type=c.choice(spec.get("type"), "spec.type",
                                 ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"), "ClusterIP"))
+    svc.publish_not_ready = c.boolean(spec.get("publishNotReadyAddresses"),
+                                      "spec.publishNotReadyAddresses", False)
     if svc.type == "ExternalName":
-        svc.external_name = c.string(spec.get("externalName"), "spec.externalName", required=True)
+        ext = c.string(spec.get("externalName"), "spec.externalName", required=True)
+        if ext is not None and not is_dns_subdomain(ext.removesuffix(".")):
+            c.err("spec.externalName", f"must be a DNS name (RFC 1123 subdomain, lowercase, "
+                                       f"at most 253 characters) (got {ext!r})")
+        svc.external_name = ext
         return svc
     ips = spec.get("clusterIPs")
     one = spec.get("clusterIP")
@@ -310,7 +318,7 @@ def parse_endpointslice(doc, c):
             addrs, cond, node = e.get("addresses"), e.get("conditions"), e.get("nodeName")
             ref = e.get("targetRef")
             if type(addrs) is list and addrs and (node is None or type(node) is str) and \
-                    (cond is None or type(cond) is dict) and ref is None:
+                    (cond is None or type(cond) is dict) and ref is None and e.get("hostname") is None:
                 try:
                     ips = [(fam, int.from_bytes(_pton(af, a), "big")) for a in addrs]
                 except (OSError, TypeError):
@@ -347,8 +355,24 @@ def parse_endpointslice(doc, c):
         ref = c.mapping(e.get("targetRef"), f + ".targetRef")
         target = f"{ref.get('namespace') or ns}/{ref['name']}" if ref.get("kind") == "Pod" and ref.get("name") else None
         sl.endpoints.append(Endpoint(ips, ready, serving, terminating,
-                                     c.string(e.get("nodeName"), f + ".nodeName"), target))
+                                     c.string(e.get("nodeName"), f + ".nodeName"), target,
+                                     _hostname(c, e.get("hostname"), f + ".hostname")))
     return sl
+
+
+def is_dns_subdomain(name):
+    """A DNS-1123 subdomain: dot-separated DNS-1123 labels, 253 characters at most."""
+    return 0 < len(name) <= 253 and all(_DNS1123_LABEL.fullmatch(x) for x in name.split("."))
+
+
+def _hostname(c, value, field):
+    """An endpoint's DNS hostname (a DNS-1123 label), or None."""
+    h = c.string(value, field)
+    if h is not None and not _DNS1123_LABEL.fullmatch(h):
+        c.err(field, f"must be a DNS label (1-63 of a-z, 0-9, '-', starting and ending "
+                     f"alphanumeric) (got {h!r})")
+        return None
+    return h or None
 
 
 def parse_endpoints(doc, c):
@@ -377,7 +401,8 @@ def parse_endpoints(doc, c):
                 target = f"{ref.get('namespace') or ns}/{ref['name']}" if ref.get("name") else None
                 bucket = by_fam.setdefault((ip[0], tuple(ports)), [])
                 bucket.append(Endpoint([ip], ready, ready, False,
-                                       c.string(a.get("nodeName"), af + ".nodeName"), target))
+                                       c.string(a.get("nodeName"), af + ".nodeName"), target,
+                                       _hostname(c, a.get("hostname"), af + ".hostname")))
     out = []
     for k, ((fam, ports), eps) in enumerate(sorted(by_fam.items(), key=lambda kv: kv[0])):
         out.append(EndpointSlice(namespace=ns, name=f"{name}/endpoints-{k}", service=name,
@@ -422,6 +447,7 @@ def parse_node(doc, c):
     if cidrs is None and spec.get("podCIDR"):
         cidrs = [spec.get("podCIDR")]
     node = Node(name=name, pod_cidrs=c.prefixes(cidrs, "spec.podCIDRs"), origin=c.origin)
+    node.overlay = overlay.node_overlay(meta, c)
     for i, a in enumerate(c.seq(status.get("addresses"), "status.addresses")):
         f = f"status.addresses[{i}]"
         a = c.mapping(a, f)
@@ -438,6 +464,51 @@ def parse_networkpolicy(doc, c):
     meta, name, ns = _meta(doc, c, True)
     spec = c.mapping(doc.get("spec"), "spec", required=True)
     return NetworkPolicy(namespace=ns, name=name, spec=spec, origin=c.origin)
+
+
+def _listen_address(text):
+    """(IP, port) from "10.96.0.10", "10.96.0.10:53", "fd00::10" or "[fd00::10]:53"."""
+    port = 53
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(text)
+        if rest:
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p)
+    else:
+        host = text
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return addr.parse_ip(host), port
+
+
+def _dns_settings(c, d):
+    """NodeConfig spec.dns (docs/nodeconfig.md)."""
+    known = ("enabled", "clusterDomain", "listen", "ttl", "pods")
+    for k in d:
+        if k not in known:
+            c.err(f"spec.dns.{k}", f"unknown field (known: {', '.join(known)})")
+    out = Dns()
+    out.enabled = c.boolean(d.get("enabled"), "spec.dns.enabled", True)
+    domain = c.string(d.get("clusterDomain"), "spec.dns.clusterDomain", default="cluster.local")
+    if domain is not None:
+        domain = domain.lower().removesuffix(".")
+        if not is_dns_subdomain(domain) or domain.endswith("in-addr.arpa") or domain.endswith("ip6.arpa"):
+            c.err("spec.dns.clusterDomain", f"must be a DNS name outside the reverse zones, like "
+                                            f"cluster.local (got {d.get('clusterDomain')!r})")
+        else:
+            out.cluster_domain = domain
+    for i, v in enumerate(c.seq(d.get("listen"), "spec.dns.listen")):
+        try:
+            out.listen.append(_listen_address(str(v)))
+        except ValueError:
+            c.err(f"spec.dns.listen[{i}]", f"must be an address, address:port or [IPv6]:port (got {v!r})")
+    out.ttl = c.integer(d.get("ttl"), "spec.dns.ttl", 0, 3600, default=5)
+    out.pods = c.choice(d.get("pods"), "spec.dns.pods", ("insecure", "disabled"), "insecure")
+    return out
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -466,13 +537,15 @@ def parse_nodeconfig(doc, c):
     spec = c.mapping(doc.get("spec"), "spec", required=True)
     known = {"nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
              "nodePortRange", "nodePortAddresses", "masquerade", "encapsulation",
-             "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries"}
+             "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries",
+             "dns", *overlay.NODECONFIG_FIELDS}
     for k in spec:
         if k not in known:
             c.err(f"spec.{k}", f"unknown field (known: {', '.join(sorted(known))})")
     nc = NodeConfig(node_name=c.string(spec.get("nodeName"), "spec.nodeName", default=name) or name,
                     origin=c.origin)
-    nc.node_addresses = c.ips(spec.get("nodeAddresses"), "spec.nodeAddresses")
+    nc.node_addresses, nc.node_subnets = overlay.addresses_with_subnets(c, spec.get("nodeAddresses"),
+                                                                        "spec.nodeAddresses")
     nc.pod_cidrs = c.prefixes(spec.get("podCIDRs"), "spec.podCIDRs")
     nc.cluster_cidrs = c.prefixes(spec.get("clusterCIDRs"), "spec.clusterCIDRs")
     nc.service_cidrs = c.prefixes(spec.get("serviceCIDRs"), "spec.serviceCIDRs")
@@ -522,6 +595,7 @@ def parse_nodeconfig(doc, c):
             setattr(d, attr, _seconds(c, ct.get(k), f"spec.conntrack.{k}", getattr(d, attr)))
     d.drop_invalid = c.boolean(ct.get("dropInvalid"), "spec.conntrack.dropInvalid", True)
     nc.conntrack = d
+    nc.dns = _dns_settings(c, c.mapping(spec.get("dns"), "spec.dns"))
     for i, p in enumerate(c.seq(spec.get("ports"), "spec.ports")):
         f = f"spec.ports[{i}]"
         p = c.mapping(p, f)
@@ -532,6 +606,7 @@ def parse_nodeconfig(doc, c):
             c.err(f + ".pod", "is required for a Pod port (namespace/name)")
         nc.ports.append(Port(pname, kind, pod, c.string(p.get("interface"), f + ".interface")))
     apirules.check_ports(c, nc.ports, spec.get("ports"))
+    overlay.parse_network(spec, c, nc)
     return nc
 
 
@@ -544,6 +619,7 @@ PARSERS = {
     "Node": (parse_node, False),
     "NetworkPolicy": (parse_networkpolicy, True),
     "NodeConfig": (parse_nodeconfig, False),
+    **calico.PARSERS,
 }
 
 

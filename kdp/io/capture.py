@@ -10,7 +10,7 @@ The work is done in compiled code (kdp/io/pcap.pyx); this module is the Python f
         print(message)
 
     with CaptureWriter("out.pcap", linktype=LinkType.LT_ETHERNET, ports=ports) as w:
-        w.write(batch)                       # its V_FORWARD packets
+        w.write(batch)                       # its transmitted packets (forward, reject, reply)
 
 What the reader does with a damaged file:
   * it ends inside a record or block: every complete packet before it is delivered, then
@@ -36,6 +36,7 @@ for the writer; ``refuse_same_file`` keeps an output from overwriting an input.
 import json
 import os
 import re
+import sys
 from collections import namedtuple
 
 from kdp._fast.packet import Batch, LinkType
@@ -45,7 +46,7 @@ from kdp.ports import HOST, NO_PORT, PortTable
 
 __all__ = ["CaptureReader", "CaptureWriter", "Packet", "open_capture", "read_batches",
            "read_packets", "write_packets", "SYNTH_DST_MAC", "SYNTH_SRC_MAC",
-           "interface_indexes", "ifindex_ports", "refuse_same_file", "STDIO"]
+           "interface_indexes", "ifindex_ports", "refuse_same_file", "LogFile", "STDIO"]
 
 #: The path that means standard input (reading) or standard output (writing).
 STDIO = "-"
@@ -196,6 +197,40 @@ def ifindex_ports(ports: PortTable, indexes: dict | None = None) -> dict:
 
 
 # ------------------------------------------------------------------ outputs
+
+class LogFile:
+    """A verdict log's file, binary ("-": standard output): a failure to create or write
+    it is a KdpError naming it (a full disk, a missing folder), not a traceback; a closed
+    pipe stays BrokenPipeError."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.own = self.path != STDIO
+        try:
+            self.f = open(self.path, "wb") if self.own else sys.stdout.buffer
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot create the verdict log: "
+                           f"{exc.strerror or exc}") from None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+
+    def close(self):
+        try:
+            if self.own:
+                self.f.close()
+            else:
+                self.f.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+
 
 def _file_key(path):
     """What identifies the file a path names: (device, inode) when it exists (hard links,

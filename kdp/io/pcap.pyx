@@ -43,8 +43,8 @@ come, with the same damage policy (the end of the stream is the end of the file)
 terminal as standard input is refused.
 
 Writer contract -- `CaptureWriter.write(batch)`:
-  reads   verdict (only transmitted packets -- V_FORWARD, and V_REJECT: the reject reply --
-          unless all_packets), off, len, wire_len, ts_ns,
+  reads   verdict (only transmitted packets -- V_FORWARD; V_REJECT: the reject reply;
+          V_REPLY: kdp's own answer, e.g. DNS -- unless all_packets), off, len, wire_len, ts_ns,
           linktype, out_port (pcapng interface), ip_ver and l3_off (link conversion);
   sets    nothing; packets that cannot be expressed in the file's link type are skipped and
           counted in `writer.unconvertible`.
@@ -61,7 +61,7 @@ from libc.errno cimport errno, EINTR, EFBIG, EAGAIN, ENOMEM, EPIPE
 from cpython.exc cimport PyErr_CheckSignals
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
-                               R_UNSUPPORTED_LINKTYPE, V_FORWARD, V_REJECT, V_PENDING,
+                               R_UNSUPPORTED_LINKTYPE, V_FORWARD, V_REJECT, V_REPLY, V_PENDING,
                                LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_LINUX_SLL,
                                LT_IPV4, LT_IPV6, LT_LINUX_SLL2,
                                R_CAPTURED_OUTGOING, R_OTHERHOST)
@@ -1120,7 +1120,8 @@ cdef class CaptureWriter:
         cdef uint32_t ifid
         for i in range(start, b.count):
             p = &b.m[i]
-            if not self.all_packets and p.verdict != V_FORWARD and p.verdict != V_REJECT:
+            if not self.all_packets and p.verdict != V_FORWARD and p.verdict != V_REJECT \
+                    and p.verdict != V_REPLY:
                 continue
             src = b.buf + p.off
             n = p.len
@@ -1193,7 +1194,7 @@ cdef class CaptureWriter:
         return b.count
 
     def write(self, Batch batch not None):
-        """Write the batch's transmitted packets (V_FORWARD, V_REJECT; all with all_packets); return how many."""
+        """Write the batch's transmitted packets (V_FORWARD, V_REJECT, V_REPLY; all with all_packets); return how many."""
         cdef Py_ssize_t start = 0, r
         cdef uint32_t need = 0
         cdef uint64_t before = self.packets

@@ -4,6 +4,8 @@
     lpm_tries         pytricia, py-radix (Python packages)                  `kdp bench lpm`
     linux_conntrack   Linux nf_conntrack: root, `ip`, `nft`, a private      `kdp bench conntrack`
                       network namespace, the host's conntrack limits raised for the run
+    dnspython_responder  a DNS responder built on dnspython (Python package)  `kdp bench dns`
+                      (also the reference the DNS tests compare kdp's answers with)
 
 Who imports them: the suites of kdp.benchmarks, inside the functions that run a
 measurement (so importing a suite or a workload imports none of this package), and bench/.
