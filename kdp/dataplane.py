@@ -28,7 +28,15 @@ class Dataplane:
         self.ports = ports or PortTable()
         self.node = plain_router() if tables is None else \
             compile_node(tables.cluster, self.ports, services=tables)
+        self._name_interfaces()
         self.pipeline = self.node.new_pipeline()
+
+    def _name_interfaces(self):
+        """Capture interfaces -> ports, from NodeConfig `ports[].interface`."""
+        cluster = self.node.cluster
+        config = cluster.config if cluster is not None else None
+        self.ports.set_interfaces({p.interface: p.name for p in config.ports if p.interface}
+                                  if config is not None else {})
 
     @property
     def tables(self):
@@ -72,6 +80,7 @@ class Dataplane:
         if change.renumber is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(change.renumber)
         self.node = new
+        self._name_interfaces()
         return self.flush_backends(change.flush)
 
     def update_endpoints(self, obj):
@@ -153,6 +162,7 @@ class Dataplane:
         return [r.name for r in self.tables.records]
 
     def verdict_log(self, fileobj, batch_size, node=None):
-        ports = [name for _id, name in self.ports]
-        return VerdictLog(fileobj, ports, self.service_names(),
+        """A VerdictLog writing to `fileobj` (binary). It reads the port table live: ports
+        created after it was made (a capture's interfaces, met while reading) are named."""
+        return VerdictLog(fileobj, self.ports, self.service_names(),
                           [r.label for r in Reason], batch_size, node=node)

@@ -49,7 +49,7 @@ from kdp.control import addr
 from kdp.control.loader import load_documents
 from kdp.dataplane import Dataplane
 from kdp.errors import ConfigError
-from kdp.io.capture import CaptureWriter, open_capture
+from kdp.io.capture import CaptureWriter, LogFile, open_capture, refuse_same_file
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason, Stage, Verdict
 from kdp.summary import RunResult
@@ -187,6 +187,7 @@ class Underlay:
     # -------------------------------------------------------------- the run
 
     def run(self, capture, output=None, log=None, batch_size=256):
+        refuse_same_file(input=capture, output=output, log=log)
         started = time.perf_counter()
         reader = open_capture(capture, ports=PortTable())
         batch = Batch(batch_size)
@@ -194,7 +195,7 @@ class Underlay:
         final = np.zeros((len(Stage), len(Reason)), dtype=np.uint64)
         verdicts = np.zeros(len(Verdict), dtype=np.uint64)
         writer = None
-        log_file = open(log, "wb") if log else None
+        log_file = LogFile(log) if log else None
         base = 0
         try:
             if output is not None:

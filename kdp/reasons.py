@@ -96,6 +96,8 @@ class Reason(_Labelled):
     FORWARDED_FRAGMENTED = 55
     TUNNEL_NOT_DECAPSULATED = 56
     UNDERLAY_HOP_LIMIT = 57
+    CAPTURED_OUTGOING = 58
+    OTHERHOST = 59
 
 
 class CtState(_Labelled):

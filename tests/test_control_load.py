@@ -106,7 +106,8 @@ def test_every_node_config_field_is_read():
                    "sessionAffinityMaxEntries": 1024,
                    "conntrack": {"maxFlows": 1000, "tcpEstablishedTimeout": "1h", "udpTimeout": 10,
                                  "dropInvalid": False},
-                   "ports": [{"name": "p1", "kind": "Pod", "pod": "ns/a"}, {"name": "up", "kind": "Uplink"}]}}
+                   "ports": [{"name": "p1", "kind": "Pod", "pod": "ns/a", "interface": "cali9"},
+                             {"name": "uplink", "kind": "Uplink", "interface": "eth0"}]}}
     c = Cluster.from_documents([nc], node="n9")
     cfg = c.config
     assert cfg.node_addresses == [ip("192.168.0.9"), ip("fd00::9")]
@@ -118,7 +119,8 @@ def test_every_node_config_field_is_read():
     assert cfg.session_affinity_slots == 1024
     assert cfg.conntrack.max_flows == 1000 and cfg.conntrack.tcp_established_timeout == 3600
     assert cfg.conntrack.udp_timeout == 10 and cfg.conntrack.drop_invalid is False
-    assert [p.kind for p in cfg.ports] == ["Pod", "Uplink"]
+    assert [(p.name, p.kind, p.pod, p.interface) for p in cfg.ports] == [
+        ("p1", "Pod", "ns/a", "cali9"), ("uplink", "Uplink", None, "eth0")]
 
 
 def test_other_nodes_pod_cidrs_route_via_their_internal_ip():

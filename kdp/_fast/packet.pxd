@@ -129,7 +129,10 @@ cpdef enum Reason:
     R_FORWARDED_FRAGMENTED = 55 # forwarded as IPv4 fragments (no DF, larger than the route's MTU)
     R_TUNNEL_NOT_DECAPSULATED = 56  # V_LOCAL: IP-in-IP or VXLAN to the node that no tunnel settings decapsulate
     R_UNDERLAY_HOP_LIMIT = 57   # multi-node replay: crossed too many nodes (a routing loop)
-    N_REASONS = 58
+    # rx: the capture's own record of a packet's direction (Linux cooked, pcapng epb_flags)
+    R_CAPTURED_OUTGOING = 58    # the capture saw the node send it: output, not input
+    R_OTHERHOST = 59            # a frame for another host's MAC (the kernel drops it before IP)
+    N_REASONS = 60
 
 # Fragment position of an IP packet.
 cdef enum Frag:

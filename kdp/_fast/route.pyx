@@ -41,7 +41,9 @@ Ingress (`classify_ingress`), after decap, before conntrack
 -----------------------------------------------------------
 A packet with in_port NO_PORT gets the port of the local pod whose address is its
 source (RT_LOCAL_POD host route), the host when its source is one of the node's
-addresses (the node sent it), else the uplink. Then packets that did not come from
+addresses (the node sent it), else the uplink; a packet dropped at rx (a copy the
+capture saw leaving the node: captured_outgoing, otherhost) entered nowhere and keeps
+NO_PORT. Then packets that did not come from
 the host are checked as Linux's ip_route_input / ip6_rcv_core check packets from the
 wire (stage ST_ROUTE):
   R_MARTIAN_SOURCE        source loopback (127/8, ::1), multicast, 255.255.255.255
@@ -59,7 +61,7 @@ from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO_ID,
-                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_ROUTE, ST_TX,
+                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_RX, ST_ROUTE, ST_TX,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED,
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
@@ -448,8 +450,9 @@ cdef class RouteTable:
         for i in range(b.count):
             p = &b.m[i]
             looked_up = False
-            if p.in_port == NO_PORT:
-                # every packet gets a port, decided or not (the log names it)
+            if p.in_port == NO_PORT and not (p.verdict != V_PENDING and p.stage == ST_RX):
+                # every packet gets a port, decided or not (the log names it), but one the
+                # capture saw leaving (dropped at rx) entered nowhere
                 p.in_port = UPLINK_PORT
                 if p.ip_ver == 4 or p.ip_ver == 6:
                     if p.ip_ver == 4:

@@ -263,7 +263,12 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
 
 
 cdef class VerdictLog:
-    """Writes one JSON line per packet to a binary file object, batch at a time."""
+    """Writes one JSON line per packet to a binary file object, batch at a time.
+
+    `port_names`: a list of names indexed by port id, or a live table (kdp.ports.PortTable:
+    iterates (id, name), has a length) whose names are read again whenever it has grown,
+    so ports created while a capture is read (new pcapng interfaces) are named too.
+    """
     cdef object fileobj
     cdef object scratch
     cdef readonly object orig
@@ -271,6 +276,8 @@ cdef class VerdictLog:
     cdef public NameTable services
     cdef NameTable reasons
     cdef public uint64_t lines
+    cdef object port_table
+    cdef Py_ssize_t port_count
     cdef bytes node                     # JSON string of the node (multi-node replay), or None
     cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
 
@@ -278,7 +285,12 @@ cdef class VerdictLog:
                  node=None):
         self.fileobj = fileobj
         self.node = _json_string(node) + b"\0" if node is not None else None
-        self.ports = NameTable(port_names)
+        if isinstance(port_names, (list, tuple)):
+            self.port_table = None
+            self.ports = NameTable(port_names)
+        else:
+            self.port_table = port_names
+            self._read_port_table()
         self.services = NameTable(service_names)
         self.reasons = NameTable(reason_names)
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
@@ -286,10 +298,19 @@ cdef class VerdictLog:
         self.lines = 0
         self.dns_notes = None
 
+    def _read_port_table(self):
+        self.port_count = len(self.port_table)
+        self.ports = NameTable([name for _id, name in self.port_table])
+
     def set_names(self, port_names=None, service_names=None):
-        """New port or service names (after a reload)."""
+        """New port or service names (after a reload); port_names as in __init__."""
         if port_names is not None:
-            self.ports = NameTable(port_names)
+            if isinstance(port_names, (list, tuple)):
+                self.port_table = None
+                self.ports = NameTable(port_names)
+            else:
+                self.port_table = port_names
+                self._read_port_table()
         if service_names is not None:
             self.services = NameTable(service_names)
 
@@ -317,6 +338,8 @@ cdef class VerdictLog:
         cdef const dns_note_t* notes = NULL
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
+        if self.port_table is not None and len(self.port_table) != self.port_count:
+            self._read_port_table()
         if self.dns_notes is not None:
             if self.dns_notes.shape[0] < b.count:
                 raise ValueError("DNS notes smaller than the batch")

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import gc
 
-from kdp.control import addr
+from kdp.control import addr, apirules
 from kdp.control.calico import check_pools
 from kdp.control.loader import load_documents
 from kdp.control.model import NodeConfig, Origin
@@ -85,6 +85,7 @@ class Cluster:
         self._resolve_node(node, problems)
         if self.config is not None:
             self._check_services(problems)
+            self._check_addresses(problems)
         problems.raise_if_any()
         return self
 
@@ -230,3 +231,47 @@ class Cluster:
         for ip in self.config.node_addresses:
             out.setdefault(ip[0], ip)
         return out
+
+    # -------------------------------------------------------------- API server rules
+
+    def _check_addresses(self, problems):
+        """What the API server (its IP allocator, node IPAM) and kubelet would never let
+        coexist: ClusterIPs outside the service CIDRs or on a node's address, pod CIDRs
+        of two nodes that overlap, a NodeConfig port named like another local pod."""
+        cfg = self.config
+        owners = {}
+        for name in sorted(self.nodes):
+            for _t, ip in self.nodes[name].addresses:
+                owners.setdefault(ip, f"Node {name}")
+        for ip in cfg.node_addresses:
+            owners.setdefault(ip, f"NodeConfig {self.node} spec.nodeAddresses")
+        for key in sorted(self.services):
+            svc = self.services[key]
+            ref = f"Service {key[0]}/{key[1]}"
+            for i, ip in enumerate(svc.cluster_ips):
+                if ip in owners:
+                    problems.error(svc.origin, ref, f"spec.clusterIPs[{i}]",
+                                   f"{addr.format_ip(ip)} is an address of {owners[ip]}")
+                if cfg.service_cidrs:
+                    problem = apirules.range_problem(ip, cfg.service_cidrs)
+                    if problem:
+                        problems.error(svc.origin, ref, f"spec.clusterIPs[{i}]",
+                                       f"{addr.format_ip(ip)} {problem} (NodeConfig spec.serviceCIDRs)")
+        # pod CIDRs of two nodes overlap: reported on the object of the second (in prefix order)
+        blocks = {(f"Node {name}", n.origin): list(n.pod_cidrs)
+                  for name, n in self.nodes.items() if name != self.node}
+        this = self.nodes.get(self.node)
+        from_node = this is not None and not (self.node_configs.get(self.node) and
+                                              self.node_configs[self.node].pod_cidrs)
+        here = (f"Node {self.node}", this.origin) if from_node else (f"NodeConfig {self.node}", cfg.origin)
+        blocks[here] = list(cfg.pod_cidrs)
+        for (a, _oa), pa, (b, ob), pb in apirules.overlapping(blocks):
+            problems.error(ob, b, "spec.podCIDRs", f"{addr.format_prefix(pb)} overlaps the pod CIDR "
+                                                   f"{addr.format_prefix(pa)} of {a}")
+        local = {f"{p.namespace}/{p.name}" for p in self.local_pods()}
+        for i, port in enumerate(cfg.ports):
+            if port.name in local and port.name != port.pod:
+                problems.error(cfg.origin, f"NodeConfig {self.node}", f"spec.ports[{i}].name",
+                               f"{port.name!r} is the port name of the local pod {port.name} "
+                               f"(a pod's port is named namespace/name unless NodeConfig names it)")
+

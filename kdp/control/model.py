@@ -175,11 +175,12 @@ class Dns:
 
 @dataclass(slots=True)
 class Port:
-    """A data-plane port of the node (for `kdp attach`): stored, not used here."""
+    """A data-plane port of the node: names a pod's port, and ties a Linux interface (the
+    uplink's eth0, a pod's host-side veth) to it for captures (kdp.ports.PortTable)."""
     name: str
     kind: str                  # Pod | Uplink | Host
     pod: Optional[str] = None  # "namespace/name" for kind Pod
-    interface: Optional[str] = None
+    interface: Optional[str] = None   # the Linux interface a capture names
     mac: Optional[bytes] = None    # the port's own MAC (source of frames kdp sends out of it)
 
 

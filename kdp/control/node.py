@@ -19,11 +19,12 @@ changes: the Dataplane passes PipelineTables by keyword. What a reload must
 do to existing flows because of the new table goes into NodeChange.
 """
 import dataclasses
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from kdp._fast.conntrack import Conntrack
+from kdp._fast.conntrack import Conntrack, _mem_available
 from kdp._fast.decap import TunnelEndpoints
 from kdp._fast.natout import NatOutgoing
 from kdp._fast.dns import DnsTable
@@ -40,6 +41,7 @@ from kdp.control.model import EndpointSlice
 from kdp.control.overlay import network_of
 from kdp.control.routes import host_addresses
 from kdp.control.tables import CompiledTables
+from kdp.errors import KdpWarning
 from kdp.ports import HOST, UPLINK
 
 NO_ID = 0xFFFFFFFF
@@ -125,6 +127,9 @@ def nat_outgoing_for(cluster):
                        [addr.format_ip(ip) for ip in cfg.node_addresses], tuple(cfg.snat_port_range))
 
 
+MAX_FLOW_MEMORY_SHARE = 0.25    # of MemAvailable: a flow table above it gets a warning
+
+
 class ConntrackSettings(NamedTuple):
     """What the node's flow table is built with (NodeConfig spec.conntrack and
     the SNAT port range). The table is built once, with the first pipeline, and
@@ -137,8 +142,24 @@ class ConntrackSettings(NamedTuple):
     def build(self):
         # prefault: a node reserves its flow memory up front, so that new flows never
         # wait for page faults (see Conntrack's docstring)
+        self.warn_if_large()
         return Conntrack(self.max_flows, timeouts=dict(self.timeouts), drop_invalid=self.drop_invalid,
                          port_range=self.port_range, prefault=True)
+
+
+    def warn_if_large(self, share=None):
+        """A KdpWarning when the flow table would take more than `share` (default
+        MAX_FLOW_MEMORY_SHARE) of the memory the kernel reports available: it is
+        reserved whole when the data plane is built, whatever the traffic."""
+        share = MAX_FLOW_MEMORY_SHARE if share is None else share
+        avail = _mem_available()
+        need = int(self.max_flows * Conntrack(4).bytes_per_flow)
+        if avail and need > avail * share:
+            warnings.warn(KdpWarning(
+                f"spec.conntrack.maxFlows: {self.max_flows} flows reserve {need >> 20} MiB up front, "
+                f"{100 * need // avail}% of the {avail >> 20} MiB available; the table needs one "
+                f"flow per connection alive at once: a smaller maxFlows spares the memory"),
+                stacklevel=3)
 
 
 def conntrack_for(config):
