@@ -6,6 +6,7 @@ with -O0 -g, for development and fuzzing.
 """
 import glob
 import os
+import re
 
 import numpy
 from Cython.Build import cythonize
@@ -38,11 +39,36 @@ unknown = sorted(ONLY - set(names))
 if unknown:
     raise SystemExit(f"setup.py: KDP_ONLY names no module: {unknown} (modules: {names})")
 
+
+def header_depends(pyx):
+    """The C headers (e.g. kdp/_fast/lpm*_kernels.h) a module's code reaches: named by
+    `cdef extern from "x.h"` in its .pyx or in a .pxd it cimports (transitively), or
+    #include'd by such a header.  They are its depends, so that editing one rebuilds it
+    (pyproject.toml ships them in the sdist and the wheel)."""
+    extern = re.compile(r'cdef\s+extern\s+from\s+"([^"]+\.h)"')
+    cimport = re.compile(r"^\s*(?:from\s+([\w.]+)\s+cimport|cimport\s+([\w.]+))", re.M)
+    include = re.compile(r'#include\s+"([^"]+\.h)"')
+    seen, todo = set(), [pyx, pyx[:-4] + ".pxd"]
+    while todo:
+        path = todo.pop()
+        if path in seen or not os.path.exists(path):
+            continue
+        seen.add(path)
+        text = open(path).read()
+        here = os.path.dirname(path)
+        names = include.findall(text) if path.endswith(".h") else extern.findall(text)
+        todo += [os.path.join(here, name) for name in names]
+        if not path.endswith(".h"):
+            todo += [(a or b).replace(".", "/") + ".pxd" for a, b in cimport.findall(text)]
+    return sorted(path for path in seen if path.endswith(".h"))
+
+
 extensions = [
     Extension(
         os.path.splitext(path)[0].replace("/", "."),
         [path],
         include_dirs=[numpy.get_include(), "kdp/_fast", os.path.dirname(path)],
+        depends=header_depends(path),
         extra_compile_args=compile_args,
         define_macros=macros,
     )

@@ -129,3 +129,34 @@ def test_update_one_endpoint(benchmark, size, request):
     want = (10 << 24) | (126 << 16) | ((k[0] >> 8 & 255) << 8) | (1 + k[0] % 250)
     assert np.any(a4 == want)
     benchmark.extra_info["services"] = len(slices)
+
+
+@pytest.fixture(scope="module")
+def tunnel_captures(tmp_path_factory):
+    from kdp.benchmarks import tunnels
+    d = tmp_path_factory.mktemp("bench-tunnels")
+    plan = tunnels._plan(PACKETS)
+    paths = {}
+    for _name, direction, _mode, tunnel, _reason in tunnels.CASES:
+        if (direction, tunnel) not in paths:
+            paths[(direction, tunnel)] = str(d / f"{direction}-{tunnel}.pcap")
+            tunnels.write_capture(paths[(direction, tunnel)], plan, direction, tunnel)
+    return paths, {m: tunnels._tables(m) for m in ("Never", "IPIP", "VXLAN")}
+
+
+@pytest.mark.parametrize("case", [c[0] for c in __import__("kdp.benchmarks.tunnels", fromlist=["x"]).CASES])
+def test_tunnels(benchmark, tunnel_captures, case):
+    """Plain routing, encapsulation and decapsulation of the same pod-to-pod traffic
+    (kdp/benchmarks/tunnels.py); compare the rates of one run."""
+    from kdp.benchmarks import tunnels
+    paths, tables = tunnel_captures
+    _name, direction, mode, tunnel, reason = next(c for c in tunnels.CASES if c[0] == case)
+    state = {}
+
+    def run():
+        state["s"], state["dp"] = tunnels._pass(paths[(direction, tunnel)], tables[mode])
+
+    benchmark.pedantic(run, rounds=5)
+    from kdp.reasons import Reason, Stage
+    assert int(state["dp"].counters[Stage.TX, Reason[reason.upper()]]) == PACKETS
+    benchmark.extra_info["pps"] = PACKETS / state["s"]

@@ -2,6 +2,9 @@
 import argparse
 import importlib
 import sys
+import warnings
+
+_python_showwarning = warnings.showwarning
 
 # sub-command name -> module in kdp.commands with add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -23,8 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """kdp's own warnings as one line on stderr; others as Python prints them."""
+    from kdp.errors import KdpWarning
+    if issubclass(category, KdpWarning):
+        print(f"kdp: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args._module.run(args) or 0
     except KeyboardInterrupt:

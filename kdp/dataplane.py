@@ -19,7 +19,7 @@ from kdp.control import Cluster, compile as compile_cluster
 from kdp.control.node import compile_node, plain_router, service_key
 from kdp.errors import ConfigError
 from kdp.ports import PortTable
-from kdp.reasons import Reason
+from kdp.reasons import Reason, Stage
 
 
 class Dataplane:
@@ -29,7 +29,15 @@ class Dataplane:
         self.ports = ports or PortTable()
         self.node = plain_router() if tables is None else \
             compile_node(tables.cluster, self.ports, services=tables)
+        self._name_interfaces()
         self.pipeline = self.node.new_pipeline()
+
+    def _name_interfaces(self):
+        """Capture interfaces -> ports, from NodeConfig `ports[].interface`."""
+        cluster = self.node.cluster
+        config = cluster.config if cluster is not None else None
+        self.ports.set_interfaces({p.interface: p.name for p in config.ports if p.interface}
+                                  if config is not None else {})
 
     @property
     def tables(self):
@@ -76,6 +84,7 @@ class Dataplane:
         if change.renumber is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(change.renumber)
         self.node = new
+        self._name_interfaces()
         return self.flush_backends(change.flush)
 
     def update_endpoints(self, obj):
@@ -123,6 +132,33 @@ class Dataplane:
     def process(self, batch, log=None):
         self.pipeline.run(batch, log)
 
+    def flow_counters(self):
+        """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""
+        if self.conntrack is None:
+            return {}
+        out = self.conntrack.counters()
+        if self.pipeline.natout is not None:
+            out["nat_outgoing"] = int(self.pipeline.natout.masqueraded)
+        return out
+
+    @property
+    def extra(self):
+        """The IPv4 fragments (after the first) the last `process` made: transmitted
+        after the batch's own packets, not counted as input."""
+        return self.pipeline.extra
+
+    def traffic_notices(self):
+        """What the packets processed so far showed that the snapshot did not say."""
+        out = []
+        n = int(self.counters[Stage.ROUTE, Reason.TUNNEL_NOT_DECAPSULATED])
+        if n:
+            out.append(f"{n} packet{'s' * (n != 1)} to this node were IP-in-IP or VXLAN (UDP 4789, "
+                       "8472 or 4790) that no tunnel settings decapsulate: delivered to the node as "
+                       "they came (reason tunnel_not_decapsulated). Set NodeConfig spec.encapsulation "
+                       "(mode, vxlanPort, vni), or give the Nodes their Calico / flannel annotations, "
+                       "for kdp to decapsulate and route them.")
+        return out
+
     def service_names(self):
         """Service-port names indexed by service-port id ("namespace/name:port")."""
         if self.tables is None:
@@ -138,7 +174,9 @@ class Dataplane:
         """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
         return self.node.policy_names()
 
-    def verdict_log(self, fileobj, batch_size):
-        ports = [name for _id, name in self.ports]
-        return VerdictLog(fileobj, ports, self.service_names(),
-                          [r.label for r in Reason], batch_size, self.policy_names())
+    def verdict_log(self, fileobj, batch_size, node=None):
+        """A VerdictLog writing to `fileobj` (binary). It reads the port table live: ports
+        created after it was made (a capture's interfaces, met while reading) are named."""
+        return VerdictLog(fileobj, self.ports, self.service_names(),
+                          [r.label for r in Reason], batch_size, node=node,
+                          policy_names=self.policy_names())

@@ -11,3 +11,8 @@ class CaptureError(KdpError):
 
 class ConfigError(KdpError):
     """A cluster snapshot that fails validation: names the file, the object and the field."""
+
+
+class KdpWarning(UserWarning):
+    """Something the user should know that does not stop kdp (the CLI prints it as one
+    `kdp: warning: ...` line on stderr; library users get a Python warning)."""

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
-from kdp.errors import CaptureError
-from kdp.io.capture import CaptureWriter, open_capture
+from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
+                            refuse_same_file)
 from kdp.summary import RunResult, dns_outcomes
 
 
@@ -15,23 +15,33 @@ def _output_linktype(reader):
 
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
-           batch_size=256, progress=False, dataplane=None) -> RunResult:
+           batch_size=256, progress=False, dataplane=None, links=None,
+           all_directions=False) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
-    `output`; `log` gets one JSON line per input packet.
+    `output`; `log` gets one JSON line per input packet. "-" is standard input for
+    `capture`, standard output for `output` or `log`. `links`: the node's interfaces
+    (`ip -j link` output) naming the interface indexes of an SLL2 capture;
+    `all_directions`: packets the capture saw leaving the node are input too.
+    An output or log that is the capture (or each other) is refused before anything is
+    written (KdpError).
     """
+    refuse_same_file(input=capture, output=output, log=log)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
-    reader = open_capture(capture, ports=dp.ports, ingress=ingress)
+    indexes = interface_indexes(links) if links is not None else None
+    reader = open_capture(capture, ports=dp.ports, ingress=ingress,
+                          ifindex_ports=ifindex_ports(dp.ports, indexes),
+                          all_directions=all_directions)
     batch = Batch(batch_size)
     writer = None
     log_file = None
     vlog = None
     started = time.perf_counter()
-    bar = _progress(reader) if progress else None
+    bar = _progress(reader) if progress and not reader.stream else None
     try:
         if log:
-            log_file = open(log, "wb")
+            log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
         while True:
             n = reader.fill(batch)
@@ -42,6 +52,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if writer is None:
                     writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
                 writer.write(batch)
+                if len(dp.extra):           # IPv4 fragments made from the batch, after it
+                    writer.write(dp.extra)
             if vlog is not None:
                 vlog.write(batch)
             if bar is not None:
@@ -51,11 +63,13 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     finally:
         if bar is not None:
             bar.stop()
-        if writer is not None:
-            writer.close()
-        if log_file is not None:
-            log_file.close()
-        reader.close()
+        try:
+            if writer is not None:
+                writer.close()
+            if log_file is not None:
+                log_file.close()
+        finally:
+            reader.close()
     result = RunResult(
         packets_in=int(reader.packets),
         counters=dp.counters.copy(),
@@ -64,9 +78,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices),
+        notices=list(dp.notices) + dp.traffic_notices(),
         seconds=time.perf_counter() - started,
-        flows=dp.conntrack.counters() if dp.conntrack is not None else {},
+        flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
     )
     return result

@@ -80,7 +80,7 @@ def story():
         from_pod(IP(src=CLIENT, dst="10.96.0.99") / TCP(sport=41012, dport=80, flags="S")))
 
     # 5. plain routing
-    add("pod to a pod on node-2 (out the uplink)",
+    add("pod to a pod on node-2 (IP-in-IP to node-2 out of the uplink)",
         from_pod(IP(src=CLIENT, dst=WEB2) / TCP(sport=41013, dport=8080, flags="S")))
     add("pod pings the internet", from_pod(IP(src=CLIENT, dst="8.8.8.8") / ICMP(id=7, seq=1)))
     add("the echo reply", from_uplink(IP(src="8.8.8.8", dst=CLIENT) / ICMP(type=0, id=7, seq=1)))
@@ -109,7 +109,7 @@ def story():
     add("DNS AAAA of a search-path expansion (NXDOMAIN at once)",
         from_pod(dns / UDP(sport=53101, dport=53) / DNS(id=2, rd=1, qd=DNSQR(
             qname="web.shop.svc.cluster.local.shop.svc.cluster.local", qtype="AAAA"))))
-    add("DNS A www.example.com (not the cluster's: to CoreDNS on node-2)",
+    add("DNS A www.example.com (not the cluster's: to CoreDNS on node-2, IP-in-IP)",
         from_pod(dns / UDP(sport=53102, dport=53) / DNS(id=3, rd=1, qd=DNSQR(qname="www.example.com"))))
 
     # 8. network policy (sample-cluster/networkpolicies.yaml)

@@ -6,7 +6,8 @@
   CompiledTables;
 * conntrack stage runs: scapy packets -> parse -> lookup -> create -> NAT;
 * the parse reference: scapy packet generators (frame) and the metadata
-  scapy's dissection of the same bytes gives (expected).
+  scapy's dissection of the same bytes gives (expected);
+* NG: a pcapng file crafted block by block.
 """
 import ipaddress
 import struct
@@ -125,9 +126,18 @@ class Sent:
     out_port: str | None
     service: str | None
     packet: object          # the packet as transmitted (scapy Ether), or as it stood when dropped
+    inner: object = None    # encapsulated by kdp: the packet inside the tunnel (scapy IP / IPv6)
 
     @property
     def ip(self):
+        """The IP packet carried: the inner one when kdp encapsulated it."""
+        if self.inner is not None:
+            return self.inner
+        return self.outer
+
+    @property
+    def outer(self):
+        """The outermost IP header as transmitted."""
         return self.packet[IP] if IP in self.packet else self.packet[IPv6]
 
     @property
@@ -168,9 +178,19 @@ class Harness:
             m = b.meta[i]
             svc = None if m["svc_port"] == 0xFFFFFFFF else names[m["svc_port"]]
             port = None if m["out_port"] == 0xFFFF else self.dp.ports.name_of(int(m["out_port"]))
+            data = b.packet(i)
             out.append(Sent(Verdict(m["verdict"]), Reason(m["reason"]), CtState(m["ct_state"]),
-                            port, svc, as_ether(b.packet(i), int(m["linktype"]))))
+                            port, svc, as_ether(data, int(m["linktype"])), inner_packet(data, m)))
         return out if len(out) > 1 else out[0]
+
+
+def inner_packet(data, m):
+    """The IP packet inside a tunnel kdp put a packet in (meta `encap`), else None."""
+    if not m["encap"]:
+        return None
+    at = int(m["inner_off"]) + (14 if int(m["encap"]) == 2 else 0)     # VXLAN: inner Ethernet
+    inner = data[at:]
+    return IP(inner) if inner[0] >> 4 == 4 else IPv6(inner)
 
 
 def as_ether(data, linktype):
@@ -701,3 +721,108 @@ FIELDS = ["l3_off", "l4_off", "inner_off", "quote_off", "ethertype", "vlan", "ip
           "tunnel", "sport", "dport", "frag_id", "src4", "dst4", "q_proto", "q_sport",
           "q_dport", "q_src4", "q_dst4", "hash"]
 ADDR16 = ["src6", "dst6", "q_src6", "q_dst6"]
+
+
+# ------------------------------------------------------------------ checksums (scapy as the reference)
+
+_QUOTED = ("IPerror", "TCPerror", "UDPerror", "ICMPerror", "SCTPerror", "IPerror6")
+
+
+def assert_checksums(data, linktype=1):
+    """Every checksum of the frame (IPv4 header, TCP, UDP, ICMP, ICMPv6, at every
+    tunnel level; not the headers an ICMP error quotes) is the one scapy computes.
+    A UDP checksum 0 over IPv4 means "none" (RFC 768) and is accepted as such. Inside
+    a fragment only the IPv4 header's checksum is checked (the L4 checksum covers the
+    whole datagram)."""
+    pkt = as_ether(data, linktype) if linktype == 1 else (IP(data) if data[0] >> 4 == 4 else IPv6(data))
+    fresh = pkt.copy()
+    layer, under_v4 = fresh, False
+    while layer is not None and not isinstance(layer, (Raw, type(None))) and layer.name != "NoPayload":
+        if type(layer).__name__ in _QUOTED:
+            break
+        fragment = False
+        if isinstance(layer, IP):
+            under_v4 = True
+            fragment = bool(layer.frag) or bool(int(layer.flags) & 1)
+        elif isinstance(layer, IPv6):
+            under_v4 = False
+        elif isinstance(layer, IPv6ExtHdrFragment):
+            break
+        for field in ("chksum", "cksum"):
+            if field in layer.fields_desc_names if hasattr(layer, "fields_desc_names") else \
+                    any(f.name == field for f in layer.fields_desc):
+                if isinstance(layer, UDP) and under_v4 and layer.chksum == 0:
+                    continue
+                setattr(layer, field, None)
+        if fragment:
+            break
+        layer = layer.payload if layer.payload else None
+    rebuilt = raw(fresh)
+    original = raw(pkt)
+    assert rebuilt == original, f"checksums differ from scapy's:\n{pkt.show(dump=True)}"
+
+
+# ------------------------------------------------------------------ pcapng crafting
+
+SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+
+
+class NG:
+    """A pcapng file crafted block by block, in one byte order per section."""
+
+    def __init__(self, endian="<"):
+        self.e = endian
+        self.out = b""
+
+    def raw(self, data):
+        self.out += data
+        return self
+
+    def block(self, btype, body, total=None, trailer=None):
+        body += b"\0" * ((4 - len(body) % 4) % 4)
+        n = 12 + len(body) if total is None else total
+        self.out += struct.pack(self.e + "II", btype, n) + body + struct.pack(
+            self.e + "I", n if trailer is None else trailer)
+        return self
+
+    def opt(self, code, value):
+        return struct.pack(self.e + "HH", code, len(value)) + value + b"\0" * ((4 - len(value) % 4) % 4)
+
+    def shb(self, endian=None, version=(1, 0), bom=0x1A2B3C4D):
+        if endian:
+            self.e = endian
+        return self.block(SHB, struct.pack(self.e + "IHHq", bom, version[0], version[1], -1))
+
+    def idb(self, linktype=1, snaplen=0, name=None, tsresol=None, tsoffset=None):
+        opts = b""
+        if name is not None:
+            opts += self.opt(2, name.encode())
+        if tsresol is not None:
+            opts += self.opt(9, bytes([tsresol]))
+        if tsoffset is not None:
+            opts += self.opt(14, struct.pack(self.e + "q", tsoffset))
+        if opts:
+            opts += self.opt(0, b"")
+        return self.block(IDB, struct.pack(self.e + "HHI", linktype, 0, snaplen) + opts)
+
+    def epb(self, ifid, ticks, data, orig=None, caplen=None, flags=None):
+        """An EPB; `flags`: an epb_flags option (bits 0-1 direction: 1 in, 2 out)."""
+        head = struct.pack(self.e + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF,
+                           len(data) if caplen is None else caplen,
+                           len(data) if orig is None else orig)
+        if flags is None:
+            return self.block(EPB, head + data)
+        padded = data + b"\0" * ((4 - len(data) % 4) % 4)
+        return self.block(EPB, head + padded + self.opt(2, struct.pack(self.e + "I", flags))
+                          + self.opt(0, b""))
+
+    def pb(self, ifid, ticks, data, orig=None):
+        return self.block(PB, struct.pack(self.e + "HHIIII", ifid, 0, ticks >> 32, ticks & 0xFFFFFFFF,
+                                          len(data), len(data) if orig is None else orig) + data)
+
+    def spb(self, data, orig=None):
+        return self.block(SPB, struct.pack(self.e + "I", len(data) if orig is None else orig) + data)
+
+    def save(self, path):
+        path.write_bytes(self.out)
+        return path

@@ -106,7 +106,8 @@ def test_every_node_config_field_is_read():
                    "sessionAffinityMaxEntries": 1024,
                    "conntrack": {"maxFlows": 1000, "tcpEstablishedTimeout": "1h", "udpTimeout": 10,
                                  "dropInvalid": False},
-                   "ports": [{"name": "p1", "kind": "Pod", "pod": "ns/a"}, {"name": "up", "kind": "Uplink"}]}}
+                   "ports": [{"name": "p1", "kind": "Pod", "pod": "ns/a", "interface": "cali9"},
+                             {"name": "uplink", "kind": "Uplink", "interface": "eth0"}]}}
     c = Cluster.from_documents([nc], node="n9")
     cfg = c.config
     assert cfg.node_addresses == [ip("192.168.0.9"), ip("fd00::9")]
@@ -118,7 +119,8 @@ def test_every_node_config_field_is_read():
     assert cfg.session_affinity_slots == 1024
     assert cfg.conntrack.max_flows == 1000 and cfg.conntrack.tcp_established_timeout == 3600
     assert cfg.conntrack.udp_timeout == 10 and cfg.conntrack.drop_invalid is False
-    assert [p.kind for p in cfg.ports] == ["Pod", "Uplink"]
+    assert [(p.name, p.kind, p.pod, p.interface) for p in cfg.ports] == [
+        ("p1", "Pod", "ns/a", "cali9"), ("uplink", "Uplink", None, "eth0")]
 
 
 def test_other_nodes_pod_cidrs_route_via_their_internal_ip():
@@ -126,7 +128,10 @@ def test_other_nodes_pod_cidrs_route_via_their_internal_ip():
     routes = {r["prefix"]: r for r in t.routes_view()}
     assert routes["10.244.2.0/24"]["kind"] == "node" and routes["10.244.2.0/24"]["via"] == "192.168.56.12"
     assert routes["10.244.1.0/24"]["kind"] == "local-pods"
-    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1", "via": None}
+    assert routes["10.244.2.0/24"]["encap"] == "IPIP" and routes["10.244.2.0/24"]["mtu"] == 1480
+    # the sample's NodeConfig says IP-in-IP: pods get the tunnel's MTU, as Calico sizes them
+    assert routes["10.244.1.10/32"] == {"prefix": "10.244.1.10/32", "kind": "pod", "target": "shop/web-1",
+                                        "via": None, "encap": "None", "mtu": 1480}
     assert routes["10.96.0.0/16"]["kind"] == "service"
     assert routes["192.168.56.11/32"]["kind"] == "host"
     assert routes["0.0.0.0/0"]["target"] == "uplink"

@@ -38,7 +38,8 @@ def test_show_endpoints_text_names_backends(capsys):
 def test_show_routes_json(capsys):
     rc, out, _ = run(capsys, "routes", "--json")
     routes = json.loads(out)["routes"]
-    assert {"prefix": "10.244.2.0/24", "kind": "node", "target": "node-2", "via": "192.168.56.12"} in routes
+    assert {"prefix": "10.244.2.0/24", "kind": "node", "target": "node-2", "via": "192.168.56.12",
+            "encap": "IPIP", "mtu": 1480} in routes
 
 
 def test_show_reports_invalid_snapshot_as_error(capsys, tmp_path):

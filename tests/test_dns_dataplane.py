@@ -199,7 +199,7 @@ def test_dns_settings_are_read():
     assert [(ip[0], port) for ip, port in d.listen] == [(4, 53), (6, 5353)]
 
 
-def test_a_query_from_another_node_through_ipip_is_answered_back_out_of_the_uplink(tmp_path):
+def test_a_query_from_another_node_through_ipip_is_answered_back_through_the_tunnel(tmp_path):
     from kdptest import NODE1, NODE2
     h = Harness(tmp_path, [o if o.get("kind") != "NodeConfig" else
                            {**o, "spec": {**o["spec"], "encapsulation": {"mode": "IPIP"}}}
@@ -207,5 +207,7 @@ def test_a_query_from_another_node_through_ipip_is_answered_back_out_of_the_upli
     inner = IP(src="10.244.2.77", dst=DNS_IP) / UDP(sport=5555, dport=53) / make_query("web.shop.svc.cluster.local")
     s = h.send(IP(src=NODE2, dst=NODE1) / inner, in_port="uplink")
     assert (s.verdict, s.reason, s.out_port) == (Verdict.REPLY, Reason.DNS_ANSWERED, "uplink")
-    assert (s.packet[IP].src, s.packet[IP].dst, s.packet[UDP].dport) == (DNS_IP, "10.244.2.77", 5555)
+    # the answer is routed to the asking pod: IP-in-IP back to its node
+    assert (s.outer.src, s.outer.dst, s.outer.proto) == (NODE1, NODE2, 4)
+    assert (s.ip.src, s.ip.dst, s.ip[UDP].dport) == (DNS_IP, "10.244.2.77", 5555)
     assert [r.to_text() for r in answer_of(s).answer] == [f"web.shop.svc.{Z} 5 IN A 10.96.0.10"]

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from kdp import Batch
 from kdp._fast.packet import LinkType, NO_PORT_ID
-from kdp.errors import CaptureError
+from kdp.errors import CaptureError, KdpError
 from kdp.io import CaptureReader, CaptureWriter, open_capture, read_packets, write_packets
 from kdp.io.capture import SYNTH_DST_MAC, SYNTH_SRC_MAC
 from kdp.ports import PortTable
@@ -219,10 +219,18 @@ def test_absurd_length_at_the_first_record_raises_at_once(tmp_path):
 
 def test_fixed_ingress_port_is_given_to_every_packet(tmp_path):
     path = write(tmp_path, classic([(1, 0, b"x" * 60, 60)] * 3))
-    ports = PortTable()
+    ports = PortTable(["pod-a"])
     pkts = read_packets(path, ports=ports, ingress="pod-a")
     assert {p.in_port for p in pkts} == {ports.get("pod-a")} == {2}
     assert {p.in_port for p in read_packets(path, ingress=0)} == {0}
+
+
+def test_unknown_ingress_name_is_an_error_naming_the_known_ports_and_creates_none(tmp_path):
+    path = write(tmp_path, classic([(1, 0, b"x" * 60, 60)]))
+    ports = PortTable(["pod-a"])
+    with pytest.raises(KdpError, match=r"--ingress pod-b: no such port \(ports: uplink, host, pod-a"):
+        read_packets(path, ports=ports, ingress="pod-b")
+    assert "pod-b" not in ports and len(ports) == 3
 
 
 def test_without_ingress_classic_packets_have_no_port(tmp_path):

@@ -15,63 +15,7 @@ from kdp.io import CaptureReader, CaptureWriter, open_capture, read_packets
 from kdp.ports import PortTable
 from kdp.reasons import Reason, Stage, Verdict
 
-SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
-
-
-class NG:
-    """A pcapng file crafted block by block, in one byte order per section."""
-
-    def __init__(self, endian="<"):
-        self.e = endian
-        self.out = b""
-
-    def raw(self, data):
-        self.out += data
-        return self
-
-    def block(self, btype, body, total=None, trailer=None):
-        body += b"\0" * ((4 - len(body) % 4) % 4)
-        n = 12 + len(body) if total is None else total
-        self.out += struct.pack(self.e + "II", btype, n) + body + struct.pack(
-            self.e + "I", n if trailer is None else trailer)
-        return self
-
-    def opt(self, code, value):
-        return struct.pack(self.e + "HH", code, len(value)) + value + b"\0" * ((4 - len(value) % 4) % 4)
-
-    def shb(self, endian=None, version=(1, 0), bom=0x1A2B3C4D):
-        if endian:
-            self.e = endian
-        return self.block(SHB, struct.pack(self.e + "IHHq", bom, version[0], version[1], -1))
-
-    def idb(self, linktype=1, snaplen=0, name=None, tsresol=None, tsoffset=None):
-        opts = b""
-        if name is not None:
-            opts += self.opt(2, name.encode())
-        if tsresol is not None:
-            opts += self.opt(9, bytes([tsresol]))
-        if tsoffset is not None:
-            opts += self.opt(14, struct.pack(self.e + "q", tsoffset))
-        if opts:
-            opts += self.opt(0, b"")
-        return self.block(IDB, struct.pack(self.e + "HHI", linktype, 0, snaplen) + opts)
-
-    def epb(self, ifid, ticks, data, orig=None, caplen=None):
-        return self.block(EPB, struct.pack(self.e + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF,
-                                           len(data) if caplen is None else caplen,
-                                           len(data) if orig is None else orig) + data)
-
-    def pb(self, ifid, ticks, data, orig=None):
-        return self.block(PB, struct.pack(self.e + "HHIIII", ifid, 0, ticks >> 32, ticks & 0xFFFFFFFF,
-                                          len(data), len(data) if orig is None else orig) + data)
-
-    def spb(self, data, orig=None):
-        return self.block(SPB, struct.pack(self.e + "I", len(data) if orig is None else orig) + data)
-
-    def save(self, path):
-        path.write_bytes(self.out)
-        return path
-
+from kdptest import EPB, IDB, NG, PB, SHB, SPB
 
 def frame(i, n=64):
     return bytes([i & 0xFF]) * n

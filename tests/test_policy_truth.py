@@ -256,7 +256,6 @@ NP_SCENARIOS = [
              "allowed, regardless of the IP address of the Pod or the node)",
              world(np_("prod", "lockdown", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})),
              [Step([R("host:node-1", "prod/web-1", "tcp/8080", "allow", "allow: the node's own traffic"),
-                    R("192.168.56.11", "prod/db", "tcp/5432", "allow"),
                     R("kube-system/agent", "prod/db", "tcp/5432", "allow"),
                     R("prod/web-1", "192.168.56.11", "udp/53", "allow"),
                     R("prod/web-1", "192.168.56.12", "udp/53", "deny", "policy_denied_egress"),

@@ -10,7 +10,9 @@ V_PENDING IP packet addressed to one of the table's listen (address, port) pairs
   for), class IN, opcode QUERY
       -> answered in place: the packet becomes the answer, addresses and ports
          swapped (Ethernet addresses too), sent back out of the ingress port:
-         verdict V_REPLY, stage ST_DNS, reason R_DNS_ANSWERED; out_port = in_port.
+         verdict V_REPLY, stage ST_DNS, reason R_DNS_ANSWERED; out_port = in_port
+         (the route stage then routes it to the asker: the same port, or the tunnel
+         a pod of another node asked through).
          NOERROR with the compiled records, NODATA or NXDOMAIN (SOA in authority),
          as CoreDNS's kubernetes plugin answers (kdp/control/dns.py has the rules).
   malformed question / additional section, QDCOUNT != 1

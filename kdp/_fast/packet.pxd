@@ -35,8 +35,9 @@ cpdef enum Verdict:
     V_DROP = 2
     V_REJECT = 3            # answered with a TCP RST / ICMP unreachable
     V_LOCAL = 4             # delivered to the node itself
-    V_REPLY = 5             # answered by kdp itself (a DNS answer; later ICMP echo replies),
-                            # the reply sent back out of the ingress port (out_port = in_port)
+    V_REPLY = 5             # answered by kdp itself (a DNS answer, an ICMP echo reply); the route
+                            # stage routes the reply to its destination (out_port = in_port but
+                            # for a sender behind a tunnel: the tunnel's)
     N_VERDICTS = 6
 
 cpdef enum Stage:
@@ -117,7 +118,21 @@ cpdef enum Reason:
     R_DNS_ANSWERED = 45         # a query answered from the compiled zone (NOERROR, NXDOMAIN or NODATA)
     R_DNS_FORMERR = 46          # a malformed query answered with FORMERR (or BADVERS)
     R_DNS_MALFORMED = 47        # dropped: shorter than a DNS header, or a response (QR set)
-    N_REASONS = 48
+    # router behaviour, encapsulation, MTU (route / encap stages)
+    R_MARTIAN_SOURCE = 48       # from the wire: loopback, multicast, broadcast or 0.0.0.0/8 source
+    R_MARTIAN_LOCAL_SOURCE = 49 # from the wire with one of the node's own addresses as source
+    R_MARTIAN_DESTINATION = 50  # from the wire to a loopback (127/8, ::1) or 0.0.0.0/8 destination
+    R_LINK_LOCAL = 51           # multicast, broadcast or IPv6 link-local destination: for the node, never forwarded
+    R_ECHO_REPLIED = 52         # ICMP / ICMPv6 echo request to a node address, answered (V_REPLY)
+    R_FORWARDED_IPIP = 53       # forwarded, encapsulated IP-in-IP to another node
+    R_FORWARDED_VXLAN = 54      # forwarded, encapsulated in VXLAN to another node
+    R_FORWARDED_FRAGMENTED = 55 # forwarded as IPv4 fragments (no DF, larger than the route's MTU)
+    R_TUNNEL_NOT_DECAPSULATED = 56  # V_LOCAL: IP-in-IP or VXLAN to the node that no tunnel settings decapsulate
+    R_UNDERLAY_HOP_LIMIT = 57   # multi-node replay: crossed too many nodes (a routing loop)
+    # rx: the capture's own record of a packet's direction (Linux cooked, pcapng epb_flags)
+    R_CAPTURED_OUTGOING = 58    # the capture saw the node send it: output, not input
+    R_OTHERHOST = 59            # a frame for another host's MAC (the kernel drops it before IP)
+    N_REASONS = 60
 
 # Fragment position of an IP packet.
 cdef enum Frag:
@@ -167,7 +182,8 @@ ctypedef struct pkt_meta_t:
     uint8_t tunnel          # Tunnel
     uint16_t sport          # host byte order
     uint16_t dport
-    uint16_t _pad0
+    uint8_t encap           # Tunnel kdp put the packet in on its way out (TUN_NONE: none)
+    uint8_t _pad0
     uint32_t frag_id        # IPv4 ID or IPv6 fragment identification
     uint32_t src4           # IPv4 addresses, host byte order
     uint32_t dst4
@@ -175,7 +191,7 @@ ctypedef struct pkt_meta_t:
     uint8_t dst6[16]
     # the header quoted inside an ICMP / ICMPv6 error (q_proto 0: none)
     uint8_t q_proto
-    uint8_t _pad1
+    uint8_t decap           # Tunnel the packet arrived through (decapsulated by kdp; TUN_NONE: none)
     uint16_t q_sport
     uint16_t q_dport
     uint16_t _pad2

@@ -35,3 +35,17 @@ cdef uint64_t flow_hash(const pkt_meta_t* p) noexcept nogil
 # Internet checksum helper: one's complement sum of n bytes folded to 16
 # bits (not inverted). A valid IPv4 header sums to 0xFFFF.
 cdef uint16_t csum_fold(const uint8_t* b, uint32_t n) noexcept nogil
+
+# A stage that works on a packet inside the parser's loop (decap): called with the
+# stage's context, the batch buffer and the packet.
+ctypedef int (*parse_hook_t)(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil
+
+# parse_batch with two hooks: `before` sees each pending untagged Ethernet/IPv4 frame
+# (no options) carrying IP-in-IP or UDP to vxlan_port before it is parsed, and returns
+# 0 (parse it), < 0 (it decided the packet itself) or a Tunnel kind: it moved the
+# packet to its inner packet, which the loop parses and marks as decapsulated (`decap`;
+# a malformed inner packet is dropped at ST_DECAP with the parse reason, inner ARP goes
+# to the node). `after` sees each packet that parsed and is a recognised tunnel or UDP
+# to one of udp_ports[0..4) (0: unused); its result is not used.
+cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
+                             parse_hook_t after, void* ctx, const uint16_t* udp_ports) noexcept nogil

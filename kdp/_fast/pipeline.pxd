@@ -5,6 +5,8 @@ from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
 from kdp._fast.service cimport ServiceTables
 from kdp._fast.decap cimport TunnelEndpoints
+from kdp._fast.neigh cimport Neighbours
+from kdp._fast.natout cimport NatOutgoing
 from kdp._fast.dns cimport DnsTable, dns_note_t, dns_q_t
 from kdp._fast.policy cimport PolicyTables, FlowPolicy
 
@@ -26,8 +28,12 @@ cdef class Pipeline:
     cdef readonly ServiceTables services    # None: no Services
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
+    cdef readonly NatOutgoing natout        # None: no IPPool with natOutgoing
     cdef readonly PolicyTables policy       # None: no network policy
     cdef readonly FlowPolicy flow_policy    # None: established flows continue across reloads
+    cdef readonly Neighbours neighbours     # learned from ARP / ND; kept across swaps
+    cdef readonly Batch extra               # the IPv4 fragments (after the first) of the last batch
+    cdef readonly uint64_t fragments        # fragments made into `extra`, all batches
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # newest time seen (expiry runs on it)
     cdef uint64_t ct_now                    # time handed to conntrack (CT_PACKET_CLOCK: per packet)

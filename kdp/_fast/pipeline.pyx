@@ -1,26 +1,33 @@
 # cython: boundscheck=False, wraparound=False
 """Runs one batch through the stages, in order, and counts the outcome.
 
-  parse -> decap (tunnels to this node) -> ingress classification -> DNS (queries to
-        the cluster DNS addresses answered in place) -> conntrack lookup (fast path)
-        -> [policy re-check of established flows, when asked]
-        -> new flows (slow path: service match, backend, masquerade, reject;
-           policy; conntrack create) -> NAT -> route -> account -> bounded expiry
+  parse -> neighbour learning -> decap (tunnels to this node) -> ingress classification
+        and martian checks -> DNS (queries to the cluster DNS addresses answered in place)
+        -> conntrack lookup (fast path) -> [policy re-check of established flows, when asked]
+        -> new flows (slow path: service match, backend, masquerade, reject; policy;
+           natOutgoing; conntrack create) -> NAT -> route (TTL, MTU, ICMP answers)
+        -> encap (tunnels, Ethernet addresses; fragments into `extra`)
+        -> account -> bounded expiry
 
 Every stage skips packets that already have a verdict. `account` adds each
 packet once to counters[stage, reason] and verdicts[verdict], so the counters of
-a run add up to the packets that came in. (Encapsulation slots in between NAT
-and route as it lands; see DESIGN.md.)
+a run add up to the packets that came in.
 
 Policy (kdp/_fast/policy.pyx) is decided once per flow in the slow path, after
 the service stage chose the backend (ingress is judged on the backend pod and
-port, egress on the post-DNAT destination) and before conntrack creates the
-flow: a denied first packet creates no flow. Established, reply and related
-packets pay nothing, unless `flow_policy` is set (NodeConfig networkPolicy.
-establishedFlows: Recheck): then flows judged by older tables are judged again
-at their next packet. Untracked IP packets (ct state none) are judged one by one.
-DNS queries the DNS stage answers are the node's own service (as NodeLocal
-DNSCache): they never reach a pod, and policy does not judge them.
+port, egress on the post-DNAT destination) and before natOutgoing and conntrack
+create the flow: a denied first packet creates no flow. Established, reply and
+related packets pay nothing, unless `flow_policy` is set (NodeConfig
+networkPolicy.establishedFlows: Recheck): then flows judged by older tables are
+judged again at their next packet. Untracked IP packets (ct state none) are judged
+one by one. DNS queries the DNS stage answers are the node's own service (as
+NodeLocal DNSCache): they never reach a pod, and policy does not judge them.
+
+IPv4 fragmentation makes packets the input did not have: the fragments after the
+first of each split packet go to `extra` (a second batch, emptied at the start of
+every run); the first stays in the packet's place and carries its verdict. They are
+not input, so they are not in the counters: `fragments` counts them. Whoever writes
+the batch's transmitted packets writes `extra`'s after them.
 
 Time: with packet_clock (replay) conntrack ages flows by each packet's own
 timestamp, never running backwards, so a replay is reproducible; otherwise by
@@ -37,8 +44,7 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
-                               ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE,
-                               FRAG_LATER)
+                               ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
@@ -49,6 +55,11 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
                                 SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
+from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
+from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
+from kdp._fast.encap cimport encap_batch, egress_one
+from kdp._fast.frag cimport fragment_batch
+from kdp._fast.natout cimport NatOutgoing, natout_apply
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
@@ -65,7 +76,7 @@ cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
                  bint packet_clock=True, TunnelEndpoints tunnels=None, DnsTable dns=None,
-                 PolicyTables policy=None, bint recheck=False):
+                 NatOutgoing natout=None, PolicyTables policy=None, bint recheck=False):
         if policy is not None and conntrack is None:
             raise ValueError("network policy is decided per flow: it needs conntrack")
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
@@ -77,9 +88,13 @@ cdef class Pipeline:
         self.services = services
         self.conntrack = conntrack
         self.tunnels = tunnels
+        self.natout = natout
         self.policy = policy
         self.flow_policy = None
         self.set_recheck(recheck)
+        self.neighbours = Neighbours()
+        self.extra = Batch(1)
+        self.fragments = 0
         self.packet_clock = packet_clock
         self.packets = 0
         self.clock_ns = 0
@@ -99,15 +114,18 @@ cdef class Pipeline:
             self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
-             TunnelEndpoints tunnels=None, DnsTable dns=None, PolicyTables policy=None):
-        """Swap in newly compiled tables (between batches). Conntrack stays: new flows
-        see the new policy at once, established ones as set_recheck decided."""
+             TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None,
+             PolicyTables policy=None):
+        """Swap in newly compiled tables (between batches). Conntrack and the
+        learned neighbours stay: new flows see the new policy at once, established
+        ones as set_recheck decided."""
         if policy is not None and self.conntrack is None:
             raise ValueError("network policy is decided per flow: it needs conntrack")
         self.routes = routes
         self.services = services
         self.tunnels = tunnels
         self.dns = dns
+        self.natout = natout
         self.policy = policy
 
     def set_recheck(self, bint recheck):
@@ -137,7 +155,7 @@ cdef class Pipeline:
         cdef nat_spec_t spec
         cdef uint16_t reason = 0
         cdef int res, step
-        cdef bint created = False
+        cdef bint created = False, use_spec
         cdef svc_tables_t* st = NULL
         cdef new_flow_t* nf = self.nf
         cdef uint32_t fid
@@ -198,8 +216,13 @@ cdef class Pipeline:
                 if reason != 0:
                     drop(p, ST_POLICY, reason)
                     continue
+            use_spec = res == SVC_HIT
+            if self.natout is not None and self.conntrack is not None:
+                # Calico's natOutgoing, after kube-proxy's decision (POSTROUTING)
+                if natout_apply(self.natout, p, &spec, use_spec):
+                    use_spec = True
             if self.conntrack is not None:
-                fid = ct_create(self.conntrack, b, i, &spec if res == SVC_HIT else NULL, self.ct_now)
+                fid = ct_create(self.conntrack, b, i, &spec if use_spec else NULL, self.ct_now)
                 if fid != NO_ID:
                     created = True
                     if fp is not None:
@@ -233,22 +256,27 @@ cdef class Pipeline:
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
+        cdef Neighbours neigh = self.neighbours
         cdef DnsTable dns = self.dns
         cdef PolicyTables pt = self.policy
         cdef FlowPolicy fp = self.flow_policy
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, made = 0
+        cdef uint32_t need
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
         cdef dns_note_t* notes = NULL
         cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
+        self.extra.clear()
         if dns is not None:
             notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
             dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
         with nogil:
-            parse_batch(b, self.vxlan_port)
             if tunnels is not None:
-                decap_batch(b, tunnels, self.vxlan_port)
+                parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
+            else:
+                parse_batch(b, self.vxlan_port)
+            neigh_learn_batch(neigh, b)
             routes.classify_ingress(b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK
@@ -272,7 +300,16 @@ cdef class Pipeline:
             self.new_flows(b, pt, fp)
             if ct is not None:
                 nat_batch(ct, b)
-            routes.route_batch(b)
+            need = 0
+            if routes.route_batch(b, neigh, egress_one):
+                need = encap_batch(routes, neigh, b)
+        if need:
+            if self.extra.capacity < need:
+                self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
+            with nogil:
+                made = fragment_batch(routes, neigh, b, self.extra)
+            self.fragments += made
+        with nogil:
             self.account(b)
             if ct is not None:
                 ct_expire(ct, self.clock_ns, EXPIRE_WORK)

@@ -19,7 +19,8 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.flow cimport nat_spec_t
-from kdp._fast.lpm cimport Lpm4, Lpm6
+from kdp._fast.lpm cimport Lpm4
+from kdp._fast.lpm6 cimport Lpm6
 from kdp._fast.conntrack cimport Conntrack
 
 cdef enum:  # direction: index of pol_endpoint_t.profile and .self_map

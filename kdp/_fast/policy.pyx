@@ -425,7 +425,8 @@ cdef class PolicyTables:
         self.t.dec_allow = <uint8_t*>cnp.PyArray_DATA(da)
         self.t.host_identity = host_identity
         self.t.n_identities = n_identities
-        from kdp._fast.lpm import Lpm4 as _L4, Lpm6 as _L6
+        from kdp._fast.lpm import Lpm4 as _L4
+        from kdp._fast.lpm6 import Lpm6 as _L6
         self.lpm4 = _L4.build(np.asarray(prefixes4, dtype=np.uint32), np.asarray(lengths4, dtype=np.uint8),
                               np.asarray(idents4, dtype=np.uint32))
         p6 = np.asarray(prefixes6, dtype=np.uint8).reshape(-1, 16)

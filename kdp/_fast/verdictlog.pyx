@@ -3,20 +3,27 @@
 
 Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
-orig (the tuple as received), policy (for packets a policy judged: what decided
-their egress and their ingress, each a label or null; null otherwise), and dns
+policy (for packets a policy judged: what decided their egress and their ingress,
+each a label or null; null otherwise), orig (the tuple as received), and dns
 (query name, type, rcode and the DNS stage's outcome for packets to a cluster DNS
 address, else null). Names of ports, services, reasons and policy decisions come
 from string tables built once per configuration (`NameTable`).
+
+Keys present only when they apply: `tunnel` ({type, src, dst[, vni]}: kdp put the
+packet in a tunnel; proto/src/dst/ports are then the packet inside it, read from
+the frame), `decap` ("ipip" / "vxlan": the packet came through a tunnel kdp
+decapsulated), `node` and `hop` (a multi-node replay: the node of this line and how
+many nodes the packet crossed before it).
 """
 import numpy as np
 cimport numpy as cnp
 from libc.stdio cimport snprintf
-from libc.string cimport memcpy, memcmp, strlen
+from libc.string cimport memcpy, memcmp, memset, strlen
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, NO_PORT, NO_ID, N_REASONS,
-                               V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL, V_REPLY)
+                               V_PENDING, V_FORWARD, V_DROP, V_REJECT, V_LOCAL, V_REPLY,
+                               TUN_IPIP, TUN_VXLAN)
 from kdp._fast.dns cimport dns_note_t, dns_note_json
 
 cnp.import_array()
@@ -162,33 +169,81 @@ cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t spor
     return snprintf(out, cap, "\"sport\":null,\"dport\":null")
 
 
+cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept nogil:
+    """The tuple of the packet inside the tunnel kdp put p in (read from the frame)."""
+    cdef uint32_t at = p.inner_off + (14 if p.encap == TUN_VXLAN else 0)
+    cdef const uint8_t* h = b.buf + p.off + at
+    cdef uint32_t ihl, l4
+    cdef bint ports = False
+    memset(t, 0, sizeof(orig_tuple_t))
+    if at + 40 > p.len and not (at + 20 <= p.len and (h[0] >> 4) == 4):
+        return False
+    if (h[0] >> 4) == 4:
+        ihl = (h[0] & 15) * 4
+        t.ip_ver = 4
+        t.proto = h[9]
+        t.src4 = (<uint32_t>h[12] << 24) | (<uint32_t>h[13] << 16) | (<uint32_t>h[14] << 8) | h[15]
+        t.dst4 = (<uint32_t>h[16] << 24) | (<uint32_t>h[17] << 16) | (<uint32_t>h[18] << 8) | h[19]
+        l4 = at + ihl
+        ports = ((h[6] & 0x1F) | h[7]) == 0
+    elif (h[0] >> 4) == 6:
+        t.ip_ver = 6
+        t.proto = h[6]
+        memcpy(t.src6, h + 8, 16)
+        memcpy(t.dst6, h + 24, 16)
+        l4 = at + 40
+        ports = True
+    else:
+        return False
+    if ports and (t.proto == 6 or t.proto == 17 or t.proto == 132) and l4 + 4 <= p.len:
+        t.sport = (<uint16_t>b.buf[p.off + l4] << 8) | b.buf[p.off + l4 + 1]
+        t.dport = (<uint16_t>b.buf[p.off + l4 + 2] << 8) | b.buf[p.off + l4 + 3]
+    return True
+
+
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
                         uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
-                        NameTable policies,
-                        char* out) noexcept nogil:
+                        NameTable policies, char* out, const char* node, const uint64_t* indices,
+                        const uint8_t* hops) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     cdef pkt_meta_t* p
     cdef const char* proto
+    cdef orig_tuple_t inner
+    cdef bint tunnelled
+    cdef uint8_t ip_ver, pr
+    cdef uint32_t vni
+    cdef const uint8_t* vx
     for i in range(b.count):
         p = &b.m[i]
+        tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
+        ip_ver = inner.ip_ver if tunnelled else p.ip_ver
+        pr = inner.proto if tunnelled else p.proto
         n += snprintf(out + n, MAX_LINE, "{\"index\":%llu,\"verdict\":\"%s\",\"reason\":%s,"
                       "\"in_port\":%s,\"out_port\":%s,\"proto\":",
-                      <unsigned long long>(first_index + i), _verdict_name(p.verdict),
+                      <unsigned long long>(indices[i] if indices != NULL else first_index + i),
+                      _verdict_name(p.verdict),
                       reasons.get(p.reason), ports.get(-1 if p.in_port == NO_PORT else p.in_port),
                       ports.get(-1 if p.out_port == NO_PORT else p.out_port))
-        proto = _proto_name(p.ip_ver, p.proto)
-        if p.ip_ver == 0:
+        proto = _proto_name(ip_ver, pr)
+        if ip_ver == 0:
             n += snprintf(out + n, 8, "null")
         elif proto == NULL:
-            n += snprintf(out + n, 16, "\"%u\"", p.proto)
+            n += snprintf(out + n, 16, "\"%u\"", pr)
         else:
             n += snprintf(out + n, 16, "%s", proto)
         n += snprintf(out + n, 8, ",\"src\":")
-        n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
-        n += snprintf(out + n, 8, ",\"dst\":")
-        n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
-        n += snprintf(out + n, 4, ",")
-        n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
+        if tunnelled:
+            n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
+            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _addr(out + n, 64, ip_ver, inner.dst4, inner.dst6)
+            n += snprintf(out + n, 4, ",")
+            n += _ports(out + n, 64, ip_ver, pr, inner.sport, inner.dport)
+        else:
+            n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
+            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
+            n += snprintf(out + n, 4, ",")
+            n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
         n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"policy\":",
                       _ct_name(p.ct_state), services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
         if p.pol_egress == 0 and p.pol_ingress == 0:
@@ -213,12 +268,32 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
             n += snprintf(out + n, 8, "null")
         else:
             n += dns_note_json(&notes[i], out + n)
+        if tunnelled:
+            n += snprintf(out + n, 40, ",\"tunnel\":{\"type\":\"%s\",\"src\":",
+                          "ipip" if p.encap == TUN_IPIP else "vxlan")
+            n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
+            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
+            if p.encap == TUN_VXLAN:
+                vx = b.buf + p.off + p.inner_off - 8
+                vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
+                n += snprintf(out + n, 24, ",\"vni\":%u", vni)
+            n += snprintf(out + n, 4, "}")
+        if p.decap == TUN_IPIP or p.decap == TUN_VXLAN:
+            n += snprintf(out + n, 24, ",\"decap\":\"%s\"", "ipip" if p.decap == TUN_IPIP else "vxlan")
+        if node != NULL:
+            n += snprintf(out + n, 300, ",\"node\":%s,\"hop\":%u", node, hops[i] if hops != NULL else 0)
         n += snprintf(out + n, 4, "}\n")
     return n
 
 
 cdef class VerdictLog:
-    """Writes one JSON line per packet to a binary file object, batch at a time."""
+    """Writes one JSON line per packet to a binary file object, batch at a time.
+
+    `port_names`: a list of names indexed by port id, or a live table (kdp.ports.PortTable:
+    iterates (id, name), has a length) whose names are read again whenever it has grown,
+    so ports created while a capture is read (new pcapng interfaces) are named too.
+    """
     cdef object fileobj
     cdef object scratch
     cdef readonly object orig
@@ -227,12 +302,21 @@ cdef class VerdictLog:
     cdef NameTable reasons
     cdef public NameTable policies
     cdef public uint64_t lines
+    cdef object port_table
+    cdef Py_ssize_t port_count
+    cdef bytes node                     # JSON string of the node (multi-node replay), or None
     cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
 
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
-                 policy_names=()):
+                 node=None, policy_names=()):
         self.fileobj = fileobj
-        self.ports = NameTable(port_names)
+        self.node = _json_string(node) + b"\0" if node is not None else None
+        if isinstance(port_names, (list, tuple)):
+            self.port_table = None
+            self.ports = NameTable(port_names)
+        else:
+            self.port_table = port_names
+            self._read_port_table()
         self.services = NameTable(service_names)
         self.reasons = NameTable(reason_names)
         self.policies = NameTable(_labels(policy_names))
@@ -241,14 +325,23 @@ cdef class VerdictLog:
         self.lines = 0
         self.dns_notes = None
 
+    def _read_port_table(self):
+        self.port_count = len(self.port_table)
+        self.ports = NameTable([name for _id, name in self.port_table])
+
     def set_names(self, port_names=None, service_names=None, policy_names=None):
-        """New port, service or policy decision names (after a reload)."""
-        if port_names is not None:
-            self.ports = NameTable(port_names)
-        if service_names is not None:
-            self.services = NameTable(service_names)
+        """New port, service or policy decision names (after a reload); port_names as in __init__."""
         if policy_names is not None:
             self.policies = NameTable(_labels(policy_names))
+        if port_names is not None:
+            if isinstance(port_names, (list, tuple)):
+                self.port_table = None
+                self.ports = NameTable(port_names)
+            else:
+                self.port_table = port_names
+                self._read_port_table()
+        if service_names is not None:
+            self.services = NameTable(service_names)
 
     def capture_orig(self, Batch b):
         """Remember the batch's tuples as received (call after parse, before NAT)."""
@@ -262,19 +355,38 @@ cdef class VerdictLog:
         """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
         self.dns_notes = notes
 
-    def write(self, Batch b):
+    def write(self, Batch b, indices=None, hops=None):
+        """One line per packet of b. `indices` (uint64 per packet) numbers the lines
+        instead of the running count, `hops` (uint8) gives their hop (multi-node)."""
         cdef Py_ssize_t n
         cdef char* out = <char*>cnp.PyArray_DATA(self.scratch)
         cdef const orig_tuple_t* orig = <const orig_tuple_t*>cnp.PyArray_DATA(self.orig)
+        cdef const char* node = NULL
+        cdef const uint64_t* idx = NULL
+        cdef const uint8_t* hop = NULL
         cdef const dns_note_t* notes = NULL
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
+        if self.port_table is not None and len(self.port_table) != self.port_count:
+            self._read_port_table()
         if self.dns_notes is not None:
             if self.dns_notes.shape[0] < b.count:
                 raise ValueError("DNS notes smaller than the batch")
             notes = <const dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
+        if self.node is not None:
+            node = self.node
+        if indices is not None:
+            indices = np.ascontiguousarray(indices, dtype=np.uint64)
+            if indices.shape[0] < b.count:
+                raise ValueError("fewer indices than packets")
+            idx = <const uint64_t*>cnp.PyArray_DATA(indices)
+        if hops is not None:
+            hops = np.ascontiguousarray(hops, dtype=np.uint8)
+            if hops.shape[0] < b.count:
+                raise ValueError("fewer hops than packets")
+            hop = <const uint8_t*>cnp.PyArray_DATA(hops)
         with nogil:
             n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
-                        self.policies, out)
+                        self.policies, out, node, idx, hop)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count

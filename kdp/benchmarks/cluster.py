@@ -17,6 +17,8 @@ CLUSTER_CIDR = "10.64.0.0/10"
 
 
 def _svc_ip(i):
+    """The i-th ClusterIP: from 10.96.0.1 on (the network address is never allocated)."""
+    i += 1
     return f"10.{96 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
 
 

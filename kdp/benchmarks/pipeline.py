@@ -41,6 +41,8 @@ costs, per interval): the machine is shared, wall time would measure the others.
   update               CompiledTables.update_endpoints of one changed EndpointSlice at
                        1,000 (100 with --quick) and 10,000 (1,000) Services: median,
                        p90 and max of 200
+  tunnels              encapsulation and decapsulation against plain routing of the same
+                       traffic (kdp/benchmarks/tunnels.py; a fifth of the packet count)
 """
 from __future__ import annotations
 
@@ -563,6 +565,8 @@ def measure(quick=False, repeat=3, files=True) -> dict:
                 pass
         res["pipeline"] = measure_pipeline(path, tables, size["packets"], repeat)
         res["replay"] = measure_replay(path, tables, repeat)
+        from kdp.benchmarks import tunnels
+        res["tunnels"] = tunnels.measure(size["packets"] // 5, tmp, repeat)
     return res
 
 
@@ -625,6 +629,19 @@ def main(args) -> int:
         t2.add_row(f"update_endpoints, {u['services']:,} Services (median / p90 / max)",
                    f"{u['median_s'] * 1e3:.2f} / {u['p90_s'] * 1e3:.2f} / {u['max_s'] * 1e3:.2f} ms")
     con.print(t2)
+    tn = res.get("tunnels")
+    if tn:
+        t3 = Table(title=f"Tunnels: {tn['packets']:,} UDP packets, {tn['flows']:,} flows between node-0's pods "
+                         "and 63 other nodes' (fresh data plane per pass)")
+        t3.add_column("what")
+        t3.add_column("M packets/s", justify="right")
+        t3.add_column("ns/packet", justify="right")
+        t3.add_column("of plain", justify="right")
+        for name, sec in tn["seconds"].items():
+            ratio = tn["ratio"].get(name)
+            t3.add_row(name, f"{tn['packets'] / sec / 1e6:.2f}", f"{sec / tn['packets'] * 1e9:.0f}",
+                       f"{ratio * 100:.0f} %" if ratio is not None else "")
+        con.print(t3)
     if new:
         print(f"slow path per new flow: {(p['loop_cold_s'] - p['loop_warm_s']) / new * 1e9:,.0f} ns")
     print(f"flows: {cap['flow_kinds']}; replies {cap['replies']:,}; "

@@ -7,6 +7,17 @@ egress port). The summary counts every packet
 exactly once by stage and reason, so its total equals the packets read.
 
   kdp replay capture.pcap --cluster snapshot/ --node node-1 -o out.pcap --log verdicts.jsonl
+  tcpdump -i any -w - | kdp replay - --cluster snapshot/ --node node-1 -o out.pcap
+
+"-" is standard input for IN and standard output for OUT or the log (the summary then
+goes to standard error).
+
+Several nodes (`--node node-1,node-2`, or `--nodes all`): one data plane per node,
+joined by a simulated underlay. Each packet enters the node it belongs to (its
+source's pod or node, else the node its destination belongs to); what a node sends
+to another node's address (tunnels, native routes) is processed there next. The
+log says at which node (`node`, `hop`) each step happened; the summary counts each
+packet once where it ended, and each node's own counters below it.
 """
 import json
 import sys
@@ -15,18 +26,31 @@ from kdp.errors import KdpError
 
 
 def add_arguments(parser):
-    parser.add_argument("capture", metavar="IN", help="input capture (pcap or pcapng)")
+    parser.add_argument("capture", metavar="IN", help="input capture (pcap or pcapng; - reads standard input)")
     parser.add_argument("-o", "--output", metavar="OUT",
-                        help="output capture of transmitted packets (.pcap or .pcapng)")
+                        help="output capture of transmitted packets (.pcap or .pcapng; - writes "
+                             "classic pcap to standard output)")
     parser.add_argument("--cluster", metavar="PATH", action="append", default=[],
                         help="Kubernetes manifests (file or directory; repeatable). "
                              "Without it kdp routes everything to the uplink.")
-    parser.add_argument("--node", metavar="NAME", help="the node kdp plays (a NodeConfig or Node name)")
-    parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet (JSON Lines)")
+    parser.add_argument("--node", metavar="NAME[,NAME...]",
+                        help="the node kdp plays (a NodeConfig or Node name); several, comma-separated, "
+                             "for a multi-node replay")
+    parser.add_argument("--nodes", metavar="all|NAME,...",
+                        help="multi-node replay of every node of the snapshot (all) or of these")
+    parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet "
+                                                      "(JSON Lines; - for standard output)")
     parser.add_argument("--ingress", metavar="PORT",
                         help="ingress port of every packet (default: a pcapng interface's name; "
                              "for classic pcap by source address: a local pod's address is that "
                              "pod's port, anything else the uplink)")
+    parser.add_argument("--links", metavar="FILE",
+                        help="the node's interfaces as `ip -j link` (or `ip -o link`) printed them "
+                             "when the capture was taken: names the interface indexes of a "
+                             "`tcpdump -i any` (Linux cooked v2) capture")
+    parser.add_argument("--all-directions", action="store_true",
+                        help="take packets the capture saw leaving the node (and frames for "
+                             "other hosts) as input too; by default they are counted, not processed")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -39,6 +63,9 @@ def run(args):
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    names = [n for n in (args.nodes or args.node or "").split(",") if n]
+    if args.nodes or len(names) > 1:
+        return _run_nodes(args, names)
     result = replay(
         args.capture,
         output=args.output,
@@ -48,10 +75,40 @@ def run(args):
         ingress=args.ingress,
         batch_size=args.batch_size,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
+        links=args.links,
+        all_directions=args.all_directions,
     )
+    _print(args, result, print_summary)
+    return 0
+
+
+def _print(args, result, print_summary):
+    """The summary; on stderr when standard output carries the capture or the log."""
+    stdout_taken = "-" in (args.output, args.log)
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        out = sys.stderr if stdout_taken else sys.stdout
+        json.dump(result.to_json(), out, indent=2)
+        out.write("\n")
+    elif stdout_taken:
+        from rich.console import Console
+        print_summary(result, console=Console(stderr=True))
     else:
         print_summary(result)
+
+
+def _run_nodes(args, names):
+    from kdp.multinode import print_multi_summary, replay_nodes
+
+    if args.node and args.nodes:
+        raise KdpError("give --node NAME,NAME... or --nodes, not both")
+    if args.ingress:
+        raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
+    if not args.cluster:
+        raise KdpError("a multi-node replay needs --cluster")
+    if args.links or args.all_directions:
+        raise KdpError("--links and --all-directions are for a single node's capture")
+    result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
+                          nodes="all" if names == ["all"] else names, log=args.log,
+                          batch_size=args.batch_size)
+    _print(args, result, print_multi_summary)
     return 0

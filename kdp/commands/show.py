@@ -61,8 +61,21 @@ def _endpoints_text(rows):
 
 
 def _routes_text(rows):
-    return [f"{r['prefix']:<28} {r['kind']:<10} {r['target']}" + (f" via {r['via']}" if r["via"] else "")
-            for r in rows]
+    out = []
+    for r in rows:
+        line = f"{r['prefix']:<28} {r['kind']:<10} {r['target']}" + (f" via {r['via']}" if r["via"] else "")
+        if r.get("encap", "None") != "None":
+            line += f" encap {r['encap']}"
+            if r["encap"] == "VXLAN":
+                line += f" (port {r['vxlanPort']}, vni {r['vni']})"
+        if r.get("ipPool"):
+            line += f" pool {r['ipPool']}"
+        if r.get("onlink"):
+            line += " onlink"
+        if r.get("mtu"):
+            line += f" mtu {r['mtu']}"
+        out.append(line)
+    return out
 
 
 def _policy_text(rows):

@@ -12,9 +12,11 @@ naming file/object/field), model (the objects), cluster (a snapshot seen from
 one node), compile (model -> service tables), tables (CompiledTables +
 incremental updates), backends (which endpoints serve a service-port, their
 C arrays; shared by compile and tables), routes (this node's NodeRoute
-records), node (node assembly: compile_node -> NodeTables, everything a node's
-pipeline runs on, and what a reload or an endpoint update flushes), addr
-(address helpers).
+records), calico (Calico's IPPool and BlockAffinity objects), overlay (the
+network between the nodes: addresses, blocks, tunnels, MTUs, from NodeConfig and
+Calico's / flannel's annotations), node (node assembly: compile_node ->
+NodeTables, everything a node's pipeline runs on, and what a reload or an
+endpoint update flushes), addr (address helpers).
 """
 from kdp.control.cluster import Cluster
 from kdp.control.compile import compile_cluster as compile

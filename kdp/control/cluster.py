@@ -13,7 +13,8 @@ import contextlib
 import copy
 import gc
 
-from kdp.control import addr
+from kdp.control import addr, apirules
+from kdp.control.calico import check_pools
 from kdp.control.loader import load_documents
 from kdp.control.model import NodeConfig, Origin
 from kdp.control.policy import CLUSTER_KINDS
@@ -49,6 +50,8 @@ class Cluster:
         self.policies = {}              # (ns, name) -> NetworkPolicy (kdp.control.policy.Policy)
         self.cluster_policies = {}      # (kind, name) -> AdminNetworkPolicy, ClusterNetworkPolicy, ...
         self.node_configs = {}
+        self.ippools = {}               # Calico IPPool by name (kdp.control.calico)
+        self.block_affinities = {}      # Calico BlockAffinity by name
         self.notices = []
 
     # -------------------------------------------------------------- building
@@ -80,13 +83,17 @@ class Cluster:
             kind, obj = parsed
             self._add(kind, obj, origin, seen, problems)
         self.notices = problems.notices
+        check_pools(self.ippools.values(), problems)
         self._resolve_node(node, problems)
         if self.config is not None:
             self._check_services(problems)
+            self._check_addresses(problems)
         problems.raise_if_any()
         return self
 
     def _add(self, kind, obj, origin, seen, problems):
+        if obj is None:                 # invalid beyond use: its errors are recorded
+            return
         if kind == "Endpoints":
             key = (obj[0].namespace, obj[0].service) if obj else None
             if key is None:
@@ -102,7 +109,7 @@ class Cluster:
         if kind in CLUSTER_KINDS:
             key = (kind, obj.name)
             label = f"{kind} {obj.name}"
-        elif kind in ("Namespace", "Node", "NodeConfig"):
+        elif kind in ("Namespace", "Node", "NodeConfig", "IPPool", "BlockAffinity"):
             key = obj.node_name if kind == "NodeConfig" else obj.name
             label = f"{kind} {key}"
         else:
@@ -130,6 +137,10 @@ class Cluster:
             self.node_configs[key] = obj
         elif kind in CLUSTER_KINDS:
             self.cluster_policies[key] = obj
+        elif kind == "IPPool":
+            self.ippools[key] = obj
+        elif kind == "BlockAffinity":
+            self.block_affinities[key] = obj
 
     def _resolve_node(self, node, problems):
         here = Origin("<snapshot>")
@@ -166,6 +177,8 @@ class Cluster:
             for n in self.nodes.values():
                 seen.extend(p for p in n.pod_cidrs if p not in seen)
             seen.extend(p for p in cfg.pod_cidrs if p not in seen)
+            # Calico's pools hold the pods' addresses (its IPAM need not use podCIDRs)
+            seen.extend(p.cidr for p in list(self.ippools.values()) + cfg.ip_pools if p.cidr not in seen)
             cfg.cluster_cidrs = seen
         if cfg.local_traffic_detection == "NodeCIDR" and not cfg.pod_cidrs:
             problems.error(cfg.origin, ref, "spec.localTrafficDetection",
@@ -225,3 +238,47 @@ class Cluster:
         for ip in self.config.node_addresses:
             out.setdefault(ip[0], ip)
         return out
+
+    # -------------------------------------------------------------- API server rules
+
+    def _check_addresses(self, problems):
+        """What the API server (its IP allocator, node IPAM) and kubelet would never let
+        coexist: ClusterIPs outside the service CIDRs or on a node's address, pod CIDRs
+        of two nodes that overlap, a NodeConfig port named like another local pod."""
+        cfg = self.config
+        owners = {}
+        for name in sorted(self.nodes):
+            for _t, ip in self.nodes[name].addresses:
+                owners.setdefault(ip, f"Node {name}")
+        for ip in cfg.node_addresses:
+            owners.setdefault(ip, f"NodeConfig {self.node} spec.nodeAddresses")
+        for key in sorted(self.services):
+            svc = self.services[key]
+            ref = f"Service {key[0]}/{key[1]}"
+            for i, ip in enumerate(svc.cluster_ips):
+                if ip in owners:
+                    problems.error(svc.origin, ref, f"spec.clusterIPs[{i}]",
+                                   f"{addr.format_ip(ip)} is an address of {owners[ip]}")
+                if cfg.service_cidrs:
+                    problem = apirules.range_problem(ip, cfg.service_cidrs)
+                    if problem:
+                        problems.error(svc.origin, ref, f"spec.clusterIPs[{i}]",
+                                       f"{addr.format_ip(ip)} {problem} (NodeConfig spec.serviceCIDRs)")
+        # pod CIDRs of two nodes overlap: reported on the object of the second (in prefix order)
+        blocks = {(f"Node {name}", n.origin): list(n.pod_cidrs)
+                  for name, n in self.nodes.items() if name != self.node}
+        this = self.nodes.get(self.node)
+        from_node = this is not None and not (self.node_configs.get(self.node) and
+                                              self.node_configs[self.node].pod_cidrs)
+        here = (f"Node {self.node}", this.origin) if from_node else (f"NodeConfig {self.node}", cfg.origin)
+        blocks[here] = list(cfg.pod_cidrs)
+        for (a, _oa), pa, (b, ob), pb in apirules.overlapping(blocks):
+            problems.error(ob, b, "spec.podCIDRs", f"{addr.format_prefix(pb)} overlaps the pod CIDR "
+                                                   f"{addr.format_prefix(pa)} of {a}")
+        local = {f"{p.namespace}/{p.name}" for p in self.local_pods()}
+        for i, port in enumerate(cfg.ports):
+            if port.name in local and port.name != port.pod:
+                problems.error(cfg.origin, f"NodeConfig {self.node}", f"spec.ports[{i}].name",
+                               f"{port.name!r} is the port name of the local pod {port.name} "
+                               f"(a pod's port is named namespace/name unless NodeConfig names it)")
+

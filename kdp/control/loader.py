@@ -4,9 +4,15 @@ Accepts what `kubectl get ... -o yaml|json` prints: single objects, multi-docume
 YAML, and `kind: List` (its `items`). Directories are read recursively, files
 with .yaml, .yml or .json in name order. Yields raw mappings with their Origin;
 deciding what the objects mean is kdp.control.validate's job.
+
+Only regular files are read: a FIFO, socket or device (named directly or found in a
+directory) is an error naming it, and is never opened for reading in a way that could
+block. A mapping that holds one key twice is an error (the API server's strict decoding
+refuses it: which value would win is the parser's whim), with its line and column.
 """
 import json
 import os
+import stat
 
 import yaml
 
@@ -17,9 +23,57 @@ SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 256 << 20      # a snapshot file larger than this is refused, not read
 
 try:
-    _Loader = yaml.CSafeLoader
+    _BaseLoader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_BaseLoader):
+    """The safe loader, refusing a mapping that holds one key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise DuplicateKey(f"line {mark.line + 1}, column {mark.column + 1}: the key "
+                                       f"{key_node.value!r} appears twice in one mapping "
+                                       "(the API server refuses it)")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKey(ValueError):
+    """A mapping holds one key twice."""
+
+
+def _json_object(pairs):
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for k, _v in pairs:
+            if k in seen:
+                raise DuplicateKey(f"the key {k!r} appears twice in one object "
+                                   "(the API server refuses it)")
+            seen.add(k)
+    return obj
+
+
+_FILE_TYPES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def _not_regular(mode):
+    """What a non-regular file is ("a FIFO", ...), None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _FILE_TYPES if test(mode)), "not a regular file")
 
 
 def snapshot_files(paths):
@@ -36,8 +90,16 @@ def snapshot_files(paths):
                 found.extend(os.path.join(root, n) for n in sorted(names)
                              if n.endswith(SUFFIXES) and not n.startswith("."))
             files.extend(found)
-        elif os.path.isfile(path):
-            files.append(path)
+        elif os.path.lexists(path):
+            try:
+                what = _not_regular(os.stat(path).st_mode)
+            except OSError as exc:
+                problems.append(f"{path}: cannot read: {exc.strerror}")
+                continue
+            if what is None:
+                files.append(path)
+            else:
+                problems.append(f"{path}: is {what}, not a regular file; kdp reads snapshot files only")
         else:
             problems.append(f"{path}: no such file or directory")
     if problems:
@@ -47,12 +109,35 @@ def snapshot_files(paths):
 
 def _parse(path, text):
     if path.endswith(".json"):
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_json_object)
         return [doc]
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")) and not path.endswith((".yaml", ".yml")):
-        return [json.loads(text)]
+        return [json.loads(text, object_pairs_hook=_json_object)]
     return list(yaml.load_all(text, Loader=_Loader))
+
+
+def _read_regular(path):
+    """The text of a regular file. Opened without blocking (a FIFO swapped in after the
+    directory was listed is refused, not waited on), checked, then read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        what = _not_regular(st.st_mode)
+        if what is not None:
+            raise _Refused(f"is {what}, not a regular file; kdp reads snapshot files only")
+        if st.st_size > MAX_FILE_BYTES:
+            raise _Refused(f"file is {st.st_size} bytes, larger than {MAX_FILE_BYTES}")
+        with os.fdopen(fd, encoding="utf-8", closefd=True) as f:
+            fd = -1
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+class _Refused(Exception):
+    pass
 
 
 def load_documents(paths):
@@ -62,14 +147,15 @@ def load_documents(paths):
     out, problems = [], []
     for path in snapshot_files(paths):
         try:
-            size = os.path.getsize(path)
-            if size > MAX_FILE_BYTES:
-                problems.append(f"{path}: file is {size} bytes, larger than {MAX_FILE_BYTES}")
-                continue
-            with open(path, encoding="utf-8") as f:
-                docs = _parse(path, f.read())
+            docs = _parse(path, _read_regular(path))
+        except _Refused as exc:
+            problems.append(f"{path}: {exc}")
+            continue
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{path}: cannot read: {exc}")
+            problems.append(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+            continue
+        except DuplicateKey as exc:
+            problems.append(f"{path}: {exc}")
             continue
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
             problems.append(f"{path}: not valid YAML/JSON: {' '.join(str(exc).split())}")

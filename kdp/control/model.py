@@ -112,9 +112,34 @@ class Node:
     addresses: list = field(default_factory=list)   # [(type, IP)]: InternalIP, ExternalIP, ...
     origin: Optional[Origin] = None
     labels: dict = field(default_factory=dict)       # (AdminNetworkPolicy node peers)
+    overlay: dict = field(default_factory=dict)  # what its Calico / flannel annotations say (kdp.control.overlay)
 
     def internal_ips(self):
         return [ip for t, ip in self.addresses if t == "InternalIP"]
+
+
+@dataclass(slots=True)
+class IPPool:
+    """crd.projectcalico.org/v1 IPPool (kdp.control.calico), or a NodeConfig spec.ipPools entry."""
+    name: str
+    cidr: Prefix
+    block_size: int
+    ipip_mode: str = "Never"        # Always | CrossSubnet | Never
+    vxlan_mode: str = "Never"
+    nat_outgoing: bool = False
+    disabled: bool = False
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class BlockAffinity:
+    """crd.projectcalico.org/v1 BlockAffinity: a pool block claimed by a node."""
+    name: str
+    node: str
+    cidr: Optional[Prefix]
+    state: str = "confirmed"        # confirmed | pending | pendingDeletion
+    deleted: bool = False
+    origin: Optional[Origin] = None
 
 
 @dataclass(slots=True)
@@ -143,11 +168,13 @@ class Dns:
 
 @dataclass(slots=True)
 class Port:
-    """A data-plane port of the node (for `kdp attach`): stored, not used here."""
+    """A data-plane port of the node: names a pod's port, and ties a Linux interface (the
+    uplink's eth0, a pod's host-side veth) to it for captures (kdp.ports.PortTable)."""
     name: str
     kind: str                  # Pod | Uplink | Host
     pod: Optional[str] = None  # "namespace/name" for kind Pod
-    interface: Optional[str] = None
+    interface: Optional[str] = None   # the Linux interface a capture names
+    mac: Optional[bytes] = None    # the port's own MAC (source of frames kdp sends out of it)
 
 
 @dataclass(slots=True)
@@ -174,3 +201,20 @@ class NodeConfig:
     dns: Dns = field(default_factory=Dns)
     ports: list = field(default_factory=list)      # [Port]
     origin: Optional[Origin] = None
+    # the node's network (kdp.control.overlay; docs/nodeconfig.md); None: derived or default
+    encapsulation_set: bool = False     # spec.encapsulation.mode was given
+    vxlan_vni_set: bool = False         # spec.encapsulation.vni was given
+    vxlan_port_set: bool = False        # spec.encapsulation.vxlanPort was given
+    vxlan_port_v6: Optional[int] = None
+    vxlan_vni_v6: Optional[int] = None
+    pod_mtu: Optional[int] = None       # spec.encapsulation.mtu
+    vtep_mac: Optional[bytes] = None    # spec.encapsulation.vtepMAC
+    tunnel_addresses: list = field(default_factory=list)  # [IP] spec.encapsulation.tunnelAddresses
+    uplink_mtu: int = 1500              # spec.uplink.mtu
+    uplink_mac: Optional[bytes] = None  # spec.uplink.mac
+    gateway: Optional[IP] = None        # spec.uplink.gateway
+    node_subnets: list = field(default_factory=list)      # [Prefix] spec.uplink.subnets / nodeAddresses "ip/len"
+    ip_pools: list = field(default_factory=list)          # [IPPool] spec.ipPools (by CIDR over IPPool objects)
+    block_affinities: list = field(default_factory=list)  # [(node, Prefix)] spec.blockAffinities
+    neighbours: list = field(default_factory=list)        # [(IP, MAC bytes)] spec.neighbours
+    martians: bool = True               # spec.martians: drop martian packets from the wire

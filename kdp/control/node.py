@@ -20,12 +20,14 @@ changes: the Dataplane passes PipelineTables by keyword. What a reload must
 do to existing flows because of the new table goes into NodeChange.
 """
 import dataclasses
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from kdp._fast.conntrack import Conntrack
+from kdp._fast.conntrack import Conntrack, _mem_available
 from kdp._fast.decap import TunnelEndpoints
+from kdp._fast.natout import NatOutgoing
 from kdp._fast.dns import DnsTable
 from kdp._fast.parse import VXLAN_PORT
 from kdp._fast.pipeline import Pipeline
@@ -38,8 +40,11 @@ from kdp.control.compile import compile_cluster
 from kdp.control.dns import build_zone
 from kdp.control.dnswire import DnsCompiler
 from kdp.control.model import EndpointSlice
+from kdp.control.overlay import network_of
+from kdp.control.routes import host_addresses
 from kdp.control.policy_compile import compile_policy
 from kdp.control.tables import CompiledTables
+from kdp.errors import KdpWarning
 from kdp.ports import HOST, UPLINK
 
 NO_ID = 0xFFFFFFFF
@@ -54,6 +59,7 @@ ROUTE_KINDS = {
     "node": RouteKind.RT_REMOTE_NODE,
     "service": RouteKind.RT_UPLINK,          # what the service stage lets through is routed on
     "host": RouteKind.RT_HOST,
+    "subnet": RouteKind.RT_UPLINK,           # on-link: the next hop is the destination
     "default": RouteKind.RT_UPLINK,
 }
 ENCAP = {"None": Encap.ENCAP_NONE, "IPIP": Encap.ENCAP_IPIP, "VXLAN": Encap.ENCAP_VXLAN}
@@ -71,7 +77,6 @@ def compile_routes(services, ports):
     ports are named by NodeConfig `ports` or else "namespace/name"."""
     config = services.cluster.config
     named = pod_port_names(config)
-    encap = ENCAP.get(config.encapsulation, Encap.ENCAP_NONE)
     out = []
     for r in services.routes:
         kind = ROUTE_KINDS[r.kind]
@@ -81,20 +86,51 @@ def compile_routes(services, ports):
         elif kind == RouteKind.RT_HOST:
             port = HOST
         via = addr.format_ip(r.via) if r.via else None
-        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via,
-                         encap=encap if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE,
-                         note=f"{r.kind} {r.target}"))
+        encap = ENCAP[r.encap] if kind == RouteKind.RT_REMOTE_NODE else Encap.ENCAP_NONE
+        out.append(Route(addr.format_prefix(r.prefix), kind, port, via=via, encap=encap,
+                         note=f"{r.kind} {r.target}", mtu=r.mtu, mac=r.mac, src_mac=r.src_mac,
+                         onlink=r.onlink, vni=r.vni or 1, vxlan_port=r.vxlan_port or VXLAN_PORT,
+                         vtep_mac=r.vtep_mac))
     return out
 
 
-def tunnels_for(cluster):
-    """The node's tunnel endpoints when it encapsulates (None: no decapsulation).
-    Tunnels are accepted from the other nodes' addresses only."""
-    if cluster.config.encapsulation == "None":
+def route_table(services, ports):
+    """The route stage's RouteTable of compiled tables: routes, the node's own
+    addresses (martians, ICMP source, tunnel source), its VTEP MAC."""
+    cluster = services.cluster
+    me = network_of(cluster).me
+    return RouteTable(compile_routes(services, ports),
+                      node_addresses=[addr.format_ip(ip) for ip in host_addresses(cluster)],
+                      vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians)
+
+
+def tunnels_for(cluster, routes=()):
+    """The node's tunnel endpoints when it encapsulates (None: no decapsulation):
+    when a route to another node uses a tunnel, an IPPool enables one, or NodeConfig
+    names a mode. Tunnels are accepted from the other nodes' addresses only, to any
+    of this node's; VXLAN on the IPv6 port too when it differs, with the VNIs in use."""
+    net = network_of(cluster)
+    enabled = any(r.encap != "None" for r in routes) or net.default.mode != "None" or \
+        any(p.ipip_mode != "Never" or p.vxlan_mode != "Never" for p in net.pools)
+    if not enabled:
         return None
-    peers = [addr.format_ip(ip) for name, n in cluster.nodes.items() if name != cluster.node
-             for _type, ip in n.addresses if _type in ("InternalIP", "ExternalIP")]
-    return TunnelEndpoints([addr.format_ip(ip) for ip in cluster.config.node_addresses], peers)
+    peers = [addr.format_ip(ip) for v in net.peers.values() for ip in v.addresses]
+    local = [addr.format_ip(ip) for ip in host_addresses(cluster)]
+    extra = [net.vxlan_port_v6] if net.vxlan_port_v6 != net.vxlan_port else []
+    return TunnelEndpoints(local, peers, vxlan_ports=extra, vnis={net.vni, net.vni_v6})
+
+
+def nat_outgoing_for(cluster):
+    """Calico's natOutgoing for the node's pools (None: no pool has it)."""
+    pools = network_of(cluster).pools
+    if not any(p.nat_outgoing for p in pools):
+        return None
+    cfg = cluster.config
+    return NatOutgoing([(addr.format_prefix(p.cidr), p.nat_outgoing) for p in pools],
+                       [addr.format_ip(ip) for ip in cfg.node_addresses], tuple(cfg.snat_port_range))
+
+
+MAX_FLOW_MEMORY_SHARE = 0.25    # of MemAvailable: a flow table above it gets a warning
 
 
 class ConntrackSettings(NamedTuple):
@@ -109,8 +145,24 @@ class ConntrackSettings(NamedTuple):
     def build(self):
         # prefault: a node reserves its flow memory up front, so that new flows never
         # wait for page faults (see Conntrack's docstring)
+        self.warn_if_large()
         return Conntrack(self.max_flows, timeouts=dict(self.timeouts), drop_invalid=self.drop_invalid,
                          port_range=self.port_range, prefault=True)
+
+
+    def warn_if_large(self, share=None):
+        """A KdpWarning when the flow table would take more than `share` (default
+        MAX_FLOW_MEMORY_SHARE) of the memory the kernel reports available: it is
+        reserved whole when the data plane is built, whatever the traffic."""
+        share = MAX_FLOW_MEMORY_SHARE if share is None else share
+        avail = _mem_available()
+        need = int(self.max_flows * Conntrack(4).bytes_per_flow)
+        if avail and need > avail * share:
+            warnings.warn(KdpWarning(
+                f"spec.conntrack.maxFlows: {self.max_flows} flows reserve {need >> 20} MiB up front, "
+                f"{100 * need // avail}% of the {avail >> 20} MiB available; the table needs one "
+                f"flow per connection alive at once: a smaller maxFlows spares the memory"),
+                stacklevel=3)
 
 
 def conntrack_for(config):
@@ -197,6 +249,7 @@ class PipelineTables:
     routes: RouteTable                          # the route stage's LPM and records
     services: Optional[ServiceTables] = None    # None: no Services
     tunnels: Optional[TunnelEndpoints] = None   # None: no decapsulation
+    natout: Optional[NatOutgoing] = None        # None: no IPPool with natOutgoing
     dns: Optional[DnsTable] = None              # None: no DNS stage (kdp answers no DNS)
     policy: Optional[PolicyTables] = None       # None: no network policy in the snapshot
 
@@ -309,10 +362,12 @@ def compile_node(cluster, ports, previous=None, services=None):
     zone = build_zone(cluster)
     dns = DnsCompiler(zone) if zone is not None else None
     policy = policy_of(services)
-    tables = PipelineTables(routes=RouteTable(compile_routes(services, ports)),
+    tables = PipelineTables(routes=route_table(services, ports),
                             services=services.service,
-                            tunnels=tunnels_for(cluster),
+                            tunnels=tunnels_for(cluster, services.routes),
                             dns=dns.full() if dns is not None else None,
+                            natout=nat_outgoing_for(cluster),
                             policy=policy.tables if policy is not None else None)
-    return NodeTables(cluster, services, tables, conntrack_for(config), vxlan_port=config.vxlan_port,
-                      dns=dns, policy=policy, recheck=config.policy_established == "Recheck")
+    return NodeTables(cluster, services, tables, conntrack_for(config),
+                      vxlan_port=network_of(cluster).vxlan_port, dns=dns, policy=policy,
+                      recheck=config.policy_established == "Recheck")

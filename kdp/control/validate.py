@@ -12,7 +12,7 @@ Unknown kinds are skipped with a notice (Cluster.notices).
 import re
 import socket
 
-from kdp.control import addr
+from kdp.control import addr, apirules, calico, overlay
 from kdp.control import policy
 from kdp.control.model import (PROTOCOLS, Conntrack, Dns, Endpoint, EndpointSlice, Namespace,
                                Node, NodeConfig, Pod, Port, Service, ServicePort)
@@ -36,6 +36,7 @@ KINDS = {
     "Node": "v1",
     "NodeConfig": "kdp.dev/v1alpha1",
     **policy.API_VERSIONS,
+    **calico.API_VERSIONS,
 }
 
 
@@ -214,6 +215,7 @@ def parse_service(doc, c):
         fams = [ip[0] for ip in svc.cluster_ips]
         if len(fams) != len(set(fams)):
             c.err("spec.clusterIPs", "at most one address per IP family")
+        apirules.check_cluster_ips(c, spec, svc.cluster_ips)
     typed_node_ports = svc.type in ("NodePort", "LoadBalancer")
     seen = {}
     for i, p in enumerate(c.seq(spec.get("ports"), "spec.ports")):
@@ -293,6 +295,8 @@ def parse_endpointslice(doc, c):
     if not isinstance(service, str) or not service:
         c.err(f"metadata.labels[{SERVICE_NAME_LABEL}]", "is required (the Service this slice belongs to)")
         service = ""
+    elif apirules.label_value_problem(service):
+        c.err(f"metadata.labels[{SERVICE_NAME_LABEL}]", apirules.label_value_problem(service))
     atype = c.choice(doc.get("addressType"), "addressType", ("IPv4", "IPv6", "FQDN"), None)
     if atype is None:
         c.err("addressType", "is required (IPv4, IPv6 or FQDN)")
@@ -473,6 +477,7 @@ def parse_node(doc, c):
         cidrs = [spec.get("podCIDR")]
     node = Node(name=name, pod_cidrs=c.prefixes(cidrs, "spec.podCIDRs"), origin=c.origin,
                 labels=dict(c.mapping(meta.get("labels"), "metadata.labels")))
+    node.overlay = overlay.node_overlay(meta, c)
     for i, a in enumerate(c.seq(status.get("addresses"), "status.addresses")):
         f = f"status.addresses[{i}]"
         a = c.mapping(a, f)
@@ -481,6 +486,7 @@ def parse_node(doc, c):
             ip = c.ip(a.get("address"), f + ".address")
             if ip is not None:
                 node.addresses.append((kind, ip))
+    apirules.check_subnets(c, cidrs, "spec.podCIDRs", node=True)
     return node
 
 
@@ -530,17 +536,23 @@ def _dns_settings(c, d):
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+MAX_DURATION = 10 ** 9      # seconds (~31 years): the most the conntrack stage keeps a timer for
 
 
 def _seconds(c, value, field, default):
+    """A duration in seconds, bounded here so that no later stage meets one it refuses."""
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and 1 < len(value) <= 24 and value[:-1].isascii() and value[:-1].isdigit() \
+            and value[-1:] in _DURATION_UNITS:
+        seconds = int(value[:-1]) * _DURATION_UNITS[value[-1]]
     if value is None:
         return default
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value[:-1].isascii() and value[:-1].isdigit() and value[-1:] in _DURATION_UNITS \
-            and int(value[:-1]) > 0:
-        return int(value[:-1]) * _DURATION_UNITS[value[-1]]
-    c.err(field, f"must be a positive number of seconds or a duration like 30s, 5m, 24h (got {value!r})")
+    if seconds is not None and 0 < seconds <= MAX_DURATION:
+        return seconds
+    c.err(field, f"must be a duration of 1 s to {MAX_DURATION} s: seconds, or like 30s, 5m, 24h "
+                 f"(got {value!r})")
     return default
 
 
@@ -550,16 +562,20 @@ def parse_nodeconfig(doc, c):
     known = {"nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
              "nodePortRange", "nodePortAddresses", "masquerade", "encapsulation",
              "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries",
-             "networkPolicy", "dns"}
+             "networkPolicy", "dns", *overlay.NODECONFIG_FIELDS}
     for k in spec:
         if k not in known:
             c.err(f"spec.{k}", f"unknown field (known: {', '.join(sorted(known))})")
     nc = NodeConfig(node_name=c.string(spec.get("nodeName"), "spec.nodeName", default=name) or name,
                     origin=c.origin)
-    nc.node_addresses = c.ips(spec.get("nodeAddresses"), "spec.nodeAddresses")
+    nc.node_addresses, nc.node_subnets = overlay.addresses_with_subnets(c, spec.get("nodeAddresses"),
+                                                                        "spec.nodeAddresses")
     nc.pod_cidrs = c.prefixes(spec.get("podCIDRs"), "spec.podCIDRs")
     nc.cluster_cidrs = c.prefixes(spec.get("clusterCIDRs"), "spec.clusterCIDRs")
     nc.service_cidrs = c.prefixes(spec.get("serviceCIDRs"), "spec.serviceCIDRs")
+    apirules.check_subnets(c, spec.get("podCIDRs"), "spec.podCIDRs", node=True)
+    apirules.check_subnets(c, spec.get("clusterCIDRs"), "spec.clusterCIDRs")
+    apirules.check_subnets(c, spec.get("serviceCIDRs"), "spec.serviceCIDRs")
     nc.node_port_range = c.port_range(spec.get("nodePortRange"), "spec.nodePortRange", (30000, 32767))
     npa = c.seq(spec.get("nodePortAddresses"), "spec.nodePortAddresses")
     for i, v in enumerate(npa):
@@ -619,6 +635,8 @@ def parse_nodeconfig(doc, c):
         if kind == "Pod" and not pod:
             c.err(f + ".pod", "is required for a Pod port (namespace/name)")
         nc.ports.append(Port(pname, kind, pod, c.string(p.get("interface"), f + ".interface")))
+    apirules.check_ports(c, nc.ports, spec.get("ports"))
+    overlay.parse_network(spec, c, nc)
     return nc
 
 
@@ -632,6 +650,7 @@ PARSERS = {
     "NodeConfig": (parse_nodeconfig, False),
     "NetworkPolicy": (policy.parse_networkpolicy, True),
     **{kind: (policy.cluster_policy_parser(kind), False) for kind in policy.CLUSTER_KINDS},
+    **calico.PARSERS,
 }
 
 
@@ -641,8 +660,12 @@ def parse_object(origin, doc, problems):
         problems.error(origin, "document", "(top level)", "must be a Kubernetes object (a mapping)")
         return None
     kind, api = doc.get("kind"), doc.get("apiVersion")
-    if not isinstance(kind, str) or not kind:
+    if kind is None or kind == "":
         problems.error(origin, "object", "kind", "is required")
+        return None
+    if not isinstance(kind, str):
+        problems.error(origin, "object", "kind", f"must be a string naming the kind, like Service "
+                                                 f"(got {kind!r})")
         return None
     if kind not in PARSERS:
         problems.notices.append(f"{origin}: skipped {_ref(kind, doc, True)} ({api}): "
@@ -653,4 +676,5 @@ def parse_object(origin, doc, problems):
     if api != KINDS[kind]:
         ctx.err("apiVersion", f"must be {KINDS[kind]} for {kind} (got {api!r})")
         return None
+    apirules.check_names(kind, doc, ctx, namespaced)
     return kind, parser(doc, ctx)

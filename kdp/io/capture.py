@@ -23,32 +23,67 @@ What the reader does with a damaged file:
     one warning.
 Packets of a link type the pipeline does not parse are delivered, marked dropped at
 ST_RX with R_UNSUPPORTED_LINKTYPE, and counted in ``reader.unsupported``.
+
+Directions and interfaces (`tcpdump -i any`): packets the capture saw leaving the node
+are dropped at ST_RX, R_CAPTURED_OUTGOING, and frames for another host R_OTHERHOST,
+unless ``all_directions``; an SLL2 packet's interface index names its ingress port through
+``ifindex_ports`` (``interface_indexes`` reads them from ``ip -j link`` / ``ip -o link``
+output saved on the node).
+
+"-" is standard input (a stream, read as it comes) for the reader and standard output
+for the writer; ``refuse_same_file`` keeps an output from overwriting an input.
 """
+import json
+import os
+import re
+import sys
 from collections import namedtuple
 
 from kdp._fast.packet import Batch, LinkType
+from kdp.errors import KdpError
 from kdp.io.pcap import CaptureReader, CaptureWriter, SYNTH_DST_MAC, SYNTH_SRC_MAC
-from kdp.ports import NO_PORT, PortTable
+from kdp.ports import HOST, NO_PORT, PortTable
 
 __all__ = ["CaptureReader", "CaptureWriter", "Packet", "open_capture", "read_batches",
-           "read_packets", "write_packets", "SYNTH_DST_MAC", "SYNTH_SRC_MAC"]
+           "read_packets", "write_packets", "SYNTH_DST_MAC", "SYNTH_SRC_MAC",
+           "interface_indexes", "ifindex_ports", "refuse_same_file", "LogFile", "STDIO"]
+
+#: The path that means standard input (reading) or standard output (writing).
+STDIO = "-"
+#: Linux gives the loopback interface index 1 in every network namespace.
+LOOPBACK_IFINDEX = 1
 
 #: One packet as the convenience readers return it (not used on the hot path).
 Packet = namedtuple("Packet", "ts_ns data wire_len linktype in_port verdict reason")
 
 
 def _ingress_id(ingress, ports):
+    """The id of an --ingress port: a port name or a configured interface name. Never
+    creates a port: an unknown name is an error naming the known ones."""
     if ingress is None or isinstance(ingress, int):
         return ingress
-    return ports.id_of(ingress)
+    port = ports.get(ingress)
+    if port is None and ingress in ports.interfaces():
+        port = ports.port_of_interface(ingress)
+    if port is None:
+        names = [name for _id, name in ports]
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        interfaces = ", ".join(sorted(ports.interfaces()))
+        raise KdpError(f"--ingress {ingress}: no such port (ports: {shown}; "
+                       f"interfaces: {interfaces})")
+    return port
 
 
-def open_capture(path, ports: PortTable | None = None, ingress=None) -> CaptureReader:
-    """A reader on `path`. `ingress` (a port name or id) is given to every packet;
-    without it, pcapng packets get the port of their interface's name and classic pcap
-    packets NO_PORT (the ingress classifier decides later)."""
+def open_capture(path, ports: PortTable | None = None, ingress=None, ifindex_ports=None,
+                 all_directions=False) -> CaptureReader:
+    """A reader on `path` ("-": standard input). `ingress` (a port or interface name, or
+    a port id) is given to every packet; without it, pcapng packets get the port of their
+    interface's name, SLL2 packets the port `ifindex_ports` gives their interface index,
+    and the rest NO_PORT (the ingress classifier decides later). See the module docstring
+    for `all_directions`."""
     ports = PortTable() if ports is None else ports
-    return CaptureReader(path, ports=ports, ingress=_ingress_id(ingress, ports))
+    return CaptureReader(path, ports=ports, ingress=_ingress_id(ingress, ports),
+                         ifindex_ports=ifindex_ports, all_directions=all_directions)
 
 
 def read_batches(path, batch_size: int = 256, ports=None, ingress=None):
@@ -102,3 +137,129 @@ def write_packets(path, packets, linktype: int = LinkType.LT_ETHERNET, ports=Non
         if len(batch):
             n += writer.write(batch)
     return n
+
+
+# ------------------------------------------------------------------ interfaces
+
+_IP_LINK_LINE = re.compile(r"^(\d+):\s+([^:@\s]+)(?:@[^:\s]*)?:")
+
+
+def interface_indexes(path) -> dict:
+    """{interface index: name} from what `ip -j link` (JSON) or `ip -o link` / `ip link`
+    (text) printed on the node when the capture was taken. KdpError naming the file and
+    line for anything else."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(16 << 20)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KdpError(f"{path}: cannot read the interface list: "
+                       f"{getattr(exc, 'strerror', None) or exc}") from None
+    out = {}
+    if text.lstrip().startswith("["):
+        try:
+            links = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KdpError(f"{path}: not the JSON of `ip -j link`: {exc}") from None
+        for i, link in enumerate(links if isinstance(links, list) else [None]):
+            index = link.get("ifindex") if isinstance(link, dict) else None
+            name = link.get("ifname") if isinstance(link, dict) else None
+            if not (isinstance(index, int) and not isinstance(index, bool) and 0 < index < 1 << 32
+                    and isinstance(name, str) and name):
+                raise KdpError(f"{path}: [{i}]: an `ip -j link` entry needs ifindex (1..2^32-1) "
+                               f"and ifname")
+            out[index] = name
+        return out
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _IP_LINK_LINE.match(line)
+        if m is None:
+            if line[:1].isspace() or not line.strip():
+                continue        # the continuation lines of `ip link` (link/ether ...)
+            raise KdpError(f"{path}:{n}: not a line of `ip -o link` (\"2: eth0: <...>\"): {line[:60]!r}")
+        index = int(m.group(1))
+        if not 0 < index < 1 << 32:
+            raise KdpError(f"{path}:{n}: interface index {index} out of range")
+        out[index] = m.group(2)
+    return out
+
+
+def ifindex_ports(ports: PortTable, indexes: dict | None = None) -> dict:
+    """{interface index: port id} for SLL2 packets: the interfaces of `indexes` whose name
+    a port knows (a NodeConfig port's interface, a port's own name, lo). Others are left
+    out: their packets get a port by source address. Index 1 is lo (the host) by default."""
+    out = {LOOPBACK_IFINDEX: HOST}
+    known = ports.interfaces()
+    for index, name in (indexes or {}).items():
+        if name in known or name in ports:
+            port = ports.port_of_interface(name)
+            if port is not None:
+                out[index] = port
+    return out
+
+
+# ------------------------------------------------------------------ outputs
+
+class LogFile:
+    """A verdict log's file, binary ("-": standard output): a failure to create or write
+    it is a KdpError naming it (a full disk, a missing folder), not a traceback; a closed
+    pipe stays BrokenPipeError."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.own = self.path != STDIO
+        try:
+            self.f = open(self.path, "wb") if self.own else sys.stdout.buffer
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot create the verdict log: "
+                           f"{exc.strerror or exc}") from None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+
+    def close(self):
+        try:
+            if self.own:
+                self.f.close()
+            else:
+                self.f.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+
+
+def _file_key(path):
+    """What identifies the file a path names: (device, inode) when it exists (hard links,
+    symbolic links and other spellings compare equal), else its resolved path."""
+    try:
+        st = os.stat(path) if path != STDIO else os.fstat(1)
+    except OSError:
+        return ("new", os.path.realpath(path))
+    return ("file", st.st_dev, st.st_ino)
+
+
+def refuse_same_file(**paths):
+    """KdpError when two of the named paths (role=path; None: unused) are one file, e.g.
+    refuse_same_file(input=..., output=..., log=...). Writing a capture over the input
+    while it is read (mapped) would destroy the input; output and log would clobber each
+    other. "-" is standard input for `input` and standard output for the others."""
+    keys = {}
+    for role, path in paths.items():
+        if path is None:
+            continue
+        path = os.fspath(path)
+        if path == STDIO:
+            if role == "input":
+                continue            # standard input is never one of the outputs' files
+            key = ("stdout",) if os.isatty(1) else _file_key(STDIO)
+        else:
+            key = _file_key(path)
+        for other, (other_path, other_key) in keys.items():
+            if key == other_key:
+                raise KdpError(f"{path}: the {role} is the same file as the {other} "
+                               f"({other_path}); refusing to overwrite it")
+        keys[role] = (path, key)

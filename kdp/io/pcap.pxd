@@ -5,6 +5,7 @@
 # with Batch.push. The writer formats the packets of a batch into a fixed
 # output buffer under nogil and flushes it with write(2).
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 
@@ -27,7 +28,8 @@ cdef enum WalkStatus:
     WS_TRUNCATED = 2        # the file ends inside a record: everything before it was delivered
     WS_CORRUPT = 3          # a header that cannot be right (length, magic, version)
     WS_NEW_IFACE = 4        # a pcapng IDB was read: its name needs a port id (GIL)
-    WS_IO_ERROR = 5         # mmap failed
+    WS_IO_ERROR = 5         # mmap failed, or read(2) failed on a stream
+    WS_EINTR = 6            # a read on a stream was interrupted by a signal: check it, go on
 
 # One pcapng interface (or the single "interface" of a classic pcap file).
 ctypedef struct iface_t:
@@ -40,15 +42,32 @@ ctypedef struct iface_t:
     uint64_t tsdiv          # power of ten finer than ns: ticks / tsdiv (0: always 0)
     int64_t tsoffset_ns     # if_tsoffset, in nanoseconds
     uint8_t tsresol         # the raw if_tsresol byte
-    uint8_t has_name        # an if_name option was present
+    uint8_t has_name        # an if_name option was present (copied to the reader's name_buf)
     uint16_t name_len       # bytes of the if_name value
-    uint32_t name_off       # its offset in the file (read back with the GIL)
+    uint32_t _pad2
 
 
+@cython.final                       # its per-record methods are called directly (and inlined)
 cdef class CaptureReader:
     cdef readonly object path
     cdef int fd
-    cdef readonly uint64_t size             # bytes in the file
+    cdef readonly uint64_t size             # bytes in the file (a stream: bytes read so far)
+    cdef readonly bint stream               # reading a pipe (standard input, a FIFO), not a file
+    cdef uint8_t* sbuf                      # stream: bytes [sbuf_off, sbuf_off + sbuf_len)
+    cdef uint64_t sbuf_cap
+    cdef uint64_t sbuf_off
+    cdef uint64_t sbuf_len
+    cdef bint eof                           # stream: read(2) returned 0
+    cdef int read_errno
+    cdef uint8_t* name_buf                  # the if_name of the IDB just read
+    cdef uint32_t* ifx_index                # SLL2 interface index -> port, sorted by index
+    cdef uint16_t* ifx_port
+    cdef uint32_t n_ifx
+    cdef readonly bint all_directions       # outgoing / other-host packets are input too
+    cdef readonly uint64_t outgoing         # packets the capture saw leaving (not input)
+    cdef readonly uint64_t otherhost        # packets the capture saw addressed to another host
+    cdef readonly uint64_t unported         # interfaces whose name got no port (port table full)
+    cdef readonly uint64_t interfaces_seen  # interface descriptions read (`interfaces` keeps the first 4096)
     cdef uint64_t pos                       # offset of the next record / block
     cdef const uint8_t* win                 # mapped window
     cdef uint64_t win_off
@@ -78,6 +97,8 @@ cdef class CaptureReader:
     cdef readonly object ports
 
     cdef int _map(self, uint64_t off, uint64_t need, const uint8_t** out) noexcept nogil
+    cdef int64_t _need(self, uint64_t off, uint64_t n) noexcept nogil
+    cdef uint16_t _ifindex_port(self, uint32_t ifindex) noexcept nogil
     cdef int _walk(self, Batch b) noexcept nogil
     cdef int _fail(self, int status, int kind, uint64_t off, uint64_t a, uint64_t b) noexcept nogil
     cdef int _walk_pcap(self, Batch b) noexcept nogil
@@ -85,7 +106,7 @@ cdef class CaptureReader:
     cdef int _read_shb(self, uint64_t off) noexcept nogil
     cdef int _read_idb(self, const uint8_t* p, uint32_t blen) noexcept nogil
     cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
-                      uint64_t ts_ns, iface_t* f) noexcept nogil
+                      uint64_t ts_ns, iface_t* f, uint32_t epb_flags) noexcept nogil
 
 
 cdef class CaptureWriter:

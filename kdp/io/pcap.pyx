@@ -1,15 +1,26 @@
 # cython: boundscheck=False, wraparound=False
 """Capture files, compiled: classic pcap and pcapng, read into batches, written from them.
 
-Stage contract (rx from a file) -- `CaptureReader.fill(batch)`:
+Stage contract (rx from a file or a pipe) -- `CaptureReader.fill(batch)`:
   reads   nothing of the batch (it is cleared first);
   sets    for every packet: off, len, wire_len (>= len), ts_ns (uint64 ns since the
-          epoch), linktype (lower 16 bits of the file's link type), in_port (the fixed
-          ingress port when one was given; else the PortTable id of the pcapng
-          interface's if_name; else NO_PORT); every other field as meta_reset leaves it;
+          epoch), linktype (lower 16 bits of the file's link type), in_port; every other
+          field as meta_reset leaves it. in_port is, in this order: the fixed ingress port
+          when one was given; NO_PORT for a packet the capture saw leaving (taken as input
+          with all_directions: the ingress classifier decides); for Linux cooked v2 (SLL2)
+          the port `ifindex_ports` gives its interface index; the port of the pcapng
+          interface's if_name (`ports.port_of_interface`: NO_PORT for "any"); NO_PORT.
   drops   at ST_RX: R_UNSUPPORTED_LINKTYPE (a link type the parser does not know: the
           packet is still in the batch and counted), R_OVERSIZE_FRAME (set by Batch.push
-          for frames longer than MAX_FRAME).
+          for frames longer than MAX_FRAME), and unless all_directions:
+          R_CAPTURED_OUTGOING (the capture saw the packet leave the node: Linux cooked
+          packet type OUTGOING or LOOPBACK, or a pcapng epb_flags direction "outbound"),
+          R_OTHERHOST (a frame for another host's MAC: cooked packet type OTHERHOST, or a
+          pcapng reception type "promiscuous"; the kernel drops these before IP).
+
+Direction: `tcpdump -i any` (SLL, SLL2) records every packet once per interface it crossed,
+with its direction. A packet the node sent is the node's output, not its input, so only
+packets the node received (host, broadcast, multicast) are input.
 
 Damage policy (documented in kdp/io/capture.py too):
   * the file ends inside a record or block (a cut-short capture): every complete packet
@@ -25,6 +36,11 @@ Nothing is allocated from a length read in the file: records are read in place t
 sliding mmap window of at most 64 MiB (MAP_POPULATE, MADV_SEQUENTIAL), so memory stays
 bounded whatever the file size, and lengths are capped before they are used. (As with any
 mmap reader, a file truncated by another process while it is being read raises SIGBUS.)
+A pipe (path "-": standard input; a FIFO, which kdp waits on for a writer as tcpdump -r
+does; /dev/fd/N) is streamed instead: read(2) into a buffer that holds the current record
+or block (at most 16 MiB), so `tcpdump -w - | kdp replay -` processes packets as they
+come, with the same damage policy (the end of the stream is the end of the file). A
+terminal as standard input is refused.
 
 Writer contract -- `CaptureWriter.write(batch)`:
   reads   verdict (only transmitted packets -- V_FORWARD; V_REJECT: the reject reply;
@@ -40,13 +56,15 @@ import struct
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memset
-from libc.errno cimport errno, EINTR, EFBIG
+from libc.string cimport memcpy, memset, memmove
+from libc.errno cimport errno, EINTR, EFBIG, EAGAIN, ENOMEM, EPIPE
+from cpython.exc cimport PyErr_CheckSignals
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
                                R_UNSUPPORTED_LINKTYPE, V_FORWARD, V_REJECT, V_REPLY, V_PENDING,
                                LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_LINUX_SLL,
-                               LT_IPV4, LT_IPV6, LT_LINUX_SLL2)
+                               LT_IPV4, LT_IPV6, LT_LINUX_SLL2,
+                               R_CAPTURED_OUTGOING, R_OTHERHOST)
 
 from kdp.errors import CaptureError
 
@@ -64,6 +82,15 @@ cdef extern from "unistd.h" nogil:
     long sysconf(int name)
     int _SC_PAGESIZE
     ssize_t c_write "write"(int fd, const void* buf, size_t count)
+    ssize_t c_read "read"(int fd, void* buf, size_t count)
+
+cdef extern from "poll.h" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    short POLLIN
 
 cdef extern from *:
     """
@@ -105,6 +132,28 @@ cdef enum:
     E_NOMEM = 10
     E_TRUNC_HEADER = 11
     E_TRUNC_BODY = 12
+    E_READ = 13
+
+# Linux cooked capture packet types (libpcap's LINUX_SLL_*, the kernel's PACKET_*)
+cdef enum:
+    SLL_HOST = 0
+    SLL_BROADCAST = 1
+    SLL_MULTICAST = 2
+    SLL_OTHERHOST = 3
+    SLL_OUTGOING = 4
+    SLL_LOOPBACK = 5        # a multicast the node sent, looped back to itself
+
+# pcapng option codes, and the EPB flags word's fields
+cdef enum:
+    NG_OPT_EPB_FLAGS = 2
+    EPB_DIR_MASK = 3
+    EPB_DIR_OUTBOUND = 2
+    EPB_RECEPTION_SHIFT = 2
+    EPB_RECEPTION_MASK = 7
+    EPB_RECEPTION_PROMISCUOUS = 4
+
+STREAM_BUFFER = 1048576         # first size of a stream's buffer (grows to the largest block)
+MAX_INTERFACE_INFO = 4096       # `interfaces` keeps this many descriptions (memory stays bounded)
 
 cdef uint64_t NS = 1000000000ULL
 
@@ -130,6 +179,24 @@ cdef inline uint64_t rd64(const uint8_t* p, bint swap) noexcept nogil:
 cdef inline bint linktype_supported(uint16_t lt) noexcept nogil:
     return (lt == LT_ETHERNET or lt == LT_RAW or lt == LT_IPV4 or lt == LT_IPV6
             or lt == LT_LINUX_SLL or lt == LT_LINUX_SLL2 or lt == LT_NULL or lt == LT_LOOP)
+
+
+cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef uint32_t epb_flags_of(const uint8_t* q, const uint8_t* end, bint swap) noexcept nogil:
+    """The epb_flags option among the options in [q, end) of an EPB (0: absent)."""
+    cdef uint16_t code, olen
+    while end - q >= 4:
+        code = rd16(q, swap)
+        olen = rd16(q + 2, swap)
+        if code == 0 or olen > end - q - 4:
+            break
+        if code == NG_OPT_EPB_FLAGS and olen == 4:
+            return rd32(q + 4, swap)
+        q += 4 + ((<uint32_t>olen + 3) & ~3u)
+    return 0
 
 
 cdef void iface_set_tsresol(iface_t* f, uint8_t r) noexcept nogil:
@@ -182,25 +249,37 @@ cdef inline uint64_t ticks_to_ns(const iface_t* f, uint64_t t) noexcept nogil:
 
 
 cdef class CaptureReader:
-    """Reads a pcap or pcapng file into batches, a batch at a time.
+    """Reads a pcap or pcapng file (or a pipe) into batches, a batch at a time.
 
-    CaptureReader(path, ports=None, ingress=None)
-      ports    a kdp.ports.PortTable: pcapng if_name -> in_port (a new table when None)
-      ingress  a port id given to every packet (overrides interface names); None: classic
-               pcap packets get NO_PORT, pcapng packets the port of their interface name.
+    CaptureReader(path, ports=None, ingress=None, ifindex_ports=None, all_directions=False)
+      path      a file; "-" reads standard input; a FIFO or other pipe is streamed too
+      ports     a kdp.ports.PortTable: pcapng if_name -> in_port through its
+                `port_of_interface` (a new table when None)
+      ingress   a port id given to every packet (overrides everything else); None: see
+                the module docstring
+      ifindex_ports  {interface index: port id} for Linux cooked v2 (SLL2) packets, whose
+                header carries the index of the interface they crossed
+      all_directions  take packets the capture saw leaving the node, or addressed to
+                another host, as input too (by default they are dropped at RX, counted)
 
     fill(batch) -> int clears the batch, pushes up to batch.capacity packets and returns
     how many (0 at the end). See the module docstring for what happens on damage.
     """
 
-    def __cinit__(self, path, ports=None, ingress=None):
+    def __cinit__(self, path, ports=None, ingress=None, ifindex_ports=None,
+                  bint all_directions=False):
         self.fd = -1
         self.win = NULL
         self.ifaces = NULL
+        self.sbuf = NULL
+        self.name_buf = NULL
+        self.ifx_index = NULL
+        self.ifx_port = NULL
         self.path = os.fspath(path)
         self.warnings = []
         self.interfaces = []
         self.pending_error = None
+        self.all_directions = all_directions
         if ports is None:
             from kdp.ports import PortTable
             ports = PortTable()
@@ -211,38 +290,95 @@ cdef class CaptureReader:
             if not 0 <= int(ingress) < NO_PORT:
                 raise ValueError(f"ingress port id must be 0..{NO_PORT - 1}, got {ingress}")
             self.ingress = <uint16_t>int(ingress)
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            st = os.fstat(self.fd)
-        except OSError as exc:
-            raise CaptureError(f"{self.path}: cannot open capture: {exc.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise CaptureError(f"{self.path}: not a regular file (kdp reads captures through mmap)")
-        self.size = st.st_size
+        self._set_ifindex_ports(ifindex_ports or {})
+        self.name_buf = <uint8_t*>malloc(65536)
         self.cap_if = 4
         self.ifaces = <iface_t*>malloc(self.cap_if * sizeof(iface_t))
-        if self.ifaces == NULL:
+        if self.ifaces == NULL or self.name_buf == NULL:
             raise MemoryError()
+        self._open_input()
         self._open_header()
 
-    def __dealloc__(self):
+    def _open_input(self):
+        """Open the file (mmap) or the pipe (stream). The path is opened without blocking
+        and checked first; a named FIFO is then opened again to wait for its writer, as
+        `tcpdump -r` and `cat` do (Ctrl-C interrupts the wait)."""
+        if self.path == "-":
+            self.path = "<stdin>"
+            try:
+                self.fd = os.dup(0)
+                os.set_inheritable(self.fd, False)
+            except OSError as exc:
+                raise CaptureError(f"<stdin>: cannot read standard input: {exc.strerror}") from None
+            if os.isatty(self.fd):
+                raise CaptureError("<stdin>: standard input is a terminal; pipe a capture into "
+                                   "kdp (tcpdump -w - ... | kdp replay - ...)")
+        else:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise CaptureError(f"{self.path}: cannot open capture: {exc.strerror}") from None
+        st = os.fstat(self.fd)
+        if stat.S_ISREG(st.st_mode):
+            self.size = st.st_size
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise CaptureError(f"{self.path}: is a directory, not a capture file")
+        if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode) or stat.S_ISCHR(st.st_mode)) \
+                or os.isatty(self.fd):
+            raise CaptureError(f"{self.path}: not a regular file, pipe or FIFO")
+        if stat.S_ISFIFO(st.st_mode) and self.path != "<stdin>":
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))   # waits for a writer
+            os.close(self.fd)
+            self.fd = fd
+        os.set_blocking(self.fd, True)
+        self.stream = True
+        self.sbuf_cap = STREAM_BUFFER
+        self.sbuf = <uint8_t*>malloc(self.sbuf_cap)
+        if self.sbuf == NULL:
+            raise MemoryError()
+
+    def _set_ifindex_ports(self, mapping):
+        cdef uint32_t i
+        items = sorted((int(k), int(v)) for k, v in mapping.items())
+        for k, v in items:
+            if not 0 <= k <= 0xFFFFFFFF or not 0 <= v <= NO_PORT:
+                raise ValueError(f"ifindex_ports: {k} -> {v} is out of range")
+        n = len(items)
+        self.ifx_index = <uint32_t*>malloc(max(n, 1) * sizeof(uint32_t))
+        self.ifx_port = <uint16_t*>malloc(max(n, 1) * sizeof(uint16_t))
+        if self.ifx_index == NULL or self.ifx_port == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.ifx_index[i] = items[i][0]
+            self.ifx_port[i] = items[i][1]
+        self.n_ifx = n
+
+    def _release(self):
         if self.win != NULL:
             munmap(<void*>self.win, self.win_len)
             self.win = NULL
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        free(self.sbuf)
+        self.sbuf = NULL
+        self.sbuf_len = 0
+
+    def __dealloc__(self):
+        self._release()
         free(self.ifaces)
         self.ifaces = NULL
+        free(self.name_buf)
+        self.name_buf = NULL
+        free(self.ifx_index)
+        free(self.ifx_port)
+        self.ifx_index = NULL
+        self.ifx_port = NULL
 
     def close(self):
         """Release the file and its mapping (fill then returns 0)."""
-        if self.win != NULL:
-            munmap(<void*>self.win, self.win_len)
-            self.win = NULL
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._release()
         self.done = True
 
     def __enter__(self):
@@ -252,10 +388,15 @@ cdef class CaptureReader:
         self.close()
 
     cdef int _map(self, uint64_t off, uint64_t need, const uint8_t** out) noexcept nogil:
-        """Point *out at file bytes [off, off+need). Caller checked off+need <= size.
+        """Point *out at file bytes [off, off+need). Caller made sure they are there (_need).
         Returns 0, or -1 when mmap fails."""
         cdef uint64_t start, length
         cdef void* m
+        if self.stream:
+            if off < self.sbuf_off or off + need > self.sbuf_off + self.sbuf_len:
+                return -1       # never: _need buffered them
+            out[0] = self.sbuf + (off - self.sbuf_off)
+            return 0
         if off >= self.win_off and off + need <= self.win_off + self.win_len and self.win != NULL:
             out[0] = self.win + (off - self.win_off)
             return 0
@@ -278,6 +419,61 @@ cdef class CaptureReader:
         out[0] = self.win + (off - start)
         return 0
 
+    cdef int64_t _need(self, uint64_t off, uint64_t n) noexcept nogil:
+        """How many of the bytes [off, off+n) the input holds (at most n); a stream is read
+        as far as that takes (n is at most a block's capped length). -1: read(2) failed
+        (read_errno); -2: a signal interrupted it (nothing was consumed: call again)."""
+        cdef uint64_t end, have, keep, cap
+        cdef uint8_t* grown
+        cdef ssize_t r
+        cdef pollfd pfd
+        if not self.stream:
+            if off >= self.size:
+                return 0
+            have = self.size - off
+            return <int64_t>(n if have > n else have)
+        while True:
+            end = self.sbuf_off + self.sbuf_len
+            have = end - off if end > off else 0
+            if have >= n:
+                return <int64_t>n
+            if self.eof:
+                return <int64_t>have
+            # keep only what lies at or after `off` (records are consumed in order), and
+            # make room for n bytes
+            if off > self.sbuf_off:
+                keep = have
+                if keep:
+                    memmove(self.sbuf, self.sbuf + (off - self.sbuf_off), keep)
+                self.sbuf_off = off
+                self.sbuf_len = keep
+            if n > self.sbuf_cap:
+                cap = self.sbuf_cap
+                while cap < n:
+                    cap *= 2
+                grown = <uint8_t*>realloc(self.sbuf, cap)
+                if grown == NULL:
+                    self.read_errno = ENOMEM
+                    return -1
+                self.sbuf = grown
+                self.sbuf_cap = cap
+            r = c_read(self.fd, self.sbuf + self.sbuf_len, self.sbuf_cap - self.sbuf_len)
+            if r > 0:
+                self.sbuf_len += <uint64_t>r
+                self.size = self.sbuf_off + self.sbuf_len
+            elif r == 0:
+                self.eof = True
+            elif errno == EINTR:
+                return -2
+            elif errno == EAGAIN:
+                pfd.fd = self.fd
+                pfd.events = POLLIN
+                pfd.revents = 0
+                poll(&pfd, 1, -1)
+            else:
+                self.read_errno = errno
+                return -1
+
     cdef int _fail(self, int status, int kind, uint64_t off, uint64_t a, uint64_t b) noexcept nogil:
         self.status = status
         self.err_kind = kind
@@ -286,14 +482,28 @@ cdef class CaptureReader:
         self.err_b = b
         return status
 
+    def _need_py(self, uint64_t off, uint64_t n):
+        """_need with the GIL: signals are handled, a read error raises CaptureError."""
+        cdef int64_t got
+        while True:
+            with nogil:
+                got = self._need(off, n)
+            if got == -2:
+                PyErr_CheckSignals()
+                continue
+            if got == -1:
+                raise CaptureError(f"{self.path}: cannot read: {os.strerror(self.read_errno)}")
+            return got
+
     def _open_header(self):
         cdef const uint8_t* p
         cdef uint32_t magic
         cdef uint16_t major
         cdef iface_t* f
         cdef int st
-        if self.size < 4:
-            raise CaptureError(f"{self.path}: {self.size} bytes is too short to be a capture file")
+        cdef int64_t got = self._need_py(0, 24)
+        if got < 4:
+            raise CaptureError(f"{self.path}: {got} bytes is too short to be a capture file")
         if self._map(0, 4, &p) < 0:
             raise CaptureError(f"{self.path}: cannot map the file: {os.strerror(errno)}")
         memcpy(&magic, p, 4)
@@ -301,9 +511,9 @@ cdef class CaptureReader:
             self.fmt = FMT_PCAP
             self.swap = magic in (PCAP_USEC_SWAPPED, PCAP_NSEC_SWAPPED)
             self.nsec = magic in (PCAP_NSEC, PCAP_NSEC_SWAPPED)
-            if self.size < 24:
+            if got < 24:
                 raise CaptureError(f"{self.path}: the file ends inside the pcap file header "
-                                   f"(at byte offset {self.size} of 24)")
+                                   f"(at byte offset {got} of 24)")
             self._map(0, 24, &p)
             major = rd16(p + 4, self.swap)
             if major != 2:
@@ -318,9 +528,15 @@ cdef class CaptureReader:
             self.n_if = 1
             self.pos = 24
             self.interfaces.append(self._iface_info(0, None))
+            self.interfaces_seen = 1
         elif magic == NG_SHB:
             self.fmt = FMT_PCAPNG
-            st = self._read_shb(0)
+            while True:
+                with nogil:
+                    st = self._read_shb(0)
+                if st != WS_EINTR:
+                    break
+                PyErr_CheckSignals()
             if st >= 0:
                 raise self._error()
         else:
@@ -371,6 +587,8 @@ cdef class CaptureReader:
             what = f"cannot map the file {where}"
         elif k == E_NOMEM:
             what = f"out of memory for the interface table {where}"
+        elif k == E_READ:
+            what = f"cannot read {where}: {os.strerror(self.read_errno)}"
         else:
             what = f"unreadable {where}"
         return CaptureError(f"{self.path}: {what}")
@@ -383,16 +601,58 @@ cdef class CaptureReader:
         return (f"{self.path}: the file ends inside a packet record at byte offset {self.err_off} "
                 f"({detail}); the {self.packets} complete packets before it were read")
 
+    cdef uint16_t _ifindex_port(self, uint32_t ifindex) noexcept nogil:
+        """The port `ifindex_ports` gives an interface index (binary search), or NO_PORT."""
+        cdef uint32_t lo = 0, hi = self.n_ifx, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.ifx_index[mid] < ifindex:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self.n_ifx and self.ifx_index[lo] == ifindex:
+            return self.ifx_port[lo]
+        return NO_PORT
+
     cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
-                      uint64_t ts_ns, iface_t* f) noexcept nogil:
-        cdef uint16_t port = self.ingress if self.ingress != NO_PORT else f.port
+                      uint64_t ts_ns, iface_t* f, uint32_t epb_flags) noexcept nogil:
+        """Push one packet: its ingress port, and its direction when the capture recorded it
+        (Linux cooked packet type, pcapng epb_flags). See the module docstring."""
+        cdef uint16_t port = f.port
+        cdef uint16_t by_index
+        cdef uint16_t reason = 0
+        cdef int ptype = -1
         cdef pkt_meta_t* p
+        if f.linktype == LT_LINUX_SLL and caplen >= 16:
+            ptype = (<int>data[0] << 8) | data[1]
+        elif f.linktype == LT_LINUX_SLL2 and caplen >= 20:
+            ptype = data[10]
+            if self.n_ifx:
+                by_index = self._ifindex_port(be32(data + 4))
+                if by_index != NO_PORT:
+                    port = by_index
+        if ptype == SLL_OUTGOING or ptype == SLL_LOOPBACK or \
+                (epb_flags & EPB_DIR_MASK) == EPB_DIR_OUTBOUND:
+            # the node sent it: as input (all_directions) it entered somewhere else
+            self.outgoing += 1
+            port = NO_PORT
+            if not self.all_directions:
+                reason = R_CAPTURED_OUTGOING
+        elif ptype == SLL_OTHERHOST or \
+                ((epb_flags >> EPB_RECEPTION_SHIFT) & EPB_RECEPTION_MASK) == EPB_RECEPTION_PROMISCUOUS:
+            self.otherhost += 1
+            if not self.all_directions:
+                reason = R_OTHERHOST
+        if self.ingress != NO_PORT:
+            port = self.ingress
         b.push(data, caplen, wire_len, ts_ns, f.linktype, port)
+        p = &b.m[b.count - 1]
         if not linktype_supported(f.linktype):
-            p = &b.m[b.count - 1]
             if p.verdict == V_PENDING:
                 drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
             self.unsupported += 1
+        elif reason != 0 and p.verdict == V_PENDING:
+            drop(p, ST_RX, reason)
         self.packets += 1
         self.last_ts = ts_ns
         return 0
@@ -405,12 +665,16 @@ cdef class CaptureReader:
     cdef int _walk_pcap(self, Batch b) noexcept nogil:
         cdef const uint8_t* p
         cdef uint64_t rem, ts
+        cdef int64_t got
         cdef uint32_t sec, frac, incl, orig
         cdef bint swap = self.swap
         cdef iface_t* f = &self.ifaces[0]
         cdef uint64_t frac_mul = 1 if self.nsec else 1000
         while b.count < b.capacity:
-            rem = self.size - self.pos
+            got = self._need(self.pos, 16)
+            if got < 0:
+                return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, self.pos, 0, 0)
+            rem = <uint64_t>got
             if rem == 0:
                 return WS_EOF
             if rem < 16:
@@ -420,15 +684,18 @@ cdef class CaptureReader:
             incl = rd32(p + 8, swap)
             if incl > PCAP_MAX_RECORD:
                 return self._fail(WS_CORRUPT, E_RECORD_LEN, self.pos, incl, 0)
-            if rem - 16 < incl:
-                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, rem, 16 + <uint64_t>incl)
+            got = self._need(self.pos, 16 + <uint64_t>incl)
+            if got < 0:
+                return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, self.pos, 0, 0)
+            if <uint64_t>got < 16 + <uint64_t>incl:
+                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, <uint64_t>got, 16 + <uint64_t>incl)
             if self._map(self.pos, 16 + <uint64_t>incl, &p) < 0:
                 return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
             sec = rd32(p, swap)
             frac = rd32(p + 4, swap)
             orig = rd32(p + 12, swap)
             ts = <uint64_t>sec * NS + <uint64_t>frac * frac_mul
-            self._deliver(b, p + 16, incl, orig, ts, f)
+            self._deliver(b, p + 16, incl, orig, ts, f, 0)
             self.pos += 16 + <uint64_t>incl
         return WS_BATCH_FULL
 
@@ -436,7 +703,11 @@ cdef class CaptureReader:
         """Start a section at `off`. Returns -1 to go on, or a WalkStatus."""
         cdef const uint8_t* p
         cdef uint32_t bom, blen
-        cdef uint64_t rem = self.size - off
+        cdef int64_t got = self._need(off, 12)
+        cdef uint64_t rem
+        if got < 0:
+            return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, off, 0, 0)
+        rem = <uint64_t>got
         if rem < 12:
             return self._fail(WS_TRUNCATED, E_TRUNC_HEADER, off, rem, 12)
         if self._map(off, 12, &p) < 0:
@@ -451,8 +722,11 @@ cdef class CaptureReader:
         blen = rd32(p + 4, self.swap)
         if blen < 28 or blen % 4 != 0 or blen > PCAPNG_MAX_BLOCK:
             return self._fail(WS_CORRUPT, E_BLOCK_LEN, off, blen, 0)
-        if blen > rem:
-            return self._fail(WS_TRUNCATED, E_TRUNC_BODY, off, rem, blen)
+        got = self._need(off, blen)
+        if got < 0:
+            return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, off, 0, 0)
+        if <uint64_t>got < blen:
+            return self._fail(WS_TRUNCATED, E_TRUNC_BODY, off, <uint64_t>got, blen)
         if self._map(off, blen, &p) < 0:
             return self._fail(WS_IO_ERROR, E_MMAP, off, 0, 0)
         if rd16(p + 12, self.swap) != 1:
@@ -500,7 +774,7 @@ cdef class CaptureReader:
             if code == 2 and olen > 0:
                 f.has_name = 1
                 f.name_len = olen
-                f.name_off = <uint32_t>(self.pos + <uint64_t>(q + 4 - p))
+                memcpy(self.name_buf, q + 4, olen)     # read by _register_iface next
             elif code == 9 and olen >= 1:
                 iface_set_tsresol(f, q[4])
             elif code == 14 and olen >= 8:
@@ -513,11 +787,15 @@ cdef class CaptureReader:
     cdef int _walk_pcapng(self, Batch b) noexcept nogil:
         cdef const uint8_t* p
         cdef uint64_t rem, ts
+        cdef int64_t got
         cdef uint32_t btype, blen, ifid, caplen, olen
         cdef int st
         cdef iface_t* f
         while b.count < b.capacity:
-            rem = self.size - self.pos
+            got = self._need(self.pos, 12)
+            if got < 0:
+                return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, self.pos, 0, 0)
+            rem = <uint64_t>got
             if rem == 0:
                 return WS_EOF
             if rem < 12:
@@ -533,8 +811,11 @@ cdef class CaptureReader:
             blen = rd32(p + 4, self.swap)
             if blen < 12 or blen % 4 != 0 or blen > PCAPNG_MAX_BLOCK:
                 return self._fail(WS_CORRUPT, E_BLOCK_LEN, self.pos, blen, 0)
-            if blen > rem:
-                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, rem, blen)
+            got = self._need(self.pos, blen)
+            if got < 0:
+                return WS_EINTR if got == -2 else self._fail(WS_IO_ERROR, E_READ, self.pos, 0, 0)
+            if <uint64_t>got < blen:
+                return self._fail(WS_TRUNCATED, E_TRUNC_BODY, self.pos, <uint64_t>got, blen)
             if self._map(self.pos, blen, &p) < 0:
                 return self._fail(WS_IO_ERROR, E_MMAP, self.pos, 0, 0)
             if rd32(p + blen - 4, self.swap) != blen:
@@ -554,7 +835,8 @@ cdef class CaptureReader:
                 else:
                     f = &self.ifaces[ifid]
                     ts = (<uint64_t>rd32(p + 12, self.swap) << 32) | rd32(p + 16, self.swap)
-                    self._deliver(b, p + 28, caplen, rd32(p + 24, self.swap), ticks_to_ns(f, ts), f)
+                    self._deliver(b, p + 28, caplen, rd32(p + 24, self.swap), ticks_to_ns(f, ts), f,
+                                  epb_flags_of(p + 28 + ((caplen + 3) & ~3u), p + blen - 4, self.swap))
             elif btype == NG_SPB:
                 if blen < 16:
                     return self._fail(WS_CORRUPT, E_SHORT_BLOCK, self.pos, btype, blen)
@@ -569,7 +851,7 @@ cdef class CaptureReader:
                     if f.snaplen != 0 and caplen > f.snaplen:
                         caplen = f.snaplen
                     # an SPB has no timestamp: it shares the previous packet's
-                    self._deliver(b, p + 12, caplen, olen, self.last_ts, f)
+                    self._deliver(b, p + 12, caplen, olen, self.last_ts, f, 0)
             elif btype == NG_IDB:
                 st = self._read_idb(p, blen)
                 if st >= 0:
@@ -587,11 +869,25 @@ cdef class CaptureReader:
         cdef iface_t* f = &self.ifaces[i]
         name = None
         if f.has_name:
-            raw = os.pread(self.fd, f.name_len, f.name_off)
+            raw = (<char*>self.name_buf)[:f.name_len]
             name = raw.split(b"\0", 1)[0].decode("utf-8", "replace") or None
         if name is not None and self.ingress == NO_PORT:
-            f.port = <uint16_t>self.ports.id_of(name)
-        self.interfaces.append(self._iface_info(i, name))
+            port = self._port_of(name)
+            f.port = NO_PORT if port is None else <uint16_t>port
+        self.interfaces_seen += 1
+        if len(self.interfaces) < MAX_INTERFACE_INFO:
+            self.interfaces.append(self._iface_info(i, name))
+
+    def _port_of(self, name):
+        """The port of an interface name (None: none). Names are never released, so a
+        capture with more distinct names than the port table holds leaves the rest without
+        a port (counted in `unported`; their packets are classified by source address)."""
+        lookup = getattr(self.ports, "port_of_interface", None)
+        try:
+            return lookup(name) if lookup is not None else self.ports.id_of(name)
+        except ValueError:          # the port table is full
+            self.unported += 1
+            return None
 
     def fill(self, Batch batch not None):
         """Clear `batch` and fill it with the next packets; return how many (0: end)."""
@@ -609,6 +905,9 @@ cdef class CaptureReader:
                 st = self._walk(batch)
             if st == WS_NEW_IFACE:
                 self._register_iface()
+                continue
+            if st == WS_EINTR:
+                PyErr_CheckSignals()        # raises KeyboardInterrupt on Ctrl-C
                 continue
             break
         if st == WS_BATCH_FULL:
@@ -632,6 +931,10 @@ cdef class CaptureReader:
         if self.skipped:
             self.warnings.append(f"{self.path}: {self.skipped} packets referred to an interface "
                                  f"no interface description block had described; skipped")
+        if self.unported:
+            self.warnings.append(f"{self.path}: {self.unported} interface descriptions named a new "
+                                 f"interface after the port table was full ({NO_PORT} ports); "
+                                 f"their packets got an ingress port by source address")
 
     @property
     def format(self):
@@ -684,6 +987,8 @@ cdef class CaptureWriter:
                    "none" for packets without one)
       format       'pcap' or 'pcapng'; None: 'pcapng' when the path ends in .pcapng
       all_packets  write every packet, not only those with verdict V_FORWARD
+    The path "-" is standard output (classic pcap unless `format` says otherwise; refused
+    when it is a terminal); a closed pipe (EPIPE) raises BrokenPipeError.
 
     Classic pcap is written with the nanosecond magic (0xa1b23c4d), snaplen 262144; pcapng
     with if_tsresol 9. Both in host byte order.
@@ -725,11 +1030,22 @@ cdef class CaptureWriter:
         if self.out == NULL or self.port_if == NULL:
             raise MemoryError()
         memset(self.port_if, 0xFF, 65536 * sizeof(uint32_t))
-        try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                              | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError as exc:
-            raise CaptureError(f"{self.path}: cannot create capture: {exc.strerror}") from None
+        if self.path == "-":
+            self.path = "<stdout>"
+            try:
+                self.fd = os.dup(1)
+                os.set_inheritable(self.fd, False)
+            except OSError as exc:
+                raise CaptureError(f"<stdout>: cannot write standard output: {exc.strerror}") from None
+            if os.isatty(self.fd):
+                raise CaptureError("<stdout>: standard output is a terminal; redirect the capture "
+                                   "(kdp replay ... -o - | tcpdump -r -)")
+        else:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                  | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as exc:
+                raise CaptureError(f"{self.path}: cannot create capture: {exc.strerror}") from None
         if format == "pcap":
             hdr = struct.pack("=IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, WRITE_SNAPLEN, linktype)
         else:
@@ -754,6 +1070,8 @@ cdef class CaptureWriter:
             self._raise()
 
     def _raise(self):
+        if self.err_no == EPIPE:
+            raise BrokenPipeError(self.err_no, f"{self.path}: {os.strerror(self.err_no)}")
         raise CaptureError(f"{self.path}: cannot write: {os.strerror(self.err_no)}")
 
     cdef int _flush(self) noexcept nogil:
