@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine, then runs it:
 # the Debian packages of the tools the end-to-end tests drive (tshark, tcpdump,
-# iproute2, nftables), kdp itself with its test extras, then pytest.
+# iproute2, nftables), kdp itself with its test extras, network-config-analyzer in a
+# virtualenv of its own (.venv-nca), then pytest.
 # `.ci/run` calls exactly this. Extra arguments go to pytest (e.g. -x, -k NAME).
 # A tool that is still missing makes its tests fail, never skip.
 set -euo pipefail
@@ -24,4 +25,11 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install -q -e '.[test]'
+# network-config-analyzer (`nca`, the independent reference of tests/test_policy_nca.py) pins
+# PyYAML 6.0.2 and other exact versions: it lives in a virtualenv of its own, not beside kdp
+if [[ ! -x .venv-nca/bin/nca ]]; then
+    echo "run-tests.sh: installing network-config-analyzer into .venv-nca" >&2
+    python3 -m venv .venv-nca
+    .venv-nca/bin/python -m pip install -q network-config-analyzer==2.1.0
+fi
 exec python3 -m pytest -q tests "$@"

@@ -11,7 +11,8 @@ swaps new tables in between batches and flushes the flows a change leaves
 behind. A snapshot that fails validation raises ConfigError and changes nothing.
 Without a snapshot the data plane is a plain router: everything to the uplink.
 Cluster DNS (NodeConfig `dns`) is compiled with the other tables: dp.dns_zone is
-the zone (kdp.control.dns), None when kdp answers no DNS.
+the zone (kdp.control.dns), None when kdp answers no DNS. Network policy too:
+dp.policy is the CompiledPolicy (kdp.control.policy_compile), None without policies.
 """
 from kdp._fast.verdictlog import VerdictLog
 from kdp.control import Cluster, compile as compile_cluster
@@ -67,8 +68,10 @@ class Dataplane:
         serves. Flows to backends that went away are flushed (UDP ones then pick
         a new backend with their next packet), whatever mix of Service and
         endpoint changes the new snapshot holds: old and new states are compared
-        whole. Returns the number of flows flushed. Raises ConfigError, changing
-        nothing, when the snapshot is invalid.
+        whole. New flows see the new network policy at once; established ones
+        continue, or are judged again at their next packet when NodeConfig sets
+        networkPolicy.establishedFlows: Recheck. Returns the number of flows
+        flushed. Raises ConfigError, changing nothing, when the snapshot is invalid.
         """
         old = self.node
         new = compile_node(Cluster.load(paths, node=node or old.node), self.ports, previous=old)
@@ -77,6 +80,7 @@ class Dataplane:
             self.pipeline = new.new_pipeline()
         else:
             self.pipeline.swap(**new.pipeline.as_kwargs())
+            self.pipeline.set_recheck(new.recheck)
         if change.renumber is not None and self.pipeline.conntrack is not None:
             self.pipeline.conntrack.renumber_services(change.renumber)
         self.node = new
@@ -161,8 +165,18 @@ class Dataplane:
             return []
         return [r.name for r in self.tables.records]
 
+    @property
+    def policy(self):
+        """The CompiledPolicy in use (None: no network policy)."""
+        return self.node.policy
+
+    def policy_names(self):
+        """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
+        return self.node.policy_names()
+
     def verdict_log(self, fileobj, batch_size, node=None):
         """A VerdictLog writing to `fileobj` (binary). It reads the port table live: ports
         created after it was made (a capture's interfaces, met while reading) are named."""
         return VerdictLog(fileobj, self.ports, self.service_names(),
-                          [r.label for r in Reason], batch_size, node=node)
+                          [r.label for r in Reason], batch_size, node=node,
+                          policy_names=self.policy_names())

@@ -18,6 +18,7 @@ NODE_MAC, UPLINK_PEER_MAC = "02:00:00:00:01:01", "02:00:00:00:ff:01"
 POD_MAC = "02:00:00:00:02:50"
 CLIENT, WEB1, WEB2, API1, FRONTEND1, CACHE1 = ("10.244.1.50", "10.244.1.10", "10.244.2.10",
                                               "10.244.1.11", "10.244.1.20", "10.244.1.40")
+DB0 = "10.244.1.30"
 NODE1, OUTSIDE, LB_IP = "192.168.56.11", "198.51.100.7", "203.0.113.10"
 
 
@@ -110,6 +111,16 @@ def story():
             qname="web.shop.svc.cluster.local.shop.svc.cluster.local", qtype="AAAA"))))
     add("DNS A www.example.com (not the cluster's: to CoreDNS on node-2, IP-in-IP)",
         from_pod(dns / UDP(sport=53102, dport=53) / DNS(id=3, rd=1, qd=DNSQR(qname="www.example.com"))))
+
+    # 8. network policy (sample-cluster/networkpolicies.yaml)
+    add("api-1 SYN to db-0's port pg (allowed by NetworkPolicy data/db)",
+        from_pod(IP(src=API1, dst=DB0) / TCP(sport=43000, dport=5432, flags="S", seq=1)))
+    add("db-0 SYN-ACK (a reply: passes)",
+        from_pod(IP(src=DB0, dst=API1) / TCP(sport=5432, dport=43000, flags="SA", seq=50, ack=2)))
+    add("client SYN to db-0 (not an api pod of shop: dropped, policy_denied_ingress)",
+        from_pod(IP(src=CLIENT, dst=DB0) / TCP(sport=43001, dport=5432, flags="S", seq=1)))
+    add("web-1 SYN to the cloud metadata address (ClusterNetworkPolicy: policy_denied_egress)",
+        from_pod(IP(src=WEB1, dst="169.254.169.254") / TCP(sport=43002, dport=80, flags="S", seq=1)))
     return out
 
 

@@ -15,7 +15,7 @@ from kdp.benchmarks.peers import PeerFailed, attempt, linux_conntrack as lc, pri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns"])
+@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns", "policy"])
 def test_bench_quick_prints_json_with_kdp_figures(suite, tmp_path):
     run = subprocess.run([sys.executable, "-m", "kdp.cli", "bench", suite, "--quick", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -46,6 +46,18 @@ def check_pipeline(r):
     assert r["compile"]["compile_s"] > 0 and r["update"][0]["median_s"] > 0
 
 
+def check_policy(r):
+    sets = {s["policies"]: s for s in r["sets"]}
+    assert set(sets) == {0, *r["size"]["sets"]}
+    for s in sets.values():
+        # every flow of the workload is allowed, whatever the set: the sets differ in cost only
+        assert s["outcomes"] == {"forwarded": r["capture"]["packets"]} and s["process_s"] > 0
+        assert s["syn_process_s"] > 0
+    big = sets[max(sets)]
+    assert big["policy_compile_s"] > 0 and big["memory"]["total"] > 0 and big["stats"]["identities"] > 1
+    assert r["nca"][0]["seconds"] > 0 and r["peers_not_run"] == []   # nca answers on the smallest slice
+
+
 def check_read(r):
     readers = {row["reader"]: row for row in r["results"]}
     assert readers["kdp read+parse"]["packets"] == r["capture"]["packets"]
@@ -63,7 +75,7 @@ def check_dns(r):
 
 
 CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline,
-          "read": check_read, "dns": check_dns}
+          "read": check_read, "dns": check_dns, "policy": check_policy}
 
 
 def test_linux_conntrack_peer_tracks_every_flow_and_restores_host_limits():

@@ -36,7 +36,7 @@ def test_sample_replay_gives_the_golden_verdict_of_every_packet(replayed):
 
 def test_sample_counters_add_up_to_the_packets_read(replayed):
     summary, _out, log = replayed
-    assert summary["packets_in"] == 31 == len(log.read_text().splitlines())
+    assert summary["packets_in"] == 35 == len(log.read_text().splitlines())
     assert sum(c["packets"] for c in summary["counters"]) == summary["packets_in"]
     assert sum(summary["verdicts"].values()) == summary["packets_in"]
 
@@ -82,7 +82,7 @@ def test_replay_without_a_cluster_routes_everything_to_the_uplink(tmp_path):
     run = kdp("replay", PCAPS / "sample.pcap", "-o", tmp_path / "o.pcap", "--json")
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
-    assert summary["packets_in"] == 31
+    assert summary["packets_in"] == 35
     assert {c["reason"] for c in summary["counters"]} <= {
         "forwarded", "arp", "bad_ipv4_checksum", "truncated_ipv4", "bad_tcp_data_offset"}
 
@@ -110,7 +110,7 @@ def test_kdp_reads_as_many_packets_of_each_sample_as_tshark(tshark, name):
     run = subprocess.run([tshark, "-r", str(PCAPS / name), "-T", "fields", "-e", "frame.number"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
-    assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 31
+    assert len(read_packets(PCAPS / name)) == len(run.stdout.split()) == 35
 
 
 def test_running_out_of_memory_is_a_clear_error_not_a_traceback(monkeypatch, capsys):

@@ -104,8 +104,8 @@ cpdef enum Reason:
     R_SVC_SOURCE_RANGE = 34
     R_SVC_NO_LOCAL_ENDPOINTS = 35
     # policy
-    R_POLICY_INGRESS_DENIED = 36
-    R_POLICY_EGRESS_DENIED = 37
+    R_POLICY_DENIED_INGRESS = 36
+    R_POLICY_DENIED_EGRESS = 37
     # route / encap / tx
     R_NO_ROUTE = 38
     R_TTL_EXCEEDED = 39
@@ -209,7 +209,8 @@ ctypedef struct pkt_meta_t:
     uint32_t flow_id        # conntrack flow, NO_ID when none
     uint32_t svc_port       # service-port id, NO_ID when none
     uint32_t route_id       # route the destination matched, NO_ID when none
-    uint32_t _pad3
+    uint16_t pol_egress     # policy decision of a new flow's egress (kdp/_fast/policy.pyx), 0: none
+    uint16_t pol_ingress    # ... and of its ingress
     uint64_t hash           # flow hash (symmetric in neither direction: of the tuple as seen)
 
 

@@ -69,6 +69,8 @@ def _meta_fields():
         ("flow_id", "<u4", _offset(&p.flow_id)),
         ("svc_port", "<u4", _offset(&p.svc_port)),
         ("route_id", "<u4", _offset(&p.route_id)),
+        ("pol_egress", "<u2", _offset(&p.pol_egress)),
+        ("pol_ingress", "<u2", _offset(&p.pol_ingress)),
         ("hash", "<u8", _offset(&p.hash)),
     ]
 

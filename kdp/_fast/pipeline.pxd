@@ -8,6 +8,7 @@ from kdp._fast.decap cimport TunnelEndpoints
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.natout cimport NatOutgoing
 from kdp._fast.dns cimport DnsTable, dns_note_t, dns_q_t
+from kdp._fast.policy cimport PolicyTables, FlowPolicy
 
 # The service frontend a new flow matched (the slow path matches a whole batch first).
 ctypedef struct new_flow_t:
@@ -28,6 +29,8 @@ cdef class Pipeline:
     cdef readonly Conntrack conntrack       # None: stateless (no NAT)
     cdef readonly TunnelEndpoints tunnels   # None: no decapsulation
     cdef readonly NatOutgoing natout        # None: no IPPool with natOutgoing
+    cdef readonly PolicyTables policy       # None: no network policy
+    cdef readonly FlowPolicy flow_policy    # None: established flows continue across reloads
     cdef readonly Neighbours neighbours     # learned from ARP / ND; kept across swaps
     cdef readonly Batch extra               # the IPv4 fragments (after the first) of the last batch
     cdef readonly uint64_t fragments        # fragments made into `extra`, all batches
@@ -42,6 +45,6 @@ cdef class Pipeline:
     cdef readonly object dns_notes          # dns.NOTE_DTYPE per packet of the last batch (the log's)
     cdef object dns_scratch                 # dns_q_t per packet of a batch
 
-    cdef void new_flows(self, Batch b) noexcept nogil
+    cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil

@@ -3,16 +3,25 @@
 
   parse -> neighbour learning -> decap (tunnels to this node) -> ingress classification
         and martian checks -> DNS (queries to the cluster DNS addresses answered in place)
-        -> conntrack lookup (fast path)
-        -> new flows (slow path: service match, backend, masquerade, reject;
+        -> conntrack lookup (fast path) -> [policy re-check of established flows, when asked]
+        -> new flows (slow path: service match, backend, masquerade, reject; policy;
            natOutgoing; conntrack create) -> NAT -> route (TTL, MTU, ICMP answers)
         -> encap (tunnels, Ethernet addresses; fragments into `extra`)
         -> account -> bounded expiry
 
 Every stage skips packets that already have a verdict. `account` adds each
 packet once to counters[stage, reason] and verdicts[verdict], so the counters of
-a run add up to the packets that came in. (NetworkPolicy slots in between new
-flows/NAT and route as it lands; see DESIGN.md.)
+a run add up to the packets that came in.
+
+Policy (kdp/_fast/policy.pyx) is decided once per flow in the slow path, after
+the service stage chose the backend (ingress is judged on the backend pod and
+port, egress on the post-DNAT destination) and before natOutgoing and conntrack
+create the flow: a denied first packet creates no flow. Established, reply and
+related packets pay nothing, unless `flow_policy` is set (NodeConfig
+networkPolicy.establishedFlows: Recheck): then flows judged by older tables are
+judged again at their next packet. Untracked IP packets (ct state none) are judged
+one by one. DNS queries the DNS stage answers are the node's own service (as
+NodeLocal DNSCache): they never reach a pod, and policy does not judge them.
 
 IPv4 fragmentation makes packets the input did not have: the fragments after the
 first of each split packet go to `extra` (a second batch, emptied at the start of
@@ -35,7 +44,7 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
-                               ST_TX, ST_SERVICE, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
+                               ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
@@ -54,18 +63,22 @@ from kdp._fast.natout cimport NatOutgoing, natout_apply
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
+from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_created, pol_recheck_batch
 
 cnp.import_array()
 
 cdef enum:
     EXPIRE_WORK = 512       # flow records the expiry hand examines per batch
+    HOST_PORT = 1           # kdp.ports.HOST: packets the node itself sends
 
 
 cdef class Pipeline:
     def __init__(self, RouteTable routes not None, ServiceTables services=None,
                  Conntrack conntrack=None, uint16_t vxlan_port=DEFAULT_VXLAN_PORT,
                  bint packet_clock=True, TunnelEndpoints tunnels=None, DnsTable dns=None,
-                 NatOutgoing natout=None):
+                 NatOutgoing natout=None, PolicyTables policy=None, bint recheck=False):
+        if policy is not None and conntrack is None:
+            raise ValueError("network policy is decided per flow: it needs conntrack")
         self.counters = np.zeros((N_STAGES, N_REASONS), dtype=np.uint64)
         self.verdicts = np.zeros(N_VERDICTS, dtype=np.uint64)
         self.ctr = <uint64_t*>cnp.PyArray_DATA(self.counters)
@@ -76,6 +89,9 @@ cdef class Pipeline:
         self.conntrack = conntrack
         self.tunnels = tunnels
         self.natout = natout
+        self.policy = policy
+        self.flow_policy = None
+        self.set_recheck(recheck)
         self.neighbours = Neighbours()
         self.extra = Batch(1)
         self.fragments = 0
@@ -98,26 +114,41 @@ cdef class Pipeline:
             self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
-             TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None):
+             TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None,
+             PolicyTables policy=None):
         """Swap in newly compiled tables (between batches). Conntrack and the
-        learned neighbours stay."""
+        learned neighbours stay: new flows see the new policy at once, established
+        ones as set_recheck decided."""
+        if policy is not None and self.conntrack is None:
+            raise ValueError("network policy is decided per flow: it needs conntrack")
         self.routes = routes
         self.services = services
         self.tunnels = tunnels
         self.dns = dns
         self.natout = natout
+        self.policy = policy
+
+    def set_recheck(self, bint recheck):
+        """Re-check established flows against newer policy tables at their next
+        packet (True), or let them continue (False, the default, as Calico and Cilium)."""
+        if not recheck:
+            self.flow_policy = None
+        elif self.flow_policy is None and self.conntrack is not None:
+            # flows that exist already have no verdict yet: the next tables judge them
+            self.flow_policy = FlowPolicy(self.conntrack.capacity)
 
     def swap_dns(self, DnsTable dns):
         """Swap in a new DNS zone alone (an endpoint update), between batches."""
         self.dns = dns
 
-    cdef void new_flows(self, Batch b) noexcept nogil:
+    cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil:
         """The slow path, in packet order, for packets the fast path did not know.
 
         In order, so that a flow created by one packet is found by the next one of
         the same batch (ct_create looks up again before it inserts). Frontends are
         matched for the whole batch first, and the backend choice's memory is
-        prefetched stage by stage, so its cache misses overlap.
+        prefetched stage by stage, so its cache misses overlap. pt, fp: the
+        pipeline's policy tables and flow verdicts (None: none), read with the GIL.
         """
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
@@ -127,6 +158,7 @@ cdef class Pipeline:
         cdef bint created = False, use_spec
         cdef svc_tables_t* st = NULL
         cdef new_flow_t* nf = self.nf
+        cdef uint32_t fid
         if self.services is not None:
             st = &self.services.t
             for i in range(b.count):
@@ -145,11 +177,17 @@ cdef class Pipeline:
             p = &b.m[i]
             if p.verdict != V_PENDING:
                 continue
-            if p.ct_state == CT_NONE and p.quote_off != 0 and created:
-                # an ICMP error about a flow an earlier packet of this batch created:
-                # the fast path looked before the flow existed; ct_create looks again
-                # (it never creates a flow for an error)
-                ct_create(self.conntrack, b, i, NULL, self.ct_now)
+            if p.ct_state == CT_NONE:
+                if p.quote_off != 0 and created:
+                    # an ICMP error about a flow an earlier packet of this batch created:
+                    # the fast path looked before the flow existed; ct_create looks again
+                    # (it never creates a flow for an error)
+                    ct_create(self.conntrack, b, i, NULL, self.ct_now)
+                if pt is not None and p.ct_state == CT_NONE and p.verdict == V_PENDING:
+                    # untracked (no flow to remember a verdict in): judged packet by packet
+                    reason = pol_decide(pt, p, NULL)
+                    if reason != 0:
+                        drop(p, ST_POLICY, reason)
                 continue
             if p.ct_state != CT_NEW:
                 continue
@@ -172,15 +210,23 @@ cdef class Pipeline:
                 continue
             if res == SVC_HIT:
                 p.svc_port = spec.svc_port
+            if pt is not None:
+                # after the backend choice (judged on the backend), before the flow exists
+                reason = pol_decide(pt, p, &spec if res == SVC_HIT else NULL)
+                if reason != 0:
+                    drop(p, ST_POLICY, reason)
+                    continue
             use_spec = res == SVC_HIT
             if self.natout is not None and self.conntrack is not None:
                 # Calico's natOutgoing, after kube-proxy's decision (POSTROUTING)
                 if natout_apply(self.natout, p, &spec, use_spec):
                     use_spec = True
             if self.conntrack is not None:
-                if ct_create(self.conntrack, b, i, &spec if use_spec else NULL,
-                             self.ct_now) != NO_ID:
+                fid = ct_create(self.conntrack, b, i, &spec if use_spec else NULL, self.ct_now)
+                if fid != NO_ID:
                     created = True
+                    if fp is not None:
+                        pol_flow_created(pt, fp, fid, p.in_port == HOST_PORT)
 
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil:
         cdef ct_key_t k
@@ -212,6 +258,8 @@ cdef class Pipeline:
         cdef TunnelEndpoints tunnels = self.tunnels
         cdef Neighbours neigh = self.neighbours
         cdef DnsTable dns = self.dns
+        cdef PolicyTables pt = self.policy
+        cdef FlowPolicy fp = self.flow_policy
         cdef Py_ssize_t i, made = 0
         cdef uint32_t need
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
@@ -247,7 +295,9 @@ cdef class Pipeline:
                 dns_batch(dns, b, dns_ctr, notes, dq)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
-            self.new_flows(b)
+                if fp is not None and pt is not None:
+                    pol_recheck_batch(pt, fp, ct, b)
+            self.new_flows(b, pt, fp)
             if ct is not None:
                 nat_batch(ct, b)
             need = 0

@@ -3,8 +3,10 @@
 
 Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
-orig (the tuple as received), and dns (query name, type, rcode and the DNS
-stage's outcome for packets to a cluster DNS address, else null). Names of ports, services and reasons come
+policy (for packets a policy judged: what decided their egress and their ingress,
+each a label or null; null otherwise), orig (the tuple as received), and dns
+(query name, type, rcode and the DNS stage's outcome for packets to a cluster DNS
+address, else null). Names of ports, services, reasons and policy decisions come
 from string tables built once per configuration (`NameTable`).
 
 Keys present only when they apply: `tunnel` ({type, src, dst[, vni]}: kdp put the
@@ -35,7 +37,9 @@ cdef extern from "sys/socket.h" nogil:
 ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
 
 cdef enum:
-    MAX_LINE = 2560     # longest line one packet can produce (a DNS name escaped), with room to spare
+    MAX_LABEL = 2 * 320 + 32    # the policy field: two labels of at most 320 bytes each
+    MAX_LINE = 2560 + MAX_LABEL # longest line one packet can produce (a DNS name escaped, the
+                                # policy labels), with room to spare
 
 
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
@@ -80,6 +84,20 @@ cdef class NameTable:
         if i < 0 or i >= self.n:
             return "null"
         return self.base + self.off[i]
+
+
+def _labels(names):
+    """Policy decision labels, each cut to fit its share of a line (a deny lists the
+    policies isolating the pod, which may be many: `kdp show policy` lists them all)."""
+    out = []
+    for name in names:
+        if name is not None:
+            cut = len(name)
+            while len(_json_string(name if cut == len(name) else name[:cut] + " ...")) > 318:
+                cut -= 16
+            name = name if cut == len(name) else name[:cut] + " ..."
+        out.append(name)
+    return out
 
 
 def _json_string(text):
@@ -185,7 +203,7 @@ cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept n
 
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
                         uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
-                        char* out, const char* node, const uint64_t* indices,
+                        NameTable policies, char* out, const char* node, const uint64_t* indices,
                         const uint8_t* hops) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     cdef pkt_meta_t* p
@@ -226,8 +244,15 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
             n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
             n += snprintf(out + n, 4, ",")
             n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
-        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"orig\":",
+        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"policy\":",
                       _ct_name(p.ct_state), services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        if p.pol_egress == 0 and p.pol_ingress == 0:
+            n += snprintf(out + n, 8, "null")
+        else:
+            n += snprintf(out + n, MAX_LABEL, "{\"egress\":%s,\"ingress\":%s}",
+                          policies.get(p.pol_egress if p.pol_egress else -1),
+                          policies.get(p.pol_ingress if p.pol_ingress else -1))
+        n += snprintf(out + n, 16, ",\"orig\":")
         if orig[i].ip_ver == 0:
             n += snprintf(out + n, 8, "null")
         else:
@@ -275,6 +300,7 @@ cdef class VerdictLog:
     cdef public NameTable ports
     cdef public NameTable services
     cdef NameTable reasons
+    cdef public NameTable policies
     cdef public uint64_t lines
     cdef object port_table
     cdef Py_ssize_t port_count
@@ -282,7 +308,7 @@ cdef class VerdictLog:
     cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
 
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
-                 node=None):
+                 node=None, policy_names=()):
         self.fileobj = fileobj
         self.node = _json_string(node) + b"\0" if node is not None else None
         if isinstance(port_names, (list, tuple)):
@@ -293,6 +319,7 @@ cdef class VerdictLog:
             self._read_port_table()
         self.services = NameTable(service_names)
         self.reasons = NameTable(reason_names)
+        self.policies = NameTable(_labels(policy_names))
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
         self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
         self.lines = 0
@@ -302,8 +329,10 @@ cdef class VerdictLog:
         self.port_count = len(self.port_table)
         self.ports = NameTable([name for _id, name in self.port_table])
 
-    def set_names(self, port_names=None, service_names=None):
-        """New port or service names (after a reload); port_names as in __init__."""
+    def set_names(self, port_names=None, service_names=None, policy_names=None):
+        """New port, service or policy decision names (after a reload); port_names as in __init__."""
+        if policy_names is not None:
+            self.policies = NameTable(_labels(policy_names))
         if port_names is not None:
             if isinstance(port_names, (list, tuple)):
                 self.port_table = None
@@ -357,7 +386,7 @@ cdef class VerdictLog:
                 raise ValueError("fewer hops than packets")
             hop = <const uint8_t*>cnp.PyArray_DATA(hops)
         with nogil:
-            n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons, out,
-                        node, idx, hop)
+            n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
+                        self.policies, out, node, idx, hop)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count

@@ -6,15 +6,18 @@
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
   kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
+  kdp bench policy     NetworkPolicy: packets/s and new flows/s with 0 / 10 / 1,000 / 10,000
+                       policies, compile time, table memory; nca's time on the same sets
 
 The peers are optional: pytricia, py-radix, dpkt, scapy and dnspython come with `pip
-install 'kdp[bench]'`, tcpdump is a program on PATH, and the Linux nf_conntrack peer needs
-root, `ip` and `nft`. A peer that is missing or fails is left out of the table; the lines
-under it say why (and show a failed peer's stderr); the exit status stays 0.
+install 'kdp[bench]'`, tcpdump is a program on PATH, the Linux nf_conntrack peer needs
+root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer that is
+missing or fails is left out of the table; the lines under it say why (and show a failed
+peer's stderr); the exit status stays 0.
 """
 import importlib
 
-SUITES = ("lpm", "conntrack", "pipeline", "read", "dns")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy")
 
 
 def add_arguments(parser):

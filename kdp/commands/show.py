@@ -4,6 +4,10 @@
   kdp show endpoints --cluster snapshot/ --node node-1   backends per service-port
   kdp show routes    --cluster snapshot/ --node node-1   this node's route records
   kdp show dns       --cluster snapshot/ --node node-1   the names kdp answers (cluster DNS)
+  kdp show policy    --cluster snapshot/ --node node-1 [--pod NS/NAME]
+                     per local pod and direction: isolated or not, the rules that
+                     apply (admin tier, NetworkPolicy, baseline tier, in evaluation
+                     order) and what happens to flows no rule decides
 
 --cluster takes files and/or directories (repeatable). Objects of kinds kdp
 does not use are skipped with a notice on stderr. --json prints JSON.
@@ -11,7 +15,7 @@ does not use are skipped with a notice on stderr. --json prints JSON.
 import json
 import sys
 
-WHAT = ("services", "endpoints", "routes", "dns")
+WHAT = ("services", "endpoints", "routes", "dns", "policy")
 
 
 def add_arguments(parser):
@@ -19,6 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--cluster", nargs="+", action="extend", required=True, metavar="PATH",
                         help="snapshot files or directories (YAML or JSON)")
     parser.add_argument("--node", help="the node to compile for (default: the snapshot's only NodeConfig/Node)")
+    parser.add_argument("--pod", metavar="NS/NAME", help="policy: only this local pod")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -71,6 +76,51 @@ def _routes_text(rows):
             line += f" mtu {r['mtu']}"
         out.append(line)
     return out
+
+
+def _policy_text(rows):
+    out = []
+    for r in rows:
+        out.append(f"{r['pod']} ({', '.join(r['addresses'])})")
+        for d in ("ingress", "egress"):
+            v = r[d]
+            if v["isolated"]:
+                head = "isolated by " + ", ".join(v["isolatedBy"])
+            else:
+                head = "not isolated"
+            if not v["rules"]:
+                head += ", no policy"
+            out.append(f"  {d}: {head}")
+            for rule in v["rules"]:
+                who = f"{rule['policy']}" + (f" (priority {rule['priority']})" if rule["priority"] is not None else "")
+                name = f" \"{rule['name']}\"" if rule["name"] else ""
+                peers = "every peer" if rule["peers"] is None else "; ".join(rule["peers"])
+                ports = "every port" if rule["ports"] is None else ", ".join(rule["ports"])
+                out.append(f"    {rule['tier']:<13} {rule['action']:<5} {who} {d}[{rule['rule']}]{name}: "
+                           f"{'from' if d == 'ingress' else 'to'} {peers}; {ports}")
+            if v["rules"]:
+                out.append(f"    {'otherwise':<13} {v['otherwise']}")
+    return out
+
+
+def _policy_rows(cluster, tables, pod):
+    from kdp.control.node import policy_of
+    from kdp.errors import KdpError
+    local = {f"{p.namespace}/{p.name}" for p in cluster.local_pods()}
+    if pod is not None and pod not in local:
+        raise KdpError(f"--pod {pod}: no such pod on node {cluster.node}")
+    compiled = policy_of(tables)
+    if compiled is None:
+        return [{"pod": f"{p.namespace}/{p.name}", "addresses": [addr_text(ip) for ip in p.ips],
+                 **{d: {"isolated": False, "isolatedBy": [], "rules": [], "otherwise": "allow"}
+                    for d in ("ingress", "egress")}}
+                for p in cluster.local_pods() if pod is None or f"{p.namespace}/{p.name}" == pod]
+    return compiled.view(pod)
+
+
+def addr_text(ip):
+    from kdp.control import addr
+    return addr.format_ip(ip)
 
 
 def _dns_text(view):
@@ -130,6 +180,16 @@ def run(args):
     if args.what == "dns":
         return _dns(cluster, args.json)
     tables = compile(cluster)
+    if args.what == "policy":
+        rows = _policy_rows(cluster, tables, args.pod)
+        if args.json:
+            json.dump({"node": cluster.node, "policy": rows}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return 0
+        print(f"# node {cluster.node}: {len(rows)} local pods")
+        for line in _policy_text(rows):
+            print(line)
+        return 0
     rows = {"services": tables.services_view, "endpoints": tables.endpoints_view,
             "routes": tables.routes_view}[args.what]()
     if args.json:

@@ -17,6 +17,7 @@ from kdp.control import addr, apirules
 from kdp.control.calico import check_pools
 from kdp.control.loader import load_documents
 from kdp.control.model import NodeConfig, Origin
+from kdp.control.policy import CLUSTER_KINDS
 from kdp.control.validate import Problems, parse_object
 
 
@@ -46,7 +47,8 @@ class Cluster:
         self.pods = {}
         self.namespaces = {}
         self.nodes = {}
-        self.policies = {}
+        self.policies = {}              # (ns, name) -> NetworkPolicy (kdp.control.policy.Policy)
+        self.cluster_policies = {}      # (kind, name) -> AdminNetworkPolicy, ClusterNetworkPolicy, ...
         self.node_configs = {}
         self.ippools = {}               # Calico IPPool by name (kdp.control.calico)
         self.block_affinities = {}      # Calico BlockAffinity by name
@@ -104,7 +106,10 @@ class Cluster:
             seen[ident] = origin
             self.endpoints[key] = obj
             return
-        if kind in ("Namespace", "Node", "NodeConfig", "IPPool", "BlockAffinity"):
+        if kind in CLUSTER_KINDS:
+            key = (kind, obj.name)
+            label = f"{kind} {obj.name}"
+        elif kind in ("Namespace", "Node", "NodeConfig", "IPPool", "BlockAffinity"):
             key = obj.node_name if kind == "NodeConfig" else obj.name
             label = f"{kind} {key}"
         else:
@@ -130,6 +135,8 @@ class Cluster:
             self.policies[key] = obj
         elif kind == "NodeConfig":
             self.node_configs[key] = obj
+        elif kind in CLUSTER_KINDS:
+            self.cluster_policies[key] = obj
         elif kind == "IPPool":
             self.ippools[key] = obj
         elif kind == "BlockAffinity":

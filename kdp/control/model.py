@@ -95,6 +95,7 @@ class Pod:
     labels: dict = field(default_factory=dict)
     phase: str = ""
     origin: Optional[Origin] = None
+    ports: list = field(default_factory=list)   # [(name, protocol int, port)]: named container ports
 
 
 @dataclass(slots=True)
@@ -110,19 +111,11 @@ class Node:
     pod_cidrs: list = field(default_factory=list)   # [Prefix]
     addresses: list = field(default_factory=list)   # [(type, IP)]: InternalIP, ExternalIP, ...
     origin: Optional[Origin] = None
+    labels: dict = field(default_factory=dict)       # (AdminNetworkPolicy node peers)
     overlay: dict = field(default_factory=dict)  # what its Calico / flannel annotations say (kdp.control.overlay)
 
     def internal_ips(self):
         return [ip for t, ip in self.addresses if t == "InternalIP"]
-
-
-@dataclass(slots=True)
-class NetworkPolicy:
-    """Loaded and kept for the policy stage (not enforced by this module)."""
-    namespace: str
-    name: str
-    spec: dict
-    origin: Optional[Origin] = None
 
 
 @dataclass(slots=True)
@@ -204,6 +197,7 @@ class NodeConfig:
     proxy_mode: str = "nftables"                   # nftables | iptables
     session_affinity_slots: int = 65536
     conntrack: Conntrack = field(default_factory=Conntrack)
+    policy_established: str = "Continue"           # Continue | Recheck (established flows on reload)
     dns: Dns = field(default_factory=Dns)
     ports: list = field(default_factory=list)      # [Port]
     origin: Optional[Origin] = None

@@ -9,7 +9,8 @@
 A NodeTables holds the service tables (CompiledTables), the pipeline's tables
 (PipelineTables: route table, service tables, tunnel endpoints, the cluster
 DNS table), the conntrack settings (ConntrackSettings), the DNS zone's
-compiler and the settings the pipeline is built with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
+compiler, the network policy (CompiledPolicy: its tables and decision labels)
+and the settings the pipeline is built with. kdp.dataplane.Dataplane only builds the pipeline from it, swaps it in
 and flushes what `changes_from` / `update_endpoints` name.
 
 Adding a table (policy rules, tunnel routes, DNS names, ...): a field in
@@ -30,6 +31,7 @@ from kdp._fast.natout import NatOutgoing
 from kdp._fast.dns import DnsTable
 from kdp._fast.parse import VXLAN_PORT
 from kdp._fast.pipeline import Pipeline
+from kdp._fast.policy import PolicyTables
 from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.service import ServiceTables
 from kdp.control import addr
@@ -40,6 +42,7 @@ from kdp.control.dnswire import DnsCompiler
 from kdp.control.model import EndpointSlice
 from kdp.control.overlay import network_of
 from kdp.control.routes import host_addresses
+from kdp.control.policy_compile import compile_policy
 from kdp.control.tables import CompiledTables
 from kdp.errors import KdpWarning
 from kdp.ports import HOST, UPLINK
@@ -248,6 +251,7 @@ class PipelineTables:
     tunnels: Optional[TunnelEndpoints] = None   # None: no decapsulation
     natout: Optional[NatOutgoing] = None        # None: no IPPool with natOutgoing
     dns: Optional[DnsTable] = None              # None: no DNS stage (kdp answers no DNS)
+    policy: Optional[PolicyTables] = None       # None: no network policy in the snapshot
 
     def as_kwargs(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -272,6 +276,8 @@ class NodeTables:
     conntrack: Optional[ConntrackSettings]      # None: stateless (no NAT)
     vxlan_port: int = VXLAN_PORT
     dns: Optional[DnsCompiler] = None           # the cluster DNS zone and its table's compiler
+    policy: Optional[object] = None             # CompiledPolicy (kdp.control.policy_compile)
+    recheck: bool = False                       # NodeConfig networkPolicy.establishedFlows: Recheck
 
     @property
     def node(self):
@@ -286,7 +292,11 @@ class NodeTables:
     def new_pipeline(self):
         """A Pipeline on these tables with a fresh flow table."""
         return Pipeline(conntrack=self.conntrack.build() if self.conntrack is not None else None,
-                        vxlan_port=self.vxlan_port, **self.pipeline.as_kwargs())
+                        vxlan_port=self.vxlan_port, recheck=self.recheck, **self.pipeline.as_kwargs())
+
+    def policy_names(self):
+        """Policy decision labels indexed by decision id (pkt_meta_t pol_egress / pol_ingress)."""
+        return list(self.policy.decisions) if self.policy is not None else []
 
     def changes_from(self, previous):
         """NodeChange when these tables replace `previous` (compiled with previous=it)."""
@@ -324,6 +334,15 @@ class NodeTables:
         return self.dns.update(self.dns.zone.update_service(self.services.cluster, key))
 
 
+def policy_of(services):
+    """The CompiledPolicy of compiled service tables' cluster (None: no policy in the
+    snapshot), compiled once and kept with them (a Dataplane built again from the
+    same tables does not compile it again)."""
+    if not hasattr(services, "policy"):
+        services.policy = compile_policy(services.cluster)
+    return services.policy
+
+
 def plain_router():
     """The NodeTables of a node without a snapshot: everything to the uplink."""
     return NodeTables(None, None, PipelineTables(RouteTable(PLAIN_ROUTES)), None)
@@ -342,10 +361,13 @@ def compile_node(cluster, ports, previous=None, services=None):
     config = cluster.config
     zone = build_zone(cluster)
     dns = DnsCompiler(zone) if zone is not None else None
+    policy = policy_of(services)
     tables = PipelineTables(routes=route_table(services, ports),
                             services=services.service,
                             tunnels=tunnels_for(cluster, services.routes),
                             dns=dns.full() if dns is not None else None,
-                            natout=nat_outgoing_for(cluster))
+                            natout=nat_outgoing_for(cluster),
+                            policy=policy.tables if policy is not None else None)
     return NodeTables(cluster, services, tables, conntrack_for(config),
-                      vxlan_port=network_of(cluster).vxlan_port, dns=dns)
+                      vxlan_port=network_of(cluster).vxlan_port, dns=dns, policy=policy,
+                      recheck=config.policy_established == "Recheck")

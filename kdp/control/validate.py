@@ -13,9 +13,9 @@ import re
 import socket
 
 from kdp.control import addr, apirules, calico, overlay
+from kdp.control import policy
 from kdp.control.model import (PROTOCOLS, Conntrack, Dns, Endpoint, EndpointSlice, Namespace,
-                               NetworkPolicy, Node, NodeConfig, Pod, Port, Service,
-                               ServicePort)
+                               Node, NodeConfig, Pod, Port, Service, ServicePort)
 from kdp.errors import ConfigError
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -34,8 +34,8 @@ KINDS = {
     "Pod": "v1",
     "Namespace": "v1",
     "Node": "v1",
-    "NetworkPolicy": "networking.k8s.io/v1",
     "NodeConfig": "kdp.dev/v1alpha1",
+    **policy.API_VERSIONS,
     **calico.API_VERSIONS,
 }
 
@@ -430,13 +430,42 @@ def parse_pod(doc, c):
     return Pod(namespace=ns, name=name, node_name=c.string(spec.get("nodeName"), "spec.nodeName"),
                ips=ips, host_network=c.boolean(spec.get("hostNetwork"), "spec.hostNetwork", False),
                labels=dict(c.mapping(meta.get("labels"), "metadata.labels")),
-               phase=c.string(status.get("phase"), "status.phase", default="") or "", origin=c.origin)
+               phase=c.string(status.get("phase"), "status.phase", default="") or "", origin=c.origin,
+               ports=_container_ports(c, spec))
+
+
+def _container_ports(c, spec):
+    """Named container ports (name, protocol, port) of the containers and of the sidecar
+    (restartPolicy Always) init containers: what NetworkPolicy named ports resolve against."""
+    out = []
+    for key in ("containers", "initContainers"):
+        for i, ctr in enumerate(c.seq(spec.get(key), f"spec.{key}")):
+            f = f"spec.{key}[{i}]"
+            ctr = c.mapping(ctr, f)
+            if key == "initContainers" and ctr.get("restartPolicy") != "Always":
+                continue
+            for j, p in enumerate(c.seq(ctr.get("ports"), f + ".ports")):
+                pf = f"{f}.ports[{j}]"
+                p = c.mapping(p, pf)
+                name = p.get("name")
+                number = c.integer(p.get("containerPort"), pf + ".containerPort", 1, 65535, required=True)
+                proto = c.protocol(p.get("protocol"), pf + ".protocol")
+                if name is None:
+                    continue
+                if not isinstance(name, str) or not _IANA_SVC_NAME.fullmatch(name) or "--" in name \
+                        or not any(ch.isalpha() for ch in name):
+                    c.err(pf + ".name", f"must be a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9, '-', "
+                                        f"with a letter) (got {name!r})")
+                elif number is not None:
+                    out.append((name, proto, number))
+    return out
 
 
 def parse_namespace(doc, c):
     meta, name, _ = _meta(doc, c, False)
-    return Namespace(name=name, labels=dict(c.mapping(meta.get("labels"), "metadata.labels")),
-                     origin=c.origin)
+    labels = dict(c.mapping(meta.get("labels"), "metadata.labels"))
+    labels[policy.NS_NAME_LABEL] = name        # as the API server sets it (immutable)
+    return Namespace(name=name, labels=labels, origin=c.origin)
 
 
 def parse_node(doc, c):
@@ -446,7 +475,8 @@ def parse_node(doc, c):
     cidrs = spec.get("podCIDRs")
     if cidrs is None and spec.get("podCIDR"):
         cidrs = [spec.get("podCIDR")]
-    node = Node(name=name, pod_cidrs=c.prefixes(cidrs, "spec.podCIDRs"), origin=c.origin)
+    node = Node(name=name, pod_cidrs=c.prefixes(cidrs, "spec.podCIDRs"), origin=c.origin,
+                labels=dict(c.mapping(meta.get("labels"), "metadata.labels")))
     node.overlay = overlay.node_overlay(meta, c)
     for i, a in enumerate(c.seq(status.get("addresses"), "status.addresses")):
         f = f"status.addresses[{i}]"
@@ -458,12 +488,6 @@ def parse_node(doc, c):
                 node.addresses.append((kind, ip))
     apirules.check_subnets(c, cidrs, "spec.podCIDRs", node=True)
     return node
-
-
-def parse_networkpolicy(doc, c):
-    meta, name, ns = _meta(doc, c, True)
-    spec = c.mapping(doc.get("spec"), "spec", required=True)
-    return NetworkPolicy(namespace=ns, name=name, spec=spec, origin=c.origin)
 
 
 def _listen_address(text):
@@ -538,7 +562,7 @@ def parse_nodeconfig(doc, c):
     known = {"nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
              "nodePortRange", "nodePortAddresses", "masquerade", "encapsulation",
              "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries",
-             "dns", *overlay.NODECONFIG_FIELDS}
+             "networkPolicy", "dns", *overlay.NODECONFIG_FIELDS}
     for k in spec:
         if k not in known:
             c.err(f"spec.{k}", f"unknown field (known: {', '.join(sorted(known))})")
@@ -595,6 +619,12 @@ def parse_nodeconfig(doc, c):
             setattr(d, attr, _seconds(c, ct.get(k), f"spec.conntrack.{k}", getattr(d, attr)))
     d.drop_invalid = c.boolean(ct.get("dropInvalid"), "spec.conntrack.dropInvalid", True)
     nc.conntrack = d
+    npol = c.mapping(spec.get("networkPolicy"), "spec.networkPolicy")
+    for k in npol:
+        if k != "establishedFlows":
+            c.err(f"spec.networkPolicy.{k}", "unknown field (known: establishedFlows)")
+    nc.policy_established = c.choice(npol.get("establishedFlows"), "spec.networkPolicy.establishedFlows",
+                                     ("Continue", "Recheck"), "Continue")
     nc.dns = _dns_settings(c, c.mapping(spec.get("dns"), "spec.dns"))
     for i, p in enumerate(c.seq(spec.get("ports"), "spec.ports")):
         f = f"spec.ports[{i}]"
@@ -617,8 +647,9 @@ PARSERS = {
     "Pod": (parse_pod, True),
     "Namespace": (parse_namespace, False),
     "Node": (parse_node, False),
-    "NetworkPolicy": (parse_networkpolicy, True),
     "NodeConfig": (parse_nodeconfig, False),
+    "NetworkPolicy": (policy.parse_networkpolicy, True),
+    **{kind: (policy.cluster_policy_parser(kind), False) for kind in policy.CLUSTER_KINDS},
     **calico.PARSERS,
 }
 

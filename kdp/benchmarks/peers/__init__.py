@@ -6,6 +6,7 @@
                       network namespace, the host's conntrack limits raised for the run
     dnspython_responder  a DNS responder built on dnspython (Python package)  `kdp bench dns`
                       (also the reference the DNS tests compare kdp's answers with)
+    nca               network-config-analyzer (a program, in .venv-nca)     `kdp bench policy`
 
 Who imports them: the suites of kdp.benchmarks, inside the functions that run a
 measurement (so importing a suite or a workload imports none of this package), and bench/.
