@@ -1,7 +1,9 @@
 """Conntrack, as Python sees it: the table class, its settings, and a text dump.
 
-The table and the stages are in kdp/_fast/conntrack.pyx (lookup, create, expiry)
-and kdp/_fast/nat.pyx (rewrites). This module adds what tools print:
+The stages are in kdp/_fast/conntrack.pyx (lookup, create, expiry; the table,
+the TCP state machine, expiry and packet keys in its ct_*.pxd/.pyx parts) and
+kdp/_fast/nat.pyx (rewrites); kdp/reference/conntrack.py states the semantics in
+plain Python. This module adds what tools print:
 ``format_flows(ct, now_ns)`` gives one line per flow in the shape of
 ``conntrack -L`` (protocol, seconds left, TCP state, the original tuple with its
 counters, the reply tuple with its counters, [ASSURED] / [UNREPLIED]).

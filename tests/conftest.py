@@ -8,11 +8,50 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# CI runs the same examples every time (a failure there reproduces); locally
-# hypothesis explores new ones on every run.
+# Hypothesis profiles (README, "Property tests"):
+#   ci       the same examples on every run (a failure there reproduces); chosen when CI is set
+#   dev      hypothesis's defaults: new random examples on every run (the local default)
+#   explore  random examples, no deadline, and every property test's own example count
+#            multiplied by KDP_HYPOTHESIS_SCALE (default 20); pick a seed with
+#            --hypothesis-seed=N to repeat a run
+# KDP_HYPOTHESIS_PROFILE names one explicitly (it wins over CI).
 settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+settings.register_profile("dev")
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True)
+PROFILE, SCALE = "dev", 1
+
+
+def pytest_configure(config):
+    global PROFILE, SCALE
+    PROFILE = os.environ.get("KDP_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    if PROFILE not in ("ci", "dev", "explore"):
+        raise pytest.UsageError(f"KDP_HYPOTHESIS_PROFILE={PROFILE!r}: use ci, dev or explore")
+    scale = os.environ.get("KDP_HYPOTHESIS_SCALE", "20" if PROFILE == "explore" else "1")
+    if not scale.isdigit() or int(scale) < 1:
+        raise pytest.UsageError(f"KDP_HYPOTHESIS_SCALE={scale!r}: a whole number >= 1")
+    settings.load_profile(PROFILE)
+    SCALE = int(scale)
+
+
+def pytest_report_header(config):
+    return f"kdp hypothesis profile: {PROFILE}, examples x{SCALE}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Scale the example count each property test sets itself (an explicit
+    @settings(max_examples=...) wins over any profile, so the profile alone
+    cannot raise it)."""
+    if SCALE == 1:
+        return
+    done = set()
+    for item in items:
+        fn = getattr(item, "obj", None)
+        own = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if own is None or id(fn) in done:      # parametrized tests share one function
+            continue
+        done.add(id(fn))
+        fn._hypothesis_internal_use_settings = settings(
+            own, max_examples=own.max_examples * SCALE, deadline=None, derandomize=False)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))    # tests/kdptest.py
 

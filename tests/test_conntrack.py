@@ -179,11 +179,42 @@ def test_tcp_rst_closes_the_flow(rst_dir):
     assert ct.flows()[0]["timeout_s"] == TIMEOUT_DEFAULTS["tcp_timeout_close"]
 
 
-def test_tcp_refused_connection_syn_then_rst_closes():
+def test_a_connection_refused_with_a_rst_leaves_no_flow():
+    # Linux kills a flow whose first answer is a RST (nf_conntrack_tcp_packet:
+    # no reply seen yet and th->rst); the RST itself still belongs to the flow
     ct = Conntrack(16)
     got = tcp_seq(ct, [("o", "S"), ("r", "RA")])
-    assert got[-1] == (CtState.REPLY, "CLOSE")
-    assert not ct.flows()[0]["assured"]
+    assert got[-1] == (CtState.REPLY, None)
+    assert len(ct) == 0 and ct.flows() == [] and ct.lookup(6, C, V, 5555, 80) == (None, None)
+    # the client's next SYN opens a new flow
+    assert tcp_seq(ct, [("o", "S")], t0=5) == [(CtState.NEW, "SYN_SENT")]
+    assert ct.counters()["reopened"] == 0
+
+
+def test_the_record_of_a_flow_ended_by_a_rst_is_reclaimed_and_never_counted_again():
+    ct = Conntrack(1)
+    tcp_seq(ct, [("o", "S"), ("r", "RA")])
+    assert len(ct) == 0 and ct.flush_all() == 0
+    tcp_seq(ct, [("o", "S"), ("r", "RA")], t0=5)
+    # its record (held until its batch is done) is the first and only place goes to
+    b = run(ct, [tcp(C, V, 7777, 80, "S")], now_ns=9 * S)
+    assert state_of(b) == CtState.NEW and len(ct) == 1
+    assert ct.counters()["table_full"] == 0 and ct.flush_all() == 1
+
+
+def test_a_rst_that_ends_an_unanswered_flow_is_still_translated():
+    ct = Conntrack(16)
+    spec = {"flags": DNAT, "dnat": "10.244.0.9", "dnat_port": 8080}
+    run(ct, [tcp(C, "10.96.0.1", 4000, 80, "S")], spec=spec, now_ns=S)
+    b = run(ct, [tcp("10.244.0.9", C, 8080, 4000, "RA")], now_ns=S)
+    rst = Ether(b.packet(0))
+    assert state_of(b) == CtState.REPLY
+    assert (rst[IP].src, rst[TCP].sport) == ("10.96.0.1", 80)
+    assert len(ct) == 0
+    # a client abandoning its own SYN (RST before any answer) ends the flow too
+    run(ct, [tcp(C, V, 4001, 80, "S")], now_ns=2 * S)
+    run(ct, [tcp(C, V, 4001, 80, "R")], now_ns=2 * S)
+    assert len(ct) == 0
 
 
 @pytest.mark.parametrize("steps,bad", [
@@ -229,6 +260,150 @@ def test_syn_after_time_wait_opens_a_new_connection():
     got = tcp_seq(ct, [("o", "S")], t0=20)
     assert got[0] == (CtState.NEW, "SYN_SENT")
     assert len(ct) == 1 and ct.counters()["reopened"] == 1
+
+
+def test_every_tcp_flag_byte_moves_an_established_flow_as_the_reference_says():
+    # all 256 flag bytes (PSH, ECE, CWR included) on an ESTABLISHED flow from the
+    # client: the kind (and "bad" sets, Linux's tcp_valid_flags) decides the outcome
+    from kdp.reference.conntrack import ConntrackModel
+    for bits in range(256):
+        flags = str(TCP(flags=bits).flags)
+        ct, model = Conntrack(16), ConntrackModel(16)
+        for d, f in (("o", "S"), ("r", "SA"), ("o", "A"), ("o", flags)):
+            src, dst, sp, dp = (C, V, 5555, 80) if d == "o" else (V, C, 80, 5555)
+            b = run(ct, [tcp(src, dst, sp, dp, bits if f is flags else f)], now_ns=S)
+            want, _ = model.packet(6, src, dst, sp, dp, f, S)
+        assert state_of(b) == want, flags
+        assert {(fl["proto"],) + fl["orig"]: (fl["state"], fl["assured"], fl["packets"])
+                for fl in ct.flows()} == model.live(S), flags
+
+
+def test_a_syn_after_the_peers_rst_is_let_through_and_the_answer_resynchronises_the_flow():
+    # nf_conntrack_proto_tcp.c: a SYN on a CLOSE entry reopens it only if a FIN
+    # closed it or this side sent the RST; after the server's RST the client's
+    # SYN is ignored (accepted, keeps the entry and its translation), and the
+    # server's SYN/ACK answering it brings the entry back to SYN_RECV
+    ct = Conntrack(16)
+    spec = {"flags": DNAT, "dnat": "10.244.0.9", "dnat_port": 8080}
+    svc, pod = (C, "10.96.0.1", 4000, 80), ("10.244.0.9", C, 8080, 4000)
+    run(ct, [tcp(*svc, "S")], spec=spec, now_ns=S)
+    run(ct, [tcp(*pod, "SA")], now_ns=S)
+    run(ct, [tcp(*svc, "A")], now_ns=S)
+    run(ct, [tcp(*pod, "RA")], now_ns=2 * S)
+    before = ct.flows()[0]
+    assert before["state"] == "CLOSE"
+    b = run(ct, [tcp(*svc, "S")], spec={"flags": DNAT, "dnat": "10.244.0.99"}, now_ns=3 * S)
+    syn = Ether(b.packet(0))
+    assert state_of(b) == CtState.ESTABLISHED and syn[IP].dst == "10.244.0.9"   # the old translation
+    f = ct.flows()[0]
+    assert (f["state"], f["packets"], f["last_ns"]) == ("CLOSE", before["packets"], before["last_ns"])
+    assert ct.counters()["reopened"] == 0
+    run(ct, [tcp(*pod, "SA")], now_ns=3 * S)
+    assert ct.flows()[0]["state"] == "SYN_RECV"
+    run(ct, [tcp(*svc, "A")], now_ns=3 * S)
+    assert ct.flows()[0]["state"] == "ESTABLISHED" and len(ct) == 1
+
+
+def test_a_syn_after_its_own_rst_reopens_the_flow():
+    ct = Conntrack(16)
+    got = tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A"), ("o", "R"), ("o", "S")])
+    assert got[-2] == (CtState.ESTABLISHED, "CLOSE")
+    assert got[-1] == (CtState.NEW, "SYN_SENT")
+    assert ct.counters()["reopened"] == 1 and len(ct) == 1
+
+
+def test_a_syn_after_a_fin_closed_the_flow_reopens_it_even_after_the_peers_rst():
+    ct = Conntrack(16)
+    got = tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A"), ("o", "FA"), ("r", "RA"), ("o", "S")])
+    assert got[-2][1] == "CLOSE" and got[-1] == (CtState.NEW, "SYN_SENT")
+    assert ct.counters()["reopened"] == 1
+
+
+def test_the_servers_syn_in_time_wait_opens_a_flow_in_its_own_direction():
+    # Linux: reply-direction SYN in TIME_WAIT -> SYN_SENT is a reopen: the entry is
+    # killed and the packet looked up again, so the server becomes the opener
+    ct = Conntrack(16)
+    tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A"), ("o", "FA"), ("r", "FA"), ("o", "A")])
+    got = tcp_seq(ct, [("r", "S")], t0=20)
+    assert got == [(CtState.NEW, "SYN_SENT")]
+    (f,) = ct.flows()
+    assert f["orig"] == (V, C, 80, 5555) and not f["assured"]
+    assert ct.counters()["reopened"] == 1
+
+
+def test_ignored_packets_are_neither_counted_nor_refresh_the_flow():
+    ct = Conntrack(16)
+    tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A")])
+    f0 = ct.flows()[0]
+    got = tcp_seq(ct, [("o", "S"), ("r", "SA")], t0=10)    # SYN mid-connection, SYN/ACK retransmitted
+    assert [c for c, _ in got] == [CtState.ESTABLISHED, CtState.REPLY]
+    f = ct.flows()[0]
+    # the SYN/ACK answers the ignored SYN: the entry resynchronises (counted, refreshed)
+    assert f["state"] == "SYN_RECV" and f["packets"] == (f0["packets"][0], f0["packets"][1] + 1)
+    assert f["last_ns"] == 11 * S
+    ct2 = Conntrack(16)
+    tcp_seq(ct2, [("o", "S"), ("r", "SA"), ("o", "A")])
+    f0 = ct2.flows()[0]
+    tcp_seq(ct2, [("r", "SA")], t0=10)                      # a late SYN/ACK: ignored
+    f = ct2.flows()[0]
+    assert (f["state"], f["packets"], f["last_ns"]) == ("ESTABLISHED", f0["packets"], f0["last_ns"])
+
+
+def test_a_mid_stream_pickup_has_the_unacknowledged_timeout_until_assured():
+    ct = Conntrack(16, timeouts={"tcp_timeout_established": 86400})
+    tcp_seq(ct, [("o", "A")])
+    f = ct.flows()[0]
+    assert (f["state"], f["assured"], f["timeout_s"]) == ("ESTABLISHED", False, 300)
+    tcp_seq(ct, [("r", "A")], t0=2)     # the first reply: seen, not yet assured (Linux)
+    f = ct.flows()[0]
+    assert (f["assured"], f["timeout_s"], f["seen_reply"]) == (False, 300, True)
+    tcp_seq(ct, [("o", "A")], t0=3)
+    f = ct.flows()[0]
+    assert (f["assured"], f["timeout_s"]) == (True, 86400)
+    short = Conntrack(16, timeouts={"tcp_timeout_established": 100})
+    tcp_seq(short, [("o", "A")])
+    assert short.flows()[0]["timeout_s"] == 100      # the smaller of the two
+
+
+def test_a_challenge_ack_in_last_ack_does_not_end_the_connection():
+    # RFC 5961: a SYN met in LAST_ACK is answered with a challenge ACK, which
+    # acknowledges nothing; Linux keeps LAST_ACK (nf_conntrack_proto_tcp.c)
+    ct = Conntrack(16)
+    got = tcp_seq(ct, [("o", "S"), ("r", "SA"), ("o", "A"), ("o", "FA"), ("r", "FA"),
+                       ("o", "S"), ("r", "A")])
+    assert [s for _, s in got[-3:]] == ["LAST_ACK", "LAST_ACK", "LAST_ACK"]
+    got = tcp_seq(ct, [("o", "A")], t0=20)
+    assert got == [(CtState.ESTABLISHED, "TIME_WAIT")]
+
+
+def test_simultaneous_open_completes_on_the_reply_ack():
+    ct = Conntrack(16)
+    got = tcp_seq(ct, [("o", "S"), ("r", "S"), ("o", "SA"), ("r", "A")])
+    assert [s for _, s in got] == ["SYN_SENT", "SYN_SENT2", "SYN_RECV", "ESTABLISHED"]
+    assert ct.flows()[0]["assured"]
+
+
+def test_udp_is_assured_by_the_packet_after_its_first_reply():
+    ct = Conntrack(16)
+    q = eth() / IP(src=C, dst=V) / UDP(sport=1, dport=53)
+    r = eth() / IP(src=V, dst=C) / UDP(sport=53, dport=1)
+    run(ct, [q, r], now_ns=0)
+    f = ct.flows()[0]
+    assert (f["seen_reply"], f["assured"], f["timeout_s"]) == (True, False, 30)
+    assert ct.unassured_order() == [f["id"]]
+    run(ct, [r], now_ns=S)
+    f = ct.flows()[0]
+    assert (f["assured"], f["timeout_s"]) == (True, 120) and ct.unassured_order() == []
+
+
+def test_icmp_echo_flows_are_never_assured():
+    ct = Conntrack(16)
+    req = eth() / IP(src=C, dst=V) / ICMP(type=8, id=7)
+    rep = eth() / IP(src=V, dst=C) / ICMP(type=0, id=7)
+    run(ct, [req, rep, req, rep], now_ns=0)
+    f = ct.flows()[0]
+    assert f["packets"] == (2, 2) and f["seen_reply"] and not f["assured"]
+    assert ct.unassured_order() == [f["id"]]
 
 
 # ---------------------------------------------------------------- time
@@ -287,8 +462,9 @@ def test_full_table_evicts_the_oldest_non_assured_flow_first():
     ct = Conntrack(4)
     for i in range(4):
         run(ct, [udp(i)], now_ns=i * S)
-    # flow 1 gets a reply: assured, never evicted before the others
+    # flow 1 gets a reply and one more packet: assured, never evicted before the others
     run(ct, [eth() / IP(src=V, dst="10.1.0.1") / UDP(sport=53, dport=1000)], now_ns=5 * S)
+    run(ct, [udp(1)], now_ns=5 * S)
     order = ct.unassured_order()
     assert len(order) == 3
     origins = lambda: {f["orig"][0] for f in ct.flows()}
@@ -302,7 +478,8 @@ def test_full_table_evicts_the_oldest_non_assured_flow_first():
 def test_full_table_of_assured_flows_refuses_new_flows_with_a_reason():
     ct = Conntrack(2)
     for i in range(2):
-        run(ct, [udp(i), eth() / IP(src=V, dst=f"10.1.0.{i}") / UDP(sport=53, dport=1000)], now_ns=S)
+        run(ct, [udp(i), eth() / IP(src=V, dst=f"10.1.0.{i}") / UDP(sport=53, dport=1000), udp(i)],
+            now_ns=S)
     b = run(ct, [udp(7)], now_ns=2 * S)
     m = b.meta[0]
     assert (m["verdict"], m["stage"], m["reason"]) == (Verdict.DROP, Stage.CONNTRACK, Reason.CT_TABLE_FULL)

@@ -137,6 +137,17 @@ def test_translate_then_reply_restores_the_original_tuple_and_checksums_are_exac
 
 # ---------------------------------------------------------------- specific cases
 
+def test_udp_to_the_vxlan_port_is_translated_like_any_udp():
+    # found with a random seed: the stage helper parsed UDP to 4789 as VXLAN (and
+    # dropped it as an unknown tunnel peer); conntrack and NAT see plain UDP
+    ct = Conntrack(64)
+    spec = {"flags": DNAT, "dnat": "10.244.0.9", "dnat_port": 4789}
+    out = run(ct, [build(4, "udp", "10.0.0.1", "10.96.0.1", 4789, 4789)], spec=spec, now_ns=S)
+    fwd = Ether(out.packet(0))
+    assert (fwd[IP].dst, fwd[UDP].dport) == ("10.244.0.9", 4789)
+    assert_checksums_match_scapy(out.packet(0))
+
+
 def test_zero_udp_checksum_over_ipv4_stays_zero():
     ct = Conntrack(16)
     p = eth() / IP(src="10.0.0.1", dst="10.96.0.10") / UDP(sport=5, dport=53, chksum=0) / Raw(b"q")

@@ -1,5 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
-"""Connection tracking: the flow table and the two conntrack stages.
+"""Connection tracking: the two conntrack stages, expiry between batches, and
+the Conntrack table as Python sees it.
 
 Table
 -----
@@ -9,9 +10,13 @@ slots holding both directions of every flow (load <= 2/3), two uint32 links
 per flow for the FIFO of non-assured flows, and a small fragment table. No
 allocation per packet; nothing an input does can grow it.
 
-Index slots are ``(tag << 32) | (flow_id << 1 | dir)`` with ``tag`` the high 32
-bits of the tuple hash and home slot ``(tag * nslots) >> 32``; linear probing,
-deletion by backward shift (no tombstones).
+The parts, one concern each:
+  ct_table.pxd/.pyx   the flow record, the index, the FIFO, deletion
+  ct_tcp.pxd          the TCP state machine (inline, header only)
+  ct_expiry.pxd/.pyx  timeouts, expiry, the clock-hand sweep, early drop
+  ct_keys.pxd/.pyx    packet -> lookup key, ICMP errors' quotes, fragments
+  conntrack.pyx       the stages below (lookup, create with the reply tuple and
+                      source-port choice, expire), flush, the Python API
 
 Stage ``ct_lookup_batch(ct, b, now_ns)`` (Python: ``Conntrack.lookup_batch``)
 ---------------------------------------------------------------------------
@@ -61,61 +66,82 @@ ct_expire start new epochs.
 Early drop: when the table is full, the oldest non-assured flow goes (the
 FIFO of non-assured flows, in creation order; flows that become assured leave
 it). If none can go, up to 256 records are swept for expired flows; else the
-new flow is refused with R_CT_TABLE_FULL. Assured = replied (UDP, ICMP,
-others), or TCP established after a reply was seen.
+new flow is refused with R_CT_TABLE_FULL.
+
+Linux's rules (nf_conntrack_proto_tcp.c, _udp.c, _icmp.c; kdp/reference/
+conntrack.py states them in plain Python and tests compare):
+  TCP: Linux's transition table. Ignored packets (a SYN mid-connection, a late
+  SYN/ACK) pass but are neither counted nor refresh the flow. A SYN on a
+  TIME_WAIT/CLOSE flow reopens it (the flow goes, the packet opens a new one
+  with its sender as the opener) when a FIN moved the flow to FIN_WAIT or the
+  SYN's side sent the last RST; otherwise it is ignored, and a SYN/ACK answering
+  it resynchronises the flow to SYN_RECV. Simultaneous open completes on the
+  reply ACK; an ACK answering a SYN ignored in LAST_ACK (an RFC 5961 challenge
+  ACK) is ignored. A RST before any reply ends the flow. Assured: an ACK taking
+  SYN_RECV or ESTABLISHED to ESTABLISHED after a reply was seen. An ESTABLISHED
+  flow not assured (a mid-stream pickup) times out after
+  min(established, unacknowledged).
+  UDP, SCTP, others: a packet after the first reply makes a stream (UDP's
+  stream timeout) and assures the flow. ICMP: never assured.
+A flow that ends while a packet of the current batch refers to it (a RST
+before any reply, a reopen) leaves the index at once and keeps its record,
+with timeout 0, until expiry or early drop frees it after the batch.
 
 Not modelled (known gaps): TCP sequence-window tracking (Linux's
 tcp_in_window: out-of-window packets are not detected, only packets whose
-flags fit no state), the SCTP state machine (SCTP flows use one timeout),
+flags fit no state; the SYN/ACK resynchronisation does not check the
+acknowledgment number), Linux >= 5.16's 2 s wait before a replied UDP flow
+becomes a stream, the SCTP state machine (SCTP flows use one timeout),
 connection-tracking helpers (FTP, SIP, ...).
 """
+
 import ipaddress
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy, memcmp
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
+from kdp._fast.mix cimport P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, NO_ID, V_PENDING,
-    ST_CONNTRACK, ST_NAT, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
+    ST_CONNTRACK, ST_NAT, FRAG_NONE, FRAG_FIRST,
     CT_NONE, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_INVALID,
     R_CT_INVALID, R_CT_TABLE_FULL, R_NAT_PORTS_EXHAUSTED, R_FRAG_NO_FLOW,
 )
 from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
-from kdp._fast.checksum cimport kdp_prefetch, kdp_prefetch_w, ld16
+from kdp._fast.ct_table cimport (
+    ct_frag_t, CT_MAX_CAPACITY,
+    TCP_SYN_SENT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_TIME_WAIT,
+    TO_TCP_NONE, TO_TCP_SYN_SENT, TO_TCP_SYN_RECV, TO_TCP_ESTABLISHED, TO_TCP_FIN_WAIT,
+    TO_TCP_CLOSE_WAIT, TO_TCP_LAST_ACK, TO_TCP_TIME_WAIT, TO_TCP_CLOSE, TO_TCP_SYN_SENT2, TO_UDP,
+    TO_UDP_STREAM, TO_ICMP, TO_SCTP, TO_GENERIC, TO_FRAG, TO_TCP_UNACK,
+    FL_ASSURED, FL_SEEN_REPLY, FL_STREAM, FL_DNAT, FL_SNAT, TT_CLOSE_INIT,
+    C_LOOKUPS, C_HITS, C_MISSES, C_INSERTS, C_EXPIRIES, C_INVALID, C_TABLE_FULL,
+    C_PORTS_EXHAUSTED, C_RELATED, C_FRAG_HITS, C_FRAG_NO_FLOW, C_FLUSHED, C_PORT_REMAPS,
+    C_REOPENED, C_CREATE_HITS,
+    ct_hash4, ct_key_hash, ct_home_slot, ct_prefetch_run, ct_store_key, ct_find_from, ct_find4,
+    ct_index_insert, ct_probe_tag, ct_unassured_push, ct_assure, ct_unindexed, ct_unlink,
+    ct_counters_hi, ct_flow_packets, ct_flow_bytes,
+)
+from kdp._fast.ct_expiry cimport ct_timeout_ns, ct_expired, ct_sweep, ct_alloc
+from kdp._fast.ct_tcp cimport (
+    ct_tcp_step, ct_tcp_kind, TK_SYN, TK_ACK, TK_NONE, TS_INVALID, TCP_STEP_OK,
+    TCP_STEP_IGNORED, TCP_STEP_INVALID, TCP_STEP_REOPEN, TCP_STEP_KILL,
+)
+from kdp._fast.ct_keys cimport (
+    ct_is_echo_request, ct_echo_other, ct_ip_bytes, ct_frag_note, ct_frag_find, K_SKIP,
+)
 
 from kdp.errors import KdpError
 
 cnp.import_array()
 
-cdef enum:
-    S_IV = 20           # invalid transition
-    S_IG = 21           # ignored (accepted, no state change)
-    DIST = 12           # pipeline distance (packets) between stages
-    RING = 32           # > 2 * DIST, a power of two
-    CDIST = 1           # ct_lookup_batch: chunks between its passes
-    NCS = 2 * CDIST + 1 # chunks of state kept
-    CHUNK = 8          # ct_lookup_batch: packets per pass
-    EARLY_DROP_SCAN = 16
-    T_SYN = 0
-    T_SYNACK = 1
-    T_FIN = 2
-    T_ACK = 3
-    T_RST = 4
-    T_NONE = 5
-    K_FLOW4 = 5         # ct_lookup_batch: an IPv4 K_FLOW key kept as words (ka, kp, kpv)
-    T_BAD = 6           # a flag combination no TCP stack sends: invalid in every state
-    N_TKIND = 7
-    HIT_OK = 0
-    HIT_GONE = 1        # flow removed (reopened or expired): treat as a miss
-
 cdef extern from *:
     """
-    #define KDP_CT_EMPTY 0xFFFFFFFFFFFFFFFFULL
     #include <sys/mman.h>
+    #include <errno.h>
+    #include <unistd.h>
     /* Zeroed, lazily backed memory on transparent huge pages where the kernel
        allows it (fewer TLB misses for a table of 150+ MB). NULL on failure. */
     static void* kdp_big_alloc(size_t n) {
@@ -134,8 +160,6 @@ cdef extern from *:
     /* Back [p, p + n) with memory now (the page faults and the zeroing happen
        here, not under the first packets that use it), on the huge pages asked
        for above. 0 on success, -1 when the memory cannot be had. */
-    #include <errno.h>
-    #include <unistd.h>
     static int kdp_big_populate(void* p, size_t n) {
         size_t off, step;
     #ifdef MADV_POPULATE_WRITE
@@ -148,68 +172,21 @@ cdef extern from *:
         return 0;
     }
     """
-    const uint64_t EMPTY "KDP_CT_EMPTY"
     void* kdp_big_alloc(size_t n) nogil
     void kdp_big_free(void* p, size_t n) nogil
     int kdp_big_populate(void* p, size_t n) nogil
 
+cdef enum:
+    CHUNK = 8           # ct_lookup_batch: packets per pass
+    CDIST = 1           # ct_lookup_batch: chunks between its passes
+    NCS = 2 * CDIST + 1 # chunks of state kept
+    K_FLOW4 = 5         # ct_lookup_batch: an IPv4 K_FLOW key kept as words (ka, kp, kpv)
+    DIST = 12           # bulk APIs: pipeline distance (tuples) between their steps
+    RING = 32           # > 2 * DIST, a power of two
+    HIT_OK = 0
+    HIT_GONE = 1        # flow removed (reopened or expired): treat as a miss
+
 NO_FLOW = <uint32_t>NO_ID
-
-# ---------------------------------------------------------------- TCP table
-# Transitions as Linux nf_conntrack_proto_tcp.c defines them (states in
-# enum TcpState order: NONE SS SR ES FW CW LA TW CL S2), for the packet kinds
-# SYN, SYN/ACK, FIN, ACK, RST, none, (bad flags); [direction][kind][old state].
-# _tcp_kind maps the flags (& 0x37) to the kind, so the per-packet state step
-# is two table loads and no flag branches.
-cdef uint8_t _tcp_tr[2 * N_TKIND * 10]
-cdef uint8_t _tcp_valid[64]
-cdef uint8_t _tcp_kind[64]
-
-def _init_tables():
-    NO, SS, SR, ES, FW, CW, LA, TW, CL, S2 = range(10)
-    IV, IG = S_IV, S_IG
-    rows = [
-        # original direction
-        [SS, SS, IG, IG, IG, IG, IG, SS, SS, S2],   # syn
-        [IV, IV, SR, IV, IV, IV, IV, IV, IV, SR],   # synack (simultaneous open)
-        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],   # fin
-        [ES, IV, ES, ES, CW, CW, TW, TW, CL, IV],   # ack
-        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
-        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
-        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
-        # reply direction
-        [IV, S2, IV, IV, IV, IV, IV, SS, IV, S2],   # syn
-        [IV, SR, IG, IG, IG, IG, IG, IG, IG, SR],   # synack
-        [IV, IV, FW, FW, LA, LA, LA, TW, CL, IV],   # fin
-        [IV, IG, SR, ES, CW, CW, TW, TW, CL, IG],   # ack
-        [IV, CL, CL, CL, CL, CL, CL, CL, CL, CL],   # rst
-        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # none
-        [IV, IV, IV, IV, IV, IV, IV, IV, IV, IV],   # bad flags
-    ]
-    cdef int r, s
-    for r in range(2 * N_TKIND):
-        for s in range(10):
-            _tcp_tr[r * 10 + s] = rows[r][s]
-    # flag combinations (FIN 1, SYN 2, RST 4, ACK 16, URG 32) a TCP stack sends
-    for r in range(64):
-        _tcp_valid[r] = 0
-    for r in (2, 2 | 32, 2 | 16, 4, 4 | 16, 1 | 16, 1 | 16 | 32, 16, 16 | 32):
-        _tcp_valid[r] = 1
-    for r in range(64):
-        if not _tcp_valid[r]:
-            _tcp_kind[r] = T_BAD
-        elif r & 4:
-            _tcp_kind[r] = T_RST
-        elif r & 2:
-            _tcp_kind[r] = T_SYNACK if r & 16 else T_SYN
-        elif r & 1:
-            _tcp_kind[r] = T_FIN
-        elif r & 16:
-            _tcp_kind[r] = T_ACK
-        else:
-            _tcp_kind[r] = T_NONE
-
-_init_tables()
 
 TCP_STATE_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
                    "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
@@ -231,6 +208,7 @@ TIMEOUT_DEFAULTS = {
     "sctp_timeout_established": 210,
     "generic_timeout": 600,
     "frag_timeout": 30,          # like ipfrag_time: how long an IP ID maps to a flow
+    "tcp_timeout_unacknowledged": 300,
 }
 _TIMEOUT_SLOT = {
     "tcp_timeout_syn_sent": (TO_TCP_SYN_SENT, TO_TCP_SYN_SENT2),
@@ -247,6 +225,7 @@ _TIMEOUT_SLOT = {
     "sctp_timeout_established": (TO_SCTP,),
     "generic_timeout": (TO_GENERIC,),
     "frag_timeout": (TO_FRAG,),
+    "tcp_timeout_unacknowledged": (),   # only through TO_TCP_UNACK, set in __init__
 }
 COUNTER_NAMES = ("lookups", "hits", "misses", "inserts", "evictions", "expiries",
                  "invalid", "table_full", "ports_exhausted", "related", "frag_hits",
@@ -257,622 +236,78 @@ class ConntrackConfigError(KdpError):
     """Conntrack settings out of range."""
 
 
-# ---------------------------------------------------------------- hashing
-
-
-
-cdef inline uint64_t _hash4(uint64_t seed, uint32_t src, uint32_t dst, uint16_t sport,
-                           uint16_t dport, uint8_t proto) noexcept nogil:
-    """_key_hash of an IPv4 key, from its fields."""
-    cdef uint64_t h = seed ^ ((<uint64_t>sport << 48) | (<uint64_t>dport << 32)
-                              | (<uint64_t>proto << 8) | 4)
-    return mix64(mix64(h) ^ ((<uint64_t>src << 32) | dst))
-
-
-cdef uint64_t _key_hash6(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
-    cdef uint64_t h = t.seed ^ ((<uint64_t>k.sport << 48) | (<uint64_t>k.dport << 32)
-                                | (<uint64_t>k.proto << 8) | k.ver)
-    cdef const uint64_t* s = <const uint64_t*>k.src
-    cdef const uint64_t* d = <const uint64_t*>k.dst
-    return mix64(mix64(h) ^ mix64(s[0] + 0x243F6A8885A308D3ULL) ^ (mix64(s[1] + 0x13198A2E03707344ULL) * 3)
-                ^ (mix64(d[0] + 0xA4093822299F31D0ULL) * 5) ^ (mix64(d[1] + 0x082EFA98EC4E6C89ULL) * 7))
-
-
-cdef inline uint64_t _key_hash(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
-    # small enough to inline everywhere; IPv6 keys take the out-of-line half
-    if k.ver == 4:
-        return _hash4(t.seed, k.src[0], k.dst[0], k.sport, k.dport, k.proto)
-    return _key_hash6(t, k)
-
-
-cdef inline uint32_t _home(const ct_table_t* t, uint64_t h) noexcept nogil:
-    return <uint32_t>(((h >> 32) * <uint64_t>t.nslots) >> 32)
-
-
-cdef inline void _prefetch_run(const ct_table_t* t, uint32_t pos) noexcept nogil:
-    """Prefetch the index line of slot pos and, when pos is among the last
-    three slots of its line, the next line too: a probe run (~2 slots for a
-    hit, ~3-5 for a miss at the index's load) often continues there."""
-    kdp_prefetch(&t.index[pos])
-    if (pos & 7) >= 5 and pos + 3 < t.nslots:
-        kdp_prefetch(&t.index[pos + 3])
-
-
-cdef inline bint _key_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
-    cdef const uint32_t* w
-    if f.proto != k.proto or f.ip_ver != k.ver:
-        return 0
-    if f.port[2 * dir] != k.sport or f.port[2 * dir + 1] != k.dport:
-        return 0
-    if k.ver == 4:
-        return f.a4[2 * dir] == k.src[0] and f.a4[2 * dir + 1] == k.dst[0]
-    w = &f.a6[8 * dir]
-    return (w[0] == k.src[0] and w[1] == k.src[1] and w[2] == k.src[2] and w[3] == k.src[3]
-            and w[4] == k.dst[0] and w[5] == k.dst[1] and w[6] == k.dst[2] and w[7] == k.dst[3])
-
-
-cdef void ct_flow_key(const ct_flow_t* f, int dir, ct_key_t* k) noexcept nogil:
-    cdef const uint32_t* w
-    memset(k, 0, sizeof(ct_key_t))
-    k.proto = f.proto
-    k.ver = f.ip_ver
-    k.sport = f.port[2 * dir]
-    k.dport = f.port[2 * dir + 1]
-    if f.ip_ver == 4:
-        k.src[0] = f.a4[2 * dir]
-        k.dst[0] = f.a4[2 * dir + 1]
-    else:
-        w = &f.a6[8 * dir]
-        memcpy(k.src, w, 16)
-        memcpy(k.dst, w + 4, 16)
-
-
-cdef inline void _store_key(ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
-    cdef uint32_t* w
-    f.port[2 * dir] = k.sport
-    f.port[2 * dir + 1] = k.dport
-    if k.ver == 4:
-        f.a4[2 * dir] = k.src[0]
-        f.a4[2 * dir + 1] = k.dst[0]
-    else:
-        w = &f.a6[8 * dir]
-        memcpy(w, k.src, 16)
-        memcpy(w + 4, k.dst, 16)
-
-
-# ---------------------------------------------------------------- index
-
-cdef inline uint32_t _find_from(const ct_table_t* t, const ct_key_t* k, uint64_t h,
-                                uint32_t pos, int* dir) noexcept nogil:
-    cdef uint64_t s
-    cdef uint32_t tag = <uint32_t>(h >> 32)
-    cdef uint32_t fid
-    while True:
-        s = t.index[pos]
-        if s == EMPTY:
-            return NO_ID
-        if <uint32_t>(s >> 32) == tag:
-            fid = (<uint32_t>s) >> 1
-            if _key_eq(&t.flows[fid], <int>(s & 1), k):
-                dir[0] = <int>(s & 1)
-                return fid
-        pos += 1
-        if pos == t.nslots:
-            pos = 0
-
-
-cdef inline uint64_t _ld64(const void* a) noexcept nogil:
-    cdef uint64_t v
-    memcpy(&v, a, 8)
-    return v
-
-
-cdef inline uint32_t _ld32(const void* a) noexcept nogil:
-    cdef uint32_t v
-    memcpy(&v, a, 4)
-    return v
-
-
-cdef inline uint16_t _ldh(const void* a) noexcept nogil:
-    cdef uint16_t v
-    memcpy(&v, a, 2)
-    return v
-
-
-cdef inline uint32_t _find4(const ct_table_t* t, uint64_t ka, uint32_t kp, uint16_t kpv,
-                            uint64_t h, uint32_t pos, int* dir) noexcept nogil:
-    """_find_from for an IPv4 key given as words: ka = src | dst << 32, kp =
-    sport | dport << 16, kpv = proto | 4 << 8 (the record's a4/port/proto+ip_ver
-    pairs of one direction, as they lie in memory): three compares, one branch."""
-    cdef uint64_t s
-    cdef uint32_t tag = <uint32_t>(h >> 32)
-    cdef uint32_t fid, d
-    cdef const ct_flow_t* f
-    while True:
-        s = t.index[pos]
-        if s == EMPTY:
-            return NO_ID
-        if <uint32_t>(s >> 32) == tag:
-            fid = (<uint32_t>s) >> 1
-            d = <uint32_t>s & 1
-            f = &t.flows[fid]
-            if ((_ld64(&f.a4[2 * d]) ^ ka) | (_ld32(&f.port[2 * d]) ^ kp)
-                    | (_ldh(&f.proto) ^ kpv)) == 0:
-                dir[0] = <int>d
-                return fid
-        pos += 1
-        if pos == t.nslots:
-            pos = 0
-
-
-cdef uint32_t ct_find(ct_table_t* t, const ct_key_t* k, int* dir) noexcept nogil:
-    cdef uint64_t h = _key_hash(t, k)
-    return _find_from(t, k, h, _home(t, h), dir)
-
-
-cdef inline void _index_insert(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
-    cdef uint32_t pos = _home(t, h)
-    while t.index[pos] != EMPTY:
-        pos += 1
-        if pos == t.nslots:
-            pos = 0
-    t.index[pos] = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
-
-
-cdef void _index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil:
-    cdef uint64_t want = ((h >> 32) << 32) | ((<uint64_t>fid << 1) | <uint64_t>dir)
-    cdef uint32_t i = _home(t, h)
-    cdef uint32_t j, k, dk, di, n = t.nslots
-    cdef uint64_t e, mv
-    while t.index[i] != want:
-        if t.index[i] == EMPTY:
-            return          # not indexed (cannot happen for a live flow)
-        i += 1
-        if i == n:
-            i = 0
-    # backward-shift deletion: pull later entries of the run into the hole. The
-    # entry at j (home k) moves into the hole at i unless k lies cyclically in
-    # (i, j], i.e. when dist(k -> j) >= dist(i -> j); done without branches (the
-    # outcome is data-dependent), only the end of the run is a branch.
-    j = i
-    while True:
-        j += 1
-        if j == n:
-            j = 0
-        e = t.index[j]
-        if e == EMPTY:
-            break
-        k = <uint32_t>(((e >> 32) * <uint64_t>n) >> 32)
-        dk = j - k + (n if j < k else 0)
-        di = j - i + (n if j < i else 0)
-        mv = <uint64_t>0 - <uint64_t>(dk >= di)
-        t.index[i] = (e & mv) | (t.index[i] & ~mv)
-        i = (i & ~<uint32_t>mv) | (j & <uint32_t>mv)
-    t.index[i] = EMPTY
-
-
-# ---------------------------------------------------------------- flow lists
-
-cdef inline void _unas_push(ct_table_t* t, uint32_t fid) noexcept nogil:
-    t.lru_prev[fid] = t.unas_tail
-    t.lru_next[fid] = NO_ID
-    if t.unas_tail != NO_ID:
-        t.lru_next[t.unas_tail] = fid
-    else:
-        t.unas_head = fid
-    t.unas_tail = fid
-    t.flows[fid].flags |= FL_UNASSURED_LISTED
-
-
-cdef inline void _unas_unlink(ct_table_t* t, uint32_t fid) noexcept nogil:
-    cdef uint32_t p = t.lru_prev[fid], n = t.lru_next[fid]
-    if p != NO_ID:
-        t.lru_next[p] = n
-    else:
-        t.unas_head = n
-    if n != NO_ID:
-        t.lru_prev[n] = p
-    else:
-        t.unas_tail = p
-    t.flows[fid].flags &= ~FL_UNASSURED_LISTED
-
-
-cdef inline void _assure(ct_table_t* t, ct_flow_t* f, uint32_t fid) noexcept nogil:
-    f.flags |= FL_ASSURED
-    if f.flags & FL_UNASSURED_LISTED:
-        _unas_unlink(t, fid)
-
-
-cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
-    cdef ct_flow_t* f = &t.flows[fid]
-    cdef ct_key_t k
-    cdef int d, s
-    if not (f.flags & FL_USED):
-        return
-    for s in range(2):
-        if t.vfid[s] == fid:
-            # tags kept by _prefetch_victims (the flow has not changed since: a
-            # flow's tuples are fixed for its life, and its deletion ends here)
-            t.vfid[s] = NO_ID
-            for d in range(2):
-                _index_remove(t, <uint64_t>t.vtag[2 * s + d] << 32, fid, d)
-            break
-    else:
-        for d in range(2):
-            ct_flow_key(f, d, &k)
-            _index_remove(t, _key_hash(t, &k), fid, d)
-    if f.flags & FL_UNASSURED_LISTED:
-        _unas_unlink(t, fid)
-    f.flags = 0
-    t.mutations += 1
-    t.lru_next[fid] = t.free_head
-    t.free_head = fid
-    t.n_flows -= 1
-
-
-# ---------------------------------------------------------------- time
-
-cdef inline uint64_t _timeout(const ct_table_t* t, const ct_flow_t* f) noexcept nogil:
-    if f.proto == P_TCP:
-        return t.timeout_ns[f.state]
-    if f.proto == P_UDP:
-        return t.timeout_ns[TO_UDP_STREAM if f.flags & FL_STREAM else TO_UDP]
-    if f.proto == P_ICMP or f.proto == P_ICMPV6:
-        return t.timeout_ns[TO_ICMP]
-    if f.proto == P_SCTP:
-        return t.timeout_ns[TO_SCTP]
-    return t.timeout_ns[TO_GENERIC]
-
-
-cdef inline bint _expired(const ct_table_t* t, const ct_flow_t* f, uint64_t now) noexcept nogil:
-    if f.epoch == t.epoch16:
-        return 0            # touched by this batch: a packet of it is in flight
-    return now >= f.last_ns and now - f.last_ns >= _timeout(t, f)
-
-
-cdef Py_ssize_t _sweep(ct_table_t* t, uint64_t now, Py_ssize_t max_work) noexcept nogil:
-    cdef Py_ssize_t w, n = 0
-    cdef uint32_t fid
-    cdef ct_flow_t* f
-    for w in range(max_work):
-        if t.hwm == 0:
-            break
-        if t.sweep >= t.hwm:
-            t.sweep = 0
-        fid = t.sweep
-        t.sweep += 1
-        f = &t.flows[fid]
-        if (f.flags & FL_USED) and _expired(t, f, now):
-            ct_delete(t, fid)
-            t.c[C_EXPIRIES] += 1
-            n += 1
-    return n
-
-
-cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) noexcept nogil:
-    # called between batches: the packets of the last batch are done with
-    # their flows, so a new epoch starts (flows they touched may go now)
-    ct.t.epoch += 1
-    ct.t.epoch16 = <uint16_t>ct.t.epoch
-    return _sweep(&ct.t, now_ns, max_work)
-
-
-cdef inline void _prefetch_victims(ct_table_t* t) noexcept nogil:
-    """Under eviction pressure, warm what the next early drops will touch, two
-    evictions ahead: the index lines (the slot's and the next, where the
-    backward shift of a deletion continues) of the victim after the next one,
-    whose record was prefetched one eviction ago, and the record of the victim
-    after that. (The next victim's lines were warmed one eviction ago.)"""
-    cdef uint32_t v1 = t.unas_head, v2, v3
-    cdef ct_key_t k
-    cdef uint32_t pos
-    cdef uint64_t h
-    cdef int d
-    if v1 == NO_ID:
-        return
-    v2 = t.lru_next[v1]
-    if v2 == NO_ID:
-        return
-    if t.vfid[0] != v2 and t.vfid[1] != v2:
-        t.vslot ^= 1
-        t.vfid[t.vslot] = v2
-        for d in range(2):
-            ct_flow_key(&t.flows[v2], d, &k)
-            h = _key_hash(t, &k)
-            t.vtag[2 * t.vslot + d] = <uint32_t>(h >> 32)
-            pos = _home(t, h)
-            kdp_prefetch_w(&t.index[pos])
-            if pos + 8 < t.nslots:
-                kdp_prefetch_w(&t.index[pos + 8])
-    v3 = t.lru_next[v2]
-    if v3 != NO_ID:
-        kdp_prefetch_w(&t.flows[v3])    # (IPv6 keys also need line 1: not worth a guess)
-        kdp_prefetch(&t.lru_next[v3])
-
-
-cdef uint32_t _alloc(ct_table_t* t, uint64_t now) noexcept nogil:
-    """A free flow record, evicting when full (NO_ID when nothing can go)."""
-    cdef uint32_t fid, cand
-    cdef int scan
-    if t.free_head == NO_ID and t.hwm >= t.capacity:
-        # early drop: the oldest non-assured flows first, never one that a
-        # packet of the current batch refers to
-        cand = t.unas_head
-        scan = 0
-        while cand != NO_ID and scan < EARLY_DROP_SCAN:
-            if t.flows[cand].epoch != t.epoch16:
-                if _expired(t, &t.flows[cand], now):
-                    t.c[C_EXPIRIES] += 1
-                else:
-                    t.c[C_EVICTIONS] += 1
-                ct_delete(t, cand)
-                _prefetch_victims(t)
-                break
-            # in use by the current batch: it is the most recently seen, to the back
-            _unas_unlink(t, cand)
-            _unas_push(t, cand)
-            cand = t.unas_head
-            scan += 1
-        if t.free_head == NO_ID:
-            # no non-assured flow can go: reclaim expired flows, bounded work
-            _sweep(t, now, 256)
-    if t.free_head != NO_ID:
-        fid = t.free_head
-        t.free_head = t.lru_next[fid]
-        if t.free_head != NO_ID:
-            # the next new flow's record (a freed one is anywhere in the table)
-            kdp_prefetch_w(&t.flows[t.free_head])
-            kdp_prefetch_w(<uint8_t*>&t.flows[t.free_head] + 64)
-        return fid
-    if t.hwm < t.capacity:
-        fid = t.hwm
-        t.hwm += 1
-        return fid
-    return NO_ID
-
-
-# ---------------------------------------------------------------- packet keys
-
-cdef inline bint _is_echo(uint8_t ver, uint8_t typ) noexcept nogil:
-    if ver == 4:
-        return typ == 8 or typ == 0
-    return typ == 128 or typ == 129
-
-
-cdef inline bint _is_echo_request(uint8_t ver, uint8_t typ) noexcept nogil:
-    return typ == 8 if ver == 4 else typ == 128
-
-
-cdef inline uint8_t _echo_other(uint8_t ver, uint8_t typ) noexcept nogil:
-    """Echo request type <-> echo reply type."""
-    if ver == 4:
-        return 0 if typ == 8 else 8
-    return 129 if typ == 128 else 128
-
-
-cdef inline bint _is_icmp_error(uint8_t ver, uint8_t typ) noexcept nogil:
-    if ver == 4:
-        return typ == 3 or typ == 4 or typ == 5 or typ == 11 or typ == 12
-    return 1 <= typ <= 4
-
-
-cdef uint32_t ct_quote_l4(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
-    """Offset (from the frame start) of the L4 header inside an ICMP error quote; 0 if none."""
-    cdef uint32_t q = p.quote_off, lim = p.len
-    cdef uint8_t nh
-    cdef int it
-    if q == 0:
-        return 0
-    if p.ip_ver == 4:
-        if q + 20 > lim:
-            return 0
-        if ld16(pkt + q + 6) & 0x1FFF:
-            return 0
-        q += (pkt[q] & 15) * 4
-        return q if q <= lim else 0
-    if q + 40 > lim:
-        return 0
-    nh = pkt[q + 6]
-    q += 40
-    for it in range(8):
-        if nh == 0 or nh == 43 or nh == 60:
-            if q + 8 > lim:
-                return 0
-            nh = pkt[q]
-            q += (pkt[q + 1] + 1) * 8
-        elif nh == 44:
-            if q + 8 > lim or (ld16(pkt + q + 2) & 0xFFF8):
-                return 0
-            nh = pkt[q]
-            q += 8
-        elif nh == 51:
-            if q + 8 > lim:
-                return 0
-            nh = pkt[q]
-            q += (pkt[q + 1] + 2) * 4
-        else:
-            return q if q <= lim else 0
-    return 0
-
-
-cdef inline void _key_addrs(ct_key_t* k, uint8_t ver, uint32_t src4, uint32_t dst4,
-                            const uint8_t* src6, const uint8_t* dst6) noexcept nogil:
-    if ver == 4:
-        k.src[0] = src4
-        k.dst[0] = dst4
-    else:
-        memcpy(k.src, src6, 16)
-        memcpy(k.dst, dst6, 16)
-
-
-cdef int ct_pkt_key(const pkt_meta_t* p, const uint8_t* pkt, ct_key_t* k) noexcept nogil:
-    """The lookup key of packet p (pkt: its frame). Returns a K_* kind."""
-    cdef uint8_t proto = p.proto, ver = p.ip_ver
-    cdef uint32_t ql4
-    memset(k, 0, sizeof(ct_key_t))
-    k.ver = ver
-    if ver != 4 and ver != 6:
-        return K_NONE
-    if p.frag == FRAG_LATER:
-        k.proto = proto
-        _key_addrs(k, ver, p.src4, p.dst4, p.src6, p.dst6)
-        return K_FRAG
-    if (proto == P_ICMP and ver == 4) or (proto == P_ICMPV6 and ver == 6):
-        if _is_echo(ver, p.icmp_type):
-            k.sport = p.icmp_id
-            k.dport = p.icmp_type
-        elif _is_icmp_error(ver, p.icmp_type) and p.q_proto != 0 and p.quote_off != 0:
-            # key of the flow the quoted packet belongs to: the inverse of the quote
-            k.proto = p.q_proto
-            _key_addrs(k, ver, p.q_dst4, p.q_src4, p.q_dst6, p.q_src6)
-            if p.q_proto == P_TCP or p.q_proto == P_UDP or p.q_proto == P_SCTP:
-                k.sport = p.q_dport
-                k.dport = p.q_sport
-            elif p.q_proto == proto:
-                ql4 = ct_quote_l4(p, pkt)
-                if ql4 == 0 or ql4 + 8 > p.len or not _is_echo(ver, pkt[ql4]):
-                    return K_NONE
-                k.sport = ld16(pkt + ql4 + 4)
-                k.dport = _echo_other(ver, pkt[ql4])
-            return K_ERROR
-        else:
-            return K_NONE
-    elif proto == P_TCP or proto == P_UDP or proto == P_SCTP:
-        k.sport = p.sport
-        k.dport = p.dport
-    k.proto = proto
-    _key_addrs(k, ver, p.src4, p.dst4, p.src6, p.dst6)
-    return K_FLOW
-
-
-cdef inline uint32_t _ip_bytes(const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
-    cdef uint32_t l3 = p.l3_off
-    if l3 + 6 <= p.len:
-        if p.ip_ver == 4:
-            return ld16(pkt + l3 + 2)
-        return 40 + <uint32_t>ld16(pkt + l3 + 4)
-    return p.wire_len - l3 if p.wire_len > l3 else 0
-
-
-# ---------------------------------------------------------------- fragments
-
-cdef inline uint32_t _frag_slot(const ct_table_t* t, const ct_key_t* k, uint32_t frag_id) noexcept nogil:
-    cdef uint64_t h = mix64(<uint64_t>frag_id ^ (<uint64_t>k.proto << 32) ^ t.seed)
-    h = mix64(h ^ ((<uint64_t>k.src[0] << 32) | k.dst[0]))
-    if k.ver == 6:
-        h = mix64(h ^ ((<uint64_t>k.src[1] << 32) | k.dst[1]) ^ ((<uint64_t>k.src[2] << 32) | k.dst[2]) * 3
-                 ^ ((<uint64_t>k.src[3] << 32) | k.dst[3]) * 5)
-    return <uint32_t>h & t.frag_mask
-
-
-cdef void _frag_note(ct_table_t* t, const pkt_meta_t* p, const ct_key_t* k, uint32_t fid,
-                     int dir, uint64_t now) noexcept nogil:
-    cdef ct_frag_t* e = &t.frags[_frag_slot(t, k, p.frag_id)]
-    memcpy(e.src, k.src, 16)
-    memcpy(e.dst, k.dst, 16)
-    e.frag_id = p.frag_id
-    e.flow_id = fid
-    e.ts_ns = now
-    e.proto = k.proto
-    e.ver = k.ver
-    e.dir = <uint8_t>dir
-
-
-cdef inline bint _addr_eq(const ct_flow_t* f, int dir, const ct_key_t* k) noexcept nogil:
-    cdef ct_key_t fk
-    ct_flow_key(f, dir, &fk)
-    return memcmp(fk.src, k.src, 16) == 0 and memcmp(fk.dst, k.dst, 16) == 0
-
-
-cdef uint32_t _frag_find(ct_table_t* t, const pkt_meta_t* p, const ct_key_t* k, uint64_t now,
-                         int* dir) noexcept nogil:
-    cdef ct_frag_t* e = &t.frags[_frag_slot(t, k, p.frag_id)]
-    cdef ct_flow_t* f
-    if (e.flow_id == NO_ID or e.frag_id != p.frag_id or e.proto != k.proto or e.ver != k.ver
-            or memcmp(e.src, k.src, 16) != 0 or memcmp(e.dst, k.dst, 16) != 0):
-        return NO_ID
-    if now >= e.ts_ns and now - e.ts_ns > t.timeout_ns[TO_FRAG]:
-        return NO_ID
-    f = &t.flows[e.flow_id]
-    if not (f.flags & FL_USED) or f.proto != k.proto or not _addr_eq(f, e.dir, k):
-        return NO_ID
-    dir[0] = e.dir
-    return e.flow_id
-
-
-# ---------------------------------------------------------------- per-packet state
-
-cdef inline uint32_t* _counters_hi(ct_flow_t* f) noexcept nogil:
-    """High halves: pkts_hi[0..1], bytes_hi[2..3] (in whichever line the version leaves free)."""
-    return &f.a6[0] if f.ip_ver == 4 else &f.a4[0]
-
+# ---------------------------------------------------------------- the lookup stage
 
 cdef inline void _account(ct_flow_t* f, int dir, const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
-    cdef uint32_t n = _ip_bytes(p, pkt)
+    cdef uint32_t n = ct_ip_bytes(p, pkt)
     cdef uint32_t b = f.bytes_lo[dir] + n
     f.pkts_lo[dir] += 1
     if f.pkts_lo[dir] == 0:
-        _counters_hi(f)[dir] += 1
+        ct_counters_hi(f)[dir] += 1
     if b < n:
-        _counters_hi(f)[2 + dir] += 1
+        ct_counters_hi(f)[2 + dir] += 1
     f.bytes_lo[dir] = b
 
 
-cdef inline uint64_t _pkts(ct_flow_t* f, int dir) noexcept nogil:
-    return (<uint64_t>_counters_hi(f)[dir] << 32) | f.pkts_lo[dir]
-
-
-cdef inline uint64_t _bytes(ct_flow_t* f, int dir) noexcept nogil:
-    return (<uint64_t>_counters_hi(f)[2 + dir] << 32) | f.bytes_lo[dir]
+cdef int _tcp_uncommon(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
+                       const uint8_t* pkt, uint64_t now, int step) noexcept nogil:
+    """_hit for the TCP steps other than TCP_STEP_OK (out of line: rare)."""
+    if step == TCP_STEP_REOPEN:
+        # a new connection reusing the tuple of a closed one: this packet opens
+        # it. An earlier packet of the batch may still refer to the old flow:
+        # then it only leaves the index.
+        if f.epoch == t.epoch16:
+            ct_unlink(t, fid)
+        else:
+            ct_delete(t, fid)
+        t.c[C_REOPENED] += 1
+        return HIT_GONE
+    f.epoch = t.epoch16
+    p.flow_id = fid
+    p.svc_port = f.svc_port
+    if step == TCP_STEP_INVALID:
+        t.c[C_INVALID] += 1
+        p.ct_state = CT_INVALID
+        if t.drop_invalid:
+            drop(p, ST_CONNTRACK, R_CT_INVALID)
+        return HIT_OK
+    p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
+    if step == TCP_STEP_IGNORED:
+        return HIT_OK               # accepted, but neither counted nor refreshed (as Linux)
+    # TCP_STEP_KILL: a reset before any reply: counted, then no connection (Linux kills it)
+    f.last_ns = now
+    _account(f, dir, p, pkt)
+    ct_unlink(t, fid)
+    return HIT_OK
 
 
 cdef inline int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_meta_t* p,
                      const uint8_t* pkt, uint64_t now) noexcept nogil:
     """A packet of flow fid in direction dir: state, counters, verdict fields."""
-    cdef uint8_t old, new
-    if _expired(t, f, now):
+    cdef int step
+    if ct_expired(t, f, now):
         ct_delete(t, fid)
         t.c[C_EXPIRIES] += 1
         return HIT_GONE
     if f.proto == P_TCP:
-        old = f.state
-        new = _tcp_tr[(dir * N_TKIND + _tcp_kind[p.tcp_flags & 0x37]) * 10 + old]
-        if new == S_IV:
-            t.c[C_INVALID] += 1
-            f.epoch = t.epoch16
-            p.flow_id = fid
-            p.svc_port = f.svc_port
-            p.ct_state = CT_INVALID
-            if t.drop_invalid:
-                drop(p, ST_CONNTRACK, R_CT_INVALID)
-            return HIT_OK
-        if new == TCP_SYN_SENT and dir == 0 and (old == TCP_TIME_WAIT or old == TCP_CLOSE):
-            # a new connection reusing the tuple of a closed one
-            ct_delete(t, fid)
-            t.c[C_REOPENED] += 1
-            return HIT_GONE
-        if new != S_IG:
-            f.state = new
-            if dir == 1:
-                f.flags |= FL_SEEN_REPLY
-            if new == TCP_ESTABLISHED and (f.flags & FL_SEEN_REPLY) and not (f.flags & FL_ASSURED):
-                _assure(t, f, fid)
-            f.last_ns = now
+        step = ct_tcp_step(t, f, fid, dir, p.tcp_flags)
+        if step != TCP_STEP_OK:
+            return _tcp_uncommon(t, f, fid, dir, p, pkt, now, step)
     else:
-        if dir == 1:
-            if f.flags & FL_SEEN_REPLY:
-                f.flags |= FL_STREAM
-            else:
-                f.flags |= FL_SEEN_REPLY
-                _assure(t, f, fid)
-        elif f.flags & FL_SEEN_REPLY:
+        # a packet after the first reply makes a stream (UDP's longer timeout) and
+        # assures the flow; ICMP flows are never assured (Linux)
+        if f.flags & FL_SEEN_REPLY:
             f.flags |= FL_STREAM
-        f.last_ns = now
-    _account(f, dir, p, pkt)
+            if not (f.flags & FL_ASSURED) and f.proto != P_ICMP and f.proto != P_ICMPV6:
+                ct_assure(t, f, fid)
+        if dir == 1:
+            f.flags |= FL_SEEN_REPLY
+    f.last_ns = now
     f.epoch = t.epoch16
     p.flow_id = fid
     p.svc_port = f.svc_port
     p.ct_state = CT_REPLY if dir else CT_ESTABLISHED
+    _account(f, dir, p, pkt)
     return HIT_OK
 
 
@@ -891,7 +326,7 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
     cdef uint32_t fid
     cdef ct_flow_t* f
     if kind == K_FRAG:
-        fid = _frag_find(t, p, k, now, &dir)
+        fid = ct_frag_find(t, p, k, now, &dir)
         if fid != NO_ID:
             f = &t.flows[fid]
             t.c[C_FRAG_HITS] += 1
@@ -903,11 +338,11 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
         else:
             p.ct_state = CT_NEW
         return
-    fid = _find_from(t, k, h, pos, &dir)
+    fid = ct_find_from(t, k, h, pos, &dir)
     if fid != NO_ID:
         f = &t.flows[fid]
         if kind == K_ERROR:
-            if _expired(t, f, now):
+            if ct_expired(t, f, now):
                 p.ct_state = CT_NONE
             else:
                 _related(t, f, fid, p)
@@ -915,31 +350,12 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
         if _hit(t, f, fid, dir, p, pkt, now) == HIT_OK:
             t.c[C_HITS] += 1
             if p.frag == FRAG_FIRST:
-                _frag_note(t, p, k, fid, dir, now)
+                ct_frag_note(t, p, k, fid, dir, now)
             return
     if kind == K_ERROR:
         p.ct_state = CT_NONE
         return
     p.ct_state = CT_NEW
-
-
-cdef inline void _probe_tag(ct_table_t* t, uint64_t h, uint32_t* pos, bint both_lines) noexcept nogil:
-    """Advance pos to the first slot whose tag matches h (or an empty slot) and
-    prefetch the flow record it names (its first cache line, or both)."""
-    cdef uint32_t tag = <uint32_t>(h >> 32), i = pos[0]
-    cdef uint64_t s
-    while True:
-        s = t.index[i]
-        if s == EMPTY or <uint32_t>(s >> 32) == tag:
-            break
-        i += 1
-        if i == t.nslots:
-            i = 0
-    pos[0] = i
-    if s != EMPTY:
-        kdp_prefetch_w(&t.flows[(<uint32_t>s) >> 1])
-        if both_lines:
-            kdp_prefetch_w(<uint8_t*>&t.flows[(<uint32_t>s) >> 1] + 64)
 
 
 cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept nogil:
@@ -948,11 +364,11 @@ cdef inline void _prefetch_inverse(ct_table_t* t, const ct_key_t* k) noexcept no
     memcpy(r.src, k.dst, 16)
     memcpy(r.dst, k.src, 16)
     if k.proto == P_ICMP or k.proto == P_ICMPV6:
-        r.dport = _echo_other(k.ver, <uint8_t>k.dport)
+        r.dport = ct_echo_other(k.ver, <uint8_t>k.dport)
     else:
         r.sport = k.dport
         r.dport = k.sport
-    _prefetch_run(t, _home(t, _key_hash(t, &r)))
+    ct_prefetch_run(t, ct_home_slot(t, ct_key_hash(t, &r)))
 
 
 cdef inline uint64_t _now(ct_table_t* t, const pkt_meta_t* p, uint64_t now_ns) noexcept nogil:
@@ -1018,18 +434,18 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                         ka[i] = p.src4 | (<uint64_t>p.dst4 << 32)
                         kp[i] = p.sport | (<uint32_t>p.dport << 16)
                         kpv[i] = p.proto | (4 << 8)
-                        hs[i] = _hash4(t.seed, p.src4, p.dst4, p.sport, p.dport, p.proto)
-                        pos[i] = _home(t, hs[i])
-                        _prefetch_run(t, pos[i])
+                        hs[i] = ct_hash4(t.seed, p.src4, p.dst4, p.sport, p.dport, p.proto)
+                        pos[i] = ct_home_slot(t, hs[i])
+                        ct_prefetch_run(t, pos[i])
                     elif p.ip_ver != 4 and p.ip_ver != 6:
                         p.ct_state = CT_NONE
                     else:
                         p.flow_id = NO_ID
                         kinds[i] = ct_pkt_key(p, b.buf + p.off, k)
                         if kinds[i] == K_FLOW or kinds[i] == K_ERROR:
-                            hs[i] = _key_hash(t, k)
-                            pos[i] = _home(t, hs[i])
-                            _prefetch_run(t, pos[i])
+                            hs[i] = ct_key_hash(t, k)
+                            pos[i] = ct_home_slot(t, hs[i])
+                            ct_prefetch_run(t, pos[i])
         # pass 2: chunk ci - CDIST
         cc = ci - CDIST
         if 0 <= cc < nch:
@@ -1038,9 +454,9 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
             q = (cc % NCS) * CHUNK
             for i in range(q, q + m):
                 if kinds[i] == K_FLOW4:
-                    _probe_tag(t, hs[i], &pos[i], 0)
+                    ct_probe_tag(t, hs[i], &pos[i], 0)
                 elif kinds[i] == K_FLOW or kinds[i] == K_ERROR:
-                    _probe_tag(t, hs[i], &pos[i], keys[i].ver == 6)
+                    ct_probe_tag(t, hs[i], &pos[i], keys[i].ver == 6)
             muts[cc % NCS] = t.mutations
         # pass 3: chunk ci - 2 * CDIST
         cc = ci - 2 * CDIST
@@ -1057,9 +473,9 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                     continue
                 n_look += 1
                 if muts[cc % NCS] != t.mutations:
-                    pos[i] = _home(t, hs[i])    # the index moved since the probe
+                    pos[i] = ct_home_slot(t, hs[i])    # the index moved since the probe
                 if kinds[i] == K_FLOW4:
-                    fid = _find4(t, ka[i], kp[i], kpv[i], hs[i], pos[i], &dir)
+                    fid = ct_find4(t, ka[i], kp[i], kpv[i], hs[i], pos[i], &dir)
                     if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
                                              _now(t, p, now_ns)) == HIT_OK:
                         n_hit += 1
@@ -1068,18 +484,18 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                     n_miss += 1
                     # warm the reply tuple's slot (see below), from the words: a
                     # key built here would be read back wider than it was written
-                    _prefetch_run(t, _home(t, _hash4(t.seed, <uint32_t>(ka[i] >> 32), <uint32_t>ka[i],
+                    ct_prefetch_run(t, ct_home_slot(t, ct_hash4(t.seed, <uint32_t>(ka[i] >> 32), <uint32_t>ka[i],
                                                      <uint16_t>(kp[i] >> 16), <uint16_t>kp[i],
                                                      <uint8_t>kpv[i])))
                     continue
                 if kinds[i] == K_FLOW:
                     # inline: find, then the hit's state step (what _one does for K_FLOW)
-                    fid = _find_from(t, &keys[i], hs[i], pos[i], &dir)
+                    fid = ct_find_from(t, &keys[i], hs[i], pos[i], &dir)
                     if fid != NO_ID and _hit(t, &t.flows[fid], fid, dir, p, b.buf + p.off,
                                              _now(t, p, now_ns)) == HIT_OK:
                         n_hit += 1
                         if p.frag == FRAG_FIRST:
-                            _frag_note(t, p, &keys[i], fid, dir, _now(t, p, now_ns))
+                            ct_frag_note(t, p, &keys[i], fid, dir, _now(t, p, now_ns))
                         continue
                     p.ct_state = CT_NEW
                 else:
@@ -1095,7 +511,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     t.c[C_MISSES] += n_miss
 
 
-# ---------------------------------------------------------------- new flows
+# ---------------------------------------------------------------- the slow path: new flows
 
 cdef inline bint _ports_tracked(uint8_t proto) noexcept nogil:
     return proto == P_TCP or proto == P_UDP or proto == P_SCTP or proto == P_ICMP or proto == P_ICMPV6
@@ -1145,7 +561,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
             memcpy(r.dst, k.src, 16)
     if k.proto == P_ICMP or k.proto == P_ICMPV6:
         r.sport = k.sport
-        r.dport = _echo_other(k.ver, <uint8_t>k.dport)
+        r.dport = ct_echo_other(k.ver, <uint8_t>k.dport)
     else:
         r.sport = spec.dnat_port if (flags & NAT_DNAT) and spec.dnat_port != 0 else k.dport
         r.dport = k.sport
@@ -1153,8 +569,8 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     if hr_swapped != NULL and flags == NAT_NONE and k.proto != P_ICMP and k.proto != P_ICMPV6:
         hr = hr_swapped[0]
     else:
-        hr = _key_hash(t, &r)
-    found = _find_from(t, &r, hr, _home(t, hr), &dir) != NO_ID
+        hr = ct_key_hash(t, &r)
+    found = ct_find_from(t, &r, hr, ct_home_slot(t, hr), &dir) != NO_ID
     if (flags & NAT_SNAT_PORT) or found:
         if not _ports_tracked(k.proto):
             t.c[C_PORTS_EXHAUSTED] += 1
@@ -1173,8 +589,8 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         found = 1
         for nn in range(tries):
             pf[0] = <uint16_t>(lo + (start + nn) % size)
-            hr = _key_hash(t, &r)
-            if _find_from(t, &r, hr, _home(t, hr), &dir) == NO_ID:
+            hr = ct_key_hash(t, &r)
+            if ct_find_from(t, &r, hr, ct_home_slot(t, hr), &dir) == NO_ID:
                 found = 0
                 break
         if found:
@@ -1183,7 +599,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
             return NO_ID
         if not (flags & NAT_SNAT_PORT) and pf[0] != orig_port:
             t.c[C_PORT_REMAPS] += 1
-    fid = _alloc(t, now)
+    fid = ct_alloc(t, now)
     if fid == NO_ID:
         t.c[C_TABLE_FULL] += 1
         reason[0] = R_CT_TABLE_FULL
@@ -1192,9 +608,13 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     memset(f, 0, sizeof(ct_flow_t))
     f.proto = k.proto
     f.ip_ver = k.ver
-    _store_key(f, 0, k)
-    _store_key(f, 1, &r)
+    ct_store_key(f, 0, k)
+    ct_store_key(f, 1, &r)
     f.state = state
+    if k.proto == P_TCP:
+        # no packet yet (ct_create notes the opening one); a state past FIN_WAIT
+        # (bulk inserts) implies the FIN that led there
+        f.tcp = TK_NONE | (TT_CLOSE_INIT if TCP_FIN_WAIT <= state <= TCP_TIME_WAIT else 0)
     f.flags = FL_USED
     f.nat = flags
     if flags & NAT_DNAT:
@@ -1211,9 +631,9 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     f.epoch = t.epoch16
     f.svc_port = spec.svc_port if spec != NULL else NO_ID
     f.backend = spec.backend if spec != NULL else NO_ID
-    _index_insert(t, h, fid, 0)
-    _index_insert(t, hr, fid, 1)
-    _unas_push(t, fid)
+    ct_index_insert(t, h, fid, 0)
+    ct_index_insert(t, hr, fid, 1)
+    ct_unassured_push(t, fid)
     t.n_flows += 1
     t.c[C_INSERTS] += 1
     return fid
@@ -1228,7 +648,8 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
     cdef int kind, dir = 0
     cdef uint64_t h
     cdef uint32_t fid
-    cdef uint8_t state = 0, fl
+    cdef uint8_t state = 0
+    cdef int tcp_kind = TK_NONE
     cdef uint16_t reason = 0
     if i < 0 or i >= b.count:
         return NO_ID
@@ -1244,38 +665,37 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
         p.ct_state = CT_NONE
         return NO_ID
     if kind == K_FRAG:
-        fid = _frag_find(t, p, &k, now_ns, &dir)
+        fid = ct_frag_find(t, p, &k, now_ns, &dir)
         if fid == NO_ID:
             t.c[C_FRAG_NO_FLOW] += 1
             drop(p, ST_CONNTRACK, R_FRAG_NO_FLOW)
             return NO_ID
         _one(t, p, pkt, kind, &k, 0, 0, now_ns)
         return p.flow_id
-    h = _key_hash(t, &k)
+    h = ct_key_hash(t, &k)
     # the flow may exist by now (an earlier packet of this batch created it)
-    _one(t, p, pkt, kind, &k, h, _home(t, h), now_ns)
+    _one(t, p, pkt, kind, &k, h, ct_home_slot(t, h), now_ns)
     if kind == K_ERROR or p.flow_id != NO_ID:
         if p.flow_id != NO_ID and kind == K_FLOW:
             t.c[C_CREATE_HITS] += 1
         return p.flow_id
     # may this packet open a flow?
     if k.proto == P_TCP:
-        fl = p.tcp_flags & 0x37
-        state = S_IV
-        if _tcp_valid[fl] and not (fl & 4):
-            if (fl & 2) and not (fl & 16):
-                state = TCP_SYN_SENT
-            elif fl == 16 or fl == (16 | 32):
-                if t.tcp_loose:
-                    state = TCP_ESTABLISHED
-        if state == S_IV:
+        # a SYN opens a flow; an ACK opens one mid-stream when tcp_loose
+        tcp_kind = ct_tcp_kind(p.tcp_flags)
+        state = TS_INVALID
+        if tcp_kind == TK_SYN:
+            state = TCP_SYN_SENT
+        elif tcp_kind == TK_ACK and t.tcp_loose:
+            state = TCP_ESTABLISHED
+        if state == TS_INVALID:
             t.c[C_INVALID] += 1
             p.ct_state = CT_INVALID
             if t.drop_invalid:
                 drop(p, ST_CONNTRACK, R_CT_INVALID)
             return NO_ID
     elif k.proto == P_ICMP or k.proto == P_ICMPV6:
-        if not _is_echo_request(k.ver, <uint8_t>k.dport):
+        if not ct_is_echo_request(k.ver, <uint8_t>k.dport):
             t.c[C_INVALID] += 1
             p.ct_state = CT_INVALID
             if t.drop_invalid:
@@ -1285,13 +705,25 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
     if fid == NO_ID:
         drop(p, ST_NAT if reason == R_NAT_PORTS_EXHAUSTED else ST_CONNTRACK, reason)
         return NO_ID
+    if k.proto == P_TCP:
+        t.flows[fid].tcp = <uint8_t>tcp_kind       # the opening packet, original direction
     _account(&t.flows[fid], 0, p, pkt)
     p.flow_id = fid
     p.svc_port = t.flows[fid].svc_port
     p.ct_state = CT_NEW
     if p.frag == FRAG_FIRST:
-        _frag_note(t, p, &k, fid, 0, now_ns)
+        ct_frag_note(t, p, &k, fid, 0, now_ns)
     return fid
+
+
+# ---------------------------------------------------------------- expiry between batches
+
+cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) noexcept nogil:
+    # called between batches: the packets of the last batch are done with
+    # their flows, so a new epoch starts (flows they touched may go now)
+    ct.t.epoch += 1
+    ct.t.epoch16 = <uint16_t>ct.t.epoch
+    return ct_sweep(&ct.t, now_ns, max_work)
 
 
 # ---------------------------------------------------------------- flush
@@ -1318,8 +750,9 @@ cdef Py_ssize_t _flush(ct_table_t* t, const flush_t* q) noexcept nogil:
     cdef Py_ssize_t n = 0
     for fid in range(t.hwm):
         if (t.flows[fid].flags & FL_USED) and _flush_match(&t.flows[fid], q):
+            if not ct_unindexed(&t.flows[fid]):
+                n += 1              # (an unlinked flow has gone already: not counted)
             ct_delete(t, fid)
-            n += 1
     t.c[C_FLUSHED] += n
     return n
 
@@ -1512,6 +945,10 @@ cdef class Conntrack:
         for name, slots in _TIMEOUT_SLOT.items():
             for s in slots:
                 t.timeout_ns[s] = <uint64_t>(tos[name] * 1_000_000_000)
+        # Linux caps the established timeout of a flow that saw no reply (a
+        # mid-stream pickup) at the unacknowledged one
+        t.timeout_ns[TO_TCP_UNACK] = <uint64_t>(min(tos["tcp_timeout_established"],
+                                                    tos["tcp_timeout_unacknowledged"]) * 1_000_000_000)
         self.settings = {
             "capacity": capacity, "timeouts": tos, "drop_invalid": bool(drop_invalid),
             "tcp_loose": bool(tcp_loose), "port_range": (lo, hi), "nat_max_tries": nat_max_tries,
@@ -1626,7 +1063,7 @@ cdef class Conntrack:
 
     def flow(self, uint32_t fid):
         """One flow as a dict (None when the id is not a live flow)."""
-        if fid >= self.t.hwm or not (self.t.flows[fid].flags & FL_USED):
+        if fid >= self.t.hwm or not (self.t.flows[fid].flags & FL_USED) or ct_unindexed(&self.t.flows[fid]):
             return None
         cdef ct_flow_t* f = &self.t.flows[fid]
         cdef ct_key_t o, r
@@ -1639,15 +1076,16 @@ cdef class Conntrack:
             "state": TCP_STATE_NAMES[f.state] if f.proto == P_TCP else "",
             "assured": bool(f.flags & FL_ASSURED), "seen_reply": bool(f.flags & FL_SEEN_REPLY),
             "nat": bool(f.flags & FL_NAT), "dnat": bool(f.flags & FL_DNAT), "snat": bool(f.flags & FL_SNAT),
-            "packets": (_pkts(f, 0), _pkts(f, 1)), "bytes": (_bytes(f, 0), _bytes(f, 1)),
-            "last_ns": f.last_ns, "timeout_s": _timeout(&self.t, f) / 1e9, "epoch": f.epoch,
+            "packets": (ct_flow_packets(f, 0), ct_flow_packets(f, 1)), "bytes": (ct_flow_bytes(f, 0), ct_flow_bytes(f, 1)),
+            "last_ns": f.last_ns, "timeout_s": ct_timeout_ns(&self.t, f) / 1e9, "epoch": f.epoch,
             "svc_port": None if f.svc_port == NO_ID else f.svc_port,
             "backend": None if f.backend == NO_ID else f.backend,
         }
 
     def flows(self):
         """Every live flow, as dicts (see flow()), in id order."""
-        return [self.flow(i) for i in range(self.t.hwm) if self.t.flows[i].flags & FL_USED]
+        return [self.flow(i) for i in range(self.t.hwm)
+                if self.t.flows[i].flags & FL_USED and not ct_unindexed(&self.t.flows[i])]
 
     def unassured_order(self):
         """Ids of the non-assured flows, oldest first (the early-drop order)."""
@@ -1780,17 +1218,17 @@ cdef void _lookup4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             keys[r].dport = dp[j]
             keys[r].proto = pr[j]
             keys[r].ver = 4
-            hs[r] = _key_hash(t, &keys[r])
-            pos[r] = _home(t, hs[r])
-            _prefetch_run(t, pos[r])
+            hs[r] = ct_key_hash(t, &keys[r])
+            pos[r] = ct_home_slot(t, hs[r])
+            ct_prefetch_run(t, pos[r])
         a = j - DIST
         if 0 <= a < n:
             r = a & (RING - 1)
-            _probe_tag(t, hs[r], &pos[r], 0)    # IPv4 flows live in the first line
+            ct_probe_tag(t, hs[r], &pos[r], 0)    # IPv4 flows live in the first line
         c = j - 2 * DIST
         if 0 <= c < n:
             r = c & (RING - 1)
-            out[c] = _find_from(t, &keys[r], hs[r], pos[r], &dir)
+            out[c] = ct_find_from(t, &keys[r], hs[r], pos[r], &dir)
 
 
 cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const uint16_t* sp,
@@ -1820,23 +1258,24 @@ cdef void _insert4(ct_table_t* t, const uint32_t* s, const uint32_t* d, const ui
             keys[r].sport = sp[j]
             keys[r].dport = dp[j]
             keys[r].proto = pr[j]
-            hs[r] = _key_hash(t, &keys[r])
-            _prefetch_run(t, _home(t, hs[r]))
+            hs[r] = ct_key_hash(t, &keys[r])
+            ct_prefetch_run(t, ct_home_slot(t, hs[r]))
             rk.src[0] = d[j]
             rk.dst[0] = s[j]
             rk.sport = dp[j]
             rk.dport = sp[j]
             rk.proto = pr[j]
-            hrs[r] = _key_hash(t, &rk)
-            _prefetch_run(t, _home(t, hrs[r]))
+            hrs[r] = ct_key_hash(t, &rk)
+            ct_prefetch_run(t, ct_home_slot(t, hrs[r]))
         c = j - DIST
         if c >= 0:
             r = c & (RING - 1)
-            fid = _find_from(t, &keys[r], hs[r], _home(t, hs[r]), &dir)
+            fid = ct_find_from(t, &keys[r], hs[r], ct_home_slot(t, hs[r]), &dir)
             if fid == NO_ID:
                 fid = _new_flow(t, &keys[r], hs[r], NULL, tcp_state if keys[r].proto == P_TCP else 0,
                                 now, &reason, &hrs[r])
             out[c] = fid
+
 
 TCP_STATES = {name: i for i, name in enumerate(TCP_STATE_NAMES)}
 

@@ -3,7 +3,8 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
-from kdp._fast.conntrack cimport Conntrack, ct_key_t
+from kdp._fast.conntrack cimport Conntrack
+from kdp._fast.ct_table cimport ct_key_t
 
 cdef void nat_batch(Conntrack ct, Batch b) noexcept nogil
 

@@ -37,10 +37,9 @@ from kdp._fast.mix cimport P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, NO_ID, V_PENDING, ST_NAT, FRAG_FIRST, FRAG_LATER, CT_RELATED, R_CT_INVALID,
 )
-from kdp._fast.conntrack cimport (
-    Conntrack, ct_table_t, ct_flow_t, ct_key_t, ct_flow_key, ct_pkt_key, ct_quote_l4,
-    K_FLOW, K_ERROR, K_FRAG, FL_USED, FL_NAT,
-)
+from kdp._fast.conntrack cimport Conntrack
+from kdp._fast.ct_table cimport ct_table_t, ct_flow_t, ct_key_t, ct_flow_key, FL_USED, FL_NAT
+from kdp._fast.ct_keys cimport ct_pkt_key, ct_quote_l4, K_FLOW, K_ERROR, K_FRAG
 from kdp._fast.checksum cimport (
     ld16, ld32, st16, st32, cs_sum, cs_fold, cs_d16, cs_d32, cs_dbytes, cs_apply,
     kdp_crc32c_update, kdp_prefetch,

@@ -40,7 +40,7 @@ from kdp._fast.packet cimport (NO_ID, NO_PORT, V_PENDING, CT_NEW, ST_POLICY, dro
 from kdp._fast.flow cimport NAT_DNAT
 from kdp._fast.mix cimport mix64, P_TCP, P_UDP, P_SCTP, P_ICMPV6
 from kdp._fast.lpm cimport KDP_LPM_MISS
-from kdp._fast.conntrack cimport ct_flow_t, FL_DNAT
+from kdp._fast.ct_table cimport ct_flow_t, FL_DNAT
 
 cnp.import_array()
 
