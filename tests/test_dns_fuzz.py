@@ -158,3 +158,11 @@ def test_case_folding_is_ascii_lowercase_of_every_byte(data):
 def test_pod_labels_read_the_same_in_the_stage_and_the_model(label):
     b = label.encode()
     assert fdns.pod_address(b) == pod_address(label)
+
+
+def test_an_ipv4_mapped_pod_label_is_an_ipv4_address_as_go_reads_it():
+    # found with a random seed: the stage answered ::ffff:0:0 where Go's net.IP.To4
+    # (and so CoreDNS) gives the A record 0.0.0.0
+    for label, want in (("--ffff-0-0", "0.0.0.0"), ("--ffff-a00-1", "10.0.0.1"),
+                        ("0-0-0-0-0-ffff-a00-1", "10.0.0.1"), ("--fffe-a00-1", "::fffe:a00:1")):
+        assert str(fdns.pod_address(label.encode())) == want == str(pod_address(label))

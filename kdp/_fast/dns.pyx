@@ -614,6 +614,14 @@ cdef int pod_ip(const uint8_t* s, uint32_t n, uint8_t* out) noexcept nogil:
         d = 8 - (ngroups - g)
         out[2 * d] = <uint8_t>(groups[g] >> 8)
         out[2 * d + 1] = <uint8_t>groups[g]
+    # an IPv4-mapped address (::ffff:a.b.c.d) is IPv4 to Go's net.IP (To4), so
+    # CoreDNS answers it as an A record
+    for g in range(10):
+        if out[g] != 0:
+            return 6
+    if out[10] == 0xff and out[11] == 0xff:
+        memmove(out, out + 12, 4)
+        return 4
     return 6
 
 

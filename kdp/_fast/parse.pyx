@@ -68,6 +68,8 @@ handling). Drops (stage ST_PARSE):
                            more than MAX_IPV6_EXT extension headers
   R_TRUNCATED_TUNNEL       IPIP: inner IP header (20/40 bytes) cut off; VXLAN:
                            VXLAN header + 14-byte inner Ethernet header cut off
+                           by the capture (a datagram too short to hold them is
+                           plain UDP, as an application on that port sends it)
 L4 headers are bounded by the end of the IP payload as declared and by the
 capture, whichever comes first.
 
@@ -313,7 +315,7 @@ cdef uint16_t _parse_l4(pkt_meta_t* p, const uint8_t* pkt, uint32_t l4,
                         uint16_t vxlan_port) noexcept nogil:
     """L4 of an IP packet whose payload starts at l4 and (as declared) ends at ip_end."""
     cdef uint32_t lim = ip_end if ip_end < cap_end else cap_end
-    cdef uint32_t n, ulen, uend
+    cdef uint32_t n, ulen
     cdef uint8_t proto = p.proto
     cdef uint8_t t
     p.l4_off = <uint16_t>l4
@@ -336,11 +338,12 @@ cdef uint16_t _parse_l4(pkt_meta_t* p, const uint8_t* pkt, uint32_t l4,
             return R_BAD_UDP_LENGTH
         p.sport = rd16(pkt + l4)
         p.dport = rd16(pkt + l4 + 2)
-        if p.dport == vxlan_port and vxlan_port != 0 and p.frag == FRAG_NONE:
-            uend = l4 + ulen
-            if uend > cap_end:
-                uend = cap_end
-            if l4 + 8 + 8 + 14 > uend:
+        if p.dport == vxlan_port and vxlan_port != 0 and p.frag == FRAG_NONE \
+                and ulen >= 8 + 8 + 14:
+            # a datagram too short to hold a VXLAN header and an inner Ethernet header is
+            # plain UDP (an application may use the port: to a pod it is forwarded);
+            # one whose capture was cut before them is a truncated tunnel
+            if l4 + 8 + 8 + 14 > cap_end:
                 return R_TRUNCATED_TUNNEL
             p.tunnel = TUN_VXLAN
             p.inner_off = <uint16_t>(l4 + 16)
