@@ -228,9 +228,11 @@ class Cluster:
         return list(self.endpoints.get(key, ()))
 
     def local_pods(self):
-        """Pods scheduled on this node (not hostNetwork), sorted by namespace/name."""
+        """Pods scheduled on this node (not hostNetwork, not finished), sorted by
+        namespace/name."""
         return [self.pods[k] for k in sorted(self.pods)
-                if self.pods[k].node_name == self.node and not self.pods[k].host_network]
+                if self.pods[k].node_name == self.node and not self.pods[k].host_network
+                and not self.pods[k].finished]
 
     def primary_addresses(self):
         """{family: IP}: the first node address of each family."""
@@ -240,6 +242,22 @@ class Cluster:
         return out
 
     # -------------------------------------------------------------- API server rules
+
+    def _check_pod_addresses(self, problems):
+        """Two running pods with one address: the CNI's IPAM never hands an address out
+        twice, so the snapshot is inconsistent (finished and hostNetwork pods own none)."""
+        owner = {}
+        for key in sorted(self.pods):
+            pod = self.pods[key]
+            if pod.host_network or pod.finished:
+                continue
+            for i, ip in enumerate(pod.ips):
+                first = owner.setdefault(ip, pod)
+                if first is not pod:
+                    problems.error(pod.origin, f"Pod {pod.namespace}/{pod.name}", f"status.podIPs[{i}].ip",
+                                   f"{addr.format_ip(ip)} is also the address of the running pod "
+                                   f"{first.namespace}/{first.name}"
+                                   + (f" ({first.origin})" if first.origin else ""))
 
     def _check_addresses(self, problems):
         """What the API server (its IP allocator, node IPAM) and kubelet would never let
@@ -275,6 +293,7 @@ class Cluster:
         for (a, _oa), pa, (b, ob), pb in apirules.overlapping(blocks):
             problems.error(ob, b, "spec.podCIDRs", f"{addr.format_prefix(pb)} overlaps the pod CIDR "
                                                    f"{addr.format_prefix(pa)} of {a}")
+        self._check_pod_addresses(problems)
         local = {f"{p.namespace}/{p.name}" for p in self.local_pods()}
         for i, port in enumerate(cfg.ports):
             if port.name in local and port.name != port.pod:

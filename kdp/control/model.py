@@ -97,6 +97,12 @@ class Pod:
     origin: Optional[Origin] = None
     ports: list = field(default_factory=list)   # [(name, protocol int, port)]: named container ports
 
+    @property
+    def finished(self):
+        """Succeeded or Failed: its containers are gone and its IP may be another pod's
+        (kubelet, kube-proxy and the CNI ignore it)."""
+        return self.phase in ("Succeeded", "Failed")
+
 
 @dataclass(slots=True)
 class Namespace:

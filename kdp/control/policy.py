@@ -152,10 +152,10 @@ def isolation_decision(isolating):
 def live_pods(cluster):
     """Pods that own their addresses: with IPs, not hostNetwork (those have the node's
     address), not finished (Succeeded/Failed pods may have given their IP away).
-    Sorted by namespace/name; an address two of them claim belongs to the first."""
+    Sorted by namespace/name; no two of them share an address (Cluster validation)."""
     return [cluster.pods[k] for k in sorted(cluster.pods)
             if cluster.pods[k].ips and not cluster.pods[k].host_network
-            and cluster.pods[k].phase not in ("Succeeded", "Failed")]
+            and not cluster.pods[k].finished]
 
 
 def node_addresses(cluster):
