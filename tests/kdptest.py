@@ -288,10 +288,11 @@ def tables_for(docs):
     return compile(Cluster.from_documents(docs, node=NODE))
 
 
-def meta(src, dst, dport, proto=6, sport=40000, h=1, ts=0):
+def meta(src, dst, dport, proto=6, sport=40000, h=1, ts=0, in_port=0):
     m = np.zeros(1, dtype=META_DTYPE)
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     r = m[0]
+    r["in_port"] = in_port
     r["ip_ver"] = s.version
     r["proto"] = proto
     r["sport"], r["dport"] = sport, dport

@@ -40,6 +40,8 @@ cpdef enum SvcFlags:
 cpdef enum TableMode:
     MODE_IPTABLES = 1       # unexposed ClusterIP ports / unallocated service IPs fall through
     MODE_MASQ_ALL = 2       # masqueradeAll: SNAT every ClusterIP flow
+    MODE_LOCAL_NONE = 4     # localTrafficDetection None: no source is local (kube-proxy's no-op detector)
+    MODE_LOCAL_PORT = 8     # InterfaceNamePrefix / BridgeInterface: local = arrived on a pod port
 
 # An address or a prefix (plen; 32/128 for a single address).
 ctypedef struct addr_t:
@@ -126,6 +128,8 @@ ctypedef struct svc_tables_t:
     addr_t* local_cidrs     # local-traffic detection: cluster CIDRs or node pod CIDRs
     uint32_t n_node_addrs
     addr_t* node_addrs      # the node's own addresses (host-originated traffic)
+    uint32_t n_pod_ports
+    uint8_t* pod_ports      # MODE_LOCAL_PORT: [port id] -> 1 for a local pod's port
     uint32_t n_src_ranges
     addr_t* src_ranges
     uint32_t has_snat4

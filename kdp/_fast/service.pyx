@@ -572,16 +572,24 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
     if bs == NULL or (bs.n == 0 and bs.n_local == 0):
         reason[0] = R_SVC_NO_ENDPOINTS
         return SVC_REJECT
-    src_pod = list_has(t.local_cidrs, t.n_local_cidrs, ver, p.src4, p.src6)
+    if t.mode & MODE_LOCAL_NONE:
+        src_pod = False
+    elif t.mode & MODE_LOCAL_PORT:
+        src_pod = p.in_port < t.n_pod_ports and t.pod_ports[p.in_port] != 0
+    else:
+        src_pod = list_has(t.local_cidrs, t.n_local_cidrs, ver, p.src4, p.src6)
     if kind == FK_CLUSTER_IP:
         use_local = (sp.flags & SF_ITP_LOCAL) != 0
-        masq = (t.mode & MODE_MASQ_ALL) != 0 or not src_pod
+        # without a detector kube-proxy writes no "masquerade off-cluster traffic" rule
+        masq = (t.mode & MODE_MASQ_ALL) != 0 or (not src_pod and not (t.mode & MODE_LOCAL_NONE))
     elif not (sp.flags & SF_ETP_LOCAL):
         masq = True                 # may cross nodes: always masquerade
     elif src_pod:
         pass                        # pod -> external VIP: short-circuit to cluster endpoints
     else:
-        src_node = list_has(t.node_addrs, t.n_node_addrs, ver, p.src4, p.src6)
+        # the node's own addresses and loopback (iptables' --src-type LOCAL)
+        src_node = list_has(t.node_addrs, t.n_node_addrs, ver, p.src4, p.src6) or \
+            (ver == 4 and (p.src4 >> 24) == 127)
         if src_node:
             masq = True             # host-originated: masquerade, cluster endpoints
         else:
@@ -847,6 +855,7 @@ cdef class ServiceTables:
         free(self.t.svc_cidrs)
         free(self.t.local_cidrs)
         free(self.t.node_addrs)
+        free(self.t.pod_ports)
         free(self.t.src_ranges)
         free(self.t.aff)
         self._free_retired()
@@ -940,6 +949,22 @@ cdef class ServiceTables:
         if self.t.n_svc:
             memcpy(<void*><uintptr_t>out.ctypes.data, self.t.svc, self.t.n_svc * sizeof(svc_port_t))
         return out
+
+    def set_pod_ports(self, ids):
+        """The port ids of this node's pods (local traffic under the interface modes of
+        local-traffic detection, MODE_LOCAL_PORT). Set once, before the tables are used."""
+        cdef uint32_t n
+        cdef uint8_t* table
+        ids = [int(i) for i in ids]
+        n = (max(ids) + 1) if ids else 0
+        table = <uint8_t*>calloc(n if n else 1, 1)
+        if table == NULL:
+            raise MemoryError()
+        for i in ids:
+            table[i] = 1
+        free(self.t.pod_ports)
+        self.t.pod_ports = table
+        self.t.n_pod_ports = n
 
     def backends(self, uint32_t svc, bint local=False):
         """The published backends of a service-port (BACKEND_DTYPE copy)."""

@@ -170,9 +170,10 @@ class Cluster:
         if not cfg.node_addresses:
             problems.error(cfg.origin, ref, "spec.nodeAddresses",
                            "is required when no v1 Node object gives status.addresses")
-        if not cfg.cluster_cidrs:
-            # kube-proxy needs --cluster-cidr for ClusterCIDR detection; without it we
-            # take every node's pod CIDRs as the cluster's.
+        if not cfg.cluster_cidrs and not cfg.cluster_cidrs_set:
+            # kube-proxy needs --cluster-cidr for ClusterCIDR detection; a snapshot does not
+            # hold kube-proxy's flags, so unless NodeConfig says (`clusterCIDRs: []`: kube-proxy
+            # runs without one) we take every node's pod CIDRs as the cluster's.
             seen = []
             for n in self.nodes.values():
                 seen.extend(p for p in n.pod_cidrs if p not in seen)
@@ -180,6 +181,15 @@ class Cluster:
             # Calico's pools hold the pods' addresses (its IPAM need not use podCIDRs)
             seen.extend(p.cidr for p in list(self.ippools.values()) + cfg.ip_pools if p.cidr not in seen)
             cfg.cluster_cidrs = seen
+        if cfg.local_traffic_detection == "ClusterCIDR" and not cfg.cluster_cidrs:
+            # kube-proxy then runs a no-op detector: no source is local
+            self.notices.append(f"NodeConfig {self.node}: no cluster CIDR (spec.clusterCIDRs): local "
+                                f"traffic detection is off, as kube-proxy's without --cluster-cidr "
+                                f"(localTrafficDetection: None)")
+            cfg.local_traffic_detection = "None"
+        if cfg.localhost_node_ports_set and cfg.localhost_node_ports and cfg.proxy_mode != "iptables":
+            self.notices.append(f"NodeConfig {self.node}: spec.localhostNodePorts applies to the iptables "
+                                f"proxy mode only (kube-proxy ignores it in {cfg.proxy_mode} mode)")
         if cfg.local_traffic_detection == "NodeCIDR" and not cfg.pod_cidrs:
             problems.error(cfg.origin, ref, "spec.localTrafficDetection",
                            "NodeCIDR needs this node's podCIDRs (spec.podCIDRs or the Node's spec.podCIDRs)")

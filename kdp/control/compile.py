@@ -92,6 +92,21 @@ def node_port_addresses(cluster):
     return out
 
 
+LOOPBACK4 = addr.parse_prefix("127.0.0.0/8")
+
+
+def localhost_node_ports(cfg):
+    """Whether NodePorts answer on 127.0.0.0/8 to the node itself (kube-proxy's
+    --iptables-localhost-nodeports): iptables mode, IPv4, and NodePort addresses that
+    take in loopback (unset or "all" match every local address; a CIDR must hold
+    127.0.0.1). Such flows are masqueraded (their source is a LOCAL address)."""
+    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
+        return False
+    setting = cfg.node_port_addresses or ["all"]
+    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
+               for item in setting)
+
+
 def _previous_ids(previous, infos):
     """For each new record, the previous tables' id of the same service-port (or NO_ID)."""
     old = {(r.name, r.ip_ver, r.protocol, r.port): r.id for r in previous.records}
@@ -235,7 +250,12 @@ def _compile(cluster, previous):
         mode |= fast.MODE_IPTABLES
     if cfg.masquerade_all:
         mode |= fast.MODE_MASQ_ALL
-    local_cidrs = cfg.pod_cidrs if cfg.local_traffic_detection == "NodeCIDR" else cfg.cluster_cidrs
+    detection = cfg.local_traffic_detection
+    if detection == "None":
+        mode |= fast.MODE_LOCAL_NONE
+    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        mode |= fast.MODE_LOCAL_PORT        # the pod ports are named by node assembly
+    local_cidrs = {"NodeCIDR": cfg.pod_cidrs, "ClusterCIDR": cfg.cluster_cidrs}.get(detection, [])
     primary = cluster.primary_addresses()
     snat4 = primary[4][1] if 4 in primary else None
     snat6 = addr.a4_a6(primary[6])[1] if 6 in primary else None
@@ -245,7 +265,8 @@ def _compile(cluster, previous):
         np.asarray(cl_off, dtype=np.uint32), np.asarray(cl_n, dtype=np.uint32),
         np.asarray(lo_off, dtype=np.uint32), np.asarray(lo_n, dtype=np.uint32),
         mode=mode, np_lo=cfg.node_port_range[0], np_hi=cfg.node_port_range[1],
-        np_addrs=addr_array([addr.host_prefix(ip) for ip in np_addrs]),
+        np_addrs=addr_array([addr.host_prefix(ip) for ip in np_addrs]
+                            + ([LOOPBACK4] if localhost_node_ports(cfg) else [])),
         svc_cidrs=addr_array(cfg.service_cidrs), local_cidrs=addr_array(local_cidrs),
         node_addrs=addr_array([addr.host_prefix(ip) for ip in cfg.node_addresses]),
         src_ranges=addr_array(src_ranges), snat4=snat4, snat6=snat6,

@@ -199,7 +199,10 @@ class NodeConfig:
     encapsulation_when: str = "Always"  # Always | CrossSubnet
     vxlan_port: int = 4789
     vxlan_vni: int = 1
-    local_traffic_detection: str = "ClusterCIDR"   # ClusterCIDR | NodeCIDR
+    local_traffic_detection: str = "ClusterCIDR"   # ClusterCIDR | NodeCIDR | None | InterfaceNamePrefix | BridgeInterface
+    cluster_cidrs_set: bool = False                # spec.clusterCIDRs was given (even empty)
+    localhost_node_ports: bool = True              # kube-proxy --iptables-localhost-nodeports
+    localhost_node_ports_set: bool = False         # spec.localhostNodePorts was given
     proxy_mode: str = "nftables"                   # nftables | iptables
     session_affinity_slots: int = 65536
     conntrack: Conntrack = field(default_factory=Conntrack)

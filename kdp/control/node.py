@@ -94,6 +94,14 @@ def compile_routes(services, ports):
     return out
 
 
+def pod_port_ids(services, ports):
+    """The port ids of this node's pods: where kube-proxy's interface modes of local
+    traffic detection (a pod interface name prefix, the pods' bridge) see local traffic."""
+    named = pod_port_names(services.cluster.config)
+    return [ports.id_of(named.get(r.target, r.target)) for r in services.routes
+            if ROUTE_KINDS[r.kind] == RouteKind.RT_LOCAL_POD]
+
+
 def route_table(services, ports):
     """The route stage's RouteTable of compiled tables: routes, the node's own
     addresses (martians, ICMP source, tunnel source), its VTEP MAC."""
@@ -362,6 +370,8 @@ def compile_node(cluster, ports, previous=None, services=None):
     zone = build_zone(cluster)
     dns = DnsCompiler(zone) if zone is not None else None
     policy = policy_of(services)
+    if config.local_traffic_detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        services.service.set_pod_ports(pod_port_ids(services, ports))
     tables = PipelineTables(routes=route_table(services, ports),
                             services=services.service,
                             tunnels=tunnels_for(cluster, services.routes),

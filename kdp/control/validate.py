@@ -40,6 +40,10 @@ KINDS = {
 }
 
 
+# kube-proxy's --detect-local-mode values (the interface modes: a packet from a pod port is local)
+LOCAL_TRAFFIC_DETECTION = ("ClusterCIDR", "NodeCIDR", "None", "InterfaceNamePrefix", "BridgeInterface")
+
+
 class Problems:
     """Errors and notices collected while reading one snapshot (or one update)."""
 
@@ -559,7 +563,7 @@ def _seconds(c, value, field, default):
 def parse_nodeconfig(doc, c):
     meta, name, _ = _meta(doc, c, False)
     spec = c.mapping(doc.get("spec"), "spec", required=True)
-    known = {"nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
+    known = {"localhostNodePorts", "nodeName", "nodeAddresses", "podCIDRs", "clusterCIDRs", "serviceCIDRs",
              "nodePortRange", "nodePortAddresses", "masquerade", "encapsulation",
              "localTrafficDetection", "proxyMode", "conntrack", "ports", "sessionAffinityMaxEntries",
              "networkPolicy", "dns", *overlay.NODECONFIG_FIELDS}
@@ -599,7 +603,10 @@ def parse_nodeconfig(doc, c):
     nc.vxlan_port = c.integer(e.get("vxlanPort"), "spec.encapsulation.vxlanPort", 1, 65535, default=4789)
     nc.vxlan_vni = c.integer(e.get("vni"), "spec.encapsulation.vni", 0, (1 << 24) - 1, default=1)
     nc.local_traffic_detection = c.choice(spec.get("localTrafficDetection"), "spec.localTrafficDetection",
-                                          ("ClusterCIDR", "NodeCIDR"), "ClusterCIDR")
+                                          LOCAL_TRAFFIC_DETECTION, "ClusterCIDR")
+    nc.cluster_cidrs_set = spec.get("clusterCIDRs") is not None
+    nc.localhost_node_ports = c.boolean(spec.get("localhostNodePorts"), "spec.localhostNodePorts", True)
+    nc.localhost_node_ports_set = spec.get("localhostNodePorts") is not None
     nc.proxy_mode = c.choice(spec.get("proxyMode"), "spec.proxyMode", ("nftables", "iptables"), "nftables")
     nc.session_affinity_slots = c.integer(spec.get("sessionAffinityMaxEntries"),
                                           "spec.sessionAffinityMaxEntries", 4, 1 << 20, default=65536)

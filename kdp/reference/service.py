@@ -28,10 +28,15 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
   under externalTrafficPolicy Local uses the local set and keeps the client
   address, except traffic from a local pod (cluster set, no masquerade) and
   from the node itself (cluster set, masqueraded).
-* masquerade: ClusterIP traffic when masqueradeAll or the source is outside
-  the local traffic CIDRs (pod CIDRs under NodeCIDR detection, else cluster
-  CIDRs); external traffic under the Cluster policy; always when the chosen
-  backend is the client itself (hairpin).
+* local traffic (localTrafficDetection): a source inside the cluster CIDRs
+  (ClusterCIDR) or this node's pod CIDRs (NodeCIDR), a packet that arrived on a
+  pod's interface (InterfaceNamePrefix, BridgeInterface), nothing (None: the
+  no-op detector, whose rules are left out).
+* masquerade: ClusterIP traffic when masqueradeAll or the source is not local
+  (never for that reason without a detector); external traffic under the Cluster
+  policy; always when the chosen backend is the client itself (hairpin). The
+  node's own sources include loopback (iptables' --src-type LOCAL).
+* localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too.
 * no endpoint at all: reject; none in the local set it must use: drop.
 """
 from typing import NamedTuple, Optional
@@ -75,6 +80,16 @@ def node_port_addresses(cfg):
         else:
             out |= {ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)}
     return out
+
+
+def _localhost_node_ports(cfg):
+    """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): NodePorts also
+    on 127.0.0.0/8 when the NodePort addresses take in loopback (unset or "all"; a CIDR
+    holding 127.0.0.1)."""
+    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
+        return False
+    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
+               for item in (cfg.node_port_addresses or ["all"]))
 
 
 def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
@@ -133,14 +148,18 @@ def _endpoint_sets(cluster, svc, sp, fam):
     return all_ready or all_term, loc_ready or loc_term
 
 
-def decide(cluster, proto, src, dst, dport):
+def decide(cluster, proto, src, dst, dport, from_pod_port=False):
     """The Decision for a new flow of protocol number `proto` from address `src` to
-    `dst`:`dport` (addresses as text) on cluster.node."""
+    `dst`:`dport` (addresses as text) on cluster.node; `from_pod_port`: it arrived on a
+    local pod's interface (what the interface modes of local traffic detection see)."""
     cfg = cluster.config
     src_ip, dst_ip = addr.parse_ip(src), addr.parse_ip(dst)
     fam = src_ip[0]
     nft = cfg.proxy_mode == "nftables"
-    match, live_vips = _match(cluster, proto, fam, dst_ip, dport, node_port_addresses(cfg))
+    np_addrs = node_port_addresses(cfg)
+    if _localhost_node_ports(cfg) and fam == 4 and dst_ip[1] >> 24 == 127:
+        np_addrs = np_addrs | {dst_ip}
+    match, live_vips = _match(cluster, proto, fam, dst_ip, dport, np_addrs)
     if match is None:                  # any protocol, as nftables' cluster-ips set
         if nft and dst_ip in live_vips:
             return _verdict(REJECT, Reason.SVC_PORT_NOT_EXPOSED)
@@ -158,13 +177,19 @@ def decide(cluster, proto, src, dst, dport):
     cluster_set, local_set = _endpoint_sets(cluster, svc, sp, fam)
     if not cluster_set and not local_set:
         return _verdict(REJECT, Reason.SVC_NO_ENDPOINTS, name)
-    local_cidrs = cfg.pod_cidrs if cfg.local_traffic_detection == "NodeCIDR" else cfg.cluster_cidrs
-    from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
-    from_node = src_ip in cfg.node_addresses
+    detection = cfg.local_traffic_detection
+    if detection == "None":
+        from_pod = False
+    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        from_pod = from_pod_port
+    else:
+        local_cidrs = cfg.pod_cidrs if detection == "NodeCIDR" else cfg.cluster_cidrs
+        from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
+    from_node = src_ip in cfg.node_addresses or (fam == 4 and src_ip[1] >> 24 == 127)
     masq, use_local = False, False
     if kind == "cluster":
         use_local = svc.internal_policy_local
-        masq = cfg.masquerade_all or not from_pod
+        masq = cfg.masquerade_all or (not from_pod and detection != "None")
     elif not svc.external_policy_local:
         masq = True
     elif from_pod:

@@ -1,0 +1,72 @@
+"""Local traffic detection and localhost NodePorts as kube-proxy has them: which sources
+count as the cluster's own (and so are not masqueraded on their way to a ClusterIP), and
+NodePorts reached at 127.0.0.1 from the node itself (iptables mode)."""
+import pytest
+from scapy.layers.inet import IP, TCP
+
+from kdp.reasons import Reason, Verdict
+from kdptest import (CLIENT, NODE1, OUTSIDE, WEB2, Harness, base_objects, endpoint, endpoint_slice,
+                     port, service)
+
+VIP = "10.96.0.10"
+
+
+def world(**config):
+    return base_objects(**config) + [
+        service("web", [port("http", 80, 8080, node_port=30080)], type="NodePort"),
+        endpoint_slice("web", [("http", "TCP", 8080)], [endpoint(WEB2, "node-2")])]
+
+
+def syn(src, dst, dport, sport=40000):
+    return IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="S")
+
+
+@pytest.mark.parametrize("config", [{"localTrafficDetection": "None"}, {"clusterCIDRs": []}])
+def test_without_a_detector_no_clusterip_flow_is_masqueraded(tmp_path, config):
+    # kube-proxy's no-op detector: the "masquerade off-cluster traffic" rule is left out
+    h = Harness(tmp_path, world(**config))
+    for src in (CLIENT, OUTSIDE):
+        sent = h.send(syn(src, VIP, 80))
+        assert sent.verdict == Verdict.FORWARD and sent.ip.src == src and sent.ip.dst == WEB2
+
+
+def test_with_a_cluster_cidr_off_cluster_sources_are_masqueraded(tmp_path):
+    h = Harness(tmp_path, world())
+    assert h.send(syn(CLIENT, VIP, 80)).ip.src == CLIENT
+    assert h.send(syn(OUTSIDE, VIP, 80)).ip.src == NODE1
+
+
+def test_an_empty_cluster_cidr_list_turns_detection_off_with_a_notice(tmp_path):
+    h = Harness(tmp_path, world(clusterCIDRs=[]))
+    assert any("local traffic detection is off" in n for n in h.dp.node.cluster.notices)
+
+
+@pytest.mark.parametrize("mode", ["InterfaceNamePrefix", "BridgeInterface"])
+def test_interface_modes_call_local_what_arrives_on_a_pod_port(tmp_path, mode):
+    h = Harness(tmp_path, world(localTrafficDetection=mode))
+    # the client pod's address from its own port: local, source kept
+    assert h.send(syn(CLIENT, VIP, 80), in_port="shop/client").ip.src == CLIENT
+    # the same address from the uplink (another node's pod routed here): not local
+    assert h.send(syn(CLIENT, VIP, 80, sport=40001), in_port="uplink").ip.src == NODE1
+
+
+def test_localhost_nodeport_from_the_host_is_served_and_masqueraded_in_iptables_mode(tmp_path):
+    h = Harness(tmp_path, world(proxyMode="iptables"))
+    sent = h.send(syn("127.0.0.1", "127.0.0.1", 30080), in_port="host")
+    assert sent.verdict == Verdict.FORWARD and sent.service == "shop/web:http"
+    assert (sent.ip.src, sent.ip.dst, sent.ip[TCP].dport) == (NODE1, WEB2, 8080)
+
+
+@pytest.mark.parametrize("config", [{"proxyMode": "iptables", "localhostNodePorts": False},
+                                    {"proxyMode": "nftables"},
+                                    {"proxyMode": "iptables", "nodePortAddresses": ["primary"]}])
+def test_localhost_nodeport_is_not_a_service_otherwise(tmp_path, config):
+    h = Harness(tmp_path, world(**config))
+    sent = h.send(syn("127.0.0.1", "127.0.0.1", 30080), in_port="host")
+    assert sent.service is None
+
+
+def test_localhost_nodeport_from_the_wire_is_still_a_martian(tmp_path):
+    h = Harness(tmp_path, world(proxyMode="iptables"))
+    sent = h.send(syn(OUTSIDE, "127.0.0.1", 30080), in_port="uplink")
+    assert (sent.verdict, sent.reason) == (Verdict.DROP, Reason.MARTIAN_DESTINATION)
