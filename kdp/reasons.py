@@ -98,6 +98,7 @@ class Reason(_Labelled):
     UNDERLAY_HOP_LIMIT = 57
     CAPTURED_OUTGOING = 58
     OTHERHOST = 59
+    SVC_HEALTH_CHECK = 60
 
 
 class CtState(_Labelled):

@@ -132,7 +132,9 @@ cpdef enum Reason:
     # rx: the capture's own record of a packet's direction (Linux cooked, pcapng epb_flags)
     R_CAPTURED_OUTGOING = 58    # the capture saw the node send it: output, not input
     R_OTHERHOST = 59            # a frame for another host's MAC (the kernel drops it before IP)
-    N_REASONS = 60
+    # route: kube-proxy's health check server
+    R_SVC_HEALTH_CHECK = 60     # V_LOCAL: TCP to a Service's healthCheckNodePort on a node address
+    N_REASONS = 61
 
 # Fragment position of an IP packet.
 cdef enum Frag:

@@ -72,6 +72,9 @@ cdef class RouteTable:
     cdef uint8_t vtep_mac[6]            # this node's VXLAN VTEP MAC (inner Ethernet source)
     cdef readonly bint martians         # drop martian packets from the wire
     cdef readonly Py_ssize_t n_tunnels  # routes into a tunnel
+    cdef object health_arr              # uint8[8192]: bit per TCP port, Services' healthCheckNodePorts
+    cdef const uint8_t* health_ports
+    cdef bint has_health_ports
 
     cdef void classify_ingress(self, Batch b) noexcept nogil
     cdef uint32_t route_batch(self, Batch b, Neighbours n, tunnel_fn_t tunnel) noexcept nogil

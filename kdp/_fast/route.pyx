@@ -10,7 +10,8 @@ For every V_PENDING IP packet, as Linux's ip_forward / ip6_forward decide:
   multicast, broadcast or IPv6 link-local destination (not from the host)
                           -> V_LOCAL, R_LINK_LOCAL: for the node, never forwarded
   no match, RT_BLACKHOLE  -> drop R_NO_ROUTE
-  RT_HOST                 -> V_LOCAL, R_LOCAL_DELIVERY (out_port host); an echo request
+  RT_HOST                 -> V_LOCAL, R_LOCAL_DELIVERY (out_port host); R_SVC_HEALTH_CHECK for
+                             TCP to a Service's healthCheckNodePort (`health_ports`); an echo request
                              (not from the host) is answered: V_REPLY, R_ECHO_REPLIED,
                              the reply routed back to its sender; IP-in-IP or VXLAN
                              that nothing decapsulated (see decap.pyx) is V_LOCAL with
@@ -65,7 +66,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED,
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
-                               R_TUNNEL_NOT_DECAPSULATED, TUN_NONE, LT_ETHERNET)
+                               R_TUNNEL_NOT_DECAPSULATED, R_SVC_HEALTH_CHECK, TUN_NONE, LT_ETHERNET,
+                               FRAG_LATER)
 from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
 from kdp._fast.lpm6 cimport Lpm6
 from kdp._fast.neigh cimport Neighbours
@@ -346,8 +348,15 @@ cdef class RouteTable:
     martians         drop martian packets from the wire (see the module docstring)
     """
 
-    def __init__(self, routes=(), node_addresses=(), vtep_mac=None, martians=True):
+    def __init__(self, routes=(), node_addresses=(), vtep_mac=None, martians=True, health_ports=()):
         self.routes = list(routes)
+        self.health_arr = np.zeros(8192, dtype=np.uint8)
+        for hp in health_ports:
+            if not 0 < hp < 65536:
+                raise ValueError(f"health check port out of range: {hp}")
+            self.health_arr[hp >> 3] |= 1 << (hp & 7)
+        self.health_ports = <const uint8_t*>cnp.PyArray_DATA(self.health_arr)
+        self.has_health_ports = len(health_ports) != 0
         self.n_routes = len(self.routes)
         if self.n_routes >= 0xFFFF0000:
             raise ValueError("too many routes")
@@ -554,6 +563,10 @@ cdef class RouteTable:
                         drop(p, ST_ROUTE, R_NO_ROUTE)
                 elif _looks_like_tunnel(p, b.buf + p.off):
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_TUNNEL_NOT_DECAPSULATED)
+                elif self.has_health_ports and p.proto == 6 and p.frag != FRAG_LATER and \
+                        (self.health_ports[p.dport >> 3] >> (p.dport & 7)) & 1:
+                    # kube-proxy accepts these in its filter rules: its health server answers
+                    set_verdict(p, V_LOCAL, ST_ROUTE, R_SVC_HEALTH_CHECK)
                 else:
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_LOCAL_DELIVERY)
                 continue

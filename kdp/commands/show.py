@@ -40,6 +40,10 @@ def _services_text(rows):
             flags.append(f"affinity=ClientIP/{r['sessionAffinity']['timeoutSeconds']}s")
         if r["loadBalancerSourceRanges"]:
             flags.append("sourceRanges=" + ",".join(r["loadBalancerSourceRanges"]))
+        hc = r["healthCheck"]
+        if hc:
+            flags.append(f"healthCheck={hc['nodePort']}:{hc['status']} "
+                         f"({hc['localEndpoints']} local ready endpoint{'s' * (hc['localEndpoints'] != 1)})")
         out.append(f"{r['id']:>5}  {r['name']:<40} {r['type']:<12} {r['family']} {r['protocol']:<4} "
                    f"backends={r['backends']}" + (f" local={r['localBackends']}" if r["localBackends"] else "")
                    + (f"  [{' '.join(flags)}]" if flags else ""))

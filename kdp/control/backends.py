@@ -77,3 +77,19 @@ def backend_ip(row):
     if int(row["ip_ver"]) == 4:
         return (4, int(row["a4"]))
     return (6, int.from_bytes(bytes(row["a6"]), "big"))
+
+
+def local_ready_endpoints(svc, fam, slices, node, local_ips):
+    """What kube-proxy's health server reports for a Service on this node (its
+    healthCheckNodePort): the local, ready endpoints of the family, counted once per
+    Service port as kube-proxy's LocalReadyEndpoints counts them (terminating ones never
+    count). HTTP 200 when there is one, else 503 (load balancers then skip the node)."""
+    n = 0
+    for sp in svc.ports:
+        for sl in slices:
+            if sl.address_type != fam or not any(proto == sp.protocol and pname in (sp.name, sp.target_port)
+                                                 for pname, proto, _ in sl.ports):
+                continue
+            n += sum(1 for ep in sl.endpoints if ep.addresses and ep.ready and
+                     (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
+    return n

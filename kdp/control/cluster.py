@@ -206,6 +206,16 @@ class Cluster:
                 if other != key:
                     problems.error(svc.origin, ref, "spec.clusterIPs",
                                    f"{addr.format_ip(ip)} is also the ClusterIP of {other[0]}/{other[1]}")
+            if svc.health_check_node_port:
+                # allocated from the NodePort range, so it never shares a port with a NodePort
+                hc = svc.health_check_node_port
+                if not lo <= hc <= hi:
+                    problems.error(svc.origin, ref, "spec.healthCheckNodePort",
+                                   f"{hc} is outside the NodePort range {lo}-{hi}")
+                other = node_ports.setdefault((6, hc), key)
+                if other != key:
+                    problems.error(svc.origin, ref, "spec.healthCheckNodePort",
+                                   f"{hc} is also used by {other[0]}/{other[1]}")
             for i, p in enumerate(svc.ports):
                 if p.node_port:
                     if not lo <= p.node_port <= hi:

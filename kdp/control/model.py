@@ -55,6 +55,7 @@ class Service:
     external_name: Optional[str] = None
     origin: Optional[Origin] = None
     publish_not_ready: bool = False         # spec.publishNotReadyAddresses (DNS: not-ready endpoints too)
+    health_check_node_port: int = 0         # spec.healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local)
 
     @property
     def key(self):

@@ -109,7 +109,9 @@ def route_table(services, ports):
     me = network_of(cluster).me
     return RouteTable(compile_routes(services, ports),
                       node_addresses=[addr.format_ip(ip) for ip in host_addresses(cluster)],
-                      vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians)
+                      vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians,
+                      health_ports=sorted({s.health_check_node_port for s in cluster.services.values()
+                                           if s.health_check_node_port}))
 
 
 def tunnels_for(cluster, routes=()):

@@ -11,7 +11,7 @@ the cluster has.
 """
 from kdp._fast import service as fast
 from kdp.control import addr
-from kdp.control.backends import backend_array, backend_ip, endpoint_sets
+from kdp.control.backends import backend_array, backend_ip, endpoint_sets, local_ready_endpoints
 from kdp.control.model import PROTOCOL_NAMES, EndpointSlice, Origin
 from kdp.control.validate import Problems, parse_object
 from kdp.errors import ConfigError
@@ -175,8 +175,19 @@ class CompiledTables:
                 "lbProxyIPs": [addr.format_ip(ip) for ip in r.lb_proxy_ips],
                 "backends": int(self.service.backends(r.id).shape[0]),
                 "localBackends": int(self.service.backends(r.id, True).shape[0]),
+                "healthCheck": self._health(r),
             })
         return out
+
+    def _health(self, r):
+        """kube-proxy's health server answer for the Service of record r, when it has a
+        healthCheckNodePort: {"nodePort", "localEndpoints", "status": 200 | 503}."""
+        svc = self.cluster.services.get(r.key)
+        if svc is None or not svc.health_check_node_port:
+            return None
+        n = local_ready_endpoints(svc, r.ip_ver, self.cluster.slices_for(r.key), self.cluster.node,
+                                  self._local_ips)
+        return {"nodePort": svc.health_check_node_port, "localEndpoints": n, "status": 200 if n else 503}
 
     def endpoints_view(self):
         out = []

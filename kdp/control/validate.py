@@ -281,6 +281,13 @@ def parse_service(doc, c):
                    ("Cluster", "Local"), "Cluster")
     svc.external_policy_local = etp == "Local"
     svc.internal_policy_local = itp == "Local"
+    if spec.get("healthCheckNodePort") is not None:
+        # the API server allocates it for LoadBalancer Services with the Local policy only
+        svc.health_check_node_port = c.integer(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort",
+                                               1, 65535, default=0)
+        if svc.type != "LoadBalancer" or not svc.external_policy_local:
+            c.err("spec.healthCheckNodePort", "may only be set when type is LoadBalancer and "
+                                              "externalTrafficPolicy is Local")
     return svc
 
 
