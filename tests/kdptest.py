@@ -284,6 +284,44 @@ def base_docs(**nodeconfig):
     return docs
 
 
+# ------------------------------------------------------------------ topology hints
+
+def hinted(address, zones=(), nodes=(), ready=True, terminating=False):
+    hints = {}
+    if zones:
+        hints["forZones"] = [{"name": z} for z in zones]
+    if nodes:
+        hints["forNodes"] = [{"name": n} for n in nodes]
+    return {"addresses": [address], "nodeName": "node-2", "hints": hints,
+            "conditions": {"ready": ready, "serving": ready or terminating, "terminating": terminating}}
+
+
+# Services whose EndpointSlices carry topology hints (as the EndpointSlice controller writes
+# them for trafficDistribution PreferClose / PreferSameZone / PreferSameNode, topology-mode Auto)
+TOPOLOGY = {
+    "10.96.0.100": [hinted("10.244.2.100", ["zone-a"]), hinted("10.244.2.101", ["zone-b"])],
+    "10.96.0.101": [hinted("10.244.2.102", ["zone-a"]), hinted("10.244.2.103")],        # incomplete
+    "10.96.0.102": [hinted("10.244.2.104", ["zone-b"]), hinted("10.244.2.105", ["zone-c"])],
+    "10.96.0.103": [hinted("10.244.2.106", ["zone-a"], [NODE]), hinted("10.244.2.107", ["zone-a"], ["node-2"])],
+    "10.96.0.104": [hinted("10.244.2.108", ["zone-a"], ["node-2"]), hinted("10.244.2.109", ["zone-b"], ["node-2"])],
+    "10.96.0.105": [hinted("10.244.2.110", ["zone-b"]),
+                    hinted("10.244.2.111", ["zone-a"], ready=False, terminating=True)],
+    "10.96.0.106": [hinted("10.244.2.112", ["zone-a"], ready=False, terminating=True),
+                    hinted("10.244.2.113", ["zone-b"], ready=False, terminating=True)],
+}
+def topology_docs(zone):
+    labels = {"topology.kubernetes.io/zone": zone} if zone else {}
+    docs = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": labels},
+             "spec": {"podCIDRs": ["10.244.1.0/24", "fd00:244:1::/64"]},
+             "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.11"}]}}]
+    for k, (ip, eps) in enumerate(TOPOLOGY.items()):
+        name = f"topo-{k}"
+        sl = slice_doc(name, [])
+        sl["endpoints"] = eps
+        docs += [svc_doc(name, ip), sl]
+    return docs
+
+
 def tables_for(docs):
     return compile(Cluster.from_documents(docs, node=NODE))
 

@@ -10,7 +10,7 @@ from kdp._fast import service as fast
 from kdp.control import Cluster, addr, compile
 from kdp.reference import service as reference
 
-from kdptest import NODE, base_docs, decide
+from kdptest import NODE, TOPOLOGY, base_docs, decide, topology_docs
 
 RESULTS = {fast.SVC_MISS: reference.MISS, fast.SVC_HIT: reference.HIT,
            fast.SVC_DROP: reference.DROP, fast.SVC_REJECT: reference.REJECT}
@@ -37,13 +37,16 @@ CONFIGS = [{}, {"proxyMode": "iptables"}, {"masquerade": {"masqueradeAll": True}
            {"proxyMode": "iptables", "nodePortAddresses": ["127.0.0.0/8", "192.168.56.0/24"]},
            {"proxyMode": "iptables", "nodePortAddresses": ["primary"]}]
 POD_PORT = 5        # the port id a local pod's packets arrive on (the interface modes)
+ZONES = ["zone-a"] * len(CONFIGS) + [""]   # node-1's zone label per world ("": none)
+CONFIGS.append({})                        # the default NodeConfig on a node without a zone label
+FRONTENDS += [(ip, 80) for ip in TOPOLOGY]  # Services with topology hints (kdptest.TOPOLOGY)
 
 
 @pytest.fixture(scope="module")
 def worlds():
     out = []
-    for cfg in CONFIGS:
-        c = Cluster.from_documents(base_docs(**cfg), node=NODE)
+    for cfg, zone in zip(CONFIGS, ZONES):
+        c = Cluster.from_documents(base_docs(**cfg) + topology_docs(zone), node=NODE)
         t = compile(c)
         t.service.set_pod_ports([POD_PORT])     # node assembly's job (kdp.control.node)
         out.append((c, t))

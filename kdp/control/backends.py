@@ -10,11 +10,15 @@ from kdp._fast import service as fast
 from kdp.control import addr
 
 
-def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips, want_local=True):
+def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips, want_local=True,
+                  zone=""):
     """(cluster, local) backend lists for one Service port and family.
 
-    Each list holds (IP, port, local) tuples, unique and sorted."""
+    Each list holds (IP, port, local) tuples, unique and sorted. The cluster list follows
+    the endpoints' topology hints as kube-proxy does (`topology_mode`); `zone` is this
+    node's topology.kubernetes.io/zone label ("" when it has none)."""
     ready, fallback, lready, lfallback = {}, {}, {}, {}
+    hints = {}
     named = target_port if isinstance(target_port, str) else None
     for sl in slices:
         if sl.address_type != fam:
@@ -37,12 +41,18 @@ def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips
             local = ep.node_name == node if ep.node_name else ip in local_ips
             if ep.ready:
                 ready[(ip, port)] = local
+                hints[(ip, port)] = (ep.zone_hints, ep.node_hints)
                 if local:
                     lready[(ip, port)] = True
             elif ep.serving and ep.terminating:
                 fallback[(ip, port)] = local
                 if local:
                     lfallback[(ip, port)] = True
+    mode = topology_mode(hints.values(), node, zone)
+    if mode == "node":
+        ready = {k: v for k, v in ready.items() if node in hints[k][1]}
+    elif mode == "zone":
+        ready = {k: v for k, v in ready.items() if zone in hints[k][0]}
     chosen = ready or fallback
     cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
     if not want_local:
@@ -77,6 +87,24 @@ def backend_ip(row):
     if int(row["ip_ver"]) == 4:
         return (4, int(row["a4"]))
     return (6, int.from_bytes(bytes(row["a6"]), "big"))
+
+
+def topology_mode(ready_hints, node, zone):
+    """Which hints kube-proxy follows for a Service port's cluster endpoints, from the
+    (zone hints, node hints) of its ready endpoints (pkg/proxy/topology.go):
+    "node" when every one has node hints and one is for this node (trafficDistribution
+    PreferSameNode); else "zone" when every one has zone hints and one is for this
+    node's zone (PreferClose / PreferSameZone, topology-mode Auto); else "" (no
+    topology: incomplete hints, none for here, or a node without a zone label). Local
+    (traffic policy) endpoints and the terminating fall-back ignore hints."""
+    ready_hints = list(ready_hints)
+    if not ready_hints:
+        return ""
+    if all(nodes for _z, nodes in ready_hints) and any(node in nodes for _z, nodes in ready_hints):
+        return "node"
+    if all(zones for zones, _n in ready_hints) and zone and any(zone in zones for zones, _n in ready_hints):
+        return "zone"
+    return ""
 
 
 def local_ready_endpoints(svc, fam, slices, node, local_ips):

@@ -254,6 +254,11 @@ class Cluster:
                 if self.pods[k].node_name == self.node and not self.pods[k].host_network
                 and not self.pods[k].finished]
 
+    def zone(self):
+        """This node's topology.kubernetes.io/zone label ("" when none): topology hints."""
+        node = self.nodes.get(self.node)
+        return node.labels.get("topology.kubernetes.io/zone", "") if node is not None else ""
+
     def primary_addresses(self):
         """{family: IP}: the first node address of each family."""
         out = {}

@@ -192,7 +192,8 @@ def _compile(cluster, previous):
                 for ip in lb:
                     fe_rows.append((sp.protocol, ip, sp.port, sid, fast.FK_LOAD_BALANCER))
                 cluster_rows, local_rows = endpoint_sets(sp.name, sp.protocol, sp.target_port, fam,
-                                                         slices, node, local_ips, want_local)
+                                                         slices, node, local_ips, want_local,
+                                                         cluster.zone())
                 if prev_ids:
                     rec_ids = {}
                     for rows, offs, ns in ((cluster_rows, cl_off, cl_n), (local_rows, lo_off, lo_n)):

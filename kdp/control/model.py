@@ -71,6 +71,8 @@ class Endpoint:
     node_name: Optional[str] = None
     target: Optional[str] = None   # "namespace/name" of the Pod, when given
     hostname: Optional[str] = None  # DNS: <hostname>.<service>.<ns>.svc.<zone>
+    zone_hints: frozenset = frozenset()  # hints.forZones[].name (topology-aware routing)
+    node_hints: frozenset = frozenset()  # hints.forNodes[].name (trafficDistribution PreferSameNode)
 
 
 @dataclass(slots=True)

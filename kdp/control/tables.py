@@ -119,7 +119,7 @@ class CompiledTables:
             r = self.records[sid]
             want_local = svc.external_policy_local or svc.internal_policy_local
             crows, lrows = endpoint_sets(r.port_name, r.protocol, r.target_port, r.ip_ver, view,
-                                         c.node, self._local_ips, want_local)
+                                         c.node, self._local_ips, want_local, c.zone())
             old = {}
             for local in (False, True):
                 for b in self.service.backends(sid, local):

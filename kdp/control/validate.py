@@ -329,7 +329,8 @@ def parse_endpointslice(doc, c):
             addrs, cond, node = e.get("addresses"), e.get("conditions"), e.get("nodeName")
             ref = e.get("targetRef")
             if type(addrs) is list and addrs and (node is None or type(node) is str) and \
-                    (cond is None or type(cond) is dict) and ref is None and e.get("hostname") is None:
+                    (cond is None or type(cond) is dict) and ref is None and e.get("hostname") is None \
+                    and e.get("hints") is None:
                 try:
                     ips = [(fam, int.from_bytes(_pton(af, a), "big")) for a in addrs]
                 except (OSError, TypeError):
@@ -365,10 +366,27 @@ def parse_endpointslice(doc, c):
         ready, serving, terminating = _conditions(c, e.get("conditions"), f + ".conditions")
         ref = c.mapping(e.get("targetRef"), f + ".targetRef")
         target = f"{ref.get('namespace') or ns}/{ref['name']}" if ref.get("kind") == "Pod" and ref.get("name") else None
+        zones, nodes = _hints(c, e.get("hints"), f + ".hints")
         sl.endpoints.append(Endpoint(ips, ready, serving, terminating,
                                      c.string(e.get("nodeName"), f + ".nodeName"), target,
-                                     _hostname(c, e.get("hostname"), f + ".hostname")))
+                                     _hostname(c, e.get("hostname"), f + ".hostname"), zones, nodes))
     return sl
+
+
+def _hints(c, value, field):
+    """(zone names, node names) of an endpoint's topology hints (forZones, forNodes)."""
+    hints = c.mapping(value, field)
+    out = []
+    for key in ("forZones", "forNodes"):
+        names = set()
+        for i, h in enumerate(c.seq(hints.get(key), f"{field}.{key}")):
+            name = c.string(c.mapping(h, f"{field}.{key}[{i}]").get("name"), f"{field}.{key}[{i}].name")
+            if not name:
+                c.err(f"{field}.{key}[{i}].name", "is required")
+            else:
+                names.add(name)
+        out.append(frozenset(names))
+    return out
 
 
 def is_dns_subdomain(name):

@@ -37,6 +37,11 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
   policy; always when the chosen backend is the client itself (hairpin). The
   node's own sources include loopback (iptables' --src-type LOCAL).
 * localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too.
+* topology hints (EndpointSlice hints.forNodes / forZones, which the EndpointSlice
+  controller writes for trafficDistribution and topology-mode Auto): the cluster set
+  keeps the ready endpoints hinted for this node when every ready endpoint has node
+  hints and one is for this node, else those hinted for this node's zone label when
+  every ready endpoint has zone hints and one is for the zone; else no filtering.
 * no endpoint at all: reject; none in the local set it must use: drop.
 """
 from typing import NamedTuple, Optional
@@ -124,8 +129,8 @@ def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
 def _endpoint_sets(cluster, svc, sp, fam):
     """(cluster set, local set) of (IP, port) serving one Service port and family."""
     all_ready, all_term, loc_ready, loc_term = set(), set(), set(), set()
-    local_pod_ips = {ip for p in cluster.pods.values()
-                     if p.node_name == cluster.node and not p.host_network for ip in p.ips}
+    local_pod_ips = {ip for p in cluster.local_pods() for ip in p.ips}
+    ready_with_hints = []
     for sl in cluster.slices_for((svc.namespace, svc.name)):
         if sl.address_type != fam:
             continue
@@ -139,13 +144,36 @@ def _endpoint_sets(cluster, svc, sp, fam):
             is_local = (ep.node_name == cluster.node) if ep.node_name else ep.addresses[0] in local_pod_ips
             if ep.ready:
                 all_ready.add(e)
+                ready_with_hints.append((e, ep.zone_hints, ep.node_hints))
                 if is_local:
                     loc_ready.add(e)
             elif ep.serving and ep.terminating:
                 all_term.add(e)
                 if is_local:
                     loc_term.add(e)
-    return all_ready or all_term, loc_ready or loc_term
+    return _follow_hints(cluster, all_ready, ready_with_hints) or all_term, loc_ready or loc_term
+
+
+def _follow_hints(cluster, all_ready, ready_with_hints):
+    """kube-proxy's topology-aware routing of the cluster set: follow the node hints
+    when every ready endpoint has some and one names this node; else the zone hints when
+    every ready endpoint has some and one names this node's zone; else all of them."""
+    node = cluster.node
+    zone = cluster.nodes[node].labels.get("topology.kubernetes.io/zone", "") if node in cluster.nodes else ""
+    for hint in (2, 1):                     # node hints first, then zone hints
+        want = node if hint == 2 else zone
+        if not want or not ready_with_hints:
+            continue
+        complete = True
+        for item in ready_with_hints:
+            if not item[hint]:
+                complete = False
+        if not complete:
+            continue
+        kept = {item[0] for item in ready_with_hints if want in item[hint]}
+        if kept:
+            return kept
+    return all_ready
 
 
 def decide(cluster, proto, src, dst, dport, from_pod_port=False):
