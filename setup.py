@@ -17,9 +17,11 @@ DEBUG = os.environ.get("KDP_DEBUG", "") not in ("", "0")
 # module's file name without .pyx, so no two packages may have a module of the same name.
 ONLY = {m for m in os.environ.get("KDP_ONLY", "").split(",") if m}
 
-# KDP_MARCH chooses the target CPU; the default tunes for the machine that builds,
-# which is where kdp runs (pip builds it from source there).
-MARCH = os.environ.get("KDP_MARCH", "native")
+# KDP_MARCH chooses the target CPU. The default, x86-64-v3 (AVX2, BMI2: every x86 server
+# since Intel Haswell and AMD Zen), makes a build that runs on any such machine: a wheel
+# built on one server never dies with SIGILL on another. KDP_MARCH=native tunes for the
+# building machine (its AVX-512 LPM paths among them: bench/README.md, "Portable builds").
+MARCH = os.environ.get("KDP_MARCH", "x86-64-v3")
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-march=" + MARCH, "-fno-strict-aliasing"]
 if os.uname().machine not in ("x86_64", "AMD64"):
     compile_args = [a for a in compile_args if not a.startswith("-march")]

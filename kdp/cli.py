@@ -15,15 +15,27 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kdp import __version__
     parser = argparse.ArgumentParser(prog="kdp", description="kdp: a userspace Kubernetes data plane.")
+    parser.add_argument("--version", action="version", version=f"kdp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, summary in COMMANDS.items():
         module = importlib.import_module(f"kdp.commands.{name}")
         cmd = sub.add_parser(name, help=summary, description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
-        cmd.set_defaults(_module=module)
+        cmd.set_defaults(_module=module, _parser=cmd)
     return parser
+
+
+def parse_args(argv=None):
+    """Parse the command line; words the command does not take are reported with that
+    command's usage (argparse would print the top-level one)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -36,7 +48,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return args._module.run(args) or 0

@@ -79,14 +79,24 @@ def print_summary(result: RunResult, console=None):
                   f"({verdicts}) in {result.seconds:.3f} s, {rate:,.0f} packets/s")
     if result.flows:
         ct = result.flows
-        console.print(f"conntrack: {ct['flows']} flows live, {ct.get('inserts', 0)} created, "
-                      f"{ct.get('expiries', 0)} expired, {ct.get('evictions', 0)} evicted, "
-                      f"{ct.get('invalid', 0)} invalid")
+        console.print(f"conntrack: {ct.get('lookups', 0)} packets looked up = {ct.get('hits', 0)} hits + "
+                      f"{ct.get('misses', 0)} misses + {ct.get('related', 0)} related + "
+                      f"{ct.get('errors_no_flow', 0)} ICMP errors of no flow; "
+                      f"{ct.get('inserts', 0)} flows created, {ct.get('expiries', 0)} expired, "
+                      f"{ct.get('evictions', 0)} evicted, {ct['flows']} live; {ct.get('invalid', 0)} invalid")
     if result.dns:
         console.print("dns: " + ", ".join(f"{k} {v}" for k, v in result.dns.items()))
     if result.output_path:
         console.print(f"output: {result.output_path}")
+    print_diagnostics(result)
+    return 0
+
+
+def print_diagnostics(result):
+    """Warnings and notices: diagnostics, so on standard error whatever stream the summary
+    goes to."""
+    import sys
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        print(f"kdp: warning: {w}", file=sys.stderr)
     for n in result.notices:
-        console.print(f"notice: {n}")
+        print(f"kdp: notice: {n}", file=sys.stderr)

@@ -23,16 +23,25 @@ def test_show_services_json_lists_frontends_and_policies(capsys):
     assert {(f["kind"], f["address"], f["port"]) for f in fe["frontends"]} == {
         ("ClusterIP", "10.96.0.30", 443), ("LoadBalancer", "203.0.113.10", 443),
         ("NodePort", "192.168.56.11", 30443)}
-    assert fe["externalTrafficPolicy"] == "Local" and fe["localBackends"] == 1
-    assert rows["shop/cache:memcache"]["sessionAffinity"] == {"clientIP": True, "timeoutSeconds": 60}
+    assert fe["external_traffic_policy"] == "Local" and fe["local_backends"] == 1
+    assert rows["shop/cache:memcache"]["session_affinity"] == {"client_ip": True, "timeout_seconds": 60}
     assert "Deployment shop/web" in err and "notice" in err
 
 
-def test_show_endpoints_text_names_backends(capsys):
+def test_show_endpoints_lists_every_endpoint_with_its_state_and_use(capsys):
     rc, out, _ = run(capsys, "endpoints")
     assert rc == 0
-    assert "shop/web:http" in out and "10.244.1.10:8080  local" in out and "10.244.2.10:8080" in out
-    assert "10.244.2.40" not in out          # terminating backend of cache is a fallback only
+    rows = [line.split() for line in out.splitlines()]
+    assert ["10.244.1.10:8080", "node-1", "ready", "#6"] in [r[-4:] for r in rows]
+    # cache's terminating endpoint is shown, with its state, as a fall-back not in use
+    assert any(r[:5] == ["10.244.2.40:11211", "node-2", "terminating", "not", "used"] for r in rows)
+
+
+def test_show_endpoints_json_has_the_conditions(capsys):
+    rc, out, _ = run(capsys, "endpoints", "--json")
+    rows = {r["name"]: r for r in json.loads(out)["endpoints"]}
+    assert {"address": "10.244.2.40", "port": 11211, "node": "node-2", "state": "terminating",
+            "in_use": False} in rows["shop/cache:memcache"]["endpoints"]
 
 
 def test_show_routes_json(capsys):

@@ -154,8 +154,8 @@ def test_kdp_show_dns_lists_the_names_with_their_records(capsys, tmp_path):
     assert main(["show", "dns", "--json", "--cluster", str(snap), "--node", "node-1"]) == 0
     view = json.loads(capsys.readouterr().out)["dns"]
     rows = {r["name"]: r for r in view["names"]}
-    assert rows["ext.shop.svc.cluster.local."]["passedOn"] == ["A", "AAAA"]
-    assert rows["https.tcp.web.shop.svc.cluster.local."]["aliasOf"] == "_https._tcp.web.shop.svc.cluster.local."
+    assert rows["ext.shop.svc.cluster.local."]["passed_on"] == ["A", "AAAA"]
+    assert rows["https.tcp.web.shop.svc.cluster.local."]["alias_of"] == "_https._tcp.web.shop.svc.cluster.local."
     assert {"type": "PTR", "ttl": 5, "name": "10.0.96.10.in-addr.arpa.",
             "data": "web.shop.svc.cluster.local."} in rows["10.0.96.10.in-addr.arpa."]["records"]
     snap2 = write_snapshot(tmp_path / "s2", cluster_objects(dns={"enabled": False}))

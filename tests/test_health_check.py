@@ -51,9 +51,9 @@ def test_show_services_reports_what_the_health_server_answers(tmp_path):
                                                       endpoint(WEB1, "node-1", ready=False, serving=True,
                                                                terminating=True)])
     rows = show_services(tmp_path, objs)
-    assert rows["shop/lb:http"]["healthCheck"] == {"nodePort": HC, "localEndpoints": 1, "status": 200}
+    assert rows["shop/lb:http"]["health_check"] == {"node_port": HC, "local_endpoints": 1, "status": 200}
     # a terminating local endpoint does not make the node healthy (kube-proxy counts ready ones)
-    assert rows["shop/lb2:http"]["healthCheck"] == {"nodePort": HC + 1, "localEndpoints": 0, "status": 503}
+    assert rows["shop/lb2:http"]["health_check"] == {"node_port": HC + 1, "local_endpoints": 0, "status": 503}
 
 
 def test_the_text_table_shows_the_health_state(tmp_path):

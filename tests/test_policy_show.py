@@ -19,12 +19,12 @@ def test_show_policy_json_gives_isolation_and_rules_per_local_pod(capsys):
     pods = {r["pod"]: r for r in json.loads(out)["policy"]}
     assert set(pods) == {"data/db-0", "default/client", "shop/api-1", "shop/cache-1", "shop/frontend-1", "shop/web-1"}
     db = pods["data/db-0"]
-    assert db["ingress"]["isolated"] and db["ingress"]["isolatedBy"] == ["NetworkPolicy data/db"]
+    assert db["ingress"]["isolated"] and db["ingress"]["isolated_by"] == ["NetworkPolicy data/db"]
     rule = db["ingress"]["rules"][0]
     assert rule["peers"] == ["pods app=api in namespaces kubernetes.io/metadata.name=shop"]
     assert rule["ports"] == ["TCP/pg (5432)"]               # the named port as this pod has it
     assert db["ingress"]["otherwise"] == "deny"
-    assert db["egress"] == {"isolated": False, "isolatedBy": [], "rules": [], "otherwise": "allow"}
+    assert db["egress"] == {"isolated": False, "isolated_by": [], "rules": [], "otherwise": "allow"}
     web = pods["shop/web-1"]["egress"]
     assert not web["isolated"] and web["otherwise"] == "allow"
     assert [(r["tier"], r["action"], r["policy"], r["priority"], r["name"]) for r in web["rules"]] == [

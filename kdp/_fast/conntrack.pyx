@@ -119,7 +119,7 @@ from kdp._fast.ct_table cimport (
     FL_ASSURED, FL_SEEN_REPLY, FL_STREAM, FL_DNAT, FL_SNAT, TT_CLOSE_INIT,
     C_LOOKUPS, C_HITS, C_MISSES, C_INSERTS, C_EXPIRIES, C_INVALID, C_TABLE_FULL,
     C_PORTS_EXHAUSTED, C_RELATED, C_FRAG_HITS, C_FRAG_NO_FLOW, C_FLUSHED, C_PORT_REMAPS,
-    C_REOPENED, C_CREATE_HITS,
+    C_REOPENED, C_CREATE_HITS, C_ERRORS_NO_FLOW,
     ct_hash4, ct_key_hash, ct_home_slot, ct_prefetch_run, ct_store_key, ct_find_from, ct_find4,
     ct_index_insert, ct_probe_tag, ct_unassured_push, ct_assure, ct_unindexed, ct_unlink,
     ct_counters_hi, ct_flow_packets, ct_flow_bytes,
@@ -229,7 +229,7 @@ _TIMEOUT_SLOT = {
 }
 COUNTER_NAMES = ("lookups", "hits", "misses", "inserts", "evictions", "expiries",
                  "invalid", "table_full", "ports_exhausted", "related", "frag_hits",
-                 "frag_no_flow", "flushed", "port_remaps", "reopened", "create_hits")
+                 "frag_no_flow", "flushed", "port_remaps", "reopened", "create_hits", "errors_no_flow")
 
 
 class ConntrackConfigError(KdpError):
@@ -316,7 +316,6 @@ cdef inline void _related(ct_table_t* t, ct_flow_t* f, uint32_t fid, pkt_meta_t*
     p.flow_id = fid
     p.svc_port = f.svc_port
     p.ct_state = CT_RELATED
-    t.c[C_RELATED] += 1
 
 
 cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const ct_key_t* k,
@@ -348,7 +347,6 @@ cdef void _one(ct_table_t* t, pkt_meta_t* p, const uint8_t* pkt, int kind, const
                 _related(t, f, fid, p)
             return
         if _hit(t, f, fid, dir, p, pkt, now) == HIT_OK:
-            t.c[C_HITS] += 1
             if p.frag == FRAG_FIRST:
                 ct_frag_note(t, p, k, fid, dir, now)
             return
@@ -410,7 +408,7 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     cdef uint64_t muts[NCS]
     cdef int dir
     cdef uint32_t fid
-    cdef uint64_t n_look = 0, n_hit = 0, n_miss = 0
+    cdef uint64_t n_look = 0, n_hit = 0, n_miss = 0, n_rel = 0, n_err = 0
     cdef pkt_meta_t* p
     cdef ct_key_t* k
     t.epoch += 1
@@ -500,6 +498,13 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
                     p.ct_state = CT_NEW
                 else:
                     _one(t, p, b.buf + p.off, kinds[i], &keys[i], hs[i], pos[i], _now(t, p, now_ns))
+                    # every looked-up packet is one of: hit, miss, related, error without a flow
+                    if p.ct_state == CT_RELATED:
+                        n_rel += 1
+                    elif p.ct_state == CT_NONE:
+                        n_err += 1
+                    elif p.ct_state != CT_NEW:
+                        n_hit += 1
                 if p.ct_state == CT_NEW:
                     n_miss += 1
                     if kinds[i] == K_FLOW:
@@ -509,6 +514,8 @@ cdef void ct_lookup_batch(Conntrack ct, Batch b, uint64_t now_ns) noexcept nogil
     t.c[C_LOOKUPS] += n_look
     t.c[C_HITS] += n_hit
     t.c[C_MISSES] += n_miss
+    t.c[C_RELATED] += n_rel
+    t.c[C_ERRORS_NO_FLOW] += n_err
 
 
 # ---------------------------------------------------------------- the slow path: new flows
@@ -671,12 +678,13 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
             drop(p, ST_CONNTRACK, R_FRAG_NO_FLOW)
             return NO_ID
         _one(t, p, pkt, kind, &k, 0, 0, now_ns)
+        t.c[C_CREATE_HITS] += 1
         return p.flow_id
     h = ct_key_hash(t, &k)
     # the flow may exist by now (an earlier packet of this batch created it)
     _one(t, p, pkt, kind, &k, h, ct_home_slot(t, h), now_ns)
     if kind == K_ERROR or p.flow_id != NO_ID:
-        if p.flow_id != NO_ID and kind == K_FLOW:
+        if p.flow_id != NO_ID:
             t.c[C_CREATE_HITS] += 1
         return p.flow_id
     # may this packet open a flow?

@@ -91,23 +91,26 @@ cdef enum:  # TcpTrack
 
 # Table-wide counters (ct_table_t.c).
 cdef enum:  # CtCounter
+    # the fast path sorts every packet it looks up into exactly one of hits, misses,
+    # related and errors_no_flow: lookups is their sum
     C_LOOKUPS = 0           # packets looked up (fast path)
-    C_HITS = 1
-    C_MISSES = 2
+    C_HITS = 1              # packets of a known flow (later fragments matched by IP ID too)
+    C_MISSES = 2            # packets of no known flow: the slow path (new flows)
     C_INSERTS = 3
     C_EVICTIONS = 4         # early drops of non-assured flows on a full table
     C_EXPIRIES = 5          # flows removed because their timeout passed
     C_INVALID = 6           # packets that fit no TCP state
     C_TABLE_FULL = 7        # new flows refused: R_CT_TABLE_FULL
     C_PORTS_EXHAUSTED = 8   # new flows refused: R_NAT_PORTS_EXHAUSTED
-    C_RELATED = 9           # ICMP errors matched to a flow
-    C_FRAG_HITS = 10        # later fragments matched by IP ID
+    C_RELATED = 9           # ICMP errors matched to a flow (fast path)
+    C_FRAG_HITS = 10        # later fragments matched by IP ID (fast path: hits; slow path: create_hits)
     C_FRAG_NO_FLOW = 11     # later fragments dropped: R_FRAG_NO_FLOW
     C_FLUSHED = 12          # flows removed by the flush API
     C_PORT_REMAPS = 13      # source ports changed to keep a reply tuple unique
     C_REOPENED = 14         # TCP flows in TIME_WAIT/CLOSE replaced by a new SYN
-    C_CREATE_HITS = 15      # ct_create found the flow already there (same batch)
-    N_CT_COUNTERS = 16
+    C_CREATE_HITS = 15      # of the misses: the slow path found the flow (made earlier in the batch)
+    C_ERRORS_NO_FLOW = 16   # ICMP errors quoting no known flow (fast path)
+    N_CT_COUNTERS = 17
 
 ctypedef struct ct_flow_t:
     # line 0

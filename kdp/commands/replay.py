@@ -22,6 +22,7 @@ packet once where it ended, and each node's own counters below it.
 import json
 import sys
 
+from kdp.commands.common import add_cluster_option, console
 from kdp.errors import KdpError
 
 
@@ -30,9 +31,7 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="output capture of transmitted packets (.pcap or .pcapng; - writes "
                              "classic pcap to standard output)")
-    parser.add_argument("--cluster", metavar="PATH", action="append", default=[],
-                        help="Kubernetes manifests (file or directory; repeatable). "
-                             "Without it kdp routes everything to the uplink.")
+    add_cluster_option(parser, extra_help=". Without it kdp routes everything to the uplink.")
     parser.add_argument("--node", metavar="NAME[,NAME...]",
                         help="the node kdp plays (a NodeConfig or Node name); several, comma-separated, "
                              "for a multi-node replay")
@@ -84,16 +83,15 @@ def run(args):
 
 def _print(args, result, print_summary):
     """The summary; on stderr when standard output carries the capture or the log."""
+    from kdp.summary import print_diagnostics
     stdout_taken = "-" in (args.output, args.log)
     if args.json:
         out = sys.stderr if stdout_taken else sys.stdout
         json.dump(result.to_json(), out, indent=2)
         out.write("\n")
-    elif stdout_taken:
-        from rich.console import Console
-        print_summary(result, console=Console(stderr=True))
+        print_diagnostics(result)
     else:
-        print_summary(result)
+        print_summary(result, console=console(stderr=stdout_taken))
 
 
 def _run_nodes(args, names):

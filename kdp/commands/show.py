@@ -9,28 +9,33 @@
                      apply (admin tier, NetworkPolicy, baseline tier, in evaluation
                      order) and what happens to flows no rule decides
 
---cluster takes files and/or directories (repeatable). Objects of kinds kdp
-does not use are skipped with a notice on stderr. --json prints JSON.
+--cluster takes a file or a directory; repeat it for several. Objects of kinds kdp
+does not use are skipped with a notice on stderr. --json prints JSON (snake_case keys,
+as kdp replay --json).
 """
 import json
 import sys
+
+from kdp.commands.common import add_cluster_option, console, hostport, snake_keys
 
 WHAT = ("services", "endpoints", "routes", "dns", "policy")
 
 
 def add_arguments(parser):
     parser.add_argument("what", choices=WHAT, help="which table to print")
-    parser.add_argument("--cluster", nargs="+", action="extend", required=True, metavar="PATH",
-                        help="snapshot files or directories (YAML or JSON)")
+    add_cluster_option(parser, required=True)
     parser.add_argument("--node", help="the node to compile for (default: the snapshot's only NodeConfig/Node)")
     parser.add_argument("--pod", metavar="NS/NAME", help="policy: only this local pod")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _services_text(rows):
-    out = []
+def _services_table(rows):
+    from rich.table import Table
+    t = Table(box=None, pad_edge=False)
+    for col in ("id", "service-port", "type", "family", "proto", "frontends", "backends", "local", "options"):
+        t.add_column(col, justify="right" if col in ("id", "backends", "local") else "left")
     for r in rows:
-        fronts = ", ".join(f"{f['kind']} {f['address']}:{f['port']}" for f in r["frontends"])
+        fronts = "\n".join(f"{f['kind']} {hostport(f['address'], f['port'])}" for f in r["frontends"])
         flags = []
         if r["externalTrafficPolicy"] == "Local":
             flags.append("eTP=Local")
@@ -44,42 +49,47 @@ def _services_text(rows):
         if hc:
             flags.append(f"healthCheck={hc['nodePort']}:{hc['status']} "
                          f"({hc['localEndpoints']} local ready endpoint{'s' * (hc['localEndpoints'] != 1)})")
-        out.append(f"{r['id']:>5}  {r['name']:<40} {r['type']:<12} {r['family']} {r['protocol']:<4} "
-                   f"backends={r['backends']}" + (f" local={r['localBackends']}" if r["localBackends"] else "")
-                   + (f"  [{' '.join(flags)}]" if flags else ""))
-        out.append(f"       {fronts}")
-    return out
+        t.add_row(str(r["id"]), r["name"], r["type"], r["family"], r["protocol"], fronts,
+                  str(r["backends"]), str(r["localBackends"]) if r["localBackends"] else "", " ".join(flags))
+    return t
 
 
-def _endpoints_text(rows):
-    out = []
+def _endpoints_table(rows):
+    from rich.table import Table
+    t = Table(box=None, pad_edge=False)
+    for col in ("id", "service-port", "endpoint", "node", "state", "backend"):
+        t.add_column(col, justify="right" if col == "id" else "left")
     for r in rows:
-        out.append(f"{r['id']:>5}  {r['name']} ({r['family']}, maglev {r['maglevSize']})")
-        if not r["backends"] and not r["localBackends"]:
-            out.append("       (no endpoints: rejects)")
-        for b in r["backends"]:
-            out.append(f"       #{b['id']:<6} {b['address']}:{b['port']}" + ("  local" if b["local"] else ""))
-        if r["localBackends"]:
-            out.append("       local-policy set: " + ", ".join(f"#{b['id']}" for b in r["localBackends"]))
-    return out
+        ids = {(b["address"], b["port"]): b["id"] for b in r["backends"] + r["localBackends"]}
+        local = {(b["address"], b["port"]) for b in r["localBackends"]}
+        if not r["endpoints"]:
+            t.add_row(str(r["id"]), r["name"], "(no endpoints: rejects)", "", "", "")
+        for k, e in enumerate(r["endpoints"]):
+            key = (e["address"], e["port"])
+            use = f"#{ids[key]}" + (" local-policy set" if key in local else "") if e["inUse"] else "not used"
+            t.add_row(str(r["id"]) if k == 0 else "", r["name"] if k == 0 else "",
+                      hostport(e["address"], e["port"]), e["node"] or "", e["state"], use)
+    return t
 
 
-def _routes_text(rows):
-    out = []
+def _routes_table(rows):
+    from rich.table import Table
+    t = Table(box=None, pad_edge=False)
+    for col in ("prefix", "kind", "target", "via", "details"):
+        t.add_column(col)
     for r in rows:
-        line = f"{r['prefix']:<28} {r['kind']:<10} {r['target']}" + (f" via {r['via']}" if r["via"] else "")
+        details = []
         if r.get("encap", "None") != "None":
-            line += f" encap {r['encap']}"
-            if r["encap"] == "VXLAN":
-                line += f" (port {r['vxlanPort']}, vni {r['vni']})"
+            details.append(f"encap {r['encap']}" + (f" (port {r['vxlanPort']}, vni {r['vni']})"
+                                                      if r["encap"] == "VXLAN" else ""))
         if r.get("ipPool"):
-            line += f" pool {r['ipPool']}"
+            details.append(f"pool {r['ipPool']}")
         if r.get("onlink"):
-            line += " onlink"
+            details.append("onlink")
         if r.get("mtu"):
-            line += f" mtu {r['mtu']}"
-        out.append(line)
-    return out
+            details.append(f"mtu {r['mtu']}")
+        t.add_row(r["prefix"], r["kind"], r["target"], r["via"] or "", " ".join(details))
+    return t
 
 
 def _policy_text(rows):
@@ -155,16 +165,14 @@ def _dns(cluster, as_json):
         why = ("dns.enabled is false" if not cfg.enabled else
                "no dns.listen and no kube-system/kube-dns Service to take the address from")
         if as_json:
-            json.dump({"node": cluster.node, "dns": None, "why": why}, sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            _json({"node": cluster.node, "dns": None, "why": why})
         else:
             print(f"# node {cluster.node}: cluster DNS is not answered by kdp ({why})")
         return 0
     encode(zone)                                    # the serial
     view = zone_view(zone)
     if as_json:
-        json.dump({"node": cluster.node, "dns": view}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _json({"node": cluster.node, "dns": view})
         return 0
     print(f"# node {cluster.node}: zone {view['zone']} answered at {', '.join(view['listen'])} "
           f"(UDP), ttl {view['ttl']}, pods {view['pods']}, serial {view['serial']}: "
@@ -187,8 +195,7 @@ def run(args):
     if args.what == "policy":
         rows = _policy_rows(cluster, tables, args.pod)
         if args.json:
-            json.dump({"node": cluster.node, "policy": rows}, sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            _json({"node": cluster.node, "policy": rows})
             return 0
         print(f"# node {cluster.node}: {len(rows)} local pods")
         for line in _policy_text(rows):
@@ -197,11 +204,16 @@ def run(args):
     rows = {"services": tables.services_view, "endpoints": tables.endpoints_view,
             "routes": tables.routes_view}[args.what]()
     if args.json:
-        json.dump({"node": cluster.node, args.what: rows}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _json({"node": cluster.node, args.what: rows})
         return 0
-    text = {"services": _services_text, "endpoints": _endpoints_text, "routes": _routes_text}[args.what](rows)
-    print(f"# node {cluster.node}: {len(rows)} {args.what}")
-    for line in text:
-        print(line)
+    table = {"services": _services_table, "endpoints": _endpoints_table, "routes": _routes_table}[args.what](rows)
+    out = console()
+    out.print(f"# node {cluster.node}: {len(rows)} {args.what}", highlight=False)
+    out.print(table)
     return 0
+
+
+def _json(value):
+    """--json: kdp's JSON key style (snake_case) on standard output."""
+    json.dump(snake_keys(value), sys.stdout, indent=2)
+    sys.stdout.write("\n")

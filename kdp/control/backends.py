@@ -121,3 +121,31 @@ def local_ready_endpoints(svc, fam, slices, node, local_ips):
             n += sum(1 for ep in sl.endpoints if ep.addresses and ep.ready and
                      (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
     return n
+
+
+def endpoint_states(port_name, protocol, target_port, fam, slices):
+    """Every endpoint the slices give one Service port and family, with its conditions:
+    [(IP, port, node name or None, state)], state "ready", "terminating" (serving while
+    it terminates: used when no endpoint is ready), "terminating, not serving" or "not
+    ready". Sorted, unique."""
+    named = target_port if isinstance(target_port, str) else None
+    out = {}
+    for sl in slices:
+        if sl.address_type != fam:
+            continue
+        port = next((pnum for pname, proto, pnum in sl.ports if proto == protocol and pname == port_name), None)
+        if port is None and named is not None:
+            port = next((pnum for pname, proto, pnum in sl.ports if proto == protocol and pname == named), None)
+        if port is None:
+            continue
+        for ep in sl.endpoints:
+            if not ep.addresses:
+                continue
+            if ep.ready:
+                state = "ready"
+            elif ep.terminating:
+                state = "terminating" if ep.serving else "terminating, not serving"
+            else:
+                state = "not ready"
+            out.setdefault((ep.addresses[0], port), (ep.node_name, state))
+    return [(ip, port, node, state) for (ip, port), (node, state) in sorted(out.items())]

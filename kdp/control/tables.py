@@ -11,7 +11,8 @@ the cluster has.
 """
 from kdp._fast import service as fast
 from kdp.control import addr
-from kdp.control.backends import backend_array, backend_ip, endpoint_sets, local_ready_endpoints
+from kdp.control.backends import (backend_array, backend_ip, endpoint_sets, endpoint_states,
+                                  local_ready_endpoints)
 from kdp.control.model import PROTOCOL_NAMES, EndpointSlice, Origin
 from kdp.control.validate import Problems, parse_object
 from kdp.errors import ConfigError
@@ -198,6 +199,12 @@ class CompiledTables:
                 entry[label] = [{"id": int(b["id"]), "address": addr.format_ip(backend_ip(b)),
                                  "port": int(b["port"]), "local": bool(b["local"])}
                                 for b in self.service.backends(r.id, local)]
+            serving = {(b["address"], b["port"]) for b in entry["backends"] + entry["localBackends"]}
+            entry["endpoints"] = [
+                {"address": addr.format_ip(ip), "port": port, "node": node, "state": state,
+                 "inUse": (addr.format_ip(ip), port) in serving}
+                for ip, port, node, state in endpoint_states(r.port_name, r.protocol, r.target_port, r.ip_ver,
+                                                             self.cluster.slices_for(r.key))]
             out.append(entry)
         return out
 
