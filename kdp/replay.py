@@ -48,14 +48,16 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             if n == 0:
                 break
             dp.process(batch, vlog)
+            first_frame = None
             if output is not None:
                 if writer is None:
                     writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+                first_frame = writer.packets
                 writer.write(batch)
                 if len(dp.extra):           # IPv4 fragments made from the batch, after it
                     writer.write(dp.extra)
             if vlog is not None:
-                vlog.write(batch)
+                vlog.write(batch, first_frame=first_frame)
             if bar is not None:
                 bar.advance(reader.position)
         if output is not None and writer is None:

@@ -109,3 +109,24 @@ def test_the_conntrack_counters_of_a_replay_add_up(tmp_path, capture):
     assert ct["lookups"] > 0
     assert ct["lookups"] == ct["hits"] + ct["misses"] + ct["related"] + ct["errors_no_flow"]
     assert ct["create_hits"] <= ct["misses"] and ct["inserts"] <= ct["misses"]
+
+
+@pytest.mark.parametrize("capture", ["sample.pcap", "sample.pcapng"])
+def test_each_log_line_names_its_time_and_its_frame_in_the_output(tmp_path, capture):
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap
+    out, log = tmp_path / "o.pcap", tmp_path / "v.jsonl"
+    run = kdp("replay", ROOT / "pcaps" / capture, "--cluster", SAMPLE_CLUSTER, "--node", "node-1",
+              "-o", out, "--log", log)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    written = rdpcap(str(out))
+    sent = [line for line in lines if line["frame"] is not None]
+    assert [line["frame"] for line in sent] == list(range(1, len(written) + 1))
+    assert all(line["verdict"] in ("forward", "reject", "reply") for line in sent)
+    assert all(line["frame"] is None for line in lines if line["verdict"] in ("drop", "local"))
+    for line in sent:
+        frame = written[line["frame"] - 1]
+        assert abs(float(frame.time) - line["ts"]) < 1e-6
+        if line["verdict"] == "forward" and IP in frame and not line.get("tunnel"):
+            assert (frame[IP].src, frame[IP].dst) == (line["src"], line["dst"])

@@ -1,7 +1,10 @@
 # cython: boundscheck=False, wraparound=False
 """Formats the verdict log (JSON Lines) for a batch without Python per packet.
 
-Each line: index, verdict, reason, in_port, out_port, proto, src, dst, sport,
+Each line: index, ts (the packet's capture time, seconds since the epoch with
+nanosecond digits), frame (its frame number in the output capture, 1-based; null
+when it was not transmitted or nothing is written), verdict, reason, in_port,
+out_port, proto, src, dst, sport,
 dport (the packet as transmitted, or as it stood when dropped), ct, service,
 policy (for packets a policy judged: what decided their egress and their ingress,
 each a label or null; null otherwise), orig (the tuple as received), and dns
@@ -204,8 +207,9 @@ cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept n
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
                         uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
                         NameTable policies, char* out, const char* node, const uint64_t* indices,
-                        const uint8_t* hops) noexcept nogil:
+                        const uint8_t* hops, int64_t first_frame) noexcept nogil:
     cdef Py_ssize_t i, n = 0
+    cdef int64_t frame = first_frame
     cdef pkt_meta_t* p
     cdef const char* proto
     cdef orig_tuple_t inner
@@ -218,9 +222,19 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
         tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
         ip_ver = inner.ip_ver if tunnelled else p.ip_ver
         pr = inner.proto if tunnelled else p.proto
-        n += snprintf(out + n, MAX_LINE, "{\"index\":%llu,\"verdict\":\"%s\",\"reason\":%s,"
-                      "\"in_port\":%s,\"out_port\":%s,\"proto\":",
+        n += snprintf(out + n, MAX_LINE, "{\"index\":%llu,\"ts\":%llu.%09llu,",
                       <unsigned long long>(indices[i] if indices != NULL else first_index + i),
+                      <unsigned long long>(p.ts_ns // 1000000000ULL),
+                      <unsigned long long>(p.ts_ns % 1000000000ULL))
+        # the packet's frame number (1-based) in the output capture, which writes the
+        # transmitted packets in batch order
+        if first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY):
+            frame += 1
+            n += snprintf(out + n, 32, "\"frame\":%lld,", <long long>frame)
+        else:
+            n += snprintf(out + n, 16, "\"frame\":null,")
+        n += snprintf(out + n, MAX_LINE, "\"verdict\":\"%s\",\"reason\":%s,"
+                      "\"in_port\":%s,\"out_port\":%s,\"proto\":",
                       _verdict_name(p.verdict),
                       reasons.get(p.reason), ports.get(-1 if p.in_port == NO_PORT else p.in_port),
                       ports.get(-1 if p.out_port == NO_PORT else p.out_port))
@@ -355,10 +369,13 @@ cdef class VerdictLog:
         """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
         self.dns_notes = notes
 
-    def write(self, Batch b, indices=None, hops=None):
+    def write(self, Batch b, indices=None, hops=None, first_frame=None):
         """One line per packet of b. `indices` (uint64 per packet) numbers the lines
-        instead of the running count, `hops` (uint8) gives their hop (multi-node)."""
+        instead of the running count, `hops` (uint8) gives their hop (multi-node).
+        `first_frame`: how many packets the output capture held before this batch's
+        transmitted ones (their `frame` numbers follow it); None: no output, frame null."""
         cdef Py_ssize_t n
+        cdef int64_t ff = -1 if first_frame is None else <int64_t>first_frame
         cdef char* out = <char*>cnp.PyArray_DATA(self.scratch)
         cdef const orig_tuple_t* orig = <const orig_tuple_t*>cnp.PyArray_DATA(self.orig)
         cdef const char* node = NULL
@@ -387,6 +404,6 @@ cdef class VerdictLog:
             hop = <const uint8_t*>cnp.PyArray_DATA(hops)
         with nogil:
             n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
-                        self.policies, out, node, idx, hop)
+                        self.policies, out, node, idx, hop, ff)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count
