@@ -23,7 +23,12 @@ from kdp.reasons import Reason, Stage
 
 
 class Dataplane:
-    """`tables`: CompiledTables of the node (None: a plain router); `ports`: PortTable."""
+    """One node's data plane: the pipeline, its tables, conntrack and counters.
+
+    Dataplane.from_snapshot(paths, node) compiles a snapshot; `process(batch)` runs a
+    batch; `reload(paths)` swaps new tables in between batches; `verdict_log(file, n)`
+    makes the JSON Lines writer replay uses. Direct construction: `tables` are the
+    node's CompiledTables (None: a plain router), `ports` a kdp.ports.PortTable."""
 
     def __init__(self, tables=None, ports=None):
         self.ports = ports or PortTable()
@@ -130,6 +135,14 @@ class Dataplane:
         return self.pipeline.verdicts
 
     def process(self, batch, log=None):
+        """Run one Batch through the node's pipeline, in place.
+
+        Every packet gets a verdict, a stage and a reason in `batch.meta` (read them with
+        kdp.results), and its bytes are rewritten as it leaves (NAT, TTL, tunnel headers,
+        Ethernet addresses); IPv4 fragments kdp makes go to `self.extra`. The counters
+        (`self.counters[stage, reason]`) grow by exactly the batch's packet count.
+        `log`: a VerdictLog (`verdict_log`) that records the tuples as received; write
+        the batch's lines with `log.write(batch)` afterwards."""
         self.pipeline.run(batch, log)
 
     def flow_counters(self):
