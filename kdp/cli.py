@@ -11,6 +11,7 @@ COMMANDS = {
     "replay": "Run a capture through the data plane and write what it transmits.",
     "show": "Print the compiled tables of a cluster snapshot.",
     "bench": "Measure kdp beside its peers, in one run.",
+    "snapshot": "Write a cluster snapshot from a live cluster (the official Kubernetes client).",
 }
 
 
