@@ -3,10 +3,11 @@ count as the cluster's own (and so are not masqueraded on their way to a Cluster
 NodePorts reached at 127.0.0.1 from the node itself (iptables mode)."""
 import pytest
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 
 from kdp.reasons import Reason, Verdict
-from kdptest import (CLIENT, NODE1, OUTSIDE, WEB2, Harness, base_objects, endpoint, endpoint_slice,
-                     port, service)
+from kdptest import (CLIENT, CLIENT6, NODE1, NODE1_V6, OUTSIDE, WEB2, WEB2_6, Harness, base_objects,
+                     endpoint, endpoint_slice, port, service)
 
 VIP = "10.96.0.10"
 
@@ -34,6 +35,34 @@ def test_with_a_cluster_cidr_off_cluster_sources_are_masqueraded(tmp_path):
     h = Harness(tmp_path, world())
     assert h.send(syn(CLIENT, VIP, 80)).ip.src == CLIENT
     assert h.send(syn(OUTSIDE, VIP, 80)).ip.src == NODE1
+
+
+def dual_stack_world(**config):
+    return world(**config) + [
+        service("web6", [port("http", 80, 8080)], cluster_ips=("fd00:96::10",)),
+        endpoint_slice("web6", [("http", "TCP", 8080)], [endpoint(WEB2_6, "node-2")], family="IPv6")]
+
+
+@pytest.mark.parametrize("config", [{"clusterCIDRs": ["10.244.0.0/16"]},
+                                    {"localTrafficDetection": "NodeCIDR", "podCIDRs": ["10.244.1.0/24"]}])
+def test_a_family_without_a_cidr_of_its_own_has_no_detector(tmp_path, config):
+    # kube-proxy builds one detector per family; IPv6 here gets the no-op one
+    h = Harness(tmp_path, dual_stack_world(**config))
+    for src in (CLIENT6, "2001:db8::7"):
+        sent = h.send(IPv6(src=src, dst="fd00:96::10") / TCP(sport=40000, dport=80, flags="S"))
+        assert sent.verdict == Verdict.FORWARD and sent.ip.src == src and sent.ip.dst == WEB2_6
+    # IPv4 keeps its detector: off-cluster sources are masqueraded
+    assert h.send(syn(OUTSIDE, VIP, 80)).ip.src == NODE1
+    assert h.send(syn(CLIENT, VIP, 80)).ip.src == CLIENT
+    field = "clusterCIDRs" if "clusterCIDRs" in config else "podCIDRs"
+    assert any(f"no IPv6 prefix in spec.{field}" in n for n in h.dp.node.cluster.notices)
+
+
+def test_both_families_with_a_cidr_masquerade_off_cluster_ipv6(tmp_path):
+    h = Harness(tmp_path, dual_stack_world())
+    sent = h.send(IPv6(src="2001:db8::7", dst="fd00:96::10") / TCP(sport=40000, dport=80, flags="S"))
+    assert sent.ip.src == NODE1_V6
+    assert not any("prefix in spec.clusterCIDRs" in n for n in h.dp.node.cluster.notices)
 
 
 def test_an_empty_cluster_cidr_list_turns_detection_off_with_a_notice(tmp_path):

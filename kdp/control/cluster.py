@@ -187,6 +187,16 @@ class Cluster:
                                 f"traffic detection is off, as kube-proxy's without --cluster-cidr "
                                 f"(localTrafficDetection: None)")
             cfg.local_traffic_detection = "None"
+        elif cfg.local_traffic_detection in ("ClusterCIDR", "NodeCIDR"):
+            # kube-proxy builds one detector per family: a family of the node's without a
+            # CIDR gets the no-op one (its ClusterIP traffic is never masqueraded for
+            # coming from outside the cluster)
+            field = "clusterCIDRs" if cfg.local_traffic_detection == "ClusterCIDR" else "podCIDRs"
+            have = {p[0] for p in (cfg.cluster_cidrs if field == "clusterCIDRs" else cfg.pod_cidrs)}
+            for fam in sorted({ip[0] for ip in cfg.node_addresses} - have if have else ()):
+                self.notices.append(f"NodeConfig {self.node}: no IPv{fam} prefix in spec.{field}: no "
+                                    f"IPv{fam} traffic is local ({cfg.local_traffic_detection} detection "
+                                    f"has no detector for the family, as kube-proxy)")
         if cfg.localhost_node_ports_set and cfg.localhost_node_ports and cfg.proxy_mode != "iptables":
             self.notices.append(f"NodeConfig {self.node}: spec.localhostNodePorts applies to the iptables "
                                 f"proxy mode only (kube-proxy ignores it in {cfg.proxy_mode} mode)")

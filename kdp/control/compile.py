@@ -107,6 +107,23 @@ def localhost_node_ports(cfg):
                for item in setting)
 
 
+def local_traffic_cidrs(cfg):
+    """The source prefixes that are local traffic under the CIDR modes of local-traffic
+    detection: the cluster CIDRs (ClusterCIDR) or this node's pod CIDRs (NodeCIDR)."""
+    return {"NodeCIDR": cfg.pod_cidrs, "ClusterCIDR": cfg.cluster_cidrs}.get(cfg.local_traffic_detection, [])
+
+
+def detector_families(cfg):
+    """The IP families kube-proxy has a local-traffic detector for: it builds one per
+    family, from a CIDR of that family under ClusterCIDR / NodeCIDR (a family without
+    one gets the no-op detector: nothing is local, and the rules that need a detector
+    are left out), for both under the interface modes, for none under None."""
+    detection = cfg.local_traffic_detection
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        return {4, 6}
+    return {p[0] for p in local_traffic_cidrs(cfg)}
+
+
 def _previous_ids(previous, infos):
     """For each new record, the previous tables' id of the same service-port (or NO_ID)."""
     old = {(r.name, r.ip_ver, r.protocol, r.port): r.id for r in previous.records}
@@ -252,11 +269,14 @@ def _compile(cluster, previous):
     if cfg.masquerade_all:
         mode |= fast.MODE_MASQ_ALL
     detection = cfg.local_traffic_detection
-    if detection == "None":
-        mode |= fast.MODE_LOCAL_NONE
-    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
         mode |= fast.MODE_LOCAL_PORT        # the pod ports are named by node assembly
-    local_cidrs = {"NodeCIDR": cfg.pod_cidrs, "ClusterCIDR": cfg.cluster_cidrs}.get(detection, [])
+    local_cidrs = local_traffic_cidrs(cfg)
+    families = detector_families(cfg)
+    if 4 not in families:
+        mode |= fast.MODE_NO_DETECTOR4
+    if 6 not in families:
+        mode |= fast.MODE_NO_DETECTOR6
     primary = cluster.primary_addresses()
     snat4 = primary[4][1] if 4 in primary else None
     snat6 = addr.a4_a6(primary[6])[1] if 6 in primary else None

@@ -31,7 +31,8 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
 * local traffic (localTrafficDetection): a source inside the cluster CIDRs
   (ClusterCIDR) or this node's pod CIDRs (NodeCIDR), a packet that arrived on a
   pod's interface (InterfaceNamePrefix, BridgeInterface), nothing (None: the
-  no-op detector, whose rules are left out).
+  no-op detector, whose rules are left out). One detector per IP family: under
+  ClusterCIDR / NodeCIDR a family without a CIDR of its own has the no-op one.
 * masquerade: ClusterIP traffic when masqueradeAll or the source is not local
   (never for that reason without a detector); external traffic under the Cluster
   policy; always when the chosen backend is the client itself (hairpin). The
@@ -206,18 +207,20 @@ def decide(cluster, proto, src, dst, dport, from_pod_port=False):
     if not cluster_set and not local_set:
         return _verdict(REJECT, Reason.SVC_NO_ENDPOINTS, name)
     detection = cfg.local_traffic_detection
-    if detection == "None":
-        from_pod = False
-    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+    local_cidrs = [p for p in (cfg.pod_cidrs if detection == "NodeCIDR" else cfg.cluster_cidrs) if p[0] == fam]
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        detector = True
         from_pod = from_pod_port
-    else:
-        local_cidrs = cfg.pod_cidrs if detection == "NodeCIDR" else cfg.cluster_cidrs
+    elif detection in ("ClusterCIDR", "NodeCIDR") and local_cidrs:
+        detector = True                # one detector per family, from a CIDR of the family
         from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
+    else:
+        detector = from_pod = False    # None, or no CIDR of the family: the no-op detector
     from_node = src_ip in cfg.node_addresses or (fam == 4 and src_ip[1] >> 24 == 127)
     masq, use_local = False, False
     if kind == "cluster":
         use_local = svc.internal_policy_local
-        masq = cfg.masquerade_all or (not from_pod and detection != "None")
+        masq = cfg.masquerade_all or (not from_pod and detector)
     elif not svc.external_policy_local:
         masq = True
     elif from_pod:
