@@ -56,6 +56,35 @@ def test_show_services_reports_what_the_health_server_answers(tmp_path):
     assert rows["shop/lb2:http"]["health_check"] == {"node_port": HC + 1, "local_endpoints": 0, "status": 503}
 
 
+def test_a_local_pod_serving_two_ports_is_one_endpoint_to_the_health_server(tmp_path):
+    # kube-proxy's LocalReadyEndpoints counts distinct addresses over the Service's ports
+    svc = service("lb", [port("http", 80, 8080, node_port=30081), port("https", 443, 8443, node_port=30082)],
+                  cluster_ips=("10.96.0.40",), type="LoadBalancer", externalTrafficPolicy="Local",
+                  healthCheckNodePort=HC)
+    sl = endpoint_slice("lb", [("http", "TCP", 8080), ("https", "TCP", 8443)],
+                        [endpoint(WEB1, "node-1"), endpoint("10.244.1.11", "node-1"), endpoint(WEB2, "node-2")])
+    rows = show_services(tmp_path, base_objects() + [svc, sl])
+    for name in ("shop/lb:http", "shop/lb:https"):
+        assert rows[name]["health_check"] == {"node_port": HC, "local_endpoints": 2, "status": 200}
+
+
+@pytest.mark.parametrize("config, served", [
+    ({}, {NODE1}),                                      # nftables: the primary address only
+    ({"nodePortAddresses": ["all"]}, {NODE1, "10.0.0.11"}),
+    ({"proxyMode": "iptables"}, {NODE1, "10.0.0.11"}),  # unset in iptables mode: every address
+    ({"nodePortAddresses": ["10.0.0.0/8"]}, {"10.0.0.11"}),
+])
+def test_the_health_server_listens_on_the_nodeport_addresses(tmp_path, config, served):
+    # kube-proxy's health server binds the NodePort addresses (every address when they
+    # match all); on another node address nothing listens: plain local delivery
+    objs = base_objects(nodeAddresses=[NODE1, "10.0.0.11"], **config) + lb(endpoints=[endpoint(WEB1, "node-1")])
+    h = Harness(tmp_path, objs)
+    for k, dst in enumerate((NODE1, "10.0.0.11")):
+        sent = h.send(IP(src=OUTSIDE, dst=dst) / TCP(sport=50000 + k, dport=HC, flags="S"))
+        assert sent.verdict == Verdict.LOCAL
+        assert sent.reason == (Reason.SVC_HEALTH_CHECK if dst in served else Reason.LOCAL_DELIVERY), dst
+
+
 def test_the_text_table_shows_the_health_state(tmp_path):
     snap = write_snapshot(tmp_path / "snap", base_objects() + lb(endpoints=[endpoint(WEB2, "node-2")]))
     run = subprocess.run([sys.executable, "-m", "kdp.cli", "show", "services", "--cluster", str(snap),

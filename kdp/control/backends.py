@@ -107,20 +107,19 @@ def topology_mode(ready_hints, node, zone):
     return ""
 
 
-def local_ready_endpoints(svc, fam, slices, node, local_ips):
+def local_ready_endpoints(fam, slices, node, local_ips):
     """What kube-proxy's health server reports for a Service on this node (its
-    healthCheckNodePort): the local, ready endpoints of the family, counted once per
-    Service port as kube-proxy's LocalReadyEndpoints counts them (terminating ones never
-    count). HTTP 200 when there is one, else 503 (load balancers then skip the node)."""
-    n = 0
-    for sp in svc.ports:
-        for sl in slices:
-            if sl.address_type != fam or not any(proto == sp.protocol and pname in (sp.name, sp.target_port)
-                                                 for pname, proto, _ in sl.ports):
-                continue
-            n += sum(1 for ep in sl.endpoints if ep.addresses and ep.ready and
-                     (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
-    return n
+    healthCheckNodePort): how many distinct addresses of the family its local, ready
+    endpoints have, over all the Service's ports (kube-proxy's LocalReadyEndpoints counts
+    a pod serving two ports once; terminating endpoints never count). HTTP 200 when
+    there is one, else 503 (load balancers then skip the node)."""
+    ips = set()
+    for sl in slices:
+        if sl.address_type != fam or not sl.ports:
+            continue
+        ips.update(ep.addresses[0] for ep in sl.endpoints if ep.addresses and ep.ready and
+                   (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
+    return len(ips)
 
 
 def endpoint_states(port_name, protocol, target_port, fam, slices):

@@ -92,6 +92,17 @@ def node_port_addresses(cluster):
     return out
 
 
+def health_check_addresses(cluster):
+    """Where kube-proxy's health check server listens (pkg/proxy/healthcheck): every
+    address when the NodePort addresses match all (iptables' default, "all", a /0
+    CIDR): None; else the node's NodePort addresses."""
+    cfg = cluster.config
+    setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
+    if any(item == "all" or (item != "primary" and item[2] == 0) for item in setting):
+        return None
+    return node_port_addresses(cluster)
+
+
 LOOPBACK4 = addr.parse_prefix("127.0.0.0/8")
 
 

@@ -186,7 +186,7 @@ class CompiledTables:
         svc = self.cluster.services.get(r.key)
         if svc is None or not svc.health_check_node_port:
             return None
-        n = local_ready_endpoints(svc, r.ip_ver, self.cluster.slices_for(r.key), self.cluster.node,
+        n = local_ready_endpoints(r.ip_ver, self.cluster.slices_for(r.key), self.cluster.node,
                                   self._local_ips)
         return {"nodePort": svc.health_check_node_port, "localEndpoints": n, "status": 200 if n else 503}
 
