@@ -95,6 +95,21 @@ def test_localhost_nodeport_is_not_a_service_otherwise(tmp_path, config):
     assert sent.service is None
 
 
+@pytest.mark.parametrize("addresses, served", [
+    (None, {"127.0.0.1", "127.0.0.2"}),                 # --dst-type LOCAL: all of 127/8
+    (["0.0.0.0/0"], {"127.0.0.1", "127.0.0.2"}),
+    (["127.0.0.0/8", "192.168.56.0/24"], {"127.0.0.1"}),  # CIDRs: the rules name lo's address
+])
+def test_localhost_nodeports_answer_where_kube_proxys_rules_jump(tmp_path, addresses, served):
+    config = {"proxyMode": "iptables"}
+    if addresses is not None:
+        config["nodePortAddresses"] = addresses
+    h = Harness(tmp_path, world(**config))
+    for k, dst in enumerate(("127.0.0.1", "127.0.0.2")):
+        sent = h.send(syn("127.0.0.1", dst, 30080, sport=40000 + k), in_port="host")
+        assert (sent.service == "shop/web:http") == (dst in served), dst
+
+
 def test_localhost_nodeport_from_the_wire_is_still_a_martian(tmp_path):
     h = Harness(tmp_path, world(proxyMode="iptables"))
     sent = h.send(syn(OUTSIDE, "127.0.0.1", 30080), in_port="uplink")

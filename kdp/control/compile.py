@@ -104,18 +104,24 @@ def health_check_addresses(cluster):
 
 
 LOOPBACK4 = addr.parse_prefix("127.0.0.0/8")
+LOCALHOST4 = addr.parse_prefix("127.0.0.1/32")
 
 
 def localhost_node_ports(cfg):
-    """Whether NodePorts answer on 127.0.0.0/8 to the node itself (kube-proxy's
-    --iptables-localhost-nodeports): iptables mode, IPv4, and NodePort addresses that
-    take in loopback (unset or "all" match every local address; a CIDR must hold
-    127.0.0.1). Such flows are masqueraded (their source is a LOCAL address)."""
+    """Where NodePorts answer the node itself on loopback (kube-proxy's
+    --iptables-localhost-nodeports; iptables mode, IPv4 only): [] when not at all;
+    [127.0.0.0/8] when the NodePort addresses match all (unset, "all", 0.0.0.0/0: its
+    `--dst-type LOCAL` rule takes in all of 127/8); [127.0.0.1/32] when a CIDR holds
+    127.0.0.1 (the rules then name lo's address). Such flows are masqueraded (their
+    source is a LOCAL address)."""
     if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
-        return False
+        return []
     setting = cfg.node_port_addresses or ["all"]
-    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
-               for item in setting)
+    if any(item == "all" or (item != "primary" and item[0] == 4 and item[2] == 0) for item in setting):
+        return [LOOPBACK4]
+    if any(item not in ("all", "primary") and addr.prefix_contains(item, LOCALHOST4[:2]) for item in setting):
+        return [LOCALHOST4]
+    return []
 
 
 def local_traffic_cidrs(cfg):
@@ -298,7 +304,7 @@ def _compile(cluster, previous):
         np.asarray(lo_off, dtype=np.uint32), np.asarray(lo_n, dtype=np.uint32),
         mode=mode, np_lo=cfg.node_port_range[0], np_hi=cfg.node_port_range[1],
         np_addrs=addr_array([addr.host_prefix(ip) for ip in np_addrs]
-                            + ([LOOPBACK4] if localhost_node_ports(cfg) else [])),
+                            + localhost_node_ports(cfg)),
         svc_cidrs=addr_array(cfg.service_cidrs), local_cidrs=addr_array(local_cidrs),
         node_addrs=addr_array([addr.host_prefix(ip) for ip in cfg.node_addresses]),
         src_ranges=addr_array(src_ranges), snat4=snat4, snat6=snat6,

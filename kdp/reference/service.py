@@ -37,7 +37,8 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
   (never for that reason without a detector); external traffic under the Cluster
   policy; always when the chosen backend is the client itself (hairpin). The
   node's own sources include loopback (iptables' --src-type LOCAL).
-* localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too.
+* localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too
+  (on 127.0.0.1 only when the NodePort addresses are CIDRs, one holding it).
 * topology hints (EndpointSlice hints.forNodes / forZones, which the EndpointSlice
   controller writes for trafficDistribution and topology-mode Auto): the cluster set
   keeps the ready endpoints hinted for this node when every ready endpoint has node
@@ -88,14 +89,18 @@ def node_port_addresses(cfg):
     return out
 
 
-def _localhost_node_ports(cfg):
-    """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): NodePorts also
-    on 127.0.0.0/8 when the NodePort addresses take in loopback (unset or "all"; a CIDR
-    holding 127.0.0.1)."""
-    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
+def _localhost_node_port(cfg, dst_ip):
+    """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): is dst_ip a
+    loopback address NodePorts answer on? Any of 127.0.0.0/8 when the NodePort
+    addresses match every local address (unset, "all", 0.0.0.0/0); 127.0.0.1 (lo's
+    address) when one of their CIDRs holds it."""
+    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports or dst_ip[0] != 4 or dst_ip[1] >> 24 != 127:
         return False
-    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
-               for item in (cfg.node_port_addresses or ["all"]))
+    setting = cfg.node_port_addresses or ["all"]
+    if "all" in setting or any(item != "primary" and item[:1] == (4,) and item[2] == 0 for item in setting):
+        return True
+    return dst_ip == (4, 0x7F000001) and any(item not in ("all", "primary") and addr.prefix_contains(item, dst_ip)
+                                             for item in setting)
 
 
 def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
@@ -186,7 +191,7 @@ def decide(cluster, proto, src, dst, dport, from_pod_port=False):
     fam = src_ip[0]
     nft = cfg.proxy_mode == "nftables"
     np_addrs = node_port_addresses(cfg)
-    if _localhost_node_ports(cfg) and fam == 4 and dst_ip[1] >> 24 == 127:
+    if _localhost_node_port(cfg, dst_ip):
         np_addrs = np_addrs | {dst_ip}
     match, live_vips = _match(cluster, proto, fam, dst_ip, dport, np_addrs)
     if match is None:                  # any protocol, as nftables' cluster-ips set
