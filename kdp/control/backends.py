@@ -19,6 +19,35 @@ def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips
     node's topology.kubernetes.io/zone label ("" when it has none)."""
     ready, fallback, lready, lfallback = {}, {}, {}, {}
     hints = {}
+    for ep, port in _port_endpoints(port_name, protocol, target_port, fam, slices):
+        ip = ep.addresses[0]
+        local = ep.node_name == node if ep.node_name else ip in local_ips
+        if ep.ready:
+            ready[(ip, port)] = local
+            hints[(ip, port)] = (ep.zone_hints, ep.node_hints)
+            if local:
+                lready[(ip, port)] = True
+        elif ep.serving and ep.terminating:
+            fallback[(ip, port)] = local
+            if local:
+                lfallback[(ip, port)] = True
+    mode = topology_mode(hints.values(), node, zone)
+    if mode == "node":
+        ready = {k: v for k, v in ready.items() if node in hints[k][1]}
+    elif mode == "zone":
+        ready = {k: v for k, v in ready.items() if zone in hints[k][0]}
+    chosen = ready or fallback
+    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
+    if not want_local:
+        return cluster, []
+    lchosen = lready or lfallback
+    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
+
+
+def _port_endpoints(port_name, protocol, target_port, fam, slices):
+    """(endpoint, backend port) for each endpoint with an address in the slices of
+    family `fam` that serve one Service port (the slice port of its name, else of its
+    named targetPort)."""
     named = target_port if isinstance(target_port, str) else None
     for sl in slices:
         if sl.address_type != fam:
@@ -35,30 +64,21 @@ def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips
         if port is None:
             continue
         for ep in sl.endpoints:
-            if not ep.addresses:
-                continue
-            ip = ep.addresses[0]
-            local = ep.node_name == node if ep.node_name else ip in local_ips
-            if ep.ready:
-                ready[(ip, port)] = local
-                hints[(ip, port)] = (ep.zone_hints, ep.node_hints)
-                if local:
-                    lready[(ip, port)] = True
-            elif ep.serving and ep.terminating:
-                fallback[(ip, port)] = local
-                if local:
-                    lfallback[(ip, port)] = True
-    mode = topology_mode(hints.values(), node, zone)
-    if mode == "node":
-        ready = {k: v for k, v in ready.items() if node in hints[k][1]}
-    elif mode == "zone":
-        ready = {k: v for k, v in ready.items() if zone in hints[k][0]}
-    chosen = ready or fallback
-    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
-    if not want_local:
-        return cluster, []
-    lchosen = lready or lfallback
-    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
+            if ep.addresses:
+                yield ep, port
+
+
+TOPOLOGY_NAMES = {"node": "PreferSameNode", "zone": "PreferSameZone", "": ""}
+
+
+def topology_in_use(port_name, protocol, target_port, fam, slices, node, zone):
+    """The topology kube-proxy applies to one Service port's cluster endpoints on this
+    node, by its names: "PreferSameNode", "PreferSameZone" or "" (none)."""
+    ready = {}
+    for ep, port in _port_endpoints(port_name, protocol, target_port, fam, slices):
+        if ep.ready:
+            ready[(ep.addresses[0], port)] = (ep.zone_hints, ep.node_hints)
+    return TOPOLOGY_NAMES[topology_mode(ready.values(), node, zone)]
 
 
 def backend_array(rows, ids):

@@ -88,6 +88,7 @@ class Cluster:
         if self.config is not None:
             self._check_services(problems)
             self._check_addresses(problems)
+            self._note_missing_hints()
         problems.raise_if_any()
         return self
 
@@ -249,6 +250,22 @@ class Cluster:
                                        f"{other[0]}/{other[1]}")
 
     # -------------------------------------------------------------- queries
+
+    def _note_missing_hints(self):
+        """A Service that asks for topology-aware routing whose ready endpoints carry no
+        hints: kube-proxy follows only the hints the EndpointSlice controller writes (it
+        reads neither trafficDistribution nor the annotation), so every endpoint serves;
+        a hand-written snapshot may lack what the controller would have written."""
+        for key in sorted(self.services):
+            svc = self.services[key]
+            if not svc.topology_request:
+                continue
+            ready = [ep for sl in self.slices_for(key) for ep in sl.endpoints if ep.ready and ep.addresses]
+            if ready and not any(ep.zone_hints or ep.node_hints for ep in ready):
+                self.notices.append(f"Service {key[0]}/{key[1]}: {svc.topology_request} asks for "
+                                    f"topology-aware routing, but no ready endpoint in its EndpointSlices "
+                                    f"has hints (the EndpointSlice controller writes them; kube-proxy "
+                                    f"follows only hints): every ready endpoint serves")
 
     def slices_for(self, key):
         """The EndpointSlices of a Service; its v1 Endpoints only when it has no slice."""
