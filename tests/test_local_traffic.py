@@ -114,3 +114,20 @@ def test_localhost_nodeport_from_the_wire_is_still_a_martian(tmp_path):
     h = Harness(tmp_path, world(proxyMode="iptables"))
     sent = h.send(syn(OUTSIDE, "127.0.0.1", 30080), in_port="uplink")
     assert (sent.verdict, sent.reason) == (Verdict.DROP, Reason.MARTIAN_DESTINATION)
+
+
+@pytest.mark.parametrize("config, short_circuit", [
+    ({}, True), ({"localTrafficDetection": "None"}, False), ({"clusterCIDRs": []}, False),
+    ({"clusterCIDRs": ["fd00:244::/32"]}, False),           # no IPv4 detector
+])
+def test_the_pod_short_circuit_of_local_external_policy_needs_a_detector(config, short_circuit):
+    # a pod's flow to an externalTrafficPolicy: Local LoadBalancer IP with no endpoint on this
+    # node: kube-proxy's detector sends it to the cluster endpoints; without one, the Local
+    # rules apply and there is no local endpoint to take it
+    from kdp._fast import service as fast
+    from kdptest import base_docs, decide, tables_for
+    got = decide(tables_for(base_docs(**config)), "10.244.1.50", "203.0.113.12", 443)
+    if short_circuit:
+        assert got["result"] == fast.SVC_HIT and got["dnat"] == "10.244.2.31" and not got["flags"] & 2
+    else:
+        assert (got["result"], Reason(got["reason"])) == (fast.SVC_DROP, Reason.SVC_NO_LOCAL_ENDPOINTS)
