@@ -37,6 +37,7 @@ CONFIGS = [{}, {"proxyMode": "iptables"}, {"masquerade": {"masqueradeAll": True}
            {"proxyMode": "iptables", "nodePortAddresses": ["127.0.0.0/8", "192.168.56.0/24"]},
            {"proxyMode": "iptables", "nodePortAddresses": ["primary"]},
            {"proxyMode": "iptables", "nodePortAddresses": ["0.0.0.0/0"]},
+           {"proxyMode": "iptables", "nodePortAddresses": ["fd00::/64"]},
            {"clusterCIDRs": ["10.244.0.0/16"]}, {"clusterCIDRs": ["fd00:244::/32"]},
            {"localTrafficDetection": "NodeCIDR", "podCIDRs": ["fd00:244:1::/64"]}]
 POD_PORT = 5        # the port id a local pod's packets arrive on (the interface modes)

@@ -75,7 +75,7 @@ cdef class RouteTable:
     cdef object health_arr              # uint8[8192]: bit per TCP port, Services' healthCheckNodePorts
     cdef const uint8_t* health_ports
     cdef bint has_health_ports
-    cdef bint health_any                # the health server listens on every node address
+    cdef bint health_any4, health_any6  # the health server listens on every address of the family
     cdef object health4_arr, health6_arr
     cdef const uint32_t* health4        # else on these (kube-proxy's NodePort addresses)
     cdef const uint8_t* health6

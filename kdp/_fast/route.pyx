@@ -349,7 +349,8 @@ cdef class RouteTable:
     martians         drop martian packets from the wire (see the module docstring)
     health_ports     TCP ports of kube-proxy's health check server (Services'
                      healthCheckNodePorts): R_SVC_HEALTH_CHECK
-    health_addresses the node addresses that server listens on (None: all)
+    health_addresses the addresses that server listens on (None: all; 0.0.0.0 / ::
+                     every address of the family)
     """
 
     def __init__(self, routes=(), node_addresses=(), vtep_mac=None, martians=True, health_ports=(),
@@ -362,8 +363,9 @@ cdef class RouteTable:
             self.health_arr[hp >> 3] |= 1 << (hp & 7)
         self.health_ports = <const uint8_t*>cnp.PyArray_DATA(self.health_arr)
         self.has_health_ports = len(health_ports) != 0
-        self.health_any = health_addresses is None
         haddrs = [ipaddress.ip_address(a) for a in (health_addresses or ())]
+        self.health_any4 = health_addresses is None or ipaddress.IPv4Address(0) in haddrs
+        self.health_any6 = health_addresses is None or ipaddress.IPv6Address(0) in haddrs
         h4 = [int(a) for a in haddrs if a.version == 4]
         h6 = [a.packed for a in haddrs if a.version == 6]
         self.health4_arr = np.array(h4 or [0], dtype=np.uint32)
@@ -580,8 +582,8 @@ cdef class RouteTable:
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_TUNNEL_NOT_DECAPSULATED)
                 elif self.has_health_ports and p.proto == 6 and p.frag != FRAG_LATER and \
                         (self.health_ports[p.dport >> 3] >> (p.dport & 7)) & 1 and \
-                        (self.health_any or (_has4(self.health4, self.n_health4, p.dst4) if p.ip_ver == 4
-                                             else _has6(self.health6, self.n_health6, p.dst6))):
+                        ((self.health_any4 or _has4(self.health4, self.n_health4, p.dst4)) if p.ip_ver == 4
+                         else (self.health_any6 or _has6(self.health6, self.n_health6, p.dst6))):
                     # kube-proxy accepts these in its filter rules: its health server answers
                     # (on its NodePort addresses; elsewhere nothing listens)
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_SVC_HEALTH_CHECK)

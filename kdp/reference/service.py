@@ -72,6 +72,20 @@ def _verdict(result, reason=None, name=None):
     return Decision(result, reason, name, frozenset(), False, frozenset())
 
 
+def _family_matches_all(cfg, fam):
+    """kube-proxy's NodePortAddresses of one family: does it match every local address?
+    Yes for "all" (iptables' empty default), a /0 CIDR of the family, or when nothing
+    names the family (no CIDR of it, no "primary": kube-proxy adds 0.0.0.0/0 or ::/0)."""
+    setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
+    if "all" in setting:
+        return True
+    mine = [p for p in setting if p != "primary" and p[0] == fam]
+    if any(p[2] == 0 for p in mine):
+        return True
+    has_primary = "primary" in setting and any(ip[0] == fam for ip in cfg.node_addresses)
+    return not mine and not has_primary
+
+
 def node_port_addresses(cfg):
     """The node addresses NodePorts answer on, as a set."""
     primary = {}
@@ -79,28 +93,27 @@ def node_port_addresses(cfg):
         primary.setdefault(ip[0], ip)
     setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
     out = set()
-    for item in setting:
-        if item == "primary":
-            out |= set(primary.values())
-        elif item == "all":
-            out |= set(cfg.node_addresses)
-        else:
-            out |= {ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)}
+    for ip in cfg.node_addresses:
+        if _family_matches_all(cfg, ip[0]):
+            out.add(ip)
+        elif "primary" in setting and primary[ip[0]] == ip:
+            out.add(ip)
+        elif any(p not in ("all", "primary") and addr.prefix_contains(p, ip) for p in setting):
+            out.add(ip)
     return out
 
 
 def _localhost_node_port(cfg, dst_ip):
     """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): is dst_ip a
-    loopback address NodePorts answer on? Any of 127.0.0.0/8 when the NodePort
-    addresses match every local address (unset, "all", 0.0.0.0/0); 127.0.0.1 (lo's
-    address) when one of their CIDRs holds it."""
+    loopback address NodePorts answer on? Any of 127.0.0.0/8 when the IPv4 NodePort
+    addresses match every local address; 127.0.0.1 (lo's address) when one of their
+    CIDRs holds it."""
     if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports or dst_ip[0] != 4 or dst_ip[1] >> 24 != 127:
         return False
-    setting = cfg.node_port_addresses or ["all"]
-    if "all" in setting or any(item != "primary" and item[:1] == (4,) and item[2] == 0 for item in setting):
+    if _family_matches_all(cfg, 4):
         return True
     return dst_ip == (4, 0x7F000001) and any(item not in ("all", "primary") and addr.prefix_contains(item, dst_ip)
-                                             for item in setting)
+                                             for item in cfg.node_port_addresses)
 
 
 def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
