@@ -7,11 +7,12 @@ import sys
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 
 from kdp.control import Cluster
 from kdp.errors import ConfigError
 from kdp.reasons import Reason, Verdict
-from kdptest import (NODE1, OUTSIDE, WEB1, WEB2, Harness, base_objects, endpoint, endpoint_slice, port,
+from kdptest import (NODE1, NODE1_V6, OUTSIDE, WEB1, WEB2, Harness, base_objects, endpoint, endpoint_slice, port,
                      service, write_snapshot)
 
 HC = 31555
@@ -83,6 +84,17 @@ def test_the_health_server_listens_on_the_nodeport_addresses(tmp_path, config, s
         sent = h.send(IP(src=OUTSIDE, dst=dst) / TCP(sport=50000 + k, dport=HC, flags="S"))
         assert sent.verdict == Verdict.LOCAL
         assert sent.reason == (Reason.SVC_HEALTH_CHECK if dst in served else Reason.LOCAL_DELIVERY), dst
+
+
+def test_a_family_no_nodeport_cidr_names_listens_everywhere(tmp_path):
+    # nodePortAddresses [10.0.0.0/8]: kube-proxy's IPv6 side gets ::/0 (every IPv6 address)
+    objs = base_objects(nodeAddresses=[NODE1, "10.0.0.11", NODE1_V6], nodePortAddresses=["10.0.0.0/8"]) \
+        + lb(endpoints=[endpoint(WEB1, "node-1")])
+    h = Harness(tmp_path, objs)
+    v6 = h.send(IPv6(src="2001:db8::7", dst=NODE1_V6) / TCP(sport=50000, dport=HC, flags="S"))
+    assert (v6.verdict, v6.reason) == (Verdict.LOCAL, Reason.SVC_HEALTH_CHECK)
+    v4 = h.send(IP(src=OUTSIDE, dst=NODE1) / TCP(sport=50001, dport=HC, flags="S"))
+    assert (v4.verdict, v4.reason) == (Verdict.LOCAL, Reason.LOCAL_DELIVERY)
 
 
 def test_the_text_table_shows_the_health_state(tmp_path):
