@@ -112,11 +112,7 @@ def route_table(services, ports):
                       vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians,
                       health_ports=sorted({s.health_check_node_port for s in cluster.services.values()
                                            if s.health_check_node_port}),
-                      health_addresses=_formatted(health_check_addresses(cluster)))
-
-
-def _formatted(ips):
-    return None if ips is None else [addr.format_ip(ip) for ip in ips]
+                      health_addresses=[addr.format_ip(ip) for ip in health_check_addresses(cluster)])
 
 
 def tunnels_for(cluster, routes=()):

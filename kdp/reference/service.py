@@ -11,7 +11,8 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
   Services). Headless and ExternalName Services have none. NodePort
   addresses (--nodeport-addresses): unset -> each family's primary node
   address in nftables mode, every node address in iptables mode; "primary",
-  "all", or node addresses inside the listed CIDRs.
+  "all", or node addresses inside the listed CIDRs; per family: a family no
+  CIDR (nor "primary") names, or a /0 one, takes every address.
 * no frontend matched: in nftables mode a packet to a live ClusterIP is
   rejected (port not exposed, any protocol) and one to an unallocated
   address of a service CIDR is dropped; otherwise it is not a service packet.
