@@ -99,6 +99,7 @@ class Reason(_Labelled):
     CAPTURED_OUTGOING = 58
     OTHERHOST = 59
     SVC_HEALTH_CHECK = 60
+    FILTERED = 61
 
 
 class CtState(_Labelled):

@@ -16,7 +16,7 @@ def _output_linktype(reader):
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
-           all_directions=False) -> RunResult:
+           all_directions=False, filter=None) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -24,10 +24,13 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `capture`, standard output for `output` or `log`. `links`: the node's interfaces
     (`ip -j link` output) naming the interface indexes of an SLL2 capture;
     `all_directions`: packets the capture saw leaving the node are input too.
+    `filter`: a tcpdump expression (or kdp.filter.PacketFilter): packets it does not
+    match are counted (reason `filtered`) but not processed, written or logged.
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
     refuse_same_file(input=capture, output=output, log=log)
+    flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
     reader = open_capture(capture, ports=dp.ports, ingress=ingress,
@@ -47,6 +50,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             n = reader.fill(batch)
             if n == 0:
                 break
+            if flt is not None:
+                flt.apply(batch, drop_unmatched=True)
             dp.process(batch, vlog)
             first_frame = None
             if output is not None:
@@ -57,7 +62,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if len(dp.extra):           # IPv4 fragments made from the batch, after it
                     writer.write(dp.extra)
             if vlog is not None:
-                vlog.write(batch, first_frame=first_frame)
+                vlog.write(batch, first_frame=first_frame,
+                           keep=flt.match if flt is not None else None)
             if bar is not None:
                 bar.advance(reader.position)
         if output is not None and writer is None:
@@ -86,6 +92,13 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         dns=dns_outcomes(dp.dns_counters),
     )
     return result
+
+
+def _packet_filter(expression):
+    if expression is None:
+        return None
+    from kdp.filter import PacketFilter
+    return expression if isinstance(expression, PacketFilter) else PacketFilter(expression)
 
 
 class _progress:

@@ -134,7 +134,9 @@ cpdef enum Reason:
     R_OTHERHOST = 59            # a frame for another host's MAC (the kernel drops it before IP)
     # route: kube-proxy's health check server
     R_SVC_HEALTH_CHECK = 60     # V_LOCAL: TCP to a Service's healthCheckNodePort on a node address
-    N_REASONS = 61
+    # rx: kdp replay --filter EXPR
+    R_FILTERED = 61             # the filter expression did not match it: counted, not processed
+    N_REASONS = 62
 
 # Fragment position of an IP packet.
 cdef enum Frag:

@@ -207,7 +207,7 @@ cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept n
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
                         uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
                         NameTable policies, char* out, const char* node, const uint64_t* indices,
-                        const uint8_t* hops, int64_t first_frame) noexcept nogil:
+                        const uint8_t* hops, int64_t first_frame, const uint8_t* keep) noexcept nogil:
     cdef Py_ssize_t i, n = 0
     cdef int64_t frame = first_frame
     cdef pkt_meta_t* p
@@ -219,6 +219,11 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
     cdef const uint8_t* vx
     for i in range(b.count):
         p = &b.m[i]
+        if keep != NULL and keep[i] == 0:
+            # not logged (--filter, --log-only); its frame in the output still counts
+            if first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY):
+                frame += 1
+            continue
         tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
         ip_ver = inner.ip_ver if tunnelled else p.ip_ver
         pr = inner.proto if tunnelled else p.proto
@@ -369,8 +374,9 @@ cdef class VerdictLog:
         """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
         self.dns_notes = notes
 
-    def write(self, Batch b, indices=None, hops=None, first_frame=None):
-        """One line per packet of b. `indices` (uint64 per packet) numbers the lines
+    def write(self, Batch b, indices=None, hops=None, first_frame=None, keep=None):
+        """One line per packet of b; with `keep` (uint8 per packet), only for those
+        whose keep is not 0 (their index and frame numbers stay). `indices` (uint64 per packet) numbers the lines
         instead of the running count, `hops` (uint8) gives their hop (multi-node).
         `first_frame`: how many packets the output capture held before this batch's
         transmitted ones (their `frame` numbers follow it); None: no output, frame null."""
@@ -382,6 +388,7 @@ cdef class VerdictLog:
         cdef const uint64_t* idx = NULL
         cdef const uint8_t* hop = NULL
         cdef const dns_note_t* notes = NULL
+        cdef const uint8_t* kp = NULL
         if b.count > self.orig.shape[0]:
             raise ValueError("batch larger than the log's capacity")
         if self.port_table is not None and len(self.port_table) != self.port_count:
@@ -402,8 +409,13 @@ cdef class VerdictLog:
             if hops.shape[0] < b.count:
                 raise ValueError("fewer hops than packets")
             hop = <const uint8_t*>cnp.PyArray_DATA(hops)
+        if keep is not None:
+            keep = np.ascontiguousarray(keep, dtype=np.uint8)
+            if keep.shape[0] < b.count:
+                raise ValueError("keep shorter than the batch")
+            kp = <const uint8_t*>cnp.PyArray_DATA(keep)
         with nogil:
             n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
-                        self.policies, out, node, idx, hop, ff)
+                        self.policies, out, node, idx, hop, ff, kp)
         self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count

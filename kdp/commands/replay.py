@@ -50,6 +50,11 @@ def add_arguments(parser):
     parser.add_argument("--all-directions", action="store_true",
                         help="take packets the capture saw leaving the node (and frames for "
                              "other hosts) as input too; by default they are counted, not processed")
+    parser.add_argument("--filter", metavar="EXPR",
+                        help="only packets matching this tcpdump expression (e.g. 'tcp port 80 and "
+                             "host 10.244.1.5') are processed, written and logged; the others are "
+                             "counted, reason filtered. Compiled by libpcap as tcpdump does, matched "
+                             "on the packet as it came in")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -76,6 +81,7 @@ def run(args):
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
         links=args.links,
         all_directions=args.all_directions,
+        filter=args.filter,
     )
     _print(args, result, print_summary)
     return 0
@@ -103,6 +109,8 @@ def _run_nodes(args, names):
         raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
     if not args.cluster:
         raise KdpError("a multi-node replay needs --cluster")
+    if args.filter:
+        raise KdpError("--filter is for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
