@@ -239,6 +239,27 @@ cdef inline bint _looks_like_tunnel(const pkt_meta_t* p, const uint8_t* pkt) noe
     return False
 
 
+cdef void _lookup_batch(RouteTable t, Batch b, bint sources) noexcept nogil:
+    """Route ids of the batch's destinations (sources: of its sources) into t.ids (IPv4)
+    and t.ids6 (IPv6), each family in one pass when the batch has packets of it (sources:
+    packets without an ingress port). The entries of other packets are meaningless."""
+    cdef Py_ssize_t i
+    cdef bint v4 = False, v6 = False
+    for i in range(b.count):
+        if sources and b.m[i].in_port != NO_PORT:
+            continue                    # its port is known: no source lookup needed
+        if b.m[i].ip_ver == 4:
+            v4 = True
+        elif b.m[i].ip_ver == 6:
+            v6 = True
+    if v4:
+        t.lpm4.lookup_strided(<const char*>(&b.m[0].src4 if sources else &b.m[0].dst4),
+                              sizeof(pkt_meta_t), t.ids, b.count)
+    if v6:
+        t.lpm6.lookup_strided(<const char*>(&b.m[0].src6[0] if sources else &b.m[0].dst6[0]),
+                              sizeof(pkt_meta_t), t.ids6, b.count)
+
+
 cdef inline uint32_t _lookup_dst(RouteTable t, const pkt_meta_t* p) noexcept nogil:
     if p.ip_ver == 4:
         return t.lpm4.lookup_one(p.dst4)
@@ -457,9 +478,10 @@ cdef class RouteTable:
         return bytes(self.vtep_mac[:6])
 
     def _ensure_scratch(self, Py_ssize_t n):
-        if self.scratch.shape[0] < n:
-            self.scratch = np.zeros(n, dtype=np.uint32)
+        if self.scratch.shape[0] < 2 * n:
+            self.scratch = np.zeros(2 * n, dtype=np.uint32)
         self.ids = <uint32_t*>cnp.PyArray_DATA(self.scratch)
+        self.ids6 = self.ids + <Py_ssize_t>(self.scratch.shape[0] // 2)
 
     def lookup(self, address):
         """The Route for an address, or None."""
@@ -473,6 +495,10 @@ cdef class RouteTable:
         cdef uint32_t rid
         cdef uint16_t m
         cdef bint looked_up
+        # the sources in one batch lookup a family: one pass under the table's read
+        # guard, not a guarded lookup (atomic enter and leave) a packet (ids, ids6:
+        # route_batch's scratch, refilled there with destinations)
+        _lookup_batch(self, b, True)
         for i in range(b.count):
             p = &b.m[i]
             looked_up = False
@@ -481,10 +507,7 @@ cdef class RouteTable:
                 # capture saw leaving (dropped at rx) entered nowhere
                 p.in_port = UPLINK_PORT
                 if p.ip_ver == 4 or p.ip_ver == 6:
-                    if p.ip_ver == 4:
-                        rid = self.lpm4.lookup_one(p.src4)
-                    else:
-                        rid = self.lpm6.lookup_one(_be64(p.src6), _be64(p.src6 + 8))
+                    rid = self.ids[i] if p.ip_ver == 4 else self.ids6[i]
                     looked_up = True
                     if rid != KDP_LPM_MISS and (self.r[rid].flags & RF_HOST):
                         if self.r[rid].kind == RT_LOCAL_POD:
@@ -540,7 +563,7 @@ cdef class RouteTable:
         cdef route_t* rec
         cdef uint8_t* ip
         cdef bint whole
-        self.lpm4.lookup_strided(<const char*>&b.m[0].dst4, sizeof(pkt_meta_t), self.ids, b.count)
+        _lookup_batch(self, b, False)
         for i in range(b.count):
             if tunnel != NULL and self.n_tunnels and i + 4 < b.count:
                 # the headroom line a tunnel's headers go into, cold since the packet was
@@ -559,10 +582,7 @@ cdef class RouteTable:
                 set_verdict(p, V_LOCAL, ST_ROUTE, R_LINK_LOCAL)
                 p.out_port = HOST_PORT
                 continue
-            if p.ip_ver == 6:
-                rid = self.lpm6.lookup_one(_be64(p.dst6), _be64(p.dst6 + 8))
-            else:
-                rid = self.ids[i]
+            rid = self.ids6[i] if p.ip_ver == 6 else self.ids[i]
             p.route_id = rid
             if rid == KDP_LPM_MISS:
                 drop(p, ST_ROUTE, R_NO_ROUTE)
@@ -635,6 +655,7 @@ cdef class RouteTable:
 
     def classify(self, Batch b):
         """Assign in_port by source address where the capture gave none; drop martians."""
+        self._ensure_scratch(b.capacity)
         with nogil:
             self.classify_ingress(b)
 
