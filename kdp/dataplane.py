@@ -36,6 +36,7 @@ class Dataplane:
             compile_node(tables.cluster, self.ports, services=tables)
         self._name_interfaces()
         self.pipeline = self.node.new_pipeline()
+        self._service_counts = {}       # counts of service-port tables swapped out, by name
 
     def _name_interfaces(self):
         """Capture interfaces -> ports, from NodeConfig `ports[].interface`."""
@@ -81,6 +82,7 @@ class Dataplane:
         old = self.node
         new = compile_node(Cluster.load(paths, node=node or old.node), self.ports, previous=old)
         change = new.changes_from(old)
+        self._service_counts = self.service_counts()      # the swap numbers service ports anew
         if self.pipeline.conntrack is None:
             self.pipeline = new.new_pipeline()
         else:
@@ -128,6 +130,22 @@ class Dataplane:
     def dns_counters(self):
         """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
         return self.pipeline.dns_counters
+
+    def service_counts(self):
+        """{"namespace/name:port": {"packets", "new_flows", "rejects"}} for every Service port
+        that saw traffic (both IP families of a dual-stack port together), across reloads:
+        packets of its flows both ways (and those it rejected), flows it created, packets it
+        rejected (no endpoints)."""
+        from kdp._fast.pipeline import SERVICE_COUNTER_NAMES
+        out = {name: dict(c) for name, c in self._service_counts.items()}
+        live = self.pipeline.service_counters
+        for sid, name in enumerate(self.service_names()):
+            if sid >= live.shape[0] or not live[sid].any():
+                continue
+            c = out.setdefault(name, dict.fromkeys(SERVICE_COUNTER_NAMES, 0))
+            for k, key in enumerate(SERVICE_COUNTER_NAMES):
+                c[key] += int(live[sid, k])
+        return out
 
     @property
     def verdicts(self):

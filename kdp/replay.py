@@ -90,6 +90,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
+        services=dp.service_counts(),
     )
     return result
 

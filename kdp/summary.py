@@ -25,6 +25,7 @@ class RunResult:
     seconds: float = 0.0
     flows: dict = field(default_factory=dict)
     dns: dict = field(default_factory=dict)         # DNS stage outcome -> queries (non-zero ones)
+    services: dict = field(default_factory=dict)    # Service port -> {packets, new_flows, rejects}
 
     def rows(self):
         """(stage, reason, count) for every non-zero counter: stages in pipeline order,
@@ -50,6 +51,7 @@ class RunResult:
             ],
             "conntrack": self.flows,
             "dns": self.dns,
+            "services": [{"service": name, **counts} for name, counts in sorted(self.services.items())],
             "warnings": list(self.warnings),
             "notices": list(self.notices),
         }
@@ -73,6 +75,8 @@ def print_summary(result: RunResult, console=None):
     for stage, reason, count in result.rows():
         table.add_row(stage.label, reason.label, str(count))
     console.print(table)
+    if result.services:
+        console.print(service_table(result.services))
     verdicts = ", ".join(f"{k} {v}" for k, v in result.by_verdict().items())
     rate = result.packets_in / result.seconds if result.seconds > 0 else 0.0
     console.print(f"{result.packets_in} packets in, {result.packets_out} written "
@@ -90,6 +94,18 @@ def print_summary(result: RunResult, console=None):
         console.print(f"output: {result.output_path}")
     print_diagnostics(result)
     return 0
+
+
+def service_table(services):
+    """The per-Service rows of a summary, busiest first, as a rich Table."""
+    from rich.table import Table
+    table = Table(title="per Service port")
+    table.add_column("service")
+    for column in ("packets", "new flows", "rejects"):
+        table.add_column(column, justify="right")
+    for name, c in sorted(services.items(), key=lambda kv: (-kv[1]["packets"], kv[0])):
+        table.add_row(name, str(c["packets"]), str(c["new_flows"]), str(c["rejects"]))
+    return table
 
 
 def print_diagnostics(result):

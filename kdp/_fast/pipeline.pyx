@@ -43,7 +43,7 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, V_REJECT, N_STAGES, N_REASONS, N_VERDICTS,
                                ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
@@ -67,7 +67,14 @@ from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_cre
 
 cnp.import_array()
 
+#: columns of Pipeline.service_counters
+SERVICE_COUNTER_NAMES = ("packets", "new_flows", "rejects")
+
 cdef enum:
+    SC_PACKETS = 0          # packets of the service-port's flows (or that it rejected), both ways
+    SC_NEW_FLOWS = 1        # flows it created
+    SC_REJECTS = 2          # packets it rejected (no endpoints: ICMP port unreachable / TCP RST)
+    N_SC = 3
     EXPIRE_WORK = 512       # flow records the expiry hand examines per batch
     HOST_PORT = 1           # kdp.ports.HOST: packets the node itself sends
 
@@ -86,6 +93,7 @@ cdef class Pipeline:
         self.vxlan_port = vxlan_port
         self.routes = routes
         self.services = services
+        self._new_service_counters()
         self.conntrack = conntrack
         self.tunnels = tunnels
         self.natout = natout
@@ -123,10 +131,19 @@ cdef class Pipeline:
             raise ValueError("network policy is decided per flow: it needs conntrack")
         self.routes = routes
         self.services = services
+        self._new_service_counters()
         self.tunnels = tunnels
         self.dns = dns
         self.natout = natout
         self.policy = policy
+
+    def _new_service_counters(self):
+        """Zeroed per-service-port counters for the service tables in use (their ids are
+        the tables': a swap numbers them anew, so whoever swaps reads the old ones first)."""
+        cdef uint32_t n = self.services.t.n_svc if self.services is not None else 0
+        self.service_counters = np.zeros((max(n, 1), N_SC), dtype=np.uint64)
+        self.sctr = <uint64_t*>cnp.PyArray_DATA(self.service_counters)
+        self.n_sctr = n
 
     def set_recheck(self, bint recheck):
         """Re-check established flows against newer policy tables at their next
@@ -201,6 +218,7 @@ cdef class Pipeline:
                 res = nf[i].res
                 reason = nf[i].reason
                 if res == SVC_HIT:
+                    p.svc_port = nf[i].svc          # the log and the counters name it, whatever it decides
                     res = svc_choose(st, nf[i].svc, nf[i].kind, p, &spec, &reason)
             if res == SVC_DROP:
                 drop(p, ST_SERVICE, reason)
@@ -238,6 +256,7 @@ cdef class Pipeline:
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
+        cdef uint64_t* c
         for i in range(b.count):
             p = &b.m[i]
             if p.verdict == V_PENDING:
@@ -245,6 +264,13 @@ cdef class Pipeline:
                 drop(p, ST_TX, R_NO_ROUTE)
             self.ctr[p.stage * N_REASONS + p.reason] += 1
             self.vctr[p.verdict] += 1
+            if p.svc_port < self.n_sctr:            # (NO_ID never is)
+                c = self.sctr + <Py_ssize_t>p.svc_port * N_SC
+                c[SC_PACKETS] += 1
+                if p.ct_state == CT_NEW and p.flow_id != NO_ID:
+                    c[SC_NEW_FLOWS] += 1
+                if p.verdict == V_REJECT:
+                    c[SC_REJECTS] += 1
         self.packets += b.count
 
     def run(self, Batch b not None, log=None, uint64_t now_ns=0):
