@@ -56,7 +56,7 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
 from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
-from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
+from kdp._fast.neigh cimport Neighbours, neigh_note_batch
 from kdp._fast.encap cimport encap_batch, egress_one
 from kdp._fast.frag cimport fragment_batch
 from kdp._fast.natout cimport NatOutgoing, natout_apply
@@ -293,6 +293,7 @@ cdef class Pipeline:
         cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
+        neigh.ensure_notes(b.capacity)
         self.extra.clear()
         if dns is not None:
             notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
@@ -302,7 +303,7 @@ cdef class Pipeline:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
             else:
                 parse_batch(b, self.vxlan_port)
-            neigh_learn_batch(neigh, b)
+            neigh_note_batch(neigh, b)           # learned as route reaches each packet
             routes.classify_ingress(b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK
@@ -328,7 +329,7 @@ cdef class Pipeline:
                 nat_batch(ct, b)
             need = 0
             if routes.route_batch(b, neigh, egress_one):
-                need = encap_batch(routes, neigh, b)
+                need = encap_batch(routes, neigh, b, True)
         if need:
             if self.extra.capacity < need:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))

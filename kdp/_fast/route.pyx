@@ -63,7 +63,7 @@ from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO_ID,
-                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_RX, ST_ROUTE, ST_TX,
+                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_RX, ST_ROUTE, ST_TX, ST_ENCAP,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED,
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
@@ -71,7 +71,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                FRAG_LATER)
 from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
 from kdp._fast.lpm6 cimport Lpm6
-from kdp._fast.neigh cimport Neighbours
+from kdp._fast.neigh cimport Neighbours, neigh_learn_upto
 from kdp._fast.checksum cimport ld16, st16, st32, cs_apply, cs_d16, kdp_prefetch_w
 from kdp._fast.icmp cimport (icmp_error, icmp_error_allowed, icmp_is_echo_request, icmp_echo_reply,
                              ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, ICMP4_TIME_EXCEEDED,
@@ -258,6 +258,27 @@ cdef void _lookup_batch(RouteTable t, Batch b, bint sources) noexcept nogil:
     if v6:
         t.lpm6.lookup_strided(<const char*>(&b.m[0].src6[0] if sources else &b.m[0].dst6[0]),
                               sizeof(pkt_meta_t), t.ids6, b.count)
+
+
+cdef uint32_t _answer_out(RouteTable t, Neighbours nb, Batch b, Py_ssize_t i,
+                          tunnel_fn_t tunnel) noexcept nogil:
+    """An answer kdp built (route_id set): addressed (and put in its tunnel) now, with
+    the neighbours packets up to this one taught, when the pipeline handed the route
+    stage the encap stage's egress_one; an answer over its route's MTU is dropped
+    R_MTU_EXCEEDED as the encap stage drops it. Returns 1 when it is left to the encap
+    stage (no tunnel function: the stages run one by one), else 0."""
+    cdef pkt_meta_t* p = &b.m[i]
+    cdef const route_t* rec
+    if tunnel == NULL:
+        return 1
+    if p.out_port == HOST_PORT or p.ip_ver == 0 or p.route_id >= <uint32_t>t.n_routes:
+        return 0
+    rec = &t.r[p.route_id]
+    if rec.mtu and _ip_length(p, b.buf + p.off + p.l3_off) > rec.mtu:
+        drop(p, ST_ENCAP, R_MTU_EXCEEDED)
+        return 0
+    tunnel(t, nb, b, i)
+    return 0
 
 
 cdef inline uint32_t _lookup_dst(RouteTable t, const pkt_meta_t* p) noexcept nogil:
@@ -565,6 +586,8 @@ cdef class RouteTable:
         cdef bint whole
         _lookup_batch(self, b, False)
         for i in range(b.count):
+            if nb is not None and nb.next_note < nb.n_notes and nb.notes[nb.next_note].index <= i:
+                neigh_learn_upto(nb, i)             # what packets up to this one taught
             if tunnel != NULL and self.n_tunnels and i + 4 < b.count:
                 # the headroom line a tunnel's headers go into, cold since the packet was
                 # copied in: fetched a few packets ahead while routes send some into tunnels
@@ -573,8 +596,8 @@ cdef class RouteTable:
             if p.verdict != V_PENDING:
                 if (p.verdict == V_REJECT or p.verdict == V_REPLY) and p.route_id == NO_ID \
                         and p.ip_ver != 0:
-                    self.route_answer(b, i)         # else it leaves as its stage sent it
-                    egress += 1
+                    if self.route_answer(b, i):     # else it leaves as its stage sent it
+                        egress += _answer_out(self, nb, b, i, tunnel)
                 continue
             if p.ip_ver == 0:
                 continue
@@ -595,7 +618,7 @@ cdef class RouteTable:
                     p.route_id = NO_ID
                     if self.route_answer(b, i):
                         set_verdict(p, V_REPLY, ST_ROUTE, R_ECHO_REPLIED)
-                        egress += 1
+                        egress += _answer_out(self, nb, b, i, tunnel)
                     else:
                         drop(p, ST_ROUTE, R_NO_ROUTE)
                 elif _looks_like_tunnel(p, b.buf + p.off):
@@ -618,7 +641,8 @@ cdef class RouteTable:
                 if p.ttl <= 1:
                     self.send_error(b, i, ICMP4_TIME_EXCEEDED if p.ip_ver == 4 else ICMP6_TIME_EXCEEDED,
                                     0, 0, ST_ROUTE, R_TTL_EXCEEDED)
-                    egress += p.verdict == V_REJECT
+                    if p.verdict == V_REJECT:
+                        egress += _answer_out(self, nb, b, i, tunnel)
                     continue
             mtu = rec.mtu
             whole = True
@@ -630,12 +654,14 @@ cdef class RouteTable:
                         self.send_error(b, i, ICMP6_PKT_TOO_BIG, 0,
                                         mtu if mtu >= IPV6_MIN_MTU else IPV6_MIN_MTU,
                                         ST_ROUTE, R_MTU_EXCEEDED)
-                        egress += p.verdict == V_REJECT
+                        if p.verdict == V_REJECT:
+                            egress += _answer_out(self, nb, b, i, tunnel)
                         continue
                     if ip[6] & 0x40:        # DF
                         self.send_error(b, i, ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, mtu,
                                         ST_ROUTE, R_MTU_EXCEEDED)
-                        egress += p.verdict == V_REJECT
+                        if p.verdict == V_REJECT:
+                            egress += _answer_out(self, nb, b, i, tunnel)
                         continue
             if p.in_port != HOST_PORT:
                 _dec_ttl(ip, p.ip_ver)
@@ -651,6 +677,8 @@ cdef class RouteTable:
                     egress += 1
             elif p.out_port != HOST_PORT:
                 set_link_addresses(rec, nb, b, p)       # its header is in cache now
+        if nb is not None:
+            neigh_learn_upto(nb, b.count)           # (the encap stage's packets see it all)
         return egress
 
     def classify(self, Batch b):
