@@ -2,8 +2,11 @@
 import time
 from pathlib import Path
 
+import numpy as np
+
 from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
+from kdp.errors import KdpError
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
 from kdp.summary import RunResult, dns_outcomes
@@ -16,7 +19,7 @@ def _output_linktype(reader):
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
-           all_directions=False, filter=None) -> RunResult:
+           all_directions=False, filter=None, count=None, log_only=None, flows=None) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -26,10 +29,17 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `all_directions`: packets the capture saw leaving the node are input too.
     `filter`: a tcpdump expression (or kdp.filter.PacketFilter): packets it does not
     match are counted (reason `filtered`) but not processed, written or logged.
+    `count`: stop after this many packets (with a filter: this many matches), as
+    tcpdump's -c. `log_only`: verdict labels ("drop", "reject", ...) the log keeps; the
+    other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
+    flow when it ends, and per flow still live at the end).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
-    refuse_same_file(input=capture, output=output, log=log)
+    refuse_same_file(input=capture, output=output, log=log, flows=flows)
+    if count is not None and count < 1:
+        raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
+    log_verdicts = _log_verdicts(log_only)
     flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
@@ -40,18 +50,27 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     writer = None
     log_file = None
     vlog = None
+    flow_log = None
     started = time.perf_counter()
     bar = _progress(reader) if progress and not reader.stream else None
+    packets_in = 0
+    left = count
     try:
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
-        while True:
+        if flows:
+            from kdp.flowlog import FlowLog
+            flow_log = FlowLog(flows, dp)
+        while left is None or left > 0:
             n = reader.fill(batch)
             if n == 0:
                 break
             if flt is not None:
                 flt.apply(batch, drop_unmatched=True)
+            if left is not None:
+                left = _take(batch, flt, left)
+            packets_in += len(batch)
             dp.process(batch, vlog)
             first_frame = None
             if output is not None:
@@ -62,8 +81,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if len(dp.extra):           # IPv4 fragments made from the batch, after it
                     writer.write(dp.extra)
             if vlog is not None:
-                vlog.write(batch, first_frame=first_frame,
-                           keep=flt.match if flt is not None else None)
+                vlog.write(batch, first_frame=first_frame, keep=_log_keep(batch, flt, log_verdicts))
+            if flow_log is not None:
+                flow_log.drain()
             if bar is not None:
                 bar.advance(reader.position)
         if output is not None and writer is None:
@@ -76,23 +96,70 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 writer.close()
             if log_file is not None:
                 log_file.close()
+            if flow_log is not None:
+                flow_log.close()
         finally:
             reader.close()
     result = RunResult(
-        packets_in=int(reader.packets),
+        packets_in=packets_in,
         counters=dp.counters.copy(),
         verdicts=dp.verdicts.copy(),
         packets_out=int(writer.packets) if writer is not None else 0,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices) + dp.traffic_notices(),
+        notices=list(dp.notices) + dp.traffic_notices() + _flow_log_notices(flow_log),
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
         services=dp.service_counts(),
     )
     return result
+
+
+def _flow_log_notices(flow_log):
+    if flow_log is None or not flow_log.lost:
+        return []
+    return [f"the flow log missed {flow_log.lost} flows that ended while its buffer was full "
+            f"(more than {flow_log.buffer:,} ended in one batch)"]
+
+
+def _take(batch, flt, left):
+    """-c: keep the packets of `batch` up to the `left`-th one (with a filter: the
+    `left`-th match); returns how many are still to take after it."""
+    n = len(batch)
+    if flt is None:
+        if n > left:
+            batch.truncate(left)
+        return left - len(batch)
+    matched = np.cumsum(flt.match[:n] != 0)
+    if n and matched[-1] >= left:
+        batch.truncate(int(np.searchsorted(matched, left)) + 1)
+        return 0
+    return left - (int(matched[-1]) if n else 0)
+
+
+def _log_verdicts(labels):
+    """--log-only: the Verdict values the log keeps (None: all)."""
+    if labels is None:
+        return None
+    from kdp.reasons import Verdict
+    names = {v.label: v for v in Verdict if v != Verdict.PENDING}
+    wanted = [x.strip() for x in (labels.split(",") if isinstance(labels, str) else labels)]
+    unknown = [x for x in wanted if x not in names]
+    if unknown or not wanted:
+        raise KdpError(f"--log-only takes verdicts among {', '.join(names)}; got {', '.join(unknown) or 'none'}")
+    return np.array(sorted(int(names[x]) for x in wanted), dtype=np.uint8)
+
+
+def _log_keep(batch, flt, verdicts):
+    """The per-packet keep mask of the log (None: every packet gets a line)."""
+    if verdicts is None:
+        return flt.match if flt is not None else None
+    keep = np.isin(batch.meta["verdict"][:len(batch)], verdicts).astype(np.uint8)
+    if flt is not None:
+        keep &= flt.match[:len(batch)]
+    return keep
 
 
 def _packet_filter(expression):

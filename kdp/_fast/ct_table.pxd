@@ -185,6 +185,19 @@ ctypedef struct ct_table_t:
     uint32_t vfid[2]        # NO_ID: slot empty
     uint32_t vtag[4]        # [2 * slot + dir]
     uint32_t vslot
+    # the flow log (Conntrack.enable_flow_log; NULL: off): a copy of each flow as it
+    # ends, with why, drained between batches; per flow id, when it began and the
+    # policy decisions of its first packet
+    ct_flow_t* ended
+    uint8_t* ended_why      # CtEnd
+    uint64_t* ended_first
+    uint32_t* ended_pol
+    uint32_t* ended_id
+    uint32_t n_ended
+    uint32_t cap_ended
+    uint64_t ended_lost     # flows that ended while the buffer was full (counted)
+    uint64_t* first_ns      # [capacity]
+    uint32_t* pol           # [capacity]: (egress decision << 16) | ingress decision
 
 
 cdef extern from *:
@@ -193,6 +206,15 @@ cdef extern from *:
     """
     const uint64_t CT_SLOT_EMPTY "KDP_CT_SLOT_EMPTY"     # an unused index slot
 
+
+# Why a flow ended (the flow log's "end").
+cpdef enum CtEnd:
+    END_EXPIRED = 0         # its timeout ran out
+    END_EVICTED = 1         # early drop: the table was full
+    END_FLUSHED = 2         # deleted by a flush (a backend or Service went away, flush API)
+    END_REPLACED = 3        # TCP: a new connection reused its tuple (TIME_WAIT / CLOSE reopen)
+    END_RESET = 4           # TCP: reset before any reply
+    END_LIVE = 5            # still live when the replay ended
 
 # ---- in ct_table.pyx
 
@@ -206,11 +228,12 @@ cdef uint32_t ct_find(ct_table_t* t, const ct_key_t* k, int* dir) noexcept nogil
 cdef void ct_index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil
 # Remove both directions of flow fid from the index.
 cdef void ct_index_remove_flow(ct_table_t* t, uint32_t fid) noexcept nogil
-# Delete flow fid: index, FIFO, record back to the free list.
-cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil
+# Delete flow fid: index, FIFO, record back to the free list; the flow log (when on)
+# gets it with why (CtEnd), unless ct_unlink gave it already.
+cdef void ct_delete(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil
 # End TCP flow fid for every packet to come while a packet of the current batch
 # still refers to it: out of the index now, the record freed later (TT_DYING).
-cdef void ct_unlink(ct_table_t* t, uint32_t fid) noexcept nogil
+cdef void ct_unlink(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil
 
 
 # ---- inline: the per-packet path

@@ -39,6 +39,11 @@ def add_arguments(parser):
                         help="multi-node replay of every node of the snapshot (all) or of these")
     parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet "
                                                       "(JSON Lines; - for standard output)")
+    parser.add_argument("--flows", metavar="FILE",
+                        help="write one JSON object per conntrack flow when it ends (expired, "
+                             "evicted, flushed, replaced, reset) and per flow still live at the end: "
+                             "tuples before and after NAT, Service and backend, policy, packets and "
+                             "bytes each way, first and last time (JSON Lines; - for standard output)")
     parser.add_argument("--ingress", metavar="PORT",
                         help="ingress port of every packet (default: a pcapng interface's name; "
                              "for classic pcap by source address: a local pod's address is that "
@@ -55,6 +60,12 @@ def add_arguments(parser):
                              "host 10.244.1.5') are processed, written and logged; the others are "
                              "counted, reason filtered. Compiled by libpcap as tcpdump does, matched "
                              "on the packet as it came in")
+    parser.add_argument("-c", "--count", type=int, metavar="N",
+                        help="stop after N packets (with --filter: after N matching packets), "
+                             "as tcpdump -c")
+    parser.add_argument("--log-only", metavar="VERDICT[,VERDICT...]",
+                        help="the log keeps only packets with these verdicts (forward, drop, "
+                             "reject, local, reply), e.g. drop,reject; lines keep their index")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -82,6 +93,9 @@ def run(args):
         links=args.links,
         all_directions=args.all_directions,
         filter=args.filter,
+        count=args.count,
+        log_only=args.log_only,
+        flows=args.flows,
     )
     _print(args, result, print_summary)
     return 0
@@ -90,7 +104,7 @@ def run(args):
 def _print(args, result, print_summary):
     """The summary; on stderr when standard output carries the capture or the log."""
     from kdp.summary import print_diagnostics
-    stdout_taken = "-" in (args.output, args.log)
+    stdout_taken = "-" in (args.output, args.log, getattr(args, "flows", None))
     if args.json:
         out = sys.stderr if stdout_taken else sys.stdout
         json.dump(result.to_json(), out, indent=2)
@@ -109,8 +123,8 @@ def _run_nodes(args, names):
         raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
     if not args.cluster:
         raise KdpError("a multi-node replay needs --cluster")
-    if args.filter:
-        raise KdpError("--filter is for a single node's replay")
+    if args.filter or args.count is not None or args.log_only or args.flows:
+        raise KdpError("--filter, -c, --log-only and --flows are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
