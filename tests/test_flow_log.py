@@ -144,3 +144,26 @@ def test_flows_needs_conntrack_and_a_file_that_is_not_the_input(tmp_path):
     run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLE), "--cluster", str(CLUSTER),
                           "--flows", str(SAMPLE)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "same file" in run.stderr
+
+
+def test_show_flows_prints_conntrack_L_lines_of_the_live_flows(tmp_path):
+    import re
+    flows = tmp_path / "flows.jsonl"
+    replay(SAMPLE, cluster=[CLUSTER], node="node-1", flows=flows)
+    live = _lines(flows)
+    run = subprocess.run([sys.executable, "-m", "kdp", "show", "flows", "--cluster", str(CLUSTER),
+                          "--capture", str(SAMPLE)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(live)
+    pattern = re.compile(r"^(\w+) +(\d+) +(\d+) (?:([A-Z_]+) )?src=(\S+) dst=(\S+) (?:sport=(\d+) dport=(\d+)|type=\d+ code=0 id=\d+) "
+                         r"packets=(\d+) bytes=(\d+) (\[UNREPLIED\] )?src=(\S+) dst=(\S+) .*?packets=(\d+) bytes=(\d+)")
+    for line, rec in zip(lines, live):
+        m = pattern.match(line)
+        assert m, line
+        assert m.group(1) == rec["proto"] and (m.group(4) or None) == rec["state"]
+        assert (m.group(5), m.group(6)) == (rec["orig"]["src"], rec["orig"]["dst"])
+        assert (m.group(12), m.group(13)) == (rec["reply"]["src"], rec["reply"]["dst"])
+        assert (int(m.group(9)), int(m.group(14))) == (rec["packets"]["orig"], rec["packets"]["reply"])
+        assert bool(m.group(11)) == (rec["packets"]["reply"] == 0)
+        assert ("[ASSURED]" in line) == rec["assured"]
