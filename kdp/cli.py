@@ -12,6 +12,7 @@ COMMANDS = {
     "show": "Print the compiled tables of a cluster snapshot.",
     "bench": "Measure kdp beside its peers, in one run.",
     "snapshot": "Write a cluster snapshot from a live cluster (the official Kubernetes client).",
+    "diff": "Replay a capture under two snapshots and list the flows whose fate changes.",
 }
 
 
