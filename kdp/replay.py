@@ -19,7 +19,8 @@ def _output_linktype(reader):
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
-           all_directions=False, filter=None, count=None, log_only=None, flows=None) -> RunResult:
+           all_directions=False, filter=None, count=None, log_only=None, flows=None,
+           annotate=False) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -32,7 +33,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `count`: stop after this many packets (with a filter: this many matches), as
     tcpdump's -c. `log_only`: verdict labels ("drop", "reject", ...) the log keeps; the
     other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
-    flow when it ends, and per flow still live at the end).
+    flow when it ends, and per flow still live at the end). `annotate`: each written
+    packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
+    `output` must be pcapng).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
@@ -40,6 +43,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     if count is not None and count < 1:
         raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
     log_verdicts = _log_verdicts(log_only)
+    if annotate and (output is None or not _is_pcapng(output)):
+        raise KdpError("--annotate writes pcapng packet comments: give an output ending in .pcapng")
     flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
@@ -51,6 +56,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     log_file = None
     vlog = None
     flow_log = None
+    notes = None
     started = time.perf_counter()
     bar = _progress(reader) if progress and not reader.stream else None
     packets_in = 0
@@ -59,6 +65,10 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
+        if annotate:
+            from kdp.annotate import Annotations
+            notes = Annotations(dp, batch_size, user_log=log_file)
+            vlog = notes.log        # its lines become the comments (and the log's lines)
         if flows:
             from kdp.flowlog import FlowLog
             flow_log = FlowLog(flows, dp)
@@ -77,10 +87,11 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 if writer is None:
                     writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
                 first_frame = writer.packets
-                writer.write(batch)
+                writer.write(batch, notes.take(batch, first_frame, _log_keep(batch, flt, log_verdicts))
+                             if notes is not None else None)
                 if len(dp.extra):           # IPv4 fragments made from the batch, after it
                     writer.write(dp.extra)
-            if vlog is not None:
+            if vlog is not None and notes is None:
                 vlog.write(batch, first_frame=first_frame, keep=_log_keep(batch, flt, log_verdicts))
             if flow_log is not None:
                 flow_log.drain()
@@ -115,6 +126,10 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         services=dp.service_counts(),
     )
     return result
+
+
+def _is_pcapng(path):
+    return str(path).endswith(".pcapng")
 
 
 def _flow_log_notices(flow_log):

@@ -44,6 +44,9 @@ def add_arguments(parser):
                              "evicted, flushed, replaced, reset) and per flow still live at the end: "
                              "tuples before and after NAT, Service and backend, policy, packets and "
                              "bytes each way, first and last time (JSON Lines; - for standard output)")
+    parser.add_argument("--annotate", action="store_true",
+                        help="give each written packet its verdict, reason, Service and NAT as a pcapng "
+                             "packet comment (Wireshark shows it); OUT must end in .pcapng")
     parser.add_argument("--ingress", metavar="PORT",
                         help="ingress port of every packet (default: a pcapng interface's name; "
                              "for classic pcap by source address: a local pod's address is that "
@@ -96,6 +99,7 @@ def run(args):
         count=args.count,
         log_only=args.log_only,
         flows=args.flows,
+        annotate=args.annotate,
     )
     _print(args, result, print_summary)
     return 0
@@ -123,8 +127,8 @@ def _run_nodes(args, names):
         raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
     if not args.cluster:
         raise KdpError("a multi-node replay needs --cluster")
-    if args.filter or args.count is not None or args.log_only or args.flows:
-        raise KdpError("--filter, -c, --log-only and --flows are for a single node's replay")
+    if args.filter or args.count is not None or args.log_only or args.flows or args.annotate:
+        raise KdpError("--filter, -c, --log-only, --flows and --annotate are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
