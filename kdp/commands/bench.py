@@ -14,8 +14,16 @@ install 'kdp[bench]'`, tcpdump is a program on PATH, the Linux nf_conntrack peer
 root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer that is
 missing or fails is left out of the table; the lines under it say why (and show a failed
 peer's stderr); the exit status stays 0.
+
+--plot FILE.png draws the results with matplotlib (kdp/benchmarks/plot.py: a panel per
+list of rates, kdp and its peers side by side); the suite then runs once in its JSON
+form, printed only with --json.
 """
+import contextlib
 import importlib
+import io
+import json
+import sys
 
 SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy")
 
@@ -25,9 +33,25 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="smaller tables and query sets (seconds, not minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the results into this PNG (matplotlib)")
 
 
 def run(args):
     # imported here, when a benchmark runs: nothing else in kdp imports kdp.benchmarks
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
-    return module.main(args)
+    if not args.plot:
+        return module.main(args)
+    from kdp.benchmarks.plot import plot
+    from kdp.errors import KdpError
+    if not args.plot.endswith(".png"):
+        raise KdpError(f"--plot writes a PNG: give a path ending in .png, not {args.plot}")
+    asked_json, args.json = args.json, True
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        status = module.main(args)
+    report = json.loads(text.getvalue())
+    if asked_json:
+        sys.stdout.write(text.getvalue())
+    n = plot(report, args.plot, f"kdp bench {args.suite}" + (" --quick" if args.quick else ""))
+    print(f"{args.plot}: {n} panels", file=sys.stderr)
+    return status
