@@ -152,7 +152,7 @@ class Dataplane:
         """uint64 [Verdict]: packets processed, by final verdict."""
         return self.pipeline.verdicts
 
-    def process(self, batch, log=None):
+    def process(self, batch, log=None, trace=None):
         """Run one Batch through the node's pipeline, in place.
 
         Every packet gets a verdict, a stage and a reason in `batch.meta` (read them with
@@ -160,8 +160,9 @@ class Dataplane:
         Ethernet addresses); IPv4 fragments kdp makes go to `self.extra`. The counters
         (`self.counters[stage, reason]`) grow by exactly the batch's packet count.
         `log`: a VerdictLog (`verdict_log`) that records the tuples as received; write
-        the batch's lines with `log.write(batch)` afterwards."""
-        self.pipeline.run(batch, log)
+        the batch's lines with `log.write(batch)` afterwards. `trace`: a kdp.trace.Tracer
+        shown the batch after each stage."""
+        self.pipeline.run(batch, log, 0, trace)
 
     def flow_counters(self):
         """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""

@@ -273,11 +273,13 @@ cdef class Pipeline:
                     c[SC_REJECTS] += 1
         self.packets += b.count
 
-    def run(self, Batch b not None, log=None, uint64_t now_ns=0):
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None):
         """Process one batch in place.
 
         `log`, when given, is handed the tuples as received (before NAT).
         `now_ns` is the clock when packet_clock is False (attached mode).
+        `trace` (kdp.trace.Tracer), when given, is shown the batch after every stage
+        (trace.snap(stage name, batch)); without it the stages run as one (a test a stage).
         """
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
@@ -291,6 +293,7 @@ cdef class Pipeline:
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
         cdef dns_note_t* notes = NULL
         cdef dns_q_t* dq = NULL
+        cdef bint tracing = trace is not None
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
         neigh.ensure_notes(b.capacity)
@@ -298,13 +301,21 @@ cdef class Pipeline:
         if dns is not None:
             notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
             dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
+        if tracing:
+            trace.snap("rx", b)
         with nogil:
             if tunnels is not None:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
             else:
                 parse_batch(b, self.vxlan_port)
+            if tracing:
+                with gil:
+                    trace.snap("parse", b)
             neigh_note_batch(neigh, b)           # learned as route reaches each packet
             routes.classify_ingress(b)
+            if tracing:
+                with gil:
+                    trace.snap("ingress", b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK
                 for i in range(b.count):
@@ -320,16 +331,31 @@ cdef class Pipeline:
         with nogil:
             if dns is not None:
                 dns_batch(dns, b, dns_ctr, notes, dq)
+                if tracing:
+                    with gil:
+                        trace.snap("dns", b)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
                 if fp is not None and pt is not None:
                     pol_recheck_batch(pt, fp, ct, b)
+                if tracing:
+                    with gil:
+                        trace.snap("conntrack", b)
             self.new_flows(b, pt, fp)
+            if tracing:
+                with gil:
+                    trace.snap("new flow", b)
             if ct is not None:
                 nat_batch(ct, b)
+                if tracing:
+                    with gil:
+                        trace.snap("nat", b)
             need = 0
             if routes.route_batch(b, neigh, egress_one):
                 need = encap_batch(routes, neigh, b, True)
+            if tracing:
+                with gil:
+                    trace.snap("route", b)
         if need:
             if self.extra.capacity < need:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
@@ -340,3 +366,5 @@ cdef class Pipeline:
             self.account(b)
             if ct is not None:
                 ct_expire(ct, self.clock_ns, EXPIRE_WORK)
+        if tracing:
+            trace.snap("tx", b)

@@ -41,8 +41,8 @@ def run(args):
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
     if not args.plot:
         return module.main(args)
-    from kdp.benchmarks.plot import plot
     from kdp.errors import KdpError
+    plot = importlib.import_module("kdp.benchmarks.plot").plot
     if not args.plot.endswith(".png"):
         raise KdpError(f"--plot writes a PNG: give a path ending in .png, not {args.plot}")
     asked_json, args.json = args.json, True
