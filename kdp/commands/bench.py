@@ -6,6 +6,8 @@
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
   kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
+  kdp bench replay     kdp replay from the command line (output, log, start-up) beside
+                       tcpdump -r IN -w OUT on the same capture
   kdp bench policy     NetworkPolicy: packets/s and new flows/s with 0 / 10 / 1,000 / 10,000
                        policies, compile time, table memory; nca's time on the same sets
 
@@ -25,7 +27,7 @@ import io
 import json
 import sys
 
-SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay")
 
 
 def add_arguments(parser):
