@@ -96,14 +96,21 @@ def print_summary(result: RunResult, console=None):
     return 0
 
 
-def service_table(services):
-    """The per-Service rows of a summary, busiest first, as a rich Table."""
+SERVICE_ROWS = 20
+
+
+def service_table(services, rows=SERVICE_ROWS):
+    """The busiest `rows` Service ports of a summary, as a rich Table (the caption says
+    how many more there are: --json lists them all)."""
     from rich.table import Table
-    table = Table(title="per Service port")
+    busiest = sorted(services.items(), key=lambda kv: (-kv[1]["packets"], kv[0]))
+    more = len(busiest) - rows
+    table = Table(title="per Service port" + (f" (the {rows} busiest)" if more > 0 else ""),
+                  caption=f"{more} more Service ports: --json lists them all" if more > 0 else None)
     table.add_column("service")
     for column in ("packets", "new flows", "rejects"):
         table.add_column(column, justify="right")
-    for name, c in sorted(services.items(), key=lambda kv: (-kv[1]["packets"], kv[0])):
+    for name, c in busiest[:rows]:
         table.add_row(name, str(c["packets"]), str(c["new_flows"]), str(c["rejects"]))
     return table
 
