@@ -7,6 +7,7 @@ import numpy as np
 from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
 from kdp.errors import KdpError
+from kdp.output import Output
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
 from kdp.summary import RunResult, dns_outcomes
@@ -20,7 +21,7 @@ def _output_linktype(reader):
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
            all_directions=False, filter=None, count=None, log_only=None, flows=None,
-           annotate=False) -> RunResult:
+           annotate=False, workers=1) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -35,7 +36,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
-    `output` must be pcapng).
+    `output` must be pcapng). `workers`: 2 or more writes the output and the log on a
+    second core while the pipeline runs the next batch (kdp.output; same bytes).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
@@ -51,7 +53,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     reader = open_capture(capture, ports=dp.ports, ingress=ingress,
                           ifindex_ports=ifindex_ports(dp.ports, indexes),
                           all_directions=all_directions)
-    batch = Batch(batch_size)
+    threaded = workers >= 2 and not annotate and (output is not None or log is not None)
+    batches = [Batch(batch_size) for _ in range(2 if threaded else 1)]
+    out = None
     writer = None
     log_file = None
     vlog = None
@@ -72,7 +76,16 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         if flows:
             from kdp.flowlog import FlowLog
             flow_log = FlowLog(flows, dp)
+        logs = None
+        if vlog is not None:
+            logs = [vlog, dp.verdict_log(log_file, batch_size)] if threaded else [vlog]
+        out = Output(lambda: CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+                     if output is not None else None, logs=logs, notes=notes, threaded=threaded)
+        k = 0
         while left is None or left > 0:
+            slot = k % len(batches)
+            batch = batches[slot]
+            out.slot_free(slot)
             n = reader.fill(batch)
             if n == 0:
                 break
@@ -80,29 +93,34 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 flt.apply(batch, drop_unmatched=True)
             if left is not None:
                 left = _take(batch, flt, left)
+            lg = logs[k % len(logs)] if logs is not None else None
+            dp.process(batch, lg)
+            if threaded and lg is not None:
+                lg.detach_dns()
+            keep = _log_keep(batch, flt, log_verdicts) if lg is not None else None
+            out.submit(slot, batch, lg, None if keep is None else np.array(keep, copy=True),
+                       packets_in, dp.extra if len(dp.extra) else None)   # (extra: IPv4 fragments)
             packets_in += len(batch)
-            dp.process(batch, vlog)
-            first_frame = None
-            if output is not None:
-                if writer is None:
-                    writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
-                first_frame = writer.packets
-                writer.write(batch, notes.take(batch, first_frame, _log_keep(batch, flt, log_verdicts))
-                             if notes is not None else None)
-                if len(dp.extra):           # IPv4 fragments made from the batch, after it
-                    writer.write(dp.extra)
-            if vlog is not None and notes is None:
-                vlog.write(batch, first_frame=first_frame, keep=_log_keep(batch, flt, log_verdicts))
+            k += 1
             if flow_log is not None:
                 flow_log.drain()
             if bar is not None:
                 bar.advance(reader.position)
+        writer = out.close()
         if output is not None and writer is None:
             writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
     finally:
         if bar is not None:
             bar.stop()
         try:
+            if out is not None and writer is None:
+                # an error stopped the replay: stop the writer thread, close what is open
+                # (the error already on its way is the one reported)
+                try:
+                    out.close()
+                except Exception:       # noqa: BLE001
+                    pass
+                writer = out.writer
             if writer is not None:
                 writer.close()
             if log_file is not None:

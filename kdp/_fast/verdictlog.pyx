@@ -439,6 +439,12 @@ cdef class VerdictLog:
         """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
         self.dns_notes = notes
 
+    def detach_dns(self):
+        """Keep a copy of the batch's DNS notes (the pipeline reuses its array for the next
+        batch: a log written while the next batch runs needs its own)."""
+        if self.dns_notes is not None:
+            self.dns_notes = self.dns_notes.copy()
+
     def write(self, Batch b, indices=None, hops=None, first_frame=None, keep=None):
         """One line per packet of b; with `keep` (uint8 per packet), only for those
         whose keep is not 0 (their index and frame numbers stay). `indices` (uint64 per packet) numbers the lines
