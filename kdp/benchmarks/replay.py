@@ -28,8 +28,6 @@ import time
 
 import yaml
 
-from kdp.benchmarks.peers import PeerUnavailable, attempt
-
 QUICK = {"services": 1_000, "endpoints": 10_000, "packets": 100_000}
 FULL = {"services": 1_000, "endpoints": 10_000, "packets": 1_000_000}
 REPEAT = 3
@@ -68,12 +66,14 @@ def _empty_capture(path):
 
 
 def _tcpdump(inp, out):
+    from kdp.benchmarks.peers import PeerUnavailable
     if shutil.which("tcpdump") is None:
         raise PeerUnavailable("the tcpdump program is not on PATH")
     return _wall(["tcpdump", "-r", inp, "-w", out])
 
 
 def run(quick=False):
+    from kdp.benchmarks.peers import attempt
     from kdp.benchmarks.pipeline import NODE, _targets, synth_capture, _replay_split
     from kdp.control import Cluster, compile as compile_cluster
     size = QUICK if quick else FULL
