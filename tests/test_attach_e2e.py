@@ -195,3 +195,77 @@ def test_stopping_prints_the_summary_and_removes_the_devices(attached, tmp_path)
             "rejects": 0} in summary["services"]
     ns = n.spaces["client"][0]
     assert n.devices["client"] not in sh("ip", "-n", ns, "link").stdout   # gone with kdp's descriptor
+
+
+def _two_node_cluster(tmp_path):
+    from kdptest import base_objects
+    objs = base_objects() + [
+        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-2"},
+         "spec": {"nodeAddresses": ["192.168.56.12"], "clusterCIDRs": ["10.244.0.0/16"],
+                  "serviceCIDRs": ["10.96.0.0/16"]}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"},
+         "spec": {"cidr": "10.244.0.0/16", "ipipMode": "Always"}},
+        service("web", [port("http", 80, 8080)]),
+        endpoint_slice("web", [("http", "TCP", 8080)], [endpoint("10.244.2.10", "node-2")])]
+    snap = tmp_path / "two"
+    snap.mkdir()
+    (snap / "cluster.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+    return snap
+
+
+def test_two_kdp_nodes_carry_a_service_flow_over_ip_in_ip(tmp_path):
+    """Two kdp instances as node-1 and node-2, their uplinks bridged in an underlay
+    namespace: a pod on node-1 reaches a ClusterIP whose backend runs on node-2, and a
+    pod directly; the packets between the nodes are IP-in-IP (kdp encapsulates, the other
+    kdp decapsulates), and the backend sees the client pod's address."""
+    snap = _two_node_cluster(tmp_path)
+    tag = uuid.uuid4().hex[:6]
+    ns = {"client": f"kc{tag}", "web": f"kw{tag}", "under": f"ku{tag}"}
+    dev = {"client": f"tc{tag}", "web": f"tw{tag}", "up1": f"ua{tag}", "up2": f"ub{tag}"}
+    procs, logs = [], [tmp_path / "node-1.jsonl", tmp_path / "node-2.jsonl"]
+    try:
+        for node_name, pod, pdev, up, log in (("node-1", "shop/client", dev["client"], dev["up1"], logs[0]),
+                                              ("node-2", "shop/web-2", dev["web"], dev["up2"], logs[1])):
+            p = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", node_name,
+                                  "--port", f"{pod}={pdev}", "--port", f"uplink={up}", "--log", str(log)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert "ready" in p.stderr.readline()
+        sh("ip", "netns", "add", ns["under"])
+        sh("ip", "-n", ns["under"], "link", "add", "br0", "type", "bridge")
+        for up in (dev["up1"], dev["up2"]):
+            sh("ip", "link", "set", up, "netns", ns["under"])
+            sh("ip", "-n", ns["under"], "link", "set", up, "master", "br0")
+            sh("ip", "-n", ns["under"], "link", "set", up, "up")
+        sh("ip", "-n", ns["under"], "link", "set", "br0", "up")
+        for key, ip in (("client", CLIENT), ("web", "10.244.2.10")):
+            sh("ip", "netns", "add", ns[key])
+            sh("ip", "link", "set", dev[key], "netns", ns[key])
+            sh("ip", "-n", ns[key], "link", "set", dev[key], "up")
+            sh("ip", "-n", ns[key], "addr", "add", f"{ip}/32", "dev", dev[key])
+            sh("ip", "-n", ns[key], "route", "add", "169.254.1.1", "dev", dev[key])
+            sh("ip", "-n", ns[key], "route", "add", "default", "via", "169.254.1.1", "dev", dev[key])
+        srv = subprocess.Popen(["ip", "netns", "exec", ns["web"], sys.executable, "-c", SERVER, "10.244.2.10"],
+                               stdout=subprocess.PIPE, text=True)
+        procs.append(srv)
+        assert srv.stdout.readline().strip() == "ready"
+        for url in ("http://10.96.0.10/", "http://10.244.2.10:8080/"):
+            run = sh("ip", "netns", "exec", ns["client"], sys.executable, "-c", GET, url, timeout=15, check=False)
+            assert run.returncode == 0 and run.stdout.strip() == CLIENT, (url, run.stderr)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for name in ns.values():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+    import json
+    node1 = [json.loads(l) for l in logs[0].read_text().splitlines()]
+    node2 = [json.loads(l) for l in logs[1].read_text().splitlines()]
+    assert any(l["reason"] == "forwarded_ipip" and l["tunnel"]["dst"] == "192.168.56.12" for l in node1)
+    assert any(l.get("decap") == "ipip" and l["dst"] == "10.244.2.10" for l in node2)
+    assert any(l.get("decap") == "ipip" and l["dst"] == CLIENT for l in node1)
