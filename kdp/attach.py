@@ -263,8 +263,10 @@ class Attached:
             print(f"kdp attach: reload failed, nothing changed: {exc}", flush=True)
 
 
-def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None):
-    """Open the TAP ports, run until stopped; returns (Attached, RunResult)."""
+def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
+           metrics=None):
+    """Open the TAP ports, run until stopped; returns (Attached, RunResult). `metrics`:
+    HOST:PORT to serve Prometheus metrics on (kdp.metrics)."""
     from pyroute2 import IPRoute
 
     from kdp.dataplane import Dataplane
@@ -272,7 +274,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
     from kdp.summary import RunResult, dns_outcomes
     dp = Dataplane.from_snapshot(cluster, node)
     ports = []
-    log_file = vlog = None
+    log_file = vlog = server = None
     started = time.perf_counter()
     try:
         for spec in port_specs:
@@ -292,6 +294,9 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
         loop = Attached(dp, ports, cluster, node, batch_size, vlog)
+        if metrics:
+            from kdp.metrics import serve
+            server = serve(loop, metrics)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
         def stop(_sig, _frame):
@@ -310,6 +315,8 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             for s, h in previous.items():
                 signal.signal(s, h)
     finally:
+        if server is not None:
+            server[0].shutdown()
         for p in ports:
             p.close()
         if log_file is not None:

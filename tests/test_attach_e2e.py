@@ -29,7 +29,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
-s = http.server.HTTPServer((sys.argv[1], 8080), H); print('ready', flush=True); s.serve_forever()
+class S(http.server.HTTPServer):
+    server_bind = http.server.socketserver.TCPServer.server_bind   # (no getfqdn: no DNS here)
+s = S((sys.argv[1], 8080), H); print('ready', flush=True); s.serve_forever()
 """
 GET = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode())"
 CONNECT = """
@@ -84,8 +86,10 @@ class Node:
         self.devices = {"client": f"tc{tag}", "web": f"tw{tag}", "out": f"tu{tag}"}
         ports = {"client": "shop/client", "web": "shop/web-1", "out": "uplink"}
         self.log = tmp_path / "kdp.out"
+        self.metrics_port = 20000 + int(tag, 16) % 20000
         self.kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(self.snap), "--node", "node-1",
-                                     "--json"] + [a for k in ports for a in ("--port", f"{ports[k]}={self.devices[k]}")],
+                                     "--json", "--metrics", f"127.0.0.1:{self.metrics_port}"]
+                                    + [a for k in ports for a in ("--port", f"{ports[k]}={self.devices[k]}")],
                                     stdout=open(self.log, "w"), stderr=subprocess.PIPE, text=True)
         self.servers = []
         ready = self.kdp.stderr.readline()
@@ -269,3 +273,106 @@ def test_two_kdp_nodes_carry_a_service_flow_over_ip_in_ip(tmp_path):
     assert any(l["reason"] == "forwarded_ipip" and l["tunnel"]["dst"] == "192.168.56.12" for l in node1)
     assert any(l.get("decap") == "ipip" and l["dst"] == "10.244.2.10" for l in node2)
     assert any(l.get("decap") == "ipip" and l["dst"] == CLIENT for l in node1)
+
+
+def test_metrics_count_what_crossed_kdp(attached):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    n = attached()
+    n.serve()
+    assert n.run_in("client", GET, "http://10.96.0.10/").returncode == 0
+    n.run_in("client", CONNECT, "10.96.0.20", "80")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{n.metrics_port}/metrics", timeout=5).read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    rx = samples[("kdp_port_packets_total", (("device", n.devices["client"]), ("direction", "rx"), ("port", "shop/client")))]
+    assert rx >= 5                                   # ARP, SYN, ACK, request, FIN...
+    assert samples[("kdp_service_new_flows_total", (("service", "shop/web:http"),))] == 1
+    assert samples[("kdp_service_rejects_total", (("service", "shop/empty:http"),))] == 1
+    assert samples[("kdp_pipeline_packets_total", (("reason", "svc_no_endpoints"), ("stage", "service")))] == 1
+    assert samples[("kdp_conntrack_flows", ())] >= 1
+    assert samples[("kdp_reloads_total", (("result", "ok"),))] == 0
+
+
+WHO = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        body = sys.argv[1].encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(http.server.ThreadingHTTPServer):
+    server_bind = http.server.socketserver.TCPServer.server_bind   # (no getfqdn: no DNS here)
+s = S((sys.argv[1], 8080), H); print('ready', flush=True); s.serve_forever()
+"""
+KEEP = """
+import http.client, sys, urllib.request
+c = http.client.HTTPConnection('10.96.0.10', 80, timeout=5)
+c.request('GET', '/'); print(c.getresponse().read().decode(), flush=True)
+sys.stdin.readline()
+c.request('GET', '/'); print(c.getresponse().read().decode(), flush=True)
+print(urllib.request.urlopen('http://10.96.0.10/', timeout=5).read().decode(), flush=True)
+"""
+
+
+def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(tmp_path):
+    web3 = "10.244.1.11"
+
+    def snapshot(rolled):
+        # the rollout: web-1 terminating (still listed, not ready), web-3 ready
+        objs = cluster() + [_pod("shop", "web-3", web3, "web")]
+        for o in objs:
+            if o["kind"] == "EndpointSlice":
+                o["endpoints"] = [endpoint(WEB, "node-1", ready=False, serving=False, terminating=True),
+                                  endpoint(web3, "node-1")] if rolled else [endpoint(WEB, "node-1")]
+        (tmp_path / "snap" / "cluster.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+
+    (tmp_path / "snap").mkdir()
+    snapshot(False)
+    tag = uuid.uuid4().hex[:6]
+    spaces = {"client": (f"kc{tag}", CLIENT), "web": (f"kw{tag}", WEB), "web3": (f"kx{tag}", web3)}
+    devs = {"client": f"tc{tag}", "web": f"tw{tag}", "web3": f"tx{tag}"}
+    names = {"client": "shop/client", "web": "shop/web-1", "web3": "shop/web-3"}
+    procs = []
+    try:
+        kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(tmp_path / "snap"),
+                                "--node", "node-1"] + [a for k in names for a in ("--port", f"{names[k]}={devs[k]}")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(kdp)
+        assert "ready" in kdp.stderr.readline()
+        for key, (ns, ip) in spaces.items():
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", devs[key], "netns", ns)
+            sh("ip", "-n", ns, "link", "set", devs[key], "up")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", devs[key])
+            sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", devs[key])
+            sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", devs[key])
+        for key in ("web", "web3"):
+            srv = subprocess.Popen(["ip", "netns", "exec", spaces[key][0], sys.executable, "-c", WHO, spaces[key][1]],
+                                   stdout=subprocess.PIPE, text=True)
+            procs.append(srv)
+            assert srv.stdout.readline().strip() == "ready"
+        client = subprocess.Popen(["ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", KEEP],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(client)
+        assert client.stdout.readline().strip() == WEB          # the connection is web-1's
+        snapshot(True)                                          # web-1 terminating, web-3 ready
+        kdp.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        client.stdin.write("\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=20)
+        assert out.split() == [WEB, web3], err                  # established: web-1; new: web-3
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for ns, _ip in spaces.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)

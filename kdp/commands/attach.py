@@ -8,7 +8,8 @@ pod's device into its network namespace with its address and a default route thr
 169.254.1.1 (kdp answers ARP for it, as Calico's proxy ARP does): its traffic then runs
 through the same pipeline as `kdp replay`. SIGINT/SIGTERM stop and print the summary;
 SIGHUP reloads the snapshot (an invalid one is reported and changes nothing).
-Needs root (or CAP_NET_ADMIN) and pyroute2: pip install 'kdp[attach]'.
+--metrics HOST:PORT serves Prometheus metrics. Needs root (or CAP_NET_ADMIN), pyroute2
+and prometheus-client: pip install 'kdp[attach]'.
 """
 import sys
 
@@ -21,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--port", action="append", required=True, metavar="NAME=TAPDEV",
                         help="a data-plane port and its TAP device (repeat for each)")
     parser.add_argument("--log", metavar="FILE", help="write the verdict log (JSON Lines) as replay does")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus metrics there (prometheus-client): packets and bytes per "
+                             "port, packets per stage and reason, per Service port, conntrack, reloads")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="frames per batch (default 256)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -42,7 +46,7 @@ def run(args):
     def ready():
         print("kdp attach: ready: " + ", ".join(args.port), file=sys.stderr, flush=True)
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
-                          log=args.log, duration=args.duration, ready=ready)
+                          log=args.log, duration=args.duration, ready=ready, metrics=args.metrics)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
