@@ -118,12 +118,22 @@ def _node_config(api, node, notices):
         spec["proxyMode"] = mode
     else:
         notices.append(f"kube-proxy mode {mode!r}: kdp models iptables and nftables; nftables assumed")
-    cluster_cidr = conf.get("clusterCIDR")
-    if cluster_cidr:
-        spec["clusterCIDRs"] = [c.strip() for c in str(cluster_cidr).split(",") if c.strip()]
+    # v1alpha1 has clusterCIDR ("a,b"); later versions detectLocal.clusterCIDRs
+    cluster_cidr = conf.get("clusterCIDR") or ",".join(map(str, (conf.get("detectLocal") or {}).get("clusterCIDRs")
+                                                           or []))
+    cidrs = [c.strip() for c in str(cluster_cidr).split(",") if c.strip()]
     detect = conf.get("detectLocalMode")
     if detect in ("ClusterCIDR", "NodeCIDR", "InterfaceNamePrefix", "BridgeInterface"):
         spec["localTrafficDetection"] = detect
+    if cidrs:
+        spec["clusterCIDRs"] = cidrs
+    elif detect in (None, "", "ClusterCIDR"):     # kube-proxy's default mode
+        # kube-proxy then runs its no-op detector; left unset, kdp would guess the
+        # cluster CIDR from the Nodes' podCIDRs and masquerade what kube-proxy does not
+        spec["clusterCIDRs"] = []
+        notices.append("kube-proxy's ConfigMap sets no clusterCIDR: it detects no local traffic "
+                       "(NodeConfig spec.clusterCIDRs: []); set the CIDR there if kube-proxy's "
+                       "command line gives --cluster-cidr")
     addresses = conf.get("nodePortAddresses")
     if addresses:
         spec["nodePortAddresses"] = list(addresses)

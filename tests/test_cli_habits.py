@@ -28,6 +28,12 @@ def test_version_prints_the_package_version():
     assert run.returncode == 0 and run.stdout.strip() == f"kdp {__version__}"
 
 
+def test_python_dash_m_kdp_is_the_kdp_command():
+    run = subprocess.run([sys.executable, "-m", "kdp", "--version"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0 and run.stdout.strip() == f"kdp {__version__}"
+
+
 def test_cluster_before_the_command_words_does_not_swallow_them():
     first = kdp("show", "--cluster", SAMPLE_CLUSTER, "services", "--node", "node-1", "--json")
     last = kdp("show", "services", "--json", "--node", "node-1", "--cluster", SAMPLE_CLUSTER)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, TCP, UDP
 
 from kdp.control import Cluster
 from kdp.errors import ConfigError
@@ -62,6 +62,29 @@ def test_a_reload_with_two_pods_on_one_ip_changes_nothing(tmp_path):
         h.reload(base_objects() + [pod("shop", "db-0", "node-1", WEB1)])
     after = h.send(IP(src=CLIENT, dst=WEB1) / UDP(sport=5001, dport=53))
     assert before.out_port == after.out_port == "shop/web-1"
+
+
+def labelled(doc, **labels):
+    doc["metadata"]["labels"] = labels
+    return doc
+
+
+@pytest.mark.parametrize("live_label, verdict", [("cache", Verdict.DROP), ("db", Verdict.FORWARD)])
+def test_a_policy_judges_an_address_by_its_running_pod_not_a_finished_one(tmp_path, live_label, verdict):
+    # web-1 admits app=db only; job-1 (app=db) finished and its address is db-or-cache-0's now
+    objs = base_objects() + [
+        labelled(finished(pod("shop", "job-1", "node-2", "10.244.2.77")), app="db"),
+        labelled(pod("shop", "now-0", "node-2", "10.244.2.77"), app=live_label),
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"namespace": "shop", "name": "web"},
+         "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]}}]
+    labelled(objs[5], app="web")                     # web-1
+    h = Harness(tmp_path, objs)
+    sent = h.send(IP(src="10.244.2.77", dst=WEB1) / TCP(sport=40000, dport=8080, flags="S"))
+    assert sent.verdict == verdict
+    if verdict == Verdict.DROP:
+        assert sent.reason == Reason.POLICY_DENIED_INGRESS
 
 
 def test_a_finished_pod_is_not_a_policy_peer(tmp_path):

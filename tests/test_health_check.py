@@ -7,11 +7,12 @@ import sys
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 
 from kdp.control import Cluster
 from kdp.errors import ConfigError
 from kdp.reasons import Reason, Verdict
-from kdptest import (NODE1, OUTSIDE, WEB1, WEB2, Harness, base_objects, endpoint, endpoint_slice, port,
+from kdptest import (NODE1, NODE1_V6, OUTSIDE, WEB1, WEB2, Harness, base_objects, endpoint, endpoint_slice, port,
                      service, write_snapshot)
 
 HC = 31555
@@ -54,6 +55,46 @@ def test_show_services_reports_what_the_health_server_answers(tmp_path):
     assert rows["shop/lb:http"]["health_check"] == {"node_port": HC, "local_endpoints": 1, "status": 200}
     # a terminating local endpoint does not make the node healthy (kube-proxy counts ready ones)
     assert rows["shop/lb2:http"]["health_check"] == {"node_port": HC + 1, "local_endpoints": 0, "status": 503}
+
+
+def test_a_local_pod_serving_two_ports_is_one_endpoint_to_the_health_server(tmp_path):
+    # kube-proxy's LocalReadyEndpoints counts distinct addresses over the Service's ports
+    svc = service("lb", [port("http", 80, 8080, node_port=30081), port("https", 443, 8443, node_port=30082)],
+                  cluster_ips=("10.96.0.40",), type="LoadBalancer", externalTrafficPolicy="Local",
+                  healthCheckNodePort=HC)
+    sl = endpoint_slice("lb", [("http", "TCP", 8080), ("https", "TCP", 8443)],
+                        [endpoint(WEB1, "node-1"), endpoint("10.244.1.11", "node-1"), endpoint(WEB2, "node-2")])
+    rows = show_services(tmp_path, base_objects() + [svc, sl])
+    for name in ("shop/lb:http", "shop/lb:https"):
+        assert rows[name]["health_check"] == {"node_port": HC, "local_endpoints": 2, "status": 200}
+
+
+@pytest.mark.parametrize("config, served", [
+    ({}, {NODE1}),                                      # nftables: the primary address only
+    ({"nodePortAddresses": ["all"]}, {NODE1, "10.0.0.11"}),
+    ({"proxyMode": "iptables"}, {NODE1, "10.0.0.11"}),  # unset in iptables mode: every address
+    ({"nodePortAddresses": ["10.0.0.0/8"]}, {"10.0.0.11"}),
+])
+def test_the_health_server_listens_on_the_nodeport_addresses(tmp_path, config, served):
+    # kube-proxy's health server binds the NodePort addresses (every address when they
+    # match all); on another node address nothing listens: plain local delivery
+    objs = base_objects(nodeAddresses=[NODE1, "10.0.0.11"], **config) + lb(endpoints=[endpoint(WEB1, "node-1")])
+    h = Harness(tmp_path, objs)
+    for k, dst in enumerate((NODE1, "10.0.0.11")):
+        sent = h.send(IP(src=OUTSIDE, dst=dst) / TCP(sport=50000 + k, dport=HC, flags="S"))
+        assert sent.verdict == Verdict.LOCAL
+        assert sent.reason == (Reason.SVC_HEALTH_CHECK if dst in served else Reason.LOCAL_DELIVERY), dst
+
+
+def test_a_family_no_nodeport_cidr_names_listens_everywhere(tmp_path):
+    # nodePortAddresses [10.0.0.0/8]: kube-proxy's IPv6 side gets ::/0 (every IPv6 address)
+    objs = base_objects(nodeAddresses=[NODE1, "10.0.0.11", NODE1_V6], nodePortAddresses=["10.0.0.0/8"]) \
+        + lb(endpoints=[endpoint(WEB1, "node-1")])
+    h = Harness(tmp_path, objs)
+    v6 = h.send(IPv6(src="2001:db8::7", dst=NODE1_V6) / TCP(sport=50000, dport=HC, flags="S"))
+    assert (v6.verdict, v6.reason) == (Verdict.LOCAL, Reason.SVC_HEALTH_CHECK)
+    v4 = h.send(IP(src=OUTSIDE, dst=NODE1) / TCP(sport=50001, dport=HC, flags="S"))
+    assert (v4.verdict, v4.reason) == (Verdict.LOCAL, Reason.LOCAL_DELIVERY)
 
 
 def test_the_text_table_shows_the_health_state(tmp_path):

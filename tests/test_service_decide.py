@@ -145,6 +145,30 @@ def test_node_port_addresses_cidr_setting_selects_addresses():
     assert decide(t, "192.0.2.7", "192.168.56.11", 30080)["result"] == fast.SVC_MISS
 
 
+@pytest.mark.parametrize("setting, v4, v6", [
+    (["10.0.0.0/8"], {"10.0.0.11"}, {"fd00::11"}),              # no IPv6 CIDR: IPv6 matches all
+    (["fd00::/64"], {"192.168.56.11", "10.0.0.11"}, {"fd00::11"}),
+    (["10.0.0.0/8", "2001:db8::/32"], {"10.0.0.11"}, set()),
+    (["primary"], {"192.168.56.11"}, {"fd00::11"}),
+])
+def test_node_port_addresses_apply_per_family_as_kube_proxy(setting, v4, v6):
+    # kube-proxy reads --nodeport-addresses per family and adds 0.0.0.0/0 or ::/0 for a
+    # family none of its CIDRs is of
+    from kdp.control import Cluster
+    from kdp.reference import service as reference
+    docs = base_docs(nodePortAddresses=setting) + [
+        svc_doc("np6", ["10.96.0.21", "fd00:96::21"], type="NodePort", nodePort=30081,
+                ipFamilyPolicy="PreferDualStack"),
+        slice_doc("np6", [("10.244.2.21", "node-2")]),
+        slice_doc("np6", [("fd00:244:2::21", "node-2")], fam="IPv6")]
+    c = Cluster.from_documents(docs, node="node-1")
+    t = tables_for(docs)
+    for dst, src, want in [(a, "192.0.2.7", v4) for a in ("192.168.56.11", "10.0.0.11")] + \
+            [("fd00::11", "2001:db8::1", v6)]:
+        assert hit(decide(t, src, dst, 30081)) == (dst in want), dst
+        assert (reference.decide(c, 6, src, dst, 30081).result == reference.HIT) == (dst in want), dst
+
+
 def test_node_port_with_cluster_policy_is_always_masqueraded(tables):
     assert masqueraded(decide(tables, "192.0.2.7", "192.168.56.11", 30080))
     assert masqueraded(decide(tables, "10.244.1.50", "192.168.56.11", 30080))

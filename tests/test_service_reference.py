@@ -35,7 +35,11 @@ CONFIGS = [{}, {"proxyMode": "iptables"}, {"masquerade": {"masqueradeAll": True}
            {"localTrafficDetection": "InterfaceNamePrefix"}, {"localTrafficDetection": "BridgeInterface"},
            {"proxyMode": "iptables", "localhostNodePorts": False},
            {"proxyMode": "iptables", "nodePortAddresses": ["127.0.0.0/8", "192.168.56.0/24"]},
-           {"proxyMode": "iptables", "nodePortAddresses": ["primary"]}]
+           {"proxyMode": "iptables", "nodePortAddresses": ["primary"]},
+           {"proxyMode": "iptables", "nodePortAddresses": ["0.0.0.0/0"]},
+           {"proxyMode": "iptables", "nodePortAddresses": ["fd00::/64"]},
+           {"clusterCIDRs": ["10.244.0.0/16"]}, {"clusterCIDRs": ["fd00:244::/32"]},
+           {"localTrafficDetection": "NodeCIDR", "podCIDRs": ["fd00:244:1::/64"]}]
 POD_PORT = 5        # the port id a local pod's packets arrive on (the interface modes)
 ZONES = ["zone-a"] * len(CONFIGS) + [""]   # node-1's zone label per world ("": none)
 CONFIGS.append({})                        # the default NodeConfig on a node without a zone label

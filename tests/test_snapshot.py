@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdp.control import Cluster
+from kdp._fast import service as fast
+from kdp.control import Cluster, compile
+from kdptest import decide
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +124,37 @@ def test_snapshot_writes_what_kdp_reads_and_it_loads(tmp_path, api_server):
     assert set(cluster.services) == {("shop", "web")} and ("shop", "web-1") in cluster.pods
     assert cluster.config.proxy_mode == "iptables" and cluster.zone() == "a"
     assert [p.cidr for p in cluster.ippools.values()]
+
+
+KUBE_PROXY = "/api/v1/namespaces/kube-system/configmaps/kube-proxy"
+
+
+def kube_proxy_config(text):
+    return {"metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+            "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+                                    "kind: KubeProxyConfiguration\n" + text}}
+
+
+@pytest.mark.parametrize("conf, cidrs, masqueraded", [
+    ("mode: nftables\n", [], False),                                  # no --cluster-cidr: no detector
+    ("mode: nftables\ndetectLocalMode: ClusterCIDR\n", [], False),
+    ("mode: nftables\ndetectLocal:\n  clusterCIDRs: [10.244.0.0/16]\n", ["10.244.0.0/16"], True),
+    ("mode: nftables\nclusterCIDR: 10.244.0.0/16\n", ["10.244.0.0/16"], True),
+])
+def test_snapshot_says_when_kube_proxy_has_no_cluster_cidr(tmp_path, api_server, monkeypatch, conf, cidrs,
+                                                            masqueraded):
+    # without a cluster CIDR kube-proxy's detector is a no-op: off-cluster ClusterIP traffic
+    # keeps its source; kdp must not guess a CIDR from the Nodes then
+    monkeypatch.setitem(RESPONSES, KUBE_PROXY, kube_proxy_config(conf))
+    out = tmp_path / "snap"
+    run = kdp("snapshot", "--kubeconfig", kubeconfig(tmp_path, api_server), "-o", out, "--node", "node-1")
+    assert run.returncode == 0, run.stderr
+    config = yaml.safe_load((out / "nodeconfig.yaml").read_text())["spec"]
+    assert config["clusterCIDRs"] == cidrs
+    assert ("sets no clusterCIDR" in run.stderr) == (not cidrs)
+    cluster = Cluster.load([out], node="node-1")
+    got = decide(compile(cluster), "198.51.100.7", "10.96.0.10", 80)
+    assert got["result"] == fast.SVC_HIT and bool(got["flags"] & 2) == masqueraded
 
 
 def test_snapshot_refuses_a_non_empty_directory_without_force(tmp_path, api_server):

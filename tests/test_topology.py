@@ -73,3 +73,62 @@ def test_malformed_hints_are_errors_naming_the_field(hints, field):
     sl["endpoints"] = [{"addresses": ["10.244.2.130"], "hints": hints}]
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         Cluster.from_documents(base_docs() + [svc_doc("topo-0", "10.96.0.100"), sl], node=NODE)
+
+
+def test_an_unknown_traffic_distribution_is_an_error_naming_the_field():
+    from kdp.errors import ConfigError
+    docs = base_docs() + [svc_doc("td", "10.96.0.120", trafficDistribution="PreferFar")]
+    with pytest.raises(ConfigError, match=r"spec\.trafficDistribution: must be one of PreferClose"):
+        Cluster.from_documents(docs, node=NODE)
+
+
+@pytest.mark.parametrize("spec, meta, asked", [
+    ({"trafficDistribution": "PreferClose"}, {}, True),
+    ({"trafficDistribution": "PreferSameNode"}, {}, True),
+    ({}, {"annotations": {"service.kubernetes.io/topology-mode": "Auto"}}, True),
+    ({}, {"annotations": {"service.kubernetes.io/topology-mode": "Disabled"}}, False),
+    ({}, {}, False),
+])
+def test_a_service_asking_for_topology_without_hints_gets_a_notice(spec, meta, asked):
+    # kube-proxy reads only the hints; a hand-written snapshot may lack them
+    svc = svc_doc("td", "10.96.0.120", **spec)
+    svc["metadata"].update(meta)
+    docs = base_docs() + [svc, slice_doc("td", [("10.244.2.120", "node-2"), ("10.244.2.121", "node-2")])]
+    c = Cluster.from_documents(docs, node=NODE)
+    assert any("shop/td" in n and "no ready endpoint in its EndpointSlices has hints" in n
+               for n in c.notices) == asked
+    # and every ready endpoint serves, as kube-proxy does without hints
+    view = {r["name"]: r for r in compile(c).endpoints_view()}
+    assert {b["address"] for b in view["shop/td:p"]["backends"]} == {"10.244.2.120", "10.244.2.121"}
+
+
+def test_hinted_services_say_no_notice():
+    c = Cluster.from_documents(base_docs() + [
+        svc_doc("td", "10.96.0.120", trafficDistribution="PreferClose"),
+        {**slice_doc("td", []), "endpoints": TOPOLOGY["10.96.0.100"]}], node=NODE)
+    assert not any("shop/td" in n for n in c.notices)
+
+
+def test_show_names_the_topology_kube_proxy_applies(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump_all(base_docs() + topology_docs("zone-a")))
+
+    def show(what, *extra):
+        run = subprocess.run([sys.executable, "-m", "kdp.cli", "show", what, "--cluster", str(path),
+                              "--node", NODE, *extra], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    rows = {r["name"]: r for r in json.loads(show("services", "--json"))["services"]}
+    assert rows["shop/topo-0:p"]["topology"] == {"mode": "PreferSameZone", "node": NODE, "zone": "zone-a"}
+    assert rows["shop/topo-3:p"]["topology"]["mode"] == "PreferSameNode"
+    for k in (1, 2, 6):                        # incomplete hints, none for zone-a, no ready endpoint
+        assert rows[f"shop/topo-{k}:p"]["topology"] is None
+    assert "topology=PreferSameZone(zone-a)" in show("services")
+    lines = [ln for ln in show("endpoints").splitlines() if "10.244.2.101" in ln]
+    assert lines and "not used (topology: PreferSameZone)" in lines[0]

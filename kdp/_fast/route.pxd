@@ -75,6 +75,11 @@ cdef class RouteTable:
     cdef object health_arr              # uint8[8192]: bit per TCP port, Services' healthCheckNodePorts
     cdef const uint8_t* health_ports
     cdef bint has_health_ports
+    cdef bint health_any4, health_any6  # the health server listens on every address of the family
+    cdef object health4_arr, health6_arr
+    cdef const uint32_t* health4        # else on these (kube-proxy's NodePort addresses)
+    cdef const uint8_t* health6
+    cdef Py_ssize_t n_health4, n_health6
 
     cdef void classify_ingress(self, Batch b) noexcept nogil
     cdef uint32_t route_batch(self, Batch b, Neighbours n, tunnel_fn_t tunnel) noexcept nogil

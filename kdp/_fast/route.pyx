@@ -11,7 +11,8 @@ For every V_PENDING IP packet, as Linux's ip_forward / ip6_forward decide:
                           -> V_LOCAL, R_LINK_LOCAL: for the node, never forwarded
   no match, RT_BLACKHOLE  -> drop R_NO_ROUTE
   RT_HOST                 -> V_LOCAL, R_LOCAL_DELIVERY (out_port host); R_SVC_HEALTH_CHECK for
-                             TCP to a Service's healthCheckNodePort (`health_ports`); an echo request
+                             TCP to a Service's healthCheckNodePort (`health_ports`) on an
+                             address the health server listens on (`health_addresses`); an echo request
                              (not from the host) is answered: V_REPLY, R_ECHO_REPLIED,
                              the reply routed back to its sender; IP-in-IP or VXLAN
                              that nothing decapsulated (see decap.pyx) is V_LOCAL with
@@ -346,9 +347,14 @@ cdef class RouteTable:
                      family is the primary: ICMP errors come from it)
     vtep_mac         this node's VXLAN VTEP MAC (inner Ethernet source of VXLAN)
     martians         drop martian packets from the wire (see the module docstring)
+    health_ports     TCP ports of kube-proxy's health check server (Services'
+                     healthCheckNodePorts): R_SVC_HEALTH_CHECK
+    health_addresses the addresses that server listens on (None: all; 0.0.0.0 / ::
+                     every address of the family)
     """
 
-    def __init__(self, routes=(), node_addresses=(), vtep_mac=None, martians=True, health_ports=()):
+    def __init__(self, routes=(), node_addresses=(), vtep_mac=None, martians=True, health_ports=(),
+                 health_addresses=None):
         self.routes = list(routes)
         self.health_arr = np.zeros(8192, dtype=np.uint8)
         for hp in health_ports:
@@ -357,6 +363,17 @@ cdef class RouteTable:
             self.health_arr[hp >> 3] |= 1 << (hp & 7)
         self.health_ports = <const uint8_t*>cnp.PyArray_DATA(self.health_arr)
         self.has_health_ports = len(health_ports) != 0
+        haddrs = [ipaddress.ip_address(a) for a in (health_addresses or ())]
+        self.health_any4 = health_addresses is None or ipaddress.IPv4Address(0) in haddrs
+        self.health_any6 = health_addresses is None or ipaddress.IPv6Address(0) in haddrs
+        h4 = [int(a) for a in haddrs if a.version == 4]
+        h6 = [a.packed for a in haddrs if a.version == 6]
+        self.health4_arr = np.array(h4 or [0], dtype=np.uint32)
+        self.health6_arr = np.frombuffer(b"".join(h6) or bytes(16), dtype=np.uint8).copy()
+        self.health4 = <const uint32_t*>cnp.PyArray_DATA(self.health4_arr)
+        self.health6 = <const uint8_t*>cnp.PyArray_DATA(self.health6_arr)
+        self.n_health4 = len(h4)
+        self.n_health6 = len(h6)
         self.n_routes = len(self.routes)
         if self.n_routes >= 0xFFFF0000:
             raise ValueError("too many routes")
@@ -564,8 +581,11 @@ cdef class RouteTable:
                 elif _looks_like_tunnel(p, b.buf + p.off):
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_TUNNEL_NOT_DECAPSULATED)
                 elif self.has_health_ports and p.proto == 6 and p.frag != FRAG_LATER and \
-                        (self.health_ports[p.dport >> 3] >> (p.dport & 7)) & 1:
+                        (self.health_ports[p.dport >> 3] >> (p.dport & 7)) & 1 and \
+                        ((self.health_any4 or _has4(self.health4, self.n_health4, p.dst4)) if p.ip_ver == 4
+                         else (self.health_any6 or _has6(self.health6, self.n_health6, p.dst6))):
                     # kube-proxy accepts these in its filter rules: its health server answers
+                    # (on its NodePort addresses; elsewhere nothing listens)
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_SVC_HEALTH_CHECK)
                 else:
                     set_verdict(p, V_LOCAL, ST_ROUTE, R_LOCAL_DELIVERY)

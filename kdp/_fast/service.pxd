@@ -40,8 +40,9 @@ cpdef enum SvcFlags:
 cpdef enum TableMode:
     MODE_IPTABLES = 1       # unexposed ClusterIP ports / unallocated service IPs fall through
     MODE_MASQ_ALL = 2       # masqueradeAll: SNAT every ClusterIP flow
-    MODE_LOCAL_NONE = 4     # localTrafficDetection None: no source is local (kube-proxy's no-op detector)
+    MODE_NO_DETECTOR4 = 4   # IPv4 has no local-traffic detector (kube-proxy's no-op one): nothing is local
     MODE_LOCAL_PORT = 8     # InterfaceNamePrefix / BridgeInterface: local = arrived on a pod port
+    MODE_NO_DETECTOR6 = 16  # the same for IPv6 (ClusterCIDR / NodeCIDR without a CIDR of the family)
 
 # An address or a prefix (plen; 32/128 for a single address).
 ctypedef struct addr_t:

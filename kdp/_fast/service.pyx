@@ -553,7 +553,7 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
     cdef svc_port_t* sp
     cdef bset_t* bs
     cdef uint8_t ver = p.ip_ver
-    cdef bint masq = False, use_local = False, src_pod, src_node
+    cdef bint masq = False, use_local = False, src_pod, src_node, no_detector
     cdef const backend_t* be
     cdef const uint32_t* lut
     cdef uint32_t n, m, idx = NO_ID, k
@@ -572,7 +572,9 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
     if bs == NULL or (bs.n == 0 and bs.n_local == 0):
         reason[0] = R_SVC_NO_ENDPOINTS
         return SVC_REJECT
-    if t.mode & MODE_LOCAL_NONE:
+    # kube-proxy has one detector per family; a family without one (no-op) calls nothing local
+    no_detector = (t.mode & (MODE_NO_DETECTOR4 if ver == 4 else MODE_NO_DETECTOR6)) != 0
+    if no_detector:
         src_pod = False
     elif t.mode & MODE_LOCAL_PORT:
         src_pod = p.in_port < t.n_pod_ports and t.pod_ports[p.in_port] != 0
@@ -581,7 +583,7 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
     if kind == FK_CLUSTER_IP:
         use_local = (sp.flags & SF_ITP_LOCAL) != 0
         # without a detector kube-proxy writes no "masquerade off-cluster traffic" rule
-        masq = (t.mode & MODE_MASQ_ALL) != 0 or (not src_pod and not (t.mode & MODE_LOCAL_NONE))
+        masq = (t.mode & MODE_MASQ_ALL) != 0 or (not src_pod and not no_detector)
     elif not (sp.flags & SF_ETP_LOCAL):
         masq = True                 # may cross nodes: always masquerade
     elif src_pod:

@@ -49,6 +49,10 @@ def _services_table(rows):
         if hc:
             flags.append(f"healthCheck={hc['nodePort']}:{hc['status']} "
                          f"({hc['localEndpoints']} local ready endpoint{'s' * (hc['localEndpoints'] != 1)})")
+        topo = r["topology"]
+        if topo:
+            flags.append(f"topology={topo['mode']}"
+                         f"({topo['node'] if topo['mode'] == 'PreferSameNode' else topo['zone']})")
         t.add_row(str(r["id"]), r["name"], r["type"], r["family"], r["protocol"], fronts,
                   str(r["backends"]), str(r["localBackends"]) if r["localBackends"] else "", " ".join(flags))
     return t
@@ -66,7 +70,9 @@ def _endpoints_table(rows):
             t.add_row(str(r["id"]), r["name"], "(no endpoints: rejects)", "", "", "")
         for k, e in enumerate(r["endpoints"]):
             key = (e["address"], e["port"])
-            use = f"#{ids[key]}" + (" local-policy set" if key in local else "") if e["inUse"] else "not used"
+            use = f"#{ids[key]}" + (" local-policy set" if key in local else "") if e["inUse"] else \
+                ("not used (topology: " + r["topology"]["mode"] + ")" if r["topology"] and e["state"] == "ready"
+                 else "not used")
             t.add_row(str(r["id"]) if k == 0 else "", r["name"] if k == 0 else "",
                       hostport(e["address"], e["port"]), e["node"] or "", e["state"], use)
     return t

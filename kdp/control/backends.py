@@ -19,6 +19,35 @@ def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips
     node's topology.kubernetes.io/zone label ("" when it has none)."""
     ready, fallback, lready, lfallback = {}, {}, {}, {}
     hints = {}
+    for ep, port in _port_endpoints(port_name, protocol, target_port, fam, slices):
+        ip = ep.addresses[0]
+        local = ep.node_name == node if ep.node_name else ip in local_ips
+        if ep.ready:
+            ready[(ip, port)] = local
+            hints[(ip, port)] = (ep.zone_hints, ep.node_hints)
+            if local:
+                lready[(ip, port)] = True
+        elif ep.serving and ep.terminating:
+            fallback[(ip, port)] = local
+            if local:
+                lfallback[(ip, port)] = True
+    mode = topology_mode(hints.values(), node, zone)
+    if mode == "node":
+        ready = {k: v for k, v in ready.items() if node in hints[k][1]}
+    elif mode == "zone":
+        ready = {k: v for k, v in ready.items() if zone in hints[k][0]}
+    chosen = ready or fallback
+    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
+    if not want_local:
+        return cluster, []
+    lchosen = lready or lfallback
+    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
+
+
+def _port_endpoints(port_name, protocol, target_port, fam, slices):
+    """(endpoint, backend port) for each endpoint with an address in the slices of
+    family `fam` that serve one Service port (the slice port of its name, else of its
+    named targetPort)."""
     named = target_port if isinstance(target_port, str) else None
     for sl in slices:
         if sl.address_type != fam:
@@ -35,30 +64,21 @@ def endpoint_sets(port_name, protocol, target_port, fam, slices, node, local_ips
         if port is None:
             continue
         for ep in sl.endpoints:
-            if not ep.addresses:
-                continue
-            ip = ep.addresses[0]
-            local = ep.node_name == node if ep.node_name else ip in local_ips
-            if ep.ready:
-                ready[(ip, port)] = local
-                hints[(ip, port)] = (ep.zone_hints, ep.node_hints)
-                if local:
-                    lready[(ip, port)] = True
-            elif ep.serving and ep.terminating:
-                fallback[(ip, port)] = local
-                if local:
-                    lfallback[(ip, port)] = True
-    mode = topology_mode(hints.values(), node, zone)
-    if mode == "node":
-        ready = {k: v for k, v in ready.items() if node in hints[k][1]}
-    elif mode == "zone":
-        ready = {k: v for k, v in ready.items() if zone in hints[k][0]}
-    chosen = ready or fallback
-    cluster = [(ip, port, chosen[(ip, port)]) for ip, port in sorted(chosen)]
-    if not want_local:
-        return cluster, []
-    lchosen = lready or lfallback
-    return cluster, [(ip, port, True) for ip, port in sorted(lchosen)]
+            if ep.addresses:
+                yield ep, port
+
+
+TOPOLOGY_NAMES = {"node": "PreferSameNode", "zone": "PreferSameZone", "": ""}
+
+
+def topology_in_use(port_name, protocol, target_port, fam, slices, node, zone):
+    """The topology kube-proxy applies to one Service port's cluster endpoints on this
+    node, by its names: "PreferSameNode", "PreferSameZone" or "" (none)."""
+    ready = {}
+    for ep, port in _port_endpoints(port_name, protocol, target_port, fam, slices):
+        if ep.ready:
+            ready[(ep.addresses[0], port)] = (ep.zone_hints, ep.node_hints)
+    return TOPOLOGY_NAMES[topology_mode(ready.values(), node, zone)]
 
 
 def backend_array(rows, ids):
@@ -107,20 +127,19 @@ def topology_mode(ready_hints, node, zone):
     return ""
 
 
-def local_ready_endpoints(svc, fam, slices, node, local_ips):
+def local_ready_endpoints(fam, slices, node, local_ips):
     """What kube-proxy's health server reports for a Service on this node (its
-    healthCheckNodePort): the local, ready endpoints of the family, counted once per
-    Service port as kube-proxy's LocalReadyEndpoints counts them (terminating ones never
-    count). HTTP 200 when there is one, else 503 (load balancers then skip the node)."""
-    n = 0
-    for sp in svc.ports:
-        for sl in slices:
-            if sl.address_type != fam or not any(proto == sp.protocol and pname in (sp.name, sp.target_port)
-                                                 for pname, proto, _ in sl.ports):
-                continue
-            n += sum(1 for ep in sl.endpoints if ep.addresses and ep.ready and
-                     (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
-    return n
+    healthCheckNodePort): how many distinct addresses of the family its local, ready
+    endpoints have, over all the Service's ports (kube-proxy's LocalReadyEndpoints counts
+    a pod serving two ports once; terminating endpoints never count). HTTP 200 when
+    there is one, else 503 (load balancers then skip the node)."""
+    ips = set()
+    for sl in slices:
+        if sl.address_type != fam or not sl.ports:
+            continue
+        ips.update(ep.addresses[0] for ep in sl.endpoints if ep.addresses and ep.ready and
+                   (ep.node_name == node if ep.node_name else ep.addresses[0] in local_ips))
+    return len(ips)
 
 
 def endpoint_states(port_name, protocol, target_port, fam, slices):

@@ -88,6 +88,7 @@ class Cluster:
         if self.config is not None:
             self._check_services(problems)
             self._check_addresses(problems)
+            self._note_missing_hints()
         problems.raise_if_any()
         return self
 
@@ -187,6 +188,16 @@ class Cluster:
                                 f"traffic detection is off, as kube-proxy's without --cluster-cidr "
                                 f"(localTrafficDetection: None)")
             cfg.local_traffic_detection = "None"
+        elif cfg.local_traffic_detection in ("ClusterCIDR", "NodeCIDR"):
+            # kube-proxy builds one detector per family: a family of the node's without a
+            # CIDR gets the no-op one (its ClusterIP traffic is never masqueraded for
+            # coming from outside the cluster)
+            field = "clusterCIDRs" if cfg.local_traffic_detection == "ClusterCIDR" else "podCIDRs"
+            have = {p[0] for p in (cfg.cluster_cidrs if field == "clusterCIDRs" else cfg.pod_cidrs)}
+            for fam in sorted({ip[0] for ip in cfg.node_addresses} - have if have else ()):
+                self.notices.append(f"NodeConfig {self.node}: no IPv{fam} prefix in spec.{field}: no "
+                                    f"IPv{fam} traffic is local ({cfg.local_traffic_detection} detection "
+                                    f"has no detector for the family, as kube-proxy)")
         if cfg.localhost_node_ports_set and cfg.localhost_node_ports and cfg.proxy_mode != "iptables":
             self.notices.append(f"NodeConfig {self.node}: spec.localhostNodePorts applies to the iptables "
                                 f"proxy mode only (kube-proxy ignores it in {cfg.proxy_mode} mode)")
@@ -239,6 +250,22 @@ class Cluster:
                                        f"{other[0]}/{other[1]}")
 
     # -------------------------------------------------------------- queries
+
+    def _note_missing_hints(self):
+        """A Service that asks for topology-aware routing whose ready endpoints carry no
+        hints: kube-proxy follows only the hints the EndpointSlice controller writes (it
+        reads neither trafficDistribution nor the annotation), so every endpoint serves;
+        a hand-written snapshot may lack what the controller would have written."""
+        for key in sorted(self.services):
+            svc = self.services[key]
+            if not svc.topology_request:
+                continue
+            ready = [ep for sl in self.slices_for(key) for ep in sl.endpoints if ep.ready and ep.addresses]
+            if ready and not any(ep.zone_hints or ep.node_hints for ep in ready):
+                self.notices.append(f"Service {key[0]}/{key[1]}: {svc.topology_request} asks for "
+                                    f"topology-aware routing, but no ready endpoint in its EndpointSlices "
+                                    f"has hints (the EndpointSlice controller writes them; kube-proxy "
+                                    f"follows only hints): every ready endpoint serves")
 
     def slices_for(self, key):
         """The EndpointSlices of a Service; its v1 Endpoints only when it has no slice."""

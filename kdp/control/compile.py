@@ -72,39 +72,85 @@ def addr_array(prefixes):
     return out
 
 
-def node_port_addresses(cluster):
-    """The node addresses NodePorts answer on (kube-proxy's --nodeport-addresses).
+MATCH_ALL = "all"
 
-    Empty setting: nftables mode -> the node's primary address of each family
-    ("primary"); iptables mode -> all the node's addresses. "all" -> all;
-    CIDRs -> the node's addresses inside them."""
+
+def node_port_families(cluster):
+    """kube-proxy's --nodeport-addresses per IP family: {4: ..., 6: ...}, each MATCH_ALL
+    (every local address of the family) or the list of node addresses NodePorts answer
+    on. Empty setting: nftables mode -> "primary", iptables mode -> all; "primary" -> the
+    node's primary address of the family; "all" -> all; CIDRs -> the node's addresses
+    inside them. A family that no CIDR (nor "primary") names matches all (kube-proxy
+    adds 0.0.0.0/0 or ::/0 for it); a /0 CIDR matches all."""
     cfg = cluster.config
     setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
-    out = []
-    for item in setting:
-        if item == "primary":
-            cand = list(cluster.primary_addresses().values())
-        elif item == "all":
-            cand = list(cfg.node_addresses)
+    primary = cluster.primary_addresses()
+    out = {}
+    for fam in (4, 6):
+        cidrs = [p for p in setting if p not in ("all", "primary") and p[0] == fam]
+        if "primary" in setting and fam in primary:     # kube-proxy makes it the address's /32, /128
+            cidrs.append(addr.host_prefix(primary[fam]))
+        if "all" in setting or not cidrs or any(p[2] == 0 for p in cidrs):
+            out[fam] = MATCH_ALL
         else:
-            cand = [ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)]
-        out.extend(ip for ip in cand if ip not in out)
+            out[fam] = [ip for ip in cfg.node_addresses if any(addr.prefix_contains(p, ip) for p in cidrs)]
+    return out
+
+
+def node_port_addresses(cluster):
+    """The node addresses NodePorts answer on (node_port_families), in NodeConfig order."""
+    fams = node_port_families(cluster)
+    return [ip for ip in cluster.config.node_addresses
+            if fams[ip[0]] is MATCH_ALL or ip in fams[ip[0]]]
+
+
+def health_check_addresses(cluster):
+    """Where kube-proxy's health check server listens (pkg/proxy/healthcheck): the
+    NodePort addresses; a family that matches all is its wildcard address (0.0.0.0,
+    ::: every local address of the family)."""
+    out = []
+    for fam, got in node_port_families(cluster).items():
+        out += [(fam, 0)] if got is MATCH_ALL else got
     return out
 
 
 LOOPBACK4 = addr.parse_prefix("127.0.0.0/8")
+LOCALHOST4 = addr.parse_prefix("127.0.0.1/32")
 
 
-def localhost_node_ports(cfg):
-    """Whether NodePorts answer on 127.0.0.0/8 to the node itself (kube-proxy's
-    --iptables-localhost-nodeports): iptables mode, IPv4, and NodePort addresses that
-    take in loopback (unset or "all" match every local address; a CIDR must hold
-    127.0.0.1). Such flows are masqueraded (their source is a LOCAL address)."""
+def localhost_node_ports(cluster):
+    """Where NodePorts answer the node itself on loopback (kube-proxy's
+    --iptables-localhost-nodeports; iptables mode, IPv4 only): [] when not at all;
+    [127.0.0.0/8] when the IPv4 NodePort addresses match all (its `--dst-type LOCAL`
+    rule takes in all of 127/8); [127.0.0.1/32] when one of their CIDRs holds 127.0.0.1
+    (the rules then name lo's address). Such flows are masqueraded (their source is a
+    LOCAL address)."""
+    cfg = cluster.config
     if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
-        return False
-    setting = cfg.node_port_addresses or ["all"]
-    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
-               for item in setting)
+        return []
+    if node_port_families(cluster)[4] is MATCH_ALL:
+        return [LOOPBACK4]
+    if any(item not in ("all", "primary") and addr.prefix_contains(item, LOCALHOST4[:2])
+           for item in cfg.node_port_addresses):
+        return [LOCALHOST4]
+    return []
+
+
+def local_traffic_cidrs(cfg):
+    """The source prefixes that are local traffic under the CIDR modes of local-traffic
+    detection: the cluster CIDRs (ClusterCIDR) or this node's pod CIDRs (NodeCIDR)."""
+    return {"NodeCIDR": cfg.pod_cidrs, "ClusterCIDR": cfg.cluster_cidrs}.get(cfg.local_traffic_detection, [])
+
+
+def detector_families(cfg):
+    """The IP families kube-proxy has a local-traffic detector for: it builds one per
+    family, from a CIDR of that family under ClusterCIDR / NodeCIDR (a family without
+    one gets the no-op detector: nothing is local, and the rules that need a detector
+    are left out), for both under the interface modes, for none under None."""
+    detection = cfg.local_traffic_detection
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        return {4, 6}
+    return {p[0] for p in local_traffic_cidrs(cfg)}
 
 
 def _previous_ids(previous, infos):
@@ -252,11 +298,14 @@ def _compile(cluster, previous):
     if cfg.masquerade_all:
         mode |= fast.MODE_MASQ_ALL
     detection = cfg.local_traffic_detection
-    if detection == "None":
-        mode |= fast.MODE_LOCAL_NONE
-    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
         mode |= fast.MODE_LOCAL_PORT        # the pod ports are named by node assembly
-    local_cidrs = {"NodeCIDR": cfg.pod_cidrs, "ClusterCIDR": cfg.cluster_cidrs}.get(detection, [])
+    local_cidrs = local_traffic_cidrs(cfg)
+    families = detector_families(cfg)
+    if 4 not in families:
+        mode |= fast.MODE_NO_DETECTOR4
+    if 6 not in families:
+        mode |= fast.MODE_NO_DETECTOR6
     primary = cluster.primary_addresses()
     snat4 = primary[4][1] if 4 in primary else None
     snat6 = addr.a4_a6(primary[6])[1] if 6 in primary else None
@@ -267,7 +316,7 @@ def _compile(cluster, previous):
         np.asarray(lo_off, dtype=np.uint32), np.asarray(lo_n, dtype=np.uint32),
         mode=mode, np_lo=cfg.node_port_range[0], np_hi=cfg.node_port_range[1],
         np_addrs=addr_array([addr.host_prefix(ip) for ip in np_addrs]
-                            + ([LOOPBACK4] if localhost_node_ports(cfg) else [])),
+                            + localhost_node_ports(cluster)),
         svc_cidrs=addr_array(cfg.service_cidrs), local_cidrs=addr_array(local_cidrs),
         node_addrs=addr_array([addr.host_prefix(ip) for ip in cfg.node_addresses]),
         src_ranges=addr_array(src_ranges), snat4=snat4, snat6=snat6,

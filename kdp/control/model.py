@@ -56,6 +56,9 @@ class Service:
     origin: Optional[Origin] = None
     publish_not_ready: bool = False         # spec.publishNotReadyAddresses (DNS: not-ready endpoints too)
     health_check_node_port: int = 0         # spec.healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local)
+    # topology-aware routing asked for (spec.trafficDistribution, else the topology-mode
+    # annotation "Auto"; "" when neither): the EndpointSlice controller's cue to write hints
+    topology_request: str = ""
 
     @property
     def key(self):

@@ -36,7 +36,7 @@ from kdp._fast.route import Encap, Route, RouteKind, RouteTable
 from kdp._fast.service import ServiceTables
 from kdp.control import addr
 from kdp.control.backends import backend_ip
-from kdp.control.compile import compile_cluster
+from kdp.control.compile import compile_cluster, health_check_addresses
 from kdp.control.dns import build_zone
 from kdp.control.dnswire import DnsCompiler
 from kdp.control.model import EndpointSlice
@@ -111,7 +111,8 @@ def route_table(services, ports):
                       node_addresses=[addr.format_ip(ip) for ip in host_addresses(cluster)],
                       vtep_mac=me.vtep_mac[4] or me.vtep_mac[6], martians=cluster.config.martians,
                       health_ports=sorted({s.health_check_node_port for s in cluster.services.values()
-                                           if s.health_check_node_port}))
+                                           if s.health_check_node_port}),
+                      health_addresses=[addr.format_ip(ip) for ip in health_check_addresses(cluster)])
 
 
 def tunnels_for(cluster, routes=()):

@@ -11,7 +11,7 @@ the cluster has.
 """
 from kdp._fast import service as fast
 from kdp.control import addr
-from kdp.control.backends import (backend_array, backend_ip, endpoint_sets, endpoint_states,
+from kdp.control.backends import (backend_array, backend_ip, endpoint_sets, endpoint_states, topology_in_use,
                                   local_ready_endpoints)
 from kdp.control.model import PROTOCOL_NAMES, EndpointSlice, Origin
 from kdp.control.validate import Problems, parse_object
@@ -177,8 +177,20 @@ class CompiledTables:
                 "backends": int(self.service.backends(r.id).shape[0]),
                 "localBackends": int(self.service.backends(r.id, True).shape[0]),
                 "healthCheck": self._health(r),
+                "topology": self._topology(r),
             })
         return out
+
+    def _topology(self, r):
+        """The topology-aware routing kube-proxy applies to record r's cluster endpoints
+        on this node: {"mode": PreferSameNode | PreferSameZone, "node", "zone"}, None when
+        none (no hints, incomplete ones, none for here)."""
+        c = self.cluster
+        zone = c.zone()
+        mode = topology_in_use(r.port_name, r.protocol, r.target_port, r.ip_ver, c.slices_for(r.key), c.node, zone)
+        if not mode:
+            return None
+        return {"mode": mode, "node": c.node, "zone": zone or None}
 
     def _health(self, r):
         """kube-proxy's health server answer for the Service of record r, when it has a
@@ -186,7 +198,7 @@ class CompiledTables:
         svc = self.cluster.services.get(r.key)
         if svc is None or not svc.health_check_node_port:
             return None
-        n = local_ready_endpoints(svc, r.ip_ver, self.cluster.slices_for(r.key), self.cluster.node,
+        n = local_ready_endpoints(r.ip_ver, self.cluster.slices_for(r.key), self.cluster.node,
                                   self._local_ips)
         return {"nodePort": svc.health_check_node_port, "localEndpoints": n, "status": 200 if n else 503}
 
@@ -194,7 +206,7 @@ class CompiledTables:
         out = []
         for r in self.records:
             entry = {"id": r.id, "name": r.name, "family": f"IPv{r.ip_ver}",
-                     "maglevSize": int(self.service.lut(r.id).shape[0])}
+                     "maglevSize": int(self.service.lut(r.id).shape[0]), "topology": self._topology(r)}
             for label, local in (("backends", False), ("localBackends", True)):
                 entry[label] = [{"id": int(b["id"]), "address": addr.format_ip(backend_ip(b)),
                                  "port": int(b["port"]), "local": bool(b["local"])}

@@ -40,6 +40,11 @@ KINDS = {
 }
 
 
+TRAFFIC_DISTRIBUTION = ("PreferClose", "PreferSameZone", "PreferSameNode")
+TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
+TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"     # its name before 1.27
+
+
 # kube-proxy's --detect-local-mode values (the interface modes: a packet from a pod port is local)
 LOCAL_TRAFFIC_DETECTION = ("ClusterCIDR", "NodeCIDR", "None", "InterfaceNamePrefix", "BridgeInterface")
 
@@ -288,6 +293,11 @@ def parse_service(doc, c):
         if svc.type != "LoadBalancer" or not svc.external_policy_local:
             c.err("spec.healthCheckNodePort", "may only be set when type is LoadBalancer and "
                                               "externalTrafficPolicy is Local")
+    # the values the API server accepts (PreferSameZone / PreferSameNode since 1.33)
+    td = c.choice(spec.get("trafficDistribution"), "spec.trafficDistribution", TRAFFIC_DISTRIBUTION, "")
+    annotations = c.mapping(meta.get("annotations"), "metadata.annotations")
+    mode = annotations.get(TOPOLOGY_MODE) or annotations.get(TOPOLOGY_HINTS)
+    svc.topology_request = td or (f"{TOPOLOGY_MODE}: {mode}" if mode in ("Auto", "auto") else "")
     return svc
 
 

@@ -11,7 +11,8 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
   Services). Headless and ExternalName Services have none. NodePort
   addresses (--nodeport-addresses): unset -> each family's primary node
   address in nftables mode, every node address in iptables mode; "primary",
-  "all", or node addresses inside the listed CIDRs.
+  "all", or node addresses inside the listed CIDRs; per family: a family no
+  CIDR (nor "primary") names, or a /0 one, takes every address.
 * no frontend matched: in nftables mode a packet to a live ClusterIP is
   rejected (port not exposed, any protocol) and one to an unallocated
   address of a service CIDR is dropped; otherwise it is not a service packet.
@@ -31,12 +32,14 @@ flow arriving at one node (nftables mode unless NodeConfig says iptables):
 * local traffic (localTrafficDetection): a source inside the cluster CIDRs
   (ClusterCIDR) or this node's pod CIDRs (NodeCIDR), a packet that arrived on a
   pod's interface (InterfaceNamePrefix, BridgeInterface), nothing (None: the
-  no-op detector, whose rules are left out).
+  no-op detector, whose rules are left out). One detector per IP family: under
+  ClusterCIDR / NodeCIDR a family without a CIDR of its own has the no-op one.
 * masquerade: ClusterIP traffic when masqueradeAll or the source is not local
   (never for that reason without a detector); external traffic under the Cluster
   policy; always when the chosen backend is the client itself (hairpin). The
   node's own sources include loopback (iptables' --src-type LOCAL).
-* localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too.
+* localhostNodePorts (iptables mode, IPv4): NodePorts answer on 127.0.0.0/8 too
+  (on 127.0.0.1 only when the NodePort addresses are CIDRs, one holding it).
 * topology hints (EndpointSlice hints.forNodes / forZones, which the EndpointSlice
   controller writes for trafficDistribution and topology-mode Auto): the cluster set
   keeps the ready endpoints hinted for this node when every ready endpoint has node
@@ -70,6 +73,20 @@ def _verdict(result, reason=None, name=None):
     return Decision(result, reason, name, frozenset(), False, frozenset())
 
 
+def _family_matches_all(cfg, fam):
+    """kube-proxy's NodePortAddresses of one family: does it match every local address?
+    Yes for "all" (iptables' empty default), a /0 CIDR of the family, or when nothing
+    names the family (no CIDR of it, no "primary": kube-proxy adds 0.0.0.0/0 or ::/0)."""
+    setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
+    if "all" in setting:
+        return True
+    mine = [p for p in setting if p != "primary" and p[0] == fam]
+    if any(p[2] == 0 for p in mine):
+        return True
+    has_primary = "primary" in setting and any(ip[0] == fam for ip in cfg.node_addresses)
+    return not mine and not has_primary
+
+
 def node_port_addresses(cfg):
     """The node addresses NodePorts answer on, as a set."""
     primary = {}
@@ -77,24 +94,27 @@ def node_port_addresses(cfg):
         primary.setdefault(ip[0], ip)
     setting = cfg.node_port_addresses or (["primary"] if cfg.proxy_mode == "nftables" else ["all"])
     out = set()
-    for item in setting:
-        if item == "primary":
-            out |= set(primary.values())
-        elif item == "all":
-            out |= set(cfg.node_addresses)
-        else:
-            out |= {ip for ip in cfg.node_addresses if addr.prefix_contains(item, ip)}
+    for ip in cfg.node_addresses:
+        if _family_matches_all(cfg, ip[0]):
+            out.add(ip)
+        elif "primary" in setting and primary[ip[0]] == ip:
+            out.add(ip)
+        elif any(p not in ("all", "primary") and addr.prefix_contains(p, ip) for p in setting):
+            out.add(ip)
     return out
 
 
-def _localhost_node_ports(cfg):
-    """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): NodePorts also
-    on 127.0.0.0/8 when the NodePort addresses take in loopback (unset or "all"; a CIDR
-    holding 127.0.0.1)."""
-    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports:
+def _localhost_node_port(cfg, dst_ip):
+    """kube-proxy's --iptables-localhost-nodeports (iptables mode, IPv4): is dst_ip a
+    loopback address NodePorts answer on? Any of 127.0.0.0/8 when the IPv4 NodePort
+    addresses match every local address; 127.0.0.1 (lo's address) when one of their
+    CIDRs holds it."""
+    if cfg.proxy_mode != "iptables" or not cfg.localhost_node_ports or dst_ip[0] != 4 or dst_ip[1] >> 24 != 127:
         return False
-    return any(item == "all" or (item != "primary" and addr.prefix_contains(item, (4, 0x7F000001)))
-               for item in (cfg.node_port_addresses or ["all"]))
+    if _family_matches_all(cfg, 4):
+        return True
+    return dst_ip == (4, 0x7F000001) and any(item not in ("all", "primary") and addr.prefix_contains(item, dst_ip)
+                                             for item in cfg.node_port_addresses)
 
 
 def _match(cluster, proto, fam, dst_ip, dport, np_addrs):
@@ -185,7 +205,7 @@ def decide(cluster, proto, src, dst, dport, from_pod_port=False):
     fam = src_ip[0]
     nft = cfg.proxy_mode == "nftables"
     np_addrs = node_port_addresses(cfg)
-    if _localhost_node_ports(cfg) and fam == 4 and dst_ip[1] >> 24 == 127:
+    if _localhost_node_port(cfg, dst_ip):
         np_addrs = np_addrs | {dst_ip}
     match, live_vips = _match(cluster, proto, fam, dst_ip, dport, np_addrs)
     if match is None:                  # any protocol, as nftables' cluster-ips set
@@ -206,18 +226,20 @@ def decide(cluster, proto, src, dst, dport, from_pod_port=False):
     if not cluster_set and not local_set:
         return _verdict(REJECT, Reason.SVC_NO_ENDPOINTS, name)
     detection = cfg.local_traffic_detection
-    if detection == "None":
-        from_pod = False
-    elif detection in ("InterfaceNamePrefix", "BridgeInterface"):
+    local_cidrs = [p for p in (cfg.pod_cidrs if detection == "NodeCIDR" else cfg.cluster_cidrs) if p[0] == fam]
+    if detection in ("InterfaceNamePrefix", "BridgeInterface"):
+        detector = True
         from_pod = from_pod_port
-    else:
-        local_cidrs = cfg.pod_cidrs if detection == "NodeCIDR" else cfg.cluster_cidrs
+    elif detection in ("ClusterCIDR", "NodeCIDR") and local_cidrs:
+        detector = True                # one detector per family, from a CIDR of the family
         from_pod = any(addr.prefix_contains(p, src_ip) for p in local_cidrs)
+    else:
+        detector = from_pod = False    # None, or no CIDR of the family: the no-op detector
     from_node = src_ip in cfg.node_addresses or (fam == 4 and src_ip[1] >> 24 == 127)
     masq, use_local = False, False
     if kind == "cluster":
         use_local = svc.internal_policy_local
-        masq = cfg.masquerade_all or (not from_pod and detection != "None")
+        masq = cfg.masquerade_all or (not from_pod and detector)
     elif not svc.external_policy_local:
         masq = True
     elif from_pod:
