@@ -6,6 +6,7 @@ from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
+from kdp.observe import FlowLog, ServiceCounts, log_keep, take_first
 from kdp.summary import RunResult, dns_outcomes
 
 
@@ -16,7 +17,8 @@ def _output_linktype(reader):
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
-           all_directions=False, filter=None) -> RunResult:
+           all_directions=False, filter=None, count=None, log_only=None,
+           flows=None) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -26,10 +28,13 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `all_directions`: packets the capture saw leaving the node are input too.
     `filter`: a tcpdump expression (or kdp.filter.PacketFilter): packets it does not
     match are counted (reason `filtered`) but not processed, written or logged.
+    `count`: stop after this many packets (with a filter: matching packets), as tcpdump -c;
+    `log_only`: the set of Verdict values the log keeps (kdp.observe.parse_log_only);
+    `flows`: a path for the flow log (kdp.observe.FlowLog: one JSON line per flow as it ends).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
-    refuse_same_file(input=capture, output=output, log=log)
+    refuse_same_file(input=capture, output=output, log=log, flows=flows)
     flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
@@ -37,6 +42,10 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                           ifindex_ports=ifindex_ports(dp.ports, indexes),
                           all_directions=all_directions)
     batch = Batch(batch_size)
+    left = count                # -c: packets still to take (None: all)
+    cut = 0                     # packets read past the -c limit (not processed, not counted)
+    services = ServiceCounts()
+    flow_log = None
     writer = None
     log_file = None
     vlog = None
@@ -46,13 +55,23 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
-        while True:
+        if flows:
+            flow_log = FlowLog(flows, dp)
+        while left is None or left > 0:
+            if left is not None and left < batch.capacity and flt is None:
+                batch = Batch(left)
             n = reader.fill(batch)
             if n == 0:
                 break
             if flt is not None:
                 flt.apply(batch, drop_unmatched=True)
+            if left is not None:
+                cut += take_first(batch, left, flt.match if flt is not None else None)
+                left -= int(flt.match[:len(batch)].sum()) if flt is not None else len(batch)
             dp.process(batch, vlog)
+            services.add(batch)
+            if flow_log is not None:
+                flow_log.after_batch(batch)
             first_frame = None
             if output is not None:
                 if writer is None:
@@ -63,11 +82,13 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                     writer.write(dp.extra)
             if vlog is not None:
                 vlog.write(batch, first_frame=first_frame,
-                           keep=flt.match if flt is not None else None)
+                           keep=log_keep(batch, log_only, flt.match if flt is not None else None))
             if bar is not None:
                 bar.advance(reader.position)
         if output is not None and writer is None:
             writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+        if flow_log is not None:
+            flow_log.at_exit()
     finally:
         if bar is not None:
             bar.stop()
@@ -76,10 +97,12 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 writer.close()
             if log_file is not None:
                 log_file.close()
+            if flow_log is not None:
+                flow_log.close()
         finally:
             reader.close()
     result = RunResult(
-        packets_in=int(reader.packets),
+        packets_in=int(reader.packets) - cut,
         counters=dp.counters.copy(),
         verdicts=dp.verdicts.copy(),
         packets_out=int(writer.packets) if writer is not None else 0,
@@ -90,7 +113,11 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
+        services=services.by_name(dp.service_names()),
     )
+    if flow_log is not None:
+        result.warnings.extend(flow_log.warnings())
+    result.dataplane = dp          # `kdp show flows`: conntrack as the replay left it
     return result
 
 

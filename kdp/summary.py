@@ -25,6 +25,8 @@ class RunResult:
     seconds: float = 0.0
     flows: dict = field(default_factory=dict)
     dns: dict = field(default_factory=dict)         # DNS stage outcome -> queries (non-zero ones)
+    services: dict = field(default_factory=dict)    # service-port name -> {packets, new_flows, rejects, drops}
+    dataplane: object = field(default=None, repr=False, compare=False)   # the node as the run left it
 
     def rows(self):
         """(stage, reason, count) for every non-zero counter: stages in pipeline order,
@@ -50,6 +52,7 @@ class RunResult:
             ],
             "conntrack": self.flows,
             "dns": self.dns,
+            "services": self.services,
             "warnings": list(self.warnings),
             "notices": list(self.notices),
         }
@@ -86,6 +89,14 @@ def print_summary(result: RunResult, console=None):
                       f"{ct.get('evictions', 0)} evicted, {ct['flows']} live; {ct.get('invalid', 0)} invalid")
     if result.dns:
         console.print("dns: " + ", ".join(f"{k} {v}" for k, v in result.dns.items()))
+    if result.services:
+        svc = Table(title="per Service (packets its frontend matched)")
+        for name, just in (("service", "left"), ("packets", "right"), ("new flows", "right"),
+                           ("rejects", "right"), ("drops", "right")):
+            svc.add_column(name, justify=just)
+        for name, c in result.services.items():
+            svc.add_row(name, str(c["packets"]), str(c["new_flows"]), str(c["rejects"]), str(c["drops"]))
+        console.print(svc)
     if result.output_path:
         console.print(f"output: {result.output_path}")
     print_diagnostics(result)

@@ -36,6 +36,8 @@ cdef extern from *:
 cdef class Conntrack:
     cdef ct_table_t t
     cdef readonly object settings
+    cdef object _aux                    # the flow log's buffers (None: off)
+    cdef object _ends
     cdef _free(self)
     cdef Py_ssize_t _run_flush(self, flush_t* q)
 

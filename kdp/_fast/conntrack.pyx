@@ -123,6 +123,7 @@ from kdp._fast.ct_table cimport (
     ct_hash4, ct_key_hash, ct_home_slot, ct_prefetch_run, ct_store_key, ct_find_from, ct_find4,
     ct_index_insert, ct_probe_tag, ct_unassured_push, ct_assure, ct_unindexed, ct_unlink,
     ct_counters_hi, ct_flow_packets, ct_flow_bytes,
+    ct_aux_t, ct_end_t, END_EXPIRED, END_FLUSHED, END_REOPENED, END_RESET,
 )
 from kdp._fast.ct_expiry cimport ct_timeout_ns, ct_expired, ct_sweep, ct_alloc
 from kdp._fast.ct_tcp cimport (
@@ -256,6 +257,7 @@ cdef int _tcp_uncommon(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_m
         # a new connection reusing the tuple of a closed one: this packet opens
         # it. An earlier packet of the batch may still refer to the old flow:
         # then it only leaves the index.
+        t.end_why = END_REOPENED
         if f.epoch == t.epoch16:
             ct_unlink(t, fid)
         else:
@@ -277,6 +279,7 @@ cdef int _tcp_uncommon(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_m
     # TCP_STEP_KILL: a reset before any reply: counted, then no connection (Linux kills it)
     f.last_ns = now
     _account(f, dir, p, pkt)
+    t.end_why = END_RESET
     ct_unlink(t, fid)
     return HIT_OK
 
@@ -286,6 +289,7 @@ cdef inline int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_met
     """A packet of flow fid in direction dir: state, counters, verdict fields."""
     cdef int step
     if ct_expired(t, f, now):
+        t.end_why = END_EXPIRED
         ct_delete(t, fid)
         t.c[C_EXPIRIES] += 1
         return HIT_GONE
@@ -635,6 +639,10 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
             or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
         f.flags |= FL_NAT
     f.last_ns = now
+    if t.aux != NULL:
+        t.aux[fid].first_ns = now
+        t.aux[fid].pol_egress = 0
+        t.aux[fid].pol_ingress = 0
     f.epoch = t.epoch16
     f.svc_port = spec.svc_port if spec != NULL else NO_ID
     f.backend = spec.backend if spec != NULL else NO_ID
@@ -736,6 +744,9 @@ cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) no
 
 # ---------------------------------------------------------------- flush
 
+#: why a flow ended (ct_end_t.why), as the flow log writes it
+END_WHY = ("expired", "evicted", "flushed", "reopened", "reset")
+
 cdef bint _flush_match(const ct_flow_t* f, const flush_t* q) noexcept nogil:
     cdef ct_key_t o, r
     if q.mode == 0:
@@ -756,6 +767,7 @@ cdef bint _flush_match(const ct_flow_t* f, const flush_t* q) noexcept nogil:
 cdef Py_ssize_t _flush(ct_table_t* t, const flush_t* q) noexcept nogil:
     cdef uint32_t fid
     cdef Py_ssize_t n = 0
+    t.end_why = END_FLUSHED
     for fid in range(t.hwm):
         if (t.flows[fid].flags & FL_USED) and _flush_match(&t.flows[fid], q):
             if not ct_unindexed(&t.flows[fid]):
@@ -913,6 +925,8 @@ cdef class Conntrack:
         self._free()
         cdef ct_table_t* t = &self.t
         memset(t, 0, sizeof(ct_table_t))
+        self._aux = None
+        self._ends = None
         t.capacity = capacity
         t.nslots = 3 * capacity if capacity >= 4 else 12
         t.frag_mask = frag_slots - 1
@@ -1160,8 +1174,69 @@ cdef class Conntrack:
                 sp = f.svc_port
                 f.svc_port = m[sp] if sp < n else NO_ID
 
+    # -- the flow log
+    def enable_flow_log(self, Py_ssize_t reserve=4096):
+        """Record every flow that ends (expired, evicted, flushed, reopened, reset) with
+        its first packet's time: take them with take_ended(). Costs nothing when off."""
+        if self.t.aux == NULL:
+            self._aux = np.zeros(self.t.capacity * sizeof(ct_aux_t), dtype=np.uint8)
+            self.t.aux = <ct_aux_t*>cnp.PyArray_DATA(self._aux)
+        self.reserve_ended(reserve)
+
+    @property
+    def flow_log(self):
+        return self.t.aux != NULL
+
+    @property
+    def ended_lost(self):
+        """Ends not recorded because the buffer was full (reserve_ended too small)."""
+        return self.t.ends_lost
+
+    def reserve_ended(self, Py_ssize_t n):
+        """Room for n more ended flows before take_ended() (callers reserve before work
+        that may delete n flows)."""
+        cdef Py_ssize_t need = self.t.n_ends + n
+        if self.t.aux == NULL or need <= self.t.ends_cap:
+            return
+        cap = max(need, 2 * <Py_ssize_t>self.t.ends_cap, 1024)
+        new = np.zeros(cap * sizeof(ct_end_t), dtype=np.uint8)
+        if self._ends is not None and self.t.n_ends:
+            new[:self.t.n_ends * sizeof(ct_end_t)] = self._ends[:self.t.n_ends * sizeof(ct_end_t)]
+        self._ends = new
+        self.t.ends = <ct_end_t*>cnp.PyArray_DATA(new)
+        self.t.ends_cap = cap
+
+    def set_flow_policy(self, uint32_t fid, uint16_t egress, uint16_t ingress):
+        """The policy decisions that let flow fid in (the flow log reports them)."""
+        if self.t.aux != NULL and fid < self.t.capacity:
+            self.t.aux[fid].pol_egress = egress
+            self.t.aux[fid].pol_ingress = ingress
+
+    def take_ended(self):
+        """The flows that ended since the last call, oldest first: (flow dict, first_ns,
+        pol_egress, pol_ingress, why) with why one of END_WHY."""
+        from kdp._fast.flowview import decode_flow
+        cdef uint32_t i
+        cdef ct_end_t* e
+        out = []
+        for i in range(self.t.n_ends):
+            e = &self.t.ends[i]
+            rec = (<char*>&e.flow)[:sizeof(ct_flow_t)]
+            out.append((decode_flow(rec, e.fid), e.aux.first_ns, e.aux.pol_egress,
+                        e.aux.pol_ingress, END_WHY[e.why]))
+        self.t.n_ends = 0
+        return out
+
+    def flow_aux(self, uint32_t fid):
+        """(first_ns, pol_egress, pol_ingress) of live flow fid (flow log on), else None."""
+        if self.t.aux == NULL or fid >= self.t.capacity:
+            return None
+        return (self.t.aux[fid].first_ns, self.t.aux[fid].pol_egress, self.t.aux[fid].pol_ingress)
+
     cdef Py_ssize_t _run_flush(self, flush_t* q):
         cdef Py_ssize_t n
+        if self.t.aux != NULL:
+            self.reserve_ended(self.t.n_flows + 1)
         with nogil:
             n = _flush(&self.t, q)
         return n

@@ -4,7 +4,7 @@ from libc.stdint cimport uint8_t
 
 from kdp._fast.checksum cimport kdp_prefetch
 from kdp._fast.ct_table cimport (
-    ct_key_t, FL_USED, C_EXPIRIES, C_EVICTIONS,
+    ct_key_t, FL_USED, C_EXPIRIES, C_EVICTIONS, END_EXPIRED, END_EVICTED,
     ct_flow_key, ct_key_hash, ct_home_slot, ct_delete, ct_unassured_unlink, ct_unassured_push,
 )
 
@@ -25,6 +25,7 @@ cdef Py_ssize_t ct_sweep(ct_table_t* t, uint64_t now, Py_ssize_t max_work) noexc
         t.sweep += 1
         f = &t.flows[fid]
         if (f.flags & FL_USED) and ct_expired(t, f, now):
+            t.end_why = END_EXPIRED
             ct_delete(t, fid)
             t.c[C_EXPIRIES] += 1
             n += 1
@@ -74,8 +75,10 @@ cdef void ct_make_room(ct_table_t* t, uint64_t now) noexcept nogil:
         if t.flows[cand].epoch != t.epoch16:
             if ct_expired(t, &t.flows[cand], now):
                 t.c[C_EXPIRIES] += 1
+                t.end_why = END_EXPIRED
             else:
                 t.c[C_EVICTIONS] += 1
+                t.end_why = END_EVICTED
             ct_delete(t, cand)
             _prefetch_victims(t)
             break

@@ -5,7 +5,7 @@ by key, index removal (backward shift), and deleting or unlinking a flow.
 See ct_table.pxd for the record layout and the index; the inline helpers the
 per-packet path uses live there.
 """
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 
 
 cdef uint64_t ct_key_hash6(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
@@ -94,6 +94,8 @@ cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
     cdef int s
     if not (f.flags & FL_USED):
         return
+    if t.ends != NULL and not ct_unindexed(f):     # (an unlinked flow was noted when it left)
+        ct_note_end(t, fid)
     if ct_unindexed(f):
         for s in range(2):
             if t.vfid[s] == fid:
@@ -117,6 +119,21 @@ cdef void ct_unlink(ct_table_t* t, uint32_t fid) noexcept nogil:
     cdef ct_flow_t* f = &t.flows[fid]
     if ct_unindexed(f):
         return
+    if t.ends != NULL:
+        ct_note_end(t, fid)
     ct_index_remove_flow(t, fid)
     f.tcp |= TT_DYING
     t.n_flows -= 1          # gone for every purpose but the record
+
+
+cdef void ct_note_end(ct_table_t* t, uint32_t fid) noexcept nogil:
+    cdef ct_end_t* e
+    if t.n_ends >= t.ends_cap:
+        t.ends_lost += 1
+        return
+    e = &t.ends[t.n_ends]
+    memcpy(&e.flow, &t.flows[fid], sizeof(ct_flow_t))
+    memcpy(&e.aux, &t.aux[fid], sizeof(ct_aux_t))
+    e.fid = fid
+    e.why = t.end_why
+    t.n_ends += 1

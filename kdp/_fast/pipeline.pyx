@@ -202,6 +202,8 @@ cdef class Pipeline:
                 reason = nf[i].reason
                 if res == SVC_HIT:
                     res = svc_choose(st, nf[i].svc, nf[i].kind, p, &spec, &reason)
+                    if res != SVC_HIT:
+                        p.svc_port = nf[i].svc      # refused by the Service it matched (counted per Service)
             if res == SVC_DROP:
                 drop(p, ST_SERVICE, reason)
                 continue
@@ -225,6 +227,10 @@ cdef class Pipeline:
                 fid = ct_create(self.conntrack, b, i, &spec if use_spec else NULL, self.ct_now)
                 if fid != NO_ID:
                     created = True
+                    if self.conntrack.t.aux != NULL and p.ct_state == CT_NEW:
+                        # the flow log reports which policies let the flow in
+                        self.conntrack.t.aux[fid].pol_egress = p.pol_egress
+                        self.conntrack.t.aux[fid].pol_ingress = p.pol_ingress
                     if fp is not None:
                         pol_flow_created(pt, fp, fid, p.in_port == HOST_PORT)
 
@@ -266,6 +272,9 @@ cdef class Pipeline:
         cdef dns_note_t* notes = NULL
         cdef dns_q_t* dq = NULL
         routes._ensure_scratch(b.capacity)
+        if ct is not None and ct.t.aux != NULL:
+            # the flow log: room for every flow this run may end (expiry, early drop, resets)
+            ct.reserve_ended(4 * b.count + EXPIRE_WORK + 512)
         self._ensure_scratch(b.capacity)
         self.extra.clear()
         if dns is not None:

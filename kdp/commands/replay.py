@@ -55,6 +55,16 @@ def add_arguments(parser):
                              "host 10.244.1.5') are processed, written and logged; the others are "
                              "counted, reason filtered. Compiled by libpcap as tcpdump does, matched "
                              "on the packet as it came in")
+    parser.add_argument("-c", "--count", type=int, metavar="N",
+                        help="stop after N packets, as tcpdump -c (with --filter: N matching packets)")
+    parser.add_argument("--log-only", metavar="VERDICT[,VERDICT...]",
+                        help="the log keeps only packets of these verdicts (forward, drop, reject, "
+                             "local, reply), e.g. drop,reject; the summary still counts every packet")
+    parser.add_argument("--flows", metavar="FILE",
+                        help="flow log (JSON Lines): one record per flow when it ends (expired, "
+                             "evicted, flushed, reopened, reset) or, at exit, still live (active): "
+                             "tuples before and after NAT, Service and backend, policy, packets and "
+                             "bytes each way, first and last time, end state and why it ended")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -67,6 +77,14 @@ def run(args):
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    if args.count is not None and args.count < 1:
+        raise KdpError(f"-c must be at least 1, got {args.count}")
+    log_only = None
+    if args.log_only is not None:
+        from kdp.observe import parse_log_only
+        if not args.log:
+            raise KdpError("--log-only restricts the log: give --log FILE too")
+        log_only = parse_log_only(args.log_only)
     names = [n for n in (args.nodes or args.node or "").split(",") if n]
     if args.nodes or len(names) > 1:
         return _run_nodes(args, names)
@@ -82,6 +100,9 @@ def run(args):
         links=args.links,
         all_directions=args.all_directions,
         filter=args.filter,
+        count=args.count,
+        log_only=log_only,
+        flows=args.flows,
     )
     _print(args, result, print_summary)
     return 0
@@ -90,7 +111,7 @@ def run(args):
 def _print(args, result, print_summary):
     """The summary; on stderr when standard output carries the capture or the log."""
     from kdp.summary import print_diagnostics
-    stdout_taken = "-" in (args.output, args.log)
+    stdout_taken = "-" in (args.output, args.log, getattr(args, "flows", None))
     if args.json:
         out = sys.stderr if stdout_taken else sys.stdout
         json.dump(result.to_json(), out, indent=2)
@@ -111,6 +132,8 @@ def _run_nodes(args, names):
         raise KdpError("a multi-node replay needs --cluster")
     if args.filter:
         raise KdpError("--filter is for a single node's replay")
+    if args.count is not None or args.log_only or args.flows:
+        raise KdpError("-c, --log-only and --flows are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,

@@ -1,0 +1,199 @@
+"""replay's views of what it decided: -c (against tcpdump -c), --log-only, per-Service
+counts (against the verdict log), the flow log (field by field against the capture read
+by scapy) and `kdp show flows`."""
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.utils import rdpcap, wrpcap
+from scapy.layers.l2 import Ether
+
+ROOT = Path(__file__).resolve().parents[1]
+PCAPS = ROOT / "pcaps"
+SAMPLE = PCAPS / "sample.pcap"
+CLUSTER = PCAPS / "sample-cluster"
+
+
+def kdp(*args):
+    return subprocess.run([sys.executable, "-m", "kdp", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def replay(tmp_path, *extra, capture=SAMPLE):
+    log = tmp_path / "log.jsonl"
+    run = kdp("replay", capture, "--cluster", CLUSTER, "--node", "node-1", "--log", log,
+              "--json", *extra)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout), [json.loads(x) for x in log.read_text().splitlines()]
+
+
+@pytest.mark.usefixtures("tcpdump")
+@pytest.mark.parametrize("n, expression", [(5, None), (1, None), (34, None), (2, "udp"), (3, "tcp and not port 80")])
+def test_count_stops_after_n_packets_as_tcpdump_c(tmp_path, n, expression):
+    out = tmp_path / "tcpdump.pcap"
+    cmd = ["tcpdump", "-r", str(SAMPLE), "-c", str(n), "-w", str(out)] + ([expression] if expression else [])
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    want = [bytes(p) for p in rdpcap(str(out))]
+    frames = [bytes(p) for p in rdpcap(str(SAMPLE))]
+    extra = ["-c", n] + (["--filter", expression] if expression else [])
+    summary, log = replay(tmp_path, *extra)
+    assert [frames[line["index"]] for line in log] == want
+    # every packet read up to the n-th match is counted, none after it
+    last = log[-1]["index"]
+    assert summary["packets_in"] == last + 1
+    assert sum(c["packets"] for c in summary["counters"]) == last + 1
+
+
+def test_count_must_be_positive(tmp_path):
+    run = kdp("replay", SAMPLE, "-c", "0")
+    assert run.returncode == 2 and "-c must be at least 1" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_log_only_keeps_exactly_the_lines_of_those_verdicts(tmp_path):
+    _summary, full = replay(tmp_path)
+    summary, only = replay(tmp_path, "--log-only", "drop,reject")
+    assert only == [line for line in full if line["verdict"] in ("drop", "reject")]
+    assert {line["verdict"] for line in only} == {"drop", "reject"}
+    assert summary["packets_in"] == len(full) == 35
+
+
+def test_log_only_rejects_an_unknown_verdict_and_needs_a_log():
+    run = kdp("replay", SAMPLE, "--log", "/dev/null", "--log-only", "drop,denied")
+    assert run.returncode == 2 and "unknown verdict 'denied'" in run.stderr
+    run = kdp("replay", SAMPLE, "--log-only", "drop")
+    assert run.returncode == 2 and "--log FILE" in run.stderr
+
+
+def test_per_service_counts_equal_the_verdict_logs_own_tally(tmp_path):
+    summary, log = replay(tmp_path)
+    want = defaultdict(lambda: {"packets": 0, "new_flows": 0, "rejects": 0, "drops": 0})
+    for line in log:
+        if line["service"] is None:
+            continue
+        c = want[line["service"]]
+        c["packets"] += 1
+        c["new_flows"] += line["ct"] == "new" and line["verdict"] not in ("drop", "reject")
+        c["rejects"] += line["verdict"] == "reject"
+        c["drops"] += line["verdict"] == "drop"
+    assert summary["services"] == dict(want)
+    # the sample's source-range refusal is the frontend's Service's drop
+    assert summary["services"]["shop/frontend:https"]["drops"] == 1
+    assert summary["services"]["shop/web:http"] == {"packets": 8, "new_flows": 1, "rejects": 0, "drops": 0}
+
+
+def _tuple(pkt):
+    """(proto, src, dst, sport, dport) of a scapy packet as conntrack keys it (ICMP echo:
+    the identifier as both ports), None when not a flow packet."""
+    ip = pkt[IP] if IP in pkt else (pkt[IPv6] if IPv6 in pkt else None)
+    if ip is None:
+        return None
+    if TCP in pkt:
+        return ("tcp", ip.src, ip.dst, pkt[TCP].sport, pkt[TCP].dport)
+    if UDP in pkt:
+        return ("udp", ip.src, ip.dst, pkt[UDP].sport, pkt[UDP].dport)
+    if ICMP in pkt and pkt[ICMP].type in (0, 8):
+        return ("icmp", ip.src, ip.dst, pkt[ICMP].id, pkt[ICMP].id)
+    return None
+
+
+def _key(proto, t):
+    if proto == "icmp":
+        return (proto, t["src"], t["dst"], t["id"], t["id"])
+    return (proto, t["src"], t["dst"], t["sport"], t["dport"])
+
+
+def _ip_len(pkt):
+    return pkt[IP].len if IP in pkt else 40 + pkt[IPv6].plen
+
+
+def test_flow_log_records_every_flow_field_by_field_against_the_capture(tmp_path):
+    flows = tmp_path / "flows.jsonl"
+    summary, log = replay(tmp_path, "--flows", flows)
+    records = [json.loads(x) for x in flows.read_text().splitlines()]
+    assert len(records) == summary["conntrack"]["inserts"] == 12
+    pkts = rdpcap(str(SAMPLE))
+    # the packets each record's tuples describe, as received (dropped ones before
+    # conntrack -- parse errors, DNS answered in place -- have no flow)
+    counted = [i for i, line in enumerate(log) if line["ct"] is not None]
+    for r in records:
+        orig, reply = _key(r["proto"], r["orig"]), _key(r["proto"], r["reply"])
+        mine = {0: [], 1: []}
+        for i in counted:
+            t = _tuple(pkts[i])
+            if t == orig:
+                mine[0].append(pkts[i])
+            elif t == reply:
+                mine[1].append(pkts[i])
+        assert mine[0], r
+        assert r["packets"] == {"orig": len(mine[0]), "reply": len(mine[1])}, r
+        assert r["bytes"] == {"orig": sum(map(_ip_len, mine[0])), "reply": sum(map(_ip_len, mine[1]))}, r
+        times = [float(p.time) for p in mine[0] + mine[1]]
+        assert r["first_ts"] == pytest.approx(min(times), abs=1e-6)
+        assert r["last_ts"] == pytest.approx(max(times), abs=1e-6)
+        assert r["end"] == "active"
+        # after NAT: what the verdict log says the first packet left as
+        first = next(line for line in log if line["ct"] == "new" and line["orig"]["src"] == r["orig"]["src"]
+                     and line["orig"]["dst"] == r["orig"]["dst"]
+                     and line["orig"]["sport"] == r["orig"].get("sport", line["orig"]["sport"]))
+        assert first["service"] == r["service"]
+        if r["proto"] != "icmp" and first["verdict"] == "forward" and "tunnel" not in first:
+            assert (first["src"], first["dst"], first["sport"], first["dport"]) == \
+                (r["nat"]["src"], r["nat"]["dst"], r["nat"]["sport"], r["nat"]["dport"])
+    by_service = {r["service"]: r for r in records if r["service"]}
+    web = by_service["shop/web:http"]
+    assert web["backend"] == "10.244.1.10:8080" and web["state"] == "time_wait" and web["assured"]
+    assert web["packets"] == {"orig": 5, "reply": 3}
+    api = by_service["shop/api:grpc"]          # NodePort from outside: masqueraded to the node
+    assert api["masquerade"] and api["nat"]["src"] == "192.168.56.11" and api["state"] == "syn_sent"
+    db = next(r for r in records if r["orig"].get("dport") == 5432)
+    assert db["policy"]["verdict"] == "allowed" and "data/db" in db["policy"]["ingress"]
+
+
+def test_flow_log_says_why_each_flow_ended(tmp_path):
+    """A UDP flow that times out, a TCP flow reset before any reply, one still live."""
+    t0 = 1763700000.0
+    client, other = "10.244.1.50", "10.244.2.10"
+    frames = [
+        Ether() / IP(src=client, dst=other) / UDP(sport=1000, dport=2000) / b"x",
+        Ether() / IP(src=client, dst=other) / TCP(sport=1001, dport=80, flags="S"),
+        Ether() / IP(src=client, dst=other) / TCP(sport=1001, dport=80, flags="R"),
+        Ether() / IP(src=client, dst=other) / UDP(sport=1002, dport=2000) / b"y",
+    ]
+    for f, t in zip(frames, (t0, t0 + 1, t0 + 2, t0 + 400)):
+        f.time = t
+    capture = tmp_path / "ends.pcap"
+    wrpcap(str(capture), frames)
+    flows = tmp_path / "flows.jsonl"
+    run = kdp("replay", capture, "--cluster", CLUSTER, "--node", "node-1", "--flows", flows,
+              "--batch-size", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(x) for x in flows.read_text().splitlines()]
+    ends = {(r["proto"], r["orig"]["sport"]): (r["end"], r["state"]) for r in records}
+    assert ends == {("tcp", 1001): ("reset", "close"), ("udp", 1000): ("expired", "unreplied"),
+                    ("udp", 1002): ("active", "unreplied")}
+    assert [r["orig"]["sport"] for r in records] == [1001, 1000, 1002]     # in the order they ended
+    rst = next(r for r in records if r["proto"] == "tcp")
+    assert rst["packets"] == {"orig": 2, "reply": 0}
+    assert rst["last_ts"] - rst["first_ts"] == pytest.approx(1.0)
+
+
+def test_show_flows_lists_conntrack_as_the_replay_left_it():
+    run = kdp("show", "flows", "--cluster", CLUSTER, "--node", "node-1", "--capture", SAMPLE)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 12 and "12 flow entries" in run.stderr
+    web = next(x for x in lines if "service=shop/web:http" in x)
+    # conntrack -L's shape: proto, number, seconds left, state, both tuples with counters
+    assert web.split()[:4] == ["tcp", "6", "119", "TIME_WAIT"]
+    assert "src=10.244.1.50 dst=10.96.0.10 sport=41002 dport=80 packets=5" in web
+    assert "src=10.244.1.10 dst=10.244.1.50 sport=8080 dport=41002 packets=3" in web and "[ASSURED]" in web
+    run = kdp("show", "flows", "--cluster", CLUSTER, "--node", "node-1", "--capture", SAMPLE, "--json")
+    assert run.returncode == 0, run.stderr
+    assert len(json.loads(run.stdout)["flows"]) == 12
+    run = kdp("show", "flows", "--cluster", CLUSTER, "--node", "node-1")
+    assert run.returncode == 2 and "--capture" in run.stderr
