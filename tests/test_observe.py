@@ -197,3 +197,32 @@ def test_show_flows_lists_conntrack_as_the_replay_left_it():
     assert len(json.loads(run.stdout)["flows"]) == 12
     run = kdp("show", "flows", "--cluster", CLUSTER, "--node", "node-1")
     assert run.returncode == 2 and "--capture" in run.stderr
+
+
+def test_conntrack_records_flows_evicted_from_a_full_table_and_flushed():
+    import numpy as np
+    from kdp.conntrack import Conntrack
+    ct = Conntrack(capacity=2)
+    ct.enable_flow_log()
+    for i, now in ((1, 5), (2, 6), (3, 7)):
+        ct.insert4(np.array([0x0A000000 + i], np.uint32), np.array([0x0A000009], np.uint32),
+                   np.array([1000], np.uint16), np.array([80], np.uint16), np.array([6], np.uint8), now_ns=now)
+        ct.expire(now, 0)               # a new batch: the flows may go now
+    assert len(ct) == 2
+    ended = ct.take_ended()
+    assert [(f["orig"][0], why) for f, _first, _e, _i, why in ended] == [("10.0.0.1", "evicted")]
+    assert ended[0][1] == 5                  # its first packet's time
+    assert ct.flush_all() == 2
+    assert sorted((f["orig"][0], why) for f, *_rest, why in ct.take_ended()) == \
+        [("10.0.0.2", "flushed"), ("10.0.0.3", "flushed")]
+    assert ct.take_ended() == [] and ct.ended_lost == 0
+
+
+def test_a_table_without_the_flow_log_records_nothing():
+    import numpy as np
+    from kdp.conntrack import Conntrack
+    ct = Conntrack(capacity=1)
+    one = np.ones(2, dtype=np.uint32)
+    ct.insert4(one + np.arange(2, dtype=np.uint32), one, np.ones(2, np.uint16), np.ones(2, np.uint16),
+               np.full(2, 17, np.uint8))
+    assert not ct.flow_log and ct.take_ended() == []
