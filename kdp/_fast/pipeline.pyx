@@ -253,12 +253,18 @@ cdef class Pipeline:
             self.vctr[p.verdict] += 1
         self.packets += b.count
 
-    def run(self, Batch b not None, log=None, uint64_t now_ns=0):
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0, tracer=None):
         """Process one batch in place.
 
         `log`, when given, is handed the tuples as received (before NAT).
         `now_ns` is the clock when packet_clock is False (attached mode).
+        `tracer` (kdp.trace.Tracer), when given, is called at every stage boundary as
+        tracer.point(stage_name, batch, pipeline) and records the packets whose `trace`
+        bit is set; the stages are the same ones, so a traced packet is decided as it
+        would be untraced. Without a tracer nothing of this runs.
         """
+        if tracer is not None:
+            return self._run_traced(b, log, now_ns, tracer)
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
@@ -320,5 +326,90 @@ cdef class Pipeline:
             self.fragments += made
         with nogil:
             self.account(b)
+            if ct is not None:
+                ct_expire(ct, self.clock_ns, EXPIRE_WORK)
+
+    def _run_traced(self, Batch b, log, uint64_t now_ns, tracer):
+        """run() with tracer.point() between the stages (the same stages, in the same
+        order: keep the two in step)."""
+        cdef RouteTable routes = self.routes
+        cdef Conntrack ct = self.conntrack
+        cdef TunnelEndpoints tunnels = self.tunnels
+        cdef Neighbours neigh = self.neighbours
+        cdef DnsTable dns = self.dns
+        cdef PolicyTables pt = self.policy
+        cdef FlowPolicy fp = self.flow_policy
+        cdef Py_ssize_t i, made = 0
+        cdef uint32_t need
+        cdef uint32_t routed
+        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
+        cdef dns_note_t* notes = NULL
+        cdef dns_q_t* dq = NULL
+        routes._ensure_scratch(b.capacity)
+        self._ensure_scratch(b.capacity)
+        if ct is not None and ct.t.aux != NULL:
+            ct.reserve_ended(4 * b.count + EXPIRE_WORK + 512)
+        self.extra.clear()
+        if dns is not None:
+            notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
+            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
+        tracer.point("rx", b, self)
+        with nogil:
+            if tunnels is not None:
+                parse_decap_batch(b, self.vxlan_port, tunnels)
+            else:
+                parse_batch(b, self.vxlan_port)
+        tracer.point("parse", b, self)
+        with nogil:
+            neigh_learn_batch(neigh, b)
+            routes.classify_ingress(b)
+            if self.packet_clock:
+                self.ct_now = CT_PACKET_CLOCK
+                for i in range(b.count):
+                    if b.m[i].ts_ns > self.clock_ns:
+                        self.clock_ns = b.m[i].ts_ns
+            else:
+                if now_ns > self.clock_ns:
+                    self.clock_ns = now_ns
+                self.ct_now = self.clock_ns
+        tracer.point("ingress", b, self)
+        if log is not None:
+            log.capture_orig(b)
+            log.capture_dns(self.dns_notes if dns is not None else None)
+        with nogil:
+            if dns is not None:
+                dns_batch(dns, b, dns_ctr, notes, dq)
+        tracer.point("dns", b, self)
+        with nogil:
+            if ct is not None:
+                ct_lookup_batch(ct, b, self.ct_now)
+                if fp is not None and pt is not None:
+                    pol_recheck_batch(pt, fp, ct, b)
+        tracer.point("conntrack", b, self)
+        with nogil:
+            self.new_flows(b, pt, fp)
+        tracer.point("new_flow", b, self)
+        with nogil:
+            if ct is not None:
+                nat_batch(ct, b)
+        tracer.point("nat", b, self)
+        with nogil:
+            need = 0
+            routed = routes.route_batch(b, neigh, egress_one)
+        tracer.point("route", b, self)
+        with nogil:
+            if routed:
+                need = encap_batch(routes, neigh, b)
+        if need:
+            if self.extra.capacity < need:
+                self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
+            with nogil:
+                made = fragment_batch(routes, neigh, b, self.extra)
+            self.fragments += made
+        tracer.point("encap", b, self)
+        with nogil:
+            self.account(b)
+        tracer.point("tx", b, self)
+        with nogil:
             if ct is not None:
                 ct_expire(ct, self.clock_ns, EXPIRE_WORK)
