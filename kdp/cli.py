@@ -10,6 +10,7 @@ _python_showwarning = warnings.showwarning
 COMMANDS = {
     "replay": "Run a capture through the data plane and write what it transmits.",
     "trace": "Show each stage's decision for chosen packets (VPP's packet trace).",
+    "diff": "Replay a capture under two configurations: the flows whose fate changes.",
     "show": "Print the compiled tables of a cluster snapshot.",
     "bench": "Measure kdp beside its peers, in one run.",
     "snapshot": "Write a cluster snapshot from a live cluster (the official Kubernetes client).",
