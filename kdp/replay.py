@@ -6,6 +6,7 @@ from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
+from kdp.io.annotate import AnnotatingWriter, CommentLog
 from kdp.observe import FlowLog, ServiceCounts, log_keep, take_first
 from kdp.summary import RunResult, dns_outcomes
 
@@ -18,7 +19,7 @@ def _output_linktype(reader):
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
            all_directions=False, filter=None, count=None, log_only=None,
-           flows=None) -> RunResult:
+           flows=None, annotate=False) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -31,10 +32,14 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `count`: stop after this many packets (with a filter: matching packets), as tcpdump -c;
     `log_only`: the set of Verdict values the log keeps (kdp.observe.parse_log_only);
     `flows`: a path for the flow log (kdp.observe.FlowLog: one JSON line per flow as it ends).
+    `annotate`: the output is pcapng with each packet's verdict, reason, Service and NAT as
+    its comment (kdp.io.annotate).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
     refuse_same_file(input=capture, output=output, log=log, flows=flows)
+    if annotate:
+        _check_annotate(output)
     flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
@@ -57,6 +62,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             vlog = dp.verdict_log(log_file, batch_size)
         if flows:
             flow_log = FlowLog(flows, dp)
+        comments = CommentLog(dp, batch_size, vlog) if annotate else None
         while left is None or left > 0:
             if left is not None and left < batch.capacity and flt is None:
                 batch = Batch(left)
@@ -68,16 +74,20 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             if left is not None:
                 cut += take_first(batch, left, flt.match if flt is not None else None)
                 left -= int(flt.match[:len(batch)].sum()) if flt is not None else len(batch)
-            dp.process(batch, vlog)
+            dp.process(batch, comments if comments is not None else vlog)
             services.add(batch)
             if flow_log is not None:
                 flow_log.after_batch(batch)
             first_frame = None
             if output is not None:
                 if writer is None:
-                    writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+                    writer = AnnotatingWriter(output, dp.ports) if annotate else \
+                        CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
                 first_frame = writer.packets
-                writer.write(batch)
+                if comments is not None:
+                    writer.write(batch, comments.comments(batch))
+                else:
+                    writer.write(batch)
                 if len(dp.extra):           # IPv4 fragments made from the batch, after it
                     writer.write(dp.extra)
             if vlog is not None:
@@ -86,7 +96,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             if bar is not None:
                 bar.advance(reader.position)
         if output is not None and writer is None:
-            writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+            writer = AnnotatingWriter(output, dp.ports) if annotate else \
+                CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
         if flow_log is not None:
             flow_log.at_exit()
     finally:
@@ -119,6 +130,15 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         result.warnings.extend(flow_log.warnings())
     result.dataplane = dp          # `kdp show flows`: conntrack as the replay left it
     return result
+
+
+def _check_annotate(output):
+    from kdp.errors import KdpError
+    if output is None:
+        raise KdpError("--annotate writes the comments into the output capture: give -o OUT.pcapng")
+    if output != "-" and not str(output).lower().endswith(".pcapng"):
+        raise KdpError(f"--annotate writes pcapng (packet comments need it): name the output "
+                       f".pcapng, got {output}")
 
 
 def _packet_filter(expression):

@@ -65,6 +65,9 @@ def add_arguments(parser):
                              "evicted, flushed, reopened, reset) or, at exit, still live (active): "
                              "tuples before and after NAT, Service and backend, policy, packets and "
                              "bytes each way, first and last time, end state and why it ended")
+    parser.add_argument("--annotate", action="store_true",
+                        help="write each packet's verdict, reason, Service and NAT as its pcapng "
+                             "comment (OUT must be .pcapng; Wireshark shows it beside the packet)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -103,6 +106,7 @@ def run(args):
         count=args.count,
         log_only=log_only,
         flows=args.flows,
+        annotate=args.annotate,
     )
     _print(args, result, print_summary)
     return 0
@@ -132,8 +136,8 @@ def _run_nodes(args, names):
         raise KdpError("a multi-node replay needs --cluster")
     if args.filter:
         raise KdpError("--filter is for a single node's replay")
-    if args.count is not None or args.log_only or args.flows:
-        raise KdpError("-c, --log-only and --flows are for a single node's replay")
+    if args.count is not None or args.log_only or args.flows or args.annotate:
+        raise KdpError("-c, --log-only, --flows and --annotate are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
