@@ -310,6 +310,9 @@ def run(quick=False):
 
 def main(args):
     res = run(quick=getattr(args, "quick", False))
+    if getattr(args, "plot", None):
+        from kdp.benchmarks.plot import plot
+        plot("lpm", res, args.plot)
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0

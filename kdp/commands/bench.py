@@ -14,6 +14,10 @@ install 'kdp[bench]'`, tcpdump is a program on PATH, the Linux nf_conntrack peer
 root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer that is
 missing or fails is left out of the table; the lines under it say why (and show a failed
 peer's stderr); the exit status stays 0.
+
+--plot FILE.png draws the results too (matplotlib: pip install 'kdp[plot]'): lookups/s
+against table size with kdp's single lookups beside pytricia and py-radix (lpm), packets/s
+against batch size (pipeline), kdp beside its peers (conntrack, read).
 """
 import importlib
 
@@ -25,9 +29,20 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="smaller tables and query sets (seconds, not minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw the results into a PNG (matplotlib, the extra `plot`): "
+                             "lpm lookups/s against table size and beside its peers, pipeline "
+                             "packets/s against batch size, conntrack and read beside their peers")
 
 
 def run(args):
+    if args.plot:
+        # refused before minutes of measuring, not after
+        from kdp.benchmarks.plot import PLOTS, _pyplot
+        from kdp.errors import KdpError
+        if args.suite not in PLOTS:
+            raise KdpError(f"--plot draws {', '.join(PLOTS)}; not {args.suite}")
+        _pyplot()
     # imported here, when a benchmark runs: nothing else in kdp imports kdp.benchmarks
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
     return module.main(args)
