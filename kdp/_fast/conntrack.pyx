@@ -1206,12 +1206,6 @@ cdef class Conntrack:
         self.t.ends = <ct_end_t*>cnp.PyArray_DATA(new)
         self.t.ends_cap = cap
 
-    def set_flow_policy(self, uint32_t fid, uint16_t egress, uint16_t ingress):
-        """The policy decisions that let flow fid in (the flow log reports them)."""
-        if self.t.aux != NULL and fid < self.t.capacity:
-            self.t.aux[fid].pol_egress = egress
-            self.t.aux[fid].pol_ingress = ingress
-
     def take_ended(self):
         """The flows that ended since the last call, oldest first: (flow dict, first_ns,
         pol_egress, pol_ingress, why) with why one of END_WHY."""
