@@ -164,7 +164,7 @@ class FlowLog:
         from kdp.io.capture import LogFile
         self.dp = dp
         self.ct = dp.conntrack
-        self.file = LogFile(path)
+        self.file = LogFile(path, what="flow log")
         self.records = 0
         if self.ct is not None:
             self.ct.enable_flow_log()

@@ -255,7 +255,9 @@ def format_trace(index, points, names):
             st = CtState(int(row["ct_state"]))
             flow = extra.get("flow")
             later = byname.get("new_flow", (row, {}))
-            if st == CtState.NEW and int(later[0]["ct_state"]) not in (CtState.NEW, CtState.NONE) \
+            if names.dp.conntrack is None:
+                text = "none (a plain router tracks no flows)"
+            elif st == CtState.NEW and int(later[0]["ct_state"]) not in (CtState.NEW, CtState.NONE) \
                     and later[1].get("flow") is not None:
                 f = later[1]["flow"]
                 text = (f"hit {CtState(int(later[0]['ct_state'])).label}: flow {f['id']}, found in the slow "

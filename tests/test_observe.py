@@ -226,3 +226,12 @@ def test_a_table_without_the_flow_log_records_nothing():
     ct.insert4(one + np.arange(2, dtype=np.uint32), one, np.ones(2, np.uint16), np.ones(2, np.uint16),
                np.full(2, 17, np.uint8))
     assert not ct.flow_log and ct.take_ended() == []
+
+
+def test_a_flow_log_that_cannot_be_written_or_is_the_input_is_an_error(tmp_path):
+    run = kdp("replay", SAMPLE, "--flows", tmp_path / "no" / "f.jsonl")
+    assert run.returncode == 2 and "cannot create the flow log" in run.stderr and "Traceback" not in run.stderr
+    copy = tmp_path / "in.pcap"
+    copy.write_bytes(SAMPLE.read_bytes())
+    run = kdp("replay", copy, "--flows", copy)
+    assert run.returncode == 2 and copy.read_bytes() == SAMPLE.read_bytes()

@@ -203,13 +203,14 @@ class LogFile:
     it is a KdpError naming it (a full disk, a missing folder), not a traceback; a closed
     pipe stays BrokenPipeError."""
 
-    def __init__(self, path):
+    def __init__(self, path, what="verdict log"):
         self.path = str(path)
+        self.what = what
         self.own = self.path != STDIO
         try:
             self.f = open(self.path, "wb") if self.own else sys.stdout.buffer
         except OSError as exc:
-            raise KdpError(f"{self.path}: cannot create the verdict log: "
+            raise KdpError(f"{self.path}: cannot create the {self.what}: "
                            f"{exc.strerror or exc}") from None
 
     def write(self, data):
@@ -218,7 +219,7 @@ class LogFile:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+            raise KdpError(f"{self.path}: cannot write the {self.what}: {exc.strerror or exc}") from None
 
     def close(self):
         try:
@@ -229,7 +230,7 @@ class LogFile:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise KdpError(f"{self.path}: cannot write the verdict log: {exc.strerror or exc}") from None
+            raise KdpError(f"{self.path}: cannot write the {self.what}: {exc.strerror or exc}") from None
 
 
 def _file_key(path):
