@@ -4,7 +4,7 @@ optional extra `plot`): lookups/s against table size (lpm), packets/s against ba
 from kdp.errors import KdpError
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -80,7 +80,7 @@ def plot(suite, res, path):
     """Draw `res` (a suite's JSON result) into the PNG at `path`."""
     if suite not in PLOTS:
         raise KdpError(f"--plot draws {', '.join(PLOTS)}; not {suite}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = PLOTS[suite](plt, res)
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
