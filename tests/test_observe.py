@@ -235,3 +235,51 @@ def test_a_flow_log_that_cannot_be_written_or_is_the_input_is_an_error(tmp_path)
     copy.write_bytes(SAMPLE.read_bytes())
     run = kdp("replay", copy, "--flows", copy)
     assert run.returncode == 2 and copy.read_bytes() == SAMPLE.read_bytes()
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(flows=st.lists(st.tuples(st.integers(0, 11), st.booleans(), st.integers(0, 3)), min_size=1, max_size=120),
+       capacity=st.sampled_from([4, 8, 64]), batch=st.sampled_from([1, 7, 64]))
+def test_flow_log_accounts_for_every_flow_once_and_every_packet(flows, capacity, batch):
+    """UDP packets among 12 client ports (either direction, gaps of 0 / 1 / 40 / 400 s
+    against UDP's 30 s and 120 s timeouts) through a small table: every flow conntrack made
+    ends in the log exactly once (ended, or live at the end), with why matching conntrack's
+    counters, and the log's packets add up to the packets conntrack counted."""
+    import numpy as np
+    from kdp import Batch
+    from kdp._fast.pipeline import Pipeline
+    from kdp._fast.route import RouteTable
+    from kdp.control.node import PLAIN_ROUTES
+    from kdp.conntrack import Conntrack
+    ct = Conntrack(capacity=capacity)
+    ct.enable_flow_log()
+    pl = Pipeline(RouteTable(PLAIN_ROUTES), conntrack=ct)
+    t = 1_763_700_000 * 10**9
+    frames = []
+    for port, reply, gap in flows:
+        t += (0, 1, 40, 400)[gap] * 10**9
+        a, b = ("10.0.0.1", 10000 + port), ("10.0.0.2", 53)
+        (s, sp), (d, dp) = (b, a) if reply else (a, b)
+        frames.append((bytes(Ether() / IP(src=s, dst=d) / UDP(sport=sp, dport=dp) / b"q"), t))
+    ended, counted = [], 0
+    for i in range(0, len(frames), batch):
+        bt = Batch(batch)
+        for data, ts in frames[i:i + batch]:
+            bt.append(data, ts_ns=ts)
+        pl.run(bt)
+        m = bt.meta[:len(bt)]
+        # packets of a flow (a refused new flow -- table full -- has none)
+        counted += int((np.isin(m["ct_state"], (1, 2, 3)) & (m["flow_id"] != 0xFFFFFFFF)).sum())
+        ended += ct.take_ended()
+    live = ct.flows()
+    c = ct.counters()
+    assert len(ended) + len(live) == c["inserts"]
+    whys = [why for *_rest, why in ended]
+    assert whys.count("evicted") == c["evictions"] and whys.count("expired") == c["expiries"]
+    assert set(whys) <= {"evicted", "expired"}
+    total = sum(sum(f["packets"]) for f, *_rest in ended) + sum(sum(f["packets"]) for f in live)
+    assert total == counted
+    assert all(first <= f["last_ns"] for f, first, *_rest in ended) and ct.ended_lost == 0
