@@ -9,11 +9,11 @@ _python_showwarning = warnings.showwarning
 # sub-command name -> module in kdp.commands with add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "replay": "Run a capture through the data plane and write what it transmits.",
-    "trace": "Show each stage's decision for chosen packets (VPP's packet trace).",
-    "diff": "Replay a capture under two configurations: the flows whose fate changes.",
+    "trace": "Show what each stage decided for chosen packets of a capture.",
     "show": "Print the compiled tables of a cluster snapshot.",
     "bench": "Measure kdp beside its peers, in one run.",
     "snapshot": "Write a cluster snapshot from a live cluster (the official Kubernetes client).",
+    "diff": "Replay a capture under two snapshots and list the flows whose fate changes.",
 }
 
 

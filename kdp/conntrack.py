@@ -23,9 +23,8 @@ __all__ = ["COUNTER_NAMES", "NO_FLOW", "NAT_DNAT", "NAT_SNAT", "NAT_SNAT_PORT", 
            "TIMEOUT_DEFAULTS", "Conntrack", "ConntrackConfigError", "format_flow", "format_flows"]
 
 
-def format_flow(f, now_ns=None, services=None):
-    """One flow dict (Conntrack.flow) as a conntrack -L style line; with `services`
-    (service-port names by id) the Service is named instead of numbered."""
+def format_flow(f, now_ns=None):
+    """One flow dict (Conntrack.flow) as a conntrack -L style line."""
     name = _PROTO.get(f["proto"], "unknown")
     parts = [f"{name:<7} {f['proto']:>3}"]
     if now_ns is not None:
@@ -47,10 +46,7 @@ def format_flow(f, now_ns=None, services=None):
     if f["assured"]:
         parts.append("[ASSURED]")
     if f["svc_port"] is not None:
-        if services is not None and f["svc_port"] < len(services):
-            parts.append(f"service={services[f['svc_port']]}")
-        else:
-            parts.append(f"svc_port={f['svc_port']}")
+        parts.append(f"svc_port={f['svc_port']}")
     return " ".join(parts)
 
 

@@ -36,6 +36,7 @@ class Dataplane:
             compile_node(tables.cluster, self.ports, services=tables)
         self._name_interfaces()
         self.pipeline = self.node.new_pipeline()
+        self._service_counts = {}       # counts of service-port tables swapped out, by name
 
     def _name_interfaces(self):
         """Capture interfaces -> ports, from NodeConfig `ports[].interface`."""
@@ -81,6 +82,7 @@ class Dataplane:
         old = self.node
         new = compile_node(Cluster.load(paths, node=node or old.node), self.ports, previous=old)
         change = new.changes_from(old)
+        self._service_counts = self.service_counts()      # the swap numbers service ports anew
         if self.pipeline.conntrack is None:
             self.pipeline = new.new_pipeline()
         else:
@@ -129,12 +131,28 @@ class Dataplane:
         """uint64 [DnsOutcome + truncated]: what the DNS stage did with the queries it saw."""
         return self.pipeline.dns_counters
 
+    def service_counts(self):
+        """{"namespace/name:port": {"packets", "new_flows", "rejects"}} for every Service port
+        that saw traffic (both IP families of a dual-stack port together), across reloads:
+        packets of its flows both ways (and those it rejected), flows it created, packets it
+        rejected (no endpoints)."""
+        from kdp._fast.pipeline import SERVICE_COUNTER_NAMES
+        out = {name: dict(c) for name, c in self._service_counts.items()}
+        live = self.pipeline.service_counters
+        for sid, name in enumerate(self.service_names()):
+            if sid >= live.shape[0] or not live[sid].any():
+                continue
+            c = out.setdefault(name, dict.fromkeys(SERVICE_COUNTER_NAMES, 0))
+            for k, key in enumerate(SERVICE_COUNTER_NAMES):
+                c[key] += int(live[sid, k])
+        return out
+
     @property
     def verdicts(self):
         """uint64 [Verdict]: packets processed, by final verdict."""
         return self.pipeline.verdicts
 
-    def process(self, batch, log=None):
+    def process(self, batch, log=None, trace=None):
         """Run one Batch through the node's pipeline, in place.
 
         Every packet gets a verdict, a stage and a reason in `batch.meta` (read them with
@@ -142,8 +160,9 @@ class Dataplane:
         Ethernet addresses); IPv4 fragments kdp makes go to `self.extra`. The counters
         (`self.counters[stage, reason]`) grow by exactly the batch's packet count.
         `log`: a VerdictLog (`verdict_log`) that records the tuples as received; write
-        the batch's lines with `log.write(batch)` afterwards."""
-        self.pipeline.run(batch, log)
+        the batch's lines with `log.write(batch)` afterwards. `trace`: a kdp.trace.Tracer
+        shown the batch after each stage."""
+        self.pipeline.run(batch, log, 0, trace)
 
     def flow_counters(self):
         """Conntrack's counters, and the flows Calico's natOutgoing masqueraded ({}: no conntrack)."""

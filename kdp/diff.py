@@ -1,208 +1,180 @@
-"""`kdp diff`: one capture replayed under two configurations, and the flows whose fate
-changes.
+"""What a configuration change does to real traffic: one capture replayed under two
+snapshots (`kdp diff`), its flows compared.
 
-Each configuration replays the capture from a fresh data plane (`kdp.replay.replay`, its
-verdict log kept aside); the two logs are read packet by packet (the same input, so line
-i is packet i in both). A flow is the packets of one connection as they came in: protocol
-and the two (address, port) ends, either direction (ICMP: the two addresses). A packet's
-fate is what the log says of it: verdict, reason, Service, the backend it was sent to
-(destination after DNAT), its source after NAT (masquerade), its out port and tunnel
-(route), the policy decisions. A flow changed when one of its packets' fate did; the
-kinds of change:
+Both replays see the same packets, so a flow is the same conversation in both: the
+packets whose tuple as received (the verdict log's `orig`) is its first packet's, the
+reverse of it, or the reverse of that packet as either snapshot translated it (the
+answers of a NATed flow), keyed by the tuple of its first packet. A flow's fate is what became of
+that first packet: its verdict and reason, the Service and backend it was sent to
+(the destination after NAT), the source it left with (masquerade), the port and
+tunnel it left through, the policy decisions on it. A change is named by the first
+of these that differs:
 
-  allowed -> denied / allowed -> rejected / denied -> allowed / rejected -> allowed
-      the verdict went between passing (forward, local, reply) and drop or reject
-  backend changed      both pass, the destination after DNAT differs
-  masquerade changed   both pass, the source address after NAT differs (a new SNAT
-                       source port alone is not a change: ports follow allocation order)
-  route changed        both pass to the same destination, the out port or the tunnel
-                       differs (a moved backend's route is part of its backend change)
-  service changed      the Service differs
-  reason changed       anything else: the same verdict for another reason
+  allowed -> denied / denied -> allowed   a policy drop appeared or went away
+  rejected / no longer rejected           a reject (no endpoints, a closed port) came or went
+  dropped / no longer dropped             another drop reason came or went
+  verdict                                 another verdict change (e.g. local -> forward)
+  backend                                 sent to another backend (or Service)
+  masquerade                              left with another source address or port
+  route                                   left through another port or tunnel
+  policy                                  still allowed, by another rule
 
-Counts are kept per Service (the flow's, after or else before) and per policy decision
-(the decision that denied or rejected the packet on the side where it did not pass).
+Counts per Service and per policy decision (either side's) go with the list.
 """
 import json
 import os
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
 
-PASSING = ("forward", "local", "reply")
+from kdp.errors import KdpError
+from kdp.io.capture import STDIO
 
-
-def _pair(proto, t):
-    a, b = (t["src"], t["sport"]), (t["dst"], t["dport"])
-    return (proto,) + ((a, b) if str(a) <= str(b) else (b, a))
-
-
-def _flow_key(line):
-    """The packet's ends as it came in, either direction; None for non-IP."""
-    return _pair(line["proto"], line["orig"]) if line.get("orig") else None
+POLICY_DROPS = ("policy_denied_ingress", "policy_denied_egress")
 
 
-def _sent_key(line):
-    """Its ends as it left (after NAT): a reply comes back as these, reversed."""
-    if line.get("orig") is None or line["verdict"] not in PASSING or line.get("tunnel"):
-        return None
-    return _pair(line["proto"], line)
+@dataclass
+class FlowChange:
+    key: tuple                      # (proto, src, dst, sport, dport) of the flow's first packet
+    first_index: int                # that packet's index in the capture
+    packets: int                    # packets of the flow in the capture
+    change: str
+    before: dict
+    after: dict
+
+
+@dataclass
+class DiffResult:
+    flows: int                      # flows in the capture
+    packets: int
+    changes: list = field(default_factory=list)
+    notices: list = field(default_factory=list)     # the replays' ("before: ...")
+
+    def by_service(self):
+        out = Counter()
+        for c in self.changes:
+            for name in {c.before["service"], c.after["service"]} - {None}:
+                out[name] += 1
+        return dict(sorted(out.items()))
+
+    def by_policy(self):
+        out = Counter()
+        for c in self.changes:
+            labels = set()
+            for side in (c.before, c.after):
+                labels |= {v for v in (side["policy"] or {}).values() if v}
+            for label in labels:
+                out[label] += 1
+        return dict(sorted(out.items()))
+
+    def by_change(self):
+        return dict(sorted(Counter(c.change for c in self.changes).items()))
+
+    def to_json(self):
+        return {"flows": self.flows, "packets": self.packets, "changed": len(self.changes),
+                "by_change": self.by_change(), "by_service": self.by_service(),
+                "by_policy": self.by_policy(),
+                "changes": [{"flow": dict(zip(("proto", "src", "dst", "sport", "dport"), c.key)),
+                             "first_index": c.first_index, "packets": c.packets,
+                             "change": c.change, "before": c.before, "after": c.after}
+                            for c in self.changes]}
 
 
 def _fate(line):
-    service = line.get("service")
-    return {
-        "verdict": line["verdict"],
-        "reason": line["reason"],
-        "service": service,
-        "to": [line["dst"], line["dport"]],
-        "from": [line["src"], line["sport"]],
-        "out_port": line["out_port"],
-        "tunnel": line.get("tunnel"),
-        "policy": line.get("policy"),
-    }
+    """What became of one packet, from its verdict log line."""
+    tunnel = line.get("tunnel")
+    return {"verdict": line["verdict"], "reason": line["reason"], "service": line["service"],
+            "to": [line["dst"], line["dport"]], "from": [line["src"], line["sport"]],
+            "out_port": line["out_port"],
+            "tunnel": f"{tunnel['type']} {tunnel['dst']}" if tunnel else None,
+            "policy": line["policy"]}
 
 
-def _label(verdict):
-    return "allowed" if verdict in PASSING else ("rejected" if verdict == "reject" else "denied")
+def _change(a, b):
+    """The name of the first difference between two fates (None: the same fate)."""
+    sent = a["verdict"] in ("forward", "reply")      # (their reasons name the tunnel: route)
+    if a["verdict"] != b["verdict"] or (not sent and a["reason"] != b["reason"]):
+        pa, pb = a["reason"] in POLICY_DROPS, b["reason"] in POLICY_DROPS
+        if pa != pb:
+            return "allowed -> denied" if pb else "denied -> allowed"
+        ra, rb = a["verdict"] == "reject", b["verdict"] == "reject"
+        if ra != rb:
+            return "rejected" if rb else "no longer rejected"
+        da, db = a["verdict"] == "drop", b["verdict"] == "drop"
+        if da != db:
+            return "dropped" if db else "no longer dropped"
+        return "verdict"
+    if a["service"] != b["service"] or a["to"] != b["to"]:
+        return "backend"
+    if a["from"] != b["from"]:
+        return "masquerade"
+    if a["out_port"] != b["out_port"] or a["tunnel"] != b["tunnel"]:
+        return "route"
+    if a["policy"] != b["policy"]:
+        return "policy"
+    return None
 
 
-def changes(before, after):
-    """The kinds of change between two fates of one packet (empty: the same fate)."""
-    out = []
-    vb, va = before["verdict"], after["verdict"]
-    pb, pa = vb in PASSING, va in PASSING
-    if pb != pa or (not pb and vb != va):
-        out.append(f"{_label(vb)} -> {_label(va)}")
-    if pb and pa:
-        if before["service"] != after["service"]:
-            out.append("service changed")
-        moved = bool(before["service"] and after["service"] and before["to"] != after["to"])
-        if moved:
-            out.append("backend changed")
-        if before["from"][0] != after["from"][0]:
-            out.append("masquerade changed")
-        if not moved and (before["out_port"] != after["out_port"] or before["tunnel"] != after["tunnel"]):
-            # (a new backend's own route is part of the backend change: its fate shows it)
-            out.append("route changed")
-    if not out and (vb, before["reason"]) != (va, after["reason"]):
-        out.append("reason changed")
-    return out
+def _flow_key(orig, proto):
+    return (proto, orig["src"], orig["dst"], orig["sport"], orig["dport"])
 
 
-def _log_of(capture, paths, node, batch_size):
+def _reverse(key):
+    proto, src, dst, sport, dport = key
+    return (proto, dst, src, dport, sport)
+
+
+def compare_logs(before_lines, after_lines):
+    """DiffResult of two verdict logs (iterables of parsed lines) of one capture."""
+    flows = {}                      # key of the first packet -> [first index, packets, fate a, fate b]
+    owner = {}                      # either direction's key -> the flow's key
+    packets = 0
+    for a, b in zip(before_lines, after_lines):
+        if a["index"] != b["index"]:
+            raise KdpError("the two replays disagree on the packets read (not one capture?)")
+        packets += 1
+        if a["orig"] is None:       # not IP (ARP, a damaged header): a flow of its own
+            key = (a["proto"] or "other", f"packet {a['index']}", "", None, None)
+        else:
+            key = _flow_key(a["orig"], a["proto"])
+        flow = owner.get(key)
+        if flow is None:
+            fa, fb = _fate(a), _fate(b)
+            owner[key] = owner[_reverse(key)] = key
+            for f in (fa, fb):      # the answers come to the tuple after NAT, under either snapshot
+                if f["verdict"] == "forward" and a["orig"] is not None:
+                    owner.setdefault((a["proto"], f["to"][0], f["from"][0], f["to"][1], f["from"][1]), key)
+            flows[key] = [a["index"], 1, fa, fb]
+        else:
+            flows[flow][1] += 1
+    changes = []
+    for key, (first, count, fa, fb) in flows.items():
+        what = _change(fa, fb)
+        if what is not None:
+            changes.append(FlowChange(key, first, count, what, fa, fb))
+    changes.sort(key=lambda c: c.first_index)
+    return DiffResult(flows=len(flows), packets=packets, changes=changes)
+
+
+def _lines(path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def diff(capture, before, after, node=None, batch_size=256) -> DiffResult:
+    """Replay `capture` under the snapshots `before` and `after` (lists of paths) as
+    `node`, and compare the fates of its flows."""
     from kdp.replay import replay
-    fd, name = tempfile.mkstemp(prefix="kdp-diff-", suffix=".jsonl")
-    os.close(fd)
-    try:
-        result = replay(capture, cluster=paths, node=node, log=name, batch_size=batch_size)
-        with open(name, encoding="utf-8") as f:
-            lines = [json.loads(x) for x in f]
-    finally:
-        os.unlink(name)
-    return result, lines
-
-
-def _deciders(policy):
-    if not policy:
-        return []
-    return [v for v in (policy.get("egress"), policy.get("ingress")) if v and v.startswith("deny")]
-
-
-def diff(capture, before, after, node=None, batch_size=256):
-    """{flows: [...], by_service: {...}, by_policy: {...}, by_change: {...}, packets, ...}."""
-    result_b, log_b = _log_of(capture, before, node, batch_size)
-    result_a, log_a = _log_of(capture, after, node, batch_size)
-    if len(log_b) != len(log_a):        # (the same input: never, unless the file changed)
-        from kdp.errors import KdpError
-        raise KdpError(f"{capture}: the two replays read {len(log_b)} and {len(log_a)} packets")
-    flows = {}
-    order = []
-    alias = {}          # the ends a flow's packets left with (after NAT) -> its key
-    for lb, la in zip(log_b, log_a):
-        fb, fa = _fate(lb), _fate(la)
-        kinds = changes(fb, fa)
-        key = _flow_key(lb) or ("packet", lb["index"])
-        key = alias.get(key, key)
-        for sent in (_sent_key(lb), _sent_key(la)):
-            if sent is not None and sent != key:
-                alias.setdefault(sent, key)
-        rec = flows.get(key)
-        if rec is None:
-            rec = flows[key] = {"proto": lb["proto"], "orig": lb["orig"], "first_packet": lb["index"],
-                                "packets": 0, "packets_changed": 0, "changes": [], "before": None,
-                                "after": None}
-            order.append(key)
-        rec["packets"] += 1
-        if kinds:
-            rec["packets_changed"] += 1
-            for k in kinds:
-                if k not in rec["changes"]:
-                    rec["changes"].append(k)
-            if rec["before"] is None:
-                rec["before"], rec["after"] = fb, fa
-                rec["changed_at"] = lb["index"]
-    changed = [flows[k] for k in order if flows[k]["changes"]]
-    by_service, by_policy, by_change = Counter(), Counter(), Counter()
-    for rec in changed:
-        svc = rec["after"]["service"] or rec["before"]["service"]
-        if svc:
-            by_service[svc] += 1
-        for side in ("before", "after"):
-            if rec[side]["verdict"] not in PASSING:
-                for d in _deciders(rec[side]["policy"]):
-                    by_policy[d] += 1
-        for k in rec["changes"]:
-            by_change[k] += 1
-    return {
-        "input": str(capture),
-        "before": [str(p) for p in before],
-        "after": [str(p) for p in after],
-        "packets": len(log_b),
-        "flows": len(flows),
-        "flows_changed": len(changed),
-        "by_change": dict(sorted(by_change.items())),
-        "by_service": dict(sorted(by_service.items())),
-        "by_policy": dict(sorted(by_policy.items())),
-        "changed": changed,
-        "notices": sorted(set(result_b.notices) | set(result_a.notices)),
-    }
-
-
-def _ends(orig, proto):
-    if orig is None:
-        return "(not IP)"
-    if orig.get("sport") is None:
-        return f"{proto} {orig['src']} -> {orig['dst']}"
-    from kdp.commands.common import hostport
-    return f"{proto} {hostport(orig['src'], orig['sport'])} -> {hostport(orig['dst'], orig['dport'])}"
-
-
-def _fate_text(f):
-    from kdp.commands.common import hostport
-    text = f"{f['verdict']} ({f['reason']})"
-    if f["verdict"] in PASSING:
-        if f["service"]:
-            text += f" {f['service']} -> {hostport(*f['to']) if f['to'][1] is not None else f['to'][0]}"
-        if f["out_port"]:
-            text += f" via {f['out_port']}"
-        if f["tunnel"]:
-            text += f" ({f['tunnel']['type']} to {f['tunnel']['dst']})"
-    deciders = _deciders(f["policy"])
-    if deciders:
-        text += " [" + "; ".join(deciders) + "]"
-    return text
-
-
-def print_diff(report, console):
-    from rich.table import Table
-    t = Table(title=f"kdp diff: {report['input']}: {report['flows_changed']} of {report['flows']} flows change")
-    for col in ("flow", "first packet", "change", "before", "after"):
-        t.add_column(col)
-    for rec in report["changed"]:
-        t.add_row(_ends(rec["orig"], rec["proto"]), str(rec["changed_at"]), ", ".join(rec["changes"]),
-                  _fate_text(rec["before"]), _fate_text(rec["after"]))
-    console.print(t)
-    for title, counts in (("per change", report["by_change"]), ("per Service", report["by_service"]),
-                          ("per policy", report["by_policy"])):
-        if counts:
-            console.print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if os.fspath(capture) == STDIO:
+        raise KdpError("kdp diff reads the capture twice: give a file, not standard input")
+    with tempfile.TemporaryDirectory(prefix="kdp-diff-") as tmp:
+        logs, notices = [], []
+        for name, cluster in (("before", before), ("after", after)):
+            log = os.path.join(tmp, f"{name}.jsonl")
+            result = replay(capture, cluster=cluster, node=node, log=log, batch_size=batch_size)
+            logs.append(log)
+            notices += [f"{name}: {n}" for n in result.notices]
+        out = compare_logs(_lines(logs[0]), _lines(logs[1]))
+        out.notices = list(dict.fromkeys(notices))
+        return out

@@ -231,7 +231,8 @@ class Underlay:
             seconds=time.perf_counter() - started,
             nodes={n: {"packets": int(nd.dp.counters.sum()), "counters": nd.dp.counters.copy(),
                        "verdicts": nd.dp.verdicts.copy(),
-                       "conntrack": nd.dp.flow_counters()}
+                       "conntrack": nd.dp.flow_counters(),
+                       "services": nd.dp.service_counts()}
                    for n, nd in self.nodes.items()},
             transits=self.transits, hop_limited=self.hop_limited)
 
@@ -394,7 +395,8 @@ class MultiRunResult(RunResult):
                     for s, r in zip(*np.nonzero(n["counters"]))]
             out["nodes"][name] = {"packets": n["packets"], "counters": rows,
                                   "verdicts": {v.label: int(n["verdicts"][v]) for v in Verdict if v != Verdict.PENDING},
-                                  "conntrack": n["conntrack"]}
+                                  "conntrack": n["conntrack"],
+                                  "services": [{"service": k, **c} for k, c in sorted(n["services"].items())]}
         return out
 
 
@@ -408,7 +410,7 @@ def print_multi_summary(result, console=None):
     from rich.console import Console
     from rich.table import Table
 
-    from kdp.summary import print_summary
+    from kdp.summary import print_summary, service_table
     console = console or Console(stderr=False)
     print_summary(result, console)
     for name, n in result.nodes.items():
@@ -421,5 +423,7 @@ def print_multi_summary(result, console=None):
         for s, r in zip(*np.nonzero(n["counters"])):
             table.add_row(Stage(int(s)).label, Reason(int(r)).label, str(int(n["counters"][s, r])))
         console.print(table)
+        if n["services"]:
+            console.print(service_table(n["services"]))
     console.print(f"underlay: {result.transits} packets crossed between nodes, "
                   f"{result.hop_limited} dropped at the hop limit ({MAX_HOPS})")

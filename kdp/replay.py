@@ -2,12 +2,14 @@
 import time
 from pathlib import Path
 
+import numpy as np
+
 from kdp._fast.packet import Batch, LinkType
 from kdp.dataplane import Dataplane
+from kdp.errors import KdpError
+from kdp.output import Output
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
                             refuse_same_file)
-from kdp.io.annotate import AnnotatingWriter, CommentLog
-from kdp.observe import FlowLog, ServiceCounts, log_keep, take_first
 from kdp.summary import RunResult, dns_outcomes
 
 
@@ -18,8 +20,8 @@ def _output_linktype(reader):
 
 def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
            batch_size=256, progress=False, dataplane=None, links=None,
-           all_directions=False, filter=None, count=None, log_only=None,
-           flows=None, annotate=False) -> RunResult:
+           all_directions=False, filter=None, count=None, log_only=None, flows=None,
+           annotate=False, workers=1) -> RunResult:
     """Run `capture` through the data plane of `node` in the cluster snapshot `cluster`.
 
     Returns the run's counters. Forwarded (and rejected: the reply) packets go to
@@ -29,81 +31,96 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     `all_directions`: packets the capture saw leaving the node are input too.
     `filter`: a tcpdump expression (or kdp.filter.PacketFilter): packets it does not
     match are counted (reason `filtered`) but not processed, written or logged.
-    `count`: stop after this many packets (with a filter: matching packets), as tcpdump -c;
-    `log_only`: the set of Verdict values the log keeps (kdp.observe.parse_log_only);
-    `flows`: a path for the flow log (kdp.observe.FlowLog: one JSON line per flow as it ends).
-    `annotate`: the output is pcapng with each packet's verdict, reason, Service and NAT as
-    its comment (kdp.io.annotate).
+    `count`: stop after this many packets (with a filter: this many matches), as
+    tcpdump's -c. `log_only`: verdict labels ("drop", "reject", ...) the log keeps; the
+    other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
+    flow when it ends, and per flow still live at the end). `annotate`: each written
+    packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
+    `output` must be pcapng). `workers`: 2 or more writes the output and the log on a
+    second core while the pipeline runs the next batch (kdp.output; same bytes).
     An output or log that is the capture (or each other) is refused before anything is
     written (KdpError).
     """
     refuse_same_file(input=capture, output=output, log=log, flows=flows)
-    if annotate:
-        _check_annotate(output)
+    if count is not None and count < 1:
+        raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
+    log_verdicts = _log_verdicts(log_only)
+    if annotate and (output is None or not _is_pcapng(output)):
+        raise KdpError("--annotate writes pcapng packet comments: give an output ending in .pcapng")
     flt = _packet_filter(filter)
     dp = dataplane or Dataplane.from_snapshot(cluster, node)
     indexes = interface_indexes(links) if links is not None else None
     reader = open_capture(capture, ports=dp.ports, ingress=ingress,
                           ifindex_ports=ifindex_ports(dp.ports, indexes),
                           all_directions=all_directions)
-    batch = Batch(batch_size)
-    left = count                # -c: packets still to take (None: all)
-    cut = 0                     # packets read past the -c limit (not processed, not counted)
-    services = ServiceCounts()
-    flow_log = None
+    threaded = workers >= 2 and not annotate and (output is not None or log is not None)
+    batches = [Batch(batch_size) for _ in range(2 if threaded else 1)]
+    out = None
     writer = None
     log_file = None
     vlog = None
+    flow_log = None
+    notes = None
     started = time.perf_counter()
     bar = _progress(reader) if progress and not reader.stream else None
+    packets_in = 0
+    left = count
     try:
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
+        if annotate:
+            from kdp.annotate import Annotations
+            notes = Annotations(dp, batch_size, user_log=log_file)
+            vlog = notes.log        # its lines become the comments (and the log's lines)
         if flows:
+            from kdp.flowlog import FlowLog
             flow_log = FlowLog(flows, dp)
-        comments = CommentLog(dp, batch_size, vlog) if annotate else None
+        logs = None
+        if vlog is not None:
+            logs = [vlog, dp.verdict_log(log_file, batch_size)] if threaded else [vlog]
+        out = Output(lambda: CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+                     if output is not None else None, logs=logs, notes=notes, threaded=threaded)
+        k = 0
         while left is None or left > 0:
-            if left is not None and left < batch.capacity and flt is None:
-                batch = Batch(left)
+            slot = k % len(batches)
+            batch = batches[slot]
+            out.slot_free(slot)
             n = reader.fill(batch)
             if n == 0:
                 break
             if flt is not None:
                 flt.apply(batch, drop_unmatched=True)
             if left is not None:
-                cut += take_first(batch, left, flt.match if flt is not None else None)
-                left -= int(flt.match[:len(batch)].sum()) if flt is not None else len(batch)
-            dp.process(batch, comments if comments is not None else vlog)
-            services.add(batch)
+                left = _take(batch, flt, left)
+            lg = logs[k % len(logs)] if logs is not None else None
+            dp.process(batch, lg)
+            if threaded and lg is not None:
+                lg.detach_dns()
+            keep = _log_keep(batch, flt, log_verdicts) if lg is not None else None
+            out.submit(slot, batch, lg, None if keep is None else np.array(keep, copy=True),
+                       packets_in, dp.extra if len(dp.extra) else None)   # (extra: IPv4 fragments)
+            packets_in += len(batch)
+            k += 1
             if flow_log is not None:
-                flow_log.after_batch(batch)
-            first_frame = None
-            if output is not None:
-                if writer is None:
-                    writer = AnnotatingWriter(output, dp.ports) if annotate else \
-                        CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
-                first_frame = writer.packets
-                if comments is not None:
-                    writer.write(batch, comments.comments(batch))
-                else:
-                    writer.write(batch)
-                if len(dp.extra):           # IPv4 fragments made from the batch, after it
-                    writer.write(dp.extra)
-            if vlog is not None:
-                vlog.write(batch, first_frame=first_frame,
-                           keep=log_keep(batch, log_only, flt.match if flt is not None else None))
+                flow_log.drain()
             if bar is not None:
                 bar.advance(reader.position)
+        writer = out.close()
         if output is not None and writer is None:
-            writer = AnnotatingWriter(output, dp.ports) if annotate else \
-                CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
-        if flow_log is not None:
-            flow_log.at_exit()
+            writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
     finally:
         if bar is not None:
             bar.stop()
         try:
+            if out is not None and writer is None:
+                # an error stopped the replay: stop the writer thread, close what is open
+                # (the error already on its way is the one reported)
+                try:
+                    out.close()
+                except Exception:       # noqa: BLE001
+                    pass
+                writer = out.writer
             if writer is not None:
                 writer.close()
             if log_file is not None:
@@ -113,32 +130,69 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         finally:
             reader.close()
     result = RunResult(
-        packets_in=int(reader.packets) - cut,
+        packets_in=packets_in,
         counters=dp.counters.copy(),
         verdicts=dp.verdicts.copy(),
         packets_out=int(writer.packets) if writer is not None else 0,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices) + dp.traffic_notices(),
+        notices=list(dp.notices) + dp.traffic_notices() + _flow_log_notices(flow_log),
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
-        services=services.by_name(dp.service_names()),
+        services=dp.service_counts(),
     )
-    if flow_log is not None:
-        result.warnings.extend(flow_log.warnings())
-    result.dataplane = dp          # `kdp show flows`: conntrack as the replay left it
     return result
 
 
-def _check_annotate(output):
-    from kdp.errors import KdpError
-    if output is None:
-        raise KdpError("--annotate writes the comments into the output capture: give -o OUT.pcapng")
-    if output != "-" and not str(output).lower().endswith(".pcapng"):
-        raise KdpError(f"--annotate writes pcapng (packet comments need it): name the output "
-                       f".pcapng, got {output}")
+def _is_pcapng(path):
+    return str(path).endswith(".pcapng")
+
+
+def _flow_log_notices(flow_log):
+    if flow_log is None or not flow_log.lost:
+        return []
+    return [f"the flow log missed {flow_log.lost} flows that ended while its buffer was full "
+            f"(more than {flow_log.buffer:,} ended in one batch)"]
+
+
+def _take(batch, flt, left):
+    """-c: keep the packets of `batch` up to the `left`-th one (with a filter: the
+    `left`-th match); returns how many are still to take after it."""
+    n = len(batch)
+    if flt is None:
+        if n > left:
+            batch.truncate(left)
+        return left - len(batch)
+    matched = np.cumsum(flt.match[:n] != 0)
+    if n and matched[-1] >= left:
+        batch.truncate(int(np.searchsorted(matched, left)) + 1)
+        return 0
+    return left - (int(matched[-1]) if n else 0)
+
+
+def _log_verdicts(labels):
+    """--log-only: the Verdict values the log keeps (None: all)."""
+    if labels is None:
+        return None
+    from kdp.reasons import Verdict
+    names = {v.label: v for v in Verdict if v != Verdict.PENDING}
+    wanted = [x.strip() for x in (labels.split(",") if isinstance(labels, str) else labels)]
+    unknown = [x for x in wanted if x not in names]
+    if unknown or not wanted:
+        raise KdpError(f"--log-only takes verdicts among {', '.join(names)}; got {', '.join(unknown) or 'none'}")
+    return np.array(sorted(int(names[x]) for x in wanted), dtype=np.uint8)
+
+
+def _log_keep(batch, flt, verdicts):
+    """The per-packet keep mask of the log (None: every packet gets a line)."""
+    if verdicts is None:
+        return flt.match if flt is not None else None
+    keep = np.isin(batch.meta["verdict"][:len(batch)], verdicts).astype(np.uint8)
+    if flt is not None:
+        keep &= flt.match[:len(batch)]
+    return keep
 
 
 def _packet_filter(expression):

@@ -25,8 +25,7 @@ class RunResult:
     seconds: float = 0.0
     flows: dict = field(default_factory=dict)
     dns: dict = field(default_factory=dict)         # DNS stage outcome -> queries (non-zero ones)
-    services: dict = field(default_factory=dict)    # service-port name -> {packets, new_flows, rejects, drops}
-    dataplane: object = field(default=None, repr=False, compare=False)   # the node as the run left it
+    services: dict = field(default_factory=dict)    # Service port -> {packets, new_flows, rejects}
 
     def rows(self):
         """(stage, reason, count) for every non-zero counter: stages in pipeline order,
@@ -52,7 +51,7 @@ class RunResult:
             ],
             "conntrack": self.flows,
             "dns": self.dns,
-            "services": self.services,
+            "services": [{"service": name, **counts} for name, counts in sorted(self.services.items())],
             "warnings": list(self.warnings),
             "notices": list(self.notices),
         }
@@ -76,6 +75,8 @@ def print_summary(result: RunResult, console=None):
     for stage, reason, count in result.rows():
         table.add_row(stage.label, reason.label, str(count))
     console.print(table)
+    if result.services:
+        console.print(service_table(result.services))
     verdicts = ", ".join(f"{k} {v}" for k, v in result.by_verdict().items())
     rate = result.packets_in / result.seconds if result.seconds > 0 else 0.0
     console.print(f"{result.packets_in} packets in, {result.packets_out} written "
@@ -89,18 +90,29 @@ def print_summary(result: RunResult, console=None):
                       f"{ct.get('evictions', 0)} evicted, {ct['flows']} live; {ct.get('invalid', 0)} invalid")
     if result.dns:
         console.print("dns: " + ", ".join(f"{k} {v}" for k, v in result.dns.items()))
-    if result.services:
-        svc = Table(title="per Service (packets its frontend matched)")
-        for name, just in (("service", "left"), ("packets", "right"), ("new flows", "right"),
-                           ("rejects", "right"), ("drops", "right")):
-            svc.add_column(name, justify=just)
-        for name, c in result.services.items():
-            svc.add_row(name, str(c["packets"]), str(c["new_flows"]), str(c["rejects"]), str(c["drops"]))
-        console.print(svc)
     if result.output_path:
         console.print(f"output: {result.output_path}")
     print_diagnostics(result)
     return 0
+
+
+SERVICE_ROWS = 20
+
+
+def service_table(services, rows=SERVICE_ROWS):
+    """The busiest `rows` Service ports of a summary, as a rich Table (the caption says
+    how many more there are: --json lists them all)."""
+    from rich.table import Table
+    busiest = sorted(services.items(), key=lambda kv: (-kv[1]["packets"], kv[0]))
+    more = len(busiest) - rows
+    table = Table(title="per Service port" + (f" (the {rows} busiest)" if more > 0 else ""),
+                  caption=f"{more} more Service ports: --json lists them all" if more > 0 else None)
+    table.add_column("service")
+    for column in ("packets", "new flows", "rejects"):
+        table.add_column(column, justify="right")
+    for name, c in busiest[:rows]:
+        table.add_row(name, str(c["packets"]), str(c["new_flows"]), str(c["rejects"]))
+    return table
 
 
 def print_diagnostics(result):

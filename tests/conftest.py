@@ -23,6 +23,14 @@ PROFILE, SCALE = "dev", 1
 
 def pytest_configure(config):
     global PROFILE, SCALE
+    # the parsed-snapshot cache of this run (kdp/control/parsecache.py) lives in a private
+    # temporary directory, not the user's ~/.cache (subprocesses inherit it)
+    if "KDP_CACHE_DIR" not in os.environ:
+        import atexit
+        import tempfile
+        cache = tempfile.mkdtemp(prefix="kdp-test-cache-")
+        os.environ["KDP_CACHE_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, True)
     PROFILE = os.environ.get("KDP_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
     if PROFILE not in ("ci", "dev", "explore"):
         raise pytest.UsageError(f"KDP_HYPOTHESIS_PROFILE={PROFILE!r}: use ci, dev or explore")

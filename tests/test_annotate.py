@@ -1,56 +1,62 @@
-"""replay --annotate: a pcapng whose packets carry kdp's verdict, reason, Service and NAT
-as packet comments, read back by tshark (Wireshark's frame.comment) and scapy; the
-packets are the ones the plain output holds."""
+"""--annotate: each written packet carries kdp's decision as a pcapng comment. The
+reference reader is tshark (Wireshark's own dissector): it must read every comment
+back, beside packets whose bytes are those of the same replay without --annotate."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from scapy.utils import PcapNgReader, rdpcap
+from scapy.utils import rdpcap
 
-from kdp.io.annotate import comment_of
+from kdp.annotate import comment
+from kdp.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
-PCAPS = ROOT / "pcaps"
-CLUSTER = PCAPS / "sample-cluster"
+SAMPLE = ROOT / "pcaps" / "sample.pcap"
+CLUSTER = ROOT / "pcaps" / "sample-cluster"
 
 
-def kdp(*args):
-    return subprocess.run([sys.executable, "-m", "kdp", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def _tshark_comments(path):
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is not installed (run-tests.sh installs it)")
+    run = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|",
+                          "-e", "frame.number", "-e", "frame.comment"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    out = {}
+    for row in run.stdout.splitlines():
+        number, _, text = row.partition("|")
+        out[int(number)] = text
+    return out
 
 
-@pytest.mark.usefixtures("tshark")
-@pytest.mark.parametrize("capture", ["sample.pcap", "sample.pcapng"])
-def test_annotated_output_carries_each_packets_decision_as_its_comment(tmp_path, capture):
-    out, plain, log = tmp_path / "a.pcapng", tmp_path / "p.pcapng", tmp_path / "log.jsonl"
-    run = kdp("replay", PCAPS / capture, "--cluster", CLUSTER, "--node", "node-1", "-o", out,
-              "--annotate", "--log", log)
-    assert run.returncode == 0, run.stderr
-    run = kdp("replay", PCAPS / capture, "--cluster", CLUSTER, "--node", "node-1", "-o", plain)
-    assert run.returncode == 0, run.stderr
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
-    sent = [x for x in lines if x["frame"] is not None]
-    assert [x["frame"] for x in sent] == list(range(1, len(sent) + 1))
-    read = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment"],
-                          capture_output=True, text=True, timeout=60)
-    assert read.returncode == 0 and "warning" not in read.stderr.lower(), read.stderr
-    comments = read.stdout.splitlines()
-    assert comments == [comment_of(x) for x in sent]
-    assert "kdp: forward (forwarded), service shop/web:http, nat 10.244.1.50:41002 -> 10.96.0.10:80 => " \
-           "10.244.1.50:41002 -> 10.244.1.10:8080" in comments
-    assert any(c.startswith("kdp: reject (svc_port_not_exposed)") for c in comments)
-    # scapy reads the same comments, and the packets are the plain output's
-    with PcapNgReader(str(out)) as r:
-        pkts = list(r)
-    assert [p.comment.decode() for p in pkts] == comments
-    assert [bytes(p) for p in pkts] == [bytes(p) for p in rdpcap(str(plain))]
+def test_every_written_packet_carries_its_log_lines_decision_and_the_bytes_stay(tmp_path):
+    plain, annotated, log = tmp_path / "plain.pcapng", tmp_path / "notes.pcapng", tmp_path / "v.jsonl"
+    replay(SAMPLE, plain, cluster=[CLUSTER], node="node-1")
+    result = replay(SAMPLE, annotated, cluster=[CLUSTER], node="node-1", log=log, annotate=True)
+    assert [bytes(p) for p in rdpcap(str(plain))] == [bytes(p) for p in rdpcap(str(annotated))]
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    want = {l["frame"]: comment(l) for l in lines if l["frame"] is not None}
+    got = _tshark_comments(annotated)
+    assert len(got) == result.packets_out == len(want)
+    assert got == want
+    web = want[1]
+    assert web.startswith("kdp: forward forwarded") and "service shop/web:http" in web
+    assert "nat 10.244.1.50:41002 > 10.96.0.10:80 => 10.244.1.50:41002 > 10.244.1.10:8080" in web
 
 
-def test_annotate_needs_a_pcapng_output(tmp_path):
-    run = kdp("replay", PCAPS / "sample.pcap", "--annotate")
-    assert run.returncode == 2 and "-o OUT.pcapng" in run.stderr
-    run = kdp("replay", PCAPS / "sample.pcap", "--annotate", "-o", tmp_path / "x.pcap")
-    assert run.returncode == 2 and "name the output .pcapng" in run.stderr
-    assert not (tmp_path / "x.pcap").exists()
+def test_annotating_leaves_the_verdict_log_as_it_was(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    replay(SAMPLE, tmp_path / "a.pcapng", cluster=[CLUSTER], node="node-1", log=a, log_only="drop,reject")
+    replay(SAMPLE, tmp_path / "b.pcapng", cluster=[CLUSTER], node="node-1", log=b, log_only="drop,reject",
+           annotate=True)
+    assert a.read_text() == b.read_text() != ""
+
+
+def test_annotate_needs_a_pcapng_output():
+    run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLE), "--cluster", str(CLUSTER),
+                          "-o", "/tmp/kdp-annotate-refused.pcap", "--annotate"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "pcapng" in run.stderr
+    assert not Path("/tmp/kdp-annotate-refused.pcap").exists()

@@ -1,55 +1,42 @@
-"""kdp bench --plot: the PNG is written and holds what the suite measured (matplotlib's
-own reading of the file back; the drawn lines' data are the JSON's numbers)."""
-import json
+"""kdp bench --plot: the rates of a suite's report drawn with matplotlib. The panels are
+checked against the report they come from; the PNG is read back by matplotlib."""
 import subprocess
 import sys
-from pathlib import Path
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
-import pytest  # noqa: E402
+from kdp.benchmarks.plot import panels, plot
+from kdp.errors import KdpError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def kdp(*args):
-    return subprocess.run([sys.executable, "-m", "kdp", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-
-
-def test_pipeline_plot_draws_packets_per_second_against_batch_size(tmp_path, monkeypatch):
-    from kdp.benchmarks import plot as plotmod
-    res = {"size": {"services": 10}, "pipeline": {"by_batch": [
-        {"batch": 16, "packets_per_s": 2e6}, {"batch": 256, "packets_per_s": 9e6}]}}
-    drawn = {}
-    real = plotmod._pipeline
-
-    def spy(plt, r):
-        fig, axes = real(plt, r)
-        line = axes[0].get_lines()[0]
-        drawn["x"], drawn["y"] = list(line.get_xdata()), list(line.get_ydata())
-        return fig, axes
-    monkeypatch.setitem(plotmod.PLOTS, "pipeline", spy)
-    out = tmp_path / "p.png"
-    plotmod.plot("pipeline", res, out)
-    assert drawn == {"x": [16, 256], "y": [2.0, 9.0]}
-    img = mpimg.imread(out)
-    assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0     # a picture, not blank
+REPORT = {
+    "batch": [{"table": "k8s", "queries": "uniform", "lookups_per_s": 6.0e8, "best_lookups_per_s": 7.0e8},
+              {"table": "v6", "queries": "hit90", "lookups_per_s": 1.0e8, "best_lookups_per_s": 1.2e8}],
+    "single": [{"table": "k8s", "kdp": 9.0e6, "pytricia": 3.0e6}],
+    "build": [{"table": "k8s", "prefixes": 1000, "build_s": 0.01}],
+    "tunnels": {"packets": 1000, "seconds": {"plain": 0.001, "encap": 0.002}},
+}
 
 
-def test_bench_lpm_plot_from_the_command_line(tmp_path):
-    out = tmp_path / "lpm.png"
-    run = kdp("bench", "lpm", "--quick", "--json", "--plot", out)
-    assert run.returncode == 0, run.stderr
-    res = json.loads(run.stdout)
-    assert res["batch"] and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert mpimg.imread(out).std() > 0
+def test_panels_are_the_reports_rates_and_nothing_else():
+    got = dict(panels(REPORT))
+    assert got["batch"] == [("k8s uniform", {"lookups_per_s": 6.0e8, "best_lookups_per_s": 7.0e8}),
+                            ("v6 hit90", {"lookups_per_s": 1.0e8, "best_lookups_per_s": 1.2e8})]
+    assert got["single"] == [("k8s", {"kdp": 9.0e6, "pytricia": 3.0e6})]
+    assert got["tunnels"] == [("plain", {"per_s": 1.0e6}), ("encap", {"per_s": 5.0e5})]
+    assert "build" not in got                   # seconds without a count: no rate
 
 
-@pytest.mark.parametrize("args, message", [(["dns", "--plot", "x.png"], "--plot draws"),
-                                           (["lpm", "--quick", "--plot", "/nonexistent/dir/x.png"], "cannot write the plot")])
-def test_plot_errors_are_clear(args, message):
-    run = kdp("bench", *args)
-    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+def test_plot_writes_a_png_with_one_panel_per_list_of_rates(tmp_path):
+    import matplotlib.image                     # the test extra has it (run-tests.sh installs it)
+    path = tmp_path / "bench.png"
+    assert plot(REPORT, path, "kdp bench lpm") == 3
+    image = matplotlib.image.imread(str(path))
+    assert image.shape[0] > 200 and image.shape[1] > 500
+
+
+def test_a_report_without_rates_and_a_path_that_is_not_png_are_clear_errors(tmp_path):
+    with pytest.raises(KdpError, match="no rates"):
+        plot({"build": [{"table": "x", "build_s": 1.0}]}, tmp_path / "x.png", "t")
+    run = subprocess.run([sys.executable, "-m", "kdp", "bench", "lpm", "--quick", "--plot", str(tmp_path / "x.jpg")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "PNG" in run.stderr

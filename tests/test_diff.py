@@ -1,89 +1,98 @@
-"""kdp diff: a policy change that denies exactly one flow of the sample reports exactly
-that flow; removing a backend reports exactly the flows that were on it (the before
-run's own log says which), as backend changes; identical configurations change nothing."""
+"""kdp diff: one capture under two snapshots, the flows whose fate changes. The
+reference for which flows must be reported is the before-replay's own verdict log
+(which backend each flow had), and a change built to touch exactly one flow."""
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
+from kdp.diff import diff
+from kdp.replay import replay
+
 ROOT = Path(__file__).resolve().parents[1]
-PCAPS = ROOT / "pcaps"
-SAMPLE = PCAPS / "sample.pcap"
-CLUSTER = PCAPS / "sample-cluster"
+SAMPLE = ROOT / "pcaps" / "sample.pcap"
+CLUSTER = ROOT / "pcaps" / "sample-cluster"
+
+DENY_FRONTEND = {
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": "frontend-internal", "namespace": "shop"},
+    "spec": {"podSelector": {"matchLabels": {"app": "frontend"}}, "policyTypes": ["Ingress"],
+             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "data"}}}]}]},
+}
 
 
-def kdp(*args):
-    return subprocess.run([sys.executable, "-m", "kdp", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def _copy(tmp_path, name):
+    out = tmp_path / name
+    shutil.copytree(CLUSTER, out)
+    return out
 
 
-def diff(capture, before, after):
-    run = kdp("diff", capture, "--before", before, "--after", after, "--node", "node-1", "--json")
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
+def test_a_policy_that_denies_one_flow_reports_exactly_that_flow(tmp_path):
+    before = _copy(tmp_path, "before")
+    after = _copy(tmp_path, "after")
+    (after / "frontend-policy.yaml").write_text(yaml.safe_dump(DENY_FRONTEND))
+    result = diff(SAMPLE, [before], [after], node="node-1")
+    assert [(c.key, c.change) for c in result.changes] == \
+        [(("tcp", "198.51.100.7", "203.0.113.10", 50001, 443), "allowed -> denied")]
+    change = result.changes[0]
+    assert change.packets == 2                      # the SYN and the backend's answer
+    assert change.after["reason"] == "policy_denied_ingress"
+    assert result.by_service() == {"shop/frontend:https": 1}
+    assert result.by_policy() == {"deny: not allowed by NetworkPolicy shop/frontend-internal": 1}
 
 
-def test_a_policy_denying_one_flow_reports_exactly_that_flow(tmp_path):
-    after = tmp_path / "after"
-    shutil.copytree(CLUSTER, after)
-    with open(after / "networkpolicies.yaml", "a") as f:
-        f.write("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-                "metadata: {name: frontend-closed, namespace: shop}\n"
-                "spec:\n  podSelector: {matchLabels: {app: frontend}}\n  policyTypes: [Ingress]\n")
-    report = diff(SAMPLE, CLUSTER, after)
-    assert report["flows_changed"] == 1 and len(report["changed"]) == 1
-    flow = report["changed"][0]
-    assert flow["orig"] == {"src": "198.51.100.7", "dst": "203.0.113.10", "sport": 50001, "dport": 443}
-    assert flow["changes"] == ["allowed -> denied"] and flow["changed_at"] == 13
-    # the SYN and its SYN-ACK: one connection, both changed (the reply finds no flow)
-    assert flow["packets"] == 2 == flow["packets_changed"]
-    assert flow["before"]["verdict"] == "forward" and flow["after"]["reason"] == "policy_denied_ingress"
-    assert report["by_service"] == {"shop/frontend:https": 1}
-    assert report["by_policy"] == {"deny: not allowed by NetworkPolicy shop/frontend-closed": 1}
-    assert report["packets"] == 35
-
-
-def test_the_same_configuration_changes_nothing():
-    report = diff(SAMPLE, CLUSTER, CLUSTER)
-    assert report["flows_changed"] == 0 and report["changed"] == [] and report["flows"] > 20
-
-
-def test_removing_a_backend_reports_exactly_the_flows_that_move(tmp_path):
+def _web_flows(path, n):
     frames = []
-    for i in range(60):
-        f = Ether() / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=20000 + i, dport=80, flags="S")
-        f.time = 1763700000 + i * 0.01
+    for k in range(n):
+        f = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / \
+            IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=20000 + k, dport=80, flags="S")
+        f.time = 1_763_700_000 + k / 1000
         frames.append(f)
-    capture = tmp_path / "web.pcap"
-    wrpcap(str(capture), frames)
-    after = tmp_path / "after"
-    shutil.copytree(CLUSTER, after)
-    text = (after / "endpointslices.yaml").read_text()
-    web1 = ("- addresses: [10.244.1.10]\n  conditions: {ready: true, serving: true, terminating: false}\n"
-            "  nodeName: node-1\n  targetRef: {kind: Pod, name: web-1, namespace: shop}\n")
-    assert web1 in text
-    (after / "endpointslices.yaml").write_text(text.replace(web1, ""))
-    # which flows were on web-1: the before configuration's own verdict log
+    wrpcap(str(path), frames)
+
+
+def test_removing_a_backend_reports_exactly_the_flows_that_had_it(tmp_path):
+    cap = tmp_path / "web.pcap"
+    _web_flows(cap, 60)
+    before = _copy(tmp_path, "before")
+    after = _copy(tmp_path, "after")
+    slices = list(yaml.safe_load_all((after / "endpointslices.yaml").read_text()))
+    web = next(s for s in slices if s["metadata"]["name"] == "web-abc12")
+    web["endpoints"] = [e for e in web["endpoints"] if e["addresses"] != ["10.244.1.10"]]
+    (after / "endpointslices.yaml").write_text(yaml.safe_dump_all(slices))
     log = tmp_path / "before.jsonl"
-    run = kdp("replay", capture, "--cluster", CLUSTER, "--node", "node-1", "--log", log)
+    replay(cap, cluster=[before], node="node-1", log=log)
+    had_it = {json.loads(l)["orig"]["sport"] for l in log.read_text().splitlines()
+              if json.loads(l)["dst"] == "10.244.1.10"}
+    assert 0 < len(had_it) < 60                     # the Service spread them over both backends
+    result = diff(cap, [before], [after], node="node-1")
+    assert {c.key[3] for c in result.changes} == had_it
+    assert all(c.change == "backend" and c.after["to"] == ["10.244.2.10", 8080] for c in result.changes)
+    assert result.by_service() == {"shop/web:http": len(had_it)}
+
+
+def test_the_same_snapshot_twice_changes_nothing_and_the_cli_prints_json(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "kdp", "diff", str(SAMPLE), "--before", str(CLUSTER),
+                          "--after", str(CLUSTER), "--node", "node-1", "--json"],
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    on_web1 = {line["orig"]["sport"] for line in map(json.loads, log.read_text().splitlines())
-               if line["dst"] == "10.244.1.10"}
-    assert 0 < len(on_web1) < 60
-    report = diff(capture, CLUSTER, after)
-    assert {f["orig"]["sport"] for f in report["changed"]} == on_web1
-    assert all(f["changes"] == ["backend changed"] and f["packets_changed"] == 1 for f in report["changed"])
-    assert all(f["after"]["to"] == ["10.244.2.10", 8080] for f in report["changed"])
-    assert report["by_service"] == {"shop/web:http": len(on_web1)} and report["by_policy"] == {}
+    out = json.loads(run.stdout)
+    assert out["changed"] == 0 and out["changes"] == [] and out["packets"] == 35 and out["flows"] > 0
 
 
-def test_diff_table_and_errors(tmp_path):
-    run = kdp("diff", SAMPLE, "--before", CLUSTER, "--after", CLUSTER, "--node", "node-1")
-    assert run.returncode == 0 and "0 of" in run.stdout
-    run = kdp("diff", SAMPLE, "--before", tmp_path / "missing", "--after", CLUSTER, "--node", "node-1")
-    assert run.returncode == 2 and "missing" in run.stderr and "Traceback" not in run.stderr
+def test_diff_table_names_the_change_and_standard_input_is_refused(tmp_path):
+    after = _copy(tmp_path, "after")
+    (after / "frontend-policy.yaml").write_text(yaml.safe_dump(DENY_FRONTEND))
+    run = subprocess.run([sys.executable, "-m", "kdp", "diff", str(SAMPLE), "--before", str(CLUSTER),
+                          "--after", str(after), "--node", "node-1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "1 change fate" in run.stdout and "allowed -> denied" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "kdp", "diff", "-", "--before", str(CLUSTER),
+                          "--after", str(CLUSTER)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 2 and "standard input" in run.stderr

@@ -2,6 +2,7 @@
 tunnel devices write them, Ethernet addresses from the neighbour table, IPv4
 fragmentation; everything decoded and checksummed by scapy."""
 import ipaddress
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from kdp._fast.neigh import Neighbours
 from kdp._fast.packet import Batch
 from kdp._fast.parse import parse
 from kdp._fast.route import Encap, Route, RouteKind, RouteTable, placeholder_mac
+from kdp.dataplane import Dataplane
 from kdp.ports import HOST, UPLINK
 from kdp.reasons import Reason, Stage, Verdict
 
@@ -284,3 +286,29 @@ def test_answer_larger_than_the_mtu_is_dropped():
                     Route(NODE4 + "/32", RouteKind.RT_HOST, HOST)], node_addresses=[NODE4])
     b = run(t, IP(src="10.244.1.5", dst=NODE4, flags=0) / ICMP(type=8) / Raw(b"p" * 1000), in_port=POD_PORT)
     assert outcome(b) == (Verdict.DROP, Stage.ENCAP, Reason.MTU_EXCEEDED)
+
+
+def test_a_packet_is_addressed_with_what_packets_before_it_taught_not_later_ones():
+    # the pod's ARP comes between two packets to it in one batch: the first still goes to
+    # the placeholder (Linux would have had no entry yet), the second to the learned MAC
+    arp_pod = Ether(src=POD_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=POD_MAC, psrc="10.244.1.5", pdst="169.254.1.1")
+    to_pod = IP(src="8.8.8.8", dst="10.244.1.5") / TCP()
+    dp = Dataplane()
+    dp.pipeline.swap(table())
+    b = Batch(4)
+    for p in (to_pod, arp_pod, to_pod):
+        b.append(raw(p if isinstance(p, Ether) else Ether(src="02:aa:00:00:00:01", dst="02:bb:00:00:00:01") / p),
+                 in_port=UPLINK, ts_ns=5)
+    dp.process(b)
+    assert Ether(b.packet(0)).dst == placeholder_mac("10.244.1.5").hex(":")
+    assert Ether(b.packet(2)).dst == POD_MAC
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_replay_output_does_not_depend_on_the_batch_size(tmp_path, batch_size):
+    from kdp.replay import replay
+    root = Path(__file__).resolve().parents[1]
+    args = dict(cluster=[root / "pcaps" / "sample-cluster"], node="node-1")
+    replay(root / "pcaps" / "sample.pcap", tmp_path / "a.pcap", **args, batch_size=256)
+    replay(root / "pcaps" / "sample.pcap", tmp_path / "b.pcap", **args, batch_size=batch_size)
+    assert (tmp_path / "a.pcap").read_bytes() == (tmp_path / "b.pcap").read_bytes()

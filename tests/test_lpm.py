@@ -360,9 +360,11 @@ def _ref_from(rules_bits, pre, lens, vals):
     return ref
 
 
-def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference():
+@pytest.mark.parametrize("hops", [1024, 32])
+def test_bgp_sized_ipv4_table_batch_agrees_with_single_and_reference(hops):
     from kdp.benchmarks.lpm import bgp_table, queries4
-    pre, lens, vals, _ = bgp_table(60_000, seed=3)
+    pre, lens, vals, _ = bgp_table(60_000, seed=3, hops=hops)
+    assert len(set(vals.tolist())) > hops * 0.9          # the bench's next hops are all used
     t = Lpm4.build(pre, lens, vals)
     assert len(t) == pre.shape[0]
     q = np.concatenate([queries4(pre, lens, 20_000, "hit90", seed=4),
@@ -387,6 +389,8 @@ def test_ipv6_table_bigger_than_cache_batch_agrees_with_single_and_reference():
     assert got.tolist() == [t.lookup(a) for a in ints]
     b = np.frombuffer(b"".join(a.to_bytes(16, "big") for a in ints), np.uint8).reshape(-1, 16)
     assert np.array_equal(t.lookup_batch(b), got)
+    from kdp.benchmarks.lpm import raw16
+    assert np.array_equal(raw16(q), b)          # the bench's raw keys are the packets' bytes
     ref = _ref_from(128, [(int(h) << 64) | int(lo) for h, lo in pre], lens.tolist(), vals.tolist())
     sample = ints[:: len(ints) // 25]
     assert [t.lookup(a) for a in sample] == [ref.lookup(a) for a in sample]

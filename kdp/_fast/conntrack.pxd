@@ -36,8 +36,8 @@ cdef extern from *:
 cdef class Conntrack:
     cdef ct_table_t t
     cdef readonly object settings
-    cdef object _aux                    # the flow log's buffers (None: off)
-    cdef object _ends
+    cdef object _flow_log               # numpy arrays behind t.ended... (None: the flow log is off)
+    cdef dict _flow_dict(self, const ct_flow_t* f, uint32_t fid)
     cdef _free(self)
     cdef Py_ssize_t _run_flush(self, flush_t* q)
 

@@ -122,8 +122,8 @@ from kdp._fast.ct_table cimport (
     C_REOPENED, C_CREATE_HITS, C_ERRORS_NO_FLOW,
     ct_hash4, ct_key_hash, ct_home_slot, ct_prefetch_run, ct_store_key, ct_find_from, ct_find4,
     ct_index_insert, ct_probe_tag, ct_unassured_push, ct_assure, ct_unindexed, ct_unlink,
+    END_EXPIRED, END_FLUSHED, END_REPLACED, END_RESET,
     ct_counters_hi, ct_flow_packets, ct_flow_bytes,
-    ct_aux_t, ct_end_t, END_EXPIRED, END_FLUSHED, END_REOPENED, END_RESET,
 )
 from kdp._fast.ct_expiry cimport ct_timeout_ns, ct_expired, ct_sweep, ct_alloc
 from kdp._fast.ct_tcp cimport (
@@ -137,6 +137,9 @@ from kdp._fast.ct_keys cimport (
 from kdp.errors import KdpError
 
 cnp.import_array()
+
+#: why a flow ended, by CtEnd (ct_table.pxd): the flow log's "end"
+END_NAMES = ("expired", "evicted", "flushed", "replaced", "reset", "live")
 
 cdef extern from *:
     """
@@ -257,11 +260,10 @@ cdef int _tcp_uncommon(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_m
         # a new connection reusing the tuple of a closed one: this packet opens
         # it. An earlier packet of the batch may still refer to the old flow:
         # then it only leaves the index.
-        t.end_why = END_REOPENED
         if f.epoch == t.epoch16:
-            ct_unlink(t, fid)
+            ct_unlink(t, fid, END_REPLACED)
         else:
-            ct_delete(t, fid)
+            ct_delete(t, fid, END_REPLACED)
         t.c[C_REOPENED] += 1
         return HIT_GONE
     f.epoch = t.epoch16
@@ -279,8 +281,7 @@ cdef int _tcp_uncommon(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_m
     # TCP_STEP_KILL: a reset before any reply: counted, then no connection (Linux kills it)
     f.last_ns = now
     _account(f, dir, p, pkt)
-    t.end_why = END_RESET
-    ct_unlink(t, fid)
+    ct_unlink(t, fid, END_RESET)
     return HIT_OK
 
 
@@ -289,8 +290,7 @@ cdef inline int _hit(ct_table_t* t, ct_flow_t* f, uint32_t fid, int dir, pkt_met
     """A packet of flow fid in direction dir: state, counters, verdict fields."""
     cdef int step
     if ct_expired(t, f, now):
-        t.end_why = END_EXPIRED
-        ct_delete(t, fid)
+        ct_delete(t, fid, END_EXPIRED)
         t.c[C_EXPIRIES] += 1
         return HIT_GONE
     if f.proto == P_TCP:
@@ -639,11 +639,10 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
             or ((k.proto == P_ICMP or k.proto == P_ICMPV6) and r.sport != k.sport)):
         f.flags |= FL_NAT
     f.last_ns = now
-    if t.aux != NULL:
-        t.aux[fid].first_ns = now
-        t.aux[fid].pol_egress = 0
-        t.aux[fid].pol_ingress = 0
     f.epoch = t.epoch16
+    if t.first_ns != NULL:
+        t.first_ns[fid] = now
+        t.pol[fid] = 0
     f.svc_port = spec.svc_port if spec != NULL else NO_ID
     f.backend = spec.backend if spec != NULL else NO_ID
     ct_index_insert(t, h, fid, 0)
@@ -724,6 +723,8 @@ cdef uint32_t ct_create(Conntrack ct, Batch b, Py_ssize_t i, const nat_spec_t* s
     if k.proto == P_TCP:
         t.flows[fid].tcp = <uint8_t>tcp_kind       # the opening packet, original direction
     _account(&t.flows[fid], 0, p, pkt)
+    if t.pol != NULL:
+        t.pol[fid] = (<uint32_t>p.pol_egress << 16) | p.pol_ingress
     p.flow_id = fid
     p.svc_port = t.flows[fid].svc_port
     p.ct_state = CT_NEW
@@ -743,9 +744,6 @@ cdef Py_ssize_t ct_expire(Conntrack ct, uint64_t now_ns, Py_ssize_t max_work) no
 
 
 # ---------------------------------------------------------------- flush
-
-#: why a flow ended (ct_end_t.why), as the flow log writes it
-END_WHY = ("expired", "evicted", "flushed", "reopened", "reset")
 
 cdef bint _flush_match(const ct_flow_t* f, const flush_t* q) noexcept nogil:
     cdef ct_key_t o, r
@@ -767,12 +765,11 @@ cdef bint _flush_match(const ct_flow_t* f, const flush_t* q) noexcept nogil:
 cdef Py_ssize_t _flush(ct_table_t* t, const flush_t* q) noexcept nogil:
     cdef uint32_t fid
     cdef Py_ssize_t n = 0
-    t.end_why = END_FLUSHED
     for fid in range(t.hwm):
         if (t.flows[fid].flags & FL_USED) and _flush_match(&t.flows[fid], q):
             if not ct_unindexed(&t.flows[fid]):
                 n += 1              # (an unlinked flow has gone already: not counted)
-            ct_delete(t, fid)
+            ct_delete(t, fid, END_FLUSHED)
     t.c[C_FLUSHED] += n
     return n
 
@@ -925,8 +922,6 @@ cdef class Conntrack:
         self._free()
         cdef ct_table_t* t = &self.t
         memset(t, 0, sizeof(ct_table_t))
-        self._aux = None
-        self._ends = None
         t.capacity = capacity
         t.nslots = 3 * capacity if capacity >= 4 else 12
         t.frag_mask = frag_slots - 1
@@ -1087,7 +1082,9 @@ cdef class Conntrack:
         """One flow as a dict (None when the id is not a live flow)."""
         if fid >= self.t.hwm or not (self.t.flows[fid].flags & FL_USED) or ct_unindexed(&self.t.flows[fid]):
             return None
-        cdef ct_flow_t* f = &self.t.flows[fid]
+        return self._flow_dict(&self.t.flows[fid], fid)
+
+    cdef dict _flow_dict(self, const ct_flow_t* f, uint32_t fid):
         cdef ct_key_t o, r
         ct_flow_key(f, 0, &o)
         ct_flow_key(f, 1, &r)
@@ -1103,6 +1100,71 @@ cdef class Conntrack:
             "svc_port": None if f.svc_port == NO_ID else f.svc_port,
             "backend": None if f.backend == NO_ID else f.backend,
         }
+
+    # -- the flow log
+    def enable_flow_log(self, Py_ssize_t buffer=65536):
+        """Keep a copy of every flow as it ends (expired, evicted, flushed, replaced,
+        reset), `buffer` at most between two drain_ended() calls (more are counted
+        in flow_log_lost), with when it began and its first packet's policy decisions."""
+        cdef ct_table_t* t = &self.t
+        if buffer < 1:
+            raise ValueError("the flow log buffer holds at least one flow")
+        arrays = {
+            "ended": np.zeros(buffer * sizeof(ct_flow_t), dtype=np.uint8),
+            "why": np.zeros(buffer, dtype=np.uint8),
+            "first": np.zeros(buffer, dtype=np.uint64),
+            "pol": np.zeros(buffer, dtype=np.uint32),
+            "id": np.zeros(buffer, dtype=np.uint32),
+            "first_ns": np.zeros(t.capacity, dtype=np.uint64),
+            "flow_pol": np.zeros(t.capacity, dtype=np.uint32),
+        }
+        self._flow_log = arrays
+        t.ended = <ct_flow_t*>cnp.PyArray_DATA(arrays["ended"])
+        t.ended_why = <uint8_t*>cnp.PyArray_DATA(arrays["why"])
+        t.ended_first = <uint64_t*>cnp.PyArray_DATA(arrays["first"])
+        t.ended_pol = <uint32_t*>cnp.PyArray_DATA(arrays["pol"])
+        t.ended_id = <uint32_t*>cnp.PyArray_DATA(arrays["id"])
+        t.first_ns = <uint64_t*>cnp.PyArray_DATA(arrays["first_ns"])
+        t.pol = <uint32_t*>cnp.PyArray_DATA(arrays["flow_pol"])
+        t.n_ended = 0
+        t.cap_ended = <uint32_t>buffer
+        t.ended_lost = 0
+
+    @property
+    def flow_log_lost(self):
+        """Flows that ended while the flow log's buffer was full (not logged)."""
+        return self.t.ended_lost
+
+    def drain_ended(self):
+        """The flows that ended since the last call, in the order they ended: dicts as
+        flow() gives (their timeout 0) plus "end" (END_NAMES), "first_ns" and
+        "policy" ((egress, ingress) decision ids). [] when the flow log is off."""
+        cdef ct_table_t* t = &self.t
+        cdef uint32_t k
+        out = []
+        if t.ended == NULL:
+            return out
+        for k in range(t.n_ended):
+            d = self._flow_dict(&t.ended[k], t.ended_id[k])
+            d["timeout_s"] = 0.0
+            d["end"] = END_NAMES[t.ended_why[k]]
+            d["first_ns"] = t.ended_first[k]
+            d["policy"] = (t.ended_pol[k] >> 16, t.ended_pol[k] & 0xFFFF)
+            out.append(d)
+        t.n_ended = 0
+        return out
+
+    def live_flows(self):
+        """Every live flow as drain_ended() gives them, "end" "live" (a replay's end)."""
+        cdef ct_table_t* t = &self.t
+        out = []
+        for d in self.flows():
+            d["end"] = "live"
+            fid = d["id"]
+            d["first_ns"] = t.first_ns[fid] if t.first_ns != NULL else None
+            d["policy"] = (t.pol[fid] >> 16, t.pol[fid] & 0xFFFF) if t.pol != NULL else (0, 0)
+            out.append(d)
+        return out
 
     def flows(self):
         """Every live flow, as dicts (see flow()), in id order."""
@@ -1174,63 +1236,8 @@ cdef class Conntrack:
                 sp = f.svc_port
                 f.svc_port = m[sp] if sp < n else NO_ID
 
-    # -- the flow log
-    def enable_flow_log(self, Py_ssize_t reserve=4096):
-        """Record every flow that ends (expired, evicted, flushed, reopened, reset) with
-        its first packet's time: take them with take_ended(). Costs nothing when off."""
-        if self.t.aux == NULL:
-            self._aux = np.zeros(self.t.capacity * sizeof(ct_aux_t), dtype=np.uint8)
-            self.t.aux = <ct_aux_t*>cnp.PyArray_DATA(self._aux)
-        self.reserve_ended(reserve)
-
-    @property
-    def flow_log(self):
-        return self.t.aux != NULL
-
-    @property
-    def ended_lost(self):
-        """Ends not recorded because the buffer was full (reserve_ended too small)."""
-        return self.t.ends_lost
-
-    def reserve_ended(self, Py_ssize_t n):
-        """Room for n more ended flows before take_ended() (callers reserve before work
-        that may delete n flows)."""
-        cdef Py_ssize_t need = self.t.n_ends + n
-        if self.t.aux == NULL or need <= self.t.ends_cap:
-            return
-        cap = max(need, 2 * <Py_ssize_t>self.t.ends_cap, 1024)
-        new = np.zeros(cap * sizeof(ct_end_t), dtype=np.uint8)
-        if self._ends is not None and self.t.n_ends:
-            new[:self.t.n_ends * sizeof(ct_end_t)] = self._ends[:self.t.n_ends * sizeof(ct_end_t)]
-        self._ends = new
-        self.t.ends = <ct_end_t*>cnp.PyArray_DATA(new)
-        self.t.ends_cap = cap
-
-    def take_ended(self):
-        """The flows that ended since the last call, oldest first: (flow dict, first_ns,
-        pol_egress, pol_ingress, why) with why one of END_WHY."""
-        from kdp._fast.flowview import decode_flow
-        cdef uint32_t i
-        cdef ct_end_t* e
-        out = []
-        for i in range(self.t.n_ends):
-            e = &self.t.ends[i]
-            rec = (<char*>&e.flow)[:sizeof(ct_flow_t)]
-            out.append((decode_flow(rec, e.fid), e.aux.first_ns, e.aux.pol_egress,
-                        e.aux.pol_ingress, END_WHY[e.why]))
-        self.t.n_ends = 0
-        return out
-
-    def flow_aux(self, uint32_t fid):
-        """(first_ns, pol_egress, pol_ingress) of live flow fid (flow log on), else None."""
-        if self.t.aux == NULL or fid >= self.t.capacity:
-            return None
-        return (self.t.aux[fid].first_ns, self.t.aux[fid].pol_egress, self.t.aux[fid].pol_ingress)
-
     cdef Py_ssize_t _run_flush(self, flush_t* q):
         cdef Py_ssize_t n
-        if self.t.aux != NULL:
-            self.reserve_ended(self.t.n_flows + 1)
         with nogil:
             n = _flush(&self.t, q)
         return n

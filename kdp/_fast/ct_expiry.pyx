@@ -25,8 +25,7 @@ cdef Py_ssize_t ct_sweep(ct_table_t* t, uint64_t now, Py_ssize_t max_work) noexc
         t.sweep += 1
         f = &t.flows[fid]
         if (f.flags & FL_USED) and ct_expired(t, f, now):
-            t.end_why = END_EXPIRED
-            ct_delete(t, fid)
+            ct_delete(t, fid, END_EXPIRED)
             t.c[C_EXPIRIES] += 1
             n += 1
     return n
@@ -75,11 +74,10 @@ cdef void ct_make_room(ct_table_t* t, uint64_t now) noexcept nogil:
         if t.flows[cand].epoch != t.epoch16:
             if ct_expired(t, &t.flows[cand], now):
                 t.c[C_EXPIRIES] += 1
-                t.end_why = END_EXPIRED
+                ct_delete(t, cand, END_EXPIRED)
             else:
                 t.c[C_EVICTIONS] += 1
-                t.end_why = END_EVICTED
-            ct_delete(t, cand)
+                ct_delete(t, cand, END_EVICTED)
             _prefetch_victims(t)
             break
         # in use by the current batch: it is the most recently seen, to the back

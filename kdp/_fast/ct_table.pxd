@@ -131,30 +131,6 @@ ctypedef struct ct_flow_t:
     # line 1
     uint32_t a6[16]         # v6: o_src6, o_dst6, r_src6, r_dst6; v4: counter high halves
 
-# The flow log (Conntrack.enable_flow_log): what a flow record does not hold (its first
-# packet's time, the policy decisions that let it in), one per flow id, and a copy of
-# every flow that ends, with why. NULL / unused unless the log is on: off, a deletion
-# pays one NULL test.
-ctypedef struct ct_aux_t:
-    uint64_t first_ns
-    uint16_t pol_egress     # pkt_meta_t pol_egress / pol_ingress of the packet that created it
-    uint16_t pol_ingress
-    uint32_t _pad
-
-ctypedef struct ct_end_t:
-    ct_flow_t flow
-    ct_aux_t aux
-    uint32_t fid
-    uint8_t why             # EndWhy
-    uint8_t _pad[3]
-
-cdef enum:  # EndWhy: why a flow left the table
-    END_EXPIRED = 0         # its timeout passed
-    END_EVICTED = 1         # early drop on a full table
-    END_FLUSHED = 2         # the flush API (a backend or Service went away, reload)
-    END_REOPENED = 3        # a new SYN reused the tuple of a closed TCP flow
-    END_RESET = 4           # a RST before any reply (Linux kills the flow)
-
 # A lookup key: one direction's tuple. v4 addresses in src[0]/dst[0].
 ctypedef struct ct_key_t:
     uint32_t src[4]
@@ -209,13 +185,19 @@ ctypedef struct ct_table_t:
     uint32_t vfid[2]        # NO_ID: slot empty
     uint32_t vtag[4]        # [2 * slot + dir]
     uint32_t vslot
-    # the flow log (NULL: off)
-    ct_aux_t* aux           # [capacity]
-    ct_end_t* ends          # flows that ended since the log last took them
-    uint32_t n_ends
-    uint32_t ends_cap
-    uint64_t ends_lost      # ends not recorded: the buffer was full (never expected)
-    uint8_t end_why         # EndWhy of the deletions being made
+    # the flow log (Conntrack.enable_flow_log; NULL: off): a copy of each flow as it
+    # ends, with why, drained between batches; per flow id, when it began and the
+    # policy decisions of its first packet
+    ct_flow_t* ended
+    uint8_t* ended_why      # CtEnd
+    uint64_t* ended_first
+    uint32_t* ended_pol
+    uint32_t* ended_id
+    uint32_t n_ended
+    uint32_t cap_ended
+    uint64_t ended_lost     # flows that ended while the buffer was full (counted)
+    uint64_t* first_ns      # [capacity]
+    uint32_t* pol           # [capacity]: (egress decision << 16) | ingress decision
 
 
 cdef extern from *:
@@ -224,6 +206,15 @@ cdef extern from *:
     """
     const uint64_t CT_SLOT_EMPTY "KDP_CT_SLOT_EMPTY"     # an unused index slot
 
+
+# Why a flow ended (the flow log's "end").
+cpdef enum CtEnd:
+    END_EXPIRED = 0         # its timeout ran out
+    END_EVICTED = 1         # early drop: the table was full
+    END_FLUSHED = 2         # deleted by a flush (a backend or Service went away, flush API)
+    END_REPLACED = 3        # TCP: a new connection reused its tuple (TIME_WAIT / CLOSE reopen)
+    END_RESET = 4           # TCP: reset before any reply
+    END_LIVE = 5            # still live when the replay ended
 
 # ---- in ct_table.pyx
 
@@ -237,13 +228,12 @@ cdef uint32_t ct_find(ct_table_t* t, const ct_key_t* k, int* dir) noexcept nogil
 cdef void ct_index_remove(ct_table_t* t, uint64_t h, uint32_t fid, int dir) noexcept nogil
 # Remove both directions of flow fid from the index.
 cdef void ct_index_remove_flow(ct_table_t* t, uint32_t fid) noexcept nogil
-# Delete flow fid: index, FIFO, record back to the free list.
-cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil
-# Copy flow fid into the flow log's ends (why: t.end_why), when the log is on.
-cdef void ct_note_end(ct_table_t* t, uint32_t fid) noexcept nogil
+# Delete flow fid: index, FIFO, record back to the free list; the flow log (when on)
+# gets it with why (CtEnd), unless ct_unlink gave it already.
+cdef void ct_delete(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil
 # End TCP flow fid for every packet to come while a packet of the current batch
 # still refers to it: out of the index now, the record freed later (TT_DYING).
-cdef void ct_unlink(ct_table_t* t, uint32_t fid) noexcept nogil
+cdef void ct_unlink(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil
 
 
 # ---- inline: the per-packet path

@@ -5,7 +5,7 @@ by key, index removal (backward shift), and deleting or unlinking a flow.
 See ct_table.pxd for the record layout and the index; the inline helpers the
 per-packet path uses live there.
 """
-from libc.string cimport memset, memcpy
+from libc.string cimport memcpy, memset
 
 
 cdef uint64_t ct_key_hash6(const ct_table_t* t, const ct_key_t* k) noexcept nogil:
@@ -89,13 +89,29 @@ cdef void ct_index_remove_flow(ct_table_t* t, uint32_t fid) noexcept nogil:
     t.mutations += 1
 
 
-cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
+cdef inline void _log_end(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil:
+    cdef uint32_t k
+    if t.ended == NULL:
+        return
+    if t.n_ended >= t.cap_ended:
+        t.ended_lost += 1
+        return
+    k = t.n_ended
+    memcpy(&t.ended[k], &t.flows[fid], sizeof(ct_flow_t))
+    t.ended_why[k] = why
+    t.ended_first[k] = t.first_ns[fid]
+    t.ended_pol[k] = t.pol[fid]
+    t.ended_id[k] = fid
+    t.n_ended = k + 1
+
+
+cdef void ct_delete(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil:
     cdef ct_flow_t* f = &t.flows[fid]
     cdef int s
     if not (f.flags & FL_USED):
         return
-    if t.ends != NULL and not ct_unindexed(f):     # (an unlinked flow was noted when it left)
-        ct_note_end(t, fid)
+    if not ct_unindexed(f):
+        _log_end(t, fid, why)
     if ct_unindexed(f):
         for s in range(2):
             if t.vfid[s] == fid:
@@ -110,7 +126,7 @@ cdef void ct_delete(ct_table_t* t, uint32_t fid) noexcept nogil:
     t.free_head = fid
 
 
-cdef void ct_unlink(ct_table_t* t, uint32_t fid) noexcept nogil:
+cdef void ct_unlink(ct_table_t* t, uint32_t fid, uint8_t why) noexcept nogil:
     """End TCP flow fid now for every packet still to come (it leaves the index)
     while its record stays: a packet of the current batch refers to it and NAT
     will read it. With TT_DYING its timeout is 0, so expiry or early drop frees
@@ -119,21 +135,7 @@ cdef void ct_unlink(ct_table_t* t, uint32_t fid) noexcept nogil:
     cdef ct_flow_t* f = &t.flows[fid]
     if ct_unindexed(f):
         return
-    if t.ends != NULL:
-        ct_note_end(t, fid)
+    _log_end(t, fid, why)
     ct_index_remove_flow(t, fid)
     f.tcp |= TT_DYING
     t.n_flows -= 1          # gone for every purpose but the record
-
-
-cdef void ct_note_end(ct_table_t* t, uint32_t fid) noexcept nogil:
-    cdef ct_end_t* e
-    if t.n_ends >= t.ends_cap:
-        t.ends_lost += 1
-        return
-    e = &t.ends[t.n_ends]
-    memcpy(&e.flow, &t.flows[fid], sizeof(ct_flow_t))
-    memcpy(&e.aux, &t.aux[fid], sizeof(ct_aux_t))
-    e.fid = fid
-    e.why = t.end_why
-    t.n_ends += 1

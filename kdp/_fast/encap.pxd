@@ -11,8 +11,9 @@ cdef enum:
 
 # The stage over a batch. Returns the number of extra packets the fragment pass
 # must make (IPv4 packets without DF larger than their route's MTU are left with
-# reason R_FORWARDED_FRAGMENTED for it, not yet encapsulated).
-cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil
+# reason R_FORWARDED_FRAGMENTED for it, not yet encapsulated). answered: the route
+# stage sent kdp's answers (rejects, replies) out already (route_batch with egress_one).
+cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) noexcept nogil
 
 # Encapsulate (when the route says so) and address one transmitted packet whose
 # route_id is set. Sets the verdict only to drop it (R_NO_HEADROOM).

@@ -38,9 +38,11 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
   Addresses (Ethernet frames): source = the egress port's MAC (the route's src_mac);
        destination = the next hop's MAC: configured for the route (RF_STATIC_MAC),
        else learned (neigh.pyx), else the route's placeholder (route.set_link_addresses).
-       A forwarded packet that needs no fragments was addressed (and put in its
-       tunnel: egress_one) by the route stage already, while it was in cache, and is
-       skipped here; this stage runs only when the route stage left it work. Other
+       A forwarded packet that needs no fragments, and every answer kdp built, was
+       addressed (and put in its tunnel: egress_one) by the route stage already, while
+       it was in cache and with the neighbours the packets before it taught, and is
+       skipped here; this stage runs only when the route stage left it work (in the
+       pipeline: fragments; stage by stage, `encap()`: the answers too). Other
        link types are left as they are (a capture of raw IP stays raw IP; an
        encapsulated packet on a non-Ethernet link is written as raw IP).
 Drops (stage ST_ENCAP): R_NO_HEADROOM (outer headers do not fit in front of the
@@ -260,7 +262,7 @@ cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept
     set_link_addresses(rec, n, b, p)
 
 
-cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
+cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) noexcept nogil:
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
     cdef const route_t* rec
@@ -276,7 +278,7 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b) noexcept nogil:
             kdp_prefetch_w(b.buf + q.off + q.l3_off)
             kdp_prefetch_w(b.buf + q.off - 64)
         p = &b.m[i]
-        if (p.verdict != V_FORWARD and p.verdict != V_REJECT and p.verdict != V_REPLY) \
+        if (p.verdict != V_FORWARD and (answered or (p.verdict != V_REJECT and p.verdict != V_REPLY))) \
                 or p.route_id == NO_ID or p.out_port == HOST_PORT or p.ip_ver == 0 \
                 or p.route_id >= <uint32_t>t.n_routes:
             continue
@@ -305,7 +307,7 @@ def encap(Batch b not None, RouteTable routes not None, Neighbours neighbours=No
     number of extra packets the fragment pass must make."""
     cdef uint32_t extra
     with nogil:
-        extra = encap_batch(routes, neighbours, b)
+        extra = encap_batch(routes, neighbours, b, False)
     return extra
 
 

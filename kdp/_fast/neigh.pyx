@@ -1,8 +1,12 @@
 # cython: boundscheck=False, wraparound=False
 """The neighbour table: the MAC of each next hop, as Linux's neighbour table learns it.
 
-Learned (`neigh_learn_batch`, run after parse on every batch), like Linux's ARP and
-NDISC input:
+Learned like Linux's ARP and NDISC input, in packet order: `neigh_note_batch` (after
+parse) notes what each packet teaches, and the route stage learns a packet's note when
+it reaches that packet (`neigh_learn_upto`), so no packet is addressed with what a
+later packet of its batch taught, whatever the batch size (one exception: the pieces
+of a packet kdp fragments are addressed after the route stage, with all the batch
+taught). What it teaches:
   ARP (Ethernet/IPv4, requests and replies)  sender protocol address -> sender MAC
                                               (not from sender 0.0.0.0: a probe)
   ICMPv6 neighbour solicitation (135)         source address -> source link-layer
@@ -74,6 +78,15 @@ cdef class Neighbours:
         self.t6 = <neigh6_t*>cnp.PyArray_DATA(self._t6)
         self.count4 = self.count6 = 0
         self.learned = self.refused = 0
+        self._notes = np.zeros(0, dtype=np.uint8)
+        self.notes = NULL
+        self.n_notes = self.next_note = 0
+
+    def ensure_notes(self, Py_ssize_t capacity):
+        """Room for the notes of a batch of `capacity` packets."""
+        if self._notes.shape[0] < capacity * <Py_ssize_t>sizeof(neigh_note_t):
+            self._notes = np.zeros(capacity * sizeof(neigh_note_t), dtype=np.uint8)
+        self.notes = <neigh_note_t*>cnp.PyArray_DATA(self._notes)
 
     def __len__(self):
         return self.count4 + self.count6
@@ -179,11 +192,25 @@ cdef class Neighbours:
 
     def learn_batch(self, Batch b not None):
         """Run neigh_learn_batch over a parsed batch."""
+        self.ensure_notes(b.capacity)
         with nogil:
             neigh_learn_batch(self, b)
 
 
-cdef inline void _learn_nd(Neighbours n, const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
+cdef inline void _note(Neighbours n, Py_ssize_t i, uint8_t ver, const uint8_t* ip,
+                       const uint8_t* mac) noexcept nogil:
+    cdef neigh_note_t* t = &n.notes[n.n_notes]
+    t.index = <uint32_t>i
+    t.ver = ver
+    memcpy(t.mac, mac, 6)
+    if ver == 4:
+        (<uint32_t*>t.ip)[0] = _rd32(ip)
+    else:
+        memcpy(t.ip, ip, 16)
+    n.n_notes += 1
+
+
+cdef inline void _note_nd(Neighbours n, Py_ssize_t i, const pkt_meta_t* p, const uint8_t* pkt) noexcept nogil:
     """ICMPv6 135 / 136: walk the options for the source / target link-layer address."""
     cdef uint32_t l4 = p.l4_off
     cdef uint32_t end = p.len
@@ -199,18 +226,21 @@ cdef inline void _learn_nd(Neighbours n, const pkt_meta_t* p, const uint8_t* pkt
         if pkt[o] == want:
             if want == 1:
                 if not _zero16(p.src6):
-                    n.learn6(p.src6, pkt + o + 2)
+                    _note(n, i, 6, p.src6, pkt + o + 2)
             else:
-                n.learn6(pkt + l4 + 8, pkt + o + 2)
+                _note(n, i, 6, pkt + l4 + 8, pkt + o + 2)
             return
         o += olen
 
 
-cdef void neigh_learn_batch(Neighbours n, Batch b) noexcept nogil:
+cdef void neigh_note_batch(Neighbours n, Batch b) noexcept nogil:
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
     cdef const uint8_t* pkt
     cdef const uint8_t* a
+    n.n_notes = n.next_note = 0
+    if n.notes == NULL:
+        return
     for i in range(b.count):
         p = &b.m[i]
         if p.verdict == V_LOCAL and p.stage == ST_PARSE and p.reason == R_ARP:
@@ -218,8 +248,24 @@ cdef void neigh_learn_batch(Neighbours n, Batch b) noexcept nogil:
             a = pkt + p.l3_off
             # Ethernet / IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4 (28 bytes)
             if p.l3_off + 28 <= p.len and a[0] == 0 and a[1] == 1 and a[2] == 0x08 \
-                    and a[3] == 0 and a[4] == 6 and a[5] == 4:
-                n.learn4(_rd32(a + 14), a + 8)
+                    and a[3] == 0 and a[4] == 6 and a[5] == 4 and _rd32(a + 14) != 0:
+                _note(n, i, 4, a + 14, a + 8)
         elif p.verdict == V_PENDING and p.ip_ver == 6 and p.proto == 58 and p.l4_off \
                 and (p.icmp_type == 135 or p.icmp_type == 136):
-            _learn_nd(n, p, b.buf + p.off)
+            _note_nd(n, i, p, b.buf + p.off)
+
+
+cdef void neigh_learn_upto(Neighbours n, Py_ssize_t i) noexcept nogil:
+    cdef neigh_note_t* t
+    while n.next_note < n.n_notes and <Py_ssize_t>n.notes[n.next_note].index <= i:
+        t = &n.notes[n.next_note]
+        if t.ver == 4:
+            n.learn4((<uint32_t*>t.ip)[0], t.mac)
+        else:
+            n.learn6(t.ip, t.mac)
+        n.next_note += 1
+
+
+cdef void neigh_learn_batch(Neighbours n, Batch b) noexcept nogil:
+    neigh_note_batch(n, b)
+    neigh_learn_upto(n, b.count)

@@ -170,6 +170,12 @@ cdef class Batch:
             self.push(&view[0], n, wl, ts_ns, linktype, port)
         return self.count - 1
 
+    def truncate(self, Py_ssize_t n):
+        """Keep the first n packets (0 <= n <= count): the rest are forgotten."""
+        if n < 0 or n > self.count:
+            raise ValueError(f"truncate to {n} of {self.count} packets")
+        self.count = n
+
     def packet(self, Py_ssize_t i):
         """The bytes of packet i as it stands now (after any rewrite)."""
         if i < 0 or i >= self.count:

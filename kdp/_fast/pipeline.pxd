@@ -23,6 +23,9 @@ cdef class Pipeline:
     cdef readonly object verdicts       # uint64 [N_VERDICTS], by Verdict
     cdef uint64_t* ctr
     cdef uint64_t* vctr
+    cdef readonly object service_counters   # uint64 [service-port id, SC_*]
+    cdef uint64_t* sctr
+    cdef uint32_t n_sctr
     cdef public uint16_t vxlan_port
     cdef readonly RouteTable routes
     cdef readonly ServiceTables services    # None: no Services

@@ -43,7 +43,7 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, N_STAGES, N_REASONS, N_VERDICTS,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, V_REJECT, N_STAGES, N_REASONS, N_VERDICTS,
                                ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
@@ -56,7 +56,7 @@ from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choo
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
 from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
-from kdp._fast.neigh cimport Neighbours, neigh_learn_batch
+from kdp._fast.neigh cimport Neighbours, neigh_note_batch
 from kdp._fast.encap cimport encap_batch, egress_one
 from kdp._fast.frag cimport fragment_batch
 from kdp._fast.natout cimport NatOutgoing, natout_apply
@@ -67,7 +67,14 @@ from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_cre
 
 cnp.import_array()
 
+#: columns of Pipeline.service_counters
+SERVICE_COUNTER_NAMES = ("packets", "new_flows", "rejects")
+
 cdef enum:
+    SC_PACKETS = 0          # packets of the service-port's flows (or that it rejected), both ways
+    SC_NEW_FLOWS = 1        # flows it created
+    SC_REJECTS = 2          # packets it rejected (no endpoints: ICMP port unreachable / TCP RST)
+    N_SC = 3
     EXPIRE_WORK = 512       # flow records the expiry hand examines per batch
     HOST_PORT = 1           # kdp.ports.HOST: packets the node itself sends
 
@@ -86,6 +93,7 @@ cdef class Pipeline:
         self.vxlan_port = vxlan_port
         self.routes = routes
         self.services = services
+        self._new_service_counters()
         self.conntrack = conntrack
         self.tunnels = tunnels
         self.natout = natout
@@ -123,10 +131,19 @@ cdef class Pipeline:
             raise ValueError("network policy is decided per flow: it needs conntrack")
         self.routes = routes
         self.services = services
+        self._new_service_counters()
         self.tunnels = tunnels
         self.dns = dns
         self.natout = natout
         self.policy = policy
+
+    def _new_service_counters(self):
+        """Zeroed per-service-port counters for the service tables in use (their ids are
+        the tables': a swap numbers them anew, so whoever swaps reads the old ones first)."""
+        cdef uint32_t n = self.services.t.n_svc if self.services is not None else 0
+        self.service_counters = np.zeros((max(n, 1), N_SC), dtype=np.uint64)
+        self.sctr = <uint64_t*>cnp.PyArray_DATA(self.service_counters)
+        self.n_sctr = n
 
     def set_recheck(self, bint recheck):
         """Re-check established flows against newer policy tables at their next
@@ -201,9 +218,8 @@ cdef class Pipeline:
                 res = nf[i].res
                 reason = nf[i].reason
                 if res == SVC_HIT:
+                    p.svc_port = nf[i].svc          # the log and the counters name it, whatever it decides
                     res = svc_choose(st, nf[i].svc, nf[i].kind, p, &spec, &reason)
-                    if res != SVC_HIT:
-                        p.svc_port = nf[i].svc      # refused by the Service it matched (counted per Service)
             if res == SVC_DROP:
                 drop(p, ST_SERVICE, reason)
                 continue
@@ -227,10 +243,6 @@ cdef class Pipeline:
                 fid = ct_create(self.conntrack, b, i, &spec if use_spec else NULL, self.ct_now)
                 if fid != NO_ID:
                     created = True
-                    if self.conntrack.t.aux != NULL and p.ct_state == CT_NEW:
-                        # the flow log reports which policies let the flow in
-                        self.conntrack.t.aux[fid].pol_egress = p.pol_egress
-                        self.conntrack.t.aux[fid].pol_ingress = p.pol_ingress
                     if fp is not None:
                         pol_flow_created(pt, fp, fid, p.in_port == HOST_PORT)
 
@@ -244,6 +256,7 @@ cdef class Pipeline:
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
+        cdef uint64_t* c
         for i in range(b.count):
             p = &b.m[i]
             if p.verdict == V_PENDING:
@@ -251,20 +264,23 @@ cdef class Pipeline:
                 drop(p, ST_TX, R_NO_ROUTE)
             self.ctr[p.stage * N_REASONS + p.reason] += 1
             self.vctr[p.verdict] += 1
+            if p.svc_port < self.n_sctr:            # (NO_ID never is)
+                c = self.sctr + <Py_ssize_t>p.svc_port * N_SC
+                c[SC_PACKETS] += 1
+                if p.ct_state == CT_NEW and p.flow_id != NO_ID:
+                    c[SC_NEW_FLOWS] += 1
+                if p.verdict == V_REJECT:
+                    c[SC_REJECTS] += 1
         self.packets += b.count
 
-    def run(self, Batch b not None, log=None, uint64_t now_ns=0, tracer=None):
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None):
         """Process one batch in place.
 
         `log`, when given, is handed the tuples as received (before NAT).
         `now_ns` is the clock when packet_clock is False (attached mode).
-        `tracer` (kdp.trace.Tracer), when given, is called at every stage boundary as
-        tracer.point(stage_name, batch, pipeline) and records the packets whose `trace`
-        bit is set; the stages are the same ones, so a traced packet is decided as it
-        would be untraced. Without a tracer nothing of this runs.
+        `trace` (kdp.trace.Tracer), when given, is shown the batch after every stage
+        (trace.snap(stage name, batch)); without it the stages run as one (a test a stage).
         """
-        if tracer is not None:
-            return self._run_traced(b, log, now_ns, tracer)
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef TunnelEndpoints tunnels = self.tunnels
@@ -277,22 +293,29 @@ cdef class Pipeline:
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
         cdef dns_note_t* notes = NULL
         cdef dns_q_t* dq = NULL
+        cdef bint tracing = trace is not None
         routes._ensure_scratch(b.capacity)
-        if ct is not None and ct.t.aux != NULL:
-            # the flow log: room for every flow this run may end (expiry, early drop, resets)
-            ct.reserve_ended(4 * b.count + EXPIRE_WORK + 512)
         self._ensure_scratch(b.capacity)
+        neigh.ensure_notes(b.capacity)
         self.extra.clear()
         if dns is not None:
             notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
             dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
+        if tracing:
+            trace.snap("rx", b)
         with nogil:
             if tunnels is not None:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
             else:
                 parse_batch(b, self.vxlan_port)
-            neigh_learn_batch(neigh, b)
+            if tracing:
+                with gil:
+                    trace.snap("parse", b)
+            neigh_note_batch(neigh, b)           # learned as route reaches each packet
             routes.classify_ingress(b)
+            if tracing:
+                with gil:
+                    trace.snap("ingress", b)
             if self.packet_clock:
                 self.ct_now = CT_PACKET_CLOCK
                 for i in range(b.count):
@@ -308,16 +331,31 @@ cdef class Pipeline:
         with nogil:
             if dns is not None:
                 dns_batch(dns, b, dns_ctr, notes, dq)
+                if tracing:
+                    with gil:
+                        trace.snap("dns", b)
             if ct is not None:
                 ct_lookup_batch(ct, b, self.ct_now)
                 if fp is not None and pt is not None:
                     pol_recheck_batch(pt, fp, ct, b)
+                if tracing:
+                    with gil:
+                        trace.snap("conntrack", b)
             self.new_flows(b, pt, fp)
+            if tracing:
+                with gil:
+                    trace.snap("new flow", b)
             if ct is not None:
                 nat_batch(ct, b)
+                if tracing:
+                    with gil:
+                        trace.snap("nat", b)
             need = 0
             if routes.route_batch(b, neigh, egress_one):
-                need = encap_batch(routes, neigh, b)
+                need = encap_batch(routes, neigh, b, True)
+            if tracing:
+                with gil:
+                    trace.snap("route", b)
         if need:
             if self.extra.capacity < need:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
@@ -328,88 +366,5 @@ cdef class Pipeline:
             self.account(b)
             if ct is not None:
                 ct_expire(ct, self.clock_ns, EXPIRE_WORK)
-
-    def _run_traced(self, Batch b, log, uint64_t now_ns, tracer):
-        """run() with tracer.point() between the stages (the same stages, in the same
-        order: keep the two in step)."""
-        cdef RouteTable routes = self.routes
-        cdef Conntrack ct = self.conntrack
-        cdef TunnelEndpoints tunnels = self.tunnels
-        cdef Neighbours neigh = self.neighbours
-        cdef DnsTable dns = self.dns
-        cdef PolicyTables pt = self.policy
-        cdef FlowPolicy fp = self.flow_policy
-        cdef Py_ssize_t i, made = 0
-        cdef uint32_t need
-        cdef uint32_t routed
-        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
-        cdef dns_note_t* notes = NULL
-        cdef dns_q_t* dq = NULL
-        routes._ensure_scratch(b.capacity)
-        self._ensure_scratch(b.capacity)
-        if ct is not None and ct.t.aux != NULL:
-            ct.reserve_ended(4 * b.count + EXPIRE_WORK + 512)
-        self.extra.clear()
-        if dns is not None:
-            notes = <dns_note_t*>cnp.PyArray_DATA(self.dns_notes)
-            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
-        tracer.point("rx", b, self)
-        with nogil:
-            if tunnels is not None:
-                parse_decap_batch(b, self.vxlan_port, tunnels)
-            else:
-                parse_batch(b, self.vxlan_port)
-        tracer.point("parse", b, self)
-        with nogil:
-            neigh_learn_batch(neigh, b)
-            routes.classify_ingress(b)
-            if self.packet_clock:
-                self.ct_now = CT_PACKET_CLOCK
-                for i in range(b.count):
-                    if b.m[i].ts_ns > self.clock_ns:
-                        self.clock_ns = b.m[i].ts_ns
-            else:
-                if now_ns > self.clock_ns:
-                    self.clock_ns = now_ns
-                self.ct_now = self.clock_ns
-        tracer.point("ingress", b, self)
-        if log is not None:
-            log.capture_orig(b)
-            log.capture_dns(self.dns_notes if dns is not None else None)
-        with nogil:
-            if dns is not None:
-                dns_batch(dns, b, dns_ctr, notes, dq)
-        tracer.point("dns", b, self)
-        with nogil:
-            if ct is not None:
-                ct_lookup_batch(ct, b, self.ct_now)
-                if fp is not None and pt is not None:
-                    pol_recheck_batch(pt, fp, ct, b)
-        tracer.point("conntrack", b, self)
-        with nogil:
-            self.new_flows(b, pt, fp)
-        tracer.point("new_flow", b, self)
-        with nogil:
-            if ct is not None:
-                nat_batch(ct, b)
-        tracer.point("nat", b, self)
-        with nogil:
-            need = 0
-            routed = routes.route_batch(b, neigh, egress_one)
-        tracer.point("route", b, self)
-        with nogil:
-            if routed:
-                need = encap_batch(routes, neigh, b)
-        if need:
-            if self.extra.capacity < need:
-                self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
-            with nogil:
-                made = fragment_batch(routes, neigh, b, self.extra)
-            self.fragments += made
-        tracer.point("encap", b, self)
-        with nogil:
-            self.account(b)
-        tracer.point("tx", b, self)
-        with nogil:
-            if ct is not None:
-                ct_expire(ct, self.clock_ns, EXPIRE_WORK)
+        if tracing:
+            trace.snap("tx", b)

@@ -60,7 +60,8 @@ cdef class RouteTable:
     cdef readonly Py_ssize_t n_routes
     cdef readonly list routes           # the Route objects it was built from
     cdef object scratch
-    cdef uint32_t* ids
+    cdef uint32_t* ids                  # a batch's route ids by IPv4 address (scratch)
+    cdef uint32_t* ids6                 # ... by IPv6 address
     # the node: its own addresses (martian checks), where its ICMP errors and tunnels come from
     cdef object local4_arr, local6_arr
     cdef const uint32_t* local4

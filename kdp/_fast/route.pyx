@@ -63,7 +63,7 @@ from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO_ID,
-                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_RX, ST_ROUTE, ST_TX,
+                               V_PENDING, V_FORWARD, V_LOCAL, V_REJECT, V_REPLY, ST_RX, ST_ROUTE, ST_TX, ST_ENCAP,
                                R_FORWARDED, R_LOCAL_DELIVERY, R_NO_ROUTE, R_TTL_EXCEEDED,
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
@@ -71,7 +71,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                FRAG_LATER)
 from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
 from kdp._fast.lpm6 cimport Lpm6
-from kdp._fast.neigh cimport Neighbours
+from kdp._fast.neigh cimport Neighbours, neigh_learn_upto
 from kdp._fast.checksum cimport ld16, st16, st32, cs_apply, cs_d16, kdp_prefetch_w
 from kdp._fast.icmp cimport (icmp_error, icmp_error_allowed, icmp_is_echo_request, icmp_echo_reply,
                              ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, ICMP4_TIME_EXCEEDED,
@@ -237,6 +237,48 @@ cdef inline bint _looks_like_tunnel(const pkt_meta_t* p, const uint8_t* pkt) noe
     if p.dport == 4789 or p.dport == 8472 or p.dport == 4790:
         return (pkt[p.l4_off + 8] & 0x08) != 0
     return False
+
+
+cdef void _lookup_batch(RouteTable t, Batch b, bint sources) noexcept nogil:
+    """Route ids of the batch's destinations (sources: of its sources) into t.ids (IPv4)
+    and t.ids6 (IPv6), each family in one pass when the batch has packets of it (sources:
+    packets without an ingress port). The entries of other packets are meaningless."""
+    cdef Py_ssize_t i
+    cdef bint v4 = False, v6 = False
+    for i in range(b.count):
+        if sources and b.m[i].in_port != NO_PORT:
+            continue                    # its port is known: no source lookup needed
+        if b.m[i].ip_ver == 4:
+            v4 = True
+        elif b.m[i].ip_ver == 6:
+            v6 = True
+    if v4:
+        t.lpm4.lookup_strided(<const char*>(&b.m[0].src4 if sources else &b.m[0].dst4),
+                              sizeof(pkt_meta_t), t.ids, b.count)
+    if v6:
+        t.lpm6.lookup_strided(<const char*>(&b.m[0].src6[0] if sources else &b.m[0].dst6[0]),
+                              sizeof(pkt_meta_t), t.ids6, b.count)
+
+
+cdef uint32_t _answer_out(RouteTable t, Neighbours nb, Batch b, Py_ssize_t i,
+                          tunnel_fn_t tunnel) noexcept nogil:
+    """An answer kdp built (route_id set): addressed (and put in its tunnel) now, with
+    the neighbours packets up to this one taught, when the pipeline handed the route
+    stage the encap stage's egress_one; an answer over its route's MTU is dropped
+    R_MTU_EXCEEDED as the encap stage drops it. Returns 1 when it is left to the encap
+    stage (no tunnel function: the stages run one by one), else 0."""
+    cdef pkt_meta_t* p = &b.m[i]
+    cdef const route_t* rec
+    if tunnel == NULL:
+        return 1
+    if p.out_port == HOST_PORT or p.ip_ver == 0 or p.route_id >= <uint32_t>t.n_routes:
+        return 0
+    rec = &t.r[p.route_id]
+    if rec.mtu and _ip_length(p, b.buf + p.off + p.l3_off) > rec.mtu:
+        drop(p, ST_ENCAP, R_MTU_EXCEEDED)
+        return 0
+    tunnel(t, nb, b, i)
+    return 0
 
 
 cdef inline uint32_t _lookup_dst(RouteTable t, const pkt_meta_t* p) noexcept nogil:
@@ -457,9 +499,10 @@ cdef class RouteTable:
         return bytes(self.vtep_mac[:6])
 
     def _ensure_scratch(self, Py_ssize_t n):
-        if self.scratch.shape[0] < n:
-            self.scratch = np.zeros(n, dtype=np.uint32)
+        if self.scratch.shape[0] < 2 * n:
+            self.scratch = np.zeros(2 * n, dtype=np.uint32)
         self.ids = <uint32_t*>cnp.PyArray_DATA(self.scratch)
+        self.ids6 = self.ids + <Py_ssize_t>(self.scratch.shape[0] // 2)
 
     def lookup(self, address):
         """The Route for an address, or None."""
@@ -473,6 +516,10 @@ cdef class RouteTable:
         cdef uint32_t rid
         cdef uint16_t m
         cdef bint looked_up
+        # the sources in one batch lookup a family: one pass under the table's read
+        # guard, not a guarded lookup (atomic enter and leave) a packet (ids, ids6:
+        # route_batch's scratch, refilled there with destinations)
+        _lookup_batch(self, b, True)
         for i in range(b.count):
             p = &b.m[i]
             looked_up = False
@@ -481,10 +528,7 @@ cdef class RouteTable:
                 # capture saw leaving (dropped at rx) entered nowhere
                 p.in_port = UPLINK_PORT
                 if p.ip_ver == 4 or p.ip_ver == 6:
-                    if p.ip_ver == 4:
-                        rid = self.lpm4.lookup_one(p.src4)
-                    else:
-                        rid = self.lpm6.lookup_one(_be64(p.src6), _be64(p.src6 + 8))
+                    rid = self.ids[i] if p.ip_ver == 4 else self.ids6[i]
                     looked_up = True
                     if rid != KDP_LPM_MISS and (self.r[rid].flags & RF_HOST):
                         if self.r[rid].kind == RT_LOCAL_POD:
@@ -540,8 +584,10 @@ cdef class RouteTable:
         cdef route_t* rec
         cdef uint8_t* ip
         cdef bint whole
-        self.lpm4.lookup_strided(<const char*>&b.m[0].dst4, sizeof(pkt_meta_t), self.ids, b.count)
+        _lookup_batch(self, b, False)
         for i in range(b.count):
+            if nb is not None and nb.next_note < nb.n_notes and nb.notes[nb.next_note].index <= i:
+                neigh_learn_upto(nb, i)             # what packets up to this one taught
             if tunnel != NULL and self.n_tunnels and i + 4 < b.count:
                 # the headroom line a tunnel's headers go into, cold since the packet was
                 # copied in: fetched a few packets ahead while routes send some into tunnels
@@ -550,8 +596,8 @@ cdef class RouteTable:
             if p.verdict != V_PENDING:
                 if (p.verdict == V_REJECT or p.verdict == V_REPLY) and p.route_id == NO_ID \
                         and p.ip_ver != 0:
-                    self.route_answer(b, i)         # else it leaves as its stage sent it
-                    egress += 1
+                    if self.route_answer(b, i):     # else it leaves as its stage sent it
+                        egress += _answer_out(self, nb, b, i, tunnel)
                 continue
             if p.ip_ver == 0:
                 continue
@@ -559,10 +605,7 @@ cdef class RouteTable:
                 set_verdict(p, V_LOCAL, ST_ROUTE, R_LINK_LOCAL)
                 p.out_port = HOST_PORT
                 continue
-            if p.ip_ver == 6:
-                rid = self.lpm6.lookup_one(_be64(p.dst6), _be64(p.dst6 + 8))
-            else:
-                rid = self.ids[i]
+            rid = self.ids6[i] if p.ip_ver == 6 else self.ids[i]
             p.route_id = rid
             if rid == KDP_LPM_MISS:
                 drop(p, ST_ROUTE, R_NO_ROUTE)
@@ -575,7 +618,7 @@ cdef class RouteTable:
                     p.route_id = NO_ID
                     if self.route_answer(b, i):
                         set_verdict(p, V_REPLY, ST_ROUTE, R_ECHO_REPLIED)
-                        egress += 1
+                        egress += _answer_out(self, nb, b, i, tunnel)
                     else:
                         drop(p, ST_ROUTE, R_NO_ROUTE)
                 elif _looks_like_tunnel(p, b.buf + p.off):
@@ -598,7 +641,8 @@ cdef class RouteTable:
                 if p.ttl <= 1:
                     self.send_error(b, i, ICMP4_TIME_EXCEEDED if p.ip_ver == 4 else ICMP6_TIME_EXCEEDED,
                                     0, 0, ST_ROUTE, R_TTL_EXCEEDED)
-                    egress += p.verdict == V_REJECT
+                    if p.verdict == V_REJECT:
+                        egress += _answer_out(self, nb, b, i, tunnel)
                     continue
             mtu = rec.mtu
             whole = True
@@ -610,12 +654,14 @@ cdef class RouteTable:
                         self.send_error(b, i, ICMP6_PKT_TOO_BIG, 0,
                                         mtu if mtu >= IPV6_MIN_MTU else IPV6_MIN_MTU,
                                         ST_ROUTE, R_MTU_EXCEEDED)
-                        egress += p.verdict == V_REJECT
+                        if p.verdict == V_REJECT:
+                            egress += _answer_out(self, nb, b, i, tunnel)
                         continue
                     if ip[6] & 0x40:        # DF
                         self.send_error(b, i, ICMP4_DEST_UNREACH, ICMP4_FRAG_NEEDED, mtu,
                                         ST_ROUTE, R_MTU_EXCEEDED)
-                        egress += p.verdict == V_REJECT
+                        if p.verdict == V_REJECT:
+                            egress += _answer_out(self, nb, b, i, tunnel)
                         continue
             if p.in_port != HOST_PORT:
                 _dec_ttl(ip, p.ip_ver)
@@ -631,10 +677,13 @@ cdef class RouteTable:
                     egress += 1
             elif p.out_port != HOST_PORT:
                 set_link_addresses(rec, nb, b, p)       # its header is in cache now
+        if nb is not None:
+            neigh_learn_upto(nb, b.count)           # (the encap stage's packets see it all)
         return egress
 
     def classify(self, Batch b):
         """Assign in_port by source address where the capture gave none; drop martians."""
+        self._ensure_scratch(b.capacity)
         with nogil:
             self.classify_ingress(b)
 

@@ -108,6 +108,38 @@ def _json_string(text):
     return json.dumps(str(text)).encode()
 
 
+cdef inline Py_ssize_t _put(char* out, const char* s) noexcept nogil:
+    """Append a NUL-terminated string (snprintf's parsing costs more than the line)."""
+    cdef Py_ssize_t k = strlen(s)
+    memcpy(out, s, k)
+    return k
+
+
+cdef inline Py_ssize_t _u64(char* out, uint64_t v) noexcept nogil:
+    """Append v in decimal."""
+    cdef char tmp[24]
+    cdef int k = 0, j
+    if v == 0:
+        out[0] = 48
+        return 1
+    while v:
+        tmp[k] = <char>(48 + v % 10)
+        v //= 10
+        k += 1
+    for j in range(k):
+        out[j] = tmp[k - 1 - j]
+    return k
+
+
+cdef inline Py_ssize_t _frac9(char* out, uint64_t v) noexcept nogil:
+    """Append v (< 10**9) as exactly nine digits."""
+    cdef int j
+    for j in range(8, -1, -1):
+        out[j] = <char>(48 + v % 10)
+        v //= 10
+    return 9
+
+
 cdef const char* _verdict_name(uint8_t v) noexcept nogil:
     if v == V_FORWARD:
         return "forward"
@@ -156,9 +188,16 @@ cdef const char* _proto_name(uint8_t ip_ver, uint8_t proto) noexcept nogil:
 
 cdef int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a6) noexcept nogil:
     cdef char tmp[64]
+    cdef Py_ssize_t n
+    cdef int k
     if ip_ver == 4:
-        return snprintf(out, cap, "\"%u.%u.%u.%u\"", (a4 >> 24) & 255, (a4 >> 16) & 255,
-                        (a4 >> 8) & 255, a4 & 255)
+        out[0] = 34
+        n = 1
+        for k in range(24, -1, -8):
+            n += _u64(out + n, (a4 >> k) & 255)
+            out[n] = 46 if k else 34
+            n += 1
+        return <int>n
     if ip_ver == 6:
         if inet_ntop(AF_INET6, a6, tmp, sizeof(tmp)) == NULL:
             return snprintf(out, cap, "null")
@@ -167,9 +206,14 @@ cdef int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a
 
 
 cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
+    cdef Py_ssize_t n
     if ip_ver != 0 and (proto == 6 or proto == 17 or proto == 132):
-        return snprintf(out, cap, "\"sport\":%u,\"dport\":%u", sport, dport)
-    return snprintf(out, cap, "\"sport\":null,\"dport\":null")
+        n = _put(out, "\"sport\":")
+        n += _u64(out + n, sport)
+        n += _put(out + n, ",\"dport\":")
+        n += _u64(out + n, dport)
+        return <int>n
+    return <int>_put(out, "\"sport\":null,\"dport\":null")
 
 
 cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept nogil:
@@ -227,64 +271,83 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
         tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
         ip_ver = inner.ip_ver if tunnelled else p.ip_ver
         pr = inner.proto if tunnelled else p.proto
-        n += snprintf(out + n, MAX_LINE, "{\"index\":%llu,\"ts\":%llu.%09llu,",
-                      <unsigned long long>(indices[i] if indices != NULL else first_index + i),
-                      <unsigned long long>(p.ts_ns // 1000000000ULL),
-                      <unsigned long long>(p.ts_ns % 1000000000ULL))
+        n += _put(out + n, "{\"index\":")
+        n += _u64(out + n, indices[i] if indices != NULL else first_index + i)
+        n += _put(out + n, ",\"ts\":")
+        n += _u64(out + n, p.ts_ns // 1000000000ULL)
+        out[n] = 46
+        n += 1
+        n += _frac9(out + n, p.ts_ns % 1000000000ULL)
+        out[n] = 44
+        n += 1
         # the packet's frame number (1-based) in the output capture, which writes the
         # transmitted packets in batch order
         if first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY):
             frame += 1
-            n += snprintf(out + n, 32, "\"frame\":%lld,", <long long>frame)
+            n += _put(out + n, "\"frame\":")
+            n += _u64(out + n, <uint64_t>frame)
+            out[n] = 44
+            n += 1
         else:
-            n += snprintf(out + n, 16, "\"frame\":null,")
-        n += snprintf(out + n, MAX_LINE, "\"verdict\":\"%s\",\"reason\":%s,"
-                      "\"in_port\":%s,\"out_port\":%s,\"proto\":",
-                      _verdict_name(p.verdict),
-                      reasons.get(p.reason), ports.get(-1 if p.in_port == NO_PORT else p.in_port),
-                      ports.get(-1 if p.out_port == NO_PORT else p.out_port))
+            n += _put(out + n, "\"frame\":null,")
+        n += _put(out + n, "\"verdict\":\"")
+        n += _put(out + n, _verdict_name(p.verdict))
+        n += _put(out + n, "\",\"reason\":")
+        n += _put(out + n, reasons.get(p.reason))
+        n += _put(out + n, ",\"in_port\":")
+        n += _put(out + n, ports.get(-1 if p.in_port == NO_PORT else p.in_port))
+        n += _put(out + n, ",\"out_port\":")
+        n += _put(out + n, ports.get(-1 if p.out_port == NO_PORT else p.out_port))
+        n += _put(out + n, ",\"proto\":")
         proto = _proto_name(ip_ver, pr)
         if ip_ver == 0:
-            n += snprintf(out + n, 8, "null")
+            n += _put(out + n, "null")
         elif proto == NULL:
             n += snprintf(out + n, 16, "\"%u\"", pr)
         else:
-            n += snprintf(out + n, 16, "%s", proto)
-        n += snprintf(out + n, 8, ",\"src\":")
+            n += _put(out + n, proto)
+        n += _put(out + n, ",\"src\":")
         if tunnelled:
             n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
-            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _put(out + n, ",\"dst\":")
             n += _addr(out + n, 64, ip_ver, inner.dst4, inner.dst6)
-            n += snprintf(out + n, 4, ",")
+            out[n] = 44
+            n += 1
             n += _ports(out + n, 64, ip_ver, pr, inner.sport, inner.dport)
         else:
             n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
-            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _put(out + n, ",\"dst\":")
             n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
-            n += snprintf(out + n, 4, ",")
+            out[n] = 44
+            n += 1
             n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
-        n += snprintf(out + n, 160, ",\"ct\":%s,\"service\":%s,\"policy\":",
-                      _ct_name(p.ct_state), services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        n += _put(out + n, ",\"ct\":")
+        n += _put(out + n, _ct_name(p.ct_state))
+        n += _put(out + n, ",\"service\":")
+        n += _put(out + n, services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        n += _put(out + n, ",\"policy\":")
         if p.pol_egress == 0 and p.pol_ingress == 0:
-            n += snprintf(out + n, 8, "null")
+            n += _put(out + n, "null")
         else:
             n += snprintf(out + n, MAX_LABEL, "{\"egress\":%s,\"ingress\":%s}",
                           policies.get(p.pol_egress if p.pol_egress else -1),
                           policies.get(p.pol_ingress if p.pol_ingress else -1))
-        n += snprintf(out + n, 16, ",\"orig\":")
+        n += _put(out + n, ",\"orig\":")
         if orig[i].ip_ver == 0:
-            n += snprintf(out + n, 8, "null")
+            n += _put(out + n, "null")
         else:
-            n += snprintf(out + n, 8, "{\"src\":")
+            n += _put(out + n, "{\"src\":")
             n += _addr(out + n, 64, orig[i].ip_ver, orig[i].src4, orig[i].src6)
-            n += snprintf(out + n, 8, ",\"dst\":")
+            n += _put(out + n, ",\"dst\":")
             n += _addr(out + n, 64, orig[i].ip_ver, orig[i].dst4, orig[i].dst6)
-            n += snprintf(out + n, 4, ",")
+            out[n] = 44
+            n += 1
             n += _ports(out + n, 64, orig[i].ip_ver, orig[i].proto, orig[i].sport, orig[i].dport)
-            n += snprintf(out + n, 4, "}")
-        n += snprintf(out + n, 8, ",\"dns\":")
+            out[n] = 125
+            n += 1
+        n += _put(out + n, ",\"dns\":")
         if notes == NULL:
-            n += snprintf(out + n, 8, "null")
+            n += _put(out + n, "null")
         else:
             n += dns_note_json(&notes[i], out + n)
         if tunnelled:
@@ -302,7 +365,9 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
             n += snprintf(out + n, 24, ",\"decap\":\"%s\"", "ipip" if p.decap == TUN_IPIP else "vxlan")
         if node != NULL:
             n += snprintf(out + n, 300, ",\"node\":%s,\"hop\":%u", node, hops[i] if hops != NULL else 0)
-        n += snprintf(out + n, 4, "}\n")
+        out[n] = 125
+        out[n + 1] = 10
+        n += 2
     return n
 
 
@@ -373,6 +438,12 @@ cdef class VerdictLog:
     def capture_dns(self, notes):
         """The DNS stage's per-packet notes for the batch being run (None: no DNS stage)."""
         self.dns_notes = notes
+
+    def detach_dns(self):
+        """Keep a copy of the batch's DNS notes (the pipeline reuses its array for the next
+        batch: a log written while the next batch runs needs its own)."""
+        if self.dns_notes is not None:
+            self.dns_notes = self.dns_notes.copy()
 
     def write(self, Batch b, indices=None, hops=None, first_frame=None, keep=None):
         """One line per packet of b; with `keep` (uint8 per packet), only for those

@@ -286,9 +286,6 @@ def measure(n=DEFAULT_FLOWS, quick=False):
 def main(args) -> int:
     quick = bool(getattr(args, "quick", False))
     res = measure(QUICK_FLOWS if quick else DEFAULT_FLOWS, quick=quick)
-    if getattr(args, "plot", None):
-        from kdp.benchmarks.plot import plot
-        plot("conntrack", res, args.plot)
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0

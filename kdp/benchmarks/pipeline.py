@@ -367,21 +367,6 @@ def _reasons(counters):
     return out
 
 
-BATCH_SWEEP = (16, 64, 256, 1024, 4096)
-
-
-def _batch_sweep(path, tables, n_packets, repeat):
-    """Packets/s of dp.process in the read loop against the batch size, warm conntrack
-    (the fast path), best of `repeat`: what `kdp bench pipeline --plot` draws."""
-    out = []
-    for size in BATCH_SWEEP:
-        dp = _fresh_dp(tables)
-        _loop(path, dp, batch_size=size)
-        best = min(_loop(path, dp, batch_size=size) for _ in range(repeat))
-        out.append({"batch": size, "packets_per_s": n_packets / best if best > 0 else 0.0})
-    return out
-
-
 def measure_pipeline(path, tables, n_packets, repeat=3) -> dict:
     """Packets/s of Dataplane.process: over a list of batches read first (packets
     come from memory) and inside the read loop (packets in cache); with a fresh
@@ -417,7 +402,6 @@ def measure_pipeline(path, tables, n_packets, repeat=3) -> dict:
             stages = s
             stage_states = np.concatenate(st)
     out = {k + "_s": min(v) for k, v in res.items()}
-    out["by_batch"] = _batch_sweep(path, tables, n_packets, repeat)
     out.update({"packets": n_packets, "batch": BATCH, "stages_s": stages,
                 "flows_created": flows, "ct_states": ct_states, "ct_states_warm": warm_states,
                 "ct_states_stages": {int(k): int(v) for k, v in zip(*np.unique(stage_states, return_counts=True))},
@@ -589,9 +573,6 @@ def measure(quick=False, repeat=3, files=True) -> dict:
 def main(args) -> int:
     quick = bool(getattr(args, "quick", False))
     res = measure(quick=quick)
-    if getattr(args, "plot", None):
-        from kdp.benchmarks.plot import plot
-        plot("pipeline", res, args.plot)
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0

@@ -1,94 +1,108 @@
-"""`kdp bench SUITE --plot FILE.png`: the results of a suite drawn with matplotlib (the
-optional extra `plot`): lookups/s against table size (lpm), packets/s against batch size
-(pipeline), kdp beside its peers (lpm single lookups, conntrack, read)."""
-from kdp.errors import KdpError
+"""`kdp bench SUITE --plot FILE.png`: the suite's results drawn with matplotlib.
+
+A suite's report (what --json prints) holds lists of rows, each row a dict of labels
+(strings: the table, the query kind, the case) and figures (numbers). Every list
+whose rows carry rates (keys ending in `_per_s`, or peers' names with a per-second
+figure, as the LPM suite's single-lookup rows) becomes one panel: a horizontal bar
+per row and rate, kdp and its peers side by side on one logarithmic axis (when the
+figures span 100 times or more). A dict that times something (a count such as
+"packets" or "queries" beside "*_s" seconds, or a "seconds" dict per case, as the
+pipeline's tunnel cases) becomes a panel of count / seconds. Figures without a rate
+(memory, build times alone) are left out: the tables print them.
+"""
+
+import re
+
+PEER_KEYS = ("kdp", "pytricia", "py-radix", "dict", "linux", "dpkt", "scapy", "tcpdump", "dnspython", "nca")
+PEERS = set(PEER_KEYS[1:])
 
 
-def pyplot():
+def _rate_keys(row):
+    return [k for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (k.endswith("per_s") or k in PEER_KEYS)]
+
+
+def _label(row):
+    return " ".join(str(v) for k, v in row.items() if isinstance(v, str))
+
+
+COUNT_KEYS = ("packets", "queries", "answered", "lookups", "flows")
+
+
+def _timed_rates(d):
+    """count / seconds for each timed figure of a dict that says how many things it timed
+    (a "packets"/"queries"/... count beside "*_s" seconds, or a "seconds" dict)."""
+    count = next((d[k] for k in COUNT_KEYS if isinstance(d.get(k), (int, float)) and d[k] > 0), None)
+    if count is None:
+        return {}
+    out = {}
+    for k, v in d.items():
+        if k.endswith("_s") and isinstance(v, (int, float)) and v > 0:
+            out[k[:-2]] = count / v
+    seconds = d.get("seconds")
+    if isinstance(seconds, dict):
+        out.update({k: count / v for k, v in seconds.items()
+                    if isinstance(v, (int, float)) and v > 0})
+    return out
+
+
+def panels(report, prefix=""):
+    """(title, [(row label, {rate key: value})]) for every list of rows with rates, and
+    for every dict with timed figures (count / seconds)."""
+    out = []
+    if isinstance(report, dict):
+        timed = _timed_rates(report)
+        if timed:
+            out.append((prefix.rstrip(" /") or "rates", [(name, {"per_s": v}) for name, v in timed.items()]))
+        for key, value in report.items():
+            if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+                rows = [(_label(r), {k: float(r[k]) for k in _rate_keys(r)}) for r in value]
+                rows = [(label, rates) for label, rates in rows if rates]
+                if rows:
+                    out.append((f"{prefix}{key}", rows))
+            elif isinstance(value, dict):
+                out += panels(value, prefix=f"{prefix}{key} / ")
+    return out
+
+
+def plot(report, path, title):
+    """Write the report's panels to `path` (PNG); returns how many panels were drawn.
+    Raises KdpError when matplotlib is missing or nothing in the report is a rate."""
+    from kdp.errors import KdpError
     try:
         import matplotlib
+        matplotlib.use("Agg")           # files only: no display needed
+        import matplotlib.pyplot as plt
     except ImportError:
         raise KdpError("--plot needs matplotlib: pip install 'kdp[plot]'") from None
-    matplotlib.use("Agg")               # files only: no display needed
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _lpm(plt, res):
-    sizes = {b["table"]: b["prefixes"] for b in res["build"]}
-    family = {b["table"]: "IPv6" if "IPv6" in b.get("desc", "") else "IPv4" for b in res["build"]}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-
-    def series(ax, rows, label):
-        # one line per address family: IPv4 and IPv6 tables are different structures
-        for fam, style in (("IPv4", "o-"), ("IPv6", "s--")):
-            pts = sorted((sizes[t], y) for t, y in rows if family[t] == fam)
-            if pts:
-                ax.plot([x for x, _ in pts], [y / 1e6 for _, y in pts], style, label=f"{label}, {fam}")
-
-    for q in sorted({r["queries"] for r in res["batch"]}):
-        series(ax1, [(r["table"], r["lookups_per_s"]) for r in res["batch"] if r["queries"] == q],
-               f"kdp batch, {q}")
-    ax1.set(xscale="log", xlabel="prefixes in the table", ylabel="M lookups/s",
-            title="LPM batch lookups, one core")
-    for peer in ("kdp", "pytricia", "py-radix"):
-        series(ax2, [(r["table"], r[peer]) for r in res["single"] if r.get(peer)], peer)
-    ax2.set(xscale="log", xlabel="prefixes in the table", ylabel="M lookups/s",
-            title="single lookups from Python")
-    return fig, (ax1, ax2)
-
-
-def _pipeline(plt, res):
-    p = res["pipeline"]
-    rows = p.get("by_batch") or []
-    if not rows:
-        raise KdpError("these pipeline results have no batch-size sweep to plot")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot([r["batch"] for r in rows], [r["packets_per_s"] / 1e6 for r in rows], marker="o",
-            label="kdp, warm conntrack")
-    ax.set(xscale="log", xlabel="batch size (packets)", ylabel="M packets/s",
-           title=f"pipeline, {res['size']['services']:,} Services, one core")
-    ax.set_xticks([r["batch"] for r in rows], [str(r["batch"]) for r in rows])
-    return fig, (ax,)
-
-
-def _bars(plt, title, labels, values, unit):
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(labels) + 1.5))
-    ax.barh(range(len(labels)), values, color=["C0" if lab.startswith("kdp") else "C7" for lab in labels])
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set(xscale="log", xlabel=unit, title=title)
-    ax.invert_yaxis()
-    return fig, ()
-
-
-def _conntrack(plt, res):
-    rows = [r for r in res["results"] if r.get("rate")]
-    return _bars(plt, f"conntrack, {res['flows']:,} flows", [f"{r['impl']}: {r['measure']}" for r in rows],
-                 [r["rate"] for r in rows], "per second")
-
-
-def _read(plt, res):
-    rows = [r for r in res["results"] if r.get("pps")]
-    return _bars(plt, "capture read + parse", [r["reader"] for r in rows], [r["pps"] for r in rows],
-                 "packets/s")
-
-
-PLOTS = {"lpm": _lpm, "pipeline": _pipeline, "conntrack": _conntrack, "read": _read}
-
-
-def plot(suite, res, path):
-    """Draw `res` (a suite's JSON result) into the PNG at `path`."""
-    if suite not in PLOTS:
-        raise KdpError(f"--plot draws {', '.join(PLOTS)}; not {suite}")
-    plt = pyplot()
-    fig, axes = PLOTS[suite](plt, res)
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+    found = panels(report)
+    if not found:
+        raise KdpError(f"{title}: the report has no rates to plot")
+    heights = [max(1.5, 0.35 * sum(len(rates) for _, rates in rows) + 1) for _, rows in found]
+    fig, axes = plt.subplots(len(found), 1, figsize=(10, sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (name, rows) in zip(axes[:, 0], found):
+        labels, values = [], []
+        for label, rates in rows:
+            for key, value in rates.items():
+                labels.append(label if len(rates) == 1 else f"{label} · {key}")
+                values.append(value)
+        # kdp's bars blue, its peers' orange
+        ax.barh(range(len(values)), values,
+                color=["#ff7f0e" if set(re.split(r"[ ·,]+", l)) & PEERS else "#1f77b4" for l in labels])
+        ax.set_yticks(range(len(values)), labels, fontsize=8)
+        ax.invert_yaxis()
+        if max(values) > 0 and min(v for v in values if v > 0) * 100 < max(values):
+            ax.set_xscale("log")
+        ax.set_xlabel("per second")
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title)
     fig.tight_layout()
     try:
-        fig.savefig(path, format="png", dpi=100)
+        fig.savefig(path, dpi=100)
     except OSError as exc:
         raise KdpError(f"{path}: cannot write the plot: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
+    return len(found)

@@ -153,9 +153,6 @@ def measure(n_packets: int = DEFAULT_PACKETS, quick: bool = False, path=None,
 def main(args) -> int:
     quick = bool(getattr(args, "quick", False))
     res = measure(QUICK_PACKETS if quick else DEFAULT_PACKETS, quick=quick)
-    if getattr(args, "plot", None):
-        from kdp.benchmarks.plot import plot
-        plot("read", res, args.plot)
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0

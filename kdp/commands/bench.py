@@ -6,6 +6,8 @@
   kdp bench pipeline   packets/s through the service path, compile and update times
   kdp bench read       capture read+parse packets/s (kdp, dpkt, scapy, tcpdump)
   kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
+  kdp bench replay     kdp replay from the command line (output, log, start-up) beside
+                       tcpdump -r IN -w OUT on the same capture
   kdp bench policy     NetworkPolicy: packets/s and new flows/s with 0 / 10 / 1,000 / 10,000
                        policies, compile time, table memory; nca's time on the same sets
 
@@ -15,13 +17,17 @@ root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer
 missing or fails is left out of the table; the lines under it say why (and show a failed
 peer's stderr); the exit status stays 0.
 
---plot FILE.png draws the results too (matplotlib: pip install 'kdp[plot]'): lookups/s
-against table size with kdp's single lookups beside pytricia and py-radix (lpm), packets/s
-against batch size (pipeline), kdp beside its peers (conntrack, read).
+--plot FILE.png draws the results with matplotlib (kdp/benchmarks/plot.py: a panel per
+list of rates, kdp and its peers side by side); the suite then runs once in its JSON
+form, printed only with --json.
 """
+import contextlib
 import importlib
+import io
+import json
+import sys
 
-SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay")
 
 
 def add_arguments(parser):
@@ -29,20 +35,25 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="smaller tables and query sets (seconds, not minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="also draw the results into a PNG (matplotlib, the extra `plot`): "
-                             "lpm lookups/s against table size and beside its peers, pipeline "
-                             "packets/s against batch size, conntrack and read beside their peers")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the results into this PNG (matplotlib)")
 
 
 def run(args):
-    if args.plot:
-        # refused before minutes of measuring, not after
-        from kdp.errors import KdpError
-        plot = importlib.import_module("kdp.benchmarks.plot")
-        if args.suite not in plot.PLOTS:
-            raise KdpError(f"--plot draws {', '.join(plot.PLOTS)}; not {args.suite}")
-        plot.pyplot()
     # imported here, when a benchmark runs: nothing else in kdp imports kdp.benchmarks
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
-    return module.main(args)
+    if not args.plot:
+        return module.main(args)
+    from kdp.errors import KdpError
+    plot = importlib.import_module("kdp.benchmarks.plot").plot
+    if not args.plot.endswith(".png"):
+        raise KdpError(f"--plot writes a PNG: give a path ending in .png, not {args.plot}")
+    asked_json, args.json = args.json, True
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        status = module.main(args)
+    report = json.loads(text.getvalue())
+    if asked_json:
+        sys.stdout.write(text.getvalue())
+    n = plot(report, args.plot, f"kdp bench {args.suite}" + (" --quick" if args.quick else ""))
+    print(f"{args.plot}: {n} panels", file=sys.stderr)
+    return status

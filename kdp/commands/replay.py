@@ -39,6 +39,14 @@ def add_arguments(parser):
                         help="multi-node replay of every node of the snapshot (all) or of these")
     parser.add_argument("--log", metavar="FILE", help="write one JSON object per input packet "
                                                       "(JSON Lines; - for standard output)")
+    parser.add_argument("--flows", metavar="FILE",
+                        help="write one JSON object per conntrack flow when it ends (expired, "
+                             "evicted, flushed, replaced, reset) and per flow still live at the end: "
+                             "tuples before and after NAT, Service and backend, policy, packets and "
+                             "bytes each way, first and last time (JSON Lines; - for standard output)")
+    parser.add_argument("--annotate", action="store_true",
+                        help="give each written packet its verdict, reason, Service and NAT as a pcapng "
+                             "packet comment (Wireshark shows it); OUT must end in .pcapng")
     parser.add_argument("--ingress", metavar="PORT",
                         help="ingress port of every packet (default: a pcapng interface's name; "
                              "for classic pcap by source address: a local pod's address is that "
@@ -56,18 +64,16 @@ def add_arguments(parser):
                              "counted, reason filtered. Compiled by libpcap as tcpdump does, matched "
                              "on the packet as it came in")
     parser.add_argument("-c", "--count", type=int, metavar="N",
-                        help="stop after N packets, as tcpdump -c (with --filter: N matching packets)")
+                        help="stop after N packets (with --filter: after N matching packets), "
+                             "as tcpdump -c")
     parser.add_argument("--log-only", metavar="VERDICT[,VERDICT...]",
-                        help="the log keeps only packets of these verdicts (forward, drop, reject, "
-                             "local, reply), e.g. drop,reject; the summary still counts every packet")
-    parser.add_argument("--flows", metavar="FILE",
-                        help="flow log (JSON Lines): one record per flow when it ends (expired, "
-                             "evicted, flushed, reopened, reset) or, at exit, still live (active): "
-                             "tuples before and after NAT, Service and backend, policy, packets and "
-                             "bytes each way, first and last time, end state and why it ended")
-    parser.add_argument("--annotate", action="store_true",
-                        help="write each packet's verdict, reason, Service and NAT as its pcapng "
-                             "comment (OUT must be .pcapng; Wireshark shows it beside the packet)")
+                        help="the log keeps only packets with these verdicts (forward, drop, "
+                             "reject, local, reply), e.g. drop,reject; lines keep their index")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="cores to use (default 1). With 2 or more the output capture and the "
+                             "log are written on a second core while the pipeline runs the next "
+                             "batch; the files are the same bytes as with 1 (the gain is small "
+                             "today: bench/README.md)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -80,14 +86,6 @@ def run(args):
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
-    if args.count is not None and args.count < 1:
-        raise KdpError(f"-c must be at least 1, got {args.count}")
-    log_only = None
-    if args.log_only is not None:
-        from kdp.observe import parse_log_only
-        if not args.log:
-            raise KdpError("--log-only restricts the log: give --log FILE too")
-        log_only = parse_log_only(args.log_only)
     names = [n for n in (args.nodes or args.node or "").split(",") if n]
     if args.nodes or len(names) > 1:
         return _run_nodes(args, names)
@@ -104,12 +102,19 @@ def run(args):
         all_directions=args.all_directions,
         filter=args.filter,
         count=args.count,
-        log_only=log_only,
+        log_only=args.log_only,
         flows=args.flows,
         annotate=args.annotate,
+        workers=_workers(args.workers),
     )
     _print(args, result, print_summary)
     return 0
+
+
+def _workers(asked):
+    if asked < 1:
+        raise KdpError(f"--workers must be at least 1, got {asked}")
+    return asked
 
 
 def _print(args, result, print_summary):
@@ -134,10 +139,8 @@ def _run_nodes(args, names):
         raise KdpError("--ingress names one node's port: a multi-node replay decides each packet's node and port")
     if not args.cluster:
         raise KdpError("a multi-node replay needs --cluster")
-    if args.filter:
-        raise KdpError("--filter is for a single node's replay")
-    if args.count is not None or args.log_only or args.flows or args.annotate:
-        raise KdpError("-c, --log-only, --flows and --annotate are for a single node's replay")
+    if args.filter or args.count is not None or args.log_only or args.flows or args.annotate:
+        raise KdpError("--filter, -c, --log-only, --flows and --annotate are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,

@@ -9,9 +9,9 @@
                      apply (admin tier, NetworkPolicy, baseline tier, in evaluation
                      order) and what happens to flows no rule decides
   kdp show flows     --cluster snapshot/ --node node-1 --capture IN
-                     conntrack as a replay of IN leaves it, one line per flow as
-                     `conntrack -L` prints them (seconds left at the capture's last
-                     packet; --json: the records of kdp replay --flows, end "active")
+                     conntrack after replaying IN, one line a flow as `conntrack -L`
+                     prints it (seconds left, state, both tuples with packets and
+                     bytes, [UNREPLIED] / [ASSURED]), then the Service and backend
 
 --cluster takes a file or a directory; repeat it for several. Objects of kinds kdp
 does not use are skipped with a notice on stderr. --json prints JSON (snake_case keys,
@@ -30,7 +30,7 @@ def add_arguments(parser):
     add_cluster_option(parser, required=True)
     parser.add_argument("--node", help="the node to compile for (default: the snapshot's only NodeConfig/Node)")
     parser.add_argument("--pod", metavar="NS/NAME", help="policy: only this local pod")
-    parser.add_argument("--capture", metavar="IN", help="flows: the capture to replay (pcap or pcapng)")
+    parser.add_argument("--capture", metavar="IN", help="flows: the capture to replay first")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -227,30 +227,55 @@ def run(args):
 
 
 def _flows(args):
-    """Replay the capture, then list conntrack as it stands (conntrack -L)."""
-    from kdp.conntrack import format_flow
+    from kdp.dataplane import Dataplane
     from kdp.errors import KdpError
-    from kdp.observe import flow_record
+    from kdp.flowlog import flow_record
     from kdp.replay import replay
     if not args.capture:
-        raise KdpError("kdp show flows needs --capture IN: the flows are those a replay of it leaves")
-    result = replay(args.capture, cluster=args.cluster, node=args.node)
-    dp = result.dataplane
-    ct = dp.conntrack
-    flows = ct.flows() if ct is not None else []
-    services = dp.service_names()
-    if args.json:
-        policies = dp.policy_names() if dp.policy is not None else []
-        records = [flow_record(f, 0, 0, 0, "active", services, policies) for f in flows]
-        for r in records:
-            del r["first_ts"], r["policy"]      # (known to the flow log only, which --flows writes)
-        _json({"node": dp.node.node, "flows": records})
-        return 0
+        raise KdpError("kdp show flows needs --capture IN: conntrack after replaying it")
+    dp = Dataplane.from_snapshot(args.cluster, args.node)
+    if dp.conntrack is None:
+        raise KdpError("this snapshot's data plane tracks no flows")
+    result = replay(args.capture, dataplane=dp)
+    flows = dp.conntrack.live_flows()
     now = dp.pipeline.clock_ns
+    services, policies = dp.service_names(), dp.policy_names()
+    if args.json:
+        _json({"node": dp.node.node, "capture": str(args.capture), "packets": result.packets_in,
+               "flows": [dict(flow_record(f, services, policies), timeout_s=round(f["timeout_s"], 3))
+                         for f in flows]})
+        return 0
     for f in flows:
-        print(format_flow(f, now, services))
-    print(f"conntrack v1.4 (kdp): {len(flows)} flow entries have been shown.", file=sys.stderr)
+        print(conntrack_line(f, flow_record(f, services, policies), now))
+    print(f"kdp show flows: {len(flows)} flow entries after {result.packets_in} packets of "
+          f"{args.capture}", file=sys.stderr)
     return 0
+
+
+def conntrack_line(flow, record, now_ns):
+    """One flow as `conntrack -L` prints it (with accounting on): protocol name and
+    number, seconds left, TCP state, the original then the reply tuple, each with its
+    packets and bytes, [UNREPLIED] before the reply tuple when no answer came,
+    [ASSURED] after it; then kdp's Service and backend."""
+    left = max(0, int(flow["last_ns"] / 1e9 + flow["timeout_s"] - now_ns / 1e9))
+    words = [f"{record['proto']:<8} {flow['proto']:<2} {left}"]
+    if flow["state"]:
+        words.append(flow["state"])
+
+    def tuple_words(t, packets, nbytes):
+        ports = f" type={t[3]} code=0 id={t[2]}" if record["proto"].startswith("icmp") \
+            else f" sport={t[2]} dport={t[3]}"
+        return f"src={t[0]} dst={t[1]}{ports} packets={packets} bytes={nbytes}"
+
+    words.append(tuple_words(flow["orig"], flow["packets"][0], flow["bytes"][0]))
+    if not flow["seen_reply"]:
+        words.append("[UNREPLIED]")
+    words.append(tuple_words(flow["reply"], flow["packets"][1], flow["bytes"][1]))
+    if flow["assured"]:
+        words.append("[ASSURED]")
+    if record["service"]:
+        words.append(f"service={record['service']} backend={record['backend']}")
+    return " ".join(words)
 
 
 def _json(value):

@@ -1,50 +1,53 @@
-"""Show each stage's decision for chosen packets, as VPP's packet trace does.
+"""Show what each stage of the pipeline decided for chosen packets (VPP's packet trace).
 
-  kdp trace capture.pcap --cluster snapshot/ --node node-1 --packet 0,3
-  kdp trace capture.pcap --cluster snapshot/ --node node-1 --filter 'host 10.244.1.50 and port 80'
+  kdp trace capture.pcap --cluster snapshot/ --node node-1 --packet 12,13
+  kdp trace capture.pcap --cluster snapshot/ --node node-1 --filter 'host 10.244.1.50 and tcp'
 
-The whole capture is replayed (conntrack, affinity and neighbours evolve as in `kdp
-replay`); for the chosen packets (input indices from 0, or the packets a tcpdump
-expression matches as they came in) it prints the parsed headers, decapsulation,
-ingress port, DNS, conntrack hit or miss and state, the Service frontend and the backend
-chosen and why (traffic policy, topology, terminating fallback, session affinity, the
-flow hash's Maglev slot), the policy decisions, NAT before and after, the route and next
-hop, encapsulation, and the final verdict and reason.
+The whole capture is replayed (the state before a packet is what the packets before it
+made); each chosen packet is shown after every stage: rx, parse (and decapsulation),
+ingress port, dns, conntrack, new flow (Service frontend, backend and why, policy, the
+flow created), nat (before => after), route (route, next hop, port, tunnel), tx (the
+verdict). --packet takes input indices counted from 0, as the verdict log's `index`.
 """
+import sys
+
 from kdp.commands.common import add_cluster_option
 from kdp.errors import KdpError
 
 
 def add_arguments(parser):
     parser.add_argument("capture", metavar="IN", help="input capture (pcap or pcapng)")
-    add_cluster_option(parser)
+    add_cluster_option(parser, extra_help=". Without it kdp routes everything to the uplink.")
     parser.add_argument("--node", metavar="NAME", help="the node kdp plays")
-    parser.add_argument("--packet", metavar="N[,M...]", help="trace these packets (input indices from 0)")
-    parser.add_argument("--filter", metavar="EXPR", help="trace the packets this tcpdump expression matches")
-    parser.add_argument("--ingress", metavar="PORT", help="ingress port of every packet (as kdp replay)")
-    parser.add_argument("--links", metavar="FILE", help="the node's interfaces (as kdp replay)")
-    parser.add_argument("--all-directions", action="store_true", help="as kdp replay")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--packet", metavar="N[,M...]", help="input indices of the packets to trace (from 0)")
+    which.add_argument("--filter", metavar="EXPR", help="trace the packets this tcpdump expression matches")
+    parser.add_argument("--limit", type=int, default=100, metavar="N",
+                        help="trace at most N packets (default 100)")
+    parser.add_argument("--json", action="store_true", help="print the traces as JSON")
 
 
 def _indices(text):
     try:
         out = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise KdpError(f"--packet takes packet indices (0, 1, ...), comma-separated, got {text!r}") from None
+        raise KdpError(f"--packet takes indices such as 12 or 12,13; got {text!r}") from None
     if not out or min(out) < 0:
-        raise KdpError(f"--packet takes packet indices (0, 1, ...), comma-separated, got {text!r}")
+        raise KdpError(f"--packet takes indices from 0; got {text!r}")
     return out
 
 
 def run(args):
-    from kdp.trace import trace
-    if (args.packet is None) == (args.filter is None):
-        raise KdpError("kdp trace needs --packet N[,M...] or --filter EXPR (one of them)")
-    lines, n = trace(args.capture, cluster=args.cluster, node=args.node,
-                     packets=_indices(args.packet) if args.packet is not None else None,
-                     filter=args.filter, links=args.links, ingress=args.ingress,
-                     all_directions=args.all_directions)
-    print("\n".join(lines))
-    if n == 0:
-        print("kdp: notice: no packet matched the filter", file=__import__("sys").stderr)
+    from kdp.trace import to_json, to_text, trace
+    if args.limit < 1:
+        raise KdpError(f"--limit must be at least 1, got {args.limit}")
+    traces, chosen = trace(args.capture, cluster=args.cluster, node=args.node,
+                           packets=_indices(args.packet) if args.packet else None,
+                           filter=args.filter, limit=args.limit)
+    print(to_json(traces) if args.json else to_text(traces))
+    if chosen > len(traces):
+        print(f"kdp: notice: {chosen} packets matched; traced the first {len(traces)} (--limit)",
+              file=sys.stderr)
+    if chosen == 0:
+        print("kdp: notice: no packet matched the filter", file=sys.stderr)
     return 0

@@ -210,7 +210,7 @@ class LogFile:
         try:
             self.f = open(self.path, "wb") if self.own else sys.stdout.buffer
         except OSError as exc:
-            raise KdpError(f"{self.path}: cannot create the {self.what}: "
+            raise KdpError(f"{self.path}: cannot create the {what}: "
                            f"{exc.strerror or exc}") from None
 
     def write(self, data):

@@ -126,6 +126,10 @@ cdef class CaptureWriter:
     cdef readonly uint64_t unconvertible    # packets skipped: no way to express them in linktype
     cdef int err_no
     cdef bint closed
+    # pcapng packet comments of the batch being written (write(batch, comments)): the
+    # text of packet i is comment_text[comment_off[i]:comment_off[i + 1]]
+    cdef const uint8_t* comment_text
+    cdef const uint32_t* comment_off
 
     cdef int _flush(self) noexcept nogil
     cdef int _put(self, const void* data, Py_ssize_t n) noexcept nogil

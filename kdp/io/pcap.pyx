@@ -53,6 +53,9 @@ import os
 import stat
 import struct
 
+import numpy as np
+cimport numpy as cnp
+
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport malloc, realloc, free
@@ -67,6 +70,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
                                R_CAPTURED_OUTGOING, R_OTHERHOST)
 
 from kdp.errors import CaptureError
+
+cnp.import_array()
 
 cdef extern from "sys/mman.h" nogil:
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)
@@ -1118,6 +1123,7 @@ cdef class CaptureWriter:
         cdef uint32_t pad = 0
         cdef uint32_t zero = 0
         cdef uint32_t ifid
+        cdef uint32_t c_len, c_pad, opts
         for i in range(start, b.count):
             p = &b.m[i]
             if not self.all_packets and p.verdict != V_FORWARD and p.verdict != V_REJECT \
@@ -1163,8 +1169,17 @@ cdef class CaptureWriter:
                     need_port[0] = p.out_port
                     return i
                 pad = (4 - (out_len & 3)) & 3
+                c_len = 0
+                opts = 0
+                if self.comment_off != NULL:
+                    c_len = self.comment_off[i + 1] - self.comment_off[i]
+                    if c_len > 0xFFFF:
+                        c_len = 0xFFFF
+                    c_pad = (4 - (c_len & 3)) & 3
+                    if c_len:
+                        opts = 4 + c_len + c_pad + 4        # opt_comment, then opt_endofopt
                 w32[0] = NG_EPB
-                w32[1] = 32 + out_len + pad
+                w32[1] = 32 + out_len + pad + opts
                 w32[2] = ifid
                 w32[3] = <uint32_t>(ts >> 32)
                 w32[4] = <uint32_t>ts
@@ -1187,29 +1202,56 @@ cdef class CaptureWriter:
             if ng:
                 if pad and self._put(&zero, pad) < 0:
                     return -1
-                w32[7] = 32 + out_len + pad
+                if opts:
+                    (<uint16_t*>&hdr[0])[0] = 1         # opt_comment, host byte order
+                    (<uint16_t*>&hdr[2])[0] = <uint16_t>c_len
+                    if self._put(hdr, 4) < 0 or \
+                            self._put(self.comment_text + self.comment_off[i], c_len) < 0:
+                        return -1
+                    if c_pad and self._put(&zero, c_pad) < 0:
+                        return -1
+                    if self._put(&zero, 4) < 0:
+                        return -1
+                w32[7] = 32 + out_len + pad + opts
                 if self._put(&w32[7], 4) < 0:
                     return -1
             self.packets += 1
         return b.count
 
-    def write(self, Batch batch not None):
-        """Write the batch's transmitted packets (V_FORWARD, V_REJECT, V_REPLY; all with all_packets); return how many."""
+    def write(self, Batch batch not None, comments=None):
+        """Write the batch's transmitted packets (V_FORWARD, V_REJECT, V_REPLY; all with all_packets); return how many.
+        `comments` (pcapng only): a text or None per packet of the batch, written as the
+        packet's opt_comment (Wireshark shows it beside the packet)."""
         cdef Py_ssize_t start = 0, r
         cdef uint32_t need = 0
         cdef uint64_t before = self.packets
         if self.closed:
             raise ValueError("write to a closed CaptureWriter")
-        while True:
-            with nogil:
-                r = self._write_batch(batch, start, &need)
-            if r < 0:
-                self._raise()
-            if r < batch.count:
-                self._add_iface(need)
-                start = r
-                continue
-            break
+        if comments is not None:
+            if not self.ng:
+                raise ValueError("packet comments need a pcapng output")
+            if len(comments) < batch.count:
+                raise ValueError("fewer comments than packets")
+            texts = [(c or "").encode("utf-8") for c in comments[:batch.count]]
+            text = b"".join(texts) or b"\0"
+            offsets = np.zeros(batch.count + 1, dtype=np.uint32)
+            np.cumsum([len(t) for t in texts], out=offsets[1:])
+            self.comment_text = <const uint8_t*><const char*>text
+            self.comment_off = <const uint32_t*>cnp.PyArray_DATA(offsets)
+        try:
+            while True:
+                with nogil:
+                    r = self._write_batch(batch, start, &need)
+                if r < 0:
+                    self._raise()
+                if r < batch.count:
+                    self._add_iface(need)
+                    start = r
+                    continue
+                break
+        finally:
+            self.comment_text = NULL
+            self.comment_off = NULL
         return self.packets - before
 
     def _add_iface(self, uint32_t port):

@@ -1,0 +1,146 @@
+"""`kdp bench replay`: what a user runs, end to end, beside tcpdump on the same capture.
+
+Workload (generated into $TMPDIR, removed afterwards): the pipeline suite's cluster
+(kdp/benchmarks/pipeline.py: 1,000 Services with 10,000 endpoints seen from node-0) as
+one multi-document YAML file, and its capture: 1,000,000 Ethernet/IPv4/TCP packets of
+~100,000 flows (100,000 packets with --quick). Each row runs a program and takes its
+wall time, best of 3 (the file is in the page cache after the first run):
+
+  kdp replay -o out.pcap             the CLI path whole: start-up, loading and compiling
+                                     the cluster, read, pipeline, write, summary
+  kdp replay -o out.pcap --log LOG   ... and the JSON verdict log
+  kdp replay (no output)             read, pipeline and summary only
+  tcpdump -r IN -w OUT               the same capture copied by tcpdump (the peer)
+  start-up                           kdp replay of a capture with no packets: the time a
+                                     user waits before the first packet (no cluster; the
+                                     1,000-Service YAML; 10,000 Services without --quick)
+
+Then, in this process, where the time of `kdp replay -o --log` goes: loading and
+compiling the cluster, read, pipeline, write, log (kdp/benchmarks/pipeline.py's split
+loop, CPU time). Packets/s are packets read / seconds.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+QUICK = {"services": 1_000, "endpoints": 10_000, "packets": 100_000}
+FULL = {"services": 1_000, "endpoints": 10_000, "packets": 1_000_000}
+REPEAT = 3
+
+
+def _kdp(*args):
+    return [sys.executable, "-m", "kdp", *map(str, args)]
+
+
+def _wall(cmd, repeat=REPEAT):
+    best = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+        dt = time.perf_counter() - t
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {run.returncode}: "
+                               f"{run.stderr.decode(errors='replace')[-500:]}")
+        best = dt if best is None or dt < best else best
+    return best
+
+
+def _write_cluster(path, services, endpoints):
+    from kdp.benchmarks.pipeline import cluster_docs
+    docs = cluster_docs(services, endpoints)
+    with open(path, "w") as f:
+        yaml.safe_dump_all(docs, f, sort_keys=False)
+    return docs
+
+
+def _empty_capture(path):
+    from kdp.benchmarks.synth import write_ipv4_pcap
+    import numpy as np
+    z = np.zeros(0, dtype=np.int64)
+    write_ipv4_pcap(path, z, z, z, z, z, z, z, z, z, z)
+
+
+def _tcpdump(inp, out):
+    from kdp.benchmarks.peers import PeerUnavailable
+    if shutil.which("tcpdump") is None:
+        raise PeerUnavailable("the tcpdump program is not on PATH")
+    return _wall(["tcpdump", "-r", inp, "-w", out])
+
+
+def run(quick=False):
+    from kdp.benchmarks.peers import attempt
+    from kdp.benchmarks.pipeline import NODE, _targets, synth_capture, _replay_split
+    from kdp.control import Cluster, compile as compile_cluster
+    size = QUICK if quick else FULL
+    res = {"size": size, "runs": [], "startup": [], "peers_not_run": []}
+    with tempfile.TemporaryDirectory(prefix="kdp-bench-replay-") as tmp:
+        cluster = os.path.join(tmp, "cluster.yaml")
+        docs = _write_cluster(cluster, size["services"], size["endpoints"])
+        tables = compile_cluster(Cluster.from_documents(docs, node=NODE))
+        cap = os.path.join(tmp, "in.pcap")
+        res["capture"] = synth_capture(cap, size["packets"], tables, _targets(docs))
+        n = size["packets"]
+        out, log = os.path.join(tmp, "out.pcap"), os.path.join(tmp, "log.jsonl")
+        base = ["replay", cap, "--cluster", cluster, "--node", NODE, "--no-progress"]
+        for name, extra in (("kdp replay -o out.pcap", ["-o", out]),
+                            ("kdp replay -o out.pcap --log LOG", ["-o", out, "--log", log]),
+                            ("kdp replay (no output)", [])):
+            s = _wall(_kdp(*base, *extra))
+            res["runs"].append({"what": name, "seconds": s, "packets_per_s": n / s})
+        s = attempt("tcpdump", lambda: _tcpdump(cap, os.path.join(tmp, "tcpdump.pcap")), res["peers_not_run"])
+        if s is not None:
+            res["runs"].append({"what": "tcpdump -r IN -w OUT", "seconds": s, "packets_per_s": n / s})
+        empty = os.path.join(tmp, "empty.pcap")
+        _empty_capture(empty)
+        startups = [("no cluster", None), (f"{size['services']:,} Services (YAML)", cluster)]
+        if not quick:
+            big = os.path.join(tmp, "big.yaml")
+            _write_cluster(big, 10_000, 100_000)
+            startups.append(("10,000 Services (YAML)", big))
+        for name, path in startups:
+            args = ["replay", empty, "--no-progress"] + (["--cluster", path, "--node", NODE] if path else [])
+            res["startup"].append({"what": name, "seconds": _wall(_kdp(*args))})
+        t = time.perf_counter()
+        compile_cluster(Cluster.load([cluster], node=NODE))
+        res["load_compile_s"] = time.perf_counter() - t
+        from kdp.dataplane import Dataplane
+        split = _replay_split(cap, out, Dataplane(tables))
+        res["split_s"] = split
+        res["split_per_packet_ns"] = {k: v / n * 1e9 for k, v in split.items()}
+    return res
+
+
+def main(args):
+    import json
+    res = run(quick=getattr(args, "quick", False))
+    if getattr(args, "json", False):
+        print(json.dumps(res, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    con = Console()
+    n = res["size"]["packets"]
+    tb = Table(title=f"kdp replay from the command line, {n:,} packets, "
+                     f"{res['size']['services']:,} Services (wall time, best of {REPEAT})")
+    for c in ("what", "seconds", "M packets/s"):
+        tb.add_column(c, justify="left" if c == "what" else "right")
+    for r in res["runs"]:
+        tb.add_row(r["what"], f"{r['seconds']:.3f}", f"{r['packets_per_s'] / 1e6:.2f}")
+    con.print(tb)
+    tb = Table(title="start-up: kdp replay of a capture without packets (wall)")
+    tb.add_column("cluster")
+    tb.add_column("seconds", justify="right")
+    for r in res["startup"]:
+        tb.add_row(r["what"], f"{r['seconds']:.3f}")
+    con.print(tb)
+    split = res["split_per_packet_ns"]
+    con.print("in-process, ns a packet (CPU): " + ", ".join(f"{k} {v:.0f}" for k, v in split.items())
+              + f"; loading and compiling the cluster {res['load_compile_s']:.3f} s")
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res["peers_not_run"])
+    return 0
