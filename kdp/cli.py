@@ -10,6 +10,7 @@ _python_showwarning = warnings.showwarning
 COMMANDS = {
     "replay": "Run a capture through the data plane and write what it transmits.",
     "trace": "Show what each stage decided for chosen packets of a capture.",
+    "attach": "Run the data plane live on TAP devices.",
     "show": "Print the compiled tables of a cluster snapshot.",
     "bench": "Measure kdp beside its peers, in one run.",
     "snapshot": "Write a cluster snapshot from a live cluster (the official Kubernetes client).",

@@ -1,0 +1,323 @@
+"""`kdp attach`: the data plane live on TAP devices.
+
+Each `--port NAME=TAPDEV` is a data-plane port (NodeConfig `ports`: a local pod's, the
+uplink, ...) backed by a TAP device that kdp creates, or opens when it exists. kdp holds
+the device's file descriptor; the device itself is the other end, as a veth's pod side
+is: move it into the pod's network namespace and give it the pod's address, with a
+default route through the gateway kdp answers for (Calico's 169.254.1.1), and the pod's
+traffic flows through kdp's pipeline: the same tables, conntrack, counters and log as a
+replay, on the monotonic clock.
+
+Per iteration the loop waits (poll) for any port to be readable, reads up to a batch of
+frames from every readable port, runs the batch, and writes each transmitted packet to
+its egress port's device. kdp answers ARP requests on its ports for every address but
+the asker's own (proxy ARP, as Calico's host side does) with ATTACH_MAC, and learns the
+askers' MACs (the neighbour table) to address what it sends them.
+
+TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame) and
+offloads off (TUNSETOFFLOAD 0): the kernel hands kdp whole, checksummed frames, never a
+64 KB GSO super-frame, and kdp writes headers that ask for nothing. Link state is set
+with pyroute2 (netlink); the TUNSETIFF-class calls are ioctls, which pyroute2 does not
+cover. SIGINT / SIGTERM stop the loop; the devices kdp created disappear with their
+descriptors; the summary is printed. SIGHUP reloads the snapshot (compiled aside,
+swapped between batches; an invalid one is reported and changes nothing).
+"""
+import errno
+import fcntl
+import os
+import select
+import signal
+import struct
+import time
+
+from kdp._fast.packet import Batch, LinkType
+from kdp.errors import KdpError
+from kdp.reasons import Reason, Verdict
+
+TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers)
+VNET_ZERO = bytes(VNET_HDR_LEN)     # no checksum to complete, no segmentation
+ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
+MAX_FRAME = 65536
+
+
+def _ip4(value):
+    import ipaddress
+    return str(ipaddress.IPv4Address(value))
+
+
+class TapPort:
+    """One TAP device and the data-plane port it carries."""
+
+    def __init__(self, name, device, port_id):
+        self.name, self.device, self.port_id = name, device, port_id
+        try:
+            self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise KdpError(f"--port {name}={device}: cannot open /dev/net/tun: {exc.strerror}") from None
+        try:
+            fcntl.ioctl(self.fd, TUNSETIFF, struct.pack("16sH", device.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+            fcntl.ioctl(self.fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, 0)
+        except OSError as exc:
+            os.close(self.fd)
+            raise KdpError(f"--port {name}={device}: cannot attach the TAP device: {exc.strerror}") from None
+        self.rx = self.tx = self.rx_bytes = self.tx_bytes = self.tx_errors = 0
+
+    def set_up(self, ipr):
+        idx = ipr.link_lookup(ifname=self.device)
+        if idx:
+            ipr.link("set", index=idx[0], state="up")
+
+    def read_into(self, batch, now_ns, room):
+        """Read up to `room` frames into `batch`; returns how many."""
+        n = 0
+        while n < room:
+            try:
+                data = os.read(self.fd, MAX_FRAME + VNET_HDR_LEN)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EINTR):
+                    break
+                raise
+            if len(data) <= VNET_HDR_LEN:
+                continue
+            frame = memoryview(data)[VNET_HDR_LEN:]
+            batch.append(frame, ts_ns=now_ns, linktype=LinkType.LT_ETHERNET, in_port=self.port_id)
+            self.rx += 1
+            self.rx_bytes += len(frame)
+            n += 1
+        return n
+
+    def send(self, frame):
+        try:
+            os.write(self.fd, VNET_ZERO + frame)
+            self.tx += 1
+            self.tx_bytes += len(frame)
+        except OSError:                 # the device is down or gone: counted
+            self.tx_errors += 1
+
+    def close(self):
+        os.close(self.fd)
+
+
+GATEWAY4 = bytes([169, 254, 1, 1])     # the address kdp's ARP requests come from
+
+
+def arp_request(ip4):
+    """An ARP request for the IPv4 address ip4 (4 bytes), from kdp's side of a port."""
+    return (b"\xff" * 6 + ATTACH_MAC + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01"
+            + ATTACH_MAC + GATEWAY4 + bytes(6) + ip4)
+
+
+def arp_reply(frame):
+    """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers)."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    arp = frame[14:42]
+    if arp[0:8] != b"\x00\x01\x08\x00\x06\x04\x00\x01":         # Ethernet/IPv4, request
+        return None
+    sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
+    if tpa == spa or spa == b"\x00\x00\x00\x00":                 # gratuitous ARP, DAD probe
+        return None
+    return (sha + ATTACH_MAC + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02"
+            + ATTACH_MAC + tpa + sha + spa)
+
+
+class Attached:
+    """The live loop over a Dataplane and its TAP ports."""
+
+    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None):
+        self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
+        self.by_id = {p.port_id: p for p in ports}
+        self.batch = Batch(batch_size)
+        self.log = log
+        self.stop = False
+        self.reload_asked = False
+        self.reloads = []               # (monotonic time, "ok" or the error)
+        self.arp_answered = 0
+        self.no_device = 0              # transmitted to a port without a TAP device
+        self.unresolved_dropped = 0     # waited for a neighbour that never answered
+        # frames for a local pod whose MAC kdp does not know yet: (port id, IPv4) ->
+        # [frames], sent once its ARP reply is learned (Linux queues them the same way)
+        self.pending = {}
+        self.asked = {}                 # (port id, IPv4) -> monotonic time of the last request
+        dp.pipeline.packet_clock = False
+
+    def run(self, duration=None):
+        """Run until SIGINT/SIGTERM (or `duration` seconds)."""
+        poller = select.poll()
+        for p in self.ports:
+            poller.register(p.fd, select.POLLIN)
+        fds = {p.fd: p for p in self.ports}
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self.stop:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if self.reload_asked:
+                self._reload()
+            self._resolve_pods()
+            ready = poller.poll(100)
+            if not ready:
+                continue
+            self.batch.clear()
+            now = time.monotonic_ns()
+            room = self.batch.capacity
+            for fd, _ev in ready:
+                room -= fds[fd].read_into(self.batch, now, room)
+                if room <= 0:
+                    break
+            if len(self.batch):
+                self._run_batch(now)
+
+    def _run_batch(self, now):
+        b = self.batch
+        self.dp.pipeline.run(b, self.log, now)
+        meta = b.meta
+        for i in range(len(b)):
+            m = meta[i]
+            verdict = int(m["verdict"])
+            if verdict == Verdict.LOCAL and int(m["reason"]) == Reason.ARP:
+                answer = arp_reply(b.packet(i))
+                port = self.by_id.get(int(m["in_port"]))
+                if answer is not None and port is not None:
+                    port.send(answer)
+                    self.arp_answered += 1
+                continue
+            if verdict in (Verdict.FORWARD, Verdict.REJECT, Verdict.REPLY):
+                port = self.by_id.get(int(m["out_port"]))
+                if port is None:
+                    self.no_device += 1
+                    continue
+                frame = b.packet(i)
+                if int(m["ip_ver"]) == 4 and self._unresolved(port, int(m["dst4"]), frame):
+                    continue
+                port.send(frame)
+        extra = self.dp.extra
+        for i in range(len(extra)):
+            port = self.by_id.get(int(extra.meta[i]["out_port"]))
+            if port is not None:
+                port.send(extra.packet(i))
+        if self.log is not None:
+            self.log.write(b)
+
+    def _local_pods(self):
+        """(port, IPv4 int) of every local pod address behind an attached port."""
+        from kdp._fast.route import RouteKind
+        out = []
+        for route in self.dp.pipeline.routes.routes:
+            port = self.by_id.get(route.port)
+            net = route.prefix
+            if port is not None and route.kind == RouteKind.RT_LOCAL_POD and net.version == 4 \
+                    and net.prefixlen == 32:
+                out.append((port, int(net.network_address)))
+        return out
+
+    def _resolve_pods(self):
+        """Ask (again, once a second) for the MAC of every local pod kdp has not heard
+        from, and send what waited for an answer that came."""
+        now = time.monotonic()
+        neigh = self.dp.pipeline.neighbours
+        for port, ip in self._local_pods():
+            key = (port.port_id, ip)
+            mac = neigh.get(_ip4(ip))
+            if mac is not None:
+                for frame in self.pending.pop(key, ()):
+                    port.send(mac + frame[6:])
+                continue
+            if now - self.asked.get(key, 0.0) >= 1.0:
+                self.asked[key] = now
+                port.send(arp_request(ip.to_bytes(4, "big")))
+        for key in [k for k, t in self.asked.items() if k in self.pending and now - t > 3.0 and
+                    neigh.get(_ip4(k[1])) is None]:
+            self.unresolved_dropped += len(self.pending.pop(key))
+
+    def _unresolved(self, port, dst4, frame):
+        """Queue `frame` (at most 3 a neighbour) when its destination is a local pod whose
+        MAC kdp does not know; True when it was queued (or dropped: counted)."""
+        key = (port.port_id, dst4)
+        if key not in self.asked or self.dp.pipeline.neighbours.get(_ip4(dst4)) is not None:
+            return False
+        queue = self.pending.setdefault(key, [])
+        if len(queue) < 3:
+            queue.append(frame)
+        else:
+            self.unresolved_dropped += 1
+        return True
+
+    def _reload(self):
+        self.reload_asked = False
+        try:
+            flushed = self.dp.reload(self.cluster, node=self.node)
+            self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
+            print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
+                  flush=True)
+        except KdpError as exc:
+            self.reloads.append((time.monotonic(), str(exc)))
+            print(f"kdp attach: reload failed, nothing changed: {exc}", flush=True)
+
+
+def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None):
+    """Open the TAP ports, run until stopped; returns (Attached, RunResult)."""
+    from pyroute2 import IPRoute
+
+    from kdp.dataplane import Dataplane
+    from kdp.io.capture import LogFile
+    from kdp.summary import RunResult, dns_outcomes
+    dp = Dataplane.from_snapshot(cluster, node)
+    ports = []
+    log_file = vlog = None
+    started = time.perf_counter()
+    try:
+        for spec in port_specs:
+            name, sep, device = spec.partition("=")
+            if not sep or not name or not device:
+                raise KdpError(f"--port takes NAME=TAPDEV, got {spec!r}")
+            if len(device.encode()) > 15:
+                raise KdpError(f"--port {spec}: a device name has at most 15 bytes")
+            if name not in dp.ports:
+                known = ", ".join(n for _i, n in dp.ports)
+                raise KdpError(f"--port {spec}: no port {name!r} in the snapshot (ports: {known})")
+            ports.append(TapPort(name, device, dp.ports.id_of(name)))
+        with IPRoute() as ipr:
+            for p in ports:
+                p.set_up(ipr)
+        if log:
+            log_file = LogFile(log)
+            vlog = dp.verdict_log(log_file, batch_size)
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog)
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+        def stop(_sig, _frame):
+            loop.stop = True
+
+        def reload(_sig, _frame):
+            loop.reload_asked = True
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, reload)
+        try:
+            if ready is not None:
+                ready()
+            loop.run(duration)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+    finally:
+        for p in ports:
+            p.close()
+        if log_file is not None:
+            log_file.close()
+    result = RunResult(
+        packets_in=int(dp.counters.sum()), counters=dp.counters.copy(), verdicts=dp.verdicts.copy(),
+        packets_out=sum(p.tx for p in ports), input_path="attached: " + ", ".join(
+            f"{p.name}={p.device}" for p in ports),
+        notices=list(dp.notices), seconds=time.perf_counter() - started,
+        flows=dp.flow_counters(), dns=dns_outcomes(dp.dns_counters), services=dp.service_counts())
+    return loop, result

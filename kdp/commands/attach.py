@@ -1,0 +1,59 @@
+"""Run the data plane live on TAP devices.
+
+  kdp attach --cluster snapshot/ --node node-1 --port default/client=kdp-client --port web-1=kdp-web
+
+Each --port NAME=TAPDEV backs a data-plane port (NodeConfig `ports`, or a local pod's
+port, named as `kdp show routes` names it) with a TAP device, created or opened. Move a
+pod's device into its network namespace with its address and a default route through
+169.254.1.1 (kdp answers ARP for it, as Calico's proxy ARP does): its traffic then runs
+through the same pipeline as `kdp replay`. SIGINT/SIGTERM stop and print the summary;
+SIGHUP reloads the snapshot (an invalid one is reported and changes nothing).
+Needs root (or CAP_NET_ADMIN) and pyroute2: pip install 'kdp[attach]'.
+"""
+import sys
+
+from kdp.commands.common import add_cluster_option, console
+
+
+def add_arguments(parser):
+    add_cluster_option(parser, required=True)
+    parser.add_argument("--node", metavar="NAME", help="the node kdp plays")
+    parser.add_argument("--port", action="append", required=True, metavar="NAME=TAPDEV",
+                        help="a data-plane port and its TAP device (repeat for each)")
+    parser.add_argument("--log", metavar="FILE", help="write the verdict log (JSON Lines) as replay does")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="frames per batch (default 256)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args):
+    import json
+
+    from kdp.attach import attach
+    from kdp.errors import KdpError
+    from kdp.summary import print_diagnostics, print_summary
+    if not 1 <= args.batch_size <= 65536:
+        raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    try:
+        import pyroute2  # noqa: F401
+    except ImportError:
+        raise KdpError("kdp attach needs pyroute2: pip install 'kdp[attach]'") from None
+
+    def ready():
+        print("kdp attach: ready: " + ", ".join(args.port), file=sys.stderr, flush=True)
+    loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
+                          log=args.log, duration=args.duration, ready=ready)
+    if args.json:
+        out = result.to_json()
+        out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
+                                 "tx_bytes": p.tx_bytes, "tx_errors": p.tx_errors} for p in loop.ports}
+        out["arp_answered"] = loop.arp_answered
+        out["reloads"] = [r for _t, r in loop.reloads]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        print_diagnostics(result)
+    else:
+        print_summary(result, console=console())
+        print("ports: " + ", ".join(f"{p.name}={p.device} rx {p.rx} tx {p.tx}" for p in loop.ports)
+              + f"; ARP answered {loop.arp_answered}")
+    return 0

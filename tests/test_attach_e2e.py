@@ -1,0 +1,271 @@
+"""kdp attach, end to end: real kernels in network namespaces the test makes talk through
+kdp's TAP ports. The client's TCP stack, the backend's http.server and urllib are the
+references: an HTTP request through a ClusterIP or a NodePort must be answered, a
+Service without endpoints must refuse at once, a NetworkPolicy must block, and a
+reload must undo it. Each test builds its own namespaces and snapshot and removes them
+(and stops kdp) whatever happens; every wait is bounded."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdptest import NODE1, endpoint, endpoint_slice, node, node_config, port, service
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and TAP devices")
+
+CLIENT, WEB, OUTSIDE = "10.244.1.50", "10.244.1.10", "192.168.56.99"
+SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.HTTPServer((sys.argv[1], 8080), H); print('ready', flush=True); s.serve_forever()
+"""
+GET = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode())"
+CONNECT = """
+import socket, sys, time
+t = time.monotonic()
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=4); print('connected')
+except ConnectionRefusedError: print('refused %.3f' % (time.monotonic() - t))
+except OSError as e: print('failed %s %.3f' % (e, time.monotonic() - t))
+"""
+
+
+def _pod(ns, name, ip, app):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": ns, "name": name, "labels": {"app": app}},
+            "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+
+
+def cluster(policy=False):
+    objs = [node_config(nodeAddresses=[f"{NODE1}/24"], clusterCIDRs=["10.244.0.0/16"], serviceCIDRs=["10.96.0.0/16"]),
+            node("node-1", NODE1, ["10.244.1.0/24"]),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}},
+            _pod("shop", "client", CLIENT, "client"), _pod("shop", "web-1", WEB, "web"),
+            service("web", [port("http", 80, 8080, node_port=30080)], type="NodePort"),
+            endpoint_slice("web", [("http", "TCP", 8080)], [endpoint(WEB, "node-1")]),
+            service("empty", [port("http", 80, 8080)], cluster_ips=("10.96.0.20",))]
+    if policy:
+        objs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "web-closed", "namespace": "shop"},
+                     "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}})
+    return objs
+
+
+def sh(*cmd, timeout=20, check=True):
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and run.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}: {run.stderr.strip()}")
+    return run
+
+
+class Node:
+    """kdp attached to TAP ports, each moved into a namespace with its address."""
+
+    def __init__(self, tmp_path, policy=False):
+        if shutil.which("ip") is None:
+            pytest.fail("the ip command (iproute2) is not installed (run-tests.sh installs it)")
+        tag = uuid.uuid4().hex[:6]
+        self.tag = tag
+        self.snap = tmp_path / "snap"
+        self.snap.mkdir()
+        self.write(policy)
+        self.spaces = {"client": (f"kc{tag}", CLIENT), "web": (f"kw{tag}", WEB), "out": (f"ko{tag}", OUTSIDE)}
+        self.devices = {"client": f"tc{tag}", "web": f"tw{tag}", "out": f"tu{tag}"}
+        ports = {"client": "shop/client", "web": "shop/web-1", "out": "uplink"}
+        self.log = tmp_path / "kdp.out"
+        self.kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(self.snap), "--node", "node-1",
+                                     "--json"] + [a for k in ports for a in ("--port", f"{ports[k]}={self.devices[k]}")],
+                                    stdout=open(self.log, "w"), stderr=subprocess.PIPE, text=True)
+        self.servers = []
+        ready = self.kdp.stderr.readline()
+        assert "ready" in ready, ready + self.kdp.stderr.read()
+        for key, (ns, ip) in self.spaces.items():
+            dev = self.devices[key]
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", dev, "netns", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            if key == "out":            # a host on the node's subnet, beyond the uplink
+                sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            else:                       # a pod, Calico style
+                sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", dev)
+                sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", dev)
+                sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", dev)
+
+    def write(self, policy):
+        (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy), sort_keys=False))
+
+    def serve(self):
+        ns = self.spaces["web"][0]
+        srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, WEB],
+                               stdout=subprocess.PIPE, text=True)
+        self.servers.append(srv)
+        assert srv.stdout.readline().strip() == "ready"
+
+    def run_in(self, key, code, *args, timeout=15):
+        return sh("ip", "netns", "exec", self.spaces[key][0], sys.executable, "-c", code, *args,
+                  timeout=timeout, check=False)
+
+    def reload(self, policy):
+        self.write(policy)
+        self.kdp.send_signal(signal.SIGHUP)
+        time.sleep(0.5)                 # the loop reloads between batches (it polls every 0.1 s)
+
+    def stop(self):
+        for srv in self.servers:
+            srv.kill()
+            srv.wait(timeout=10)
+        if self.kdp.poll() is None:
+            self.kdp.send_signal(signal.SIGTERM)
+            try:
+                self.kdp.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kdp.kill()
+                self.kdp.wait(timeout=5)
+        for ns, _ip in self.spaces.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def attached(tmp_path):
+    nodes = []
+
+    def make(**kw):
+        nodes.append(Node(tmp_path, **kw))
+        return nodes[-1]
+    yield make
+    for n in nodes:
+        n.stop()
+
+
+def test_a_pod_reaches_a_clusterip_and_the_backend_sees_the_pods_address(attached):
+    n = attached()
+    n.serve()
+    run = n.run_in("client", GET, "http://10.96.0.10/")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == CLIENT            # no masquerade for a pod's own request
+
+
+def test_an_outside_host_reaches_the_nodeport_and_the_backend_sees_the_node(attached):
+    n = attached()
+    n.serve()
+    run = n.run_in("out", GET, f"http://{NODE1}:30080/")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == NODE1             # externalTrafficPolicy Cluster: masqueraded
+
+
+def test_a_service_without_endpoints_refuses_at_once(attached):
+    n = attached()
+    run = n.run_in("client", CONNECT, "10.96.0.20", "80")
+    word, seconds = run.stdout.split()[0], float(run.stdout.split()[-1])
+    assert word == "refused" and seconds < 1.0
+
+
+def test_a_network_policy_blocks_and_a_reload_without_it_restores(attached):
+    n = attached(policy=True)
+    n.serve()
+    blocked = n.run_in("client", CONNECT, "10.96.0.10", "80")
+    assert blocked.stdout.startswith("failed") and "timed out" in blocked.stdout
+    n.reload(policy=False)
+    run = n.run_in("client", GET, "http://10.96.0.10/")
+    assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
+
+
+def test_stopping_prints_the_summary_and_removes_the_devices(attached, tmp_path):
+    import json
+    n = attached()
+    n.serve()
+    assert n.run_in("client", GET, "http://10.96.0.10/").returncode == 0
+    n.kdp.send_signal(signal.SIGTERM)
+    assert n.kdp.wait(timeout=15) == 0
+    summary = json.loads(n.log.read_text())
+    assert summary["ports"]["shop/client"]["rx"] > 0 and summary["arp_answered"] >= 1
+    assert {"service": "shop/web:http", "packets": summary["services"][0]["packets"], "new_flows": 1,
+            "rejects": 0} in summary["services"]
+    ns = n.spaces["client"][0]
+    assert n.devices["client"] not in sh("ip", "-n", ns, "link").stdout   # gone with kdp's descriptor
+
+
+def _two_node_cluster(tmp_path):
+    from kdptest import base_objects
+    objs = base_objects() + [
+        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-2"},
+         "spec": {"nodeAddresses": ["192.168.56.12"], "clusterCIDRs": ["10.244.0.0/16"],
+                  "serviceCIDRs": ["10.96.0.0/16"]}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"},
+         "spec": {"cidr": "10.244.0.0/16", "ipipMode": "Always"}},
+        service("web", [port("http", 80, 8080)]),
+        endpoint_slice("web", [("http", "TCP", 8080)], [endpoint("10.244.2.10", "node-2")])]
+    snap = tmp_path / "two"
+    snap.mkdir()
+    (snap / "cluster.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+    return snap
+
+
+def test_two_kdp_nodes_carry_a_service_flow_over_ip_in_ip(tmp_path):
+    """Two kdp instances as node-1 and node-2, their uplinks bridged in an underlay
+    namespace: a pod on node-1 reaches a ClusterIP whose backend runs on node-2, and a
+    pod directly; the packets between the nodes are IP-in-IP (kdp encapsulates, the other
+    kdp decapsulates), and the backend sees the client pod's address."""
+    snap = _two_node_cluster(tmp_path)
+    tag = uuid.uuid4().hex[:6]
+    ns = {"client": f"kc{tag}", "web": f"kw{tag}", "under": f"ku{tag}"}
+    dev = {"client": f"tc{tag}", "web": f"tw{tag}", "up1": f"ua{tag}", "up2": f"ub{tag}"}
+    procs, logs = [], [tmp_path / "node-1.jsonl", tmp_path / "node-2.jsonl"]
+    try:
+        for node_name, pod, pdev, up, log in (("node-1", "shop/client", dev["client"], dev["up1"], logs[0]),
+                                              ("node-2", "shop/web-2", dev["web"], dev["up2"], logs[1])):
+            p = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", node_name,
+                                  "--port", f"{pod}={pdev}", "--port", f"uplink={up}", "--log", str(log)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert "ready" in p.stderr.readline()
+        sh("ip", "netns", "add", ns["under"])
+        sh("ip", "-n", ns["under"], "link", "add", "br0", "type", "bridge")
+        for up in (dev["up1"], dev["up2"]):
+            sh("ip", "link", "set", up, "netns", ns["under"])
+            sh("ip", "-n", ns["under"], "link", "set", up, "master", "br0")
+            sh("ip", "-n", ns["under"], "link", "set", up, "up")
+        sh("ip", "-n", ns["under"], "link", "set", "br0", "up")
+        for key, ip in (("client", CLIENT), ("web", "10.244.2.10")):
+            sh("ip", "netns", "add", ns[key])
+            sh("ip", "link", "set", dev[key], "netns", ns[key])
+            sh("ip", "-n", ns[key], "link", "set", dev[key], "up")
+            sh("ip", "-n", ns[key], "addr", "add", f"{ip}/32", "dev", dev[key])
+            sh("ip", "-n", ns[key], "route", "add", "169.254.1.1", "dev", dev[key])
+            sh("ip", "-n", ns[key], "route", "add", "default", "via", "169.254.1.1", "dev", dev[key])
+        srv = subprocess.Popen(["ip", "netns", "exec", ns["web"], sys.executable, "-c", SERVER, "10.244.2.10"],
+                               stdout=subprocess.PIPE, text=True)
+        procs.append(srv)
+        assert srv.stdout.readline().strip() == "ready"
+        for url in ("http://10.96.0.10/", "http://10.244.2.10:8080/"):
+            run = sh("ip", "netns", "exec", ns["client"], sys.executable, "-c", GET, url, timeout=15, check=False)
+            assert run.returncode == 0 and run.stdout.strip() == CLIENT, (url, run.stderr)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for name in ns.values():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+    import json
+    node1 = [json.loads(l) for l in logs[0].read_text().splitlines()]
+    node2 = [json.loads(l) for l in logs[1].read_text().splitlines()]
+    assert any(l["reason"] == "forwarded_ipip" and l["tunnel"]["dst"] == "192.168.56.12" for l in node1)
+    assert any(l.get("decap") == "ipip" and l["dst"] == "10.244.2.10" for l in node2)
+    assert any(l.get("decap") == "ipip" and l["dst"] == CLIENT for l in node1)
