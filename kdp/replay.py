@@ -45,6 +45,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     if count is not None and count < 1:
         raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
     log_verdicts = _log_verdicts(log_only)
+    if log_verdicts is not None and not log:
+        raise KdpError("--log-only chooses the verdict log's lines: give --log FILE too")
     if annotate and (output is None or not _is_pcapng(output)):
         raise KdpError("--annotate writes pcapng packet comments: give an output ending in .pcapng")
     flt = _packet_filter(filter)

@@ -62,7 +62,8 @@ def test_log_only_keeps_exactly_the_lines_of_those_verdicts(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["-c", "0"], "must be at least 1"),
     (["-c", "x"], "invalid int value"),
-    (["--log-only", "drop,nope"], "got nope"),
+    (["--log-only", "drop,nope", "--log", "/dev/null"], "got nope"),
+    (["--log-only", "drop"], "give --log FILE too"),
 ])
 def test_bad_count_or_verdicts_are_a_clear_error(tmp_path, args, message):
     run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLE), *args],
