@@ -71,6 +71,18 @@ def sh(*cmd, timeout=20, check=True):
     return run
 
 
+def pod_namespace(ns, dev, ip):
+    """Namespace `ns` with TAP device `dev` as a pod's interface, Calico style: the pod's
+    /32 and a default route through 169.254.1.1, which kdp answers ARP for."""
+    sh("ip", "netns", "add", ns)
+    sh("ip", "link", "set", dev, "netns", ns)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", ns, "link", "set", dev, "up")
+    sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", dev)
+    sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", dev)
+    sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", dev)
+
+
 class Node:
     """kdp attached to TAP ports, each moved into a namespace with its address."""
 
@@ -96,16 +108,14 @@ class Node:
         assert "ready" in ready, ready + self.kdp.stderr.read()
         for key, (ns, ip) in self.spaces.items():
             dev = self.devices[key]
+            if key != "out":
+                pod_namespace(ns, dev, ip)
+                continue
+            # a host on the node's subnet, beyond the uplink
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "set", dev, "netns", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
             sh("ip", "-n", ns, "link", "set", dev, "up")
-            if key == "out":            # a host on the node's subnet, beyond the uplink
-                sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            else:                       # a pod, Calico style
-                sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", dev)
-                sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", dev)
-                sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", dev)
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
 
     def write(self, policy):
         (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy), sort_keys=False))
@@ -243,12 +253,7 @@ def test_two_kdp_nodes_carry_a_service_flow_over_ip_in_ip(tmp_path):
             sh("ip", "-n", ns["under"], "link", "set", up, "up")
         sh("ip", "-n", ns["under"], "link", "set", "br0", "up")
         for key, ip in (("client", CLIENT), ("web", "10.244.2.10")):
-            sh("ip", "netns", "add", ns[key])
-            sh("ip", "link", "set", dev[key], "netns", ns[key])
-            sh("ip", "-n", ns[key], "link", "set", dev[key], "up")
-            sh("ip", "-n", ns[key], "addr", "add", f"{ip}/32", "dev", dev[key])
-            sh("ip", "-n", ns[key], "route", "add", "169.254.1.1", "dev", dev[key])
-            sh("ip", "-n", ns[key], "route", "add", "default", "via", "169.254.1.1", "dev", dev[key])
+            pod_namespace(ns[key], dev[key], ip)
         srv = subprocess.Popen(["ip", "netns", "exec", ns["web"], sys.executable, "-c", SERVER, "10.244.2.10"],
                                stdout=subprocess.PIPE, text=True)
         procs.append(srv)
@@ -343,12 +348,7 @@ def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(t
         procs.append(kdp)
         assert "ready" in kdp.stderr.readline()
         for key, (ns, ip) in spaces.items():
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", devs[key], "netns", ns)
-            sh("ip", "-n", ns, "link", "set", devs[key], "up")
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", devs[key])
-            sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", devs[key])
-            sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", devs[key])
+            pod_namespace(ns, devs[key], ip)
         for key in ("web", "web3"):
             srv = subprocess.Popen(["ip", "netns", "exec", spaces[key][0], sys.executable, "-c", WHO, spaces[key][1]],
                                    stdout=subprocess.PIPE, text=True)
