@@ -37,6 +37,8 @@ def test_a_cached_parse_is_the_yaml_loaders_own(cache):
     want = list(yaml.load_all(TEXT, Loader=yaml.CSafeLoader))
     assert parsecache.load(TEXT) is None
     parsecache.store(TEXT, want)
+    (entry,) = cache.iterdir()
+    assert entry.read_bytes()[:1] == b"T"       # tagged: timestamps, bytes, a set, NaN
     got = parsecache.load(TEXT)
     other = got[0].pop("other")
     expect = want[0].pop("other")
@@ -67,6 +69,7 @@ def test_entries_others_could_write_and_broken_entries_are_not_used(cache):
     docs = [{"kind": "Namespace", "metadata": {"name": "a"}}]
     parsecache.store(TEXT, docs)
     (entry,) = cache.iterdir()
+    assert entry.read_bytes()[:1] == b"P"       # plain JSON: read without a decoding hook
     os.chmod(entry, 0o666)
     assert parsecache.load(TEXT) is None
     os.chmod(entry, 0o600)
