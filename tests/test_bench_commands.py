@@ -15,7 +15,7 @@ from kdp.benchmarks.peers import PeerFailed, attempt, linux_conntrack as lc, pri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns", "policy"])
+@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay"])
 def test_bench_quick_prints_json_with_kdp_figures(suite, tmp_path):
     run = subprocess.run([sys.executable, "-m", "kdp.cli", "bench", suite, "--quick", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -33,10 +33,20 @@ def check_lpm(r):
 
 
 def check_conntrack(r):
+    headline = r["results"][0]
+    assert headline["measure"].startswith("new flows/s, whole pipeline") and headline["rate"] > 0
     kdp_rows = [row for row in r["results"] if row["impl"] == "kdp" and row["rate"] > 0]
     assert len(kdp_rows) >= 3 and 0 < r["bytes_per_flow"] <= 1024
     linux_rows = [row for row in r["results"] if row["impl"] == "linux nf_conntrack"]
     assert [row["rate"] > 0 for row in linux_rows] == [True, True]     # CI runs as root with nft
+
+
+def check_replay(r):
+    runs = {row["what"]: row for row in r["runs"]}
+    assert runs["kdp replay -o out.pcap"]["packets_per_s"] > 0
+    assert "tcpdump -r IN -w OUT" in runs                   # run-tests.sh installs tcpdump
+    assert [s["what"] for s in r["startup"]] == ["no cluster", "1,000 Services (YAML)"]
+    assert set(r["split_per_packet_ns"]) == {"read", "process", "write"}
 
 
 def check_pipeline(r):
@@ -74,7 +84,7 @@ def check_dns(r):
     assert r["compile"]["names"] > r["size"]["services"]
 
 
-CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline,
+CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline, "replay": check_replay,
           "read": check_read, "dns": check_dns, "policy": check_policy}
 
 
