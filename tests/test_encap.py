@@ -312,3 +312,27 @@ def test_replay_output_does_not_depend_on_the_batch_size(tmp_path, batch_size):
     replay(root / "pcaps" / "sample.pcap", tmp_path / "a.pcap", **args, batch_size=256)
     replay(root / "pcaps" / "sample.pcap", tmp_path / "b.pcap", **args, batch_size=batch_size)
     assert (tmp_path / "a.pcap").read_bytes() == (tmp_path / "b.pcap").read_bytes()
+
+
+OUTER_FIELDS = ("linktype", "l3_off", "l4_off", "inner_off", "quote_off", "ethertype", "vlan", "ip_ver",
+                "proto", "ttl", "tcp_flags", "icmp_type", "icmp_code", "icmp_id", "frag", "tunnel",
+                "sport", "dport", "src4", "dst4", "src6", "dst6")
+
+
+@pytest.mark.parametrize("mode, inner", [
+    (Encap.ENCAP_IPIP, IP(src="10.244.1.5", dst="10.244.2.7", ttl=30) / TCP(sport=4000, dport=80, flags="S")),
+    (Encap.ENCAP_IPIP, IP(src="10.244.1.5", dst="10.244.2.7") / ICMP(type=8, id=77)),
+    (Encap.ENCAP_VXLAN, IP(src="10.244.1.5", dst="10.244.2.7") / UDP(sport=5353, dport=53)),
+    (Encap.ENCAP_VXLAN, IP(src="10.244.1.5", dst="10.244.2.7", flags=0) / TCP(sport=4000, dport=80, flags="PA")),
+])
+def test_the_metadata_of_an_encapsulated_packet_are_what_the_parser_reads_from_it(mode, inner):
+    # the contract of the encap stage (module docstring): after it, the metadata describe
+    # the packet as transmitted, as the parser would set them
+    b = run(table(mode), inner, in_port=POD_PORT)
+    assert b.meta[0]["encap"] != 0
+    again = Batch(1)
+    again.append(b.packet(0))
+    parse(again, 4789)
+    got, want = b.meta[0], again.meta[0]
+    assert {f: got[f].tolist() for f in OUTER_FIELDS} == {f: want[f].tolist() for f in OUTER_FIELDS}
+    assert got["frag_id"] == want["frag_id"] and got["len"] == want["len"]
