@@ -102,22 +102,21 @@ cdef extern from "lpm6_kernels.h" nogil:
     uint64_t *kdp_lpm6_zero_record
     const uint32_t *kdp_lpm6_dummy_c
     void kdp_lpm6_init_empty()
-    uint32_t kdp_lpm6_rank16(const void *p, uint32_t x)
-    uint32_t kdp_lpm6_rank32(const void *p, uint32_t x, uint32_t m)
-    uint32_t kdp_lpm6_stage_roots(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
-                                  uint64_t *his, uint64_t *los, uint64_t *entries,
-                                  uint64_t *lines, uint64_t empty, uint64_t zrec)
-    void kdp_lpm6_stage_slots(const uint64_t *his, const uint64_t *entries, const uint64_t *lines,
-                              uint64_t *slots, uint64_t zrec)
-    uint32_t kdp_lpm6_stage_values(const uint64_t *slots, uint64_t *values, uint64_t dummy)
-    void kdp_lpm6_finish16(uint32_t *out, const uint64_t *entries, const uint32_t *nh_value)
+    # the lookup walk (lpm6_walk.h): its copy for the build's baseline target serves
+    # updates and single lookups; batches go through the copy chosen at import
+    uint64_t *_b_value_slot "kdp_lpm6_b_value_slot_generic"(uintptr_t h, uint32_t x)
+    uint32_t kdp_lpm6_lookup1_generic(const uint64_t *t0, const uint32_t *nh_value, uint64_t hi, uint64_t lo)
+    void kdp_lpm6_batch(const uint64_t *t0, const uint32_t *nh_value, const char *base, size_t stride,
+                        uint32_t *out, size_t n, int hostpairs)
+    int kdp_lpm6_use_kernel(const char *name)
+    int kdp_lpm6_kernel_runs(const char *name)
+    const char *kdp_lpm6_kernel_name
 
 kdp_lpm6_init_empty()
 
 cdef enum:
     SPLICE_MAX_NODES = 64     # a /16../32 update rebuilding more C nodes (and more than
                               # 1/16 of the /16's rules) rebuilds the whole /16
-    GROUP6 = 128              # IPv6 batches walk in stages, that many addresses per group
 
 # The named offsets as compiled, for tests/test_lpm_layout.py (which also
 # decodes built chunks with them).
@@ -143,200 +142,59 @@ cdef inline bint _is_empty6(uintptr_t h) noexcept nogil:
     return h == <uintptr_t>kdp_empty_chunk6
 
 
-cdef inline const char *_d_node(const char *c_node, uint32_t r) noexcept nogil:
-    # the D node C value r (C_CHILD set) names: bits 30..2 are its distance
-    # from the C node in lines
-    return c_node + LINE * <size_t>((r >> 2) & 0x1FFFFFFF)
-
-
-cdef inline uint32_t _c_node_lookup(const char *nd, uint32_t f, uint32_t x) noexcept nogil:
-    # the C value of x (bits 32..63) in C node nd of format f
-    cdef uint32_t j, nb, a, z, m
-    cdef uint32_t n
-    cdef const uint32_t *k
-    if f == 0:                 # one line of keys, then the values
-        return (<const uint32_t *>(nd + LINE))[kdp_lpm6_rank32(nd, x, 0xFFFF)]
-    if f == 1:                 # top line -> block j -> key within it
-        j = kdp_lpm6_rank32(nd, x, 0x7FFF)
-        nb = (<const uint32_t *>nd)[CTWO_NBLOCKS]
-        j = CLINE_KEYS * j + kdp_lpm6_rank32(nd + LINE + LINE * <size_t>j, x, 0xFFFF)
-        return (<const uint32_t *>(nd + LINE + LINE * <size_t>nb))[j]
-    n = (<const kdp_lpm6_sorted_t *>nd).n      # a searched array
-    k = <const uint32_t *>(nd + SORTED_KEYS)
-    a = 0
-    z = n
-    while a < z:               # a = number of starts <= x
-        m = (a + z) >> 1
-        if k[m] <= x:
-            a = m + 1
-        else:
-            z = m
-    return (<const uint32_t *>(nd + SORTED_KEYS + 4 * <size_t>n))[a]
-
-
-cdef inline uint32_t _d_node_lookup(const char *nd, uint64_t x) noexcept nogil:
-    # the leaf of x (bits 64..127) in D node nd: binary search
-    cdef uint32_t n = (<const kdp_lpm6_sorted_t *>nd).n
-    cdef const uint64_t *k = <const uint64_t *>(nd + SORTED_KEYS)
-    cdef uint32_t a = 0, z = n, m
-    while a < z:
-        m = (a + z) >> 1
-        if k[m] <= x:
-            a = m + 1
-        else:
-            z = m
-    return (<const uint32_t *>(nd + SORTED_KEYS + 8 * <size_t>n))[a]
-
-
-cdef inline uint64_t *_b_value_slot(uintptr_t h, uint32_t x) noexcept nogil:
-    # where the B level of handle h keeps the value of x (bits 16..31): the
-    # value index counts the ranges started at or before x (from 1)
-    cdef char *b = <char *>(h & ~(<uintptr_t>63))
-    cdef const char *rec
-    if h & B_BITMAP:
-        rec = b + ((x >> 6) << BREC_SHIFT)            # its kdp_lpm6_brec_t
-        return (<uint64_t *>(b + BBITMAP_VALUES)) + ((<const uint32_t *>(rec + BREC_RUNS))[0] - 1
-                + kdp_popcnt(kdp_low((<const uint64_t *>rec)[0], x & 63)))
-    return (<uint64_t *>(b + BLINE_VALUES)) + kdp_lpm6_rank16(b, x)
-
-
-cdef inline uint32_t _resolve_b_value(uint64_t v, uint64_t hi, uint64_t lo) noexcept nogil:
-    # the leaf of (hi, lo) under B value v (a leaf, or a C node and maybe a D)
-    cdef const char *nd
-    cdef uint32_t r
-    if v <= LEAF_MAX:
-        return <uint32_t>v
-    nd = <const char *>(<uintptr_t>(v & ~(<uint64_t>63)))
-    r = _c_node_lookup(nd, <uint32_t>v & C_FORMAT, <uint32_t>hi)
-    if r & C_CHILD:
-        r = _d_node_lookup(_d_node(nd, r), lo)
-    return r
-
-
 cdef inline uint32_t _lookup6(const lpm_root_t *rt, uint64_t hi, uint64_t lo) noexcept nogil:
     # one address (host-order halves) -> value: root entry, B value, C and D
-    cdef uint64_t e = kdp_ld64(&rt.t0[hi >> 48])
-    cdef uint32_t v = _resolve_b_value(kdp_ld64(_b_value_slot(<uintptr_t>(e & PTR_MASK),
-                                                              <uint32_t>(hi >> 32) & 0xFFFF)),
-                                       hi, lo)
-    v |= <uint32_t>(e >> 48) & (0 - <uint32_t>(v == 0))     # leaf 0: the /16 default
-    return rt.nh_value[v]
+    return kdp_lpm6_lookup1_generic(rt.t0, rt.nh_value, hi, lo)
 
 
-cdef void _lookup6_staged(const lpm_root_t *rt, const char *base, size_t stride,
-                          uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    # n addresses at base + i * stride -> out[i].  Groups of GROUP6 addresses
-    # go through the levels in stages, each stage prefetching what the next
-    # one reads, so the misses of a group overlap.  Stages 1-3 run 8 addresses
-    # at a time (kdp_lpm6_stage_*: AVX-512 gathers, masks instead of
-    # branches): root entries, B records (empty /16s read a static zero
-    # record), B values (a leaf becomes the dummy C node, so stage 4 does not
-    # branch on leaf or node).  Stage 4, one C-line compare per address, is
-    # scalar.  A group with a line-format B level takes the scalar B step; a
-    # group of leaves only (addresses outside the table) skips the C stage.
-    cdef uint64_t his[GROUP6]          # the addresses' high halves
-    cdef uint64_t los[GROUP6]          # ... low halves
-    cdef uint64_t entries[GROUP6]      # their root entries
-    cdef uint64_t lines[GROUP6]        # the B line each reads first (a record, the key line)
-    cdef uint64_t slots[GROUP6]        # the addresses of their B values
-    cdef uint64_t bvalues[GROUP6]      # their B values (leaves: dummy C node | leaf << 48)
-    cdef uint64_t tail[2 * GROUP6]     # a short last group, copied and padded
-    cdef size_t g0 = 0, m, j
-    cdef const char *nd
-    cdef uint64_t v
-    cdef uint32_t r, k, nln, nleaf, nemp
-    cdef uint64_t zrec = <uint64_t>(<uintptr_t>kdp_lpm6_zero_record)
-    cdef uint64_t emp = <uint64_t>(<uintptr_t>kdp_empty_chunk6)
-    cdef uint64_t dummy = <uint64_t>(<uintptr_t>kdp_lpm6_dummy_c)
-    while g0 < n:
-        m = n - g0
-        if m > GROUP6:
-            m = GROUP6
-        nln = 0                    # lanes whose B level is a line
-        nemp = 0                   # addresses in empty /16s
-        if m == GROUP6:
-            for j in range(0, m, 8):
-                k = kdp_lpm6_stage_roots(rt.t0, base + (g0 + j) * stride, stride, hostpairs,
-                                         his + j, los + j, entries + j, lines + j, emp, zrec)
-                nln |= k & 0xFF
-                nemp += kdp_popcnt(k >> 8)
-        else:                      # a short last group: copy it, padded to 8s
-            for j in range((m + 7) & ~(<size_t>7)):
-                if j < m:
-                    memcpy(&tail[2 * j], base + (g0 + j) * stride, 16)
-                else:
-                    tail[2 * j] = 0
-                    tail[2 * j + 1] = 0
-            for j in range(0, m, 8):
-                k = kdp_lpm6_stage_roots(rt.t0, <const char *>&tail[2 * j], 16, hostpairs,
-                                         his + j, los + j, entries + j, lines + j, emp, zrec)
-                k &= (0x101 << (m - j)) - 0x101 if m - j < 8 else 0xFFFF
-                nln |= k & 0xFF
-                nemp += kdp_popcnt(k >> 8)
-        if nemp == m:              # all in empty /16s: their defaults
-            for j in range(m):
-                out[g0 + j] = rt.nh_value[<uint32_t>(entries[j] >> 48)]
-            g0 += m
-            continue
-        if nln == 0:
-            for j in range(0, m, 8):
-                kdp_lpm6_stage_slots(his + j, entries + j, lines + j, slots + j, zrec)
-        else:                      # (pad lanes too: stage 3 reads all 8 of a block)
-            for j in range((m + 7) & ~(<size_t>7)):
-                slots[j] = <uint64_t>(<uintptr_t>_b_value_slot(<uintptr_t>(entries[j] & PTR_MASK),
-                                                               <uint32_t>(his[j] >> 32) & 0xFFFF))
-                kdp_prefetch(<const void *>(<uintptr_t>slots[j]))
-        nleaf = 0
-        for j in range(0, m, 8):
-            nleaf += kdp_popcnt(kdp_lpm6_stage_values(slots + j, bvalues + j, dummy)
-                                & ((1 << (m - j)) - 1 if m - j < 8 else 0xFF))
-        if nleaf == m:             # leaves only (e.g. addresses outside the table)
-            for j in range(m):
-                r = <uint32_t>(bvalues[j] >> 48)
-                r |= <uint32_t>(entries[j] >> 48) & (0 - <uint32_t>(r == 0))
-                out[g0 + j] = rt.nh_value[r]
-            g0 += m
-            continue
-        for j in range(m):
-            v = bvalues[j]
-            nd = <const char *>(<uintptr_t>(v & PTR_MASK & ~(<uint64_t>63)))
-            r = _c_node_lookup(nd, <uint32_t>v & C_FORMAT, <uint32_t>his[j])
-            if r & C_CHILD:
-                r = _d_node_lookup(_d_node(nd, r), los[j])
-            out[g0 + j] = r | <uint32_t>(v >> 48)      # (the leaf, for the dummy node)
-        j = 0
-        while j + 16 <= m:         # /16 defaults and values, 16 at a time
-            kdp_lpm6_finish16(out + g0 + j, entries + j, rt.nh_value)
-            j += 16
-        while j < m:
-            r = out[g0 + j]
-            r |= <uint32_t>(entries[j] >> 48) & (0 - <uint32_t>(r == 0))
-            out[g0 + j] = rt.nh_value[r]
-            j += 1
-        g0 += m
+cdef inline void _lookup6_batch(const lpm_root_t *rt, const char *base, size_t stride,
+                                uint32_t *out, size_t n, int hostpairs) noexcept nogil:
+    # n addresses at base + i * stride -> out[i] (hostpairs: host-order (hi, lo)
+    # pairs, else 16 network-order bytes), by the walk's copy chosen at import
+    kdp_lpm6_batch(rt.t0, rt.nh_value, base, stride, out, n, hostpairs)
 
 
-cdef void _lookup6_batch(const lpm_root_t *rt, const char *base, size_t stride,
-                         uint32_t *out, size_t n, int hostpairs) noexcept nogil:
-    # Batches of 8 or more go through the levels in stages (_lookup6_staged:
-    # faster at every table size measured, cache-resident ones too); shorter
-    # ones one address at a time.  hostpairs: host-order (hi, lo) pairs, else
-    # 16 network-order bytes.
-    cdef size_t i
-    cdef const char *q
-    cdef uint64_t hi, lo
-    if n >= 8:
-        _lookup6_staged(rt, base, stride, out, n, hostpairs)
-        return
-    for i in range(n):
-        q = base + i * stride
-        if hostpairs:
-            hi = kdp_load64(q)
-            lo = kdp_load64(q + 8)
-        else:
-            hi = kdp_bswap64(kdp_load64(q))
-            lo = kdp_bswap64(kdp_load64(q + 8))
-        out[i] = _lookup6(rt, hi, lo)
+KERNELS = ("generic", "avx2", "avx512")
+
+
+def kernel():
+    """The copy of the IPv6 batch walk in use: "avx512", "avx2" or "generic" (the
+    build's baseline target).  The best this CPU runs is chosen at import;
+    KDP_LPM6_KERNEL=NAME chooses another (for comparisons)."""
+    return (<bytes>kdp_lpm6_kernel_name).decode()
+
+
+def kernel_runs(name):
+    """Whether this CPU runs the copy `name` of the IPv6 batch walk."""
+    if name not in KERNELS:
+        raise KdpError(f"no IPv6 lookup kernel {name!r} (kernels: {', '.join(KERNELS)})")
+    return bool(kdp_lpm6_kernel_runs(name.encode()))
+
+
+def use_kernel(name=None):
+    """Use the copy `name` of the IPv6 batch walk (None: the best this CPU runs) for
+    every Lpm6 table.  Not while other threads look up (tests and benchmarks)."""
+    cdef int rc
+    if name is None:
+        rc = kdp_lpm6_use_kernel(NULL)
+    else:
+        rc = kdp_lpm6_use_kernel(str(name).encode())
+    if rc == -1:
+        raise KdpError(f"no IPv6 lookup kernel {name!r} in this build (kernels: {', '.join(KERNELS)})")
+    if rc == -2:
+        raise KdpError(f"this CPU does not run the IPv6 lookup kernel {name!r}")
+
+
+def _choose_kernel():
+    import os
+    name = os.environ.get("KDP_LPM6_KERNEL") or None
+    try:
+        use_kernel(name)
+    except KdpError as exc:
+        raise KdpError(f"KDP_LPM6_KERNEL={name}: {exc}") from None
+
+
+_choose_kernel()
 
 
 # --------------------------------------------------------------------------

@@ -93,30 +93,6 @@ _Static_assert(KDP_LPM6_CLINE_KEYS * 4 == KDP_LPM6_LINE && KDP_LPM6_SORTED_KEYS 
 _Static_assert(KDP_LPM6_CTWO_KEYS == KDP_LPM6_CLINE_KEYS * (KDP_LPM6_CTWO_NBLOCKS + 1),
                "C format 1: the top line's 15 lanes name blocks 1..15");
 
-/* Rank of x in one 64-byte line of sorted keys: how many are < x (unused
-   lanes hold the all-ones key, which is never < x).  B lines: 32 uint16. */
-static inline uint32_t kdp_lpm6_rank16(const void *p, uint32_t x) {
-#if defined(__AVX512BW__)
-    __m512i k = _mm512_load_si512(p);
-    return (uint32_t)__builtin_popcount((uint32_t)_mm512_cmplt_epu16_mask(k, _mm512_set1_epi16((short)x)));
-#else
-    const uint16_t *k = (const uint16_t *)p; uint32_t c = 0; int i;
-    for (i = 0; i < 32; i++) c += k[i] < x;
-    return c;
-#endif
-}
-/* C lines: 16 uint32, the lanes in mask m only. */
-static inline uint32_t kdp_lpm6_rank32(const void *p, uint32_t x, uint32_t m) {
-#if defined(__AVX512F__)
-    __m512i k = _mm512_load_si512(p);
-    return (uint32_t)__builtin_popcount((uint32_t)_mm512_mask_cmplt_epu32_mask((__mmask16)m, k, _mm512_set1_epi32((int)x)));
-#else
-    const uint32_t *k = (const uint32_t *)p; uint32_t c = 0; int i;
-    for (i = 0; i < 16; i++) c += ((m >> i) & 1) & (k[i] < x);
-    return c;
-#endif
-}
-
 /* ---- static chunks ----------------------------------------------------- */
 /* The chunk of a /16 without rules: a header line (size, one B value), then
    a line-format B level with no keys (pads only) and its one value 0. */
@@ -143,160 +119,100 @@ static void kdp_lpm6_init_empty(void) {
     memset(kdp_empty_chunk6, 0xFF, KDP_LPM6_BLINE_VALUES);
 }
 
-/* ---- batch lookup stages, 8 addresses at a time ------------------------ */
-/* (see _lookup6_staged in lpm6.pyx)
-   roots: the 8 addresses at q (stride bytes apart; host-order (hi, lo) pairs
-     or network-order bytes) -> his, los; their root entries; the line each
-     lane's B level reads first: its bitmap record, the zero record (empty
-     /16), or the key line (line-format B level: those lanes' bits are
-     returned, bits 0..7: they need the scalar step; empty lanes bits 8..15).
-   slots (bitmap or empty lanes only): the addresses of the B values.
-   values: the B values, a leaf v turned into the dummy C node | v << 48;
-     returns the leaf lanes' bits.
-   Each prefetches what the next reads, from registers (reloading a wide
-   store in pieces, or a wide load of narrow stores, stalls).
-   A bitmap record's offset is (bits 16..31 >> 6) * 16 = (hi >> 34) & 0x3FF0;
-   a B value index counts the ranges started up to the key (1-based), hence
-   the values' base - 8. */
-#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-static inline void kdp_prefetch8(__m512i v) {
-    __m128i a = _mm512_castsi512_si128(v), b = _mm512_extracti64x2_epi64(v, 1);
-    __m128i c = _mm512_extracti64x2_epi64(v, 2), d = _mm512_extracti64x2_epi64(v, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(a), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(a, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(b), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(b, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(c), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(c, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(d), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(d, 1), 0, 3);
+/* The D node C value r (KDP_LPM6_C_CHILD set) names: bits 30..2 are its
+   distance from the C node nd in lines. */
+static inline const char *kdp_lpm6_d_node(const char *nd, uint32_t r) {
+    return nd + KDP_LPM6_LINE * (size_t)((r >> 2) & 0x1FFFFFFF);
 }
-static inline uint32_t kdp_lpm6_stage_roots(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
-                                            uint64_t *his, uint64_t *los, uint64_t *entries,
-                                            uint64_t *lines, uint64_t empty, uint64_t zrec) {
-    __m512i hi, lo;
-    if (stride == 16) {
-        __m512i x = _mm512_loadu_si512(q), y = _mm512_loadu_si512(q + 64);
-        hi = _mm512_permutex2var_epi64(x, _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), y);
-        lo = _mm512_permutex2var_epi64(x, _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), y);
-    } else {
-        __m512i ix = _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64((long long)stride));
-        hi = _mm512_i64gather_epi64(ix, (const long long *)q, 1);
-        lo = _mm512_i64gather_epi64(ix, (const long long *)(q + 8), 1);
-    }
-    if (!hostpairs) {
-        __m512i bs = _mm512_set4_epi32(0x08090a0b, 0x0c0d0e0f, 0x00010203, 0x04050607);
-        hi = _mm512_shuffle_epi8(hi, bs);
-        lo = _mm512_shuffle_epi8(lo, bs);
-    }
-    __m512i e = _mm512_i64gather_epi64(_mm512_srli_epi64(hi, 48), (const long long *)t0, 8);
-    __m512i h = _mm512_and_si512(e, _mm512_set1_epi64(KDP_LPM_PTR_MASK));
-    __m512i b = _mm512_andnot_si512(_mm512_set1_epi64(63), h);
-    __mmask8 bm = _mm512_test_epi64_mask(h, _mm512_set1_epi64(KDP_LPM6_B_BITMAP));
-    __mmask8 em = _mm512_cmpeq_epi64_mask(h, _mm512_set1_epi64((long long)empty));
-    __m512i off = _mm512_and_si512(_mm512_srli_epi64(hi, 34), _mm512_set1_epi64(0x3FF0));
-    __m512i r = _mm512_mask_add_epi64(b, bm, b, off);
-    r = _mm512_mask_mov_epi64(r, em, _mm512_set1_epi64((long long)zrec));
-    kdp_prefetch8(r);
-    _mm512_storeu_si512(his, hi);
-    _mm512_storeu_si512(los, lo);
-    _mm512_storeu_si512(entries, e);
-    _mm512_storeu_si512(lines, r);
-    return (uint32_t)(~bm & ~em & 0xFF) | ((uint32_t)em << 8);
-}
-static inline void kdp_lpm6_stage_slots(const uint64_t *his, const uint64_t *entries, const uint64_t *lines,
-                                        uint64_t *slots, uint64_t zrec) {
-    __m512i r = _mm512_loadu_si512(lines);
-    __m512i bits = _mm512_i64gather_epi64(r, (const long long *)0, 1);
-    __m512i cnt = _mm512_i64gather_epi64(_mm512_add_epi64(r, _mm512_set1_epi64(KDP_LPM6_BREC_RUNS)),
-                                         (const long long *)0, 1);
-    __m512i x = _mm512_and_si512(_mm512_srli_epi64(_mm512_loadu_si512(his), 32), _mm512_set1_epi64(63));
-    __m512i low = _mm512_sub_epi64(_mm512_sllv_epi64(_mm512_set1_epi64(2), x), _mm512_set1_epi64(1));
-    __m512i idx = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_and_si512(bits, low)),
-                                   _mm512_and_si512(cnt, _mm512_set1_epi64(0xFFFFFFFF)));
-    __m512i vb = _mm512_add_epi64(_mm512_andnot_si512(_mm512_set1_epi64(63),
-                     _mm512_and_si512(_mm512_loadu_si512(entries), _mm512_set1_epi64(KDP_LPM_PTR_MASK))),
-                     _mm512_set1_epi64(KDP_LPM6_BBITMAP_VALUES - 8));
-    vb = _mm512_mask_mov_epi64(vb, _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64((long long)zrec)),
-                               _mm512_set1_epi64((long long)(zrec + sizeof(kdp_lpm6_brec_t) - 8)));
-    __m512i sl = _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3));
-    kdp_prefetch8(sl);
-    _mm512_storeu_si512(slots, sl);
-}
-static inline uint32_t kdp_lpm6_stage_values(const uint64_t *slots, uint64_t *values, uint64_t dummy) {
-    __m512i v = _mm512_i64gather_epi64(_mm512_loadu_si512(slots), (const long long *)0, 1);
-    __mmask8 lf = _mm512_cmple_epu64_mask(v, _mm512_set1_epi64(KDP_LPM6_LEAF_MAX));
-    __m512i d = _mm512_or_si512(_mm512_slli_epi64(v, 48), _mm512_set1_epi64((long long)dummy));
-    v = _mm512_mask_mov_epi64(v, lf, d);
-    if (lf != 0xFF) {
-        __m512i nd = _mm512_and_si512(v, _mm512_set1_epi64(KDP_LPM_PTR_MASK & ~63ULL));
-        kdp_prefetch8(nd);
-        kdp_prefetch8(_mm512_add_epi64(nd, _mm512_set1_epi64(64)));
-    }
-    _mm512_storeu_si512(values, v);
-    return (uint32_t)lf;
-}
-/* out[0..15] holds next-hop indices (0: use the /16 default, entry >> 48):
-   -> their values */
-static inline void kdp_lpm6_finish16(uint32_t *out, const uint64_t *entries, const uint32_t *nh_value) {
-    __m512i r = _mm512_loadu_si512(out);
-    __m256i d0 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(entries), 48));
-    __m256i d1 = _mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(entries + 8), 48));
-    __m512i d = _mm512_inserti64x4(_mm512_castsi256_si512(d0), d1, 1);
-    r = _mm512_mask_mov_epi32(r, _mm512_testn_epi32_mask(r, r), d);
-    _mm512_storeu_si512(out, _mm512_i32gather_epi32(r, (const int *)nh_value, 4));
-}
+
+/* Batch lookups walk in stages, this many addresses per group. */
+#define KDP_LPM6_GROUP 128
+
+/* ---- the lookup walk, one copy per instruction set --------------------- */
+/* lpm6_walk.h, compiled three times: for the build's baseline target
+   (generic), for AVX2 + BMI2 (x86-64-v3's vector set), and with the AVX-512
+   steps.  kdp_lpm6_batch points at the best one the CPU runs.  The generic
+   copy's b_value_slot and lookup1 also serve the table's updates and single
+   lookups (one address: the vector steps gain nothing measurable there). */
+#define KDP_L6_CAT2(a, b) a##b
+#define KDP_L6_CAT(a, b) KDP_L6_CAT2(a, b)
+#define KDP_L6(name) KDP_L6_CAT(KDP_L6_CAT(kdp_lpm6_, name), KDP_L6_SUFFIX)
+
+#define KDP_L6_SUFFIX _generic
+#define KDP_L6_TARGET
+#define KDP_L6_AVX512 0
+#include "lpm6_walk.h"
+#undef KDP_L6_SUFFIX
+#undef KDP_L6_TARGET
+#undef KDP_L6_AVX512
+
+#if defined(__x86_64__)
+#define KDP_LPM6_X86 1
+#define KDP_L6_SUFFIX _avx2
+#define KDP_L6_TARGET __attribute__((target("avx2,bmi,bmi2,popcnt,lzcnt")))
+#define KDP_L6_AVX512 0
+#include "lpm6_walk.h"
+#undef KDP_L6_SUFFIX
+#undef KDP_L6_TARGET
+#undef KDP_L6_AVX512
+
+#define KDP_L6_SUFFIX _avx512
+#define KDP_L6_TARGET __attribute__((target("avx2,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq")))
+#define KDP_L6_AVX512 1
+#include "lpm6_walk.h"
+#undef KDP_L6_SUFFIX
+#undef KDP_L6_TARGET
+#undef KDP_L6_AVX512
 #else
-static inline void kdp_lpm6_finish16(uint32_t *out, const uint64_t *entries, const uint32_t *nh_value) {
-    int j;
-    for (j = 0; j < 16; j++) {
-        uint32_t r = out[j];
-        out[j] = nh_value[r ? r : (uint32_t)(entries[j] >> 48)];
-    }
-}
-static inline uint32_t kdp_lpm6_stage_roots(const uint64_t *t0, const char *q, size_t stride, int hostpairs,
-                                            uint64_t *his, uint64_t *los, uint64_t *entries,
-                                            uint64_t *lines, uint64_t empty, uint64_t zrec) {
-    uint32_t ln = 0; int j;
-    for (j = 0; j < 8; j++) {
-        uint64_t hi, lo, e, h;
-        memcpy(&hi, q + j * stride, 8);
-        memcpy(&lo, q + j * stride + 8, 8);
-        if (!hostpairs) { hi = __builtin_bswap64(hi); lo = __builtin_bswap64(lo); }
-        his[j] = hi; los[j] = lo;
-        e = t0[hi >> 48]; h = e & KDP_LPM_PTR_MASK;
-        entries[j] = e;
-        lines[j] = (h & ~(uint64_t)63) + ((h & KDP_LPM6_B_BITMAP) ? ((hi >> 34) & 0x3FF0) : 0);
-        if (h == empty) { lines[j] = zrec; ln |= 256u << j; }
-        else if (!(h & KDP_LPM6_B_BITMAP)) ln |= 1u << j;
-        __builtin_prefetch((const void *)(uintptr_t)lines[j], 0, 3);
-    }
-    return ln;
-}
-static inline void kdp_lpm6_stage_slots(const uint64_t *his, const uint64_t *entries, const uint64_t *lines,
-                                        uint64_t *slots, uint64_t zrec) {
-    int j;
-    for (j = 0; j < 8; j++) {
-        const kdp_lpm6_brec_t *rec = (const kdp_lpm6_brec_t *)(uintptr_t)lines[j];
-        uint64_t vb = ((entries[j] & KDP_LPM_PTR_MASK) & ~(uint64_t)63) + KDP_LPM6_BBITMAP_VALUES;
-        uint32_t s = (uint32_t)(his[j] >> 32) & 63;
-        uint64_t low = s == 63 ? ~(uint64_t)0 : (((uint64_t)2 << s) - 1);
-        if (lines[j] == zrec) vb = zrec + sizeof(kdp_lpm6_brec_t);
-        slots[j] = vb + 8 * ((uint64_t)rec->runs_before - 1 + (uint64_t)__builtin_popcountll(rec->starts & low));
-        __builtin_prefetch((const void *)(uintptr_t)slots[j], 0, 3);
-    }
-}
-static inline uint32_t kdp_lpm6_stage_values(const uint64_t *slots, uint64_t *values, uint64_t dummy) {
-    uint32_t lf = 0; int j;
-    for (j = 0; j < 8; j++) {
-        uint64_t v = *(const uint64_t *)(uintptr_t)slots[j];
-        if (v <= KDP_LPM6_LEAF_MAX) { lf |= 1u << j; v = (v << 48) | dummy; }
-        values[j] = v;
-        __builtin_prefetch((const void *)(uintptr_t)(v & KDP_LPM_PTR_MASK & ~63ULL), 0, 3);
-        __builtin_prefetch((const void *)(uintptr_t)((v & KDP_LPM_PTR_MASK & ~63ULL) + 64), 0, 3);
-    }
-    return lf;
-}
+#define KDP_LPM6_X86 0
 #endif
+
+/* ---- choosing a copy at run time --------------------------------------- */
+typedef void (*kdp_lpm6_batch_fn)(const uint64_t *t0, const uint32_t *nh_value, const char *base,
+                                  size_t stride, uint32_t *out, size_t n, int hostpairs);
+static kdp_lpm6_batch_fn kdp_lpm6_batch_impl = kdp_lpm6_batch_generic;
+static const char *kdp_lpm6_kernel_name = "generic";
+
+/* Whether this CPU (and its OS: the AVX state saved on context switches,
+   which __builtin_cpu_supports checks through XGETBV) runs copy `name`. */
+static int kdp_lpm6_kernel_runs(const char *name) {
+    if (!strcmp(name, "generic")) return 1;
+#if KDP_LPM6_X86
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+               && __builtin_cpu_supports("popcnt");
+    if (!strcmp(name, "avx512"))
+        return kdp_lpm6_kernel_runs("avx2") && __builtin_cpu_supports("avx512f")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+               && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq");
+#endif
+    return 0;
+}
+
+/* Use copy `name` ("generic", "avx2", "avx512"; NULL: the best this CPU
+   runs).  0 done, -1 no such copy in this build, -2 the CPU does not run it.
+   Called at import (and by tests, between lookups: not while other threads
+   look up). */
+static int kdp_lpm6_use_kernel(const char *name) {
+    if (name == NULL) {
+        name = kdp_lpm6_kernel_runs("avx512") ? "avx512" : kdp_lpm6_kernel_runs("avx2") ? "avx2" : "generic";
+    }
+    if (strcmp(name, "generic") && !(KDP_LPM6_X86 && (!strcmp(name, "avx2") || !strcmp(name, "avx512"))))
+        return -1;
+    if (!kdp_lpm6_kernel_runs(name)) return -2;
+#if KDP_LPM6_X86
+    if (!strcmp(name, "avx512")) { kdp_lpm6_batch_impl = kdp_lpm6_batch_avx512; kdp_lpm6_kernel_name = "avx512"; return 0; }
+    if (!strcmp(name, "avx2")) { kdp_lpm6_batch_impl = kdp_lpm6_batch_avx2; kdp_lpm6_kernel_name = "avx2"; return 0; }
+#endif
+    kdp_lpm6_batch_impl = kdp_lpm6_batch_generic;
+    kdp_lpm6_kernel_name = "generic";
+    return 0;
+}
+
+static inline void kdp_lpm6_batch(const uint64_t *t0, const uint32_t *nh_value, const char *base,
+                                  size_t stride, uint32_t *out, size_t n, int hostpairs) {
+    kdp_lpm6_batch_impl(t0, nh_value, base, stride, out, n, hostpairs);
+}
 
 #endif
