@@ -17,15 +17,14 @@ DEBUG = os.environ.get("KDP_DEBUG", "") not in ("", "0")
 # module's file name without .pyx, so no two packages may have a module of the same name.
 ONLY = {m for m in os.environ.get("KDP_ONLY", "").split(",") if m}
 
-# KDP_MARCH chooses the target CPU. The default, x86-64-v2 (SSE4.2, POPCNT: every x86-64
-# server CPU sold since 2009, Intel Nehalem and AMD Bulldozer on, the Atom-based server
-# and network-appliance SoCs that lack AVX2 among them, and the baseline RHEL 9 and
-# Proxmox's default VM CPU model require), makes a build that runs on any such machine:
-# a wheel built on one server never dies with SIGILL on another. The IPv6 LPM walk is
-# compiled for AVX2 and AVX-512 too and chosen at run time (kdp/_fast/lpm6_kernels.h).
+# KDP_MARCH chooses the target CPU. The default, x86-64-v3 (AVX2, BMI2: every x86 server
+# since Intel Haswell and AMD Zen), makes a build that runs on any such machine: a wheel
+# built on one server never dies with SIGILL on another; KDP_MARCH=x86-64-v2 reaches older
+# CPUs. The IPv6 LPM walk is compiled for x86-64-v2, AVX2 and AVX-512 as well and chosen
+# at run time (kdp/_fast/lpm6_kernels.h), so a portable build keeps its AVX-512 speed.
 # KDP_MARCH=native tunes everything for the building machine (bench/README.md,
 # "Portable builds", measures the difference).
-MARCH = os.environ.get("KDP_MARCH", "x86-64-v2")
+MARCH = os.environ.get("KDP_MARCH", "x86-64-v3")
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-march=" + MARCH, "-fno-strict-aliasing"]
 if os.uname().machine not in ("x86_64", "AMD64"):
     compile_args = [a for a in compile_args if not a.startswith("-march")]
