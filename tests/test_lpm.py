@@ -559,3 +559,25 @@ def test_ipv6_update_under_a_crowded_slash16_replaces_only_a_c_node():
     assert t.reclaim() == 0
     t.rebuild()
     assert t.memory()["chunks"] == built
+
+
+def test_every_ipv6_walk_copy_this_cpu_runs_gives_the_same_answers():
+    # the IPv6 walk is compiled once per instruction set and chosen at run time: each
+    # copy the CPU can run must agree with the others and with single lookups
+    from kdp._fast import lpm6
+    from kdp.benchmarks.lpm import queries6, raw16, v6_table
+    pre, lens, vals, _ = v6_table(30_000, seed=11)
+    t = Lpm6.build(pre, lens, vals)
+    q = np.concatenate([queries6(pre, lens, 20_000, "hit90", seed=12), queries6(pre, lens, 5_000, "uniform", seed=13)])
+    want = [t.lookup((int(h) << 64) | int(lo)) for h, lo in q]
+    copies = [name for name in ("generic", "avx2", "avx512") if lpm6.kernel_runs(name)]
+    assert "generic" in copies
+    try:
+        for name in copies:
+            lpm6.use_kernel(name)
+            assert lpm6.kernel() == name
+            assert t.lookup_batch(q).tolist() == want, name
+            assert t.lookup_batch(raw16(q)).tolist() == want, name
+    finally:
+        lpm6.use_kernel(None)
+    assert lpm6.kernel() == copies[-1]          # the best this CPU runs is chosen again
