@@ -323,8 +323,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             log_file.close()
     result = RunResult(
         packets_in=int(dp.counters.sum()), counters=dp.counters.copy(), verdicts=dp.verdicts.copy(),
-        packets_out=sum(p.tx for p in ports), input_path="attached: " + ", ".join(
-            f"{p.name}={p.device}" for p in ports),
+        packets_out=sum(p.tx for p in ports), input_path=", ".join(f"{p.name}={p.device}" for p in ports),
         notices=list(dp.notices), seconds=time.perf_counter() - started,
         flows=dp.flow_counters(), dns=dns_outcomes(dp.dns_counters), services=dp.service_counts())
     return loop, result

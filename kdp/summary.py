@@ -63,12 +63,12 @@ def dns_outcomes(counters):
     return {label: int(counters[i]) for i, label in enumerate(OUTCOME_LABELS) if counters[i]}
 
 
-def print_summary(result: RunResult, console=None):
+def print_summary(result: RunResult, console=None, title=None):
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console(stderr=False)
-    table = Table(title=f"kdp replay: {result.input_path}", show_footer=True)
+    table = Table(title=title or f"kdp replay: {result.input_path}", show_footer=True)
     table.add_column("stage", footer="total")
     table.add_column("reason")
     table.add_column("packets", justify="right", footer=str(int(result.counters.sum())))

@@ -57,7 +57,7 @@ def run(args):
         sys.stdout.write("\n")
         print_diagnostics(result)
     else:
-        print_summary(result, console=console())
+        print_summary(result, console=console(), title=f"kdp attach: {result.input_path}")
         print("ports: " + ", ".join(f"{p.name}={p.device} rx {p.rx} tx {p.tx}" for p in loop.ports)
               + f"; ARP answered {loop.arp_answered}")
     return 0
