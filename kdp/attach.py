@@ -68,6 +68,7 @@ class TapPort:
             os.close(self.fd)
             raise KdpError(f"--port {name}={device}: cannot attach the TAP device: {exc.strerror}") from None
         self.rx = self.tx = self.rx_bytes = self.tx_bytes = self.tx_errors = 0
+        self.recorder = None            # --pcap-out: kdp.io.recorder.Recorder
 
     def set_up(self, ipr):
         idx = ipr.link_lookup(ifname=self.device)
@@ -92,6 +93,8 @@ class TapPort:
             batch.append(frame, ts_ns=now_ns, linktype=LinkType.LT_ETHERNET, in_port=self.port_id)
             self.rx += 1
             self.rx_bytes += len(frame)
+            if self.recorder is not None:
+                self.recorder.rx(self, frame, now_ns)
             n += 1
         return n
 
@@ -102,6 +105,9 @@ class TapPort:
             self.tx_bytes += len(frame)
         except OSError:                 # the device is down or gone: counted
             self.tx_errors += 1
+            return
+        if self.recorder is not None:
+            self.recorder.tx(self, frame, time.monotonic_ns())
 
     def close(self):
         os.close(self.fd)
@@ -264,9 +270,10 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None):
+           metrics=None, pcap_out=None):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `metrics`:
-    HOST:PORT to serve Prometheus metrics on (kdp.metrics)."""
+    HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
+    attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
 
     from kdp.dataplane import Dataplane
@@ -274,7 +281,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
     from kdp.summary import RunResult, dns_outcomes
     dp = Dataplane.from_snapshot(cluster, node)
     ports = []
-    log_file = vlog = server = None
+    log_file = vlog = server = recorder = None
     started = time.perf_counter()
     try:
         for spec in port_specs:
@@ -293,6 +300,11 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
+        if pcap_out:
+            from kdp.io.recorder import Recorder
+            recorder = Recorder(pcap_out, ports)
+            for p in ports:
+                p.recorder = recorder
         loop = Attached(dp, ports, cluster, node, batch_size, vlog)
         if metrics:
             from kdp.metrics import serve
@@ -321,6 +333,8 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             p.close()
         if log_file is not None:
             log_file.close()
+        if recorder is not None:
+            recorder.close()
     result = RunResult(
         packets_in=int(dp.counters.sum()), counters=dp.counters.copy(), verdicts=dp.verdicts.copy(),
         packets_out=sum(p.tx for p in ports), input_path=", ".join(f"{p.name}={p.device}" for p in ports),

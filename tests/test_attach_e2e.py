@@ -100,7 +100,8 @@ class Node:
         self.log = tmp_path / "kdp.out"
         self.metrics_port = 20000 + int(tag, 16) % 20000
         self.kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(self.snap), "--node", "node-1",
-                                     "--json", "--metrics", f"127.0.0.1:{self.metrics_port}"]
+                                     "--json", "--metrics", f"127.0.0.1:{self.metrics_port}",
+                                     "--pcap-out", str(tmp_path / "pcap")]
                                     + [a for k in ports for a in ("--port", f"{ports[k]}={self.devices[k]}")],
                                     stdout=open(self.log, "w"), stderr=subprocess.PIPE, text=True)
         self.servers = []
@@ -209,6 +210,14 @@ def test_stopping_prints_the_summary_and_removes_the_devices(attached, tmp_path)
             "rejects": 0} in summary["services"]
     ns = n.spaces["client"][0]
     assert n.devices["client"] not in sh("ip", "-n", ns, "link").stdout   # gone with kdp's descriptor
+    # --pcap-out: tshark reads each frame with its interface and direction
+    rows = sh("tshark", "-r", str(tmp_path / "pcap" / "attach.pcapng"), "-T", "fields",
+              "-e", "frame.interface_name", "-e", "frame.packet_flags_direction").stdout.split("\n")
+    seen = {(name, int(flags, 0) & 3) for name, flags in (r.split("\t") for r in rows if r)}
+    client_if = f"shop/client ({n.devices['client']})"
+    assert {(client_if, 1), (client_if, 2)} <= seen       # 1 inbound, 2 outbound
+    counts = summary["ports"]["shop/client"]
+    assert sum(1 for r in rows if r.startswith(client_if)) == counts["rx"] + counts["tx"]
 
 
 def _two_node_cluster(tmp_path):

@@ -22,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--port", action="append", required=True, metavar="NAME=TAPDEV",
                         help="a data-plane port and its TAP device (repeat for each)")
     parser.add_argument("--log", metavar="FILE", help="write the verdict log (JSON Lines) as replay does")
+    parser.add_argument("--pcap-out", metavar="DIR",
+                        help="record every frame each port received and sent in DIR/attach.pcapng "
+                             "(one interface a port, the direction of each frame)")
     parser.add_argument("--metrics", metavar="HOST:PORT",
                         help="serve Prometheus metrics there (prometheus-client): packets and bytes per "
                              "port, packets per stage and reason, per Service port, conntrack, reloads")
@@ -46,7 +49,8 @@ def run(args):
     def ready():
         print("kdp attach: ready: " + ", ".join(args.port), file=sys.stderr, flush=True)
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
-                          log=args.log, duration=args.duration, ready=ready, metrics=args.metrics)
+                          log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
+                          pcap_out=args.pcap_out)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
