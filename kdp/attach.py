@@ -10,9 +10,12 @@ replay, on the monotonic clock.
 
 Per iteration the loop waits (poll) for any port to be readable, reads up to a batch of
 frames from every readable port, runs the batch, and writes each transmitted packet to
-its egress port's device. kdp answers ARP requests on its ports for every address but
-the asker's own (proxy ARP, as Calico's host side does) with ATTACH_MAC, and learns the
-askers' MACs (the neighbour table) to address what it sends them.
+its egress port's device. kdp answers ARP requests and IPv6 neighbour solicitations on
+its ports for every address but the asker's own (proxy ARP / proxy ND, as Calico's host
+side does; never a duplicate address detection probe) with ATTACH_MAC, learns the
+askers' MACs (the neighbour table), and asks for the MAC of every local pod behind a
+port (ARP request, or neighbour solicitation from GATEWAY6), holding up to three frames
+a pod until it answers.
 
 TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame) and
 offloads off (TUNSETOFFLOAD 0): the kernel hands kdp whole, checksummed frames, never a
@@ -46,9 +49,11 @@ ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico'
 MAX_FRAME = 65536
 
 
-def _ip4(value):
+def _ip(value):
+    """An address as an int (IPv4 below 2**32, else IPv6; no pod has an IPv6 address
+    below 2**32) as text."""
     import ipaddress
-    return str(ipaddress.IPv4Address(value))
+    return str(ipaddress.IPv4Address(value) if value < 1 << 32 else ipaddress.IPv6Address(value))
 
 
 class TapPort:
@@ -122,6 +127,44 @@ def arp_request(ip4):
             + ATTACH_MAC + GATEWAY4 + bytes(6) + ip4)
 
 
+# kdp's link-local address on its ports (EUI-64 of ATTACH_MAC, as Calico's host side has)
+GATEWAY6 = bytes.fromhex("fe80000000000000ecee eeff feee eeee".replace(" ", ""))
+
+
+def _icmp6(src, dst, body):
+    """An IPv6 packet (hop limit 255, as neighbour discovery requires) carrying ICMPv6
+    `body` (its checksum field zero), the checksum filled in."""
+    pseudo = src + dst + struct.pack("!I", len(body)) + b"\0\0\0\x3a"
+    data = pseudo + body + (b"\0" if len(body) % 2 else b"")
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    csum = ~total & 0xFFFF
+    body = body[:2] + struct.pack("!H", csum) + body[4:]
+    return struct.pack("!IHBB", 0x60000000, len(body), 58, 255) + src + dst + body
+
+
+def neighbour_solicitation(ip6):
+    """A neighbour solicitation for ip6 (16 bytes) to its solicited-node group."""
+    group = bytes.fromhex("ff0200000000000000000001ff") + ip6[13:]     # ff02::1:ffXX:XXXX
+    mac = b"\x33\x33" + group[12:]
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + ip6 + b"\x01\x01" + ATTACH_MAC
+    return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(GATEWAY6, group, body)
+
+
+def neighbour_advertisement(frame):
+    """kdp's answer to an IPv6 neighbour solicitation (None: not one it answers): every
+    target but the asker's own address, as proxy ARP does for IPv4."""
+    if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[20] != 58 or frame[54] != 135:
+        return None
+    src, target = frame[22:38], frame[62:78]
+    if target == src or src == bytes(16):
+        return None             # (from the unspecified address: duplicate address detection)
+    dst, mac = src, frame[6:12]
+    body = struct.pack("!BBHI", 136, 0, 0, 0xE0000000) + target + b"\x02\x01" + ATTACH_MAC
+    return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(target, dst, body)
+
+
 def arp_reply(frame):
     """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers)."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x06":
@@ -189,6 +232,14 @@ class Attached:
         for i in range(len(b)):
             m = meta[i]
             verdict = int(m["verdict"])
+            if verdict == Verdict.LOCAL and int(m["ip_ver"]) == 6 and int(m["proto"]) == 58 \
+                    and int(m["icmp_type"]) == 135:
+                answer = neighbour_advertisement(b.packet(i))
+                port = self.by_id.get(int(m["in_port"]))
+                if answer is not None and port is not None:
+                    port.send(answer)
+                    self.arp_answered += 1
+                continue
             if verdict == Verdict.LOCAL and int(m["reason"]) == Reason.ARP:
                 answer = arp_reply(b.packet(i))
                 port = self.by_id.get(int(m["in_port"]))
@@ -202,7 +253,9 @@ class Attached:
                     self.no_device += 1
                     continue
                 frame = b.packet(i)
-                if int(m["ip_ver"]) == 4 and self._unresolved(port, int(m["dst4"]), frame):
+                ver = int(m["ip_ver"])
+                dst = int(m["dst4"]) if ver == 4 else int.from_bytes(bytes(m["dst6"]), "big")
+                if ver in (4, 6) and self._unresolved(port, dst, frame):
                     continue
                 port.send(frame)
         extra = self.dp.extra
@@ -220,8 +273,8 @@ class Attached:
         for route in self.dp.pipeline.routes.routes:
             port = self.by_id.get(route.port)
             net = route.prefix
-            if port is not None and route.kind == RouteKind.RT_LOCAL_POD and net.version == 4 \
-                    and net.prefixlen == 32:
+            if port is not None and route.kind == RouteKind.RT_LOCAL_POD and \
+                    net.prefixlen == net.max_prefixlen:
                 out.append((port, int(net.network_address)))
         return out
 
@@ -232,23 +285,25 @@ class Attached:
         neigh = self.dp.pipeline.neighbours
         for port, ip in self._local_pods():
             key = (port.port_id, ip)
-            mac = neigh.get(_ip4(ip))
+            mac = neigh.get(_ip(ip))
             if mac is not None:
                 for frame in self.pending.pop(key, ()):
                     port.send(mac + frame[6:])
                 continue
             if now - self.asked.get(key, 0.0) >= 1.0:
                 self.asked[key] = now
-                port.send(arp_request(ip.to_bytes(4, "big")))
+                port.send(arp_request(ip.to_bytes(4, "big")) if ip < 1 << 32
+                          else neighbour_solicitation(ip.to_bytes(16, "big")))
         for key in [k for k, t in self.asked.items() if k in self.pending and now - t > 3.0 and
-                    neigh.get(_ip4(k[1])) is None]:
+                    neigh.get(_ip(k[1])) is None]:
             self.unresolved_dropped += len(self.pending.pop(key))
 
-    def _unresolved(self, port, dst4, frame):
-        """Queue `frame` (at most 3 a neighbour) when its destination is a local pod whose
-        MAC kdp does not know; True when it was queued (or dropped: counted)."""
-        key = (port.port_id, dst4)
-        if key not in self.asked or self.dp.pipeline.neighbours.get(_ip4(dst4)) is not None:
+    def _unresolved(self, port, dst, frame):
+        """Queue `frame` (at most 3 a neighbour) when its destination (an IPv4 or IPv6
+        address as an int) is a local pod whose MAC kdp does not know; True when it was
+        queued (or dropped: counted)."""
+        key = (port.port_id, dst)
+        if key not in self.asked or self.dp.pipeline.neighbours.get(_ip(dst)) is not None:
             return False
         queue = self.pending.setdefault(key, [])
         if len(queue) < 3:

@@ -31,6 +31,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 class S(http.server.HTTPServer):
     server_bind = http.server.socketserver.TCPServer.server_bind   # (no getfqdn: no DNS here)
+    address_family = __import__("socket").AF_INET6 if ":" in sys.argv[1] else __import__("socket").AF_INET
 s = S((sys.argv[1], 8080), H); print('ready', flush=True); s.serve_forever()
 """
 GET = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode())"
@@ -374,6 +375,56 @@ def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(t
         client.stdin.flush()
         out, err = client.communicate(timeout=20)
         assert out.split() == [WEB, web3], err                  # established: web-1; new: web-3
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for ns, _ip in spaces.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_path):
+    """IPv6: the pods' default route points at kdp's link-local address, which kdp answers
+    neighbour solicitations for; kdp solicits the backend's MAC itself."""
+    from kdptest import CLIENT6, WEB1_6
+    objs = [node_config(clusterCIDRs=["10.244.0.0/16", "fd00:244::/32"]),
+            node("node-1", NODE1, ["10.244.1.0/24", "fd00:244:1::/64"]),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+            _pod("shop", "client", CLIENT6, "client"), _pod("shop", "web-1", WEB1_6, "web"),
+            service("web6", [port("http", 80, 8080)], cluster_ips=("fd00:96::10",)),
+            endpoint_slice("web6", [("http", "TCP", 8080)], [endpoint(WEB1_6, "node-1")], family="IPv6")]
+    snap = tmp_path / "snap6"
+    snap.mkdir()
+    (snap / "cluster.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+    tag = uuid.uuid4().hex[:6]
+    spaces = {"client": (f"kc{tag}", CLIENT6), "web": (f"kw{tag}", WEB1_6)}
+    devs = {"client": f"tc{tag}", "web": f"tw{tag}"}
+    procs = []
+    try:
+        kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", "node-1",
+                                "--port", f"shop/client={devs['client']}", "--port", f"shop/web-1={devs['web']}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(kdp)
+        assert "ready" in kdp.stderr.readline()
+        for key, (ns, ip) in spaces.items():
+            dev = devs[key]
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "set", dev, "netns", ns)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "-6", "addr", "add", f"{ip}/128", "dev", dev, "nodad")
+            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", "fe80::ecee:eeff:feee:eeee", "dev", dev)
+        srv = subprocess.Popen(["ip", "netns", "exec", spaces["web"][0], sys.executable, "-c", SERVER, WEB1_6],
+                               stdout=subprocess.PIPE, text=True)
+        procs.append(srv)
+        assert srv.stdout.readline().strip() == "ready"
+        run = sh("ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", GET, "http://[fd00:96::10]/",
+                 timeout=15, check=False)
+        assert run.returncode == 0 and run.stdout.strip() == CLIENT6, run.stderr
     finally:
         for p in procs:
             if p.poll() is None:
