@@ -21,7 +21,9 @@ TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame)
 offloads off (TUNSETOFFLOAD 0): the kernel hands kdp whole, checksummed frames, never a
 64 KB GSO super-frame, and kdp writes headers that ask for nothing. Link state is set
 with pyroute2 (netlink); the TUNSETIFF-class calls are ioctls, which pyroute2 does not
-cover. SIGINT / SIGTERM stop the loop; the devices kdp created disappear with their
+cover. Frames for the node itself go to the host port when one is attached (its kernel side is
+the node's stack, where kube-proxy's health server listens: kdp.healthserver).
+SIGINT / SIGTERM stop the loop; the devices kdp created disappear with their
 descriptors; the summary is printed. SIGHUP reloads the snapshot (compiled aside,
 swapped between batches; an invalid one is reported and changes nothing).
 """
@@ -47,6 +49,7 @@ VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers
 VNET_ZERO = bytes(VNET_HDR_LEN)     # no checksum to complete, no segmentation
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
 MAX_FRAME = 65536
+HOST_PORT = 1                       # kdp.ports.HOST: the node itself
 
 
 def _ip(value):
@@ -74,11 +77,14 @@ class TapPort:
             raise KdpError(f"--port {name}={device}: cannot attach the TAP device: {exc.strerror}") from None
         self.rx = self.tx = self.rx_bytes = self.tx_bytes = self.tx_errors = 0
         self.recorder = None            # --pcap-out: kdp.io.recorder.Recorder
+        self.mac = None                 # the device's own MAC (its kernel side), when kdp saw it
 
     def set_up(self, ipr):
         idx = ipr.link_lookup(ifname=self.device)
         if idx:
             ipr.link("set", index=idx[0], state="up")
+            mac = ipr.get_links(idx[0])[0].get_attr("IFLA_ADDRESS")
+            self.mac = bytes.fromhex(mac.replace(":", "")) if mac else None
 
     def read_into(self, batch, now_ns, room):
         """Read up to `room` frames into `batch`; returns how many."""
@@ -182,11 +188,12 @@ def arp_reply(frame):
 class Attached:
     """The live loop over a Dataplane and its TAP ports."""
 
-    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None):
+    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
         self.by_id = {p.port_id: p for p in ports}
         self.batch = Batch(batch_size)
         self.log = log
+        self.health = health                # kdp.healthserver.HealthServers, or None
         self.stop = False
         self.reload_asked = False
         self.reloads = []               # (monotonic time, "ok" or the error)
@@ -246,6 +253,15 @@ class Attached:
                 if answer is not None and port is not None:
                     port.send(answer)
                     self.arp_answered += 1
+                continue
+            if verdict == Verdict.LOCAL:
+                # the node itself: its kernel is behind the host port, when one is attached
+                # (kube-proxy's health server among what listens there)
+                port = self.by_id.get(HOST_PORT) if int(m["out_port"]) == HOST_PORT else None
+                if port is not None and port.mac is not None:
+                    frame = b.packet(i)
+                    if frame[12:14] in (b"\x08\x00", b"\x86\xdd"):   # IP: to the node's stack
+                        port.send(port.mac + ATTACH_MAC + frame[12:])
                 continue
             if verdict in (Verdict.FORWARD, Verdict.REJECT, Verdict.REPLY):
                 port = self.by_id.get(int(m["out_port"]))
@@ -316,6 +332,8 @@ class Attached:
         self.reload_asked = False
         try:
             flushed = self.dp.reload(self.cluster, node=self.node)
+            if self.health is not None:
+                self.health.update()
             self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
             print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
                   flush=True)
@@ -336,7 +354,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
     from kdp.summary import RunResult, dns_outcomes
     dp = Dataplane.from_snapshot(cluster, node)
     ports = []
-    log_file = vlog = server = recorder = None
+    log_file = vlog = server = recorder = health = None
     started = time.perf_counter()
     try:
         for spec in port_specs:
@@ -360,7 +378,10 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             recorder = Recorder(pcap_out, ports)
             for p in ports:
                 p.recorder = recorder
-        loop = Attached(dp, ports, cluster, node, batch_size, vlog)
+        from kdp.healthserver import HealthServers
+        health = HealthServers(dp)
+        health.update()
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health)
         if metrics:
             from kdp.metrics import serve
             server = serve(loop, metrics)
@@ -384,6 +405,8 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
     finally:
         if server is not None:
             server[0].shutdown()
+        if health is not None:
+            health.close()
         for p in ports:
             p.close()
         if log_file is not None:

@@ -436,3 +436,64 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
                 p.kill()
         for ns, _ip in spaces.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def test_the_health_check_node_port_answers_200_then_503_as_local_endpoints_go(tmp_path):
+    """kube-proxy's health server: kdp runs in a node namespace whose host port carries the
+    node's address; an outside host probes NODE:healthCheckNodePort through the uplink and
+    gets 200 while this node has a ready endpoint of the Service, 503 after a reload
+    without one."""
+    def snapshot(local):
+        objs = cluster()
+        for o in objs:
+            if o["kind"] == "Service" and o["metadata"]["name"] == "web":
+                o["spec"].update(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=31555)
+            if o["kind"] == "EndpointSlice":
+                o["endpoints"] = [endpoint(WEB, "node-1")] if local else [endpoint("10.244.2.10", "node-2")]
+        objs.append(node("node-2", "192.168.56.12", ["10.244.2.0/24"]))
+        (tmp_path / "snap" / "cluster.yaml").write_text(yaml.safe_dump_all(objs, sort_keys=False))
+
+    (tmp_path / "snap").mkdir()
+    snapshot(True)
+    tag = uuid.uuid4().hex[:6]
+    node_ns, out_ns = f"kn{tag}", f"ko{tag}"
+    host_dev, up_dev, web_dev = f"th{tag}", f"tu{tag}", f"tw{tag}"
+    probe = "import urllib.request, urllib.error, sys\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=4); print(r.status, r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())"
+    procs = []
+    try:
+        sh("ip", "netns", "add", node_ns)
+        sh("ip", "-n", node_ns, "link", "set", "lo", "up")
+        kdp = subprocess.Popen(["ip", "netns", "exec", node_ns, sys.executable, "-m", "kdp", "attach",
+                                "--cluster", str(tmp_path / "snap"), "--node", "node-1", "--port", f"host={host_dev}",
+                                "--port", f"uplink={up_dev}", "--port", f"shop/web-1={web_dev}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(kdp)
+        assert "ready" in kdp.stderr.readline()
+        # the node's own stack behind the host port: its address, and the subnet through kdp
+        sh("ip", "-n", node_ns, "addr", "add", f"{NODE1}/32", "dev", host_dev)
+        sh("ip", "-n", node_ns, "route", "add", "192.168.56.0/24", "dev", host_dev)
+        sh("ip", "netns", "add", out_ns)
+        sh("ip", "-n", node_ns, "link", "set", up_dev, "netns", out_ns)
+        sh("ip", "-n", out_ns, "link", "set", up_dev, "up")
+        sh("ip", "-n", out_ns, "addr", "add", f"{OUTSIDE}/24", "dev", up_dev)
+        url = f"http://{NODE1}:31555/healthz"
+        run = sh("ip", "netns", "exec", out_ns, sys.executable, "-c", probe, url, timeout=15, check=False)
+        status, body = run.stdout.split(" ", 1)
+        assert status == "200", run.stdout + run.stderr
+        assert '"localEndpoints": 1' in body and '"name": "web"' in body
+        snapshot(False)
+        kdp.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        run = sh("ip", "netns", "exec", out_ns, sys.executable, "-c", probe, url, timeout=15, check=False)
+        assert run.stdout.startswith("503 ") and '"localEndpoints": 0' in run.stdout, run.stdout + run.stderr
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for ns in (node_ns, out_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
