@@ -24,8 +24,9 @@ with pyroute2 (netlink); the TUNSETIFF-class calls are ioctls, which pyroute2 do
 cover. Frames for the node itself go to the host port when one is attached (its kernel side is
 the node's stack, where kube-proxy's health server listens: kdp.healthserver).
 SIGINT / SIGTERM stop the loop; the devices kdp created disappear with their
-descriptors; the summary is printed. SIGHUP reloads the snapshot (compiled aside,
-swapped between batches; an invalid one is reported and changes nothing).
+descriptors; the summary is printed. SIGHUP, or a file of the snapshot that changed
+(checked every second), reloads it (compiled aside, swapped between batches; an invalid
+one is reported and changes nothing).
 """
 import errno
 import fcntl
@@ -33,6 +34,7 @@ import os
 import select
 import signal
 import struct
+import sys
 import time
 
 from kdp._fast.packet import Batch, LinkType
@@ -50,6 +52,7 @@ VNET_ZERO = bytes(VNET_HDR_LEN)     # no checksum to complete, no segmentation
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
 MAX_FRAME = 65536
 HOST_PORT = 1                       # kdp.ports.HOST: the node itself
+RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
 
 
 def _ip(value):
@@ -213,9 +216,17 @@ class Attached:
             poller.register(p.fd, select.POLLIN)
         fds = {p.fd: p for p in self.ports}
         deadline = None if duration is None else time.monotonic() + duration
+        files, checked = self._files(), time.monotonic()
         while not self.stop:
-            if deadline is not None and time.monotonic() >= deadline:
+            now_s = time.monotonic()
+            if deadline is not None and now_s >= deadline:
                 break
+            if now_s - checked >= RECHECK_FILES_S:
+                checked = now_s
+                seen = self._files()
+                if seen != files:
+                    files = seen
+                    self.reload_asked = True
             if self.reload_asked:
                 self._reload()
             self._resolve_pods()
@@ -282,6 +293,19 @@ class Attached:
         if self.log is not None:
             self.log.write(b)
 
+    def _files(self):
+        """What identifies the snapshot's files now: (path, mtime, size) of each; a file
+        that changed, came or went makes the loop reload."""
+        from kdp.control.loader import snapshot_files
+        out = []
+        try:
+            for path in snapshot_files(self.cluster):
+                st = os.stat(path)
+                out.append((path, st.st_mtime_ns, st.st_size))
+        except (KdpError, OSError):
+            return None                 # unreadable now: the reload will say why
+        return out
+
     def _local_pods(self):
         """(port, IPv4 int) of every local pod address behind an attached port."""
         from kdp._fast.route import RouteKind
@@ -336,10 +360,10 @@ class Attached:
                 self.health.update()
             self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
             print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
-                  flush=True)
+                  file=sys.stderr, flush=True)
         except KdpError as exc:
             self.reloads.append((time.monotonic(), str(exc)))
-            print(f"kdp attach: reload failed, nothing changed: {exc}", flush=True)
+            print(f"kdp attach: reload failed, nothing changed: {exc}", file=sys.stderr, flush=True)
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,

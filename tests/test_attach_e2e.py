@@ -133,10 +133,13 @@ class Node:
         return sh("ip", "netns", "exec", self.spaces[key][0], sys.executable, "-c", code, *args,
                   timeout=timeout, check=False)
 
-    def reload(self, policy):
+    def reload(self, policy, signal_it=True):
         self.write(policy)
-        self.kdp.send_signal(signal.SIGHUP)
-        time.sleep(0.5)                 # the loop reloads between batches (it polls every 0.1 s)
+        if signal_it:
+            self.kdp.send_signal(signal.SIGHUP)
+            time.sleep(0.5)             # the loop reloads between batches (it polls every 0.1 s)
+        else:
+            time.sleep(2.5)             # kdp sees the changed file within a second
 
     def stop(self):
         for srv in self.servers:
@@ -188,12 +191,13 @@ def test_a_service_without_endpoints_refuses_at_once(attached):
     assert word == "refused" and seconds < 1.0
 
 
-def test_a_network_policy_blocks_and_a_reload_without_it_restores(attached):
+@pytest.mark.parametrize("signal_it", [True, False], ids=["SIGHUP", "changed file"])
+def test_a_network_policy_blocks_and_a_reload_without_it_restores(attached, signal_it):
     n = attached(policy=True)
     n.serve()
     blocked = n.run_in("client", CONNECT, "10.96.0.10", "80")
     assert blocked.stdout.startswith("failed") and "timed out" in blocked.stdout
-    n.reload(policy=False)
+    n.reload(policy=False, signal_it=signal_it)
     run = n.run_in("client", GET, "http://10.96.0.10/")
     assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
 
@@ -497,3 +501,17 @@ def test_the_health_check_node_port_answers_200_then_503_as_local_endpoints_go(t
                 p.kill()
         for ns in (node_ns, out_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def test_a_snapshot_that_fails_validation_changes_nothing(attached):
+    n = attached()
+    n.serve()
+    (n.snap / "cluster.yaml").write_text("kind: Service\nmetadata: {name: broken}\nspec: {ports: [{port: 99999}]}\n")
+    time.sleep(2.5)                     # kdp saw the change and refused it
+    assert n.kdp.poll() is None
+    run = n.run_in("client", GET, "http://10.96.0.10/")
+    assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
+    n.kdp.send_signal(signal.SIGTERM)
+    assert n.kdp.wait(timeout=15) == 0
+    import json
+    assert any("invalid" in r or "problem" in r for r in json.loads(n.log.read_text())["reloads"])

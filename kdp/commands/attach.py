@@ -7,7 +7,9 @@ port, named as `kdp show routes` names it) with a TAP device, created or opened.
 pod's device into its network namespace with its address and a default route through
 169.254.1.1 (kdp answers ARP for it, as Calico's proxy ARP does): its traffic then runs
 through the same pipeline as `kdp replay`. SIGINT/SIGTERM stop and print the summary;
-SIGHUP reloads the snapshot (an invalid one is reported and changes nothing).
+SIGHUP, or a snapshot file that changed, reloads it (an invalid one is reported and
+changes nothing). A `host` port carries the node's own traffic (kube-proxy's health
+check server answers there).
 --metrics HOST:PORT serves Prometheus metrics. Needs root (or CAP_NET_ADMIN), pyroute2
 and prometheus-client: pip install 'kdp[attach]'.
 """
