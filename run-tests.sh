@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine, then runs it:
 # the Debian packages of the tools the end-to-end tests drive (tshark, tcpdump,
-# iproute2, nftables; libpcap0.8 for --filter), kdp itself with its test extras, network-config-analyzer in a
+# iproute2, nftables, iperf3 for kdp bench attach; libpcap0.8 for --filter), kdp itself with its test extras, network-config-analyzer in a
 # virtualenv of its own (.venv-nca), then pytest.
 # `.ci/run` calls exactly this. Extra arguments go to pytest (e.g. -x, -k NAME).
 # A tool that is still missing makes its tests fail, never skip.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(tshark tcpdump libpcap0.8 iproute2 nftables ethtool)
+packages=(tshark tcpdump libpcap0.8 iproute2 nftables ethtool iperf3)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

@@ -15,7 +15,7 @@ from kdp.benchmarks.peers import PeerFailed, attempt, linux_conntrack as lc, pri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay"])
+@pytest.mark.parametrize("suite", ["lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay", "attach"])
 def test_bench_quick_prints_json_with_kdp_figures(suite, tmp_path):
     run = subprocess.run([sys.executable, "-m", "kdp.cli", "bench", suite, "--quick", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -47,6 +47,13 @@ def check_replay(r):
     assert "tcpdump -r IN -w OUT" in runs                   # run-tests.sh installs tcpdump
     assert [s["what"] for s in r["startup"]] == ["no cluster", "1,000 Services (YAML)"]
     assert set(r["split_per_packet_ns"]) == {"read", "process", "write"}
+
+
+def check_attach(r):
+    rows = {row["path"]: row for row in r["rows"]}
+    assert set(rows) == {"kdp", "kernel"}, r["peers_not_run"]     # CI runs as root with iperf3 and nft
+    for row in rows.values():
+        assert row["gbit_per_s"] > 0 and row["packets_per_s"] > 0 and row["connections_per_s"] > 0
 
 
 def check_pipeline(r):
@@ -84,7 +91,7 @@ def check_dns(r):
     assert r["compile"]["names"] > r["size"]["services"]
 
 
-CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline, "replay": check_replay,
+CHECKS = {"lpm": check_lpm, "conntrack": check_conntrack, "pipeline": check_pipeline, "replay": check_replay, "attach": check_attach,
           "read": check_read, "dns": check_dns, "policy": check_policy}
 
 

@@ -8,6 +8,8 @@
   kdp bench dns        cluster DNS answers/s through the pipeline, beside a dnspython responder
   kdp bench replay     kdp replay from the command line (output, log, start-up) beside
                        tcpdump -r IN -w OUT on the same capture
+  kdp bench attach     kdp attach on TAP devices against the kernel (router namespace,
+                       nft DNAT): iperf3 TCP and 64-byte UDP, TCP connections/s
   kdp bench policy     NetworkPolicy: packets/s and new flows/s with 0 / 10 / 1,000 / 10,000
                        policies, compile time, table memory; nca's time on the same sets
 
@@ -27,7 +29,7 @@ import io
 import json
 import sys
 
-SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay")
+SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy", "replay", "attach")
 
 
 def add_arguments(parser):

@@ -1,0 +1,236 @@
+"""`kdp bench attach`: kdp live on TAP devices against the kernel doing the same job.
+
+Both paths carry client -> Service VIP (10.96.0.10:5201) -> backend (10.244.1.10:5201)
+between two network namespaces this suite makes (and removes):
+
+  kdp     `kdp attach` with the client's and the backend's TAP devices; the Service is a
+          ClusterIP of a one-node snapshot (DNAT in kdp's conntrack).
+  kernel  a router namespace between two veth pairs, IP forwarding on, and kube-proxy's
+          iptables-mode rule as nftables states it: DNAT of the VIP's port to the backend
+          in prerouting, conntrack doing the rest.
+
+Measured in one run, the same tools for both: iperf3 TCP, one stream (Gbit/s the
+receiver counted); iperf3 UDP with 64-byte payloads sent as fast as the sender can
+(packets/s received, and the loss); new TCP connections per second (a bounded
+connect/accept/close loop). Needs root, `ip`, `nft` and iperf3; a tool that is missing
+leaves its rows out with the reason.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import yaml
+
+SECONDS = 3
+VIP, BACKEND, CLIENT = "10.96.0.10", "10.244.1.10", "10.244.1.50"
+CONNECT_LOOP = """
+import socket, sys, time
+n, end = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    s = socket.create_connection((sys.argv[1], 5202), timeout=2)
+    s.close()
+    n += 1
+print(n / float(sys.argv[2]))
+"""
+ACCEPT_LOOP = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5202)); s.listen(1024); print('ready', flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+
+def _tool(name):
+    # root's tools live in sbin, which a user's PATH may leave out
+    return shutil.which(name, path=os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin")
+
+
+def _sh(*cmd, timeout=30, check=True):
+    cmd = (_tool(cmd[0]) or cmd[0],) + cmd[1:]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
+    return run
+
+
+def _in(ns, *cmd, timeout=60):
+    return _sh("ip", "netns", "exec", ns, *cmd, timeout=timeout, check=False)
+
+
+def _cluster(path):
+    objs = [
+        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
+         "spec": {"nodeAddresses": ["192.168.56.11"], "clusterCIDRs": ["10.244.0.0/16"],
+                  "serviceCIDRs": ["10.96.0.0/16"], "conntrack": {"dropInvalid": False}}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": {"podCIDRs": ["10.244.1.0/24"]},
+         "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.11"}]}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}},
+    ]
+    for name, ip in (("client", CLIENT), ("server", BACKEND)):
+        objs.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "bench", "name": name},
+                     "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": ip}})
+    objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "bench", "name": "iperf"},
+                 "spec": {"type": "ClusterIP", "clusterIP": VIP, "ports": [
+                     {"name": "tcp", "protocol": "TCP", "port": 5201, "targetPort": 5201},
+                     {"name": "udp", "protocol": "UDP", "port": 5201, "targetPort": 5201},
+                     {"name": "conn", "protocol": "TCP", "port": 5202, "targetPort": 5202}]}})
+    objs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": {"namespace": "bench", "name": "iperf-a", "labels": {"kubernetes.io/service-name": "iperf"}},
+                 "addressType": "IPv4",
+                 "ports": [{"name": "tcp", "protocol": "TCP", "port": 5201}, {"name": "udp", "protocol": "UDP", "port": 5201},
+                           {"name": "conn", "protocol": "TCP", "port": 5202}],
+                 "endpoints": [{"addresses": [BACKEND], "conditions": {"ready": True}, "nodeName": "node-1"}]})
+    with open(path, "w") as f:
+        yaml.safe_dump_all(objs, f)
+
+
+class _Path:
+    """Two namespaces (client, server) and what joins them; `close()` removes it all."""
+
+    def __init__(self, kind, tmp):
+        tag = uuid.uuid4().hex[:6]
+        self.client, self.server = f"bc{tag}", f"bs{tag}"
+        self.spaces = [self.client, self.server]
+        self.procs = []
+        if kind == "kdp":
+            self._kdp(tag, tmp)
+        else:
+            self._kernel(tag)
+
+    def _pod(self, ns, dev, ip, via):
+        _sh("ip", "netns", "add", ns)
+        _sh("ip", "link", "set", dev, "netns", ns)
+        _sh("ip", "-n", ns, "link", "set", "lo", "up")
+        _sh("ip", "-n", ns, "link", "set", dev, "up")
+        _sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", dev)
+        _sh("ip", "-n", ns, "route", "add", via, "dev", dev)
+        _sh("ip", "-n", ns, "route", "add", "default", "via", via, "dev", dev)
+
+    def _kdp(self, tag, tmp):
+        snap = os.path.join(tmp, "cluster.yaml")
+        _cluster(snap)
+        cdev, sdev = f"bkc{tag}", f"bks{tag}"
+        kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", snap, "--node", "node-1",
+                                "--port", f"bench/client={cdev}", "--port", f"bench/server={sdev}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.procs.append(kdp)
+        line = kdp.stderr.readline()
+        if "ready" not in line:
+            raise RuntimeError(f"kdp attach did not start: {line}{kdp.stderr.read()[-500:]}")
+        self._pod(self.client, cdev, CLIENT, "169.254.1.1")
+        self._pod(self.server, sdev, BACKEND, "169.254.1.1")
+
+    def _kernel(self, tag):
+        router = f"br{tag}"
+        self.spaces.append(router)
+        _sh("ip", "netns", "add", router)
+        _sh("ip", "-n", router, "link", "set", "lo", "up")
+        for ns, ip, peer in ((self.client, CLIENT, f"rc{tag}"), (self.server, BACKEND, f"rs{tag}")):
+            dev = f"v{ns}"
+            _sh("ip", "link", "add", dev, "type", "veth", "peer", "name", peer)
+            _sh("ip", "link", "set", peer, "netns", router)
+            _sh("ip", "-n", router, "link", "set", peer, "up")
+            _sh("ip", "-n", router, "addr", "add", "169.254.1.1/32", "dev", peer)
+            _sh("ip", "-n", router, "route", "add", f"{ip}/32", "dev", peer)
+            self._pod(ns, dev, ip, "169.254.1.1")
+            _sh("ip", "netns", "exec", router, _tool("sysctl") or "sysctl", "-qw", f"net.ipv4.conf.{peer}.proxy_arp=1")
+        _sh("ip", "netns", "exec", router, _tool("sysctl") or "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        rules = (f"table ip kdpbench {{\n chain pre {{\n  type nat hook prerouting priority -100;\n"
+                 f"  ip daddr {VIP} tcp dport {{ 5201, 5202 }} dnat to {BACKEND}\n"
+                 f"  ip daddr {VIP} udp dport 5201 dnat to {BACKEND}\n }}\n}}\n")
+        run = subprocess.run([_tool("ip"), "netns", "exec", router, _tool("nft"), "-f", "-"], input=rules, text=True,
+                             capture_output=True, timeout=30)
+        if run.returncode != 0:
+            raise RuntimeError(f"nft: {run.stderr.strip()}")
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for ns in self.spaces:
+            subprocess.run([_tool("ip") or "ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def _iperf(path, udp):
+    server = subprocess.Popen([_tool("ip"), "netns", "exec", path.server, _tool("iperf3"), "-s", "-1", "-J"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path.procs.append(server)
+    time.sleep(0.5)
+    args = ["iperf3", "-c", VIP, "-t", str(SECONDS), "-J"] + (["-u", "-l", "64", "-b", "0"] if udp else [])
+    client = _in(path.client, _tool("iperf3"), *args[1:], timeout=SECONDS + 30)
+    out, _ = server.communicate(timeout=SECONDS + 30)
+    if client.returncode != 0:
+        raise RuntimeError(f"iperf3 client: {client.stdout[-300:]}{client.stderr[-300:]}")
+    report = json.loads(out)["end"]
+    if udp:
+        s = report["sum"]
+        return {"packets_per_s": (s["packets"] - s["lost_packets"]) / s["seconds"], "lost_percent": s["lost_percent"]}
+    return {"gbit_per_s": report["sum_received"]["bits_per_second"] / 1e9}
+
+
+def _connections(path):
+    server = subprocess.Popen([_tool("ip"), "netns", "exec", path.server, sys.executable, "-c", ACCEPT_LOOP, BACKEND],
+                              stdout=subprocess.PIPE, text=True)
+    path.procs.append(server)
+    if server.stdout.readline().strip() != "ready":
+        raise RuntimeError("the accept loop did not start")
+    run = _in(path.client, sys.executable, "-c", CONNECT_LOOP, VIP, str(SECONDS), timeout=SECONDS + 30)
+    if run.returncode != 0:
+        raise RuntimeError(f"connect loop: {run.stderr[-300:]}")
+    return {"connections_per_s": float(run.stdout)}
+
+
+def run(quick=False):
+    from kdp.benchmarks.peers import PeerUnavailable, attempt
+    res = {"seconds": SECONDS, "rows": [], "peers_not_run": []}
+    missing = [t for t in ("ip", "nft", "iperf3") if _tool(t) is None]
+    if os.geteuid() != 0 or missing:
+        why = "needs root" if os.geteuid() != 0 else f"{', '.join(missing)} not on PATH"
+        attempt("attach (kdp and kernel)", lambda: (_ for _ in ()).throw(PeerUnavailable(why)), res["peers_not_run"])
+        return res
+    for kind in ("kdp", "kernel"):
+        with tempfile.TemporaryDirectory(prefix="kdp-bench-attach-") as tmp:
+            path = None
+            try:
+                path = _Path(kind, tmp)
+                row = {"path": kind}
+                row.update(_iperf(path, udp=False))
+                row.update(_iperf(path, udp=True))
+                row.update(_connections(path))
+                res["rows"].append(row)
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+                res["peers_not_run"].append({"peer": kind, "status": "failed", "reason": str(exc), "stderr": ""})
+            finally:
+                if path is not None:
+                    path.close()
+    return res
+
+
+def main(args):
+    res = run(quick=getattr(args, "quick", False))
+    if getattr(args, "json", False):
+        print(json.dumps(res, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    tb = Table(title=f"client -> Service VIP -> backend, {SECONDS} s each (kdp attach against the kernel)")
+    for c in ("path", "TCP Gbit/s", "UDP 64 B packets/s", "UDP loss %", "TCP connections/s"):
+        tb.add_column(c, justify="left" if c == "path" else "right")
+    for r in res["rows"]:
+        tb.add_row(r["path"], f"{r['gbit_per_s']:.3f}", f"{r['packets_per_s']:,.0f}", f"{r['lost_percent']:.1f}",
+                   f"{r['connections_per_s']:,.0f}")
+    Console().print(tb)
+    from kdp.benchmarks.peers import print_not_run
+    print_not_run(res["peers_not_run"])
+    return 0
