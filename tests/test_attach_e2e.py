@@ -515,3 +515,20 @@ def test_a_snapshot_that_fails_validation_changes_nothing(attached):
     assert n.kdp.wait(timeout=15) == 0
     import json
     assert any("invalid" in r or "problem" in r for r in json.loads(n.log.read_text())["reloads"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "bogus"], "--port takes NAME=TAPDEV"),
+    (["--port", "nope=tq0"], "no port 'nope' in the snapshot"),
+    (["--port", "shop/client=averyveryverylongname"], "at most 15 bytes"),
+    (["--port", "shop/client=tq0", "--metrics", "nonsense"], "--metrics takes HOST:PORT"),
+    (["--port", "shop/client=tq0", "--pcap-out", "/proc/kdp-nope"], "--pcap-out /proc/kdp-nope"),
+])
+def test_bad_attach_arguments_are_clear_errors_and_leave_no_device(tmp_path, args, message):
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(), sort_keys=False))
+    run = subprocess.run([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", "node-1",
+                          "--duration", "0.2", *args], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    assert "tq0" not in sh("ip", "link").stdout

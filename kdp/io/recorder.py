@@ -30,9 +30,9 @@ class Recorder:
     """Writes DIR/attach.pcapng: open(ports), then rx/tx(port, frame), then close()."""
 
     def __init__(self, directory, ports):
-        os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, "attach.pcapng")
         try:
+            os.makedirs(directory, exist_ok=True)
             self.f = open(self.path, "wb")
         except OSError as exc:
             raise KdpError(f"--pcap-out {directory}: cannot create {self.path}: {exc.strerror or exc}") from None
