@@ -84,6 +84,20 @@ def pod_namespace(ns, dev, ip):
     sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", dev)
 
 
+def stop_all(procs, namespaces):
+    """SIGTERM every process (SIGKILL after 15 s), then delete the namespaces."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    for ns in namespaces:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
 class Node:
     """kdp attached to TAP ports, each moved into a namespace with its address."""
 
@@ -276,16 +290,7 @@ def test_two_kdp_nodes_carry_a_service_flow_over_ip_in_ip(tmp_path):
             run = sh("ip", "netns", "exec", ns["client"], sys.executable, "-c", GET, url, timeout=15, check=False)
             assert run.returncode == 0 and run.stdout.strip() == CLIENT, (url, run.stderr)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for name in ns.values():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+        stop_all(procs, ns.values())
     import json
     node1 = [json.loads(l) for l in logs[0].read_text().splitlines()]
     node2 = [json.loads(l) for l in logs[1].read_text().splitlines()]
@@ -380,16 +385,7 @@ def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(t
         out, err = client.communicate(timeout=20)
         assert out.split() == [WEB, web3], err                  # established: web-1; new: web-3
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for ns, _ip in spaces.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        stop_all(procs, [ns for ns, _ip in spaces.values()])
 
 
 def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_path):
@@ -430,16 +426,7 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
                  timeout=15, check=False)
         assert run.returncode == 0 and run.stdout.strip() == CLIENT6, run.stderr
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for ns, _ip in spaces.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        stop_all(procs, [ns for ns, _ip in spaces.values()])
 
 
 def test_the_health_check_node_port_answers_200_then_503_as_local_endpoints_go(tmp_path):
@@ -491,16 +478,7 @@ def test_the_health_check_node_port_answers_200_then_503_as_local_endpoints_go(t
         run = sh("ip", "netns", "exec", out_ns, sys.executable, "-c", probe, url, timeout=15, check=False)
         assert run.stdout.startswith("503 ") and '"localEndpoints": 0' in run.stdout, run.stdout + run.stderr
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for ns in (node_ns, out_ns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        stop_all(procs, (node_ns, out_ns))
 
 
 def test_a_snapshot_that_fails_validation_changes_nothing(attached):
