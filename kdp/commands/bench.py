@@ -14,8 +14,17 @@ install 'kdp[bench]'`, tcpdump is a program on PATH, the Linux nf_conntrack peer
 root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer that is
 missing or fails is left out of the table; the lines under it say why (and show a failed
 peer's stderr); the exit status stays 0.
+
+Every suite ends with the machine's load while it ran (/proc/loadavg before and after,
+the CPU time the run took against the wall time: kdp/benchmarks/load.py), and calls the
+run "disturbed" when other work took the core (CPU/wall < 0.9); with --json the same
+figures are the report's "load" object.
 """
+import contextlib
 import importlib
+import io
+import json
+import sys
 
 SUITES = ("lpm", "conntrack", "pipeline", "read", "dns", "policy")
 
@@ -29,5 +38,25 @@ def add_arguments(parser):
 
 def run(args):
     # imported here, when a benchmark runs: nothing else in kdp imports kdp.benchmarks
+    from kdp.benchmarks import load
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
-    return module.main(args)
+    if not args.json:
+        watch = load.Watch()
+        status = module.main(args)
+        print(load.describe(watch.stop()))
+        return status
+    # the suite prints its report as one JSON document: add the load to it
+    text = io.StringIO()
+    watch = load.Watch()
+    with contextlib.redirect_stdout(text):
+        status = module.main(args)
+    measured = watch.stop()
+    try:
+        report = json.loads(text.getvalue())
+    except ValueError:          # not one document: pass it on as it is, the load apart
+        sys.stdout.write(text.getvalue())
+        print(load.describe(measured), file=sys.stderr)
+        return status
+    report["load"] = measured
+    print(json.dumps(report, indent=2))
+    return status
