@@ -24,6 +24,8 @@ def test_bench_quick_prints_json_with_kdp_figures(suite, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout)
     CHECKS[suite](report)
+    load = report["load"]                        # the machine's load while it ran
+    assert load["wall_s"] > 0 and load["cpu_s"] > 0 and load["disturbed"] == (load["cpu_per_wall"] < 0.9)
     assert list(tmp_path.iterdir()) == []        # generated captures are removed
 
 

@@ -19,6 +19,11 @@ root, `ip` and `nft`, and nca lives in .venv-nca (run-tests.sh makes it). A peer
 missing or fails is left out of the table; the lines under it say why (and show a failed
 peer's stderr); the exit status stays 0.
 
+Every suite ends with the machine's load while it ran (/proc/loadavg before and after,
+the CPU time the run took against the wall time: kdp/benchmarks/load.py), and calls the
+run "disturbed" when other work took the core (CPU/wall < 0.9); with --json the same
+figures are the report's "load" object.
+
 --plot FILE.png draws the results with matplotlib (kdp/benchmarks/plot.py: a panel per
 list of rates, kdp and its peers side by side); the suite then runs once in its JSON
 form, printed only with --json.
@@ -42,20 +47,38 @@ def add_arguments(parser):
 
 def run(args):
     # imported here, when a benchmark runs: nothing else in kdp imports kdp.benchmarks
+    load = importlib.import_module("kdp.benchmarks.load")
     module = importlib.import_module(f"kdp.benchmarks.{args.suite}")
-    if not args.plot:
-        return module.main(args)
-    from kdp.errors import KdpError
-    plot = importlib.import_module("kdp.benchmarks.plot").plot
-    if not args.plot.endswith(".png"):
-        raise KdpError(f"--plot writes a PNG: give a path ending in .png, not {args.plot}")
+    plot = None
+    if args.plot:
+        from kdp.errors import KdpError
+        if not args.plot.endswith(".png"):
+            raise KdpError(f"--plot writes a PNG: give a path ending in .png, not {args.plot}")
+        plot = importlib.import_module("kdp.benchmarks.plot").plot
+    if not args.json and plot is None:
+        watch = load.Watch()
+        status = module.main(args)
+        print(load.describe(watch.stop()))
+        return status
+    # the suite prints its report as one JSON document: add the load to it (and draw it)
     asked_json, args.json = args.json, True
     text = io.StringIO()
+    watch = load.Watch()
     with contextlib.redirect_stdout(text):
         status = module.main(args)
-    report = json.loads(text.getvalue())
-    if asked_json:
+    measured = watch.stop()
+    try:
+        report = json.loads(text.getvalue())
+    except ValueError:          # not one document: pass it on as it is, the load apart
         sys.stdout.write(text.getvalue())
-    n = plot(report, args.plot, f"kdp bench {args.suite}" + (" --quick" if args.quick else ""))
-    print(f"{args.plot}: {n} panels", file=sys.stderr)
+        print(load.describe(measured), file=sys.stderr)
+        return status
+    report["load"] = measured
+    if asked_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(load.describe(measured))
+    if plot is not None:
+        n = plot(report, args.plot, f"kdp bench {args.suite}" + (" --quick" if args.quick else ""))
+        print(f"{args.plot}: {n} panels", file=sys.stderr)
     return status
