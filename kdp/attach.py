@@ -8,18 +8,21 @@ default route through the gateway kdp answers for (Calico's 169.254.1.1), and th
 traffic flows through kdp's pipeline: the same tables, conntrack, counters and log as a
 replay, on the monotonic clock.
 
-Per iteration the loop waits (poll) for any port to be readable, reads up to a batch of
-frames from every readable port, runs the batch, and writes each transmitted packet to
-its egress port's device. kdp answers ARP requests and IPv6 neighbour solicitations on
+The I/O is in the fast core (kdp/_fast/tapio.pyx): per iteration the loop waits (poll)
+for any port to be readable, reads a batch of frames from every readable port, runs the
+batch and writes each transmitted frame to its egress port's device, all without a
+Python object per frame. kdp answers ARP requests and IPv6 neighbour solicitations on
 its ports for every address but the asker's own (proxy ARP / proxy ND, as Calico's host
 side does; never a duplicate address detection probe) with ATTACH_MAC, learns the
 askers' MACs (the neighbour table), and asks for the MAC of every local pod behind a
 port (ARP request, or neighbour solicitation from GATEWAY6), holding up to three frames
-a pod until it answers.
+a pod until it answers: those rare frames are handled here, in Python.
 
-TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame) and
-offloads off (TUNSETOFFLOAD 0): the kernel hands kdp whole, checksummed frames, never a
-64 KB GSO super-frame, and kdp writes headers that ask for nothing. Link state is set
+TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame) and the
+offloads TUN_F_CSUM, TUN_F_TSO4 and TUN_F_TSO6 (`offloads=False`: none): the kernel hands
+kdp frames with partial checksums, which kdp completes, and TCP super-frames of up to
+64 KiB, which cross kdp whole (cut into segments only before a tunnel), so a TCP stream
+costs kdp one frame per 64 KiB instead of one per 1,448 bytes. Link state is set
 with pyroute2 (netlink); the TUNSETIFF-class calls are ioctls, which pyroute2 does not
 cover. Frames for the node itself go to the host port when one is attached (its kernel side is
 the node's stack, where kube-proxy's health server listens: kdp.healthserver).
@@ -28,18 +31,17 @@ descriptors; the summary is printed. SIGHUP, or a file of the snapshot that chan
 (checked every second), reloads it (compiled aside, swapped between batches; an invalid
 one is reported and changes nothing).
 """
-import errno
 import fcntl
 import os
-import select
 import signal
 import struct
 import sys
 import time
 
-from kdp._fast.packet import Batch, LinkType
+from kdp._fast.packet import Batch
+from kdp._fast.tapio import TapIO
 from kdp.errors import KdpError
-from kdp.reasons import Reason, Verdict
+from kdp.reasons import Verdict
 
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
@@ -47,11 +49,11 @@ TUNSETVNETHDRSZ = 0x400454D8
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
-VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers)
-VNET_ZERO = bytes(VNET_HDR_LEN)     # no checksum to complete, no segmentation
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers): tapio.pxd
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
-MAX_FRAME = 65536
 HOST_PORT = 1                       # kdp.ports.HOST: the node itself
+MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB super-frame
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
 
 
@@ -63,9 +65,10 @@ def _ip(value):
 
 
 class TapPort:
-    """One TAP device and the data-plane port it carries."""
+    """One TAP device and the data-plane port it carries; its counters live in the
+    TapIO that reads and writes it (`io`)."""
 
-    def __init__(self, name, device, port_id):
+    def __init__(self, name, device, port_id, offloads=True):
         self.name, self.device, self.port_id = name, device, port_id
         try:
             self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -74,11 +77,11 @@ class TapPort:
         try:
             fcntl.ioctl(self.fd, TUNSETIFF, struct.pack("16sH", device.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
             fcntl.ioctl(self.fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
-            fcntl.ioctl(self.fd, TUNSETOFFLOAD, 0)
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if offloads else 0)
         except OSError as exc:
             os.close(self.fd)
             raise KdpError(f"--port {name}={device}: cannot attach the TAP device: {exc.strerror}") from None
-        self.rx = self.tx = self.rx_bytes = self.tx_bytes = self.tx_errors = 0
+        self.io = None
         self.recorder = None            # --pcap-out: kdp.io.recorder.Recorder
         self.mac = None                 # the device's own MAC (its kernel side), when kdp saw it
 
@@ -89,38 +92,18 @@ class TapPort:
             mac = ipr.get_links(idx[0])[0].get_attr("IFLA_ADDRESS")
             self.mac = bytes.fromhex(mac.replace(":", "")) if mac else None
 
-    def read_into(self, batch, now_ns, room):
-        """Read up to `room` frames into `batch`; returns how many."""
-        n = 0
-        while n < room:
-            try:
-                data = os.read(self.fd, MAX_FRAME + VNET_HDR_LEN)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EINTR):
-                    break
-                raise
-            if len(data) <= VNET_HDR_LEN:
-                continue
-            frame = memoryview(data)[VNET_HDR_LEN:]
-            batch.append(frame, ts_ns=now_ns, linktype=LinkType.LT_ETHERNET, in_port=self.port_id)
-            self.rx += 1
-            self.rx_bytes += len(frame)
-            if self.recorder is not None:
-                self.recorder.rx(self, frame, now_ns)
-            n += 1
-        return n
+    def _counter(self, k):
+        return self.io.counters(self.port_id)[k] if self.io is not None else 0
+
+    rx = property(lambda self: self._counter(0), doc="frames read")
+    rx_bytes = property(lambda self: self._counter(1))
+    tx = property(lambda self: self._counter(2), doc="frames written")
+    tx_bytes = property(lambda self: self._counter(3))
+    tx_errors = property(lambda self: self._counter(4), doc="writes that failed (device down or gone)")
 
     def send(self, frame):
-        try:
-            os.write(self.fd, VNET_ZERO + frame)
-            self.tx += 1
-            self.tx_bytes += len(frame)
-        except OSError:                 # the device is down or gone: counted
-            self.tx_errors += 1
-            return
-        if self.recorder is not None:
+        """Write one complete frame (kdp's ARP / ND answers and requests, held frames)."""
+        if self.io.write_frame(self.port_id, frame) and self.recorder is not None:
             self.recorder.tx(self, frame, time.monotonic_ns())
 
     def close(self):
@@ -194,29 +177,49 @@ class Attached:
     def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
         self.by_id = {p.port_id: p for p in ports}
-        self.batch = Batch(batch_size)
+        self.batch = Batch(max(batch_size, MIN_BATCH))
+        self.io = TapIO([p.fd for p in ports], [p.port_id for p in ports], ATTACH_MAC,
+                        dp.pipeline.neighbours, self.batch.capacity)
+        for p in ports:
+            p.io = self.io
+        host = self.by_id.get(HOST_PORT)
+        if host is not None and host.mac is not None:
+            self.io.set_host_mac(host.mac)
+        self.recording = any(p.recorder is not None for p in ports)
+        self.io.recording = self.recording
         self.log = log
         self.health = health                # kdp.healthserver.HealthServers, or None
         self.stop = False
         self.reload_asked = False
         self.reloads = []               # (monotonic time, "ok" or the error)
         self.arp_answered = 0
-        self.no_device = 0              # transmitted to a port without a TAP device
         self.unresolved_dropped = 0     # waited for a neighbour that never answered
-        # frames for a local pod whose MAC kdp does not know yet: (port id, IPv4) ->
+        # frames for a local pod whose MAC kdp does not know yet: (port id, address) ->
         # [frames], sent once its ARP reply is learned (Linux queues them the same way)
         self.pending = {}
-        self.asked = {}                 # (port id, IPv4) -> monotonic time of the last request
+        self.asked = {}                 # (port id, address) -> monotonic time of the last request
+        self.pods = self._local_pods()
+        self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
         dp.pipeline.packet_clock = False
+
+    def offload_counts(self):
+        """What the TAP offloads did: super-frames read whole, segments kdp cut from them,
+        partial checksums completed, super-frames of a type never offered (dropped)."""
+        io = self.io
+        return {"gso_frames": io.gso_frames, "segments_cut": int(self.dp.pipeline.segments),
+                "checksums_completed": io.csum_completed, "gso_refused": io.gso_refused}
+
+    @property
+    def no_device(self):
+        """Frames transmitted to a port without a TAP device."""
+        return self.io.no_device
 
     def run(self, duration=None):
         """Run until SIGINT/SIGTERM (or `duration` seconds)."""
-        poller = select.poll()
-        for p in self.ports:
-            poller.register(p.fd, select.POLLIN)
-        fds = {p.fd: p for p in self.ports}
         deadline = None if duration is None else time.monotonic() + duration
         files, checked = self._files(), time.monotonic()
+        b, io = self.batch, self.io
+        self._resolve_pods()
         while not self.stop:
             now_s = time.monotonic()
             if deadline is not None and now_s >= deadline:
@@ -227,71 +230,73 @@ class Attached:
                 if seen != files:
                     files = seen
                     self.reload_asked = True
+                self._resolve_pods()
             if self.reload_asked:
                 self._reload()
-            self._resolve_pods()
-            ready = poller.poll(100)
-            if not ready:
+            if self.pending:
+                self._resolve_pods()
+            if not io.wait(100):
                 continue
-            self.batch.clear()
+            b.clear()
             now = time.monotonic_ns()
-            room = self.batch.capacity
-            for fd, _ev in ready:
-                room -= fds[fd].read_into(self.batch, now, room)
-                if room <= 0:
-                    break
-            if len(self.batch):
+            if io.read_into(b, now):
                 self._run_batch(now)
 
     def _run_batch(self, now):
-        b = self.batch
+        b, io = self.batch, self.io
+        if self.recording:                  # as received, before NAT rewrites them
+            for i in range(len(b)):
+                port = self.by_id.get(int(b.meta[i]["in_port"]))
+                if port is not None and port.recorder is not None:
+                    port.recorder.rx(port, b.packet(i), now)
         self.dp.pipeline.run(b, self.log, now)
-        meta = b.meta
-        for i in range(len(b)):
-            m = meta[i]
-            verdict = int(m["verdict"])
-            if verdict == Verdict.LOCAL and int(m["ip_ver"]) == 6 and int(m["proto"]) == 58 \
-                    and int(m["icmp_type"]) == 135:
-                answer = neighbour_advertisement(b.packet(i))
-                port = self.by_id.get(int(m["in_port"]))
-                if answer is not None and port is not None:
-                    port.send(answer)
-                    self.arp_answered += 1
-                continue
-            if verdict == Verdict.LOCAL and int(m["reason"]) == Reason.ARP:
-                answer = arp_reply(b.packet(i))
-                port = self.by_id.get(int(m["in_port"]))
-                if answer is not None and port is not None:
-                    port.send(answer)
-                    self.arp_answered += 1
-                continue
-            if verdict == Verdict.LOCAL:
-                # the node itself: its kernel is behind the host port, when one is attached
-                # (kube-proxy's health server among what listens there)
-                port = self.by_id.get(HOST_PORT) if int(m["out_port"]) == HOST_PORT else None
-                if port is not None and port.mac is not None:
-                    frame = b.packet(i)
-                    if frame[12:14] in (b"\x08\x00", b"\x86\xdd"):   # IP: to the node's stack
-                        port.send(port.mac + ATTACH_MAC + frame[12:])
-                continue
-            if verdict in (Verdict.FORWARD, Verdict.REJECT, Verdict.REPLY):
-                port = self.by_id.get(int(m["out_port"]))
-                if port is None:
-                    self.no_device += 1
-                    continue
-                frame = b.packet(i)
-                ver = int(m["ip_ver"])
-                dst = int(m["dst4"]) if ver == 4 else int.from_bytes(bytes(m["dst6"]), "big")
-                if ver in (4, 6) and self._unresolved(port, dst, frame):
-                    continue
-                port.send(frame)
-        extra = self.dp.extra
-        for i in range(len(extra)):
-            port = self.by_id.get(int(extra.meta[i]["out_port"]))
-            if port is not None:
-                port.send(extra.packet(i))
+        io.send(b, self.dp.extra)
+        if io.n_slow:
+            self._answer(io.slow[:io.n_slow])
+        if io.n_held:
+            self._hold(io.held[:io.n_held])
+        if self.recording:
+            self._record_sent(now)
         if self.log is not None:
             self.log.write(b)
+
+    def _record_sent(self, now):
+        b, extra, sent = self.batch, self.dp.extra, self.io.sent_port
+        for i in range(len(b)):
+            port = self.by_id.get(int(sent[i]))
+            if port is not None and port.recorder is not None:
+                port.recorder.tx(port, b.packet(i), now)
+        for i in range(len(extra)):         # fragments, segments
+            port = self.by_id.get(int(extra.meta[i]["out_port"]))
+            if port is not None and port.recorder is not None and \
+                    int(extra.meta[i]["verdict"]) in (Verdict.FORWARD, Verdict.REJECT, Verdict.REPLY):
+                port.recorder.tx(port, extra.packet(i), now)
+
+    def _answer(self, indices):
+        """Proxy ARP and proxy ND answers to the requests the batch brought."""
+        b = self.batch
+        for i in indices:
+            i = int(i)
+            frame = b.packet(i)
+            answer = arp_reply(frame) if frame[12:14] == b"\x08\x06" else neighbour_advertisement(frame)
+            port = self.by_id.get(int(b.meta[i]["in_port"]))
+            if answer is not None and port is not None:
+                port.send(answer)
+                self.arp_answered += 1
+
+    def _hold(self, indices):
+        """Queue frames whose local pod has not told kdp its MAC yet (at most 3 a pod,
+        the rest dropped, counted), and ask for it."""
+        b = self.batch
+        for i in indices:
+            m = b.meta[int(i)]
+            dst = int(m["dst4"]) if int(m["ip_ver"]) == 4 else int.from_bytes(bytes(m["dst6"]), "big")
+            queue = self.pending.setdefault((int(m["out_port"]), dst), [])
+            if len(queue) < 3:
+                queue.append(b.packet(int(i)))
+            else:
+                self.unresolved_dropped += 1
+        self._resolve_pods()
 
     def _files(self):
         """What identifies the snapshot's files now: (path, mtime, size) of each; a file
@@ -320,11 +325,15 @@ class Attached:
 
     def _resolve_pods(self):
         """Ask (again, once a second) for the MAC of every local pod kdp has not heard
-        from, and send what waited for an answer that came."""
+        from or has frames waiting for, and send what waited for an answer that came."""
         now = time.monotonic()
         neigh = self.dp.pipeline.neighbours
-        for port, ip in self._local_pods():
-            key = (port.port_id, ip)
+        wanted = {(port.port_id, ip): port for port, ip in self.pods}
+        for key in self.pending:
+            if key not in wanted and key[0] in self.by_id:
+                wanted[key] = self.by_id[key[0]]
+        for key, port in wanted.items():
+            ip = key[1]
             mac = neigh.get(_ip(ip))
             if mac is not None:
                 for frame in self.pending.pop(key, ()):
@@ -338,26 +347,14 @@ class Attached:
                     neigh.get(_ip(k[1])) is None]:
             self.unresolved_dropped += len(self.pending.pop(key))
 
-    def _unresolved(self, port, dst, frame):
-        """Queue `frame` (at most 3 a neighbour) when its destination (an IPv4 or IPv6
-        address as an int) is a local pod whose MAC kdp does not know; True when it was
-        queued (or dropped: counted)."""
-        key = (port.port_id, dst)
-        if key not in self.asked or self.dp.pipeline.neighbours.get(_ip(dst)) is not None:
-            return False
-        queue = self.pending.setdefault(key, [])
-        if len(queue) < 3:
-            queue.append(frame)
-        else:
-            self.unresolved_dropped += 1
-        return True
-
     def _reload(self):
         self.reload_asked = False
         try:
             flushed = self.dp.reload(self.cluster, node=self.node)
             if self.health is not None:
                 self.health.update()
+            self.pods = self._local_pods()
+            self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
             self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
             print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
                   file=sys.stderr, flush=True)
@@ -367,8 +364,9 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None, pcap_out=None):
-    """Open the TAP ports, run until stopped; returns (Attached, RunResult). `metrics`:
+           metrics=None, pcap_out=None, offloads=True):
+    """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
+    let the kernel hand over partial checksums and TCP super-frames (TapPort). `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -390,13 +388,13 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             if name not in dp.ports:
                 known = ", ".join(n for _i, n in dp.ports)
                 raise KdpError(f"--port {spec}: no port {name!r} in the snapshot (ports: {known})")
-            ports.append(TapPort(name, device, dp.ports.id_of(name)))
+            ports.append(TapPort(name, device, dp.ports.id_of(name), offloads))
         with IPRoute() as ipr:
             for p in ports:
                 p.set_up(ipr)
         if log:
             log_file = LogFile(log)
-            vlog = dp.verdict_log(log_file, batch_size)
+            vlog = dp.verdict_log(log_file, max(batch_size, MIN_BATCH))
         if pcap_out:
             from kdp.io.recorder import Recorder
             recorder = Recorder(pcap_out, ports)

@@ -100,6 +100,7 @@ class Reason(_Labelled):
     OTHERHOST = 59
     SVC_HEALTH_CHECK = 60
     FILTERED = 61
+    FORWARDED_SEGMENTED = 62
 
 
 class CtState(_Labelled):

@@ -53,11 +53,41 @@ cdef extern from *:
     static inline uint32_t kdp_crc32c(const uint8_t* p, size_t n) {
         return ~kdp_crc32c_update(0xFFFFFFFFu, p, n);
     }
+
+    /* The one's complement sum of n bytes as big-endian 16-bit words (odd tail padded
+       with 0), folded, not inverted: cs_fold(cs_sum(p, n, 0)), 8 bytes a step. The sum
+       of native-order words is the byte swap of the big-endian sum (RFC 1071 2(B)). */
+    static inline uint16_t kdp_csum16(const uint8_t* p, size_t n) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t s = 0, w, t;
+        uint32_t h;
+        while (n >= 8) {
+            __builtin_memcpy(&w, p, 8);
+            t = s + w;
+            s = t + (t < w);            /* end-around carry */
+            p += 8; n -= 8;
+        }
+        s = (s & 0xFFFFFFFFull) + (s >> 32);
+        if (n >= 4) { __builtin_memcpy(&h, p, 4); s += h; p += 4; n -= 4; }
+        if (n >= 2) { uint16_t q; __builtin_memcpy(&q, p, 2); s += q; p += 2; n -= 2; }
+        if (n) s += *p;
+        while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+        return (uint16_t)((s >> 8) | ((s & 0xFF) << 8));
+    #else
+        uint64_t s = 0;
+        size_t i = 0;
+        for (; i + 1 < n; i += 2) s += ((uint32_t)p[i] << 8) | p[i + 1];
+        if (i < n) s += (uint32_t)p[i] << 8;
+        while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+        return (uint16_t)s;
+    #endif
+    }
     """
     void kdp_prefetch(const void* p) nogil
     void kdp_prefetch_w(const void* p) nogil
     uint32_t kdp_crc32c_update(uint32_t crc, const uint8_t* p, size_t n) nogil
     uint32_t kdp_crc32c(const uint8_t* p, size_t n) nogil
+    uint16_t kdp_csum16(const uint8_t* p, size_t n) nogil
 
 
 cdef inline uint16_t ld16(const uint8_t* b) noexcept nogil:

@@ -13,6 +13,12 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
        answered those with DF) gets reason R_FORWARDED_FRAGMENTED and is left for the
        fragment pass (frag.pyx), which splits it and then calls egress_one on every
        piece; an answer kdp built that is larger than the MTU is dropped R_MTU_EXCEEDED.
+  GSO: a TCP super-frame from a TAP (gso_size set: kdp attach with TSO) is checked
+       against the MTU by its segments' size; one bound for a tunnel gets reason
+       R_FORWARDED_SEGMENTED and is left for the segment pass (segment.pyx), which cuts
+       it and calls egress_one on every segment (no tunnel offload exists for TAPs);
+       one whose segments do not fit is never fragmented: dropped R_MTU_EXCEEDED (or
+       answered by the route stage when it has DF, as TCP's always has).
   Tunnel (route encap, RT_REMOTE_NODE), the outer headers written into the headroom in
        front of the packet (no payload copy), as Linux's tunnel devices write them:
     IP-in-IP (Calico's tunl0, `ttl inherit nopmtudisc`): outer IPv4 from the node's
@@ -58,7 +64,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_ID, V_FORWARD, V_REJE
                                ST_ENCAP, LT_ETHERNET, LT_RAW, NO_PORT, FRAG_NONE,
                                TUN_IPIP, TUN_VXLAN, R_FORWARDED, R_FORWARDED_IPIP,
                                R_FORWARDED_VXLAN, R_FORWARDED_FRAGMENTED, R_NO_HEADROOM,
-                               R_MTU_EXCEEDED)
+                               R_MTU_EXCEEDED, R_FORWARDED_SEGMENTED, segment_ip_length)
+from kdp._fast.segment cimport gso_segments
 from kdp._fast.route cimport (RouteTable, route_t, set_link_addresses, RT_REMOTE_NODE,
                               ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN, RF_STATIC_MAC, RF_VIA6)
 from kdp._fast.neigh cimport Neighbours
@@ -285,12 +292,12 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
         rec = &t.r[p.route_id]
         mtu = rec.mtu
         ip = b.buf + p.off + p.l3_off
-        n_ip = _ip_length(p, ip) if mtu else 0
+        n_ip = segment_ip_length(p, ip, _ip_length(p, ip)) if mtu else 0
         if p.verdict == V_FORWARD and (p.encap != 0 or (rec.encap == ENCAP_NONE and n_ip <= mtu)):
             continue                # the route stage addressed (or encapsulated) it already
         if mtu:
             if n_ip > mtu:
-                if p.verdict == V_FORWARD and p.ip_ver == 4 and not (ip[6] & 0x40):
+                if p.verdict == V_FORWARD and p.ip_ver == 4 and not (ip[6] & 0x40) and p.gso_size == 0:
                     piece = (mtu - (ip[0] & 15) * 4) & ~7u
                     if mtu > <uint32_t>(ip[0] & 15) * 4 + 8:
                         p.reason = R_FORWARDED_FRAGMENTED
@@ -298,6 +305,10 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
                         continue
                 drop(p, ST_ENCAP, R_MTU_EXCEEDED)
                 continue
+        if p.gso_size and p.verdict == V_FORWARD and rec.encap != ENCAP_NONE and rec.kind == RT_REMOTE_NODE:
+            p.reason = R_FORWARDED_SEGMENTED
+            extra += gso_segments(p, ip) - 1
+            continue
         egress_one(t, n, b, i)
     return extra
 

@@ -13,6 +13,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 cdef enum:
     HEADROOM = 128          # bytes free in front of every packet
     MAX_FRAME = 9216        # largest frame a batch holds (jumbo)
+    MAX_GSO_FRAME = 65600   # largest TCP super-frame (gso_size set): Ethernet, 2 VLAN tags, IPv6, 64 KiB
     SLOT_ALIGN = 64         # packets start on cache lines
     DEFAULT_BATCH = 256
     NO_PORT = 0xFFFF
@@ -136,7 +137,9 @@ cpdef enum Reason:
     R_SVC_HEALTH_CHECK = 60     # V_LOCAL: TCP to a Service's healthCheckNodePort on a node address
     # rx: kdp replay --filter EXPR
     R_FILTERED = 61             # the filter expression did not match it: counted, not processed
-    N_REASONS = 62
+    # encap: a TCP super-frame a TAP handed over (GSO) cut into segments before its tunnel
+    R_FORWARDED_SEGMENTED = 62
+    N_REASONS = 63
 
 # Fragment position of an IP packet.
 cdef enum Frag:
@@ -216,6 +219,11 @@ ctypedef struct pkt_meta_t:
     uint16_t pol_egress     # policy decision of a new flow's egress (kdp/_fast/policy.pyx), 0: none
     uint16_t pol_ingress    # ... and of its ingress
     uint64_t hash           # flow hash (symmetric in neither direction: of the tuple as seen)
+    # a TCP super-frame from a TAP with TSO (kdp attach; 0 in replay): the payload bytes of
+    # each segment it stands for. Its L4 checksum field holds the pseudo-header sum only
+    # (VIRTIO_NET_HDR_F_NEEDS_CSUM); whoever transmits it recomputes that sum.
+    uint16_t gso_size
+    uint8_t _pad3[6]
 
 
 cdef class Batch:
@@ -237,6 +245,16 @@ cdef inline void set_verdict(pkt_meta_t* p, uint8_t verdict, uint8_t stage, uint
     p.verdict = verdict
     p.stage = stage
     p.reason = reason
+
+cdef inline uint32_t segment_ip_length(const pkt_meta_t* p, const uint8_t* ip, uint32_t ip_len) noexcept nogil:
+    """The IP length an MTU is checked against: ip_len (the packet's, at ip), or for a
+    GSO super-frame its largest segment's (headers + gso_size), as Linux's
+    skb_gso_validate_network_len checks it."""
+    cdef uint32_t hdr
+    if p.gso_size == 0 or p.l4_off <= p.l3_off:
+        return ip_len
+    hdr = <uint32_t>(p.l4_off - p.l3_off) + (ip[p.l4_off - p.l3_off + 12] >> 4) * 4
+    return hdr + p.gso_size if hdr + p.gso_size < ip_len else ip_len
 
 cdef inline void drop(pkt_meta_t* p, uint8_t stage, uint16_t reason) noexcept nogil:
     p.verdict = V_DROP

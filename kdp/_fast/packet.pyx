@@ -72,6 +72,7 @@ def _meta_fields():
         ("pol_egress", "<u2", _offset(&p.pol_egress)),
         ("pol_ingress", "<u2", _offset(&p.pol_ingress)),
         ("hash", "<u8", _offset(&p.hash)),
+        ("gso_size", "<u2", _offset(&p.gso_size)),
     ]
 
 
@@ -153,17 +154,31 @@ cdef class Batch:
         return 0
 
     def append(self, data, uint64_t ts_ns=0, uint16_t linktype=LT_ETHERNET,
-               in_port=None, wire_len=None):
+               in_port=None, wire_len=None, uint16_t gso_size=0):
         """Copy one frame (bytes-like) into the batch; returns its index.
 
-        A convenience for tests and tools; readers fill batches in the core.
+        gso_size: the frame is a TCP super-frame as a TAP with TSO hands it over (up to
+        MAX_GSO_FRAME bytes, kept whole while the buffer has room), cut into segments
+        of gso_size payload bytes on its way out. A convenience for tests and tools;
+        readers fill batches in the core.
         """
         cdef const uint8_t[::1] view = memoryview(bytes(data)).cast("B")
         cdef uint32_t n = <uint32_t>view.shape[0]
         cdef uint16_t port = NO_PORT if in_port is None else <uint16_t>in_port
         cdef uint32_t wl = n if wire_len is None else <uint32_t>wire_len
+        cdef pkt_meta_t* p
         if self.count >= self.capacity:
             raise OverflowError("batch is full")
+        if gso_size:
+            if n > MAX_GSO_FRAME or self.used + HEADROOM + n + SLOT_ALIGN > self.buf_size:
+                raise OverflowError(f"no room for a super-frame of {n} bytes")
+            self.push(&view[0], MAX_FRAME if n > MAX_FRAME else n, n, ts_ns, linktype, port)
+            p = &self.m[self.count - 1]
+            memcpy(self.buf + p.off, &view[0], n)
+            p.len = n
+            p.gso_size = gso_size
+            self.used = (p.off + n + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
+            return self.count - 1
         if n == 0:
             self.push(<const uint8_t*>"", 0, wl, ts_ns, linktype, port)
         else:

@@ -35,8 +35,9 @@ cdef class Pipeline:
     cdef readonly PolicyTables policy       # None: no network policy
     cdef readonly FlowPolicy flow_policy    # None: established flows continue across reloads
     cdef readonly Neighbours neighbours     # learned from ARP / ND; kept across swaps
-    cdef readonly Batch extra               # the IPv4 fragments (after the first) of the last batch
+    cdef readonly Batch extra               # the IPv4 fragments / TCP segments (after the first) of the last batch
     cdef readonly uint64_t fragments        # fragments made into `extra`, all batches
+    cdef readonly uint64_t segments         # TCP segments cut from GSO frames into `extra` (segment.pyx)
     cdef readonly uint64_t packets
     cdef readonly uint64_t clock_ns         # newest time seen (expiry runs on it)
     cdef uint64_t ct_now                    # time handed to conntrack (CT_PACKET_CLOCK: per packet)

@@ -6,7 +6,7 @@
         -> conntrack lookup (fast path) -> [policy re-check of established flows, when asked]
         -> new flows (slow path: service match, backend, masquerade, reject; policy;
            natOutgoing; conntrack create) -> NAT -> route (TTL, MTU, ICMP answers)
-        -> encap (tunnels, Ethernet addresses; fragments into `extra`)
+        -> encap (tunnels, Ethernet addresses; fragments and TCP segments into `extra`)
         -> account -> bounded expiry
 
 Every stage skips packets that already have a verdict. `account` adds each
@@ -26,8 +26,10 @@ NodeLocal DNSCache): they never reach a pod, and policy does not judge them.
 IPv4 fragmentation makes packets the input did not have: the fragments after the
 first of each split packet go to `extra` (a second batch, emptied at the start of
 every run); the first stays in the packet's place and carries its verdict. They are
-not input, so they are not in the counters: `fragments` counts them. Whoever writes
-the batch's transmitted packets writes `extra`'s after them.
+not input, so they are not in the counters: `fragments` counts them. TCP super-frames
+from a TAP with TSO (kdp attach) bound for a tunnel are cut into segments the same way
+(segment.pyx; `segments` counts the ones in `extra`). Whoever writes the batch's
+transmitted packets writes `extra`'s after them.
 
 Time: with packet_clock (replay) conntrack ages flows by each packet's own
 timestamp, never running backwards, so a replay is reproducible; otherwise by
@@ -59,6 +61,7 @@ from kdp._fast.decap cimport TunnelEndpoints, parse_decap_batch
 from kdp._fast.neigh cimport Neighbours, neigh_note_batch
 from kdp._fast.encap cimport encap_batch, egress_one
 from kdp._fast.frag cimport fragment_batch
+from kdp._fast.segment cimport segment_batch
 from kdp._fast.natout cimport NatOutgoing, natout_apply
 from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
@@ -103,6 +106,7 @@ cdef class Pipeline:
         self.neighbours = Neighbours()
         self.extra = Batch(1)
         self.fragments = 0
+        self.segments = 0
         self.packet_clock = packet_clock
         self.packets = 0
         self.clock_ns = 0
@@ -361,6 +365,7 @@ cdef class Pipeline:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
             with nogil:
                 made = fragment_batch(routes, neigh, b, self.extra)
+                self.segments += segment_batch(routes, neigh, b, self.extra)
             self.fragments += made
         with nogil:
             self.account(b)

@@ -30,7 +30,11 @@ def add_arguments(parser):
     parser.add_argument("--metrics", metavar="HOST:PORT",
                         help="serve Prometheus metrics there (prometheus-client): packets and bytes per "
                              "port, packets per stage and reason, per Service port, conntrack, reloads")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="frames per batch (default 256)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+                        help="frames per batch, at most (default 256; at least 8: a batch holds 64 KiB frames)")
+    parser.add_argument("--no-offloads", action="store_true",
+                        help="ask the kernel for complete frames only: no partial checksums, no 64 KiB TCP "
+                             "super-frames (TSO), one frame per segment (slower; for comparison)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -41,8 +45,8 @@ def run(args):
     from kdp.attach import attach
     from kdp.errors import KdpError
     from kdp.summary import print_diagnostics, print_summary
-    if not 1 <= args.batch_size <= 65536:
-        raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
+    if not 8 <= args.batch_size <= 65536:
+        raise KdpError(f"--batch-size must be 8..65536 (a batch holds a 64 KiB frame), got {args.batch_size}")
     try:
         import pyroute2  # noqa: F401
     except ImportError:
@@ -52,12 +56,13 @@ def run(args):
         print("kdp attach: ready: " + ", ".join(args.port), file=sys.stderr, flush=True)
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
                           log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
-                          pcap_out=args.pcap_out)
+                          pcap_out=args.pcap_out, offloads=not args.no_offloads)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
                                  "tx_bytes": p.tx_bytes, "tx_errors": p.tx_errors} for p in loop.ports}
         out["arp_answered"] = loop.arp_answered
+        out["offloads"] = loop.offload_counts()
         out["reloads"] = [r for _t, r in loop.reloads]
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -66,4 +71,5 @@ def run(args):
         print_summary(result, console=console(), title=f"kdp attach: {result.input_path}")
         print("ports: " + ", ".join(f"{p.name}={p.device} rx {p.rx} tx {p.tx}" for p in loop.ports)
               + f"; ARP answered {loop.arp_answered}")
+        print("offloads: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in loop.offload_counts().items()))
     return 0

@@ -1,0 +1,38 @@
+# Live ports: the per-frame I/O of `kdp attach` on TAP file descriptors (kdp/_fast/tapio.pyx).
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from kdp._fast.packet cimport Batch
+from kdp._fast.neigh cimport Neighbours
+
+cdef enum:
+    VNET_HDR_LEN = 12       # struct virtio_net_hdr_mrg_rxbuf (TUNSETVNETHDRSZ 12)
+    MAX_TAP_PORTS = 1024    # port ids 0..1023
+
+cdef class TapIO:
+    cdef int fds[MAX_TAP_PORTS]               # the attached fds, in attach order
+    cdef uint16_t ports[MAX_TAP_PORTS]        # port id of each fd
+    cdef int fd_of_port[MAX_TAP_PORTS]        # port id -> fd (-1: not attached)
+    cdef uint8_t hold_port[MAX_TAP_PORTS]     # 1: frames out this port wait for their neighbour
+    cdef Py_ssize_t n
+    cdef Py_ssize_t next_fd                   # where the next read round starts (fairness)
+    cdef object _ctr                          # numpy uint64 [MAX_TAP_PORTS, 5]
+    cdef uint64_t* ctr                        # per port id: rx, rx bytes, tx, tx bytes, tx errors
+    cdef uint8_t own_mac[6]                   # kdp's side of every port
+    cdef uint8_t host_mac[6]                  # the host port's kernel side (local delivery goes to it)
+    cdef bint has_host_mac
+    cdef Neighbours neigh                     # the pipeline's: is a held frame's neighbour known?
+    cdef readonly object slow                 # numpy int32: indices send() left to Python (ARP, ND)
+    cdef readonly object held                 # numpy int32: indices held for an unknown neighbour
+    cdef readonly object sent_port            # numpy uint16 per index: port written to (recording)
+    cdef int* slow_p
+    cdef int* held_p
+    cdef uint16_t* sent_p
+    cdef readonly Py_ssize_t n_slow, n_held
+    cdef public bint recording                # fill sent_port
+    cdef readonly uint64_t csum_completed     # frames whose partial checksum kdp completed on reading
+    cdef readonly uint64_t gso_frames         # TCP super-frames read whole (TSO)
+    cdef readonly uint64_t gso_refused        # super-frames of a type kdp never offered: dropped, counted
+    cdef readonly uint64_t no_device          # transmitted to a port without a device
+
+    cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil
+    cdef Py_ssize_t _send(self, Batch b, bint main) noexcept nogil
+    cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil

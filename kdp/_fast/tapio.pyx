@@ -1,0 +1,365 @@
+# cython: boundscheck=False, wraparound=False
+"""Live ports: frames read from and written to TAP devices a batch at a time, without
+the GIL and without a Python object per frame (kdp attach's I/O).
+
+Stage contract: `read_into` fills a Batch from every ready fd, one frame per fd per
+round (no busy port starves the others), until the batch is full or no fd has a frame;
+each record gets in_port = the port of its fd and ts_ns = the caller's clock. `send`
+writes what the pipeline transmitted: V_FORWARD, V_REJECT and V_REPLY to out_port;
+V_LOCAL for the node (out_port the host port, an IP frame) to the host port's kernel
+side, addressed to its MAC (`set_host_mac`: the kernel's IP input takes no frame for
+another MAC). It leaves two kinds of frame to the caller, by index: `slow`, the ARP
+requests and IPv6 neighbour solicitations kdp answers (rare; answered in Python), and
+`held`, frames out a port marked with `hold_for_neighbours` whose destination has no
+entry in the neighbour table yet (the pod did not answer kdp's ARP / solicitation:
+the caller queues them, as Linux's neighbour queue does). `extra` (fragments, segments)
+is written after the batch.
+
+The fds are TAP devices opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte
+virtio-net header (kdp/attach.py opens them) with the offloads TUN_F_CSUM, TUN_F_TSO4
+and TUN_F_TSO6. So the kernel hands kdp:
+  * frames whose L4 checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM: the field holds
+    the pseudo-header sum, the rest is the receiver's work): kdp completes it as it
+    reads the frame, as skb_checksum_help does, so every stage sees a full checksum and
+    NAT's incremental updates stay right (`csum_completed`);
+  * TCP super-frames of up to 64 KiB (gso_type TCPV4 / TCPV6, always with NEEDS_CSUM):
+    kept whole, gso_size set in the metadata (`gso_frames`). The pipeline checks their
+    segments against the MTU and cuts the ones bound for a tunnel (segment.pyx); the
+    rest are written whole with a GSO header, their TCP checksum field set to the
+    pseudo-header sum of the frame as it leaves (NAT changed the addresses), so the
+    kernel behind the egress TAP segments them or hands them to its TCP whole. A
+    super-frame of a type kdp never offered (UDP) is dropped and counted
+    (`gso_refused`).
+Everything else is written with a zero header: complete frames, nothing to do.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memcpy, memset
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+from kdp._fast.packet cimport (Batch, pkt_meta_t, meta_reset, HEADROOM, SLOT_ALIGN,
+                               MAX_GSO_FRAME, LT_ETHERNET, V_FORWARD, V_REJECT, V_REPLY,
+                               V_LOCAL, R_ARP, NO_PORT)
+from kdp._fast.neigh cimport Neighbours
+from kdp._fast.checksum cimport ld16, st16, cs_sum, cs_fold, kdp_csum16
+
+cnp.import_array()
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    ssize_t readv(int fd, const iovec* iov, int iovcnt)
+    ssize_t writev(int fd, const iovec* iov, int iovcnt)
+
+cdef enum:
+    F_NEEDS_CSUM = 1        # VIRTIO_NET_HDR_F_NEEDS_CSUM
+    GSO_TCPV4 = 1           # VIRTIO_NET_HDR_GSO_*
+    GSO_TCPV6 = 4
+    GSO_ECN = 0x80
+    HOST_PORT = 1           # kdp.ports.HOST
+    C_RX = 0                # counters per port id
+    C_RX_BYTES = 1
+    C_TX = 2
+    C_TX_BYTES = 3
+    C_TX_ERRORS = 4
+    N_C = 5
+
+MAX_PORTS = MAX_TAP_PORTS
+HEADER_BYTES = VNET_HDR_LEN
+
+
+cdef bint complete_csum(uint8_t* frame, uint32_t n, const uint8_t* hdr) noexcept nogil:
+    """Finish a partial checksum as skb_checksum_help does: the one's complement sum of
+    the bytes from csum_start to the end (the field holds the pseudo-header sum),
+    folded, complemented, stored at csum_start + csum_offset."""
+    cdef uint32_t start = hdr[6] | (<uint32_t>hdr[7] << 8)      # little-endian (x86, virtio 1.0)
+    cdef uint32_t where = start + (hdr[8] | (<uint32_t>hdr[9] << 8))
+    cdef uint16_t c
+    if start >= n or where + 2 > n:
+        return False
+    c = <uint16_t>~kdp_csum16(frame + start, n - start)
+    st16(frame + where, c)
+    return True
+
+
+def complete_checksum(frame, const uint8_t[::1] vnet_header):
+    """The frame (bytes) with its partial checksum completed as read_into completes it
+    (for tests); None when the header's offsets do not fit the frame."""
+    cdef bytearray out = bytearray(frame)
+    cdef uint8_t[::1] view = out
+    if vnet_header.shape[0] < VNET_HDR_LEN:
+        raise ValueError(f"a vnet header has {VNET_HDR_LEN} bytes")
+    if len(out) == 0 or not complete_csum(&view[0], <uint32_t>len(out), &vnet_header[0]):
+        return None
+    return bytes(out)
+
+
+cdef inline uint32_t _gso_header(const pkt_meta_t* p, uint8_t* f, uint8_t* hdr) noexcept nogil:
+    """The vnet header of a super-frame that leaves whole (f its bytes), its TCP checksum
+    field set to the pseudo-header sum of the addresses it leaves with; 0 when it cannot
+    leave as one (not TCP any more, or its headers are not where parse found them)."""
+    cdef uint8_t* ip = f + p.l3_off
+    cdef uint8_t* th = f + p.l4_off
+    cdef uint32_t l4 = <uint32_t>(p.l4_off - p.l3_off)
+    cdef uint32_t tcp_len, thl
+    cdef uint64_t s
+    if p.proto != 6 or p.l4_off <= p.l3_off or p.l4_off + 20 > p.len:
+        return 0
+    if p.ip_ver == 4 and (ip[0] >> 4) == 4:
+        tcp_len = ld16(ip + 2) - l4
+        s = cs_sum(ip + 12, 8, 0)
+        hdr[1] = GSO_TCPV4
+    elif p.ip_ver == 6 and (ip[0] >> 4) == 6:
+        tcp_len = 40 + ld16(ip + 4) - l4
+        s = cs_sum(ip + 8, 32, 0)
+        hdr[1] = GSO_TCPV6
+    else:
+        return 0
+    thl = (th[12] >> 4) * 4
+    st16(th + 16, cs_fold(s + 6 + tcp_len))         # the pseudo-header sum, not inverted
+    hdr[0] = F_NEEDS_CSUM
+    hdr[2] = <uint8_t>(p.l4_off + thl)               # hdr_len, little-endian
+    hdr[3] = <uint8_t>((p.l4_off + thl) >> 8)
+    hdr[4] = <uint8_t>p.gso_size                     # gso_size
+    hdr[5] = <uint8_t>(p.gso_size >> 8)
+    hdr[6] = <uint8_t>p.l4_off                       # csum_start
+    hdr[7] = <uint8_t>(p.l4_off >> 8)
+    hdr[8] = 16                                      # csum_offset: TCP's checksum field
+    hdr[9] = 0
+    return 1
+
+
+cdef class TapIO:
+    """The attached ports: non-blocking TAP fds with vnet headers and their port ids."""
+
+    def __init__(self, fds, port_ids, own_mac, Neighbours neighbours=None, Py_ssize_t capacity=256):
+        cdef Py_ssize_t i
+        if len(fds) != len(port_ids) or not 0 < len(fds) <= MAX_TAP_PORTS:
+            raise ValueError(f"1..{MAX_TAP_PORTS} ports, one id per fd")
+        if len(own_mac) != 6:
+            raise ValueError("a MAC is 6 bytes")
+        for i in range(MAX_TAP_PORTS):
+            self.fd_of_port[i] = -1
+            self.hold_port[i] = 0
+        self.n = len(fds)
+        for i in range(self.n):
+            if not 0 <= port_ids[i] < MAX_TAP_PORTS:
+                raise ValueError(f"port id {port_ids[i]} out of 0..{MAX_TAP_PORTS - 1}")
+            self.fds[i] = fds[i]
+            self.ports[i] = port_ids[i]
+            self.fd_of_port[port_ids[i]] = fds[i]
+        cdef bytes mac = bytes(own_mac)
+        memcpy(self.own_mac, <const char*>mac, 6)
+        self.neigh = neighbours
+        self._ctr = np.zeros((MAX_TAP_PORTS, N_C), dtype=np.uint64)
+        self.ctr = <uint64_t*>cnp.PyArray_DATA(self._ctr)
+        self._scratch(capacity)
+
+    def _scratch(self, Py_ssize_t capacity):
+        self.slow = np.zeros(capacity, dtype=np.int32)
+        self.held = np.zeros(capacity, dtype=np.int32)
+        self.sent_port = np.full(capacity, NO_PORT, dtype=np.uint16)
+        self.slow_p = <int*>cnp.PyArray_DATA(self.slow)
+        self.held_p = <int*>cnp.PyArray_DATA(self.held)
+        self.sent_p = <uint16_t*>cnp.PyArray_DATA(self.sent_port)
+
+    def set_host_mac(self, mac):
+        """The MAC of the host port's kernel side: frames for the node are sent to it."""
+        if len(mac) != 6:
+            raise ValueError("a MAC is 6 bytes")
+        cdef bytes raw = bytes(mac)
+        memcpy(self.host_mac, <const char*>raw, 6)
+        self.has_host_mac = True
+
+    def hold_for_neighbours(self, port_ids):
+        """Frames out these ports (local pods') wait until their destination's MAC is
+        known (send() lists them in `held`)."""
+        cdef Py_ssize_t i
+        for i in range(MAX_TAP_PORTS):
+            self.hold_port[i] = 0
+        for port in port_ids:
+            if 0 <= port < MAX_TAP_PORTS:
+                self.hold_port[port] = 1
+
+    def counters(self, port_id):
+        """(frames in, bytes in, frames out, bytes out, write errors) of a port id."""
+        if not 0 <= port_id < MAX_TAP_PORTS:
+            raise ValueError(f"port id {port_id} out of 0..{MAX_TAP_PORTS - 1}")
+        return tuple(int(x) for x in self._ctr[port_id])
+
+    def wait(self, int timeout_ms):
+        """Block (without the GIL) until a port has a frame or timeout_ms passed; returns
+        the number of ready ports (0: timed out or interrupted by a signal)."""
+        cdef pollfd pfd[MAX_TAP_PORTS]
+        cdef Py_ssize_t i
+        cdef int r
+        for i in range(self.n):
+            pfd[i].fd = self.fds[i]
+            pfd[i].events = POLLIN
+            pfd[i].revents = 0
+        with nogil:
+            r = poll(pfd, <unsigned long>self.n, timeout_ms)
+        return r if r > 0 else 0
+
+    def read_into(self, Batch b not None, uint64_t ts_ns):
+        """Append frames from the ready fds (see the module docstring); returns how many."""
+        cdef Py_ssize_t got
+        if b.buf_size < HEADROOM + MAX_GSO_FRAME + SLOT_ALIGN:
+            raise ValueError("the batch is too small for a 64 KiB frame (capacity >= 8)")
+        with nogil:
+            got = self._read(b, ts_ns)
+        return got
+
+    cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil:
+        cdef uint8_t hdr[VNET_HDR_LEN]
+        cdef iovec iov[2]
+        cdef Py_ssize_t got = 0, k, idle = 0, start
+        cdef ssize_t r
+        cdef uint32_t n
+        cdef pkt_meta_t* p
+        cdef uint16_t port, gso
+        k = self.next_fd % self.n
+        while (b.count < b.capacity and idle < self.n
+               and b.used + HEADROOM + MAX_GSO_FRAME + SLOT_ALIGN <= b.buf_size):
+            port = self.ports[k]
+            start = b.used + HEADROOM
+            iov[0].iov_base = hdr
+            iov[0].iov_len = VNET_HDR_LEN
+            iov[1].iov_base = b.buf + start
+            iov[1].iov_len = MAX_GSO_FRAME
+            r = readv(self.fds[k], iov, 2)
+            k = (k + 1) % self.n
+            if r <= VNET_HDR_LEN:
+                idle += 1           # EAGAIN (nothing now), or an empty read
+                continue
+            idle = 0
+            n = <uint32_t>(r - VNET_HDR_LEN)
+            self.ctr[port * N_C + C_RX] += 1
+            self.ctr[port * N_C + C_RX_BYTES] += n
+            gso = hdr[1] & ~GSO_ECN
+            if gso != 0 and not ((gso == GSO_TCPV4 or gso == GSO_TCPV6) and (hdr[0] & F_NEEDS_CSUM)):
+                self.gso_refused += 1
+                continue
+            if gso == 0 and (hdr[0] & F_NEEDS_CSUM):
+                if complete_csum(b.buf + start, n, hdr):
+                    self.csum_completed += 1
+            p = &b.m[b.count]
+            meta_reset(p)
+            p.off = <uint32_t>start
+            p.len = n
+            p.wire_len = n
+            p.ts_ns = ts_ns
+            p.linktype = LT_ETHERNET
+            p.in_port = port
+            if gso != 0:
+                p.gso_size = hdr[4] | (<uint16_t>hdr[5] << 8)
+                self.gso_frames += 1
+            b.used = (start + n + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
+            b.count += 1
+            got += 1
+        self.next_fd = k
+        return got
+
+    def send(self, Batch b not None, Batch extra=None):
+        """Write what the pipeline transmitted (see the module docstring); returns the
+        frames written. `slow` / `held` (n_slow / n_held) list the frames left to the caller."""
+        cdef Py_ssize_t sent
+        if self.slow.shape[0] < b.capacity:
+            self._scratch(b.capacity)
+        self.n_slow = self.n_held = 0
+        with nogil:
+            sent = self._send(b, True)
+            if extra is not None:
+                sent += self._send(extra, False)
+        return sent
+
+    cdef Py_ssize_t _send(self, Batch b, bint main) noexcept nogil:
+        cdef uint8_t hdr[VNET_HDR_LEN]
+        cdef uint8_t mac[6]
+        cdef Py_ssize_t i, sent = 0
+        cdef pkt_meta_t* p
+        cdef uint8_t* f
+        cdef uint16_t out, et
+        cdef bint known
+        cdef bint has_neigh = self.neigh is not None
+        cdef int* slow = self.slow_p
+        cdef int* held = self.held_p
+        cdef uint16_t* sent_port = self.sent_p
+        for i in range(b.count):
+            p = &b.m[i]
+            f = b.buf + p.off
+            if main and self.recording:
+                sent_port[i] = NO_PORT
+            if p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY:
+                out = p.out_port
+                if out >= MAX_TAP_PORTS or self.fd_of_port[out] < 0:
+                    self.no_device += 1
+                    continue
+                if main and self.hold_port[out] and has_neigh:
+                    if p.ip_ver == 4:
+                        known = self.neigh.lookup4(p.dst4, mac)
+                    elif p.ip_ver == 6:
+                        known = self.neigh.lookup6(p.dst6, mac)
+                    else:
+                        known = True
+                    if not known:
+                        held[self.n_held] = <int>i
+                        self.n_held += 1
+                        continue
+            elif p.verdict == V_LOCAL and main:
+                if p.reason == R_ARP or (p.ip_ver == 6 and p.proto == 58 and p.icmp_type == 135):
+                    slow[self.n_slow] = <int>i
+                    self.n_slow += 1
+                    continue
+                if p.out_port != HOST_PORT or not self.has_host_mac or self.fd_of_port[HOST_PORT] < 0 \
+                        or p.len < 14:
+                    continue
+                et = ld16(f + 12)
+                if et != 0x0800 and et != 0x86DD:
+                    continue
+                memcpy(f, self.host_mac, 6)
+                memcpy(f + 6, self.own_mac, 6)
+                out = HOST_PORT
+            else:
+                continue
+            memset(hdr, 0, VNET_HDR_LEN)
+            if p.gso_size and p.verdict != V_REJECT and p.verdict != V_REPLY:
+                if not _gso_header(p, f, hdr):
+                    continue        # never: parse found the TCP header the kernel described
+            if self._write(out, hdr, f, p.len):
+                sent += 1
+                if main and self.recording:
+                    sent_port[i] = out
+        return sent
+
+    cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil:
+        cdef iovec iov[2]
+        iov[0].iov_base = <void*>hdr
+        iov[0].iov_len = VNET_HDR_LEN
+        iov[1].iov_base = <void*>frame
+        iov[1].iov_len = n
+        if writev(self.fd_of_port[port], iov, 2) < 0:
+            self.ctr[port * N_C + C_TX_ERRORS] += 1      # the device is down or gone
+            return False
+        self.ctr[port * N_C + C_TX] += 1
+        self.ctr[port * N_C + C_TX_BYTES] += n
+        return True
+
+    def write_frame(self, uint16_t port, frame):
+        """Write one frame (bytes, complete) to a port's device; False when it has none or
+        the write failed (counted)."""
+        cdef bytes data = bytes(frame)
+        cdef uint8_t hdr[VNET_HDR_LEN]
+        if port >= MAX_TAP_PORTS or self.fd_of_port[port] < 0 or not data:
+            return False
+        memset(hdr, 0, VNET_HDR_LEN)
+        return self._write(port, hdr, <const uint8_t*><const char*>data, <uint32_t>len(data))
