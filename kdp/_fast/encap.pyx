@@ -65,7 +65,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_ID, V_FORWARD, V_REJE
                                TUN_IPIP, TUN_VXLAN, R_FORWARDED, R_FORWARDED_IPIP,
                                R_FORWARDED_VXLAN, R_FORWARDED_FRAGMENTED, R_NO_HEADROOM,
                                R_MTU_EXCEEDED, R_FORWARDED_SEGMENTED, segment_ip_length)
-from kdp._fast.segment cimport gso_segments
+from kdp._fast.segment cimport gso_segments, gso_complete
 from kdp._fast.route cimport (RouteTable, route_t, set_link_addresses, RT_REMOTE_NODE,
                               ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN, RF_STATIC_MAC, RF_VIA6)
 from kdp._fast.neigh cimport Neighbours
@@ -306,9 +306,12 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
                 drop(p, ST_ENCAP, R_MTU_EXCEEDED)
                 continue
         if p.gso_size and p.verdict == V_FORWARD and rec.encap != ENCAP_NONE and rec.kind == RT_REMOTE_NODE:
-            p.reason = R_FORWARDED_SEGMENTED
-            extra += gso_segments(p, ip) - 1
-            continue
+            piece = gso_segments(p, ip)
+            if piece > 1:
+                p.reason = R_FORWARDED_SEGMENTED
+                extra += piece - 1
+                continue
+            gso_complete(p, b.buf + p.off + p.l3_off)   # one segment: a plain packet now
         egress_one(t, n, b, i)
     return extra
 

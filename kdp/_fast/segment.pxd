@@ -7,6 +7,9 @@ from kdp._fast.neigh cimport Neighbours
 # How many segments the super-frame p (its IP header at ip) is cut into (>= 1).
 cdef uint32_t gso_segments(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil
 
+# A super-frame of one segment (gso_segments 1): its TCP checksum completed, gso_size 0.
+cdef void gso_complete(pkt_meta_t* p, uint8_t* ip) noexcept nogil
+
 # Cut every packet of b the encap stage marked R_FORWARDED_SEGMENTED: the first segment
 # stays in its place in b, the others are appended to `out` (which must have room for
 # the count encap_batch returned); then every segment goes through encap.egress_one.

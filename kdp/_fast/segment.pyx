@@ -60,8 +60,9 @@ cdef uint32_t gso_segments(const pkt_meta_t* p, const uint8_t* ip) noexcept nogi
 
 
 cdef void _finish(const pkt_meta_t* p, uint8_t* ip, uint32_t hdr, uint32_t size, uint32_t k,
-                  uint32_t last, uint32_t seq, uint16_t ip_id) noexcept nogil:
-    """Headers of segment k (of segments 0..last) carrying `size` payload bytes after them."""
+                  uint32_t last, uint32_t seq, uint32_t mss, uint16_t ip_id) noexcept nogil:
+    """Headers of segment k (of segments 0..last, mss payload bytes each but the last)
+    carrying `size` payload bytes after them."""
     cdef uint32_t l4 = <uint32_t>(p.l4_off - p.l3_off)
     cdef uint8_t* th = ip + l4
     cdef uint32_t tcp_len = hdr - l4 + size
@@ -75,7 +76,7 @@ cdef void _finish(const pkt_meta_t* p, uint8_t* ip, uint32_t hdr, uint32_t size,
     else:
         st16(ip + 4, <uint16_t>(hdr + size - 40))
         s = cs_sum(ip + 8, 32, 0)
-    st32(th + 4, seq + k * p.gso_size)
+    st32(th + 4, seq + k * mss)
     if k != last:
         th[13] &= ~(TCP_FIN | TCP_PSH)
     if k != 0:
@@ -83,6 +84,12 @@ cdef void _finish(const pkt_meta_t* p, uint8_t* ip, uint32_t hdr, uint32_t size,
     st16(th + 16, 0)
     s += 6 + tcp_len + kdp_csum16(th, tcp_len)
     st16(th + 16, <uint16_t>~cs_fold(s))
+
+
+cdef void gso_complete(pkt_meta_t* p, uint8_t* ip) noexcept nogil:
+    _finish(p, ip, _headers(p, ip), _ip_length(p, ip) - _headers(p, ip), 0, 0,
+            ld32(ip + (p.l4_off - p.l3_off) + 4), p.gso_size, ld16(ip + 4) if p.ip_ver == 4 else 0)
+    p.gso_size = 0
 
 
 cdef Py_ssize_t segment_batch(RouteTable t, Neighbours n, Batch b, Batch out) noexcept nogil:
@@ -103,7 +110,7 @@ cdef Py_ssize_t segment_batch(RouteTable t, Neighbours n, Batch b, Batch out) no
         mss = p.gso_size
         p.gso_size = 0
         total = _ip_length(p, ip)
-        if nseg <= 1 or p.len < l3 + total:     # (a super-frame from a TAP is whole)
+        if p.len < l3 + total:          # never: a super-frame from a TAP is whole
             egress_one(t, n, b, i)
             continue
         hdr = _headers(p, ip)
@@ -121,7 +128,7 @@ cdef Py_ssize_t segment_batch(RouteTable t, Neighbours n, Batch b, Batch out) no
             dst = out.buf + start
             memcpy(dst, b.buf + p.off, head)
             memcpy(dst + head, b.buf + p.off + head + k * mss, size)
-            _finish(q, dst + l3, hdr, size, k, nseg - 1, seq, ip_id)
+            _finish(q, dst + l3, hdr, size, k, nseg - 1, seq, mss, ip_id)
             q.off = start
             q.len = head + size
             q.wire_len = q.len
@@ -129,7 +136,7 @@ cdef Py_ssize_t segment_batch(RouteTable t, Neighbours n, Batch b, Batch out) no
             out.count += 1
             made += 1
             egress_one(t, n, out, out.count - 1)
-        _finish(p, ip, hdr, mss, 0, nseg - 1, seq, ip_id)
+        _finish(p, ip, hdr, mss, 0, nseg - 1, seq, mss, ip_id)
         p.len = head + mss
         p.wire_len = p.len
         egress_one(t, n, b, i)
