@@ -53,9 +53,12 @@ def check_replay(r):
 
 def check_attach(r):
     rows = {row["path"]: row for row in r["rows"]}
-    assert set(rows) == {"kdp", "kernel"}, r["peers_not_run"]     # CI runs as root with iperf3 and nft
+    assert set(rows) == {"kdp", "kdp --no-offloads", "kernel"}, r["peers_not_run"]   # CI: root, iperf3, nft
     for row in rows.values():
         assert row["gbit_per_s"] > 0 and row["packets_per_s"] > 0 and row["connections_per_s"] > 0
+    # kdp's own summary: with offloads the kernel handed it super-frames, without none
+    assert rows["kdp"]["gso_frames"] > 0 and rows["kdp --no-offloads"]["gso_frames"] == 0
+    assert rows["kdp"]["bytes_per_frame"] > rows["kdp --no-offloads"]["bytes_per_frame"]
 
 
 def check_pipeline(r):

@@ -4,7 +4,9 @@ Both paths carry client -> Service VIP (10.96.0.10:5201) -> backend (10.244.1.10
 between two network namespaces this suite makes (and removes):
 
   kdp     `kdp attach` with the client's and the backend's TAP devices; the Service is a
-          ClusterIP of a one-node snapshot (DNAT in kdp's conntrack).
+          ClusterIP of a one-node snapshot (DNAT in kdp's conntrack). Twice: with the
+          TAP offloads (partial checksums, TCP super-frames) and with --no-offloads;
+          kdp's own summary gives the frames it read and their mean size.
   kernel  a router namespace between two veth pairs, IP forwarding on, and kube-proxy's
           iptables-mode rule as nftables states it: DNAT of the VIP's port to the backend
           in prerouting, conntrack doing the rest.
@@ -99,8 +101,9 @@ class _Path:
         self.client, self.server = f"bc{tag}", f"bs{tag}"
         self.spaces = [self.client, self.server]
         self.procs = []
-        if kind == "kdp":
-            self._kdp(tag, tmp)
+        self.summary_path = None
+        if kind.startswith("kdp"):
+            self._kdp(tag, tmp, offloads=kind == "kdp")
         else:
             self._kernel(tag)
 
@@ -113,13 +116,15 @@ class _Path:
         _sh("ip", "-n", ns, "route", "add", via, "dev", dev)
         _sh("ip", "-n", ns, "route", "add", "default", "via", via, "dev", dev)
 
-    def _kdp(self, tag, tmp):
+    def _kdp(self, tag, tmp, offloads):
         snap = os.path.join(tmp, "cluster.yaml")
         _cluster(snap)
         cdev, sdev = f"bkc{tag}", f"bks{tag}"
-        kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", snap, "--node", "node-1",
-                                "--port", f"bench/client={cdev}", "--port", f"bench/server={sdev}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.summary_path = os.path.join(tmp, "kdp.json")
+        kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", snap, "--node", "node-1", "--json",
+                                "--port", f"bench/client={cdev}", "--port", f"bench/server={sdev}"]
+                               + ([] if offloads else ["--no-offloads"]),
+                               stdout=open(self.summary_path, "w"), stderr=subprocess.PIPE, text=True)
         self.procs.append(kdp)
         line = kdp.stderr.readline()
         if "ready" not in line:
@@ -161,6 +166,15 @@ class _Path:
         for ns in self.spaces:
             subprocess.run([_tool("ip") or "ip", "netns", "del", ns], capture_output=True, timeout=20)
 
+    def kdp_frames(self):
+        """kdp's own count once it stopped: frames read, mean bytes a frame, super-frames."""
+        with open(self.summary_path) as f:
+            summary = json.load(f)
+        rx = sum(p["rx"] for p in summary["ports"].values())
+        rx_bytes = sum(p["rx_bytes"] for p in summary["ports"].values())
+        return {"frames_read": rx, "bytes_per_frame": rx_bytes / rx if rx else 0.0,
+                "gso_frames": summary["offloads"]["gso_frames"]}
+
 
 def _iperf(path, udp):
     server = subprocess.Popen([_tool("ip"), "netns", "exec", path.server, _tool("iperf3"), "-s", "-1", "-J"],
@@ -199,7 +213,7 @@ def run(quick=False):
         why = "needs root" if os.geteuid() != 0 else f"{', '.join(missing)} not on PATH"
         attempt("attach (kdp and kernel)", lambda: (_ for _ in ()).throw(PeerUnavailable(why)), res["peers_not_run"])
         return res
-    for kind in ("kdp", "kernel"):
+    for kind in ("kdp", "kdp --no-offloads", "kernel"):
         with tempfile.TemporaryDirectory(prefix="kdp-bench-attach-") as tmp:
             path = None
             try:
@@ -208,8 +222,11 @@ def run(quick=False):
                 row.update(_iperf(path, udp=False))
                 row.update(_iperf(path, udp=True))
                 row.update(_connections(path))
+                path.close()
+                if path.summary_path:
+                    row.update(path.kdp_frames())
                 res["rows"].append(row)
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError, OSError) as exc:
                 res["peers_not_run"].append({"peer": kind, "status": "failed", "reason": str(exc), "stderr": ""})
             finally:
                 if path is not None:
@@ -225,11 +242,14 @@ def main(args):
     from rich.console import Console
     from rich.table import Table
     tb = Table(title=f"client -> Service VIP -> backend, {SECONDS} s each (kdp attach against the kernel)")
-    for c in ("path", "TCP Gbit/s", "UDP 64 B packets/s", "UDP loss %", "TCP connections/s"):
+    for c in ("path", "TCP Gbit/s", "UDP 64 B packets/s", "UDP loss %", "TCP connections/s",
+              "frames kdp read", "bytes a frame", "super-frames"):
         tb.add_column(c, justify="left" if c == "path" else "right")
     for r in res["rows"]:
+        mine = [f"{r['frames_read']:,}", f"{r['bytes_per_frame']:,.0f}", f"{r['gso_frames']:,}"] \
+            if "frames_read" in r else ["", "", ""]
         tb.add_row(r["path"], f"{r['gbit_per_s']:.3f}", f"{r['packets_per_s']:,.0f}", f"{r['lost_percent']:.1f}",
-                   f"{r['connections_per_s']:,.0f}")
+                   f"{r['connections_per_s']:,.0f}", *mine)
     Console().print(tb)
     from kdp.benchmarks.peers import print_not_run
     print_not_run(res["peers_not_run"])
