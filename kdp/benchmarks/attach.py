@@ -242,8 +242,8 @@ def main(args):
     from rich.console import Console
     from rich.table import Table
     tb = Table(title=f"client -> Service VIP -> backend, {SECONDS} s each (kdp attach against the kernel)")
-    for c in ("path", "TCP Gbit/s", "UDP 64 B packets/s", "UDP loss %", "TCP connections/s",
-              "frames kdp read", "bytes a frame", "super-frames"):
+    # kdp's columns: frames it read, their mean size, TCP super-frames among them
+    for c in ("path", "TCP Gbit/s", "UDP 64 B pkt/s", "loss %", "TCP conn/s", "frames in", "B/frame", "GSO frames"):
         tb.add_column(c, justify="left" if c == "path" else "right")
     for r in res["rows"]:
         mine = [f"{r['frames_read']:,}", f"{r['bytes_per_frame']:,.0f}", f"{r['gso_frames']:,}"] \
