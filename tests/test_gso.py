@@ -175,6 +175,8 @@ def test_a_super_frame_without_df_is_never_fragmented():
 @settings(max_examples=60, deadline=None)
 @given(size=st.integers(1, 30000), mss=st.integers(536, 1440), v6=st.booleans())
 def test_segments_cover_the_payload_exactly_in_order(size, mss, v6):
+    if v6:
+        mss = min(mss, 1430 - 60)       # segments within the IPv6 route's MTU (larger: packet too big)
     frame, payload = super_frame("fd00:244:2::9" if v6 else "10.244.2.7", size, mss, v6=v6)
     b, extra = run_gso(frame, mss, extra_capacity=size // mss + 1)
     got, seqs = b"", []
