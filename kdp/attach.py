@@ -11,7 +11,11 @@ replay, on the monotonic clock.
 The I/O is in the fast core (kdp/_fast/tapio.pyx): per iteration the loop waits (poll)
 for any port to be readable, reads a batch of frames from every readable port, runs the
 batch and writes each transmitted frame to its egress port's device, all without a
-Python object per frame. kdp answers ARP requests and IPv6 neighbour solicitations on
+Python object per frame. Writing is most of the work (a TAP write runs the receiving
+namespace's input path in the writer's thread), so a batch of OVERLAP_MIN frames or more
+is written by a second thread while the loop reads and runs the next one into a second
+Batch (`writer_thread`; smaller batches, the latency-bound case, are written at once, as
+are batches with fragments or segments and everything when --pcap-out records). kdp answers ARP requests and IPv6 neighbour solicitations on
 its ports for every address but the asker's own (proxy ARP / proxy ND, as Calico's host
 side does; never a duplicate address detection probe) with ATTACH_MAC, learns the
 askers' MACs (the neighbour table), and asks for the MAC of every local pod behind a
@@ -54,6 +58,7 @@ VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
 HOST_PORT = 1                       # kdp.ports.HOST: the node itself
 MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB super-frame
+OVERLAP_MIN = 16                    # batches this large are written by the writer thread
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
 
 
@@ -174,8 +179,11 @@ def arp_reply(frame):
 class Attached:
     """The live loop over a Dataplane and its TAP ports."""
 
-    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None):
+    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None, writer_thread=True):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
+        self.writer_thread = writer_thread
+        self.writing = None             # the writer thread's batch being written (a Future)
+        self.written_aside = 0          # batches the writer thread wrote
         self.by_id = {p.port_id: p for p in ports}
         self.batch = Batch(max(batch_size, MIN_BATCH))
         self.io = TapIO([p.fd for p in ports], [p.port_id for p in ports], ATTACH_MAC,
@@ -216,49 +224,85 @@ class Attached:
 
     def run(self, duration=None):
         """Run until SIGINT/SIGTERM (or `duration` seconds)."""
+        from concurrent.futures import ThreadPoolExecutor
         deadline = None if duration is None else time.monotonic() + duration
         files, checked = self._files(), time.monotonic()
-        b, io = self.batch, self.io
+        io = self.io
+        batches = [self.batch, Batch(self.batch.capacity)] if self.writer_thread else [self.batch]
+        lane = 0
         self._resolve_pods()
-        while not self.stop:
-            now_s = time.monotonic()
-            if deadline is not None and now_s >= deadline:
-                break
-            if now_s - checked >= RECHECK_FILES_S:
-                checked = now_s
-                seen = self._files()
-                if seen != files:
-                    files = seen
-                    self.reload_asked = True
-                self._resolve_pods()
-            if self.reload_asked:
-                self._reload()
-            if self.pending:
-                self._resolve_pods()
-            if not io.wait(100):
-                continue
-            b.clear()
-            now = time.monotonic_ns()
-            if io.read_into(b, now):
-                self._run_batch(now)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="kdp-tx") if self.writer_thread else None
+        try:
+            while not self.stop:
+                now_s = time.monotonic()
+                if deadline is not None and now_s >= deadline:
+                    break
+                if now_s - checked >= RECHECK_FILES_S:
+                    checked = now_s
+                    seen = self._files()
+                    if seen != files:
+                        files = seen
+                        self.reload_asked = True
+                    self._drain()
+                    self._resolve_pods()
+                if self.reload_asked:
+                    self._drain()
+                    self._reload()
+                if self.pending:
+                    self._drain()
+                    self._resolve_pods()
+                if not io.wait(100):
+                    self._drain()
+                    continue
+                b = batches[lane]
+                b.clear()
+                now = time.monotonic_ns()
+                got = io.read_into(b, now)
+                if got:
+                    if self._run_batch(b, now, pool if got >= OVERLAP_MIN else None):
+                        lane = (lane + 1) % len(batches)
+        finally:
+            self._drain()
+            if pool is not None:
+                pool.shutdown()
 
-    def _run_batch(self, now):
-        b, io = self.batch, self.io
+    def _run_batch(self, b, now, pool=None):
+        """Run batch b and write what it transmits: on the writer thread (`pool`) while
+        the loop reads the next batch, or here. True when b is still being written."""
+        io = self.io
         if self.recording:                  # as received, before NAT rewrites them
             for i in range(len(b)):
                 port = self.by_id.get(int(b.meta[i]["in_port"]))
                 if port is not None and port.recorder is not None:
                     port.recorder.rx(port, b.packet(i), now)
         self.dp.pipeline.run(b, self.log, now)
-        io.send(b, self.dp.extra)
+        self._drain()                       # the previous batch's frames leave first
+        self.batch = b
+        extra = self.dp.extra
+        overlap = pool is not None and not len(extra) and not self.recording
+        if overlap:
+            io.prepare(b)
+        else:
+            io.send(b, extra)
         if io.n_slow:
             self._answer(io.slow[:io.n_slow])
         if io.n_held:
             self._hold(io.held[:io.n_held])
-        if self.recording:
-            self._record_sent(now)
         if self.log is not None:
             self.log.write(b)
+        if overlap:
+            self.writing = pool.submit(io.transmit, b)
+            self.written_aside += 1
+            return True
+        if self.recording:
+            self._record_sent(now)
+        return False
+
+    def _drain(self):
+        """Wait for the writer thread's batch to be written."""
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            writing.result()
 
     def _record_sent(self, now):
         b, extra, sent = self.batch, self.dp.extra, self.io.sent_port
@@ -364,9 +408,10 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None, pcap_out=None, offloads=True):
+           metrics=None, pcap_out=None, offloads=True, writer_thread=True):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
-    let the kernel hand over partial checksums and TCP super-frames (TapPort). `metrics`:
+    let the kernel hand over partial checksums and TCP super-frames (TapPort);
+    `writer_thread`: large batches are written by a second thread (Attached). `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -403,7 +448,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
         from kdp.healthserver import HealthServers
         health = HealthServers(dp)
         health.update()
-        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health)
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread)
         if metrics:
             from kdp.metrics import serve
             server = serve(loop, metrics)

@@ -55,6 +55,8 @@ class Collector:
             for key in ("inserts", "expiries", "evictions", "table_full", "invalid", "flushed"):
                 yield CounterMetricFamily(f"kdp_conntrack_{key}", f"Conntrack counter {key}", value=ct[key])
         yield CounterMetricFamily("kdp_arp_answered", "ARP requests kdp answered", value=loop.arp_answered)
+        yield CounterMetricFamily("kdp_unresolved_dropped", "frames dropped waiting for a local pod's MAC "
+                                  "(beyond three a pod, or no answer in 3 s)", value=loop.unresolved_dropped)
         reloads = CounterMetricFamily("kdp_reloads", "Snapshot reloads by result", labels=["result"])
         ok = sum(1 for _t, r in loop.reloads if r.startswith("ok"))
         reloads.add_metric(["ok"], ok)

@@ -23,6 +23,9 @@ cdef class TapIO:
     cdef readonly object slow                 # numpy int32: indices send() left to Python (ARP, ND)
     cdef readonly object held                 # numpy int32: indices held for an unknown neighbour
     cdef readonly object sent_port            # numpy uint16 per index: port written to (recording)
+    cdef object _dest                         # numpy uint16 per index: where prepare() sends each frame
+    cdef object _dest_extra                   # ... and each frame of the pipeline's `extra`
+    cdef uint16_t* dest_p[2]                  # the batch's, extra's
     cdef int* slow_p
     cdef int* held_p
     cdef uint16_t* sent_p
@@ -34,5 +37,6 @@ cdef class TapIO:
     cdef readonly uint64_t no_device          # transmitted to a port without a device
 
     cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil
-    cdef Py_ssize_t _send(self, Batch b, bint main) noexcept nogil
+    cdef Py_ssize_t _prepare(self, Batch b, uint16_t* dest, bint main) noexcept nogil
+    cdef Py_ssize_t _transmit(self, Batch b, const uint16_t* dest, bint record) noexcept nogil
     cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil

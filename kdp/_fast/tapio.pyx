@@ -13,7 +13,10 @@ requests and IPv6 neighbour solicitations kdp answers (rare; answered in Python)
 `held`, frames out a port marked with `hold_for_neighbours` whose destination has no
 entry in the neighbour table yet (the pod did not answer kdp's ARP / solicitation:
 the caller queues them, as Linux's neighbour queue does). `extra` (fragments, segments)
-is written after the batch.
+is written after the batch. `send` is `prepare` (where each frame goes, slow, held:
+quick, with the caller's tables) then `transmit` (the writes: most of the time, in the
+kernel); the caller may run `transmit` on a second thread while it reads and runs the
+next batch into another Batch (kdp/attach.py does for large batches).
 
 The fds are TAP devices opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte
 virtio-net header (kdp/attach.py opens them) with the offloads TUN_F_CSUM, TUN_F_TSO4
@@ -165,6 +168,10 @@ cdef class TapIO:
         self._scratch(capacity)
 
     def _scratch(self, Py_ssize_t capacity):
+        # (never while a transmit runs: prepare and send come after it finished)
+        self._dest = np.full(capacity, NO_PORT, dtype=np.uint16)
+        self.dest_p[0] = <uint16_t*>cnp.PyArray_DATA(self._dest)
+        self._ensure_extra(capacity)
         self.slow = np.zeros(capacity, dtype=np.int32)
         self.held = np.zeros(capacity, dtype=np.int32)
         self.sent_port = np.full(capacity, NO_PORT, dtype=np.uint16)
@@ -270,35 +277,63 @@ cdef class TapIO:
         return got
 
     def send(self, Batch b not None, Batch extra=None):
-        """Write what the pipeline transmitted (see the module docstring); returns the
-        frames written. `slow` / `held` (n_slow / n_held) list the frames left to the caller."""
+        """Write what the pipeline transmitted (see the module docstring), `extra` after
+        the batch; returns the frames written. `slow` / `held` (n_slow / n_held) list the
+        frames left to the caller."""
         cdef Py_ssize_t sent
-        if self.slow.shape[0] < b.capacity:
-            self._scratch(b.capacity)
-        self.n_slow = self.n_held = 0
+        self.prepare(b)
+        if extra is not None:
+            self._ensure_extra(extra.capacity)
         with nogil:
-            sent = self._send(b, True)
+            sent = self._transmit(b, self.dest_p[0], True)
             if extra is not None:
-                sent += self._send(extra, False)
+                self._prepare(extra, self.dest_p[1], False)
+                sent += self._transmit(extra, self.dest_p[1], False)
         return sent
 
-    cdef Py_ssize_t _send(self, Batch b, bint main) noexcept nogil:
-        cdef uint8_t hdr[VNET_HDR_LEN]
+    def prepare(self, Batch b not None):
+        """The first half of send (without `extra`): decide where each frame goes, fill
+        `slow` and `held`, address frames for the node; returns how many frames are to be
+        written."""
+        cdef Py_ssize_t n
+        self._ensure(b.capacity)
+        with nogil:
+            n = self._prepare(b, self.dest_p[0], True)
+        return n
+
+    def transmit(self, Batch b not None):
+        """The second half: write the frames the last prepare() chose, without the GIL;
+        another thread may run it while the caller reads and runs the next batch into
+        another Batch (nothing else of this TapIO may run meanwhile but read_into and
+        wait). Returns the frames written."""
+        cdef Py_ssize_t sent
+        with nogil:
+            sent = self._transmit(b, self.dest_p[0], False)
+        return sent
+
+    def _ensure(self, Py_ssize_t capacity):
+        if self.slow.shape[0] < capacity:
+            self._scratch(capacity)
+
+    def _ensure_extra(self, Py_ssize_t capacity):
+        if self._dest_extra is None or self._dest_extra.shape[0] < capacity:
+            self._dest_extra = np.full(capacity, NO_PORT, dtype=np.uint16)
+            self.dest_p[1] = <uint16_t*>cnp.PyArray_DATA(self._dest_extra)
+
+    cdef Py_ssize_t _prepare(self, Batch b, uint16_t* dest, bint main) noexcept nogil:
         cdef uint8_t mac[6]
-        cdef Py_ssize_t i, sent = 0
+        cdef Py_ssize_t i, count = 0
         cdef pkt_meta_t* p
         cdef uint8_t* f
         cdef uint16_t out, et
         cdef bint known
         cdef bint has_neigh = self.neigh is not None
-        cdef int* slow = self.slow_p
-        cdef int* held = self.held_p
-        cdef uint16_t* sent_port = self.sent_p
+        if main:
+            self.n_slow = self.n_held = 0
         for i in range(b.count):
             p = &b.m[i]
             f = b.buf + p.off
-            if main and self.recording:
-                sent_port[i] = NO_PORT
+            dest[i] = NO_PORT
             if p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY:
                 out = p.out_port
                 if out >= MAX_TAP_PORTS or self.fd_of_port[out] < 0:
@@ -310,14 +345,16 @@ cdef class TapIO:
                     elif p.ip_ver == 6:
                         known = self.neigh.lookup6(p.dst6, mac)
                     else:
-                        known = True
-                    if not known:
-                        held[self.n_held] = <int>i
+                        known = False
+                    if known and p.linktype == LT_ETHERNET and p.len >= 14:
+                        memcpy(f, mac, 6)   # (learned after the route stage addressed it: a later frame taught it)
+                    elif p.ip_ver != 0:
+                        self.held_p[self.n_held] = <int>i
                         self.n_held += 1
                         continue
             elif p.verdict == V_LOCAL and main:
                 if p.reason == R_ARP or (p.ip_ver == 6 and p.proto == 58 and p.icmp_type == 135):
-                    slow[self.n_slow] = <int>i
+                    self.slow_p[self.n_slow] = <int>i
                     self.n_slow += 1
                     continue
                 if p.out_port != HOST_PORT or not self.has_host_mac or self.fd_of_port[HOST_PORT] < 0 \
@@ -331,14 +368,31 @@ cdef class TapIO:
                 out = HOST_PORT
             else:
                 continue
+            dest[i] = out
+            count += 1
+        return count
+
+    cdef Py_ssize_t _transmit(self, Batch b, const uint16_t* dest, bint record) noexcept nogil:
+        cdef uint8_t hdr[VNET_HDR_LEN]
+        cdef Py_ssize_t i, sent = 0
+        cdef pkt_meta_t* p
+        cdef uint8_t* f
+        record = record and self.recording
+        for i in range(b.count):
+            if record:
+                self.sent_p[i] = NO_PORT
+            if dest[i] == NO_PORT:
+                continue
+            p = &b.m[i]
+            f = b.buf + p.off
             memset(hdr, 0, VNET_HDR_LEN)
             if p.gso_size and p.verdict != V_REJECT and p.verdict != V_REPLY:
                 if not _gso_header(p, f, hdr):
                     continue        # never: parse found the TCP header the kernel described
-            if self._write(out, hdr, f, p.len):
+            if self._write(dest[i], hdr, f, p.len):
                 sent += 1
-                if main and self.recording:
-                    sent_port[i] = out
+                if record:
+                    self.sent_p[i] = dest[i]
         return sent
 
     cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil:

@@ -35,6 +35,9 @@ def add_arguments(parser):
     parser.add_argument("--no-offloads", action="store_true",
                         help="ask the kernel for complete frames only: no partial checksums, no 64 KiB TCP "
                              "super-frames (TSO), one frame per segment (slower; for comparison)")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="write frames on the loop's thread (default: a batch of 16 frames or more is "
+                             "written by a second thread while the loop reads and runs the next)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -56,13 +59,16 @@ def run(args):
         print("kdp attach: ready: " + ", ".join(args.port), file=sys.stderr, flush=True)
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
                           log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
-                          pcap_out=args.pcap_out, offloads=not args.no_offloads)
+                          pcap_out=args.pcap_out, offloads=not args.no_offloads,
+                          writer_thread=not args.single_thread)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
                                  "tx_bytes": p.tx_bytes, "tx_errors": p.tx_errors} for p in loop.ports}
         out["arp_answered"] = loop.arp_answered
         out["offloads"] = loop.offload_counts()
+        out["batches_written_aside"] = loop.written_aside
+        out["unresolved_dropped"] = loop.unresolved_dropped
         out["reloads"] = [r for _t, r in loop.reloads]
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -70,6 +76,6 @@ def run(args):
     else:
         print_summary(result, console=console(), title=f"kdp attach: {result.input_path}")
         print("ports: " + ", ".join(f"{p.name}={p.device} rx {p.rx} tx {p.tx}" for p in loop.ports)
-              + f"; ARP answered {loop.arp_answered}")
+              + f"; ARP answered {loop.arp_answered}; dropped waiting for a pod's MAC {loop.unresolved_dropped}")
         print("offloads: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in loop.offload_counts().items()))
     return 0
