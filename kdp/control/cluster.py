@@ -15,7 +15,7 @@ import gc
 
 from kdp.control import addr, apirules
 from kdp.control.calico import check_pools
-from kdp.control.loader import load_documents
+from kdp.control.loader import load_documents, read_texts
 from kdp.control.model import NodeConfig, Origin
 from kdp.control.policy import CLUSTER_KINDS
 from kdp.control.validate import Problems, parse_object
@@ -58,8 +58,19 @@ class Cluster:
 
     @classmethod
     def load(cls, paths, node=None):
-        """Read and validate a snapshot (files and/or directories) for `node`."""
-        return cls.from_documents(load_documents(paths), node=node)
+        """Read and validate a snapshot (files and/or directories) for `node`; one that
+        validated before, file for file, is read back (kdp.control.snapshotcache)."""
+        from kdp.control import snapshotcache
+        texts = read_texts(paths)
+        if texts is None:               # unreadable: load_documents says why
+            return cls.from_documents(load_documents(paths), node=node)
+        snapshot_key = snapshotcache.key(texts, node)
+        cached = snapshotcache.load(snapshot_key)
+        if cached is not None:
+            return cached
+        cluster = cls.from_documents(load_documents(paths, texts), node=node)
+        snapshotcache.store(snapshot_key, cluster)
+        return cluster
 
     @classmethod
     def from_documents(cls, docs, node=None):

@@ -10,7 +10,8 @@ directory) is an error naming it, and is never opened for reading in a way that 
 block. A mapping that holds one key twice is an error (the API server's strict decoding
 refuses it: which value would win is the parser's whim), with its line and column.
 A YAML file's parse is cached by its content (kdp.control.parsecache): the same file
-loads about ten times faster the next time.
+loads about ten times faster the next time (and a whole snapshot that validated, by
+kdp.control.snapshotcache).
 """
 import json
 import os
@@ -147,14 +148,25 @@ class _Refused(Exception):
     pass
 
 
-def load_documents(paths):
+def read_texts(paths):
+    """[(path, text)] of every file of the snapshot, or None when one cannot be listed
+    or read (load_documents then says why)."""
+    try:
+        return [(path, _read_regular(path)) for path in snapshot_files(paths)]
+    except (ConfigError, _Refused, OSError, UnicodeDecodeError):
+        return None
+
+
+def load_documents(paths, texts=None):
     """[(Origin, mapping)] for every object in the snapshot; List items are expanded.
+    `texts`: what read_texts(paths) returned, so the files are not read twice.
 
     Raises ConfigError naming every file that cannot be read or parsed."""
     out, problems = [], []
-    for path in snapshot_files(paths):
+    given = dict(texts) if texts is not None else {}
+    for path in snapshot_files(paths) if texts is None else [p for p, _t in texts]:
         try:
-            docs = _parse(path, _read_regular(path))
+            docs = _parse(path, given[path] if path in given else _read_regular(path))
         except _Refused as exc:
             problems.append(f"{path}: {exc}")
             continue

@@ -6,8 +6,9 @@ cache keeps what the YAML loader returned for a file, keyed by the SHA-256 of th
 file's text and kdp's version, as JSON (about ten times faster to load); values JSON
 does not have (timestamps, binary, sets) are tagged so they come back as they were (an
 entry without them is plain JSON, read without a decoding hook).
-Only the parse is cached: validation and compilation run on every load, so a cached
-file means exactly what its text means.
+Only the parse is cached here, so a cached file means exactly what its text means; a
+whole snapshot that validated is kept by kdp.control.snapshotcache, in the same
+directory under the same rules.
 
 Where: $KDP_CACHE_DIR, else $XDG_CACHE_HOME/kdp/snapshots, else ~/.cache/kdp/snapshots.
 KDP_CACHE_DIR=off turns it off. The directory is made private (0700); a directory or
@@ -107,12 +108,13 @@ def _entry(text):
     return f"{digest}-{__version__}.json"
 
 
-def load(text):
-    """The cached parse of `text` (a list of documents), or None."""
+def read_entry(name):
+    """The bytes of cache entry `name` (a file in cache_dir()), or None: no cache, no
+    such entry, or one that is not a private regular file in a private directory."""
     where = cache_dir()
     if where is None:
         return None
-    path = os.path.join(where, _entry(text))
+    path = os.path.join(where, name)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
@@ -123,7 +125,50 @@ def load(text):
             return None
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read()
+            return f.read()
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def write_entry(name, data):
+    """Keep `data` as cache entry `name` (silently nothing when it cannot): written
+    aside and renamed, so a reader sees all of it or none; the oldest entries beyond
+    MAX_ENTRIES are removed."""
+    where = cache_dir()
+    if where is None:
+        return
+    tmp = None
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        if not _private(where, os.stat(where)):
+            return
+        path = os.path.join(where, name)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        tmp = None
+        _prune(where)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def load(text):
+    """The cached parse of `text` (a list of documents), or None."""
+    data = read_entry(_entry(text))
+    if data is None:
+        return None
+    try:
         if data[:1] == b"P":
             docs = json.loads(data[1:])
         elif data[:1] == b"T":
@@ -131,17 +176,14 @@ def load(text):
         else:
             return None
         return docs if isinstance(docs, list) else None
-    except (OSError, ValueError, TypeError, KeyError, IndexError):
+    except (ValueError, TypeError, KeyError, IndexError):
         return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def _prune(where):
     entries = []
     for name in os.listdir(where):
-        if name.endswith(".json"):
+        if name.endswith((".json", ".cluster")):
             try:
                 entries.append((os.stat(os.path.join(where, name)).st_mtime, name))
             except OSError:
@@ -156,26 +198,13 @@ def _prune(where):
 
 def store(text, docs):
     """Keep the parse of `text` for next time (silently nothing when it cannot)."""
-    where = cache_dir()
-    if where is None:
+    if cache_dir() is None:
         return
     try:
         if _plain(docs):                # the common case: what kubectl prints
             data = b"P" + json.dumps(docs, separators=(",", ":")).encode()
         else:
             data = b"T" + json.dumps(_encode(docs), separators=(",", ":")).encode()
-        os.makedirs(where, mode=0o700, exist_ok=True)
-        if not _private(where, os.stat(where)):
-            return
-        path = os.path.join(where, _entry(text))
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)           # readers see the whole entry or none
-        _prune(where)
-    except (OSError, TypeError, ValueError):
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+    except (TypeError, ValueError):
+        return
+    write_entry(_entry(text), data)
