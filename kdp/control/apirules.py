@@ -97,6 +97,8 @@ def check_names(kind, doc, c, namespaced):
 
 def special_address_problem(ip):
     """Why an address can never be a ClusterIP (None: it can), ip = (version, int)."""
+    if ip[0] == 4 and 0 < ip[1] < 0xE0000000 and ip[1] >> 24 != 127 and ip[1] >> 16 != 0xA9FE:
+        return None     # the common case, without building an address object (start-up)
     a = ipaddress.ip_address(ip[1]) if ip[0] == 4 else ipaddress.IPv6Address(ip[1])
     if a.is_unspecified:
         return "may not be unspecified"

@@ -21,6 +21,8 @@ from kdp.errors import ConfigError
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _pton = socket.inet_pton
+_from_bytes = int.from_bytes
+_SLOW_ENDPOINT_KEYS = frozenset(("targetRef", "hostname", "hints"))
 _IANA_SVC_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
 _DNS1123_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds (Kubernetes default)
@@ -337,12 +339,14 @@ def parse_endpointslice(doc, c):
         # fast path: the shape kubectl prints, checked as strictly as the slow path
         if af is not None and type(e) is dict:
             addrs, cond, node = e.get("addresses"), e.get("conditions"), e.get("nodeName")
-            ref = e.get("targetRef")
+            # (targetRef, hostname, hints present, even as null: the slow path)
             if type(addrs) is list and addrs and (node is None or type(node) is str) and \
-                    (cond is None or type(cond) is dict) and ref is None and e.get("hostname") is None \
-                    and e.get("hints") is None:
+                    (cond is None or type(cond) is dict) and e.keys().isdisjoint(_SLOW_ENDPOINT_KEYS):
                 try:
-                    ips = [(fam, int.from_bytes(_pton(af, a), "big")) for a in addrs]
+                    if len(addrs) == 1:
+                        ips = [(fam, _from_bytes(_pton(af, addrs[0]), "big"))]
+                    else:
+                        ips = [(fam, _from_bytes(_pton(af, a), "big")) for a in addrs]
                 except (OSError, TypeError):
                     ips = None
                 if ips is not None:
