@@ -212,10 +212,12 @@ class Attached:
 
     def offload_counts(self):
         """What the TAP offloads did: super-frames read whole, segments kdp cut from them,
-        partial checksums completed, super-frames of a type never offered (dropped)."""
+        partial checksums completed, super-frames of a type never offered or not plain TCP
+        (dropped), super-frames left unsendable by a stage (dropped; never seen)."""
         io = self.io
         return {"gso_frames": io.gso_frames, "segments_cut": int(self.dp.pipeline.segments),
-                "checksums_completed": io.csum_completed, "gso_refused": io.gso_refused}
+                "checksums_completed": io.csum_completed, "gso_refused": io.gso_refused,
+                "gso_unsendable": io.gso_unsendable}
 
     @property
     def no_device(self):

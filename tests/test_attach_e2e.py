@@ -4,6 +4,7 @@ references: an HTTP request through a ClusterIP or a NodePort must be answered, 
 Service without endpoints must refuse at once, a NetworkPolicy must block, and a
 reload must undo it. Each test builds its own namespaces and snapshot and removes them
 (and stops kdp) whatever happens; every wait is bounded."""
+import json
 import os
 import shutil
 import signal
@@ -40,7 +41,8 @@ GET = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], tim
 # kernels on both sides to hand kdp 64 KiB super-frames (TSO) when offloads are on.
 BULK_SERVER = """
 import hashlib, random, socket, sys
-s = socket.create_server((sys.argv[1], int(sys.argv[2]))); print('ready', flush=True)
+s = socket.create_server((sys.argv[1], int(sys.argv[2])), family=socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+print('ready', flush=True)
 while True:
     c, _ = s.accept()
     with c:
@@ -292,9 +294,10 @@ def test_a_bulk_tcp_exchange_crosses_a_clusterip_intact(attached, offloads):
     assert n.kdp.wait(timeout=15) == 0
     off = json.loads(n.log.read_text())["offloads"]
     if offloads:
-        assert off["gso_frames"] > 0 and off["gso_refused"] == 0
+        assert off["gso_frames"] > 0 and off["gso_refused"] == off["gso_unsendable"] == 0
     else:
-        assert off == {"gso_frames": 0, "segments_cut": 0, "checksums_completed": 0, "gso_refused": 0}
+        assert off == {"gso_frames": 0, "segments_cut": 0, "checksums_completed": 0, "gso_refused": 0,
+                       "gso_unsendable": 0}
 
 
 UDP_SINK = """
@@ -521,7 +524,8 @@ def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(t
 
 def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_path):
     """IPv6: the pods' default route points at kdp's link-local address, which kdp answers
-    neighbour solicitations for; kdp solicits the backend's MAC itself."""
+    neighbour solicitations for; kdp solicits the backend's MAC itself. Then 4 MB each
+    way through the ClusterIP: IPv6 TCP super-frames (TSO6) cross kdp's NAT whole."""
     from kdptest import CLIENT6, WEB1_6
     objs = [node_config(clusterCIDRs=["10.244.0.0/16", "fd00:244::/32"]),
             node("node-1", NODE1, ["10.244.1.0/24", "fd00:244:1::/64"]),
@@ -536,10 +540,11 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
     spaces = {"client": (f"kc{tag}", CLIENT6), "web": (f"kw{tag}", WEB1_6)}
     devs = {"client": f"tc{tag}", "web": f"tw{tag}"}
     procs = []
+    summary = tmp_path / "summary.json"
     try:
         kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", "node-1",
-                                "--port", f"shop/client={devs['client']}", "--port", f"shop/web-1={devs['web']}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                "--port", f"shop/client={devs['client']}", "--port", f"shop/web-1={devs['web']}",
+                                "--json"], stdout=open(summary, "w"), stderr=subprocess.PIPE, text=True)
         procs.append(kdp)
         assert "ready" in kdp.stderr.readline()
         for key, (ns, ip) in spaces.items():
@@ -556,6 +561,18 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
         run = sh("ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", GET, "http://[fd00:96::10]/",
                  timeout=15, check=False)
         assert run.returncode == 0 and run.stdout.strip() == CLIENT6, run.stderr
+        srv.kill()
+        bulk = subprocess.Popen(["ip", "netns", "exec", spaces["web"][0], sys.executable, "-c", BULK_SERVER,
+                                 WEB1_6, "8080"], stdout=subprocess.PIPE, text=True)
+        procs.append(bulk)
+        assert bulk.stdout.readline().strip() == "ready"
+        run = sh("ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", BULK_CLIENT, "fd00:96::10", "80",
+                 str(4 << 20), timeout=60, check=False)
+        assert run.stdout.split()[:4] == ["up", "ok", "down", "ok"], run.stdout + run.stderr
+        kdp.send_signal(signal.SIGTERM)
+        assert kdp.wait(timeout=15) == 0
+        off = json.loads(summary.read_text())["offloads"]
+        assert off["gso_frames"] > 0 and off["gso_refused"] == off["gso_unsendable"] == 0, off
     finally:
         stop_all(procs, [ns for ns, _ip in spaces.values()])
 
