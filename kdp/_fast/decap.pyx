@@ -55,7 +55,8 @@ from kdp._fast.packet cimport (
     TUN_NONE, TUN_IPIP, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6, FRAG_NONE,
     R_ARP, R_BAD_VXLAN, R_UNKNOWN_TUNNEL_PEER,
 )
-from kdp._fast.parse cimport parse_frame, parse_batch_hooked, csum_fold, DEFAULT_VXLAN_PORT
+from kdp._fast.parse cimport parse_frame, parse_batch_hooked, DEFAULT_VXLAN_PORT
+from kdp._fast.checksum cimport kdp_csum16
 
 
 
@@ -339,7 +340,7 @@ cdef inline uint32_t _fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p, co
         return 0
     if t.check_peers and not _in_set4(t.ps4, t.ps4_mask, _rd32(ip + 12)):
         return 0
-    if csum_fold(ip, 20) != 0xFFFF:
+    if kdp_csum16(ip, 20) != 0xFFFF:
         return 0
     return tot
 
