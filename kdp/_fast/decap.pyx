@@ -358,8 +358,9 @@ cdef int _fast_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     if kind == TUN_IPIP:
         inner -= 14
         memcpy(pkt + inner, pkt, 12)    # (inner >= 20: no overlap)
-        pkt[inner + 12] = 0x08
-        pkt[inner + 13] = 0x00
+        # the ethertype as one 2-byte store: the parser reads it next as one 2-byte
+        # load, which two 1-byte stores could not forward to (a store-forwarding stall)
+        memcpy(pkt + inner + 12, b"\x08\x00", 2)
     p.off += inner
     p.len -= inner
     p.wire_len = p.wire_len - inner if p.wire_len >= inner else 0
