@@ -17,7 +17,8 @@ is written by a second thread while the loop reads and runs the next one into a 
 Batch (`writer_thread`; smaller batches, the latency-bound case, are written at once, as
 are batches with fragments or segments and everything when --pcap-out records). kdp answers ARP requests and IPv6 neighbour solicitations on
 its ports for every address but the asker's own (proxy ARP / proxy ND, as Calico's host
-side does; never a duplicate address detection probe) with ATTACH_MAC, learns the
+side does; never a duplicate address detection probe; on the uplink, a network others
+share, for the node's own addresses only) with ATTACH_MAC, learns the
 askers' MACs (the neighbour table), and asks for the MAC of every local pod behind a
 port (ARP request, or neighbour solicitation from GATEWAY6), holding up to three frames
 a pod until it answers: those rare frames are handled here, in Python.
@@ -57,6 +58,7 @@ TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
 VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers): tapio.pxd
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
 HOST_PORT = 1                       # kdp.ports.HOST: the node itself
+UPLINK_PORT = 0                     # kdp.ports.UPLINK: the network the other nodes are on
 MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB super-frame
 OVERLAP_MIN = 16                    # batches this large are written by the writer thread
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
@@ -149,21 +151,25 @@ def neighbour_solicitation(ip6):
     return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(GATEWAY6, group, body)
 
 
-def neighbour_advertisement(frame):
+def neighbour_advertisement(frame, only=None):
     """kdp's answer to an IPv6 neighbour solicitation (None: not one it answers): every
-    target but the asker's own address, as proxy ARP does for IPv4."""
+    target but the asker's own address, as proxy ARP does for IPv4; `only`: the set of
+    targets (16 bytes each) to answer for."""
     if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[20] != 58 or frame[54] != 135:
         return None
     src, target = frame[22:38], frame[62:78]
     if target == src or src == bytes(16):
         return None             # (from the unspecified address: duplicate address detection)
+    if only is not None and target not in only:
+        return None
     dst, mac = src, frame[6:12]
     body = struct.pack("!BBHI", 136, 0, 0, 0xE0000000) + target + b"\x02\x01" + ATTACH_MAC
     return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(target, dst, body)
 
 
-def arp_reply(frame):
-    """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers)."""
+def arp_reply(frame, only=None):
+    """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers);
+    `only`: the set of target addresses (4 bytes each) to answer for."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x06":
         return None
     arp = frame[14:42]
@@ -171,6 +177,8 @@ def arp_reply(frame):
         return None
     sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
     if tpa == spa or spa == b"\x00\x00\x00\x00":                 # gratuitous ARP, DAD probe
+        return None
+    if only is not None and tpa not in only:
         return None
     return (sha + ATTACH_MAC + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02"
             + ATTACH_MAC + tpa + sha + spa)
@@ -206,8 +214,7 @@ class Attached:
         # [frames], sent once its ARP reply is learned (Linux queues them the same way)
         self.pending = {}
         self.asked = {}                 # (port id, address) -> monotonic time of the last request
-        self.pods = self._local_pods()
-        self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+        self._learn_topology()
         dp.pipeline.packet_clock = False
 
     def offload_counts(self):
@@ -232,7 +239,7 @@ class Attached:
         io = self.io
         batches = [self.batch, Batch(self.batch.capacity)] if self.writer_thread else [self.batch]
         lane = 0
-        self._resolve_pods()
+        self._resolve_neighbours()
         pool = ThreadPoolExecutor(1, thread_name_prefix="kdp-tx") if self.writer_thread else None
         try:
             while not self.stop:
@@ -246,13 +253,13 @@ class Attached:
                         files = seen
                         self.reload_asked = True
                     self._drain()
-                    self._resolve_pods()
+                    self._resolve_neighbours()
                 if self.reload_asked:
                     self._drain()
                     self._reload()
                 if self.pending:
                     self._drain()
-                    self._resolve_pods()
+                    self._resolve_neighbours()
                 if not io.wait(100):
                     self._drain()
                     continue
@@ -324,8 +331,10 @@ class Attached:
         for i in indices:
             i = int(i)
             frame = b.packet(i)
-            answer = arp_reply(frame) if frame[12:14] == b"\x08\x06" else neighbour_advertisement(frame)
             port = self.by_id.get(int(b.meta[i]["in_port"]))
+            # on the uplink (a network others share) only the node's own addresses
+            only = self.node_addresses if port is not None and port.port_id == UPLINK_PORT else None
+            answer = arp_reply(frame, only) if frame[12:14] == b"\x08\x06" else neighbour_advertisement(frame, only)
             if answer is not None and port is not None:
                 port.send(answer)
                 self.arp_answered += 1
@@ -342,7 +351,7 @@ class Attached:
                 queue.append(b.packet(int(i)))
             else:
                 self.unresolved_dropped += 1
-        self._resolve_pods()
+        self._resolve_neighbours()
 
     def _files(self):
         """What identifies the snapshot's files now: (path, mtime, size) of each; a file
@@ -369,7 +378,17 @@ class Attached:
                 out.append((port, int(net.network_address)))
         return out
 
-    def _resolve_pods(self):
+    def _learn_topology(self):
+        """From the routes: the local pods behind attached ports (kdp holds their frames
+        until they answer) and the node's own addresses (all kdp answers ARP and neighbour
+        solicitations for on the uplink, a network others share)."""
+        from kdp._fast.route import RouteKind
+        self.pods = self._local_pods()
+        self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+        self.node_addresses = {r.prefix.network_address.packed for r in self.dp.pipeline.routes.routes
+                               if r.kind == RouteKind.RT_HOST and r.prefix.prefixlen == r.prefix.max_prefixlen}
+
+    def _resolve_neighbours(self):
         """Ask (again, once a second) for the MAC of every local pod kdp has not heard
         from or has frames waiting for, and send what waited for an answer that came."""
         now = time.monotonic()
@@ -399,8 +418,7 @@ class Attached:
             flushed = self.dp.reload(self.cluster, node=self.node)
             if self.health is not None:
                 self.health.update()
-            self.pods = self._local_pods()
-            self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+            self._learn_topology()
             self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
             print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
                   file=sys.stderr, flush=True)

@@ -360,6 +360,27 @@ def test_a_burst_crosses_in_order_with_batches_written_by_the_second_thread(atta
     assert int(got) == count and digest == sent, (got, summary["ports"])
 
 
+ARP_ASK = """
+import sys
+from scapy.all import ARP, Ether, conf, srp
+conf.verb = 0
+dev, mine, target = sys.argv[1:4]
+answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc=mine, pdst=target), iface=dev, timeout=1)
+print(len(answered))
+"""
+
+
+def test_on_the_uplink_kdp_answers_arp_for_the_nodes_address_only(attached):
+    """The uplink is a network others share: kdp claims the node's own address there,
+    not every address (as it does towards a pod, for the gateway address)."""
+    n = attached()
+    ns, dev = n.spaces["out"][0], n.devices["out"]
+    ask = lambda target: sh("ip", "netns", "exec", ns, sys.executable, "-c", ARP_ASK, dev, OUTSIDE, target,
+                            timeout=30).stdout.strip()
+    assert ask(NODE1) == "1"
+    assert ask("192.168.56.77") == "0"
+
+
 def _two_node_cluster(tmp_path):
     from kdptest import base_objects
     objs = base_objects() + [
