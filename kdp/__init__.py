@@ -22,7 +22,14 @@ A batch, by hand:
     for r in results(batch, dp):
         print(r.verdict.label, r.reason.label, r.src, r.dst, r.out_port, r.service)
 """
-from kdp._fast.conntrack import Conntrack
+import os as _os
+
+# kdp does no linear algebra: numpy's OpenBLAS needs no thread pool. Left alone it starts
+# a thread a core at import, which spins ~0.1 s of CPU beside kdp's own start (set
+# before numpy's first import; a caller's own setting wins).
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from kdp._fast.conntrack import Conntrack  # noqa: E402
 from kdp._fast.lpm import Lpm4, Lpm6
 from kdp._fast.packet import Batch
 from kdp._fast.verdictlog import VerdictLog

@@ -4,6 +4,7 @@ references: an HTTP request through a ClusterIP or a NodePort must be answered, 
 Service without endpoints must refuse at once, a NetworkPolicy must block, and a
 reload must undo it. Each test builds its own namespaces and snapshot and removes them
 (and stops kdp) whatever happens; every wait is bounded."""
+import json
 import os
 import shutil
 import signal
@@ -40,7 +41,8 @@ GET = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], tim
 # kernels on both sides to hand kdp 64 KiB super-frames (TSO) when offloads are on.
 BULK_SERVER = """
 import hashlib, random, socket, sys
-s = socket.create_server((sys.argv[1], int(sys.argv[2]))); print('ready', flush=True)
+s = socket.create_server((sys.argv[1], int(sys.argv[2])), family=socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+print('ready', flush=True)
 while True:
     c, _ = s.accept()
     with c:
@@ -83,8 +85,10 @@ def _pod(ns, name, ip, app):
             "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
 
 
-def cluster(policy=False):
-    objs = [node_config(nodeAddresses=[f"{NODE1}/24"], clusterCIDRs=["10.244.0.0/16"], serviceCIDRs=["10.96.0.0/16"]),
+def cluster(policy=False, gateway=None):
+    uplink = {"uplink": {"gateway": gateway}} if gateway else {}
+    objs = [node_config(nodeAddresses=[f"{NODE1}/24"], clusterCIDRs=["10.244.0.0/16"], serviceCIDRs=["10.96.0.0/16"],
+                        **uplink),
             node("node-1", NODE1, ["10.244.1.0/24"]),
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}},
             _pod("shop", "client", CLIENT, "client"), _pod("shop", "web-1", WEB, "web"),
@@ -134,13 +138,14 @@ def stop_all(procs, namespaces):
 class Node:
     """kdp attached to TAP ports, each moved into a namespace with its address."""
 
-    def __init__(self, tmp_path, policy=False, extra_args=(), pcap=True):
+    def __init__(self, tmp_path, policy=False, extra_args=(), pcap=True, gateway=None):
         if shutil.which("ip") is None:
             pytest.fail("the ip command (iproute2) is not installed (run-tests.sh installs it)")
         tag = uuid.uuid4().hex[:6]
         self.tag = tag
         self.snap = tmp_path / "snap"
         self.snap.mkdir()
+        self.gateway = gateway
         self.write(policy)
         self.spaces = {"client": (f"kc{tag}", CLIENT), "web": (f"kw{tag}", WEB), "out": (f"ko{tag}", OUTSIDE)}
         self.devices = {"client": f"tc{tag}", "web": f"tw{tag}", "out": f"tu{tag}"}
@@ -167,7 +172,7 @@ class Node:
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
 
     def write(self, policy):
-        (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy), sort_keys=False))
+        (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy, self.gateway), sort_keys=False))
 
     def serve(self):
         ns = self.spaces["web"][0]
@@ -292,9 +297,10 @@ def test_a_bulk_tcp_exchange_crosses_a_clusterip_intact(attached, offloads):
     assert n.kdp.wait(timeout=15) == 0
     off = json.loads(n.log.read_text())["offloads"]
     if offloads:
-        assert off["gso_frames"] > 0 and off["gso_refused"] == 0
+        assert off["gso_frames"] > 0 and off["gso_refused"] == off["gso_unsendable"] == 0
     else:
-        assert off == {"gso_frames": 0, "segments_cut": 0, "checksums_completed": 0, "gso_refused": 0}
+        assert off == {"gso_frames": 0, "segments_cut": 0, "checksums_completed": 0, "gso_refused": 0,
+                       "gso_unsendable": 0}
 
 
 UDP_SINK = """
@@ -355,6 +361,47 @@ def test_a_burst_crosses_in_order_with_batches_written_by_the_second_thread(atta
     assert summary["batches_written_aside"] > 0 and summary["unresolved_dropped"] == 0, json.dumps(summary)
     # every datagram, in order: the digest of what came is the digest of what was sent
     assert int(got) == count and digest == sent, (got, summary["ports"])
+
+
+ARP_ASK = """
+import sys
+from scapy.all import ARP, Ether, conf, srp
+conf.verb = 0
+dev, mine, target = sys.argv[1:4]
+answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc=mine, pdst=target), iface=dev, timeout=1)
+print(len(answered))
+"""
+
+
+def test_on_the_uplink_kdp_answers_arp_for_the_nodes_address_only(attached):
+    """The uplink is a network others share: kdp claims the node's own address there,
+    not every address (as it does towards a pod, for the gateway address)."""
+    n = attached()
+    ns, dev = n.spaces["out"][0], n.devices["out"]
+    ask = lambda target: sh("ip", "netns", "exec", ns, sys.executable, "-c", ARP_ASK, dev, OUTSIDE, target,
+                            timeout=30).stdout.strip()
+    assert ask(NODE1) == "1"
+    assert ask("192.168.56.77") == "0"
+
+
+def test_kdp_resolves_its_gateway_on_the_uplink_with_the_nodes_address(attached):
+    """The default route's next hop (NodeConfig uplink.gateway) is a host on the uplink:
+    kdp asks for its MAC from the node's address and the uplink's MAC (the host's kernel
+    learns them), and a pod's request to an address beyond it arrives: that kernel takes
+    only frames addressed to its own MAC."""
+    from kdp._fast.route import placeholder_mac
+    n = attached(gateway=OUTSIDE)
+    ns, dev = n.spaces["out"][0], n.devices["out"]
+    sh("ip", "-n", ns, "addr", "add", "203.0.113.5/32", "dev", dev)
+    sh("ip", "-n", ns, "route", "add", "10.244.0.0/16", "via", NODE1)
+    srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, "203.0.113.5"],
+                           stdout=subprocess.PIPE, text=True)
+    n.servers.append(srv)
+    assert srv.stdout.readline().strip() == "ready"
+    run = n.run_in("client", GET, "http://203.0.113.5:8080/")
+    assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
+    neigh = sh("ip", "-n", ns, "neigh", "show", NODE1).stdout
+    assert placeholder_mac(NODE1).hex(":") in neigh, neigh
 
 
 def _two_node_cluster(tmp_path):
@@ -521,7 +568,8 @@ def test_a_reload_moves_new_connections_while_an_established_one_keeps_working(t
 
 def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_path):
     """IPv6: the pods' default route points at kdp's link-local address, which kdp answers
-    neighbour solicitations for; kdp solicits the backend's MAC itself."""
+    neighbour solicitations for; kdp solicits the backend's MAC itself. Then 4 MB each
+    way through the ClusterIP: IPv6 TCP super-frames (TSO6) cross kdp's NAT whole."""
     from kdptest import CLIENT6, WEB1_6
     objs = [node_config(clusterCIDRs=["10.244.0.0/16", "fd00:244::/32"]),
             node("node-1", NODE1, ["10.244.1.0/24", "fd00:244:1::/64"]),
@@ -536,10 +584,11 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
     spaces = {"client": (f"kc{tag}", CLIENT6), "web": (f"kw{tag}", WEB1_6)}
     devs = {"client": f"tc{tag}", "web": f"tw{tag}"}
     procs = []
+    summary = tmp_path / "summary.json"
     try:
         kdp = subprocess.Popen([sys.executable, "-m", "kdp", "attach", "--cluster", str(snap), "--node", "node-1",
-                                "--port", f"shop/client={devs['client']}", "--port", f"shop/web-1={devs['web']}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                "--port", f"shop/client={devs['client']}", "--port", f"shop/web-1={devs['web']}",
+                                "--json"], stdout=open(summary, "w"), stderr=subprocess.PIPE, text=True)
         procs.append(kdp)
         assert "ready" in kdp.stderr.readline()
         for key, (ns, ip) in spaces.items():
@@ -556,6 +605,18 @@ def test_a_pod_reaches_an_ipv6_clusterip_through_kdps_neighbour_discovery(tmp_pa
         run = sh("ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", GET, "http://[fd00:96::10]/",
                  timeout=15, check=False)
         assert run.returncode == 0 and run.stdout.strip() == CLIENT6, run.stderr
+        srv.kill()
+        bulk = subprocess.Popen(["ip", "netns", "exec", spaces["web"][0], sys.executable, "-c", BULK_SERVER,
+                                 WEB1_6, "8080"], stdout=subprocess.PIPE, text=True)
+        procs.append(bulk)
+        assert bulk.stdout.readline().strip() == "ready"
+        run = sh("ip", "netns", "exec", spaces["client"][0], sys.executable, "-c", BULK_CLIENT, "fd00:96::10", "80",
+                 str(4 << 20), timeout=60, check=False)
+        assert run.stdout.split()[:4] == ["up", "ok", "down", "ok"], run.stdout + run.stderr
+        kdp.send_signal(signal.SIGTERM)
+        assert kdp.wait(timeout=15) == 0
+        off = json.loads(summary.read_text())["offloads"]
+        assert off["gso_frames"] > 0 and off["gso_refused"] == off["gso_unsendable"] == 0, off
     finally:
         stop_all(procs, [ns for ns, _ip in spaces.values()])
 

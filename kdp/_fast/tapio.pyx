@@ -31,8 +31,9 @@ and TUN_F_TSO6. So the kernel hands kdp:
     rest are written whole with a GSO header, their TCP checksum field set to the
     pseudo-header sum of the frame as it leaves (NAT changed the addresses), so the
     kernel behind the egress TAP segments them or hands them to its TCP whole. A
-    super-frame of a type kdp never offered (UDP) is dropped and counted
-    (`gso_refused`).
+    super-frame of a type kdp never offered (UDP), or one that is not plain TCP behind
+    an untagged Ethernet header with its partial checksum in the TCP header, is
+    dropped and counted (`gso_refused`).
 Everything else is written with a zero header: complete frames, nothing to do.
 """
 import numpy as np
@@ -104,6 +105,23 @@ def complete_checksum(frame, const uint8_t[::1] vnet_header):
     if len(out) == 0 or not complete_csum(&view[0], <uint32_t>len(out), &vnet_header[0]):
         return None
     return bytes(out)
+
+
+cdef bint _plain_tcp_super_frame(const uint8_t* f, uint32_t n, const uint8_t* hdr, uint16_t gso) noexcept nogil:
+    """A super-frame kdp can carry: TCP over IPv4 (gso TCPV4) or IPv6 without extension
+    headers (TCPV6) right after an untagged Ethernet header, its partial checksum at the
+    TCP header's checksum field."""
+    cdef uint32_t l4
+    if not (hdr[0] & F_NEEDS_CSUM) or n < 14 + 40 + 20:
+        return False
+    if gso == GSO_TCPV4 and ld16(f + 12) == 0x0800 and (f[14] >> 4) == 4 and f[14 + 9] == 6:
+        l4 = 14 + (f[14] & 15) * 4
+    elif gso == GSO_TCPV6 and ld16(f + 12) == 0x86DD and (f[14] >> 4) == 6 and f[14 + 6] == 6:
+        l4 = 14 + 40
+    else:
+        return False
+    return (hdr[6] | (<uint32_t>hdr[7] << 8)) == l4 and (hdr[8] | (<uint32_t>hdr[9] << 8)) == 16 \
+        and l4 + 20 <= n
 
 
 cdef inline uint32_t _gso_header(const pkt_meta_t* p, uint8_t* f, uint8_t* hdr) noexcept nogil:
@@ -253,7 +271,9 @@ cdef class TapIO:
             self.ctr[port * N_C + C_RX] += 1
             self.ctr[port * N_C + C_RX_BYTES] += n
             gso = hdr[1] & ~GSO_ECN
-            if gso != 0 and not ((gso == GSO_TCPV4 or gso == GSO_TCPV6) and (hdr[0] & F_NEEDS_CSUM)):
+            if gso != 0 and (hdr[4] | hdr[5]) == 0:
+                gso = 0                 # no segment size: one frame, as the kernel reads it
+            if gso != 0 and not _plain_tcp_super_frame(b.buf + start, n, hdr, gso):
                 self.gso_refused += 1
                 continue
             if gso == 0 and (hdr[0] & F_NEEDS_CSUM):
@@ -388,7 +408,8 @@ cdef class TapIO:
             memset(hdr, 0, VNET_HDR_LEN)
             if p.gso_size and p.verdict != V_REJECT and p.verdict != V_REPLY:
                 if not _gso_header(p, f, hdr):
-                    continue        # never: parse found the TCP header the kernel described
+                    self.gso_unsendable += 1    # (read_into let only plain TCP in: never)
+                    continue
             if self._write(dest[i], hdr, f, p.len):
                 sent += 1
                 if record:

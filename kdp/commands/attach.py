@@ -9,7 +9,8 @@ pod's device into its network namespace with its address and a default route thr
 through the same pipeline as `kdp replay`. SIGINT/SIGTERM stop and print the summary;
 SIGHUP, or a snapshot file that changed, reloads it (an invalid one is reported and
 changes nothing). A `host` port carries the node's own traffic (kube-proxy's health
-check server answers there).
+check server answers there). The kernel hands kdp 64 KiB TCP super-frames (TAP
+offloads), which cross whole, or cut into segments before a tunnel.
 --metrics HOST:PORT serves Prometheus metrics. Needs root (or CAP_NET_ADMIN), pyroute2
 and prometheus-client: pip install 'kdp[attach]'.
 """
