@@ -120,3 +120,10 @@ def test_a_bad_endpoint_address_is_reported_by_the_slow_path():
     _eps, errors = _slice({"addresses": ["10.64.0.500"], "hostname": None})
     assert errors == ["f.yaml: EndpointSlice default/s: endpoints[0].addresses[0]: "
                       "not an IP address: '10.64.0.500'"]
+
+
+def test_an_endpoint_address_with_a_nul_is_an_error_not_a_traceback():
+    for extra in ({}, {"hostname": None}):     # the fast path, the slow path
+        _eps, errors = _slice({"addresses": ["10.64.0.5\x00"], **extra})
+        assert errors == ["f.yaml: EndpointSlice default/s: endpoints[0].addresses[0]: "
+                          "not an IP address: '10.64.0.5\\x00'"]

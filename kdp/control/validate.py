@@ -347,7 +347,7 @@ def parse_endpointslice(doc, c):
                         ips = [(fam, _from_bytes(_pton(af, addrs[0]), "big"))]
                     else:
                         ips = [(fam, _from_bytes(_pton(af, a), "big")) for a in addrs]
-                except (OSError, TypeError):
+                except (OSError, TypeError, ValueError):     # (ValueError: a NUL in the text)
                     ips = None
                 if ips is not None:
                     if cond is None:
