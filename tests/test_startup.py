@@ -1,4 +1,4 @@
-"""The CLI's replay builds its data plane with the cyclic collector paused and then
+"""Start-up. A snapshot read from the caches imports no PyYAML. The CLI's replay builds its data plane with the cyclic collector paused and then
 freezes it (gc.freeze): that is only free of cost when the build leaves no garbage
 cycles behind and the data plane holds none (else freezing would keep them for the
 life of the process), and it must change no result."""
@@ -58,3 +58,20 @@ def test_the_cli_replay_with_the_frozen_dataplane_writes_what_the_library_writes
     replay(str(SAMPLE), output=str(lib_out), cluster=[str(CLUSTER)], node="node-1", log=str(lib_log))
     assert out.read_bytes() == lib_out.read_bytes() and out.stat().st_size > 24
     assert log.read_bytes() == lib_log.read_bytes() and log.stat().st_size > 0
+
+
+def test_a_snapshot_read_from_the_caches_imports_no_yaml_and_a_miss_does(tmp_path):
+    code = ("import sys; from kdp.control import Cluster; "
+            "c = Cluster.load([sys.argv[1]], node='node-1'); "
+            "print(len(c.services), 'yaml' in sys.modules)")
+    env = {**os.environ, "KDP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def load():
+        run = subprocess.run([sys.executable, "-c", code, str(CLUSTER)], capture_output=True, text=True,
+                             timeout=120, env=env, cwd=ROOT)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    cold, warm = load(), load()
+    assert cold[1] == "True" and warm[1] == "False"
+    assert cold[0] == warm[0] and int(warm[0]) > 0
