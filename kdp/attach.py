@@ -15,12 +15,17 @@ Python object per frame. Writing is most of the work (a TAP write runs the recei
 namespace's input path in the writer's thread), so a batch of OVERLAP_MIN frames or more
 is written by a second thread while the loop reads and runs the next one into a second
 Batch (`writer_thread`; smaller batches, the latency-bound case, are written at once, as
-are batches with fragments or segments and everything when --pcap-out records). kdp answers ARP requests and IPv6 neighbour solicitations on
-its ports for every address but the asker's own (proxy ARP / proxy ND, as Calico's host
-side does; never a duplicate address detection probe) with ATTACH_MAC, learns the
-askers' MACs (the neighbour table), and asks for the MAC of every local pod behind a
-port (ARP request, or neighbour solicitation from GATEWAY6), holding up to three frames
-a pod until it answers: those rare frames are handled here, in Python.
+are batches with fragments or segments and everything when --pcap-out records).
+
+kdp answers ARP requests and IPv6 neighbour solicitations on its ports for every
+address but the asker's own, with ATTACH_MAC (proxy ARP / proxy ND, as Calico's host
+side does; never a duplicate address detection probe); on the uplink, a network others
+share, only for the node's own addresses and with the uplink's MAC. It learns the
+askers' MACs (the neighbour table), asks for the MAC of every local pod behind a port
+(ARP request, or neighbour solicitation from GATEWAY6), holding up to three frames
+a pod until it answers, and asks for each next hop on the uplink (the gateway, the
+other nodes) from the node's address until it answers, then every REPROBE_S seconds.
+Those rare frames are handled here, in Python.
 
 TAP devices are opened with IFF_VNET_HDR (a virtio-net header before each frame) and the
 offloads TUN_F_CSUM, TUN_F_TSO4 and TUN_F_TSO6 (`offloads=False`: none): the kernel hands
@@ -36,6 +41,7 @@ descriptors; the summary is printed. SIGHUP, or a file of the snapshot that chan
 one is reported and changes nothing).
 """
 import fcntl
+import ipaddress
 import os
 import signal
 import struct
@@ -43,6 +49,7 @@ import sys
 import time
 
 from kdp._fast.packet import Batch
+from kdp._fast.route import PLACEHOLDER_SRC, placeholder_mac
 from kdp._fast.tapio import TapIO
 from kdp.errors import KdpError
 from kdp.reasons import Verdict
@@ -57,6 +64,8 @@ TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
 VNET_HDR_LEN = 12                   # struct virtio_net_hdr_v1 (with num_buffers): tapio.pxd
 ATTACH_MAC = bytes.fromhex("eeeeeeeeeeee")   # kdp's side of every port (Calico's host-side MAC)
 HOST_PORT = 1                       # kdp.ports.HOST: the node itself
+UPLINK_PORT = 0                     # kdp.ports.UPLINK: the network the other nodes are on
+REPROBE_S = 30.0                    # a resolved next hop is asked again this often
 MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB super-frame
 OVERLAP_MIN = 16                    # batches this large are written by the writer thread
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
@@ -118,10 +127,11 @@ class TapPort:
 GATEWAY4 = bytes([169, 254, 1, 1])     # the address kdp's ARP requests come from
 
 
-def arp_request(ip4):
-    """An ARP request for the IPv4 address ip4 (4 bytes), from kdp's side of a port."""
-    return (b"\xff" * 6 + ATTACH_MAC + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01"
-            + ATTACH_MAC + GATEWAY4 + bytes(6) + ip4)
+def arp_request(ip4, sender_ip=GATEWAY4, mac=ATTACH_MAC):
+    """An ARP request for the IPv4 address ip4 (4 bytes), from kdp's side of a port: the
+    gateway address pods use, or on the uplink the node's address and the uplink's MAC."""
+    return (b"\xff" * 6 + mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01"
+            + mac + sender_ip + bytes(6) + ip4)
 
 
 # kdp's link-local address on its ports (EUI-64 of ATTACH_MAC, as Calico's host side has)
@@ -141,29 +151,35 @@ def _icmp6(src, dst, body):
     return struct.pack("!IHBB", 0x60000000, len(body), 58, 255) + src + dst + body
 
 
-def neighbour_solicitation(ip6):
-    """A neighbour solicitation for ip6 (16 bytes) to its solicited-node group."""
+def neighbour_solicitation(ip6, mac=ATTACH_MAC):
+    """A neighbour solicitation for ip6 (16 bytes) to its solicited-node group, from
+    kdp's link-local address with `mac` (kdp's side of the port) as its link-layer address."""
     group = bytes.fromhex("ff0200000000000000000001ff") + ip6[13:]     # ff02::1:ffXX:XXXX
-    mac = b"\x33\x33" + group[12:]
-    body = struct.pack("!BBHI", 135, 0, 0, 0) + ip6 + b"\x01\x01" + ATTACH_MAC
-    return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(GATEWAY6, group, body)
+    dst = b"\x33\x33" + group[12:]
+    body = struct.pack("!BBHI", 135, 0, 0, 0) + ip6 + b"\x01\x01" + mac
+    return dst + mac + b"\x86\xdd" + _icmp6(GATEWAY6, group, body)
 
 
-def neighbour_advertisement(frame):
+def neighbour_advertisement(frame, only=None, mac=ATTACH_MAC):
     """kdp's answer to an IPv6 neighbour solicitation (None: not one it answers): every
-    target but the asker's own address, as proxy ARP does for IPv4."""
+    target but the asker's own address, as proxy ARP does for IPv4; `only`: the set of
+    targets (16 bytes each) to answer for; `mac`: kdp's side of the port."""
     if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[20] != 58 or frame[54] != 135:
         return None
     src, target = frame[22:38], frame[62:78]
     if target == src or src == bytes(16):
         return None             # (from the unspecified address: duplicate address detection)
-    dst, mac = src, frame[6:12]
-    body = struct.pack("!BBHI", 136, 0, 0, 0xE0000000) + target + b"\x02\x01" + ATTACH_MAC
-    return mac + ATTACH_MAC + b"\x86\xdd" + _icmp6(target, dst, body)
+    if only is not None and target not in only:
+        return None
+    dst, asker = src, frame[6:12]
+    body = struct.pack("!BBHI", 136, 0, 0, 0xE0000000) + target + b"\x02\x01" + mac
+    return asker + mac + b"\x86\xdd" + _icmp6(target, dst, body)
 
 
-def arp_reply(frame):
-    """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers)."""
+def arp_reply(frame, only=None, mac=ATTACH_MAC):
+    """The proxy-ARP answer to an Ethernet/IPv4 ARP request (None: not one kdp answers);
+    `only`: the set of target addresses (4 bytes each) to answer for; `mac`: kdp's side
+    of the port."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x06":
         return None
     arp = frame[14:42]
@@ -172,8 +188,10 @@ def arp_reply(frame):
     sha, spa, tpa = arp[8:14], arp[14:18], arp[24:28]
     if tpa == spa or spa == b"\x00\x00\x00\x00":                 # gratuitous ARP, DAD probe
         return None
-    return (sha + ATTACH_MAC + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02"
-            + ATTACH_MAC + tpa + sha + spa)
+    if only is not None and tpa not in only:
+        return None
+    return (sha + mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02"
+            + mac + tpa + sha + spa)
 
 
 class Attached:
@@ -206,8 +224,7 @@ class Attached:
         # [frames], sent once its ARP reply is learned (Linux queues them the same way)
         self.pending = {}
         self.asked = {}                 # (port id, address) -> monotonic time of the last request
-        self.pods = self._local_pods()
-        self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+        self._learn_topology()
         dp.pipeline.packet_clock = False
 
     def offload_counts(self):
@@ -232,7 +249,7 @@ class Attached:
         io = self.io
         batches = [self.batch, Batch(self.batch.capacity)] if self.writer_thread else [self.batch]
         lane = 0
-        self._resolve_pods()
+        self._resolve_neighbours()
         pool = ThreadPoolExecutor(1, thread_name_prefix="kdp-tx") if self.writer_thread else None
         try:
             while not self.stop:
@@ -246,13 +263,13 @@ class Attached:
                         files = seen
                         self.reload_asked = True
                     self._drain()
-                    self._resolve_pods()
+                    self._resolve_neighbours()
                 if self.reload_asked:
                     self._drain()
                     self._reload()
                 if self.pending:
                     self._drain()
-                    self._resolve_pods()
+                    self._resolve_neighbours()
                 if not io.wait(100):
                     self._drain()
                     continue
@@ -324,8 +341,13 @@ class Attached:
         for i in indices:
             i = int(i)
             frame = b.packet(i)
-            answer = arp_reply(frame) if frame[12:14] == b"\x08\x06" else neighbour_advertisement(frame)
             port = self.by_id.get(int(b.meta[i]["in_port"]))
+            # on the uplink (a network others share): only the node's own addresses, with
+            # the uplink's own MAC (each node's differs; ATTACH_MAC is the pods' gateway)
+            uplink = port is not None and port.port_id == UPLINK_PORT
+            only, mac = (self.node_addresses, self.uplink_mac) if uplink else (None, ATTACH_MAC)
+            answer = arp_reply(frame, only, mac) if frame[12:14] == b"\x08\x06" else \
+                neighbour_advertisement(frame, only, mac)
             if answer is not None and port is not None:
                 port.send(answer)
                 self.arp_answered += 1
@@ -342,7 +364,7 @@ class Attached:
                 queue.append(b.packet(int(i)))
             else:
                 self.unresolved_dropped += 1
-        self._resolve_pods()
+        self._resolve_neighbours()
 
     def _files(self):
         """What identifies the snapshot's files now: (path, mtime, size) of each; a file
@@ -369,9 +391,38 @@ class Attached:
                 out.append((port, int(net.network_address)))
         return out
 
-    def _resolve_pods(self):
+    def _learn_topology(self):
+        """From the routes: the local pods behind attached ports (kdp holds their frames
+        until they answer), the node's own addresses and the uplink's MAC (what kdp
+        answers ARP and neighbour solicitations for, and with, on the uplink), and the
+        next hops without a configured MAC behind attached ports other than pods' (the
+        gateway, the other nodes), which kdp resolves and keeps asking for."""
+        from kdp._fast.route import RouteKind
+        self.pods = self._local_pods()
+        self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+        routes = self.dp.pipeline.routes
+        self.node_addresses = {r.prefix.network_address.packed for r in routes.routes
+                               if r.kind == RouteKind.RT_HOST and r.prefix.prefixlen == r.prefix.max_prefixlen}
+        src4 = routes.src4.to_bytes(4, "big") if routes.has_src4 else None
+        # the uplink's MAC as the routes to other nodes carry it (NodeConfig uplink.mac, else
+        # the placeholder of the node's address: each node's differs)
+        macs = [r.src_mac for r in routes.routes if r.port == UPLINK_PORT and r.src_mac != PLACEHOLDER_SRC]
+        self.uplink_mac = macs[0] if macs else \
+            placeholder_mac(str(ipaddress.IPv4Address(src4))) if src4 else PLACEHOLDER_SRC
+        self.hops = {}                  # (port id, next hop) -> (port, node address, port MAC)
+        for r in routes.routes:
+            port = self.by_id.get(r.port)
+            if port is None or r.via is None or r.mac is not None or r.kind == RouteKind.RT_LOCAL_POD \
+                    or (r.via.version == 4 and src4 is None):
+                continue
+            self.hops[(port.port_id, int(r.via))] = (port, src4, r.src_mac)
+
+    def _resolve_neighbours(self):
         """Ask (again, once a second) for the MAC of every local pod kdp has not heard
-        from or has frames waiting for, and send what waited for an answer that came."""
+        from or has frames waiting for, and send what waited for an answer that came;
+        ask for each next hop until it answers, then again every REPROBE_S seconds: its
+        answer refreshes the entry, or replaces it when the MAC changed (aging as Linux's
+        re-probe of a stale entry; the table is bounded, kdp._fast.neigh)."""
         now = time.monotonic()
         neigh = self.dp.pipeline.neighbours
         wanted = {(port.port_id, ip): port for port, ip in self.pods}
@@ -389,6 +440,13 @@ class Attached:
                 self.asked[key] = now
                 port.send(arp_request(ip.to_bytes(4, "big")) if ip < 1 << 32
                           else neighbour_solicitation(ip.to_bytes(16, "big")))
+        for key, (port, src4, mac) in self.hops.items():
+            ip = key[1]
+            wait = REPROBE_S if neigh.get(_ip(ip)) is not None else 1.0
+            if now - self.asked.get(key, 0.0) >= wait:
+                self.asked[key] = now
+                port.send(arp_request(ip.to_bytes(4, "big"), src4, mac) if ip < 1 << 32
+                          else neighbour_solicitation(ip.to_bytes(16, "big"), mac))
         for key in [k for k, t in self.asked.items() if k in self.pending and now - t > 3.0 and
                     neigh.get(_ip(k[1])) is None]:
             self.unresolved_dropped += len(self.pending.pop(key))
@@ -399,8 +457,7 @@ class Attached:
             flushed = self.dp.reload(self.cluster, node=self.node)
             if self.health is not None:
                 self.health.update()
-            self.pods = self._local_pods()
-            self.io.hold_for_neighbours({port.port_id for port, _ip in self.pods})
+            self._learn_topology()
             self.reloads.append((time.monotonic(), f"ok ({flushed} flows flushed)"))
             print(f"kdp attach: reloaded {', '.join(map(str, self.cluster))}: {flushed} flows flushed",
                   file=sys.stderr, flush=True)

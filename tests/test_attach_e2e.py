@@ -85,8 +85,10 @@ def _pod(ns, name, ip, app):
             "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
 
 
-def cluster(policy=False):
-    objs = [node_config(nodeAddresses=[f"{NODE1}/24"], clusterCIDRs=["10.244.0.0/16"], serviceCIDRs=["10.96.0.0/16"]),
+def cluster(policy=False, gateway=None):
+    uplink = {"uplink": {"gateway": gateway}} if gateway else {}
+    objs = [node_config(nodeAddresses=[f"{NODE1}/24"], clusterCIDRs=["10.244.0.0/16"], serviceCIDRs=["10.96.0.0/16"],
+                        **uplink),
             node("node-1", NODE1, ["10.244.1.0/24"]),
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}},
             _pod("shop", "client", CLIENT, "client"), _pod("shop", "web-1", WEB, "web"),
@@ -136,13 +138,14 @@ def stop_all(procs, namespaces):
 class Node:
     """kdp attached to TAP ports, each moved into a namespace with its address."""
 
-    def __init__(self, tmp_path, policy=False, extra_args=(), pcap=True):
+    def __init__(self, tmp_path, policy=False, extra_args=(), pcap=True, gateway=None):
         if shutil.which("ip") is None:
             pytest.fail("the ip command (iproute2) is not installed (run-tests.sh installs it)")
         tag = uuid.uuid4().hex[:6]
         self.tag = tag
         self.snap = tmp_path / "snap"
         self.snap.mkdir()
+        self.gateway = gateway
         self.write(policy)
         self.spaces = {"client": (f"kc{tag}", CLIENT), "web": (f"kw{tag}", WEB), "out": (f"ko{tag}", OUTSIDE)}
         self.devices = {"client": f"tc{tag}", "web": f"tw{tag}", "out": f"tu{tag}"}
@@ -169,7 +172,7 @@ class Node:
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
 
     def write(self, policy):
-        (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy), sort_keys=False))
+        (self.snap / "cluster.yaml").write_text(yaml.safe_dump_all(cluster(policy, self.gateway), sort_keys=False))
 
     def serve(self):
         ns = self.spaces["web"][0]
@@ -358,6 +361,47 @@ def test_a_burst_crosses_in_order_with_batches_written_by_the_second_thread(atta
     assert summary["batches_written_aside"] > 0 and summary["unresolved_dropped"] == 0, json.dumps(summary)
     # every datagram, in order: the digest of what came is the digest of what was sent
     assert int(got) == count and digest == sent, (got, summary["ports"])
+
+
+ARP_ASK = """
+import sys
+from scapy.all import ARP, Ether, conf, srp
+conf.verb = 0
+dev, mine, target = sys.argv[1:4]
+answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc=mine, pdst=target), iface=dev, timeout=1)
+print(len(answered))
+"""
+
+
+def test_on_the_uplink_kdp_answers_arp_for_the_nodes_address_only(attached):
+    """The uplink is a network others share: kdp claims the node's own address there,
+    not every address (as it does towards a pod, for the gateway address)."""
+    n = attached()
+    ns, dev = n.spaces["out"][0], n.devices["out"]
+    ask = lambda target: sh("ip", "netns", "exec", ns, sys.executable, "-c", ARP_ASK, dev, OUTSIDE, target,
+                            timeout=30).stdout.strip()
+    assert ask(NODE1) == "1"
+    assert ask("192.168.56.77") == "0"
+
+
+def test_kdp_resolves_its_gateway_on_the_uplink_with_the_nodes_address(attached):
+    """The default route's next hop (NodeConfig uplink.gateway) is a host on the uplink:
+    kdp asks for its MAC from the node's address and the uplink's MAC (the host's kernel
+    learns them), and a pod's request to an address beyond it arrives: that kernel takes
+    only frames addressed to its own MAC."""
+    from kdp._fast.route import placeholder_mac
+    n = attached(gateway=OUTSIDE)
+    ns, dev = n.spaces["out"][0], n.devices["out"]
+    sh("ip", "-n", ns, "addr", "add", "203.0.113.5/32", "dev", dev)
+    sh("ip", "-n", ns, "route", "add", "10.244.0.0/16", "via", NODE1)
+    srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, "203.0.113.5"],
+                           stdout=subprocess.PIPE, text=True)
+    n.servers.append(srv)
+    assert srv.stdout.readline().strip() == "ready"
+    run = n.run_in("client", GET, "http://203.0.113.5:8080/")
+    assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
+    neigh = sh("ip", "-n", ns, "neigh", "show", NODE1).stdout
+    assert placeholder_mac(NODE1).hex(":") in neigh, neigh
 
 
 def _two_node_cluster(tmp_path):

@@ -253,6 +253,17 @@ cdef inline uint64_t ticks_to_ns(const iface_t* f, uint64_t t) noexcept nogil:
     return ns + <uint64_t>f.tsoffset_ns
 
 
+def _wait_for_writer(int fd):
+    """Wait until a FIFO opened without blocking has a writer that wrote or came and went.
+    In 100 ms steps with the signals checked between: a blocking open() would miss a
+    Ctrl-C that came just before it (no Python runs between the check and the call)."""
+    import select
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    while not poller.poll(100):
+        PyErr_CheckSignals()
+
+
 cdef class CaptureReader:
     """Reads a pcap or pcapng file (or a pipe) into batches, a batch at a time.
 
@@ -306,8 +317,8 @@ cdef class CaptureReader:
 
     def _open_input(self):
         """Open the file (mmap) or the pipe (stream). The path is opened without blocking
-        and checked first; a named FIFO is then opened again to wait for its writer, as
-        `tcpdump -r` and `cat` do (Ctrl-C interrupts the wait)."""
+        and checked first; on a named FIFO kdp then waits for its writer, as `tcpdump -r`
+        and `cat` do (Ctrl-C interrupts the wait)."""
         if self.path == "-":
             self.path = "<stdin>"
             try:
@@ -333,9 +344,7 @@ cdef class CaptureReader:
                 or os.isatty(self.fd):
             raise CaptureError(f"{self.path}: not a regular file, pipe or FIFO")
         if stat.S_ISFIFO(st.st_mode) and self.path != "<stdin>":
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))   # waits for a writer
-            os.close(self.fd)
-            self.fd = fd
+            _wait_for_writer(self.fd)
         os.set_blocking(self.fd, True)
         self.stream = True
         self.sbuf_cap = STREAM_BUFFER
