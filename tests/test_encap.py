@@ -336,3 +336,103 @@ def test_the_metadata_of_an_encapsulated_packet_are_what_the_parser_reads_from_i
     got, want = b.meta[0], again.meta[0]
     assert {f: got[f].tolist() for f in OUTER_FIELDS} == {f: want[f].tolist() for f in OUTER_FIELDS}
     assert got["frag_id"] == want["frag_id"] and got["len"] == want["len"]
+
+
+# ------------------------------------------------------------------ every byte, every mode
+
+def _ecn_out(tos):
+    ecn = tos & 3
+    return 2 if ecn == 3 else ecn
+
+
+def _forwarded(inner):
+    """The inner packet as kdp forwards it: TTL / hop limit one less, checksum redone."""
+    pkt = inner.__class__(raw(inner))
+    if isinstance(pkt, IPv6):
+        pkt.hlim -= 1
+    else:
+        pkt.ttl -= 1
+        del pkt.chksum
+    return pkt.__class__(raw(pkt))
+
+
+def _expected(mode, inner, sport, peer_mac):
+    """The transmitted frame built by scapy from the tunnel's definition (module docstring
+    of kdp/_fast/encap.pyx), all lengths and checksums computed by scapy."""
+    fwd = _forwarded(inner)
+    eth = Ether(src=UPLINK_MAC, dst=peer_mac)
+    if isinstance(inner, IPv6):
+        assert mode == Encap.ENCAP_VXLAN
+        return raw(Ether(src=UPLINK_MAC, dst=placeholder_mac(PEER6).hex(":")) /
+                   IPv6(src=NODE6, dst=PEER6, hlim=64, tc=_ecn_out(inner.tc), fl=0) /
+                   UDP(sport=sport, dport=4790) / VXLAN(vni=6096, flags=0x08) /
+                   Ether(src=MY_VTEP, dst=PEER_VTEP, type=0x86DD) / fwd)
+    if mode == Encap.ENCAP_IPIP:
+        return raw(eth / IP(src=NODE4, dst=PEER4, proto=4, ttl=fwd.ttl, id=fwd.id,
+                            flags=int(fwd.flags) & 2, tos=_ecn_out(fwd.tos)) / fwd)
+    return raw(eth / IP(src=NODE4, dst=PEER4, proto=17, ttl=64, id=fwd.id, flags=0, tos=_ecn_out(fwd.tos)) /
+               UDP(sport=sport, dport=4789, chksum=0) / VXLAN(vni=4096, flags=0x08) /
+               Ether(src=MY_VTEP, dst=PEER_VTEP, type=0x0800) / fwd)
+
+
+INNERS = [
+    IP(src="10.244.1.5", dst="10.244.2.7", ttl=30, id=0x1234, flags="DF", tos=0x2B) / TCP(sport=4000, dport=80, flags="S"),
+    IP(src="10.244.1.5", dst="10.244.2.7", ttl=2, id=0, flags=0, tos=0x01) / UDP(sport=5353, dport=53) / Raw(b"x" * 900),
+    IP(src="10.244.1.5", dst="10.244.2.200", ttl=255, id=0xFFFF, flags="DF", tos=0xFE) / ICMP(type=8, id=77) / Raw(b"p" * 19),
+    IP(src="10.244.1.5", dst="10.244.2.7", ttl=64, id=0x8001, flags=0, tos=0x03) / TCP(sport=65535, dport=1, flags="PA") / Raw(b"d" * 1),
+    IP(src="10.244.1.5", dst="10.244.2.7", ihl=6, options=[IPOption_RR()]) / UDP(sport=1, dport=2),
+]
+
+
+@pytest.mark.parametrize("learned", [False, True])
+@pytest.mark.parametrize("mode", [Encap.ENCAP_IPIP, Encap.ENCAP_VXLAN])
+@pytest.mark.parametrize("k", range(len(INNERS)))
+def test_every_encapsulated_byte_is_scapys_build_of_the_same_tunnel_packet(mode, k, learned):
+    # the outer headers (template copy and patches, in the short IPv4 paths and the
+    # general one) against scapy's own build: every byte, lengths and checksums included;
+    # then the metadata against what the parser reads from the result
+    inner = INNERS[k]
+    n = Neighbours() if learned else None
+    packets = [inner]
+    if learned:     # the remote node answers ARP first: its MAC replaces the placeholder
+        packets.insert(0, Ether(src=PEER_MAC) / ARP(op=2, hwsrc=PEER_MAC, psrc=PEER4, pdst=NODE4))
+    b = run(table(mode), *packets, in_port=POD_PORT, neigh=n)
+    i = len(packets) - 1
+    want_reason = Reason.FORWARDED_IPIP if mode == Encap.ENCAP_IPIP else Reason.FORWARDED_VXLAN
+    assert outcome(b, i) == (Verdict.FORWARD, Stage.TX, want_reason)
+    got = b.packet(i)
+    sport = Ether(got)[UDP].sport if mode == Encap.ENCAP_VXLAN else 0
+    peer_mac = PEER_MAC if learned else placeholder_mac(PEER4).hex(":")
+    assert got == _expected(mode, inner, sport, peer_mac)
+    assert_checksums(got)
+    again = Batch(1)
+    again.append(got)
+    parse(again, 4789)
+    m, want = b.meta[i], again.meta[0]
+    assert {f: m[f].tolist() for f in OUTER_FIELDS} == {f: want[f].tolist() for f in OUTER_FIELDS}
+    assert (m["frag_id"], m["len"], m["wire_len"], m["encap"]) == \
+        (want["frag_id"], want["len"], want["wire_len"], want["tunnel"])
+
+
+@pytest.mark.parametrize("tc", [0x00, 0x01, 0xB3])
+def test_ipv6_in_vxlan_over_ipv6_every_byte_is_scapys_build(tc):
+    inner = IPv6(src="fd00:244:1::5", dst="fd00:244:2::9", hlim=9, tc=tc) / TCP(sport=9, dport=53) / Raw(b"q" * 31)
+    b = run(table(), inner, in_port=POD_PORT)
+    got = b.packet(0)
+    assert got == _expected(Encap.ENCAP_VXLAN, inner, Ether(got)[UDP].sport, None)
+    assert_checksums(got)
+
+
+@pytest.mark.parametrize("mode", [Encap.ENCAP_IPIP, Encap.ENCAP_VXLAN])
+def test_a_vlan_tagged_or_padded_frame_is_encapsulated_as_scapy_builds_it(mode):
+    # the general path (tagged frame: no short path) and the padding trim of the short one
+    from scapy.layers.l2 import Dot1Q
+    inner = IP(src="10.244.1.5", dst="10.244.2.7", ttl=7, tos=3, flags=0, id=9) / UDP(sport=3, dport=4)
+    tagged = Ether(src="02:aa:00:00:00:01", dst="02:bb:00:00:00:01") / Dot1Q(vlan=5) / inner
+    padded = Ether(raw(Ether(src="02:aa:00:00:00:01", dst="02:bb:00:00:00:01") / inner) + b"\x00" * 20)
+    b = run(table(mode), tagged, padded, in_port=POD_PORT)
+    for i in range(2):
+        got = b.packet(i)
+        sport = Ether(got)[UDP].sport if mode == Encap.ENCAP_VXLAN else 0
+        assert got == _expected(mode, inner, sport, placeholder_mac(PEER4).hex(":"))
+        assert_checksums(got)

@@ -55,7 +55,8 @@ from kdp._fast.packet cimport (
     TUN_NONE, TUN_IPIP, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6, FRAG_NONE,
     R_ARP, R_BAD_VXLAN, R_UNKNOWN_TUNNEL_PEER,
 )
-from kdp._fast.parse cimport parse_frame, parse_batch_hooked, csum_fold, DEFAULT_VXLAN_PORT
+from kdp._fast.parse cimport parse_frame, parse_batch_hooked, DEFAULT_VXLAN_PORT
+from kdp._fast.checksum cimport kdp_csum16
 
 
 
@@ -339,7 +340,7 @@ cdef inline uint32_t _fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p, co
         return 0
     if t.check_peers and not _in_set4(t.ps4, t.ps4_mask, _rd32(ip + 12)):
         return 0
-    if csum_fold(ip, 20) != 0xFFFF:
+    if kdp_csum16(ip, 20) != 0xFFFF:
         return 0
     return tot
 
@@ -357,8 +358,9 @@ cdef int _fast_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     if kind == TUN_IPIP:
         inner -= 14
         memcpy(pkt + inner, pkt, 12)    # (inner >= 20: no overlap)
-        pkt[inner + 12] = 0x08
-        pkt[inner + 13] = 0x00
+        # the ethertype as one 2-byte store: the parser reads it next as one 2-byte
+        # load, which two 1-byte stores could not forward to (a store-forwarding stall)
+        memcpy(pkt + inner + 12, b"\x08\x00", 2)
     p.off += inner
     p.len -= inner
     p.wire_len = p.wire_len - inner if p.wire_len >= inner else 0

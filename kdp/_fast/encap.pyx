@@ -123,26 +123,39 @@ cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept
     return 40 + <uint32_t>ld16(ip + 4)
 
 
-cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
-                           const route_t* rec) noexcept nogil:
+cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
+                                  const route_t* rec) noexcept nogil:
     """Prepend the tunnel headers to packet i: the route's template (route.pxd: tmpl)
     copied in front of the inner packet, its per-packet fields patched. Returns 0 or a
-    drop reason."""
+    drop reason.
+
+    Every field of the metadata, the route and the inner header it needs is read into a
+    local before the first byte is written: the packet bytes are written through a
+    uint8_t pointer, which the compiler must assume can alias any of them (it would
+    reload each after every store)."""
     cdef pkt_meta_t* p = &b.m[i]
     cdef uint32_t l3 = p.l3_off
     cdef uint32_t ip_at = p.off + l3
     cdef uint8_t* ip = b.buf + ip_at
     cdef uint8_t inner_ver = p.ip_ver
     cdef uint32_t iplen = _ip_length(p, ip)
-    cdef uint32_t present = p.len - l3
-    cdef uint32_t cut = p.wire_len - p.len if p.wire_len > p.len else 0
+    cdef uint32_t plen = p.len, wire = p.wire_len
+    cdef uint32_t present = plen - l3
+    cdef uint32_t cut = wire - plen if wire > plen else 0
     cdef bint eth = p.linktype == LT_ETHERNET and l3 >= 14
-    cdef bint v6out = (rec.flags & RF_VIA6) != 0
+    cdef uint8_t encap = rec.encap
+    cdef uint8_t flags = rec.flags
+    cdef bint v6out = (flags & RF_VIA6) != 0
     cdef uint32_t link = 14 if eth else 0
     cdef uint32_t oip = 40 if v6out else 20
-    cdef uint32_t hdr = rec.tmpl_len, new_off, udp_len
+    cdef uint32_t hdr = rec.tmpl_len, new_off, udp_len = 0
+    cdef uint32_t tsum = rec.tmpl_sum
+    cdef uint32_t via4 = rec.via4
+    cdef uint16_t vport = rec.vxlan_port
+    cdef uint16_t reason = p.reason
     cdef uint8_t ecn, inner_ttl, proto
     cdef uint16_t ident, sport = 0, frag = 0
+    cdef bint learn
     cdef uint8_t* f
     cdef uint8_t* o
     cdef uint8_t* u
@@ -161,34 +174,27 @@ cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
         ident = <uint16_t>p.hash
     if hdr == 0 or ip_at < hdr or ip_at - hdr < batch_floor(b, i):
         return R_NO_HEADROOM        # (the template's bytes all land in this packet's headroom)
+    if encap != ENCAP_IPIP:
+        sport = vxlan_source_port(_symmetric_hash(p))
+        udp_len = 8 + 8 + 14 + iplen
+    learn = eth and not (flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
     # the template starts with the outer Ethernet header; other link types start at the IP
     new_off = ip_at - hdr + 14 - link
     f = b.buf + ip_at - hdr
-    if rec.encap == ENCAP_IPIP:
+    if encap == ENCAP_IPIP:
+        proto = 4 if inner_ver == 4 else 41
         memcpy(f, rec.tmpl, 34)
         o = f + 14
-        proto = 4 if inner_ver == 4 else 41
         o[1] = ecn
         st16(o + 2, <uint16_t>(20 + iplen))
         st16(o + 4, ident)
         st16(o + 6, frag)               # DF as the inner IPv4's (tunl0: nopmtudisc)
         o[8] = inner_ttl                # ttl inherit
         o[9] = proto
-        st16(o + 10, <uint16_t>~cs_fold(rec.tmpl_sum + ecn + 20 + iplen + ident + frag
+        st16(o + 10, <uint16_t>~cs_fold(tsum + ecn + 20 + iplen + ident + frag
                                         + ((<uint32_t>inner_ttl << 8) | proto)))
-        p.sport = 0
-        p.dport = 0
-        p.tunnel = TUN_IPIP
-        p.encap = TUN_IPIP
-        p.reason = R_FORWARDED_IPIP if p.reason == R_FORWARDED else p.reason
-        p.ttl = inner_ttl
-        p.l4_off = <uint16_t>(link + 20)
-        p.inner_off = p.l4_off
-        p.frag_id = ident
     else:
         proto = 17
-        sport = vxlan_source_port(_symmetric_hash(p))
-        udp_len = 8 + 8 + 14 + iplen
         if v6out:
             memcpy(f, rec.tmpl, 84)
         else:
@@ -213,25 +219,38 @@ cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
             o[1] = ecn
             st16(o + 2, <uint16_t>(20 + udp_len))
             st16(o + 4, ident)
-            st16(o + 10, <uint16_t>~cs_fold(rec.tmpl_sum + ecn + 20 + udp_len + ident))
-        p.sport = sport
-        p.dport = rec.vxlan_port
-        p.tunnel = TUN_VXLAN
-        p.encap = TUN_VXLAN
-        p.reason = R_FORWARDED_VXLAN if p.reason == R_FORWARDED else p.reason
-        p.ttl = VXLAN_TTL
-        p.l4_off = <uint16_t>(link + oip)
-        p.inner_off = <uint16_t>(link + oip + 16)
-        p.frag_id = 0 if v6out else ident
-    if eth and not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0):
+            st16(o + 10, <uint16_t>~cs_fold(tsum + ecn + 20 + udp_len + ident))
+    if learn:
         # a learned MAC for the remote node replaces the template's placeholder
         if v6out:
             n.lookup6(rec.via6, f)
         else:
-            n.lookup4(rec.via4, f)
+            n.lookup4(via4, f)
+    # the metadata now describe the outer packet, as the parser would
+    if encap == ENCAP_IPIP:
+        p.sport = 0
+        p.dport = 0
+        p.tunnel = TUN_IPIP
+        p.encap = TUN_IPIP
+        p.reason = R_FORWARDED_IPIP if reason == R_FORWARDED else reason
+        p.ttl = inner_ttl
+        p.l4_off = <uint16_t>(link + 20)
+        p.inner_off = <uint16_t>(link + 20)
+        p.frag_id = ident
+    else:
+        p.sport = sport
+        p.dport = vport
+        p.tunnel = TUN_VXLAN
+        p.encap = TUN_VXLAN
+        p.reason = R_FORWARDED_VXLAN if reason == R_FORWARDED else reason
+        p.ttl = VXLAN_TTL
+        p.l4_off = <uint16_t>(link + oip)
+        p.inner_off = <uint16_t>(link + oip + 16)
+        p.frag_id = 0 if v6out else ident
     p.off = new_off
-    p.len = link + hdr - 14 + present
-    p.wire_len = p.len + (iplen - present) + cut
+    plen = link + hdr - 14 + present
+    p.len = plen
+    p.wire_len = plen + (iplen - present) + cut
     p.linktype = LT_ETHERNET if eth else LT_RAW
     p.ethertype = 0x86DD if v6out else 0x0800
     p.vlan = NO_PORT
@@ -250,10 +269,127 @@ cdef uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
         p.src4 = p.dst4 = 0
     else:
         p.src4 = t.src4
-        p.dst4 = rec.via4
+        p.dst4 = via4
         if inner_ver == 6:          # an IPv4 packet's IPv6 fields are already zero
             memset(p.src6, 0, 16)
             memset(p.dst6, 0, 16)
+    return 0
+
+
+cdef inline void _outer4_meta(RouteTable t, pkt_meta_t* p, uint32_t new_off, uint32_t plen,
+                              uint32_t wire, uint32_t via4) noexcept nogil:
+    """The metadata fields every IPv4-outer tunnel packet of an untagged Ethernet frame
+    gets (the fast paths below; _encapsulate writes the same for every case)."""
+    p.off = new_off
+    p.len = plen
+    p.wire_len = wire
+    p.linktype = LT_ETHERNET
+    p.ethertype = 0x0800
+    p.vlan = NO_PORT
+    p.l3_off = 14
+    p.ip_ver = 4
+    p.frag = FRAG_NONE
+    p.icmp_type = 0
+    p.icmp_code = 0
+    p.icmp_id = 0
+    p.quote_off = 0
+    p.tcp_flags = 0
+    p.src4 = t.src4
+    p.dst4 = via4
+
+
+cdef uint16_t _ipip4(RouteTable t, Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
+                     const route_t* rec) noexcept nogil:
+    """_encapsulate for its most common case, kept short (few live values, nothing
+    spilled): an IPv4 packet in an untagged Ethernet frame into IP-in-IP. Same bytes
+    and metadata as the general case (tests/test_encap.py compares both with scapy)."""
+    cdef uint32_t off = p.off
+    cdef uint8_t* ip = b.buf + off + 14
+    cdef uint32_t iplen = ld16(ip + 2)
+    cdef uint32_t plen = p.len, wire = p.wire_len
+    cdef uint32_t present = plen - 14
+    cdef uint32_t cut = wire - plen if wire > plen else 0
+    cdef uint8_t ecn = _ecn_encap(ip[1])
+    cdef uint8_t ttl = ip[8]
+    cdef uint16_t ident = ld16(ip + 4)
+    cdef uint16_t frag = ld16(ip + 6) & 0x4000
+    cdef uint32_t tsum = rec.tmpl_sum, via4 = rec.via4
+    cdef uint16_t reason = p.reason
+    cdef bint learn = not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
+    cdef uint8_t* f
+    if present > iplen:
+        present = iplen                 # Ethernet padding is not carried
+    if off < 20 or off - 20 < batch_floor(b, i):
+        return R_NO_HEADROOM
+    f = b.buf + off - 20
+    memcpy(f, rec.tmpl, 34)
+    f[15] = ecn
+    st16(f + 16, <uint16_t>(20 + iplen))
+    st16(f + 18, ident)
+    st16(f + 20, frag)
+    f[22] = ttl
+    f[23] = 4
+    st16(f + 24, <uint16_t>~cs_fold(tsum + ecn + 20 + iplen + ident + frag + ((<uint32_t>ttl << 8) | 4)))
+    if learn:
+        n.lookup4(via4, f)
+    p.sport = 0
+    p.dport = 0
+    p.tunnel = TUN_IPIP
+    p.encap = TUN_IPIP
+    p.reason = R_FORWARDED_IPIP if reason == R_FORWARDED else reason
+    p.ttl = ttl
+    p.l4_off = 34
+    p.inner_off = 34
+    p.frag_id = ident
+    p.proto = 4
+    _outer4_meta(t, p, off - 20, 34 + present, 34 + iplen + cut, via4)
+    return 0
+
+
+cdef uint16_t _vxlan4(RouteTable t, Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
+                      const route_t* rec) noexcept nogil:
+    """_encapsulate for VXLAN's most common case, kept short as _ipip4: an IPv4 packet
+    in an untagged Ethernet frame into VXLAN over IPv4."""
+    cdef uint32_t off = p.off
+    cdef uint8_t* ip = b.buf + off + 14
+    cdef uint32_t iplen = ld16(ip + 2)
+    cdef uint32_t plen = p.len, wire = p.wire_len
+    cdef uint32_t present = plen - 14
+    cdef uint32_t cut = wire - plen if wire > plen else 0
+    cdef uint32_t udp_len = 8 + 8 + 14 + iplen
+    cdef uint8_t ecn = _ecn_encap(ip[1])
+    cdef uint16_t ident = ld16(ip + 4)
+    cdef uint16_t sport = vxlan_source_port(_symmetric_hash(p))
+    cdef uint32_t tsum = rec.tmpl_sum, via4 = rec.via4
+    cdef uint16_t vport = rec.vxlan_port
+    cdef uint16_t reason = p.reason
+    cdef bint learn = not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
+    cdef uint8_t* f
+    if present > iplen:
+        present = iplen                 # Ethernet padding is not carried
+    if off < 50 or off - 50 < batch_floor(b, i):
+        return R_NO_HEADROOM
+    f = b.buf + off - 50
+    memcpy(f, rec.tmpl, 64)
+    f[15] = ecn
+    st16(f + 16, <uint16_t>(20 + udp_len))
+    st16(f + 18, ident)
+    st16(f + 24, <uint16_t>~cs_fold(tsum + ecn + 20 + udp_len + ident))
+    st16(f + 34, sport)
+    st16(f + 38, <uint16_t>udp_len)
+    if learn:
+        n.lookup4(via4, f)
+    p.sport = sport
+    p.dport = vport
+    p.tunnel = TUN_VXLAN
+    p.encap = TUN_VXLAN
+    p.reason = R_FORWARDED_VXLAN if reason == R_FORWARDED else reason
+    p.ttl = VXLAN_TTL
+    p.l4_off = 34
+    p.inner_off = 50
+    p.frag_id = ident
+    p.proto = 17
+    _outer4_meta(t, p, off - 50, 64 + present, 64 + iplen + cut, via4)
     return 0
 
 
@@ -262,7 +398,16 @@ cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept
     cdef const route_t* rec = &t.r[p.route_id]
     cdef uint16_t r
     if rec.encap != ENCAP_NONE and rec.kind == RT_REMOTE_NODE:
-        r = _encapsulate(t, n, b, i, rec)
+        if p.ip_ver == 4 and p.linktype == LT_ETHERNET and p.l3_off == 14 and not (rec.flags & RF_VIA6):
+            # the common cases, each in a short function of its own
+            if rec.encap == ENCAP_IPIP and rec.tmpl_len == 34:
+                r = _ipip4(t, n, b, i, p, rec)
+            elif rec.encap == ENCAP_VXLAN and rec.tmpl_len == 64:
+                r = _vxlan4(t, n, b, i, p, rec)
+            else:
+                r = _encapsulate(t, n, b, i, rec)
+        else:
+            r = _encapsulate(t, n, b, i, rec)
         if r:
             drop(p, ST_ENCAP, r)
         return                      # the template carries the outer Ethernet addresses
