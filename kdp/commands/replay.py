@@ -106,6 +106,7 @@ def run(args):
         flows=args.flows,
         annotate=args.annotate,
         workers=_workers(args.workers),
+        freeze_gc=True,
     )
     _print(args, result, print_summary)
     return 0

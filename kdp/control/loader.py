@@ -17,39 +17,46 @@ import json
 import os
 import stat
 
-import yaml
-
 from kdp.control.model import Origin
 from kdp.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 256 << 20      # a snapshot file larger than this is refused, not read
 
-try:
-    _BaseLoader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _BaseLoader = yaml.SafeLoader
-
 _MERGE = "tag:yaml.org,2002:merge"
+_LOADER = []                    # the YAML loader class, made on first use
 
 
-class _Loader(_BaseLoader):
-    """The safe loader, refusing a mapping that holds one key twice."""
+def _yaml_loader():
+    """The safe loader (libyaml's when there), refusing a mapping that holds one key
+    twice. PyYAML is imported here, on a parse-cache miss only: ~8 ms of every start."""
+    if _LOADER:
+        return _LOADER[0]
+    import yaml
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, _value in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
-                    continue
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    mark = key_node.start_mark
-                    raise DuplicateKey(f"line {mark.line + 1}, column {mark.column + 1}: the key "
-                                       f"{key_node.value!r} appears twice in one mapping "
-                                       "(the API server refuses it)")
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class _Loader(base):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _value in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                        continue
+                    key = (key_node.tag, key_node.value)
+                    if key in seen:
+                        mark = key_node.start_mark
+                        raise DuplicateKey(f"line {mark.line + 1}, column {mark.column + 1}: the key "
+                                           f"{key_node.value!r} appears twice in one mapping "
+                                           "(the API server refuses it)")
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    _LOADER.append(_Loader)
+    return _Loader
+
+
+class _NotYaml(ValueError):
+    """PyYAML's error, carried out of _parse (so that no caller imports yaml to catch it)."""
 
 
 class DuplicateKey(ValueError):
@@ -120,7 +127,11 @@ def _parse(path, text):
     from kdp.control import parsecache
     docs = parsecache.load(text)
     if docs is None:
-        docs = list(yaml.load_all(text, Loader=_Loader))
+        import yaml
+        try:
+            docs = list(yaml.load_all(text, Loader=_yaml_loader()))
+        except yaml.YAMLError as exc:
+            raise _NotYaml(str(exc)) from None
         parsecache.store(text, docs)
     return docs
 
@@ -176,7 +187,7 @@ def load_documents(paths, texts=None):
         except DuplicateKey as exc:
             problems.append(f"{path}: {exc}")
             continue
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        except (_NotYaml, json.JSONDecodeError) as exc:
             problems.append(f"{path}: not valid YAML/JSON: {' '.join(str(exc).split())}")
             continue
         multi = len(docs) > 1
