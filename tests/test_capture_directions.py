@@ -379,7 +379,10 @@ def test_fifo_capture_waits_for_its_writer_and_ctrl_c_ends_the_wait(tmp_path, sn
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out)["packets_in"] == 4
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # (SIGINT as a terminal delivers it: a runner started in the background by a shell
+    # passes SIGINT on ignored, and a program that inherits it ignored keeps ignoring it)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not _has_open(proc.pid, fifo) and time.monotonic() < deadline:
         time.sleep(0.02)                        # until kdp itself (not the interpreter start) waits
