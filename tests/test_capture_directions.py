@@ -388,7 +388,12 @@ def test_fifo_capture_waits_for_its_writer_and_ctrl_c_ends_the_wait(tmp_path, sn
         time.sleep(0.02)                        # until kdp itself (not the interpreter start) waits
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:         # (a failed wait leaves no process behind)
+            proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 130 and b"Traceback" not in err
 
 

@@ -102,10 +102,14 @@ class _Path:
         self.spaces = [self.client, self.server]
         self.procs = []
         self.summary_path = None
-        if kind.startswith("kdp"):
-            self._kdp(tag, tmp, offloads=kind == "kdp")
-        else:
-            self._kernel(tag)
+        try:
+            if kind.startswith("kdp"):
+                self._kdp(tag, tmp, offloads=kind == "kdp")
+            else:
+                self._kernel(tag)
+        except BaseException:
+            self.close()                # what was made before the failure goes too
+            raise
 
     def _pod(self, ns, dev, ip, via):
         _sh("ip", "netns", "add", ns)
