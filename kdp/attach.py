@@ -296,7 +296,6 @@ class Attached:
                     port.recorder.rx(port, b.packet(i), now)
         self.dp.pipeline.run(b, self.log, now)
         self._drain()                       # the previous batch's frames leave first
-        self.batch = b
         extra = self.dp.extra
         overlap = pool is not None and not len(extra) and not self.recording
         if overlap:
@@ -304,9 +303,9 @@ class Attached:
         else:
             io.send(b, extra)
         if io.n_slow:
-            self._answer(io.slow[:io.n_slow])
+            self._answer(b, io.slow[:io.n_slow])
         if io.n_held:
-            self._hold(io.held[:io.n_held])
+            self._hold(b, io.held[:io.n_held])
         if self.log is not None:
             self.log.write(b)
         if overlap:
@@ -314,7 +313,7 @@ class Attached:
             self.written_aside += 1
             return True
         if self.recording:
-            self._record_sent(now)
+            self._record_sent(b, now)
         return False
 
     def _drain(self):
@@ -323,8 +322,8 @@ class Attached:
             writing, self.writing = self.writing, None
             writing.result()
 
-    def _record_sent(self, now):
-        b, extra, sent = self.batch, self.dp.extra, self.io.sent_port
+    def _record_sent(self, b, now):
+        extra, sent = self.dp.extra, self.io.sent_port
         for i in range(len(b)):
             port = self.by_id.get(int(sent[i]))
             if port is not None and port.recorder is not None:
@@ -335,9 +334,8 @@ class Attached:
                     int(extra.meta[i]["verdict"]) in (Verdict.FORWARD, Verdict.REJECT, Verdict.REPLY):
                 port.recorder.tx(port, extra.packet(i), now)
 
-    def _answer(self, indices):
-        """Proxy ARP and proxy ND answers to the requests the batch brought."""
-        b = self.batch
+    def _answer(self, b, indices):
+        """Proxy ARP and proxy ND answers to the requests batch b brought."""
         for i in indices:
             i = int(i)
             frame = b.packet(i)
@@ -352,10 +350,9 @@ class Attached:
                 port.send(answer)
                 self.arp_answered += 1
 
-    def _hold(self, indices):
+    def _hold(self, b, indices):
         """Queue frames whose local pod has not told kdp its MAC yet (at most 3 a pod,
         the rest dropped, counted), and ask for it."""
-        b = self.batch
         for i in indices:
             m = b.meta[int(i)]
             dst = int(m["dst4"]) if int(m["ip_ver"]) == 4 else int.from_bytes(bytes(m["dst6"]), "big")

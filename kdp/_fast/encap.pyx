@@ -64,7 +64,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_ID, V_FORWARD, V_REJE
                                ST_ENCAP, LT_ETHERNET, LT_RAW, NO_PORT, FRAG_NONE,
                                TUN_IPIP, TUN_VXLAN, R_FORWARDED, R_FORWARDED_IPIP,
                                R_FORWARDED_VXLAN, R_FORWARDED_FRAGMENTED, R_NO_HEADROOM,
-                               R_MTU_EXCEEDED, R_FORWARDED_SEGMENTED, segment_ip_length)
+                               R_MTU_EXCEEDED, R_FORWARDED_SEGMENTED, ip_length, segment_ip_length)
 from kdp._fast.segment cimport gso_segments, gso_complete
 from kdp._fast.route cimport (RouteTable, route_t, set_link_addresses, RT_REMOTE_NODE,
                               ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN, RF_STATIC_MAC, RF_VIA6)
@@ -117,12 +117,6 @@ cdef inline uint8_t _ecn_encap(uint8_t inner_ds) noexcept nogil:
     return 2 if ecn == 3 else ecn
 
 
-cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
-    if p.ip_ver == 4:
-        return ld16(ip + 2)
-    return 40 + <uint32_t>ld16(ip + 4)
-
-
 cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
                                   const route_t* rec) noexcept nogil:
     """Prepend the tunnel headers to packet i: the route's template (route.pxd: tmpl)
@@ -138,7 +132,7 @@ cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_
     cdef uint32_t ip_at = p.off + l3
     cdef uint8_t* ip = b.buf + ip_at
     cdef uint8_t inner_ver = p.ip_ver
-    cdef uint32_t iplen = _ip_length(p, ip)
+    cdef uint32_t iplen = ip_length(p, ip)
     cdef uint32_t plen = p.len, wire = p.wire_len
     cdef uint32_t present = plen - l3
     cdef uint32_t cut = wire - plen if wire > plen else 0
@@ -437,7 +431,7 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
         rec = &t.r[p.route_id]
         mtu = rec.mtu
         ip = b.buf + p.off + p.l3_off
-        n_ip = segment_ip_length(p, ip, _ip_length(p, ip)) if mtu else 0
+        n_ip = segment_ip_length(p, ip) if mtu else 0
         if p.verdict == V_FORWARD and (p.encap != 0 or (rec.encap == ENCAP_NONE and n_ip <= mtu)):
             continue                # the route stage addressed (or encapsulated) it already
         if mtu:

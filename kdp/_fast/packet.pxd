@@ -246,15 +246,26 @@ cdef inline void set_verdict(pkt_meta_t* p, uint8_t verdict, uint8_t stage, uint
     p.stage = stage
     p.reason = reason
 
-cdef inline uint32_t segment_ip_length(const pkt_meta_t* p, const uint8_t* ip, uint32_t ip_len) noexcept nogil:
-    """The IP length an MTU is checked against: ip_len (the packet's, at ip), or for a
-    GSO super-frame its largest segment's (headers + gso_size), as Linux's
-    skb_gso_validate_network_len checks it."""
-    cdef uint32_t hdr
+cdef inline uint32_t ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
+    """The IP packet's length from its header at ip (IPv4 total length, IPv6 40 + payload)."""
+    if p.ip_ver == 4:
+        return (<uint32_t>ip[2] << 8) | ip[3]
+    return 40 + ((<uint32_t>ip[4] << 8) | ip[5])
+
+cdef inline uint32_t tcp_headers_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
+    """IP and TCP header bytes of a TCP packet whose IP header is at ip (up to its payload)."""
+    cdef uint32_t l4 = <uint32_t>(p.l4_off - p.l3_off)
+    return l4 + (ip[l4 + 12] >> 4) * 4
+
+cdef inline uint32_t segment_ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
+    """The IP length an MTU is checked against: the packet's, or for a GSO super-frame its
+    largest segment's (headers + gso_size), as Linux's skb_gso_validate_network_len
+    checks it."""
+    cdef uint32_t total = ip_length(p, ip), seg
     if p.gso_size == 0 or p.l4_off <= p.l3_off:
-        return ip_len
-    hdr = <uint32_t>(p.l4_off - p.l3_off) + (ip[p.l4_off - p.l3_off + 12] >> 4) * 4
-    return hdr + p.gso_size if hdr + p.gso_size < ip_len else ip_len
+        return total
+    seg = tcp_headers_length(p, ip) + p.gso_size
+    return seg if seg < total else total
 
 cdef inline void drop(pkt_meta_t* p, uint8_t stage, uint16_t reason) noexcept nogil:
     p.verdict = V_DROP

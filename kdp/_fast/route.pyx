@@ -68,7 +68,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                R_MTU_EXCEEDED, R_MARTIAN_SOURCE, R_MARTIAN_LOCAL_SOURCE,
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
                                R_TUNNEL_NOT_DECAPSULATED, R_SVC_HEALTH_CHECK, TUN_NONE, LT_ETHERNET,
-                               FRAG_LATER, segment_ip_length)
+                               FRAG_LATER, ip_length, segment_ip_length)
 from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
 from kdp._fast.lpm6 cimport Lpm6
 from kdp._fast.neigh cimport Neighbours, neigh_learn_upto
@@ -274,7 +274,7 @@ cdef uint32_t _answer_out(RouteTable t, Neighbours nb, Batch b, Py_ssize_t i,
     if p.out_port == HOST_PORT or p.ip_ver == 0 or p.route_id >= <uint32_t>t.n_routes:
         return 0
     rec = &t.r[p.route_id]
-    if rec.mtu and _mtu_length(p, b.buf + p.off + p.l3_off) > rec.mtu:
+    if rec.mtu and segment_ip_length(p, b.buf + p.off + p.l3_off) > rec.mtu:
         drop(p, ST_ENCAP, R_MTU_EXCEEDED)
         return 0
     tunnel(t, nb, b, i)
@@ -285,16 +285,6 @@ cdef inline uint32_t _lookup_dst(RouteTable t, const pkt_meta_t* p) noexcept nog
     if p.ip_ver == 4:
         return t.lpm4.lookup_one(p.dst4)
     return t.lpm6.lookup_one(_be64(p.dst6), _be64(p.dst6 + 8))
-
-
-cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
-    if p.ip_ver == 4:
-        return ld16(ip + 2)
-    return 40 + <uint32_t>ld16(ip + 4)
-
-
-cdef inline uint32_t _mtu_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
-    return segment_ip_length(p, ip, _ip_length(p, ip))
 
 
 cdef inline void _placeholder(uint8_t* mac, const pkt_meta_t* p) noexcept nogil:
@@ -652,7 +642,7 @@ cdef class RouteTable:
             # a GSO super-frame goes into a tunnel as segments: kdp cuts it (segment.pyx)
             whole = p.gso_size == 0 or rec.encap == ENCAP_NONE
             if mtu:
-                n = _mtu_length(p, ip)
+                n = segment_ip_length(p, ip)
                 if n > mtu:
                     whole = False
                     if p.ip_ver == 6:

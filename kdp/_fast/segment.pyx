@@ -24,7 +24,7 @@ from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, HEADROOM, SLOT_ALIGN, V_FORWARD,
-                               R_FORWARDED_SEGMENTED)
+                               R_FORWARDED_SEGMENTED, ip_length, tcp_headers_length)
 from kdp._fast.route cimport RouteTable
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.encap cimport egress_one
@@ -36,24 +36,12 @@ cdef enum:
     TCP_CWR = 0x80
 
 
-cdef inline uint32_t _ip_length(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
-    if p.ip_ver == 4:
-        return ld16(ip + 2)
-    return 40 + <uint32_t>ld16(ip + 4)
-
-
-cdef inline uint32_t _headers(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
-    """IP and TCP header bytes (from the IP header to the payload)."""
-    cdef uint32_t l4 = <uint32_t>(p.l4_off - p.l3_off)
-    return l4 + (ip[l4 + 12] >> 4) * 4
-
-
 cdef uint32_t gso_segments(const pkt_meta_t* p, const uint8_t* ip) noexcept nogil:
     cdef uint32_t hdr, total
     if p.gso_size == 0 or p.l4_off <= p.l3_off:
         return 1
-    hdr = _headers(p, ip)
-    total = _ip_length(p, ip)
+    hdr = tcp_headers_length(p, ip)
+    total = ip_length(p, ip)
     if total <= hdr + p.gso_size:
         return 1
     return (total - hdr + p.gso_size - 1) // p.gso_size
@@ -87,7 +75,8 @@ cdef void _finish(const pkt_meta_t* p, uint8_t* ip, uint32_t hdr, uint32_t size,
 
 
 cdef void gso_complete(pkt_meta_t* p, uint8_t* ip) noexcept nogil:
-    _finish(p, ip, _headers(p, ip), _ip_length(p, ip) - _headers(p, ip), 0, 0,
+    cdef uint32_t hdr = tcp_headers_length(p, ip)
+    _finish(p, ip, hdr, ip_length(p, ip) - hdr, 0, 0,
             ld32(ip + (p.l4_off - p.l3_off) + 4), p.gso_size, ld16(ip + 4) if p.ip_ver == 4 else 0)
     p.gso_size = 0
 
@@ -109,11 +98,11 @@ cdef Py_ssize_t segment_batch(RouteTable t, Neighbours n, Batch b, Batch out) no
         nseg = gso_segments(p, ip)
         mss = p.gso_size
         p.gso_size = 0
-        total = _ip_length(p, ip)
+        total = ip_length(p, ip)
         if p.len < l3 + total:          # never: a super-frame from a TAP is whole
             egress_one(t, n, b, i)
             continue
-        hdr = _headers(p, ip)
+        hdr = tcp_headers_length(p, ip)
         head = l3 + hdr                 # link + IP + TCP header bytes
         payload = total - hdr
         seq = ld32(ip + (p.l4_off - l3) + 4)

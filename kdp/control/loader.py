@@ -174,10 +174,10 @@ def load_documents(paths, texts=None):
 
     Raises ConfigError naming every file that cannot be read or parsed."""
     out, problems = [], []
-    given = dict(texts) if texts is not None else {}
-    for path in snapshot_files(paths) if texts is None else [p for p, _t in texts]:
+    files = [(path, None) for path in snapshot_files(paths)] if texts is None else texts
+    for path, text in files:
         try:
-            docs = _parse(path, given[path] if path in given else _read_regular(path))
+            docs = _parse(path, _read_regular(path) if text is None else text)
         except _Refused as exc:
             problems.append(f"{path}: {exc}")
             continue
