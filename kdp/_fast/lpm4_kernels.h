@@ -37,13 +37,17 @@ typedef struct {
     uint16_t leaf[];            /* one per run; >= KDP_LPM4_CHILD16 names child (leaf - it) */
 } kdp_lpm4_node16_t;
 
-/* A root node with 8-bit leaves (tables with fewer than KDP_LPM4_CHILD8 next
-   hops: a router's FIB).  Placed so that it crosses no more cache lines than
-   its size needs: up to 28 runs (most /16s of a BGP table) are one line. */
+/* A root node with 8-bit leaves (every root node whose palette fits).  After
+   the header, the palette: P + 1 uint16 next-hop indices (entry 0 = 0, the
+   /16 default), then one uint8 leaf per run: 0, a palette index 1..P, or
+   KDP_LPM4_CHILD8 + k naming child k.  runs_before[w] counts the palette's
+   2 (P + 1) bytes too, so the leaf of slot p is read as if the leaves started
+   at palette[0]:  ((uint8_t *)palette)[runs_before[w] + popcount(...) - 1].
+   Placed so that it crosses no more cache lines than its size needs. */
 typedef struct {
     uint64_t starts[4];
-    uint8_t runs_before[4];
-    uint8_t leaf[];             /* one per run; >= KDP_LPM4_CHILD8 names child (leaf - it) */
+    uint8_t runs_before[4];     /* runs started before word w, + 2 (P + 1) */
+    uint8_t leaf[];             /* uint16 palette[P + 1], then the uint8 leaves */
 } kdp_lpm4_node8_t;
 
 enum {
@@ -71,12 +75,13 @@ enum {
 _Static_assert(KDP_LPM4_STARTS == 0 && KDP_LPM4_N16_RUNS == 32 && KDP_LPM4_N16_LEAF == 44,
                "16-bit node layout");
 _Static_assert(KDP_LPM4_N8_RUNS == 32 && KDP_LPM4_N8_LEAF == 36, "8-bit node layout");
-_Static_assert(KDP_LPM4_N8_LEAF + 28 == 64, "an 8-bit root node of 28 runs is one line");
+_Static_assert(KDP_LPM4_N8_LEAF + 28 == 64, "an 8-bit root node of 28 bytes of palette and leaves is one line");
 
 /* The chunk of a /16 without rules: a 64-byte line holding the block size
    (and, in its last 4 bytes, the distance from the block to the node), then
-   an 8-bit root node with a single run whose leaf is 0 ("use the /16's
-   default").  Its handle: kdp_empty_chunk (no flags). */
+   an 8-bit root node with a palette of one entry (0) and a single run whose
+   leaf is 0 ("use the /16's default").  Its handle: kdp_empty_chunk (no
+   flags). */
 static unsigned char kdp_empty_block[128] __attribute__((aligned(64)));
 #define kdp_empty_chunk (kdp_empty_block + 64)
 
@@ -92,7 +97,8 @@ static void kdp_lpm4_init_empty(void) {
     memset(kdp_empty_block, 0, sizeof(kdp_empty_block));
     *(uint64_t *)kdp_empty_block = sizeof(kdp_empty_block);
     *(uint32_t *)(kdp_empty_chunk + KDP_LPM4_ROOT_DIST) = (uint32_t)(kdp_empty_chunk - kdp_empty_block);
-    nd->starts[0] = 1;          /* one run from slot 0; runs_before 0, leaf[0] 0 */
+    nd->starts[0] = 1;          /* one run from slot 0, whose leaf 0 follows a palette of one entry (0) */
+    memset(nd->runs_before, 2, sizeof(nd->runs_before));
     *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
 }
 
