@@ -62,8 +62,9 @@ def test_ipv4_leaf_codes_and_handle_flags_do_not_overlap():
     assert lpm.MAX_VALUES < L4["child16"] <= 0xFFFF
     assert 0 < L4["child8"] < 0x100
     # the flags live in the low bits nodes (8-byte aligned) leave free
-    assert L4["flag_wide"] | L4["flag_leaf16"] == L4["flag_wide"] + L4["flag_leaf16"]
-    assert (L4["flag_wide"] | L4["flag_leaf16"]) & ~L4["flags"] == 0 and L4["flags"] < 8
+    flags = (L4["flag_wide"], L4["flag_leaf16"], L4["flag_palette"])
+    assert sum(flags) == L4["flag_wide"] | L4["flag_leaf16"] | L4["flag_palette"]
+    assert sum(flags) & ~L4["flags"] == 0 and L4["flags"] < 8
     assert L4["ptr_mask"] == (1 << 48) - 1
 
 
@@ -118,7 +119,7 @@ def read4(t, a):
         leaf = _node_leaf(c, (a >> 8) & 255, False)
         if leaf >= L4["child8"]:
             leaf = _node_leaf(_child(c, leaf - L4["child8"]), a & 255, True)
-        else:                                       # the node's palette of next-hop indices
+        elif h & L4["flag_palette"]:                # the node's palette of next-hop indices
             leaf = u16(c + L4["n8_leaf"] + 2 * leaf)
     return u32(values + 4 * (leaf or e >> 48))       # leaf 0: the /16's default
 
@@ -292,6 +293,9 @@ def test_ipv4_chunk_palettes_keep_8_bit_leaves_in_a_table_of_thousands_of_next_h
     agree()
     assert not any(_leaf16(t, b >> 16) for b in few)
     assert _leaf16(t, crowded >> 16)
+    if bulk:                             # thousands of next hops: the few-value /16s' palettes
+        t0, _ = t._root_addresses()
+        assert all(u64(t0 + 8 * (b >> 16)) & L4["flag_palette"] for b in few)
     # 8-bit run counts hold the palette's bytes too: P next hops and R runs fit
     # when 2 (P + 1) + R <= 256, so 56 distinct /24s left: 8-bit again
     for p, ln, _ in rng.sample(crowd, 200):

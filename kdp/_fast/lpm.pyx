@@ -140,10 +140,12 @@ cdef extern from "lpm4_kernels.h" nogil:
         WIDE_SLOTS "KDP_LPM4_WIDE_SLOTS"
         H_WIDE "KDP_LPM4_WIDE"          # handle flags
         H_LEAF16 "KDP_LPM4_LEAF16"
+        H_PALETTE "KDP_LPM4_PALETTE"
         H_FLAGS "KDP_LPM4_FLAGS"
         CHILD8 "KDP_LPM4_CHILD8"        # 8-bit leaves >= CHILD8 name child (leaf - CHILD8)
         CHILD "KDP_LPM4_CHILD16"        # 16-bit leaves >= CHILD name child (leaf - CHILD)
     unsigned char *kdp_empty_chunk
+    unsigned char *kdp_empty_chunk_palette
     unsigned char *kdp_empty_wide
     void kdp_lpm4_init_empty()
 
@@ -153,6 +155,8 @@ MISS = 0xFFFFFFFF
 MAX_VALUES = 0xFEFF
 
 cdef enum:
+    LEAF8_DIRECT = 1          # _build_root4's leaf8: 8-bit leaves are next-hop indices,
+    LEAF8_PALETTE = 2         # ... or index the node's palette
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1 (leaves above name children)
     PF_MIN_BYTES = 1 << 20    # IPv4 batches prefetch when the chunks are bigger than this:
     PF_CHUNK_AHEAD = 8        # ... the chunk lines of the address that far ahead,
@@ -168,7 +172,7 @@ LAYOUT4 = {
     "starts": STARTS, "n16_runs": N16_RUNS, "n16_leaf": N16_LEAF,
     "n8_runs": N8_RUNS, "n8_leaf": N8_LEAF, "root_dist": ROOT_DIST, "root_kids": ROOT_KIDS,
     "wide_table": WIDE_TABLE, "wide_slots": WIDE_SLOTS,
-    "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flags": H_FLAGS,
+    "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flag_palette": H_PALETTE, "flags": H_FLAGS,
     "child8": CHILD8, "child16": CHILD, "ptr_mask": PTR_MASK,
 }
 
@@ -207,7 +211,7 @@ cdef inline uint32_t _lookup4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
         lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
         if lf >= CHILD8:
             lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
-        else:                                  # the palette: next-hop index (entry 0: 0)
+        elif e & H_PALETTE:                    # (one table: predicts) the next-hop index
             lf = (<const uint16_t *>(c + N8_LEAF))[lf]
     elif e & H_WIDE:
         # a /16 dense with prefixes longer than /24: a direct table of 65,536
@@ -380,7 +384,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     """Append the root node (bits 16..23) of one /16's rules, preceded by its
     child offsets and its distance from blk (the start of the allocation),
     then its children.  leaf8: 8-bit leaves where they fit.  off = the node's
-    offset.  Returns the handle flags (H_LEAF16 or 0), or -1 when out of
+    offset.  Returns the handle flags (H_LEAF16, H_PALETTE or 0), or -1 when out of
     memory."""
     cdef uint32_t slots[256]
     cdef uint32_t ch_s[256]
@@ -391,17 +395,19 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     cdef uint8_t idx8[256]
     cdef uint64_t bm[4]
     cdef int nch, ci, w, leaf16
-    cdef uint32_t nruns, r, q, npal, j, lv
+    cdef uint32_t nruns, r, q, npal, j, lv, pbytes
     cdef size_t node, start, size
     cdef ssize_t co
     cdef char *nd
     nch = _node_slots(rules, n, 16, 16, 0, slots, ch_s, ch_e, ch_inh)
     nruns = _node_runs(slots, bm, leaves)
-    # 8-bit leaves where they fit: a leaf is 0 (the /16 default), an index
-    # into the node's palette of next-hop indices (1..npal), or names a child
-    # (CHILD8 + k).  A /16 of a FIB holds a few distinct next hops even when
-    # the table holds thousands, so nearly every chunk fits and the lookup's
-    # width branch predicts.
+    # 8-bit leaves where they fit: a leaf is 0 (the /16 default), names a
+    # child (CHILD8 + k), or is the next-hop index itself (leaf8 == LEAF8_DIRECT:
+    # a table of fewer than CHILD8 next hops) or an index into the node's
+    # palette of next-hop indices (LEAF8_PALETTE: more; a /16 of a FIB holds a
+    # few distinct next hops even when the table holds thousands, so nearly
+    # every chunk fits and the lookup's width branch predicts).  The table
+    # chooses, not each chunk, so that the palette branch predicts too.
     pal[0] = 0
     npal = 0
     leaf16 = not leaf8 or nch > 0x100 - CHILD8
@@ -411,6 +417,11 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
             idx8[r] = 0
         elif lv >= CHILD:
             idx8[r] = <uint8_t>(CHILD8 + lv - CHILD)
+        elif leaf8 == LEAF8_DIRECT:
+            if lv >= CHILD8:
+                leaf16 = 1
+                break
+            idx8[r] = <uint8_t>lv
         else:
             j = 1
             while j <= npal and pal[j] != lv:
@@ -422,7 +433,8 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
                 npal = j
                 pal[j] = <uint16_t>lv
             idx8[r] = <uint8_t>j
-    if 2 * (npal + 1) + nruns > 0x100:     # run counts + the palette's bytes fit 8 bits
+    pbytes = 2 * (npal + 1) if leaf8 == LEAF8_PALETTE else 0
+    if pbytes + nruns > 0x100:             # run counts + the palette's bytes fit 8 bits
         leaf16 = 1
     # in front of the node: one uint32 offset per child and the uint32 distance
     if leaf16:
@@ -433,7 +445,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     else:
         # as few cache lines as its size allows: no more line boundaries
         # inside than needed (a line of padding at most)
-        size = N8_LEAF + 2 * (npal + 1) + nruns
+        size = N8_LEAF + pbytes + nruns
         node = (b.n + 4 * <size_t>nch + 4 + 7) & ~(<size_t>7)
         if (node & 63) + size > ((size + 63) & ~(<size_t>63)):
             node = (node + 63) & ~(<size_t>63)
@@ -443,16 +455,16 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     if leaf16:
         _write_node16(nd, bm, leaves, nruns)
     else:
-        # the palette (uint16, entry 0 = 0) at N8_LEAF, the leaves after it;
+        # a palette (uint16, entry 0 = 0) at N8_LEAF, the leaves after it;
         # the run counts include the palette's bytes, so the leaf is read at
         # N8_LEAF - 1 + runs[w] + popcount, as if the leaves started there
         memcpy(nd + STARTS, bm, 4 * sizeof(uint64_t))
-        q = 2 * (npal + 1)
+        q = pbytes
         for w in range(4):
             (<uint8_t *>(nd + N8_RUNS))[w] = <uint8_t>q
             q += kdp_popcnt(bm[w])
-        memcpy(nd + N8_LEAF, pal, 2 * (npal + 1))
-        memcpy(nd + N8_LEAF + 2 * (npal + 1), idx8, nruns)
+        memcpy(nd + N8_LEAF, pal, pbytes)
+        memcpy(nd + N8_LEAF + pbytes, idx8, nruns)
     (<uint32_t *>(nd + ROOT_DIST))[0] = <uint32_t>(node - blk)
     for ci in range(nch):
         co = _build_child4(b, node, rules + ch_s[ci], ch_e[ci] - ch_s[ci], ch_inh[ci])
@@ -460,7 +472,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
             return -1
         (<uint32_t *>(b.p + node + ROOT_KIDS))[-ci] = <uint32_t>co
     off[0] = node
-    return H_LEAF16 if leaf16 else 0
+    return H_LEAF16 if leaf16 else (H_PALETTE if pbytes else 0)
 
 
 cdef int _build_chunk4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
@@ -855,7 +867,8 @@ cdef class _LpmBase:
         cdef uintptr_t HP = (<uintptr_t>2) << 20
         cdef uint64_t emp = self.empty
         cdef size_t nne
-        cdef int leaf8 = 1             # 8-bit root nodes (with palettes) where they fit
+        # 8-bit root-node leaves: next-hop indices (fewer than CHILD8 of them) or palette indices
+        cdef int leaf8 = LEAF8_DIRECT if len(nh_of) < CHILD8 else LEAF8_PALETTE
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
@@ -913,6 +926,9 @@ cdef class _LpmBase:
                         if bks[h].n:
                             nne += 1
                     emp = self._bulk_empty(nne)
+                    if emp == <uint64_t>(<uintptr_t>kdp_empty_chunk) and leaf8 == LEAF8_PALETTE:
+                        # (the same static chunk, flagged: the palette branch keeps predicting)
+                        emp = <uint64_t>(<uintptr_t>kdp_empty_chunk_palette)
                     for h in range(65536):
                         ptr = emp
                         if bks[h].n:
@@ -1178,7 +1194,8 @@ cdef class Lpm4(_LpmBase):
 
     # ---- family hooks ----------------------------------------------------------
     cdef bint _is_static(self, const char *c) noexcept nogil:
-        return c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_wide
+        return (c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_wide
+                or c == <char *>kdp_empty_chunk_palette)
 
     cdef char *_block_of(self, char *c) noexcept nogil:
         return _block4(c)
@@ -1208,7 +1225,8 @@ cdef class Lpm4(_LpmBase):
         else:
             b.p = NULL
             b.n = b.cap = 0
-            if _build_any4(&b, bk.r, bk.n, &off, 1, 1) < 0:
+            if _build_any4(&b, bk.r, bk.n, &off, 1,
+                                LEAF8_DIRECT if self.next_nh <= CHILD8 else LEAF8_PALETTE) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)
