@@ -258,14 +258,16 @@ def _leaf16(t, slash16):
 def test_ipv4_chunk_palettes_keep_8_bit_leaves_in_a_table_of_thousands_of_next_hops(seed, bulk):
     # A chunk root stores 8-bit leaves indexing its own palette of next-hop
     # indices, so a table of thousands of next hops keeps 8-bit leaves in
-    # every /16 holding few distinct ones; a /16 with 240 or more distinct
-    # next hops (or too many runs with them, or more than 16 child nodes)
-    # takes 16-bit leaves.  Inserts
+    # every /16 holding few distinct ones (a table whose /16s hold mostly
+    # distinct values has 16-bit leaves instead); a /16 with 240 or more
+    # distinct next hops (or too many runs with them, or more than 16 child
+    # nodes) takes 16-bit leaves.  Inserts
     # carry a /16 across that limit and deletes carry it back; answers follow
     # the reference all the way (read through the layout and by the lookups).
     rng = random.Random(seed)
     rules = [(0, 0, 1), (0x0A000000, 8, 2)]
-    rules += [(0x0B000000 | i << 16, 16, 3_000 + i) for i in range(60)]   # many values overall
+    for i in range(60):                  # many values overall; a FIB's /16s: neighbours alike
+        rules += [(0x0B000000 | i << 16 | sl << 8, 24, 3_000 + i) for sl in range(0, 200, 20)]
     few = [0x0A010000, 0x0A020000, 0xC0A80000]
     for base in few:                     # <= 20 values over <= 60 prefixes, <= 16 children
         vals = [rng.randrange(4_000) for _ in range(rng.randint(1, 20))]
@@ -296,6 +298,12 @@ def test_ipv4_chunk_palettes_keep_8_bit_leaves_in_a_table_of_thousands_of_next_h
     if bulk:                             # thousands of next hops: the few-value /16s' palettes
         t0, _ = t._root_addresses()
         assert all(u64(t0 + 8 * (b >> 16)) & L4["flag_palette"] for b in few)
+        # the same prefixes with a route id of its own each (most rules of a
+        # /16 with their own value): 16-bit leaves, which are smaller then
+        own = [(p, ln, 50_000 + i) for i, (p, ln, _) in enumerate(rules)]
+        t2, ref2 = Lpm4.build(*map(np.array, zip(*own))), _ref(own, 32)
+        assert [read4(t2, a) for a in probes] == [ref2.lookup(a) for a in probes]
+        assert all(_leaf16(t2, p >> 16) for p, ln, _ in own if ln >= 16)
     # 8-bit run counts hold the palette's bytes too: P next hops and R runs fit
     # when 2 (P + 1) + R <= 256, so 56 distinct /24s left: 8-bit again
     for p, ln, _ in rng.sample(crowd, 200):

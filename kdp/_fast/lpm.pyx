@@ -45,16 +45,18 @@ before each 64-bit word, then one leaf per run (layout: lpm4_kernels.h).
 Leaves are next-hop indices (0 = "no rule of this chunk covers it: use the
 root entry's default"; the others index the 32-bit value table) or name a
 child node for the bits 24..31 of a slot holding longer prefixes.  Chunk
-roots have 8-bit leaves after a 36-byte header and the chunk's palette: the
-distinct next-hop indices of that /16 (uint16 each, entry 0 = 0), which the
-leaves index.  A /16 of a FIB holds a few distinct next hops even when the
-table holds thousands (the palette measured +13-17% on a 900,000-prefix table
-with 1,024 next hops against 16-bit leaves).  A root node is placed so that it
-crosses no more cache lines than its size needs: a /16 with 3 next hops and up
-to 20 runs of leaves is one cache line.  A /16 whose palette does not fit (240
-or more distinct next hops, or 2 * (palette + 1) + runs > 256), or with more
-than 16 children, gets 16-bit leaves holding next-hop indices (as do child
-nodes).
+roots have 8-bit leaves after a 36-byte header.  In a table with fewer than
+240 next hops they are next-hop indices; in a bigger one (handle flag
+H_PALETTE) they index the chunk's palette, the distinct next-hop indices of
+that /16 (uint16 each, entry 0 = 0), stored between header and leaves: a /16
+of a FIB holds a few distinct next hops even when the table holds thousands
+(against 16-bit leaves, +10-30% on a 900,000-prefix table with 1,024 next
+hops: bench/README.md).  A root node is placed so that it crosses no more
+cache lines than its size needs: 28 bytes of palette and leaves (e.g. 3 next
+hops and 20 runs) fit the header's line.  A /16 whose leaves do not fit 8
+bits (a next-hop index >= 240 without a palette; 240 or more distinct next
+hops, or 2 * (palette + 1) + runs > 256, with one), or with more than 16
+children, gets 16-bit leaves holding next-hop indices (as do child nodes).
 
 An IPv4 lookup is: root entry (512 KiB in all) -> the chunk's root node (one
 or two lines: leaf, then palette) -> the value table, with one more node step only for prefixes
@@ -867,12 +869,23 @@ cdef class _LpmBase:
         cdef uintptr_t HP = (<uintptr_t>2) << 20
         cdef uint64_t emp = self.empty
         cdef size_t nne
-        # 8-bit root-node leaves: next-hop indices (fewer than CHILD8 of them) or palette indices
-        cdef int leaf8 = LEAF8_DIRECT if len(nh_of) < CHILD8 else LEAF8_PALETTE
+        cdef int leaf8 = LEAF8_DIRECT                # (the root nodes' leaves: _build_root4)
+        cdef int leaf8_many = self.leaf8_many
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
         longs = rules
+        if self.bits == 32 and n:
+            # With CHILD8 or more next hops, palettes pay where a /16 holds few
+            # distinct ones (a FIB: neighbours alike; 30% distinct (/16, value)
+            # pairs in the bench's BGP table); where nearly every rule of a /16
+            # has its own (route ids drawn at random), 16-bit leaves are smaller.
+            lr = rules[rules["len"] >= 16]
+            pairs = np.unique(((lr["hi"] >> np.uint64(48)) << np.uint64(32))
+                              | lr["nh"].astype(np.uint64)).size
+            leaf8_many = LEAF8_PALETTE if 2 * pairs <= lr.shape[0] else 0
+            if len(nh_of) >= CHILD8:
+                leaf8 = leaf8_many
         if rt == NULL or bks == NULL or offs == NULL or dflt == NULL:
             err = 1
         else:
@@ -947,6 +960,7 @@ cdef class _LpmBase:
             raise MemoryError("LPM build ran out of memory")
         self._publish(rt, bks, sh, longs, reg, b.n, regbase, regmap, n)
         self.empty = emp
+        self.leaf8_many = leaf8_many
         self._nh_of = nh_of
         self.next_nh = len(nh_of) + 1
 
@@ -1190,6 +1204,7 @@ cdef class Lpm4(_LpmBase):
     def __cinit__(self, *args, **kwargs):
         self.bits = 32
         self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+        self.leaf8_many = LEAF8_PALETTE
         self._init_root(self.root)
 
     # ---- family hooks ----------------------------------------------------------
@@ -1226,7 +1241,7 @@ cdef class Lpm4(_LpmBase):
             b.p = NULL
             b.n = b.cap = 0
             if _build_any4(&b, bk.r, bk.n, &off, 1,
-                                LEAF8_DIRECT if self.next_nh <= CHILD8 else LEAF8_PALETTE) < 0:
+                                LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)
