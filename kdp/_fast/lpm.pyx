@@ -46,14 +46,16 @@ Leaves are next-hop indices (0 = "no rule of this chunk covers it: use the
 root entry's default"; the others index the 32-bit value table) or name a
 child node for the bits 24..31 of a slot holding longer prefixes.  Chunk
 roots have 8-bit leaves after a 36-byte header.  In a table with fewer than
-240 next hops they are next-hop indices; in a bigger one (handle flag
-H_PALETTE) they index the chunk's palette, the distinct next-hop indices of
-that /16 (uint16 each, entry 0 = 0), stored between header and leaves: a /16
-of a FIB holds a few distinct next hops even when the table holds thousands
-(against 16-bit leaves, +10-30% on a 900,000-prefix table with 1,024 next
-hops: bench/README.md).  A root node is placed so that it crosses no more
-cache lines than its size needs: 28 bytes of palette and leaves (e.g. 3 next
-hops and 20 runs) fit the header's line.  A /16 whose leaves do not fit 8
+240 next hops they are next-hop indices.  In a bigger one whose /16s hold
+few distinct next hops (a FIB: at most half as many distinct (/16, value)
+pairs as rules) they index the chunk's palette (handle flag H_PALETTE), the
+distinct next-hop indices of that /16 (uint16 each, entry 0 = 0), stored
+between header and leaves (against 16-bit leaves, hit-heavy lookups +13-16%
+on a 900,000-prefix table with 1,024 next hops: bench/README.md).  Other
+big tables (route ids drawn at random) keep 16-bit leaves, smaller there.
+A root node is placed so that it crosses no more cache lines than its size
+needs: 28 bytes of palette and leaves (e.g. 3 next hops and 20 runs) fit the
+header's line.  A /16 whose leaves do not fit 8
 bits (a next-hop index >= 240 without a palette; 240 or more distinct next
 hops, or 2 * (palette + 1) + runs > 256, with one), or with more than 16
 children, gets 16-bit leaves holding next-hop indices (as do child nodes).
@@ -385,7 +387,8 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
                       int leaf8, size_t *off) noexcept nogil:
     """Append the root node (bits 16..23) of one /16's rules, preceded by its
     child offsets and its distance from blk (the start of the allocation),
-    then its children.  leaf8: 8-bit leaves where they fit.  off = the node's
+    then its children.  leaf8: LEAF8_DIRECT or LEAF8_PALETTE for 8-bit leaves
+    where they fit, 0 for 16-bit leaves.  off = the node's
     offset.  Returns the handle flags (H_LEAF16, H_PALETTE or 0), or -1 when out of
     memory."""
     cdef uint32_t slots[256]
