@@ -553,53 +553,6 @@ cdef void parse_batch(Batch b, uint16_t vxlan_port) noexcept nogil:
             drop(p, ST_PARSE, r)
 
 
-cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
-                             parse_hook_t after, void* ctx, const uint16_t* udp_ports) noexcept nogil:
-    """parse_batch, and a stage's hooks inside the same loop (see parse.pxd): the decap
-    stage decides tunnels while their packets are in cache, without a pass of its own."""
-    cdef Py_ssize_t i
-    cdef pkt_meta_t* p
-    cdef const uint8_t* pkt
-    cdef uint16_t r
-    cdef int h
-    cdef Py_ssize_t n = b.count
-    for i in range(n):
-        if i + 2 * PREFETCH_AHEAD < n:
-            KDP_PREFETCH(&b.m[i + 2 * PREFETCH_AHEAD])
-        if i + PREFETCH_AHEAD < n:
-            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off)
-            KDP_PREFETCH(b.buf + b.m[i + PREFETCH_AHEAD].off + 64)
-        p = &b.m[i]
-        if p.verdict != V_PENDING:
-            continue
-        pkt = b.buf + p.off
-        h = 0
-        # untagged Ethernet, IPv4 without options, IP-in-IP or UDP to the VXLAN port
-        if p.len >= 38 and pkt[12] == 0x08 and pkt[13] == 0x00 and pkt[14] == 0x45 \
-                and (pkt[23] == P_IPIP or (pkt[23] == P_UDP and rd16(pkt + 36) == vxlan_port)) \
-                and p.linktype == LT_ETHERNET:
-            h = before(ctx, b.buf, p)
-            if h < 0:
-                continue
-        r = parse_frame(p, b.buf + p.off, vxlan_port)
-        if h > 0:
-            p.decap = <uint8_t>h        # the hook decapsulated it: this was the inner packet
-            if r == R_ARP:
-                set_verdict(p, V_LOCAL, ST_DECAP, R_ARP)
-            elif r:
-                drop(p, ST_DECAP, r)
-            continue
-        if r == 0:
-            if p.tunnel != TUN_NONE or (p.proto == P_UDP and udp_ports[0] != 0 and
-                                        (p.dport == udp_ports[0] or p.dport == udp_ports[1] or
-                                         p.dport == udp_ports[2] or p.dport == udp_ports[3])):
-                after(ctx, b.buf, p)
-        elif r == R_ARP:
-            set_verdict(p, V_LOCAL, ST_PARSE, R_ARP)
-        else:
-            drop(p, ST_PARSE, r)
-
-
 def parse(Batch b not None, vxlan_port=DEFAULT_VXLAN_PORT):
     """Run the parse stage over batch `b` (see the module docstring).
 
