@@ -18,6 +18,14 @@ pod's MAC from that ARP, as the kernel's neighbour table would).
 Needs root, ip (iproute2) and a kernel with veth and vxlan; IP-in-IP needs CONFIG_NET_IPIP
 (the test says so and is skipped on a kernel built without it). Every command is bounded
 by a timeout, and the namespaces are deleted whatever happens.
+
+Where the kernel has no ipip device, the IPIP-stack case still puts kdp's IP-in-IP through
+the kernel: node-2's tunnel end is a raw IPPROTO_IPIP socket and a TUN device. The
+kernel's IP input accepts (or drops) kdp's outer header before the socket sees it, the
+inner packet is handed to node-2's stack through the TUN device, and the other way the
+kernel writes the outer header itself (a raw socket without IP_HDRINCL). The only work
+outside the kernel is taking the outer header off by its IHL and checking that it came
+from node-1, as an ipip device configured with that remote does.
 """
 import ctypes
 import os
@@ -95,6 +103,7 @@ class Topology:
         self.pod, self.kdp, self.node2 = f"kdpt-pod-{tag}", f"kdpt-kdp-{tag}", f"kdpt-n2-{tag}"
         self.mode = mode
         self.made = []
+        self.tunnel_end = None
         try:
             self._build()
         except BaseException:
@@ -137,11 +146,14 @@ class Topology:
             sh("ip", "-n", n2, "route", "add", "10.244.1.0/24", "via", "10.244.1.1", "dev", "vxlan.calico", "onlink")
             sh("bridge", "-n", n2, "fdb", "add", KDP_VTEP, "dev", "vxlan.calico", "dst", NODE1)
             self.vtep2 = mac_of(n2, "vxlan.calico")
-        else:
+        elif self.mode == "IPIP":
             # Calico uses the ipip module's fallback device, "ttl inherit nopmtudisc"
             sh("ip", "-n", n2, "link", "set", "tunl0", "mtu", "1480", "up")
             sh("ip", "-n", n2, "addr", "add", "10.244.2.1/32", "dev", "tunl0")
             sh("ip", "-n", n2, "route", "add", "10.244.1.0/24", "via", NODE1, "dev", "tunl0", "onlink")
+            self.vtep2 = None
+        else:
+            self.tunnel_end = _start_tunnel_end(n2)
             self.vtep2 = None
         self.node2_mac = mac_of(n2, "eth0")
         self.pod_mac = mac_of(self.pod, "eth0")
@@ -171,7 +183,7 @@ class Topology:
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default", "name": "pod"},
              "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": POD1}},
             {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"},
-             "spec": {"cidr": "10.244.0.0/16", "ipipMode": "Always" if self.mode == "IPIP" else "Never",
+             "spec": {"cidr": "10.244.0.0/16", "ipipMode": "Never" if self.mode == "VXLAN" else "Always",
                       "vxlanMode": "Always" if self.mode == "VXLAN" else "Never"}},
         ]
         directory.mkdir(parents=True, exist_ok=True)
@@ -179,9 +191,58 @@ class Topology:
         return directory
 
     def close(self):
+        if self.tunnel_end is not None:
+            self.tunnel_end.stdin.close()          # its loop ends on EOF
+            try:
+                self.tunnel_end.wait(5)
+            except subprocess.TimeoutExpired:
+                self.tunnel_end.kill()
+                self.tunnel_end.wait(5)
+            self.tunnel_end = None
         for n in self.made:
             sh("ip", "netns", "del", n, check=False)
         self.made = []
+
+
+TUNNEL_END = """
+import fcntl, os, select, socket, struct, subprocess, sys, time
+TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+local, remote, tunnel_addr, remote_block, lifetime = sys.argv[1:6]
+tun = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", b"tun0", IFF_TUN | IFF_NO_PI))
+for cmd in (["link", "set", "tun0", "mtu", "1480", "up"], ["addr", "add", tunnel_addr + "/32", "dev", "tun0"],
+            ["route", "add", remote_block, "dev", "tun0"]):
+    subprocess.run(["ip", *cmd], check=True, timeout=10)
+outer = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+outer.bind((local, 0))
+print("ready", flush=True)
+deadline = time.monotonic() + float(lifetime)
+while time.monotonic() < deadline:
+    readable, _, _ = select.select([tun, outer, sys.stdin], [], [], 0.2)
+    if sys.stdin in readable and not sys.stdin.buffer.read1(1):
+        break
+    if outer in readable:
+        packet, (source, _) = outer.recvfrom(65535)     # the kernel accepted its outer header
+        if source == remote:                             # as an ipip device with this remote
+            os.write(tun, packet[(packet[0] & 15) * 4:])
+    if tun in readable:
+        inner = os.read(tun, 65535)
+        if inner[0] >> 4 == 4:
+            outer.sendto(inner, (remote, 0))             # the kernel writes the outer header
+"""
+
+
+def _start_tunnel_end(netns):
+    """node-2's IP-in-IP end on a kernel without the ipip device (see the module's text)."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", TUNNEL_END,
+                             NODE2, NODE1, "10.244.2.1", "10.244.1.0/24", "300"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready, _, _ = select.select([proc.stdout], [], [], 15)
+    if not ready or proc.stdout.readline().strip() != b"ready":
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError("the raw-socket tunnel end did not start: " + proc.stderr.read().decode())
+    return proc
 
 
 def _enter(netns):
@@ -254,7 +315,7 @@ class Bridge(threading.Thread):
                     self.verdicts.append((port, v, int(m["reason"])))
 
 
-@pytest.fixture(params=["VXLAN", "IPIP"])
+@pytest.fixture(params=["VXLAN", "IPIP", "IPIP-stack"])
 def linked(request, tmp_path):
     mode = request.param
     if mode == "IPIP" and not kernel_has("ipip"):
