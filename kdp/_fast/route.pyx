@@ -34,7 +34,9 @@ primary address of the family (kdp/_fast/icmp.pyx builds them).
 Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet. While the
 packet is in cache, a forwarded packet that needs no fragments gets its Ethernet
 addresses (set_link_addresses), or, when its route is a tunnel and the caller passes
-the encap stage's egress_one, its tunnel headers as well.
+the encap stage's egress_one, its tunnel headers as well: the common cases (IPv4 in
+untagged Ethernet into IP-in-IP or VXLAN over IPv4) inline in this loop
+(tunnel_out.pxd), the others through egress_one.
 Returns the number of packets the encap stage still has work for (fragments, answers,
 tunnels when no egress function was passed); none: the pipeline skips it.
 Next stage: encap.
