@@ -3,8 +3,8 @@
 # the stage contract.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, V_PENDING, V_LOCAL, ST_PARSE,
-                               ST_DECAP, TUN_NONE, LT_ETHERNET, R_ARP)
+from kdp._fast.packet cimport Batch, pkt_meta_t
+from kdp._fast.tunnel_in cimport tunnel_set_t
 
 cdef enum:
     MAX_IPV6_EXT = 8            # extension headers followed before R_TOO_MANY_IPV6_EXT
@@ -41,71 +41,13 @@ cdef uint16_t csum_fold(const uint8_t* b, uint32_t n) noexcept nogil
 # stage's context, the batch buffer and the packet.
 ctypedef int (*parse_hook_t)(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil
 
-# parse_batch with two hooks: `before` sees each pending untagged Ethernet/IPv4 frame
-# (no options) carrying IP-in-IP or UDP to vxlan_port before it is parsed, and returns
-# 0 (parse it), < 0 (it decided the packet itself) or a Tunnel kind: it moved the
-# packet to its inner packet, which the loop parses and marks as decapsulated (`decap`;
-# a malformed inner packet is dropped at ST_DECAP with the parse reason, inner ARP goes
-# to the node). `after` sees each packet that parsed and is a recognised tunnel or UDP
-# to one of udp_ports[0..4) (0: unused); its result is not used.
-# Inline: the stage that uses it compiles the loop with its own hooks, which the C
-# compiler then calls directly or inlines (the decap stage's fast path runs in the
-# loop, no call through a pointer per tunnel packet).
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define KDP_HOOKED_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define KDP_HOOKED_PREFETCH(p) ((void)0)
-    #endif
-    """
-    void KDP_HOOKED_PREFETCH(const void* p) noexcept nogil
-
-cdef enum:
-    HOOKED_PREFETCH_AHEAD = 4   # as parse_batch's
-
-
-cdef inline void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
-                                    parse_hook_t after, void* ctx,
-                                    const uint16_t* udp_ports) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef pkt_meta_t* p
-    cdef const uint8_t* pkt
-    cdef uint16_t r
-    cdef int h
-    cdef Py_ssize_t n = b.count
-    for i in range(n):
-        if i + 2 * HOOKED_PREFETCH_AHEAD < n:
-            KDP_HOOKED_PREFETCH(&b.m[i + 2 * HOOKED_PREFETCH_AHEAD])
-        if i + HOOKED_PREFETCH_AHEAD < n:
-            KDP_HOOKED_PREFETCH(b.buf + b.m[i + HOOKED_PREFETCH_AHEAD].off)
-            KDP_HOOKED_PREFETCH(b.buf + b.m[i + HOOKED_PREFETCH_AHEAD].off + 64)
-        p = &b.m[i]
-        if p.verdict != V_PENDING:
-            continue
-        pkt = b.buf + p.off
-        h = 0
-        # untagged Ethernet, IPv4 without options, IP-in-IP or UDP to the VXLAN port
-        if p.len >= 38 and pkt[12] == 0x08 and pkt[13] == 0x00 and pkt[14] == 0x45 \
-                and (pkt[23] == 4 or (pkt[23] == 17 and ((<uint16_t>pkt[36] << 8) | pkt[37]) == vxlan_port)) \
-                and p.linktype == LT_ETHERNET:
-            h = before(ctx, b.buf, p)
-            if h < 0:
-                continue
-        r = parse_frame(p, b.buf + p.off, vxlan_port)
-        if h > 0:
-            p.decap = <uint8_t>h        # the hook decapsulated it: this was the inner packet
-            if r == R_ARP:
-                set_verdict(p, V_LOCAL, ST_DECAP, R_ARP)
-            elif r:
-                drop(p, ST_DECAP, r)
-            continue
-        if r == 0:
-            if p.tunnel != TUN_NONE or (p.proto == 17 and udp_ports[0] != 0 and
-                                        (p.dport == udp_ports[0] or p.dport == udp_ports[1] or
-                                         p.dport == udp_ports[2] or p.dport == udp_ports[3])):
-                after(ctx, b.buf, p)
-        elif r == R_ARP:
-            set_verdict(p, V_LOCAL, ST_PARSE, R_ARP)
-        else:
-            drop(p, ST_PARSE, r)
+# parse_batch with the decap stage in the same loop: each pending untagged
+# Ethernet/IPv4 frame (no options) carrying IP-in-IP or UDP to vxlan_port first goes
+# through the fast path of tunnel_in.pxd (inline: no call); when that moved the packet
+# to its inner packet, the loop parses the inner one and marks it decapsulated
+# (`decap`; a malformed inner packet is dropped at ST_DECAP with the parse reason, inner
+# ARP goes to the node). `after` (the stage, with t as its context) sees each packet
+# that parsed and is a recognised tunnel or UDP to one of t.vxlan_ports (0: unused);
+# its result is not used.
+cdef void parse_decap_loop(Batch b, uint16_t vxlan_port, const tunnel_set_t* t,
+                           parse_hook_t after) noexcept nogil
