@@ -79,14 +79,13 @@ cdef inline uint32_t _tin_fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p
     on the parser's port (I flag, an accepted VNI), the inner headers captured. Returns
     where the inner packet starts (its IP header for IP-in-IP, its Ethernet header for
     VXLAN), or 0: then parse and the stage decide, with the same outcome for every
-    frame this accepts (it only skips work)."""
+    frame this accepts (it only skips work).
+    The caller checked the frame's first words (parse.pyx: parse_decap_loop): untagged
+    Ethernet, IPv4 without options, protocol 4 or UDP to vxlan_port."""
     cdef const uint8_t* ip = pkt + 14
     cdef uint32_t n = p.len, wire
     cdef uint32_t tot, ulen, lim
-    # most packets are no tunnel: the protocol (and VXLAN's port) first, to leave at once
-    if n < 14 + 20 + 20 or not (ip[9] == 4 or (ip[9] == 17 and _tin_rd16(ip + 22) == vxlan_port)):
-        return 0
-    if p.linktype != LT_ETHERNET or pkt[12] != 0x08 or pkt[13] != 0 or ip[0] != 0x45:
+    if n < 14 + 20 + 20:
         return 0
     wire = p.wire_len if p.wire_len > p.len else p.len
     tot = _tin_rd16(ip + 2)
@@ -119,7 +118,7 @@ cdef inline uint32_t _tin_fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p
 cdef inline int tunnel_fast_in(const tunnel_set_t* t, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     """The common tunnel frame (_tin_fast_tunnel) moved to its inner packet, which the
     parser's loop then parses: returns its Tunnel kind; 0 for any other frame (parsed
-    as usual)."""
+    as usual). For the frames parse_decap_loop hands it (see _tin_fast_tunnel)."""
     cdef uint8_t* pkt = buf + p.off
     cdef uint8_t kind = 0
     cdef uint32_t inner = _tin_fast_tunnel(t, p, pkt, t.port, &kind)
