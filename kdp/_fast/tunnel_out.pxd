@@ -8,9 +8,8 @@
 #
 # Written for few instructions and few stores: the outer header and the metadata are
 # copied from the route's templates in wide stores, the per-packet fields merged into
-# 8-byte words in registers, and every input read before the first store (the packet
-# bytes are written through a uint8_t*, which may alias anything: a field read after
-# them would be read again).
+# 8-byte words in registers; values are loaded where they are used, so that few are
+# live at once (inlined into the route stage's loop, more would be spilled).
 
 from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -90,6 +89,104 @@ cdef inline uint16_t _fold_small(uint32_t s) noexcept nogil:
     return <uint16_t>((s & 0xFFFF) + (s >> 16))
 
 
+cdef inline uint32_t _meta_lengths(pkt_meta_t* p, uint32_t hdr, uint32_t iplen) noexcept nogil:
+    """The outer packet's len and wire_len (hdr bytes of headers in front of the inner IP
+    packet, whose Ethernet padding is not carried)."""
+    cdef uint32_t plen = p.len, wire = p.wire_len
+    cdef uint32_t present = plen - 14
+    cdef uint32_t cut = wire - plen if wire > plen else 0
+    if present > iplen:
+        present = iplen
+    p.len = hdr + present
+    p.wire_len = hdr + iplen + cut
+    return 0
+
+
+cdef inline void _learned_mac(Neighbours n, const route_t* rec, uint8_t* f) noexcept nogil:
+    """A learned MAC for the remote node replaces the template's placeholder."""
+    if not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0):
+        n.lookup4(rec.via4, f)
+
+
+cdef inline void _ipip4_out(Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
+                            const route_t* rec) noexcept nogil:
+    cdef uint32_t off = p.off
+    cdef uint8_t* ip = b.buf + off + 14
+    cdef uint8_t* f
+    cdef uint32_t iplen, w4
+    cdef uint8_t ecn, ttl
+    cdef uint16_t ident, frag
+    cdef uint64_t w
+    if off < 34 - 14 or off - 20 < batch_floor(b, i):
+        drop(p, ST_ENCAP, R_NO_HEADROOM)
+        return
+    iplen = ld16(ip + 2)
+    ecn = ecn_encap(ip[1])
+    w4 = kdp_ld32_ne(ip + 4)            # identification and flags, as on the wire
+    ident = kdp_bswap16(<uint16_t>w4)
+    ttl = ip[8]                         # ttl inherit (the route stage decremented it)
+    frag = <uint16_t>((w4 >> 16) & 0x40) << 8   # DF as the inner's (tunl0: nopmtudisc)
+    f = b.buf + off - 20
+    # outer Ethernet, then IPv4 bytes 0-7 (version/IHL, DS, length, id, flags) and
+    # 8-15 (TTL, protocol, checksum, source), then the destination
+    memcpy(f, rec.tmpl, 16)
+    w = (0x45 | (<uint64_t>ecn << 8) | (<uint64_t>kdp_bswap16(<uint16_t>(20 + iplen)) << 16)
+         | (<uint64_t>(w4 & 0x0040FFFFU) << 32))
+    kdp_st64_ne(f + 14, w)
+    w = (ttl | (4 << 8) | (<uint64_t>kdp_bswap16(<uint16_t>~_fold_small(
+            rec.tmpl_sum + ecn + 20 + iplen + ident + frag + ((<uint32_t>ttl << 8) | 4))) << 16)
+         | (<uint64_t>kdp_ld32_ne(rec.tmpl + 26) << 32))
+    kdp_st64_ne(f + 22, w)
+    memcpy(f + 30, rec.tmpl + 30, 4)
+    # the metadata now describe the outer packet, as the parser would
+    _meta_lengths(p, 34, iplen)
+    memcpy(&p.l3_off, rec.tmeta, TMETA_LEN)
+    p.ttl = ttl
+    p.frag_id = ident
+    p.reason = R_FORWARDED_IPIP if p.reason == R_FORWARDED else p.reason
+    p.off = off - 20
+    _learned_mac(n, rec, f)
+
+
+cdef inline void _vxlan4_out(Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
+                             const route_t* rec) noexcept nogil:
+    # the source port first: the hash's temporaries are gone before the rest is loaded
+    cdef uint16_t sport = vxlan_sport(symmetric_hash(p))
+    cdef uint32_t off = p.off
+    cdef uint8_t* ip = b.buf + off + 14
+    cdef uint8_t* f
+    cdef uint32_t iplen, udp_len, w4
+    cdef uint8_t ecn
+    cdef uint16_t ident
+    cdef uint64_t w
+    if off < 64 - 14 or off - 50 < batch_floor(b, i):
+        drop(p, ST_ENCAP, R_NO_HEADROOM)
+        return
+    iplen = ld16(ip + 2)
+    udp_len = 8 + 8 + 14 + iplen
+    ecn = ecn_encap(ip[1])
+    w4 = kdp_ld32_ne(ip + 4)
+    ident = kdp_bswap16(<uint16_t>w4)
+    f = b.buf + off - 50
+    # outer Ethernet, IPv4 (TTL 64, DF clear), UDP, VXLAN, inner Ethernet from the
+    # template, then IPv4 bytes 0-7, the checksum, UDP bytes 0-7 (checksum 0)
+    memcpy(f, rec.tmpl, 64)
+    w = (0x45 | (<uint64_t>ecn << 8) | (<uint64_t>kdp_bswap16(<uint16_t>(20 + udp_len)) << 16)
+         | (<uint64_t>(w4 & 0xFFFFU) << 32))
+    kdp_st64_ne(f + 14, w)
+    kdp_st16_ne(f + 24, kdp_bswap16(<uint16_t>~_fold_small(rec.tmpl_sum + ecn + 20 + udp_len + ident)))
+    w = (kdp_bswap16(sport) | (<uint64_t>kdp_ld32_ne(rec.tmpl + 34) & 0xFFFF0000U)
+         | (<uint64_t>kdp_bswap16(<uint16_t>udp_len) << 32))
+    kdp_st64_ne(f + 34, w)
+    _meta_lengths(p, 64, iplen)
+    memcpy(&p.l3_off, rec.tmeta, TMETA_LEN)
+    p.sport = sport
+    p.frag_id = ident
+    p.reason = R_FORWARDED_VXLAN if p.reason == R_FORWARDED else p.reason
+    p.off = off - 50
+    _learned_mac(n, rec, f)
+
+
 cdef inline bint tunnel_fast(Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
                              const route_t* rec) noexcept nogil:
     """Put packet i into its route's tunnel when it is one of the common cases (see the
@@ -97,82 +194,10 @@ cdef inline bint tunnel_fast(Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
     general _encapsulate must do it. The checks are the route's (rec.tfast, set when
     the route is built) and the packet's."""
     cdef uint8_t fast = rec.tfast
-    cdef uint32_t off, plen, wire, present, cut, iplen, udp_len, w4
-    cdef uint8_t* ip
-    cdef uint8_t* f
-    cdef uint8_t ecn, ttl
-    cdef uint16_t ident, frag, sport, reason
-    cdef uint32_t tsum
-    cdef uint64_t w
-    cdef bint learn
     if fast == TF_NONE or p.ip_ver != 4 or p.linktype != LT_ETHERNET or p.l3_off != 14:
         return False
-    off = p.off
-    plen = p.len
-    wire = p.wire_len
-    reason = p.reason
-    ip = b.buf + off + 14
-    iplen = ld16(ip + 2)
-    present = plen - 14
-    cut = wire - plen if wire > plen else 0
-    if present > iplen:
-        present = iplen                 # Ethernet padding is not carried
-    ecn = ecn_encap(ip[1])
-    w4 = kdp_ld32_ne(ip + 4)            # identification and flags, as on the wire
-    ident = kdp_bswap16(<uint16_t>w4)
-    tsum = rec.tmpl_sum
-    learn = not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
     if fast == TF_IPIP4:
-        ttl = ip[8]                     # ttl inherit (the route stage decremented it)
-        frag = <uint16_t>((w4 >> 16) & 0x40) << 8   # DF as the inner's (tunl0: nopmtudisc)
-        if off < 34 - 14 or off - 20 < batch_floor(b, i):
-            drop(p, ST_ENCAP, R_NO_HEADROOM)
-            return True
-        f = b.buf + off - 20
-        # outer Ethernet, then IPv4 bytes 0-7 (version/IHL, DS, length, id, flags) and
-        # 8-15 (TTL, protocol, checksum, source), then the destination
-        memcpy(f, rec.tmpl, 16)
-        w = (0x45 | (<uint64_t>ecn << 8) | (<uint64_t>kdp_bswap16(<uint16_t>(20 + iplen)) << 16)
-             | (<uint64_t>(w4 & 0x0040FFFFU) << 32))
-        kdp_st64_ne(f + 14, w)
-        w = (ttl | (4 << 8) | (<uint64_t>kdp_bswap16(<uint16_t>~_fold_small(
-                tsum + ecn + 20 + iplen + ident + frag + ((<uint32_t>ttl << 8) | 4))) << 16)
-             | (<uint64_t>kdp_ld32_ne(rec.tmpl + 26) << 32))
-        kdp_st64_ne(f + 22, w)
-        memcpy(f + 30, rec.tmpl + 30, 4)
-        # the metadata now describe the outer packet, as the parser would
-        memcpy(&p.l3_off, rec.tmeta, TMETA_LEN)
-        p.ttl = ttl
-        p.frag_id = ident
-        p.reason = R_FORWARDED_IPIP if reason == R_FORWARDED else reason
-        p.off = off - 20
-        p.len = 34 + present
-        p.wire_len = 34 + iplen + cut
+        _ipip4_out(n, b, i, p, rec)
     else:
-        udp_len = 8 + 8 + 14 + iplen
-        sport = vxlan_sport(symmetric_hash(p))
-        if off < 64 - 14 or off - 50 < batch_floor(b, i):
-            drop(p, ST_ENCAP, R_NO_HEADROOM)
-            return True
-        f = b.buf + off - 50
-        # outer Ethernet, IPv4 (TTL 64, DF clear), UDP, VXLAN, inner Ethernet from the
-        # template, then IPv4 bytes 0-7, the checksum, UDP bytes 0-7 (checksum 0)
-        memcpy(f, rec.tmpl, 64)
-        w = (0x45 | (<uint64_t>ecn << 8) | (<uint64_t>kdp_bswap16(<uint16_t>(20 + udp_len)) << 16)
-             | (<uint64_t>(w4 & 0xFFFFU) << 32))
-        kdp_st64_ne(f + 14, w)
-        kdp_st16_ne(f + 24, kdp_bswap16(<uint16_t>~_fold_small(tsum + ecn + 20 + udp_len + ident)))
-        w = (kdp_bswap16(sport) | (<uint64_t>kdp_ld32_ne(rec.tmpl + 34) & 0xFFFF0000U)
-             | (<uint64_t>kdp_bswap16(<uint16_t>udp_len) << 32))
-        kdp_st64_ne(f + 34, w)
-        memcpy(&p.l3_off, rec.tmeta, TMETA_LEN)
-        p.sport = sport
-        p.frag_id = ident
-        p.reason = R_FORWARDED_VXLAN if reason == R_FORWARDED else reason
-        p.off = off - 50
-        p.len = 64 + present
-        p.wire_len = 64 + iplen + cut
-    if learn:
-        # a learned MAC for the remote node replaces the template's placeholder
-        n.lookup4(rec.via4, f)
+        _vxlan4_out(n, b, i, p, rec)
     return True
