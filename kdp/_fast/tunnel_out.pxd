@@ -27,7 +27,7 @@ cdef extern from *:
     #ifndef KDP_TUNNEL_OUT_H
     #define KDP_TUNNEL_OUT_H
     #include <stdint.h>
-    static inline uint16_t kdp_bswap16(uint16_t x) { return __builtin_bswap16(x); }
+    static inline uint16_t kdp_bswap16(uint16_t x) { uint32_t y = x; return (uint16_t)((y >> 8) | (y << 8)); }
     static inline uint32_t kdp_ld32_ne(const uint8_t* p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
     static inline uint64_t kdp_ld64_ne(const uint8_t* p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
     static inline void kdp_st64_ne(uint8_t* p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
