@@ -3,6 +3,7 @@ figures themselves are judged in bench/, not here); a peer that is missing or fa
 left out with its reason, never a traceback."""
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -60,6 +61,13 @@ def check_attach(r):
     # kdp's own summary: with offloads the kernel handed it super-frames, without none
     assert rows["kdp"]["gso_frames"] > 0 and rows["kdp --no-offloads"]["gso_frames"] == 0
     assert rows["kdp"]["bytes_per_frame"] > rows["kdp --no-offloads"]["bytes_per_frame"]
+    # the cores each measurement kept busy: kdp's process did work during each, and no
+    # more than the machine had; the kernel path has no kdp column
+    for what in ("tcp", "udp", "conn"):
+        for path in ("kdp", "kdp --no-offloads"):
+            row = rows[path]
+            assert 0 < row[f"{what}_kdp_cores"] <= row[f"{what}_machine_cores"] + 0.1 <= os.cpu_count() + 0.1
+        assert 0 < rows["kernel"][f"{what}_machine_cores"] and f"{what}_kdp_cores" not in rows["kernel"]
 
 
 def check_pipeline(r):

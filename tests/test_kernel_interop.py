@@ -19,6 +19,9 @@ Needs root, ip (iproute2) and a kernel with veth and vxlan; IP-in-IP needs CONFI
 (the test says so and is skipped on a kernel built without it). Every command is bounded
 by a timeout, and the namespaces are deleted whatever happens.
 
+IPv6 (Topology6): VXLAN over IPv6 with the kernel's vxlan device as Calico's vxlan-v6.calico,
+IPv6 pods on both sides: a ping and a TCP connection each way.
+
 Where the kernel has no ipip device, the IPIP-stack case still puts kdp's IP-in-IP through
 the kernel: node-2's tunnel end is a raw IPPROTO_IPIP socket and a TUN device. The
 kernel's IP input accepts (or drops) kdp's outer header before the socket sees it, the
@@ -374,7 +377,8 @@ def _ping(netns, target):
 
 SERVER = """
 import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], 8080)); s.listen(1); s.settimeout(15)
 c, peer = s.accept(); c.settimeout(10)
 data = b""
@@ -438,3 +442,143 @@ def test_tcp_from_the_kernels_side_to_the_kdp_pod(linked):
     topo, bridge = linked
     # node-2 reaches node-1's block from its tunnel device address
     _tcp(topo.pod, POD1, topo.node2, expect_peer="10.244.2.1")
+
+
+# IPv6: VXLAN over IPv6 between kdp and the kernel's vxlan device, as Calico's vxlan-v6.calico
+# (VNI 6096, port 4790). Over IPv6 a UDP checksum is mandatory (RFC 8200 8.1): the kernel
+# drops an outer datagram whose checksum is zero or wrong, so this checks kdp's.
+NODE1_6, NODE2_6 = "fd00:56::11", "fd00:56::12"
+POD1_6, POD2_6 = "fd00:10:244:1::50", "fd00:10:244:2::10"
+TUNNEL1_6, TUNNEL2_6 = "fd00:10:244:1::1", "fd00:10:244:2::1"
+GATEWAY6 = "fe80::ecee:eeff:feee:eeee"      # Calico's IPv6 gateway for its pods
+
+
+class Topology6(Topology):
+    """The same three namespaces, IPv6 on, the pods' and nodes' IPv6 addresses only."""
+
+    def __init__(self):
+        super().__init__("VXLAN6")
+
+    def _build(self):
+        for n in (self.pod, self.kdp, self.node2):
+            sh("ip", "netns", "add", n)
+            self.made.append(n)
+            ns(n, "ip", "link", "set", "lo", "up")
+        # kdp's namespace only carries frames (AF_PACKET): its own stack stays quiet
+        ns(self.kdp, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1")
+        sh("ip", "-n", self.kdp, "link", "add", "cali0", "type", "veth", "peer", "name", "eth0", "netns", self.pod)
+        sh("ip", "-n", self.kdp, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", self.node2)
+        sh("ip", "-n", self.kdp, "link", "set", "up0", "address", UPLINK_MAC)
+        for dev in ("cali0", "up0"):
+            ns(self.kdp, "sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            sh("ip", "-n", self.kdp, "link", "set", dev, "up")
+            _plain_frames(self.kdp, dev)
+        pod, n2 = self.pod, self.node2
+        sh("ip", "-n", pod, "link", "set", "eth0", "mtu", "1430", "up")
+        _plain_frames(pod, "eth0")
+        sh("ip", "-n", pod, "-6", "addr", "add", POD1_6 + "/128", "dev", "eth0", "nodad")
+        # as Calico's CNI: the gateway's neighbour entry is written, not asked for
+        sh("ip", "-n", pod, "-6", "neigh", "add", GATEWAY6, "lladdr", "ee:ee:ee:ee:ee:ee", "dev", "eth0",
+           "nud", "permanent")
+        sh("ip", "-n", pod, "-6", "route", "add", "default", "via", GATEWAY6, "dev", "eth0")
+        sh("ip", "-n", n2, "link", "set", "eth0", "up")
+        _plain_frames(n2, "eth0")
+        sh("ip", "-n", n2, "-6", "addr", "add", NODE2_6 + "/64", "dev", "eth0", "nodad")
+        sh("ip", "-n", n2, "-6", "addr", "add", POD2_6 + "/128", "dev", "lo")
+        sh("ip", "-n", n2, "-6", "neigh", "add", NODE1_6, "lladdr", UPLINK_MAC, "dev", "eth0", "nud", "permanent")
+        sh("ip", "-n", n2, "link", "add", "vxlan-v6.calico", "type", "vxlan", "id", "6096", "dstport", "4790",
+           "local", NODE2_6, "dev", "eth0", "nolearning")
+        sh("ip", "-n", n2, "link", "set", "vxlan-v6.calico", "mtu", "1430", "up")
+        sh("ip", "-n", n2, "-6", "addr", "add", TUNNEL2_6 + "/128", "dev", "vxlan-v6.calico", "nodad")
+        sh("ip", "-n", n2, "-6", "neigh", "add", TUNNEL1_6, "lladdr", KDP_VTEP, "dev", "vxlan-v6.calico",
+           "nud", "permanent")
+        sh("ip", "-n", n2, "-6", "route", "add", "fd00:10:244:1::/64", "via", TUNNEL1_6, "dev", "vxlan-v6.calico",
+           "onlink")
+        sh("bridge", "-n", n2, "fdb", "add", KDP_VTEP, "dev", "vxlan-v6.calico", "dst", NODE1_6)
+        self.vtep2 = mac_of(n2, "vxlan-v6.calico")
+        self.node2_mac = mac_of(n2, "eth0")
+        self.pod_mac = mac_of(pod, "eth0")
+
+    def snapshot(self, directory):
+        annotations = {"projectcalico.org/IPv6Address": NODE2_6 + "/64",
+                       "projectcalico.org/IPv6VXLANTunnelAddr": TUNNEL2_6,
+                       "projectcalico.org/VXLANTunnelMACAddrV6": self.vtep2}
+        docs = [
+            {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
+             "spec": {"nodeAddresses": [NODE1_6 + "/64"], "podCIDRs": ["fd00:10:244:1::/64"],
+                      "clusterCIDRs": ["fd00:10:244::/48"],
+                      "uplink": {"mac": UPLINK_MAC},
+                      "encapsulation": {"vtepMAC": KDP_VTEP, "tunnelAddresses": [TUNNEL1_6]},
+                      "neighbours": [{"ip": NODE2_6, "mac": self.node2_mac},
+                                     {"ip": POD1_6, "mac": self.pod_mac}],
+                      "ports": [{"name": "cali0", "kind": "Pod", "pod": "default/pod"},
+                                {"name": "uplink", "kind": "Uplink"}]}},
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2", "annotations": annotations},
+             "spec": {"podCIDRs": ["fd00:10:244:2::/64"]},
+             "status": {"addresses": [{"type": "InternalIP", "address": NODE2_6}]}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default", "name": "pod"},
+             "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": POD1_6,
+                                                        "podIPs": [{"ip": POD1_6}]}},
+            {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool6"},
+             "spec": {"cidr": "fd00:10:244::/48", "blockSize": 122, "vxlanMode": "Always", "ipipMode": "Never"}},
+        ]
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "cluster.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return directory
+
+
+@pytest.fixture
+def linked6(tmp_path):
+    if not kernel_has("vxlan"):
+        pytest.fail("the kernel has no vxlan device support (CONFIG_VXLAN)")
+    topo = Topology6()
+    bridge = None
+    try:
+        bridge = Bridge(topo, topo.snapshot(tmp_path / "snap"))
+        bridge.start()
+        assert bridge.ready.wait(10) and bridge.error is None, bridge.error
+        yield topo, bridge
+    finally:
+        if bridge is not None:
+            bridge.stop.set()
+            bridge.join(5)
+        topo.close()
+
+
+PING6 = """
+import os, select, socket, struct, sys, time
+# ICMPv6 echo over a raw socket: the kernel fills in the checksum (RFC 3542) and checks
+# the answer's
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+ident, got = os.getpid() & 0xFFFF, 0
+for seq in (1, 2):
+    body = b"kdp-interop6" * 8
+    s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + body, (sys.argv[1], 0))
+    end = time.time() + 3
+    while time.time() < end:
+        r, _, _ = select.select([s], [], [], end - time.time())
+        if not r:
+            break
+        pkt, src = s.recvfrom(2048)
+        t, _c, _k, i, q = struct.unpack("!BBHHH", pkt[:8])
+        if t == 129 and i == ident and q == seq and src[0] == sys.argv[1] and pkt[8:] == body:
+            got += 1
+            break
+print(f"{got} of 2 answered")
+sys.exit(0 if got == 2 else 1)
+"""
+
+
+def test_ipv6_ping_both_ways_through_vxlan_over_ipv6(linked6):
+    topo, bridge = linked6
+    for netns, target in ((topo.pod, POD2_6), (topo.node2, POD1_6)):
+        run = ns(netns, sys.executable, "-c", PING6, target, check=False, timeout=30)
+        assert run.returncode == 0, run.stdout + run.stderr + f"\nkdp saw {bridge.seen}, verdicts {bridge.verdicts}"
+    assert bridge.error is None
+
+
+def test_ipv6_tcp_both_ways_through_vxlan_over_ipv6(linked6):
+    topo, bridge = linked6
+    _tcp(topo.node2, POD2_6, topo.pod, expect_peer=POD1_6)
+    # node-2 reaches node-1's block from its tunnel device's address
+    _tcp(topo.pod, POD1_6, topo.node2, expect_peer=TUNNEL2_6)

@@ -14,7 +14,8 @@ between two network namespaces this suite makes (and removes):
 Measured in one run, the same tools for both: iperf3 TCP, one stream (Gbit/s the
 receiver counted); iperf3 UDP with 64-byte payloads sent as fast as the sender can
 (packets/s received, and the loss); new TCP connections per second (a bounded
-connect/accept/close loop). Needs root, `ip`, `nft` and iperf3; a tool that is missing
+connect/accept/close loop). Beside each, the cores in use over its steady middle: the
+machine's and kdp's own process (where a second loop could help: multiqueue TAP). Needs root, `ip`, `nft` and iperf3; a tool that is missing
 leaves its rows out with the reason.
 """
 import json
@@ -62,10 +63,6 @@ def _sh(*cmd, timeout=30, check=True):
     return run
 
 
-def _in(ns, *cmd, timeout=60):
-    return _sh("ip", "netns", "exec", ns, *cmd, timeout=timeout, check=False)
-
-
 def _cluster(path):
     objs = [
         {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
@@ -102,6 +99,7 @@ class _Path:
         self.spaces = [self.client, self.server]
         self.procs = []
         self.summary_path = None
+        self.kdp_pid = None
         try:
             if kind.startswith("kdp"):
                 self._kdp(tag, tmp, offloads=kind == "kdp")
@@ -130,6 +128,7 @@ class _Path:
                                + ([] if offloads else ["--no-offloads"]),
                                stdout=open(self.summary_path, "w"), stderr=subprocess.PIPE, text=True)
         self.procs.append(kdp)
+        self.kdp_pid = kdp.pid
         line = kdp.stderr.readline()
         if "ready" not in line:
             raise RuntimeError(f"kdp attach did not start: {line}{kdp.stderr.read()[-500:]}")
@@ -180,21 +179,80 @@ class _Path:
                 "gso_frames": summary["offloads"]["gso_frames"]}
 
 
+def _cpu_ticks(pid=None):
+    """Busy clock ticks of the whole machine (/proc/stat: every state but idle and
+    iowait) and its total, or of one process and its threads (utime + stime)."""
+    if pid is not None:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+class _CpuUse:
+    """Cores kept busy while a measurement ran: the machine's (what every process and
+    the kernel's softirq work took: with two cores, 2.0 means no core was left over, so
+    a second kdp loop could not have added anything) and kdp's own (its loop, its
+    writer thread and the kernel work they do, such as the receiving namespace's
+    input path that runs in a TAP write)."""
+
+    def __init__(self, kdp_pid):
+        self.pid = kdp_pid
+        self.machine, self.kdp = 0.0, None
+
+    def measure(self, seconds):
+        """Sample over `seconds` of the steady state (the caller's load is running)."""
+        t0, m0 = time.monotonic(), _cpu_ticks()
+        k0 = _cpu_ticks(self.pid) if self.pid else None
+        time.sleep(seconds)
+        wall = time.monotonic() - t0
+        busy, total = (a - b for a, b in zip(_cpu_ticks(), m0))
+        self.machine = os.cpu_count() * busy / total if total else 0.0
+        if self.pid:
+            self.kdp = (_cpu_ticks(self.pid) - k0) / os.sysconf("SC_CLK_TCK") / wall
+
+    def columns(self, what):
+        out = {f"{what}_machine_cores": round(self.machine, 2)}
+        if self.kdp is not None:
+            out[f"{what}_kdp_cores"] = round(self.kdp, 2)
+        return out
+
+
 def _iperf(path, udp):
     server = subprocess.Popen([_tool("ip"), "netns", "exec", path.server, _tool("iperf3"), "-s", "-1", "-J"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path.procs.append(server)
     time.sleep(0.5)
-    args = ["iperf3", "-c", VIP, "-t", str(SECONDS), "-J"] + (["-u", "-l", "64", "-b", "0"] if udp else [])
-    client = _in(path.client, _tool("iperf3"), *args[1:], timeout=SECONDS + 30)
+    args = ["-c", VIP, "-t", str(SECONDS), "-J"] + (["-u", "-l", "64", "-b", "0"] if udp else [])
+    client, cpu = _steady(path, [_tool("iperf3"), *args])
     out, _ = server.communicate(timeout=SECONDS + 30)
     if client.returncode != 0:
         raise RuntimeError(f"iperf3 client: {client.stdout[-300:]}{client.stderr[-300:]}")
     report = json.loads(out)["end"]
     if udp:
         s = report["sum"]
-        return {"packets_per_s": (s["packets"] - s["lost_packets"]) / s["seconds"], "lost_percent": s["lost_percent"]}
-    return {"gbit_per_s": report["sum_received"]["bits_per_second"] / 1e9}
+        return {"packets_per_s": (s["packets"] - s["lost_packets"]) / s["seconds"], "lost_percent": s["lost_percent"],
+                **cpu.columns("udp")}
+    return {"gbit_per_s": report["sum_received"]["bits_per_second"] / 1e9, **cpu.columns("tcp")}
+
+
+def _steady(path, cmd):
+    """Run the client command in the client namespace (it runs SECONDS), measuring the
+    cores in use over its middle: the first and last half second left out."""
+    client = subprocess.Popen([_tool("ip"), "netns", "exec", path.client, *cmd],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu = _CpuUse(path.kdp_pid)
+    try:
+        time.sleep(0.5)
+        cpu.measure(SECONDS - 1.0)
+        out, err = client.communicate(timeout=SECONDS + 30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    return subprocess.CompletedProcess(cmd, client.returncode, out, err), cpu
 
 
 def _connections(path):
@@ -203,10 +261,10 @@ def _connections(path):
     path.procs.append(server)
     if server.stdout.readline().strip() != "ready":
         raise RuntimeError("the accept loop did not start")
-    run = _in(path.client, sys.executable, "-c", CONNECT_LOOP, VIP, str(SECONDS), timeout=SECONDS + 30)
+    run, cpu = _steady(path, [sys.executable, "-c", CONNECT_LOOP, VIP, str(SECONDS)])
     if run.returncode != 0:
         raise RuntimeError(f"connect loop: {run.stderr[-300:]}")
-    return {"connections_per_s": float(run.stdout)}
+    return {"connections_per_s": float(run.stdout), **cpu.columns("conn")}
 
 
 def run(quick=False):
@@ -243,18 +301,28 @@ def main(args):
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
     tb = Table(title=f"client -> Service VIP -> backend, {SECONDS} s each (kdp attach against the kernel)")
+    # cores: busy on the machine / kdp's own, over each measurement's steady middle;
     # kdp's columns: frames it read, their mean size, TCP super-frames among them
-    for c in ("path", "TCP Gbit/s", "UDP 64 B pkt/s", "loss %", "TCP conn/s", "frames in", "B/frame", "GSO frames"):
+    for c in ("path", "TCP Gbit/s", "cores", "UDP 64 B pkt/s", "loss %", "cores", "TCP conn/s", "cores",
+              "frames in", "B/frame", "GSO frames"):
         tb.add_column(c, justify="left" if c == "path" else "right")
+
+    def cores(r, what):
+        kdp = r.get(f"{what}_kdp_cores")
+        return f"{r[f'{what}_machine_cores']:.2f}" + (f" / {kdp:.2f}" if kdp is not None else "")
+
     for r in res["rows"]:
         mine = [f"{r['frames_read']:,}", f"{r['bytes_per_frame']:,.0f}", f"{r['gso_frames']:,}"] \
             if "frames_read" in r else ["", "", ""]
-        tb.add_row(r["path"], f"{r['gbit_per_s']:.3f}", f"{r['packets_per_s']:,.0f}", f"{r['lost_percent']:.1f}",
-                   f"{r['connections_per_s']:,.0f}", *mine)
-    Console().print(tb)
+        tb.add_row(r["path"], f"{r['gbit_per_s']:.3f}", cores(r, "tcp"), f"{r['packets_per_s']:,.0f}",
+                   f"{r['lost_percent']:.1f}", cores(r, "udp"), f"{r['connections_per_s']:,.0f}", cores(r, "conn"),
+                   *mine)
+    console().print(tb)
+    print(f"cores: busy on the machine ({os.cpu_count()} cores) / kdp's process, over the middle of each "
+          "measurement; a machine with no core left over gains nothing from a second kdp loop")
     from kdp.benchmarks.peers import print_not_run
     print_not_run(res["peers_not_run"])
     return 0

@@ -336,7 +336,7 @@ def main(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
     table = Table(title=f"Conntrack: {res['flows']:,} live IPv4 flows, capacity {res['capacity']:,}, one core")
     table.add_column("measure")
@@ -355,7 +355,7 @@ def main(args) -> int:
     table.add_row("bytes per flow", "linux nf_conntrack", "", "", "",
                   f"slab object {obj} B + 8 B per hash bucket (this kernel's /proc/slabinfo)"
                   if obj else "nf_conntrack slab not readable here")
-    Console().print(table)
+    console().print(table)
     print(f"targets per core: >= {TARGETS['lookup'] / 1e6:.0f} M established lookups/s, "
           f">= {TARGETS['insert'] / 1e6:.0f} M new flows/s, <= {TARGETS['bytes_per_flow']} B/flow.")
     from kdp.benchmarks.peers import print_not_run

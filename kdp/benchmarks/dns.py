@@ -300,7 +300,7 @@ def main(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
     n = res["size"]["queries"]
     t = Table(title=f"Cluster DNS: {n:,} queries ({', '.join(f'{k} {v:,}' for k, v in res['mix'].items())}), "
@@ -322,7 +322,7 @@ def main(args) -> int:
         rate = count / s
         t.add_row(name, f"{s:.3f}", f"{rate / 1e6:.3f}", f"{s / count * 1e9:,.0f}",
                   f"{rate / peer_rate:,.0f}" if peer_rate else "")
-    Console().print(t)
+    console().print(t)
     from kdp.benchmarks.peers import print_not_run
     print_not_run(res["peers_not_run"])
     rate = res["answered"] / res["process_s"]

@@ -329,9 +329,9 @@ def main(args):
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
-    con = Console()
+    con = console()
     tb = Table(title=f"LPM batch lookups, one core ({res['queries']:,} queries, median)")
     for c in ("table", "queries", "M lookups/s", "best"):
         tb.add_column(c, justify="left" if c in ("table", "queries") else "right")

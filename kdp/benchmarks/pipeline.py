@@ -576,9 +576,9 @@ def main(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
-    con = Console()
+    con = console()
     p, cap, n = res["pipeline"], res["capture"], res["size"]["packets"]
     t = Table(title=f"Service path: {n:,} packets, {cap['flows']:,} TCP flows, "
                     f"{res['size']['services']:,} Services / {res['size']['endpoints']:,} endpoints, "

@@ -311,9 +311,9 @@ def main(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
-    con = Console()
+    con = console()
     cap = res["capture"]
     n, flows = cap["packets"], cap["flows"]
     base = res["sets"][0]

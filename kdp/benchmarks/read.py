@@ -156,7 +156,7 @@ def main(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
     cap = res["capture"]
     table = Table(title=f"Reading a capture: {cap['packets']:,} packets, "
@@ -170,7 +170,7 @@ def main(args) -> int:
         table.add_row(r["reader"], f"{r['packets']:,}", f"{r['seconds']:.3f}",
                       f"{r['pps'] / 1e6:.2f}", "" if r["x_dpkt"] is None else
                       f"{r['x_dpkt']:.0f}" if r["x_dpkt"] >= 10 else f"{r['x_dpkt']:.2f}")
-    Console().print(table)
+    console().print(table)
     print(f"capture generated in {cap['generate_seconds']:.1f} s; kdp batch {res['batch']}; "
           f"dpkt and scapy run on the first packets of the same file (their rate is per packet).")
     from kdp.benchmarks.peers import print_not_run

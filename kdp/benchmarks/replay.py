@@ -129,9 +129,9 @@ def main(args):
     if getattr(args, "json", False):
         print(json.dumps(res, indent=2))
         return 0
-    from rich.console import Console
+    from kdp.commands.common import console
     from rich.table import Table
-    con = Console()
+    con = console()
     n = res["size"]["packets"]
     tb = Table(title=f"kdp replay from the command line, {n:,} packets, "
                      f"{res['size']['services']:,} Services (wall time, best of {REPEAT})")
