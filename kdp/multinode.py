@@ -49,7 +49,8 @@ from kdp.control import addr
 from kdp.control.loader import load_documents
 from kdp.dataplane import Dataplane
 from kdp.errors import ConfigError
-from kdp.io.capture import CaptureWriter, LogFile, open_capture, refuse_same_file
+from kdp.io.capture import (CaptureWriter, LogFile, open_capture, refuse_same_file,
+                            unlink_for_replacement)
 from kdp.ports import HOST, UPLINK, PortTable
 from kdp.reasons import Reason, Stage, Verdict
 from kdp.summary import RunResult
@@ -195,10 +196,12 @@ class Underlay:
         final = np.zeros((len(Stage), len(Reason)), dtype=np.uint64)
         verdicts = np.zeros(len(Verdict), dtype=np.uint64)
         writer = None
+        unlink_for_replacement(log)             # outputs are created anew (kdp/replay.py)
         log_file = LogFile(log) if log else None
         base = 0
         try:
             if output is not None:
+                unlink_for_replacement(output)
                 writer = CaptureWriter(output, linktype=1 if reader.linktype in (1, None) else 101,
                                        ports=self.ports)
             if log_file is not None:

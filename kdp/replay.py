@@ -11,7 +11,7 @@ from kdp.dataplane import Dataplane
 from kdp.errors import KdpError
 from kdp.output import Output
 from kdp.io.capture import (CaptureWriter, LogFile, ifindex_ports, interface_indexes, open_capture,
-                            refuse_same_file)
+                            refuse_same_file, unlink_for_replacement)
 from kdp.summary import RunResult, dns_outcomes
 
 
@@ -83,6 +83,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     left = count
     try:
         if log:
+            unlink_for_replacement(log)
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, batch_size)
         if annotate:
@@ -95,8 +96,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         logs = None
         if vlog is not None:
             logs = [vlog, dp.verdict_log(log_file, batch_size)] if threaded else [vlog]
-        out = Output(lambda: CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
-                     if output is not None else None, logs=logs, notes=notes, threaded=threaded)
+        out = Output(lambda: _open_output(output, reader, dp), logs=logs, notes=notes, threaded=threaded)
         k = 0
         while left is None or left > 0:
             slot = k % len(batches)
@@ -124,7 +124,7 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                 bar.advance(reader.position)
         writer = out.close()
         if output is not None and writer is None:
-            writer = CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
+            writer = _open_output(output, reader, dp)
     finally:
         if bar is not None:
             bar.stop()
@@ -160,6 +160,14 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         services=dp.service_counts(),
     )
     return result
+
+
+def _open_output(output, reader, dp):
+    """The output capture's writer (None: no output), created anew (unlink_for_replacement)."""
+    if output is None:
+        return None
+    unlink_for_replacement(output)
+    return CaptureWriter(output, linktype=_output_linktype(reader), ports=dp.ports)
 
 
 def _is_pcapng(path):

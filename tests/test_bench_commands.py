@@ -47,10 +47,12 @@ def check_conntrack(r):
 def check_replay(r):
     runs = {row["what"]: row for row in r["runs"]}
     assert runs["kdp replay -o out.pcap"]["packets_per_s"] > 0
+    assert all(row["cpu_seconds"] > 0 for row in r["runs"])
     assert "tcpdump -r IN -w OUT" in runs                   # run-tests.sh installs tcpdump
     assert [s["what"] for s in r["startup"]] == ["no cluster", "the sample cluster (pcaps/sample-cluster)",
                                                  "1,000 Services (YAML)"]
-    assert set(r["split_per_packet_ns"]) == {"read", "process", "write"}
+    assert set(r["split_per_packet_ns"]) == {"read", "process", "write", "log"}
+    assert all(v > 0 for v in r["split_per_packet_ns"].values())
 
 
 def check_attach(r):

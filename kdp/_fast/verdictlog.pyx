@@ -43,6 +43,7 @@ cdef enum:
     MAX_LABEL = 2 * 320 + 32    # the policy field: two labels of at most 320 bytes each
     MAX_LINE = 2560 + MAX_LABEL # longest line one packet can produce (a DNS name escaped, the
                                 # policy labels), with room to spare
+    SLACK = 64                  # bytes past a line the appenders may write (then overwrite)
 
 
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
@@ -61,7 +62,8 @@ cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
 
 
 cdef class NameTable:
-    """Strings indexed by small ids, as JSON values ("name" or null), in one blob."""
+    """Strings indexed by small ids, as JSON values ("name" or null), in one blob, with
+    their lengths; the blob ends in 32 zero bytes (_putn copies 32 bytes at a time)."""
     cdef bytes blob
     cdef object offsets
     cdef const char* base
@@ -77,7 +79,7 @@ cdef class NameTable:
             parts.append(text + b"\0")
             total += len(text) + 1
             offsets.append(total)
-        self.blob = b"".join(parts) or b"\0"
+        self.blob = b"".join(parts) + b"null\0" + b"\0" * 32
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.base = self.blob
         self.off = <const int64_t*>cnp.PyArray_DATA(self.offsets)
@@ -85,8 +87,15 @@ cdef class NameTable:
 
     cdef inline const char* get(self, Py_ssize_t i) noexcept nogil:
         if i < 0 or i >= self.n:
-            return "null"
+            return self.base + self.off[self.n]
         return self.base + self.off[i]
+
+    cdef inline Py_ssize_t put(self, char* out, Py_ssize_t i) noexcept nogil:
+        """Append the value of id i (null when out of range)."""
+        if i < 0 or i >= self.n:
+            memcpy(out, b"null", 4)
+            return 4
+        return _putn(out, self.base + self.off[i], self.off[i + 1] - self.off[i] - 1)
 
 
 def _labels(names):
@@ -109,63 +118,131 @@ def _json_string(text):
 
 
 cdef inline Py_ssize_t _put(char* out, const char* s) noexcept nogil:
-    """Append a NUL-terminated string (snprintf's parsing costs more than the line)."""
+    """Append a NUL-terminated string (snprintf's parsing costs more than the line). Called
+    with literals: inlined, the C compiler turns strlen and memcpy into constant moves."""
     cdef Py_ssize_t k = strlen(s)
     memcpy(out, s, k)
     return k
 
 
+cdef inline Py_ssize_t _putn(char* out, const char* s, Py_ssize_t k) noexcept nogil:
+    """Append k bytes of s. Short strings are copied as 32 bytes at once (no call): s must
+    have 32 readable bytes (NameTable pads its blob) and out SLACK writable ones past k."""
+    if k <= 32:
+        memcpy(out, s, 32)
+    else:
+        memcpy(out, s, k)
+    return k
+
+
+# "00".."99": two digits a division (itoa by pairs)
+cdef char DIGITS2[200]
+# IPv4 octets 0..255 as their digits and a '.', in 4 bytes (padded), and the lengths
+cdef uint32_t OCTET[256]
+cdef uint8_t OCTET_LEN[256]
+
+
+cdef void _init_tables() noexcept:
+    cdef int i, k
+    cdef char text[8]
+    for i in range(100):
+        DIGITS2[2 * i] = <char>(48 + i // 10)
+        DIGITS2[2 * i + 1] = <char>(48 + i % 10)
+    for i in range(256):
+        k = 0
+        if i >= 100:
+            text[k] = <char>(48 + i // 100)
+            k += 1
+        if i >= 10:
+            text[k] = <char>(48 + (i // 10) % 10)
+            k += 1
+        text[k] = <char>(48 + i % 10)
+        text[k + 1] = 46
+        text[k + 2] = 0
+        text[k + 3] = 0
+        memcpy(&OCTET[i], text, 4)
+        OCTET_LEN[i] = <uint8_t>(k + 2)
+
+
+_init_tables()
+
+
 cdef inline Py_ssize_t _u64(char* out, uint64_t v) noexcept nogil:
-    """Append v in decimal."""
-    cdef char tmp[24]
-    cdef int k = 0, j
-    if v == 0:
-        out[0] = 48
-        return 1
-    while v:
-        tmp[k] = <char>(48 + v % 10)
-        v //= 10
+    """Append v in decimal (digits counted first, then written by pairs from the end)."""
+    cdef Py_ssize_t k = 1, j
+    cdef uint64_t p = 10, q
+    while k < 20 and v >= p:
         k += 1
-    for j in range(k):
-        out[j] = tmp[k - 1 - j]
+        p *= 10
+    j = k
+    while v >= 100:
+        q = v // 100
+        j -= 2
+        memcpy(out + j, DIGITS2 + 2 * (v - q * 100), 2)
+        v = q
+    if v >= 10:
+        memcpy(out, DIGITS2 + 2 * v, 2)
+    else:
+        out[0] = <char>(48 + v)
     return k
 
 
 cdef inline Py_ssize_t _frac9(char* out, uint64_t v) noexcept nogil:
     """Append v (< 10**9) as exactly nine digits."""
     cdef int j
-    for j in range(8, -1, -1):
-        out[j] = <char>(48 + v % 10)
-        v //= 10
+    cdef uint64_t q
+    for j in range(7, -1, -2):
+        q = v // 100
+        memcpy(out + j, DIGITS2 + 2 * (v - q * 100), 2)
+        v = q
+    out[0] = <char>(48 + v)
     return 9
 
 
-cdef const char* _verdict_name(uint8_t v) noexcept nogil:
+cdef inline Py_ssize_t _ip4(char* out, uint32_t a) noexcept nogil:
+    """Append "a.b.c.d" with its quotes (octets from OCTET: 4 bytes written each)."""
+    cdef Py_ssize_t n = 1
+    out[0] = 34
+    memcpy(out + n, &OCTET[a >> 24], 4)
+    n += OCTET_LEN[a >> 24]
+    memcpy(out + n, &OCTET[(a >> 16) & 255], 4)
+    n += OCTET_LEN[(a >> 16) & 255]
+    memcpy(out + n, &OCTET[(a >> 8) & 255], 4)
+    n += OCTET_LEN[(a >> 8) & 255]
+    memcpy(out + n, &OCTET[a & 255], 4)
+    n += OCTET_LEN[a & 255]
+    out[n - 1] = 34                     # the last octet's '.' becomes the closing quote
+    return n
+
+
+cdef inline Py_ssize_t _verdict_field(char* out, uint8_t v) noexcept nogil:
+    """Append "verdict":"<name>","reason": (literals: constant moves)."""
     if v == V_FORWARD:
-        return "forward"
+        return _put(out, "\"verdict\":\"forward\",\"reason\":")
     if v == V_DROP:
-        return "drop"
+        return _put(out, "\"verdict\":\"drop\",\"reason\":")
     if v == V_REJECT:
-        return "reject"
+        return _put(out, "\"verdict\":\"reject\",\"reason\":")
     if v == V_LOCAL:
-        return "local"
+        return _put(out, "\"verdict\":\"local\",\"reason\":")
     if v == V_REPLY:
-        return "reply"
-    return "pending"
+        return _put(out, "\"verdict\":\"reply\",\"reason\":")
+    return _put(out, "\"verdict\":\"pending\",\"reason\":")
 
 
-cdef const char* _ct_name(uint8_t c) noexcept nogil:
+cdef inline Py_ssize_t _ct_field(char* out, uint8_t c) noexcept nogil:
+    """Append ,"ct":<state>,"service": (literals: constant moves)."""
     if c == 1:
-        return "\"new\""
+        return _put(out, ",\"ct\":\"new\",\"service\":")
     if c == 2:
-        return "\"established\""
+        return _put(out, ",\"ct\":\"established\",\"service\":")
     if c == 3:
-        return "\"reply\""
+        return _put(out, ",\"ct\":\"reply\",\"service\":")
     if c == 4:
-        return "\"related\""
+        return _put(out, ",\"ct\":\"related\",\"service\":")
     if c == 5:
-        return "\"invalid\""
-    return "null"
+        return _put(out, ",\"ct\":\"invalid\",\"service\":")
+    return _put(out, ",\"ct\":null,\"service\":")
 
 
 cdef const char* _proto_name(uint8_t ip_ver, uint8_t proto) noexcept nogil:
@@ -186,18 +263,14 @@ cdef const char* _proto_name(uint8_t ip_ver, uint8_t proto) noexcept nogil:
     return NULL
 
 
-cdef int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a6) noexcept nogil:
-    cdef char tmp[64]
-    cdef Py_ssize_t n
-    cdef int k
+cdef inline int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a6) noexcept nogil:
     if ip_ver == 4:
-        out[0] = 34
-        n = 1
-        for k in range(24, -1, -8):
-            n += _u64(out + n, (a4 >> k) & 255)
-            out[n] = 46 if k else 34
-            n += 1
-        return <int>n
+        return <int>_ip4(out, a4)
+    return _addr6(out, cap, ip_ver, a6)
+
+
+cdef int _addr6(char* out, int cap, uint8_t ip_ver, const uint8_t* a6) noexcept nogil:
+    cdef char tmp[64]
     if ip_ver == 6:
         if inet_ntop(AF_INET6, a6, tmp, sizeof(tmp)) == NULL:
             return snprintf(out, cap, "null")
@@ -205,7 +278,7 @@ cdef int _addr(char* out, int cap, uint8_t ip_ver, uint32_t a4, const uint8_t* a
     return snprintf(out, cap, "null")
 
 
-cdef int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
+cdef inline int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
     cdef Py_ssize_t n
     if ip_ver != 0 and (proto == 6 or proto == 17 or proto == 132):
         n = _put(out, "\"sport\":")
@@ -261,6 +334,10 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
     cdef uint8_t ip_ver, pr
     cdef uint32_t vni
     cdef const uint8_t* vx
+    cdef uint64_t sec, last_sec = 0
+    cdef char sec_text[32]              # the last second's digits and '.' (32: _putn reads 32)
+    cdef Py_ssize_t sec_len = 0
+    memset(sec_text, 0, sizeof(sec_text))
     for i in range(b.count):
         p = &b.m[i]
         if keep != NULL and keep[i] == 0:
@@ -274,10 +351,14 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
         n += _put(out + n, "{\"index\":")
         n += _u64(out + n, indices[i] if indices != NULL else first_index + i)
         n += _put(out + n, ",\"ts\":")
-        n += _u64(out + n, p.ts_ns // 1000000000ULL)
-        out[n] = 46
-        n += 1
-        n += _frac9(out + n, p.ts_ns % 1000000000ULL)
+        sec = p.ts_ns // 1000000000ULL
+        if sec != last_sec or sec_len == 0:     # packets of one second share its digits
+            sec_len = _u64(sec_text, sec)
+            sec_text[sec_len] = 46
+            sec_len += 1
+            last_sec = sec
+        n += _putn(out + n, sec_text, sec_len)
+        n += _frac9(out + n, p.ts_ns - sec * 1000000000ULL)
         out[n] = 44
         n += 1
         # the packet's frame number (1-based) in the output capture, which writes the
@@ -290,22 +371,23 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
             n += 1
         else:
             n += _put(out + n, "\"frame\":null,")
-        n += _put(out + n, "\"verdict\":\"")
-        n += _put(out + n, _verdict_name(p.verdict))
-        n += _put(out + n, "\",\"reason\":")
-        n += _put(out + n, reasons.get(p.reason))
+        n += _verdict_field(out + n, p.verdict)
+        n += reasons.put(out + n, p.reason)
         n += _put(out + n, ",\"in_port\":")
-        n += _put(out + n, ports.get(-1 if p.in_port == NO_PORT else p.in_port))
+        n += ports.put(out + n, -1 if p.in_port == NO_PORT else p.in_port)
         n += _put(out + n, ",\"out_port\":")
-        n += _put(out + n, ports.get(-1 if p.out_port == NO_PORT else p.out_port))
+        n += ports.put(out + n, -1 if p.out_port == NO_PORT else p.out_port)
         n += _put(out + n, ",\"proto\":")
-        proto = _proto_name(ip_ver, pr)
         if ip_ver == 0:
             n += _put(out + n, "null")
-        elif proto == NULL:
-            n += snprintf(out + n, 16, "\"%u\"", pr)
+        elif pr == 6:
+            n += _put(out + n, "\"tcp\"")
         else:
-            n += _put(out + n, proto)
+            proto = _proto_name(ip_ver, pr)
+            if proto == NULL:
+                n += snprintf(out + n, 16, "\"%u\"", pr)
+            else:
+                n += _put(out + n, proto)
         n += _put(out + n, ",\"src\":")
         if tunnelled:
             n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
@@ -321,10 +403,8 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
             out[n] = 44
             n += 1
             n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
-        n += _put(out + n, ",\"ct\":")
-        n += _put(out + n, _ct_name(p.ct_state))
-        n += _put(out + n, ",\"service\":")
-        n += _put(out + n, services.get(-1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port))
+        n += _ct_field(out + n, p.ct_state)
+        n += services.put(out + n, -1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port)
         n += _put(out + n, ",\"policy\":")
         if p.pol_egress == 0 and p.pol_ingress == 0:
             n += _put(out + n, "null")
@@ -405,7 +485,7 @@ cdef class VerdictLog:
         self.reasons = NameTable(reason_names)
         self.policies = NameTable(_labels(policy_names))
         self.orig = np.zeros(capacity, dtype=ORIG_TUPLE_DTYPE)
-        self.scratch = np.zeros(capacity * MAX_LINE, dtype=np.uint8)
+        self.scratch = np.zeros(capacity * MAX_LINE + SLACK, dtype=np.uint8)
         self.lines = 0
         self.dns_notes = None
 

@@ -409,16 +409,19 @@ def measure_pipeline(path, tables, n_packets, repeat=3) -> dict:
     return out
 
 
-def _replay_split(path, out, dp, batch_size=BATCH):
-    """replay()'s loop (read, process, write) with each step timed."""
+def _replay_split(path, out, dp, batch_size=BATCH, log=None):
+    """replay()'s loop (read, process, write, and with `log` the verdict log) with each
+    step timed."""
     from kdp._fast.packet import Batch, LinkType
-    from kdp.io.capture import CaptureWriter, open_capture
+    from kdp.io.capture import CaptureWriter, LogFile, open_capture
     pc = CLOCK
     c = _cost()
     reader = open_capture(path, ports=dp.ports)
     writer = CaptureWriter(out, linktype=LinkType.LT_ETHERNET, ports=dp.ports)
+    log_file = LogFile(log) if log is not None else None
+    vlog = dp.verdict_log(log_file, batch_size) if log is not None else None
     batch = Batch(batch_size)
-    tr = tp = tw = 0.0
+    tr = tp = tw = tl = 0.0
     while True:
         t0 = pc()
         n = reader.fill(batch)
@@ -426,17 +429,26 @@ def _replay_split(path, out, dp, batch_size=BATCH):
         tr += t1 - t0 - c
         if not n:
             break
-        dp.process(batch)
+        dp.process(batch, vlog)
         t2 = pc()
+        first = writer.packets
         writer.write(batch)
         t3 = pc()
         tp += t2 - t1 - c
         tw += t3 - t2 - c
+        if vlog is not None:
+            vlog.write(batch, first_frame=first)
+            tl += pc() - t3 - c
     t0 = pc()
     writer.close()
     reader.close()
     tw += pc() - t0
-    return {"read": tr, "process": tp, "write": tw}
+    out = {"read": tr, "process": tp, "write": tw}
+    if log_file is not None:
+        t0 = pc()
+        log_file.close()
+        out["log"] = tl + pc() - t0
+    return out
 
 
 def measure_replay(path, tables, repeat=3) -> dict:

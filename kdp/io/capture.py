@@ -36,6 +36,7 @@ for the writer; ``refuse_same_file`` keeps an output from overwriting an input.
 import json
 import os
 import re
+import stat
 import sys
 from collections import namedtuple
 
@@ -46,7 +47,8 @@ from kdp.ports import HOST, NO_PORT, PortTable
 
 __all__ = ["CaptureReader", "CaptureWriter", "Packet", "open_capture", "read_batches",
            "read_packets", "write_packets", "SYNTH_DST_MAC", "SYNTH_SRC_MAC",
-           "interface_indexes", "ifindex_ports", "refuse_same_file", "LogFile", "STDIO"]
+           "interface_indexes", "ifindex_ports", "refuse_same_file", "LogFile", "STDIO",
+           "unlink_for_replacement"]
 
 #: The path that means standard input (reading) or standard output (writing).
 STDIO = "-"
@@ -241,6 +243,28 @@ def _file_key(path):
     except OSError:
         return ("new", os.path.realpath(path))
     return ("file", st.st_dev, st.st_ino)
+
+
+def unlink_for_replacement(path):
+    """Remove the regular file an output path names (through symbolic links), so that the
+    output is created anew rather than truncated in place: ext4 (auto_da_alloc) writes a
+    file that was truncated and rewritten back to disk when it is closed, in the writer's
+    time (~0.15 s for a 330 MB capture, bench/README.md), and truncating a file still being
+    written back waits for it. Other names of the old file (hard links) keep its bytes; the
+    new file gets the default mode. Standard output, devices, pipes and missing files are
+    left alone; a file that cannot be removed is truncated as before."""
+    if path is None or os.fspath(path) == STDIO:
+        return
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+        try:
+            os.unlink(real)
+        except OSError:
+            pass
 
 
 def refuse_same_file(**paths):
