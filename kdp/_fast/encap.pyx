@@ -45,7 +45,8 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
        destination = the next hop's MAC: configured for the route (RF_STATIC_MAC),
        else learned (neigh.pyx), else the route's placeholder (route.set_link_addresses).
        A forwarded packet that needs no fragments, and every answer kdp built, was
-       addressed (and put in its tunnel: egress_one) by the route stage already, while
+       addressed (and put in its tunnel: tunnel_out.pxd's inline cases, else egress_one)
+       by the route stage already, while
        it was in cache and with the neighbours the packets before it taught, and is
        skipped here; this stage runs only when the route stage left it work (in the
        pipeline: fragments; stage by stage, `encap()`: the answers too). Other
