@@ -3,23 +3,7 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from kdp._fast.packet cimport Batch
-
-
-# What the stage checks tunnels against, as C views (the arrays belong to a
-# TunnelEndpoints): the node's addresses (sorted, bisected), the peers (IPv4 in an
-# open-addressing set, IPv6 sorted), the extra VXLAN ports and the VNIs accepted.
-ctypedef struct tunnel_set_t:
-    const uint32_t* l4
-    const uint8_t* l6
-    const uint32_t* ps4             # IPv4 peers, open addressing (0: empty slot)
-    const uint8_t* p6
-    Py_ssize_t n_l4, n_l6, n_p6
-    uint32_t ps4_mask
-    bint check_peers                # False: tunnels from any source are accepted
-    uint16_t port                   # the parser's VXLAN port (set for each batch)
-    uint16_t vxlan_ports[4]         # VXLAN ports besides the parser's (0: unused)
-    uint32_t vnis[8]                # accepted VNIs (n_vnis 0: any)
-    Py_ssize_t n_vnis
+from kdp._fast.tunnel_in cimport tunnel_set_t
 
 
 # The node's own tunnel endpoint addresses, and optionally the peers (other

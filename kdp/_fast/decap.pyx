@@ -36,8 +36,9 @@ Verdicts (stage ST_DECAP):
 Next stage: conntrack.
 
 `parse_decap_batch` runs the parse stage and this one in one pass (the pipeline uses it
-when the node decapsulates): the parser's loop (parse.parse_batch_hooked) hands this
-stage each packet in turn while it is in cache. The common tunnel frame (untagged
+when the node decapsulates): the parser's loop (parse.pxd: parse_batch_hooked, inline,
+so this stage's fast path is compiled into it) hands this stage each packet in turn
+while it is in cache. The common tunnel frame (untagged
 Ethernet, IPv4 without options to the node from a known peer, IP-in-IP or VXLAN on the
 parser's port, inner headers captured) is recognised from its headers directly and
 only its inner packet is parsed; every other tunnel is parsed, then decapsulated as
@@ -55,7 +56,8 @@ from kdp._fast.packet cimport (
     TUN_NONE, TUN_IPIP, TUN_VXLAN, LT_ETHERNET, LT_IPV4, LT_IPV6, FRAG_NONE,
     R_ARP, R_BAD_VXLAN, R_UNKNOWN_TUNNEL_PEER,
 )
-from kdp._fast.parse cimport parse_frame, parse_batch_hooked, DEFAULT_VXLAN_PORT
+from kdp._fast.parse cimport parse_frame, parse_decap_loop, DEFAULT_VXLAN_PORT
+from kdp._fast.tunnel_in cimport tunnel_set_t, tunnel_has4, tunnel_in_set4, tunnel_vni_ok
 from kdp._fast.checksum cimport kdp_csum16
 
 
@@ -63,32 +65,6 @@ from kdp._fast.checksum cimport kdp_csum16
 
 
 cnp.import_array()
-
-
-cdef inline bint _has4(const uint32_t* a, Py_ssize_t n, uint32_t x) noexcept nogil:
-    # branch-free bisection: a mispredicted branch per step cost more than the search
-    cdef const uint32_t* base = a
-    cdef Py_ssize_t half
-    if n == 0:
-        return False
-    while n > 1:
-        half = n >> 1
-        base = base + half if base[half] <= x else base
-        n -= half
-    return base[0] == x
-
-
-cdef inline bint _in_set4(const uint32_t* t, uint32_t mask, uint32_t x) noexcept nogil:
-    """x in an open-addressing set of IPv4 addresses (0 marks an empty slot): one
-    multiplicative hash and, at most half full, about one probe."""
-    cdef uint32_t k = (x * 2654435761U) & mask
-    if x == 0:
-        return False
-    while t[k] != 0:
-        if t[k] == x:
-            return True
-        k = (k + 1) & mask
-    return False
 
 
 def _set4(values):
@@ -211,17 +187,6 @@ cdef inline bint _extra_vxlan(const tunnel_set_t* t, pkt_meta_t* p) noexcept nog
     return False
 
 
-cdef inline bint _vni_ok(const tunnel_set_t* t, const uint8_t* vx) noexcept nogil:
-    cdef uint32_t vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
-    cdef Py_ssize_t k
-    if t.n_vnis == 0:
-        return True
-    for k in range(t.n_vnis):
-        if t.vnis[k] == vni:
-            return True
-    return False
-
-
 cdef int _decap_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     """The stage for one parsed, pending packet (see the module docstring); ctx is the
     tunnel_set_t. (Its signature is parse.pxd's parse_hook_t.)"""
@@ -234,8 +199,8 @@ cdef int _decap_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     if p.tunnel == TUN_NONE and not _extra_vxlan(t, p):
         return False
     if p.ip_ver == 4:
-        mine = _has4(t.l4, t.n_l4, p.dst4)
-        known = _in_set4(t.ps4, t.ps4_mask, p.src4)
+        mine = tunnel_has4(t.l4, t.n_l4, p.dst4)
+        known = tunnel_in_set4(t.ps4, t.ps4_mask, p.src4)
     else:
         mine = _has6(t.l6, t.n_l6, p.dst6)
         known = _has6(t.p6, t.n_p6, p.src6)
@@ -249,7 +214,7 @@ cdef int _decap_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
     kind = p.tunnel
     if kind == TUN_VXLAN:
         # parse checked that the 8-byte VXLAN header lies before inner_off
-        if not (pkt[shift - 8] & 0x08) or not _vni_ok(t, pkt + shift - 8):
+        if not (pkt[shift - 8] & 0x08) or not tunnel_vni_ok(t, pkt + shift - 8):
             drop(p, ST_DECAP, R_BAD_VXLAN)
             return True
         p.linktype = LT_ETHERNET
@@ -292,87 +257,13 @@ cdef void decap_batch(Batch b, TunnelEndpoints t, uint16_t vxlan_port) noexcept 
             _decap_one(&s, b.buf, p)
 
 
-cdef inline uint16_t _rd16(const uint8_t* a) noexcept nogil:
-    return <uint16_t>((<uint16_t>a[0] << 8) | a[1])
-
-
-cdef inline uint32_t _rd32(const uint8_t* a) noexcept nogil:
-    return (<uint32_t>a[0] << 24) | (<uint32_t>a[1] << 16) | (<uint32_t>a[2] << 8) | a[3]
-
-
-cdef inline uint32_t _fast_tunnel(const tunnel_set_t* t, const pkt_meta_t* p, const uint8_t* pkt,
-                                  uint16_t vxlan_port, uint8_t* kind) noexcept nogil:
-    """The common tunnel frame, recognised without parsing its outer headers as a packet
-    of their own: untagged Ethernet, IPv4 without options, unfragmented, with a valid
-    header checksum, from a known peer to one of the node's addresses, IP-in-IP or VXLAN
-    on the parser's port (I flag, an accepted VNI), the inner headers captured. Returns
-    where the inner packet starts (its IP header for IP-in-IP, its Ethernet header for
-    VXLAN), or 0: then parse and the stage decide, with the same outcome for every
-    frame this accepts (it only skips work)."""
-    cdef const uint8_t* ip = pkt + 14
-    cdef uint32_t n = p.len, wire
-    cdef uint32_t tot, ulen, lim
-    # most packets are no tunnel: the protocol (and VXLAN's port) first, to leave at once
-    if n < 14 + 20 + 20 or not (ip[9] == 4 or (ip[9] == 17 and _rd16(ip + 22) == vxlan_port)):
-        return 0
-    if p.linktype != LT_ETHERNET or pkt[12] != 0x08 or pkt[13] != 0 or ip[0] != 0x45:
-        return 0
-    wire = p.wire_len if p.wire_len > p.len else p.len
-    tot = _rd16(ip + 2)
-    if tot < 40 or 14 + tot > wire or (_rd16(ip + 6) & 0x3FFF) != 0:
-        return 0
-    lim = 14 + tot if 14 + tot < n else n
-    if not _has4(t.l4, t.n_l4, _rd32(ip + 16)):
-        return 0
-    if ip[9] == 4:
-        kind[0] = TUN_IPIP
-        if 34 + 20 > lim:
-            return 0
-        tot = 34
-    elif vxlan_port != 0:                   # UDP to the VXLAN port (checked above)
-        kind[0] = TUN_VXLAN
-        ulen = _rd16(ip + 24)
-        if ulen < 8 + 8 + 14 or 34 + ulen > 14 + tot or 34 + 8 + 8 + 14 > lim \
-                or not (ip[28] & 0x08) or not _vni_ok(t, ip + 28):
-            return 0
-        tot = 34 + 16
-    else:
-        return 0
-    if t.check_peers and not _in_set4(t.ps4, t.ps4_mask, _rd32(ip + 12)):
-        return 0
-    if kdp_csum16(ip, 20) != 0xFFFF:
-        return 0
-    return tot
-
-
-cdef int _fast_one(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil:
-    """The common tunnel frame (_fast_tunnel) moved to its inner packet, which the
-    parser's loop then parses; 0 for any other frame (parsed as usual).
-    parse.pxd's parse_hook_t."""
-    cdef const tunnel_set_t* t = <const tunnel_set_t*>ctx
-    cdef uint8_t* pkt = buf + p.off
-    cdef uint8_t kind = 0
-    cdef uint32_t inner = _fast_tunnel(t, p, pkt, t.port, &kind)
-    if not inner:
-        return 0
-    if kind == TUN_IPIP:
-        inner -= 14
-        memcpy(pkt + inner, pkt, 12)    # (inner >= 20: no overlap)
-        # the ethertype as one 2-byte store: the parser reads it next as one 2-byte
-        # load, which two 1-byte stores could not forward to (a store-forwarding stall)
-        memcpy(pkt + inner + 12, b"\x08\x00", 2)
-    p.off += inner
-    p.len -= inner
-    p.wire_len = p.wire_len - inner if p.wire_len >= inner else 0
-    return kind
-
-
 cdef void parse_decap_batch(Batch b, uint16_t vxlan_port, TunnelEndpoints t) noexcept nogil:
     cdef tunnel_set_t s = t.s
     s.port = vxlan_port
-    # the parser's own loop: the fast path sees IP-in-IP and VXLAN frames first, the
-    # stage every tunnel the parser recognised and UDP to the extra VXLAN ports
-    parse_batch_hooked(b, vxlan_port, _fast_one, _decap_one, &s, s.vxlan_ports)
+    # the parser's own loop: the fast path (tunnel_in.pxd) sees IP-in-IP and VXLAN
+    # frames first, the stage every tunnel the parser recognised and UDP to the extra
+    # VXLAN ports
+    parse_decap_loop(b, vxlan_port, &s, _decap_one)
 
 
 def parse_and_decap(Batch b not None, TunnelEndpoints endpoints not None, vxlan_port=DEFAULT_VXLAN_PORT):

@@ -5,10 +5,6 @@ from kdp._fast.packet cimport Batch
 from kdp._fast.route cimport RouteTable
 from kdp._fast.neigh cimport Neighbours
 
-cdef enum:
-    VXLAN_SPORT_MIN = 32768     # Linux's default local port range, the VXLAN source ports
-    VXLAN_SPORT_MAX = 60999
-
 # The stage over a batch. Returns the number of extra packets the fragment pass
 # must make (IPv4 packets without DF larger than their route's MTU are left with
 # reason R_FORWARDED_FRAGMENTED for it, not yet encapsulated). answered: the route
@@ -19,5 +15,5 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
 # route_id is set. Sets the verdict only to drop it (R_NO_HEADROOM).
 cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept nogil
 
-# Linux's udp_flow_src_port() on kdp's symmetric hash of the inner flow.
+# Linux's udp_flow_src_port() on kdp's symmetric hash of the inner flow (tunnel_out.pxd).
 cdef uint16_t vxlan_source_port(uint32_t hash) noexcept nogil

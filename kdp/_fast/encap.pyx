@@ -45,7 +45,8 @@ proto, frag, hash; the route record (kdp/_fast/route.pxd).
        destination = the next hop's MAC: configured for the route (RF_STATIC_MAC),
        else learned (neigh.pyx), else the route's placeholder (route.set_link_addresses).
        A forwarded packet that needs no fragments, and every answer kdp built, was
-       addressed (and put in its tunnel: egress_one) by the route stage already, while
+       addressed (and put in its tunnel: tunnel_out.pxd's inline cases, else egress_one)
+       by the route stage already, while
        it was in cache and with the neighbours the packets before it taught, and is
        skipped here; this stage runs only when the route stage left it work (in the
        pipeline: fragments; stage by stage, `encap()`: the answers too). Other
@@ -71,7 +72,7 @@ from kdp._fast.route cimport (RouteTable, route_t, set_link_addresses, RT_REMOTE
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.checksum cimport ld16, st16, st32, cs_sum, cs_fold, kdp_prefetch_w
 from kdp._fast.headroom cimport batch_floor
-from kdp._fast.mix cimport mix64
+from kdp._fast.tunnel_out cimport tunnel_fast, vxlan_sport, symmetric_hash, ecn_encap
 
 cnp.import_array()
 
@@ -82,39 +83,7 @@ cdef enum:
 
 
 cdef uint16_t vxlan_source_port(uint32_t hash) noexcept nogil:
-    hash ^= hash << 16          # Linux obfuscates the hash: only its upper 16 bits count
-    return <uint16_t>(((<uint64_t>hash * (VXLAN_SPORT_MAX - VXLAN_SPORT_MIN)) >> 32) + VXLAN_SPORT_MIN)
-
-
-cdef inline uint64_t _rd64(const uint8_t* a) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef int k
-    for k in range(8):
-        v = (v << 8) | a[k]
-    return v
-
-
-cdef inline uint32_t _symmetric_hash(const pkt_meta_t* p) noexcept nogil:
-    """A hash of the inner flow that is the same both ways (Linux's flow hash is)."""
-    cdef uint64_t x, y
-    cdef uint16_t sp = p.sport, dp = p.dport
-    if p.frag != FRAG_NONE:
-        sp = dp = 0             # Linux's flow dissector reads no ports of fragments
-    if p.ip_ver == 4:
-        x = (<uint64_t>p.src4 << 16) | sp
-        y = (<uint64_t>p.dst4 << 16) | dp
-    else:
-        x = (_rd64(p.src6) * 0x9E3779B97F4A7C15ULL) ^ _rd64(p.src6 + 8) ^ sp
-        y = (_rd64(p.dst6) * 0x9E3779B97F4A7C15ULL) ^ _rd64(p.dst6 + 8) ^ dp
-    # x + y and x ^ y are the same both ways: one mix of the two
-    x = mix64((x + y) ^ ((x ^ y) * 0xC2B2AE3D27D4EB4FULL) ^ (<uint64_t>p.proto << 56))
-    return <uint32_t>(x >> 32) ^ <uint32_t>x
-
-
-cdef inline uint8_t _ecn_encap(uint8_t inner_ds) noexcept nogil:
-    """Outer DS byte: DSCP 0, ECN of the inner (CE becomes ECT(0))."""
-    cdef uint8_t ecn = inner_ds & 3
-    return 2 if ecn == 3 else ecn
+    return vxlan_sport(hash)
 
 
 cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
@@ -158,18 +127,18 @@ cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_
     if present > iplen:
         present = iplen                 # Ethernet padding is not carried
     if inner_ver == 4:
-        ecn = _ecn_encap(ip[1])
+        ecn = ecn_encap(ip[1])
         inner_ttl = ip[8]
         ident = ld16(ip + 4)
         frag = ld16(ip + 6) & 0x4000
     else:
-        ecn = _ecn_encap(ip[1] >> 4)
+        ecn = ecn_encap(ip[1] >> 4)
         inner_ttl = ip[7]
         ident = <uint16_t>p.hash
     if hdr == 0 or ip_at < hdr or ip_at - hdr < batch_floor(b, i):
         return R_NO_HEADROOM        # (the template's bytes all land in this packet's headroom)
     if encap != ENCAP_IPIP:
-        sport = vxlan_source_port(_symmetric_hash(p))
+        sport = vxlan_sport(symmetric_hash(p))
         udp_len = 8 + 8 + 14 + iplen
     learn = eth and not (flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
     # the template starts with the outer Ethernet header; other link types start at the IP
@@ -270,140 +239,16 @@ cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_
     return 0
 
 
-cdef inline void _outer4_meta(RouteTable t, pkt_meta_t* p, uint32_t new_off, uint32_t plen,
-                              uint32_t wire, uint32_t via4) noexcept nogil:
-    """The metadata fields every IPv4-outer tunnel packet of an untagged Ethernet frame
-    gets (the fast paths below; _encapsulate writes the same for every case)."""
-    p.off = new_off
-    p.len = plen
-    p.wire_len = wire
-    p.linktype = LT_ETHERNET
-    p.ethertype = 0x0800
-    p.vlan = NO_PORT
-    p.l3_off = 14
-    p.ip_ver = 4
-    p.frag = FRAG_NONE
-    p.icmp_type = 0
-    p.icmp_code = 0
-    p.icmp_id = 0
-    p.quote_off = 0
-    p.tcp_flags = 0
-    p.src4 = t.src4
-    p.dst4 = via4
-
-
-cdef uint16_t _ipip4(RouteTable t, Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
-                     const route_t* rec) noexcept nogil:
-    """_encapsulate for its most common case, kept short (few live values, nothing
-    spilled): an IPv4 packet in an untagged Ethernet frame into IP-in-IP. Same bytes
-    and metadata as the general case (tests/test_encap.py compares both with scapy)."""
-    cdef uint32_t off = p.off
-    cdef uint8_t* ip = b.buf + off + 14
-    cdef uint32_t iplen = ld16(ip + 2)
-    cdef uint32_t plen = p.len, wire = p.wire_len
-    cdef uint32_t present = plen - 14
-    cdef uint32_t cut = wire - plen if wire > plen else 0
-    cdef uint8_t ecn = _ecn_encap(ip[1])
-    cdef uint8_t ttl = ip[8]
-    cdef uint16_t ident = ld16(ip + 4)
-    cdef uint16_t frag = ld16(ip + 6) & 0x4000
-    cdef uint32_t tsum = rec.tmpl_sum, via4 = rec.via4
-    cdef uint16_t reason = p.reason
-    cdef bint learn = not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
-    cdef uint8_t* f
-    if present > iplen:
-        present = iplen                 # Ethernet padding is not carried
-    if off < 20 or off - 20 < batch_floor(b, i):
-        return R_NO_HEADROOM
-    f = b.buf + off - 20
-    memcpy(f, rec.tmpl, 34)
-    f[15] = ecn
-    st16(f + 16, <uint16_t>(20 + iplen))
-    st16(f + 18, ident)
-    st16(f + 20, frag)
-    f[22] = ttl
-    f[23] = 4
-    st16(f + 24, <uint16_t>~cs_fold(tsum + ecn + 20 + iplen + ident + frag + ((<uint32_t>ttl << 8) | 4)))
-    if learn:
-        n.lookup4(via4, f)
-    p.sport = 0
-    p.dport = 0
-    p.tunnel = TUN_IPIP
-    p.encap = TUN_IPIP
-    p.reason = R_FORWARDED_IPIP if reason == R_FORWARDED else reason
-    p.ttl = ttl
-    p.l4_off = 34
-    p.inner_off = 34
-    p.frag_id = ident
-    p.proto = 4
-    _outer4_meta(t, p, off - 20, 34 + present, 34 + iplen + cut, via4)
-    return 0
-
-
-cdef uint16_t _vxlan4(RouteTable t, Neighbours n, Batch b, Py_ssize_t i, pkt_meta_t* p,
-                      const route_t* rec) noexcept nogil:
-    """_encapsulate for VXLAN's most common case, kept short as _ipip4: an IPv4 packet
-    in an untagged Ethernet frame into VXLAN over IPv4."""
-    cdef uint32_t off = p.off
-    cdef uint8_t* ip = b.buf + off + 14
-    cdef uint32_t iplen = ld16(ip + 2)
-    cdef uint32_t plen = p.len, wire = p.wire_len
-    cdef uint32_t present = plen - 14
-    cdef uint32_t cut = wire - plen if wire > plen else 0
-    cdef uint32_t udp_len = 8 + 8 + 14 + iplen
-    cdef uint8_t ecn = _ecn_encap(ip[1])
-    cdef uint16_t ident = ld16(ip + 4)
-    cdef uint16_t sport = vxlan_source_port(_symmetric_hash(p))
-    cdef uint32_t tsum = rec.tmpl_sum, via4 = rec.via4
-    cdef uint16_t vport = rec.vxlan_port
-    cdef uint16_t reason = p.reason
-    cdef bint learn = not (rec.flags & RF_STATIC_MAC) and n is not None and (n.count4 != 0 or n.count6 != 0)
-    cdef uint8_t* f
-    if present > iplen:
-        present = iplen                 # Ethernet padding is not carried
-    if off < 50 or off - 50 < batch_floor(b, i):
-        return R_NO_HEADROOM
-    f = b.buf + off - 50
-    memcpy(f, rec.tmpl, 64)
-    f[15] = ecn
-    st16(f + 16, <uint16_t>(20 + udp_len))
-    st16(f + 18, ident)
-    st16(f + 24, <uint16_t>~cs_fold(tsum + ecn + 20 + udp_len + ident))
-    st16(f + 34, sport)
-    st16(f + 38, <uint16_t>udp_len)
-    if learn:
-        n.lookup4(via4, f)
-    p.sport = sport
-    p.dport = vport
-    p.tunnel = TUN_VXLAN
-    p.encap = TUN_VXLAN
-    p.reason = R_FORWARDED_VXLAN if reason == R_FORWARDED else reason
-    p.ttl = VXLAN_TTL
-    p.l4_off = 34
-    p.inner_off = 50
-    p.frag_id = ident
-    p.proto = 17
-    _outer4_meta(t, p, off - 50, 64 + present, 64 + iplen + cut, via4)
-    return 0
-
-
 cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept nogil:
     cdef pkt_meta_t* p = &b.m[i]
     cdef const route_t* rec = &t.r[p.route_id]
     cdef uint16_t r
     if rec.encap != ENCAP_NONE and rec.kind == RT_REMOTE_NODE:
-        if p.ip_ver == 4 and p.linktype == LT_ETHERNET and p.l3_off == 14 and not (rec.flags & RF_VIA6):
-            # the common cases, each in a short function of its own
-            if rec.encap == ENCAP_IPIP and rec.tmpl_len == 34:
-                r = _ipip4(t, n, b, i, p, rec)
-            elif rec.encap == ENCAP_VXLAN and rec.tmpl_len == 64:
-                r = _vxlan4(t, n, b, i, p, rec)
-            else:
-                r = _encapsulate(t, n, b, i, rec)
-        else:
+        # the common cases inline (tunnel_out.pxd, as the route stage runs them)
+        if not tunnel_fast(n, b, i, p, rec):
             r = _encapsulate(t, n, b, i, rec)
-        if r:
-            drop(p, ST_ENCAP, r)
+            if r:
+                drop(p, ST_ENCAP, r)
         return                      # the template carries the outer Ethernet addresses
     set_link_addresses(rec, n, b, p)
 

@@ -4,6 +4,7 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
+from kdp._fast.tunnel_in cimport tunnel_set_t
 
 cdef enum:
     MAX_IPV6_EXT = 8            # extension headers followed before R_TOO_MANY_IPV6_EXT
@@ -40,12 +41,13 @@ cdef uint16_t csum_fold(const uint8_t* b, uint32_t n) noexcept nogil
 # stage's context, the batch buffer and the packet.
 ctypedef int (*parse_hook_t)(void* ctx, uint8_t* buf, pkt_meta_t* p) noexcept nogil
 
-# parse_batch with two hooks: `before` sees each pending untagged Ethernet/IPv4 frame
-# (no options) carrying IP-in-IP or UDP to vxlan_port before it is parsed, and returns
-# 0 (parse it), < 0 (it decided the packet itself) or a Tunnel kind: it moved the
-# packet to its inner packet, which the loop parses and marks as decapsulated (`decap`;
-# a malformed inner packet is dropped at ST_DECAP with the parse reason, inner ARP goes
-# to the node). `after` sees each packet that parsed and is a recognised tunnel or UDP
-# to one of udp_ports[0..4) (0: unused); its result is not used.
-cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
-                             parse_hook_t after, void* ctx, const uint16_t* udp_ports) noexcept nogil
+# parse_batch with the decap stage in the same loop: each pending untagged
+# Ethernet/IPv4 frame (no options) carrying IP-in-IP or UDP to vxlan_port first goes
+# through the fast path of tunnel_in.pxd (inline: no call); when that moved the packet
+# to its inner packet, the loop parses the inner one and marks it decapsulated
+# (`decap`; a malformed inner packet is dropped at ST_DECAP with the parse reason, inner
+# ARP goes to the node). `after` (the stage, with t as its context) sees each packet
+# that parsed and is a recognised tunnel or UDP to one of t.vxlan_ports (0: unused);
+# its result is not used.
+cdef void parse_decap_loop(Batch b, uint16_t vxlan_port, const tunnel_set_t* t,
+                           parse_hook_t after) noexcept nogil

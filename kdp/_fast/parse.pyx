@@ -85,6 +85,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.mix cimport mix64
 from kdp._fast.checksum cimport kdp_csum16
+from kdp._fast.tunnel_in cimport tunnel_set_t, tunnel_fast_in
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, set_verdict, meta_reset, NO_PORT, MAX_FRAME,
     V_PENDING, V_LOCAL, ST_PARSE, ST_DECAP, FRAG_NONE, FRAG_FIRST, FRAG_LATER,
@@ -145,6 +146,16 @@ cdef inline uint16_t rd16(const uint8_t* b) noexcept nogil:
 cdef inline uint32_t rd32(const uint8_t* b) noexcept nogil:
     return ((<uint32_t>b[0] << 24) | (<uint32_t>b[1] << 16)
             | (<uint32_t>b[2] << 8) | <uint32_t>b[3])
+
+
+cdef extern from *:
+    """
+    static inline uint16_t kdp_parse_ld16_ne(const uint8_t* p) { uint16_t v; __builtin_memcpy(&v, p, 2); return v; }
+    static inline uint32_t kdp_parse_ld32_ne(const uint8_t* p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+    """
+    # loads in the machine's byte order: one instruction each
+    uint16_t ld16_ne "kdp_parse_ld16_ne" (const uint8_t* p) noexcept nogil
+    uint32_t ld32_ne "kdp_parse_ld32_ne" (const uint8_t* p) noexcept nogil
 
 
 cdef inline uint64_t rd64(const uint8_t* b) noexcept nogil:
@@ -553,13 +564,16 @@ cdef void parse_batch(Batch b, uint16_t vxlan_port) noexcept nogil:
             drop(p, ST_PARSE, r)
 
 
-cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
-                             parse_hook_t after, void* ctx, const uint16_t* udp_ports) noexcept nogil:
-    """parse_batch, and a stage's hooks inside the same loop (see parse.pxd): the decap
-    stage decides tunnels while their packets are in cache, without a pass of its own."""
+cdef void parse_decap_loop(Batch b, uint16_t vxlan_port, const tunnel_set_t* t,
+                           parse_hook_t after) noexcept nogil:
+    """parse_batch and the decap stage in one loop (parse.pxd): the stage decides tunnels
+    while their packets are in cache, without a pass of its own."""
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
     cdef const uint8_t* pkt
+    cdef const uint16_t* udp_ports = t.vxlan_ports
+    cdef uint16_t port_ne = <uint16_t>((vxlan_port >> 8) | (vxlan_port << 8))   # as on the wire
+    cdef uint8_t proto
     cdef uint16_t r
     cdef int h
     cdef Py_ssize_t n = b.count
@@ -574,16 +588,16 @@ cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
             continue
         pkt = b.buf + p.off
         h = 0
-        # untagged Ethernet, IPv4 without options, IP-in-IP or UDP to the VXLAN port
-        if p.len >= 38 and pkt[12] == 0x08 and pkt[13] == 0x00 and pkt[14] == 0x45 \
-                and (pkt[23] == P_IPIP or (pkt[23] == P_UDP and rd16(pkt + 36) == vxlan_port)) \
-                and p.linktype == LT_ETHERNET:
-            h = before(ctx, b.buf, p)
-            if h < 0:
-                continue
+        # untagged Ethernet, IPv4 without options, IP-in-IP or UDP to the VXLAN port: the
+        # protocol first (most packets leave there), the rest in one word (bytes 12-14)
+        proto = pkt[23]
+        if (proto == P_IPIP or (proto == P_UDP and ld16_ne(pkt + 36) == port_ne)) \
+                and (ld32_ne(pkt + 12) & 0x00FFFFFFU) == 0x00450008U \
+                and p.len >= 38 and p.linktype == LT_ETHERNET:
+            h = tunnel_fast_in(t, b.buf, p)
         r = parse_frame(p, b.buf + p.off, vxlan_port)
         if h > 0:
-            p.decap = <uint8_t>h        # the hook decapsulated it: this was the inner packet
+            p.decap = <uint8_t>h        # the fast path decapsulated it: this was the inner packet
             if r == R_ARP:
                 set_verdict(p, V_LOCAL, ST_DECAP, R_ARP)
             elif r:
@@ -593,7 +607,7 @@ cdef void parse_batch_hooked(Batch b, uint16_t vxlan_port, parse_hook_t before,
             if p.tunnel != TUN_NONE or (p.proto == P_UDP and udp_ports[0] != 0 and
                                         (p.dport == udp_ports[0] or p.dport == udp_ports[1] or
                                          p.dport == udp_ports[2] or p.dport == udp_ports[3])):
-                after(ctx, b.buf, p)
+                after(<void*>t, b.buf, p)
         elif r == R_ARP:
             set_verdict(p, V_LOCAL, ST_PARSE, R_ARP)
         else:

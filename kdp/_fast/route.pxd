@@ -24,12 +24,18 @@ cdef enum RouteFlags:
     RF_STATIC_MAC = 8       # dst_mac is configured: learned neighbours never replace it
     RF_VIA6 = 16            # the next hop is an IPv6 address (via6), else IPv4 (via4)
 
+cdef enum TunnelFast:
+    TF_NONE = 0             # the general case (encap.pyx: _encapsulate), or no tunnel
+    TF_IPIP4 = 1            # IP-in-IP, IPv4 outer: tunnel_out.pxd for IPv4 in untagged Ethernet
+    TF_VXLAN4 = 2           # VXLAN over IPv4: the same
+    TMETA_LEN = 40          # route_t.tmeta
+
 # One route record (route_id indexes them). Addresses: IPv4 host order, IPv6 network order.
 ctypedef struct route_t:
     uint8_t kind            # RouteKind
     uint8_t encap           # Encap, for RT_REMOTE_NODE
     uint8_t flags           # RouteFlags
-    uint8_t _pad0
+    uint8_t tfast           # TunnelFast: which inline case of tunnel_out.pxd the route's packets take
     uint16_t port           # out port (RT_LOCAL_POD, RT_REMOTE_NODE, RT_UPLINK)
     uint16_t mtu            # largest IP packet the route carries (inner, for tunnels); 0: no limit
     uint32_t via4           # the next hop (RF_NEXTHOP): remote node / tunnel endpoint, gateway, pod
@@ -46,6 +52,9 @@ ctypedef struct route_t:
     uint16_t _pad1
     uint32_t tmpl_sum       # IPv4: one's complement sum of the outer header's fixed words
     uint8_t tmpl[88]
+    # IPv4-outer tunnels (tfast set): the metadata of a packet in this tunnel, pkt_meta_t's
+    # bytes from l3_off to dst4 (TMETA_LEN), per-packet fields (ttl, frag_id, sport) zero
+    uint8_t tmeta[40]
 
 # What to do with a forwarded packet its route sends into a tunnel (the encap stage's
 # egress_one), called by the route stage while the packet is in cache; NULL: leave it

@@ -34,7 +34,9 @@ primary address of the family (kdp/_fast/icmp.pyx builds them).
 Sets: route_id, out_port, verdict, stage, reason; TTL bytes in the packet. While the
 packet is in cache, a forwarded packet that needs no fragments gets its Ethernet
 addresses (set_link_addresses), or, when its route is a tunnel and the caller passes
-the encap stage's egress_one, its tunnel headers as well.
+the encap stage's egress_one, its tunnel headers as well: the common cases (IPv4 in
+untagged Ethernet into IP-in-IP or VXLAN over IPv4) inline in this loop
+(tunnel_out.pxd), the others through egress_one.
 Returns the number of packets the encap stage still has work for (fragments, answers,
 tunnels when no egress function was passed); none: the pipeline skips it.
 Next stage: encap.
@@ -69,6 +71,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, NO_PORT, NO
                                R_MARTIAN_DESTINATION, R_LINK_LOCAL, R_ECHO_REPLIED,
                                R_TUNNEL_NOT_DECAPSULATED, R_SVC_HEALTH_CHECK, TUN_NONE, LT_ETHERNET,
                                FRAG_LATER, ip_length, segment_ip_length)
+from kdp._fast.packet cimport FRAG_NONE, TUN_IPIP, TUN_VXLAN
+from kdp._fast.tunnel_out cimport tunnel_fast
 from kdp._fast.lpm cimport Lpm4, KDP_LPM_MISS
 from kdp._fast.lpm6 cimport Lpm6
 from kdp._fast.neigh cimport Neighbours, neigh_learn_upto
@@ -80,6 +84,11 @@ from kdp._fast.icmp cimport (icmp_error, icmp_error_allowed, icmp_is_echo_reques
 cnp.import_array()
 
 ROUTE_DTYPE = np.dtype([("b", "u1", sizeof(route_t))])
+
+# route_t.tmeta is pkt_meta_t's bytes from l3_off to dst4 (tunnel_out.pxd copies it whole)
+cdef pkt_meta_t _layout
+if <size_t>(<char*>&_layout.dst4 - <char*>&_layout.l3_off) + 4 != TMETA_LEN:
+    raise ImportError("pkt_meta_t: l3_off..dst4 is not TMETA_LEN bytes (route.pxd)")
 ROUTE_SIZE = sizeof(route_t)
 
 cdef enum:
@@ -355,6 +364,7 @@ cdef int _template(RouteTable t, route_t* rec, object route) except -1:
         u = o + 20
     if route.encap == ENCAP_IPIP:
         rec.tmpl_len = 34               # TTL, protocol, DF: per packet
+        _tunnel_meta(t, rec)
         return 0
     if not v6:
         o[8] = 64                       # Linux's default TTL (vxlan ttl 0)
@@ -370,7 +380,35 @@ cdef int _template(RouteTable t, route_t* rec, object route) except -1:
     memcpy(u + 22, t.vtep_mac, 6)
     u[28] = 0x08                        # IPv4 inside unless the packet says otherwise
     rec.tmpl_len = 84 if v6 else 64
+    if not v6:
+        _tunnel_meta(t, rec)
     return 0
+
+
+cdef void _tunnel_meta(RouteTable t, route_t* rec) noexcept:
+    """An IPv4-outer tunnel route's metadata template (route.pxd: tmeta), filled field
+    by field as the encap stage's general case writes them, and its tfast."""
+    cdef pkt_meta_t m
+    cdef bint ipip = rec.encap == ENCAP_IPIP
+    if rec.kind != RT_REMOTE_NODE:
+        return                          # (egress_one only encapsulates towards nodes)
+    memset(&m, 0, sizeof(m))
+    m.l3_off = 14
+    m.l4_off = 34
+    m.inner_off = 34 if ipip else 50
+    m.quote_off = 0
+    m.ethertype = 0x0800
+    m.vlan = NO_PORT
+    m.ip_ver = 4
+    m.proto = 4 if ipip else 17
+    m.ttl = 0 if ipip else 64           # IP-in-IP: the inner's, per packet
+    m.frag = FRAG_NONE
+    m.tunnel = m.encap = TUN_IPIP if ipip else TUN_VXLAN
+    m.dport = 0 if ipip else rec.vxlan_port
+    m.src4 = t.src4
+    m.dst4 = rec.via4
+    memcpy(rec.tmeta, &m.l3_off, TMETA_LEN)
+    rec.tfast = TF_IPIP4 if ipip else TF_VXLAN4
 
 
 cdef class RouteTable:
@@ -667,7 +705,9 @@ cdef class RouteTable:
                 egress += 1                             # fragments: the encap stage
             elif rec.encap:
                 if tunnel != NULL:
-                    tunnel(self, nb, b, i)              # in the tunnel now, while in cache
+                    # in the tunnel now, while in cache: the common cases inline
+                    if not tunnel_fast(nb, b, i, p, rec):
+                        tunnel(self, nb, b, i)
                 else:
                     egress += 1
             elif p.out_port != HOST_PORT:
