@@ -313,9 +313,11 @@ def test_dense_slash16_with_many_long_prefixes_matches_reference(data):
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_ipv4_8_and_16_bit_leaf_chunks_match_reference(data):
-    # A table with fewer than 240 next hops stores 8-bit leaves in its chunk
-    # roots; more next hops, or more than 16 child nodes in one /16, need
-    # 16-bit ones.  "grow" starts with few values and crosses the limit by
+    # Chunk roots store 8-bit leaves (next-hop indices, or indices into the
+    # chunk's palette in a FIB of 240 or more next hops) or 16-bit ones (a
+    # bigger table of mostly distinct values; a /16 with 240 or more distinct
+    # next hops, e.g. the 0x0B00 /16 of "many", too many runs with them, or
+    # more than 16 child nodes).  "grow" starts with few values and crosses the limit by
     # inserts, so chunks of both widths serve lookups side by side.
     mode = data.draw(st.sampled_from(["few", "many", "grow"]))
     rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))

@@ -18,6 +18,7 @@ from kdp._fast.lpm6 import LAYOUT6 as L6, Lpm6
 from kdp.reference.lpm import RefLpm
 
 M64 = (1 << 64) - 1
+MISS32 = 0xFFFFFFFF
 
 
 def u8(a):
@@ -45,7 +46,8 @@ def test_ipv4_node_fields_follow_each_other_as_documented():
     assert L4["n16_runs"] == L4["n8_runs"] == 4 * 8
     assert L4["n16_leaf"] == L4["n16_runs"] + 4 * 2 + 4
     assert L4["n8_leaf"] == L4["n8_runs"] + 4 * 1
-    # an 8-bit root node of 28 runs is one cache line (the docstring's promise)
+    # an 8-bit root node with 28 bytes of palette and leaves (3 next hops, 20
+    # runs) is one cache line (the docstring's promise)
     assert L4["n8_leaf"] + 28 == 64
     # in front of a root node: its distance, then child offsets growing down
     assert (L4["root_dist"], L4["root_kids"]) == (-4, -8)
@@ -60,8 +62,9 @@ def test_ipv4_leaf_codes_and_handle_flags_do_not_overlap():
     assert lpm.MAX_VALUES < L4["child16"] <= 0xFFFF
     assert 0 < L4["child8"] < 0x100
     # the flags live in the low bits nodes (8-byte aligned) leave free
-    assert L4["flag_wide"] | L4["flag_leaf16"] == L4["flag_wide"] + L4["flag_leaf16"]
-    assert (L4["flag_wide"] | L4["flag_leaf16"]) & ~L4["flags"] == 0 and L4["flags"] < 8
+    flags = (L4["flag_wide"], L4["flag_leaf16"], L4["flag_palette"])
+    assert sum(flags) == L4["flag_wide"] | L4["flag_leaf16"] | L4["flag_palette"]
+    assert sum(flags) & ~L4["flags"] == 0 and L4["flags"] < 8
     assert L4["ptr_mask"] == (1 << 48) - 1
 
 
@@ -116,6 +119,8 @@ def read4(t, a):
         leaf = _node_leaf(c, (a >> 8) & 255, False)
         if leaf >= L4["child8"]:
             leaf = _node_leaf(_child(c, leaf - L4["child8"]), a & 255, True)
+        elif h & L4["flag_palette"]:                # the node's palette of next-hop indices
+            leaf = u16(c + L4["n8_leaf"] + 2 * leaf)
     return u32(values + 4 * (leaf or e >> 48))       # leaf 0: the /16's default
 
 
@@ -240,6 +245,78 @@ def test_ipv4_memory_read_by_the_named_layout_matches_the_reference(seed, many_v
             start = c - L4["wide_table"] if h & L4["flag_wide"] else c - u32(c + L4["root_dist"])
             total += u64(start)
         assert total == t.memory()["chunks"]
+
+
+
+def _leaf16(t, slash16):
+    t0, _ = t._root_addresses()
+    return bool(u64(t0 + 8 * slash16) & L4["flag_leaf16"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bulk=st.booleans())
+def test_ipv4_chunk_palettes_keep_8_bit_leaves_in_a_table_of_thousands_of_next_hops(seed, bulk):
+    # A chunk root stores 8-bit leaves indexing its own palette of next-hop
+    # indices, so a table of thousands of next hops keeps 8-bit leaves in
+    # every /16 holding few distinct ones (a table whose /16s hold mostly
+    # distinct values has 16-bit leaves instead); a /16 with 240 or more
+    # distinct next hops (or too many runs with them, or more than 16 child
+    # nodes) takes 16-bit leaves.  Inserts
+    # carry a /16 across that limit and deletes carry it back; answers follow
+    # the reference all the way (read through the layout and by the lookups).
+    rng = random.Random(seed)
+    rules = [(0, 0, 1), (0x0A000000, 8, 2)]
+    for i in range(60):                  # many values overall; a FIB's /16s: neighbours alike
+        rules += [(0x0B000000 | i << 16 | sl << 8, 24, 3_000 + i) for sl in range(0, 200, 20)]
+    few = [0x0A010000, 0x0A020000, 0xC0A80000]
+    for base in few:                     # <= 20 values over <= 60 prefixes, <= 16 children
+        vals = [rng.randrange(4_000) for _ in range(rng.randint(1, 20))]
+        rules.append((base, rng.choice([16, 17]), rng.choice(vals)))
+        for sl in rng.sample(range(256), rng.randint(1, 40)):
+            rules.append((base | sl << 8, rng.choice([18, 22, 24]), rng.choice(vals)))
+        for sl in rng.sample(range(256), rng.randint(0, 16)):
+            rules.append((base | sl << 8 | rng.getrandbits(8), rng.randint(25, 32), rng.choice(vals)))
+    crowded = 0xC6120000                 # every /24 its own next hop: 256 distinct
+    crowd = [(crowded | sl << 8, 24, 10_000 + sl) for sl in range(256)]
+    if bulk:
+        t = Lpm4.build(*map(np.array, zip(*(rules + crowd))))
+    else:
+        t = Lpm4()
+        for p, ln, v in rules + crowd:
+            t.insert(p, ln, v)
+    ref = _ref(rules + crowd, 32)
+    probes = _probes(rules + crowd, 32, rng, 200)
+
+    def agree():
+        want = [ref.lookup(a) for a in probes]
+        assert [read4(t, a) for a in probes] == want
+        assert t.lookup_batch(np.array(probes, np.uint32)).tolist() == [MISS32 if w is None else w for w in want]
+
+    agree()
+    assert not any(_leaf16(t, b >> 16) for b in few)
+    assert _leaf16(t, crowded >> 16)
+    if bulk:                             # thousands of next hops: the few-value /16s' palettes
+        t0, _ = t._root_addresses()
+        assert all(u64(t0 + 8 * (b >> 16)) & L4["flag_palette"] for b in few)
+        # the same prefixes with a route id of its own each (most rules of a
+        # /16 with their own value): 16-bit leaves, which are smaller then
+        own = [(p, ln, 50_000 + i) for i, (p, ln, _) in enumerate(rules)]
+        t2, ref2 = Lpm4.build(*map(np.array, zip(*own))), _ref(own, 32)
+        assert [read4(t2, a) for a in probes] == [ref2.lookup(a) for a in probes]
+        assert all(_leaf16(t2, p >> 16) for p, ln, _ in own if ln >= 16)
+    # 8-bit run counts hold the palette's bytes too: P next hops and R runs fit
+    # when 2 (P + 1) + R <= 256, so 56 distinct /24s left: 8-bit again
+    for p, ln, _ in rng.sample(crowd, 200):
+        t.delete(p, ln)
+        ref.delete(p, ln)
+    agree()
+    assert not _leaf16(t, crowded >> 16)
+    for sl in range(256):                             # back over 240 by replacing values
+        t.insert(crowded | sl << 8, 24, 20_000 + sl)
+        ref.insert(crowded | sl << 8, 24, 20_000 + sl)
+    agree()
+    assert _leaf16(t, crowded >> 16)
+    assert not any(_leaf16(t, b >> 16) for b in few)
 
 
 def _v6_rules(rng):

@@ -106,6 +106,7 @@ cdef class _LpmBase:
     cdef int bits                   # 32 or 128
     cdef uint64_t empty             # chunk handle of a /16 without rules
     cdef uint32_t next_nh
+    cdef int leaf8_many             # IPv4 root leaves with >= 240 next hops: palette (2) or 16-bit (0)
     cdef object _nh_of              # value -> nh index
     cdef object _bulk               # numpy array the non-owned buckets point into
     cdef list _retired_old          # retired before the last epoch flip

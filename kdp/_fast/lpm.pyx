@@ -44,15 +44,24 @@ a 256-bit bitmap with a bit where a run of equal leaves starts, the run counts
 before each 64-bit word, then one leaf per run (layout: lpm4_kernels.h).
 Leaves are next-hop indices (0 = "no rule of this chunk covers it: use the
 root entry's default"; the others index the 32-bit value table) or name a
-child node for the bits 24..31 of a slot holding longer prefixes.  A table
-with fewer than 240 next hops (a router's FIB: a few dozen peers) gives its
-chunk roots 8-bit leaves and a 36-byte header, placed so that they cross no
-more cache lines than their size needs: a /16 with up to 28 runs of leaves is
-one cache line.  Tables with more next hops use 16-bit leaves (as do child
-nodes).
+child node for the bits 24..31 of a slot holding longer prefixes.  Chunk
+roots have 8-bit leaves after a 36-byte header.  In a table with fewer than
+240 next hops they are next-hop indices.  In a bigger one whose /16s hold
+few distinct next hops (a FIB: at most half as many distinct (/16, value)
+pairs as rules) they index the chunk's palette (handle flag H_PALETTE), the
+distinct next-hop indices of that /16 (uint16 each, entry 0 = 0), stored
+between header and leaves (against 16-bit leaves, hit-heavy lookups +13-16%
+on a 900,000-prefix table with 1,024 next hops: bench/README.md).  Other
+big tables (route ids drawn at random) keep 16-bit leaves, smaller there.
+A root node is placed so that it crosses no more cache lines than its size
+needs: 28 bytes of palette and leaves (e.g. 3 next hops and 20 runs) fit the
+header's line.  A /16 whose leaves do not fit 8
+bits (a next-hop index >= 240 without a palette; 240 or more distinct next
+hops, or 2 * (palette + 1) + runs > 256, with one), or with more than 16
+children, gets 16-bit leaves holding next-hop indices (as do child nodes).
 
 An IPv4 lookup is: root entry (512 KiB in all) -> the chunk's root node (one
-or two lines) -> the value table, with one more node step only for prefixes
+or two lines: leaf, then palette) -> the value table, with one more node step only for prefixes
 longer than /24.  Batches over tables bigger than 1 MiB of chunks run a
 two-stage prefetch ring ahead of the lookups: the root entry of the address 24
 ahead, then (that entry now cached) the chunk's first two lines for the
@@ -135,10 +144,12 @@ cdef extern from "lpm4_kernels.h" nogil:
         WIDE_SLOTS "KDP_LPM4_WIDE_SLOTS"
         H_WIDE "KDP_LPM4_WIDE"          # handle flags
         H_LEAF16 "KDP_LPM4_LEAF16"
+        H_PALETTE "KDP_LPM4_PALETTE"
         H_FLAGS "KDP_LPM4_FLAGS"
         CHILD8 "KDP_LPM4_CHILD8"        # 8-bit leaves >= CHILD8 name child (leaf - CHILD8)
         CHILD "KDP_LPM4_CHILD16"        # 16-bit leaves >= CHILD name child (leaf - CHILD)
     unsigned char *kdp_empty_chunk
+    unsigned char *kdp_empty_chunk_palette
     unsigned char *kdp_empty_wide
     void kdp_lpm4_init_empty()
 
@@ -148,6 +159,8 @@ MISS = 0xFFFFFFFF
 MAX_VALUES = 0xFEFF
 
 cdef enum:
+    LEAF8_DIRECT = 1          # _build_root4's leaf8: 8-bit leaves are next-hop indices,
+    LEAF8_PALETTE = 2         # ... or index the node's palette
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1 (leaves above name children)
     PF_MIN_BYTES = 1 << 20    # IPv4 batches prefetch when the chunks are bigger than this:
     PF_CHUNK_AHEAD = 8        # ... the chunk lines of the address that far ahead,
@@ -163,7 +176,7 @@ LAYOUT4 = {
     "starts": STARTS, "n16_runs": N16_RUNS, "n16_leaf": N16_LEAF,
     "n8_runs": N8_RUNS, "n8_leaf": N8_LEAF, "root_dist": ROOT_DIST, "root_kids": ROOT_KIDS,
     "wide_table": WIDE_TABLE, "wide_slots": WIDE_SLOTS,
-    "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flags": H_FLAGS,
+    "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flag_palette": H_PALETTE, "flags": H_FLAGS,
     "child8": CHILD8, "child16": CHILD, "ptr_mask": PTR_MASK,
 }
 
@@ -202,6 +215,8 @@ cdef inline uint32_t _lookup4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
         lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
         if lf >= CHILD8:
             lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
+        elif e & H_PALETTE:                    # (one table: predicts) the next-hop index
+            lf = (<const uint16_t *>(c + N8_LEAF))[lf]
     elif e & H_WIDE:
         # a /16 dense with prefixes longer than /24: a direct table of 65,536
         # uint16 leaves for bits 16..31 (128 KiB)
@@ -372,29 +387,60 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
                       int leaf8, size_t *off) noexcept nogil:
     """Append the root node (bits 16..23) of one /16's rules, preceded by its
     child offsets and its distance from blk (the start of the allocation),
-    then its children.  leaf8: 8-bit leaves where they fit.  off = the node's
-    offset.  Returns the handle flags (H_LEAF16 or 0), or -1 when out of
+    then its children.  leaf8: LEAF8_DIRECT or LEAF8_PALETTE for 8-bit leaves
+    where they fit, 0 for 16-bit leaves.  off = the node's
+    offset.  Returns the handle flags (H_LEAF16, H_PALETTE or 0), or -1 when out of
     memory."""
     cdef uint32_t slots[256]
     cdef uint32_t ch_s[256]
     cdef uint32_t ch_e[256]
     cdef uint32_t ch_inh[256]
     cdef uint16_t leaves[256]
+    cdef uint16_t pal[256]
+    cdef uint8_t idx8[256]
     cdef uint64_t bm[4]
     cdef int nch, ci, w, leaf16
-    cdef uint32_t nruns, r, q
+    cdef uint32_t nruns, r, q, npal, j, lv, pbytes
     cdef size_t node, start, size
     cdef ssize_t co
     cdef char *nd
     nch = _node_slots(rules, n, 16, 16, 0, slots, ch_s, ch_e, ch_inh)
     nruns = _node_runs(slots, bm, leaves)
-    # 8-bit leaves when the table asks for them (it has fewer than CHILD8 next
-    # hops: a router's FIB) and they fit; the table decides rather than each
-    # chunk, so that the lookup's width branch predicts
+    # 8-bit leaves where they fit: a leaf is 0 (the /16 default), names a
+    # child (CHILD8 + k), or is the next-hop index itself (leaf8 == LEAF8_DIRECT:
+    # a table of fewer than CHILD8 next hops) or an index into the node's
+    # palette of next-hop indices (LEAF8_PALETTE: more; a /16 of a FIB holds a
+    # few distinct next hops even when the table holds thousands, so nearly
+    # every chunk fits and the lookup's width branch predicts).  The table
+    # chooses, not each chunk, so that the palette branch predicts too.
+    pal[0] = 0
+    npal = 0
     leaf16 = not leaf8 or nch > 0x100 - CHILD8
     for r in range(nruns):
-        if CHILD8 <= leaves[r] < CHILD:
-            leaf16 = 1
+        lv = leaves[r]
+        if lv == 0:
+            idx8[r] = 0
+        elif lv >= CHILD:
+            idx8[r] = <uint8_t>(CHILD8 + lv - CHILD)
+        elif leaf8 == LEAF8_DIRECT:
+            if lv >= CHILD8:
+                leaf16 = 1
+                break
+            idx8[r] = <uint8_t>lv
+        else:
+            j = 1
+            while j <= npal and pal[j] != lv:
+                j += 1
+            if j > npal:
+                if npal + 1 >= CHILD8:
+                    leaf16 = 1
+                    break
+                npal = j
+                pal[j] = <uint16_t>lv
+            idx8[r] = <uint8_t>j
+    pbytes = 2 * (npal + 1) if leaf8 == LEAF8_PALETTE else 0
+    if pbytes + nruns > 0x100:             # run counts + the palette's bytes fit 8 bits
+        leaf16 = 1
     # in front of the node: one uint32 offset per child and the uint32 distance
     if leaf16:
         # the child node format, 8-byte aligned: 16-bit leaves rarely fit one
@@ -404,7 +450,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     else:
         # as few cache lines as its size allows: no more line boundaries
         # inside than needed (a line of padding at most)
-        size = N8_LEAF + nruns
+        size = N8_LEAF + pbytes + nruns
         node = (b.n + 4 * <size_t>nch + 4 + 7) & ~(<size_t>7)
         if (node & 63) + size > ((size + 63) & ~(<size_t>63)):
             node = (node + 63) & ~(<size_t>63)
@@ -414,16 +460,16 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     if leaf16:
         _write_node16(nd, bm, leaves, nruns)
     else:
+        # a palette (uint16, entry 0 = 0) at N8_LEAF, the leaves after it;
+        # the run counts include the palette's bytes, so the leaf is read at
+        # N8_LEAF - 1 + runs[w] + popcount, as if the leaves started there
         memcpy(nd + STARTS, bm, 4 * sizeof(uint64_t))
-        q = 0
+        q = pbytes
         for w in range(4):
             (<uint8_t *>(nd + N8_RUNS))[w] = <uint8_t>q
             q += kdp_popcnt(bm[w])
-        for r in range(nruns):
-            if leaves[r] >= CHILD:
-                (<uint8_t *>(nd + N8_LEAF))[r] = <uint8_t>(CHILD8 + leaves[r] - CHILD)
-            else:
-                (<uint8_t *>(nd + N8_LEAF))[r] = <uint8_t>leaves[r]
+        memcpy(nd + N8_LEAF, pal, pbytes)
+        memcpy(nd + N8_LEAF + pbytes, idx8, nruns)
     (<uint32_t *>(nd + ROOT_DIST))[0] = <uint32_t>(node - blk)
     for ci in range(nch):
         co = _build_child4(b, node, rules + ch_s[ci], ch_e[ci] - ch_s[ci], ch_inh[ci])
@@ -431,7 +477,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
             return -1
         (<uint32_t *>(b.p + node + ROOT_KIDS))[-ci] = <uint32_t>co
     off[0] = node
-    return H_LEAF16 if leaf16 else 0
+    return H_LEAF16 if leaf16 else (H_PALETTE if pbytes else 0)
 
 
 cdef int _build_chunk4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
@@ -826,11 +872,23 @@ cdef class _LpmBase:
         cdef uintptr_t HP = (<uintptr_t>2) << 20
         cdef uint64_t emp = self.empty
         cdef size_t nne
-        cdef int leaf8 = len(nh_of) < CHILD8      # next-hop indices 1..len fit in 8 bits
+        cdef int leaf8 = LEAF8_DIRECT                # (the root nodes' leaves: _build_root4)
+        cdef int leaf8_many = self.leaf8_many
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
         longs = rules
+        if self.bits == 32 and n:
+            # With CHILD8 or more next hops, palettes pay where a /16 holds few
+            # distinct ones (a FIB: neighbours alike; 30% distinct (/16, value)
+            # pairs in the bench's BGP table); where nearly every rule of a /16
+            # has its own (route ids drawn at random), 16-bit leaves are smaller.
+            lr = rules[rules["len"] >= 16]
+            pairs = np.unique(((lr["hi"] >> np.uint64(48)) << np.uint64(32))
+                              | lr["nh"].astype(np.uint64)).size
+            leaf8_many = LEAF8_PALETTE if 2 * pairs <= lr.shape[0] else 0
+            if len(nh_of) >= CHILD8:
+                leaf8 = leaf8_many
         if rt == NULL or bks == NULL or offs == NULL or dflt == NULL:
             err = 1
         else:
@@ -884,6 +942,9 @@ cdef class _LpmBase:
                         if bks[h].n:
                             nne += 1
                     emp = self._bulk_empty(nne)
+                    if emp == <uint64_t>(<uintptr_t>kdp_empty_chunk) and leaf8 == LEAF8_PALETTE:
+                        # (the same static chunk, flagged: the palette branch keeps predicting)
+                        emp = <uint64_t>(<uintptr_t>kdp_empty_chunk_palette)
                     for h in range(65536):
                         ptr = emp
                         if bks[h].n:
@@ -902,6 +963,7 @@ cdef class _LpmBase:
             raise MemoryError("LPM build ran out of memory")
         self._publish(rt, bks, sh, longs, reg, b.n, regbase, regmap, n)
         self.empty = emp
+        self.leaf8_many = leaf8_many
         self._nh_of = nh_of
         self.next_nh = len(nh_of) + 1
 
@@ -1145,11 +1207,13 @@ cdef class Lpm4(_LpmBase):
     def __cinit__(self, *args, **kwargs):
         self.bits = 32
         self.empty = <uint64_t>(<uintptr_t>kdp_empty_chunk)
+        self.leaf8_many = LEAF8_PALETTE
         self._init_root(self.root)
 
     # ---- family hooks ----------------------------------------------------------
     cdef bint _is_static(self, const char *c) noexcept nogil:
-        return c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_wide
+        return (c == <char *>kdp_empty_chunk or c == <char *>kdp_empty_wide
+                or c == <char *>kdp_empty_chunk_palette)
 
     cdef char *_block_of(self, char *c) noexcept nogil:
         return _block4(c)
@@ -1179,7 +1243,8 @@ cdef class Lpm4(_LpmBase):
         else:
             b.p = NULL
             b.n = b.cap = 0
-            if _build_any4(&b, bk.r, bk.n, &off, 1, self.next_nh <= CHILD8) < 0:
+            if _build_any4(&b, bk.r, bk.n, &off, 1,
+                                LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many) < 0:
                 free(b.p)
                 raise MemoryError()
             c = <char *>kdp_alloc64(b.n)

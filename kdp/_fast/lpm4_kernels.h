@@ -3,7 +3,8 @@
 
    A root entry names the chunk of its /16 by a handle: the address of the
    chunk's root node (8-byte aligned) or of its wide table (64-byte aligned),
-   whose low 3 bits are the flags KDP_LPM4_WIDE / KDP_LPM4_LEAF16.
+   whose low 3 bits are the flags KDP_LPM4_WIDE / KDP_LPM4_LEAF16 /
+   KDP_LPM4_PALETTE.
 
    Chunk = a multibit trie of stride 8, leaf-pushed and popcount-compressed:
    a root node for bits 16..23 of the address; a child node for bits 24..31
@@ -37,13 +38,19 @@ typedef struct {
     uint16_t leaf[];            /* one per run; >= KDP_LPM4_CHILD16 names child (leaf - it) */
 } kdp_lpm4_node16_t;
 
-/* A root node with 8-bit leaves (tables with fewer than KDP_LPM4_CHILD8 next
-   hops: a router's FIB).  Placed so that it crosses no more cache lines than
-   its size needs: up to 28 runs (most /16s of a BGP table) are one line. */
+/* A root node with 8-bit leaves: one uint8 leaf per run, 0 (the /16
+   default), KDP_LPM4_CHILD8 + k naming child k, or else
+   - (tables of fewer than KDP_LPM4_CHILD8 next hops) the next-hop index;
+   - (more; handle flag KDP_LPM4_PALETTE) an index 1..P into the node's
+     palette: P + 1 uint16 next-hop indices (entry 0 = 0) between the header
+     and the leaves.  runs_before[w] counts the palette's 2 (P + 1) bytes too,
+     so the leaf of slot p is read as if the leaves started at the palette:
+     leaf[runs_before[w] + popcount(starts[w] & bits 0..p%64) - 1].
+   Placed so that it crosses no more cache lines than its size needs. */
 typedef struct {
     uint64_t starts[4];
-    uint8_t runs_before[4];
-    uint8_t leaf[];             /* one per run; >= KDP_LPM4_CHILD8 names child (leaf - it) */
+    uint8_t runs_before[4];     /* runs started before word w (+ 2 (P + 1)) */
+    uint8_t leaf[];             /* (uint16 palette[P + 1]), then the uint8 leaves */
 } kdp_lpm4_node8_t;
 
 enum {
@@ -62,6 +69,7 @@ enum {
     /* handle flags (low bits of the pointer in a root entry) */
     KDP_LPM4_WIDE = 1,          /* a wide table */
     KDP_LPM4_LEAF16 = 2,        /* a root node with 16-bit leaves (else 8-bit) */
+    KDP_LPM4_PALETTE = 4,       /* an 8-bit root node whose leaves index its palette */
     KDP_LPM4_FLAGS = 7,         /* (nodes are 8-byte aligned, wide tables 64) */
     /* leaves naming a child: child k is leaf CHILD8 + k (8-bit) or CHILD16 + k */
     KDP_LPM4_CHILD8 = 0xF0,
@@ -71,14 +79,18 @@ enum {
 _Static_assert(KDP_LPM4_STARTS == 0 && KDP_LPM4_N16_RUNS == 32 && KDP_LPM4_N16_LEAF == 44,
                "16-bit node layout");
 _Static_assert(KDP_LPM4_N8_RUNS == 32 && KDP_LPM4_N8_LEAF == 36, "8-bit node layout");
-_Static_assert(KDP_LPM4_N8_LEAF + 28 == 64, "an 8-bit root node of 28 runs is one line");
+_Static_assert(KDP_LPM4_N8_LEAF + 28 == 64, "an 8-bit root node of 28 bytes of palette and leaves is one line");
 
 /* The chunk of a /16 without rules: a 64-byte line holding the block size
    (and, in its last 4 bytes, the distance from the block to the node), then
-   an 8-bit root node with a single run whose leaf is 0 ("use the /16's
-   default").  Its handle: kdp_empty_chunk (no flags). */
+   an 8-bit root node with a palette of one entry (0) and a single run whose
+   leaf is 0 ("use the /16's default").  Its handle: kdp_empty_chunk (no
+   flags). */
 static unsigned char kdp_empty_block[128] __attribute__((aligned(64)));
 #define kdp_empty_chunk (kdp_empty_block + 64)
+/* The same chunk read as a palette node (its palette [0] and its leaf 0 read
+   the same either way): the empty /16s of tables with palettes. */
+#define kdp_empty_chunk_palette (kdp_empty_chunk + KDP_LPM4_PALETTE)
 
 /* The same in wide form (a direct table of 65,536 zero leaves): bulk-built
    tables with few non-empty /16s point their empty ones at it, so that all
@@ -92,7 +104,8 @@ static void kdp_lpm4_init_empty(void) {
     memset(kdp_empty_block, 0, sizeof(kdp_empty_block));
     *(uint64_t *)kdp_empty_block = sizeof(kdp_empty_block);
     *(uint32_t *)(kdp_empty_chunk + KDP_LPM4_ROOT_DIST) = (uint32_t)(kdp_empty_chunk - kdp_empty_block);
-    nd->starts[0] = 1;          /* one run from slot 0; runs_before 0, leaf[0] 0 */
+    nd->starts[0] = 1;          /* one run from slot 0, whose leaf 0 follows a palette of one entry (0) */
+    memset(nd->runs_before, 2, sizeof(nd->runs_before));
     *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
 }
 
