@@ -69,6 +69,7 @@ REPROBE_S = 30.0                    # a resolved next hop is asked again this of
 MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB super-frame
 OVERLAP_MIN = 16                    # batches this large are written by the writer thread
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
+BUSY_POLL_US = 50                   # the loop asks without sleeping this long before it sleeps
 
 
 def _ip(value):
@@ -197,8 +198,10 @@ def arp_reply(frame, only=None, mac=ATTACH_MAC):
 class Attached:
     """The live loop over a Dataplane and its TAP ports."""
 
-    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None, writer_thread=True):
+    def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None, writer_thread=True,
+                 busy_poll_us=BUSY_POLL_US):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
+        self.busy_poll_us = busy_poll_us
         self.writer_thread = writer_thread
         self.writing = None             # the writer thread's batch being written (a Future)
         self.written_aside = 0          # batches the writer thread wrote
@@ -270,7 +273,7 @@ class Attached:
                 if self.pending:
                     self._drain()
                     self._resolve_neighbours()
-                if not io.wait(100):
+                if not io.wait(100, self.busy_poll_us):
                     self._drain()
                     continue
                 b = batches[lane]
@@ -464,10 +467,11 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None, pcap_out=None, offloads=True, writer_thread=True):
+           metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
     let the kernel hand over partial checksums and TCP super-frames (TapPort);
-    `writer_thread`: large batches are written by a second thread (Attached). `metrics`:
+    `writer_thread`: large batches are written by a second thread (Attached);
+    `busy_poll_us`: how long the loop polls without sleeping before it sleeps. `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -504,7 +508,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
         from kdp.healthserver import HealthServers
         health = HealthServers(dp)
         health.update()
-        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread)
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread, busy_poll_us)
         if metrics:
             from kdp.metrics import serve
             server = serve(loop, metrics)

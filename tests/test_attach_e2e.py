@@ -693,6 +693,7 @@ def test_a_snapshot_that_fails_validation_changes_nothing(attached):
     (["--port", "shop/client=averyveryverylongname"], "at most 15 bytes"),
     (["--port", "shop/client=tq0", "--metrics", "nonsense"], "--metrics takes HOST:PORT"),
     (["--port", "shop/client=tq0", "--pcap-out", "/proc/kdp-nope"], "--pcap-out /proc/kdp-nope"),
+    (["--port", "shop/client=tq0", "--busy-poll", "-1"], "--busy-poll must be 0..1000000"),
 ])
 def test_bad_attach_arguments_are_clear_errors_and_leave_no_device(tmp_path, args, message):
     snap = tmp_path / "snap"

@@ -57,6 +57,20 @@ cdef extern from "<poll.h>" nogil:
     int poll(pollfd* fds, unsigned long nfds, int timeout)
     enum: POLLIN
 
+cdef extern from "<time.h>" nogil:
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    enum: CLOCK_MONOTONIC
+
+
+cdef inline uint64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
 cdef extern from "<sys/uio.h>" nogil:
     struct iovec:
         void* iov_base
@@ -221,18 +235,30 @@ cdef class TapIO:
             raise ValueError(f"port id {port_id} out of 0..{MAX_TAP_PORTS - 1}")
         return tuple(int(x) for x in self._ctr[port_id])
 
-    def wait(self, int timeout_ms):
+    def wait(self, int timeout_ms, uint32_t spin_us=0):
         """Block (without the GIL) until a port has a frame or timeout_ms passed; returns
-        the number of ready ports (0: timed out or interrupted by a signal)."""
+        the number of ready ports (0: timed out or interrupted by a signal). With
+        `spin_us`, first ask again and again without sleeping for up to that long: a
+        frame that comes meanwhile is read at once instead of after the wake-up of a
+        sleeping thread (busy polling, as Linux's busy_poll and DPDK do; it costs that
+        much CPU after each burst, never more)."""
         cdef pollfd pfd[MAX_TAP_PORTS]
         cdef Py_ssize_t i
         cdef int r
+        cdef uint64_t until
         for i in range(self.n):
             pfd[i].fd = self.fds[i]
             pfd[i].events = POLLIN
             pfd[i].revents = 0
         with nogil:
-            r = poll(pfd, <unsigned long>self.n, timeout_ms)
+            r = 0
+            if spin_us:
+                until = _now_ns() + <uint64_t>spin_us * 1000
+                r = poll(pfd, <unsigned long>self.n, 0)
+                while r == 0 and _now_ns() < until:
+                    r = poll(pfd, <unsigned long>self.n, 0)
+            if r == 0:
+                r = poll(pfd, <unsigned long>self.n, timeout_ms)
         return r if r > 0 else 0
 
     def read_into(self, Batch b not None, uint64_t ts_ns):

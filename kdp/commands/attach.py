@@ -39,6 +39,10 @@ def add_arguments(parser):
     parser.add_argument("--single-thread", action="store_true",
                         help="write frames on the loop's thread (default: a batch of 16 frames or more is "
                              "written by a second thread while the loop reads and runs the next)")
+    parser.add_argument("--busy-poll", type=int, default=50, metavar="US",   # kdp.attach.BUSY_POLL_US
+                        help="when no port has a frame, keep asking without sleeping for this many "
+                             "microseconds before sleeping (default 50: frames that follow closely are read "
+                             "without a thread wake-up; costs that much CPU after each burst; 0: sleep at once)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -51,6 +55,8 @@ def run(args):
     from kdp.summary import print_diagnostics, print_summary
     if not 8 <= args.batch_size <= 65536:
         raise KdpError(f"--batch-size must be 8..65536 (a batch holds a 64 KiB frame), got {args.batch_size}")
+    if not 0 <= args.busy_poll <= 1_000_000:
+        raise KdpError(f"--busy-poll must be 0..1000000 microseconds, got {args.busy_poll}")
     try:
         import pyroute2  # noqa: F401
     except ImportError:
@@ -61,7 +67,7 @@ def run(args):
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
                           log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
                           pcap_out=args.pcap_out, offloads=not args.no_offloads,
-                          writer_thread=not args.single_thread)
+                          writer_thread=not args.single_thread, busy_poll_us=args.busy_poll)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
