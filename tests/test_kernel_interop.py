@@ -30,6 +30,7 @@ kernel writes the outer header itself (a raw socket without IP_HDRINCL). The onl
 outside the kernel is taking the outer header off by its IHL and checking that it came
 from node-1, as an ipip device configured with that remote does.
 """
+import contextlib
 import ctypes
 import os
 import select
@@ -326,7 +327,13 @@ def linked(request, tmp_path):
                     "runs where the kernel has it; VXLAN runs everywhere")
     if not kernel_has("vxlan"):
         pytest.fail("the kernel has no vxlan device support (CONFIG_VXLAN)")
-    topo = Topology(mode)
+    with _running(Topology(mode), tmp_path) as linked_pair:
+        yield linked_pair
+
+
+@contextlib.contextmanager
+def _running(topo, tmp_path):
+    """The topology with node-1's bridge running on it; both gone afterwards."""
     bridge = None
     try:
         bridge = Bridge(topo, topo.snapshot(tmp_path / "snap"))
@@ -531,18 +538,8 @@ class Topology6(Topology):
 def linked6(tmp_path):
     if not kernel_has("vxlan"):
         pytest.fail("the kernel has no vxlan device support (CONFIG_VXLAN)")
-    topo = Topology6()
-    bridge = None
-    try:
-        bridge = Bridge(topo, topo.snapshot(tmp_path / "snap"))
-        bridge.start()
-        assert bridge.ready.wait(10) and bridge.error is None, bridge.error
-        yield topo, bridge
-    finally:
-        if bridge is not None:
-            bridge.stop.set()
-            bridge.join(5)
-        topo.close()
+    with _running(Topology6(), tmp_path) as linked_pair:
+        yield linked_pair
 
 
 PING6 = """
