@@ -36,8 +36,8 @@ Verdicts (stage ST_DECAP):
 Next stage: conntrack.
 
 `parse_decap_batch` runs the parse stage and this one in one pass (the pipeline uses it
-when the node decapsulates): the parser's loop (parse.pxd: parse_batch_hooked, inline,
-so this stage's fast path is compiled into it) hands this stage each packet in turn
+when the node decapsulates): the parser's loop (parse.pyx: parse_decap_loop, with
+tunnel_in.pxd's fast path compiled into it) hands this stage each packet in turn
 while it is in cache. The common tunnel frame (untagged
 Ethernet, IPv4 without options to the node from a known peer, IP-in-IP or VXLAN on the
 parser's port, inner headers captured) is recognised from its headers directly and
