@@ -170,29 +170,11 @@ class Topology:
             annotations["projectcalico.org/VXLANTunnelMACAddr"] = self.vtep2
         else:
             annotations["projectcalico.org/IPv4IPIPTunnelAddr"] = "10.244.2.1"
-        docs = [
-            {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
-             "spec": {"nodeAddresses": [NODE1 + "/24"], "podCIDRs": ["10.244.1.0/24"],
-                      "clusterCIDRs": ["10.244.0.0/16"],
-                      "uplink": {"mac": UPLINK_MAC},
-                      "encapsulation": {"vtepMAC": KDP_VTEP, "tunnelAddresses": ["10.244.1.1"]},
-                      # as Calico's CNI: a permanent neighbour entry for the pod on its veth
-                      "neighbours": [{"ip": NODE2, "mac": self.node2_mac},
-                                     {"ip": POD1, "mac": self.pod_mac}],
-                      "ports": [{"name": "cali0", "kind": "Pod", "pod": "default/pod"},
-                                {"name": "uplink", "kind": "Uplink"}]}},
-            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2", "annotations": annotations},
-             "spec": {"podCIDRs": ["10.244.2.0/24"]},
-             "status": {"addresses": [{"type": "InternalIP", "address": NODE2}]}},
-            {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default", "name": "pod"},
-             "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": POD1}},
-            {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"},
-             "spec": {"cidr": "10.244.0.0/16", "ipipMode": "Never" if self.mode == "VXLAN" else "Always",
-                      "vxlanMode": "Always" if self.mode == "VXLAN" else "Never"}},
-        ]
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "cluster.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        return directory
+        pool = {"cidr": "10.244.0.0/16", "ipipMode": "Never" if self.mode == "VXLAN" else "Always",
+                "vxlanMode": "Always" if self.mode == "VXLAN" else "Never"}
+        return _write_snapshot(directory, self, node1=NODE1 + "/24", node2=NODE2, pod1=POD1,
+                               blocks=("10.244.1.0/24", "10.244.2.0/24"), cluster="10.244.0.0/16",
+                               tunnel1="10.244.1.1", annotations=annotations, pool=pool)
 
     def close(self):
         if self.tunnel_end is not None:
@@ -247,6 +229,30 @@ def _start_tunnel_end(netns):
         proc.wait(5)
         raise RuntimeError("the raw-socket tunnel end did not start: " + proc.stderr.read().decode())
     return proc
+
+
+def _write_snapshot(directory, topo, *, node1, node2, pod1, blocks, cluster, tunnel1, annotations, pool):
+    """node-1's NodeConfig, both Nodes (node-2 with its Calico annotations), the pod and the
+    pool, for one address family; the directory holding them."""
+    docs = [
+        {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
+         "spec": {"nodeAddresses": [node1], "podCIDRs": [blocks[0]], "clusterCIDRs": [cluster],
+                  "uplink": {"mac": UPLINK_MAC},
+                  "encapsulation": {"vtepMAC": KDP_VTEP, "tunnelAddresses": [tunnel1]},
+                  # as Calico's CNI: a permanent neighbour entry for the pod on its veth
+                  "neighbours": [{"ip": node2, "mac": topo.node2_mac}, {"ip": pod1, "mac": topo.pod_mac}],
+                  "ports": [{"name": "cali0", "kind": "Pod", "pod": "default/pod"},
+                            {"name": "uplink", "kind": "Uplink"}]}},
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2", "annotations": annotations},
+         "spec": {"podCIDRs": [blocks[1]]},
+         "status": {"addresses": [{"type": "InternalIP", "address": node2}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default", "name": "pod"},
+         "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": pod1, "podIPs": [{"ip": pod1}]}},
+        {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"}, "spec": pool},
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cluster.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return directory
 
 
 def _enter(netns):
@@ -510,28 +516,10 @@ class Topology6(Topology):
         annotations = {"projectcalico.org/IPv6Address": NODE2_6 + "/64",
                        "projectcalico.org/IPv6VXLANTunnelAddr": TUNNEL2_6,
                        "projectcalico.org/VXLANTunnelMACAddrV6": self.vtep2}
-        docs = [
-            {"apiVersion": "kdp.dev/v1alpha1", "kind": "NodeConfig", "metadata": {"name": "node-1"},
-             "spec": {"nodeAddresses": [NODE1_6 + "/64"], "podCIDRs": ["fd00:10:244:1::/64"],
-                      "clusterCIDRs": ["fd00:10:244::/48"],
-                      "uplink": {"mac": UPLINK_MAC},
-                      "encapsulation": {"vtepMAC": KDP_VTEP, "tunnelAddresses": [TUNNEL1_6]},
-                      "neighbours": [{"ip": NODE2_6, "mac": self.node2_mac},
-                                     {"ip": POD1_6, "mac": self.pod_mac}],
-                      "ports": [{"name": "cali0", "kind": "Pod", "pod": "default/pod"},
-                                {"name": "uplink", "kind": "Uplink"}]}},
-            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2", "annotations": annotations},
-             "spec": {"podCIDRs": ["fd00:10:244:2::/64"]},
-             "status": {"addresses": [{"type": "InternalIP", "address": NODE2_6}]}},
-            {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "default", "name": "pod"},
-             "spec": {"nodeName": "node-1"}, "status": {"phase": "Running", "podIP": POD1_6,
-                                                        "podIPs": [{"ip": POD1_6}]}},
-            {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool6"},
-             "spec": {"cidr": "fd00:10:244::/48", "blockSize": 122, "vxlanMode": "Always", "ipipMode": "Never"}},
-        ]
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "cluster.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        return directory
+        pool = {"cidr": "fd00:10:244::/48", "blockSize": 122, "vxlanMode": "Always", "ipipMode": "Never"}
+        return _write_snapshot(directory, self, node1=NODE1_6 + "/64", node2=NODE2_6, pod1=POD1_6,
+                               blocks=("fd00:10:244:1::/64", "fd00:10:244:2::/64"), cluster="fd00:10:244::/48",
+                               tunnel1=TUNNEL1_6, annotations=annotations, pool=pool)
 
 
 @pytest.fixture
