@@ -17,6 +17,15 @@ cdef extern from *:
     #define kdp_prefetch(p) __builtin_prefetch((const void*)(p))
     #define kdp_prefetch_w(p) __builtin_prefetch((const void*)(p), 1)
 
+    /* loads and stores in the machine's byte order (no byte assembly: one instruction
+       each), and a 16-bit byte swap written as shifts (gcc turned __builtin_bswap16
+       into a store and a reload through the stack in the route stage's loop) */
+    static inline uint16_t kdp_ld16_ne(const uint8_t* p) { uint16_t v; __builtin_memcpy(&v, p, 2); return v; }
+    static inline uint32_t kdp_ld32_ne(const uint8_t* p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+    static inline void kdp_st16_ne(uint8_t* p, uint16_t v) { __builtin_memcpy(p, &v, 2); }
+    static inline void kdp_st64_ne(uint8_t* p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
+    static inline uint16_t kdp_bswap16(uint16_t x) { uint32_t y = x; return (uint16_t)((y >> 8) | (y << 8)); }
+
     static uint32_t kdp_crc32c_tab[256];
     static int kdp_crc32c_tab_ready = 0;
 
@@ -90,6 +99,11 @@ cdef extern from *:
     """
     void kdp_prefetch(const void* p) nogil
     void kdp_prefetch_w(const void* p) nogil
+    uint16_t kdp_ld16_ne(const uint8_t* p) nogil
+    uint32_t kdp_ld32_ne(const uint8_t* p) nogil
+    void kdp_st16_ne(uint8_t* p, uint16_t v) nogil
+    void kdp_st64_ne(uint8_t* p, uint64_t v) nogil
+    uint16_t kdp_bswap16(uint16_t x) nogil
     uint32_t kdp_crc32c_update(uint32_t crc, const uint8_t* p, size_t n) nogil
     uint32_t kdp_crc32c(const uint8_t* p, size_t n) nogil
     uint16_t kdp_csum16(const uint8_t* p, size_t n) nogil

@@ -14,6 +14,3 @@ cdef uint32_t encap_batch(RouteTable t, Neighbours n, Batch b, bint answered) no
 # Encapsulate (when the route says so) and address one transmitted packet whose
 # route_id is set. Sets the verdict only to drop it (R_NO_HEADROOM).
 cdef void egress_one(RouteTable t, Neighbours n, Batch b, Py_ssize_t i) noexcept nogil
-
-# Linux's udp_flow_src_port() on kdp's symmetric hash of the inner flow (tunnel_out.pxd).
-cdef uint16_t vxlan_source_port(uint32_t hash) noexcept nogil

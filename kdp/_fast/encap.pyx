@@ -82,10 +82,6 @@ cdef enum:
     VXLAN_TTL = 64              # Linux: ip4_dst_hoplimit / ip6_dst_hoplimit by default
 
 
-cdef uint16_t vxlan_source_port(uint32_t hash) noexcept nogil:
-    return vxlan_sport(hash)
-
-
 cdef inline uint16_t _encapsulate(RouteTable t, Neighbours n, Batch b, Py_ssize_t i,
                                   const route_t* rec) noexcept nogil:
     """Prepend the tunnel headers to packet i: the route's template (route.pxd: tmpl)
@@ -310,5 +306,5 @@ def encap(Batch b not None, RouteTable routes not None, Neighbours neighbours=No
 
 
 def source_port(uint32_t hash):
-    """vxlan_source_port() of a 32-bit hash (for tests)."""
-    return vxlan_source_port(hash)
+    """The VXLAN source port of a 32-bit flow hash (tunnel_out.vxlan_sport; for tests)."""
+    return vxlan_sport(hash)

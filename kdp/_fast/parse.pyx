@@ -84,7 +84,7 @@ cimport numpy as cnp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.mix cimport mix64
-from kdp._fast.checksum cimport kdp_csum16
+from kdp._fast.checksum cimport kdp_csum16, kdp_ld16_ne, kdp_ld32_ne
 from kdp._fast.tunnel_in cimport tunnel_set_t, tunnel_fast_in
 from kdp._fast.packet cimport (
     Batch, pkt_meta_t, drop, set_verdict, meta_reset, NO_PORT, MAX_FRAME,
@@ -146,16 +146,6 @@ cdef inline uint16_t rd16(const uint8_t* b) noexcept nogil:
 cdef inline uint32_t rd32(const uint8_t* b) noexcept nogil:
     return ((<uint32_t>b[0] << 24) | (<uint32_t>b[1] << 16)
             | (<uint32_t>b[2] << 8) | <uint32_t>b[3])
-
-
-cdef extern from *:
-    """
-    static inline uint16_t kdp_parse_ld16_ne(const uint8_t* p) { uint16_t v; __builtin_memcpy(&v, p, 2); return v; }
-    static inline uint32_t kdp_parse_ld32_ne(const uint8_t* p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
-    """
-    # loads in the machine's byte order: one instruction each
-    uint16_t ld16_ne "kdp_parse_ld16_ne" (const uint8_t* p) noexcept nogil
-    uint32_t ld32_ne "kdp_parse_ld32_ne" (const uint8_t* p) noexcept nogil
 
 
 cdef inline uint64_t rd64(const uint8_t* b) noexcept nogil:
@@ -591,8 +581,8 @@ cdef void parse_decap_loop(Batch b, uint16_t vxlan_port, const tunnel_set_t* t,
         # untagged Ethernet, IPv4 without options, IP-in-IP or UDP to the VXLAN port: the
         # protocol first (most packets leave there), the rest in one word (bytes 12-14)
         proto = pkt[23]
-        if (proto == P_IPIP or (proto == P_UDP and ld16_ne(pkt + 36) == port_ne)) \
-                and (ld32_ne(pkt + 12) & 0x00FFFFFFU) == 0x00450008U \
+        if (proto == P_IPIP or (proto == P_UDP and kdp_ld16_ne(pkt + 36) == port_ne)) \
+                and (kdp_ld32_ne(pkt + 12) & 0x00FFFFFFU) == 0x00450008U \
                 and p.len >= 38 and p.linktype == LT_ETHERNET:
             h = tunnel_fast_in(t, b.buf, p)
         r = parse_frame(p, b.buf + p.off, vxlan_port)

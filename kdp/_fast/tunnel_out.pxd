@@ -18,28 +18,9 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, ST_ENCAP, LT_ETHERNET, F
                                R_FORWARDED, R_FORWARDED_IPIP, R_FORWARDED_VXLAN, R_NO_HEADROOM)
 from kdp._fast.route cimport route_t, RF_STATIC_MAC, TF_NONE, TF_IPIP4, TF_VXLAN4, TMETA_LEN
 from kdp._fast.neigh cimport Neighbours
-from kdp._fast.checksum cimport ld16
+from kdp._fast.checksum cimport ld16, kdp_ld32_ne, kdp_st16_ne, kdp_st64_ne, kdp_bswap16
 from kdp._fast.headroom cimport batch_floor
 from kdp._fast.mix cimport mix64
-
-cdef extern from *:
-    """
-    #ifndef KDP_TUNNEL_OUT_H
-    #define KDP_TUNNEL_OUT_H
-    #include <stdint.h>
-    static inline uint16_t kdp_bswap16(uint16_t x) { uint32_t y = x; return (uint16_t)((y >> 8) | (y << 8)); }
-    static inline uint32_t kdp_ld32_ne(const uint8_t* p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
-    static inline uint64_t kdp_ld64_ne(const uint8_t* p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
-    static inline void kdp_st64_ne(uint8_t* p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
-    static inline void kdp_st16_ne(uint8_t* p, uint16_t v) { __builtin_memcpy(p, &v, 2); }
-    #endif
-    """
-    # loads and stores in the machine's byte order (no byte assembly: one instruction)
-    uint16_t kdp_bswap16(uint16_t x) nogil
-    uint32_t kdp_ld32_ne(const uint8_t* p) nogil
-    uint64_t kdp_ld64_ne(const uint8_t* p) nogil
-    void kdp_st64_ne(uint8_t* p, uint64_t v) nogil
-    void kdp_st16_ne(uint8_t* p, uint16_t v) nogil
 
 cdef enum:
     VXLAN_SPORT_MIN = 32768     # Linux's default local port range, the VXLAN source ports

@@ -69,7 +69,7 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
                                LT_IPV4, LT_IPV6, LT_LINUX_SLL2,
                                R_CAPTURED_OUTGOING, R_OTHERHOST)
 
-from kdp._fast.checksum cimport kdp_prefetch
+from kdp._fast.checksum cimport kdp_prefetch, kdp_bswap16
 from kdp.errors import CaptureError
 
 cnp.import_array()
@@ -100,11 +100,9 @@ cdef extern from "poll.h" nogil:
 
 cdef extern from *:
     """
-    static inline uint16_t kdp_bswap16(uint16_t v) { return __builtin_bswap16(v); }
     static inline uint32_t kdp_bswap32(uint32_t v) { return __builtin_bswap32(v); }
     static inline uint64_t kdp_bswap64(uint64_t v) { return __builtin_bswap64(v); }
     """
-    uint16_t kdp_bswap16(uint16_t v) nogil
     uint32_t kdp_bswap32(uint32_t v) nogil
     uint64_t kdp_bswap64(uint64_t v) nogil
 
