@@ -8,7 +8,7 @@
 # Offsets inside a packet (l3_off, l4_off, ...) are relative to `off`, so
 # prepending a header means: off -= n, and every inner offset += n.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 cdef enum:
     HEADROOM = 128          # bytes free in front of every packet
@@ -271,3 +271,8 @@ cdef inline void drop(pkt_meta_t* p, uint8_t stage, uint16_t reason) noexcept no
     p.verdict = V_DROP
     p.stage = stage
     p.reason = reason
+
+
+cdef inline Py_ssize_t field_offset(const void* field, const void* base) noexcept nogil:
+    """The byte offset of a struct's field (for numpy dtypes that share the C layout)."""
+    return <Py_ssize_t>(<uintptr_t>field - <uintptr_t>base)

@@ -8,81 +8,77 @@ the same bytes.
 import numpy as np
 cimport numpy as cnp
 from libc.string cimport memcpy, memset
-from libc.stdint cimport uintptr_t
 
 cnp.import_array()
 
 cdef pkt_meta_t _probe
 
 
-cdef Py_ssize_t _offset(void* field):
-    return <Py_ssize_t>(<uintptr_t>field - <uintptr_t>&_probe)
+def struct_dtype(fields, itemsize):
+    """The numpy dtype of a C struct from its (name, numpy type, offset) fields."""
+    return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
+                     "offsets": [f[2] for f in fields], "itemsize": itemsize})
 
 
 def _meta_fields():
     """(name, numpy type, offset) for every field of pkt_meta_t."""
     p = &_probe
     return [
-        ("ts_ns", "<u8", _offset(&p.ts_ns)),
-        ("off", "<u4", _offset(&p.off)),
-        ("len", "<u4", _offset(&p.len)),
-        ("wire_len", "<u4", _offset(&p.wire_len)),
-        ("linktype", "<u2", _offset(&p.linktype)),
-        ("in_port", "<u2", _offset(&p.in_port)),
-        ("l3_off", "<u2", _offset(&p.l3_off)),
-        ("l4_off", "<u2", _offset(&p.l4_off)),
-        ("inner_off", "<u2", _offset(&p.inner_off)),
-        ("quote_off", "<u2", _offset(&p.quote_off)),
-        ("ethertype", "<u2", _offset(&p.ethertype)),
-        ("vlan", "<u2", _offset(&p.vlan)),
-        ("ip_ver", "u1", _offset(&p.ip_ver)),
-        ("proto", "u1", _offset(&p.proto)),
-        ("ttl", "u1", _offset(&p.ttl)),
-        ("tcp_flags", "u1", _offset(&p.tcp_flags)),
-        ("icmp_type", "u1", _offset(&p.icmp_type)),
-        ("icmp_code", "u1", _offset(&p.icmp_code)),
-        ("icmp_id", "<u2", _offset(&p.icmp_id)),
-        ("frag", "u1", _offset(&p.frag)),
-        ("tunnel", "u1", _offset(&p.tunnel)),
-        ("sport", "<u2", _offset(&p.sport)),
-        ("dport", "<u2", _offset(&p.dport)),
-        ("encap", "u1", _offset(&p.encap)),
-        ("frag_id", "<u4", _offset(&p.frag_id)),
-        ("src4", "<u4", _offset(&p.src4)),
-        ("dst4", "<u4", _offset(&p.dst4)),
-        ("src6", "16u1", _offset(&p.src6[0])),
-        ("dst6", "16u1", _offset(&p.dst6[0])),
-        ("q_proto", "u1", _offset(&p.q_proto)),
-        ("decap", "u1", _offset(&p.decap)),
-        ("q_sport", "<u2", _offset(&p.q_sport)),
-        ("q_dport", "<u2", _offset(&p.q_dport)),
-        ("q_src4", "<u4", _offset(&p.q_src4)),
-        ("q_dst4", "<u4", _offset(&p.q_dst4)),
-        ("q_src6", "16u1", _offset(&p.q_src6[0])),
-        ("q_dst6", "16u1", _offset(&p.q_dst6[0])),
-        ("verdict", "u1", _offset(&p.verdict)),
-        ("stage", "u1", _offset(&p.stage)),
-        ("reason", "<u2", _offset(&p.reason)),
-        ("out_port", "<u2", _offset(&p.out_port)),
-        ("ct_state", "u1", _offset(&p.ct_state)),
-        ("trace", "u1", _offset(&p.trace)),
-        ("flow_id", "<u4", _offset(&p.flow_id)),
-        ("svc_port", "<u4", _offset(&p.svc_port)),
-        ("route_id", "<u4", _offset(&p.route_id)),
-        ("pol_egress", "<u2", _offset(&p.pol_egress)),
-        ("pol_ingress", "<u2", _offset(&p.pol_ingress)),
-        ("hash", "<u8", _offset(&p.hash)),
-        ("gso_size", "<u2", _offset(&p.gso_size)),
+        ("ts_ns", "<u8", field_offset(&p.ts_ns, p)),
+        ("off", "<u4", field_offset(&p.off, p)),
+        ("len", "<u4", field_offset(&p.len, p)),
+        ("wire_len", "<u4", field_offset(&p.wire_len, p)),
+        ("linktype", "<u2", field_offset(&p.linktype, p)),
+        ("in_port", "<u2", field_offset(&p.in_port, p)),
+        ("l3_off", "<u2", field_offset(&p.l3_off, p)),
+        ("l4_off", "<u2", field_offset(&p.l4_off, p)),
+        ("inner_off", "<u2", field_offset(&p.inner_off, p)),
+        ("quote_off", "<u2", field_offset(&p.quote_off, p)),
+        ("ethertype", "<u2", field_offset(&p.ethertype, p)),
+        ("vlan", "<u2", field_offset(&p.vlan, p)),
+        ("ip_ver", "u1", field_offset(&p.ip_ver, p)),
+        ("proto", "u1", field_offset(&p.proto, p)),
+        ("ttl", "u1", field_offset(&p.ttl, p)),
+        ("tcp_flags", "u1", field_offset(&p.tcp_flags, p)),
+        ("icmp_type", "u1", field_offset(&p.icmp_type, p)),
+        ("icmp_code", "u1", field_offset(&p.icmp_code, p)),
+        ("icmp_id", "<u2", field_offset(&p.icmp_id, p)),
+        ("frag", "u1", field_offset(&p.frag, p)),
+        ("tunnel", "u1", field_offset(&p.tunnel, p)),
+        ("sport", "<u2", field_offset(&p.sport, p)),
+        ("dport", "<u2", field_offset(&p.dport, p)),
+        ("encap", "u1", field_offset(&p.encap, p)),
+        ("frag_id", "<u4", field_offset(&p.frag_id, p)),
+        ("src4", "<u4", field_offset(&p.src4, p)),
+        ("dst4", "<u4", field_offset(&p.dst4, p)),
+        ("src6", "16u1", field_offset(&p.src6[0], p)),
+        ("dst6", "16u1", field_offset(&p.dst6[0], p)),
+        ("q_proto", "u1", field_offset(&p.q_proto, p)),
+        ("decap", "u1", field_offset(&p.decap, p)),
+        ("q_sport", "<u2", field_offset(&p.q_sport, p)),
+        ("q_dport", "<u2", field_offset(&p.q_dport, p)),
+        ("q_src4", "<u4", field_offset(&p.q_src4, p)),
+        ("q_dst4", "<u4", field_offset(&p.q_dst4, p)),
+        ("q_src6", "16u1", field_offset(&p.q_src6[0], p)),
+        ("q_dst6", "16u1", field_offset(&p.q_dst6[0], p)),
+        ("verdict", "u1", field_offset(&p.verdict, p)),
+        ("stage", "u1", field_offset(&p.stage, p)),
+        ("reason", "<u2", field_offset(&p.reason, p)),
+        ("out_port", "<u2", field_offset(&p.out_port, p)),
+        ("ct_state", "u1", field_offset(&p.ct_state, p)),
+        ("trace", "u1", field_offset(&p.trace, p)),
+        ("flow_id", "<u4", field_offset(&p.flow_id, p)),
+        ("svc_port", "<u4", field_offset(&p.svc_port, p)),
+        ("route_id", "<u4", field_offset(&p.route_id, p)),
+        ("pol_egress", "<u2", field_offset(&p.pol_egress, p)),
+        ("pol_ingress", "<u2", field_offset(&p.pol_ingress, p)),
+        ("hash", "<u8", field_offset(&p.hash, p)),
+        ("gso_size", "<u2", field_offset(&p.gso_size, p)),
     ]
 
 
 META_SIZE = sizeof(pkt_meta_t)
-META_DTYPE = np.dtype({
-    "names": [f[0] for f in _meta_fields()],
-    "formats": [f[1] for f in _meta_fields()],
-    "offsets": [f[2] for f in _meta_fields()],
-    "itemsize": sizeof(pkt_meta_t),
-})
+META_DTYPE = struct_dtype(_meta_fields(), sizeof(pkt_meta_t))
 HEADROOM_BYTES = HEADROOM
 MAX_FRAME_BYTES = MAX_FRAME
 NO_PORT_ID = NO_PORT

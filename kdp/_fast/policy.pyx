@@ -32,10 +32,10 @@ so one judgement per flow and reload. Conntrack itself is not changed.
 """
 import numpy as np
 cimport numpy as cnp
+from kdp._fast.packet import struct_dtype
 from libc.string cimport memcpy, memset, memcmp
-from libc.stdint cimport uintptr_t
 
-from kdp._fast.packet cimport (NO_ID, NO_PORT, V_PENDING, CT_NEW, ST_POLICY, drop,
+from kdp._fast.packet cimport (field_offset, NO_ID, NO_PORT, V_PENDING, CT_NEW, ST_POLICY, drop,
                                R_POLICY_DENIED_EGRESS, R_POLICY_DENIED_INGRESS)
 from kdp._fast.flow cimport NAT_DNAT
 from kdp._fast.mix cimport mix64, P_TCP, P_UDP, P_SCTP, P_ICMPV6
@@ -65,27 +65,18 @@ cdef pol_endpoint_t _pe
 cdef pol_map_t _pm
 
 
-cdef Py_ssize_t _off(void* field, void* base):
-    return <Py_ssize_t>(<uintptr_t>field - <uintptr_t>base)
-
-
-def _dtype(fields, size):
-    return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
-                     "offsets": [f[2] for f in fields], "itemsize": size})
-
-
-ADDR_DTYPE = _dtype([
-    ("ip_ver", "u1", _off(&_pa.ip_ver, &_pa)), ("flags", "u1", _off(&_pa.flags, &_pa)),
-    ("identity", "<u4", _off(&_pa.identity, &_pa)), ("endpoint", "<u4", _off(&_pa.endpoint, &_pa)),
-    ("self_map", "2<u4", _off(&_pa.self_map[0], &_pa)), ("a4", "<u4", _off(&_pa.a4, &_pa)),
-    ("a6", "16u1", _off(&_pa.a6[0], &_pa)),
+ADDR_DTYPE = struct_dtype([
+    ("ip_ver", "u1", field_offset(&_pa.ip_ver, &_pa)), ("flags", "u1", field_offset(&_pa.flags, &_pa)),
+    ("identity", "<u4", field_offset(&_pa.identity, &_pa)), ("endpoint", "<u4", field_offset(&_pa.endpoint, &_pa)),
+    ("self_map", "2<u4", field_offset(&_pa.self_map[0], &_pa)), ("a4", "<u4", field_offset(&_pa.a4, &_pa)),
+    ("a6", "16u1", field_offset(&_pa.a6[0], &_pa)),
 ], sizeof(pol_addr_t))
 
-ENDPOINT_DTYPE = _dtype([("profile", "2<u4", _off(&_pe.profile[0], &_pe)),
-                         ("self_map", "(2,2)<u4", _off(&_pe.self_map[0][0], &_pe))], sizeof(pol_endpoint_t))
+ENDPOINT_DTYPE = struct_dtype([("profile", "2<u4", field_offset(&_pe.profile[0], &_pe)),
+                         ("self_map", "(2,2)<u4", field_offset(&_pe.self_map[0][0], &_pe))], sizeof(pol_endpoint_t))
 ADDR4_DTYPE = np.dtype([("b", "u1", sizeof(pol_addr4_t))])
 ADDR6_DTYPE = np.dtype([("b", "u1", sizeof(pol_addr6_t))])
-MAP_DTYPE = _dtype([("off", "<u4", _off(&_pm.off, &_pm)), ("n", "<u4", _off(&_pm.n, &_pm))],
+MAP_DTYPE = struct_dtype([("off", "<u4", field_offset(&_pm.off, &_pm)), ("n", "<u4", field_offset(&_pm.n, &_pm))],
                    sizeof(pol_map_t))
 NO_ID_VALUE = <uint32_t>NO_ID
 KEY_LIMIT = <uint32_t>PK_LIMIT

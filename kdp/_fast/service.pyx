@@ -29,11 +29,12 @@ bounded ClientIP affinity table.
 """
 import numpy as np
 cimport numpy as cnp
+from kdp._fast.packet import struct_dtype
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uintptr_t, int64_t
 from kdp._fast.mix cimport mix64
-from kdp._fast.packet cimport (NO_ID, R_SVC_NO_ENDPOINTS, R_SVC_PORT_NOT_EXPOSED,
+from kdp._fast.packet cimport (field_offset, NO_ID, R_SVC_NO_ENDPOINTS, R_SVC_PORT_NOT_EXPOSED,
                                R_SVC_UNALLOCATED_IP, R_SVC_SOURCE_RANGE,
                                R_SVC_NO_LOCAL_ENDPOINTS)
 from kdp._fast.flow cimport NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
@@ -87,50 +88,41 @@ cdef fe_entry_t _pf
 cdef nat_spec_t _pn
 
 
-cdef Py_ssize_t _off(void* field, void* base):
-    return <Py_ssize_t>(<uintptr_t>field - <uintptr_t>base)
-
-
-def _dtype(fields, size):
-    return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
-                     "offsets": [f[2] for f in fields], "itemsize": size})
-
-
-ADDR_DTYPE = _dtype([
-    ("ip_ver", "u1", _off(&_pa.ip_ver, &_pa)), ("plen", "u1", _off(&_pa.plen, &_pa)),
-    ("a4", "<u4", _off(&_pa.a4, &_pa)), ("a6", "16u1", _off(&_pa.a6[0], &_pa)),
+ADDR_DTYPE = struct_dtype([
+    ("ip_ver", "u1", field_offset(&_pa.ip_ver, &_pa)), ("plen", "u1", field_offset(&_pa.plen, &_pa)),
+    ("a4", "<u4", field_offset(&_pa.a4, &_pa)), ("a6", "16u1", field_offset(&_pa.a6[0], &_pa)),
 ], sizeof(addr_t))
 
-BACKEND_DTYPE = _dtype([
-    ("id", "<u4", _off(&_pb.id, &_pb)), ("ip_ver", "u1", _off(&_pb.ip_ver, &_pb)),
-    ("local", "u1", _off(&_pb.local, &_pb)), ("port", "<u2", _off(&_pb.port, &_pb)),
-    ("a4", "<u4", _off(&_pb.a4, &_pb)), ("a6", "16u1", _off(&_pb.a6[0], &_pb)),
+BACKEND_DTYPE = struct_dtype([
+    ("id", "<u4", field_offset(&_pb.id, &_pb)), ("ip_ver", "u1", field_offset(&_pb.ip_ver, &_pb)),
+    ("local", "u1", field_offset(&_pb.local, &_pb)), ("port", "<u2", field_offset(&_pb.port, &_pb)),
+    ("a4", "<u4", field_offset(&_pb.a4, &_pb)), ("a6", "16u1", field_offset(&_pb.a6[0], &_pb)),
 ], sizeof(backend_t))
 
 # svc_port_t without its backend-set pointer (ServiceTables owns that).
-SVC_DTYPE = _dtype([
-    ("proto", "u1", _off(&_ps.proto, &_ps)), ("ip_ver", "u1", _off(&_ps.ip_ver, &_ps)),
-    ("type", "u1", _off(&_ps.type, &_ps)), ("flags", "u1", _off(&_ps.flags, &_ps)),
-    ("port", "<u2", _off(&_ps.port, &_ps)), ("node_port", "<u2", _off(&_ps.node_port, &_ps)),
-    ("affinity_timeout", "<u4", _off(&_ps.affinity_timeout, &_ps)),
-    ("src_off", "<u4", _off(&_ps.src_off, &_ps)), ("src_n", "<u4", _off(&_ps.src_n, &_ps)),
+SVC_DTYPE = struct_dtype([
+    ("proto", "u1", field_offset(&_ps.proto, &_ps)), ("ip_ver", "u1", field_offset(&_ps.ip_ver, &_ps)),
+    ("type", "u1", field_offset(&_ps.type, &_ps)), ("flags", "u1", field_offset(&_ps.flags, &_ps)),
+    ("port", "<u2", field_offset(&_ps.port, &_ps)), ("node_port", "<u2", field_offset(&_ps.node_port, &_ps)),
+    ("affinity_timeout", "<u4", field_offset(&_ps.affinity_timeout, &_ps)),
+    ("src_off", "<u4", field_offset(&_ps.src_off, &_ps)), ("src_n", "<u4", field_offset(&_ps.src_n, &_ps)),
 ], sizeof(svc_port_t))
 
-FRONTEND_DTYPE = _dtype([
-    ("proto", "u1", _off(&_pf.proto, &_pf)), ("ip_ver", "u1", _off(&_pf.ip_ver, &_pf)),
-    ("kind", "u1", _off(&_pf.kind, &_pf)), ("port", "<u2", _off(&_pf.port, &_pf)),
-    ("svc", "<u4", _off(&_pf.svc, &_pf)), ("a4", "<u4", _off(&_pf.a4, &_pf)),
-    ("a6", "16u1", _off(&_pf.a6[0], &_pf)),
+FRONTEND_DTYPE = struct_dtype([
+    ("proto", "u1", field_offset(&_pf.proto, &_pf)), ("ip_ver", "u1", field_offset(&_pf.ip_ver, &_pf)),
+    ("kind", "u1", field_offset(&_pf.kind, &_pf)), ("port", "<u2", field_offset(&_pf.port, &_pf)),
+    ("svc", "<u4", field_offset(&_pf.svc, &_pf)), ("a4", "<u4", field_offset(&_pf.a4, &_pf)),
+    ("a6", "16u1", field_offset(&_pf.a6[0], &_pf)),
 ], sizeof(fe_entry_t))
 
-NAT_DTYPE = _dtype([
-    ("flags", "u1", _off(&_pn.flags, &_pn)), ("ip_ver", "u1", _off(&_pn.ip_ver, &_pn)),
-    ("dnat_port", "<u2", _off(&_pn.dnat_port, &_pn)), ("dnat4", "<u4", _off(&_pn.dnat4, &_pn)),
-    ("dnat6", "16u1", _off(&_pn.dnat6[0], &_pn)), ("snat4", "<u4", _off(&_pn.snat4, &_pn)),
-    ("snat6", "16u1", _off(&_pn.snat6[0], &_pn)),
-    ("snat_port_lo", "<u2", _off(&_pn.snat_port_lo, &_pn)),
-    ("snat_port_hi", "<u2", _off(&_pn.snat_port_hi, &_pn)),
-    ("svc_port", "<u4", _off(&_pn.svc_port, &_pn)), ("backend", "<u4", _off(&_pn.backend, &_pn)),
+NAT_DTYPE = struct_dtype([
+    ("flags", "u1", field_offset(&_pn.flags, &_pn)), ("ip_ver", "u1", field_offset(&_pn.ip_ver, &_pn)),
+    ("dnat_port", "<u2", field_offset(&_pn.dnat_port, &_pn)), ("dnat4", "<u4", field_offset(&_pn.dnat4, &_pn)),
+    ("dnat6", "16u1", field_offset(&_pn.dnat6[0], &_pn)), ("snat4", "<u4", field_offset(&_pn.snat4, &_pn)),
+    ("snat6", "16u1", field_offset(&_pn.snat6[0], &_pn)),
+    ("snat_port_lo", "<u2", field_offset(&_pn.snat_port_lo, &_pn)),
+    ("snat_port_hi", "<u2", field_offset(&_pn.snat_port_hi, &_pn)),
+    ("svc_port", "<u4", field_offset(&_pn.svc_port, &_pn)), ("backend", "<u4", field_offset(&_pn.backend, &_pn)),
 ], sizeof(nat_spec_t))
 
 NO_ID_VALUE = <uint32_t>NO_ID
@@ -777,7 +769,7 @@ cdef class ServiceTables:
             tmp.a4 = vip_a[i]["a4"]
             if tmp.ip_ver == 6:
                 memcpy(tmp.a6, <void*>(<uintptr_t>vip_a.ctypes.data + i * sizeof(addr_t)
-                                       + _off(&_pa.a6[0], &_pa)), 16)
+                                       + field_offset(&_pa.a6[0], &_pa)), 16)
             fe_insert(self.t.vips, self.t.vip_mask, &tmp)
         # NodePorts
         self.t.np_lo = <uint16_t>np_lo
