@@ -35,6 +35,7 @@ cdef class TapIO:
     cdef readonly uint64_t gso_frames         # TCP super-frames read whole (TSO)
     cdef readonly uint64_t gso_refused        # super-frames of a type kdp never offered: dropped, counted
     cdef readonly uint64_t gso_unsendable     # super-frames a stage left without their TCP header: not written
+    cdef readonly uint64_t reads_empty        # readv calls that found no frame (one per idle port per read_into)
     cdef readonly uint64_t no_device          # transmitted to a port without a device
 
     cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil
