@@ -38,7 +38,7 @@ def add_arguments(parser):
                              "super-frames (TSO), one frame per segment (slower; for comparison)")
     parser.add_argument("--single-thread", action="store_true",
                         help="write frames on the loop's thread (default: a batch of 16 frames or more is "
-                             "written by a second thread while the loop reads and runs the next)")
+                             "written by a second, native thread while the loop reads and runs the next)")
     parser.add_argument("--busy-poll", type=int, default=50, metavar="US",   # kdp.attach.BUSY_POLL_US
                         help="when no port has a frame, keep asking without sleeping for this many "
                              "microseconds before sleeping (default 50: frames that follow closely are read "
