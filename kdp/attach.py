@@ -201,8 +201,9 @@ class Attached:
     """The live loop over a Dataplane and its TAP ports."""
 
     def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None, writer_thread=True,
-                 busy_poll_us=BUSY_POLL_US):
+                 busy_poll_us=BUSY_POLL_US, io_uring=True):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
+        self.io_uring = io_uring
         self.busy_poll_us = busy_poll_us
         self.writer_thread = writer_thread
         self.writing = False            # a batch is with the writer thread (TapIO.submit)
@@ -254,6 +255,11 @@ class Attached:
         batches = [self.batch, Batch(self.batch.capacity)] if self.writer_thread else [self.batch]
         lane = 0
         self._resolve_neighbours()
+        if self.io_uring and not io.io_uring:
+            try:
+                io.use_io_uring()
+            except OSError as exc:
+                print(f"kdp attach: {exc}: a writev a frame", file=sys.stderr, flush=True)
         aside = False
         if self.writer_thread:
             try:
@@ -474,11 +480,14 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US):
+           metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US,
+           io_uring=True):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
     let the kernel hand over partial checksums and TCP super-frames (TapPort);
     `writer_thread`: large batches are written by a second thread (Attached);
-    `busy_poll_us`: how long the loop polls without sleeping before it sleeps. `metrics`:
+    `busy_poll_us`: how long the loop polls without sleeping before it sleeps; `io_uring`:
+    batches are written through an io_uring (TapIO.use_io_uring; writev where the kernel
+    refuses one). `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -515,7 +524,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
         from kdp.healthserver import HealthServers
         health = HealthServers(dp)
         health.update()
-        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread, busy_poll_us)
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread, busy_poll_us, io_uring)
         if metrics:
             from kdp.metrics import serve
             server = serve(loop, metrics)

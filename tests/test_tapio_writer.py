@@ -160,3 +160,55 @@ def test_a_failed_write_is_counted_on_the_writer_thread_too():
     finally:
         io.stop_writer()
         pairs[0][0].close()
+
+
+class _Port:
+    """A data-plane port on a socket pair instead of a TAP device (kdp.attach.TapPort's
+    face: fd, port id, send)."""
+
+    def __init__(self, name, port_id, fd):
+        self.name, self.device, self.port_id, self.fd = name, name, port_id, fd
+        self.io = self.recorder = self.mac = None
+
+    def send(self, frame):
+        self.io.write_frame(self.port_id, frame)
+
+
+def test_attach_writes_on_the_loop_when_the_writer_thread_and_the_ring_are_refused(tmp_path, monkeypatch, capsys):
+    """The kernel refusing a thread or an io_uring costs the overlap or the batching, not
+    the run: one clear line each, then every batch is written by the loop, with writev."""
+    import kdp.attach
+    from kdp.benchmarks.attach import _cluster
+    from kdp.dataplane import Dataplane
+
+    class NoThread(TapIO):
+        # what a kernel (or a seccomp filter) that refuses both says
+        def start_writer(self):
+            raise OSError(11, "cannot start the writer thread: Resource temporarily unavailable")
+
+        def use_io_uring(self, entries=256):
+            raise OSError(1, "io_uring refused (Operation not permitted)")
+
+    monkeypatch.setattr(kdp.attach, "TapIO", NoThread)
+    snap = tmp_path / "cluster.yaml"
+    _cluster(snap)
+    dp = Dataplane.from_snapshot([str(snap)], "node-1")
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(2)]
+    try:
+        for ours, theirs in pairs:
+            ours.setblocking(False)
+            theirs.setblocking(False)
+        ports = [_Port(name, dp.ports.id_of(name), ours.fileno())
+                 for name, (ours, _theirs) in zip(("bench/client", "bench/server"), pairs)]
+        loop = kdp.attach.Attached(dp, ports, [str(snap)], "node-1")
+        # a burst larger than OVERLAP_MIN: it would go to the writer thread
+        for i in range(40):
+            pairs[0][1].send(HDR + b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x09" + b"\x88\xb5" + bytes(50))
+        loop.run(duration=0.3)
+        err = capsys.readouterr().err
+        assert "kdp attach: [Errno 11] cannot start the writer thread" in err
+        assert "kdp attach: [Errno 1] io_uring refused (Operation not permitted): a writev a frame" in err
+        assert loop.written_aside == 0
+        assert loop.io.counters(ports[0].port_id)[0] == 40        # read and run all the same
+    finally:
+        _close(pairs)

@@ -2,6 +2,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.neigh cimport Neighbours
+from kdp._fast.tap_uring cimport kdp_uring_t
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
@@ -15,6 +16,7 @@ cdef struct tx_port_t:
     const int* fd_of_port
     uint64_t* ctr
     uint64_t* gso_unsendable
+    kdp_uring_t* ring                         # batched writes through io_uring; NULL: a writev a frame
 
 cdef struct writer_t:
     # the native writer thread's hand-off: one batch at a time, guarded by mu
@@ -67,6 +69,7 @@ cdef class TapIO:
     cdef readonly uint64_t reads_empty        # readv calls that found no frame (one per idle port per read_into)
     cdef readonly uint64_t no_device          # transmitted to a port without a device
 
+    cdef kdp_uring_t ring                     # use_io_uring: the batches' writes, one system call a chunk
     cdef writer_t w                           # the native writer thread (start_writer)
     cdef object _job                          # the Batch it is writing (kept alive until finish)
     cdef readonly uint64_t handoffs           # batches handed to the writer thread
