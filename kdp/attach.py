@@ -17,7 +17,9 @@ is written by a second thread while the loop reads and runs the next one into a 
 Batch (`writer_thread`; smaller batches, the latency-bound case, are written at once, as
 are batches with fragments or segments and everything when --pcap-out records). That
 thread is the core's own (TapIO.start_writer: a pthread holding no Python object), so a
-hand-off costs a mutex and a wake-up, not the GIL.
+hand-off costs a mutex and a wake-up, not the GIL. A batch's writes go to the kernel
+through an io_uring, one system call for up to 256 (TapIO.use_io_uring; `io_uring=False`
+or a kernel that refuses a ring: a writev a frame).
 
 kdp answers ARP requests and IPv6 neighbour solicitations on its ports for every
 address but the asker's own, with ATTACH_MAC (proxy ARP / proxy ND, as Calico's host
