@@ -15,7 +15,11 @@ Python object per frame. Writing is most of the work (a TAP write runs the recei
 namespace's input path in the writer's thread), so a batch of OVERLAP_MIN frames or more
 is written by a second thread while the loop reads and runs the next one into a second
 Batch (`writer_thread`; smaller batches, the latency-bound case, are written at once, as
-are batches with fragments or segments and everything when --pcap-out records).
+are batches with fragments or segments and everything when --pcap-out records). That
+thread is the core's own (TapIO.start_writer: a pthread holding no Python object), so a
+hand-off costs a mutex and a wake-up, not the GIL. A batch's writes go to the kernel
+through an io_uring, one system call for up to 256 (TapIO.use_io_uring; `io_uring=False`
+or a kernel that refuses a ring: a writev a frame).
 
 kdp answers ARP requests and IPv6 neighbour solicitations on its ports for every
 address but the asker's own, with ATTACH_MAC (proxy ARP / proxy ND, as Calico's host
@@ -199,11 +203,12 @@ class Attached:
     """The live loop over a Dataplane and its TAP ports."""
 
     def __init__(self, dp, ports, cluster, node, batch_size=256, log=None, health=None, writer_thread=True,
-                 busy_poll_us=BUSY_POLL_US):
+                 busy_poll_us=BUSY_POLL_US, io_uring=True):
         self.dp, self.ports, self.cluster, self.node = dp, ports, cluster, node
+        self.io_uring = io_uring
         self.busy_poll_us = busy_poll_us
         self.writer_thread = writer_thread
-        self.writing = None             # the writer thread's batch being written (a Future)
+        self.writing = False            # a batch is with the writer thread (TapIO.submit)
         self.written_aside = 0          # batches the writer thread wrote
         self.by_id = {p.port_id: p for p in ports}
         self.batch = Batch(max(batch_size, MIN_BATCH))
@@ -246,14 +251,24 @@ class Attached:
 
     def run(self, duration=None):
         """Run until SIGINT/SIGTERM (or `duration` seconds)."""
-        from concurrent.futures import ThreadPoolExecutor
         deadline = None if duration is None else time.monotonic() + duration
         files, checked = self._files(), time.monotonic()
         io = self.io
         batches = [self.batch, Batch(self.batch.capacity)] if self.writer_thread else [self.batch]
         lane = 0
         self._resolve_neighbours()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="kdp-tx") if self.writer_thread else None
+        if self.io_uring and not io.io_uring:
+            try:
+                io.use_io_uring()
+            except OSError as exc:
+                print(f"kdp attach: {exc}: a writev a frame", file=sys.stderr, flush=True)
+        aside = False
+        if self.writer_thread:
+            try:
+                io.start_writer()
+                aside = True
+            except OSError as exc:
+                print(f"kdp attach: {exc}; every batch is written by the loop", file=sys.stderr, flush=True)
         try:
             while not self.stop:
                 now_s = time.monotonic()
@@ -281,15 +296,14 @@ class Attached:
                 now = time.monotonic_ns()
                 got = io.read_into(b, now)
                 if got:
-                    if self._run_batch(b, now, pool if got >= OVERLAP_MIN else None):
+                    if self._run_batch(b, now, aside and got >= OVERLAP_MIN):
                         lane = (lane + 1) % len(batches)
         finally:
             self._drain()
-            if pool is not None:
-                pool.shutdown()
+            io.stop_writer()
 
-    def _run_batch(self, b, now, pool=None):
-        """Run batch b and write what it transmits: on the writer thread (`pool`) while
+    def _run_batch(self, b, now, aside=False):
+        """Run batch b and write what it transmits: on the writer thread (`aside`) while
         the loop reads the next batch, or here. True when b is still being written."""
         io = self.io
         if self.recording:                  # as received, before NAT rewrites them
@@ -300,7 +314,7 @@ class Attached:
         self.dp.pipeline.run(b, self.log, now)
         self._drain()                       # the previous batch's frames leave first
         extra = self.dp.extra
-        overlap = pool is not None and not len(extra) and not self.recording
+        overlap = aside and not len(extra) and not self.recording
         if overlap:
             io.prepare(b)
         else:
@@ -312,7 +326,8 @@ class Attached:
         if self.log is not None:
             self.log.write(b)
         if overlap:
-            self.writing = pool.submit(io.transmit, b)
+            io.submit(b)
+            self.writing = True
             self.written_aside += 1
             return True
         if self.recording:
@@ -321,9 +336,9 @@ class Attached:
 
     def _drain(self):
         """Wait for the writer thread's batch to be written."""
-        if self.writing is not None:
-            writing, self.writing = self.writing, None
-            writing.result()
+        if self.writing:
+            self.writing = False
+            self.io.finish()
 
     def _record_sent(self, b, now):
         extra, sent = self.dp.extra, self.io.sent_port
@@ -467,11 +482,14 @@ class Attached:
 
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
-           metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US):
+           metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US,
+           io_uring=True):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
     let the kernel hand over partial checksums and TCP super-frames (TapPort);
     `writer_thread`: large batches are written by a second thread (Attached);
-    `busy_poll_us`: how long the loop polls without sleeping before it sleeps. `metrics`:
+    `busy_poll_us`: how long the loop polls without sleeping before it sleeps; `io_uring`:
+    batches are written through an io_uring (TapIO.use_io_uring; writev where the kernel
+    refuses one). `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -508,7 +526,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
         from kdp.healthserver import HealthServers
         health = HealthServers(dp)
         health.update()
-        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread, busy_poll_us)
+        loop = Attached(dp, ports, cluster, node, batch_size, vlog, health, writer_thread, busy_poll_us, io_uring)
         if metrics:
             from kdp.metrics import serve
             server = serve(loop, metrics)

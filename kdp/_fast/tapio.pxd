@@ -1,7 +1,38 @@
 # Live ports: the per-frame I/O of `kdp attach` on TAP file descriptors (kdp/_fast/tapio.pyx).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from kdp._fast.packet cimport Batch
+from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.neigh cimport Neighbours
+from kdp._fast.tap_uring cimport kdp_uring_t
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+
+cdef struct tx_port_t:
+    # what a write needs, in C (the writer thread holds no Python object): TapIO's own arrays
+    const int* fd_of_port
+    uint64_t* ctr
+    uint64_t* gso_unsendable
+    kdp_uring_t* ring                         # batched writes through io_uring; NULL: a writev a frame
+
+cdef struct writer_t:
+    # the native writer thread's hand-off: one batch at a time, guarded by mu
+    pthread_t thread
+    pthread_mutex_t mu
+    pthread_cond_t job_cv                     # the thread waits here for a batch (or stop)
+    pthread_cond_t done_cv                    # the loop waits here for the batch to be written
+    int state                                 # W_IDLE, W_PENDING, W_RUNNING
+    bint stop
+    bint running                              # the thread exists (joined at stop)
+    tx_port_t tx
+    uint8_t* buf                              # the batch being written (the caller keeps it alive)
+    pkt_meta_t* m
+    Py_ssize_t count
+    const uint16_t* dest
+    Py_ssize_t sent
 
 cdef enum:
     VNET_HDR_LEN = 12       # struct virtio_net_hdr_mrg_rxbuf (TUNSETVNETHDRSZ 12)
@@ -35,7 +66,13 @@ cdef class TapIO:
     cdef readonly uint64_t gso_frames         # TCP super-frames read whole (TSO)
     cdef readonly uint64_t gso_refused        # super-frames of a type kdp never offered: dropped, counted
     cdef readonly uint64_t gso_unsendable     # super-frames a stage left without their TCP header: not written
+    cdef readonly uint64_t reads_empty        # readv calls that found no frame (one per idle port per read_into)
     cdef readonly uint64_t no_device          # transmitted to a port without a device
+
+    cdef kdp_uring_t ring                     # use_io_uring: the batches' writes, one system call a chunk
+    cdef writer_t w                           # the native writer thread (start_writer)
+    cdef object _job                          # the Batch it is writing (kept alive until finish)
+    cdef readonly uint64_t handoffs           # batches handed to the writer thread
 
     cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil
     cdef Py_ssize_t _prepare(self, Batch b, uint16_t* dest, bint main) noexcept nogil

@@ -3,7 +3,8 @@
 the GIL and without a Python object per frame (kdp attach's I/O).
 
 Stage contract: `read_into` fills a Batch from every ready fd, one frame per fd per
-round (no busy port starves the others), until the batch is full or no fd has a frame;
+round (no busy port starves the others), until the batch is full or no fd has a frame
+(a port found empty is not asked again in that call: `reads_empty` counts those reads);
 each record gets in_port = the port of its fd and ts_ns = the caller's clock. `send`
 writes what the pipeline transmitted: V_FORWARD, V_REJECT and V_REPLY to out_port;
 V_LOCAL for the node (out_port the host port, an IP frame) to the host port's kernel
@@ -14,9 +15,10 @@ requests and IPv6 neighbour solicitations kdp answers (rare; answered in Python)
 entry in the neighbour table yet (the pod did not answer kdp's ARP / solicitation:
 the caller queues them, as Linux's neighbour queue does). `extra` (fragments, segments)
 is written after the batch. `send` is `prepare` (where each frame goes, slow, held:
-quick, with the caller's tables) then `transmit` (the writes: most of the time, in the
-kernel); the caller may run `transmit` on a second thread while it reads and runs the
-next batch into another Batch (kdp/attach.py does for large batches).
+quick, with the caller's tables) then the writes (most of the time, in the kernel);
+the caller may hand the writes to the native writer thread (`start_writer`, `submit`,
+`finish`) while it reads and runs the next batch into another Batch (kdp/attach.py does
+for large batches).
 
 The fds are TAP devices opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and a 12-byte
 virtio-net header (kdp/attach.py opens them) with the offloads TUN_F_CSUM, TUN_F_TSO4
@@ -35,6 +37,13 @@ and TUN_F_TSO6. So the kernel hands kdp:
     an untagged Ethernet header with its partial checksum in the TCP header, is
     dropped and counted (`gso_refused`).
 Everything else is written with a zero header: complete frames, nothing to do.
+
+Writes: one writev a frame, or, after `use_io_uring`, a batch of URING_MIN frames or more
+queued on an io_uring (tap_uring.h) and handed to the kernel in one io_uring_enter per
+chunk of up to 256: the same writes in the same order, without a system call each (a TAP
+write completes during the submission; io_uring reorders only writes it must retry in a
+worker, which a TAP write never needs: its send buffer is unlimited, it never says EAGAIN;
+the attach suite's 20,000-datagram burst arrives in order).
 """
 import numpy as np
 cimport numpy as cnp
@@ -46,6 +55,8 @@ from kdp._fast.packet cimport (Batch, pkt_meta_t, meta_reset, HEADROOM, SLOT_ALI
                                V_LOCAL, R_ARP, NO_PORT)
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.checksum cimport ld16, st16, cs_sum, cs_fold, kdp_csum16
+from kdp._fast.tap_uring cimport (kdp_uring_init, kdp_uring_open, kdp_uring_close, kdp_uring_hdr,
+                                  kdp_uring_writev, kdp_uring_submit, kdp_uring_wait, kdp_uring_reap)
 
 cnp.import_array()
 
@@ -71,6 +82,23 @@ cdef inline uint64_t _now_ns() noexcept nogil:
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
 
 
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_attr_t:
+        pass
+    int pthread_create(pthread_t* t, const pthread_attr_t* attr, void* (*start)(void*) noexcept nogil, void* arg)
+    int pthread_join(pthread_t t, void** ret)
+    int pthread_mutex_init(pthread_mutex_t* m, const void* attr)
+    int pthread_mutex_destroy(pthread_mutex_t* m)
+    int pthread_mutex_lock(pthread_mutex_t* m)
+    int pthread_mutex_unlock(pthread_mutex_t* m)
+    int pthread_cond_init(pthread_cond_t* c, const void* attr)
+    int pthread_cond_destroy(pthread_cond_t* c)
+    int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m)
+    int pthread_cond_signal(pthread_cond_t* c)
+
+cdef extern from "<string.h>" nogil:
+    char* strerror(int errnum)
+
 cdef extern from "<sys/uio.h>" nogil:
     struct iovec:
         void* iov_base
@@ -90,6 +118,11 @@ cdef enum:
     C_TX_BYTES = 3
     C_TX_ERRORS = 4
     N_C = 5
+    URING_ENTRIES = 256     # writes a submission at most
+    URING_MIN = 4           # batches this large go through the ring (one write alone: writev is cheaper)
+    W_IDLE = 0              # writer_t.state
+    W_PENDING = 1
+    W_RUNNING = 2
 
 MAX_PORTS = MAX_TAP_PORTS
 HEADER_BYTES = VNET_HDR_LEN
@@ -173,8 +206,126 @@ cdef inline uint32_t _gso_header(const pkt_meta_t* p, uint8_t* f, uint8_t* hdr) 
     return 1
 
 
+cdef inline bint _tx_one(tx_port_t* tx, uint16_t port, const uint8_t* hdr, const uint8_t* frame,
+                         uint32_t n) noexcept nogil:
+    cdef iovec iov[2]
+    iov[0].iov_base = <void*>hdr
+    iov[0].iov_len = VNET_HDR_LEN
+    iov[1].iov_base = <void*>frame
+    iov[1].iov_len = n
+    if writev(tx.fd_of_port[port], iov, 2) < 0:
+        tx.ctr[port * N_C + C_TX_ERRORS] += 1      # the device is down or gone
+        return False
+    tx.ctr[port * N_C + C_TX] += 1
+    tx.ctr[port * N_C + C_TX_BYTES] += n
+    return True
+
+
+cdef Py_ssize_t _tx_frames(tx_port_t* tx, uint8_t* buf, pkt_meta_t* m, Py_ssize_t count,
+                           const uint16_t* dest, uint16_t* sent_p) noexcept nogil:
+    """Write the frames prepare() chose (dest[i] != NO_PORT); sent_p (or NULL) gets the
+    port each frame was written to. Plain C: the writer thread runs it too. With a ring
+    (use_io_uring) and URING_MIN frames or more, the writes go to the kernel a chunk at a
+    time, one system call each, else one writev a frame."""
+    cdef uint8_t hdr_buf[VNET_HDR_LEN]
+    cdef uint8_t* hdr
+    cdef uint32_t tags[URING_ENTRIES]
+    cdef Py_ssize_t i, sent = 0
+    cdef unsigned k = 0
+    cdef bint ring = tx.ring != NULL and count >= URING_MIN
+    cdef pkt_meta_t* p
+    cdef uint8_t* f
+    for i in range(count):
+        if sent_p != NULL:
+            sent_p[i] = NO_PORT
+        if dest[i] == NO_PORT:
+            continue
+        p = &m[i]
+        f = buf + p.off
+        hdr = kdp_uring_hdr(tx.ring, k) if ring else hdr_buf
+        memset(hdr, 0, VNET_HDR_LEN)
+        if p.gso_size and p.verdict != V_REJECT and p.verdict != V_REPLY:
+            if not _gso_header(p, f, hdr):
+                tx.gso_unsendable[0] += 1    # (read_into let only plain TCP in: never)
+                continue
+        if ring:
+            kdp_uring_writev(tx.ring, k, tx.fd_of_port[dest[i]], f, p.len, <uint64_t>i)
+            tags[k] = <uint32_t>i
+            k += 1
+            if k == tx.ring.entries or k == URING_ENTRIES:
+                sent += _tx_ring_flush(tx, buf, m, k, tags, dest, sent_p)
+                k = 0
+        elif _tx_one(tx, dest[i], hdr, f, p.len):
+            sent += 1
+            if sent_p != NULL:
+                sent_p[i] = dest[i]
+    if k:
+        sent += _tx_ring_flush(tx, buf, m, k, tags, dest, sent_p)
+    return sent
+
+
+cdef Py_ssize_t _tx_ring_flush(tx_port_t* tx, uint8_t* buf, pkt_meta_t* m, unsigned k, const uint32_t* tags,
+                               const uint16_t* dest, uint16_t* sent_p) noexcept nogil:
+    """Submit the k queued writes, count their completions as _tx_one counts a write; the
+    ones the kernel did not take are written with writev (their headers are in the ring's
+    slots)."""
+    cdef int err = 0, res = 0
+    cdef unsigned took = kdp_uring_submit(tx.ring, k, &err), got = 0, j
+    cdef uint64_t tag = 0
+    cdef Py_ssize_t sent = 0, i
+    cdef uint16_t port
+    while got < took:
+        if not kdp_uring_reap(tx.ring, &tag, &res):
+            if kdp_uring_wait(tx.ring, took - got) < 0:
+                break                       # (never seen: the ring is gone)
+            continue
+        got += 1
+        i = <Py_ssize_t>tag
+        port = dest[i]
+        if res < 0:
+            tx.ctr[port * N_C + C_TX_ERRORS] += 1      # the device is down or gone
+            continue
+        tx.ctr[port * N_C + C_TX] += 1
+        tx.ctr[port * N_C + C_TX_BYTES] += m[i].len
+        sent += 1
+        if sent_p != NULL:
+            sent_p[i] = port
+    for j in range(took, k):
+        i = tags[j]
+        if _tx_one(tx, dest[i], kdp_uring_hdr(tx.ring, j), buf + m[i].off, m[i].len):
+            sent += 1
+            if sent_p != NULL:
+                sent_p[i] = dest[i]
+    return sent
+
+
+cdef void* _writer_main(void* arg) noexcept nogil:
+    """The writer thread: wait for a batch, write it, say so; until stop. Holds no Python
+    object and never the GIL."""
+    cdef writer_t* w = <writer_t*>arg
+    cdef Py_ssize_t sent
+    pthread_mutex_lock(&w.mu)
+    while True:
+        while w.state != W_PENDING and not w.stop:
+            pthread_cond_wait(&w.job_cv, &w.mu)
+        if w.stop:
+            break
+        w.state = W_RUNNING
+        pthread_mutex_unlock(&w.mu)
+        sent = _tx_frames(&w.tx, w.buf, w.m, w.count, w.dest, NULL)
+        pthread_mutex_lock(&w.mu)
+        w.sent = sent
+        w.state = W_IDLE
+        pthread_cond_signal(&w.done_cv)
+    pthread_mutex_unlock(&w.mu)
+    return NULL
+
+
 cdef class TapIO:
     """The attached ports: non-blocking TAP fds with vnet headers and their port ids."""
+
+    def __cinit__(self, *args, **kwargs):
+        kdp_uring_init(&self.ring)      # (fd -1: __dealloc__ closes nothing, even after a failed __init__)
 
     def __init__(self, fds, port_ids, own_mac, Neighbours neighbours=None, Py_ssize_t capacity=256):
         cdef Py_ssize_t i
@@ -200,7 +351,7 @@ cdef class TapIO:
         self._scratch(capacity)
 
     def _scratch(self, Py_ssize_t capacity):
-        # (never while a transmit runs: prepare and send come after it finished)
+        # (never while the writer thread writes: prepare and send come after finish)
         self._dest = np.full(capacity, NO_PORT, dtype=np.uint16)
         self.dest_p[0] = <uint16_t*>cnp.PyArray_DATA(self._dest)
         self._ensure_extra(capacity)
@@ -271,16 +422,25 @@ cdef class TapIO:
         return got
 
     cdef Py_ssize_t _read(self, Batch b, uint64_t ts_ns) noexcept nogil:
+        # A port that had nothing is not asked again in this call: on a busy port beside
+        # an idle one, asking the idle one every round cost a failed readv (a syscall)
+        # per frame read, half the reads. Its frames wait for the next call (the loop's
+        # next poll), one batch at most. `live` holds the fds still asked, in round order.
         cdef uint8_t hdr[VNET_HDR_LEN]
+        cdef uint16_t live[MAX_TAP_PORTS]
         cdef iovec iov[2]
-        cdef Py_ssize_t got = 0, k, idle = 0, start
+        cdef Py_ssize_t got = 0, k, j = 0, n_live = self.n, start, i
         cdef ssize_t r
         cdef uint32_t n
         cdef pkt_meta_t* p
         cdef uint16_t port, gso
-        k = self.next_fd % self.n
-        while (b.count < b.capacity and idle < self.n
+        for i in range(self.n):
+            live[i] = <uint16_t>((self.next_fd + i) % self.n)
+        while (b.count < b.capacity and n_live > 0
                and b.used + HEADROOM + MAX_GSO_FRAME + SLOT_ALIGN <= b.buf_size):
+            if j >= n_live:
+                j = 0
+            k = live[j]
             port = self.ports[k]
             start = b.used + HEADROOM
             iov[0].iov_base = hdr
@@ -288,11 +448,14 @@ cdef class TapIO:
             iov[1].iov_base = b.buf + start
             iov[1].iov_len = MAX_GSO_FRAME
             r = readv(self.fds[k], iov, 2)
-            k = (k + 1) % self.n
             if r <= VNET_HDR_LEN:
-                idle += 1           # EAGAIN (nothing now), or an empty read
+                self.reads_empty += 1   # EAGAIN (nothing now), or an empty read
+                n_live -= 1
+                for i in range(j, n_live):
+                    live[i] = live[i + 1]
                 continue
-            idle = 0
+            j += 1
+            self.next_fd = (k + 1) % self.n
             n = <uint32_t>(r - VNET_HDR_LEN)
             self.ctr[port * N_C + C_RX] += 1
             self.ctr[port * N_C + C_RX_BYTES] += n
@@ -319,7 +482,6 @@ cdef class TapIO:
             b.used = (start + n + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
             b.count += 1
             got += 1
-        self.next_fd = k
         return got
 
     def send(self, Batch b not None, Batch extra=None):
@@ -340,22 +502,131 @@ cdef class TapIO:
     def prepare(self, Batch b not None):
         """The first half of send (without `extra`): decide where each frame goes, fill
         `slow` and `held`, address frames for the node; returns how many frames are to be
-        written."""
+        written (`submit` writes them on the writer thread)."""
         cdef Py_ssize_t n
+        if self._job is not None:
+            raise RuntimeError("a batch is still being written (finish first)")
         self._ensure(b.capacity)
         with nogil:
             n = self._prepare(b, self.dest_p[0], True)
         return n
 
-    def transmit(self, Batch b not None):
-        """The second half: write the frames the last prepare() chose, without the GIL;
-        another thread may run it while the caller reads and runs the next batch into
-        another Batch (nothing else of this TapIO may run meanwhile but read_into and
-        wait). Returns the frames written."""
-        cdef Py_ssize_t sent
+    def use_io_uring(self, unsigned entries=URING_ENTRIES):
+        """Write batches of URING_MIN frames or more through an io_uring (raw system
+        calls): the writes of up to `entries` frames go to the kernel in one call instead
+        of a writev each (a system call costs ~200-400 ns here). Raises OSError when the
+        kernel refuses the ring (no io_uring, disabled by sysctl or seccomp, too many
+        entries): the writes stay writev's. Before start_writer."""
+        cdef int err
+        if self.w.running:
+            raise RuntimeError("use_io_uring comes before start_writer")
+        if self.ring.fd >= 0:
+            return
+        err = kdp_uring_open(&self.ring, entries)
+        if err != 0:
+            raise OSError(err, f"io_uring refused ({strerror(err).decode()})")
+
+    @property
+    def io_uring(self):
+        """Whether batches are written through the io_uring."""
+        return self.ring.fd >= 0
+
+    def start_writer(self):
+        """Start the native writer thread (`submit` / `finish`): a pthread that holds no
+        Python object, so a hand-off costs a mutex and a wake-up, not the GIL (a Python
+        thread's hand-off cost ~24 us a batch here, more than a super-frame's write).
+        Raises OSError when the thread cannot be made."""
+        cdef int err
+        if self.w.running:
+            return
+        pthread_mutex_init(&self.w.mu, NULL)
+        pthread_cond_init(&self.w.job_cv, NULL)
+        pthread_cond_init(&self.w.done_cv, NULL)
+        self.w.state = W_IDLE
+        self.w.stop = False
+        self.w.tx.fd_of_port = self.fd_of_port
+        self.w.tx.ctr = self.ctr
+        self.w.tx.gso_unsendable = &self.gso_unsendable
+        self.w.tx.ring = &self.ring if self.ring.fd >= 0 else NULL
+        err = pthread_create(&self.w.thread, NULL, _writer_main, &self.w)
+        if err != 0:
+            pthread_cond_destroy(&self.w.done_cv)
+            pthread_cond_destroy(&self.w.job_cv)
+            pthread_mutex_destroy(&self.w.mu)
+            raise OSError(err, f"cannot start the writer thread: {strerror(err).decode()}")
+        self.w.running = True
+
+    @property
+    def writer_running(self):
+        return bool(self.w.running)
+
+    def submit(self, Batch b not None):
+        """Hand the frames the last prepare() chose to the writer thread and return at
+        once; `finish` waits for them. One batch at a time: the caller keeps b untouched
+        and runs no prepare or send until finish returned."""
+        if not self.w.running:
+            raise RuntimeError("the writer thread is not running (start_writer)")
+        if self._job is not None:
+            raise RuntimeError("a batch is still being written (finish first)")
+        self._job = b
         with nogil:
-            sent = self._transmit(b, self.dest_p[0], False)
+            pthread_mutex_lock(&self.w.mu)
+            self.w.buf = b.buf
+            self.w.m = b.m
+            self.w.count = b.count
+            self.w.dest = self.dest_p[0]
+            self.w.state = W_PENDING
+            pthread_cond_signal(&self.w.job_cv)
+            pthread_mutex_unlock(&self.w.mu)
+        self.handoffs += 1
+
+    def finish(self):
+        """Wait (without the GIL) for the submitted batch to be written; returns the frames
+        written (0 when none was submitted)."""
+        cdef Py_ssize_t sent
+        if self._job is None:
+            return 0
+        with nogil:
+            pthread_mutex_lock(&self.w.mu)
+            while self.w.state != W_IDLE:
+                pthread_cond_wait(&self.w.done_cv, &self.w.mu)
+            sent = self.w.sent
+            pthread_mutex_unlock(&self.w.mu)
+        self._job = None
         return sent
+
+    def stop_writer(self):
+        """Finish the batch in hand, stop the writer thread and wait for it to end."""
+        if not self.w.running:
+            return
+        self.finish()
+        with nogil:
+            pthread_mutex_lock(&self.w.mu)
+            self.w.stop = True
+            pthread_cond_signal(&self.w.job_cv)
+            pthread_mutex_unlock(&self.w.mu)
+            pthread_join(self.w.thread, NULL)
+        pthread_cond_destroy(&self.w.done_cv)
+        pthread_cond_destroy(&self.w.job_cv)
+        pthread_mutex_destroy(&self.w.mu)
+        self.w.running = False
+
+    def __dealloc__(self):
+        # the thread points into this object: it ends before the object goes
+        if self.w.running:
+            with nogil:
+                pthread_mutex_lock(&self.w.mu)
+                while self.w.state != W_IDLE:
+                    pthread_cond_wait(&self.w.done_cv, &self.w.mu)
+                self.w.stop = True
+                pthread_cond_signal(&self.w.job_cv)
+                pthread_mutex_unlock(&self.w.mu)
+                pthread_join(self.w.thread, NULL)
+            pthread_cond_destroy(&self.w.done_cv)
+            pthread_cond_destroy(&self.w.job_cv)
+            pthread_mutex_destroy(&self.w.mu)
+            self.w.running = False
+        kdp_uring_close(&self.ring)
 
     def _ensure(self, Py_ssize_t capacity):
         if self.slow.shape[0] < capacity:
@@ -419,41 +690,20 @@ cdef class TapIO:
         return count
 
     cdef Py_ssize_t _transmit(self, Batch b, const uint16_t* dest, bint record) noexcept nogil:
-        cdef uint8_t hdr[VNET_HDR_LEN]
-        cdef Py_ssize_t i, sent = 0
-        cdef pkt_meta_t* p
-        cdef uint8_t* f
-        record = record and self.recording
-        for i in range(b.count):
-            if record:
-                self.sent_p[i] = NO_PORT
-            if dest[i] == NO_PORT:
-                continue
-            p = &b.m[i]
-            f = b.buf + p.off
-            memset(hdr, 0, VNET_HDR_LEN)
-            if p.gso_size and p.verdict != V_REJECT and p.verdict != V_REPLY:
-                if not _gso_header(p, f, hdr):
-                    self.gso_unsendable += 1    # (read_into let only plain TCP in: never)
-                    continue
-            if self._write(dest[i], hdr, f, p.len):
-                sent += 1
-                if record:
-                    self.sent_p[i] = dest[i]
-        return sent
+        cdef tx_port_t tx
+        tx.fd_of_port = self.fd_of_port
+        tx.ctr = self.ctr
+        tx.gso_unsendable = &self.gso_unsendable
+        tx.ring = &self.ring if self.ring.fd >= 0 else NULL
+        return _tx_frames(&tx, b.buf, b.m, b.count, dest, self.sent_p if record and self.recording else NULL)
 
     cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil:
-        cdef iovec iov[2]
-        iov[0].iov_base = <void*>hdr
-        iov[0].iov_len = VNET_HDR_LEN
-        iov[1].iov_base = <void*>frame
-        iov[1].iov_len = n
-        if writev(self.fd_of_port[port], iov, 2) < 0:
-            self.ctr[port * N_C + C_TX_ERRORS] += 1      # the device is down or gone
-            return False
-        self.ctr[port * N_C + C_TX] += 1
-        self.ctr[port * N_C + C_TX_BYTES] += n
-        return True
+        cdef tx_port_t tx
+        tx.fd_of_port = self.fd_of_port
+        tx.ctr = self.ctr
+        tx.gso_unsendable = &self.gso_unsendable
+        tx.ring = NULL
+        return _tx_one(&tx, port, hdr, frame, n)
 
     def write_frame(self, uint16_t port, frame):
         """Write one frame (bytes, complete) to a port's device; False when it has none or

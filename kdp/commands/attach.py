@@ -38,7 +38,11 @@ def add_arguments(parser):
                              "super-frames (TSO), one frame per segment (slower; for comparison)")
     parser.add_argument("--single-thread", action="store_true",
                         help="write frames on the loop's thread (default: a batch of 16 frames or more is "
-                             "written by a second thread while the loop reads and runs the next)")
+                             "written by a second, native thread while the loop reads and runs the next)")
+    parser.add_argument("--no-io-uring", action="store_true",
+                        help="write every frame with its own writev (default: a batch of 4 frames or more "
+                             "goes to the kernel through an io_uring, one system call for the lot; where the "
+                             "kernel refuses a ring, kdp says so and uses writev)")
     parser.add_argument("--busy-poll", type=int, default=50, metavar="US",   # kdp.attach.BUSY_POLL_US
                         help="when no port has a frame, keep asking without sleeping for this many "
                              "microseconds before sleeping (default 50: frames that follow closely are read "
@@ -67,7 +71,8 @@ def run(args):
     loop, result = attach(args.cluster, args.node, args.port, batch_size=args.batch_size,
                           log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
                           pcap_out=args.pcap_out, offloads=not args.no_offloads,
-                          writer_thread=not args.single_thread, busy_poll_us=args.busy_poll)
+                          writer_thread=not args.single_thread, busy_poll_us=args.busy_poll,
+                          io_uring=not args.no_io_uring)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
