@@ -546,7 +546,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     cdef uint8_t flags = NAT_NONE
     cdef uint16_t lo, hi, orig_port
     cdef uint16_t* pf
-    cdef uint32_t size, start, tries, nn, fid
+    cdef uint32_t size, start, tries, nn, fid, first, step
     cdef int dir
     cdef bint found
     cdef ct_flow_t* f
@@ -593,13 +593,24 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         else:
             lo = t.port_lo
             hi = t.port_hi
-        size = <uint32_t>hi - lo + 1
+        # only ports with the original port's low 6 bits: flow sharding (shard.pyx) keys a
+        # flow by its client's port, and a masqueraded answer must keep that key (one
+        # worker chooses so too, so the choice does not depend on the number of workers)
+        orig_port = pf[0]
+        first = lo + ((<uint32_t>orig_port - lo) & 63)
+        size = (<uint32_t>hi - first) // 64 + 1 if first <= hi else 0
+        found = 1
+        if size == 0:
+            # a range narrower than 64 ports without one of them: any port of it
+            first = lo
+            step = 1
+            size = <uint32_t>hi - lo + 1
+        else:
+            step = 64
         tries = size if size < t.nat_max_tries else t.nat_max_tries
         start = <uint32_t>((h >> 16) % size)
-        orig_port = pf[0]
-        found = 1
         for nn in range(tries):
-            pf[0] = <uint16_t>(lo + (start + nn) % size)
+            pf[0] = <uint16_t>(first + ((start + nn) % size) * step)
             hr = ct_key_hash(t, &r)
             if ct_find_from(t, &r, hr, ct_home_slot(t, hr), &dir) == NO_ID:
                 found = 0
@@ -1054,6 +1065,15 @@ cdef class Conntrack:
             raise ValueError("max_work must be >= 0")
         with nogil:
             n = ct_expire(self, now_ns, max_work)
+        return n
+
+    def expire_all(self, uint64_t now_ns):
+        """Remove every flow expired at now_ns (a whole turn of the expiry hand): the end
+        of a replay, so that its counts of expired and live flows do not depend on how
+        far the hand had come (nor on how the flows were spread over workers)."""
+        cdef Py_ssize_t n
+        with nogil:
+            n = ct_expire(self, now_ns, self.t.hwm if self.t.hwm > 0 else 1)
         return n
 
     # -- single items and inspection

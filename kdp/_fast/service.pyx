@@ -512,6 +512,19 @@ cdef int svc_match(const svc_tables_t* t, const pkt_meta_t* p, uint32_t* svc,
     return SVC_MISS
 
 
+cdef bint svc_is_frontend(const svc_tables_t* t, uint8_t proto, uint8_t ver, uint32_t a4,
+                          const uint8_t* a6, uint16_t port) noexcept nogil:
+    # svc_match's first two tests, on one end of a tuple instead of a packet's destination
+    cdef int pi = proto_index(proto)
+    if pi < 0 or (ver != 4 and ver != 6):
+        return False
+    if fe_find(t.fe, t.fe_mask, proto, ver, a4, a6, port) != NULL:
+        return True
+    return (t.nodeport != NULL and port >= t.np_lo and port <= t.np_hi
+            and list_has(t.np_addrs, t.n_np_addrs, ver, a4, a6)
+            and t.nodeport[((ver == 6) * 3 + pi) * (<uint32_t>t.np_hi - t.np_lo + 1) + (port - t.np_lo)] != NO_ID)
+
+
 cdef void svc_prefetch(const svc_tables_t* t, uint32_t svc, const pkt_meta_t* p,
                        int step) noexcept nogil:
     # svc_choose walks four dependent loads (record -> backend set -> Maglev slot ->

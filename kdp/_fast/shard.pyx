@@ -1,0 +1,204 @@
+# cython: boundscheck=False, wraparound=False
+"""Flow sharding for `kdp replay --workers N`: the key that sends both directions of a
+flow (and its ICMP errors) to the same worker, as RSS does on a NIC, through
+kube-proxy's translations.
+
+What stays the same across DNAT and masquerade is the client's port: DNAT keeps it
+(client:c -> VIP:v becomes backend:b -> client:c) and masquerade keeps it, or picks a
+port with the same low 6 bits (conntrack.pyx _new_flow). So the key of a TCP, UDP or
+SCTP packet is the port of its client side, told by whether an end is a Service
+frontend or a backend endpoint (the compiled tables, read only):
+  to a frontend or an endpoint     -> the source port
+  from one                         -> the destination port
+  neither (pod to pod, to the internet) -> source port XOR destination port
+ICMP echo: its identifier; an ICMP error: the key of the packet it quotes. The key's
+low 6 bits are one of 64 virtual shards, spread over the workers (shard v -> worker
+v mod N). Everything else (non-IP, ICMP other than echo and errors, ND, protocols
+without ports, packets parse dropped) goes to worker 0; the others still learn
+neighbours from it (neigh.pyx notes every packet before sharding).
+
+The key is a guess a check keeps honest: the pipeline computes, for every flow it
+creates, the key of the flow's reply tuple (shard_key), and a flow whose two
+directions disagree makes the replay start again on one worker (kdp/shards.py).
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memcpy
+
+from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
+from kdp._fast.packet cimport Batch, pkt_meta_t, V_PENDING, FRAG_NONE, HEADROOM, SLOT_ALIGN
+from kdp._fast.service cimport svc_is_frontend, svc_tables_t, bset_t, backend_t
+
+cnp.import_array()
+
+
+cdef inline uint64_t _end_tag(uint8_t proto, uint8_t ver, uint32_t a4, const uint8_t* a6,
+                              uint16_t port) noexcept nogil:
+    cdef uint64_t w0, w1, h
+    if ver == 4:
+        h = mix64((<uint64_t>4 << 32) | a4)
+    else:
+        memcpy(&w0, a6, 8)
+        memcpy(&w1, a6 + 8, 8)
+        h = mix64(w0 ^ mix64(w1 ^ <uint64_t>6))
+    return mix64(h ^ (((<uint64_t>proto << 16) | port) * <uint64_t>0x9E3779B97F4A7C15)) | 1
+
+
+cdef void _insert(uint64_t* tab, uint64_t mask, uint8_t proto, const backend_t* be,
+                  uint32_t n) noexcept nogil:
+    cdef uint32_t j
+    cdef uint64_t tag, i
+    for j in range(n):
+        tag = _end_tag(proto, be[j].ip_ver, be[j].a4, be[j].a6, be[j].port)
+        i = tag & mask
+        while tab[i] != 0 and tab[i] != tag:
+            i = (i + 1) & mask
+        tab[i] = tag
+
+
+cdef inline bint _is_end(ShardPlan s, uint8_t proto, uint8_t ver, uint32_t a4, const uint8_t* a6,
+                         uint16_t port) noexcept nogil:
+    """A Service frontend or a backend endpoint. (A tag collision may call another end
+    one: the key is then another guess, which the reply check still verifies.)"""
+    cdef uint64_t tag, i, e
+    if s.services is None:
+        return False
+    if svc_is_frontend(&s.services.t, proto, ver, a4, a6, port):
+        return True
+    tag = _end_tag(proto, ver, a4, a6, port)
+    i = tag & s.ep_mask
+    while True:
+        e = s.ep[i]
+        if e == 0:
+            return False
+        if e == tag:
+            return True
+        i = (i + 1) & s.ep_mask
+
+
+cdef uint8_t shard_key(ShardPlan s, uint8_t ver, uint8_t proto, uint32_t s4, const uint8_t* s6,
+                       uint32_t d4, const uint8_t* d6, uint16_t sport, uint16_t dport) noexcept nogil:
+    """The virtual shard of a tuple (ICMP: sport is the echo identifier), SHARD_FIRST
+    for protocols without ports."""
+    if proto == P_ICMP or proto == P_ICMPV6:
+        return sport & (N_VSHARDS - 1)
+    if proto != P_TCP and proto != P_UDP and proto != P_SCTP:
+        return SHARD_FIRST
+    if _is_end(s, proto, ver, d4, d6, dport):
+        return sport & (N_VSHARDS - 1)
+    if _is_end(s, proto, ver, s4, s6, sport):
+        return dport & (N_VSHARDS - 1)
+    return (sport ^ dport) & (N_VSHARDS - 1)
+
+
+cdef uint8_t shard_packet(ShardPlan s, const pkt_meta_t* p) noexcept nogil:
+    if p.verdict != V_PENDING or (p.ip_ver != 4 and p.ip_ver != 6):
+        return SHARD_FIRST
+    if p.frag != FRAG_NONE:
+        return SHARD_UNSAFE
+    if p.proto == P_ICMP or p.proto == P_ICMPV6:
+        if p.quote_off != 0:
+            # an error: the flow of the packet it quotes
+            return shard_key(s, p.ip_ver, p.q_proto, p.q_src4, p.q_src6, p.q_dst4, p.q_dst6,
+                             p.q_sport, p.q_dport)
+        if (p.proto == P_ICMP and (p.icmp_type == 8 or p.icmp_type == 0)) or \
+                (p.proto == P_ICMPV6 and (p.icmp_type == 128 or p.icmp_type == 129)):
+            return p.icmp_id & (N_VSHARDS - 1)
+        return SHARD_FIRST
+    return shard_key(s, p.ip_ver, p.proto, p.src4, p.src6, p.dst4, p.dst6, p.sport, p.dport)
+
+
+cdef class ShardPlan:
+    """The read-only part of sharding, shared by the workers: the endpoints of
+    `services` (a ServiceTables, None without Services) and which worker each of the
+    64 virtual shards goes to."""
+
+    def __init__(self, ServiceTables services, int workers):
+        if not 1 <= workers <= N_VSHARDS:
+            raise ValueError(f"workers must be 1..{N_VSHARDS}, got {workers}")
+        self.services = services
+        self.workers = workers
+        cdef int v
+        for v in range(N_VSHARDS):
+            self.owner[v] = v % workers
+        cdef Py_ssize_t total = 0, size = 16
+        cdef uint32_t k
+        cdef bset_t* bs
+        cdef svc_tables_t* t = NULL
+        if services is not None:
+            t = &services.t
+            for k in range(t.n_svc):
+                bs = t.svc[k].bs
+                if bs != NULL:
+                    total += bs.n + bs.n_local
+        while size < 2 * total:
+            size *= 2
+        arr = np.zeros(size, dtype=np.uint64)
+        self.ep_arr = arr
+        self.ep = <const uint64_t*>cnp.PyArray_DATA(arr)
+        self.ep_mask = size - 1
+        if services is not None:
+            with nogil:
+                for k in range(t.n_svc):
+                    bs = t.svc[k].bs
+                    if bs != NULL:
+                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be, bs.n)
+                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be_local, bs.n_local)
+
+    @staticmethod
+    def _tag(int proto, int ver, uint32_t a4, bytes a6, int port):
+        cdef const uint8_t* b = a6
+        return _end_tag(proto, ver, a4, b, port)
+
+    def owner_of(self, int vshard):
+        """The worker of a virtual shard (SHARD_FIRST and above: worker 0)."""
+        return self.owner[vshard] if 0 <= vshard < N_VSHARDS else 0
+
+    def key(self, int ver, int proto, src, dst, int sport, int dport):
+        """The virtual shard of a tuple (addresses as ipaddress objects), for tests."""
+        cdef bytes s6 = src.packed if ver == 6 else bytes(16)
+        cdef bytes d6 = dst.packed if ver == 6 else bytes(16)
+        return shard_key(self, ver, proto, int(src) if ver == 4 else 0, s6,
+                         int(dst) if ver == 4 else 0, d6, sport, dport)
+
+
+def copy_batch(Batch dst not None, Batch src not None):
+    """dst becomes a copy of src (its packets at the same offsets): a worker's own copy
+    of the batch the replay read."""
+    if dst.buf_size < src.used or dst.capacity < src.count:
+        raise ValueError("the destination batch is smaller than the source")
+    with nogil:
+        memcpy(dst.buf, src.buf, src.used)
+        memcpy(dst.m, src.m, src.count * sizeof(pkt_meta_t))
+        dst.count = src.count
+        dst.used = src.used
+
+
+def gather(Batch dst not None, Batch src not None, mine, Batch raw not None):
+    """Into dst (worker 0's copy of `raw`), the packets `mine` (uint8 per packet) says
+    `src`'s worker processed: their metadata, and their bytes at the same offset when
+    they stayed in their slot of `raw`, else (an answer that grew past it: dns.pyx)
+    at the end of dst's buffer."""
+    cdef const uint8_t[::1] mv = mine
+    cdef Py_ssize_t i, n = raw.count, lo, hi, start
+    cdef pkt_meta_t* p
+    if src.count != n or dst.count != n or mv.shape[0] < n:
+        raise ValueError("batches of different sizes")
+    with nogil:
+        for i in range(n):
+            if not mv[i]:
+                continue
+            p = &src.m[i]
+            dst.m[i] = p[0]
+            lo = <Py_ssize_t>raw.m[i].off - HEADROOM
+            hi = raw.m[i + 1].off - HEADROOM if i + 1 < n else raw.used
+            if p.off >= lo and p.off + p.len <= hi:
+                memcpy(dst.buf + p.off, src.buf + p.off, p.len)
+                continue
+            start = dst.used + HEADROOM
+            if start + p.len > dst.buf_size:
+                with gil:
+                    raise ValueError("no room in the batch for a grown packet")
+            memcpy(dst.buf + start, src.buf + p.off, p.len)
+            dst.m[i].off = <uint32_t>start
+            dst.used = (start + p.len + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
