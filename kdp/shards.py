@@ -41,7 +41,8 @@ UNSAFE_REASONS = {
     2: "a flow whose answers have another shard key than its first packet "
        "(an end that is both a client and a Service endpoint?)",
     4: "packet timestamps that go back in time across batches",
-    8: "a new flow to a Service with ClientIP session affinity (one choice across a client's ports)",
+    8: "a new flow to a Service with ClientIP session affinity from the node itself, or with "
+       "fewer than 256 affinity slots (sessionAffinityMaxEntries)",
 }
 
 

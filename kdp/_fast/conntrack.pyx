@@ -109,7 +109,7 @@ from kdp._fast.packet cimport (
     CT_NONE, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_INVALID,
     R_CT_INVALID, R_CT_TABLE_FULL, R_NAT_PORTS_EXHAUSTED, R_FRAG_NO_FLOW,
 )
-from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
+from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT, NAT_PORT_KEY
 from kdp._fast.ct_table cimport (
     ct_frag_t, CT_MAX_CAPACITY,
     TCP_SYN_SENT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_TIME_WAIT,
@@ -546,7 +546,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     cdef uint8_t flags = NAT_NONE
     cdef uint16_t lo, hi, orig_port
     cdef uint16_t* pf
-    cdef uint32_t size, start, tries, nn, fid, first, step
+    cdef uint32_t size, start, tries, nn, fid, first, step, want
     cdef int dir
     cdef bint found
     cdef ct_flow_t* f
@@ -593,11 +593,13 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         else:
             lo = t.port_lo
             hi = t.port_hi
-        # only ports with the original port's low 6 bits: flow sharding (shard.pyx) keys a
-        # flow by its client's port, and a masqueraded answer must keep that key (one
-        # worker chooses so too, so the choice does not depend on the number of workers)
+        # only ports with the original port's low 6 bits (NAT_PORT_KEY: the spec's port_key):
+        # flow sharding (shard.pyx) keys a flow by its client, and a masqueraded answer
+        # must keep that key (one worker chooses so too, so the choice does not depend on
+        # the number of workers)
         orig_port = pf[0]
-        first = lo + ((<uint32_t>orig_port - lo) & 63)
+        want = spec.port_key & 63 if flags & NAT_PORT_KEY else orig_port & 63
+        first = lo + ((want - lo) & 63)
         size = (<uint32_t>hi - first) // 64 + 1 if first <= hi else 0
         found = 1
         if size == 0:
@@ -638,7 +640,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         # (bulk inserts) implies the FIN that led there
         f.tcp = TK_NONE | (TT_CLOSE_INIT if TCP_FIN_WAIT <= state <= TCP_TIME_WAIT else 0)
     f.flags = FL_USED
-    f.nat = flags
+    f.nat = flags & (NAT_DNAT | NAT_SNAT | NAT_SNAT_PORT)
     if flags & NAT_DNAT:
         f.flags |= FL_DNAT
     if flags & NAT_SNAT:

@@ -3,7 +3,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
-from kdp._fast.service cimport ServiceTables
+from kdp._fast.service cimport ServiceTables, svc_tables_t
 from kdp._fast.decap cimport TunnelEndpoints
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.natout cimport NatOutgoing
@@ -59,6 +59,8 @@ cdef class Pipeline:
     cdef uint8_t* mine
     cdef public uint32_t shard_unsafe       # shard.pxd U_* bits: what made sharding unsafe
     cdef uint64_t shard_clock               # newest timestamp of the batches before this one
+    cdef svc_tables_t st_own                # sharded: the service tables with an affinity table
+    cdef object aff_own                     # of this worker's own (aff_own holds it)
 
     cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil

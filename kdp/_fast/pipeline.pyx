@@ -53,7 +53,7 @@ from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_creat
                                   CT_PACKET_CLOCK,
                                   ct_find, ct_pkt_key, K_FLOW)
 from kdp._fast.nat cimport nat_batch
-from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choose, svc_prefetch, SF_AFFINITY,
+from kdp._fast.service cimport (ServiceTables, svc_tables_t, aff_entry_t, svc_is_node_address, svc_match, svc_choose, svc_prefetch, SF_AFFINITY,
                                 SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
@@ -131,6 +131,16 @@ cdef class Pipeline:
             raise ValueError(f"worker {me} of {plan.workers}")
         self.shard = plan
         self.shard_me = me
+        self._own_affinity()
+
+    def _own_affinity(self):
+        # a sharded worker's affinity entries are its own: the shared table stays empty
+        self.aff_own = None
+        if self.shard is None or self.services is None:
+            return
+        self.st_own = self.services.t
+        self.aff_own = np.zeros((self.st_own.aff_mask + 1) * sizeof(aff_entry_t), dtype=np.uint8)
+        self.st_own.aff = <aff_entry_t*>cnp.PyArray_DATA(self.aff_own)
 
     def _ensure_scratch(self, Py_ssize_t n):
         if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
@@ -160,6 +170,7 @@ cdef class Pipeline:
         self.dns = dns
         self.natout = natout
         self.policy = policy
+        self._own_affinity()
 
     def _new_service_counters(self):
         """Zeroed per-service-port counters for the service tables in use (their ids are
@@ -201,7 +212,8 @@ cdef class Pipeline:
         cdef new_flow_t* nf = self.nf
         cdef uint32_t fid
         if self.services is not None:
-            st = &self.services.t
+            # (sharded: this worker's affinity table; the other tables are the shared ones)
+            st = &self.st_own if self.shard is not None else &self.services.t
             for i in range(b.count):
                 p = &b.m[i]
                 nf[i].res = SVC_MISS
@@ -241,10 +253,12 @@ cdef class Pipeline:
             if st != NULL:
                 res = nf[i].res
                 reason = nf[i].reason
-                if res == SVC_HIT and self.shard is not None and st.svc[nf[i].svc].flags & SF_AFFINITY:
-                    # ClientIP affinity spans a client's ports (and so the shards): the replay
-                    # starts again on one worker; this run's outcome is thrown away, so the
-                    # shared affinity table is left untouched
+                if res == SVC_HIT and self.shard is not None and st.svc[nf[i].svc].flags & SF_AFFINITY \
+                        and (not self.shard.affinity_split or svc_is_node_address(st, p.ip_ver, p.src4, p.src6)):
+                    # an affinity table too small to give each shard its own buckets, or the
+                    # node as the client (its flows are keyed by port: its entry would be
+                    # every worker's): the replay starts again on one worker (this run's
+                    # outcome is thrown away)
                     self.shard_unsafe |= U_AFFINITY
                     drop(p, ST_SERVICE, R_SVC_NO_ENDPOINTS)
                     continue

@@ -14,7 +14,7 @@ cdef enum:
     U_FRAGMENT = 1          # an IP fragment (later fragments carry no ports)
     U_REPLY_SHARD = 2       # a flow whose reply tuple has another key than its first packet
     U_CLOCK = 4             # a packet older than an earlier batch's newest (conntrack's clock)
-    U_AFFINITY = 8          # a new flow to a Service with ClientIP session affinity
+    U_AFFINITY = 8          # a new flow to a ClientIP-affinity Service whose entry no one worker owns
 
 cdef class ShardPlan:
     cdef readonly ServiceTables services    # None: no Services (every port pair is "neither")
@@ -22,6 +22,7 @@ cdef class ShardPlan:
     cdef const uint64_t* ep                 # the endpoints' tags (open addressing, 0 empty)
     cdef uint64_t ep_mask
     cdef readonly int workers
+    cdef readonly bint affinity_split       # affinity buckets hold one key's clients (>= 256 slots)
     cdef uint8_t owner[64]                  # virtual shard -> worker
 
 cdef uint8_t shard_key(ShardPlan s, uint8_t ver, uint8_t proto, uint32_t s4, const uint8_t* s6,

@@ -3,19 +3,28 @@
 flow (and its ICMP errors) to the same worker, as RSS does on a NIC, through
 kube-proxy's translations.
 
-What stays the same across DNAT and masquerade is the client's port: DNAT keeps it
-(client:c -> VIP:v becomes backend:b -> client:c) and masquerade keeps it, or picks a
-port with the same low 6 bits (conntrack.pyx _new_flow). So the key of a TCP, UDP or
-SCTP packet is the port of its client side, told by whether an end is a Service
-frontend or a backend endpoint (the compiled tables, read only):
-  to a frontend or an endpoint     -> the source port
-  from one                         -> the destination port
-  neither (pod to pod, to the internet) -> source port XOR destination port
-ICMP echo: its identifier; an ICMP error: the key of the packet it quotes. The key's
-low 6 bits are one of 64 virtual shards, spread over the workers (shard v -> worker
-v mod N). Everything else (non-IP, ICMP other than echo and errors, ND, protocols
-without ports, packets parse dropped) goes to worker 0; the others still learn
-neighbours from it (neigh.pyx notes every packet before sharding).
+What a Service flow keeps across DNAT and masquerade is its client: DNAT keeps the
+client's address and port (client:c -> VIP:v becomes backend:b -> client:c), and
+masquerade (backend -> node:P) picks a port P whose low 6 bits are the client's key
+(service.pyx sets nat_spec_t.port_key, conntrack.pyx _new_flow picks among those
+ports). So a TCP, UDP or SCTP packet is keyed by its client side, told by whether an
+end is a Service frontend or a backend endpoint (the compiled tables, read only):
+  from one to a node address     -> the destination port (an answer to a masqueraded
+                                    flow, or to the node's own; tested first: the port
+                                    masquerade picked may be a NodePort)
+  to a frontend or an endpoint   -> the source address's key (shardkey.pxd), or the
+                                    source port when the source is a node address
+  from one                       -> the destination address's key
+  neither (pod to pod, to the internet) -> source port XOR destination port (Calico's
+                                    natOutgoing keeps the port's low 6 bits)
+By address rather than by port, a client's flows to a Service with ClientIP affinity
+meet the same worker, whose own affinity table remembers its backend (pipeline.pyx;
+service.pyx aff_bucket gives each key its own buckets). ICMP echo: its identifier;
+an ICMP error: the key of the packet it quotes. The key's low 6 bits are one of 64
+virtual shards, spread over the workers (shard v -> worker v mod N). Everything else
+(non-IP, ICMP other than echo and errors, ND, protocols without ports, packets parse
+dropped) goes to worker 0; the others still learn neighbours from it (neigh.pyx notes
+every packet before sharding).
 
 The key is a guess a check keeps honest: the pipeline computes, for every flow it
 creates, the key of the flow's reply tuple (shard_key), and a flow whose two
@@ -26,10 +35,12 @@ cimport numpy as cnp
 from libc.string cimport memcpy
 
 from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
-from kdp._fast.packet cimport Batch, pkt_meta_t, V_PENDING, FRAG_NONE, HEADROOM, SLOT_ALIGN
-from kdp._fast.service cimport svc_is_frontend, svc_tables_t, bset_t, backend_t
+from kdp._fast.packet cimport Batch, pkt_meta_t, NO_ID, V_PENDING, FRAG_NONE, HEADROOM, SLOT_ALIGN
+from kdp._fast.service cimport svc_frontend, svc_is_node_address, svc_tables_t, bset_t, backend_t
+from kdp._fast.shardkey cimport shard_addr_key
 
 cnp.import_array()
+
 
 
 cdef inline uint64_t _end_tag(uint8_t proto, uint8_t ver, uint32_t a4, const uint8_t* a6,
@@ -63,7 +74,7 @@ cdef inline bint _is_end(ShardPlan s, uint8_t proto, uint8_t ver, uint32_t a4, c
     cdef uint64_t tag, i, e
     if s.services is None:
         return False
-    if svc_is_frontend(&s.services.t, proto, ver, a4, a6, port):
+    if svc_frontend(&s.services.t, proto, ver, a4, a6, port) != NO_ID:
         return True
     tag = _end_tag(proto, ver, a4, a6, port)
     i = tag & s.ep_mask
@@ -84,10 +95,19 @@ cdef uint8_t shard_key(ShardPlan s, uint8_t ver, uint8_t proto, uint32_t s4, con
         return sport & (N_VSHARDS - 1)
     if proto != P_TCP and proto != P_UDP and proto != P_SCTP:
         return SHARD_FIRST
-    if _is_end(s, proto, ver, d4, d6, dport):
-        return sport & (N_VSHARDS - 1)
-    if _is_end(s, proto, ver, s4, s6, sport):
+    cdef bint src_end
+    if s.services is None:
+        return (sport ^ dport) & (N_VSHARDS - 1)
+    src_end = _is_end(s, proto, ver, s4, s6, sport)
+    if src_end and svc_is_node_address(&s.services.t, ver, d4, d6):
+        # first: an answer to a masqueraded flow (the port it was given may be a NodePort)
         return dport & (N_VSHARDS - 1)
+    if _is_end(s, proto, ver, d4, d6, dport):
+        if svc_is_node_address(&s.services.t, ver, s4, s6):
+            return sport & (N_VSHARDS - 1)
+        return shard_addr_key(ver, s4, s6)
+    if src_end:
+        return shard_addr_key(ver, d4, d6)
     return (sport ^ dport) & (N_VSHARDS - 1)
 
 
@@ -118,6 +138,7 @@ cdef class ShardPlan:
             raise ValueError(f"workers must be 1..{N_VSHARDS}, got {workers}")
         self.services = services
         self.workers = workers
+        self.affinity_split = services is None or services.t.aff_mask >= 255
         cdef int v
         for v in range(N_VSHARDS):
             self.owner[v] = v % workers
