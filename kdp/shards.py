@@ -33,7 +33,7 @@ import numpy as np
 
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
-from kdp._fast.shard import ShardPlan, copy_batch, gather
+from kdp._fast.shard import ShardPlan, copy_batch, gather, gather_meta, share_buffer, start_view
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
 UNSAFE_REASONS = {
@@ -59,8 +59,9 @@ class _Worker:
     """One pipeline in its thread: takes (slot) jobs, processes its packets of the
     replay's batch in that slot."""
 
-    def __init__(self, dp, plan, me, depth, batch_size, log_file):
+    def __init__(self, dp, plan, me, depth, batch_size, log_file, raw):
         node = dp.node
+        self.me = me
         if me == 0:
             self.pipeline = dp.pipeline          # worker 0 is the data plane's own pipeline
         else:
@@ -70,7 +71,12 @@ class _Worker:
             self.pipeline = Pipeline(conntrack=ct.build() if ct is not None else None,
                                      vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
         self.pipeline.set_shard(plan, me)
+        self.plan_workers = plan.workers
         self.batches = [Batch(batch_size) for _ in range(depth)]
+        self.shared = raw is not None
+        if self.shared:
+            for view, base in zip(self.batches, raw):
+                share_buffer(view, base)
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
         self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(depth)] if log_file else None
         self.notes = [None] * depth
@@ -89,7 +95,10 @@ class _Worker:
             try:
                 if self.error is None:
                     batch = self.batches[slot]
-                    copy_batch(batch, raw)
+                    if self.shared:
+                        start_view(batch, raw, self.me, self.plan_workers)
+                    else:
+                        copy_batch(batch, raw)
                     log = self.logs[slot] if self.logs is not None else None
                     pipeline.run(batch, log)
                     if pipeline.dns is not None:
@@ -112,9 +121,13 @@ class ShardedRun:
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
         self.plan = plan
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, log_file)
-                        for w in range(plan.workers)]
         self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
+        # the workers process the packets in the batch read (each its own), unless a tunnel's
+        # decapsulation, which parse does to every packet in place, makes each take a copy
+        self.shared = dp.pipeline.tunnels is None
+        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, log_file,
+                                self.raw if self.shared else None)
+                        for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
         for w in self.workers:
@@ -166,7 +179,10 @@ class ShardedRun:
         batch = first.batches[slot]
         log = first.logs[slot] if first.logs is not None else None
         for w in self.workers[1:]:
-            gather(batch, w.batches[slot], w.mine[slot], self.raw[slot])
+            if self.shared:
+                gather_meta(batch, w.batches[slot], w.mine[slot])
+            else:
+                gather(batch, w.batches[slot], w.mine[slot], self.raw[slot])
             if log is not None and first.notes[slot] is not None:
                 # the DNS stage's notes of the other workers' packets (the log has worker 0's array)
                 n = len(batch)

@@ -21,6 +21,7 @@ cdef class ShardPlan:
     cdef object ep_arr
     cdef const uint64_t* ep                 # the endpoints' tags (open addressing, 0 empty)
     cdef uint64_t ep_mask
+    cdef uint8_t ports[8192]                # bit per port: some frontend or endpoint has it
     cdef readonly int workers
     cdef readonly bint affinity_split       # affinity buckets hold one key's clients (>= 256 slots)
     cdef uint8_t owner[64]                  # virtual shard -> worker

@@ -32,7 +32,7 @@ directions disagree makes the replay start again on one worker (kdp/shards.py).
 """
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
 from kdp._fast.packet cimport Batch, pkt_meta_t, NO_ID, V_PENDING, FRAG_NONE, HEADROOM, SLOT_ALIGN
@@ -55,11 +55,16 @@ cdef inline uint64_t _end_tag(uint8_t proto, uint8_t ver, uint32_t a4, const uin
     return mix64(h ^ (((<uint64_t>proto << 16) | port) * <uint64_t>0x9E3779B97F4A7C15)) | 1
 
 
+cdef inline void _set_port(uint8_t* ports, uint16_t port) noexcept nogil:
+    ports[port >> 3] |= <uint8_t>(1 << (port & 7))
+
+
 cdef void _insert(uint64_t* tab, uint64_t mask, uint8_t proto, const backend_t* be,
-                  uint32_t n) noexcept nogil:
+                  uint32_t n, uint8_t* ports) noexcept nogil:
     cdef uint32_t j
     cdef uint64_t tag, i
     for j in range(n):
+        _set_port(ports, be[j].port)
         tag = _end_tag(proto, be[j].ip_ver, be[j].a4, be[j].a6, be[j].port)
         i = tag & mask
         while tab[i] != 0 and tab[i] != tag:
@@ -72,8 +77,8 @@ cdef inline bint _is_end(ShardPlan s, uint8_t proto, uint8_t ver, uint32_t a4, c
     """A Service frontend or a backend endpoint. (A tag collision may call another end
     one: the key is then another guess, which the reply check still verifies.)"""
     cdef uint64_t tag, i, e
-    if s.services is None:
-        return False
+    if s.services is None or not (s.ports[port >> 3] & (1 << (port & 7))):
+        return False        # (most clients' ports: no lookup)
     if svc_frontend(&s.services.t, proto, ver, a4, a6, port) != NO_ID:
         return True
     tag = _end_tag(proto, ver, a4, a6, port)
@@ -158,13 +163,21 @@ cdef class ShardPlan:
         self.ep_arr = arr
         self.ep = <const uint64_t*>cnp.PyArray_DATA(arr)
         self.ep_mask = size - 1
+        memset(self.ports, 0, sizeof(self.ports))
         if services is not None:
             with nogil:
+                for k in range(t.fe_mask + 1):
+                    if t.fe[k].used:
+                        _set_port(self.ports, t.fe[k].port)
+                if t.nodeport != NULL:
+                    for k in range(t.np_lo, <uint32_t>t.np_hi + 1):
+                        _set_port(self.ports, <uint16_t>k)
                 for k in range(t.n_svc):
                     bs = t.svc[k].bs
                     if bs != NULL:
-                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be, bs.n)
-                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be_local, bs.n_local)
+                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be, bs.n, self.ports)
+                        _insert(<uint64_t*>self.ep, self.ep_mask, t.svc[k].proto, bs.be_local, bs.n_local,
+                                self.ports)
 
     @staticmethod
     def _tag(int proto, int ver, uint32_t a4, bytes a6, int port):
@@ -223,3 +236,43 @@ def gather(Batch dst not None, Batch src not None, mine, Batch raw not None):
             memcpy(dst.buf + start, src.buf + p.off, p.len)
             dst.m[i].off = <uint32_t>start
             dst.used = (start + p.len + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
+
+
+def share_buffer(Batch view not None, Batch base not None):
+    """`view` takes `base`'s buffer (its metadata stays its own): a worker's view of the
+    batch the replay read, whose packets it processes in place (each worker writes only
+    its own packets' bytes; a tunnel's decapsulation, which parse does for every packet,
+    would not allow it: kdp/shards.py copies then)."""
+    if view.capacity < base.capacity:
+        raise ValueError("the view holds fewer packets than the batch")
+    view.buffer = base.buffer
+    view.buf = base.buf
+    view.buf_size = base.buf_size
+
+
+def start_view(Batch view not None, Batch base not None, int me, int workers):
+    """Before a worker runs the batch in `base` through `view` (share_buffer): the packets'
+    metadata as read, and a part of the buffer's free end of its own (where a DNS answer
+    too big for its slot goes, dns.pyx), so that workers never write the same bytes."""
+    cdef Py_ssize_t share
+    if view.buf != base.buf:
+        raise ValueError("the view does not share the batch's buffer")
+    share = ((base.buf_size - base.used) // workers) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
+    with nogil:
+        memcpy(view.m, base.m, base.count * sizeof(pkt_meta_t))
+    view.count = base.count
+    view.used = base.used + me * share
+    view.buf_size = view.used + share
+
+
+def gather_meta(Batch dst not None, Batch src not None, mine):
+    """Into dst (worker 0's view), the metadata of the packets `mine` (uint8 per packet)
+    says `src`'s worker processed (their bytes are in the shared buffer already)."""
+    cdef const uint8_t[::1] mv = mine
+    cdef Py_ssize_t i, n = dst.count
+    if src.count != n or mv.shape[0] < n or src.buf != dst.buf:
+        raise ValueError("views of different batches")
+    with nogil:
+        for i in range(n):
+            if mv[i]:
+                dst.m[i] = src.m[i]
