@@ -33,7 +33,7 @@ import numpy as np
 
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
-from kdp._fast.shard import ShardPlan, copy_batch, gather, gather_meta, share_buffer, start_view
+from kdp._fast.shard import ShardPlan, gather_meta, share_buffer, start_view
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
 UNSAFE_REASONS = {
@@ -60,6 +60,7 @@ class _Worker:
     replay's batch in that slot."""
 
     def __init__(self, dp, plan, me, depth, batch_size, log_file, raw):
+        # raw: the replay's batches, whose buffers this worker's batches share
         node = dp.node
         self.me = me
         if me == 0:
@@ -73,10 +74,8 @@ class _Worker:
         self.pipeline.set_shard(plan, me)
         self.plan_workers = plan.workers
         self.batches = [Batch(batch_size) for _ in range(depth)]
-        self.shared = raw is not None
-        if self.shared:
-            for view, base in zip(self.batches, raw):
-                share_buffer(view, base)
+        for view, base in zip(self.batches, raw):
+            share_buffer(view, base)
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
         self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(depth)] if log_file else None
         self.notes = [None] * depth
@@ -95,12 +94,9 @@ class _Worker:
             try:
                 if self.error is None:
                     batch = self.batches[slot]
-                    if self.shared:
-                        start_view(batch, raw, self.me, self.plan_workers)
-                    else:
-                        copy_batch(batch, raw)
+                    start_view(batch, raw, self.me, self.plan_workers)
                     log = self.logs[slot] if self.logs is not None else None
-                    pipeline.run(batch, log)
+                    pipeline.run(batch, log, parsed=True)
                     if pipeline.dns is not None:
                         # the DNS stage's notes, kept (the pipeline's array is the next batch's)
                         self.notes[slot] = pipeline.dns_notes.copy()
@@ -121,13 +117,12 @@ class ShardedRun:
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
         self.plan = plan
+        # the batches read: parsed once here, then each worker processes its own packets
+        # in place (a view of its own: the buffer shared, the metadata its own)
         self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
-        # the workers process the packets in the batch read (each its own), unless a tunnel's
-        # decapsulation, which parse does to every packet in place, makes each take a copy
-        self.shared = dp.pipeline.tunnels is None
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, log_file,
-                                self.raw if self.shared else None)
+        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, log_file, self.raw)
                         for w in range(plan.workers)]
+        self.parser = dp.pipeline
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
         for w in self.workers:
@@ -157,6 +152,7 @@ class ShardedRun:
                     break
                 bases[slot] = packets
                 packets += n
+                self.parser.parse(raw)
                 for w in self.workers:
                     w.jobs.put((raw, slot))
                 k += 1
@@ -179,10 +175,7 @@ class ShardedRun:
         batch = first.batches[slot]
         log = first.logs[slot] if first.logs is not None else None
         for w in self.workers[1:]:
-            if self.shared:
-                gather_meta(batch, w.batches[slot], w.mine[slot])
-            else:
-                gather(batch, w.batches[slot], w.mine[slot], self.raw[slot])
+            gather_meta(batch, w.batches[slot], w.mine[slot])
             if log is not None and first.notes[slot] is not None:
                 # the DNS stage's notes of the other workers' packets (the log has worker 0's array)
                 n = len(batch)

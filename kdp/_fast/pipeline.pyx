@@ -360,8 +360,19 @@ cdef class Pipeline:
                     c[SC_REJECTS] += 1
         self.packets += n
 
-    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None):
-        """Process one batch in place.
+    def parse(self, Batch b not None):
+        """The parse stage alone (with the tunnels' decapsulation): for `run(b, parsed=True)`
+        in other pipelines (kdp/shards.py parses a batch once, before its workers write
+        any packet's bytes)."""
+        cdef TunnelEndpoints tunnels = self.tunnels
+        with nogil:
+            if tunnels is not None:
+                parse_decap_batch(b, self.vxlan_port, tunnels)
+            else:
+                parse_batch(b, self.vxlan_port)
+
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None, bint parsed=False):
+        """Process one batch in place (`parsed`: parse ran already, Pipeline.parse).
 
         `log`, when given, is handed the tuples as received (before NAT).
         `now_ns` is the clock when packet_clock is False (attached mode).
@@ -391,7 +402,9 @@ cdef class Pipeline:
         if tracing:
             trace.snap("rx", b)
         with nogil:
-            if tunnels is not None:
+            if parsed:
+                pass
+            elif tunnels is not None:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
             else:
                 parse_batch(b, self.vxlan_port)

@@ -196,53 +196,10 @@ cdef class ShardPlan:
                          int(dst) if ver == 4 else 0, d6, sport, dport)
 
 
-def copy_batch(Batch dst not None, Batch src not None):
-    """dst becomes a copy of src (its packets at the same offsets): a worker's own copy
-    of the batch the replay read."""
-    if dst.buf_size < src.used or dst.capacity < src.count:
-        raise ValueError("the destination batch is smaller than the source")
-    with nogil:
-        memcpy(dst.buf, src.buf, src.used)
-        memcpy(dst.m, src.m, src.count * sizeof(pkt_meta_t))
-        dst.count = src.count
-        dst.used = src.used
-
-
-def gather(Batch dst not None, Batch src not None, mine, Batch raw not None):
-    """Into dst (worker 0's copy of `raw`), the packets `mine` (uint8 per packet) says
-    `src`'s worker processed: their metadata, and their bytes at the same offset when
-    they stayed in their slot of `raw`, else (an answer that grew past it: dns.pyx)
-    at the end of dst's buffer."""
-    cdef const uint8_t[::1] mv = mine
-    cdef Py_ssize_t i, n = raw.count, lo, hi, start
-    cdef pkt_meta_t* p
-    if src.count != n or dst.count != n or mv.shape[0] < n:
-        raise ValueError("batches of different sizes")
-    with nogil:
-        for i in range(n):
-            if not mv[i]:
-                continue
-            p = &src.m[i]
-            dst.m[i] = p[0]
-            lo = <Py_ssize_t>raw.m[i].off - HEADROOM
-            hi = raw.m[i + 1].off - HEADROOM if i + 1 < n else raw.used
-            if p.off >= lo and p.off + p.len <= hi:
-                memcpy(dst.buf + p.off, src.buf + p.off, p.len)
-                continue
-            start = dst.used + HEADROOM
-            if start + p.len > dst.buf_size:
-                with gil:
-                    raise ValueError("no room in the batch for a grown packet")
-            memcpy(dst.buf + start, src.buf + p.off, p.len)
-            dst.m[i].off = <uint32_t>start
-            dst.used = (start + p.len + SLOT_ALIGN - 1) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
-
-
 def share_buffer(Batch view not None, Batch base not None):
     """`view` takes `base`'s buffer (its metadata stays its own): a worker's view of the
-    batch the replay read, whose packets it processes in place (each worker writes only
-    its own packets' bytes; a tunnel's decapsulation, which parse does for every packet,
-    would not allow it: kdp/shards.py copies then)."""
+    batch the replay read and parsed, whose packets it processes in place (each worker
+    writes only its own packets' bytes)."""
     if view.capacity < base.capacity:
         raise ValueError("the view holds fewer packets than the batch")
     view.buffer = base.buffer
