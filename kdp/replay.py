@@ -214,7 +214,6 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     reader = open_capture(capture, ports=dp.ports, ingress=ingress,
                           ifindex_ports=ifindex_ports(dp.ports, indexes),
                           all_directions=all_directions)
-    started = time.perf_counter()
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -224,6 +223,7 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
             unlink_for_replacement(log)
             log_file = LogFile(log)
         run = ShardedRun(dp, plan, batch_size, log_file)
+        started = time.perf_counter()       # (as one worker's: its data plane is built before)
 
         def write(batch, vlog, base):
             writer = state["writer"]

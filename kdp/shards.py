@@ -69,7 +69,7 @@ class _Worker:
             kw = node.pipeline.as_kwargs()
             kw["routes"] = kw["routes"].for_worker()
             ct = node.conntrack
-            self.pipeline = Pipeline(conntrack=ct.build() if ct is not None else None,
+            self.pipeline = Pipeline(conntrack=ct.build(prefault=False) if ct is not None else None,
                                      vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
         self.pipeline.set_shard(plan, me)
         self.plan_workers = plan.workers
@@ -192,7 +192,7 @@ class ShardedRun:
             if len(p.extra):
                 raise Unsafe("kdp made IPv4 fragments or TCP segments (written after their batch)")
             if p.conntrack is not None:
-                inserts += p.conntrack.counters()["inserts"]
+                inserts += p.conntrack.inserts
         if bits:
             raise Unsafe("; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit))
         if self.capacity and inserts >= self.capacity:

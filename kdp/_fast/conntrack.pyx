@@ -1010,6 +1010,11 @@ cdef class Conntrack:
         return self.t.n_flows
 
     @property
+    def inserts(self):
+        """Flows made so far (counters()["inserts"], without building the dict)."""
+        return self.t.c[C_INSERTS]
+
+    @property
     def memory_bytes(self):
         """Bytes allocated for the table (records, index, links, fragment table)."""
         return (self.t.capacity * (sizeof(ct_flow_t) + 2 * sizeof(uint32_t))

@@ -50,6 +50,7 @@ cdef class Pipeline:
     cdef readonly object dns_notes          # dns.NOTE_DTYPE per packet of the last batch (the log's)
     cdef object dns_scratch                 # dns_q_t per packet of a batch
     cdef readonly uint64_t natout_flows     # new flows natOutgoing masqueraded (this pipeline's)
+    cdef Py_ssize_t expire_work             # flow records the expiry hand examines a batch
     # flow sharding (replay --workers N, kdp/shards.py): None: this pipeline takes every packet
     cdef readonly ShardPlan shard
     cdef readonly int shard_me              # this pipeline's worker number

@@ -120,6 +120,7 @@ cdef class Pipeline:
         self.dns_notes = np.zeros(0, dtype=NOTE_DTYPE)
         self.dns_scratch = np.zeros(0, dtype=np.uint8)
         self.natout_flows = 0
+        self.expire_work = EXPIRE_WORK
         self.shard = None
         self.shard_vs = np.zeros(0, dtype=np.uint8)
         self.shard_mine = np.zeros(0, dtype=np.uint8)
@@ -131,6 +132,10 @@ cdef class Pipeline:
             raise ValueError(f"worker {me} of {plan.workers}")
         self.shard = plan
         self.shard_me = me
+        # the expiry hand's work a batch, shared out: each worker holds a share of the flows
+        # (what it finds changes no outcome: expired flows are gone to every lookup, and a
+        # replay ends with Conntrack.expire_all)
+        self.expire_work = EXPIRE_WORK // plan.workers if plan is not None else EXPIRE_WORK
         self._own_affinity()
 
     def _own_affinity(self):
@@ -468,6 +473,6 @@ cdef class Pipeline:
         with nogil:
             self.account(b)
             if ct is not None:
-                ct_expire(ct, self.clock_ns, EXPIRE_WORK)
+                ct_expire(ct, self.clock_ns, self.expire_work)
         if tracing:
             trace.snap("tx", b)
