@@ -47,8 +47,11 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
-    `output` must be pcapng). `workers`: 2 or more writes the output and the log on a
-    second core while the pipeline runs the next batch (kdp.output; same bytes).
+    `output` must be pcapng). `workers` (1..64): 2 or more shard the flows over that many
+    pipelines (kdp.shards; the same output, log and counters as one), or, for the options
+    _why_one_worker names (or when sharding turns out unsafe, from the start again), run
+    one pipeline and write the output and the log on a second core (kdp.output); a
+    notice says which.
     `freeze_gc`: for a one-shot process (the CLI): the data plane is built with Python's
     cyclic collector paused and its objects then frozen out of it (gc.freeze), so no
     collection rescans the snapshot's million objects (~0.15 s of a 10,000-Service start).
@@ -56,6 +59,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     written (KdpError).
     """
     refuse_same_file(input=capture, output=output, log=log, flows=flows)
+    if not 1 <= workers <= 64:
+        raise KdpError(f"workers must be 1..64, got {workers}")
     if count is not None and count < 1:
         raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
     log_verdicts = _log_verdicts(log_only)
@@ -67,11 +72,11 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     dp = dataplane or _build_dataplane(cluster, node, freeze_gc)
     notices = []
     if workers >= 2:
-        why = _why_one_worker(capture, dataplane, annotate, count, flt, flows)
+        why = _why_one_worker(capture, output, log, dataplane, annotate, count, flt, flows)
         plan = None
         if why is None:
-            from kdp.shards import shard_plan
-            plan, why = shard_plan(dp, workers)
+            from kdp._fast.shard import ShardPlan
+            plan = ShardPlan(dp.pipeline.services, workers)
         if plan is not None:
             from kdp.shards import Unsafe
             try:
@@ -82,16 +87,20 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
                                "replayed again from the start on one worker")
                 dp.pipeline = dp.node.new_pipeline()      # fresh conntrack, neighbours, counters
         else:
+            second = " (the output and the log were written on a second core)" \
+                if not annotate and (output is not None or log is not None) else ""
             notices.append(f"--workers {workers}: flows are not sharded when {why}: one worker "
-                           "processed them (the output and the log were written on a second core)")
+                           f"processed them{second}")
     return _replay_one(dp, capture, output, log, ingress, batch_size, progress, links, all_directions,
                        flt, count, log_verdicts, flows, annotate, workers, notices)
 
 
-def _why_one_worker(capture, dataplane, annotate, count, flt, flows):
+def _why_one_worker(capture, output, log, dataplane, annotate, count, flt, flows):
     """Why a replay with these options is not sharded (None: it is)."""
     if str(capture) == "-":
         return "the capture is standard input (a stream cannot be read again if sharding fails)"
+    if "-" in (str(output), str(log)):
+        return "the output or the log is standard output (what is written cannot be taken back if sharding fails)"
     if dataplane is not None:
         return "the caller gives its own data plane"
     if annotate:

@@ -2,29 +2,30 @@
 spreads them over a NIC's queues; the output identical, packet for packet, to one
 worker's.
 
-    plan = shard_plan(dp, workers)          # None, reason: not sharded
-    run = ShardedRun(dp, plan, batch_size, log_file)
-    run.replay(reader, write)               # raises Unsafe: start again on one worker
+    run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
+    packets = run.replay(reader, write)     # raises Unsafe: start again on one worker
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
-are shared, read only; each worker has its own conntrack, neighbour table, counters
-and scratch (a Pipeline of its own; its RouteTable a copy sharing the tables with its
-own scratch). The replay's thread reads each batch and hands it to every worker; each
-worker copies it, parses every packet (so that every worker learns every neighbour
-ARP and ND teach, at its place in the input), processes its own (kdp/_fast/shard.pyx
-says which) and leaves the others alone (verdict V_ELSEWHERE, not counted). The
-replay's thread then gathers the workers' packets into worker 0's copy, in input
-order, and writes it as one worker's batch: the output capture and the verdict log
-are the same bytes. Counters add up.
+are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
+affinity table, counters and scratch (a Pipeline of its own, worker 0's the data
+plane's; its RouteTable a copy sharing the tables with its own scratch). The replay's
+thread reads each batch and parses it once (Pipeline.parse: decapsulation rewrites
+packets, so no worker may parse a packet another one is already translating), then
+hands it to every worker; each runs it through a view of its own (the buffer shared,
+the metadata copied), processes its own packets in place (kdp/_fast/shard.pyx says
+which) and leaves the others alone (verdict V_ELSEWHERE, not counted). Every worker
+notes what ARP and ND teach before the sharding, so each learns every neighbour at
+its place in the input. The replay's thread then gathers the other workers' metadata
+into worker 0's view, in input order, and writes it as one worker's batch: the output
+capture and the verdict log are the same bytes. Counters add up.
 
 What would make the result depend on the sharding stops it (Unsafe): a flow whose
 reply tuple has another key than its first packet, an IP fragment, a packet older
-than an earlier batch's newest (conntrack's clock), IPv4 fragments or TCP segments
-kdp made (`extra`, written after the batch), flows enough to fill one conntrack table
-(early drop would choose among all of them). The caller then replays from the start
-on one worker and says so. Not sharded at all (decided before the first packet,
-shard_plan's reason): ClientIP session affinity (one table across a client's ports),
-and the replay options kdp/replay.py lists.
+than an earlier batch's newest (conntrack's clock), a ClientIP-affinity flow whose
+entry no one worker owns, IPv4 fragments or TCP segments kdp made (`extra`, written
+after the batch), flows enough to fill one conntrack table (early drop would choose
+among all of them). The caller (kdp/replay.py) then replays from the start on one
+worker and says so; it also lists the options it never shards.
 """
 import queue
 import threading
@@ -48,11 +49,6 @@ UNSAFE_REASONS = {
 
 class Unsafe(Exception):
     """The sharded run met something whose outcome could depend on the sharding."""
-
-
-def shard_plan(dp, workers):
-    """(ShardPlan, None), or (None, why flows cannot be sharded) for data plane `dp`."""
-    return ShardPlan(dp.pipeline.services, workers), None
 
 
 class _Worker:

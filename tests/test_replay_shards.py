@@ -197,3 +197,28 @@ def test_random_traffic_is_the_same_on_two_and_three_workers(tmp_path_factory, m
             assert mine and NOT_SHARDED in mine[0] and "fragment" in mine[0], mine
         else:
             assert mine == [] or NOT_SHARDED in mine[0], mine
+
+
+@pytest.mark.parametrize("value, message", [("0", "--workers must be at least 1, got 0"),
+                                            ("-3", "--workers must be at least 1, got -3"),
+                                            ("two", "--workers takes a number of cores (1..64), got 'two'"),
+                                            ("65", "--workers is at most 64")])
+def test_a_bad_workers_value_is_one_line_and_exit_2(value, message):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), f"--workers={value}"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_standard_output_is_not_sharded(tmp_path):
+    # what went to stdout cannot be taken back if sharding turned out unsafe
+    import subprocess
+    import sys
+    base = [sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), "--cluster", str(CLUSTER),
+            "--node", "node-1", "-o", "-", "--no-progress"]
+    one = subprocess.run(base, capture_output=True, timeout=60)
+    two = subprocess.run(base + ["--workers", "2"], capture_output=True, timeout=60)
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout and len(one.stdout) > 24
+    assert b"standard output" in two.stderr and b"not sharded" in two.stderr

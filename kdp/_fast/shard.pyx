@@ -35,7 +35,7 @@ cimport numpy as cnp
 from libc.string cimport memcpy, memset
 
 from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
-from kdp._fast.packet cimport Batch, pkt_meta_t, NO_ID, V_PENDING, FRAG_NONE, HEADROOM, SLOT_ALIGN
+from kdp._fast.packet cimport Batch, pkt_meta_t, NO_ID, V_PENDING, FRAG_NONE, SLOT_ALIGN
 from kdp._fast.service cimport svc_frontend, svc_is_node_address, svc_tables_t, bset_t, backend_t
 from kdp._fast.shardkey cimport shard_addr_key
 
