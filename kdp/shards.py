@@ -73,7 +73,10 @@ class _Worker:
         for view, base in zip(self.batches, raw):
             share_buffer(view, base)
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(depth)] if log_file else None
+        # worker 0's logs take every packet's tuples as received (the views share the replay's
+        # parse); the other workers' packets need only their DNS notes (self.notes)
+        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(depth)] \
+            if log_file and me == 0 else None
         self.notes = [None] * depth
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
