@@ -24,7 +24,9 @@ time (user + system) of that run:
                                      (1, 2, 1, 2, ...: a machine whose load changes
                                      changes both alike), best of 3 each; and the same in
                                      this process: packets / (first packet to last write,
-                                     RunResult.seconds), best of 3
+                                     RunResult.seconds), best of 3. Before and after, how
+                                     much of a second core the process gets (two threads
+                                     hashing against one: 2.0 when it is free)
 
 Then, in this process, where the time of `kdp replay -o --log` goes: loading and
 compiling the cluster, read, pipeline, write, log: formatting and writing the lines
@@ -85,6 +87,29 @@ def _alternating(cmds, repeat=REPEAT):
                                    f"{run.stderr.decode(errors='replace')[-500:]}")
             best[k] = dt if best[k] is None else min(best[k], dt)
     return best
+
+
+def _two_threads():
+    """How much of a second core this process gets now: two threads hashing (hashlib
+    releases the GIL on big buffers) against one doing both; ~2 on an idle 2-core host."""
+    import hashlib
+    import threading
+    data = b"x" * (32 << 20)
+
+    def work():
+        for _ in range(3):
+            hashlib.sha256(data).digest()
+    t = time.perf_counter()
+    work()
+    work()
+    serial = time.perf_counter() - t
+    t = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return serial / (time.perf_counter() - t)
 
 
 def _workers_rows(cap, cluster, out, log, n):
@@ -160,7 +185,9 @@ def run(quick=False):
             cpu = []
             s = _wall(_kdp(*base, *extra), cpu=cpu)
             res["runs"].append({"what": name, "seconds": s, "cpu_seconds": cpu[0], "packets_per_s": n / s})
+        res["two_threads_before"] = _two_threads()
         res["workers"] = _workers_rows(cap, cluster, out, log, n)
+        res["two_threads_after"] = _two_threads()
         res["load"] = os.getloadavg()
         cpu = []
         s = attempt("tcpdump", lambda: _tcpdump(cap, os.path.join(tmp, "tcpdump.pcap"), cpu),
@@ -213,7 +240,8 @@ def main(args):
                    f"{r['packets_per_s'] / 1e6:.2f}")
     con.print(tb)
     tb = Table(title="--workers 1 against --workers 2 (flows sharded), runs alternating, best of "
-                     f"{REPEAT}; load {res['load'][0]:.2f}")
+                     f"{REPEAT}; load {res['load'][0]:.2f}; two threads ran at {res['two_threads_before']:.2f}x "
+                     f"/ {res['two_threads_after']:.2f}x one (before / after; 2.0: a free second core)")
     for c in ("what", "CLI s (1 / 2)", "CLI ratio", "in process M packets/s (1 / 2)", "in process ratio"):
         tb.add_column(c, justify="left" if c == "what" else "right")
     for r in res["workers"]:
