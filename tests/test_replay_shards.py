@@ -238,3 +238,20 @@ def test_standard_output_is_not_sharded(tmp_path):
     two = subprocess.run(base + ["--workers", "2"], capture_output=True, timeout=60)
     assert one.returncode == two.returncode == 0 and one.stdout == two.stdout and len(one.stdout) > 24
     assert b"standard output" in two.stderr and b"not sharded" in two.stderr
+
+
+def test_a_log_selection_is_the_same_when_sharded(tmp_path):
+    notes = _same_on(tmp_path, SAMPLES[0], log_only="drop,reject")
+    assert notes == [[], []]
+
+
+def test_a_multi_node_replay_says_it_ran_on_one_worker(tmp_path):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), "--cluster", str(CLUSTER),
+                          "--node", "node-1,node-2", "--workers", "2", "--no-progress", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    import json
+    notices = json.loads(run.stdout)["notices"]
+    assert any("multi-node replay runs on one worker" in n for n in notices), notices
