@@ -34,7 +34,8 @@ import numpy as np
 
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
-from kdp._fast.shard import ShardPlan, gather_meta, share_buffer, start_view
+from kdp._fast.dns import NOTE_DTYPE
+from kdp._fast.shard import ShardPlan, assign, gather, share_buffer, start_view
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
 UNSAFE_REASONS = {
@@ -51,12 +52,17 @@ class Unsafe(Exception):
     """The sharded run met something whose outcome could depend on the sharding."""
 
 
-class _Worker:
-    """One pipeline in its thread: takes (slot) jobs, processes its packets of the
-    replay's batch in that slot."""
+def _reasons(bits):
+    return "; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit)
 
-    def __init__(self, dp, plan, me, depth, batch_size, log_file, raw):
-        # raw: the replay's batches, whose buffers this worker's batches share
+
+class _Worker:
+    """One pipeline in its thread: takes (batch, slot) jobs and processes its packets of
+    the replay's batch in that slot, through a view of them (the buffer shared)."""
+
+    def __init__(self, dp, plan, me, depth, batch_size, raw, who):
+        # raw: the replay's batches, whose buffers this worker's views share; who: each
+        # batch's packets' workers (kdp._fast.shard.assign)
         node = dp.node
         self.me = me
         if me == 0:
@@ -68,15 +74,13 @@ class _Worker:
             self.pipeline = Pipeline(conntrack=ct.build(prefault=False) if ct is not None else None,
                                      vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
         self.pipeline.set_shard(plan, me)
-        self.plan_workers = plan.workers
+        self.workers = plan.workers
+        self.who = who
         self.batches = [Batch(batch_size) for _ in range(depth)]
         for view, base in zip(self.batches, raw):
             share_buffer(view, base)
+        self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(depth)]
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        # worker 0's logs take every packet's tuples as received (the views share the replay's
-        # parse); the other workers' packets need only their DNS notes (self.notes)
-        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(depth)] \
-            if log_file and me == 0 else None
         self.notes = [None] * depth
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
@@ -92,16 +96,13 @@ class _Worker:
             raw, slot = job
             try:
                 if self.error is None:
-                    batch = self.batches[slot]
-                    start_view(batch, raw, self.me, self.plan_workers)
-                    log = self.logs[slot] if self.logs is not None else None
-                    pipeline.run(batch, log, parsed=True)
+                    view = self.batches[slot]
+                    n = start_view(view, raw, self.me, self.workers, self.who[slot], self.index[slot])
+                    pipeline.run(view, None, parsed=True)
                     if pipeline.dns is not None:
                         # the DNS stage's notes, kept (the pipeline's array is the next batch's)
-                        self.notes[slot] = pipeline.dns_notes.copy()
-                        if log is not None:
-                            log.capture_dns(self.notes[slot])
-                    self.mine[slot][:len(batch)] = pipeline.shard_mine[:len(batch)]
+                        self.notes[slot] = pipeline.dns_notes[:n].copy()
+                    self.mine[slot][:n] = pipeline.shard_mine[:n]
             except BaseException as exc:     # handed to the replay's thread
                 self.error = exc
             finally:
@@ -116,12 +117,15 @@ class ShardedRun:
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
         self.plan = plan
-        # the batches read: parsed once here, then each worker processes its own packets
-        # in place (a view of its own: the buffer shared, the metadata its own)
+        # the batches read: parsed and assigned here, then each worker processes its own
+        # packets in place through a view (the buffer shared, the metadata its own)
         self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, log_file, self.raw)
-                        for w in range(plan.workers)]
+        self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
+        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(self.DEPTH)] if log_file else None
+        self.newest = 0
         self.parser = dp.pipeline
+        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, self.raw, self.who)
+                        for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
         for w in self.workers:
@@ -152,6 +156,11 @@ class ShardedRun:
                 bases[slot] = packets
                 packets += n
                 self.parser.parse(raw)
+                unsafe, self.newest = assign(self.plan, raw, self.who[slot], self.newest)
+                if unsafe:
+                    raise Unsafe(_reasons(unsafe))
+                if self.logs is not None:
+                    self.logs[slot].capture_orig(raw)     # the tuples as received
                 for w in self.workers:
                     w.jobs.put((raw, slot))
                 k += 1
@@ -170,16 +179,19 @@ class ShardedRun:
             if w.error is not None:
                 raise w.error
         self._check()
-        first = self.workers[0]
-        batch = first.batches[slot]
-        log = first.logs[slot] if first.logs is not None else None
-        for w in self.workers[1:]:
-            gather_meta(batch, w.batches[slot], w.mine[slot])
-            if log is not None and first.notes[slot] is not None:
-                # the DNS stage's notes of the other workers' packets (the log has worker 0's array)
-                n = len(batch)
+        batch = self.raw[slot]
+        log = self.logs[slot] if self.logs is not None else None
+        notes = np.zeros(len(batch), dtype=NOTE_DTYPE) if log is not None and self.parser.dns is not None else None
+        for w in self.workers:
+            view = w.batches[slot]
+            gather(batch, view, w.mine[slot], w.index[slot])
+            if notes is not None:
+                # the DNS stage's notes, at their packets' input places
+                n = len(view)
                 take = w.mine[slot][:n].astype(bool)
-                first.notes[slot][:n][take] = w.notes[slot][:n][take]
+                notes[w.index[slot][:n][take]] = w.notes[slot][take]
+        if log is not None:
+            log.capture_dns(notes)
         write(batch, log, bases[slot])
 
     def _check(self):
@@ -193,7 +205,7 @@ class ShardedRun:
             if p.conntrack is not None:
                 inserts += p.conntrack.inserts
         if bits:
-            raise Unsafe("; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit))
+            raise Unsafe(_reasons(bits))
         if self.capacity and inserts >= self.capacity:
             raise Unsafe(f"{inserts:,} flows: enough to fill the conntrack table "
                          f"({self.capacity:,}), whose early drop chooses among them all")

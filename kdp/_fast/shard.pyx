@@ -35,7 +35,8 @@ cimport numpy as cnp
 from libc.string cimport memcpy, memset
 
 from kdp._fast.mix cimport mix64, P_ICMP, P_TCP, P_UDP, P_ICMPV6, P_SCTP
-from kdp._fast.packet cimport Batch, pkt_meta_t, NO_ID, V_PENDING, FRAG_NONE, SLOT_ALIGN
+from kdp._fast.packet cimport (Batch, pkt_meta_t, NO_ID, V_PENDING, V_LOCAL, ST_PARSE, R_ARP, FRAG_NONE,
+                               SLOT_ALIGN)
 from kdp._fast.service cimport svc_frontend, svc_is_node_address, svc_tables_t, bset_t, backend_t
 from kdp._fast.shardkey cimport shard_addr_key
 
@@ -207,29 +208,79 @@ def share_buffer(Batch view not None, Batch base not None):
     view.buf_size = base.buf_size
 
 
-def start_view(Batch view not None, Batch base not None, int me, int workers):
-    """Before a worker runs the batch in `base` through `view` (share_buffer): the packets'
-    metadata as read, and a part of the buffer's free end of its own (where a DNS answer
-    too big for its slot goes, dns.pyx), so that workers never write the same bytes."""
-    cdef Py_ssize_t share
+cdef inline bint _teaches(const pkt_meta_t* p) noexcept nogil:
+    """ARP (parse delivered it locally) and ND: what neigh_note_batch learns from; every
+    worker sees such a packet, at its place, and worker 0 processes it."""
+    return (p.verdict == V_LOCAL and p.stage == ST_PARSE and p.reason == R_ARP) or \
+        (p.verdict == V_PENDING and p.ip_ver == 6 and p.proto == P_ICMPV6 and p.l4_off != 0
+         and (p.icmp_type == 135 or p.icmp_type == 136))
+
+
+def assign(ShardPlan plan not None, Batch b not None, who, uint64_t newest):
+    """Each parsed packet's worker into `who` (uint8 per packet; bit 7: every worker sees it,
+    _teaches). Returns (shard.pxd U_* bits that make sharding unsafe, the newest
+    timestamp so far): an IP fragment, or a packet older than `newest` (the batches
+    before: conntrack's clock never runs back, and each worker sees only its own)."""
+    cdef uint8_t[::1] wv = who
+    cdef Py_ssize_t i
+    cdef pkt_meta_t* p
+    cdef uint8_t v
+    cdef uint32_t unsafe = 0
+    cdef uint64_t before = newest
+    if wv.shape[0] < b.count:
+        raise ValueError("`who` smaller than the batch")
+    with nogil:
+        for i in range(b.count):
+            p = &b.m[i]
+            v = shard_packet(plan, p)
+            if v == SHARD_UNSAFE:
+                unsafe |= U_FRAGMENT
+                v = SHARD_FIRST
+            wv[i] = (plan.owner[v] if v < SHARD_FIRST else 0) | (0x80 if _teaches(p) else 0)
+            if p.ts_ns < before:
+                unsafe |= U_CLOCK
+            if p.ts_ns > newest:
+                newest = p.ts_ns
+    return unsafe, newest
+
+
+def start_view(Batch view not None, Batch base not None, int me, int workers, who, index):
+    """Before worker `me` runs the batch in `base` through `view` (share_buffer): the
+    metadata of its packets (and of those every worker sees), in input order, their
+    indices in `base` into `index` (uint32); and a part of the buffer's free end of its
+    own (where a DNS answer too big for its slot goes, dns.pyx), so that workers never
+    write the same bytes. Returns the view's packet count."""
+    cdef const uint8_t[::1] wv = who
+    cdef uint32_t[::1] iv = index
+    cdef Py_ssize_t share, i, j = 0
+    cdef uint8_t w = <uint8_t>me
     if view.buf != base.buf:
         raise ValueError("the view does not share the batch's buffer")
+    if wv.shape[0] < base.count or iv.shape[0] < base.count:
+        raise ValueError("`who` or `index` smaller than the batch")
     share = ((base.buf_size - base.used) // workers) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
     with nogil:
-        memcpy(view.m, base.m, base.count * sizeof(pkt_meta_t))
-    view.count = base.count
+        for i in range(base.count):
+            if (wv[i] & 0x7F) == w or (wv[i] & 0x80):
+                view.m[j] = base.m[i]
+                iv[j] = <uint32_t>i
+                j += 1
+    view.count = j
     view.used = base.used + me * share
     view.buf_size = view.used + share
+    return j
 
 
-def gather_meta(Batch dst not None, Batch src not None, mine):
-    """Into dst (worker 0's view), the metadata of the packets `mine` (uint8 per packet)
-    says `src`'s worker processed (their bytes are in the shared buffer already)."""
+def gather(Batch dst not None, Batch view not None, mine, index):
+    """Into dst (the batch the replay read), the metadata of the packets of `view` that
+    its worker processed (`mine`, uint8 per view packet), at their input places (`index`);
+    their bytes are in the shared buffer already."""
     cdef const uint8_t[::1] mv = mine
-    cdef Py_ssize_t i, n = dst.count
-    if src.count != n or mv.shape[0] < n or src.buf != dst.buf:
-        raise ValueError("views of different batches")
+    cdef const uint32_t[::1] iv = index
+    cdef Py_ssize_t j, n = view.count
+    if mv.shape[0] < n or iv.shape[0] < n or view.buf != dst.buf:
+        raise ValueError("not a view of this batch")
     with nogil:
-        for i in range(n):
-            if mv[i]:
-                dst.m[i] = src.m[i]
+        for j in range(n):
+            if mv[j]:
+                dst.m[iv[j]] = view.m[j]
