@@ -9,15 +9,17 @@ The compiled tables (routes, services and their Maglev tables, policy, DNS, tunn
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
 affinity table, counters and scratch (a Pipeline of its own, worker 0's the data
 plane's; its RouteTable a copy sharing the tables with its own scratch). The replay's
-thread reads each batch and parses it once (Pipeline.parse: decapsulation rewrites
-packets, so no worker may parse a packet another one is already translating), then
-hands it to every worker; each runs it through a view of its own (the buffer shared,
-the metadata copied), processes its own packets in place (kdp/_fast/shard.pyx says
-which) and leaves the others alone (verdict V_ELSEWHERE, not counted). Every worker
-notes what ARP and ND teach before the sharding, so each learns every neighbour at
-its place in the input. The replay's thread then gathers the other workers' metadata
-into worker 0's view, in input order, and writes it as one worker's batch: the output
-capture and the verdict log are the same bytes. Counters add up.
+thread reads each batch, parses it once (Pipeline.parse: decapsulation rewrites
+packets, so no worker may parse a packet another one is already translating) and gives
+each packet its worker (kdp._fast.shard.assign). Each worker builds a view of its
+packets (the buffer shared, their metadata copied, input order) and runs it with
+`parsed=True`, translating them in place. ARP and ND are in every worker's view: each
+notes what they teach and learns it at its place in the input; worker 0 processes them
+(the others give them V_ELSEWHERE, which no stage touches and account does not count).
+The replay's thread takes the verdict log's tuples right after parse, gathers the
+workers' metadata back into the batch it read, in input order, and writes it as one
+worker's batch: the output capture and the verdict log are the same bytes. Counters
+add up.
 
 What would make the result depend on the sharding stops it (Unsafe): a flow whose
 reply tuple has another key than its first packet, an IP fragment, a packet older
