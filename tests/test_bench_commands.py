@@ -56,7 +56,8 @@ def check_replay(r):
     # --workers 1 against 2: both rows measured, and the workload really sharded (no notice
     # that it fell back to one worker)
     assert [w["what"] for w in r["workers"]] == ["kdp replay -o out.pcap", "kdp replay -o out.pcap --log LOG"]
-    assert all(min(w["cli_seconds"]) > 0 and min(w["in_process_packets_per_s"]) > 0 for w in r["workers"])
+    assert all(min(w["cli_seconds"]) > 0 and min(w["in_process_packets_per_s"]) > 0
+               and min(w["in_process_cpu_seconds"]) > 0 for w in r["workers"])
     assert all(w["notices"] == [] for w in r["workers"]), r["workers"]
     assert r["two_threads_before"] > 0 and r["two_threads_after"] > 0
 

@@ -24,7 +24,9 @@ time (user + system) of that run:
                                      (1, 2, 1, 2, ...: a machine whose load changes
                                      changes both alike), best of 3 each; and the same in
                                      this process: packets / (first packet to last write,
-                                     RunResult.seconds), best of 3. Before and after, how
+                                     RunResult.seconds), best of 3, and the CPU time of
+                                     all its threads (least of 3: what the neighbours'
+                                     load does not change much). Before and after, how
                                      much of a second core the process gets (two threads
                                      hashing against one: 2.0 when it is free)
 
@@ -122,15 +124,19 @@ def _workers_rows(cap, cluster, out, log, n):
     for name, extra in (("-o out.pcap", ["-o", out]), ("-o out.pcap --log LOG", ["-o", out, "--log", log])):
         cli = _alternating([_kdp(*base, *extra, "--workers", w) for w in (1, 2)])
         inproc = [None, None]
+        cpu = [None, None]
         notices = set()
         for _ in range(REPEAT):
             for k, w in enumerate((1, 2)):
+                c = time.process_time()
                 r = replay(cap, out, cluster=[cluster], node=NODE, log=log if "--log" in extra else None,
                            workers=w)
+                c = time.process_time() - c         # every thread's, the data plane's build too
                 notices.update(x for x in r.notices if x.startswith("--workers"))
                 inproc[k] = r.seconds if inproc[k] is None else min(inproc[k], r.seconds)
+                cpu[k] = c if cpu[k] is None else min(cpu[k], c)
         rows.append({"what": f"kdp replay {name}", "cli_seconds": cli,
-                     "in_process_packets_per_s": [n / s for s in inproc],
+                     "in_process_packets_per_s": [n / s for s in inproc], "in_process_cpu_seconds": cpu,
                      "cli_ratio": cli[0] / cli[1], "in_process_ratio": inproc[0] / inproc[1],
                      "notices": sorted(notices)})
     return rows
@@ -242,12 +248,14 @@ def main(args):
     tb = Table(title="--workers 1 against --workers 2 (flows sharded), runs alternating, best of "
                      f"{REPEAT}; load {res['load'][0]:.2f}; two threads ran at {res['two_threads_before']:.2f}x "
                      f"/ {res['two_threads_after']:.2f}x one (before / after; 2.0: a free second core)")
-    for c in ("what", "CLI s (1 / 2)", "CLI ratio", "in process M packets/s (1 / 2)", "in process ratio"):
+    for c in ("what", "CLI s (1 / 2)", "CLI ratio", "in process M packets/s (1 / 2)", "in process ratio",
+              "in process CPU s (1 / 2)"):
         tb.add_column(c, justify="left" if c == "what" else "right")
     for r in res["workers"]:
         tb.add_row(r["what"], f"{r['cli_seconds'][0]:.3f} / {r['cli_seconds'][1]:.3f}", f"{r['cli_ratio']:.2f}x",
                    " / ".join(f"{x / 1e6:.2f}" for x in r["in_process_packets_per_s"]),
-                   f"{r['in_process_ratio']:.2f}x")
+                   f"{r['in_process_ratio']:.2f}x",
+                   " / ".join(f"{x:.3f}" for x in r["in_process_cpu_seconds"]))
     con.print(tb)
     for r in res["workers"]:
         for note in r["notices"]:
