@@ -307,8 +307,10 @@ cdef class Pipeline:
         return ct_find(&self.conntrack.t, &k, &direction) != NO_ID
 
     cdef void shard_mark(self, Batch b) noexcept nogil:
-        """Each packet's virtual shard; the packets of other workers get V_ELSEWHERE
-        (every stage skips a packet with a verdict) and are not counted here."""
+        """Each packet's virtual shard (shard_check_flow compares a new flow's answers
+        with it); packets of other workers (in a view: the ARP and ND every worker learns
+        from) get V_ELSEWHERE (every stage skips a packet with a verdict) and are not
+        counted here."""
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef uint8_t v

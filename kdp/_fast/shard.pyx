@@ -23,8 +23,12 @@ service.pyx aff_bucket gives each key its own buckets). ICMP echo: its identifie
 an ICMP error: the key of the packet it quotes. The key's low 6 bits are one of 64
 virtual shards, spread over the workers (shard v -> worker v mod N). Everything else
 (non-IP, ICMP other than echo and errors, ND, protocols without ports, packets parse
-dropped) goes to worker 0; the others still learn neighbours from it (neigh.pyx notes
-every packet before sharding).
+dropped) goes to worker 0. ARP and ND are in every worker's view (assign marks them):
+each notes what they teach before sharding (neigh.pyx) and learns it at their place.
+
+The replay's thread keys each batch once (assign); each worker copies its packets'
+metadata into a view sharing the batch's buffer (share_buffer, start_view), and the
+replay's thread gathers the views' metadata back in input order (gather).
 
 The key is a guess a check keeps honest: the pipeline computes, for every flow it
 creates, the key of the flow's reply tuple (shard_key), and a flow whose two
