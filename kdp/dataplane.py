@@ -170,7 +170,7 @@ class Dataplane:
             return {}
         out = self.conntrack.counters()
         if self.pipeline.natout is not None:
-            out["nat_outgoing"] = int(self.pipeline.natout.masqueraded)
+            out["nat_outgoing"] = int(self.pipeline.natout_flows)
         return out
 
     @property

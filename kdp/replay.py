@@ -47,8 +47,11 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     other packets get no line. `flows`: the flow log's path (kdp.flowlog: one line per
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
-    `output` must be pcapng). `workers`: 2 or more writes the output and the log on a
-    second core while the pipeline runs the next batch (kdp.output; same bytes).
+    `output` must be pcapng). `workers` (1..64): 2 or more shard the flows over that many
+    pipelines (kdp.shards; the same output, log and counters as one), or, for the options
+    _why_one_worker names (or when sharding turns out unsafe, from the start again), run
+    one pipeline and write the output and the log on a second core (kdp.output); a
+    notice says which.
     `freeze_gc`: for a one-shot process (the CLI): the data plane is built with Python's
     cyclic collector paused and its objects then frozen out of it (gc.freeze), so no
     collection rescans the snapshot's million objects (~0.15 s of a 10,000-Service start).
@@ -56,6 +59,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     written (KdpError).
     """
     refuse_same_file(input=capture, output=output, log=log, flows=flows)
+    if not 1 <= workers <= 64:
+        raise KdpError(f"workers must be 1..64, got {workers}")
     if count is not None and count < 1:
         raise KdpError(f"the packet count (-c) must be at least 1, got {count}")
     log_verdicts = _log_verdicts(log_only)
@@ -65,6 +70,52 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         raise KdpError("--annotate writes pcapng packet comments: give an output ending in .pcapng")
     flt = _packet_filter(filter)
     dp = dataplane or _build_dataplane(cluster, node, freeze_gc)
+    notices = []
+    if workers >= 2:
+        why = _why_one_worker(capture, output, log, dataplane, annotate, count, flt, flows)
+        plan = None
+        if why is None:
+            from kdp._fast.shard import ShardPlan
+            plan = ShardPlan(dp.pipeline.services, workers)
+        if plan is not None:
+            from kdp.shards import Unsafe
+            try:
+                return _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progress,
+                                       links, all_directions, log_verdicts)
+            except Unsafe as exc:
+                notices.append(f"--workers {workers}: flows could not be sharded ({exc}); "
+                               "replayed again from the start on one worker")
+                dp.pipeline = dp.node.new_pipeline()      # fresh conntrack, neighbours, counters
+        else:
+            second = " (the output and the log were written on a second core)" \
+                if not annotate and (output is not None or log is not None) else ""
+            notices.append(f"--workers {workers}: flows are not sharded when {why}: one worker "
+                           f"processed them{second}")
+    return _replay_one(dp, capture, output, log, ingress, batch_size, progress, links, all_directions,
+                       flt, count, log_verdicts, flows, annotate, workers, notices)
+
+
+def _why_one_worker(capture, output, log, dataplane, annotate, count, flt, flows):
+    """Why a replay with these options is not sharded (None: it is)."""
+    if str(capture) == "-":
+        return "the capture is standard input (a stream cannot be read again if sharding fails)"
+    if "-" in (str(output), str(log)):
+        return "the output or the log is standard output (what is written cannot be taken back if sharding fails)"
+    if dataplane is not None:
+        return "the caller gives its own data plane"
+    if annotate:
+        return "--annotate is given"
+    if count is not None:
+        return "-c is given"
+    if flt is not None:
+        return "--filter is given"
+    if flows:
+        return "--flows is given (flow records are written as each batch's flows end)"
+    return None
+
+
+def _replay_one(dp, capture, output, log, ingress, batch_size, progress, links, all_directions,
+                flt, count, log_verdicts, flows, annotate, workers, notices):
     indexes = interface_indexes(links) if links is not None else None
     reader = open_capture(capture, ports=dp.ports, ingress=ingress,
                           ifindex_ports=ifindex_ports(dp.ports, indexes),
@@ -123,6 +174,8 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
             if bar is not None:
                 bar.advance(reader.position)
         writer = out.close()
+        if dp.conntrack is not None:
+            dp.conntrack.expire_all(dp.pipeline.clock_ns)
         if output is not None and writer is None:
             writer = _open_output(output, reader, dp)
     finally:
@@ -153,13 +206,79 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
         input_path=str(capture),
         output_path=str(output) if output else None,
         warnings=list(reader.warnings),
-        notices=list(dp.notices) + dp.traffic_notices() + _flow_log_notices(flow_log),
+        notices=list(dp.notices) + notices + dp.traffic_notices() + _flow_log_notices(flow_log),
         seconds=time.perf_counter() - started,
         flows=dp.flow_counters(),
         dns=dns_outcomes(dp.dns_counters),
         services=dp.service_counts(),
     )
     return result
+
+def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progress, links,
+                    all_directions, log_verdicts):
+    """The replay on plan.workers pipelines (kdp.shards); raises kdp.shards.Unsafe when
+    the result could depend on the sharding (the files are then written again)."""
+    from kdp.shards import ShardedRun
+    indexes = interface_indexes(links) if links is not None else None
+    reader = open_capture(capture, ports=dp.ports, ingress=ingress,
+                          ifindex_ports=ifindex_ports(dp.ports, indexes),
+                          all_directions=all_directions)
+    bar = _progress(reader) if progress and not reader.stream else None
+    log_file = None
+    run = None
+    state = {"writer": None}
+    try:
+        if log:
+            unlink_for_replacement(log)
+            log_file = LogFile(log)
+        run = ShardedRun(dp, plan, batch_size, log_file)
+        started = time.perf_counter()       # (as one worker's: its data plane is built before)
+
+        def write(batch, vlog, base):
+            writer = state["writer"]
+            if writer is None and output is not None:
+                writer = state["writer"] = _open_output(output, reader, dp)
+            first_frame = None
+            if writer is not None:
+                first_frame = writer.packets
+                writer.write(batch)
+            if vlog is not None:
+                keep = _log_keep(batch, None, log_verdicts)
+                vlog.write(batch, first_frame=first_frame, keep=keep,
+                           indices=np.arange(base, base + len(batch), dtype=np.uint64))
+
+        after = (lambda: bar.advance(reader.position)) if bar is not None else None
+        packets_in = run.replay(reader, write, after)
+        run.finish_flows()
+        if output is not None and state["writer"] is None:
+            state["writer"] = _open_output(output, reader, dp)
+    finally:
+        if bar is not None:
+            bar.stop()
+        try:
+            if run is not None:
+                run.stop()
+            if state["writer"] is not None:
+                state["writer"].close()
+            if log_file is not None:
+                log_file.close()
+        finally:
+            reader.close()
+    writer = state["writer"]
+    return RunResult(
+        packets_in=packets_in,
+        counters=run.counters,
+        verdicts=run.verdicts,
+        packets_out=int(writer.packets) if writer is not None else 0,
+        input_path=str(capture),
+        output_path=str(output) if output else None,
+        warnings=list(reader.warnings),
+        notices=list(dp.notices) + Dataplane.traffic_notices(run),
+        seconds=time.perf_counter() - started,
+        flows=run.flow_counters(),
+        dns=dns_outcomes(run.dns_counters),
+        services=run.service_counts(),
+    )
 
 
 def _open_output(output, reader, dp):

@@ -53,6 +53,13 @@ def check_replay(r):
                                                  "1,000 Services (YAML)"]
     assert set(r["split_per_packet_ns"]) == {"read", "process", "write", "log"}
     assert all(v > 0 for v in r["split_per_packet_ns"].values())
+    # --workers 1 against 2: both rows measured, and the workload really sharded (no notice
+    # that it fell back to one worker)
+    assert [w["what"] for w in r["workers"]] == ["kdp replay -o out.pcap", "kdp replay -o out.pcap --log LOG"]
+    assert all(min(w["cli_seconds"]) > 0 and min(w["in_process_packets_per_s"]) > 0
+               and min(w["in_process_cpu_seconds"]) > 0 for w in r["workers"])
+    assert all(w["notices"] == [] for w in r["workers"]), r["workers"]
+    assert r["two_threads_before"] > 0 and r["two_threads_after"] > 0
 
 
 def check_attach(r):

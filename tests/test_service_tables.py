@@ -78,7 +78,9 @@ def test_node_port_table_is_per_family_and_protocol():
                                     (6, 0xC0A80001, 30002)]))
     assert res.tolist() == [fast.SVC_HIT, fast.SVC_HIT, fast.SVC_MISS, fast.SVC_MISS, fast.SVC_MISS]
     assert nat["svc_port"][:2].tolist() == [0, 1]
-    assert nat["snat4"][0] == 0xC0A80001 and nat["flags"][0] == 7
+    # DNAT | SNAT | SNAT_PORT, and PORT_KEY (8): the masquerade port carries the client's
+    # shard key (kdp/_fast/shard.pyx)
+    assert nat["snat4"][0] == 0xC0A80001 and nat["flags"][0] == 7 | 8
 
 
 def test_bad_arrays_are_refused():

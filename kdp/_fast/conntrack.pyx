@@ -109,7 +109,7 @@ from kdp._fast.packet cimport (
     CT_NONE, CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_INVALID,
     R_CT_INVALID, R_CT_TABLE_FULL, R_NAT_PORTS_EXHAUSTED, R_FRAG_NO_FLOW,
 )
-from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
+from kdp._fast.flow cimport nat_spec_t, NAT_NONE, NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT, NAT_PORT_KEY
 from kdp._fast.ct_table cimport (
     ct_frag_t, CT_MAX_CAPACITY,
     TCP_SYN_SENT, TCP_ESTABLISHED, TCP_FIN_WAIT, TCP_TIME_WAIT,
@@ -546,7 +546,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     cdef uint8_t flags = NAT_NONE
     cdef uint16_t lo, hi, orig_port
     cdef uint16_t* pf
-    cdef uint32_t size, start, tries, nn, fid
+    cdef uint32_t size, start, tries, nn, fid, first, step, want
     cdef int dir
     cdef bint found
     cdef ct_flow_t* f
@@ -593,13 +593,26 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         else:
             lo = t.port_lo
             hi = t.port_hi
-        size = <uint32_t>hi - lo + 1
+        # only ports with the original port's low 6 bits (NAT_PORT_KEY: the spec's port_key):
+        # flow sharding (shard.pyx) keys a flow by its client, and a masqueraded answer
+        # must keep that key (one worker chooses so too, so the choice does not depend on
+        # the number of workers)
+        orig_port = pf[0]
+        want = spec.port_key & 63 if flags & NAT_PORT_KEY else orig_port & 63
+        first = lo + ((want - lo) & 63)
+        size = (<uint32_t>hi - first) // 64 + 1 if first <= hi else 0
+        found = 1
+        if size == 0:
+            # a range narrower than 64 ports without one of them: any port of it
+            first = lo
+            step = 1
+            size = <uint32_t>hi - lo + 1
+        else:
+            step = 64
         tries = size if size < t.nat_max_tries else t.nat_max_tries
         start = <uint32_t>((h >> 16) % size)
-        orig_port = pf[0]
-        found = 1
         for nn in range(tries):
-            pf[0] = <uint16_t>(lo + (start + nn) % size)
+            pf[0] = <uint16_t>(first + ((start + nn) % size) * step)
             hr = ct_key_hash(t, &r)
             if ct_find_from(t, &r, hr, ct_home_slot(t, hr), &dir) == NO_ID:
                 found = 0
@@ -627,7 +640,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         # (bulk inserts) implies the FIN that led there
         f.tcp = TK_NONE | (TT_CLOSE_INIT if TCP_FIN_WAIT <= state <= TCP_TIME_WAIT else 0)
     f.flags = FL_USED
-    f.nat = flags
+    f.nat = flags & (NAT_DNAT | NAT_SNAT | NAT_SNAT_PORT)
     if flags & NAT_DNAT:
         f.flags |= FL_DNAT
     if flags & NAT_SNAT:
@@ -997,6 +1010,11 @@ cdef class Conntrack:
         return self.t.n_flows
 
     @property
+    def inserts(self):
+        """Flows made so far (counters()["inserts"], without building the dict)."""
+        return self.t.c[C_INSERTS]
+
+    @property
     def memory_bytes(self):
         """Bytes allocated for the table (records, index, links, fragment table)."""
         return (self.t.capacity * (sizeof(ct_flow_t) + 2 * sizeof(uint32_t))
@@ -1054,6 +1072,15 @@ cdef class Conntrack:
             raise ValueError("max_work must be >= 0")
         with nogil:
             n = ct_expire(self, now_ns, max_work)
+        return n
+
+    def expire_all(self, uint64_t now_ns):
+        """Remove every flow expired at now_ns (a whole turn of the expiry hand): the end
+        of a replay, so that its counts of expired and live flows do not depend on how
+        far the hand had come (nor on how the flows were spread over workers)."""
+        cdef Py_ssize_t n
+        with nogil:
+            n = ct_expire(self, now_ns, self.t.hwm if self.t.hwm > 0 else 1)
         return n
 
     # -- single items and inspection

@@ -3,12 +3,13 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from kdp._fast.packet cimport Batch, pkt_meta_t
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport Conntrack
-from kdp._fast.service cimport ServiceTables
+from kdp._fast.service cimport ServiceTables, svc_tables_t
 from kdp._fast.decap cimport TunnelEndpoints
 from kdp._fast.neigh cimport Neighbours
 from kdp._fast.natout cimport NatOutgoing
 from kdp._fast.dns cimport DnsTable, dns_note_t, dns_q_t
 from kdp._fast.policy cimport PolicyTables, FlowPolicy
+from kdp._fast.shard cimport ShardPlan
 
 # The service frontend a new flow matched (the slow path matches a whole batch first).
 ctypedef struct new_flow_t:
@@ -48,7 +49,22 @@ cdef class Pipeline:
     cdef readonly object dns_counters       # uint64 [N_DNS_COUNTERS], by DnsOutcome (+ truncated)
     cdef readonly object dns_notes          # dns.NOTE_DTYPE per packet of the last batch (the log's)
     cdef object dns_scratch                 # dns_q_t per packet of a batch
+    cdef readonly uint64_t natout_flows     # new flows natOutgoing masqueraded (this pipeline's)
+    cdef Py_ssize_t expire_work             # flow records the expiry hand examines a batch
+    # flow sharding (replay --workers N, kdp/shards.py): None: this pipeline takes every packet
+    cdef readonly ShardPlan shard
+    cdef readonly int shard_me              # this pipeline's worker number
+    cdef readonly object shard_vs           # uint8 per packet of the last batch: its virtual shard
+    cdef uint8_t* vs
+    cdef readonly object shard_mine         # uint8 per packet of the last batch: 1 when this worker's
+    cdef uint8_t* mine
+    cdef public uint32_t shard_unsafe       # shard.pxd U_* bits: what made sharding unsafe
+    cdef uint64_t shard_clock               # newest timestamp of the batches before this one
+    cdef svc_tables_t st_own                # sharded: the service tables with an affinity table
+    cdef object aff_own                     # of this worker's own (aff_own holds it)
 
     cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil
+    cdef void shard_mark(self, Batch b) noexcept nogil
+    cdef void shard_check_flow(self, Py_ssize_t i, uint32_t fid) noexcept nogil

@@ -46,14 +46,14 @@ from libc.string cimport memset
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, V_PENDING, V_REJECT, N_STAGES, N_REASONS, N_VERDICTS,
-                               ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
+                               ST_TX, ST_SERVICE, ST_POLICY, R_NO_ROUTE, R_SVC_NO_ENDPOINTS, NO_ID, CT_NEW, CT_NONE, FRAG_LATER)
 from kdp._fast.parse cimport parse_batch, DEFAULT_VXLAN_PORT
 from kdp._fast.route cimport RouteTable
 from kdp._fast.conntrack cimport (Conntrack, ct_key_t, ct_lookup_batch, ct_create, ct_expire,
                                   CT_PACKET_CLOCK,
                                   ct_find, ct_pkt_key, K_FLOW)
 from kdp._fast.nat cimport nat_batch
-from kdp._fast.service cimport (ServiceTables, svc_tables_t, svc_match, svc_choose, svc_prefetch,
+from kdp._fast.service cimport (ServiceTables, svc_tables_t, aff_entry_t, svc_is_node_address, svc_match, svc_choose, svc_prefetch, SF_AFFINITY,
                                 SVC_HIT, SVC_DROP, SVC_REJECT, SVC_MISS)
 from kdp._fast.flow cimport nat_spec_t
 from kdp._fast.reject cimport reject_port_unreachable
@@ -67,6 +67,9 @@ from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_created, pol_recheck_batch
+from kdp._fast.shard cimport (ShardPlan, shard_packet, shard_key, SHARD_FIRST, SHARD_UNSAFE, V_ELSEWHERE,
+                              U_FRAGMENT, U_REPLY_SHARD, U_CLOCK, U_AFFINITY)
+from kdp._fast.ct_table cimport ct_flow_t
 
 cnp.import_array()
 
@@ -116,6 +119,33 @@ cdef class Pipeline:
         self.dns_counters = np.zeros(N_DNS_COUNTERS, dtype=np.uint64)
         self.dns_notes = np.zeros(0, dtype=NOTE_DTYPE)
         self.dns_scratch = np.zeros(0, dtype=np.uint8)
+        self.natout_flows = 0
+        self.expire_work = EXPIRE_WORK
+        self.shard = None
+        self.shard_vs = np.zeros(0, dtype=np.uint8)
+        self.shard_mine = np.zeros(0, dtype=np.uint8)
+
+    def set_shard(self, ShardPlan plan, int me):
+        """Process only the packets of worker `me` of `plan` (kdp/shards.py): the others
+        are parsed (their neighbour notes are learned) and then left alone, uncounted."""
+        if plan is not None and not 0 <= me < plan.workers:
+            raise ValueError(f"worker {me} of {plan.workers}")
+        self.shard = plan
+        self.shard_me = me
+        # the expiry hand's work a batch, shared out: each worker holds a share of the flows
+        # (what it finds changes no outcome: expired flows are gone to every lookup, and a
+        # replay ends with Conntrack.expire_all)
+        self.expire_work = EXPIRE_WORK // plan.workers if plan is not None else EXPIRE_WORK
+        self._own_affinity()
+
+    def _own_affinity(self):
+        # a sharded worker's affinity entries are its own: the shared table stays empty
+        self.aff_own = None
+        if self.shard is None or self.services is None:
+            return
+        self.st_own = self.services.t
+        self.aff_own = np.zeros((self.st_own.aff_mask + 1) * sizeof(aff_entry_t), dtype=np.uint8)
+        self.st_own.aff = <aff_entry_t*>cnp.PyArray_DATA(self.aff_own)
 
     def _ensure_scratch(self, Py_ssize_t n):
         if self.nf_scratch.shape[0] < n * <Py_ssize_t>sizeof(new_flow_t):
@@ -124,6 +154,11 @@ cdef class Pipeline:
         if self.dns is not None and self.dns_notes.shape[0] < n:
             self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
             self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
+        if self.shard is not None and self.shard_vs.shape[0] < n:
+            self.shard_vs = np.zeros(n, dtype=np.uint8)
+            self.shard_mine = np.zeros(n, dtype=np.uint8)
+        self.vs = <uint8_t*>cnp.PyArray_DATA(self.shard_vs)
+        self.mine = <uint8_t*>cnp.PyArray_DATA(self.shard_mine)
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
              TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None,
@@ -140,6 +175,7 @@ cdef class Pipeline:
         self.dns = dns
         self.natout = natout
         self.policy = policy
+        self._own_affinity()
 
     def _new_service_counters(self):
         """Zeroed per-service-port counters for the service tables in use (their ids are
@@ -181,7 +217,8 @@ cdef class Pipeline:
         cdef new_flow_t* nf = self.nf
         cdef uint32_t fid
         if self.services is not None:
-            st = &self.services.t
+            # (sharded: this worker's affinity table; the other tables are the shared ones)
+            st = &self.st_own if self.shard is not None else &self.services.t
             for i in range(b.count):
                 p = &b.m[i]
                 nf[i].res = SVC_MISS
@@ -221,6 +258,15 @@ cdef class Pipeline:
             if st != NULL:
                 res = nf[i].res
                 reason = nf[i].reason
+                if res == SVC_HIT and self.shard is not None and st.svc[nf[i].svc].flags & SF_AFFINITY \
+                        and (not self.shard.affinity_split or svc_is_node_address(st, p.ip_ver, p.src4, p.src6)):
+                    # an affinity table too small to give each shard its own buckets, or the
+                    # node as the client (its flows are keyed by port: its entry would be
+                    # every worker's): the replay starts again on one worker (this run's
+                    # outcome is thrown away)
+                    self.shard_unsafe |= U_AFFINITY
+                    drop(p, ST_SERVICE, R_SVC_NO_ENDPOINTS)
+                    continue
                 if res == SVC_HIT:
                     p.svc_port = nf[i].svc          # the log and the counters name it, whatever it decides
                     res = svc_choose(st, nf[i].svc, nf[i].kind, p, &spec, &reason)
@@ -243,10 +289,13 @@ cdef class Pipeline:
                 # Calico's natOutgoing, after kube-proxy's decision (POSTROUTING)
                 if natout_apply(self.natout, p, &spec, use_spec):
                     use_spec = True
+                    self.natout_flows += 1
             if self.conntrack is not None:
                 fid = ct_create(self.conntrack, b, i, &spec if use_spec else NULL, self.ct_now)
                 if fid != NO_ID:
                     created = True
+                    if self.shard is not None:
+                        self.shard_check_flow(i, fid)
                     if fp is not None:
                         pol_flow_created(pt, fp, fid, p.in_port == HOST_PORT)
 
@@ -257,11 +306,52 @@ cdef class Pipeline:
             return False
         return ct_find(&self.conntrack.t, &k, &direction) != NO_ID
 
+    cdef void shard_mark(self, Batch b) noexcept nogil:
+        """Each packet's virtual shard (shard_check_flow compares a new flow's answers
+        with it); packets of other workers (in a view: the ARP and ND every worker learns
+        from) get V_ELSEWHERE (every stage skips a packet with a verdict) and are not
+        counted here."""
+        cdef Py_ssize_t i
+        cdef pkt_meta_t* p
+        cdef uint8_t v
+        cdef uint64_t newest = self.shard_clock
+        for i in range(b.count):
+            p = &b.m[i]
+            v = shard_packet(self.shard, p)
+            if v == SHARD_UNSAFE:
+                self.shard_unsafe |= U_FRAGMENT
+                v = SHARD_FIRST
+            self.vs[i] = v
+            self.mine[i] = (self.shard.owner[v] if v < SHARD_FIRST else 0) == self.shard_me
+            if not self.mine[i] and p.verdict == V_PENDING:
+                p.verdict = V_ELSEWHERE
+            # conntrack's clock never runs back (a packet older than what earlier batches
+            # saw is aged at their newest time); each worker sees only its own packets' times,
+            # so that is left to one worker
+            if p.ts_ns < self.shard_clock:
+                self.shard_unsafe |= U_CLOCK
+            if p.ts_ns > newest:
+                newest = p.ts_ns
+        self.shard_clock = newest
+
+    cdef void shard_check_flow(self, Py_ssize_t i, uint32_t fid) noexcept nogil:
+        """A flow packet i created must have its answers in the same shard."""
+        cdef const ct_flow_t* f = &self.conntrack.t.flows[fid]
+        cdef const uint8_t* a6 = <const uint8_t*>f.a6
+        if shard_key(self.shard, f.ip_ver, f.proto, f.a4[2], a6 + 32, f.a4[3], a6 + 48,
+                     f.port[2], f.port[3]) != self.vs[i]:
+            self.shard_unsafe |= U_REPLY_SHARD
+
     cdef void account(self, Batch b) noexcept nogil:
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef uint64_t* c
+        cdef bint sharded = self.shard is not None
+        cdef Py_ssize_t n = 0
         for i in range(b.count):
+            if sharded and not self.mine[i]:
+                continue
+            n += 1
             p = &b.m[i]
             if p.verdict == V_PENDING:
                 # no stage decided: nothing may leave undecided, so it is dropped here
@@ -275,10 +365,21 @@ cdef class Pipeline:
                     c[SC_NEW_FLOWS] += 1
                 if p.verdict == V_REJECT:
                     c[SC_REJECTS] += 1
-        self.packets += b.count
+        self.packets += n
 
-    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None):
-        """Process one batch in place.
+    def parse(self, Batch b not None):
+        """The parse stage alone (with the tunnels' decapsulation): for `run(b, parsed=True)`
+        in other pipelines (kdp/shards.py parses a batch once, before its workers write
+        any packet's bytes)."""
+        cdef TunnelEndpoints tunnels = self.tunnels
+        with nogil:
+            if tunnels is not None:
+                parse_decap_batch(b, self.vxlan_port, tunnels)
+            else:
+                parse_batch(b, self.vxlan_port)
+
+    def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None, bint parsed=False):
+        """Process one batch in place (`parsed`: parse ran already, Pipeline.parse).
 
         `log`, when given, is handed the tuples as received (before NAT).
         `now_ns` is the clock when packet_clock is False (attached mode).
@@ -308,7 +409,9 @@ cdef class Pipeline:
         if tracing:
             trace.snap("rx", b)
         with nogil:
-            if tunnels is not None:
+            if parsed:
+                pass
+            elif tunnels is not None:
                 parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
             else:
                 parse_batch(b, self.vxlan_port)
@@ -316,6 +419,8 @@ cdef class Pipeline:
                 with gil:
                     trace.snap("parse", b)
             neigh_note_batch(neigh, b)           # learned as route reaches each packet
+            if self.shard is not None:
+                self.shard_mark(b)              # (after the notes: every worker learns them all)
             routes.classify_ingress(b)
             if tracing:
                 with gil:
@@ -370,6 +475,6 @@ cdef class Pipeline:
         with nogil:
             self.account(b)
             if ct is not None:
-                ct_expire(ct, self.clock_ns, EXPIRE_WORK)
+                ct_expire(ct, self.clock_ns, self.expire_work)
         if tracing:
             trace.snap("tx", b)

@@ -518,6 +518,45 @@ cdef class RouteTable:
             table = self.lpm4 if route.prefix.version == 4 else self.lpm6
             table.insert(route.prefix, i)
 
+    def for_worker(self):
+        """A RouteTable on the same tables (shared, read only) with its own scratch: for a
+        pipeline in another thread (replay --workers N, kdp/shards.py)."""
+        cdef RouteTable c = RouteTable.__new__(RouteTable)
+        c.lpm4 = self.lpm4
+        c.lpm6 = self.lpm6
+        c.records = self.records
+        c.r = self.r
+        c.n_routes = self.n_routes
+        c.routes = self.routes
+        c.scratch = np.zeros(0, dtype=np.uint32)
+        c.ids = NULL
+        c.ids6 = NULL
+        c.local4_arr = self.local4_arr
+        c.local6_arr = self.local6_arr
+        c.local4 = self.local4
+        c.local6 = self.local6
+        c.n_local4 = self.n_local4
+        c.n_local6 = self.n_local6
+        c.src4 = self.src4
+        memcpy(c.src6, self.src6, 16)
+        c.has_src4 = self.has_src4
+        c.has_src6 = self.has_src6
+        memcpy(c.vtep_mac, self.vtep_mac, 6)
+        c.martians = self.martians
+        c.n_tunnels = self.n_tunnels
+        c.health_arr = self.health_arr
+        c.health_ports = self.health_ports
+        c.has_health_ports = self.has_health_ports
+        c.health_any4 = self.health_any4
+        c.health_any6 = self.health_any6
+        c.health4_arr = self.health4_arr
+        c.health6_arr = self.health6_arr
+        c.health4 = self.health4
+        c.health6 = self.health6
+        c.n_health4 = self.n_health4
+        c.n_health6 = self.n_health6
+        return c
+
     @property
     def node_addresses(self):
         """The node's own addresses (ipaddress objects), primary of each family first."""

@@ -160,6 +160,15 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
 cdef void svc_prefetch(const svc_tables_t* t, uint32_t svc, const pkt_meta_t* p,
                        int step) noexcept nogil
 
+# The service-port whose frontend (proto, address, port) is (a ClusterIP, external or
+# load-balancer IP with its port, or a NodePort on an address NodePorts answer on),
+# NO_ID when none; whether an address is one of the node's own. Read only: flow
+# sharding (kdp/_fast/shard.pyx) asks them of both ends of a tuple.
+cdef uint32_t svc_frontend(const svc_tables_t* t, uint8_t proto, uint8_t ver, uint32_t a4,
+                           const uint8_t* a6, uint16_t port) noexcept nogil
+cdef bint svc_is_node_address(const svc_tables_t* t, uint8_t ver, uint32_t a4,
+                              const uint8_t* a6) noexcept nogil
+
 # svc_match then svc_choose.
 cdef int svc_decide(svc_tables_t* t, const pkt_meta_t* p, nat_spec_t* nat,
                     uint16_t* reason) noexcept nogil

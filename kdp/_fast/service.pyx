@@ -33,11 +33,12 @@ from kdp._fast.packet import struct_dtype
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uintptr_t, int64_t
+from kdp._fast.shardkey cimport shard_addr_key
 from kdp._fast.mix cimport mix64
 from kdp._fast.packet cimport (field_offset, NO_ID, R_SVC_NO_ENDPOINTS, R_SVC_PORT_NOT_EXPOSED,
                                R_SVC_UNALLOCATED_IP, R_SVC_SOURCE_RANGE,
                                R_SVC_NO_LOCAL_ENDPOINTS)
-from kdp._fast.flow cimport NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT
+from kdp._fast.flow cimport NAT_DNAT, NAT_SNAT, NAT_SNAT_PORT, NAT_PORT_KEY
 from kdp._fast.checksum cimport kdp_prefetch
 
 cnp.import_array()
@@ -428,9 +429,15 @@ cdef int _table_new(const backend_t* src, uint32_t n, backend_t** be, uint32_t* 
 
 cdef inline uint32_t aff_bucket(const svc_tables_t* t, uint32_t svc, uint8_t ver, uint32_t a4,
                                 const uint8_t* a6) noexcept nogil:
-    # 4-way buckets
-    return <uint32_t>mix64(addr_hash(ver, a4, a6) ^ (<uint64_t>svc * <uint64_t>0xD6E8FEB86659FD93)) \
+    # 4-way buckets; from 256 slots up, bits 2..7 of the slot are the client's shard key, so
+    # that a bucket holds the clients of one shard (replay --workers N keeps an affinity
+    # table per worker: each bucket then sees the same clients, in the same order, as one
+    # worker's)
+    cdef uint32_t b = <uint32_t>mix64(addr_hash(ver, a4, a6) ^ (<uint64_t>svc * <uint64_t>0xD6E8FEB86659FD93)) \
         & t.aff_mask & ~(<uint32_t>3)
+    if t.aff_mask >= 255:
+        b = (b & ~(<uint32_t>255)) | (<uint32_t>shard_addr_key(ver, a4, a6) << 2)
+    return b
 
 
 cdef inline aff_entry_t* aff_find(svc_tables_t* t, uint32_t svc, uint8_t ver, uint32_t a4,
@@ -510,6 +517,27 @@ cdef int svc_match(const svc_tables_t* t, const pkt_meta_t* p, uint32_t* svc,
             reason[0] = R_SVC_UNALLOCATED_IP
             return SVC_DROP
     return SVC_MISS
+
+
+cdef uint32_t svc_frontend(const svc_tables_t* t, uint8_t proto, uint8_t ver, uint32_t a4,
+                           const uint8_t* a6, uint16_t port) noexcept nogil:
+    # svc_match's first two tests, on one end of a tuple instead of a packet's destination
+    cdef int pi = proto_index(proto)
+    cdef const fe_entry_t* e
+    if pi < 0 or (ver != 4 and ver != 6):
+        return NO_ID
+    e = fe_find(t.fe, t.fe_mask, proto, ver, a4, a6, port)
+    if e != NULL:
+        return e.svc
+    if t.nodeport != NULL and port >= t.np_lo and port <= t.np_hi and \
+            list_has(t.np_addrs, t.n_np_addrs, ver, a4, a6):
+        return t.nodeport[((ver == 6) * 3 + pi) * (<uint32_t>t.np_hi - t.np_lo + 1) + (port - t.np_lo)]
+    return NO_ID
+
+
+cdef bint svc_is_node_address(const svc_tables_t* t, uint8_t ver, uint32_t a4,
+                              const uint8_t* a6) noexcept nogil:
+    return list_has(t.node_addrs, t.n_node_addrs, ver, a4, a6)
 
 
 cdef void svc_prefetch(const svc_tables_t* t, uint32_t svc, const pkt_meta_t* p,
@@ -625,6 +653,13 @@ cdef int svc_choose(svc_tables_t* t, uint32_t svc, uint8_t kind, const pkt_meta_
         masq = True
     memset(nat, 0, sizeof(nat_spec_t))
     nat.flags = NAT_DNAT
+    # a port masquerade picks carries the client's shard key (kdp/_fast/shard.pyx): the
+    # client address's, or its port's when the node itself is the client
+    nat.flags |= NAT_PORT_KEY
+    if list_has(t.node_addrs, t.n_node_addrs, ver, p.src4, p.src6):
+        nat.port_key = <uint8_t>(p.sport & 63)
+    else:
+        nat.port_key = shard_addr_key(ver, p.src4, p.src6)
     nat.ip_ver = ver
     nat.dnat_port = b.port
     nat.svc_port = svc

@@ -19,6 +19,17 @@ time (user + system) of that run:
                                      10,000 Services without --quick). Best of 3: the
                                      caches (parse, validated snapshot) are warm
 
+  --workers 1 against --workers 2    `-o` and `-o --log` with one worker and with two
+                                     (flows sharded, kdp/shards.py), runs alternating
+                                     (1, 2, 1, 2, ...: a machine whose load changes
+                                     changes both alike), best of 3 each; and the same in
+                                     this process: packets / (first packet to last write,
+                                     RunResult.seconds), best of 3, and the CPU time of
+                                     all its threads (least of 3: what the neighbours'
+                                     load does not change much). Before and after, how
+                                     much of a second core the process gets (two threads
+                                     hashing against one: 2.0 when it is free)
+
 Then, in this process, where the time of `kdp replay -o --log` goes: loading and
 compiling the cluster, read, pipeline, write, log: formatting and writing the lines
 (kdp/benchmarks/pipeline.py's split loop, CPU time). Packets/s are packets read / seconds.
@@ -63,6 +74,72 @@ def _wall(cmd, repeat=REPEAT, before=None, cpu=None):
     if cpu is not None:
         cpu.append(best_cpu)
     return best
+
+
+def _alternating(cmds, repeat=REPEAT):
+    """Best wall seconds of each command of `cmds`, their runs interleaved."""
+    best = [None] * len(cmds)
+    for _ in range(repeat):
+        for k, cmd in enumerate(cmds):
+            t = time.perf_counter()
+            run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+            dt = time.perf_counter() - t
+            if run.returncode != 0:
+                raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {run.returncode}: "
+                                   f"{run.stderr.decode(errors='replace')[-500:]}")
+            best[k] = dt if best[k] is None else min(best[k], dt)
+    return best
+
+
+def _two_threads():
+    """How much of a second core this process gets now: two threads hashing (hashlib
+    releases the GIL on big buffers) against one doing both; ~2 on an idle 2-core host."""
+    import hashlib
+    import threading
+    data = b"x" * (32 << 20)
+
+    def work():
+        for _ in range(3):
+            hashlib.sha256(data).digest()
+    t = time.perf_counter()
+    work()
+    work()
+    serial = time.perf_counter() - t
+    t = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return serial / (time.perf_counter() - t)
+
+
+def _workers_rows(cap, cluster, out, log, n):
+    """--workers 1 against 2: the CLI's wall time and, in process, packets from the first
+    packet to the last write (RunResult.seconds); runs alternating, best of REPEAT."""
+    from kdp.benchmarks.pipeline import NODE
+    from kdp.replay import replay
+    rows = []
+    base = ["replay", cap, "--cluster", cluster, "--node", NODE, "--no-progress"]
+    for name, extra in (("-o out.pcap", ["-o", out]), ("-o out.pcap --log LOG", ["-o", out, "--log", log])):
+        cli = _alternating([_kdp(*base, *extra, "--workers", w) for w in (1, 2)])
+        inproc = [None, None]
+        cpu = [None, None]
+        notices = set()
+        for _ in range(REPEAT):
+            for k, w in enumerate((1, 2)):
+                c = time.process_time()
+                r = replay(cap, out, cluster=[cluster], node=NODE, log=log if "--log" in extra else None,
+                           workers=w)
+                c = time.process_time() - c         # every thread's, the data plane's build too
+                notices.update(x for x in r.notices if x.startswith("--workers"))
+                inproc[k] = r.seconds if inproc[k] is None else min(inproc[k], r.seconds)
+                cpu[k] = c if cpu[k] is None else min(cpu[k], c)
+        rows.append({"what": f"kdp replay {name}", "cli_seconds": cli,
+                     "in_process_packets_per_s": [n / s for s in inproc], "in_process_cpu_seconds": cpu,
+                     "cli_ratio": cli[0] / cli[1], "in_process_ratio": inproc[0] / inproc[1],
+                     "notices": sorted(notices)})
+    return rows
 
 
 def _write_cluster(path, services, endpoints):
@@ -114,6 +191,10 @@ def run(quick=False):
             cpu = []
             s = _wall(_kdp(*base, *extra), cpu=cpu)
             res["runs"].append({"what": name, "seconds": s, "cpu_seconds": cpu[0], "packets_per_s": n / s})
+        res["two_threads_before"] = _two_threads()
+        res["workers"] = _workers_rows(cap, cluster, out, log, n)
+        res["two_threads_after"] = _two_threads()
+        res["load"] = os.getloadavg()
         cpu = []
         s = attempt("tcpdump", lambda: _tcpdump(cap, os.path.join(tmp, "tcpdump.pcap"), cpu),
                     res["peers_not_run"])
@@ -164,6 +245,21 @@ def main(args):
         tb.add_row(r["what"], f"{r['seconds']:.3f}", f"{r['cpu_seconds']:.3f}",
                    f"{r['packets_per_s'] / 1e6:.2f}")
     con.print(tb)
+    tb = Table(title="--workers 1 against --workers 2 (flows sharded), runs alternating, best of "
+                     f"{REPEAT}; load {res['load'][0]:.2f}; two threads ran at {res['two_threads_before']:.2f}x "
+                     f"/ {res['two_threads_after']:.2f}x one (before / after; 2.0: a free second core)")
+    for c in ("what", "CLI s (1 / 2)", "CLI ratio", "in process M packets/s (1 / 2)", "in process ratio",
+              "in process CPU s (1 / 2)"):
+        tb.add_column(c, justify="left" if c == "what" else "right")
+    for r in res["workers"]:
+        tb.add_row(r["what"], f"{r['cli_seconds'][0]:.3f} / {r['cli_seconds'][1]:.3f}", f"{r['cli_ratio']:.2f}x",
+                   " / ".join(f"{x / 1e6:.2f}" for x in r["in_process_packets_per_s"]),
+                   f"{r['in_process_ratio']:.2f}x",
+                   " / ".join(f"{x:.3f}" for x in r["in_process_cpu_seconds"]))
+    con.print(tb)
+    for r in res["workers"]:
+        for note in r["notices"]:
+            con.print(f"notice ({r['what']}): {note}")
     tb = Table(title="start-up: kdp replay of a capture without packets (wall)")
     tb.add_column("cluster")
     tb.add_column("seconds", justify="right")

@@ -69,11 +69,15 @@ def add_arguments(parser):
     parser.add_argument("--log-only", metavar="VERDICT[,VERDICT...]",
                         help="the log keeps only packets with these verdicts (forward, drop, "
                              "reject, local, reply), e.g. drop,reject; lines keep their index")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="cores to use (default 1). With 2 or more the output capture and the "
-                             "log are written on a second core while the pipeline runs the next "
-                             "batch; the files are the same bytes as with 1 (the gain is small "
-                             "today: bench/README.md)")
+    parser.add_argument("--workers", default="1", metavar="N",
+                        help="cores to use, 1..64 (default 1). With 2 or more, flows are sharded over N "
+                             "data plane pipelines by a symmetric key of their client (both directions, "
+                             "ICMP errors and ClientIP affinity meet the same conntrack); the output "
+                             "capture, the log and the counters are the same as with 1. When something "
+                             "could make them differ (an IP fragment, a flow whose answers change "
+                             "shard, ...) the replay starts again on one worker and says so; "
+                             "--annotate, -c, --filter, --flows, standard input and several nodes run "
+                             "on one worker and write on a second core (bench/README.md)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="packets per batch (default 256)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -113,9 +117,16 @@ def run(args):
 
 
 def _workers(asked):
-    if asked < 1:
-        raise KdpError(f"--workers must be at least 1, got {asked}")
-    return asked
+    """--workers: a whole number 1..64 (ShardPlan's 64 virtual shards), else a KdpError."""
+    try:
+        n = int(asked)
+    except (TypeError, ValueError):
+        raise KdpError(f"--workers takes a number of cores (1..64), got {asked!r}") from None
+    if n < 1:
+        raise KdpError(f"--workers must be at least 1, got {n}")
+    if n > 64:
+        raise KdpError(f"--workers is at most 64 (flows are spread over 64 shards), got {n}")
+    return n
 
 
 def _print(args, result, print_summary):
@@ -144,8 +155,12 @@ def _run_nodes(args, names):
         raise KdpError("--filter, -c, --log-only, --flows and --annotate are for a single node's replay")
     if args.links or args.all_directions:
         raise KdpError("--links and --all-directions are for a single node's capture")
+    workers = _workers(args.workers)
     result = replay_nodes(args.capture, output=args.output, cluster=args.cluster,
                           nodes="all" if names == ["all"] else names, log=args.log,
                           batch_size=args.batch_size)
+    if workers > 1:
+        result.notices.append(f"--workers {workers}: a multi-node replay runs on one worker "
+                              "(each packet may cross several nodes' pipelines in turn)")
     _print(args, result, print_multi_summary)
     return 0

@@ -153,12 +153,14 @@ class ConntrackSettings(NamedTuple):
     drop_invalid: bool
     port_range: tuple
 
-    def build(self):
+    def build(self, prefault=True):
         # prefault: a node reserves its flow memory up front, so that new flows never
-        # wait for page faults (see Conntrack's docstring)
+        # wait for page faults (see Conntrack's docstring); a replay's extra workers
+        # (kdp/shards.py) do not: each holds a share of the flows, and faults in its own
+        # thread what it touches
         self.warn_if_large()
         return Conntrack(self.max_flows, timeouts=dict(self.timeouts), drop_invalid=self.drop_invalid,
-                         port_range=self.port_range, prefault=True)
+                         port_range=self.port_range, prefault=prefault)
 
 
     def warn_if_large(self, share=None):

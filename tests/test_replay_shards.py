@@ -1,0 +1,257 @@
+"""--workers N shards flows over N pipelines (kdp/shards.py): the output capture, the
+verdict log, the counters and the summary must be identical to one worker's, on every
+capture at hand, on the benchmark's workload and on random traffic mixes; and where
+sharding could change the result the replay starts again on one worker and says so."""
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.utils import wrpcap
+
+from kdp.replay import replay
+from kdp._fast.shard import ShardPlan
+from kdp.dataplane import Dataplane
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "pcaps" / "sample-cluster"
+SHARED = Path(os.environ.get("KDP_SHARED_CAPTURES", ROOT.parent / "shared" / "captures"))
+CAPTURES = sorted(p for p in SHARED.glob("*.pcap*")) if SHARED.is_dir() else []
+SAMPLES = [ROOT / "pcaps" / "sample.pcap", ROOT / "pcaps" / "sample.pcapng"]
+
+NOT_SHARDED = "could not be sharded"
+
+
+def _run(tmp_path, capture, workers, cluster=True, **kw):
+    """The replay's files and numbers, and its notices other than the workers' one
+    (cluster: True the sample cluster, False none, or a snapshot's path)."""
+    out = tmp_path / f"out{workers}{Path(capture).suffix if str(capture).endswith('.pcapng') else '.pcap'}"
+    log = tmp_path / f"log{workers}.jsonl"
+    extra = dict(cluster=[CLUSTER if cluster is True else cluster], node="node-1") if cluster else {}
+    r = replay(capture, out, log=log, workers=workers, **extra, **kw)
+    mine = [n for n in r.notices if n.startswith("--workers")]
+    rest = [n for n in r.notices if not n.startswith("--workers")]
+    facts = (out.read_bytes(), log.read_bytes(), r.packets_in, r.packets_out, r.counters.tolist(),
+             r.verdicts.tolist(), r.flows, r.dns, r.services, rest, r.warnings)
+    return facts, mine
+
+
+def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), **kw):
+    """Replays on 1 and on each of `workers`; returns the sharded runs' workers notices."""
+    one, none = _run(tmp_path, capture, 1, cluster, **kw)
+    assert none == []
+    notes = []
+    for w in workers:
+        facts, mine = _run(tmp_path, capture, w, cluster, **kw)
+        for name, a, b in zip(("output", "log", "packets in", "packets out", "counters", "verdicts",
+                               "conntrack", "dns", "services", "notices", "warnings"), one, facts):
+            assert a == b, f"{Path(capture).name}, {w} workers: the {name} differs from one worker's"
+        notes.append(mine)
+    return notes
+
+
+@pytest.mark.parametrize("capture", SAMPLES + CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("cluster", [True, False], ids=["sample-cluster", "no-cluster"])
+def test_every_capture_is_the_same_on_two_and_three_workers(tmp_path, capture, cluster):
+    notes = _same_on(tmp_path, capture, cluster)
+    for mine in notes:
+        # sharded, or fallen back and saying why: never silently something else
+        assert mine == [] or NOT_SHARDED in mine[0], mine
+
+
+def test_the_shared_captures_are_there():
+    # the identity test above must not pass by having nothing to replay
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is not on this machine")
+    assert len(CAPTURES) >= 10
+
+
+def test_the_sample_is_sharded_not_fallen_back(tmp_path):
+    # its ClientIP-affinity UDP flows, ICMP error, NodePort, LoadBalancer, DNS and ARP all shard
+    for batch_size in (1, 2, 5, 256):
+        notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
+        assert notes == [[], []], (batch_size, notes)
+
+
+def test_the_benchmark_workload_is_sharded_and_the_same(tmp_path):
+    from kdp.benchmarks.pipeline import NODE, _targets, cluster_docs, synth_capture
+    from kdp.control import Cluster, compile as compile_cluster
+    import yaml
+    docs = cluster_docs(100, 1000)
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    tables = compile_cluster(Cluster.from_documents(docs, node=NODE))
+    cap = tmp_path / "in.pcap"
+    info = synth_capture(cap, 30_000, tables, _targets(docs))
+    assert info["replies"] > 5000 and min(info["flow_kinds"].values()) > 0
+    runs = {}
+    for w in (1, 2, 3):
+        out, log = tmp_path / f"o{w}.pcap", tmp_path / f"l{w}.jsonl"
+        r = replay(cap, out, cluster=[cluster], node=NODE, log=log, workers=w, batch_size=512)
+        runs[w] = (out.read_bytes(), log.read_bytes(), r.counters.tolist(), r.flows, r.services)
+        assert not [n for n in r.notices if n.startswith("--workers")], r.notices
+    assert runs[1] == runs[2] == runs[3]
+
+
+def test_a_fragment_makes_the_replay_start_again_on_one_worker(tmp_path):
+    frames = [Ether() / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=41000 + k, dport=80, flags="S")
+              for k in range(5)]
+    frames.insert(3, Ether() / IP(src="10.244.1.50", dst="10.244.2.10", flags="MF", id=7) / UDP(sport=5, dport=9)
+                  / (b"x" * 64))
+    cap = tmp_path / "frag.pcap"
+    wrpcap(str(cap), frames)
+    notes = _same_on(tmp_path, cap)
+    assert all(NOT_SHARDED in m[0] and "fragment" in m[0] for m in notes), notes
+
+
+@pytest.mark.parametrize("kw, why", [({"count": 3}, "-c"), ({"filter": "tcp"}, "--filter"),
+                                     ({"flows": "FLOWS"}, "--flows")])
+def test_options_that_run_on_one_worker_say_so(tmp_path, kw, why):
+    if kw.get("flows"):
+        kw = {"flows": tmp_path / "flows.jsonl"}
+    facts1, _ = _run(tmp_path, SAMPLES[0], 1, **kw)
+    facts2, mine = _run(tmp_path, SAMPLES[0], 2, **kw)
+    assert facts1 == facts2 and len(mine) == 1 and why in mine[0] and "one worker" in mine[0]
+
+
+def test_the_shard_key_is_symmetric_through_the_sample_services():
+    dp = Dataplane.from_snapshot([CLUSTER], node="node-1")
+    plan = ShardPlan(dp.pipeline.services, 2)
+    a = ipaddress.ip_address
+    # client -> ClusterIP and the backend's answer: the client's address decides
+    assert plan.key(4, 6, a("10.244.1.50"), a("10.96.0.10"), 41002, 80) == \
+        plan.key(4, 6, a("10.244.1.10"), a("10.244.1.50"), 8080, 41002)
+    # pod to pod: the ports, either way
+    assert plan.key(4, 17, a("10.244.1.50"), a("10.244.2.99"), 1000, 2000) == \
+        plan.key(4, 17, a("10.244.2.99"), a("10.244.1.50"), 2000, 1000) == (1000 ^ 2000) & 63
+    # an answer to a masqueraded flow (to the node's address): its port
+    assert plan.key(4, 6, a("10.244.1.11"), a("192.168.56.11"), 9090, 40001) == 40001 & 63
+    # ICMP: the echo identifier
+    assert plan.key(4, 1, a("10.244.1.50"), a("8.8.8.8"), 4660, 8) == 4660 & 63
+
+
+# ------------------------------------------------------------------- random traffic mixes
+
+NODE = "192.168.56.11"
+CLIENTS = ["10.244.1.50", "10.244.1.51", "10.244.1.52", "203.0.113.7", "198.51.100.9"]
+MAC_A, MAC_B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+
+
+def _eth():
+    return Ether(src=MAC_A, dst=MAC_B)
+
+
+def _flow(kind, client, port, backend_pick, flags_pick):
+    """Frames of one piece of traffic of the sample cluster (see pcaps/sample.txt)."""
+    if kind == "clusterip":         # shop/web: ClusterIP 10.96.0.10:80 -> 10.244.{1,2}.10:8080
+        be = ["10.244.1.10", "10.244.2.10"][backend_pick]
+        return [_eth() / IP(src=client, dst="10.96.0.10") / TCP(sport=port, dport=80, flags="S"),
+                _eth() / IP(src=be, dst=client) / TCP(sport=8080, dport=port, flags="SA"),
+                _eth() / IP(src=client, dst="10.96.0.10") / TCP(sport=port, dport=80, flags="A")]
+    if kind == "nodeport":          # shop/api NodePort 30080 (masqueraded): answers to guessed ports
+        return [_eth() / IP(src=client, dst=NODE) / TCP(sport=port, dport=30080, flags="S"),
+                _eth() / IP(src="10.244.1.11", dst=NODE) / TCP(sport=9090, dport=port ^ backend_pick,
+                                                                flags="SA")]
+    if kind == "affinity":          # shop/cache UDP, ClientIP affinity, and its ICMP error
+        frames = [_eth() / IP(src=client, dst="10.96.0.40") / UDP(sport=port, dport=11211) / b"get k"]
+        if flags_pick:
+            frames.append(_eth() / IP(src="10.244.1.40", dst=client) / ICMP(type=3, code=3)
+                          / IP(src=client, dst="10.244.1.40") / UDP(sport=port, dport=11211))
+        return frames
+    if kind == "podpod":
+        return [_eth() / IP(src=client, dst="10.244.2.77") / UDP(sport=port, dport=7000) / b"hi",
+                _eth() / IP(src="10.244.2.77", dst=client) / UDP(sport=7000, dport=port) / b"ho"]
+    if kind == "echo":
+        return [_eth() / IP(src=client, dst="8.8.8.8") / ICMP(type=8, id=port & 0xFFFF, seq=1),
+                _eth() / IP(src="8.8.8.8", dst=client) / ICMP(type=0, id=port & 0xFFFF, seq=1)]
+    if kind == "arp":
+        return [Ether(src=MAC_B, dst="ff:ff:ff:ff:ff:ff") /
+                ARP(op=1 + flags_pick, hwsrc=MAC_B, psrc="10.244.1.1", pdst=client)]
+    raise AssertionError(kind)
+
+
+traffic = st.lists(st.tuples(st.sampled_from(["clusterip", "nodeport", "affinity", "podpod", "echo", "arp"]),
+                             st.sampled_from(CLIENTS),
+                             st.sampled_from([1024, 1088, 33000, 33064, 40000, 51327, 65535]),
+                             st.integers(0, 1), st.integers(0, 1)),
+                   min_size=1, max_size=40)
+
+
+@pytest.fixture(scope="module")
+def narrow_cluster(tmp_path_factory):
+    """The sample cluster with 192 masquerade ports (3 for each shard key): masquerade's
+    port choice meets taken ports, and runs out of them."""
+    import shutil
+    path = tmp_path_factory.mktemp("narrow") / "cluster"
+    shutil.copytree(CLUSTER, path)
+    config = path / "nodeconfig.yaml"
+    text = config.read_text()
+    assert "snatPortRange: 32768-60999" in text
+    config.write_text(text.replace("snatPortRange: 32768-60999", "snatPortRange: 40000-40191"))
+    return path
+
+
+@settings(max_examples=25, deadline=None)
+@given(mix=traffic, batch_size=st.sampled_from([1, 3, 64]), fragment=st.booleans(), narrow=st.booleans())
+def test_random_traffic_is_the_same_on_two_and_three_workers(tmp_path_factory, narrow_cluster, mix, batch_size,
+                                                             fragment, narrow):
+    tmp = tmp_path_factory.mktemp("mix")
+    frames = [f for piece in mix for f in _flow(*piece)]
+    if fragment:
+        frames.insert(len(frames) // 2, _eth() / IP(src="10.244.1.50", dst="10.244.2.10", flags="MF", id=9)
+                      / UDP(sport=5, dport=9) / (b"x" * 64))
+    for k, f in enumerate(frames):
+        f.time = 1_763_700_000 + k / 1000
+    cap = tmp / "mix.pcap"
+    wrpcap(str(cap), frames)
+    notes = _same_on(tmp, cap, narrow_cluster if narrow else True, batch_size=batch_size)
+    for mine in notes:
+        if fragment:
+            assert mine and NOT_SHARDED in mine[0] and "fragment" in mine[0], mine
+        else:
+            assert mine == [] or NOT_SHARDED in mine[0], mine
+
+
+@pytest.mark.parametrize("value, message", [("0", "--workers must be at least 1, got 0"),
+                                            ("-3", "--workers must be at least 1, got -3"),
+                                            ("two", "--workers takes a number of cores (1..64), got 'two'"),
+                                            ("65", "--workers is at most 64")])
+def test_a_bad_workers_value_is_one_line_and_exit_2(value, message):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), f"--workers={value}"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_standard_output_is_not_sharded(tmp_path):
+    # what went to stdout cannot be taken back if sharding turned out unsafe
+    import subprocess
+    import sys
+    base = [sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), "--cluster", str(CLUSTER),
+            "--node", "node-1", "-o", "-", "--no-progress"]
+    one = subprocess.run(base, capture_output=True, timeout=60)
+    two = subprocess.run(base + ["--workers", "2"], capture_output=True, timeout=60)
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout and len(one.stdout) > 24
+    assert b"standard output" in two.stderr and b"not sharded" in two.stderr
+
+
+def test_a_log_selection_is_the_same_when_sharded(tmp_path):
+    notes = _same_on(tmp_path, SAMPLES[0], log_only="drop,reject")
+    assert notes == [[], []]
+
+
+def test_a_multi_node_replay_says_it_ran_on_one_worker(tmp_path):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), "--cluster", str(CLUSTER),
+                          "--node", "node-1,node-2", "--workers", "2", "--no-progress", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    import json
+    notices = json.loads(run.stdout)["notices"]
+    assert any("multi-node replay runs on one worker" in n for n in notices), notices
