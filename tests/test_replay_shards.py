@@ -255,3 +255,23 @@ def test_a_multi_node_replay_says_it_ran_on_one_worker(tmp_path):
     import json
     notices = json.loads(run.stdout)["notices"]
     assert any("multi-node replay runs on one worker" in n for n in notices), notices
+
+
+def test_a_client_keeps_the_whole_masquerade_range_and_sharding_falls_back(tmp_path, narrow_cluster):
+    # 192 ports, 3 of them with the client's key: its 10 connections to one NodePort backend
+    # take 7 ports outside the key (one worker as Linux would: a free port of the range, not
+    # a refusal), and a sharded replay sees those answers' other key and starts again on one
+    import json
+    frames = [_eth() / IP(src="10.244.1.50", dst=NODE) / TCP(sport=41000 + k, dport=30080, flags="S")
+              for k in range(10)]
+    for k, f in enumerate(frames):
+        f.time = 1_763_700_000 + k / 1000
+    cap = tmp_path / "many.pcap"
+    wrpcap(str(cap), frames)
+    (out, log, *_), _ = _run(tmp_path, cap, 1, narrow_cluster)
+    lines = [json.loads(x) for x in log.splitlines()]
+    assert [x["reason"] for x in lines] == ["forwarded"] * 10
+    ports = [x["sport"] for x in lines]
+    assert len(set(ports)) == 10 and all(40000 <= p <= 40191 for p in ports)
+    notes = _same_on(tmp_path, cap, narrow_cluster)
+    assert all(mine and NOT_SHARDED in mine[0] for mine in notes), notes

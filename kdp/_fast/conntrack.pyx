@@ -535,6 +535,21 @@ cdef inline uint16_t* _snat_field(ct_key_t* r) noexcept nogil:
     return &r.dport
 
 
+cdef bint _free_port(ct_table_t* t, ct_key_t* r, uint16_t* pf, uint32_t first, uint32_t step,
+                     uint32_t size, uint32_t start) noexcept nogil:
+    """Set *pf (the reply tuple r's translated port) to the first of up to nat_max_tries
+    ports first + ((start + n) % size) * step no flow's tuple holds; True when all are taken."""
+    cdef uint32_t nn, tries = size if size < t.nat_max_tries else t.nat_max_tries
+    cdef uint64_t hr
+    cdef int dir
+    for nn in range(tries):
+        pf[0] = <uint16_t>(first + ((start + nn) % size) * step)
+        hr = ct_key_hash(t, r)
+        if ct_find_from(t, r, hr, ct_home_slot(t, hr), &dir) == NO_ID:
+            return False
+    return True
+
+
 cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_spec_t* spec,
                         uint8_t state, uint64_t now, uint16_t* reason,
                         const uint64_t* hr_swapped=NULL) noexcept nogil:
@@ -546,7 +561,7 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
     cdef uint8_t flags = NAT_NONE
     cdef uint16_t lo, hi, orig_port
     cdef uint16_t* pf
-    cdef uint32_t size, start, tries, nn, fid, first, step, want
+    cdef uint32_t size, fid, first, want
     cdef int dir
     cdef bint found
     cdef ct_flow_t* f
@@ -593,34 +608,27 @@ cdef uint32_t _new_flow(ct_table_t* t, const ct_key_t* k, uint64_t h, const nat_
         else:
             lo = t.port_lo
             hi = t.port_hi
-        # only ports with the original port's low 6 bits (NAT_PORT_KEY: the spec's port_key):
-        # flow sharding (shard.pyx) keys a flow by its client, and a masqueraded answer
-        # must keep that key (one worker chooses so too, so the choice does not depend on
-        # the number of workers)
+        # ports with the original port's low 6 bits first (NAT_PORT_KEY: the spec's
+        # port_key): flow sharding (shard.pyx) keys a flow by its client, and a masqueraded
+        # answer that keeps the key stays in its worker. One worker chooses so too, so the
+        # choice does not depend on the number of workers. When none of those is free,
+        # any port of the range: the range stays whole for a client that needs it, and a
+        # sharded replay sees the answer's other key and starts again on one worker.
         orig_port = pf[0]
         want = spec.port_key & 63 if flags & NAT_PORT_KEY else orig_port & 63
         first = lo + ((want - lo) & 63)
         size = (<uint32_t>hi - first) // 64 + 1 if first <= hi else 0
         found = 1
-        if size == 0:
-            # a range narrower than 64 ports without one of them: any port of it
-            first = lo
-            step = 1
+        if size != 0:
+            found = _free_port(t, &r, pf, first, 64, size, <uint32_t>((h >> 16) % size))
+        if found:
             size = <uint32_t>hi - lo + 1
-        else:
-            step = 64
-        tries = size if size < t.nat_max_tries else t.nat_max_tries
-        start = <uint32_t>((h >> 16) % size)
-        for nn in range(tries):
-            pf[0] = <uint16_t>(first + ((start + nn) % size) * step)
-            hr = ct_key_hash(t, &r)
-            if ct_find_from(t, &r, hr, ct_home_slot(t, hr), &dir) == NO_ID:
-                found = 0
-                break
+            found = _free_port(t, &r, pf, lo, 1, size, <uint32_t>((h >> 16) % size))
         if found:
             t.c[C_PORTS_EXHAUSTED] += 1
             reason[0] = R_NAT_PORTS_EXHAUSTED
             return NO_ID
+        hr = ct_key_hash(t, &r)             # the reply tuple's index slot, with its port
         if not (flags & NAT_SNAT_PORT) and pf[0] != orig_port:
             t.c[C_PORT_REMAPS] += 1
     fid = ct_alloc(t, now)

@@ -7,7 +7,7 @@ What a Service flow keeps across DNAT and masquerade is its client: DNAT keeps t
 client's address and port (client:c -> VIP:v becomes backend:b -> client:c), and
 masquerade (backend -> node:P) picks a port P whose low 6 bits are the client's key
 (service.pyx sets nat_spec_t.port_key, conntrack.pyx _new_flow picks among those
-ports). So a TCP, UDP or SCTP packet is keyed by its client side, told by whether an
+ports first; another port, when all of those are taken, fails the reply-key check). So a TCP, UDP or SCTP packet is keyed by its client side, told by whether an
 end is a Service frontend or a backend endpoint (the compiled tables, read only):
   from one to a node address     -> the destination port (an answer to a masqueraded
                                     flow, or to the node's own; tested first: the port
