@@ -128,6 +128,18 @@ static inline const char *kdp_lpm6_d_node(const char *nd, uint32_t r) {
 /* Batch lookups walk in stages, this many addresses per group. */
 #define KDP_LPM6_GROUP 128
 
+/* The locality hint of the C nodes' prefetches (__builtin_prefetch: 1 is
+   PREFETCHT2).  A group prefetches 256 C lines, half the L1 data cache of
+   the CPUs measured, 128 lookups before the C stage reads them; fetched to
+   all levels (3, PREFETCHT0) they evict from L1 the group's records, B values
+   and stack arrays still in use.  On the AMD EPYC (Zen 4) of bench/README.md
+   (LPM section, 2026-12-04), A/B against hint 3, hit90 on the 200k table:
+   hint 1 +4-18 % in five of six sessions (-2 % in one under load 3.3),
+   hint 2 +11 %, 0 (non-temporal) +-0; uniform unchanged.  The records' and
+   B values' prefetches keep hint 3 (with 1 they ran no faster, uniform
+   -2-8 %). */
+#define KDP_LPM6_C_LOCALITY 1
+
 /* ---- the lookup walk, one copy per instruction set --------------------- */
 /* lpm6_walk.h, compiled three times: for the build's baseline target
    (generic), for AVX2 + BMI2 (x86-64-v3's vector set), and with the AVX-512

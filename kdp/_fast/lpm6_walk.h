@@ -113,25 +113,29 @@ static inline KDP_L6_TARGET uint32_t KDP_L6(lookup1)(const uint64_t *t0, const u
      returned, bits 0..7: they need the scalar step; empty lanes bits 8..15).
    slots (bitmap or empty lanes only): the addresses of the B values.
    values: the B values, a leaf v turned into the dummy C node | v << 48;
-     returns the leaf lanes' bits.
+     returns the leaf lanes' bits; prefetches the C nodes' two lines with
+     KDP_LPM6_C_LOCALITY.
    Each prefetches what the next reads, from registers (reloading a wide
    store in pieces, or a wide load of narrow stores, stalls).
    A bitmap record's offset is (bits 16..31 >> 6) * 16 = (hi >> 34) & 0x3FF0;
    a B value index counts the ranges started up to the key (1-based), hence
    the values' base - 8. */
 #if KDP_L6_AVX512
-static inline KDP_L6_TARGET void KDP_L6(prefetch8)(__m512i v) {
-    __m128i a = _mm512_castsi512_si128(v), b = _mm512_extracti64x2_epi64(v, 1);
-    __m128i c = _mm512_extracti64x2_epi64(v, 2), d = _mm512_extracti64x2_epi64(v, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(a), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(a, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(b), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(b, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(c), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(c, 1), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(d), 0, 3);
-    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(d, 1), 0, 3);
-}
+/* Prefetch the 8 addresses of v with locality hint L (3: every level, the
+   default; KDP_LPM6_C_LOCALITY for the C nodes' lines). */
+#define KDP_L6_PREFETCH8(v, L) do {                                                             \
+    __m512i v_ = (v);                                                                           \
+    __m128i a_ = _mm512_castsi512_si128(v_), b_ = _mm512_extracti64x2_epi64(v_, 1);             \
+    __m128i c_ = _mm512_extracti64x2_epi64(v_, 2), d_ = _mm512_extracti64x2_epi64(v_, 3);       \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(a_), 0, L);                   \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(a_, 1), 0, L);                \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(b_), 0, L);                   \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(b_, 1), 0, L);                \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(c_), 0, L);                   \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(c_, 1), 0, L);                \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_cvtsi128_si64(d_), 0, L);                   \
+    __builtin_prefetch((const void *)(uintptr_t)_mm_extract_epi64(d_, 1), 0, L);                \
+} while (0)
 static inline KDP_L6_TARGET uint32_t KDP_L6(stage_roots)(const uint64_t *t0, const char *q, size_t stride,
                                                          int hostpairs, uint64_t *his, uint64_t *los,
                                                          uint64_t *entries, uint64_t *lines,
@@ -159,7 +163,7 @@ static inline KDP_L6_TARGET uint32_t KDP_L6(stage_roots)(const uint64_t *t0, con
     __m512i off = _mm512_and_si512(_mm512_srli_epi64(hi, 34), _mm512_set1_epi64(0x3FF0));
     __m512i r = _mm512_mask_add_epi64(b, bm, b, off);
     r = _mm512_mask_mov_epi64(r, em, _mm512_set1_epi64((long long)zrec));
-    KDP_L6(prefetch8)(r);
+    KDP_L6_PREFETCH8(r, 3);
     _mm512_storeu_si512(his, hi);
     _mm512_storeu_si512(los, lo);
     _mm512_storeu_si512(entries, e);
@@ -182,7 +186,7 @@ static inline KDP_L6_TARGET void KDP_L6(stage_slots)(const uint64_t *his, const 
     vb = _mm512_mask_mov_epi64(vb, _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64((long long)zrec)),
                                _mm512_set1_epi64((long long)(zrec + sizeof(kdp_lpm6_brec_t) - 8)));
     __m512i sl = _mm512_add_epi64(vb, _mm512_slli_epi64(idx, 3));
-    KDP_L6(prefetch8)(sl);
+    KDP_L6_PREFETCH8(sl, 3);
     _mm512_storeu_si512(slots, sl);
 }
 static inline KDP_L6_TARGET uint32_t KDP_L6(stage_values)(const uint64_t *slots, uint64_t *values, uint64_t dummy) {
@@ -192,8 +196,8 @@ static inline KDP_L6_TARGET uint32_t KDP_L6(stage_values)(const uint64_t *slots,
     v = _mm512_mask_mov_epi64(v, lf, d);
     if (lf != 0xFF) {
         __m512i nd = _mm512_and_si512(v, _mm512_set1_epi64(KDP_LPM_PTR_MASK & ~63ULL));
-        KDP_L6(prefetch8)(nd);
-        KDP_L6(prefetch8)(_mm512_add_epi64(nd, _mm512_set1_epi64(64)));
+        KDP_L6_PREFETCH8(nd, KDP_LPM6_C_LOCALITY);
+        KDP_L6_PREFETCH8(_mm512_add_epi64(nd, _mm512_set1_epi64(64)), KDP_LPM6_C_LOCALITY);
     }
     _mm512_storeu_si512(values, v);
     return (uint32_t)lf;
@@ -255,8 +259,8 @@ static inline KDP_L6_TARGET uint32_t KDP_L6(stage_values)(const uint64_t *slots,
         uint64_t v = *(const uint64_t *)(uintptr_t)slots[j];
         if (v <= KDP_LPM6_LEAF_MAX) { lf |= 1u << j; v = (v << 48) | dummy; }
         values[j] = v;
-        __builtin_prefetch((const void *)(uintptr_t)(v & KDP_LPM_PTR_MASK & ~63ULL), 0, 3);
-        __builtin_prefetch((const void *)(uintptr_t)((v & KDP_LPM_PTR_MASK & ~63ULL) + 64), 0, 3);
+        __builtin_prefetch((const void *)(uintptr_t)(v & KDP_LPM_PTR_MASK & ~63ULL), 0, KDP_LPM6_C_LOCALITY);
+        __builtin_prefetch((const void *)(uintptr_t)((v & KDP_LPM_PTR_MASK & ~63ULL) + 64), 0, KDP_LPM6_C_LOCALITY);
     }
     return lf;
 }
