@@ -136,9 +136,13 @@ class Dataplane:
         that saw traffic (both IP families of a dual-stack port together), across reloads:
         packets of its flows both ways (and those it rejected), flows it created, packets it
         rejected (no endpoints)."""
+        return self.add_service_counters(self.pipeline.service_counters)
+
+    def add_service_counters(self, live):
+        """service_counts with `live` (a pipeline's service_counters, or several added)
+        as the current tables' counters."""
         from kdp._fast.pipeline import SERVICE_COUNTER_NAMES
         out = {name: dict(c) for name, c in self._service_counts.items()}
-        live = self.pipeline.service_counters
         for sid, name in enumerate(self.service_names()):
             if sid >= live.shape[0] or not live[sid].any():
                 continue

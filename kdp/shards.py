@@ -259,13 +259,4 @@ class ShardedRun:
 
     def service_counts(self):
         """Dataplane.service_counts, added over the workers."""
-        from kdp._fast.pipeline import SERVICE_COUNTER_NAMES
-        live = sum(p.service_counters for p in self.pipelines)
-        out = {}
-        for sid, name in enumerate(self.dp.service_names()):
-            if sid >= live.shape[0] or not live[sid].any():
-                continue
-            c = out.setdefault(name, dict.fromkeys(SERVICE_COUNTER_NAMES, 0))
-            for k, key in enumerate(SERVICE_COUNTER_NAMES):
-                c[key] += int(live[sid, k])
-        return out
+        return self.dp.add_service_counters(sum(p.service_counters for p in self.pipelines))

@@ -3,31 +3,20 @@
 per round (on a busy port beside an idle one that was a failed readv, a syscall, per
 frame). A SOCK_SEQPACKET socket pair stands in for a TAP device: one message a frame,
 behind its 12-byte vnet header, as a TAP's reads return them."""
-import socket
 
 from kdp._fast.packet import Batch
-from kdp._fast.tapio import TapIO
+from tapsockets import close_pairs as _close, socket_ports
 
 HDR = bytes(12)
 
 
 def _ports(n):
-    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n)]
-    for ours, _theirs in pairs:
-        ours.setblocking(False)
-    io = TapIO([ours.fileno() for ours, _ in pairs], [10 + i for i in range(n)], b"\x02\x00\x00\x00\x00\x01")
-    return io, pairs
+    return socket_ports(n, 10)
 
 
 def _frame(port, i):
     # an Ethernet-sized frame that names its port and number (no IP: read_into does not parse)
     return bytes([port]) * 6 + i.to_bytes(4, "big") + bytes(50) + bytes([i & 0xFF])
-
-
-def _close(pairs):
-    for a, b in pairs:
-        a.close()
-        b.close()
 
 
 def test_an_idle_port_beside_a_busy_one_is_asked_once_per_call():

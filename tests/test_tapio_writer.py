@@ -11,48 +11,17 @@ import pytest
 
 from kdp._fast.packet import Batch
 from kdp._fast.tapio import TapIO
-from kdp.reasons import Verdict
+from tapsockets import close_pairs as _close, drain as _drain, forwarded_batch as _batch, numbered_frames, socket_ports
 
 HDR = bytes(12)
 
 
 def _ports(n):
-    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n)]
-    for ours, theirs in pairs:
-        ours.setblocking(False)
-        theirs.setblocking(False)
-    io = TapIO([ours.fileno() for ours, _ in pairs], [20 + i for i in range(n)], b"\x02\x00\x00\x00\x00\x01")
-    return io, pairs
-
-
-def _batch(frames, ports):
-    """A batch whose frames the pipeline forwarded, frame i out ports[i]."""
-    b = Batch(256)
-    for f in frames:
-        b.append(f)
-    b.meta["verdict"][:len(frames)] = int(Verdict.FORWARD)
-    b.meta["out_port"][:len(frames)] = ports
-    return b
+    return socket_ports(n, 20)
 
 
 def _frames(n):
-    return [bytes([0x02, 0, 0, 0, 0, i & 0xFF]) + bytes(6) + b"\x88\xb5" + i.to_bytes(4, "big") * (1 + i % 20)
-            for i in range(n)]
-
-
-def _drain(sock):
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(70000))
-        except BlockingIOError:
-            return out
-
-
-def _close(pairs):
-    for a, b in pairs:
-        a.close()
-        b.close()
+    return numbered_frames(n, 20)
 
 
 def test_frames_handed_to_the_writer_thread_arrive_as_send_writes_them():

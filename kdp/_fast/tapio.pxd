@@ -78,3 +78,4 @@ cdef class TapIO:
     cdef Py_ssize_t _prepare(self, Batch b, uint16_t* dest, bint main) noexcept nogil
     cdef Py_ssize_t _transmit(self, Batch b, const uint16_t* dest, bint record) noexcept nogil
     cdef bint _write(self, uint16_t port, const uint8_t* hdr, const uint8_t* frame, uint32_t n) noexcept nogil
+    cdef void _end_writer(self) noexcept nogil

@@ -601,11 +601,17 @@ cdef class TapIO:
             return
         self.finish()
         with nogil:
-            pthread_mutex_lock(&self.w.mu)
-            self.w.stop = True
-            pthread_cond_signal(&self.w.job_cv)
-            pthread_mutex_unlock(&self.w.mu)
-            pthread_join(self.w.thread, NULL)
+            self._end_writer()
+
+    cdef void _end_writer(self) noexcept nogil:
+        """Let the writer finish its batch, stop it, wait for it to end, free its sync."""
+        pthread_mutex_lock(&self.w.mu)
+        while self.w.state != W_IDLE:
+            pthread_cond_wait(&self.w.done_cv, &self.w.mu)
+        self.w.stop = True
+        pthread_cond_signal(&self.w.job_cv)
+        pthread_mutex_unlock(&self.w.mu)
+        pthread_join(self.w.thread, NULL)
         pthread_cond_destroy(&self.w.done_cv)
         pthread_cond_destroy(&self.w.job_cv)
         pthread_mutex_destroy(&self.w.mu)
@@ -615,17 +621,7 @@ cdef class TapIO:
         # the thread points into this object: it ends before the object goes
         if self.w.running:
             with nogil:
-                pthread_mutex_lock(&self.w.mu)
-                while self.w.state != W_IDLE:
-                    pthread_cond_wait(&self.w.done_cv, &self.w.mu)
-                self.w.stop = True
-                pthread_cond_signal(&self.w.job_cv)
-                pthread_mutex_unlock(&self.w.mu)
-                pthread_join(self.w.thread, NULL)
-            pthread_cond_destroy(&self.w.done_cv)
-            pthread_cond_destroy(&self.w.job_cv)
-            pthread_mutex_destroy(&self.w.mu)
-            self.w.running = False
+                self._end_writer()
         kdp_uring_close(&self.ring)
 
     def _ensure(self, Py_ssize_t capacity):
