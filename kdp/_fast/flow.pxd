@@ -9,7 +9,7 @@ cdef enum NatFlags:
     NAT_DNAT = 1            # rewrite the destination (service -> backend)
     NAT_SNAT = 2            # rewrite the source to snat4/snat6 (masquerade)
     NAT_SNAT_PORT = 4       # ... and pick a source port in [snat_port_lo, snat_port_hi]
-    NAT_PORT_KEY = 8        # a source port picked (masquerade, or a taken reply tuple) has port_key as its low 6 bits
+    NAT_PORT_KEY = 8        # a source port picked (masquerade, or a taken reply tuple) has port_key as its low 6 bits when one is free
 
 # A new flow's translation, filled by the service stage, consumed by conntrack
 # when it creates the flow. Addresses as in pkt_meta_t: IPv4 host order,
