@@ -42,6 +42,17 @@ NODE1_V6 = "fd00:56::11"
 CLIENT, WEB1, WEB2 = "10.244.1.50", "10.244.1.10", "10.244.2.10"
 CLIENT6, WEB1_6, WEB2_6 = "fd00:244:1::50", "fd00:244:1::10", "fd00:244:2::10"
 OUTSIDE = "198.51.100.7"
+
+# the real captures of other projects (CI clones the project with shared/ beside it;
+# test_real_captures.py fails when they are missing)
+SHARED_CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+
+
+def shared_capture_files():
+    """The .pcap and .pcapng files of SHARED_CAPTURES, sorted (none when it is missing)."""
+    if not SHARED_CAPTURES.is_dir():
+        return []
+    return sorted(p for p in SHARED_CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng"))
 MAC_A, MAC_B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 
 

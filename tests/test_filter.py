@@ -17,10 +17,10 @@ from kdp.errors import CaptureError, KdpError
 from kdp.filter import PARSED_LINKTYPES, PacketFilter
 from kdp.io import CaptureReader, read_packets
 from kdp.reasons import Reason, Stage
+from kdptest import shared_capture_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
-CAPTURES = ROOT.parent / "shared" / "captures"
 
 
 def _parsed_link_type(path):
@@ -34,7 +34,7 @@ def _parsed_link_type(path):
         r.close()
 
 
-FILES = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng")) if CAPTURES.is_dir() else []
+FILES = shared_capture_files()
 # the captures whose link types kdp parses (Ethernet, Linux cooked, raw IP): the filter
 # runs on them; other link types are dropped at rx and never match
 IP_FILES = [p for p in FILES if _parsed_link_type(p)] + [PCAPS / "sample.pcap", PCAPS / "sample.pcapng"]

@@ -3,7 +3,6 @@ reads without a crash or hang, agrees with tshark packet by packet, and the dama
 give their complete packets plus a clear warning."""
 import subprocess
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -12,9 +11,10 @@ from kdp import Batch
 from kdp.errors import CaptureError
 from kdp.io import CaptureReader, CaptureWriter, read_packets
 from kdp.reasons import Reason, Stage, Verdict
+from kdptest import SHARED_CAPTURES, shared_capture_files
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
-FILES = sorted(p for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng")) if CAPTURES.is_dir() else []
+CAPTURES = SHARED_CAPTURES
+FILES = shared_capture_files()
 # files the README says end mid-record
 CUT_SHORT = {"bad_rsn_parsing_overrides_ssid.pcap", "truncated_dns_2.pcap"}
 PARSED_LINKTYPES = {0, 1, 101, 108, 113, 228, 229, 276}
