@@ -116,10 +116,7 @@ def _why_one_worker(capture, output, log, dataplane, annotate, count, flt, flows
 
 def _replay_one(dp, capture, output, log, ingress, batch_size, progress, links, all_directions,
                 flt, count, log_verdicts, flows, annotate, workers, notices):
-    indexes = interface_indexes(links) if links is not None else None
-    reader = open_capture(capture, ports=dp.ports, ingress=ingress,
-                          ifindex_ports=ifindex_ports(dp.ports, indexes),
-                          all_directions=all_directions)
+    reader = _open_reader(dp, capture, ingress, links, all_directions)
     threaded = workers >= 2 and not annotate and (output is not None or log is not None)
     batches = [Batch(batch_size) for _ in range(2 if threaded else 1)]
     out = None
@@ -214,15 +211,13 @@ def _replay_one(dp, capture, output, log, ingress, batch_size, progress, links, 
     )
     return result
 
+
 def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progress, links,
                     all_directions, log_verdicts):
     """The replay on plan.workers pipelines (kdp.shards); raises kdp.shards.Unsafe when
     the result could depend on the sharding (the files are then written again)."""
     from kdp.shards import ShardedRun
-    indexes = interface_indexes(links) if links is not None else None
-    reader = open_capture(capture, ports=dp.ports, ingress=ingress,
-                          ifindex_ports=ifindex_ports(dp.ports, indexes),
-                          all_directions=all_directions)
+    reader = _open_reader(dp, capture, ingress, links, all_directions)
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -279,6 +274,13 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
         dns=dns_outcomes(run.dns_counters),
         services=run.service_counts(),
     )
+
+
+def _open_reader(dp, capture, ingress, links, all_directions):
+    """The capture's reader, its packets' ingress ports named by the data plane's ports."""
+    indexes = interface_indexes(links) if links is not None else None
+    return open_capture(capture, ports=dp.ports, ingress=ingress,
+                        ifindex_ports=ifindex_ports(dp.ports, indexes), all_directions=all_directions)
 
 
 def _open_output(output, reader, dp):
