@@ -62,9 +62,9 @@ class _Worker:
     """One pipeline in its thread: takes (batch, slot) jobs and processes its packets of
     the replay's batch in that slot, through a view of them (the buffer shared)."""
 
-    def __init__(self, dp, plan, me, depth, batch_size, raw, who):
-        # raw: the replay's batches, whose buffers this worker's views share; who: each
-        # batch's packets' workers (kdp._fast.shard.assign)
+    def __init__(self, dp, plan, me, depth, batch_size, raw, who, vshards):
+        # raw: the replay's batches, whose buffers this worker's views share; who and
+        # vshards: each batch's packets' workers and virtual shards (kdp._fast.shard.assign)
         node = dp.node
         self.me = me
         if me == 0:
@@ -78,10 +78,12 @@ class _Worker:
         self.pipeline.set_shard(plan, me)
         self.workers = plan.workers
         self.who = who
+        self.batch_vshards = vshards
         self.batches = [Batch(batch_size) for _ in range(depth)]
         for view, base in zip(self.batches, raw):
             share_buffer(view, base)
         self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(depth)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
         self.notes = [None] * depth
         self.jobs = queue.SimpleQueue()
@@ -99,7 +101,9 @@ class _Worker:
             try:
                 if self.error is None:
                     view = self.batches[slot]
-                    n = start_view(view, raw, self.me, self.workers, self.who[slot], self.index[slot])
+                    n = start_view(view, raw, self.me, self.workers, self.who[slot],
+                                   self.batch_vshards[slot], self.index[slot], self.vshards[slot])
+                    pipeline.shard_view(self.vshards[slot])
                     pipeline.run(view, None, parsed=True)
                     if pipeline.dns is not None:
                         # the DNS stage's notes, kept (the pipeline's array is the next batch's)
@@ -123,10 +127,11 @@ class ShardedRun:
         # packets in place through a view (the buffer shared, the metadata its own)
         self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
         self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
         self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(self.DEPTH)] if log_file else None
         self.newest = 0
         self.parser = dp.pipeline
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, self.raw, self.who)
+        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, self.raw, self.who, self.vshards)
                         for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
@@ -158,7 +163,7 @@ class ShardedRun:
                 bases[slot] = packets
                 packets += n
                 self.parser.parse(raw)
-                unsafe, self.newest = assign(self.plan, raw, self.who[slot], self.newest)
+                unsafe, self.newest = assign(self.plan, raw, self.who[slot], self.vshards[slot], self.newest)
                 if unsafe:
                     raise Unsafe(_reasons(unsafe))
                 if self.logs is not None:

@@ -67,8 +67,7 @@ from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_created, pol_recheck_batch
-from kdp._fast.shard cimport (ShardPlan, shard_packet, shard_key, SHARD_FIRST, SHARD_UNSAFE, V_ELSEWHERE,
-                              U_FRAGMENT, U_REPLY_SHARD, U_CLOCK, U_AFFINITY)
+from kdp._fast.shard cimport ShardPlan, shard_key, SHARD_FIRST, V_ELSEWHERE, U_REPLY_SHARD, U_AFFINITY
 from kdp._fast.ct_table cimport ct_flow_t
 
 cnp.import_array()
@@ -138,6 +137,13 @@ cdef class Pipeline:
         self.expire_work = EXPIRE_WORK // plan.workers if plan is not None else EXPIRE_WORK
         self._own_affinity()
 
+    def shard_view(self, vshards):
+        """The virtual shard of each packet of the next view this worker runs (uint8 per
+        packet, shard.start_view's, from shard.assign: keyed once, by the replay's thread)."""
+        cdef uint8_t[::1] v = vshards
+        self.shard_vs = vshards
+        self.vs = &v[0]
+
     def _own_affinity(self):
         # a sharded worker's affinity entries are its own: the shared table stays empty
         self.aff_own = None
@@ -154,11 +160,11 @@ cdef class Pipeline:
         if self.dns is not None and self.dns_notes.shape[0] < n:
             self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
             self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
-        if self.shard is not None and self.shard_vs.shape[0] < n:
-            self.shard_vs = np.zeros(n, dtype=np.uint8)
+        if self.shard is not None and self.shard_mine.shape[0] < n:
             self.shard_mine = np.zeros(n, dtype=np.uint8)
-        self.vs = <uint8_t*>cnp.PyArray_DATA(self.shard_vs)
         self.mine = <uint8_t*>cnp.PyArray_DATA(self.shard_mine)
+        if self.shard is not None and self.shard_vs.shape[0] < n:
+            raise ValueError("a sharded pipeline runs a view whose shards shard_view gave")
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
              TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None,
@@ -307,32 +313,19 @@ cdef class Pipeline:
         return ct_find(&self.conntrack.t, &k, &direction) != NO_ID
 
     cdef void shard_mark(self, Batch b) noexcept nogil:
-        """Each packet's virtual shard (shard_check_flow compares a new flow's answers
-        with it); packets of other workers (in a view: the ARP and ND every worker learns
-        from) get V_ELSEWHERE (every stage skips a packet with a verdict) and are not
-        counted here."""
+        """Which packets of the view are this worker's (its virtual shards, shard_view);
+        the others (the ARP and ND every worker learns from) get V_ELSEWHERE (every stage
+        skips a packet with a verdict) and are not counted here. (The replay's thread
+        checked fragments and the clock when it keyed the batch: shard.assign.)"""
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef uint8_t v
-        cdef uint64_t newest = self.shard_clock
         for i in range(b.count):
             p = &b.m[i]
-            v = shard_packet(self.shard, p)
-            if v == SHARD_UNSAFE:
-                self.shard_unsafe |= U_FRAGMENT
-                v = SHARD_FIRST
-            self.vs[i] = v
+            v = self.vs[i]
             self.mine[i] = (self.shard.owner[v] if v < SHARD_FIRST else 0) == self.shard_me
             if not self.mine[i] and p.verdict == V_PENDING:
                 p.verdict = V_ELSEWHERE
-            # conntrack's clock never runs back (a packet older than what earlier batches
-            # saw is aged at their newest time); each worker sees only its own packets' times,
-            # so that is left to one worker
-            if p.ts_ns < self.shard_clock:
-                self.shard_unsafe |= U_CLOCK
-            if p.ts_ns > newest:
-                newest = p.ts_ns
-        self.shard_clock = newest
 
     cdef void shard_check_flow(self, Py_ssize_t i, uint32_t fid) noexcept nogil:
         """A flow packet i created must have its answers in the same shard."""

@@ -220,19 +220,21 @@ cdef inline bint _teaches(const pkt_meta_t* p) noexcept nogil:
          and (p.icmp_type == 135 or p.icmp_type == 136))
 
 
-def assign(ShardPlan plan not None, Batch b not None, who, uint64_t newest):
+def assign(ShardPlan plan not None, Batch b not None, who, vshards, uint64_t newest):
     """Each parsed packet's worker into `who` (uint8 per packet; bit 7: every worker sees it,
-    _teaches). Returns (shard.pxd U_* bits that make sharding unsafe, the newest
-    timestamp so far): an IP fragment, or a packet older than `newest` (the batches
-    before: conntrack's clock never runs back, and each worker sees only its own)."""
+    _teaches) and its virtual shard into `vshards` (uint8; SHARD_FIRST: not sharded).
+    Returns (shard.pxd U_* bits that make sharding unsafe, the newest timestamp so far):
+    an IP fragment, or a packet older than `newest` (the batches before: conntrack's
+    clock never runs back, and each worker sees only its own)."""
     cdef uint8_t[::1] wv = who
+    cdef uint8_t[::1] vv = vshards
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
     cdef uint8_t v
     cdef uint32_t unsafe = 0
     cdef uint64_t before = newest
-    if wv.shape[0] < b.count:
-        raise ValueError("`who` smaller than the batch")
+    if wv.shape[0] < b.count or vv.shape[0] < b.count:
+        raise ValueError("`who` or `vshards` smaller than the batch")
     with nogil:
         for i in range(b.count):
             p = &b.m[i]
@@ -240,6 +242,7 @@ def assign(ShardPlan plan not None, Batch b not None, who, uint64_t newest):
             if v == SHARD_UNSAFE:
                 unsafe |= U_FRAGMENT
                 v = SHARD_FIRST
+            vv[i] = v
             wv[i] = (plan.owner[v] if v < SHARD_FIRST else 0) | (0x80 if _teaches(p) else 0)
             if p.ts_ns < before:
                 unsafe |= U_CLOCK
@@ -248,26 +251,32 @@ def assign(ShardPlan plan not None, Batch b not None, who, uint64_t newest):
     return unsafe, newest
 
 
-def start_view(Batch view not None, Batch base not None, int me, int workers, who, index):
+def start_view(Batch view not None, Batch base not None, int me, int workers, who, vshards,
+               index, view_vshards):
     """Before worker `me` runs the batch in `base` through `view` (share_buffer): the
     metadata of its packets (and of those every worker sees), in input order, their
-    indices in `base` into `index` (uint32); and a part of the buffer's free end of its
-    own (where a DNS answer too big for its slot goes, dns.pyx), so that workers never
-    write the same bytes. Returns the view's packet count."""
+    indices in `base` into `index` (uint32) and their virtual shards (assign's
+    `vshards`) into `view_vshards` (for Pipeline.shard_view); and a part of the
+    buffer's free end of its own (where a DNS answer too big for its slot goes,
+    dns.pyx), so that workers never write the same bytes. Returns the view's count."""
     cdef const uint8_t[::1] wv = who
+    cdef const uint8_t[::1] vv = vshards
+    cdef uint8_t[::1] out_v = view_vshards
     cdef uint32_t[::1] iv = index
     cdef Py_ssize_t share, i, j = 0
     cdef uint8_t w = <uint8_t>me
     if view.buf != base.buf:
         raise ValueError("the view does not share the batch's buffer")
-    if wv.shape[0] < base.count or iv.shape[0] < base.count:
-        raise ValueError("`who` or `index` smaller than the batch")
+    if wv.shape[0] < base.count or vv.shape[0] < base.count or iv.shape[0] < base.count \
+            or out_v.shape[0] < base.count:
+        raise ValueError("`who`, `vshards`, `index` or `view_vshards` smaller than the batch")
     share = ((base.buf_size - base.used) // workers) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
     with nogil:
         for i in range(base.count):
             if (wv[i] & 0x7F) == w or (wv[i] & 0x80):
                 view.m[j] = base.m[i]
                 iv[j] = <uint32_t>i
+                out_v[j] = vv[i]
                 j += 1
     view.count = j
     view.used = base.used + me * share
