@@ -65,5 +65,6 @@ cdef class Pipeline:
     cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil
+    cdef void _parse(self, Batch b) noexcept nogil
     cdef void shard_mark(self, Batch b) noexcept nogil
     cdef void shard_check_flow(self, Py_ssize_t i, uint32_t fid) noexcept nogil

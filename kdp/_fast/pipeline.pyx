@@ -364,12 +364,14 @@ cdef class Pipeline:
         """The parse stage alone (with the tunnels' decapsulation): for `run(b, parsed=True)`
         in other pipelines (kdp/shards.py parses a batch once, before its workers write
         any packet's bytes)."""
-        cdef TunnelEndpoints tunnels = self.tunnels
         with nogil:
-            if tunnels is not None:
-                parse_decap_batch(b, self.vxlan_port, tunnels)
-            else:
-                parse_batch(b, self.vxlan_port)
+            self._parse(b)
+
+    cdef void _parse(self, Batch b) noexcept nogil:
+        if self.tunnels is not None:
+            parse_decap_batch(b, self.vxlan_port, self.tunnels)     # parse and decap, one pass
+        else:
+            parse_batch(b, self.vxlan_port)
 
     def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None, bint parsed=False):
         """Process one batch in place (`parsed`: parse ran already, Pipeline.parse).
@@ -381,7 +383,6 @@ cdef class Pipeline:
         """
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
-        cdef TunnelEndpoints tunnels = self.tunnels
         cdef Neighbours neigh = self.neighbours
         cdef DnsTable dns = self.dns
         cdef PolicyTables pt = self.policy
@@ -402,12 +403,8 @@ cdef class Pipeline:
         if tracing:
             trace.snap("rx", b)
         with nogil:
-            if parsed:
-                pass
-            elif tunnels is not None:
-                parse_decap_batch(b, self.vxlan_port, tunnels)     # parse and decap, one pass
-            else:
-                parse_batch(b, self.vxlan_port)
+            if not parsed:
+                self._parse(b)
             if tracing:
                 with gil:
                     trace.snap("parse", b)
