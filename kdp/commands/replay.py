@@ -86,13 +86,15 @@ def add_arguments(parser):
 
 def run(args):
     from kdp.replay import replay
-    from kdp.summary import print_summary
+    from kdp.summary import print_summary, warm_in_background
 
     if args.batch_size < 1 or args.batch_size > 65536:
         raise KdpError(f"--batch-size must be 1..65536, got {args.batch_size}")
     names = [n for n in (args.nodes or args.node or "").split(",") if n]
     if args.nodes or len(names) > 1:
         return _run_nodes(args, names)
+    if not args.json:
+        warm_in_background()
     result = replay(
         args.capture,
         output=args.output,
