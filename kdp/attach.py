@@ -74,13 +74,6 @@ MIN_BATCH = 8                       # a batch's buffer must hold one 64 KiB supe
 OVERLAP_MIN = 16                    # batches this large are written by the writer thread
 RECHECK_FILES_S = 1.0               # how often the snapshot's files are checked for changes
 BUSY_POLL_US = 50                   # the loop asks without sleeping this long before it sleeps
-# Frames a TAP device holds for kdp to read (its txqueuelen, the length of the ring a pod's
-# sends wait in; the kernel's default for a TAP is 1000). A full ring drops what the pod
-# sends (tun_net_xmit, reason FULL_RING): the sender is never made to wait. On a shared
-# machine a burst that comes while kdp's thread is not running overflows 1000 frames; 4096
-# carried ~10 % more small UDP packets a second (bench/README.md, "kdp attach"). It costs
-# memory only while kdp lags: a TCP sender's frames are bounded by its window.
-TAP_QUEUE = 4096
 
 
 def _ip(value):
@@ -111,19 +104,9 @@ class TapPort:
         self.recorder = None            # --pcap-out: kdp.io.recorder.Recorder
         self.mac = None                 # the device's own MAC (its kernel side), when kdp saw it
 
-    def set_up(self, ipr, queue=TAP_QUEUE):
-        """Bring the device up; `queue` (frames, 0: leave it) becomes its txqueuelen. A kernel
-        that refuses the length gets one line on stderr and keeps the device's."""
-        from pyroute2.netlink.exceptions import NetlinkError
+    def set_up(self, ipr):
         idx = ipr.link_lookup(ifname=self.device)
         if idx:
-            if queue:
-                try:
-                    ipr.link("set", index=idx[0], txqlen=queue)
-                except (NetlinkError, OSError) as exc:
-                    why = exc.args[1] if len(exc.args) > 1 else exc     # (code, text)
-                    print(f"kdp attach: --port {self.name}={self.device}: queue of {queue} frames refused "
-                          f"({why}): the device keeps its own", file=sys.stderr, flush=True)
             ipr.link("set", index=idx[0], state="up")
             mac = ipr.get_links(idx[0])[0].get_attr("IFLA_ADDRESS")
             self.mac = bytes.fromhex(mac.replace(":", "")) if mac else None
@@ -500,14 +483,13 @@ class Attached:
 
 def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, ready=None,
            metrics=None, pcap_out=None, offloads=True, writer_thread=True, busy_poll_us=BUSY_POLL_US,
-           io_uring=True, tap_queue=TAP_QUEUE):
+           io_uring=True):
     """Open the TAP ports, run until stopped; returns (Attached, RunResult). `offloads`:
     let the kernel hand over partial checksums and TCP super-frames (TapPort);
     `writer_thread`: large batches are written by a second thread (Attached);
     `busy_poll_us`: how long the loop polls without sleeping before it sleeps; `io_uring`:
     batches are written through an io_uring (TapIO.use_io_uring; writev where the kernel
-    refuses one); `tap_queue`: the frames each TAP device holds for kdp (its txqueuelen; 0
-    leaves the device's). `metrics`:
+    refuses one). `metrics`:
     HOST:PORT to serve Prometheus metrics on (kdp.metrics); `pcap_out`: a directory for
     attach.pcapng, every frame each port received and sent (kdp.io.recorder)."""
     from pyroute2 import IPRoute
@@ -532,7 +514,7 @@ def attach(cluster, node, port_specs, batch_size=256, log=None, duration=None, r
             ports.append(TapPort(name, device, dp.ports.id_of(name), offloads))
         with IPRoute() as ipr:
             for p in ports:
-                p.set_up(ipr, tap_queue)
+                p.set_up(ipr)
         if log:
             log_file = LogFile(log)
             vlog = dp.verdict_log(log_file, max(batch_size, MIN_BATCH))

@@ -283,21 +283,6 @@ def test_stopping_prints_the_summary_and_removes_the_devices(attached, tmp_path)
     assert sum(1 for r in rows if r.startswith(client_if)) == counts["rx"] + counts["tx"]
 
 
-@pytest.mark.parametrize("extra, qlen", [((), 4096), (("--tap-queue", "0"), 1000), (("--tap-queue", "64"), 64)],
-                         ids=["default", "left-alone", "asked"])
-def test_each_tap_device_holds_the_queue_kdp_asked_for(attached, extra, qlen):
-    """--tap-queue is the TAP device's txqueuelen (the ring a pod's sends wait in for kdp;
-    the kernel's default for a new TAP is 1000): it goes with the device into the pod's
-    namespace, and traffic still crosses."""
-    n = attached(extra_args=extra, pcap=False)
-    for key in ("client", "web"):
-        shown = sh("ip", "-n", n.spaces[key][0], "link", "show", n.devices[key]).stdout
-        assert f"qlen {qlen}" in shown, shown
-    n.serve()
-    run = n.run_in("client", GET, "http://10.96.0.10/")
-    assert run.returncode == 0 and run.stdout.strip() == CLIENT, run.stderr
-
-
 @pytest.mark.parametrize("offloads", [True, False], ids=["offloads", "no-offloads"])
 def test_a_bulk_tcp_exchange_crosses_a_clusterip_intact(attached, offloads):
     """8 MB each way through the ClusterIP's NAT: with offloads the kernels hand kdp
@@ -709,7 +694,6 @@ def test_a_snapshot_that_fails_validation_changes_nothing(attached):
     (["--port", "shop/client=tq0", "--metrics", "nonsense"], "--metrics takes HOST:PORT"),
     (["--port", "shop/client=tq0", "--pcap-out", "/proc/kdp-nope"], "--pcap-out /proc/kdp-nope"),
     (["--port", "shop/client=tq0", "--busy-poll", "-1"], "--busy-poll must be 0..1000000"),
-    (["--port", "shop/client=tq0", "--tap-queue", "70000"], "--tap-queue must be 0..65536"),
 ])
 def test_bad_attach_arguments_are_clear_errors_and_leave_no_device(tmp_path, args, message):
     snap = tmp_path / "snap"

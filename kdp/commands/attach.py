@@ -47,10 +47,6 @@ def add_arguments(parser):
                         help="when no port has a frame, keep asking without sleeping for this many "
                              "microseconds before sleeping (default 50: frames that follow closely are read "
                              "without a thread wake-up; costs that much CPU after each burst; 0: sleep at once)")
-    parser.add_argument("--tap-queue", type=int, default=4096, metavar="FRAMES",   # kdp.attach.TAP_QUEUE
-                        help="frames each TAP device holds for kdp to read (its txqueuelen; default 4096, the "
-                             "kernel's is 1000): a pod's sends that find it full are dropped, so a longer queue "
-                             "rides out the moments kdp's thread is not running; 0 leaves the device's own")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: run until stopped)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -65,8 +61,6 @@ def run(args):
         raise KdpError(f"--batch-size must be 8..65536 (a batch holds a 64 KiB frame), got {args.batch_size}")
     if not 0 <= args.busy_poll <= 1_000_000:
         raise KdpError(f"--busy-poll must be 0..1000000 microseconds, got {args.busy_poll}")
-    if not 0 <= args.tap_queue <= 65536:
-        raise KdpError(f"--tap-queue must be 0..65536 frames, got {args.tap_queue}")
     try:
         import pyroute2  # noqa: F401
     except ImportError:
@@ -78,7 +72,7 @@ def run(args):
                           log=args.log, duration=args.duration, ready=ready, metrics=args.metrics,
                           pcap_out=args.pcap_out, offloads=not args.no_offloads,
                           writer_thread=not args.single_thread, busy_poll_us=args.busy_poll,
-                          io_uring=not args.no_io_uring, tap_queue=args.tap_queue)
+                          io_uring=not args.no_io_uring)
     if args.json:
         out = result.to_json()
         out["ports"] = {p.name: {"device": p.device, "rx": p.rx, "tx": p.tx, "rx_bytes": p.rx_bytes,
