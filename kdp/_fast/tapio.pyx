@@ -393,7 +393,8 @@ cdef class TapIO:
         `spin_us`, first ask again and again without sleeping for up to that long: a
         frame that comes meanwhile is read at once instead of after the wake-up of a
         sleeping thread (busy polling, as Linux's busy_poll and DPDK do; it costs that
-        much CPU after each burst, never more)."""
+        much CPU after each burst, never more). The next read_into asks only the ports
+        found ready."""
         cdef pollfd pfd[MAX_TAP_PORTS]
         cdef Py_ssize_t i
         cdef int r
