@@ -70,3 +70,26 @@ def test_a_full_batch_leaves_the_rest_for_the_next_call_starting_at_the_next_por
         assert [int.from_bytes(b.packet(i)[6:10], "big") for i in range(4)] == [4, 4, 5, 5]
     finally:
         _close(pairs)
+
+
+def test_after_a_wait_only_the_ports_it_found_ready_are_asked():
+    io, pairs = _ports(2)
+    try:
+        sent = [_frame(0, i) for i in range(3)]
+        for f in sent:
+            pairs[0][1].send(HDR + f)
+        assert io.wait(0) == 1
+        late = _frame(1, 0)
+        pairs[1][1].send(HDR + late)        # came after the wait: left for the next call
+        b = Batch(64)
+        assert io.read_into(b, 1) == 3
+        assert [b.packet(i) for i in range(3)] == sent
+        assert io.reads_empty == 1          # only the busy port, once it ran dry; the idle one was not asked
+        b.clear()
+        assert io.read_into(b, 2) == 1 and b.packet(0) == late   # no wait before: every port is asked
+        assert io.reads_empty == 3
+        b.clear()
+        assert io.wait(0) == 0              # nothing ready: the next read asks every port again
+        assert io.read_into(b, 3) == 0 and io.reads_empty == 5
+    finally:
+        _close(pairs)

@@ -45,6 +45,8 @@ cdef class TapIO:
     cdef uint8_t hold_port[MAX_TAP_PORTS]     # 1: frames out this port wait for their neighbour
     cdef Py_ssize_t n
     cdef Py_ssize_t next_fd                   # where the next read round starts (fairness)
+    cdef uint8_t ready[MAX_TAP_PORTS]         # per fd index: the last wait found it ready
+    cdef bint ready_known                     # a wait found ports ready since the last read: ask only those
     cdef object _ctr                          # numpy uint64 [MAX_TAP_PORTS, 5]
     cdef uint64_t* ctr                        # per port id: rx, rx bytes, tx, tx bytes, tx errors
     cdef uint8_t own_mac[6]                   # kdp's side of every port

@@ -4,7 +4,8 @@ the GIL and without a Python object per frame (kdp attach's I/O).
 
 Stage contract: `read_into` fills a Batch from every ready fd, one frame per fd per
 round (no busy port starves the others), until the batch is full or no fd has a frame
-(a port found empty is not asked again in that call: `reads_empty` counts those reads);
+(a port found empty is not asked again in that call: `reads_empty` counts those reads;
+right after a `wait`, only the ports it found ready are asked);
 each record gets in_port = the port of its fd and ts_ns = the caller's clock. `send`
 writes what the pipeline transmitted: V_FORWARD, V_REJECT and V_REPLY to out_port;
 V_LOCAL for the node (out_port the host port, an IP frame) to the host port's kernel
@@ -392,7 +393,8 @@ cdef class TapIO:
         `spin_us`, first ask again and again without sleeping for up to that long: a
         frame that comes meanwhile is read at once instead of after the wake-up of a
         sleeping thread (busy polling, as Linux's busy_poll and DPDK do; it costs that
-        much CPU after each burst, never more)."""
+        much CPU after each burst, never more). The next read_into asks only the ports
+        found ready."""
         cdef pollfd pfd[MAX_TAP_PORTS]
         cdef Py_ssize_t i
         cdef int r
@@ -410,6 +412,10 @@ cdef class TapIO:
                     r = poll(pfd, <unsigned long>self.n, 0)
             if r == 0:
                 r = poll(pfd, <unsigned long>self.n, timeout_ms)
+            # the next read_into asks only these ports (any event: an error shows in the read)
+            self.ready_known = r > 0
+            for i in range(self.n):
+                self.ready[i] = pfd[i].revents != 0
         return r if r > 0 else 0
 
     def read_into(self, Batch b not None, uint64_t ts_ns):
@@ -434,8 +440,17 @@ cdef class TapIO:
         cdef uint32_t n
         cdef pkt_meta_t* p
         cdef uint16_t port, gso
+        # Right after a wait that found some ports ready, the others are not asked (on a
+        # busy port beside an idle one that was a failed readv a call, most of a call's
+        # reads when batches are a frame or two); a frame that came to one since waits for
+        # the next call. In round order from next_fd either way.
+        n_live = 0
         for i in range(self.n):
-            live[i] = <uint16_t>((self.next_fd + i) % self.n)
+            k = (self.next_fd + i) % self.n
+            if not self.ready_known or self.ready[k]:
+                live[n_live] = <uint16_t>k
+                n_live += 1
+        self.ready_known = False
         while (b.count < b.capacity and n_live > 0
                and b.used + HEADROOM + MAX_GSO_FRAME + SLOT_ALIGN <= b.buf_size):
             if j >= n_live:
