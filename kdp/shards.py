@@ -16,10 +16,14 @@ packets (the buffer shared, their metadata copied, input order) and runs it with
 `parsed=True`, translating them in place. ARP and ND are in every worker's view: each
 notes what they teach and learns it at its place in the input; worker 0 processes them
 (the others give them V_ELSEWHERE, which no stage touches and account does not count).
-The replay's thread takes the verdict log's tuples right after parse, gathers the
-workers' metadata back into the batch it read, in input order, and writes it as one
-worker's batch: the output capture and the verdict log are the same bytes. Counters
-add up.
+The replay's thread takes the verdict log's tuples right after parse and gathers the
+workers' metadata back into the batch it read, in input order. With a classic pcap
+output and a log in regular files (PlacedOutput) it only claims the batch's place in
+them (a pass over its verdicts: the capture's file offset, the log's frame numbers) and
+a worker, batch k on worker k mod N, formats the records and the lines and writes them
+there with pwrite(2) while the others go on; otherwise (pcapng, a pipe) it writes the
+batch itself as one worker's. Either way the output capture and the verdict log are the
+same bytes as one worker's. Counters add up.
 
 What would make the result depend on the sharding stops it (Unsafe): a flow whose
 reply tuple has another key than its first packet, an IP fragment, a packet older
@@ -29,6 +33,7 @@ after the batch), flows enough to fill one conntrack table (early drop would cho
 among all of them). The caller (kdp/replay.py) then replays from the start on one
 worker and says so; it also lists the options it never shards.
 """
+import os
 import queue
 import threading
 
@@ -38,6 +43,7 @@ from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.shard import ShardPlan, assign, gather, share_buffer, start_view
+from kdp.errors import KdpError
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
 UNSAFE_REASONS = {
@@ -56,6 +62,85 @@ class Unsafe(Exception):
 
 def _reasons(bits):
     return "; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit)
+
+
+_PUT = object()      # a worker's job: put a gathered batch in place (PlacedOutput.put)
+
+
+class PlacedOutput:
+    """The output capture (classic pcap) and the verdict log of a sharded replay, each a
+    regular file, written by the workers: the replay's thread claims each gathered
+    batch's place in input order (plan: the capture's file offset and bytes, the log's
+    frame numbers; a pass over the batch's verdicts), then a worker formats the batch's
+    records and lines and writes them with pwrite(2) where they go (put), while the
+    other workers go on with the next batches. A log line has its length only once
+    formatted: each batch's lines take their offset after the batch before has taken
+    its own (a counter under a lock; the formatting of both goes on at once). The files
+    are the bytes one writer makes.
+
+    open_writer(): the CaptureWriter (None: no output capture), called at the first
+    batch; log_fd, log_path: the log's file descriptor and name (None: no log);
+    keep(batch): the log's per-packet keep mask or None (--log-only)."""
+
+    def __init__(self, open_writer, log_fd, log_path, keep, depth):
+        self.open_writer = open_writer
+        self.writer = None
+        self.opened = False
+        self.log_fd = log_fd
+        self.log_path = log_path
+        self.keep = keep
+        self.scratch = [None] * depth       # a slot's formatted records
+        self.lock = threading.Condition()
+        self.next_log = 0                   # the batch whose lines take the next place in the log
+        self.log_end = 0                    # ... and that place
+        self.batches = 0
+
+    def plan(self, batch, log, base):
+        """The replay's thread, batches in input order: their places."""
+        if not self.opened:
+            self.opened = True
+            self.writer = self.open_writer()
+        k = self.batches
+        self.batches += 1
+        if self.writer is None:
+            return (k, base, None, 0, 0, log)
+        first_frame = self.writer.packets
+        offset, nbytes = self.writer.plan(batch)
+        return (k, base, first_frame, offset, nbytes, log)
+
+    def put(self, slot, batch, placing):
+        """A worker: the batch's records and log lines, written where plan put them (the
+        formatting and the writes release the GIL)."""
+        k, base, first_frame, offset, nbytes, log = placing
+        if nbytes:
+            scratch = self.scratch[slot]
+            if scratch is None or len(scratch) < nbytes:
+                scratch = self.scratch[slot] = np.empty(2 * max(nbytes, 1 << 20), dtype=np.uint8)
+            self.writer.put_at(batch, offset, nbytes, scratch)
+        if log is None:
+            return
+        lines = None
+        try:
+            lines = log.format(batch, first_frame=first_frame, keep=self.keep(batch),
+                               indices=np.arange(base, base + len(batch), dtype=np.uint64))
+        finally:
+            # the next batch's lines wait for this one's place: taken even after an
+            # error, so that no worker waits for ever
+            with self.lock:
+                while self.next_log != k:
+                    self.lock.wait()
+                at = self.log_end
+                self.log_end += len(lines) if lines is not None else 0
+                self.next_log += 1
+                self.lock.notify_all()
+        view = memoryview(lines)
+        try:
+            while len(view):
+                n = os.pwrite(self.log_fd, view, at)
+                view = view[n:]
+                at += n
+        except OSError as exc:
+            raise KdpError(f"{self.log_path}: cannot write the verdict log: {exc.strerror or exc}") from None
 
 
 class _Worker:
@@ -89,6 +174,8 @@ class _Worker:
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
         self.error = None
+        self.put_done = None        # ShardedRun's per-slot semaphores (its output's put jobs)
+        self.put_error = None
         self.thread = threading.Thread(target=self._run, name=f"kdp-worker-{me}", daemon=True)
 
     def _run(self):
@@ -97,6 +184,16 @@ class _Worker:
             job = self.jobs.get()
             if job is None:
                 return
+            if job[0] is _PUT:
+                # a gathered batch's records and log lines, put in place (PlacedOutput)
+                _, out, slot, batch, placing = job
+                try:
+                    out.put(slot, batch, placing)
+                except BaseException as exc:     # handed to the replay's thread
+                    self.put_error = exc
+                finally:
+                    self.put_done[slot].release()
+                continue
             raw, slot = job
             try:
                 if self.error is None:
@@ -118,7 +215,8 @@ class _Worker:
 class ShardedRun:
     """A replay's batches through `plan.workers` pipelines of data plane `dp`."""
 
-    DEPTH = 3       # batches in flight: read, processed, gathered and written
+    DEPTH = 4       # batches in flight: read, processed, gathered, written
+    LAG = 2         # a batch is gathered two batches after it was read (its workers are done)
 
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
@@ -135,15 +233,21 @@ class ShardedRun:
                         for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
+        # a slot's batch is being put in place by a worker (PlacedOutput) until released
+        self.put_done = [threading.Semaphore(1) for _ in range(self.DEPTH)]
         for w in self.workers:
+            w.put_done = self.put_done
             w.thread.start()
 
-    def replay(self, reader, write, after=None):
-        """Read every batch of `reader`, process it on the workers, and call
-        write(batch, log, base) with each gathered batch in input order (log: its
+    def replay(self, reader, write, after=None, placed=None):
+        """Read every batch of `reader`, process it on the workers, and write each
+        gathered batch in input order: with `placed` (a PlacedOutput), the workers put
+        the batches' records and log lines in place, in turn (batch k: worker k mod N),
+        in parallel; else this thread calls write(batch, log, base) (log: the batch's
         VerdictLog, None without a log file; base: its first packet's input index).
-        after(): called after each batch is written (progress). Returns the packets read.
-        Raises Unsafe (nothing more is written) when the sharding could change the result."""
+        after(): called after each batch is handed to be written (progress). Returns the
+        packets read. Raises Unsafe (nothing more is written) when the sharding could
+        change the result."""
         k = 0
         done = 0
         packets = 0
@@ -151,14 +255,16 @@ class ShardedRun:
         try:
             while True:
                 slot = k % self.DEPTH
-                if k >= self.DEPTH:
-                    self._finish(done, bases, write)
+                if k >= self.LAG:
+                    self._finish(done, bases, write, placed)
                     done += 1
                     if after is not None:
                         after()
+                self._slot_free(slot)       # (its batch's put: handed over LAG batches ago)
                 raw = self.raw[slot]
                 n = reader.fill(raw)
                 if n == 0:
+                    self.put_done[slot].release()
                     break
                 bases[slot] = packets
                 packets += n
@@ -172,13 +278,23 @@ class ShardedRun:
                     w.jobs.put((raw, slot))
                 k += 1
             while done < k:
-                self._finish(done, bases, write)
+                self._finish(done, bases, write, placed)
                 done += 1
+            for slot in range(self.DEPTH):
+                self._slot_free(slot)
+                self.put_done[slot].release()
         finally:
             self.stop()
         return packets
 
-    def _finish(self, k, bases, write):
+    def _slot_free(self, slot):
+        """Wait until the slot's last batch is written (its put job done)."""
+        self.put_done[slot].acquire()
+        for w in self.workers:
+            if w.put_error is not None:
+                raise w.put_error
+
+    def _finish(self, k, bases, write, placed):
         slot = k % self.DEPTH
         for w in self.workers:
             w.done.acquire()
@@ -199,7 +315,14 @@ class ShardedRun:
                 notes[w.index[slot][:n][take]] = w.notes[slot][take]
         if log is not None:
             log.capture_dns(notes)
-        write(batch, log, bases[slot])
+        if placed is None:
+            write(batch, log, bases[slot])
+            self.put_done[slot].release()
+            return
+        # this thread only claims the batch's places (file offsets, frame numbers); a
+        # worker formats and writes it while the next batches run, and frees the slot
+        placing = placed.plan(batch, log, bases[slot])
+        self.workers[k % len(self.workers)].jobs.put((_PUT, placed, slot, batch, placing))
 
     def _check(self):
         bits = 0
