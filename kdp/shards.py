@@ -71,12 +71,12 @@ class PlacedOutput:
     """The output capture (classic pcap) and the verdict log of a sharded replay, each a
     regular file, written by the workers: the replay's thread claims each gathered
     batch's place in input order (plan: the capture's file offset and bytes, the log's
-    frame numbers; a pass over the batch's verdicts), then a worker formats the batch's
-    records and lines and writes them with pwrite(2) where they go (put), while the
-    other workers go on with the next batches. A log line has its length only once
-    formatted: each batch's lines take their offset after the batch before has taken
-    its own (a counter under a lock; the formatting of both goes on at once). The files
-    are the bytes one writer makes.
+    frame numbers; a pass over the batch's verdicts), then a worker formats a group of
+    batches' records and lines and writes them with pwrite(2) where they go (put),
+    while the other workers go on with the next groups. A log line has its length only
+    once formatted: each group's lines take their offset after the group before has
+    taken its own (a counter under a lock; the formatting of both goes on at once). The
+    files are the bytes one writer makes.
 
     open_writer(): the CaptureWriter (None: no output capture), called at the first
     batch; log_fd, log_path: the log's file descriptor and name (None: no log);
@@ -89,7 +89,7 @@ class PlacedOutput:
         self.log_fd = log_fd
         self.log_path = log_path
         self.keep = keep
-        self.scratch = [None] * depth       # a slot's formatted records
+        self.scratch = [None] * depth       # a slot's formatted records (one worker puts a slot at a time)
         self.lock = threading.Condition()
         self.next_log = 0                   # the batch whose lines take the next place in the log
         self.log_end = 0                    # ... and that place
@@ -108,48 +108,57 @@ class PlacedOutput:
         offset, nbytes = self.writer.plan(batch)
         return (k, base, first_frame, offset, nbytes, log)
 
-    def put(self, slot, batch, placing):
-        """A worker: the batch's records and log lines, written where plan put them (the
-        formatting and the writes release the GIL)."""
-        k, base, first_frame, offset, nbytes, log = placing
-        if nbytes:
-            scratch = self.scratch[slot]
-            if scratch is None or len(scratch) < nbytes:
-                scratch = self.scratch[slot] = np.empty(2 * max(nbytes, 1 << 20), dtype=np.uint8)
-            self.writer.put_at(batch, offset, nbytes, scratch)
-        if log is None:
+    def put(self, slot, items):
+        """A worker: a group of batches (items: (batch, plan's placing) in input order),
+        its records and log lines written where plan put them (the formatting and the
+        writes release the GIL)."""
+        scratch = self.scratch[slot]
+        for batch, (k, base, first_frame, offset, nbytes, log) in items:
+            if nbytes:
+                if scratch is None or len(scratch) < nbytes:
+                    scratch = self.scratch[slot] = np.empty(2 * max(nbytes, 1 << 20), dtype=np.uint8)
+                self.writer.put_at(batch, offset, nbytes, scratch)
+        if items[0][1][5] is None:
             return
-        lines = None
+        first = items[0][1][0]
+        lines = []
         try:
-            lines = log.format(batch, first_frame=first_frame, keep=self.keep(batch),
-                               indices=np.arange(base, base + len(batch), dtype=np.uint64))
+            for batch, (k, base, first_frame, offset, nbytes, log) in items:
+                lines.append(log.format(batch, first_frame=first_frame, keep=self.keep(batch),
+                                        indices=np.arange(base, base + len(batch), dtype=np.uint64)))
         finally:
-            # the next batch's lines wait for this one's place: taken even after an
+            # the next group's lines wait for this one's place: taken even after an
             # error, so that no worker waits for ever
+            size = sum(len(x) for x in lines)
             with self.lock:
-                while self.next_log != k:
+                while self.next_log != first:
                     self.lock.wait()
                 at = self.log_end
-                self.log_end += len(lines) if lines is not None else 0
-                self.next_log += 1
+                self.log_end += size
+                self.next_log += len(items)
                 self.lock.notify_all()
-        view = memoryview(lines)
         try:
-            while len(view):
-                n = os.pwrite(self.log_fd, view, at)
-                view = view[n:]
+            while lines:
+                n = os.pwritev(self.log_fd, lines, at)
                 at += n
+                while lines and n >= len(lines[0]):
+                    n -= len(lines[0])
+                    lines.pop(0)
+                if lines and n:
+                    lines[0] = lines[0][n:]
         except OSError as exc:
             raise KdpError(f"{self.log_path}: cannot write the verdict log: {exc.strerror or exc}") from None
 
 
 class _Worker:
-    """One pipeline in its thread: takes (batch, slot) jobs and processes its packets of
-    the replay's batch in that slot, through a view of them (the buffer shared)."""
+    """One pipeline in its thread: takes (slot, count) jobs and processes, batch by batch,
+    its packets of the replay's `count` batches in that slot, each through a view of it
+    (the buffer shared); and (_PUT, ...) jobs: a gathered group written in place."""
 
-    def __init__(self, dp, plan, me, depth, batch_size, raw, who, vshards):
-        # raw: the replay's batches, whose buffers this worker's views share; who and
-        # vshards: each batch's packets' workers and virtual shards (kdp._fast.shard.assign)
+    def __init__(self, dp, plan, me, cells, batch_size, raw, who, vshards):
+        # raw: the replay's batches (a slot's group of them, cell = slot * group + j), whose
+        # buffers this worker's views share; who and vshards: each batch's packets' workers
+        # and virtual shards (kdp._fast.shard.assign)
         node = dp.node
         self.me = me
         if me == 0:
@@ -162,15 +171,17 @@ class _Worker:
                                      vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
         self.pipeline.set_shard(plan, me)
         self.workers = plan.workers
+        self.raw = raw
         self.who = who
         self.batch_vshards = vshards
-        self.batches = [Batch(batch_size) for _ in range(depth)]
+        self.batches = [Batch(batch_size) for _ in range(cells)]
         for view, base in zip(self.batches, raw):
             share_buffer(view, base)
-        self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(depth)]
-        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        self.notes = [None] * depth
+        self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(cells)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.notes = [None] * cells
+        self.made_extra = False     # kdp made IPv4 fragments or TCP segments (`extra`)
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
         self.error = None
@@ -185,27 +196,31 @@ class _Worker:
             if job is None:
                 return
             if job[0] is _PUT:
-                # a gathered batch's records and log lines, put in place (PlacedOutput)
-                _, out, slot, batch, placing = job
+                # a gathered group's records and log lines, put in place (PlacedOutput)
+                _, out, slot, items = job
                 try:
-                    out.put(slot, batch, placing)
+                    out.put(slot, items)
                 except BaseException as exc:     # handed to the replay's thread
                     self.put_error = exc
                 finally:
                     self.put_done[slot].release()
                 continue
-            raw, slot = job
+            first, count = job
             try:
-                if self.error is None:
-                    view = self.batches[slot]
-                    n = start_view(view, raw, self.me, self.workers, self.who[slot],
-                                   self.batch_vshards[slot], self.index[slot], self.vshards[slot])
-                    pipeline.shard_view(self.vshards[slot])
+                for cell in range(first, first + count):
+                    if self.error is not None:
+                        break
+                    view = self.batches[cell]
+                    n = start_view(view, self.raw[cell], self.me, self.workers, self.who[cell],
+                                   self.batch_vshards[cell], self.index[cell], self.vshards[cell])
+                    pipeline.shard_view(self.vshards[cell])
                     pipeline.run(view, None, parsed=True)
+                    if len(pipeline.extra):
+                        self.made_extra = True      # (emptied by the next run: noted now)
                     if pipeline.dns is not None:
                         # the DNS stage's notes, kept (the pipeline's array is the next batch's)
-                        self.notes[slot] = pipeline.dns_notes[:n].copy()
-                    self.mine[slot][:n] = pipeline.shard_mine[:n]
+                        self.notes[cell] = pipeline.dns_notes[:n].copy()
+                    self.mine[cell][:n] = pipeline.shard_mine[:n]
             except BaseException as exc:     # handed to the replay's thread
                 self.error = exc
             finally:
@@ -213,27 +228,35 @@ class _Worker:
 
 
 class ShardedRun:
-    """A replay's batches through `plan.workers` pipelines of data plane `dp`."""
+    """A replay's batches through `plan.workers` pipelines of data plane `dp`.
 
-    DEPTH = 4       # batches in flight: read, processed, gathered, written
-    LAG = 2         # a batch is gathered two batches after it was read (its workers are done)
+    The batches go to the workers a group at a time (GROUP_PACKETS packets' worth, each
+    batch still run on its own, at the caller's batch size): each hand-over (a queue
+    put and a semaphore per worker, a thread woken on another core) costs microseconds,
+    per group rather than per batch."""
+
+    DEPTH = 4       # groups in flight: read, processed, gathered, written
+    LAG = 2         # a group is gathered two groups after it was read (its workers are done)
+    GROUP_PACKETS = 2048
 
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
         self.plan = plan
+        self.group = max(1, min(64, self.GROUP_PACKETS // batch_size))
+        cells = self.DEPTH * self.group
         # the batches read: parsed and assigned here, then each worker processes its own
         # packets in place through a view (the buffer shared, the metadata its own)
-        self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
-        self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
-        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
-        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(self.DEPTH)] if log_file else None
+        self.raw = [Batch(batch_size) for _ in range(cells)]
+        self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(cells)] if log_file else None
         self.newest = 0
         self.parser = dp.pipeline
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, self.raw, self.who, self.vshards)
+        self.workers = [_Worker(dp, plan, w, cells, batch_size, self.raw, self.who, self.vshards)
                         for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
-        # a slot's batch is being put in place by a worker (PlacedOutput) until released
+        # a slot's group is being put in place by a worker (PlacedOutput) until released
         self.put_done = [threading.Semaphore(1) for _ in range(self.DEPTH)]
         for w in self.workers:
             w.put_done = self.put_done
@@ -242,43 +265,54 @@ class ShardedRun:
     def replay(self, reader, write, after=None, placed=None):
         """Read every batch of `reader`, process it on the workers, and write each
         gathered batch in input order: with `placed` (a PlacedOutput), the workers put
-        the batches' records and log lines in place, in turn (batch k: worker k mod N),
-        in parallel; else this thread calls write(batch, log, base) (log: the batch's
-        VerdictLog, None without a log file; base: its first packet's input index).
-        after(): called after each batch is handed to be written (progress). Returns the
-        packets read. Raises Unsafe (nothing more is written) when the sharding could
-        change the result."""
+        the batches' records and log lines in place, a group each in turn (group k:
+        worker k mod N), in parallel; else this thread calls write(batch, log, base)
+        (log: the batch's VerdictLog, None without a log file; base: its first packet's
+        input index). after(): called after each group is handed to be written
+        (progress). Returns the packets read. Raises Unsafe (nothing more is written)
+        when the sharding could change the result."""
         k = 0
         done = 0
         packets = 0
-        bases = [0] * self.DEPTH
+        g = self.group
+        counts = [0] * self.DEPTH
+        bases = [0] * (self.DEPTH * g)
         try:
-            while True:
+            end = False
+            while not end:
                 slot = k % self.DEPTH
                 if k >= self.LAG:
-                    self._finish(done, bases, write, placed)
+                    self._finish(done, counts, bases, write, placed)
                     done += 1
                     if after is not None:
                         after()
-                self._slot_free(slot)       # (its batch's put: handed over LAG batches ago)
-                raw = self.raw[slot]
-                n = reader.fill(raw)
-                if n == 0:
+                self._slot_free(slot)       # (its group's put: handed over LAG groups ago)
+                count = 0
+                for cell in range(slot * g, slot * g + g):
+                    raw = self.raw[cell]
+                    n = reader.fill(raw)
+                    if n == 0:
+                        end = True
+                        break
+                    bases[cell] = packets
+                    packets += n
+                    count += 1
+                    self.parser.parse(raw)
+                    unsafe, self.newest = assign(self.plan, raw, self.who[cell], self.vshards[cell],
+                                                 self.newest)
+                    if unsafe:
+                        raise Unsafe(_reasons(unsafe))
+                    if self.logs is not None:
+                        self.logs[cell].capture_orig(raw)     # the tuples as received
+                if count == 0:
                     self.put_done[slot].release()
                     break
-                bases[slot] = packets
-                packets += n
-                self.parser.parse(raw)
-                unsafe, self.newest = assign(self.plan, raw, self.who[slot], self.vshards[slot], self.newest)
-                if unsafe:
-                    raise Unsafe(_reasons(unsafe))
-                if self.logs is not None:
-                    self.logs[slot].capture_orig(raw)     # the tuples as received
+                counts[slot] = count
                 for w in self.workers:
-                    w.jobs.put((raw, slot))
+                    w.jobs.put((slot * g, count))
                 k += 1
             while done < k:
-                self._finish(done, bases, write, placed)
+                self._finish(done, counts, bases, write, placed)
                 done += 1
             for slot in range(self.DEPTH):
                 self._slot_free(slot)
@@ -288,13 +322,13 @@ class ShardedRun:
         return packets
 
     def _slot_free(self, slot):
-        """Wait until the slot's last batch is written (its put job done)."""
+        """Wait until the slot's last group is written (its put job done)."""
         self.put_done[slot].acquire()
         for w in self.workers:
             if w.put_error is not None:
                 raise w.put_error
 
-    def _finish(self, k, bases, write, placed):
+    def _finish(self, k, counts, bases, write, placed):
         slot = k % self.DEPTH
         for w in self.workers:
             w.done.acquire()
@@ -302,27 +336,32 @@ class ShardedRun:
             if w.error is not None:
                 raise w.error
         self._check()
-        batch = self.raw[slot]
-        log = self.logs[slot] if self.logs is not None else None
-        notes = np.zeros(len(batch), dtype=NOTE_DTYPE) if log is not None and self.parser.dns is not None else None
-        for w in self.workers:
-            view = w.batches[slot]
-            gather(batch, view, w.mine[slot], w.index[slot])
-            if notes is not None:
-                # the DNS stage's notes, at their packets' input places
-                n = len(view)
-                take = w.mine[slot][:n].astype(bool)
-                notes[w.index[slot][:n][take]] = w.notes[slot][take]
-        if log is not None:
-            log.capture_dns(notes)
+        items = []
+        for cell in range(slot * self.group, slot * self.group + counts[slot]):
+            batch = self.raw[cell]
+            log = self.logs[cell] if self.logs is not None else None
+            notes = np.zeros(len(batch), dtype=NOTE_DTYPE) if log is not None and self.parser.dns is not None \
+                else None
+            for w in self.workers:
+                view = w.batches[cell]
+                gather(batch, view, w.mine[cell], w.index[cell])
+                if notes is not None:
+                    # the DNS stage's notes, at their packets' input places
+                    n = len(view)
+                    take = w.mine[cell][:n].astype(bool)
+                    notes[w.index[cell][:n][take]] = w.notes[cell][take]
+            if log is not None:
+                log.capture_dns(notes)
+            if placed is None:
+                write(batch, log, bases[cell])
+            else:
+                # this thread only claims the batch's places (file offsets, frame numbers)
+                items.append((batch, placed.plan(batch, log, bases[cell])))
         if placed is None:
-            write(batch, log, bases[slot])
             self.put_done[slot].release()
             return
-        # this thread only claims the batch's places (file offsets, frame numbers); a
-        # worker formats and writes it while the next batches run, and frees the slot
-        placing = placed.plan(batch, log, bases[slot])
-        self.workers[k % len(self.workers)].jobs.put((_PUT, placed, slot, batch, placing))
+        # a worker formats and writes the group while the next groups run, and frees the slot
+        self.workers[k % len(self.workers)].jobs.put((_PUT, placed, slot, items))
 
     def _check(self):
         bits = 0
@@ -330,7 +369,7 @@ class ShardedRun:
         for w in self.workers:
             p = w.pipeline
             bits |= p.shard_unsafe
-            if len(p.extra):
+            if w.made_extra:
                 raise Unsafe("kdp made IPv4 fragments or TCP segments (written after their batch)")
             if p.conntrack is not None:
                 inserts += p.conntrack.inserts

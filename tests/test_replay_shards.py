@@ -274,21 +274,24 @@ def test_a_client_keeps_the_whole_masquerade_range_and_sharding_falls_back(tmp_p
 
 def test_the_workers_write_a_pcap_output_and_the_log_in_place(tmp_path, monkeypatch):
     # classic pcap and regular files: the workers put each batch's records and lines where
-    # they go (kdp.shards.PlacedOutput), batch k on worker k mod N; the bytes are one
-    # worker's, at batch sizes that split the sample's flows over many batches
+    # they go (kdp.shards.PlacedOutput), a group of batches at a time, group k on worker
+    # k mod N; the bytes are one worker's, at batch sizes that split the sample's flows
+    # over many batches and groups
     import kdp.shards
     puts = []
     real = kdp.shards.PlacedOutput.put
 
-    def counted(self, slot, batch, placing):
-        puts.append(placing[0])
-        return real(self, slot, batch, placing)
+    def counted(self, slot, items):
+        puts.extend(placing[0] for _batch, placing in items)
+        return real(self, slot, items)
     monkeypatch.setattr(kdp.shards.PlacedOutput, "put", counted)
-    for batch_size in (1, 3, 256):
-        puts.clear()
-        notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
-        assert notes == [[], []]
-        assert puts and sorted(puts) == sorted(list(range(max(puts) + 1)) * 2), "every batch put once per run"
+    for group_packets in (2048, 4):         # (4: many groups of 1 to 4 batches in flight)
+        monkeypatch.setattr(kdp.shards.ShardedRun, "GROUP_PACKETS", group_packets)
+        for batch_size in (1, 3, 256):
+            puts.clear()
+            notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
+            assert notes == [[], []]
+            assert puts and sorted(puts) == sorted(list(range(max(puts) + 1)) * 2), "every batch put once per run"
 
 
 def test_the_log_alone_and_the_output_alone_are_written_in_place_too(tmp_path):
@@ -346,7 +349,7 @@ def test_a_log_that_cannot_be_written_is_one_error_and_no_worker_waits_for_ever(
 
         def put(k):
             try:
-                placed.put(k, batches[k], plans[k])
+                placed.put(k, [(batches[k], plans[k])])
             except KdpError as exc:
                 errors.append(str(exc))
         threads = [threading.Thread(target=put, args=(k,)) for k in (2, 1, 0)]   # out of order
