@@ -42,7 +42,7 @@ import numpy as np
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
 from kdp._fast.dns import NOTE_DTYPE
-from kdp._fast.shard import ShardPlan, assign, gather, share_buffer, start_view
+from kdp._fast.shard import ShardPlan, assign, gather, share_buffer
 from kdp.errors import KdpError
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
@@ -180,7 +180,9 @@ class _Worker:
         self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(cells)]
         self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
         self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
-        self.notes = [None] * cells
+        # the DNS stage's notes of each batch (its pipeline writes them here: run_view)
+        self.notes = [np.zeros(batch_size, dtype=NOTE_DTYPE) if self.pipeline.dns is not None else None
+                      for _ in range(cells)]
         self.made_extra = False     # kdp made IPv4 fragments or TCP segments (`extra`)
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
@@ -210,17 +212,12 @@ class _Worker:
                 for cell in range(first, first + count):
                     if self.error is not None:
                         break
-                    view = self.batches[cell]
-                    n = start_view(view, self.raw[cell], self.me, self.workers, self.who[cell],
-                                   self.batch_vshards[cell], self.index[cell], self.vshards[cell])
-                    pipeline.shard_view(self.vshards[cell])
-                    pipeline.run(view, None, parsed=True)
+                    # (start_view and run(parsed=True), the GIL released once)
+                    pipeline.run_view(self.batches[cell], self.raw[cell], self.who[cell],
+                                      self.batch_vshards[cell], self.index[cell], self.vshards[cell],
+                                      self.mine[cell], self.notes[cell])
                     if len(pipeline.extra):
                         self.made_extra = True      # (emptied by the next run: noted now)
-                    if pipeline.dns is not None:
-                        # the DNS stage's notes, kept (the pipeline's array is the next batch's)
-                        self.notes[cell] = pipeline.dns_notes[:n].copy()
-                    self.mine[cell][:n] = pipeline.shard_mine[:n]
             except BaseException as exc:     # handed to the replay's thread
                 self.error = exc
             finally:
@@ -349,7 +346,7 @@ class ShardedRun:
                     # the DNS stage's notes, at their packets' input places
                     n = len(view)
                     take = w.mine[cell][:n].astype(bool)
-                    notes[w.index[cell][:n][take]] = w.notes[cell][take]
+                    notes[w.index[cell][:n][take]] = w.notes[cell][:n][take]
             if log is not None:
                 log.capture_dns(notes)
             if placed is None:

@@ -361,3 +361,24 @@ def test_a_log_that_cannot_be_written_is_one_error_and_no_worker_waits_for_ever(
         assert len(errors) == 3 and all(e.startswith("ro.jsonl: cannot write the verdict log: ") for e in errors)
     finally:
         os.close(fd)
+
+
+def test_run_view_refuses_a_pipeline_that_is_not_sharded_and_arrays_too_small():
+    # Pipeline.run_view (a worker's start_view and run in one GIL release) checks what it
+    # is given, with an error rather than a write past an array
+    import numpy as np
+    from kdp._fast.packet import Batch
+    from kdp._fast.shard import share_buffer
+    dp = Dataplane.from_snapshot([CLUSTER], "node-1")
+    base, view = Batch(8), Batch(8)
+    share_buffer(view, base)
+    ok = dict(who=np.zeros(8, np.uint8), vshards=np.zeros(8, np.uint8), index=np.zeros(8, np.uint32),
+              view_vshards=np.zeros(8, np.uint8), mine=np.zeros(8, np.uint8), notes=None)
+    with pytest.raises(ValueError, match="sharded pipeline"):
+        dp.pipeline.run_view(view, base, **ok)
+    dp.pipeline.set_shard(ShardPlan(dp.pipeline.services, 2), 0)
+    for name, bad in (("index", np.zeros(8, np.uint8)), ("mine", np.zeros(4, np.uint8))):
+        with pytest.raises(ValueError, match="contiguous arrays"):
+            dp.pipeline.run_view(view, base, **{**ok, name: bad})
+    with pytest.raises(ValueError, match="does not share"):
+        dp.pipeline.run_view(Batch(8), base, **ok)
