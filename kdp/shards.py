@@ -3,7 +3,7 @@ spreads them over a NIC's queues; the output identical, packet for packet, to on
 worker's.
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
-    packets = run.replay(reader, write)     # raises Unsafe: start again on one worker
+    packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -11,16 +11,18 @@ affinity table, counters and scratch (a Pipeline of its own, worker 0's the data
 plane's; its RouteTable a copy sharing the tables with its own scratch). The replay's
 thread reads each batch, parses it once (Pipeline.parse: decapsulation rewrites
 packets, so no worker may parse a packet another one is already translating) and gives
-each packet its worker (kdp._fast.shard.assign). Each worker builds a view of its
-packets (the buffer shared, their metadata copied, input order) and runs it with
-`parsed=True`, translating them in place. ARP and ND are in every worker's view: each
+each packet its worker (kdp._fast.shard.assign); the batches go to the workers a group
+(~GROUP_PACKETS packets) at a time, each batch still run on its own. For each batch a
+worker builds a view of its packets (the buffer shared, their metadata copied, input
+order) and runs it as run(parsed=True) does, translating them in place, both in one
+GIL release (Pipeline.run_view). ARP and ND are in every worker's view: each
 notes what they teach and learns it at its place in the input; worker 0 processes them
 (the others give them V_ELSEWHERE, which no stage touches and account does not count).
 The replay's thread takes the verdict log's tuples right after parse and gathers the
 workers' metadata back into the batch it read, in input order. With a classic pcap
 output and a log in regular files (PlacedOutput) it only claims the batch's place in
 them (a pass over its verdicts: the capture's file offset, the log's frame numbers) and
-a worker, batch k on worker k mod N, formats the records and the lines and writes them
+a worker, group k on worker k mod N, formats the records and the lines and writes them
 there with pwrite(2) while the others go on; otherwise (pcapng, a pipe) it writes the
 batch itself as one worker's. Either way the output capture and the verdict log are the
 same bytes as one worker's. Counters add up.
