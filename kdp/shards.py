@@ -269,13 +269,15 @@ class ShardedRun:
         (log: the batch's VerdictLog, None without a log file; base: its first packet's
         input index). after(): called after each group is handed to be written
         (progress). Returns the packets read. Raises Unsafe (nothing more is written)
-        when the sharding could change the result."""
+        when the sharding could change the result; an error of the reader (a damaged
+        capture) after every packet before it is written, as one worker does."""
         k = 0
         done = 0
         packets = 0
         g = self.group
         counts = [0] * self.DEPTH
         bases = [0] * (self.DEPTH * g)
+        failure = None
         try:
             end = False
             while not end:
@@ -289,7 +291,13 @@ class ShardedRun:
                 count = 0
                 for cell in range(slot * g, slot * g + g):
                     raw = self.raw[cell]
-                    n = reader.fill(raw)
+                    try:
+                        n = reader.fill(raw)
+                    except Exception as exc:        # noqa: BLE001 (raised below)
+                        # a damaged capture: the packets before the damage are processed
+                        # and written first, as one worker does, then the error is raised
+                        failure = exc
+                        n = 0
                     if n == 0:
                         end = True
                         break
@@ -318,6 +326,8 @@ class ShardedRun:
                 self.put_done[slot].release()
         finally:
             self.stop()
+        if failure is not None:
+            raise failure
         return packets
 
     def _slot_free(self, slot):

@@ -382,3 +382,21 @@ def test_run_view_refuses_a_pipeline_that_is_not_sharded_and_arrays_too_small():
             dp.pipeline.run_view(view, base, **{**ok, name: bad})
     with pytest.raises(ValueError, match="does not share"):
         dp.pipeline.run_view(Batch(8), base, **ok)
+
+
+def test_a_damaged_capture_is_written_up_to_the_damage_then_the_same_error(tmp_path):
+    # the reader raises after delivering every packet before the damage (kdp.io.capture):
+    # the sharded replay processes and writes those first, as one worker does, whatever
+    # is still in flight, and reports the same error
+    import struct
+    from kdp.errors import CaptureError
+    cap = tmp_path / "damaged.pcap"
+    cap.write_bytes(SAMPLES[0].read_bytes() + struct.pack("=IIII", 1, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 64)
+    files = {}
+    for w in (1, 2, 3):
+        out, log = tmp_path / f"o{w}.pcap", tmp_path / f"l{w}.jsonl"
+        with pytest.raises(CaptureError) as err:
+            replay(cap, out, log=log, workers=w, cluster=[CLUSTER], node="node-1", batch_size=4)
+        files[w] = (out.read_bytes(), log.read_bytes(), str(err.value))
+    assert files[1][0] and files[1][1] and "record length" in files[1][2]
+    assert files[1] == files[2] == files[3]
