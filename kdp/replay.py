@@ -1,5 +1,7 @@
 """Replay a capture through a node's data plane: read, process, write, log, count."""
 import gc
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -242,8 +244,19 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
                 vlog.write(batch, first_frame=first_frame, keep=keep,
                            indices=np.arange(base, base + len(batch), dtype=np.uint64))
 
+        placed = None
+        if _placeable(output, log_file):
+            from kdp.shards import PlacedOutput
+
+            def open_writer():
+                if output is None:
+                    return None
+                state["writer"] = _open_output(output, reader, dp)
+                return state["writer"]
+            placed = PlacedOutput(open_writer, log_file.f.fileno() if log_file is not None else None,
+                                  log, lambda batch: _log_keep(batch, None, log_verdicts), run.DEPTH)
         after = (lambda: bar.advance(reader.position)) if bar is not None else None
-        packets_in = run.replay(reader, write, after)
+        packets_in = run.replay(reader, write, after, placed)
         run.finish_flows()
         if output is not None and state["writer"] is None:
             state["writer"] = _open_output(output, reader, dp)
@@ -274,6 +287,25 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
         dns=dns_outcomes(run.dns_counters),
         services=run.service_counts(),
     )
+
+
+def _placeable(output, log_file):
+    """Whether the workers of a sharded replay may write the output and the log in place
+    (kdp.shards.PlacedOutput): classic pcap and regular files (pwrite(2) needs a file;
+    pcapng adds each interface's block where its first packet goes, in order)."""
+    if output is not None:
+        if _is_pcapng(output):
+            return False
+        try:
+            if not stat.S_ISREG(os.stat(output).st_mode):
+                return False
+        except FileNotFoundError:
+            pass                        # (created as a regular file)
+        except OSError:
+            return False
+    if log_file is not None and not stat.S_ISREG(os.fstat(log_file.f.fileno()).st_mode):
+        return False
+    return True
 
 
 def _open_reader(dp, capture, ingress, links, all_directions):

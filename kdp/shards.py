@@ -3,7 +3,7 @@ spreads them over a NIC's queues; the output identical, packet for packet, to on
 worker's.
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
-    packets = run.replay(reader, write)     # raises Unsafe: start again on one worker
+    packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -11,15 +11,21 @@ affinity table, counters and scratch (a Pipeline of its own, worker 0's the data
 plane's; its RouteTable a copy sharing the tables with its own scratch). The replay's
 thread reads each batch, parses it once (Pipeline.parse: decapsulation rewrites
 packets, so no worker may parse a packet another one is already translating) and gives
-each packet its worker (kdp._fast.shard.assign). Each worker builds a view of its
-packets (the buffer shared, their metadata copied, input order) and runs it with
-`parsed=True`, translating them in place. ARP and ND are in every worker's view: each
+each packet its worker (kdp._fast.shard.assign); the batches go to the workers a group
+(~GROUP_PACKETS packets) at a time, each batch still run on its own. For each batch a
+worker builds a view of its packets (the buffer shared, their metadata copied, input
+order) and runs it as run(parsed=True) does, translating them in place, both in one
+GIL release (Pipeline.run_view). ARP and ND are in every worker's view: each
 notes what they teach and learns it at its place in the input; worker 0 processes them
 (the others give them V_ELSEWHERE, which no stage touches and account does not count).
-The replay's thread takes the verdict log's tuples right after parse, gathers the
-workers' metadata back into the batch it read, in input order, and writes it as one
-worker's batch: the output capture and the verdict log are the same bytes. Counters
-add up.
+The replay's thread takes the verdict log's tuples right after parse and gathers the
+workers' metadata back into the batch it read, in input order. With a classic pcap
+output and a log in regular files (PlacedOutput) it only claims the batch's place in
+them (a pass over its verdicts: the capture's file offset, the log's frame numbers) and
+a worker, group k on worker k mod N, formats the records and the lines and writes them
+there with pwrite(2) while the others go on; otherwise (pcapng, a pipe) it writes the
+batch itself as one worker's. Either way the output capture and the verdict log are the
+same bytes as one worker's. Counters add up.
 
 What would make the result depend on the sharding stops it (Unsafe): a flow whose
 reply tuple has another key than its first packet, an IP fragment, a packet older
@@ -29,6 +35,7 @@ after the batch), flows enough to fill one conntrack table (early drop would cho
 among all of them). The caller (kdp/replay.py) then replays from the start on one
 worker and says so; it also lists the options it never shards.
 """
+import os
 import queue
 import threading
 
@@ -37,7 +44,8 @@ import numpy as np
 from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
 from kdp._fast.dns import NOTE_DTYPE
-from kdp._fast.shard import ShardPlan, assign, gather, share_buffer, start_view
+from kdp._fast.shard import ShardPlan, assign, gather, share_buffer
+from kdp.errors import KdpError
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
 UNSAFE_REASONS = {
@@ -58,13 +66,101 @@ def _reasons(bits):
     return "; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit)
 
 
-class _Worker:
-    """One pipeline in its thread: takes (batch, slot) jobs and processes its packets of
-    the replay's batch in that slot, through a view of them (the buffer shared)."""
+_PUT = object()      # a worker's job: put a gathered batch in place (PlacedOutput.put)
 
-    def __init__(self, dp, plan, me, depth, batch_size, raw, who, vshards):
-        # raw: the replay's batches, whose buffers this worker's views share; who and
-        # vshards: each batch's packets' workers and virtual shards (kdp._fast.shard.assign)
+
+class PlacedOutput:
+    """The output capture (classic pcap) and the verdict log of a sharded replay, each a
+    regular file, written by the workers: the replay's thread claims each gathered
+    batch's place in input order (plan: the capture's file offset and bytes, the log's
+    frame numbers; a pass over the batch's verdicts), then a worker formats a group of
+    batches' records and lines and writes them with pwrite(2) where they go (put),
+    while the other workers go on with the next groups. A log line has its length only
+    once formatted: each group's lines take their offset after the group before has
+    taken its own (a counter under a lock; the formatting of both goes on at once). The
+    files are the bytes one writer makes.
+
+    open_writer(): the CaptureWriter (None: no output capture), called at the first
+    batch; log_fd, log_path: the log's file descriptor and name (None: no log);
+    keep(batch): the log's per-packet keep mask or None (--log-only)."""
+
+    def __init__(self, open_writer, log_fd, log_path, keep, depth):
+        self.open_writer = open_writer
+        self.writer = None
+        self.opened = False
+        self.log_fd = log_fd
+        self.log_path = log_path
+        self.keep = keep
+        self.scratch = [None] * depth       # a slot's formatted records (one worker puts a slot at a time)
+        self.lock = threading.Condition()
+        self.next_log = 0                   # the batch whose lines take the next place in the log
+        self.log_end = 0                    # ... and that place
+        self.batches = 0
+
+    def plan(self, batch, log, base):
+        """The replay's thread, batches in input order: their places."""
+        if not self.opened:
+            self.opened = True
+            self.writer = self.open_writer()
+        k = self.batches
+        self.batches += 1
+        if self.writer is None:
+            return (k, base, None, 0, 0, log)
+        first_frame = self.writer.packets
+        offset, nbytes = self.writer.plan(batch)
+        return (k, base, first_frame, offset, nbytes, log)
+
+    def put(self, slot, items):
+        """A worker: a group of batches (items: (batch, plan's placing) in input order),
+        its records and log lines written where plan put them (the formatting and the
+        writes release the GIL)."""
+        scratch = self.scratch[slot]
+        for batch, (k, base, first_frame, offset, nbytes, log) in items:
+            if nbytes:
+                if scratch is None or len(scratch) < nbytes:
+                    scratch = self.scratch[slot] = np.empty(2 * max(nbytes, 1 << 20), dtype=np.uint8)
+                self.writer.put_at(batch, offset, nbytes, scratch)
+        if items[0][1][5] is None:
+            return
+        first = items[0][1][0]
+        lines = []
+        try:
+            for batch, (k, base, first_frame, offset, nbytes, log) in items:
+                lines.append(log.format(batch, first_frame=first_frame, keep=self.keep(batch),
+                                        indices=np.arange(base, base + len(batch), dtype=np.uint64)))
+        finally:
+            # the next group's lines wait for this one's place: taken even after an
+            # error, so that no worker waits for ever
+            size = sum(len(x) for x in lines)
+            with self.lock:
+                while self.next_log != first:
+                    self.lock.wait()
+                at = self.log_end
+                self.log_end += size
+                self.next_log += len(items)
+                self.lock.notify_all()
+        try:
+            while lines:
+                n = os.pwritev(self.log_fd, lines, at)
+                at += n
+                while lines and n >= len(lines[0]):
+                    n -= len(lines[0])
+                    lines.pop(0)
+                if lines and n:
+                    lines[0] = lines[0][n:]
+        except OSError as exc:
+            raise KdpError(f"{self.log_path}: cannot write the verdict log: {exc.strerror or exc}") from None
+
+
+class _Worker:
+    """One pipeline in its thread: takes (slot, count) jobs and processes, batch by batch,
+    its packets of the replay's `count` batches in that slot, each through a view of it
+    (the buffer shared); and (_PUT, ...) jobs: a gathered group written in place."""
+
+    def __init__(self, dp, plan, me, cells, batch_size, raw, who, vshards):
+        # raw: the replay's batches (a slot's group of them, cell = slot * group + j), whose
+        # buffers this worker's views share; who and vshards: each batch's packets' workers
+        # and virtual shards (kdp._fast.shard.assign)
         node = dp.node
         self.me = me
         if me == 0:
@@ -77,18 +173,24 @@ class _Worker:
                                      vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
         self.pipeline.set_shard(plan, me)
         self.workers = plan.workers
+        self.raw = raw
         self.who = who
         self.batch_vshards = vshards
-        self.batches = [Batch(batch_size) for _ in range(depth)]
+        self.batches = [Batch(batch_size) for _ in range(cells)]
         for view, base in zip(self.batches, raw):
             share_buffer(view, base)
-        self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(depth)]
-        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(depth)]
-        self.notes = [None] * depth
+        self.index = [np.zeros(batch_size, dtype=np.uint32) for _ in range(cells)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.mine = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        # the DNS stage's notes of each batch (its pipeline writes them here: run_view)
+        self.notes = [np.zeros(batch_size, dtype=NOTE_DTYPE) if self.pipeline.dns is not None else None
+                      for _ in range(cells)]
+        self.made_extra = False     # kdp made IPv4 fragments or TCP segments (`extra`)
         self.jobs = queue.SimpleQueue()
         self.done = threading.Semaphore(0)
         self.error = None
+        self.put_done = None        # ShardedRun's per-slot semaphores (its output's put jobs)
+        self.put_error = None
         self.thread = threading.Thread(target=self._run, name=f"kdp-worker-{me}", daemon=True)
 
     def _run(self):
@@ -97,18 +199,27 @@ class _Worker:
             job = self.jobs.get()
             if job is None:
                 return
-            raw, slot = job
+            if job[0] is _PUT:
+                # a gathered group's records and log lines, put in place (PlacedOutput)
+                _, out, slot, items = job
+                try:
+                    out.put(slot, items)
+                except BaseException as exc:     # handed to the replay's thread
+                    self.put_error = exc
+                finally:
+                    self.put_done[slot].release()
+                continue
+            first, count = job
             try:
-                if self.error is None:
-                    view = self.batches[slot]
-                    n = start_view(view, raw, self.me, self.workers, self.who[slot],
-                                   self.batch_vshards[slot], self.index[slot], self.vshards[slot])
-                    pipeline.shard_view(self.vshards[slot])
-                    pipeline.run(view, None, parsed=True)
-                    if pipeline.dns is not None:
-                        # the DNS stage's notes, kept (the pipeline's array is the next batch's)
-                        self.notes[slot] = pipeline.dns_notes[:n].copy()
-                    self.mine[slot][:n] = pipeline.shard_mine[:n]
+                for cell in range(first, first + count):
+                    if self.error is not None:
+                        break
+                    # (start_view and run(parsed=True), the GIL released once)
+                    pipeline.run_view(self.batches[cell], self.raw[cell], self.who[cell],
+                                      self.batch_vshards[cell], self.index[cell], self.vshards[cell],
+                                      self.mine[cell], self.notes[cell])
+                    if len(pipeline.extra):
+                        self.made_extra = True      # (emptied by the next run: noted now)
             except BaseException as exc:     # handed to the replay's thread
                 self.error = exc
             finally:
@@ -116,69 +227,117 @@ class _Worker:
 
 
 class ShardedRun:
-    """A replay's batches through `plan.workers` pipelines of data plane `dp`."""
+    """A replay's batches through `plan.workers` pipelines of data plane `dp`.
 
-    DEPTH = 3       # batches in flight: read, processed, gathered and written
+    The batches go to the workers a group at a time (GROUP_PACKETS packets' worth, each
+    batch still run on its own, at the caller's batch size): each hand-over (a queue
+    put and a semaphore per worker, a thread woken on another core) costs microseconds,
+    per group rather than per batch."""
+
+    DEPTH = 4       # groups in flight: read, processed, gathered, written
+    LAG = 2         # a group is gathered two groups after it was read (its workers are done)
+    GROUP_PACKETS = 2048
 
     def __init__(self, dp, plan, batch_size, log_file=None):
         self.dp = dp
         self.plan = plan
+        self.group = max(1, min(64, self.GROUP_PACKETS // batch_size))
+        cells = self.DEPTH * self.group
         # the batches read: parsed and assigned here, then each worker processes its own
         # packets in place through a view (the buffer shared, the metadata its own)
-        self.raw = [Batch(batch_size) for _ in range(self.DEPTH)]
-        self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
-        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(self.DEPTH)]
-        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(self.DEPTH)] if log_file else None
+        self.raw = [Batch(batch_size) for _ in range(cells)]
+        self.who = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.vshards = [np.zeros(batch_size, dtype=np.uint8) for _ in range(cells)]
+        self.logs = [dp.verdict_log(log_file, batch_size) for _ in range(cells)] if log_file else None
         self.newest = 0
         self.parser = dp.pipeline
-        self.workers = [_Worker(dp, plan, w, self.DEPTH, batch_size, self.raw, self.who, self.vshards)
+        self.workers = [_Worker(dp, plan, w, cells, batch_size, self.raw, self.who, self.vshards)
                         for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
+        # a slot's group is being put in place by a worker (PlacedOutput) until released
+        self.put_done = [threading.Semaphore(1) for _ in range(self.DEPTH)]
         for w in self.workers:
+            w.put_done = self.put_done
             w.thread.start()
 
-    def replay(self, reader, write, after=None):
-        """Read every batch of `reader`, process it on the workers, and call
-        write(batch, log, base) with each gathered batch in input order (log: its
-        VerdictLog, None without a log file; base: its first packet's input index).
-        after(): called after each batch is written (progress). Returns the packets read.
-        Raises Unsafe (nothing more is written) when the sharding could change the result."""
+    def replay(self, reader, write, after=None, placed=None):
+        """Read every batch of `reader`, process it on the workers, and write each
+        gathered batch in input order: with `placed` (a PlacedOutput), the workers put
+        the batches' records and log lines in place, a group each in turn (group k:
+        worker k mod N), in parallel; else this thread calls write(batch, log, base)
+        (log: the batch's VerdictLog, None without a log file; base: its first packet's
+        input index). after(): called after each group is handed to be written
+        (progress). Returns the packets read. Raises Unsafe (nothing more is written)
+        when the sharding could change the result; an error of the reader (a damaged
+        capture) after every packet before it is written, as one worker does."""
         k = 0
         done = 0
         packets = 0
-        bases = [0] * self.DEPTH
+        g = self.group
+        counts = [0] * self.DEPTH
+        bases = [0] * (self.DEPTH * g)
+        failure = None
         try:
-            while True:
+            end = False
+            while not end:
                 slot = k % self.DEPTH
-                if k >= self.DEPTH:
-                    self._finish(done, bases, write)
+                if k >= self.LAG:
+                    self._finish(done, counts, bases, write, placed)
                     done += 1
                     if after is not None:
                         after()
-                raw = self.raw[slot]
-                n = reader.fill(raw)
-                if n == 0:
+                self._slot_free(slot)       # (its group's put: handed over LAG groups ago)
+                count = 0
+                for cell in range(slot * g, slot * g + g):
+                    raw = self.raw[cell]
+                    try:
+                        n = reader.fill(raw)
+                    except Exception as exc:        # noqa: BLE001 (raised below)
+                        # a damaged capture: the packets before the damage are processed
+                        # and written first, as one worker does, then the error is raised
+                        failure = exc
+                        n = 0
+                    if n == 0:
+                        end = True
+                        break
+                    bases[cell] = packets
+                    packets += n
+                    count += 1
+                    self.parser.parse(raw)
+                    unsafe, self.newest = assign(self.plan, raw, self.who[cell], self.vshards[cell],
+                                                 self.newest)
+                    if unsafe:
+                        raise Unsafe(_reasons(unsafe))
+                    if self.logs is not None:
+                        self.logs[cell].capture_orig(raw)     # the tuples as received
+                if count == 0:
+                    self.put_done[slot].release()
                     break
-                bases[slot] = packets
-                packets += n
-                self.parser.parse(raw)
-                unsafe, self.newest = assign(self.plan, raw, self.who[slot], self.vshards[slot], self.newest)
-                if unsafe:
-                    raise Unsafe(_reasons(unsafe))
-                if self.logs is not None:
-                    self.logs[slot].capture_orig(raw)     # the tuples as received
+                counts[slot] = count
                 for w in self.workers:
-                    w.jobs.put((raw, slot))
+                    w.jobs.put((slot * g, count))
                 k += 1
             while done < k:
-                self._finish(done, bases, write)
+                self._finish(done, counts, bases, write, placed)
                 done += 1
+            for slot in range(self.DEPTH):
+                self._slot_free(slot)
+                self.put_done[slot].release()
         finally:
             self.stop()
+        if failure is not None:
+            raise failure
         return packets
 
-    def _finish(self, k, bases, write):
+    def _slot_free(self, slot):
+        """Wait until the slot's last group is written (its put job done)."""
+        self.put_done[slot].acquire()
+        for w in self.workers:
+            if w.put_error is not None:
+                raise w.put_error
+
+    def _finish(self, k, counts, bases, write, placed):
         slot = k % self.DEPTH
         for w in self.workers:
             w.done.acquire()
@@ -186,20 +345,32 @@ class ShardedRun:
             if w.error is not None:
                 raise w.error
         self._check()
-        batch = self.raw[slot]
-        log = self.logs[slot] if self.logs is not None else None
-        notes = np.zeros(len(batch), dtype=NOTE_DTYPE) if log is not None and self.parser.dns is not None else None
-        for w in self.workers:
-            view = w.batches[slot]
-            gather(batch, view, w.mine[slot], w.index[slot])
-            if notes is not None:
-                # the DNS stage's notes, at their packets' input places
-                n = len(view)
-                take = w.mine[slot][:n].astype(bool)
-                notes[w.index[slot][:n][take]] = w.notes[slot][take]
-        if log is not None:
-            log.capture_dns(notes)
-        write(batch, log, bases[slot])
+        items = []
+        for cell in range(slot * self.group, slot * self.group + counts[slot]):
+            batch = self.raw[cell]
+            log = self.logs[cell] if self.logs is not None else None
+            notes = np.zeros(len(batch), dtype=NOTE_DTYPE) if log is not None and self.parser.dns is not None \
+                else None
+            for w in self.workers:
+                view = w.batches[cell]
+                gather(batch, view, w.mine[cell], w.index[cell])
+                if notes is not None:
+                    # the DNS stage's notes, at their packets' input places
+                    n = len(view)
+                    take = w.mine[cell][:n].astype(bool)
+                    notes[w.index[cell][:n][take]] = w.notes[cell][:n][take]
+            if log is not None:
+                log.capture_dns(notes)
+            if placed is None:
+                write(batch, log, bases[cell])
+            else:
+                # this thread only claims the batch's places (file offsets, frame numbers)
+                items.append((batch, placed.plan(batch, log, bases[cell])))
+        if placed is None:
+            self.put_done[slot].release()
+            return
+        # a worker formats and writes the group while the next groups run, and frees the slot
+        self.workers[k % len(self.workers)].jobs.put((_PUT, placed, slot, items))
 
     def _check(self):
         bits = 0
@@ -207,7 +378,7 @@ class ShardedRun:
         for w in self.workers:
             p = w.pipeline
             bits |= p.shard_unsafe
-            if len(p.extra):
+            if w.made_extra:
                 raise Unsafe("kdp made IPv4 fragments or TCP segments (written after their batch)")
             if p.conntrack is not None:
                 inserts += p.conntrack.inserts

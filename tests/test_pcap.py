@@ -489,3 +489,39 @@ def test_absurd_lengths_allocate_nothing_under_an_address_space_limit(tmp_path):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["error", "error", "error", "error", "error", "ok"]
+
+
+@pytest.mark.parametrize("linktype", [LinkType.LT_ETHERNET, LinkType.LT_RAW])
+def test_plan_and_put_at_write_the_bytes_write_does_in_any_order(tmp_path, linktype):
+    # kdp/shards.py: batches placed in order (plan), put from several threads in any
+    # order (put_at, pwrite): the file is the one write makes, conversions, drops and
+    # unconvertible packets alike
+    _, frames = _scapy_frames()
+    batches = []
+    for k in range(3):
+        b = _parsed(frames, LinkType.LT_ETHERNET)
+        b.meta["verdict"][k::3] = Verdict.DROP
+        batches.append(b)
+    with CaptureWriter(tmp_path / "w.pcap", linktype=linktype) as w:
+        for b in batches:
+            w.write(b)
+        expected = (w.packets, w.unconvertible)
+    with CaptureWriter(tmp_path / "p.pcap", linktype=linktype) as p:
+        places = [p.plan(b) for b in batches]
+        for b, (offset, nbytes) in reversed(list(zip(batches, places))):
+            p.put_at(b, offset, nbytes, np.empty(nbytes, dtype=np.uint8))
+        assert (p.packets, p.unconvertible) == expected and p.packets > 0
+        with pytest.raises(ValueError, match="write after plan"):
+            p.write(batches[0])
+        offset, nbytes = places[0]
+        with pytest.raises(ValueError, match="not the ones plan"):
+            p.put_at(batches[0], offset, nbytes + 1, np.empty(nbytes + 1, dtype=np.uint8))
+        with pytest.raises(ValueError, match="smaller than"):
+            p.put_at(batches[0], offset, nbytes, np.empty(nbytes - 1, dtype=np.uint8))
+    assert (tmp_path / "p.pcap").read_bytes() == (tmp_path / "w.pcap").read_bytes()
+
+
+def test_plan_refuses_pcapng(tmp_path):
+    with CaptureWriter(tmp_path / "o.pcapng") as w:
+        with pytest.raises(ValueError, match="classic pcap only"):
+            w.plan(_forward_batch([b"A" * 60]))

@@ -267,3 +267,136 @@ def test_a_client_keeps_the_whole_masquerade_range_and_sharding_falls_back(tmp_p
     assert len(set(ports)) == 10 and all(40000 <= p <= 40191 for p in ports)
     notes = _same_on(tmp_path, cap, narrow_cluster)
     assert all(mine and NOT_SHARDED in mine[0] for mine in notes), notes
+
+
+# ------------------------------------------------------------ the workers write in place
+
+
+def test_the_workers_write_a_pcap_output_and_the_log_in_place(tmp_path, monkeypatch):
+    # classic pcap and regular files: the workers put each batch's records and lines where
+    # they go (kdp.shards.PlacedOutput), a group of batches at a time, group k on worker
+    # k mod N; the bytes are one worker's, at batch sizes that split the sample's flows
+    # over many batches and groups
+    import kdp.shards
+    puts = []
+    real = kdp.shards.PlacedOutput.put
+
+    def counted(self, slot, items):
+        puts.extend(placing[0] for _batch, placing in items)
+        return real(self, slot, items)
+    monkeypatch.setattr(kdp.shards.PlacedOutput, "put", counted)
+    for group_packets in (2048, 4):         # (4: many groups of 1 to 4 batches in flight)
+        monkeypatch.setattr(kdp.shards.ShardedRun, "GROUP_PACKETS", group_packets)
+        for batch_size in (1, 3, 256):
+            puts.clear()
+            notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
+            assert notes == [[], []]
+            assert puts and sorted(puts) == sorted(list(range(max(puts) + 1)) * 2), "every batch put once per run"
+
+
+def test_the_log_alone_and_the_output_alone_are_written_in_place_too(tmp_path):
+    for output, log in ((None, "log"), ("out.pcap", None)):
+        files = {}
+        for w in (1, 2):
+            out = tmp_path / f"{w}{output}" if output else None
+            lg = tmp_path / f"{w}{log}" if log else None
+            r = replay(SAMPLES[0], out, log=lg, workers=w, cluster=[CLUSTER], node="node-1", batch_size=4)
+            assert not [n for n in r.notices if n.startswith("--workers")], r.notices
+            files[w] = ((out.read_bytes() if out else None), (lg.read_bytes() if lg else None), r.packets_out)
+        assert files[1] == files[2], (output, log)
+
+
+def test_pcapng_and_files_that_are_not_regular_are_written_by_the_replays_thread(tmp_path):
+    from kdp.replay import _placeable
+    from kdp.io.capture import LogFile
+    assert _placeable(tmp_path / "new.pcap", None)          # (created as a regular file)
+    assert not _placeable(tmp_path / "new.pcapng", None)    # interface blocks go in order
+    assert not _placeable("/dev/null", None)                # pwrite(2) wants a file
+    log = LogFile("/dev/null")
+    try:
+        assert not _placeable(None, log)
+    finally:
+        log.close()
+    # and such a replay is sharded all the same, its files one worker's
+    notes = _same_on(tmp_path, SAMPLES[1])                  # (.pcapng in, .pcapng out)
+    assert notes == [[], []]
+
+
+def test_a_log_that_cannot_be_written_is_one_error_and_no_worker_waits_for_ever(tmp_path):
+    import os
+    import threading
+    import numpy as np
+    from kdp.errors import KdpError
+    from kdp.shards import PlacedOutput
+    dp = Dataplane.from_snapshot([CLUSTER], "node-1")
+    from kdp._fast.packet import Batch
+    from kdp.io.capture import open_capture
+    reader = open_capture(SAMPLES[0], ports=dp.ports)
+    batches = [Batch(8) for _ in range(3)]
+    for b in batches:
+        assert reader.fill(b) == 8
+    reader.close()
+    fd = os.open(tmp_path / "ro.jsonl", os.O_RDONLY | os.O_CREAT)      # pwrite: EBADF
+    try:
+        placed = PlacedOutput(lambda: None, fd, "ro.jsonl", lambda b: None, 3)
+        plans = []
+        for k, b in enumerate(batches):
+            dp.process(b, None)
+            log = dp.verdict_log(None, 8)
+            log.capture_orig(b)
+            plans.append(placed.plan(b, log, 8 * k))
+        errors = []
+
+        def put(k):
+            try:
+                placed.put(k, [(batches[k], plans[k])])
+            except KdpError as exc:
+                errors.append(str(exc))
+        threads = [threading.Thread(target=put, args=(k,)) for k in (2, 1, 0)]   # out of order
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in threads)
+        assert len(errors) == 3 and all(e.startswith("ro.jsonl: cannot write the verdict log: ") for e in errors)
+    finally:
+        os.close(fd)
+
+
+def test_run_view_refuses_a_pipeline_that_is_not_sharded_and_arrays_too_small():
+    # Pipeline.run_view (a worker's start_view and run in one GIL release) checks what it
+    # is given, with an error rather than a write past an array
+    import numpy as np
+    from kdp._fast.packet import Batch
+    from kdp._fast.shard import share_buffer
+    dp = Dataplane.from_snapshot([CLUSTER], "node-1")
+    base, view = Batch(8), Batch(8)
+    share_buffer(view, base)
+    ok = dict(who=np.zeros(8, np.uint8), vshards=np.zeros(8, np.uint8), index=np.zeros(8, np.uint32),
+              view_vshards=np.zeros(8, np.uint8), mine=np.zeros(8, np.uint8), notes=None)
+    with pytest.raises(ValueError, match="sharded pipeline"):
+        dp.pipeline.run_view(view, base, **ok)
+    dp.pipeline.set_shard(ShardPlan(dp.pipeline.services, 2), 0)
+    for name, bad in (("index", np.zeros(8, np.uint8)), ("mine", np.zeros(4, np.uint8))):
+        with pytest.raises(ValueError, match="contiguous arrays"):
+            dp.pipeline.run_view(view, base, **{**ok, name: bad})
+    with pytest.raises(ValueError, match="does not share"):
+        dp.pipeline.run_view(Batch(8), base, **ok)
+
+
+def test_a_damaged_capture_is_written_up_to_the_damage_then_the_same_error(tmp_path):
+    # the reader raises after delivering every packet before the damage (kdp.io.capture):
+    # the sharded replay processes and writes those first, as one worker does, whatever
+    # is still in flight, and reports the same error
+    import struct
+    from kdp.errors import CaptureError
+    cap = tmp_path / "damaged.pcap"
+    cap.write_bytes(SAMPLES[0].read_bytes() + struct.pack("=IIII", 1, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 64)
+    files = {}
+    for w in (1, 2, 3):
+        out, log = tmp_path / f"o{w}.pcap", tmp_path / f"l{w}.jsonl"
+        with pytest.raises(CaptureError) as err:
+            replay(cap, out, log=log, workers=w, cluster=[CLUSTER], node="node-1", batch_size=4)
+        files[w] = (out.read_bytes(), log.read_bytes(), str(err.value))
+    assert files[1][0] and files[1][1] and "record length" in files[1][2]
+    assert files[1] == files[2] == files[3]

@@ -116,6 +116,9 @@ def _log_text(packets, indices, first_frame):
     log = VerdictLog(sink, NAMES, SERVICES, REASON_NAMES, len(packets))
     log.capture_orig(batch)
     log.write(batch, indices=np.array(indices, dtype=np.uint64), first_frame=first_frame)
+    # format (what kdp/shards.py writes itself, in place) gives the bytes write wrote
+    assert bytes(log.format(batch, indices=np.array(indices, dtype=np.uint64), first_frame=first_frame)) \
+        == sink.data
     return sink.data.decode("utf-8")
 
 

@@ -67,7 +67,8 @@ from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_created, pol_recheck_batch
-from kdp._fast.shard cimport ShardPlan, shard_key, SHARD_FIRST, V_ELSEWHERE, U_REPLY_SHARD, U_AFFINITY
+from kdp._fast.shard cimport (ShardPlan, shard_key, start_view_c, SHARD_FIRST, V_ELSEWHERE, U_REPLY_SHARD,
+                              U_AFFINITY)
 from kdp._fast.ct_table cimport ct_flow_t
 
 cnp.import_array()
@@ -373,6 +374,92 @@ cdef class Pipeline:
         else:
             parse_batch(b, self.vxlan_port)
 
+    def run_view(self, Batch view not None, Batch base not None, who, vshards, index, view_vshards,
+                 mine, notes):
+        """A sharded replay's worker, one batch (kdp/shards.py): shard.start_view (this
+        worker's packets of `base`, the batch the replay's thread read, parsed and keyed,
+        into `view`; their input places into `index`, their virtual shards into
+        `view_vshards`), then what run(view, parsed=True) does, with the GIL released
+        once for both rather than at each step (a worker that takes the GIL back often
+        waits for the replay's thread, and wakes it). `mine` (uint8 per view packet) gets
+        which packets this worker processed (shard_mine), `notes` (dns.NOTE_DTYPE per
+        packet; None without a DNS stage) the DNS stage's notes. The stages are run's,
+        in its order, untraced and without a log: keep the two alike (the sharding tests
+        compare them, 1 worker against 2 and 3, byte for byte). Returns the view's count."""
+        cdef RouteTable routes = self.routes
+        cdef Conntrack ct = self.conntrack
+        cdef Neighbours neigh = self.neighbours
+        cdef DnsTable dns = self.dns
+        cdef PolicyTables pt = self.policy
+        cdef FlowPolicy fp = self.flow_policy
+        cdef Py_ssize_t i, n, made = 0
+        cdef uint32_t need = 0
+        cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
+        cdef dns_note_t* note_p = NULL
+        cdef dns_q_t* dq = NULL
+        if self.shard is None:
+            raise ValueError("run_view is for a sharded pipeline (set_shard)")
+        if view.buf != base.buf or view.capacity < base.count:
+            raise ValueError("the view does not share the batch's buffer, or holds fewer packets")
+        for arr, itemsize in ((who, 1), (vshards, 1), (index, 4), (view_vshards, 1), (mine, 1)):
+            if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.itemsize != itemsize \
+                    or arr.shape[0] < view.capacity:
+                raise ValueError("who, vshards, index, view_vshards and mine: contiguous arrays of the view's capacity")
+        self.shard_vs = view_vshards
+        routes._ensure_scratch(view.capacity)
+        self._ensure_scratch(view.capacity)
+        neigh.ensure_notes(view.capacity)
+        self.extra.clear()
+        self.vs = <uint8_t*>cnp.PyArray_DATA(view_vshards)
+        self.mine = <uint8_t*>cnp.PyArray_DATA(mine)
+        if dns is not None:
+            if notes is None or notes.dtype != NOTE_DTYPE or notes.shape[0] < view.capacity \
+                    or not notes.flags.c_contiguous:
+                raise ValueError("a DNS stage's notes: a contiguous NOTE_DTYPE array of the view's capacity")
+            note_p = <dns_note_t*>cnp.PyArray_DATA(notes)
+            dq = <dns_q_t*>cnp.PyArray_DATA(self.dns_scratch)
+        cdef const uint8_t* who_p = <const uint8_t*>cnp.PyArray_DATA(who)
+        cdef const uint8_t* vs_p = <const uint8_t*>cnp.PyArray_DATA(vshards)
+        cdef uint32_t* index_p = <uint32_t*>cnp.PyArray_DATA(index)
+        with nogil:
+            n = start_view_c(view, base, self.shard_me, self.shard.workers, who_p, vs_p, index_p, self.vs)
+            neigh_note_batch(neigh, view)
+            self.shard_mark(view)
+            routes.classify_ingress(view)
+            if self.packet_clock:
+                self.ct_now = CT_PACKET_CLOCK
+                for i in range(view.count):
+                    if view.m[i].ts_ns > self.clock_ns:
+                        self.clock_ns = view.m[i].ts_ns
+            else:
+                self.ct_now = self.clock_ns
+            if dns is not None:
+                dns_batch(dns, view, dns_ctr, note_p, dq)
+            if ct is not None:
+                ct_lookup_batch(ct, view, self.ct_now)
+                if fp is not None and pt is not None:
+                    pol_recheck_batch(pt, fp, ct, view)
+            self.new_flows(view, pt, fp)
+            if ct is not None:
+                nat_batch(ct, view)
+            if routes.route_batch(view, neigh, egress_one):
+                need = encap_batch(routes, neigh, view, True)
+            if need == 0:
+                self.account(view)
+                if ct is not None:
+                    ct_expire(ct, self.clock_ns, self.expire_work)
+        if need:
+            if self.extra.capacity < need:
+                self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
+            with nogil:
+                made = fragment_batch(routes, neigh, view, self.extra)
+                self.segments += segment_batch(routes, neigh, view, self.extra)
+                self.account(view)
+                if ct is not None:
+                    ct_expire(ct, self.clock_ns, self.expire_work)
+            self.fragments += made
+        return n
+
     def run(self, Batch b not None, log=None, uint64_t now_ns=0, trace=None, bint parsed=False):
         """Process one batch in place (`parsed`: parse ran already, Pipeline.parse).
 
@@ -380,6 +467,7 @@ cdef class Pipeline:
         `now_ns` is the clock when packet_clock is False (attached mode).
         `trace` (kdp.trace.Tracer), when given, is shown the batch after every stage
         (trace.snap(stage name, batch)); without it the stages run as one (a test a stage).
+        (run_view runs the same stages for a sharded replay's worker: keep the two alike.)
         """
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack

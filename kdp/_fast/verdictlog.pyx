@@ -531,6 +531,13 @@ cdef class VerdictLog:
         instead of the running count, `hops` (uint8) gives their hop (multi-node).
         `first_frame`: how many packets the output capture held before this batch's
         transmitted ones (their `frame` numbers follow it); None: no output, frame null."""
+        self.fileobj.write(self.format(b, indices, hops, first_frame, keep))
+
+    def format(self, Batch b, indices=None, hops=None, first_frame=None, keep=None):
+        """The lines write() would write (as write, counted in `lines`), formatted with the
+        GIL released, as a memoryview of this log's scratch (valid until its next format):
+        for a caller that writes them itself (kdp/shards.py puts a batch's lines in
+        place with pwrite while other threads format theirs)."""
         cdef Py_ssize_t n
         cdef int64_t ff = -1 if first_frame is None else <int64_t>first_frame
         cdef char* out = <char*>cnp.PyArray_DATA(self.scratch)
@@ -568,5 +575,5 @@ cdef class VerdictLog:
         with nogil:
             n = _format(b, orig, notes, self.lines, self.ports, self.services, self.reasons,
                         self.policies, out, node, idx, hop, ff, kp)
-        self.fileobj.write(memoryview(self.scratch)[:n])
         self.lines += b.count
+        return memoryview(self.scratch)[:n]

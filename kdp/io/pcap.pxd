@@ -3,7 +3,8 @@
 # The reader walks records under nogil over a sliding mmap window of the file
 # (bounded memory whatever the file size) and copies each frame into a Batch
 # with Batch.push. The writer formats the packets of a batch into a fixed
-# output buffer under nogil and flushes it with write(2).
+# output buffer under nogil and flushes it with write(2); or (classic pcap, from
+# several threads) plans each batch's place in the file and puts it there with pwrite(2).
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
@@ -126,6 +127,7 @@ cdef class CaptureWriter:
     cdef readonly uint64_t unconvertible    # packets skipped: no way to express them in linktype
     cdef int err_no
     cdef bint closed
+    cdef bint placed                        # plan() was called: records go in with put_at
     # pcapng packet comments of the batch being written (write(batch, comments)): the
     # text of packet i is comment_text[comment_off[i]:comment_off[i + 1]]
     cdef const uint8_t* comment_text

@@ -88,6 +88,7 @@ cdef extern from "unistd.h" nogil:
     long sysconf(int name)
     int _SC_PAGESIZE
     ssize_t c_write "write"(int fd, const void* buf, size_t count)
+    ssize_t c_pwrite "pwrite"(int fd, const void* buf, size_t count, long offset)
     ssize_t c_read "read"(int fd, void* buf, size_t count)
 
 cdef extern from "poll.h" nogil:
@@ -1000,6 +1001,55 @@ for _k, _v in enumerate(SYNTH_DST_MAC + SYNTH_SRC_MAC):
 WRITE_SNAPLEN = 262144
 
 
+cdef inline bint _transmitted(const pkt_meta_t* p) noexcept nogil:
+    """A packet the output capture gets (forwarded, the reject's reply, a local reply)."""
+    return p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY
+
+
+cdef inline int _record_source(Batch b, const pkt_meta_t* p, uint16_t lt, const uint8_t** src,
+                               uint32_t* n) noexcept nogil:
+    """The bytes of packet p written in link type lt (*src, *n). Returns 0 (as they are),
+    1 (a synthetic Ethernet header goes in front) or -1 (unconvertible: skipped)."""
+    cdef uint32_t l3
+    src[0] = b.buf + p.off
+    n[0] = p.len
+    if p.linktype == lt:
+        return 0
+    l3 = p.l3_off
+    if (p.ip_ver != 4 and p.ip_ver != 6) or l3 > p.len:
+        return -1
+    if lt == LT_RAW or (lt == LT_IPV4 and p.ip_ver == 4) or (lt == LT_IPV6 and p.ip_ver == 6):
+        src[0] += l3
+        n[0] -= l3
+        return 0
+    if lt == LT_ETHERNET:
+        src[0] += l3
+        n[0] -= l3
+        return 1
+    return -1
+
+
+cdef inline int64_t _wire_len(const pkt_meta_t* p, uint32_t out_len) noexcept nogil:
+    """The record's length on the wire: the bytes the capture cut off stay cut off."""
+    cdef int64_t wire = <int64_t>(p.wire_len if p.wire_len >= p.len else p.len)
+    wire += <int64_t>out_len - <int64_t>p.len
+    if wire < out_len:
+        wire = out_len
+    if wire > <int64_t>0xFFFFFFFFU:
+        wire = <int64_t>0xFFFFFFFFU
+    return wire
+
+
+cdef inline void _synth_eth(uint8_t* h, uint8_t ip_ver) noexcept nogil:
+    memcpy(h, SYNTH_ETH, 12)
+    if ip_ver == 4:
+        h[12] = 0x08
+        h[13] = 0x00
+    else:
+        h[12] = 0x86
+        h[13] = 0xDD
+
+
 cdef class CaptureWriter:
     """Writes the packets of batches to a pcap or pcapng file.
 
@@ -1128,7 +1178,7 @@ cdef class CaptureWriter:
         cdef Py_ssize_t i
         cdef pkt_meta_t* p
         cdef const uint8_t* src
-        cdef uint32_t n, out_len, l3
+        cdef uint32_t n, out_len
         cdef int64_t wire
         cdef bint eth
         cdef uint16_t lt = <uint16_t>self.linktype
@@ -1141,36 +1191,18 @@ cdef class CaptureWriter:
         cdef uint32_t zero = 0
         cdef uint32_t ifid
         cdef uint32_t c_len, c_pad, opts
+        cdef int conv
         for i in range(start, b.count):
             p = &b.m[i]
-            if not self.all_packets and p.verdict != V_FORWARD and p.verdict != V_REJECT \
-                    and p.verdict != V_REPLY:
+            if not self.all_packets and not _transmitted(p):
                 continue
-            src = b.buf + p.off
-            n = p.len
-            eth = False
-            if p.linktype != lt:
-                l3 = p.l3_off
-                if (p.ip_ver != 4 and p.ip_ver != 6) or l3 > n:
-                    self.unconvertible += 1
-                    continue
-                if lt == LT_RAW or (lt == LT_IPV4 and p.ip_ver == 4) or (lt == LT_IPV6 and p.ip_ver == 6):
-                    src += l3
-                    n -= l3
-                elif lt == LT_ETHERNET:
-                    src += l3
-                    n -= l3
-                    eth = True
-                else:
-                    self.unconvertible += 1
-                    continue
+            conv = _record_source(b, p, lt, &src, &n)
+            if conv < 0:
+                self.unconvertible += 1
+                continue
+            eth = conv == 1
             out_len = n + (14 if eth else 0)
-            wire = <int64_t>(p.wire_len if p.wire_len >= p.len else p.len)
-            wire += <int64_t>out_len - <int64_t>p.len
-            if wire < out_len:
-                wire = out_len
-            if wire > <int64_t>0xFFFFFFFFU:
-                wire = <int64_t>0xFFFFFFFFU
+            wire = _wire_len(p, out_len)
             ts = p.ts_ns
             if not ng:
                 # classic pcap, nanosecond magic
@@ -1205,13 +1237,7 @@ cdef class CaptureWriter:
                 if self._put(w32, 28) < 0:
                     return -1
             if eth:
-                memcpy(ethhdr, SYNTH_ETH, 12)
-                if p.ip_ver == 4:
-                    ethhdr[12] = 0x08
-                    ethhdr[13] = 0x00
-                else:
-                    ethhdr[12] = 0x86
-                    ethhdr[13] = 0xDD
+                _synth_eth(ethhdr, p.ip_ver)
                 if self._put(ethhdr, 14) < 0:
                     return -1
             if self._put(src, n) < 0:
@@ -1244,6 +1270,8 @@ cdef class CaptureWriter:
         cdef uint64_t before = self.packets
         if self.closed:
             raise ValueError("write to a closed CaptureWriter")
+        if self.placed:
+            raise ValueError("write after plan: this writer's records are placed with put_at")
         if comments is not None:
             if not self.ng:
                 raise ValueError("packet comments need a pcapng output")
@@ -1270,6 +1298,106 @@ cdef class CaptureWriter:
             self.comment_text = NULL
             self.comment_off = NULL
         return self.packets - before
+
+    def plan(self, Batch batch not None):
+        """Classic pcap, for writers in several threads: claim the place of `batch`'s
+        records in the file now (the next bytes, in call order) and count its packets
+        (`packets`, `unconvertible`) as write does; put_at, from any thread, then writes
+        them there. Returns (file offset, bytes). The file's header is written first;
+        write() is refused after plan (its bytes would go after the header)."""
+        cdef Py_ssize_t i
+        cdef pkt_meta_t* p
+        cdef const uint8_t* src
+        cdef uint32_t n
+        cdef int conv
+        cdef uint16_t lt = <uint16_t>self.linktype
+        cdef uint64_t nbytes = 0, packets = 0, bad = 0, offset
+        if self.closed:
+            raise ValueError("plan on a closed CaptureWriter")
+        if self.ng:
+            raise ValueError("plan/put_at write classic pcap only (pcapng adds interface blocks in order)")
+        if not self.placed:
+            self.placed = True
+            if self._flush() < 0:
+                self._raise()
+        with nogil:
+            for i in range(batch.count):
+                p = &batch.m[i]
+                if not self.all_packets and not _transmitted(p):
+                    continue
+                conv = _record_source(batch, p, lt, &src, &n)
+                if conv < 0:
+                    bad += 1
+                    continue
+                nbytes += 16 + n + (14 if conv == 1 else 0)
+                packets += 1
+        offset = self.bytes_written
+        self.bytes_written += nbytes
+        self.packets += packets
+        self.unconvertible += bad
+        return offset, nbytes
+
+    def put_at(self, Batch batch not None, uint64_t offset, uint64_t nbytes, scratch):
+        """Write the records plan(batch) placed at `offset` (`nbytes` of them), formatted
+        in `scratch` (a uint8 array of at least `nbytes`), with pwrite(2), the GIL
+        released: several threads may put their batches at once."""
+        cdef uint8_t[::1] sv = scratch
+        cdef uint8_t* out = &sv[0]
+        cdef Py_ssize_t i
+        cdef pkt_meta_t* p
+        cdef const uint8_t* src
+        cdef uint32_t n, out_len
+        cdef uint32_t w32[4]
+        cdef int conv, err = 0
+        cdef bint mismatch = False
+        cdef uint16_t lt = <uint16_t>self.linktype
+        cdef bint every = self.all_packets
+        cdef uint64_t k = 0, done = 0
+        cdef ssize_t r
+        cdef int fd = self.fd
+        if <uint64_t>sv.shape[0] < nbytes:
+            raise ValueError("the scratch array is smaller than the batch's records")
+        with nogil:
+            for i in range(batch.count):
+                p = &batch.m[i]
+                if not every and not _transmitted(p):
+                    continue
+                conv = _record_source(batch, p, lt, &src, &n)
+                if conv < 0:
+                    continue
+                out_len = n + (14 if conv == 1 else 0)
+                if k + 16 + out_len > nbytes:
+                    mismatch = True     # not the batch plan() measured
+                    break
+                w32[0] = <uint32_t>(p.ts_ns // NS)
+                w32[1] = <uint32_t>(p.ts_ns % NS)
+                w32[2] = out_len
+                w32[3] = <uint32_t>_wire_len(p, out_len)
+                memcpy(out + k, w32, 16)
+                k += 16
+                if conv == 1:
+                    _synth_eth(out + k, p.ip_ver)
+                    k += 14
+                memcpy(out + k, src, n)
+                k += n
+            if k != nbytes:
+                mismatch = True
+            while not mismatch and err == 0 and done < nbytes:
+                r = c_pwrite(fd, out + done, nbytes - done, <long>(offset + done))
+                if r < 0:
+                    if errno == EINTR:
+                        continue
+                    err = errno
+                elif r == 0:
+                    err = EFBIG
+                else:
+                    done += r
+        if mismatch:
+            raise ValueError("put_at: the batch's records are not the ones plan() measured")
+        if err != 0:
+            if err == EPIPE:
+                raise BrokenPipeError(err, f"{self.path}: {os.strerror(err)}")
+            raise CaptureError(f"{self.path}: cannot write: {os.strerror(err)}")
 
     def _add_iface(self, uint32_t port):
         if port == NO_PORT:
