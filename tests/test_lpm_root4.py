@@ -1,7 +1,8 @@
 """The IPv4 4-byte root (kdp/_fast/lpm.pyx, "4-byte root"): bulk-built tables
 with many non-empty /16s have batch lookups read 4-byte root entries (chunk
 offsets in one arena) and each /16's default from its chunk.  Here small
-tables are forced through it (kdp._fast.lpm._set_root4) and checked against the
+tables are forced through it, with palettes whatever their values
+(kdp._fast.lpm._set_root4), and checked against the
 naive reference through bulk builds, inserts, deletes and replacements that
 cross chunk formats (8-bit direct or palette leaves, 16-bit leaves, wide
 tables, empty /16s) and change defaults (prefixes shorter than /16)."""
@@ -21,7 +22,7 @@ from test_lpm import _arrays, _check, _probes, _rules
 
 @contextlib.contextmanager
 def _root4(min_nonempty=1, slack=-1):
-    old = lpm_mod._set_root4(min_nonempty, slack)
+    old = lpm_mod._set_root4(min_nonempty, slack, True)
     try:
         yield
     finally:
@@ -181,13 +182,23 @@ def test_small_and_insert_built_tables_keep_the_8_byte_root():
 
 
 @pytest.mark.parametrize("hops", [1024, 32])
-def test_bgp_sized_table_uses_the_4_byte_root_and_agrees_with_single_lookups(hops):
+def test_bgp_sized_table_root_choice_and_both_roots_agree(hops):
+    # 1,024 next hops: palettes, the 4-byte root; 32: direct 8-bit leaves, t0.
+    # Through either root the same chunks give the same answers, as do single
+    # lookups (always t0)
     from kdp.benchmarks.lpm import bgp_table, queries4
     pre, lens, vals, _ = bgp_table(100_000, seed=6, hops=hops)
     t = Lpm4.build(pre, lens, vals)
-    assert _has_root4(t)
+    assert _has_root4(t) == (hops == 1024)
     m = t.memory()
-    assert m["batch"] == m["lookup"] - 65536 * 8
+    assert m["batch"] == m["lookup"] - (65536 * 8 if hops == 1024 else 0)
     q = np.concatenate([queries4(pre, lens, 30_000, "hit90", seed=7),
                         queries4(pre, lens, 10_000, "uniform", seed=8)])
-    assert t.lookup_batch(q).tolist() == [t.lookup(int(a)) for a in q]   # single: the 8-byte root
+    got = t.lookup_batch(q)
+    assert got.tolist() == [t.lookup(int(a)) for a in q]
+    t._use_root4(False)
+    assert not _has_root4(t)
+    assert np.array_equal(t.lookup_batch(q), got)
+    t._use_root4(True)
+    assert _has_root4(t) == (hops == 1024)
+    assert np.array_equal(t.lookup_batch(q), got)

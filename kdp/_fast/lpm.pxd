@@ -117,7 +117,7 @@ cdef class _LpmBase:
     cdef size_t arena_cap           # bytes of the mapping usable (from region)
     cdef dict _arena_free           # block size -> offsets (from region) of freed blocks
     cdef dict _empty4               # default next-hop index -> t4 entry of its empty chunk
-    cdef int empty4_flag            # handle flag of the empty chunks t4 names (H_PALETTE or 0)
+    cdef int empty4_flag            # handle flag of the empty chunks t4 names (H_PALETTE)
     cdef int leaf8_many             # IPv4 root leaves with >= 240 next hops: palette (2) or 16-bit (0)
     cdef object _nh_of              # value -> nh index
     cdef object _bulk               # numpy array the non-owned buckets point into

@@ -178,17 +178,20 @@ cdef size_t _root4_min = 4096
 # only used once written): the bulk chunks' size again + 4 MiB, or (tests, >= 0)
 # this many bytes.
 cdef ssize_t _root4_slack = -1
+# Tests: bulk builds give every 8-bit root a palette, whatever the values.
+cdef bint _root4_palettes = False
 
 
-def _set_root4(size_t min_nonempty, ssize_t slack=-1):
-    """Set when a bulk-built IPv4 table gets the 4-byte root (at least
-    min_nonempty non-empty /16s) and its arena's room for updates (-1: the
-    default); tests run small tables and a full arena this way.  Returns the
-    previous pair."""
-    global _root4_min, _root4_slack
-    old = (_root4_min, _root4_slack)
+def _set_root4(size_t min_nonempty, ssize_t slack=-1, bint palettes=False):
+    """Set when a bulk-built IPv4 table with palettes gets the 4-byte root (at
+    least min_nonempty non-empty /16s), its arena's room for updates (-1: the
+    default), and whether every bulk build uses palettes; tests run small
+    tables and a full arena this way.  Returns the previous triple."""
+    global _root4_min, _root4_slack, _root4_palettes
+    old = (_root4_min, _root4_slack, _root4_palettes)
     _root4_min = min_nonempty
     _root4_slack = slack
+    _root4_palettes = palettes
     return old
 
 
@@ -310,7 +313,7 @@ cdef void _lookup4_batch(const lpm_root_t *rt, const char *base, size_t stride,
         i += 1
 
 
-# The same lookup through the 4-byte root (t4, base4: tables with many
+# The same lookup through the 4-byte root (t4, base4: palette tables with many
 # non-empty /16s, see "4-byte root" in Lpm4).  The entry is the chunk
 # handle's offset from base4, and the /16's default is read from the chunk
 # (the line the lookup reads anyway): palette entry 0 of an 8-bit root node,
@@ -319,28 +322,33 @@ cdef void _lookup4_batch(const lpm_root_t *rt, const char *base, size_t stride,
 # 4-byte ones are 256 KiB.
 
 cdef inline uint32_t _lookup4s(const lpm_root_t *rt, const char *base, uint32_t a) noexcept nogil:
+    # Leaf 0 ("no rule of the chunk") takes the default from the chunk; a
+    # palette leaf needs no merge (palette entry 0 is the default), so the
+    # common path of a FIB's table has none: the merge measured ~10% of a
+    # lookup when done on every path (an extra load on the leaf's chain), and
+    # tables without palettes (direct 8-bit leaves) measured 0-10% slower
+    # through this root than through t0, so only palette tables get it.
     cdef uint32_t e = kdp_ld32(&rt.t4[a >> 16])
     cdef const char *c = base + (e & ~(<uint32_t>H_FLAGS))
-    cdef uint32_t lf, w, k, d
+    cdef uint32_t lf, w, k
     if (e & (H_WIDE | H_LEAF16)) == 0:
         w = (a >> 14) & 3
         k = (<const uint8_t *>(c + N8_RUNS))[w] + kdp_popcnt(
             (<const uint64_t *>(c + STARTS))[w] << ((~a >> 8) & 63))
         lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
-        d = (<const uint16_t *>(c + N8_LEAF))[0]
         if lf >= CHILD8:
             lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
-        elif e & H_PALETTE:
+            lf |= (<const uint16_t *>(c + N8_LEAF))[0] & (0 - <uint32_t>(lf == 0))
+        else:                                  # (every 8-bit root of such a table has a palette)
             lf = (<const uint16_t *>(c + N8_LEAF))[lf]
     elif e & H_WIDE:
         lf = (<const uint16_t *>c)[a & 0xFFFF]
-        d = (<const uint16_t *>(c + WIDE_DFLT))[0]
+        lf |= (<const uint16_t *>(c + WIDE_DFLT))[0] & (0 - <uint32_t>(lf == 0))
     else:
         lf = _node16_leaf(c, (a >> 8) & 255)
-        d = (<const uint16_t *>(c + N16_DFLT))[0]
         if lf >= CHILD:
             lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD)], a & 255)
-    lf |= d & (0 - <uint32_t>(lf == 0))
+        lf |= (<const uint16_t *>(c + N16_DFLT))[0] & (0 - <uint32_t>(lf == 0))
     return rt.nh_value[lf]
 
 
@@ -491,8 +499,8 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     child offsets and its distance from blk (the start of the allocation),
     then its children.  leaf8: LEAF8_DIRECT or LEAF8_PALETTE for 8-bit leaves
     where they fit, 0 for 16-bit leaves.  dflt >= 0 (tables with a 4-byte
-    root): the /16's default, kept in the node (palette entry 0, a palette of
-    one entry for direct leaves; N16_DFLT of a 16-bit node).  off = the node's
+    root, whose 8-bit roots all have palettes): the /16's default, kept in the
+    node (palette entry 0; N16_DFLT of a 16-bit node).  off = the node's
     offset.  Returns the handle flags (H_LEAF16, H_PALETTE or 0), or -1 when out of
     memory."""
     cdef uint32_t slots[256]
@@ -542,7 +550,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
                 npal = j
                 pal[j] = <uint16_t>lv
             idx8[r] = <uint8_t>j
-    pbytes = 2 * (npal + 1) if leaf8 == LEAF8_PALETTE else (2 if dflt >= 0 else 0)
+    pbytes = 2 * (npal + 1) if leaf8 == LEAF8_PALETTE else 0
     if pbytes + nruns > 0x100:             # run counts + the palette's bytes fit 8 bits
         leaf16 = 1
     # in front of the node: one uint32 offset per child and the uint32 distance
@@ -1021,6 +1029,8 @@ cdef class _LpmBase:
             leaf8_many = LEAF8_PALETTE if 2 * pairs <= lr.shape[0] else 0
             if len(nh_of) >= CHILD8:
                 leaf8 = leaf8_many
+            if _root4_palettes:
+                leaf8 = leaf8_many = LEAF8_PALETTE
         if self.bits == 32:
             eoff = <uint32_t *>malloc(65536 * sizeof(uint32_t))
         if rt == NULL or bks == NULL or offs == NULL or dflt == NULL or (self.bits == 32 and eoff == NULL):
@@ -1053,7 +1063,7 @@ cdef class _LpmBase:
                     for i in range(1, nlong):
                         if (rr[i].hi >> 48) != (rr[i - 1].hi >> 48):
                             nne += 1
-                    use4 = nlong > 0 and nne + 1 >= _root4_min
+                    use4 = nlong > 0 and nne + 1 >= _root4_min and leaf8 == LEAF8_PALETTE
                 i = 0
                 while i < nlong and not err:
                     h = <uint32_t>(rr[i].hi >> 48)
@@ -1068,7 +1078,7 @@ cdef class _LpmBase:
                     i = j
                 if use4 and not err:
                     # one empty chunk per distinct default of the empty /16s
-                    eflag = H_PALETTE if leaf8 == LEAF8_PALETTE else 0
+                    eflag = H_PALETTE
                     memset(eoff, 0xFF, 65536 * sizeof(uint32_t))
                     for h in range(65536):
                         if bks[h].n == 0 and eoff[dflt[h]] == <uint32_t>0xFFFFFFFF:
@@ -1430,8 +1440,11 @@ cdef class Lpm4(_LpmBase):
         else:
             b.p = NULL
             b.n = b.cap = 0
+            # (with the 4-byte root every 8-bit root has a palette: its kernel
+            # reads the leaf through it)
             if _build_any4(&b, bk.r, bk.n, &off, 1,
-                           LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many,
+                           LEAF8_PALETTE if four else (
+                               LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many),
                            d if four else -1) < 0:
                 free(b.p)
                 raise MemoryError()
@@ -1628,6 +1641,17 @@ cdef class Lpm4(_LpmBase):
         with nogil:
             self.lookup_n(ap, op, n)
         return o
+
+    def _use_root4(self, bint on):
+        """Batch lookups through the 4-byte root (on; a table built with one)
+        or the 8-byte one, over the same chunks: tests compare their answers,
+        bench/README.md's A/B their speed.  Off until the next bulk build or
+        write that finds it off; do not call while writers run."""
+        with self._wlock:
+            if on and self.arena_cap:
+                kdp_stptr(<void **>&self.root.base4, self.region)
+            else:
+                kdp_stptr(<void **>&self.root.base4, NULL)
 
     def rules(self):
         """The rule list: (prefixes uint32, lengths uint8, values uint32), sorted."""

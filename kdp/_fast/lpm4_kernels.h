@@ -25,14 +25,14 @@
    line (uint64 size first), then a direct table of 65,536 uint16 leaves for
    bits 16..31; the handle names the table | KDP_LPM4_WIDE.
 
-   The 4-byte root (tables with many non-empty /16s; lpm.pyx): a root entry
-   of 4 bytes names the chunk by its offset in one arena, and the /16's
-   default (the next hop of the longest prefix shorter than /16 covering it)
-   lives in the chunk: palette entry 0 of an 8-bit root node (such tables give
-   every 8-bit root a palette, of one entry where its leaves are next-hop
-   indices), the uint16 at KDP_LPM4_N16_DFLT of a 16-bit root node, the uint16
-   at KDP_LPM4_WIDE_DFLT (in the header line) of a wide table.  Empty /16s
-   name one small empty chunk per distinct default. */
+   The 4-byte root (palette tables with many non-empty /16s; lpm.pyx): a
+   root entry of 4 bytes names the chunk by its offset in one arena, and the
+   /16's default (the next hop of the longest prefix shorter than /16
+   covering it) lives in the chunk: palette entry 0 of an 8-bit root node
+   (every 8-bit root of such a table has a palette), the uint16 at
+   KDP_LPM4_N16_DFLT of a 16-bit root node, the uint16 at KDP_LPM4_WIDE_DFLT
+   (in the header line) of a wide table.  Empty /16s name one small empty
+   chunk per distinct default. */
 #ifndef KDP_LPM4_KERNELS_H
 #define KDP_LPM4_KERNELS_H
 
