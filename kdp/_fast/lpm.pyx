@@ -75,11 +75,30 @@ at one shared empty chunk.  Short prefixes (< /16) live only in root entries,
 so inserting or deleting them never touches a chunk.  The default route /0 is
 a short prefix like any other.
 
+4-byte root (IPv4 tables with palettes and at least 4,096 non-empty /16s,
+e.g. a BGP table with a thousand next hops): batch lookups read a second,
+4-byte root (``t4``: 256 KiB instead of 512) whose entry is the chunk
+handle's offset in one arena, the bulk region's mapping, with room reserved
+after the bulk-built chunks for the chunks of later updates (freed blocks
+are kept per size and reused).  The /16's default, which the 8-byte entry
+packs, is kept in the chunk: palette entry 0 (so a palette leaf needs no
+merge at all), the N16_DFLT field of a 16-bit root node, a wide table's
+header line; an empty /16 names one small empty chunk per distinct default.
+A short prefix's edit stores the new default into those chunks (a 16-bit
+store each).  The 8-byte root stays, for single lookups and writers.  If
+the arena runs out, batch lookups go back to the 8-byte root until the next
+bulk build (``rebuild()``).  Against the 8-byte root over the same chunks,
+hit-heavy and uniform lookups on the 900,000-prefix table ran a few %
+faster (bench/README.md, LPM); tables with direct 8-bit leaves (fewer than
+240 next hops) ran 0-10 % slower through it (their leaf 0 needs the merge)
+and keep the 8-byte root.
+
 IPv6 uses the same root (top 16 bits); its chunks are leaf-pushed sorted
 ranges (DXR-style) in three levels, each read with one vector compare: see
 lpm6.pyx.
 
-Memory (``memory()``): root 768 KiB (root entries + value table), chunks
+Memory (``memory()``): root 768 KiB (root entries + value table; + 256 KiB
+with the 4-byte root), chunks
 (about 5 MiB for the 900,000-prefix BGP-like table, 7.5 MiB for 200,000
 IPv6 prefixes), and the rule list
 (24 bytes a rule; cold, only writers read it).
@@ -93,10 +112,12 @@ Batch lookups release the GIL and may run from many threads at once.  One
 writer at a time (writers are serialised by a lock) changes the table while
 readers run, and a reader never sees a half-updated table:
 
-* IPv4 chunks are immutable once published.  An insert/delete rebuilds the
+* IPv4 chunks are immutable once published (but for the default a 4-byte
+  root table keeps in them: one 16-bit store).  An insert/delete rebuilds the
   one chunk of the affected /16 aside (microseconds), then publishes it with
-  a single atomic 64-bit store into the root (release ordering), so a
-  reader sees either the whole old chunk or the whole new one;
+  a single atomic 64-bit store into the root (release ordering; and one
+  32-bit store into the 4-byte root), so a reader sees either the whole old
+  chunk or the whole new one;
 * IPv6 updates rebuild less (``Lpm6._refresh_rule`` in lpm6.pyx): a C node or
   a B level built aside and published with one atomic 64-bit store, so every
   address sees its old or its new answer;
@@ -314,7 +335,7 @@ cdef void _lookup4_batch(const lpm_root_t *rt, const char *base, size_t stride,
 
 
 # The same lookup through the 4-byte root (t4, base4: palette tables with many
-# non-empty /16s, see "4-byte root" in Lpm4).  The entry is the chunk
+# non-empty /16s, see "4-byte root" in the module docstring).  The entry is the chunk
 # handle's offset from base4, and the /16's default is read from the chunk
 # (the line the lookup reads anyway): palette entry 0 of an 8-bit root node,
 # N16_DFLT of a 16-bit one, WIDE_DFLT of a wide table.  Why: the 8-byte
@@ -1389,7 +1410,8 @@ cdef _split_args(length, value):
 cdef class Lpm4(_LpmBase):
     """IPv4 longest-prefix match: prefix -> uint32 value; MISS (0xFFFFFFFF)
     for an address no prefix covers.  See the module docstring for the
-    structure and the concurrency contract."""
+    structure (and the "4-byte root" of big tables) and the concurrency
+    contract."""
 
     MISS = MISS
 
@@ -1545,8 +1567,8 @@ cdef class Lpm4(_LpmBase):
         kind, ptr, size = item
         if kind == 2:
             p = <char *>(<uintptr_t>ptr)
-            if self.region != NULL and p >= self.region + self.region_size \
-                    and p < self.region + self.arena_cap:
+            if self._arena_free is not None and self.region != NULL \
+                    and p >= self.region + self.region_size and p < self.region + self.arena_cap:
                 self._arena_free.setdefault(size, []).append(<size_t>(p - self.region))
             return
         _LpmBase._free_garbage(self, item)
