@@ -88,10 +88,10 @@ A short prefix's edit stores the new default into those chunks (a 16-bit
 store each).  The 8-byte root stays, for single lookups and writers.  If
 the arena runs out, batch lookups go back to the 8-byte root until the next
 bulk build (``rebuild()``).  Against the 8-byte root over the same chunks,
-hit-heavy and uniform lookups on the 900,000-prefix table ran a few %
-faster (bench/README.md, LPM); tables with direct 8-bit leaves (fewer than
-240 next hops) ran 0-10 % slower through it (their leaf 0 needs the merge)
-and keep the 8-byte root.
+uniform and hit-heavy lookups on the 900,000-prefix table with 1,024 next
+hops ran ~7-13 % faster (bench/README.md, LPM); tables with direct 8-bit
+leaves (fewer than 240 next hops) ran 0-10 % slower through it (their leaf 0
+needs the merge) and keep the 8-byte root.
 
 IPv6 uses the same root (top 16 bits); its chunks are leaf-pushed sorted
 ranges (DXR-style) in three levels, each read with one vector compare: see
@@ -193,7 +193,7 @@ cdef enum:
     PF_ROOT_AHEAD = 24        # ... the root entry of the address that far ahead
 
 # Bulk-built IPv4 tables with at least this many non-empty /16s get the
-# 4-byte root (Lpm4 docstring); tests lower it to run small tables through it.
+# 4-byte root (module docstring) if they have palettes; tests lower it to run small tables through it.
 cdef size_t _root4_min = 4096
 # Its arena reserves address space for the chunks of later updates (pages are
 # only used once written): the bulk chunks' size again + 4 MiB, or (tests, >= 0)
@@ -1031,7 +1031,7 @@ cdef class _LpmBase:
         cdef size_t nne
         cdef int leaf8 = LEAF8_DIRECT                # (the root nodes' leaves: _build_root4)
         cdef int leaf8_many = self.leaf8_many
-        cdef int use4 = 0                            # a 4-byte root (Lpm4 docstring)
+        cdef int use4 = 0                            # a 4-byte root (module docstring)
         cdef uint32_t *eoff = NULL                   # 4-byte root: default -> its empty chunk
         cdef size_t slack = 0
         cdef int eflag = 0
