@@ -1305,6 +1305,12 @@ cdef class _LpmBase:
         write."""
         return <uintptr_t>&self.root.t0[0], <uintptr_t>&self.root.nh_value[0]
 
+    def _root4_addresses(self):
+        """(address of the 4-byte root entries, the arena base they are
+        offsets from; 0 without a 4-byte root), for the layout tests.  Valid
+        until the next write."""
+        return <uintptr_t>&self.root.t4[0], <uintptr_t>self.root.base4
+
     cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln):
         # the value of rule (hi, lo, ln), or None
         cdef lpm_bucket_t *bk = &self.shorts if ln < 16 else &self.buckets[hi >> 48]
