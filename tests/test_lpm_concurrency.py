@@ -176,3 +176,14 @@ def test_replaced_chunks_are_freed_once_readers_leave():
         t.insert(0x0A000000 | (i << 8), 24, i)
     t.lookup_batch(np.arange(1000, dtype=np.uint32))
     assert t.reclaim() == 0
+
+
+def test_concurrent_batch_readers_see_old_or_new_value_ipv4_4_byte_root():
+    # the same through the 4-byte root (forced for this small table): flips
+    # rewrite t0 and t4, the /8 flip the defaults kept in the chunks
+    from kdp._fast import lpm as lpm_mod
+    old = lpm_mod._set_root4(1, -1, True)      # (palettes: else its few values keep t0)
+    try:
+        _run(32, Lpm4, lambda qs: np.array(qs, np.uint32))
+    finally:
+        lpm_mod._set_root4(*old)

@@ -124,6 +124,31 @@ def read4(t, a):
     return u32(values + 4 * (leaf or e >> 48))       # leaf 0: the /16's default
 
 
+def read4s(t, a):
+    # through the 4-byte root: the entry is the handle's offset from the arena
+    # base, and the /16's default is in the chunk (palette entry 0 of an 8-bit
+    # root, every one of which has a palette; n16_dflt of a 16-bit root;
+    # wide_dflt from a wide table)
+    t4, base = t._root4_addresses()
+    _, values = t._root_addresses()
+    h = base + u32(t4 + 4 * (a >> 16))
+    c = h & ~L4["flags"]
+    if h & L4["flag_wide"]:
+        leaf, dflt = u16(c + 2 * (a & 0xFFFF)), u16(c + L4["wide_dflt"])
+    elif h & L4["flag_leaf16"]:
+        leaf, dflt = _node_leaf(c, (a >> 8) & 255, True), u16(c + L4["n16_dflt"])
+        if leaf >= L4["child16"]:
+            leaf = _node_leaf(_child(c, leaf - L4["child16"]), a & 255, True)
+    else:
+        assert h & L4["flag_palette"]
+        leaf, dflt = _node_leaf(c, (a >> 8) & 255, False), u16(c + L4["n8_leaf"])
+        if leaf >= L4["child8"]:
+            leaf = _node_leaf(_child(c, leaf - L4["child8"]), a & 255, True)
+        else:
+            leaf = u16(c + L4["n8_leaf"] + 2 * leaf)
+    return u32(values + 4 * (leaf or dflt))
+
+
 def _rank(addr, count, width, x):
     read = {2: u16, 4: u32}[width]
     return sum(read(addr + width * i) < x for i in range(count))
@@ -251,6 +276,33 @@ def test_ipv4_memory_read_by_the_named_layout_matches_the_reference(seed, many_v
 def _leaf16(t, slash16):
     t0, _ = t._root_addresses()
     return bool(u64(t0 + 8 * slash16) & L4["flag_leaf16"])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), many_values=st.booleans())
+def test_ipv4_4_byte_root_read_by_the_named_layout_matches_the_reference(seed, many_values):
+    # a bulk build forced through the 4-byte root (and palettes), then edits
+    # that change defaults (short prefixes) and chunks; the reader follows t4
+    rng = random.Random(seed)
+    rules = _v4_rules(rng, many_values)
+    ref = _ref(rules, 32)
+    old = lpm._set_root4(1, -1, True)
+    try:
+        t = Lpm4.build(np.array([r[0] for r in rules], np.uint32), [r[1] for r in rules],
+                       [r[2] for r in rules])
+    finally:
+        lpm._set_root4(*old)
+    assert t._root4_addresses()[1] != 0
+    probes = _probes(rules, 32, rng, 200)
+    assert [read4s(t, a) for a in probes] == [ref.lookup(a) for a in probes]
+    for p, ln, v in [(0x0A000000, 9, 5), (0, 0, 6), (0x0AF40000, 30, 7), (0x0C000000, 16, 8),
+                     (0xC0A80000, 12, 9)]:
+        t.insert(p, ln, v)
+        ref.insert(p, ln, v)
+    t.delete(0x0A000000, 8)
+    ref.delete(0x0A000000, 8)
+    probes = _probes([(p, ln, v) for (p, ln), v in ref.rules.items()], 32, rng, 200)
+    assert [read4s(t, a) for a in probes] == [ref.lookup(a) for a in probes]
 
 
 @settings(max_examples=15, deadline=None)

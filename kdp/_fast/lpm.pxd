@@ -36,6 +36,11 @@ cdef extern from *:
 ctypedef struct lpm_root_t:
     uint64_t t0[65536]              # (default nh << 48) | chunk handle
     uint32_t nh_value[65536]        # next-hop index -> 32-bit value; [0] = miss
+    # IPv4 tables with a 4-byte root (lpm.pyx, "4-byte root"): t4[h] = the
+    # offset of /16 h's chunk handle from base4 (flags in the low 3 bits);
+    # base4 NULL: batch lookups read t0 (small tables, Lpm6, or t4 given up)
+    uint32_t t4[65536]
+    const char *base4
 
 ctypedef struct lpm_epoch_t:
     uint64_t epoch
@@ -106,6 +111,13 @@ cdef class _LpmBase:
     cdef int bits                   # 32 or 128
     cdef uint64_t empty             # chunk handle of a /16 without rules
     cdef uint32_t next_nh
+    # the 4-byte root's arena: the bulk region's mapping past the bulk-built
+    # chunks (region_size); chunks of later updates are carved from it
+    cdef size_t arena_used          # bytes of the mapping handed out (from region)
+    cdef size_t arena_cap           # bytes of the mapping usable (from region)
+    cdef dict _arena_free           # block size -> offsets (from region) of freed blocks
+    cdef dict _empty4               # default next-hop index -> t4 entry of its empty chunk
+    cdef int empty4_flag            # handle flag of the empty chunks t4 names (H_PALETTE)
     cdef int leaf8_many             # IPv4 root leaves with >= 240 next hops: palette (2) or 16-bit (0)
     cdef object _nh_of              # value -> nh index
     cdef object _bulk               # numpy array the non-owned buckets point into
@@ -143,7 +155,7 @@ cdef class _LpmBase:
     # append the chunk of one /16's rules to a bulk build; off = its handle's
     # offset in b; leaf8: the table has few enough next hops for 8-bit leaves
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil
+                               size_t *off, int leaf8, int dflt) noexcept nogil
     # a bulk-built chunk is in its final place (handle c): fix what needs addresses
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil
     # the handle for empty /16s of a bulk-built table with `nonempty` non-empty ones
@@ -156,10 +168,14 @@ cdef class Lpm4(_LpmBase):
     cdef bint _is_static(self, const char *c) noexcept nogil
     cdef char *_block_of(self, char *c) noexcept nogil
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil
+                               size_t *off, int leaf8, int dflt) noexcept nogil
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil
     cdef uint64_t _bulk_empty(self, size_t nonempty) noexcept nogil
     cdef _refresh_chunk(self, uint32_t h)
+    cdef _refresh_defaults(self, uint32_t h0, uint32_t h1)
+    cdef _free_garbage(self, item)
+    cdef char *_arena_alloc(self, size_t size)
+    cdef int _t4_empty(self, uint32_t h, uint32_t d) except -1
 
     # One IPv4 address (host byte order) -> value or KDP_LPM_MISS.
     cdef uint32_t lookup_one(self, uint32_t addr) noexcept nogil

@@ -75,11 +75,30 @@ at one shared empty chunk.  Short prefixes (< /16) live only in root entries,
 so inserting or deleting them never touches a chunk.  The default route /0 is
 a short prefix like any other.
 
+4-byte root (IPv4 tables with palettes and at least 4,096 non-empty /16s,
+e.g. a BGP table with a thousand next hops): batch lookups read a second,
+4-byte root (``t4``: 256 KiB instead of 512) whose entry is the chunk
+handle's offset in one arena, the bulk region's mapping, with room reserved
+after the bulk-built chunks for the chunks of later updates (freed blocks
+are kept per size and reused).  The /16's default, which the 8-byte entry
+packs, is kept in the chunk: palette entry 0 (so a palette leaf needs no
+merge at all), the N16_DFLT field of a 16-bit root node, a wide table's
+header line; an empty /16 names one small empty chunk per distinct default.
+A short prefix's edit stores the new default into those chunks (a 16-bit
+store each).  The 8-byte root stays, for single lookups and writers.  If
+the arena runs out, batch lookups go back to the 8-byte root until the next
+bulk build (``rebuild()``).  Against the 8-byte root over the same chunks,
+uniform and hit-heavy lookups on the 900,000-prefix table with 1,024 next
+hops ran ~7-13 % faster (bench/README.md, LPM); tables with direct 8-bit
+leaves (fewer than 240 next hops) ran 0-10 % slower through it (their leaf 0
+needs the merge) and keep the 8-byte root.
+
 IPv6 uses the same root (top 16 bits); its chunks are leaf-pushed sorted
 ranges (DXR-style) in three levels, each read with one vector compare: see
 lpm6.pyx.
 
-Memory (``memory()``): root 768 KiB (root entries + value table), chunks
+Memory (``memory()``): root 768 KiB (root entries + value table; + 256 KiB
+with the 4-byte root), chunks
 (about 5 MiB for the 900,000-prefix BGP-like table, 7.5 MiB for 200,000
 IPv6 prefixes), and the rule list
 (24 bytes a rule; cold, only writers read it).
@@ -93,10 +112,12 @@ Batch lookups release the GIL and may run from many threads at once.  One
 writer at a time (writers are serialised by a lock) changes the table while
 readers run, and a reader never sees a half-updated table:
 
-* IPv4 chunks are immutable once published.  An insert/delete rebuilds the
+* IPv4 chunks are immutable once published (but for the default a 4-byte
+  root table keeps in them: one 16-bit store).  An insert/delete rebuilds the
   one chunk of the affected /16 aside (microseconds), then publishes it with
-  a single atomic 64-bit store into the root (release ordering), so a
-  reader sees either the whole old chunk or the whole new one;
+  a single atomic 64-bit store into the root (release ordering; and one
+  32-bit store into the 4-byte root), so a reader sees either the whole old
+  chunk or the whole new one;
 * IPv6 updates rebuild less (``Lpm6._refresh_rule`` in lpm6.pyx): a C node or
   a B level built aside and published with one atomic 64-bit store, so every
   address sees its old or its new answer;
@@ -136,12 +157,14 @@ cdef extern from "lpm4_kernels.h" nogil:
         STARTS "KDP_LPM4_STARTS"        # node: uint64 run-start bitmap[4]
         N16_RUNS "KDP_LPM4_N16_RUNS"    # 16-bit node: uint16 runs_before[4]
         N16_LEAF "KDP_LPM4_N16_LEAF"    # 16-bit node: uint16 leaf[]
+        N16_DFLT "KDP_LPM4_N16_DFLT"    # 16-bit root node: uint16 default (4-byte root)
         N8_RUNS "KDP_LPM4_N8_RUNS"      # 8-bit root node: uint8 runs_before[4]
         N8_LEAF "KDP_LPM4_N8_LEAF"      # 8-bit root node: uint8 leaf[]
         ROOT_DIST "KDP_LPM4_ROOT_DIST"  # in front of a root node: uint32 distance to its block
         ROOT_KIDS "KDP_LPM4_ROOT_KIDS"  # ... then uint32 child offsets, growing down
         WIDE_TABLE "KDP_LPM4_WIDE_TABLE"    # a wide chunk's table, after its header line
         WIDE_SLOTS "KDP_LPM4_WIDE_SLOTS"
+        WIDE_DFLT "KDP_LPM4_WIDE_DFLT"  # a wide table's uint16 default, from the table (4-byte root)
         H_WIDE "KDP_LPM4_WIDE"          # handle flags
         H_LEAF16 "KDP_LPM4_LEAF16"
         H_PALETTE "KDP_LPM4_PALETTE"
@@ -152,6 +175,9 @@ cdef extern from "lpm4_kernels.h" nogil:
     unsigned char *kdp_empty_chunk_palette
     unsigned char *kdp_empty_wide
     void kdp_lpm4_init_empty()
+    void kdp_st16(uint16_t *p, uint16_t v)
+    void kdp_st32(uint32_t *p, uint32_t v)
+    uint32_t kdp_ld32(const uint32_t *p)
 
 kdp_lpm4_init_empty()
 
@@ -166,6 +192,30 @@ cdef enum:
     PF_CHUNK_AHEAD = 8        # ... the chunk lines of the address that far ahead,
     PF_ROOT_AHEAD = 24        # ... the root entry of the address that far ahead
 
+# Bulk-built IPv4 tables with at least this many non-empty /16s get the
+# 4-byte root (module docstring) if they have palettes; tests lower it to run small tables through it.
+cdef size_t _root4_min = 4096
+# Its arena reserves address space for the chunks of later updates (pages are
+# only used once written): the bulk chunks' size again + 4 MiB, or (tests, >= 0)
+# this many bytes.
+cdef ssize_t _root4_slack = -1
+# Tests: bulk builds give every 8-bit root a palette, whatever the values.
+cdef bint _root4_palettes = False
+
+
+def _set_root4(size_t min_nonempty, ssize_t slack=-1, bint palettes=False):
+    """Set when a bulk-built IPv4 table with palettes gets the 4-byte root (at
+    least min_nonempty non-empty /16s), its arena's room for updates (-1: the
+    default), and whether every bulk build uses palettes; tests run small
+    tables and a full arena this way.  Returns the previous triple."""
+    global _root4_min, _root4_slack, _root4_palettes
+    old = (_root4_min, _root4_slack, _root4_palettes)
+    _root4_min = min_nonempty
+    _root4_slack = slack
+    _root4_palettes = palettes
+    return old
+
+
 rule_dtype = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("nh", "<u4"), ("len", "u1"),
                        ("pad", "u1", (3,))])
 assert rule_dtype.itemsize == sizeof(lpm_rule_t)
@@ -174,6 +224,7 @@ assert rule_dtype.itemsize == sizeof(lpm_rule_t)
 # decodes built chunks with them).
 LAYOUT4 = {
     "starts": STARTS, "n16_runs": N16_RUNS, "n16_leaf": N16_LEAF,
+    "n16_dflt": N16_DFLT, "wide_dflt": WIDE_DFLT,
     "n8_runs": N8_RUNS, "n8_leaf": N8_LEAF, "root_dist": ROOT_DIST, "root_kids": ROOT_KIDS,
     "wide_table": WIDE_TABLE, "wide_slots": WIDE_SLOTS,
     "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flag_palette": H_PALETTE, "flags": H_FLAGS,
@@ -283,6 +334,86 @@ cdef void _lookup4_batch(const lpm_root_t *rt, const char *base, size_t stride,
         i += 1
 
 
+# The same lookup through the 4-byte root (t4, base4: palette tables with many
+# non-empty /16s, see "4-byte root" in the module docstring).  The entry is the chunk
+# handle's offset from base4, and the /16's default is read from the chunk
+# (the line the lookup reads anyway): palette entry 0 of an 8-bit root node,
+# N16_DFLT of a 16-bit one, WIDE_DFLT of a wide table.  Why: the 8-byte
+# entries are 512 KiB, which with the chunk lines overflow the 1-2 MiB L2;
+# 4-byte ones are 256 KiB.
+
+cdef inline uint32_t _lookup4s(const lpm_root_t *rt, const char *base, uint32_t a) noexcept nogil:
+    # Leaf 0 ("no rule of the chunk") takes the default from the chunk; a
+    # palette leaf needs no merge (palette entry 0 is the default), so the
+    # common path of a FIB's table has none: the merge measured ~10% of a
+    # lookup when done on every path (an extra load on the leaf's chain), and
+    # tables without palettes (direct 8-bit leaves) measured 0-10% slower
+    # through this root than through t0, so only palette tables get it.
+    cdef uint32_t e = kdp_ld32(&rt.t4[a >> 16])
+    cdef const char *c = base + (e & ~(<uint32_t>H_FLAGS))
+    cdef uint32_t lf, w, k
+    if (e & (H_WIDE | H_LEAF16)) == 0:
+        w = (a >> 14) & 3
+        k = (<const uint8_t *>(c + N8_RUNS))[w] + kdp_popcnt(
+            (<const uint64_t *>(c + STARTS))[w] << ((~a >> 8) & 63))
+        lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
+        if lf >= CHILD8:
+            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
+            lf |= (<const uint16_t *>(c + N8_LEAF))[0] & (0 - <uint32_t>(lf == 0))
+        else:                                  # (every 8-bit root of such a table has a palette)
+            lf = (<const uint16_t *>(c + N8_LEAF))[lf]
+    elif e & H_WIDE:
+        lf = (<const uint16_t *>c)[a & 0xFFFF]
+        lf |= (<const uint16_t *>(c + WIDE_DFLT))[0] & (0 - <uint32_t>(lf == 0))
+    else:
+        lf = _node16_leaf(c, (a >> 8) & 255)
+        if lf >= CHILD:
+            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD)], a & 255)
+        lf |= (<const uint16_t *>(c + N16_DFLT))[0] & (0 - <uint32_t>(lf == 0))
+    return rt.nh_value[lf]
+
+
+cdef inline void _prefetch_chunk4s(const lpm_root_t *rt, const char *base, uint32_t a) noexcept nogil:
+    cdef const char *c = base + (kdp_ld32(&rt.t4[a >> 16]) & ~(<uint32_t>H_FLAGS))
+    kdp_prefetch(c)
+    kdp_prefetch(c + 64)
+
+
+cdef void _lookup4s_batch(const lpm_root_t *rt, const char *base, const char *bs, size_t stride,
+                          uint32_t *out, size_t n, int pf) noexcept nogil:
+    # _lookup4_batch through the 4-byte root (same ring, same distances)
+    cdef size_t i = 0
+    cdef size_t m = n - PF_ROOT_AHEAD if (pf and n > PF_ROOT_AHEAD) else 0
+    if m:
+        while i + 2 <= m:
+            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD) * stride) >> 16])
+            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD + 1) * stride) >> 16])
+            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
+            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD + 1) * stride))
+            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
+            out[i + 1] = _lookup4s(rt, base, kdp_load32(bs + (i + 1) * stride))
+            i += 2
+        while i < m:
+            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD) * stride) >> 16])
+            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
+            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
+            i += 1
+        m = n - PF_CHUNK_AHEAD
+        while i < m:
+            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
+            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
+            i += 1
+    while i + 4 <= n:
+        out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
+        out[i + 1] = _lookup4s(rt, base, kdp_load32(bs + (i + 1) * stride))
+        out[i + 2] = _lookup4s(rt, base, kdp_load32(bs + (i + 2) * stride))
+        out[i + 3] = _lookup4s(rt, base, kdp_load32(bs + (i + 3) * stride))
+        i += 4
+    while i < n:
+        out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
+        i += 1
+
+
 # --------------------------------------------------------------------------
 # IPv4 chunk builder
 # --------------------------------------------------------------------------
@@ -384,11 +515,13 @@ cdef ssize_t _build_child4(lpm_buf_t *b, size_t chunk0, const lpm_rule_t *rules,
 
 
 cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t blk,
-                      int leaf8, size_t *off) noexcept nogil:
+                      int leaf8, int dflt, size_t *off) noexcept nogil:
     """Append the root node (bits 16..23) of one /16's rules, preceded by its
     child offsets and its distance from blk (the start of the allocation),
     then its children.  leaf8: LEAF8_DIRECT or LEAF8_PALETTE for 8-bit leaves
-    where they fit, 0 for 16-bit leaves.  off = the node's
+    where they fit, 0 for 16-bit leaves.  dflt >= 0 (tables with a 4-byte
+    root, whose 8-bit roots all have palettes): the /16's default, kept in the
+    node (palette entry 0; N16_DFLT of a 16-bit node).  off = the node's
     offset.  Returns the handle flags (H_LEAF16, H_PALETTE or 0), or -1 when out of
     memory."""
     cdef uint32_t slots[256]
@@ -413,7 +546,7 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     # few distinct next hops even when the table holds thousands, so nearly
     # every chunk fits and the lookup's width branch predicts).  The table
     # chooses, not each chunk, so that the palette branch predicts too.
-    pal[0] = 0
+    pal[0] = <uint16_t>dflt if dflt >= 0 else 0
     npal = 0
     leaf16 = not leaf8 or nch > 0x100 - CHILD8
     for r in range(nruns):
@@ -459,6 +592,8 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
     nd = b.p + node
     if leaf16:
         _write_node16(nd, bm, leaves, nruns)
+        if dflt >= 0:
+            (<uint16_t *>(nd + N16_DFLT))[0] = <uint16_t>dflt
     else:
         # a palette (uint16, entry 0 = 0) at N8_LEAF, the leaves after it;
         # the run counts include the palette's bytes, so the leaf is read at
@@ -477,11 +612,11 @@ cdef int _build_root4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t bl
             return -1
         (<uint32_t *>(b.p + node + ROOT_KIDS))[-ci] = <uint32_t>co
     off[0] = node
-    return H_LEAF16 if leaf16 else (H_PALETTE if pbytes else 0)
+    return H_LEAF16 if leaf16 else (H_PALETTE if leaf8 == LEAF8_PALETTE else 0)
 
 
 cdef int _build_chunk4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
-                       int with_size, int leaf8) noexcept nogil:
+                       int with_size, int leaf8, int dflt) noexcept nogil:
     """Append one chunk for the rules of one /16: an 8-byte header (the
     block's size; only for chunks allocated on their own, which are freed one
     by one), then the root node and its children (_build_root4).  off = the
@@ -491,13 +626,26 @@ cdef int _build_chunk4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *
     cdef int flags
     if with_size and _buf_reserve(b, sizeof(uint64_t), 64, &hdr) < 0:
         return -1
-    flags = _build_root4(b, rules, n, hdr, leaf8, &node)
+    flags = _build_root4(b, rules, n, hdr, leaf8, dflt, &node)
     if flags < 0:
         return -1
     off[0] = node | <size_t>flags
     if with_size:
         (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
     return 0
+
+
+cdef void _write_empty4(char *nd, uint16_t d) noexcept nogil:
+    """An empty chunk for the 4-byte root at nd (64 zeroed bytes, a line): an
+    8-bit root node of one run (slot 0) whose leaf 0 indexes palette entry 0,
+    the /16's default d.  runs_before counts the palette's 2 bytes, and the
+    run of slot 0 for words 1..3."""
+    (<uint64_t *>(nd + STARTS))[0] = 1
+    (<uint8_t *>(nd + N8_RUNS))[0] = 2
+    (<uint8_t *>(nd + N8_RUNS))[1] = 3
+    (<uint8_t *>(nd + N8_RUNS))[2] = 3
+    (<uint8_t *>(nd + N8_RUNS))[3] = 3
+    (<uint16_t *>(nd + N8_LEAF))[0] = d
 
 
 cdef inline char *_block4(char *c) noexcept nogil:
@@ -515,10 +663,11 @@ cdef enum:
     WIDE_MIN = 24             # an IPv4 /16 with this many rules longer than /24 is built wide
 
 
-cdef int _build_wide4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off) noexcept nogil:
+cdef int _build_wide4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
+                      int dflt) noexcept nogil:
     """Append a wide IPv4 chunk (a direct table of 65,536 uint16 leaves for bits
-    16..31) one line after an 8-byte size header; off = the handle's offset
-    (the table's | H_WIDE)."""
+    16..31) one line after an 8-byte size header (and, dflt >= 0, the /16's
+    default at WIDE_DFLT); off = the handle's offset (the table's | H_WIDE)."""
     cdef size_t hdr, i, q, s0
     cdef uint32_t cnt
     cdef uint16_t *slots
@@ -531,6 +680,8 @@ cdef int _build_wide4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *o
         for q in range(s0, s0 + cnt):
             slots[q] = <uint16_t>rules[i].nh
     (<uint64_t *>(b.p + hdr))[0] = b.n - hdr
+    if dflt >= 0:
+        (<uint16_t *>(b.p + hdr + WIDE_TABLE + WIDE_DFLT))[0] = <uint16_t>dflt
     off[0] = hdr + WIDE_TABLE + H_WIDE
     return 0
 
@@ -545,11 +696,12 @@ cdef inline int _wants_wide4(const lpm_rule_t *rules, size_t n) noexcept nogil:
 
 
 cdef int _build_any4(lpm_buf_t *b, const lpm_rule_t *rules, size_t n, size_t *off,
-                     int with_size, int leaf8) noexcept nogil:
+                     int with_size, int leaf8, int dflt) noexcept nogil:
     # the chunk of one /16's rules in the form that suits them: wide or a trie
+    # (dflt >= 0: the /16's default kept in it, for the 4-byte root)
     if _wants_wide4(rules, n):
-        return _build_wide4(b, rules, n, off)
-    return _build_chunk4(b, rules, n, off, with_size, leaf8)
+        return _build_wide4(b, rules, n, off, dflt)
+    return _build_chunk4(b, rules, n, off, with_size, leaf8, dflt)
 
 
 # --------------------------------------------------------------------------
@@ -649,6 +801,8 @@ cdef class _LpmBase:
         memset(&self.shorts, 0, sizeof(lpm_bucket_t))
         self.next_nh = 1
         self._nh_of = {}
+        self._arena_free = {}
+        self._empty4 = {}
         self._retired_old = []
         self._retired_new = []
         self._wlock = threading.Lock()
@@ -660,6 +814,8 @@ cdef class _LpmBase:
         for i in range(65536):
             rt.t0[i] = e
         memset(rt.nh_value, 0xFF, sizeof(rt.nh_value))
+        memset(rt.t4, 0, sizeof(rt.t4))
+        rt.base4 = NULL
 
     def __dealloc__(self):
         cdef int i
@@ -694,7 +850,7 @@ cdef class _LpmBase:
         return NULL
 
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil:
+                               size_t *off, int leaf8, int dflt) noexcept nogil:
         return -1
 
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil:
@@ -715,10 +871,11 @@ cdef class _LpmBase:
 
     # ---- memory reclamation ---------------------------------------------
     cdef bint _is_shared(self, char *c):
-        # a chunk not allocated on its own: static, or in the bulk region
+        # a chunk not allocated on its own: static, or in the bulk region's
+        # mapping (bulk-built, or carved from its arena: freed with it)
         if self._is_static(c):
             return True
-        if self.region != NULL and c >= self.region and c < self.region + self.region_size:
+        if self.region_base != NULL and c >= self.region_base and c < self.region_base + self.region_map:
             return True
         return False
 
@@ -874,6 +1031,10 @@ cdef class _LpmBase:
         cdef size_t nne
         cdef int leaf8 = LEAF8_DIRECT                # (the root nodes' leaves: _build_root4)
         cdef int leaf8_many = self.leaf8_many
+        cdef int use4 = 0                            # a 4-byte root (module docstring)
+        cdef uint32_t *eoff = NULL                   # 4-byte root: default -> its empty chunk
+        cdef size_t slack = 0
+        cdef int eflag = 0
         b.p = NULL
         b.n = b.cap = 0
         memset(&sh, 0, sizeof(sh))
@@ -889,7 +1050,11 @@ cdef class _LpmBase:
             leaf8_many = LEAF8_PALETTE if 2 * pairs <= lr.shape[0] else 0
             if len(nh_of) >= CHILD8:
                 leaf8 = leaf8_many
-        if rt == NULL or bks == NULL or offs == NULL or dflt == NULL:
+            if _root4_palettes:
+                leaf8 = leaf8_many = LEAF8_PALETTE
+        if self.bits == 32:
+            eoff = <uint32_t *>malloc(65536 * sizeof(uint32_t))
+        if rt == NULL or bks == NULL or offs == NULL or dflt == NULL or (self.bits == 32 and eoff == NULL):
             err = 1
         else:
             lens = rules["len"]
@@ -913,6 +1078,13 @@ cdef class _LpmBase:
             with nogil:
                 self._init_root(rt)
                 memcpy(rt.nh_value, cnp.PyArray_DATA(nhv), sizeof(rt.nh_value))
+                _fill_defaults(&sh, 0, 65536, dflt)
+                if self.bits == 32:
+                    nne = 0
+                    for i in range(1, nlong):
+                        if (rr[i].hi >> 48) != (rr[i - 1].hi >> 48):
+                            nne += 1
+                    use4 = nlong > 0 and nne + 1 >= _root4_min and leaf8 == LEAF8_PALETTE
                 i = 0
                 while i < nlong and not err:
                     h = <uint32_t>(rr[i].hi >> 48)
@@ -921,11 +1093,29 @@ cdef class _LpmBase:
                         j += 1
                     bks[h].r = rr + i
                     bks[h].n = <uint32_t>(j - i)
-                    if self._build_bulk_chunk(&b, rr + i, j - i, &offs[h], leaf8) < 0:
+                    if self._build_bulk_chunk(&b, rr + i, j - i, &offs[h], leaf8,
+                                              dflt[h] if use4 else -1) < 0:
                         err = 1
                     i = j
+                if use4 and not err:
+                    # one empty chunk per distinct default of the empty /16s
+                    eflag = H_PALETTE
+                    memset(eoff, 0xFF, 65536 * sizeof(uint32_t))
+                    for h in range(65536):
+                        if bks[h].n == 0 and eoff[dflt[h]] == <uint32_t>0xFFFFFFFF:
+                            if _buf_reserve(&b, 64, 64, &j) < 0:
+                                err = 1
+                                break
+                            _write_empty4(b.p + j, dflt[h])
+                            eoff[dflt[h]] = <uint32_t>j
+                    # room for later updates' chunks (address space: pages
+                    # untouched until used); offsets must fit 32 bits
+                    slack = b.n + (4 << 20) if _root4_slack < 0 else <size_t>_root4_slack
+                    if b.n + slack >= (<size_t>1 << 32):
+                        use4 = 0
+                        slack = 0
                 if not err and b.n:
-                    regmap = b.n + HP + 4096
+                    regmap = b.n + slack + HP + 4096
                     regbase = <char *>kdp_map(regmap)
                     if regbase == NULL:
                         err = 1
@@ -936,7 +1126,6 @@ cdef class _LpmBase:
                             if bks[h].n:
                                 self._place_bulk_chunk(reg + offs[h])
                 if not err:
-                    _fill_defaults(&sh, 0, 65536, dflt)
                     nne = 0
                     for h in range(65536):
                         if bks[h].n:
@@ -950,9 +1139,19 @@ cdef class _LpmBase:
                         if bks[h].n:
                             ptr = <uint64_t>(<uintptr_t>(reg + offs[h]))
                         rt.t0[h] = ptr | (<uint64_t>dflt[h] << 48)
+                    if use4:
+                        for h in range(65536):
+                            rt.t4[h] = <uint32_t>offs[h] if bks[h].n else (eoff[dflt[h]] | <uint32_t>eflag)
+                        rt.base4 = reg
         free(b.p)
         free(offs)
         free(dflt)
+        empty4 = {}
+        if use4 and not err:
+            ea = np.asarray(<uint32_t[:65536]>eoff)
+            for d in np.flatnonzero(ea != 0xFFFFFFFF).tolist():
+                empty4[d] = int(ea[d]) | eflag
+        free(eoff)
         if err:
             if rt != NULL:
                 kdp_unmap(rt, sizeof(lpm_root_t))
@@ -964,6 +1163,11 @@ cdef class _LpmBase:
         self._publish(rt, bks, sh, longs, reg, b.n, regbase, regmap, n)
         self.empty = emp
         self.leaf8_many = leaf8_many
+        self._empty4 = empty4
+        self.empty4_flag = eflag
+        self._arena_free = {}
+        self.arena_used = (b.n + 63) & ~(<size_t>63) if use4 else 0
+        self.arena_cap = b.n + slack if use4 else 0
         self._nh_of = nh_of
         self.next_nh = len(nh_of) + 1
 
@@ -1080,11 +1284,17 @@ cdef class _LpmBase:
             self._rebuild_all()
 
     def memory(self):
-        """Bytes used: root (top-16-bit table + value table), chunks (the trie),
-        rules (the rule list)."""
+        """Bytes used: root (top-16-bit table + value table, + the 4-byte
+        root where the table has one: root4), chunks (the trie), rules (the
+        rule list); lookup = root + chunks, batch = what batch lookups read
+        (the 4-byte root instead of the 8-byte one where there is one)."""
+        cdef size_t t4 = sizeof(self.root.t4) if self.root.base4 != NULL else 0
         rules = self.n_rules * sizeof(lpm_rule_t)
-        d = {"root": sizeof(lpm_root_t), "chunks": self.chunk_bytes, "rules": rules}
+        d = {"root": sizeof(self.root.t0) + sizeof(self.root.nh_value) + t4,
+             "root4": t4, "chunks": self.chunk_bytes, "rules": rules}
         d["lookup"] = d["root"] + d["chunks"]
+        # what batch lookups read: the 4-byte root instead of t0 where there is one
+        d["batch"] = d["lookup"] - (sizeof(self.root.t0) if t4 else 0)
         d["total"] = d["lookup"] + rules
         return d
 
@@ -1094,6 +1304,12 @@ cdef class _LpmBase:
         documented layout (tests/test_lpm_layout.py).  Valid until the next
         write."""
         return <uintptr_t>&self.root.t0[0], <uintptr_t>&self.root.nh_value[0]
+
+    def _root4_addresses(self):
+        """(address of the 4-byte root entries, the arena base they are
+        offsets from; 0 without a 4-byte root), for the layout tests.  Valid
+        until the next write."""
+        return <uintptr_t>&self.root.t4[0], <uintptr_t>self.root.base4
 
     cdef _get_rule(self, uint64_t hi, uint64_t lo, int ln):
         # the value of rule (hi, lo, ln), or None
@@ -1200,7 +1416,8 @@ cdef _split_args(length, value):
 cdef class Lpm4(_LpmBase):
     """IPv4 longest-prefix match: prefix -> uint32 value; MISS (0xFFFFFFFF)
     for an address no prefix covers.  See the module docstring for the
-    structure and the concurrency contract."""
+    structure (and the "4-byte root" of big tables) and the concurrency
+    contract."""
 
     MISS = MISS
 
@@ -1219,8 +1436,8 @@ cdef class Lpm4(_LpmBase):
         return _block4(c)
 
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil:
-        return _build_any4(b, rules, n, off, 0, leaf8)
+                               size_t *off, int leaf8, int dflt) noexcept nogil:
+        return _build_any4(b, rules, n, off, 0, leaf8, dflt)
 
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil:
         pass                               # IPv4 chunks hold offsets only
@@ -1231,35 +1448,136 @@ cdef class Lpm4(_LpmBase):
         return <uint64_t>(<uintptr_t>kdp_empty_chunk)
 
     cdef _refresh_chunk(self, uint32_t h):
-        # rebuild /16 number h's chunk aside and publish it with one atomic store
+        # rebuild /16 number h's chunk aside and publish it with one atomic
+        # store (two with the 4-byte root: t0 and t4 name equivalent chunks,
+        # so a reader of either sees the old or the new answer)
         cdef lpm_bucket_t *bk = &self.buckets[h]
+        cdef lpm_root_t *rt = self.root
         cdef lpm_buf_t b
         cdef size_t off
         cdef char *c
+        cdef char *blk = NULL
         cdef char *old
-        cdef uint64_t e = self.root.t0[h]
+        cdef uint64_t e = rt.t0[h]
+        cdef bint four = rt.base4 != NULL
+        cdef uint16_t d = <uint16_t>(e >> 48)
         if bk.n == 0:
             c = <char *>(<uintptr_t>self.empty)
+            if four:
+                self._t4_empty(h, d)
         else:
             b.p = NULL
             b.n = b.cap = 0
+            # (with the 4-byte root every 8-bit root has a palette: its kernel
+            # reads the leaf through it)
             if _build_any4(&b, bk.r, bk.n, &off, 1,
-                                LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many) < 0:
+                           LEAF8_PALETTE if four else (
+                               LEAF8_DIRECT if self.next_nh <= CHILD8 else self.leaf8_many),
+                           d if four else -1) < 0:
                 free(b.p)
                 raise MemoryError()
-            c = <char *>kdp_alloc64(b.n)
-            if c == NULL:
-                free(b.p)
-                raise MemoryError()
-            memcpy(c, b.p, b.n)
+            if four:
+                blk = self._arena_alloc(b.n)
+                if blk == NULL:
+                    # the arena is full: batch lookups go back to t0 until
+                    # the next bulk build (rebuild()) sizes a new one
+                    kdp_stptr(<void **>&rt.base4, NULL)
+                    four = False
+            if blk == NULL:
+                blk = <char *>kdp_alloc64(b.n)
+                if blk == NULL:
+                    free(b.p)
+                    raise MemoryError()
+            memcpy(blk, b.p, b.n)
             free(b.p)
-            c += off
+            c = blk + off
             self.chunk_bytes += (<uint64_t *>_block4(c))[0]
-        kdp_st64(&self.root.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
+        kdp_st64(&rt.t0[h], (e & ~PTR_MASK) | <uint64_t>(<uintptr_t>c))
+        if four and bk.n:
+            kdp_st32(&rt.t4[h], <uint32_t>(c - rt.base4))
         old = <char *>(<uintptr_t>(e & PTR_MASK))
         if not self._is_shared(old):
             self.chunk_bytes -= (<uint64_t *>_block4(old))[0]
             self._retire(0, <uintptr_t>_block4(old), 0)
+        elif old >= self.region + self.region_size and old < self.region + self.arena_cap:
+            blk = _block4(old)             # carved from the arena: back to its free list
+            self.chunk_bytes -= (<uint64_t *>blk)[0]
+            self._retire(2, <uintptr_t>blk, ((<uint64_t *>blk)[0] + 63) & ~(<uint64_t>63))
+
+    cdef char *_arena_alloc(self, size_t size):
+        # a 64-byte aligned block of the 4-byte root's arena (NULL: full);
+        # freed blocks are kept per size (whole lines) for the next of that size
+        cdef size_t cls = (size + 63) & ~(<size_t>63)
+        cdef char *p
+        free_list = self._arena_free.get(cls)
+        if free_list:
+            return self.region + <size_t>free_list.pop()
+        if self.arena_used + cls > self.arena_cap:
+            return NULL
+        p = self.region + self.arena_used
+        self.arena_used += cls
+        return p
+
+    cdef int _t4_empty(self, uint32_t h, uint32_t d) except -1:
+        # point t4[h] (an empty /16) at the empty chunk of default d, made
+        # on first use; arena full: give the 4-byte root up (t0 stays right)
+        cdef lpm_root_t *rt = self.root
+        cdef char *p
+        ent = self._empty4.get(d)
+        if ent is None:
+            p = self._arena_alloc(64)
+            if p == NULL:
+                kdp_stptr(<void **>&rt.base4, NULL)
+                return 0
+            memset(p, 0, 64)
+            _write_empty4(p, <uint16_t>d)
+            ent = <size_t>(p - self.region) | <size_t>self.empty4_flag
+            self._empty4[d] = ent
+        kdp_st32(&rt.t4[h], <uint32_t>ent)
+        return 0
+
+    cdef _refresh_defaults(self, uint32_t h0, uint32_t h1):
+        # t0's defaults (_LpmBase), then with the 4-byte root the copies
+        # in the chunks (one 16-bit store each) and the empty /16s' entries
+        cdef lpm_root_t *rt = self.root
+        cdef uint32_t h
+        cdef uint64_t e
+        cdef uint16_t d
+        cdef uintptr_t c
+        cdef char *nd
+        cdef uint16_t *slot
+        _LpmBase._refresh_defaults(self, h0, h1)
+        for h in range(h0, h1):
+            if rt.base4 == NULL:
+                return
+            e = rt.t0[h]
+            d = <uint16_t>(e >> 48)
+            c = <uintptr_t>(e & PTR_MASK)
+            if self._is_static(<char *>c):
+                self._t4_empty(h, d)
+                continue
+            nd = <char *>(c & ~(<uintptr_t>H_FLAGS))
+            if c & H_WIDE:
+                slot = <uint16_t *>(nd + WIDE_DFLT)
+            elif c & H_LEAF16:
+                slot = <uint16_t *>(nd + N16_DFLT)
+            else:
+                slot = <uint16_t *>(nd + N8_LEAF)
+            if slot[0] != d:
+                kdp_st16(slot, d)
+
+    cdef _free_garbage(self, item):
+        # kind 2: a block of the current arena, back to its free list (one of
+        # an arena replaced since by a bulk build goes with that mapping)
+        cdef char *p
+        kind, ptr, size = item
+        if kind == 2:
+            p = <char *>(<uintptr_t>ptr)
+            if self._arena_free is not None and self.region != NULL \
+                    and p >= self.region + self.region_size and p < self.region + self.arena_cap:
+                self._arena_free.setdefault(size, []).append(<size_t>(p - self.region))
+            return
+        _LpmBase._free_garbage(self, item)
 
     # ---- Python API ------------------------------------------------------------
     @classmethod
@@ -1352,6 +1670,17 @@ cdef class Lpm4(_LpmBase):
             self.lookup_n(ap, op, n)
         return o
 
+    def _use_root4(self, bint on):
+        """Batch lookups through the 4-byte root (on; a table built with one)
+        or the 8-byte one, over the same chunks: tests compare their answers,
+        bench/README.md's A/B their speed.  Off until the next bulk build or
+        write that finds it off; do not call while writers run."""
+        with self._wlock:
+            if on and self.arena_cap:
+                kdp_stptr(<void **>&self.root.base4, self.region)
+            else:
+                kdp_stptr(<void **>&self.root.base4, NULL)
+
     def rules(self):
         """The rule list: (prefixes uint32, lengths uint8, values uint32), sorted."""
         r = self._export()
@@ -1371,8 +1700,12 @@ cdef class Lpm4(_LpmBase):
     cdef void lookup_strided(self, const char *base, size_t stride, uint32_t *out,
                              size_t n) noexcept nogil:
         cdef int s = self._enter()
-        _lookup4_batch(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), base, stride, out, n,
-                       self.chunk_bytes > PF_MIN_BYTES)
+        cdef const lpm_root_t *rt = <const lpm_root_t *>kdp_ldptr(<void **>&self.root)
+        cdef const char *b4 = <const char *>kdp_ldptr(<void **>&rt.base4)
+        if b4 != NULL:
+            _lookup4s_batch(rt, b4, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
+        else:
+            _lookup4_batch(rt, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
         self._leave(s)
 
 

@@ -23,7 +23,16 @@
 
    A wide chunk (a /16 dense with prefixes longer than /24): a 64-byte header
    line (uint64 size first), then a direct table of 65,536 uint16 leaves for
-   bits 16..31; the handle names the table | KDP_LPM4_WIDE. */
+   bits 16..31; the handle names the table | KDP_LPM4_WIDE.
+
+   The 4-byte root (palette tables with many non-empty /16s; lpm.pyx): a
+   root entry of 4 bytes names the chunk by its offset in one arena, and the
+   /16's default (the next hop of the longest prefix shorter than /16
+   covering it) lives in the chunk: palette entry 0 of an 8-bit root node
+   (every 8-bit root of such a table has a palette), the uint16 at
+   KDP_LPM4_N16_DFLT of a 16-bit root node, the uint16 at KDP_LPM4_WIDE_DFLT
+   (in the header line) of a wide table.  Empty /16s name one small empty
+   chunk per distinct default. */
 #ifndef KDP_LPM4_KERNELS_H
 #define KDP_LPM4_KERNELS_H
 
@@ -34,7 +43,8 @@
 typedef struct {
     uint64_t starts[4];         /* bit p set: a run of equal leaves starts at slot p */
     uint16_t runs_before[4];    /* runs started in the words before word w */
-    uint32_t unused;
+    uint16_t dflt;              /* root nodes of 4-byte-root tables: the /16's default */
+    uint16_t unused;
     uint16_t leaf[];            /* one per run; >= KDP_LPM4_CHILD16 names child (leaf - it) */
 } kdp_lpm4_node16_t;
 
@@ -58,6 +68,7 @@ enum {
     KDP_LPM4_STARTS = offsetof(kdp_lpm4_node16_t, starts),
     KDP_LPM4_N16_RUNS = offsetof(kdp_lpm4_node16_t, runs_before),
     KDP_LPM4_N16_LEAF = offsetof(kdp_lpm4_node16_t, leaf),
+    KDP_LPM4_N16_DFLT = offsetof(kdp_lpm4_node16_t, dflt),
     KDP_LPM4_N8_RUNS = offsetof(kdp_lpm4_node8_t, runs_before),
     KDP_LPM4_N8_LEAF = offsetof(kdp_lpm4_node8_t, leaf),
     /* in front of a root node */
@@ -66,6 +77,7 @@ enum {
     /* a wide chunk: its table one line after the start of its block */
     KDP_LPM4_WIDE_TABLE = 64,
     KDP_LPM4_WIDE_SLOTS = 65536,
+    KDP_LPM4_WIDE_DFLT = -2,    /* a wide table's default (4-byte root), from the table */
     /* handle flags (low bits of the pointer in a root entry) */
     KDP_LPM4_WIDE = 1,          /* a wide table */
     KDP_LPM4_LEAF16 = 2,        /* a root node with 16-bit leaves (else 8-bit) */
@@ -78,6 +90,7 @@ enum {
 
 _Static_assert(KDP_LPM4_STARTS == 0 && KDP_LPM4_N16_RUNS == 32 && KDP_LPM4_N16_LEAF == 44,
                "16-bit node layout");
+_Static_assert(KDP_LPM4_N16_DFLT == 40, "16-bit node default");
 _Static_assert(KDP_LPM4_N8_RUNS == 32 && KDP_LPM4_N8_LEAF == 36, "8-bit node layout");
 _Static_assert(KDP_LPM4_N8_LEAF + 28 == 64, "an 8-bit root node of 28 bytes of palette and leaves is one line");
 
@@ -108,5 +121,10 @@ static void kdp_lpm4_init_empty(void) {
     memset(nd->runs_before, 2, sizeof(nd->runs_before));
     *(uint64_t *)kdp_empty_wide_block = sizeof(kdp_empty_wide_block);
 }
+
+/* a chunk's default, changed in place while readers run (4-byte root) */
+static inline void kdp_st16(uint16_t *p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void kdp_st32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t kdp_ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
 #endif

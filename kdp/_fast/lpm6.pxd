@@ -21,7 +21,7 @@ cdef class Lpm6(_LpmBase):
     cdef bint _is_static(self, const char *c) noexcept nogil
     cdef char *_block_of(self, char *c) noexcept nogil
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil
+                               size_t *off, int leaf8, int dflt) noexcept nogil
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil
     cdef uint64_t _bulk_empty(self, size_t nonempty) noexcept nogil
     cdef _refresh_chunk(self, uint32_t h)

@@ -661,7 +661,7 @@ cdef class Lpm6(_LpmBase):
         return _block6(c)
 
     cdef int _build_bulk_chunk(self, lpm_buf_t *b, const lpm_rule_t *rules, size_t n,
-                               size_t *off, int leaf8) noexcept nogil:
+                               size_t *off, int leaf8, int dflt) noexcept nogil:
         return _build_chunk6(b, rules, n, off)
 
     cdef void _place_bulk_chunk(self, char *c) noexcept nogil:
