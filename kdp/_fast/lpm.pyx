@@ -783,6 +783,15 @@ cdef void _fill_defaults(const lpm_bucket_t *sh, uint32_t h0, uint32_t h1,
 # the table: what both families share
 # --------------------------------------------------------------------------
 
+
+def _distinct(values):
+    """How many distinct values an array holds. Not np.unique: its plain form imports
+    numpy.ma (6-13 ms of every replay's start-up, for one count)."""
+    if values.shape[0] == 0:
+        return 0
+    s = np.sort(values)
+    return int(np.count_nonzero(s[1:] != s[:-1])) + 1
+
 cdef class _LpmBase:
     """Shared machinery of Lpm4 and Lpm6 (see the module docstring): the root,
     the rule list, bulk builds, epoch-based reclamation.  Abstract: a family
@@ -1045,8 +1054,8 @@ cdef class _LpmBase:
             # pairs in the bench's BGP table); where nearly every rule of a /16
             # has its own (route ids drawn at random), 16-bit leaves are smaller.
             lr = rules[rules["len"] >= 16]
-            pairs = np.unique(((lr["hi"] >> np.uint64(48)) << np.uint64(32))
-                              | lr["nh"].astype(np.uint64)).size
+            pairs = _distinct(((lr["hi"] >> np.uint64(48)) << np.uint64(32))
+                              | lr["nh"].astype(np.uint64))
             leaf8_many = LEAF8_PALETTE if 2 * pairs <= lr.shape[0] else 0
             if len(nh_of) >= CHILD8:
                 leaf8 = leaf8_many
