@@ -66,8 +66,9 @@ def dns_outcomes(counters):
 def warm_in_background():
     """Import rich and render a first table on another thread while the packets flow.
     Its first table costs ~40 ms (imports, caches built on first use) that would
-    otherwise come after the last packet; the replay itself runs without the GIL, so
-    this work takes the second core's idle time."""
+    otherwise come after the last packet; the packets run without the GIL, so this work
+    takes the second core's idle time (started once the data plane is built: the
+    snapshot's loading holds the GIL)."""
     import threading
 
     def warm():

@@ -75,3 +75,36 @@ def test_a_snapshot_read_from_the_caches_imports_no_yaml_and_a_miss_does(tmp_pat
     cold, warm = load(), load()
     assert cold[1] == "True" and warm[1] == "False"
     assert cold[0] == warm[0] and int(warm[0]) > 0
+
+
+def test_on_ready_is_called_once_after_the_dataplane_is_built_and_before_the_first_packet(tmp_path,
+                                                                                            monkeypatch):
+    replay_module = sys.modules["kdp.replay"]      # (kdp.replay is also the function's name)
+    events = []
+    build = replay_module._build_dataplane
+
+    def recording_build(*a, **kw):
+        dp = build(*a, **kw)
+        events.append("built")
+        return dp
+    monkeypatch.setattr(replay_module, "_build_dataplane", recording_build)
+    out = tmp_path / "o.pcap"
+    result = replay(str(SAMPLE), output=str(out), cluster=[str(CLUSTER)], node="node-1",
+                    on_ready=lambda: events.append(("ready", out.exists())))
+    assert events == ["built", ("ready", False)] and result.packets_in > 0
+
+
+def test_the_sample_replay_imports_no_numpy_ma_and_warms_rich_on_another_thread(tmp_path):
+    # numpy.ma cost 6-13 ms of start-up (a plain np.unique imports it); the summary's rich
+    # import runs on the warm-up thread (named), not after the last packet
+    code = ("import sys, threading; from kdp.cli import main; names = set(); "
+            "orig = threading.Thread.start\n"
+            "def start(t): names.add(t.name); orig(t)\n"
+            "threading.Thread.start = start\n"
+            "rc = main(sys.argv[1:]); "
+            "print('MA', 'numpy.ma' in sys.modules, 'WARM', 'kdp-summary-warm-up' in names, file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code, "replay", str(SAMPLE), "--cluster", str(CLUSTER),
+                          "--node", "node-1", "-o", str(tmp_path / "o.pcap"), "--no-progress"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "MA False WARM True" in run.stderr

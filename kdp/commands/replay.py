@@ -93,8 +93,6 @@ def run(args):
     names = [n for n in (args.nodes or args.node or "").split(",") if n]
     if args.nodes or len(names) > 1:
         return _run_nodes(args, names)
-    if not args.json:
-        warm_in_background()
     result = replay(
         args.capture,
         output=args.output,
@@ -113,6 +111,7 @@ def run(args):
         annotate=args.annotate,
         workers=_workers(args.workers),
         freeze_gc=True,
+        on_ready=None if args.json else warm_in_background,
     )
     _print(args, result, print_summary)
     return 0
