@@ -79,3 +79,23 @@ def test_filter_chooses_the_packets_and_the_cli_reports_bad_indices():
     run = subprocess.run([sys.executable, "-m", "kdp", "trace", str(SAMPLE), "--cluster", str(CLUSTER),
                           "--packet", "0", "--json"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and json.loads(run.stdout)[0]["index"] == 0
+
+
+@pytest.mark.parametrize("stage", ["parse", "conntrack", "nat", "route", "tx"])
+def test_an_error_in_the_tracer_reaches_the_caller_from_every_stage(stage):
+    from kdp._fast.packet import Batch
+    from kdp.dataplane import Dataplane
+    from kdp.io.capture import open_capture
+
+    class FailingTracer:
+        def snap(self, name, batch):
+            if name == stage:
+                raise RuntimeError(f"tracer failed at {name}")
+
+    dp = Dataplane.from_snapshot([CLUSTER], "node-1")
+    reader = open_capture(SAMPLE, ports=dp.ports)
+    batch = Batch(64)
+    assert reader.fill(batch)
+    reader.close()
+    with pytest.raises(RuntimeError, match=f"tracer failed at {stage}"):
+        dp.process(batch, trace=FailingTracer())

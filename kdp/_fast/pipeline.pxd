@@ -65,6 +65,9 @@ cdef class Pipeline:
     cdef void new_flows(self, Batch b, PolicyTables pt, FlowPolicy fp) noexcept nogil
     cdef bint _known_now(self, Batch b, pkt_meta_t* p) noexcept nogil
     cdef void account(self, Batch b) noexcept nogil
+    cdef void _advance_clock(self, Batch b, uint64_t now_ns) noexcept nogil
+    cdef Py_ssize_t _stages(self, Batch b, uint64_t* dns_ctr, dns_note_t* notes, dns_q_t* dq,
+                            object trace) except -1 nogil
     cdef void _parse(self, Batch b) noexcept nogil
     cdef void shard_mark(self, Batch b) noexcept nogil
     cdef void shard_check_flow(self, Py_ssize_t i, uint32_t fid) noexcept nogil

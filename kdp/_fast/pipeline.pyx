@@ -374,6 +374,58 @@ cdef class Pipeline:
         else:
             parse_batch(b, self.vxlan_port)
 
+    cdef void _advance_clock(self, Batch b, uint64_t now_ns) noexcept nogil:
+        """The clock conntrack gets for this batch: in a replay (packet_clock) each
+        packet's own timestamp, expiry at the newest seen; live, the caller's now_ns."""
+        cdef Py_ssize_t i
+        if self.packet_clock:
+            self.ct_now = CT_PACKET_CLOCK
+            for i in range(b.count):
+                if b.m[i].ts_ns > self.clock_ns:
+                    self.clock_ns = b.m[i].ts_ns
+        else:
+            if now_ns > self.clock_ns:
+                self.clock_ns = now_ns
+            self.ct_now = self.clock_ns
+
+    cdef Py_ssize_t _stages(self, Batch b, uint64_t* dns_ctr, dns_note_t* notes, dns_q_t* dq,
+                            object trace) except -1 nogil:
+        """The stages after ingress, in order: DNS, conntrack (and policy's recheck of
+        established flows), new flows (Service, policy, NAT choice), NAT, route and
+        encapsulation. One place for run and run_view, so that a sharded replay's worker
+        runs exactly what one pipeline runs. `trace` (None: untraced) is shown the batch
+        after each stage (an exception it raises ends the run). Returns the packets
+        fragmentation and segmentation will add."""
+        cdef uint32_t need = 0
+        cdef bint tracing = trace is not None
+        if self.dns is not None:
+            dns_batch(self.dns, b, dns_ctr, notes, dq)
+            if tracing:
+                with gil:
+                    trace.snap("dns", b)
+        if self.conntrack is not None:
+            ct_lookup_batch(self.conntrack, b, self.ct_now)
+            if self.flow_policy is not None and self.policy is not None:
+                pol_recheck_batch(self.policy, self.flow_policy, self.conntrack, b)
+            if tracing:
+                with gil:
+                    trace.snap("conntrack", b)
+        self.new_flows(b, self.policy, self.flow_policy)
+        if tracing:
+            with gil:
+                trace.snap("new flow", b)
+        if self.conntrack is not None:
+            nat_batch(self.conntrack, b)
+            if tracing:
+                with gil:
+                    trace.snap("nat", b)
+        if self.routes.route_batch(b, self.neighbours, egress_one):
+            need = encap_batch(self.routes, self.neighbours, b, True)
+        if tracing:
+            with gil:
+                trace.snap("route", b)
+        return need
+
     def run_view(self, Batch view not None, Batch base not None, who, vshards, index, view_vshards,
                  mine, notes):
         """A sharded replay's worker, one batch (kdp/shards.py): shard.start_view (this
@@ -383,16 +435,15 @@ cdef class Pipeline:
         once for both rather than at each step (a worker that takes the GIL back often
         waits for the replay's thread, and wakes it). `mine` (uint8 per view packet) gets
         which packets this worker processed (shard_mine), `notes` (dns.NOTE_DTYPE per
-        packet; None without a DNS stage) the DNS stage's notes. The stages are run's,
-        in its order, untraced and without a log: keep the two alike (the sharding tests
-        compare them, 1 worker against 2 and 3, byte for byte). Returns the view's count."""
+        packet; None without a DNS stage) the DNS stage's notes. The stages are run's
+        (Pipeline._stages: one place for both), untraced and without a log (the sharding
+        tests compare them, 1 worker against 2 and 3, byte for byte). Returns the view's
+        count."""
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef Neighbours neigh = self.neighbours
         cdef DnsTable dns = self.dns
-        cdef PolicyTables pt = self.policy
-        cdef FlowPolicy fp = self.flow_policy
-        cdef Py_ssize_t i, n, made = 0
+        cdef Py_ssize_t n, made = 0
         cdef uint32_t need = 0
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
         cdef dns_note_t* note_p = NULL
@@ -426,24 +477,8 @@ cdef class Pipeline:
             neigh_note_batch(neigh, view)
             self.shard_mark(view)
             routes.classify_ingress(view)
-            if self.packet_clock:
-                self.ct_now = CT_PACKET_CLOCK
-                for i in range(view.count):
-                    if view.m[i].ts_ns > self.clock_ns:
-                        self.clock_ns = view.m[i].ts_ns
-            else:
-                self.ct_now = self.clock_ns
-            if dns is not None:
-                dns_batch(dns, view, dns_ctr, note_p, dq)
-            if ct is not None:
-                ct_lookup_batch(ct, view, self.ct_now)
-                if fp is not None and pt is not None:
-                    pol_recheck_batch(pt, fp, ct, view)
-            self.new_flows(view, pt, fp)
-            if ct is not None:
-                nat_batch(ct, view)
-            if routes.route_batch(view, neigh, egress_one):
-                need = encap_batch(routes, neigh, view, True)
+            self._advance_clock(view, 0)
+            need = self._stages(view, dns_ctr, note_p, dq, None)
             if need == 0:
                 self.account(view)
                 if ct is not None:
@@ -467,15 +502,13 @@ cdef class Pipeline:
         `now_ns` is the clock when packet_clock is False (attached mode).
         `trace` (kdp.trace.Tracer), when given, is shown the batch after every stage
         (trace.snap(stage name, batch)); without it the stages run as one (a test a stage).
-        (run_view runs the same stages for a sharded replay's worker: keep the two alike.)
+        (run_view runs the same stages, Pipeline._stages, for a sharded replay's worker.)
         """
         cdef RouteTable routes = self.routes
         cdef Conntrack ct = self.conntrack
         cdef Neighbours neigh = self.neighbours
         cdef DnsTable dns = self.dns
-        cdef PolicyTables pt = self.policy
-        cdef FlowPolicy fp = self.flow_policy
-        cdef Py_ssize_t i, made = 0
+        cdef Py_ssize_t made = 0
         cdef uint32_t need
         cdef uint64_t* dns_ctr = <uint64_t*>cnp.PyArray_DATA(self.dns_counters)
         cdef dns_note_t* notes = NULL
@@ -503,46 +536,12 @@ cdef class Pipeline:
             if tracing:
                 with gil:
                     trace.snap("ingress", b)
-            if self.packet_clock:
-                self.ct_now = CT_PACKET_CLOCK
-                for i in range(b.count):
-                    if b.m[i].ts_ns > self.clock_ns:
-                        self.clock_ns = b.m[i].ts_ns
-            else:
-                if now_ns > self.clock_ns:
-                    self.clock_ns = now_ns
-                self.ct_now = self.clock_ns
+            self._advance_clock(b, now_ns)
         if log is not None:
             log.capture_orig(b)
             log.capture_dns(self.dns_notes if dns is not None else None)
         with nogil:
-            if dns is not None:
-                dns_batch(dns, b, dns_ctr, notes, dq)
-                if tracing:
-                    with gil:
-                        trace.snap("dns", b)
-            if ct is not None:
-                ct_lookup_batch(ct, b, self.ct_now)
-                if fp is not None and pt is not None:
-                    pol_recheck_batch(pt, fp, ct, b)
-                if tracing:
-                    with gil:
-                        trace.snap("conntrack", b)
-            self.new_flows(b, pt, fp)
-            if tracing:
-                with gil:
-                    trace.snap("new flow", b)
-            if ct is not None:
-                nat_batch(ct, b)
-                if tracing:
-                    with gil:
-                        trace.snap("nat", b)
-            need = 0
-            if routes.route_batch(b, neigh, egress_one):
-                need = encap_batch(routes, neigh, b, True)
-            if tracing:
-                with gil:
-                    trace.snap("route", b)
+            need = self._stages(b, dns_ctr, notes, dq, trace)
         if need:
             if self.extra.capacity < need:
                 self.extra = Batch(max(<Py_ssize_t>need, 2 * self.extra.capacity))
