@@ -214,7 +214,7 @@ class _Worker:
                 for cell in range(first, first + count):
                     if self.error is not None:
                         break
-                    # (start_view and run(parsed=True), the GIL released once)
+                    # (shard.start_view and the stages, the GIL released once)
                     pipeline.run_view(self.batches[cell], self.raw[cell], self.who[cell],
                                       self.batch_vshards[cell], self.index[cell], self.vshards[cell],
                                       self.mine[cell], self.notes[cell])

@@ -792,6 +792,7 @@ def _distinct(values):
     s = np.sort(values)
     return int(np.count_nonzero(s[1:] != s[:-1])) + 1
 
+
 cdef class _LpmBase:
     """Shared machinery of Lpm4 and Lpm6 (see the module docstring): the root,
     the rule list, bulk builds, epoch-based reclamation.  Abstract: a family

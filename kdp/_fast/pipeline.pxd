@@ -54,10 +54,8 @@ cdef class Pipeline:
     # flow sharding (replay --workers N, kdp/shards.py): None: this pipeline takes every packet
     cdef readonly ShardPlan shard
     cdef readonly int shard_me              # this pipeline's worker number
-    cdef readonly object shard_vs           # uint8 per packet of the view: its virtual shard (shard.assign's)
-    cdef uint8_t* vs
-    cdef readonly object shard_mine         # uint8 per packet of the last batch: 1 when this worker's
-    cdef uint8_t* mine
+    cdef uint8_t* vs                        # run_view's view_vshards: each view packet's virtual shard
+    cdef uint8_t* mine                      # run_view's mine: 1 where this worker processed the packet
     cdef public uint32_t shard_unsafe       # shard.pxd U_* bits: what made sharding unsafe
     cdef svc_tables_t st_own                # sharded: the service tables with an affinity table
     cdef object aff_own                     # of this worker's own (aff_own holds it)

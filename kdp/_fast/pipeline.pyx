@@ -67,7 +67,7 @@ from kdp._fast.decap cimport TunnelEndpoints, decap_batch
 from kdp._fast.dns cimport DnsTable, dns_batch, dns_note_t, dns_q_t, N_DNS_COUNTERS
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.policy cimport PolicyTables, FlowPolicy, pol_decide, pol_flow_created, pol_recheck_batch
-from kdp._fast.shard cimport (ShardPlan, shard_key, start_view_c, SHARD_FIRST, V_ELSEWHERE, U_REPLY_SHARD,
+from kdp._fast.shard cimport (ShardPlan, shard_key, start_view, SHARD_FIRST, V_ELSEWHERE, U_REPLY_SHARD,
                               U_AFFINITY)
 from kdp._fast.ct_table cimport ct_flow_t
 
@@ -122,8 +122,6 @@ cdef class Pipeline:
         self.natout_flows = 0
         self.expire_work = EXPIRE_WORK
         self.shard = None
-        self.shard_vs = np.zeros(0, dtype=np.uint8)
-        self.shard_mine = np.zeros(0, dtype=np.uint8)
 
     def set_shard(self, ShardPlan plan, int me):
         """Process only the packets of worker `me` of `plan` (kdp/shards.py): the others
@@ -137,13 +135,6 @@ cdef class Pipeline:
         # replay ends with Conntrack.expire_all)
         self.expire_work = EXPIRE_WORK // plan.workers if plan is not None else EXPIRE_WORK
         self._own_affinity()
-
-    def shard_view(self, vshards):
-        """The virtual shard of each packet of the next view this worker runs (uint8 per
-        packet, shard.start_view's, from shard.assign: keyed once, by the replay's thread)."""
-        cdef uint8_t[::1] v = vshards
-        self.shard_vs = vshards
-        self.vs = &v[0]
 
     def _own_affinity(self):
         # a sharded worker's affinity entries are its own: the shared table stays empty
@@ -161,11 +152,6 @@ cdef class Pipeline:
         if self.dns is not None and self.dns_notes.shape[0] < n:
             self.dns_notes = np.zeros(n, dtype=NOTE_DTYPE)
             self.dns_scratch = np.zeros(n * sizeof(dns_q_t), dtype=np.uint8)
-        if self.shard is not None and self.shard_mine.shape[0] < n:
-            self.shard_mine = np.zeros(n, dtype=np.uint8)
-        self.mine = <uint8_t*>cnp.PyArray_DATA(self.shard_mine)
-        if self.shard is not None and self.shard_vs.shape[0] < n:
-            raise ValueError("a sharded pipeline runs a view whose shards shard_view gave")
 
     def swap(self, RouteTable routes not None, ServiceTables services=None,
              TunnelEndpoints tunnels=None, DnsTable dns=None, NatOutgoing natout=None,
@@ -314,7 +300,8 @@ cdef class Pipeline:
         return ct_find(&self.conntrack.t, &k, &direction) != NO_ID
 
     cdef void shard_mark(self, Batch b) noexcept nogil:
-        """Which packets of the view are this worker's (its virtual shards, shard_view);
+        """Which packets of the view are this worker's (its virtual shards: run_view's
+        view_vshards);
         the others (the ARP and ND every worker learns from) get V_ELSEWHERE (every stage
         skips a packet with a verdict) and are not counted here. (The replay's thread
         checked fragments and the clock when it keyed the batch: shard.assign.)"""
@@ -434,7 +421,7 @@ cdef class Pipeline:
         `view_vshards`), then what run(view, parsed=True) does, with the GIL released
         once for both rather than at each step (a worker that takes the GIL back often
         waits for the replay's thread, and wakes it). `mine` (uint8 per view packet) gets
-        which packets this worker processed (shard_mine), `notes` (dns.NOTE_DTYPE per
+        which packets this worker processed, `notes` (dns.NOTE_DTYPE per
         packet; None without a DNS stage) the DNS stage's notes. The stages are run's
         (Pipeline._stages: one place for both), untraced and without a log (the sharding
         tests compare them, 1 worker against 2 and 3, byte for byte). Returns the view's
@@ -456,7 +443,6 @@ cdef class Pipeline:
             if not isinstance(arr, np.ndarray) or not arr.flags.c_contiguous or arr.itemsize != itemsize \
                     or arr.shape[0] < view.capacity:
                 raise ValueError("who, vshards, index, view_vshards and mine: contiguous arrays of the view's capacity")
-        self.shard_vs = view_vshards
         routes._ensure_scratch(view.capacity)
         self._ensure_scratch(view.capacity)
         neigh.ensure_notes(view.capacity)
@@ -473,7 +459,7 @@ cdef class Pipeline:
         cdef const uint8_t* vs_p = <const uint8_t*>cnp.PyArray_DATA(vshards)
         cdef uint32_t* index_p = <uint32_t*>cnp.PyArray_DATA(index)
         with nogil:
-            n = start_view_c(view, base, self.shard_me, self.shard.workers, who_p, vs_p, index_p, self.vs)
+            n = start_view(view, base, self.shard_me, self.shard.workers, who_p, vs_p, index_p, self.vs)
             neigh_note_batch(neigh, view)
             self.shard_mark(view)
             routes.classify_ingress(view)
@@ -514,6 +500,8 @@ cdef class Pipeline:
         cdef dns_note_t* notes = NULL
         cdef dns_q_t* dq = NULL
         cdef bint tracing = trace is not None
+        if self.shard is not None:
+            raise ValueError("a sharded pipeline runs its views with run_view")
         routes._ensure_scratch(b.capacity)
         self._ensure_scratch(b.capacity)
         neigh.ensure_notes(b.capacity)
@@ -530,8 +518,6 @@ cdef class Pipeline:
                 with gil:
                     trace.snap("parse", b)
             neigh_note_batch(neigh, b)           # learned as route reaches each packet
-            if self.shard is not None:
-                self.shard_mark(b)              # (after the notes: every worker learns them all)
             routes.classify_ingress(b)
             if tracing:
                 with gil:

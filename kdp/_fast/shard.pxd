@@ -29,5 +29,5 @@ cdef class ShardPlan:
 cdef uint8_t shard_key(ShardPlan s, uint8_t ver, uint8_t proto, uint32_t s4, const uint8_t* s6,
                        uint32_t d4, const uint8_t* d6, uint16_t sport, uint16_t dport) noexcept nogil
 cdef uint8_t shard_packet(ShardPlan s, const pkt_meta_t* p) noexcept nogil
-cdef Py_ssize_t start_view_c(Batch view, Batch base, int me, int workers, const uint8_t* who,
-                             const uint8_t* vshards, uint32_t* index, uint8_t* view_vshards) noexcept nogil
+cdef Py_ssize_t start_view(Batch view, Batch base, int me, int workers, const uint8_t* who,
+                           const uint8_t* vshards, uint32_t* index, uint8_t* view_vshards) noexcept nogil

@@ -251,34 +251,15 @@ def assign(ShardPlan plan not None, Batch b not None, who, vshards, uint64_t new
     return unsafe, newest
 
 
-def start_view(Batch view not None, Batch base not None, int me, int workers, who, vshards,
-               index, view_vshards):
+cdef Py_ssize_t start_view(Batch view, Batch base, int me, int workers, const uint8_t* who,
+                           const uint8_t* vshards, uint32_t* index, uint8_t* view_vshards) noexcept nogil:
     """Before worker `me` runs the batch in `base` through `view` (share_buffer): the
     metadata of its packets (and of those every worker sees), in input order, their
-    indices in `base` into `index` (uint32) and their virtual shards (assign's
-    `vshards`) into `view_vshards` (for Pipeline.shard_view); and a part of the
-    buffer's free end of its own (where a DNS answer too big for its slot goes,
-    dns.pyx), so that workers never write the same bytes. Returns the view's count.
-    (Pipeline.run_view does this and runs the view with the GIL released once.)"""
-    cdef const uint8_t[::1] wv = who
-    cdef const uint8_t[::1] vv = vshards
-    cdef uint8_t[::1] out_v = view_vshards
-    cdef uint32_t[::1] iv = index
-    if view.buf != base.buf:
-        raise ValueError("the view does not share the batch's buffer")
-    if wv.shape[0] < base.count or vv.shape[0] < base.count or iv.shape[0] < base.count \
-            or out_v.shape[0] < base.count:
-        raise ValueError("`who`, `vshards`, `index` or `view_vshards` smaller than the batch")
-    cdef Py_ssize_t j
-    with nogil:
-        j = start_view_c(view, base, me, workers, &wv[0], &vv[0], &iv[0], &out_v[0])
-    return j
-
-
-cdef Py_ssize_t start_view_c(Batch view, Batch base, int me, int workers, const uint8_t* who,
-                             const uint8_t* vshards, uint32_t* index, uint8_t* view_vshards) noexcept nogil:
-    """start_view's work (the caller checked that the view shares base's buffer and that
-    the arrays hold base.count)."""
+    indices in `base` into `index` and their virtual shards (assign's `vshards`) into
+    `view_vshards`; and a part of the buffer's free end of its own (where a DNS answer
+    too big for its slot goes, dns.pyx), so that workers never write the same bytes.
+    Returns the view's count. (Pipeline.run_view calls it, having checked that the view
+    shares base's buffer and that the arrays hold base.count.)"""
     cdef Py_ssize_t share, i, j = 0
     cdef uint8_t w = <uint8_t>me
     share = ((base.buf_size - base.used) // workers) & ~(<Py_ssize_t>SLOT_ALIGN - 1)
