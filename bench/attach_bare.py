@@ -6,7 +6,8 @@ attach and the kernel path, in the same run, on `kdp bench attach`'s namespaces.
 
 Paths, one after another in each round (the order rotates between rounds):
   kdp           `kdp attach` as `kdp bench attach` runs it (the kdp found on PYTHONPATH;
-                KDP_ATTACH_ARGS adds arguments, e.g. "--lanes")
+                KDP_ATTACH_ARGS adds arguments to every kdp path)
+  kdp:A+B       the same with the arguments A B added (e.g. kdp:--busy-poll=0)
   kdp-main      the same with PYTHONPATH=$KDP_MAIN (a copy of main built alike), if set
   kernel        the router namespace, veth pairs, nft DNAT
   bare-threads  tap_forward threads: a thread per direction, blocking read -> write
@@ -106,8 +107,12 @@ def conn(path, target):
     return {"connections_per_s": float(run.stdout), **cpu.columns("conn")}
 
 
+PATH_ARGS = []          # the arguments of the kdp path being set up (kdp:A+B)
+
+
 def one(kind, binary, args, tmp):
     env_before = os.environ.get("PYTHONPATH")
+    PATH_ARGS[:] = kind.partition(":")[2].split("+") if kind.startswith("kdp:") else []
     if kind == "kdp-main":
         os.environ["PYTHONPATH"] = os.environ["KDP_MAIN"]
     try:
@@ -143,15 +148,14 @@ def main():
     binary = os.path.join(tempfile.gettempdir(), f"tap_forward-{os.getpid()}")
     subprocess.run(["cc", "-O2", "-pthread", "-o", binary, os.path.join(HERE, "tap_forward.c")], check=True)
     extra = os.environ.get("KDP_ATTACH_ARGS", "").split()
-    if extra:
-        # kdp.benchmarks.attach starts `kdp attach` with a fixed argument list: add ours
-        real = subprocess.Popen
+    # kdp.benchmarks.attach starts `kdp attach` with a fixed argument list: add ours
+    real = subprocess.Popen
 
-        def popen(cmd, *a, **kw):
-            if isinstance(cmd, list) and cmd[1:3] == ["-m", "kdp"]:
-                cmd = cmd + extra
-            return real(cmd, *a, **kw)
-        ab.subprocess.Popen = popen
+    def popen(cmd, *a, **kw):
+        if isinstance(cmd, list) and cmd[1:3] == ["-m", "kdp"]:
+            cmd = cmd + extra + PATH_ARGS
+        return real(cmd, *a, **kw)
+    ab.subprocess.Popen = popen
     rows = []
     try:
         for r in range(args.rounds):
