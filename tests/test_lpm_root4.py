@@ -206,10 +206,11 @@ def test_bgp_sized_table_root_choice_and_both_roots_agree(hops):
 
 @pytest.mark.parametrize("hops", [1024, 32])
 def test_batches_of_every_length_through_the_prefetch_ring_agree_with_single_lookups(hops):
-    # A table over the ring's threshold (1 MiB of chunks): batches run four
-    # lookups an iteration, then one at a time, then the chunk-only tail
-    # (kdp/_fast/lpm4_lookup.pxd).  Every batch length around those
-    # boundaries (the ring's 24 ahead, the group of 4), through the 4-byte
+    # A table over the ring's threshold (1 MiB of chunks): batches run two
+    # lookups an iteration, then one at a time, then the chunk-only tail,
+    # then four at a time without prefetches (kdp/_fast/lpm4_lookup.pxd).
+    # Every batch length around those boundaries (the ring's 24 and 8
+    # ahead, the groups of 2 and 4), through the 4-byte
     # root (1,024 next hops) and the 8-byte one (32; and 1,024 with it off),
     # gives the single lookups' answers: no address skipped or answered in
     # another's slot.
