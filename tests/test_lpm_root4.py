@@ -202,3 +202,29 @@ def test_bgp_sized_table_root_choice_and_both_roots_agree(hops):
     t._use_root4(True)
     assert _has_root4(t) == (hops == 1024)
     assert np.array_equal(t.lookup_batch(q), got)
+
+
+@pytest.mark.parametrize("hops", [1024, 32])
+def test_batches_of_every_length_through_the_prefetch_ring_agree_with_single_lookups(hops):
+    # A table over the ring's threshold (1 MiB of chunks): batches run two
+    # lookups an iteration, then one at a time, then the chunk-only tail,
+    # then four at a time without prefetches (kdp/_fast/lpm4_lookup.pxd).
+    # Every batch length around those boundaries (the ring's 24 and 8
+    # ahead, the groups of 2 and 4), through the 4-byte
+    # root (1,024 next hops) and the 8-byte one (32; and 1,024 with it off),
+    # gives the single lookups' answers: no address skipped or answered in
+    # another's slot.
+    from kdp.benchmarks.lpm import bgp_table, queries4
+    pre, lens, vals, _ = bgp_table(100_000, seed=9, hops=hops)
+    t = Lpm4.build(pre, lens, vals)
+    assert t.memory()["chunks"] > 1 << 20
+    assert _has_root4(t) == (hops == 1024)
+    q = np.concatenate([queries4(pre, lens, 600, "hit90", seed=10),
+                        queries4(pre, lens, 200, "uniform", seed=11)])
+    want = np.array([t.lookup(int(a)) for a in q], np.uint32)
+    for root4 in ([True, False] if hops == 1024 else [False]):
+        t._use_root4(root4)
+        assert _has_root4(t) == root4
+        for n in list(range(0, 70)) + [101, 255, 256, 257, 799, 800]:
+            off = (n * 7) % (len(q) - n + 1)
+            assert np.array_equal(t.lookup_batch(q[off:off + n]), want[off:off + n]), (root4, n)

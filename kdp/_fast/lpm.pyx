@@ -30,7 +30,9 @@ lpm.pyx / lpm.pxd            _LpmBase (the root, the rule list, bulk builds,
                              the writers' concurrency machinery) and Lpm4
 lpm6.pyx / lpm6.pxd          Lpm6: IPv6 chunks, their builders and updates
 lpm_kernels.h / .pxd         C primitives both use (atomics, epoch, memory, bits)
-lpm4_kernels.h               the IPv4 chunk layout (named offsets) and empty chunks
+lpm4_kernels.h / .pxd        the IPv4 chunk layout (named offsets) and empty chunks
+lpm4_lookup.pxd              the IPv4 lookup kernels (inline): one address, and
+                             batches through either root with their prefetch rings
 lpm6_kernels.h               the IPv6 chunk layout, empty chunks, vector batch steps
 
 Structure
@@ -147,37 +149,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, memcpy, memmove
 
 from kdp._fast.lpm_kernels cimport *
+# the IPv4 chunk layout (lpm4_kernels.h) and the batch lookup kernels that read it
+from kdp._fast.lpm4_kernels cimport *
+from kdp._fast.lpm4_lookup cimport (PF_MIN_BYTES, lookup4_root8, lookup4_batch_root8,
+                                    lookup4_batch_root4)
 from kdp.errors import KdpError
 
 cnp.import_array()
-
-# The IPv4 chunk layout, defined once in lpm4_kernels.h (see its comment).
-cdef extern from "lpm4_kernels.h" nogil:
-    enum:
-        STARTS "KDP_LPM4_STARTS"        # node: uint64 run-start bitmap[4]
-        N16_RUNS "KDP_LPM4_N16_RUNS"    # 16-bit node: uint16 runs_before[4]
-        N16_LEAF "KDP_LPM4_N16_LEAF"    # 16-bit node: uint16 leaf[]
-        N16_DFLT "KDP_LPM4_N16_DFLT"    # 16-bit root node: uint16 default (4-byte root)
-        N8_RUNS "KDP_LPM4_N8_RUNS"      # 8-bit root node: uint8 runs_before[4]
-        N8_LEAF "KDP_LPM4_N8_LEAF"      # 8-bit root node: uint8 leaf[]
-        ROOT_DIST "KDP_LPM4_ROOT_DIST"  # in front of a root node: uint32 distance to its block
-        ROOT_KIDS "KDP_LPM4_ROOT_KIDS"  # ... then uint32 child offsets, growing down
-        WIDE_TABLE "KDP_LPM4_WIDE_TABLE"    # a wide chunk's table, after its header line
-        WIDE_SLOTS "KDP_LPM4_WIDE_SLOTS"
-        WIDE_DFLT "KDP_LPM4_WIDE_DFLT"  # a wide table's uint16 default, from the table (4-byte root)
-        H_WIDE "KDP_LPM4_WIDE"          # handle flags
-        H_LEAF16 "KDP_LPM4_LEAF16"
-        H_PALETTE "KDP_LPM4_PALETTE"
-        H_FLAGS "KDP_LPM4_FLAGS"
-        CHILD8 "KDP_LPM4_CHILD8"        # 8-bit leaves >= CHILD8 name child (leaf - CHILD8)
-        CHILD "KDP_LPM4_CHILD16"        # 16-bit leaves >= CHILD name child (leaf - CHILD)
-    unsigned char *kdp_empty_chunk
-    unsigned char *kdp_empty_chunk_palette
-    unsigned char *kdp_empty_wide
-    void kdp_lpm4_init_empty()
-    void kdp_st16(uint16_t *p, uint16_t v)
-    void kdp_st32(uint32_t *p, uint32_t v)
-    uint32_t kdp_ld32(const uint32_t *p)
 
 kdp_lpm4_init_empty()
 
@@ -188,9 +166,6 @@ cdef enum:
     LEAF8_DIRECT = 1          # _build_root4's leaf8: 8-bit leaves are next-hop indices,
     LEAF8_PALETTE = 2         # ... or index the node's palette
     NH_LIMIT = 0xFF00         # next-hop indices are 1 .. NH_LIMIT-1 (leaves above name children)
-    PF_MIN_BYTES = 1 << 20    # IPv4 batches prefetch when the chunks are bigger than this:
-    PF_CHUNK_AHEAD = 8        # ... the chunk lines of the address that far ahead,
-    PF_ROOT_AHEAD = 24        # ... the root entry of the address that far ahead
 
 # Bulk-built IPv4 tables with at least this many non-empty /16s get the
 # 4-byte root (module docstring) if they have palettes; tests lower it to run small tables through it.
@@ -230,188 +205,6 @@ LAYOUT4 = {
     "flag_wide": H_WIDE, "flag_leaf16": H_LEAF16, "flag_palette": H_PALETTE, "flags": H_FLAGS,
     "child8": CHILD8, "child16": CHILD, "ptr_mask": PTR_MASK,
 }
-
-
-# --------------------------------------------------------------------------
-# IPv4 lookup kernels
-# --------------------------------------------------------------------------
-# A root entry names the chunk of its /16; a chunk is a root node for bits
-# 16..23 (8- or 16-bit leaves, handle flag H_LEAF16), child nodes for bits
-# 24..31, or a wide table (H_WIDE).  Layouts: lpm4_kernels.h.
-
-cdef inline uint32_t _node16_leaf(const char *nd, uint32_t p) noexcept nogil:
-    # The leaf of slot p of a 16-bit node.  k = runs started at or before p
-    # (>= 1: slot 0 always starts one), so the leaf is leaf[k - 1], read as
-    # (leaf - 1)[k] to save the subtraction.
-    cdef uint32_t w = p >> 6
-    cdef uint64_t bmw = (<const uint64_t *>(nd + STARTS))[w]
-    cdef uint32_t k = (<const uint16_t *>(nd + N16_RUNS))[w] + kdp_popcnt(kdp_low(bmw, p & 63))
-    return (<const uint16_t *>(nd + (N16_LEAF - 2)))[k]
-
-
-cdef inline uint32_t _lookup4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
-    # One predictable branch picks the format, the common one first: a FIB's
-    # 8-bit roots.  (Branch-free variants, and one masked 16-bit load for both
-    # leaf widths, measured slower: the branch lets the core run ahead.)
-    cdef uint64_t e = kdp_ld64(&rt.t0[a >> 16])
-    cdef const char *c = <const char *>(<uintptr_t>(e & PTR_MASK & ~(<uint64_t>H_FLAGS)))
-    cdef uint32_t lf, w, k
-    if (e & (H_WIDE | H_LEAF16)) == 0:
-        # 8-bit root node: runs started at or before slot p = bits 16..23, the
-        # word's bits 0..p&63 shifted to the top (one shift instead of a mask);
-        # leaf[k - 1] read as (leaf - 1)[k]
-        w = (a >> 14) & 3
-        k = (<const uint8_t *>(c + N8_RUNS))[w] + kdp_popcnt(
-            (<const uint64_t *>(c + STARTS))[w] << ((~a >> 8) & 63))
-        lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
-        if lf >= CHILD8:
-            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
-        elif e & H_PALETTE:                    # (one table: predicts) the next-hop index
-            lf = (<const uint16_t *>(c + N8_LEAF))[lf]
-    elif e & H_WIDE:
-        # a /16 dense with prefixes longer than /24: a direct table of 65,536
-        # uint16 leaves for bits 16..31 (128 KiB)
-        lf = (<const uint16_t *>c)[a & 0xFFFF]
-    else:                                      # 16-bit root node
-        lf = _node16_leaf(c, (a >> 8) & 255)
-        if lf >= CHILD:
-            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD)], a & 255)
-    lf |= <uint32_t>(e >> 48) & (0 - <uint32_t>(lf == 0))     # leaf 0: the /16 default
-    return rt.nh_value[lf]
-
-
-cdef inline void _prefetch_chunk4(const lpm_root_t *rt, uint32_t a) noexcept nogil:
-    # the first two lines of the chunk root node of a (its root entry must be
-    # cached by now).  (Prefetching the second only where the node spans two,
-    # from a handle flag, measured slower: the flag costs more instructions
-    # than the spare prefetches cost bandwidth.)
-    cdef const char *c = <const char *>(<uintptr_t>(kdp_ld64(&rt.t0[a >> 16]) & PTR_MASK
-                                                    & ~(<uint64_t>H_FLAGS)))
-    kdp_prefetch(c)
-    kdp_prefetch(c + 64)
-
-
-cdef void _lookup4_batch(const lpm_root_t *rt, const char *base, size_t stride,
-                         uint32_t *out, size_t n, int pf) noexcept nogil:
-    # n addresses at base + i * stride -> out[i].  One lookup per iteration,
-    # independent of each other, so the core keeps many in flight.  For tables
-    # bigger than the L2 (pf) a two-stage ring of prefetches runs ahead: the
-    # root entry of the address PF_ROOT_AHEAD ahead, then (its entry now
-    # cached) the chunk root node of the address PF_CHUNK_AHEAD ahead, so those
-    # misses overlap this work.  (With only the chunk stage, 16 ahead, the root
-    # entry load of the address ahead missed the L2 often enough to stall the
-    # core: the root stage made bgp ~20-30% faster; the distances were tuned on
-    # the 900,000-prefix table.)
-    cdef size_t i = 0
-    cdef size_t m = n - PF_ROOT_AHEAD if (pf and n > PF_ROOT_AHEAD) else 0
-    if m:                      # two per iteration: measured ~7% faster
-        while i + 2 <= m:
-            kdp_prefetch(&rt.t0[kdp_load32(base + (i + PF_ROOT_AHEAD) * stride) >> 16])
-            kdp_prefetch(&rt.t0[kdp_load32(base + (i + PF_ROOT_AHEAD + 1) * stride) >> 16])
-            _prefetch_chunk4(rt, kdp_load32(base + (i + PF_CHUNK_AHEAD) * stride))
-            _prefetch_chunk4(rt, kdp_load32(base + (i + PF_CHUNK_AHEAD + 1) * stride))
-            out[i] = _lookup4(rt, kdp_load32(base + i * stride))
-            out[i + 1] = _lookup4(rt, kdp_load32(base + (i + 1) * stride))
-            i += 2
-        while i < m:
-            kdp_prefetch(&rt.t0[kdp_load32(base + (i + PF_ROOT_AHEAD) * stride) >> 16])
-            _prefetch_chunk4(rt, kdp_load32(base + (i + PF_CHUNK_AHEAD) * stride))
-            out[i] = _lookup4(rt, kdp_load32(base + i * stride))
-            i += 1
-        m = n - PF_CHUNK_AHEAD     # the last PF_ROOT_AHEAD - PF_CHUNK_AHEAD: chunk stage only
-        while i < m:
-            _prefetch_chunk4(rt, kdp_load32(base + (i + PF_CHUNK_AHEAD) * stride))
-            out[i] = _lookup4(rt, kdp_load32(base + i * stride))
-            i += 1
-    while i + 4 <= n:          # unrolled: measured ~5% faster on cached tables
-        out[i] = _lookup4(rt, kdp_load32(base + i * stride))
-        out[i + 1] = _lookup4(rt, kdp_load32(base + (i + 1) * stride))
-        out[i + 2] = _lookup4(rt, kdp_load32(base + (i + 2) * stride))
-        out[i + 3] = _lookup4(rt, kdp_load32(base + (i + 3) * stride))
-        i += 4
-    while i < n:
-        out[i] = _lookup4(rt, kdp_load32(base + i * stride))
-        i += 1
-
-
-# The same lookup through the 4-byte root (t4, base4: palette tables with many
-# non-empty /16s, see "4-byte root" in the module docstring).  The entry is the chunk
-# handle's offset from base4, and the /16's default is read from the chunk
-# (the line the lookup reads anyway): palette entry 0 of an 8-bit root node,
-# N16_DFLT of a 16-bit one, WIDE_DFLT of a wide table.  Why: the 8-byte
-# entries are 512 KiB, which with the chunk lines overflow the 1-2 MiB L2;
-# 4-byte ones are 256 KiB.
-
-cdef inline uint32_t _lookup4s(const lpm_root_t *rt, const char *base, uint32_t a) noexcept nogil:
-    # Leaf 0 ("no rule of the chunk") takes the default from the chunk; a
-    # palette leaf needs no merge (palette entry 0 is the default), so the
-    # common path of a FIB's table has none: the merge measured ~10% of a
-    # lookup when done on every path (an extra load on the leaf's chain), and
-    # tables without palettes (direct 8-bit leaves) measured 0-10% slower
-    # through this root than through t0, so only palette tables get it.
-    cdef uint32_t e = kdp_ld32(&rt.t4[a >> 16])
-    cdef const char *c = base + (e & ~(<uint32_t>H_FLAGS))
-    cdef uint32_t lf, w, k
-    if (e & (H_WIDE | H_LEAF16)) == 0:
-        w = (a >> 14) & 3
-        k = (<const uint8_t *>(c + N8_RUNS))[w] + kdp_popcnt(
-            (<const uint64_t *>(c + STARTS))[w] << ((~a >> 8) & 63))
-        lf = (<const uint8_t *>(c + (N8_LEAF - 1)))[k]
-        if lf >= CHILD8:
-            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD8)], a & 255)
-            lf |= (<const uint16_t *>(c + N8_LEAF))[0] & (0 - <uint32_t>(lf == 0))
-        else:                                  # (every 8-bit root of such a table has a palette)
-            lf = (<const uint16_t *>(c + N8_LEAF))[lf]
-    elif e & H_WIDE:
-        lf = (<const uint16_t *>c)[a & 0xFFFF]
-        lf |= (<const uint16_t *>(c + WIDE_DFLT))[0] & (0 - <uint32_t>(lf == 0))
-    else:
-        lf = _node16_leaf(c, (a >> 8) & 255)
-        if lf >= CHILD:
-            lf = _node16_leaf(c + (<const uint32_t *>(c + ROOT_KIDS))[-<int>(lf - CHILD)], a & 255)
-        lf |= (<const uint16_t *>(c + N16_DFLT))[0] & (0 - <uint32_t>(lf == 0))
-    return rt.nh_value[lf]
-
-
-cdef inline void _prefetch_chunk4s(const lpm_root_t *rt, const char *base, uint32_t a) noexcept nogil:
-    cdef const char *c = base + (kdp_ld32(&rt.t4[a >> 16]) & ~(<uint32_t>H_FLAGS))
-    kdp_prefetch(c)
-    kdp_prefetch(c + 64)
-
-
-cdef void _lookup4s_batch(const lpm_root_t *rt, const char *base, const char *bs, size_t stride,
-                          uint32_t *out, size_t n, int pf) noexcept nogil:
-    # _lookup4_batch through the 4-byte root (same ring, same distances)
-    cdef size_t i = 0
-    cdef size_t m = n - PF_ROOT_AHEAD if (pf and n > PF_ROOT_AHEAD) else 0
-    if m:
-        while i + 2 <= m:
-            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD) * stride) >> 16])
-            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD + 1) * stride) >> 16])
-            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
-            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD + 1) * stride))
-            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
-            out[i + 1] = _lookup4s(rt, base, kdp_load32(bs + (i + 1) * stride))
-            i += 2
-        while i < m:
-            kdp_prefetch(&rt.t4[kdp_load32(bs + (i + PF_ROOT_AHEAD) * stride) >> 16])
-            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
-            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
-            i += 1
-        m = n - PF_CHUNK_AHEAD
-        while i < m:
-            _prefetch_chunk4s(rt, base, kdp_load32(bs + (i + PF_CHUNK_AHEAD) * stride))
-            out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
-            i += 1
-    while i + 4 <= n:
-        out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
-        out[i + 1] = _lookup4s(rt, base, kdp_load32(bs + (i + 1) * stride))
-        out[i + 2] = _lookup4s(rt, base, kdp_load32(bs + (i + 2) * stride))
-        out[i + 3] = _lookup4s(rt, base, kdp_load32(bs + (i + 3) * stride))
-        i += 4
-    while i < n:
-        out[i] = _lookup4s(rt, base, kdp_load32(bs + i * stride))
-        i += 1
 
 
 # --------------------------------------------------------------------------
@@ -1658,8 +1451,8 @@ cdef class Lpm4(_LpmBase):
         if type(addr) is int:
             if 0 <= addr <= 0xFFFFFFFF:
                 a = addr
-                return _lookup4(self.root, a)
-        return _lookup4(self.root, <uint32_t>_addr(addr, 32))
+                return lookup4_root8(self.root, a)
+        return lookup4_root8(self.root, <uint32_t>_addr(addr, 32))
 
     def lookup_batch(self, addrs, out=None):
         """uint32 array of addresses (host order) -> uint32 array of values
@@ -1700,7 +1493,7 @@ cdef class Lpm4(_LpmBase):
     # ---- C level -------------------------------------------------------------
     cdef uint32_t lookup_one(self, uint32_t addr) noexcept nogil:
         cdef int s = self._enter()
-        cdef uint32_t v = _lookup4(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), addr)
+        cdef uint32_t v = lookup4_root8(<const lpm_root_t *>kdp_ldptr(<void **>&self.root), addr)
         self._leave(s)
         return v
 
@@ -1713,9 +1506,9 @@ cdef class Lpm4(_LpmBase):
         cdef const lpm_root_t *rt = <const lpm_root_t *>kdp_ldptr(<void **>&self.root)
         cdef const char *b4 = <const char *>kdp_ldptr(<void **>&rt.base4)
         if b4 != NULL:
-            _lookup4s_batch(rt, b4, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
+            lookup4_batch_root4(rt, b4, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
         else:
-            _lookup4_batch(rt, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
+            lookup4_batch_root8(rt, base, stride, out, n, self.chunk_bytes > PF_MIN_BYTES)
         self._leave(s)
 
 
