@@ -53,6 +53,25 @@ def _instrument(acc):
         finally:
             acc[f"worker{self.me}"] += time.thread_time() - t
     shards._Worker._run = timed_loop
+    if hasattr(shards, "ChunkedRun"):           # (the chunked run: worker 0 is the replay's thread)
+        cinit = shards.ChunkedRun.__init__
+
+        def timed_cinit(self, *a, **kw):    # (the workers' pipelines: part of the build)
+            t = time.thread_time()
+            try:
+                cinit(self, *a, **kw)
+            finally:
+                acc["build"] += time.thread_time() - t
+        shards.ChunkedRun.__init__ = timed_cinit
+        cloop = shards.ChunkedRun._worker
+
+        def timed_cloop(run, me):
+            t = time.thread_time()
+            try:
+                cloop(run, me)
+            finally:
+                acc[f"worker{me}"] += time.thread_time() - t
+        shards.ChunkedRun._worker = staticmethod(timed_cloop)
 
 
 def main(argv=None):
@@ -80,7 +99,7 @@ def main(argv=None):
                            batch_size=args.batch_size)
                 main_cpu = time.thread_time() - t0 - acc["build"]
                 total = time.process_time() - c0 - acc["build"]
-                workers = [acc[f"worker{k}"] for k in range(w)] if w > 1 else []
+                workers = [acc[f"worker{k}"] for k in range(w) if f"worker{k}" in acc] if w > 1 else []
                 bound = max([total / 2, main_cpu] + workers) if w > 1 else total
                 rows[w].append((r.seconds, total, main_cpu, bound))
                 print(f"--workers {w}: in process {r.seconds:.3f} s; CPU {total:.3f} s, the replay's thread "

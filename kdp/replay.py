@@ -224,6 +224,8 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     the result could depend on the sharding (the files are then written again)."""
     from kdp.shards import ShardedRun
     reader = _open_reader(dp, capture, ingress, links, all_directions)
+    if reader.classic_file and log is None and _placeable(output, None):
+        return _replay_chunked(dp, plan, reader, capture, output, batch_size, progress)
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -277,6 +279,43 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
         finally:
             reader.close()
     writer = state["writer"]
+    return RunResult(
+        packets_in=packets_in,
+        counters=run.counters,
+        verdicts=run.verdicts,
+        packets_out=int(writer.packets) if writer is not None else 0,
+        input_path=str(capture),
+        output_path=str(output) if output else None,
+        warnings=list(reader.warnings),
+        notices=list(dp.notices) + Dataplane.traffic_notices(run),
+        seconds=time.perf_counter() - started,
+        flows=run.flow_counters(),
+        dns=dns_outcomes(run.dns_counters),
+        services=run.service_counts(),
+    )
+
+
+def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
+    """_replay_sharded of a classic pcap file in chunks (kdp.shards.ChunkedRun: each
+    worker reads, keys, processes and writes its own packets)."""
+    from kdp.shards import ChunkedRun
+    bar = _progress(reader) if progress else None
+    writer = None
+    try:
+        run = ChunkedRun(dp, plan, batch_size)
+        started = time.perf_counter()       # (as one worker's: its data plane is built before)
+        writer = _open_output(output, reader, dp)
+        after = (lambda: bar.advance(reader.position)) if bar is not None else None
+        packets_in = run.replay(reader, writer, after)
+        run.finish_flows()
+    finally:
+        if bar is not None:
+            bar.stop()
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            reader.close()
     return RunResult(
         packets_in=packets_in,
         counters=run.counters,
