@@ -152,13 +152,14 @@ class ChunkedRun(_Totals):
     barriers are rare, few enough that a worker's packets of a chunk stay in its cache
     (measured: bench/README.md, "A second core")."""
 
-    CHUNK_PACKETS = 16384
+    CHUNK_PACKETS = 4096
 
     def __init__(self, dp, plan, batch_size, chunk_packets=None):
         self.dp = dp
         self.plan = plan
         self.batch_size = batch_size
-        self.chunk = max(batch_size, chunk_packets or self.CHUNK_PACKETS)
+        chunk = chunk_packets or self.CHUNK_PACKETS
+        self.chunk = max(batch_size, chunk - chunk % batch_size)     # (whole batches)
         self.pipelines = [worker_pipeline(dp, plan, w) for w in range(plan.workers)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
