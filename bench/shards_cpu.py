@@ -72,6 +72,14 @@ def _instrument(acc):
             finally:
                 acc[f"worker{me}"] += time.thread_time() - t
         shards.ChunkedRun._worker = staticmethod(timed_cloop)
+        creplay = shards.ChunkedRun.replay
+
+        def kept_replay(self, *a, **kw):    # (its phases' CPU: printed with the run)
+            try:
+                return creplay(self, *a, **kw)
+            finally:
+                acc["phases"] = self.run.phase_cpu
+        shards.ChunkedRun.replay = kept_replay
 
 
 def main(argv=None):
@@ -107,6 +115,10 @@ def main(argv=None):
                       + (f"; bound on 2 free cores {bound:.3f} s" if w > 1 else "")
                       + ("" if not [n for n in r.notices if n.startswith("--workers")] else f" ({r.notices})"),
                       flush=True)
+                if w > 1 and "phases" in acc:
+                    print("  in chunks, CPU s by phase: " + "; ".join(
+                        f"{k} " + (" + ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else f"{v:.3f}")
+                        for k, v in acc["phases"].items()), flush=True)
     print(f"load {os.getloadavg()[0]:.2f}")
     for k, name in enumerate(("in process s", "CPU s", "replay's thread CPU s", "bound s")):
         one = [x[k] for x in rows[1]]

@@ -31,7 +31,7 @@ cdef class ChunkWorker:
     cdef uint64_t* dns_ctr
     cdef dns_q_t* dq
     cdef uint32_t key_unsafe
-    cdef double cpu[3]                      # CPU seconds: key, process, format (phase_cpu)
+    cdef double cpu[4]                      # CPU seconds: key, process, format, index (phase_cpu)
     cdef uint64_t wseq                      # chunks this worker has written (their staging buffer)
 
 
@@ -44,8 +44,14 @@ cdef class ChunkRun:
     cdef readonly Py_ssize_t batch
     cdef list wk
     cdef object arrays
-    cdef uint64_t* offs
+    cdef uint64_t* offs                     # the current chunk's records (offs_pair[0] or [1])
+    cdef uint64_t* offs_pair[2]
     cdef object offs_arr
+    cdef bint index_ahead                   # worker 0 indexes the next chunk during this one
+    cdef bint ahead                         # ... and did: ahead_n records, ahead_status
+    cdef Py_ssize_t ahead_n
+    cdef int ahead_status
+    cdef int ahead_slot
     cdef uint8_t* who
     cdef uint8_t* vshard
     cdef uint32_t* olen

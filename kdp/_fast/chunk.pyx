@@ -143,7 +143,7 @@ cdef class ChunkRun:
         self.chunk_size = chunk
         self.wk = [ChunkWorker(p, w, chunk, batch) for w, p in enumerate(pipelines)]
         nb = (chunk + batch - 1) // batch
-        self.offs_arr = np.zeros(chunk, dtype=np.uint64)
+        self.offs_arr = (np.zeros(chunk, dtype=np.uint64), np.zeros(chunk, dtype=np.uint64))
         who = np.zeros(chunk, dtype=np.uint8)
         vshard = np.zeros(chunk, dtype=np.uint8)
         olen = np.zeros(chunk, dtype=np.uint32)
@@ -151,7 +151,9 @@ cdef class ChunkRun:
         bmax = np.zeros(nb, dtype=np.uint64)
         self.errs_arr = np.zeros(self.workers, dtype=np.intc)
         self.arrays = (who, vshard, olen, bmin, bmax)
-        self.offs = <uint64_t*>cnp.PyArray_DATA(self.offs_arr)
+        self.offs_pair[0] = <uint64_t*>cnp.PyArray_DATA(self.offs_arr[0])
+        self.offs_pair[1] = <uint64_t*>cnp.PyArray_DATA(self.offs_arr[1])
+        self.offs = self.offs_pair[0]
         self.who = <uint8_t*>cnp.PyArray_DATA(who)
         self.vshard = <uint8_t*>cnp.PyArray_DATA(vshard)
         self.olen = <uint32_t*>cnp.PyArray_DATA(olen)
@@ -179,16 +181,28 @@ cdef class ChunkRun:
 
     # ------------------------------------------------------------------ worker 0's thread
 
-    def next_chunk(self, bint stop=False):
-        """Index the next chunk (CaptureReader.index; `stop`: none, the workers end).
-        Returns its packets. An error of the reader (a damaged file) is raised after the
-        chunk before it: call end() then, so that the other workers end too."""
-        self.n = 0
+    def next_chunk(self):
+        """The next chunk: the one worker 0 indexed during the last (CaptureReader.index_c,
+        after the workers were done reading the last one's records), or indexed now.
+        Returns its packets (0: the end). An error of the reader (a damaged file) is
+        raised after the chunk before it: call end() then, so that the other workers end
+        too."""
         cdef double t0 = _cpu()
-        if not stop:
-            self.n = self.reader.index(self.offs_arr, self.batch)
-            self.index_cpu += _cpu() - t0
-            self.base = self.reader.window()
+        cdef Py_ssize_t k
+        self.n = 0
+        if self.ahead:
+            self.ahead = False
+            k = self.reader.index_end(self.ahead_status, self.ahead_n)
+            self.offs = self.offs_pair[self.ahead_slot]
+        else:
+            k = self.reader.index(self.offs_arr[self.ahead_slot], self.batch)
+            self.offs = self.offs_pair[self.ahead_slot]
+        self.index_cpu += _cpu() - t0
+        self.n = k
+        self.base = self.reader.window()
+        # the chunk after it: indexed by worker 0 during this one, when the file goes on
+        self.ahead_slot ^= 1
+        self.index_ahead = k > 0 and not self.reader.done
         if self.writer is not None:
             self.out_pos = self.writer.bytes_written
         return self.n
@@ -199,7 +213,8 @@ cdef class ChunkRun:
         "process", "format" (each a list by worker: the prefix sum and the records put in
         place), "write": the writer thread's pwrite(2)} (bench/shards_cpu.py)."""
         cdef ChunkWorker w
-        return {"index": self.index_cpu,
+        cdef ChunkWorker w0 = self.wk[0]
+        return {"index": self.index_cpu + w0.cpu[3],
                 "key": [w.cpu[0] for w in self.wk],
                 "process": [w.cpu[1] for w in self.wk],
                 "format": [w.cpu[2] for w in self.wk],
@@ -265,15 +280,24 @@ cdef class ChunkRun:
         t0 = _cpu()
         self._key(w, pl, scratch, n)
         t1 = _cpu()
+        w.cpu[0] += t1 - t0
         pthread_barrier_wait(&self.bar)             # every packet has its worker
         self._process(w, pl, big, win, n)
         t2 = _cpu()
         pthread_barrier_wait(&self.bar)             # every record has its length
+        w.cpu[1] += t2 - t1
+        if w.me == 0 and self.index_ahead:
+            # the next chunk's records, while the others format this one's (nobody reads
+            # this chunk's input any more: the reader may map on)
+            self.ahead_n = self.reader.index_c(self.offs_pair[self.ahead_slot], self.chunk_size,
+                                               self.batch, &self.ahead_status)
+            self.ahead = True
+            t1 = _cpu()
+            w.cpu[3] += t1 - t2
+            t2 = t1
         if self.writer is not None and not self.halt:
             self._write(w, big, n)
         t3 = _cpu()
-        w.cpu[0] += t1 - t0
-        w.cpu[1] += t2 - t1
         w.cpu[2] += t3 - t2
         return n
 

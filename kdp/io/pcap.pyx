@@ -747,19 +747,16 @@ cdef class CaptureReader:
         """The mapped bytes index()'s offsets are relative to."""
         return self.win
 
-    def index(self, offsets, Py_ssize_t batch):
-        """A sharded replay's chunk (classic pcap files): the offsets of the next records
-        (at most len(offsets)), relative to window(), each record whole in the mapped
-        window; counted as fill() counts them. A chunk ends at a multiple of `batch`
-        records (so that the batches fill() would make stay whole) unless the file ends
-        (or its damage starts) there. Returns how many (0: the end; a damaged file's
-        error is raised by the call after its last packets, as fill() does)."""
-        cdef uint64_t[::1] ov = offsets
-        cdef Py_ssize_t cap = ov.shape[0], k = 0
+    cdef Py_ssize_t index_c(self, uint64_t* ov, Py_ssize_t cap, Py_ssize_t batch, int* status) noexcept nogil:
+        """index() without the GIL (a worker indexes the next chunk while the others write
+        this one's records): at most cap - cap % batch offsets into ov, the walk's status
+        into *status (WS_BATCH_FULL: more to come; -1: a batch larger than the window);
+        index_end(status, count) then does what needs the GIL. The caller checked that the
+        reader is not done and has no pending error."""
+        cdef Py_ssize_t k = 0
         cdef uint64_t pos, rem, end, q
         cdef const uint8_t* p
         cdef uint32_t incl
-        cdef int64_t got
         cdef int st = WS_BATCH_FULL
         cdef uint16_t port, reason
         cdef int kind
@@ -769,9 +766,83 @@ cdef class CaptureReader:
         cdef uint64_t out_b, other_b, unsup_b, ts_b, pos_b
         cdef uint64_t outgoing = self.outgoing, otherhost = self.otherhost, unsup = self.unsupported
         cdef uint64_t last_ts = self.last_ts
-        if not (self.fmt == FMT_PCAP and not self.stream):
+        cap -= cap % batch
+        pos = self.pos
+        # the chunk's records all in one window: it starts at the chunk's first record
+        # (remapped there when less than an eighth of a window is left of it)
+        rem = self.size - pos if pos < self.size else 0
+        if rem > MAP_WINDOW // 8:
+            rem = MAP_WINDOW // 8
+        if rem and self._map(pos, rem, &p) < 0:
+            st = self._fail(WS_IO_ERROR, E_MMAP, pos, 0, 0)
+        end = self.win_off + self.win_len
+        out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
+        while st == WS_BATCH_FULL and k < cap:
+            if k % batch == 0:
+                out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
+            rem = self.size - pos if pos < self.size else 0
+            if rem == 0:
+                st = WS_EOF
+                break
+            if rem < 16:
+                st = self._fail(WS_TRUNCATED, E_TRUNC_HEADER, pos, rem, 16)
+                break
+            if pos + 16 > end:
+                break                       # past the window: the next chunk maps it
+            p = self.win + (pos - self.win_off)
+            incl = rd32(p + 8, self.swap)
+            if incl > PCAP_MAX_RECORD:
+                st = self._fail(WS_CORRUPT, E_RECORD_LEN, pos, incl, 0)
+                break
+            if rem < 16 + <uint64_t>incl:
+                st = self._fail(WS_TRUNCATED, E_TRUNC_BODY, pos, rem, 16 + <uint64_t>incl)
+                break
+            if pos + 16 + incl > end:
+                break
+            # the records a few KiB ahead, whole: the header chain is a load after a
+            # load, and the workers key and copy the bodies next
+            for q in range(0, 16 + incl if incl < PREFETCH_AHEAD else PREFETCH_AHEAD, 64):
+                kdp_prefetch(p + PREFETCH_AHEAD + q)
+            ov[k] = pos - self.win_off
+            k += 1
+            pos += 16 + <uint64_t>incl
+            # counted as _deliver counts
+            kind = self._direction(p + 16, incl, f, 0, &port, &reason)
+            if kind == 1:
+                outgoing += 1
+            elif kind == 2:
+                otherhost += 1
+            if not supported:
+                unsup += 1
+            last_ts = self._record_ts(p)
+        if st == WS_BATCH_FULL and k % batch:
+            # the window ended inside a batch: those records go in the next chunk
+            k -= k % batch
+            outgoing, otherhost, unsup, last_ts, pos = out_b, other_b, unsup_b, ts_b, pos_b
+        if st == WS_BATCH_FULL and k == 0 and cap > 0:
+            st = -1                         # a batch larger than the window
+        self.outgoing = outgoing
+        self.otherhost = otherhost
+        self.unsupported = unsup
+        self.last_ts = last_ts
+        self.pos = pos
+        self.packets += k
+        status[0] = st
+        return k
+
+    def index(self, offsets, Py_ssize_t batch):
+        """A sharded replay's chunk (classic pcap files): the offsets of the next records
+        (at most len(offsets)), relative to window(), each record whole in the mapped
+        window; counted as fill() counts them. A chunk ends at a multiple of `batch`
+        records (so that the batches fill() would make stay whole) unless the file ends
+        (or its damage starts) there. Returns how many (0: the end; a damaged file's
+        error is raised by the call after its last packets, as fill() does)."""
+        cdef uint64_t[::1] ov = offsets
+        cdef Py_ssize_t k
+        cdef int st
+        if not self.classic_file:
             raise ValueError("index() reads classic pcap files")
-        if batch < 1 or cap < batch:
+        if batch < 1 or ov.shape[0] < batch:
             raise ValueError("offsets must hold at least one batch")
         if self.pending_error is not None:
             err = self.pending_error
@@ -779,68 +850,14 @@ cdef class CaptureReader:
             raise err
         if self.done:
             return 0
-        cap -= cap % batch
         with nogil:
-            pos = self.pos
-            # the chunk's records all in one window: it starts at the chunk's first record
-            # (remapped there when less than an eighth of a window is left of it)
-            rem = self.size - pos if pos < self.size else 0
-            if rem > MAP_WINDOW // 8:
-                rem = MAP_WINDOW // 8
-            if rem and self._map(pos, rem, &p) < 0:
-                st = self._fail(WS_IO_ERROR, E_MMAP, pos, 0, 0)
-            end = self.win_off + self.win_len
-            out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
-            while st == WS_BATCH_FULL and k < cap:
-                if k % batch == 0:
-                    out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
-                rem = self.size - pos if pos < self.size else 0
-                if rem == 0:
-                    st = WS_EOF
-                    break
-                if rem < 16:
-                    st = self._fail(WS_TRUNCATED, E_TRUNC_HEADER, pos, rem, 16)
-                    break
-                if pos + 16 > end:
-                    break                       # past the window: the next chunk maps it
-                p = self.win + (pos - self.win_off)
-                incl = rd32(p + 8, self.swap)
-                if incl > PCAP_MAX_RECORD:
-                    st = self._fail(WS_CORRUPT, E_RECORD_LEN, pos, incl, 0)
-                    break
-                if rem < 16 + <uint64_t>incl:
-                    st = self._fail(WS_TRUNCATED, E_TRUNC_BODY, pos, rem, 16 + <uint64_t>incl)
-                    break
-                if pos + 16 + incl > end:
-                    break
-                # the records a few KiB ahead, whole: the header chain is a load after a
-                # load, and the workers key and copy the bodies next
-                for q in range(0, 16 + incl if incl < PREFETCH_AHEAD else PREFETCH_AHEAD, 64):
-                    kdp_prefetch(p + PREFETCH_AHEAD + q)
-                ov[k] = pos - self.win_off
-                k += 1
-                pos += 16 + <uint64_t>incl
-                # counted as _deliver counts
-                kind = self._direction(p + 16, incl, f, 0, &port, &reason)
-                if kind == 1:
-                    outgoing += 1
-                elif kind == 2:
-                    otherhost += 1
-                if not supported:
-                    unsup += 1
-                last_ts = self._record_ts(p)
-            if st == WS_BATCH_FULL and k % batch:
-                # the window ended inside a batch: those records go in the next chunk
-                k -= k % batch
-                outgoing, otherhost, unsup, last_ts, pos = out_b, other_b, unsup_b, ts_b, pos_b
-            if st == WS_BATCH_FULL and k == 0 and cap > 0:
-                st = -1                         # a batch larger than the window
-            self.outgoing = outgoing
-            self.otherhost = otherhost
-            self.unsupported = unsup
-            self.last_ts = last_ts
-            self.pos = pos
-            self.packets += k
+            k = self.index_c(&ov[0], ov.shape[0], batch, &st)
+        return self.index_end(st, k)
+
+    def index_end(self, int st, Py_ssize_t k):
+        """The end of an index_c: `k` (its count), or the end of the file (a truncated last
+        record: a warning), or its damage (raised now when no record came before it, else
+        by the next index()). Returns k."""
         if st == -1:
             raise ValueError("a batch of records larger than the reader's window")
         if st == WS_BATCH_FULL:
