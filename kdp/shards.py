@@ -45,6 +45,8 @@ from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.shard import ShardPlan, assign, gather, share_buffer
+
+N_VSHARDS = 64       # kdp/_fast/shard.pxd: the virtual shards a key falls in
 from kdp.errors import KdpError
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
@@ -153,6 +155,7 @@ class ChunkedRun(_Totals):
     (measured: bench/README.md, "A second core")."""
 
     CHUNK_PACKETS = 4096
+    FIRST_SHARE = 2 / 3     # worker 0's flows, of an even share (it also finds and keys every packet)
 
     def __init__(self, dp, plan, batch_size, chunk_packets=None):
         self.dp = dp
@@ -160,7 +163,10 @@ class ChunkedRun(_Totals):
         self.batch_size = batch_size
         chunk = chunk_packets or self.CHUNK_PACKETS
         self.chunk = max(batch_size, chunk - chunk % batch_size)     # (whole batches)
-        self.pipelines = [worker_pipeline(dp, plan, w) for w in range(plan.workers)]
+        # worker 0 also finds and keys every packet: it takes fewer flows
+        n = plan.workers
+        self.plan = plan = ShardPlan(plan.services, n, first=max(1, round(N_VSHARDS / n * self.FIRST_SHARE)))
+        self.pipelines = [worker_pipeline(dp, plan, w) for w in range(n)]
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
 

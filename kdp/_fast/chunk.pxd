@@ -55,8 +55,6 @@ cdef class ChunkRun:
     cdef uint8_t* who
     cdef uint8_t* vshard
     cdef uint32_t* olen
-    cdef uint64_t* bmin
-    cdef uint64_t* bmax
     cdef int* errs
     cdef object errs_arr
     cdef Py_ssize_t n                   # packets of the current chunk (0: the end)
@@ -86,6 +84,7 @@ cdef class ChunkRun:
 
     cdef Py_ssize_t _chunk(self, ChunkWorker w, Pipeline pl, Batch big, Batch win,
                            Batch scratch) except -1 nogil
-    cdef void _key(self, ChunkWorker w, Pipeline pl, Batch s, Py_ssize_t n) noexcept nogil
+    cdef void _key(self, ChunkWorker w, Pipeline pl, Batch s, const uint64_t* offs, const uint8_t* base,
+                   Py_ssize_t n) noexcept nogil
     cdef int _process(self, ChunkWorker w, Pipeline pl, Batch big, Batch win, Py_ssize_t n) except -1 nogil
     cdef void _write(self, ChunkWorker w, Batch big, Py_ssize_t n) noexcept nogil

@@ -142,23 +142,18 @@ cdef class ChunkRun:
         self.batch = batch
         self.chunk_size = chunk
         self.wk = [ChunkWorker(p, w, chunk, batch) for w, p in enumerate(pipelines)]
-        nb = (chunk + batch - 1) // batch
         self.offs_arr = (np.zeros(chunk, dtype=np.uint64), np.zeros(chunk, dtype=np.uint64))
         who = np.zeros(chunk, dtype=np.uint8)
         vshard = np.zeros(chunk, dtype=np.uint8)
         olen = np.zeros(chunk, dtype=np.uint32)
-        bmin = np.zeros(nb, dtype=np.uint64)
-        bmax = np.zeros(nb, dtype=np.uint64)
         self.errs_arr = np.zeros(self.workers, dtype=np.intc)
-        self.arrays = (who, vshard, olen, bmin, bmax)
+        self.arrays = (who, vshard, olen)
         self.offs_pair[0] = <uint64_t*>cnp.PyArray_DATA(self.offs_arr[0])
         self.offs_pair[1] = <uint64_t*>cnp.PyArray_DATA(self.offs_arr[1])
         self.offs = self.offs_pair[0]
         self.who = <uint8_t*>cnp.PyArray_DATA(who)
         self.vshard = <uint8_t*>cnp.PyArray_DATA(vshard)
         self.olen = <uint32_t*>cnp.PyArray_DATA(olen)
-        self.bmin = <uint64_t*>cnp.PyArray_DATA(bmin)
-        self.bmax = <uint64_t*>cnp.PyArray_DATA(bmax)
         self.errs = <int*>cnp.PyArray_DATA(self.errs_arr)
         if pthread_barrier_init(&self.bar, NULL, <unsigned>self.workers) != 0:
             raise OSError("pthread_barrier_init failed")
@@ -189,6 +184,7 @@ cdef class ChunkRun:
         too."""
         cdef double t0 = _cpu()
         cdef Py_ssize_t k
+        cdef ChunkWorker w0 = self.wk[0]
         self.n = 0
         if self.ahead:
             self.ahead = False
@@ -197,7 +193,12 @@ cdef class ChunkRun:
         else:
             k = self.reader.index(self.offs_arr[self.ahead_slot], self.batch)
             self.offs = self.offs_pair[self.ahead_slot]
-        self.index_cpu += _cpu() - t0
+            self.index_cpu += _cpu() - t0
+            t0 = _cpu()
+            if k:
+                with nogil:
+                    self._key(w0, w0.pipeline, w0.scratch, self.offs, self.reader.window(), k)
+            w0.cpu[0] += _cpu() - t0
         self.n = k
         self.base = self.reader.window()
         # the chunk after it: indexed by worker 0 during this one, when the file goes on
@@ -230,18 +231,13 @@ cdef class ChunkRun:
         batch older than an earlier one's newest; the key's fragments; each pipeline's
         own)."""
         cdef uint32_t bits = 0
-        cdef Py_ssize_t k, nb = (self.n + self.batch - 1) // self.batch
+        cdef Py_ssize_t k
         cdef ChunkWorker w
         self.chunks += 1
         if self.writer is not None:
             self.writer.placed_chunk(self.out_bytes, self.out_packets, self.out_bad)
             if self.werr:
                 self.writer.raise_errno(self.werr)
-        for k in range(nb):
-            if self.bmin[k] < self.newest:
-                bits |= U_CLOCK
-            if self.bmax[k] > self.newest:
-                self.newest = self.bmax[k]
         for w in self.wk:
             bits |= w.key_unsafe | w.pipeline.shard_unsafe
         return bits
@@ -272,65 +268,65 @@ cdef class ChunkRun:
     cdef Py_ssize_t _chunk(self, ChunkWorker w, Pipeline pl, Batch big, Batch win,
                            Batch scratch) except -1 nogil:
         cdef Py_ssize_t n
-        cdef double t0, t1, t2, t3
-        pthread_barrier_wait(&self.bar)             # the chunk is indexed
+        cdef double t0, t1, t2
+        pthread_barrier_wait(&self.bar)             # the chunk is indexed and keyed
         n = self.n
         if n == 0:
             return 0
         t0 = _cpu()
-        self._key(w, pl, scratch, n)
-        t1 = _cpu()
-        w.cpu[0] += t1 - t0
-        pthread_barrier_wait(&self.bar)             # every packet has its worker
         self._process(w, pl, big, win, n)
-        t2 = _cpu()
+        t1 = _cpu()
+        w.cpu[1] += t1 - t0
         pthread_barrier_wait(&self.bar)             # every record has its length
-        w.cpu[1] += t2 - t1
+        if self.writer is not None and not self.halt:
+            self._write(w, big, n)
+        t2 = _cpu()
+        w.cpu[2] += t2 - t1
         if w.me == 0 and self.index_ahead:
-            # the next chunk's records, while the others format this one's (nobody reads
-            # this chunk's input any more: the reader may map on)
+            # the next chunk's records, found and keyed while the others format this one's
+            # (nobody reads this chunk's input any more: the reader may map on)
             self.ahead_n = self.reader.index_c(self.offs_pair[self.ahead_slot], self.chunk_size,
                                                self.batch, &self.ahead_status)
             self.ahead = True
-            t1 = _cpu()
-            w.cpu[3] += t1 - t2
-            t2 = t1
-        if self.writer is not None and not self.halt:
-            self._write(w, big, n)
-        t3 = _cpu()
-        w.cpu[2] += t3 - t2
+            t0 = _cpu()
+            w.cpu[3] += t0 - t2
+            if self.ahead_n:
+                self._key(w, pl, scratch, self.offs_pair[self.ahead_slot], self.reader.window(),
+                          self.ahead_n)
+            w.cpu[0] += _cpu() - t0
         return n
 
-    cdef void _key(self, ChunkWorker w, Pipeline pl, Batch s, Py_ssize_t n) noexcept nogil:
-        """Key this worker's share of the chunk's batches."""
-        cdef Py_ssize_t nb = (n + self.batch - 1) // self.batch
+    cdef void _key(self, ChunkWorker w, Pipeline pl, Batch s, const uint64_t* offs, const uint8_t* base,
+                   Py_ssize_t n) noexcept nogil:
+        """Key the n records at `offs` (worker 0, every packet of a chunk, in input order):
+        each packet's worker and virtual shard (shard_one), and the checks assign makes: an
+        IP fragment, a packet older than an earlier batch's newest (U_CLOCK)."""
         cdef Py_ssize_t k, i, lo, hi
-        cdef Py_ssize_t k0 = nb * w.me // self.workers, k1 = nb * (w.me + 1) // self.workers
+        cdef Py_ssize_t nb = (n + self.batch - 1) // self.batch
         cdef pkt_meta_t m
         cdef pkt_meta_t* p
         cdef const uint8_t* pkt
         cdef uint16_t r
-        cdef uint64_t lo_ts, hi_ts
+        cdef uint64_t before
         cdef uint32_t unsafe = 0
         cdef bint copy = pl.tunnels is not None
-        for k in range(k0, k1):
+        for k in range(nb):
             lo = k * self.batch
             hi = lo + self.batch if lo + self.batch < n else n
-            lo_ts = <uint64_t>-1
-            hi_ts = 0
+            before = self.newest
             if copy:
                 # decapsulation rewrites a packet: parsed in a copy, as the pipeline does
                 s.count = 0
                 s.used = 0
                 for i in range(lo, hi):
-                    self.reader.push_record(s, self.base + self.offs[i])
+                    self.reader.push_record(s, base + offs[i])
                 pl._parse(s)
             for i in range(lo, hi):
                 if copy:
                     p = &s.m[i - lo]
                 else:
                     p = &m
-                    pkt = self.reader.meta_record(p, self.base + self.offs[i])
+                    pkt = self.reader.meta_record(p, base + offs[i])
                     if p.verdict == V_PENDING:
                         # as parse_batch: from the mapped bytes, nothing copied
                         r = parse_frame(p, pkt, pl.vxlan_port)
@@ -339,12 +335,10 @@ cdef class ChunkRun:
                         elif r != 0:
                             drop(p, ST_PARSE, r)
                 self.who[i] = shard_one(self.plan, p, &self.vshard[i], &unsafe)
-                if p.ts_ns < lo_ts:
-                    lo_ts = p.ts_ns
-                if p.ts_ns > hi_ts:
-                    hi_ts = p.ts_ns
-            self.bmin[k] = lo_ts
-            self.bmax[k] = hi_ts
+                if p.ts_ns < before:
+                    unsafe |= U_CLOCK
+                if p.ts_ns > self.newest:
+                    self.newest = p.ts_ns
         w.key_unsafe |= unsafe
 
     cdef int _process(self, ChunkWorker w, Pipeline pl, Batch big, Batch win, Py_ssize_t n) except -1 nogil:

@@ -143,15 +143,23 @@ cdef class ShardPlan:
     `services` (a ServiceTables, None without Services) and which worker each of the
     64 virtual shards goes to."""
 
-    def __init__(self, ServiceTables services, int workers):
+    def __init__(self, ServiceTables services, int workers, int first=-1):
+        """`first`: how many of the 64 virtual shards worker 0 takes (the others share the
+        rest evenly); -1: all of them evenly (v mod workers). A worker that also keys every
+        packet (kdp/_fast/chunk.pyx) takes fewer flows."""
         if not 1 <= workers <= N_VSHARDS:
             raise ValueError(f"workers must be 1..{N_VSHARDS}, got {workers}")
+        if first != -1 and (workers < 2 or not 1 <= first <= N_VSHARDS - (workers - 1)):
+            raise ValueError(f"worker 0's share of the shards must leave each other worker one, got {first}")
         self.services = services
         self.workers = workers
         self.affinity_split = services is None or services.t.aff_mask >= 255
         cdef int v
         for v in range(N_VSHARDS):
-            self.owner[v] = v % workers
+            if first == -1:
+                self.owner[v] = v % workers
+            else:
+                self.owner[v] = 0 if v < first else 1 + (v - first) % (workers - 1)
         cdef Py_ssize_t total = 0, size = 16
         cdef uint32_t k
         cdef bset_t* bs
