@@ -1,9 +1,20 @@
 """`kdp replay --workers N`: flows sharded over N pipelines, one thread each, as RSS
 spreads them over a NIC's queues; the output identical, packet for packet, to one
-worker's.
+worker's. Two ways to get there:
+
+    run = ChunkedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size)
+    packets = run.replay(reader, writer)               # raises Unsafe: start again on one worker
+
+a classic pcap file without a verdict log, in chunks (kdp._fast.chunk): each worker
+reads, processes and formats its own packets, the workers meet at two barriers a
+chunk, worker 0 finds and keys the records, a writer thread writes each chunk's
+records with one pwrite(2) (ChunkedRun); and
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
     packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
+
+everything else that is sharded (pcapng, a verdict log), handed over in batches: the
+rest of this docstring.
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -143,19 +154,18 @@ class _Totals:
 
 class ChunkedRun(_Totals):
     """A replay of a classic pcap file on `plan.workers` pipelines in chunks
-    (kdp._fast.chunk): each worker keys a share of a chunk straight from the mapped
-    file, then reads, processes and formats the output records of its own packets at
-    their places in the chunk's staging buffer; the workers meet at a few barriers a
-    chunk. Worker 0 is the caller's thread (it also finds each chunk's records), the
-    others a thread each; a writer thread writes each chunk's records (a classic pcap
-    output in a regular file) with one pwrite(2) while the workers go on.
+    (kdp._fast.chunk): worker 0 (the caller's thread) finds and keys each chunk's
+    records in the mapped file; each worker reads, processes and formats the output
+    records of its own packets at their places in the chunk's staging buffer; the
+    workers meet at two barriers a chunk; a writer thread writes each chunk's records
+    (a classic pcap output in a regular file) with one pwrite(2) while the workers go on.
 
     CHUNK_PACKETS: a chunk's packets (rounded down to whole batches): enough that the
     barriers are rare, few enough that a worker's packets of a chunk stay in its cache
-    (measured: bench/README.md, "A second core")."""
+    (4,096: 1,024 to 65,536 measured, bench/README.md, "A second core")."""
 
     CHUNK_PACKETS = 4096
-    FIRST_SHARE = 2 / 3     # worker 0's flows, of an even share (it also finds and keys every packet)
+    FIRST_SHARE = 0.5       # worker 0's flows, of an even share (it also finds and keys every packet)
 
     def __init__(self, dp, plan, batch_size, chunk_packets=None):
         self.dp = dp

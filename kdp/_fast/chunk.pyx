@@ -1,34 +1,35 @@
 # cython: boundscheck=False, wraparound=False
-"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file): each
-worker reads, keys, processes and writes its own packets, and the workers meet at a few
-barriers per chunk instead of handing packets to each other.
+"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file, no
+log): each worker reads, processes and formats its own packets, and the workers meet at
+two barriers a chunk instead of handing packets to each other.
 
-Per chunk (many batches; kdp/shards.py ChunkedRun drives it):
-  index   the replay's thread (worker 0) finds the records of the chunk in the mapped
-          file (CaptureReader.index: their offsets, whole batches, counted as fill()
-          counts them)
-  key     each worker keys a share of the chunk's batches straight from the mapped bytes
-          (CaptureReader.meta_record and parse_frame into a metadata record on the stack,
-          no copy; with tunnels, whose decapsulation rewrites packets, a copy parsed as
-          Pipeline._parse does): each packet's worker and virtual shard (shard_one, the
-          key shard.assign gives), the batch's oldest and newest timestamps
+Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
+  index   worker 0 (the replay's thread) finds the chunk's records in the mapped file
+          (CaptureReader.index_c: their offsets, counted as fill() counts them) and
+  key     keys them in input order straight from the mapped bytes (CaptureReader.meta_record
+          and parse_frame into a metadata record on the stack, no copy; with tunnels, whose
+          decapsulation rewrites packets, a copy parsed as Pipeline._parse does): each
+          packet's worker and virtual shard (shard_one: the key shard.assign gives) and
+          assign's checks (an IP fragment, a timestamp older than an earlier batch's newest).
+          It does this for chunk c+1 while the others format chunk c's records, and takes
+          fewer flows for it (ShardPlan first=).
   --- barrier ---
   process each worker copies its own packets (and the ARP and ND every worker learns
-          from) of each batch from the mapped file into its own batch, in input order, and
-          runs them as one worker runs that batch (the same stages, Pipeline._stages; one
-          view of its packets of each input batch, so batch boundaries stay as one
-          worker's); then each of its packets' output record length
+          from) of each input batch from the mapped file into its own batch, in input
+          order, and runs them as one worker runs that batch (Pipeline._stages: one view of
+          its packets of each input batch, so batch boundaries stay one worker's), then
+          notes each of its packets' output record length
   --- barrier ---
-  write   every worker adds up the record lengths of the whole chunk in input order (a
-          prefix sum: each record's file offset), formats its own records at their places
-          in a staging buffer shared by the workers
-  --- barrier ---
-          and writes its share of that buffer with pwrite(2)
-Only the per-packet worker bytes and record lengths cross between the cores; the
-packets' bytes and metadata stay with the worker that reads them.
+  format  every worker adds up the chunk's record lengths in input order (a prefix sum:
+          each record's place) and formats its own records there, in the chunk's staging
+          buffer; a writer thread writes that buffer with one pwrite(2) once every worker
+          is done with it (write_loop), while the workers go on with the next chunk.
+Only each packet's worker (a byte) and each record's length cross between the workers;
+a packet's bytes and metadata stay with the worker that processes it until its record is
+formatted (bench/README.md, "A second core", has what each step costs).
 
 What makes sharding unsafe (shard.pxd U_*) is noted here and checked by the caller
-between chunks (ChunkRun.unsafe); the caller then replays from the start on one worker.
+between chunks (finish_chunk); the caller then replays from the start on one worker.
 """
 import numpy as np
 cimport numpy as cnp
@@ -123,7 +124,8 @@ cdef class ChunkRun:
     sharded as w of `plan`), batches of `batch` packets, chunks of `chunk` packets (a
     multiple of batch). Each worker's thread calls chunk(me) until it returns 0; worker
     0's thread calls next_chunk() before each of its chunk(0) calls and finish_chunk()
-    after."""
+    after (end() then chunk(0) lets the others end early), a writer thread calls
+    write_loop() (end_writes() ends it, after the workers)."""
 
     def __init__(self, CaptureReader reader not None, CaptureWriter writer, ShardPlan plan not None,
                  pipelines, Py_ssize_t batch, Py_ssize_t chunk):
@@ -210,13 +212,14 @@ cdef class ChunkRun:
 
     @property
     def phase_cpu(self):
-        """CPU seconds by phase: {"index": worker 0's finding of the records, "key",
-        "process", "format" (each a list by worker: the prefix sum and the records put in
-        place), "write": the writer thread's pwrite(2)} (bench/shards_cpu.py)."""
+        """CPU seconds by phase: {"index" and "key": worker 0's finding and keying of the
+        records, "process" and "format": a list by worker (the stages; the prefix sum and
+        the records put in place), "write": the writer thread's pwrite(2)}
+        (bench/shards_cpu.py)."""
         cdef ChunkWorker w
         cdef ChunkWorker w0 = self.wk[0]
         return {"index": self.index_cpu + w0.cpu[3],
-                "key": [w.cpu[0] for w in self.wk],
+                "key": w0.cpu[0],
                 "process": [w.cpu[1] for w in self.wk],
                 "format": [w.cpu[2] for w in self.wk],
                 "write": self.write_cpu}
