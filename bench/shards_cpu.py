@@ -12,8 +12,10 @@ gain here; bench/README.md, "A second core", quotes it.
 CAPTURE, CLUSTER, NODE: for the benchmark's workload, those `kdp bench replay` generates
 (kdp/benchmarks/replay.py: FULL, _write_cluster, synth_capture; node-0). The output and
 the log go to a temporary directory. The threads are timed by wrapping kdp.shards'
-worker loop and ShardedRun.replay (time.thread_time), so the numbers are of this
-checkout's kdp/shards.py.
+worker loops (_Worker._run, ChunkedRun._worker; time.thread_time), so the numbers are of
+the checkout on PYTHONPATH (a tree without ChunkedRun is timed as before). A replay in
+chunks (a classic pcap, no --log) also prints its CPU by phase (ChunkRun.phase_cpu:
+index and key on worker 0, process and format by worker, the writer thread's write).
 """
 import argparse
 import os
