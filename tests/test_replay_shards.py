@@ -576,3 +576,47 @@ def test_a_capture_larger_than_the_readers_map_is_the_same_in_chunks(tmp_path, m
     finally:
         reader.close()
     assert sum(sizes) == n and any(k < 20000 and k % 100 == 0 for k in sizes[:-1]), sizes
+
+
+def test_the_light_key_agrees_with_the_full_parse():
+    # chunk.pyx keys untagged Ethernet IPv4 TCP/UDP from their headers alone; every other
+    # frame (and a fragment, which must make the replay fall back) goes through parse_frame
+    import numpy as np
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Dot1Q
+    from kdp._fast.chunk import light_key
+    from kdp._fast.packet import Batch
+    from kdp._fast.shard import assign
+    dp = Dataplane.from_snapshot([CLUSTER], node="node-1")
+    plan = ShardPlan(dp.pipeline.services, 2)
+    frames = []
+    for client in CLIENTS + [NODE, "10.244.1.10", "10.244.1.11"]:
+        for port in (80, 1024, 8080, 9090, 30080, 33000, 51327, 65535):
+            for dst, dport in (("10.96.0.10", 80), ("10.244.1.10", 8080), (NODE, 30080), (NODE, port),
+                               ("10.244.2.77", 7000), ("10.96.0.40", 11211)):
+                frames.append(_eth() / IP(src=client, dst=dst) / TCP(sport=port, dport=dport))
+                frames.append(_eth() / IP(src=dst, dst=client) / UDP(sport=dport, dport=port))
+    light_only = len(frames)
+    frames += [_eth() / IP(src="10.244.1.50", dst="10.96.0.10", options=b"\x01" * 4) / TCP(sport=1, dport=80),
+               _eth() / IP(src="10.244.1.50", dst="10.244.2.10", flags="MF") / UDP(sport=5, dport=9),
+               _eth() / IP(src="10.244.1.50", dst="8.8.8.8") / ICMP(type=8, id=77),
+               Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=5) / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(dport=80),
+               _eth() / IPv6(src="fd00:244::5", dst="fd00:96::10") / TCP(sport=4, dport=80),
+               Ether(src=MAC_B, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.244.1.1", pdst="10.244.1.50")]
+    keyed = 0
+    for k in range(0, len(frames), 64):
+        part = frames[k:k + 64]
+        b = Batch(64)
+        for f in part:
+            b.append(bytes(f))
+        dp.pipeline.parse(b)
+        who, vs = np.zeros(64, np.uint8), np.zeros(64, np.uint8)
+        assign(plan, b, who, vs, 0)
+        for j, f in enumerate(part):
+            v = light_key(plan, bytes(f))
+            if v is not None:
+                keyed += 1
+                assert v == vs[j] and who[j] == plan.owner_of(v), f.summary()
+            else:
+                assert k + j >= light_only, f.summary()     # (only the unusual ones go the long way)
+    assert keyed == light_only + 1                          # (+ the IPv4 options: its ports are read too)

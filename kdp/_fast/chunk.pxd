@@ -79,6 +79,7 @@ cdef class ChunkRun:
     cdef double write_cpu
     cdef pthread_barrier_t bar
     cdef bint bar_ready
+    cdef bint light                         # keyed by _light_key where it can (Ethernet)
     cdef bint halt                      # a worker stopped processing the chunk (U_EXTRA)
     cdef readonly uint64_t chunks
 

@@ -39,7 +39,9 @@ from libc.stdlib cimport realloc, free
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, V_PENDING, V_LOCAL, ST_PARSE, R_ARP)
 from kdp._fast.parse cimport parse_frame
 from kdp._fast.pipeline cimport Pipeline
-from kdp._fast.shard cimport ShardPlan, shard_one, U_CLOCK, U_EXTRA
+from kdp._fast.shard cimport ShardPlan, shard_one, shard_key, U_CLOCK, U_EXTRA
+from kdp._fast.mix cimport P_TCP, P_UDP
+from kdp._fast.packet cimport LT_ETHERNET, MAX_FRAME
 from kdp._fast.neigh cimport neigh_note_batch
 from kdp._fast.conntrack cimport ct_expire
 from kdp._fast.dns cimport dns_note_t, dns_q_t
@@ -85,6 +87,50 @@ cdef inline void _sem_post(sem_t* s) noexcept nogil:
     sem_post(s)
 
 
+cdef uint8_t ZERO16[16]
+
+
+cdef inline bint _light_key(ShardPlan plan, const uint8_t* d, uint32_t cap, uint8_t* vshard) noexcept nogil:
+    """The virtual shard of an untagged Ethernet frame holding a whole unfragmented IPv4
+    TCP or UDP packet, read from its headers as parse_frame reads them; False for
+    anything else (keyed after the full parse). (A packet parse_frame would drop, e.g. for
+    a bad checksum, may get another worker here than after a full parse: it is dropped at
+    parse there, touching no state.)"""
+    cdef const uint8_t* ip
+    cdef const uint8_t* l4
+    cdef uint32_t ihl, tot
+    if cap < 42 or cap > MAX_FRAME or d[12] != 0x08 or d[13] != 0x00:
+        return False
+    ip = d + 14
+    if (ip[0] >> 4) != 4:
+        return False
+    ihl = (ip[0] & 15) * 4
+    tot = (<uint32_t>ip[2] << 8) | ip[3]
+    if ihl < 20 or tot < ihl + 8 or 14 + tot > cap:
+        return False
+    if ip[6] & 0x3F or ip[7]:                   # MF or a fragment offset
+        return False
+    if ip[9] != P_TCP and ip[9] != P_UDP:
+        return False
+    l4 = ip + ihl
+    vshard[0] = shard_key(plan, 4, ip[9],
+                          (<uint32_t>ip[12] << 24) | (<uint32_t>ip[13] << 16) | (<uint32_t>ip[14] << 8) | ip[15],
+                          ZERO16,
+                          (<uint32_t>ip[16] << 24) | (<uint32_t>ip[17] << 16) | (<uint32_t>ip[18] << 8) | ip[19],
+                          ZERO16, (<uint16_t>l4[0] << 8) | l4[1], (<uint16_t>l4[2] << 8) | l4[3])
+    return True
+
+
+def light_key(ShardPlan plan not None, frame):
+    """_light_key of an Ethernet frame (bytes): its virtual shard, or None where the full
+    parse keys it (for tests: it must agree with shard.assign after parse)."""
+    cdef const uint8_t[::1] d = memoryview(bytes(frame)).cast("B")
+    cdef uint8_t v = 0
+    if d.shape[0] == 0 or not _light_key(plan, &d[0], <uint32_t>d.shape[0], &v):
+        return None
+    return v
+
+
 cdef class ChunkWorker:
     """One worker's own state: its pipeline (set_shard), the batch its packets of a chunk
     are copied into (input order), and per packet of it: its input place in the chunk,
@@ -128,7 +174,7 @@ cdef class ChunkRun:
     write_loop() (end_writes() ends it, after the workers)."""
 
     def __init__(self, CaptureReader reader not None, CaptureWriter writer, ShardPlan plan not None,
-                 pipelines, Py_ssize_t batch, Py_ssize_t chunk):
+                 pipelines, Py_ssize_t batch, Py_ssize_t chunk, bint light_key=True):
         cdef int k
         if not reader.classic_file:
             raise ValueError("chunks are read from a classic pcap file")
@@ -157,6 +203,9 @@ cdef class ChunkRun:
         self.vshard = <uint8_t*>cnp.PyArray_DATA(vshard)
         self.olen = <uint32_t*>cnp.PyArray_DATA(olen)
         self.errs = <int*>cnp.PyArray_DATA(self.errs_arr)
+        # the light key: classic pcap of Ethernet frames (whose rx stage drops only frames
+        # past MAX_FRAME, which _light_key leaves to the full parse)
+        self.light = reader.interfaces[0]["linktype"] == LT_ETHERNET and light_key
         if pthread_barrier_init(&self.bar, NULL, <unsigned>self.workers) != 0:
             raise OSError("pthread_barrier_init failed")
         self.bar_ready = True
@@ -313,6 +362,9 @@ cdef class ChunkRun:
         cdef uint64_t before
         cdef uint32_t unsafe = 0
         cdef bint copy = pl.tunnels is not None
+        cdef bint light = not copy and self.light
+        cdef uint32_t caplen
+        cdef uint64_t ts
         for k in range(nb):
             lo = k * self.batch
             hi = lo + self.batch if lo + self.batch < n else n
@@ -325,6 +377,16 @@ cdef class ChunkRun:
                     self.reader.push_record(s, base + offs[i])
                 pl._parse(s)
             for i in range(lo, hi):
+                if light:
+                    pkt = self.reader.record_data(base + offs[i], &caplen, &ts)
+                    if _light_key(self.plan, pkt, caplen, &self.vshard[i]):
+                        # (the common packet, read as parse_frame would read it)
+                        self.who[i] = self.plan.owner[self.vshard[i]]
+                        if ts < before:
+                            unsafe |= U_CLOCK
+                        if ts > self.newest:
+                            self.newest = ts
+                        continue
                 if copy:
                     p = &s.m[i - lo]
                 else:

@@ -116,6 +116,7 @@ cdef class CaptureReader:
     cdef int push_record(self, Batch b, const uint8_t* rec) noexcept nogil
     cdef const uint8_t* meta_record(self, pkt_meta_t* p, const uint8_t* rec) noexcept nogil
     cdef const uint8_t* window(self) noexcept nogil
+    cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil
     cdef Py_ssize_t index_c(self, uint64_t* ov, Py_ssize_t cap, Py_ssize_t batch, int* status) noexcept nogil
 
 

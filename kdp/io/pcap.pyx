@@ -743,6 +743,13 @@ cdef class CaptureReader:
             drop(p, ST_RX, reason)
         return rec + 16
 
+    cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil:
+        """The frame of the classic pcap record at `rec` (index()'s window), its captured
+        length and its timestamp; nothing copied, nothing counted."""
+        caplen[0] = rd32(rec + 8, self.swap)
+        ts[0] = self._record_ts(rec)
+        return rec + 16
+
     cdef const uint8_t* window(self) noexcept nogil:
         """The mapped bytes index()'s offsets are relative to."""
         return self.win
