@@ -81,7 +81,6 @@ cdef class ChunkRun:
     cdef bint bar_ready
     cdef bint light                         # keyed by _light_key where it can (Ethernet)
     cdef bint halt                      # a worker stopped processing the chunk (U_EXTRA)
-    cdef readonly uint64_t chunks
 
     cdef Py_ssize_t _chunk(self, ChunkWorker w, Pipeline pl, Batch big, Batch win,
                            Batch scratch) except -1 nogil

@@ -6,9 +6,11 @@ two barriers a chunk instead of handing packets to each other.
 Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
   index   worker 0 (the replay's thread) finds the chunk's records in the mapped file
           (CaptureReader.index_c: their offsets, counted as fill() counts them) and
-  key     keys them in input order straight from the mapped bytes (CaptureReader.meta_record
-          and parse_frame into a metadata record on the stack, no copy; with tunnels, whose
-          decapsulation rewrites packets, a copy parsed as Pipeline._parse does): each
+  key     keys them in input order straight from the mapped bytes (untagged Ethernet
+          IPv4 TCP/UDP from their headers alone, _light_key; the rest through
+          CaptureReader.meta_record and parse_frame into a metadata record on the stack, no
+          copy; with tunnels, whose decapsulation rewrites packets, a copy parsed as
+          Pipeline._parse does): each
           packet's worker and virtual shard (shard_one: the key shard.assign gives) and
           assign's checks (an IP fragment, a timestamp older than an earlier batch's newest).
           It does this for chunk c+1 while the others format chunk c's records, and takes
@@ -285,7 +287,6 @@ cdef class ChunkRun:
         cdef uint32_t bits = 0
         cdef Py_ssize_t k
         cdef ChunkWorker w
-        self.chunks += 1
         if self.writer is not None:
             self.writer.placed_chunk(self.out_bytes, self.out_packets, self.out_bad)
             if self.werr:
