@@ -12,8 +12,10 @@ gain here; bench/README.md, "A second core", quotes it.
 CAPTURE, CLUSTER, NODE: for the benchmark's workload, those `kdp bench replay` generates
 (kdp/benchmarks/replay.py: FULL, _write_cluster, synth_capture; node-0). The output and
 the log go to a temporary directory. The threads are timed by wrapping kdp.shards'
-worker loop and ShardedRun.replay (time.thread_time), so the numbers are of this
-checkout's kdp/shards.py.
+worker loops (_Worker._run, ChunkedRun._worker; time.thread_time), so the numbers are of
+the checkout on PYTHONPATH (a tree without ChunkedRun is timed as before). A replay in
+chunks (a classic pcap, no --log) also prints its CPU by phase (ChunkRun.phase_cpu:
+index and key on worker 0, process and format by worker, the writer thread's write).
 """
 import argparse
 import os
@@ -53,6 +55,33 @@ def _instrument(acc):
         finally:
             acc[f"worker{self.me}"] += time.thread_time() - t
     shards._Worker._run = timed_loop
+    if hasattr(shards, "ChunkedRun"):           # (the chunked run: worker 0 is the replay's thread)
+        cinit = shards.ChunkedRun.__init__
+
+        def timed_cinit(self, *a, **kw):    # (the workers' pipelines: part of the build)
+            t = time.thread_time()
+            try:
+                cinit(self, *a, **kw)
+            finally:
+                acc["build"] += time.thread_time() - t
+        shards.ChunkedRun.__init__ = timed_cinit
+        cloop = shards.ChunkedRun._worker
+
+        def timed_cloop(run, me):
+            t = time.thread_time()
+            try:
+                cloop(run, me)
+            finally:
+                acc[f"worker{me}"] += time.thread_time() - t
+        shards.ChunkedRun._worker = staticmethod(timed_cloop)
+        creplay = shards.ChunkedRun.replay
+
+        def kept_replay(self, *a, **kw):    # (its phases' CPU: printed with the run)
+            try:
+                return creplay(self, *a, **kw)
+            finally:
+                acc["phases"] = self.run.phase_cpu
+        shards.ChunkedRun.replay = kept_replay
 
 
 def main(argv=None):
@@ -80,7 +109,7 @@ def main(argv=None):
                            batch_size=args.batch_size)
                 main_cpu = time.thread_time() - t0 - acc["build"]
                 total = time.process_time() - c0 - acc["build"]
-                workers = [acc[f"worker{k}"] for k in range(w)] if w > 1 else []
+                workers = [acc[f"worker{k}"] for k in range(w) if f"worker{k}" in acc] if w > 1 else []
                 bound = max([total / 2, main_cpu] + workers) if w > 1 else total
                 rows[w].append((r.seconds, total, main_cpu, bound))
                 print(f"--workers {w}: in process {r.seconds:.3f} s; CPU {total:.3f} s, the replay's thread "
@@ -88,6 +117,10 @@ def main(argv=None):
                       + (f"; bound on 2 free cores {bound:.3f} s" if w > 1 else "")
                       + ("" if not [n for n in r.notices if n.startswith("--workers")] else f" ({r.notices})"),
                       flush=True)
+                if w > 1 and "phases" in acc:
+                    print("  in chunks, CPU s by phase: " + "; ".join(
+                        f"{k} " + (" + ".join(f"{x:.3f}" for x in v) if isinstance(v, list) else f"{v:.3f}")
+                        for k, v in acc["phases"].items()), flush=True)
     print(f"load {os.getloadavg()[0]:.2f}")
     for k, name in enumerate(("in process s", "CPU s", "replay's thread CPU s", "bound s")):
         one = [x[k] for x in rows[1]]

@@ -50,7 +50,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
     `output` must be pcapng). `workers` (1..64): 2 or more shard the flows over that many
-    pipelines (kdp.shards; the same output, log and counters as one), or, for the options
+    pipelines (kdp.shards: a classic pcap file without a log in chunks, each worker reading
+    its own packets; otherwise handed over in batches; the same output, log and counters
+    as one), or, for the options
     _why_one_worker names (or when sharding turns out unsafe, from the start again), run
     one pipeline and write the output and the log on a second core (kdp.output); a
     notice says which.
@@ -224,6 +226,8 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     the result could depend on the sharding (the files are then written again)."""
     from kdp.shards import ShardedRun
     reader = _open_reader(dp, capture, ingress, links, all_directions)
+    if reader.classic_file and log is None and _placeable(output, None):
+        return _replay_chunked(dp, plan, reader, capture, output, batch_size, progress)
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -277,6 +281,43 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
         finally:
             reader.close()
     writer = state["writer"]
+    return RunResult(
+        packets_in=packets_in,
+        counters=run.counters,
+        verdicts=run.verdicts,
+        packets_out=int(writer.packets) if writer is not None else 0,
+        input_path=str(capture),
+        output_path=str(output) if output else None,
+        warnings=list(reader.warnings),
+        notices=list(dp.notices) + Dataplane.traffic_notices(run),
+        seconds=time.perf_counter() - started,
+        flows=run.flow_counters(),
+        dns=dns_outcomes(run.dns_counters),
+        services=run.service_counts(),
+    )
+
+
+def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
+    """_replay_sharded of a classic pcap file in chunks (kdp.shards.ChunkedRun: each
+    worker reads, keys, processes and writes its own packets)."""
+    from kdp.shards import ChunkedRun
+    bar = _progress(reader) if progress else None
+    writer = None
+    try:
+        run = ChunkedRun(dp, plan, batch_size)
+        started = time.perf_counter()       # (as one worker's: its data plane is built before)
+        writer = _open_output(output, reader, dp)
+        after = (lambda: bar.advance(reader.position)) if bar is not None else None
+        packets_in = run.replay(reader, writer, after)
+        run.finish_flows()
+    finally:
+        if bar is not None:
+            bar.stop()
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            reader.close()
     return RunResult(
         packets_in=packets_in,
         counters=run.counters,

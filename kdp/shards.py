@@ -1,9 +1,20 @@
 """`kdp replay --workers N`: flows sharded over N pipelines, one thread each, as RSS
 spreads them over a NIC's queues; the output identical, packet for packet, to one
-worker's.
+worker's. Two ways to get there:
+
+    run = ChunkedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size)
+    packets = run.replay(reader, writer)               # raises Unsafe: start again on one worker
+
+a classic pcap file without a verdict log, in chunks (kdp._fast.chunk): each worker
+reads, processes and formats its own packets, the workers meet at two barriers a
+chunk, worker 0 finds and keys the records, a writer thread writes each chunk's
+records with one pwrite(2) (ChunkedRun); and
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
     packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
+
+everything else that is sharded (pcapng, a verdict log), handed over in batches: the
+rest of this docstring.
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -45,6 +56,8 @@ from kdp._fast.pipeline import Pipeline
 from kdp._fast.packet import Batch
 from kdp._fast.dns import NOTE_DTYPE
 from kdp._fast.shard import ShardPlan, assign, gather, share_buffer
+
+N_VSHARDS = 64       # kdp/_fast/shard.pxd: the virtual shards a key falls in
 from kdp.errors import KdpError
 
 #: Pipeline.shard_unsafe bits (kdp/_fast/shard.pxd U_*) and what they mean
@@ -55,6 +68,7 @@ UNSAFE_REASONS = {
     4: "packet timestamps that go back in time across batches",
     8: "a new flow to a Service with ClientIP session affinity from the node itself, or with "
        "fewer than 256 affinity slots (sessionAffinityMaxEntries)",
+    16: "kdp made IPv4 fragments or TCP segments (written after their batch)",
 }
 
 
@@ -64,6 +78,168 @@ class Unsafe(Exception):
 
 def _reasons(bits):
     return "; ".join(why for bit, why in UNSAFE_REASONS.items() if bits & bit)
+
+
+def worker_pipeline(dp, plan, me):
+    """Worker `me`'s pipeline: worker 0's is the data plane's own; the others' share its
+    compiled tables, with their own conntrack (not prefaulted), neighbours, counters,
+    scratch (RouteTable.for_worker) and affinity table (set_shard)."""
+    node = dp.node
+    if me == 0:
+        pipeline = dp.pipeline
+    else:
+        kw = node.pipeline.as_kwargs()
+        kw["routes"] = kw["routes"].for_worker()
+        ct = node.conntrack
+        pipeline = Pipeline(conntrack=ct.build(prefault=False) if ct is not None else None,
+                            vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
+    pipeline.set_shard(plan, me)
+    return pipeline
+
+
+def _unsafe_pipelines(pipelines, capacity):
+    """Raise Unsafe for what the pipelines noted (shard_unsafe) or for flows enough to fill
+    one conntrack table (`capacity`; 0: no conntrack)."""
+    bits = 0
+    inserts = 0
+    for p in pipelines:
+        bits |= p.shard_unsafe
+        if p.conntrack is not None:
+            inserts += p.conntrack.inserts
+    if bits:
+        raise Unsafe(_reasons(bits))
+    if capacity and inserts >= capacity:
+        raise Unsafe(f"{inserts:,} flows: enough to fill the conntrack table "
+                     f"({capacity:,}), whose early drop chooses among them all")
+
+
+class _Totals:
+    """The run's totals, added over the workers' pipelines."""
+
+    def finish_flows(self):
+        """Expire, in every worker, the flows expired at the end (Conntrack.expire_all)."""
+        clock = max(p.clock_ns for p in self.pipelines)
+        for p in self.pipelines:
+            if p.conntrack is not None:
+                p.conntrack.expire_all(clock)
+
+    @property
+    def counters(self):
+        return sum(p.counters for p in self.pipelines)
+
+    @property
+    def verdicts(self):
+        return sum(p.verdicts for p in self.pipelines)
+
+    @property
+    def dns_counters(self):
+        return sum(p.dns_counters for p in self.pipelines)
+
+    def flow_counters(self):
+        """Dataplane.flow_counters, added over the workers."""
+        if self.dp.conntrack is None:
+            return {}
+        out = {}
+        for p in self.pipelines:
+            for key, value in p.conntrack.counters().items():
+                out[key] = out.get(key, 0) + value
+        if self.dp.pipeline.natout is not None:
+            out["nat_outgoing"] = sum(int(p.natout_flows) for p in self.pipelines)
+        return out
+
+    def service_counts(self):
+        """Dataplane.service_counts, added over the workers."""
+        return self.dp.add_service_counters(sum(p.service_counters for p in self.pipelines))
+
+
+class ChunkedRun(_Totals):
+    """A replay of a classic pcap file on `plan.workers` pipelines in chunks
+    (kdp._fast.chunk): worker 0 (the caller's thread) finds and keys each chunk's
+    records in the mapped file; each worker reads, processes and formats the output
+    records of its own packets at their places in the chunk's staging buffer; the
+    workers meet at two barriers a chunk; a writer thread writes each chunk's records
+    (a classic pcap output in a regular file) with one pwrite(2) while the workers go on.
+
+    CHUNK_PACKETS: a chunk's packets (rounded down to whole batches): enough that the
+    barriers are rare, few enough that a worker's packets of a chunk stay in its cache
+    (4,096: 1,024 to 65,536 measured, bench/README.md, "A second core")."""
+
+    CHUNK_PACKETS = 4096
+    FIRST_SHARE = 0.5       # worker 0's flows, of an even share (it also finds and keys every packet)
+
+    def __init__(self, dp, plan, batch_size, chunk_packets=None):
+        self.dp = dp
+        self.plan = plan
+        self.batch_size = batch_size
+        chunk = chunk_packets or self.CHUNK_PACKETS
+        self.chunk = max(batch_size, chunk - chunk % batch_size)     # (whole batches)
+        # worker 0 also finds and keys every packet: it takes fewer flows
+        n = plan.workers
+        self.plan = plan = ShardPlan(plan.services, n, first=max(1, round(N_VSHARDS / n * self.FIRST_SHARE)))
+        self.pipelines = [worker_pipeline(dp, plan, w) for w in range(n)]
+        ct = dp.conntrack
+        self.capacity = ct.capacity if ct is not None else 0
+
+    def replay(self, reader, writer, after=None):
+        """Every packet of `reader` (a classic pcap file), its output records into `writer`
+        (a classic pcap CaptureWriter of a regular file; None: no output). after(): called
+        after each chunk (progress). Returns the packets read. Raises Unsafe when the
+        sharding could change the result (the files are then written again); a damaged
+        capture's error after every packet before the damage is written, as one worker."""
+        from kdp._fast.chunk import ChunkRun
+        run = ChunkRun(reader, writer, self.plan, self.pipelines, self.batch_size, self.chunk)
+        self.run = run
+        threads = [threading.Thread(target=self._worker, args=(run, w), name=f"kdp-worker-{w}", daemon=True)
+                   for w in range(1, self.plan.workers)]
+        writer_thread = threading.Thread(target=run.write_loop, name="kdp-writer", daemon=True)
+        for t in threads:
+            t.start()
+        writer_thread.start()
+        packets = 0
+        failure = None
+        released = False
+
+        def release():
+            # the other workers wait at the next chunk's start: the end lets them return
+            nonlocal released
+            if not released:
+                released = True
+                run.end()
+                run.chunk(0)
+        try:
+            while True:
+                try:
+                    n = run.next_chunk()
+                except ValueError as exc:       # (a batch of records larger than the map)
+                    raise Unsafe(str(exc)) from None
+                except Exception as exc:        # noqa: BLE001 (a damaged capture: raised below)
+                    failure = exc
+                    n = 0
+                if n == 0:
+                    break
+                run.chunk(0)
+                packets += n
+                bits = run.finish_chunk()
+                if bits:
+                    raise Unsafe(_reasons(bits))
+                _unsafe_pipelines(self.pipelines, self.capacity)
+                if after is not None:
+                    after()
+        finally:
+            release()
+            for t in threads:
+                t.join()
+            run.end_writes()
+            writer_thread.join()
+        run.check_writes()
+        if failure is not None:
+            raise failure
+        return packets
+
+    @staticmethod
+    def _worker(run, me):
+        while run.chunk(me):
+            pass
 
 
 _PUT = object()      # a worker's job: put a gathered batch in place (PlacedOutput.put)
@@ -161,17 +337,8 @@ class _Worker:
         # raw: the replay's batches (a slot's group of them, cell = slot * group + j), whose
         # buffers this worker's views share; who and vshards: each batch's packets' workers
         # and virtual shards (kdp._fast.shard.assign)
-        node = dp.node
         self.me = me
-        if me == 0:
-            self.pipeline = dp.pipeline          # worker 0 is the data plane's own pipeline
-        else:
-            kw = node.pipeline.as_kwargs()
-            kw["routes"] = kw["routes"].for_worker()
-            ct = node.conntrack
-            self.pipeline = Pipeline(conntrack=ct.build(prefault=False) if ct is not None else None,
-                                     vxlan_port=node.vxlan_port, recheck=node.recheck, **kw)
-        self.pipeline.set_shard(plan, me)
+        self.pipeline = worker_pipeline(dp, plan, me)
         self.workers = plan.workers
         self.raw = raw
         self.who = who
@@ -226,7 +393,7 @@ class _Worker:
                 self.done.release()
 
 
-class ShardedRun:
+class ShardedRun(_Totals):
     """A replay's batches through `plan.workers` pipelines of data plane `dp`.
 
     The batches go to the workers a group at a time (GROUP_PACKETS packets' worth, each
@@ -373,20 +540,9 @@ class ShardedRun:
         self.workers[k % len(self.workers)].jobs.put((_PUT, placed, slot, items))
 
     def _check(self):
-        bits = 0
-        inserts = 0
-        for w in self.workers:
-            p = w.pipeline
-            bits |= p.shard_unsafe
-            if w.made_extra:
-                raise Unsafe("kdp made IPv4 fragments or TCP segments (written after their batch)")
-            if p.conntrack is not None:
-                inserts += p.conntrack.inserts
-        if bits:
-            raise Unsafe(_reasons(bits))
-        if self.capacity and inserts >= self.capacity:
-            raise Unsafe(f"{inserts:,} flows: enough to fill the conntrack table "
-                         f"({self.capacity:,}), whose early drop chooses among them all")
+        if any(w.made_extra for w in self.workers):
+            raise Unsafe("kdp made IPv4 fragments or TCP segments (written after their batch)")
+        _unsafe_pipelines(self.pipelines, self.capacity)
 
     def stop(self):
         """End the worker threads (after their current batch)."""
@@ -401,38 +557,3 @@ class ShardedRun:
     @property
     def pipelines(self):
         return [w.pipeline for w in self.workers]
-
-    def finish_flows(self):
-        """Expire, in every worker, the flows expired at the end (Conntrack.expire_all)."""
-        clock = max(p.clock_ns for p in self.pipelines)
-        for p in self.pipelines:
-            if p.conntrack is not None:
-                p.conntrack.expire_all(clock)
-
-    @property
-    def counters(self):
-        return sum(p.counters for p in self.pipelines)
-
-    @property
-    def verdicts(self):
-        return sum(p.verdicts for p in self.pipelines)
-
-    @property
-    def dns_counters(self):
-        return sum(p.dns_counters for p in self.pipelines)
-
-    def flow_counters(self):
-        """Dataplane.flow_counters, added over the workers."""
-        if self.dp.conntrack is None:
-            return {}
-        out = {}
-        for p in self.pipelines:
-            for key, value in p.conntrack.counters().items():
-                out[key] = out.get(key, 0) + value
-        if self.dp.pipeline.natout is not None:
-            out["nat_outgoing"] = sum(int(p.natout_flows) for p in self.pipelines)
-        return out
-
-    def service_counts(self):
-        """Dataplane.service_counts, added over the workers."""
-        return self.dp.add_service_counters(sum(p.service_counters for p in self.pipelines))

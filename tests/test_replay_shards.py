@@ -24,27 +24,28 @@ SAMPLES = [ROOT / "pcaps" / "sample.pcap", ROOT / "pcaps" / "sample.pcapng"]
 NOT_SHARDED = "could not be sharded"
 
 
-def _run(tmp_path, capture, workers, cluster=True, **kw):
+def _run(tmp_path, capture, workers, cluster=True, with_log=True, **kw):
     """The replay's files and numbers, and its notices other than the workers' one
-    (cluster: True the sample cluster, False none, or a snapshot's path)."""
+    (cluster: True the sample cluster, False none, or a snapshot's path; with_log: False,
+    the output capture alone: a classic pcap input then runs in chunks, kdp.shards.ChunkedRun)."""
     out = tmp_path / f"out{workers}{Path(capture).suffix if str(capture).endswith('.pcapng') else '.pcap'}"
-    log = tmp_path / f"log{workers}.jsonl"
+    log = tmp_path / f"log{workers}.jsonl" if with_log else None
     extra = dict(cluster=[CLUSTER if cluster is True else cluster], node="node-1") if cluster else {}
     r = replay(capture, out, log=log, workers=workers, **extra, **kw)
     mine = [n for n in r.notices if n.startswith("--workers")]
     rest = [n for n in r.notices if not n.startswith("--workers")]
-    facts = (out.read_bytes(), log.read_bytes(), r.packets_in, r.packets_out, r.counters.tolist(),
-             r.verdicts.tolist(), r.flows, r.dns, r.services, rest, r.warnings)
+    facts = (out.read_bytes(), log.read_bytes() if log else None, r.packets_in, r.packets_out,
+             r.counters.tolist(), r.verdicts.tolist(), r.flows, r.dns, r.services, rest, r.warnings)
     return facts, mine
 
 
-def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), **kw):
+def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), with_log=True, **kw):
     """Replays on 1 and on each of `workers`; returns the sharded runs' workers notices."""
-    one, none = _run(tmp_path, capture, 1, cluster, **kw)
+    one, none = _run(tmp_path, capture, 1, cluster, with_log, **kw)
     assert none == []
     notes = []
     for w in workers:
-        facts, mine = _run(tmp_path, capture, w, cluster, **kw)
+        facts, mine = _run(tmp_path, capture, w, cluster, with_log, **kw)
         for name, a, b in zip(("output", "log", "packets in", "packets out", "counters", "verdicts",
                                "conntrack", "dns", "services", "notices", "warnings"), one, facts):
             assert a == b, f"{Path(capture).name}, {w} workers: the {name} differs from one worker's"
@@ -52,20 +53,47 @@ def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), **kw):
     return notes
 
 
+@pytest.fixture
+def chunked(monkeypatch):
+    """Counts the sharded replays that ran in chunks (kdp.shards.ChunkedRun), with chunks of
+    a few batches (CHUNK_PACKETS 8: flows span chunks, a chunk holds 1 to 8 batches)."""
+    import kdp.shards
+    runs = []
+    real = kdp.shards.ChunkedRun.replay
+
+    def counted(self, *a, **kw):
+        runs.append(self.chunk)
+        return real(self, *a, **kw)
+    monkeypatch.setattr(kdp.shards.ChunkedRun, "replay", counted)
+    monkeypatch.setattr(kdp.shards.ChunkedRun, "CHUNK_PACKETS", 8)
+    return runs
+
+
 @pytest.mark.parametrize("capture", SAMPLES + CAPTURES, ids=lambda p: p.name)
 @pytest.mark.parametrize("cluster", [True, False], ids=["sample-cluster", "no-cluster"])
-def test_every_capture_is_the_same_on_two_and_three_workers(tmp_path, capture, cluster):
-    notes = _same_on(tmp_path, capture, cluster)
+@pytest.mark.parametrize("with_log", [True, False], ids=["log", "output-only"])
+def test_every_capture_is_the_same_on_two_and_three_workers(tmp_path, capture, cluster, with_log, chunked):
+    notes = _same_on(tmp_path, capture, cluster, with_log=with_log)
     for mine in notes:
         # sharded, or fallen back and saying why: never silently something else
         assert mine == [] or NOT_SHARDED in mine[0], mine
 
 
-def test_the_sample_is_sharded_not_fallen_back(tmp_path):
+def test_the_sample_is_sharded_not_fallen_back(tmp_path, chunked):
     # its ClientIP-affinity UDP flows, ICMP error, NodePort, LoadBalancer, DNS and ARP all shard
     for batch_size in (1, 2, 5, 256):
         notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
         assert notes == [[], []], (batch_size, notes)
+    assert chunked == []                    # (with a log: handed over, kdp.shards.ShardedRun)
+    # and in chunks (the output alone): chunks of 8 packets, of 1 (a chunk of one packet),
+    # of 2 batches of 5, of one batch of 256 (the whole sample)
+    for batch_size, chunk in ((1, 8), (1, 1), (5, 10), (256, 256)):
+        chunked.clear()
+        import kdp.shards
+        kdp.shards.ChunkedRun.CHUNK_PACKETS = chunk
+        notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size, with_log=False)
+        assert notes == [[], []], (batch_size, notes)
+        assert chunked == [max(batch_size, chunk)] * 2, chunked
 
 
 def test_the_benchmark_workload_is_sharded_and_the_same(tmp_path):
@@ -79,13 +107,15 @@ def test_the_benchmark_workload_is_sharded_and_the_same(tmp_path):
     cap = tmp_path / "in.pcap"
     info = synth_capture(cap, 30_000, tables, _targets(docs))
     assert info["replies"] > 5000 and min(info["flow_kinds"].values()) > 0
-    runs = {}
-    for w in (1, 2, 3):
-        out, log = tmp_path / f"o{w}.pcap", tmp_path / f"l{w}.jsonl"
-        r = replay(cap, out, cluster=[cluster], node=NODE, log=log, workers=w, batch_size=512)
-        runs[w] = (out.read_bytes(), log.read_bytes(), r.counters.tolist(), r.flows, r.services)
-        assert not [n for n in r.notices if n.startswith("--workers")], r.notices
-    assert runs[1] == runs[2] == runs[3]
+    for with_log in (True, False):          # (the output alone: in chunks)
+        runs = {}
+        for w in (1, 2, 3):
+            out, log = tmp_path / f"o{w}.pcap", (tmp_path / f"l{w}.jsonl" if with_log else None)
+            r = replay(cap, out, cluster=[cluster], node=NODE, log=log, workers=w, batch_size=512)
+            runs[w] = (out.read_bytes(), log.read_bytes() if log else None, r.counters.tolist(), r.flows,
+                       r.services, r.dns, r.verdicts.tolist(), r.packets_out)
+            assert not [n for n in r.notices if n.startswith("--workers")], r.notices
+        assert runs[1] == runs[2] == runs[3]
 
 
 def test_a_fragment_makes_the_replay_start_again_on_one_worker(tmp_path):
@@ -95,8 +125,9 @@ def test_a_fragment_makes_the_replay_start_again_on_one_worker(tmp_path):
                   / (b"x" * 64))
     cap = tmp_path / "frag.pcap"
     wrpcap(str(cap), frames)
-    notes = _same_on(tmp_path, cap)
-    assert all(NOT_SHARDED in m[0] and "fragment" in m[0] for m in notes), notes
+    for with_log in (True, False):
+        notes = _same_on(tmp_path, cap, with_log=with_log)
+        assert all(NOT_SHARDED in m[0] and "fragment" in m[0] for m in notes), notes
 
 
 @pytest.mark.parametrize("kw, why", [({"count": 3}, "-c"), ({"filter": "tcp"}, "--filter"),
@@ -187,9 +218,23 @@ def narrow_cluster(tmp_path_factory):
 
 
 @settings(max_examples=25, deadline=None)
-@given(mix=traffic, batch_size=st.sampled_from([1, 3, 64]), fragment=st.booleans(), narrow=st.booleans())
+@given(mix=traffic, batch_size=st.sampled_from([1, 3, 64]), fragment=st.booleans(), narrow=st.booleans(),
+       with_log=st.booleans(), chunk=st.sampled_from([1, 7, 4096]))
 def test_random_traffic_is_the_same_on_two_and_three_workers(tmp_path_factory, narrow_cluster, mix, batch_size,
-                                                             fragment, narrow):
+                                                             fragment, narrow, with_log, chunk):
+    # (with_log False: the output alone, in chunks of `chunk` packets or the batch)
+    import kdp.shards
+    kdp.shards.ChunkedRun.CHUNK_PACKETS = chunk
+    try:
+        _random_traffic(tmp_path_factory, narrow_cluster, mix, batch_size, fragment, narrow, with_log)
+    finally:
+        kdp.shards.ChunkedRun.CHUNK_PACKETS = CHUNK_PACKETS
+
+
+CHUNK_PACKETS = __import__("kdp.shards").shards.ChunkedRun.CHUNK_PACKETS
+
+
+def _random_traffic(tmp_path_factory, narrow_cluster, mix, batch_size, fragment, narrow, with_log):
     tmp = tmp_path_factory.mktemp("mix")
     frames = [f for piece in mix for f in _flow(*piece)]
     if fragment:
@@ -199,7 +244,7 @@ def test_random_traffic_is_the_same_on_two_and_three_workers(tmp_path_factory, n
         f.time = 1_763_700_000 + k / 1000
     cap = tmp / "mix.pcap"
     wrpcap(str(cap), frames)
-    notes = _same_on(tmp, cap, narrow_cluster if narrow else True, batch_size=batch_size)
+    notes = _same_on(tmp, cap, narrow_cluster if narrow else True, batch_size=batch_size, with_log=with_log)
     for mine in notes:
         if fragment:
             assert mine and NOT_SHARDED in mine[0] and "fragment" in mine[0], mine
@@ -400,3 +445,178 @@ def test_a_damaged_capture_is_written_up_to_the_damage_then_the_same_error(tmp_p
         files[w] = (out.read_bytes(), log.read_bytes(), str(err.value))
     assert files[1][0] and files[1][1] and "record length" in files[1][2]
     assert files[1] == files[2] == files[3]
+
+
+# ------------------------------------------------- in chunks: each worker reads its own packets
+
+
+def test_a_damaged_capture_in_chunks_is_written_up_to_the_damage_then_the_same_error(tmp_path, chunked):
+    # the damage in the middle of a chunk (the sample's 35 packets, chunks of 8): the
+    # packets before it are processed and written, then the reader's error is raised
+    import struct
+    from kdp.errors import CaptureError
+    cap = tmp_path / "damaged.pcap"
+    cap.write_bytes(SAMPLES[0].read_bytes() + struct.pack("=IIII", 1, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 64)
+    files = {}
+    for w in (1, 2, 3):
+        out = tmp_path / f"o{w}.pcap"
+        with pytest.raises(CaptureError) as err:
+            replay(cap, out, workers=w, cluster=[CLUSTER], node="node-1", batch_size=2)
+        files[w] = (out.read_bytes(), str(err.value))
+    assert len(files[1][0]) > 24 and "record length" in files[1][1]
+    assert files[1] == files[2] == files[3]
+    assert chunked == [8, 8]
+
+
+def test_a_truncated_capture_in_chunks_warns_as_one_worker(tmp_path, chunked):
+    cap = tmp_path / "cut.pcap"
+    cap.write_bytes(SAMPLES[0].read_bytes()[:-30])          # the last record cut short
+    (facts1, none), (facts2, mine) = (_run(tmp_path, cap, w, with_log=False, batch_size=3) for w in (1, 2))
+    assert none == mine == [] and facts1 == facts2
+    assert facts1[2] == 34 and any("ends inside a packet record" in x for x in facts1[-1]), facts1[-1]
+    assert chunked == [6]                   # (chunks of whole batches)
+
+
+def test_arp_every_worker_learns_from_sits_at_chunk_boundaries(tmp_path, chunked):
+    # a neighbour learned from an ARP reply (processed by worker 0, seen by every worker at
+    # its place) decides where the packets after it go: ARP first, last and inside chunks
+    frames = []
+    for k in range(12):
+        frames.append(_eth() / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=41000 + k, dport=80, flags="S"))
+        if k % 3 == 0:
+            frames.append(Ether(src=MAC_B, dst="ff:ff:ff:ff:ff:ff") /
+                          ARP(op=2, hwsrc=f"02:00:00:00:01:{k:02x}", psrc="10.244.1.10", pdst="10.244.1.1"))
+    for k, f in enumerate(frames):
+        f.time = 1_763_700_000 + k / 1000
+    cap = tmp_path / "arp.pcap"
+    wrpcap(str(cap), frames)
+    for batch_size in (1, 2, 4):
+        notes = _same_on(tmp_path, cap, batch_size=batch_size, with_log=False)
+        assert notes == [[], []]
+    assert chunked == [8, 8] * 3
+
+
+def test_pcapng_and_a_log_are_not_run_in_chunks(tmp_path, chunked):
+    # (pcapng: its interface blocks; a log: written by the workers in place, kdp.shards.PlacedOutput)
+    assert _same_on(tmp_path, SAMPLES[1], with_log=False) == [[], []]
+    assert _same_on(tmp_path, SAMPLES[0], with_log=True) == [[], []]
+    assert chunked == []
+    assert _same_on(tmp_path, SAMPLES[0], with_log=False, workers=(2,)) == [[]]
+    assert chunked == [256]                 # (at least a batch: 256 by default)
+
+
+def test_the_reader_indexes_whole_batches_as_fill_reads_them():
+    # CaptureReader.index: the records' offsets in its mapped window, a chunk a multiple of
+    # the batch but at the end, counted as fill() counts them
+    import numpy as np
+    from kdp._fast.packet import Batch
+    from kdp.io.capture import open_capture
+    data = SAMPLES[0].read_bytes()
+    a, b = open_capture(SAMPLES[0]), open_capture(SAMPLES[0])
+    try:
+        offsets = np.zeros(10, dtype=np.uint64)
+        sizes = []
+        while True:
+            n = a.index(offsets, 4)                 # (10 offsets: chunks of 8)
+            if not n:
+                break
+            sizes.append(n)
+        assert sizes == [8, 8, 8, 8, 3] and a.packets == 35
+        batch = Batch(64)
+        assert b.fill(batch) == 35
+        assert (a.packets, a.outgoing, a.otherhost, a.unsupported) == (b.packets, b.outgoing, b.otherhost,
+                                                                      b.unsupported)
+        with pytest.raises(ValueError, match="at least one batch"):
+            a.index(np.zeros(3, dtype=np.uint64), 4)
+    finally:
+        a.close()
+        b.close()
+    # the first record's offset: right after the 24-byte file header
+    c = open_capture(SAMPLES[0])
+    try:
+        offsets = np.zeros(4, dtype=np.uint64)
+        assert c.index(offsets, 1) == 4
+        first = int(offsets[0])
+        incl = int.from_bytes(data[24 + 8:24 + 12], "little")
+        assert int(offsets[1]) - first == 16 + incl
+    finally:
+        c.close()
+
+
+def test_a_capture_larger_than_the_readers_map_is_the_same_in_chunks(tmp_path, monkeypatch):
+    # 70 MB: the reader maps 64 MiB at a time; a chunk ends where the map does (in whole
+    # batches) and the next one maps on from there
+    import struct
+    import kdp.shards
+    monkeypatch.setattr(kdp.shards.ChunkedRun, "CHUNK_PACKETS", 20000)     # (27 MB: the third passes the map's end)
+    frame = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src="10.244.1.50", dst="10.244.2.77") / UDP(sport=1, dport=7)
+                  / (b"x" * 1300))
+    n = 70 * 1024 * 1024 // (16 + len(frame)) + 1
+    head = struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    recs = bytearray()
+    for k in range(n):
+        f = bytearray(frame)
+        f[34:36] = (1024 + k % 60000).to_bytes(2, "big")    # (the UDP source port: many flows)
+        recs += struct.pack("=IIII", 1_763_700_000 + k // 1000, k % 1000, len(f), len(f)) + f
+    cap = tmp_path / "big.pcap"
+    cap.write_bytes(head + bytes(recs))
+    assert cap.stat().st_size > 64 * 1024 * 1024
+    one, _ = _run(tmp_path, cap, 1, cluster=True, with_log=False, batch_size=100)
+    two, mine = _run(tmp_path, cap, 2, cluster=True, with_log=False, batch_size=100)
+    assert mine == [] and one == two and one[2] == n
+    # (the chunks: one ends short, at the map's end, in whole batches)
+    import numpy as np
+    from kdp.io.capture import open_capture
+    reader = open_capture(cap)
+    try:
+        offsets = np.zeros(20000, dtype=np.uint64)
+        sizes = []
+        while k := reader.index(offsets, 100):
+            sizes.append(k)
+    finally:
+        reader.close()
+    assert sum(sizes) == n and any(k < 20000 and k % 100 == 0 for k in sizes[:-1]), sizes
+
+
+def test_the_light_key_agrees_with_the_full_parse():
+    # chunk.pyx keys untagged Ethernet IPv4 TCP/UDP from their headers alone; every other
+    # frame (and a fragment, which must make the replay fall back) goes through parse_frame
+    import numpy as np
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Dot1Q
+    from kdp._fast.chunk import light_key
+    from kdp._fast.packet import Batch
+    from kdp._fast.shard import assign
+    dp = Dataplane.from_snapshot([CLUSTER], node="node-1")
+    plan = ShardPlan(dp.pipeline.services, 2)
+    frames = []
+    for client in CLIENTS + [NODE, "10.244.1.10", "10.244.1.11"]:
+        for port in (80, 1024, 8080, 9090, 30080, 33000, 51327, 65535):
+            for dst, dport in (("10.96.0.10", 80), ("10.244.1.10", 8080), (NODE, 30080), (NODE, port),
+                               ("10.244.2.77", 7000), ("10.96.0.40", 11211)):
+                frames.append(_eth() / IP(src=client, dst=dst) / TCP(sport=port, dport=dport))
+                frames.append(_eth() / IP(src=dst, dst=client) / UDP(sport=dport, dport=port))
+    light_only = len(frames)
+    frames += [_eth() / IP(src="10.244.1.50", dst="10.96.0.10", options=b"\x01" * 4) / TCP(sport=1, dport=80),
+               _eth() / IP(src="10.244.1.50", dst="10.244.2.10", flags="MF") / UDP(sport=5, dport=9),
+               _eth() / IP(src="10.244.1.50", dst="8.8.8.8") / ICMP(type=8, id=77),
+               Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=5) / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(dport=80),
+               _eth() / IPv6(src="fd00:244::5", dst="fd00:96::10") / TCP(sport=4, dport=80),
+               Ether(src=MAC_B, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.244.1.1", pdst="10.244.1.50")]
+    keyed = 0
+    for k in range(0, len(frames), 64):
+        part = frames[k:k + 64]
+        b = Batch(64)
+        for f in part:
+            b.append(bytes(f))
+        dp.pipeline.parse(b)
+        who, vs = np.zeros(64, np.uint8), np.zeros(64, np.uint8)
+        assign(plan, b, who, vs, 0)
+        for j, f in enumerate(part):
+            v = light_key(plan, bytes(f))
+            if v is not None:
+                keyed += 1
+                assert v == vs[j] and who[j] == plan.owner_of(v), f.summary()
+            else:
+                assert k + j >= light_only, f.summary()     # (only the unusual ones go the long way)
+    assert keyed == light_only + 1                          # (+ the IPv4 options: its ports are read too)

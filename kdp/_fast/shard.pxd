@@ -15,6 +15,7 @@ cdef enum:
     U_REPLY_SHARD = 2       # a flow whose reply tuple has another key than its first packet
     U_CLOCK = 4             # a packet older than an earlier batch's newest (conntrack's clock)
     U_AFFINITY = 8          # a new flow to a ClientIP-affinity Service whose entry no one worker owns
+    U_EXTRA = 16            # kdp made IPv4 fragments or TCP segments (written after their batch)
 
 cdef class ShardPlan:
     cdef readonly ServiceTables services    # None: no Services (every port pair is "neither")
@@ -29,5 +30,6 @@ cdef class ShardPlan:
 cdef uint8_t shard_key(ShardPlan s, uint8_t ver, uint8_t proto, uint32_t s4, const uint8_t* s6,
                        uint32_t d4, const uint8_t* d6, uint16_t sport, uint16_t dport) noexcept nogil
 cdef uint8_t shard_packet(ShardPlan s, const pkt_meta_t* p) noexcept nogil
+cdef uint8_t shard_one(ShardPlan plan, const pkt_meta_t* p, uint8_t* vshard, uint32_t* unsafe) noexcept nogil
 cdef Py_ssize_t start_view(Batch view, Batch base, int me, int workers, const uint8_t* who,
                            const uint8_t* vshards, uint32_t* index, uint8_t* view_vshards) noexcept nogil

@@ -143,15 +143,23 @@ cdef class ShardPlan:
     `services` (a ServiceTables, None without Services) and which worker each of the
     64 virtual shards goes to."""
 
-    def __init__(self, ServiceTables services, int workers):
+    def __init__(self, ServiceTables services, int workers, int first=-1):
+        """`first`: how many of the 64 virtual shards worker 0 takes (the others share the
+        rest evenly); -1: all of them evenly (v mod workers). A worker that also keys every
+        packet (kdp/_fast/chunk.pyx) takes fewer flows."""
         if not 1 <= workers <= N_VSHARDS:
             raise ValueError(f"workers must be 1..{N_VSHARDS}, got {workers}")
+        if first != -1 and (workers < 2 or not 1 <= first <= N_VSHARDS - (workers - 1)):
+            raise ValueError(f"worker 0's share of the shards must leave each other worker one, got {first}")
         self.services = services
         self.workers = workers
         self.affinity_split = services is None or services.t.aff_mask >= 255
         cdef int v
         for v in range(N_VSHARDS):
-            self.owner[v] = v % workers
+            if first == -1:
+                self.owner[v] = v % workers
+            else:
+                self.owner[v] = 0 if v < first else 1 + (v - first) % (workers - 1)
         cdef Py_ssize_t total = 0, size = 16
         cdef uint32_t k
         cdef bset_t* bs
@@ -220,6 +228,17 @@ cdef inline bint _teaches(const pkt_meta_t* p) noexcept nogil:
          and (p.icmp_type == 135 or p.icmp_type == 136))
 
 
+cdef uint8_t shard_one(ShardPlan plan, const pkt_meta_t* p, uint8_t* vshard, uint32_t* unsafe) noexcept nogil:
+    """A parsed packet's worker (bit 7: every worker sees it, _teaches); its virtual shard
+    into *vshard (SHARD_FIRST: not sharded); an IP fragment sets U_FRAGMENT in *unsafe."""
+    cdef uint8_t v = shard_packet(plan, p)
+    if v == SHARD_UNSAFE:
+        unsafe[0] |= U_FRAGMENT
+        v = SHARD_FIRST
+    vshard[0] = v
+    return (plan.owner[v] if v < SHARD_FIRST else 0) | (0x80 if _teaches(p) else 0)
+
+
 def assign(ShardPlan plan not None, Batch b not None, who, vshards, uint64_t newest):
     """Each parsed packet's worker into `who` (uint8 per packet; bit 7: every worker sees it,
     _teaches) and its virtual shard into `vshards` (uint8; SHARD_FIRST: not sharded).
@@ -230,7 +249,6 @@ def assign(ShardPlan plan not None, Batch b not None, who, vshards, uint64_t new
     cdef uint8_t[::1] vv = vshards
     cdef Py_ssize_t i
     cdef pkt_meta_t* p
-    cdef uint8_t v
     cdef uint32_t unsafe = 0
     cdef uint64_t before = newest
     if wv.shape[0] < b.count or vv.shape[0] < b.count:
@@ -238,12 +256,7 @@ def assign(ShardPlan plan not None, Batch b not None, who, vshards, uint64_t new
     with nogil:
         for i in range(b.count):
             p = &b.m[i]
-            v = shard_packet(plan, p)
-            if v == SHARD_UNSAFE:
-                unsafe |= U_FRAGMENT
-                v = SHARD_FIRST
-            vv[i] = v
-            wv[i] = (plan.owner[v] if v < SHARD_FIRST else 0) | (0x80 if _teaches(p) else 0)
+            wv[i] = shard_one(plan, p, &vv[i], &unsafe)
             if p.ts_ns < before:
                 unsafe |= U_CLOCK
             if p.ts_ns > newest:

@@ -16,6 +16,7 @@ cdef enum:
     PCAPNG_MAX_IFACES = 65536       # interfaces per section
     MAP_WINDOW = 67108864           # bytes of the file mapped at once (64 MiB)
     WRITE_BUFFER = 1048576          # writer output buffer
+    UNCONVERTIBLE = 0xFFFFFFFF      # CaptureWriter.record_size of a packet the link type cannot hold
 
 # file formats
 cdef enum:
@@ -108,6 +109,15 @@ cdef class CaptureReader:
     cdef int _read_idb(self, const uint8_t* p, uint32_t blen) noexcept nogil
     cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
                       uint64_t ts_ns, iface_t* f, uint32_t epb_flags) noexcept nogil
+    cdef int _direction(self, const uint8_t* data, uint32_t caplen, iface_t* f, uint32_t epb_flags,
+                        uint16_t* port_out, uint16_t* reason_out) noexcept nogil
+    cdef uint64_t _record_ts(self, const uint8_t* rec) noexcept nogil
+    # a sharded replay's chunks (index(): the records' offsets in window())
+    cdef int push_record(self, Batch b, const uint8_t* rec) noexcept nogil
+    cdef const uint8_t* meta_record(self, pkt_meta_t* p, const uint8_t* rec) noexcept nogil
+    cdef const uint8_t* window(self) noexcept nogil
+    cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil
+    cdef Py_ssize_t index_c(self, uint64_t* ov, Py_ssize_t cap, Py_ssize_t batch, int* status) noexcept nogil
 
 
 cdef class CaptureWriter:
@@ -136,3 +146,7 @@ cdef class CaptureWriter:
     cdef int _flush(self) noexcept nogil
     cdef int _put(self, const void* data, Py_ssize_t n) noexcept nogil
     cdef Py_ssize_t _write_batch(self, Batch b, Py_ssize_t start, uint32_t* need_port) noexcept nogil
+    # a sharded replay's chunks (classic pcap): each packet's record, formatted in place
+    cdef uint32_t record_size(self, Batch b, const pkt_meta_t* p) noexcept nogil
+    cdef uint32_t put_record(self, Batch b, const pkt_meta_t* p, uint8_t* out) noexcept nogil
+    cdef int pwrite_all(self, const uint8_t* data, uint64_t n, uint64_t offset) noexcept nogil

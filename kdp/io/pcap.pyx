@@ -63,8 +63,8 @@ from libc.string cimport memcpy, memset, memmove
 from libc.errno cimport errno, EINTR, EFBIG, EAGAIN, ENOMEM, EPIPE
 from cpython.exc cimport PyErr_CheckSignals
 
-from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, NO_PORT, NO_ID, ST_RX,
-                               R_UNSUPPORTED_LINKTYPE, V_FORWARD, V_REJECT, V_REPLY, V_PENDING,
+from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, meta_reset, NO_PORT, NO_ID, ST_RX, MAX_FRAME,
+                               R_UNSUPPORTED_LINKTYPE, R_OVERSIZE_FRAME, V_FORWARD, V_REJECT, V_REPLY, V_PENDING,
                                LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_LINUX_SLL,
                                LT_IPV4, LT_IPV6, LT_LINUX_SLL2,
                                R_CAPTURED_OUTGOING, R_OTHERHOST)
@@ -629,15 +629,17 @@ cdef class CaptureReader:
             return self.ifx_port[lo]
         return NO_PORT
 
-    cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
-                      uint64_t ts_ns, iface_t* f, uint32_t epb_flags) noexcept nogil:
-        """Push one packet: its ingress port, and its direction when the capture recorded it
-        (Linux cooked packet type, pcapng epb_flags). See the module docstring."""
+    cdef int _direction(self, const uint8_t* data, uint32_t caplen, iface_t* f, uint32_t epb_flags,
+                        uint16_t* port_out, uint16_t* reason_out) noexcept nogil:
+        """A packet's ingress port and rx drop reason (0: none) from its direction, when the
+        capture recorded it (Linux cooked packet type, pcapng epb_flags). Returns 1: the
+        node sent it, 2: addressed to another host, 0: neither. Reads only the reader's
+        settings (the sharded replay's workers call it at once, kdp/_fast/chunk.pyx)."""
         cdef uint16_t port = f.port
         cdef uint16_t by_index
         cdef uint16_t reason = 0
         cdef int ptype = -1
-        cdef pkt_meta_t* p
+        cdef int kind = 0
         if f.linktype == LT_LINUX_SLL and caplen >= 16:
             ptype = (<int>data[0] << 8) | data[1]
         elif f.linktype == LT_LINUX_SLL2 and caplen >= 20:
@@ -649,17 +651,32 @@ cdef class CaptureReader:
         if ptype == SLL_OUTGOING or ptype == SLL_LOOPBACK or \
                 (epb_flags & EPB_DIR_MASK) == EPB_DIR_OUTBOUND:
             # the node sent it: as input (all_directions) it entered somewhere else
-            self.outgoing += 1
+            kind = 1
             port = NO_PORT
             if not self.all_directions:
                 reason = R_CAPTURED_OUTGOING
         elif ptype == SLL_OTHERHOST or \
                 ((epb_flags >> EPB_RECEPTION_SHIFT) & EPB_RECEPTION_MASK) == EPB_RECEPTION_PROMISCUOUS:
-            self.otherhost += 1
+            kind = 2
             if not self.all_directions:
                 reason = R_OTHERHOST
         if self.ingress != NO_PORT:
             port = self.ingress
+        port_out[0] = port
+        reason_out[0] = reason
+        return kind
+
+    cdef int _deliver(self, Batch b, const uint8_t* data, uint32_t caplen, uint32_t wire_len,
+                      uint64_t ts_ns, iface_t* f, uint32_t epb_flags) noexcept nogil:
+        """Push one packet: its ingress port, and its direction when the capture recorded it
+        (Linux cooked packet type, pcapng epb_flags). See the module docstring."""
+        cdef uint16_t port, reason
+        cdef int kind = self._direction(data, caplen, f, epb_flags, &port, &reason)
+        cdef pkt_meta_t* p
+        if kind == 1:
+            self.outgoing += 1
+        elif kind == 2:
+            self.otherhost += 1
         b.push(data, caplen, wire_len, ts_ns, f.linktype, port)
         p = &b.m[b.count - 1]
         if not linktype_supported(f.linktype):
@@ -671,6 +688,200 @@ cdef class CaptureReader:
         self.packets += 1
         self.last_ts = ts_ns
         return 0
+
+    # ------------------------------------------------- a sharded replay's chunks (classic pcap)
+
+    @property
+    def classic_file(self):
+        """A classic pcap file (not a stream): what index() reads."""
+        return self.fmt == FMT_PCAP and not self.stream
+
+    cdef uint64_t _record_ts(self, const uint8_t* rec) noexcept nogil:
+        return <uint64_t>rd32(rec, self.swap) * NS + <uint64_t>rd32(rec + 4, self.swap) * \
+            (1 if self.nsec else 1000)
+
+    cdef int push_record(self, Batch b, const uint8_t* rec) noexcept nogil:
+        """Push the classic pcap record at `rec` (index()'s window) into b as fill() would
+        (without counting it: index() did). Returns -1 when b is full. Reads only the
+        reader's settings: the workers of a sharded replay call it at once."""
+        cdef iface_t* f = &self.ifaces[0]
+        cdef uint32_t incl = rd32(rec + 8, self.swap)
+        cdef uint16_t port, reason
+        cdef pkt_meta_t* p
+        self._direction(rec + 16, incl, f, 0, &port, &reason)
+        if b.push(rec + 16, incl, rd32(rec + 12, self.swap), self._record_ts(rec), f.linktype, port) < 0:
+            return -1
+        p = &b.m[b.count - 1]
+        if not linktype_supported(f.linktype):
+            if p.verdict == V_PENDING:
+                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
+        elif reason != 0 and p.verdict == V_PENDING:
+            drop(p, ST_RX, reason)
+        return 0
+
+    cdef const uint8_t* meta_record(self, pkt_meta_t* p, const uint8_t* rec) noexcept nogil:
+        """The metadata push_record would give the record at `rec`, without copying its
+        bytes (the frame stays where it is: returned; p.off is 0). For the shard key."""
+        cdef iface_t* f = &self.ifaces[0]
+        cdef uint32_t incl = rd32(rec + 8, self.swap)
+        cdef uint32_t wire = rd32(rec + 12, self.swap)
+        cdef uint16_t port, reason
+        self._direction(rec + 16, incl, f, 0, &port, &reason)
+        meta_reset(p)
+        p.off = 0
+        p.len = incl if incl <= MAX_FRAME else MAX_FRAME
+        p.wire_len = wire if wire >= incl else incl
+        p.ts_ns = self._record_ts(rec)
+        p.linktype = f.linktype
+        p.in_port = port
+        if incl > MAX_FRAME:
+            drop(p, ST_RX, R_OVERSIZE_FRAME)
+        if not linktype_supported(f.linktype):
+            if p.verdict == V_PENDING:
+                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
+        elif reason != 0 and p.verdict == V_PENDING:
+            drop(p, ST_RX, reason)
+        return rec + 16
+
+    cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil:
+        """The frame of the classic pcap record at `rec` (index()'s window), its captured
+        length and its timestamp; nothing copied, nothing counted."""
+        caplen[0] = rd32(rec + 8, self.swap)
+        ts[0] = self._record_ts(rec)
+        return rec + 16
+
+    cdef const uint8_t* window(self) noexcept nogil:
+        """The mapped bytes index()'s offsets are relative to."""
+        return self.win
+
+    cdef Py_ssize_t index_c(self, uint64_t* ov, Py_ssize_t cap, Py_ssize_t batch, int* status) noexcept nogil:
+        """index() without the GIL (a worker indexes the next chunk while the others write
+        this one's records): at most cap - cap % batch offsets into ov, the walk's status
+        into *status (WS_BATCH_FULL: more to come; -1: a batch larger than the window);
+        index_end(status, count) then does what needs the GIL. The caller checked that the
+        reader is not done and has no pending error."""
+        cdef Py_ssize_t k = 0
+        cdef uint64_t pos, rem, end, q
+        cdef const uint8_t* p
+        cdef uint32_t incl
+        cdef int st = WS_BATCH_FULL
+        cdef uint16_t port, reason
+        cdef int kind
+        cdef iface_t* f = &self.ifaces[0]
+        cdef bint supported = linktype_supported(f.linktype)
+        # the counts at the last whole batch (a chunk that stops inside one goes back there)
+        cdef uint64_t out_b, other_b, unsup_b, ts_b, pos_b
+        cdef uint64_t outgoing = self.outgoing, otherhost = self.otherhost, unsup = self.unsupported
+        cdef uint64_t last_ts = self.last_ts
+        cap -= cap % batch
+        pos = self.pos
+        # the chunk's records all in one window: it starts at the chunk's first record
+        # (remapped there when less than an eighth of a window is left of it)
+        rem = self.size - pos if pos < self.size else 0
+        if rem > MAP_WINDOW // 8:
+            rem = MAP_WINDOW // 8
+        if rem and self._map(pos, rem, &p) < 0:
+            st = self._fail(WS_IO_ERROR, E_MMAP, pos, 0, 0)
+        end = self.win_off + self.win_len
+        out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
+        while st == WS_BATCH_FULL and k < cap:
+            if k % batch == 0:
+                out_b, other_b, unsup_b, ts_b, pos_b = outgoing, otherhost, unsup, last_ts, pos
+            rem = self.size - pos if pos < self.size else 0
+            if rem == 0:
+                st = WS_EOF
+                break
+            if rem < 16:
+                st = self._fail(WS_TRUNCATED, E_TRUNC_HEADER, pos, rem, 16)
+                break
+            if pos + 16 > end:
+                break                       # past the window: the next chunk maps it
+            p = self.win + (pos - self.win_off)
+            incl = rd32(p + 8, self.swap)
+            if incl > PCAP_MAX_RECORD:
+                st = self._fail(WS_CORRUPT, E_RECORD_LEN, pos, incl, 0)
+                break
+            if rem < 16 + <uint64_t>incl:
+                st = self._fail(WS_TRUNCATED, E_TRUNC_BODY, pos, rem, 16 + <uint64_t>incl)
+                break
+            if pos + 16 + incl > end:
+                break
+            # the records a few KiB ahead, whole: the header chain is a load after a
+            # load, and the workers key and copy the bodies next
+            for q in range(0, 16 + incl if incl < PREFETCH_AHEAD else PREFETCH_AHEAD, 64):
+                kdp_prefetch(p + PREFETCH_AHEAD + q)
+            ov[k] = pos - self.win_off
+            k += 1
+            pos += 16 + <uint64_t>incl
+            # counted as _deliver counts
+            kind = self._direction(p + 16, incl, f, 0, &port, &reason)
+            if kind == 1:
+                outgoing += 1
+            elif kind == 2:
+                otherhost += 1
+            if not supported:
+                unsup += 1
+            last_ts = self._record_ts(p)
+        if st == WS_BATCH_FULL and k % batch:
+            # the window ended inside a batch: those records go in the next chunk
+            k -= k % batch
+            outgoing, otherhost, unsup, last_ts, pos = out_b, other_b, unsup_b, ts_b, pos_b
+        if st == WS_BATCH_FULL and k == 0 and cap > 0:
+            st = -1                         # a batch larger than the window
+        self.outgoing = outgoing
+        self.otherhost = otherhost
+        self.unsupported = unsup
+        self.last_ts = last_ts
+        self.pos = pos
+        self.packets += k
+        status[0] = st
+        return k
+
+    def index(self, offsets, Py_ssize_t batch):
+        """A sharded replay's chunk (classic pcap files): the offsets of the next records
+        (at most len(offsets)), relative to window(), each record whole in the mapped
+        window; counted as fill() counts them. A chunk ends at a multiple of `batch`
+        records (so that the batches fill() would make stay whole) unless the file ends
+        (or its damage starts) there. Returns how many (0: the end; a damaged file's
+        error is raised by the call after its last packets, as fill() does)."""
+        cdef uint64_t[::1] ov = offsets
+        cdef Py_ssize_t k
+        cdef int st
+        if not self.classic_file:
+            raise ValueError("index() reads classic pcap files")
+        if batch < 1 or ov.shape[0] < batch:
+            raise ValueError("offsets must hold at least one batch")
+        if self.pending_error is not None:
+            err = self.pending_error
+            self.pending_error = None
+            raise err
+        if self.done:
+            return 0
+        with nogil:
+            k = self.index_c(&ov[0], ov.shape[0], batch, &st)
+        return self.index_end(st, k)
+
+    def index_end(self, int st, Py_ssize_t k):
+        """The end of an index_c: `k` (its count), or the end of the file (a truncated last
+        record: a warning), or its damage (raised now when no record came before it, else
+        by the next index()). Returns k."""
+        if st == -1:
+            raise ValueError("a batch of records larger than the reader's window")
+        if st == WS_BATCH_FULL:
+            return k
+        # as fill(): the end, a truncated last record (a warning) or damage (raised
+        # now when nothing came before it, else by the next call)
+        self.done = True
+        if st == WS_TRUNCATED:
+            self.warnings.append(self._truncation_warning())
+        elif st != WS_EOF:
+            err = self._error()
+            if k == 0:
+                self._end_warnings()
+                raise err
+            self.pending_error = err
+        self._end_warnings()
+        return k
 
     cdef int _walk(self, Batch b) noexcept nogil:
         if self.fmt == FMT_PCAP:
@@ -1398,6 +1609,76 @@ cdef class CaptureWriter:
             if err == EPIPE:
                 raise BrokenPipeError(err, f"{self.path}: {os.strerror(err)}")
             raise CaptureError(f"{self.path}: cannot write: {os.strerror(err)}")
+
+    # ------------------------------------------------- a sharded replay's chunks (classic pcap)
+
+    cdef uint32_t record_size(self, Batch b, const pkt_meta_t* p) noexcept nogil:
+        """The bytes of packet p's classic pcap record (0: not written; UNCONVERTIBLE: in
+        no way expressible in this link type, skipped and counted as write does)."""
+        cdef const uint8_t* src
+        cdef uint32_t n
+        cdef int conv
+        if not self.all_packets and not _transmitted(p):
+            return 0
+        conv = _record_source(b, p, <uint16_t>self.linktype, &src, &n)
+        if conv < 0:
+            return UNCONVERTIBLE
+        return 16 + n + (14 if conv == 1 else 0)
+
+    cdef uint32_t put_record(self, Batch b, const pkt_meta_t* p, uint8_t* out) noexcept nogil:
+        """Format packet p's record (record_size's bytes) at out, as write() and put_at do."""
+        cdef const uint8_t* src
+        cdef uint32_t n, out_len, k = 16
+        cdef uint32_t w32[4]
+        cdef int conv = _record_source(b, p, <uint16_t>self.linktype, &src, &n)
+        out_len = n + (14 if conv == 1 else 0)
+        w32[0] = <uint32_t>(p.ts_ns // NS)
+        w32[1] = <uint32_t>(p.ts_ns % NS)
+        w32[2] = out_len
+        w32[3] = <uint32_t>_wire_len(p, out_len)
+        memcpy(out, w32, 16)
+        if conv == 1:
+            _synth_eth(out + 16, p.ip_ver)
+            k += 14
+        memcpy(out + k, src, n)
+        return k + n
+
+    cdef int pwrite_all(self, const uint8_t* data, uint64_t n, uint64_t offset) noexcept nogil:
+        """pwrite(2) all n bytes at offset; returns 0 or the errno (raise it with
+        raise_errno, holding the GIL)."""
+        cdef uint64_t done = 0
+        cdef ssize_t r
+        while done < n:
+            r = c_pwrite(self.fd, data + done, n - done, <long>(offset + done))
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                return errno
+            if r == 0:
+                return EFBIG
+            done += <uint64_t>r
+        return 0
+
+    def begin_placed(self):
+        """Classic pcap records placed by their writers (a sharded replay's chunks): the
+        file's header is written now, write() is refused from now on."""
+        if self.ng:
+            raise ValueError("placed records are classic pcap only")
+        if not self.placed:
+            self.placed = True
+            if self._flush() < 0:
+                self._raise()
+
+    def placed_chunk(self, uint64_t nbytes, uint64_t packets, uint64_t unconvertible):
+        """Count a chunk of placed records (put at bytes_written: the caller wrote them)."""
+        self.bytes_written += nbytes
+        self.packets += packets
+        self.unconvertible += unconvertible
+
+    def raise_errno(self, int err):
+        if err == EPIPE:
+            raise BrokenPipeError(err, f"{self.path}: {os.strerror(err)}")
+        raise CaptureError(f"{self.path}: cannot write: {os.strerror(err)}")
 
     def _add_iface(self, uint32_t port):
         if port == NO_PORT:
