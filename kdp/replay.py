@@ -280,21 +280,7 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
                 log_file.close()
         finally:
             reader.close()
-    writer = state["writer"]
-    return RunResult(
-        packets_in=packets_in,
-        counters=run.counters,
-        verdicts=run.verdicts,
-        packets_out=int(writer.packets) if writer is not None else 0,
-        input_path=str(capture),
-        output_path=str(output) if output else None,
-        warnings=list(reader.warnings),
-        notices=list(dp.notices) + Dataplane.traffic_notices(run),
-        seconds=time.perf_counter() - started,
-        flows=run.flow_counters(),
-        dns=dns_outcomes(run.dns_counters),
-        services=run.service_counts(),
-    )
+    return _sharded_result(dp, run, reader, state["writer"], capture, output, packets_in, started)
 
 
 def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
@@ -318,6 +304,11 @@ def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
                 writer.close()
         finally:
             reader.close()
+    return _sharded_result(dp, run, reader, writer, capture, output, packets_in, started)
+
+
+def _sharded_result(dp, run, reader, writer, capture, output, packets_in, started):
+    """The RunResult of a sharded replay: `run`'s counters are the workers' merged."""
     return RunResult(
         packets_in=packets_in,
         counters=run.counters,
