@@ -187,6 +187,17 @@ cdef inline bint linktype_supported(uint16_t lt) noexcept nogil:
             or lt == LT_LINUX_SLL or lt == LT_LINUX_SLL2 or lt == LT_NULL or lt == LT_LOOP)
 
 
+cdef inline void rx_drop(pkt_meta_t* p, uint16_t linktype, uint16_t reason) noexcept nogil:
+    """A read packet's drop at rx, if any: a link type kdp cannot parse, or the reason
+    its direction gave (CaptureReader._direction); the first drop stays."""
+    if p.verdict != V_PENDING:
+        return
+    if not linktype_supported(linktype):
+        drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
+    elif reason != 0:
+        drop(p, ST_RX, reason)
+
+
 cdef inline uint32_t be32(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
@@ -672,19 +683,14 @@ cdef class CaptureReader:
         (Linux cooked packet type, pcapng epb_flags). See the module docstring."""
         cdef uint16_t port, reason
         cdef int kind = self._direction(data, caplen, f, epb_flags, &port, &reason)
-        cdef pkt_meta_t* p
         if kind == 1:
             self.outgoing += 1
         elif kind == 2:
             self.otherhost += 1
         b.push(data, caplen, wire_len, ts_ns, f.linktype, port)
-        p = &b.m[b.count - 1]
+        rx_drop(&b.m[b.count - 1], f.linktype, reason)
         if not linktype_supported(f.linktype):
-            if p.verdict == V_PENDING:
-                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
             self.unsupported += 1
-        elif reason != 0 and p.verdict == V_PENDING:
-            drop(p, ST_RX, reason)
         self.packets += 1
         self.last_ts = ts_ns
         return 0
@@ -707,16 +713,10 @@ cdef class CaptureReader:
         cdef iface_t* f = &self.ifaces[0]
         cdef uint32_t incl = rd32(rec + 8, self.swap)
         cdef uint16_t port, reason
-        cdef pkt_meta_t* p
         self._direction(rec + 16, incl, f, 0, &port, &reason)
         if b.push(rec + 16, incl, rd32(rec + 12, self.swap), self._record_ts(rec), f.linktype, port) < 0:
             return -1
-        p = &b.m[b.count - 1]
-        if not linktype_supported(f.linktype):
-            if p.verdict == V_PENDING:
-                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
-        elif reason != 0 and p.verdict == V_PENDING:
-            drop(p, ST_RX, reason)
+        rx_drop(&b.m[b.count - 1], f.linktype, reason)
         return 0
 
     cdef const uint8_t* meta_record(self, pkt_meta_t* p, const uint8_t* rec) noexcept nogil:
@@ -736,11 +736,7 @@ cdef class CaptureReader:
         p.in_port = port
         if incl > MAX_FRAME:
             drop(p, ST_RX, R_OVERSIZE_FRAME)
-        if not linktype_supported(f.linktype):
-            if p.verdict == V_PENDING:
-                drop(p, ST_RX, R_UNSUPPORTED_LINKTYPE)
-        elif reason != 0 and p.verdict == V_PENDING:
-            drop(p, ST_RX, reason)
+        rx_drop(p, f.linktype, reason)
         return rec + 16
 
     cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil:
@@ -851,15 +847,19 @@ cdef class CaptureReader:
             raise ValueError("index() reads classic pcap files")
         if batch < 1 or ov.shape[0] < batch:
             raise ValueError("offsets must hold at least one batch")
-        if self.pending_error is not None:
-            err = self.pending_error
-            self.pending_error = None
-            raise err
+        self._raise_pending()
         if self.done:
             return 0
         with nogil:
             k = self.index_c(&ov[0], ov.shape[0], batch, &st)
         return self.index_end(st, k)
+
+    def _raise_pending(self):
+        """Raise the damage a call before found after its last packets (fill, index)."""
+        if self.pending_error is not None:
+            err = self.pending_error
+            self.pending_error = None
+            raise err
 
     def index_end(self, int st, Py_ssize_t k):
         """The end of an index_c: `k` (its count), or the end of the file (a truncated last
@@ -1128,10 +1128,7 @@ cdef class CaptureReader:
         cdef int st
         batch.count = 0
         batch.used = 0
-        if self.pending_error is not None:
-            err = self.pending_error
-            self.pending_error = None
-            raise err
+        self._raise_pending()
         if self.done:
             return 0
         while True:
@@ -1517,35 +1514,23 @@ cdef class CaptureWriter:
         them there. Returns (file offset, bytes). The file's header is written first;
         write() is refused after plan (its bytes would go after the header)."""
         cdef Py_ssize_t i
-        cdef pkt_meta_t* p
-        cdef const uint8_t* src
-        cdef uint32_t n
-        cdef int conv
-        cdef uint16_t lt = <uint16_t>self.linktype
+        cdef uint32_t size
         cdef uint64_t nbytes = 0, packets = 0, bad = 0, offset
         if self.closed:
             raise ValueError("plan on a closed CaptureWriter")
         if self.ng:
             raise ValueError("plan/put_at write classic pcap only (pcapng adds interface blocks in order)")
-        if not self.placed:
-            self.placed = True
-            if self._flush() < 0:
-                self._raise()
+        self.begin_placed()
         with nogil:
             for i in range(batch.count):
-                p = &batch.m[i]
-                if not self.all_packets and not _transmitted(p):
-                    continue
-                conv = _record_source(batch, p, lt, &src, &n)
-                if conv < 0:
+                size = self.record_size(batch, &batch.m[i])
+                if size == UNCONVERTIBLE:
                     bad += 1
-                    continue
-                nbytes += 16 + n + (14 if conv == 1 else 0)
-                packets += 1
+                elif size:
+                    nbytes += size
+                    packets += 1
         offset = self.bytes_written
-        self.bytes_written += nbytes
-        self.packets += packets
-        self.unconvertible += bad
+        self.placed_chunk(nbytes, packets, bad)
         return offset, nbytes
 
     def put_at(self, Batch batch not None, uint64_t offset, uint64_t nbytes, scratch):
@@ -1555,60 +1540,29 @@ cdef class CaptureWriter:
         cdef uint8_t[::1] sv = scratch
         cdef uint8_t* out = &sv[0]
         cdef Py_ssize_t i
-        cdef pkt_meta_t* p
-        cdef const uint8_t* src
-        cdef uint32_t n, out_len
-        cdef uint32_t w32[4]
-        cdef int conv, err = 0
+        cdef uint32_t size
+        cdef int err = 0
         cdef bint mismatch = False
-        cdef uint16_t lt = <uint16_t>self.linktype
-        cdef bint every = self.all_packets
-        cdef uint64_t k = 0, done = 0
-        cdef ssize_t r
-        cdef int fd = self.fd
+        cdef uint64_t k = 0
         if <uint64_t>sv.shape[0] < nbytes:
             raise ValueError("the scratch array is smaller than the batch's records")
         with nogil:
             for i in range(batch.count):
-                p = &batch.m[i]
-                if not every and not _transmitted(p):
+                size = self.record_size(batch, &batch.m[i])
+                if size == 0 or size == UNCONVERTIBLE:
                     continue
-                conv = _record_source(batch, p, lt, &src, &n)
-                if conv < 0:
-                    continue
-                out_len = n + (14 if conv == 1 else 0)
-                if k + 16 + out_len > nbytes:
+                if k + size > nbytes:
                     mismatch = True     # not the batch plan() measured
                     break
-                w32[0] = <uint32_t>(p.ts_ns // NS)
-                w32[1] = <uint32_t>(p.ts_ns % NS)
-                w32[2] = out_len
-                w32[3] = <uint32_t>_wire_len(p, out_len)
-                memcpy(out + k, w32, 16)
-                k += 16
-                if conv == 1:
-                    _synth_eth(out + k, p.ip_ver)
-                    k += 14
-                memcpy(out + k, src, n)
-                k += n
+                k += self.put_record(batch, &batch.m[i], out + k)
             if k != nbytes:
                 mismatch = True
-            while not mismatch and err == 0 and done < nbytes:
-                r = c_pwrite(fd, out + done, nbytes - done, <long>(offset + done))
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                elif r == 0:
-                    err = EFBIG
-                else:
-                    done += r
+            if not mismatch:
+                err = self.pwrite_all(out, nbytes, offset)
         if mismatch:
             raise ValueError("put_at: the batch's records are not the ones plan() measured")
         if err != 0:
-            if err == EPIPE:
-                raise BrokenPipeError(err, f"{self.path}: {os.strerror(err)}")
-            raise CaptureError(f"{self.path}: cannot write: {os.strerror(err)}")
+            self.raise_errno(err)
 
     # ------------------------------------------------- a sharded replay's chunks (classic pcap)
 
