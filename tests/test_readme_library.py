@@ -31,7 +31,7 @@ def test_the_readme_batch_example_runs(capsys):
 
 
 STUBS = {kdp.Batch: "kdp/_fast/packet.pyi", kdp.Lpm4: "kdp/_fast/lpm.pyi", kdp.Lpm6: "kdp/_fast/lpm6.pyi",
-         kdp.Conntrack: "kdp/_fast/conntrack.pyi", kdp.CaptureWriter: "kdp/io/pcap.pyi"}
+         kdp.Conntrack: "kdp/_fast/conntrack.pyi", kdp.CaptureWriter: "kdp/io/pcapwrite.pyi"}
 
 
 @pytest.mark.parametrize("cls", list(STUBS), ids=lambda c: c.__name__)

@@ -6,7 +6,8 @@ from kdp._fast.packet cimport Batch
 from kdp._fast.pipeline cimport Pipeline
 from kdp._fast.shard cimport ShardPlan
 from kdp._fast.dns cimport dns_note_t, dns_q_t
-from kdp.io.pcap cimport CaptureReader, CaptureWriter
+from kdp.io.pcap cimport CaptureReader
+from kdp.io.pcapwrite cimport CaptureWriter
 
 cdef extern from "pthread.h" nogil:
     ctypedef struct pthread_barrier_t:

@@ -48,7 +48,8 @@ from kdp._fast.neigh cimport neigh_note_batch
 from kdp._fast.conntrack cimport ct_expire
 from kdp._fast.dns cimport dns_note_t, dns_q_t
 from kdp._fast.dns import NOTE_DTYPE
-from kdp.io.pcap cimport CaptureReader, CaptureWriter, UNCONVERTIBLE
+from kdp.io.pcap cimport CaptureReader
+from kdp.io.pcapwrite cimport CaptureWriter, UNCONVERTIBLE
 
 cnp.import_array()
 

@@ -1,9 +1,10 @@
 """Packet input and output, outside the pipeline's stages.
 
-    pcap.pyx     capture files (pcap, pcapng) read into batches and written from them,
-                 compiled (it cimports the Batch of kdp._fast.packet)
-    capture.py   their Python face: open_capture, read_batches, read_packets, ...
-TAP ports (`kdp attach`) come next, beside them.
+    pcap.pyx       capture files (pcap, pcapng) read into batches, compiled (it cimports
+                   the Batch of kdp._fast.packet)
+    pcapwrite.pyx  capture files written from batches, compiled
+    capture.py     their Python face: open_capture, read_batches, read_packets, ...
+    recorder.py    `kdp attach --pcap-out`
 """
 from kdp.io.capture import (CaptureReader, CaptureWriter, Packet, open_capture, read_batches,
                             read_packets, write_packets)

@@ -1,6 +1,7 @@
 """Capture files: pcap and pcapng, read into batches and written from them.
 
-The work is done in compiled code (kdp/io/pcap.pyx); this module is the Python face:
+The work is done in compiled code (kdp/io/pcap.pyx reads, kdp/io/pcapwrite.pyx writes);
+this module is the Python face:
 
     reader = open_capture("in.pcapng", ports=ports, ingress=None)
     batch = Batch(256)
@@ -42,7 +43,8 @@ from collections import namedtuple
 
 from kdp._fast.packet import Batch, LinkType
 from kdp.errors import KdpError
-from kdp.io.pcap import CaptureReader, CaptureWriter, SYNTH_DST_MAC, SYNTH_SRC_MAC
+from kdp.io.pcap import CaptureReader
+from kdp.io.pcapwrite import CaptureWriter, SYNTH_DST_MAC, SYNTH_SRC_MAC
 from kdp.ports import HOST, NO_PORT, PortTable
 
 __all__ = ["CaptureReader", "CaptureWriter", "Packet", "open_capture", "read_batches",

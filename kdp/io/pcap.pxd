@@ -1,10 +1,8 @@
-# Capture files: classic pcap and pcapng, read into batches and written from them.
+# Capture files: classic pcap and pcapng, read into batches.
 #
 # The reader walks records under nogil over a sliding mmap window of the file
 # (bounded memory whatever the file size) and copies each frame into a Batch
-# with Batch.push. The writer formats the packets of a batch into a fixed
-# output buffer under nogil and flushes it with write(2); or (classic pcap, from
-# several threads) plans each batch's place in the file and puts it there with pwrite(2).
+# with Batch.push. The writer is kdp/io/pcapwrite.pxd.
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
@@ -15,8 +13,20 @@ cdef enum:
     PCAPNG_MAX_BLOCK = 16777216     # largest pcapng block kdp accepts (16 MiB)
     PCAPNG_MAX_IFACES = 65536       # interfaces per section
     MAP_WINDOW = 67108864           # bytes of the file mapped at once (64 MiB)
-    WRITE_BUFFER = 1048576          # writer output buffer
-    UNCONVERTIBLE = 0xFFFFFFFF      # CaptureWriter.record_size of a packet the link type cannot hold
+
+# magics as read in host order
+cdef enum:
+    PCAP_USEC = 0xA1B2C3D4
+    PCAP_USEC_SWAPPED = 0xD4C3B2A1
+    PCAP_NSEC = 0xA1B23C4D
+    PCAP_NSEC_SWAPPED = 0x4D3CB2A1
+    NG_SHB = 0x0A0D0D0A
+    NG_BOM = 0x1A2B3C4D
+    NG_BOM_SWAPPED = 0x4D3C2B1A
+    NG_IDB = 1
+    NG_PB = 2
+    NG_SPB = 3
+    NG_EPB = 6
 
 # file formats
 cdef enum:
@@ -119,34 +129,3 @@ cdef class CaptureReader:
     cdef const uint8_t* record_data(self, const uint8_t* rec, uint32_t* caplen, uint64_t* ts) noexcept nogil
     cdef Py_ssize_t index_c(self, uint64_t* ov, Py_ssize_t cap, Py_ssize_t batch, int* status) noexcept nogil
 
-
-cdef class CaptureWriter:
-    cdef readonly object path
-    cdef int fd
-    cdef readonly int linktype
-    cdef readonly str format
-    cdef readonly bint all_packets
-    cdef bint ng
-    cdef readonly object ports
-    cdef uint8_t* out
-    cdef Py_ssize_t out_used
-    cdef uint32_t* port_if                  # pcapng: out_port -> interface id (NO_ID: none yet)
-    cdef uint32_t n_if
-    cdef readonly uint64_t packets          # packets written
-    cdef readonly uint64_t bytes_written
-    cdef readonly uint64_t unconvertible    # packets skipped: no way to express them in linktype
-    cdef int err_no
-    cdef bint closed
-    cdef bint placed                        # plan() was called: records go in with put_at
-    # pcapng packet comments of the batch being written (write(batch, comments)): the
-    # text of packet i is comment_text[comment_off[i]:comment_off[i + 1]]
-    cdef const uint8_t* comment_text
-    cdef const uint32_t* comment_off
-
-    cdef int _flush(self) noexcept nogil
-    cdef int _put(self, const void* data, Py_ssize_t n) noexcept nogil
-    cdef Py_ssize_t _write_batch(self, Batch b, Py_ssize_t start, uint32_t* need_port) noexcept nogil
-    # a sharded replay's chunks (classic pcap): each packet's record, formatted in place
-    cdef uint32_t record_size(self, Batch b, const pkt_meta_t* p) noexcept nogil
-    cdef uint32_t put_record(self, Batch b, const pkt_meta_t* p, uint8_t* out) noexcept nogil
-    cdef int pwrite_all(self, const uint8_t* data, uint64_t n, uint64_t offset) noexcept nogil

@@ -1,4 +1,4 @@
-# Type stubs of the compiled capture writer (kdp/io/pcap.pyx); readers come from
+# Type stubs of the compiled capture writer (kdp/io/pcapwrite.pyx); readers come from
 # kdp.io.capture.open_capture.
 from typing import Any
 
