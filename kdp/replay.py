@@ -226,8 +226,8 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     the result could depend on the sharding (the files are then written again)."""
     from kdp.shards import ShardedRun
     reader = _open_reader(dp, capture, ingress, links, all_directions)
-    if reader.classic_file and log is None and _placeable(output, None):
-        return _replay_chunked(dp, plan, reader, capture, output, batch_size, progress)
+    if reader.classic_file and _placeable(output, None) and (log is None or _regular_or_new(log)):
+        return _replay_chunked(dp, plan, reader, capture, output, log, batch_size, progress, log_verdicts)
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -283,18 +283,22 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     return _sharded_result(dp, run, reader, state["writer"], capture, output, packets_in, started)
 
 
-def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
+def _replay_chunked(dp, plan, reader, capture, output, log, batch_size, progress, log_verdicts):
     """_replay_sharded of a classic pcap file in chunks (kdp.shards.ChunkedRun: each
-    worker reads, keys, processes and writes its own packets)."""
+    worker reads, keys, processes and writes its own packets and their log lines)."""
     from kdp.shards import ChunkedRun
     bar = _progress(reader) if progress else None
     writer = None
+    log_file = None
     try:
         run = ChunkedRun(dp, plan, batch_size)
         started = time.perf_counter()       # (as one worker's: its data plane is built before)
         writer = _open_output(output, reader, dp)
+        if log:
+            unlink_for_replacement(log)
+            log_file = LogFile(log)
         after = (lambda: bar.advance(reader.position)) if bar is not None else None
-        packets_in = run.replay(reader, writer, after)
+        packets_in = run.replay(reader, writer, after, log_file, log_verdicts)
         run.finish_flows()
     finally:
         if bar is not None:
@@ -302,6 +306,8 @@ def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
         try:
             if writer is not None:
                 writer.close()
+            if log_file is not None:
+                log_file.close()
         finally:
             reader.close()
     return _sharded_result(dp, run, reader, writer, capture, output, packets_in, started)
@@ -323,6 +329,20 @@ def _sharded_result(dp, run, reader, writer, capture, output, packets_in, starte
         dns=dns_outcomes(run.dns_counters),
         services=run.service_counts(),
     )
+
+
+def _regular_or_new(path):
+    """Whether `path` is a regular file or none yet (created as one): a sharded replay's
+    chunks write the verdict log there with pwritev(2); a pipe, a device or standard
+    output keeps the replay's thread writing it (kdp.shards.ShardedRun)."""
+    if str(path) == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def _placeable(output, log_file):

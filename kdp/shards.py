@@ -180,15 +180,24 @@ class ChunkedRun(_Totals):
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
 
-    def replay(self, reader, writer, after=None):
+    def replay(self, reader, writer, after=None, log_file=None, keep=None):
         """Every packet of `reader` (a classic pcap file), its output records into `writer`
-        (a classic pcap CaptureWriter of a regular file; None: no output). after(): called
-        after each chunk (progress). Returns the packets read. Raises Unsafe when the
-        sharding could change the result (the files are then written again); a damaged
+        (a classic pcap CaptureWriter of a regular file; None: no output), its verdict log
+        line into `log_file` (a kdp.io.capture.LogFile of a regular file, empty; None: no
+        log; `keep`: the Verdict values whose packets get a line, --log-only). after():
+        called after each chunk (progress). Returns the packets read. Raises Unsafe when
+        the sharding could change the result (the files are then written again); a damaged
         capture's error after every packet before the damage is written, as one worker."""
         from kdp._fast.chunk import ChunkRun
-        run = ChunkRun(reader, writer, self.plan, self.pipelines, self.batch_size, self.chunk)
+        vlog = self.dp.verdict_log(None, 1) if log_file is not None else None
+        run = ChunkRun(reader, writer, self.plan, self.pipelines, self.batch_size, self.chunk,
+                       log=vlog, log_fd=log_file.f.fileno() if log_file is not None else -1,
+                       keep=None if keep is None else [int(v) for v in keep])
         self.run = run
+
+        def log_error():
+            if run.log_errno:
+                raise KdpError(f"{log_file.path}: cannot write the verdict log: {os.strerror(run.log_errno)}")
         threads = [threading.Thread(target=self._worker, args=(run, w), name=f"kdp-worker-{w}", daemon=True)
                    for w in range(1, self.plan.workers)]
         writer_thread = threading.Thread(target=run.write_loop, name="kdp-writer", daemon=True)
@@ -220,6 +229,7 @@ class ChunkedRun(_Totals):
                 run.chunk(0)
                 packets += n
                 bits = run.finish_chunk()
+                log_error()
                 if bits:
                     raise Unsafe(_reasons(bits))
                 _unsafe_pipelines(self.pipelines, self.capacity)
@@ -232,6 +242,7 @@ class ChunkedRun(_Totals):
             run.end_writes()
             writer_thread.join()
         run.check_writes()
+        log_error()
         if failure is not None:
             raise failure
         return packets

@@ -492,6 +492,12 @@ cdef class VerdictLog:
         self.port_count = len(self.port_table)
         self.ports = NameTable([name for _id, name in self.port_table])
 
+    def refresh_names(self):
+        """Read the live port table's names again if it has grown (format() does this at
+        each batch; a caller that formats with log_line does it itself)."""
+        if self.port_table is not None and len(self.port_table) != self.port_count:
+            self._read_port_table()
+
     def set_names(self, port_names=None, service_names=None, policy_names=None):
         """New port, service or policy decision names (after a reload); port_names as in __init__."""
         if policy_names is not None:
