@@ -14,8 +14,9 @@ CAPTURE, CLUSTER, NODE: for the benchmark's workload, those `kdp bench replay` g
 the log go to a temporary directory. The threads are timed by wrapping kdp.shards'
 worker loops (_Worker._run, ChunkedRun._worker; time.thread_time), so the numbers are of
 the checkout on PYTHONPATH (a tree without ChunkedRun is timed as before). A replay in
-chunks (a classic pcap, no --log) also prints its CPU by phase (ChunkRun.phase_cpu:
-index and key on worker 0, process and format by worker, the writer thread's write).
+chunks (a classic pcap, with --log too) also prints its CPU by phase (ChunkRun.phase_cpu:
+index and key on worker 0, process, format and the log's lines by worker, the writer
+thread's write of the records and of the log).
 """
 import argparse
 import os

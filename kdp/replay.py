@@ -50,8 +50,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
     `output` must be pcapng). `workers` (1..64): 2 or more shard the flows over that many
-    pipelines (kdp.shards: a classic pcap file without a log in chunks, each worker reading
-    its own packets; otherwise handed over in batches; the same output, log and counters
+    pipelines (kdp.shards: a classic pcap file in chunks, each worker reading its own
+    packets and writing their records and log lines, when the output and the log are
+    regular files; otherwise handed over in batches; the same output, log and counters
     as one), or, for the options
     _why_one_worker names (or when sharding turns out unsafe, from the start again), run
     one pipeline and write the output and the log on a second core (kdp.output); a

@@ -5,16 +5,17 @@ worker's. Two ways to get there:
     run = ChunkedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size)
     packets = run.replay(reader, writer)               # raises Unsafe: start again on one worker
 
-a classic pcap file without a verdict log, in chunks (kdp._fast.chunk): each worker
-reads, processes and formats its own packets, the workers meet at two barriers a
-chunk, worker 0 finds and keys the records, a writer thread writes each chunk's
-records with one pwrite(2) (ChunkedRun); and
+a classic pcap file whose output and verdict log (each when given) are regular files,
+in chunks (kdp._fast.chunk): each worker reads, processes and formats its own packets
+and their log lines, the workers meet at two barriers a chunk, worker 0 finds and keys
+the records, a writer thread writes each chunk's records with one pwrite(2) and its
+lines with pwritev(2) (ChunkedRun); and
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
     packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
 
-everything else that is sharded (pcapng, a verdict log), handed over in batches: the
-rest of this docstring.
+everything else that is sharded (a pcapng input or output, an output or a log that is
+a pipe or a device), handed over in batches: the rest of this docstring.
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -156,9 +157,11 @@ class ChunkedRun(_Totals):
     """A replay of a classic pcap file on `plan.workers` pipelines in chunks
     (kdp._fast.chunk): worker 0 (the caller's thread) finds and keys each chunk's
     records in the mapped file; each worker reads, processes and formats the output
-    records of its own packets at their places in the chunk's staging buffer; the
-    workers meet at two barriers a chunk; a writer thread writes each chunk's records
-    (a classic pcap output in a regular file) with one pwrite(2) while the workers go on.
+    records of its own packets at their places in the chunk's staging buffer, then
+    their verdict log lines into its own buffer; the workers meet at two barriers a
+    chunk; a writer thread writes each chunk's records (a classic pcap output in a
+    regular file) with one pwrite(2) and its lines (a log in a regular file) with
+    pwritev(2), in input order, while the workers go on.
 
     CHUNK_PACKETS: a chunk's packets (rounded down to whole batches): enough that the
     barriers are rare, few enough that a worker's packets of a chunk stay in its cache

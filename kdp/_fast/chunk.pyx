@@ -1,7 +1,8 @@
 # cython: boundscheck=False, wraparound=False
-"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file, no
-log): each worker reads, processes and formats its own packets, and the workers meet at
-two barriers a chunk instead of handing packets to each other.
+"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file; the
+output and the verdict log, when given, regular files): each worker reads, processes and
+formats its own packets and their log lines, and the workers meet at two barriers a
+chunk instead of handing packets to each other.
 
 Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
   index   worker 0 (the replay's thread) finds the chunk's records in the mapped file
@@ -19,16 +20,25 @@ Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
   process each worker copies its own packets (and the ARP and ND every worker learns
           from) of each input batch from the mapped file into its own batch, in input
           order, and runs them as one worker runs that batch (Pipeline._stages: one view of
-          its packets of each input batch, so batch boundaries stay one worker's), then
-          notes each of its packets' output record length
+          its packets of each input batch, so batch boundaries stay one worker's; with a
+          log, their tuples as received are kept first), then notes each of its packets'
+          output record length
   --- barrier ---
   format  every worker adds up the chunk's record lengths in input order (a prefix sum:
           each record's place) and formats its own records there, in the chunk's staging
           buffer; a writer thread writes that buffer with one pwrite(2) once every worker
           is done with it (write_loop), while the workers go on with the next chunk.
-Only each packet's worker (a byte) and each record's length cross between the workers;
-a packet's bytes and metadata stay with the worker that processes it until its record is
-formatted (bench/README.md, "A second core", has what each step costs).
+  lines   with a verdict log, every worker then formats its packets' lines, in input
+          order, into its own line buffer (_lines: the same prefix sum gave each packet's
+          frame number, batch by batch, as one worker numbers them); each line's length
+          and worker go in two arrays at its input place, and the writer thread, after
+          the records, writes the chunk's lines in input order with pwritev(2), a run of
+          one worker's lines an iovec (_write_lines: the places follow from the lengths
+          in order, so no third barrier is needed).
+Only each packet's worker (a byte), each record's length and each line's length and
+worker cross between the workers; a packet's bytes and metadata stay with the worker
+that processes it until its record and line are formatted (bench/README.md, "A second
+core", has what each step costs).
 
 What makes sharding unsafe (shard.pxd U_*) is noted here and checked by the caller
 between chunks (finish_chunk); the caller then replays from the start on one worker.
