@@ -294,10 +294,10 @@ def _replay_chunked(dp, plan, reader, capture, output, log, batch_size, progress
     try:
         run = ChunkedRun(dp, plan, batch_size)
         started = time.perf_counter()       # (as one worker's: its data plane is built before)
-        writer = _open_output(output, reader, dp)
-        if log:
+        if log:                             # (first, as one worker: a log it cannot create leaves no output)
             unlink_for_replacement(log)
             log_file = LogFile(log)
+        writer = _open_output(output, reader, dp)
         after = (lambda: bar.advance(reader.position)) if bar is not None else None
         packets_in = run.replay(reader, writer, after, log_file, log_verdicts)
         run.finish_flows()

@@ -585,6 +585,21 @@ def test_a_log_that_cannot_be_written_in_chunks_is_one_line_and_exit_2(tmp_path)
     assert runs[1].stderr == runs[2].stderr.replace("l2.jsonl", "l1.jsonl")
 
 
+
+def test_a_log_that_cannot_be_created_is_the_same_error_in_chunks(tmp_path):
+    # a log in a folder that does not exist: the same one-line error as one worker's, and
+    # no output written before it
+    from kdp.errors import KdpError
+    errors = {}
+    for w in (1, 2):
+        out = tmp_path / f"o{w}.pcap"
+        with pytest.raises(KdpError) as err:
+            replay(SAMPLES[0], out, log=tmp_path / "missing" / "l.jsonl", workers=w, cluster=[CLUSTER],
+                   node="node-1")
+        errors[w] = (str(err.value), out.exists())
+    assert errors[1] == errors[2] and "cannot create the verdict log" in errors[1][0] and not errors[1][1]
+
+
 def test_the_reader_indexes_whole_batches_as_fill_reads_them():
     # CaptureReader.index: the records' offsets in its mapped window, a chunk a multiple of
     # the batch but at the end, counted as fill() counts them
