@@ -32,7 +32,8 @@ notes what they teach and learns it at its place in the input; worker 0 processe
 (the others give them V_ELSEWHERE, which no stage touches and account does not count).
 The replay's thread takes the verdict log's tuples right after parse and gathers the
 workers' metadata back into the batch it read, in input order. With a classic pcap
-output and a log in regular files (PlacedOutput) it only claims the batch's place in
+output and a log in regular files (PlacedOutput; a pcapng input: a classic pcap input
+runs in chunks then) it only claims the batch's place in
 them (a pass over its verdicts: the capture's file offset, the log's frame numbers) and
 a worker, group k on worker k mod N, formats the records and the lines and writes them
 there with pwrite(2) while the others go on; otherwise (pcapng, a pipe) it writes the
