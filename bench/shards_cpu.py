@@ -7,17 +7,19 @@ free cores would give if the threads overlapped perfectly: max(the busiest threa
 all threads' CPU / 2). One worker's CPU over that bound is the most two workers could
 gain here; bench/README.md, "A second core", quotes it.
 
-    PYTHONPATH=. python bench/shards_cpu.py CAPTURE CLUSTER NODE [--log] [--rounds 3]
+    PYTHONPATH=. python bench/shards_cpu.py CAPTURE CLUSTER NODE [--log] [--rounds 3] [--dir DIR]
 
 CAPTURE, CLUSTER, NODE: for the benchmark's workload, those `kdp bench replay` generates
 (kdp/benchmarks/replay.py: FULL, _write_cluster, synth_capture; node-0). The output and
 the log go to a temporary directory. The threads are timed by wrapping kdp.shards'
 worker loops (_Worker._run, ChunkedRun._worker; time.thread_time), so the numbers are of
 the checkout on PYTHONPATH (a tree without ChunkedRun is timed as before). A replay in
-chunks (a classic pcap, no --log) also prints its CPU by phase (ChunkRun.phase_cpu:
-index and key on worker 0, process and format by worker, the writer thread's write).
+chunks (a classic pcap, with --log too) also prints its CPU by phase (ChunkRun.phase_cpu:
+index and key on worker 0, process, format and the log's lines by worker, the writer
+thread's write of the records and of the log).
 """
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -92,6 +94,10 @@ def main(argv=None):
     ap.add_argument("--log", action="store_true", help="write the verdict log too")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each, alternating (default 3)")
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--dir", help="write the output and the log here (replacing them) rather than in a new "
+                                  "temporary directory, e.g. a tmpfs (/dev/shm): on this machine's ext4 /tmp the "
+                                  "kernel's buffered writes of the same 700 MB cost 0.2 to 1.9 s of CPU from run "
+                                  "to run (one worker's as much as the writer thread's)")
     args = ap.parse_args(argv)
     import kdp.replay  # noqa: F401  (the module, for _instrument)
     replay = sys.modules["kdp.replay"].replay
@@ -99,7 +105,8 @@ def main(argv=None):
     acc = defaultdict(float)
     _instrument(acc)
     rows = defaultdict(list)
-    with tempfile.TemporaryDirectory(prefix="kdp-shards-cpu-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="kdp-shards-cpu-") if args.dir is None
+          else contextlib.nullcontext(args.dir)) as tmp:
         for _ in range(args.rounds):
             for w in (1, 2):
                 acc.clear()

@@ -50,8 +50,9 @@ def replay(capture, output=None, cluster=(), node=None, log=None, ingress=None,
     flow when it ends, and per flow still live at the end). `annotate`: each written
     packet gets its verdict, reason, Service and NAT as a pcapng comment (kdp.annotate;
     `output` must be pcapng). `workers` (1..64): 2 or more shard the flows over that many
-    pipelines (kdp.shards: a classic pcap file without a log in chunks, each worker reading
-    its own packets; otherwise handed over in batches; the same output, log and counters
+    pipelines (kdp.shards: a classic pcap file in chunks, each worker reading its own
+    packets and writing their records and log lines, when the output and the log are
+    regular files; otherwise handed over in batches; the same output, log and counters
     as one), or, for the options
     _why_one_worker names (or when sharding turns out unsafe, from the start again), run
     one pipeline and write the output and the log on a second core (kdp.output); a
@@ -226,8 +227,8 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     the result could depend on the sharding (the files are then written again)."""
     from kdp.shards import ShardedRun
     reader = _open_reader(dp, capture, ingress, links, all_directions)
-    if reader.classic_file and log is None and _placeable(output, None):
-        return _replay_chunked(dp, plan, reader, capture, output, batch_size, progress)
+    if reader.classic_file and _placeable(output, None) and (log is None or _regular_or_new(log)):
+        return _replay_chunked(dp, plan, reader, capture, output, log, batch_size, progress, log_verdicts)
     bar = _progress(reader) if progress and not reader.stream else None
     log_file = None
     run = None
@@ -283,18 +284,22 @@ def _replay_sharded(dp, plan, capture, output, log, ingress, batch_size, progres
     return _sharded_result(dp, run, reader, state["writer"], capture, output, packets_in, started)
 
 
-def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
+def _replay_chunked(dp, plan, reader, capture, output, log, batch_size, progress, log_verdicts):
     """_replay_sharded of a classic pcap file in chunks (kdp.shards.ChunkedRun: each
-    worker reads, keys, processes and writes its own packets)."""
+    worker reads, keys, processes and writes its own packets and their log lines)."""
     from kdp.shards import ChunkedRun
     bar = _progress(reader) if progress else None
     writer = None
+    log_file = None
     try:
         run = ChunkedRun(dp, plan, batch_size)
         started = time.perf_counter()       # (as one worker's: its data plane is built before)
+        if log:                             # (first, as one worker: a log it cannot create leaves no output)
+            unlink_for_replacement(log)
+            log_file = LogFile(log)
         writer = _open_output(output, reader, dp)
         after = (lambda: bar.advance(reader.position)) if bar is not None else None
-        packets_in = run.replay(reader, writer, after)
+        packets_in = run.replay(reader, writer, after, log_file, log_verdicts)
         run.finish_flows()
     finally:
         if bar is not None:
@@ -302,6 +307,8 @@ def _replay_chunked(dp, plan, reader, capture, output, batch_size, progress):
         try:
             if writer is not None:
                 writer.close()
+            if log_file is not None:
+                log_file.close()
         finally:
             reader.close()
     return _sharded_result(dp, run, reader, writer, capture, output, packets_in, started)
@@ -323,6 +330,20 @@ def _sharded_result(dp, run, reader, writer, capture, output, packets_in, starte
         dns=dns_outcomes(run.dns_counters),
         services=run.service_counts(),
     )
+
+
+def _regular_or_new(path):
+    """Whether `path` is a regular file or none yet (created as one): a sharded replay's
+    chunks write the verdict log there with pwritev(2); a pipe, a device or standard
+    output keeps the replay's thread writing it (kdp.shards.ShardedRun)."""
+    if str(path) == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def _placeable(output, log_file):

@@ -5,16 +5,17 @@ worker's. Two ways to get there:
     run = ChunkedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size)
     packets = run.replay(reader, writer)               # raises Unsafe: start again on one worker
 
-a classic pcap file without a verdict log, in chunks (kdp._fast.chunk): each worker
-reads, processes and formats its own packets, the workers meet at two barriers a
-chunk, worker 0 finds and keys the records, a writer thread writes each chunk's
-records with one pwrite(2) (ChunkedRun); and
+a classic pcap file whose output and verdict log (each when given) are regular files,
+in chunks (kdp._fast.chunk): each worker reads, processes and formats its own packets
+and their log lines, the workers meet at two barriers a chunk, worker 0 finds and keys
+the records, a writer thread writes each chunk's records with one pwrite(2) and its
+lines with pwritev(2) (ChunkedRun); and
 
     run = ShardedRun(dp, ShardPlan(dp.pipeline.services, n), batch_size, log_file)
     packets = run.replay(reader, write, placed=None)   # raises Unsafe: start again on one worker
 
-everything else that is sharded (pcapng, a verdict log), handed over in batches: the
-rest of this docstring.
+everything else that is sharded (a pcapng input or output, an output or a log that is
+a pipe or a device), handed over in batches: the rest of this docstring.
 
 The compiled tables (routes, services and their Maglev tables, policy, DNS, tunnels)
 are shared, read only; each worker has its own conntrack, neighbour table, ClientIP
@@ -31,7 +32,8 @@ notes what they teach and learns it at its place in the input; worker 0 processe
 (the others give them V_ELSEWHERE, which no stage touches and account does not count).
 The replay's thread takes the verdict log's tuples right after parse and gathers the
 workers' metadata back into the batch it read, in input order. With a classic pcap
-output and a log in regular files (PlacedOutput) it only claims the batch's place in
+output and a log in regular files (PlacedOutput; a pcapng input: a classic pcap input
+runs in chunks then) it only claims the batch's place in
 them (a pass over its verdicts: the capture's file offset, the log's frame numbers) and
 a worker, group k on worker k mod N, formats the records and the lines and writes them
 there with pwrite(2) while the others go on; otherwise (pcapng, a pipe) it writes the
@@ -156,9 +158,11 @@ class ChunkedRun(_Totals):
     """A replay of a classic pcap file on `plan.workers` pipelines in chunks
     (kdp._fast.chunk): worker 0 (the caller's thread) finds and keys each chunk's
     records in the mapped file; each worker reads, processes and formats the output
-    records of its own packets at their places in the chunk's staging buffer; the
-    workers meet at two barriers a chunk; a writer thread writes each chunk's records
-    (a classic pcap output in a regular file) with one pwrite(2) while the workers go on.
+    records of its own packets at their places in the chunk's staging buffer, then
+    their verdict log lines into its own buffer; the workers meet at two barriers a
+    chunk; a writer thread writes each chunk's records (a classic pcap output in a
+    regular file) with one pwrite(2) and its lines (a log in a regular file) with
+    pwritev(2), in input order, while the workers go on.
 
     CHUNK_PACKETS: a chunk's packets (rounded down to whole batches): enough that the
     barriers are rare, few enough that a worker's packets of a chunk stay in its cache
@@ -180,15 +184,24 @@ class ChunkedRun(_Totals):
         ct = dp.conntrack
         self.capacity = ct.capacity if ct is not None else 0
 
-    def replay(self, reader, writer, after=None):
+    def replay(self, reader, writer, after=None, log_file=None, keep=None):
         """Every packet of `reader` (a classic pcap file), its output records into `writer`
-        (a classic pcap CaptureWriter of a regular file; None: no output). after(): called
-        after each chunk (progress). Returns the packets read. Raises Unsafe when the
-        sharding could change the result (the files are then written again); a damaged
+        (a classic pcap CaptureWriter of a regular file; None: no output), its verdict log
+        line into `log_file` (a kdp.io.capture.LogFile of a regular file, empty; None: no
+        log; `keep`: the Verdict values whose packets get a line, --log-only). after():
+        called after each chunk (progress). Returns the packets read. Raises Unsafe when
+        the sharding could change the result (the files are then written again); a damaged
         capture's error after every packet before the damage is written, as one worker."""
         from kdp._fast.chunk import ChunkRun
-        run = ChunkRun(reader, writer, self.plan, self.pipelines, self.batch_size, self.chunk)
+        vlog = self.dp.verdict_log(None, 1) if log_file is not None else None
+        run = ChunkRun(reader, writer, self.plan, self.pipelines, self.batch_size, self.chunk,
+                       log=vlog, log_fd=log_file.f.fileno() if log_file is not None else -1,
+                       keep=None if keep is None else [int(v) for v in keep])
         self.run = run
+
+        def log_error():
+            if run.log_errno:
+                raise KdpError(f"{log_file.path}: cannot write the verdict log: {os.strerror(run.log_errno)}")
         threads = [threading.Thread(target=self._worker, args=(run, w), name=f"kdp-worker-{w}", daemon=True)
                    for w in range(1, self.plan.workers)]
         writer_thread = threading.Thread(target=run.write_loop, name="kdp-writer", daemon=True)
@@ -220,6 +233,7 @@ class ChunkedRun(_Totals):
                 run.chunk(0)
                 packets += n
                 bits = run.finish_chunk()
+                log_error()
                 if bits:
                     raise Unsafe(_reasons(bits))
                 _unsafe_pipelines(self.pipelines, self.capacity)
@@ -232,6 +246,7 @@ class ChunkedRun(_Totals):
             run.end_writes()
             writer_thread.join()
         run.check_writes()
+        log_error()
         if failure is not None:
             raise failure
         return packets

@@ -24,11 +24,13 @@ SAMPLES = [ROOT / "pcaps" / "sample.pcap", ROOT / "pcaps" / "sample.pcapng"]
 NOT_SHARDED = "could not be sharded"
 
 
-def _run(tmp_path, capture, workers, cluster=True, with_log=True, **kw):
+def _run(tmp_path, capture, workers, cluster=True, with_log=True, out_suffix=None, **kw):
     """The replay's files and numbers, and its notices other than the workers' one
     (cluster: True the sample cluster, False none, or a snapshot's path; with_log: False,
-    the output capture alone: a classic pcap input then runs in chunks, kdp.shards.ChunkedRun)."""
-    out = tmp_path / f"out{workers}{Path(capture).suffix if str(capture).endswith('.pcapng') else '.pcap'}"
+    the output capture alone; a classic pcap input runs in chunks either way,
+    kdp.shards.ChunkedRun; out_suffix: the output's, else the input's)."""
+    suffix = out_suffix or (Path(capture).suffix if str(capture).endswith('.pcapng') else '.pcap')
+    out = tmp_path / f"out{workers}{suffix}"
     log = tmp_path / f"log{workers}.jsonl" if with_log else None
     extra = dict(cluster=[CLUSTER if cluster is True else cluster], node="node-1") if cluster else {}
     r = replay(capture, out, log=log, workers=workers, **extra, **kw)
@@ -39,13 +41,13 @@ def _run(tmp_path, capture, workers, cluster=True, with_log=True, **kw):
     return facts, mine
 
 
-def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), with_log=True, **kw):
+def _same_on(tmp_path, capture, cluster=True, workers=(2, 3), with_log=True, out_suffix=None, **kw):
     """Replays on 1 and on each of `workers`; returns the sharded runs' workers notices."""
-    one, none = _run(tmp_path, capture, 1, cluster, with_log, **kw)
+    one, none = _run(tmp_path, capture, 1, cluster, with_log, out_suffix, **kw)
     assert none == []
     notes = []
     for w in workers:
-        facts, mine = _run(tmp_path, capture, w, cluster, with_log, **kw)
+        facts, mine = _run(tmp_path, capture, w, cluster, with_log, out_suffix, **kw)
         for name, a, b in zip(("output", "log", "packets in", "packets out", "counters", "verdicts",
                                "conntrack", "dns", "services", "notices", "warnings"), one, facts):
             assert a == b, f"{Path(capture).name}, {w} workers: the {name} differs from one worker's"
@@ -71,29 +73,41 @@ def chunked(monkeypatch):
 
 @pytest.mark.parametrize("capture", SAMPLES + CAPTURES, ids=lambda p: p.name)
 @pytest.mark.parametrize("cluster", [True, False], ids=["sample-cluster", "no-cluster"])
-@pytest.mark.parametrize("with_log", [True, False], ids=["log", "output-only"])
-def test_every_capture_is_the_same_on_two_and_three_workers(tmp_path, capture, cluster, with_log, chunked):
-    notes = _same_on(tmp_path, capture, cluster, with_log=with_log)
+@pytest.mark.parametrize("with_log, batch_size", [(True, 256), (False, 256), (True, 2)],
+                         ids=["log", "output-only", "log-chunks-of-8"])
+def test_every_capture_is_the_same_on_two_and_three_workers(tmp_path, capture, cluster, with_log, batch_size,
+                                                            chunked):
+    # (a classic pcap in chunks of 8 packets, or of one batch of 256; batch 2: 4 batches a chunk)
+    notes = _same_on(tmp_path, capture, cluster, with_log=with_log, batch_size=batch_size)
     for mine in notes:
         # sharded, or fallen back and saying why: never silently something else
         assert mine == [] or NOT_SHARDED in mine[0], mine
+    from kdp.io.capture import open_capture
+    reader = open_capture(capture)
+    classic = reader.classic_file           # (some .pcap files hold pcapng)
+    reader.close()
+    if classic and all(mine == [] for mine in notes):
+        assert chunked, "a classic pcap file, sharded, runs in chunks (with its log too)"
 
 
 def test_the_sample_is_sharded_not_fallen_back(tmp_path, chunked):
     # its ClientIP-affinity UDP flows, ICMP error, NodePort, LoadBalancer, DNS and ARP all shard
     for batch_size in (1, 2, 5, 256):
+        chunked.clear()
         notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
         assert notes == [[], []], (batch_size, notes)
-    assert chunked == []                    # (with a log: handed over, kdp.shards.ShardedRun)
-    # and in chunks (the output alone): chunks of 8 packets, of 1 (a chunk of one packet),
-    # of 2 batches of 5, of one batch of 256 (the whole sample)
+        # (with its log: in chunks of 8 packets' whole batches, kdp.shards.ChunkedRun)
+        assert chunked == [max(batch_size, 8 - 8 % batch_size)] * 2
+    # in chunks of 8 packets, of 1 (a chunk of one packet), of 2 batches of 5, of one batch
+    # of 256 (the whole sample), with the output alone and with the log
     for batch_size, chunk in ((1, 8), (1, 1), (5, 10), (256, 256)):
-        chunked.clear()
-        import kdp.shards
-        kdp.shards.ChunkedRun.CHUNK_PACKETS = chunk
-        notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size, with_log=False)
-        assert notes == [[], []], (batch_size, notes)
-        assert chunked == [max(batch_size, chunk)] * 2, chunked
+        for with_log in (False, True):
+            chunked.clear()
+            import kdp.shards
+            kdp.shards.ChunkedRun.CHUNK_PACKETS = chunk
+            notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size, with_log=with_log)
+            assert notes == [[], []], (batch_size, notes)
+            assert chunked == [max(batch_size, chunk)] * 2, chunked
 
 
 def test_the_benchmark_workload_is_sharded_and_the_same(tmp_path):
@@ -107,7 +121,7 @@ def test_the_benchmark_workload_is_sharded_and_the_same(tmp_path):
     cap = tmp_path / "in.pcap"
     info = synth_capture(cap, 30_000, tables, _targets(docs))
     assert info["replies"] > 5000 and min(info["flow_kinds"].values()) > 0
-    for with_log in (True, False):          # (the output alone: in chunks)
+    for with_log in (True, False):          # (in chunks of 4,096 packets, 8 batches)
         runs = {}
         for w in (1, 2, 3):
             out, log = tmp_path / f"o{w}.pcap", (tmp_path / f"l{w}.jsonl" if with_log else None)
@@ -222,7 +236,7 @@ def narrow_cluster(tmp_path_factory):
        with_log=st.booleans(), chunk=st.sampled_from([1, 7, 4096]))
 def test_random_traffic_is_the_same_on_two_and_three_workers(tmp_path_factory, narrow_cluster, mix, batch_size,
                                                              fragment, narrow, with_log, chunk):
-    # (with_log False: the output alone, in chunks of `chunk` packets or the batch)
+    # (in chunks of `chunk` packets or the batch, with the log or the output alone)
     import kdp.shards
     kdp.shards.ChunkedRun.CHUNK_PACKETS = chunk
     try:
@@ -277,9 +291,24 @@ def test_standard_output_is_not_sharded(tmp_path):
     assert b"standard output" in two.stderr and b"not sharded" in two.stderr
 
 
-def test_a_log_selection_is_the_same_when_sharded(tmp_path):
-    notes = _same_on(tmp_path, SAMPLES[0], log_only="drop,reject")
-    assert notes == [[], []]
+def test_a_log_selection_is_the_same_when_sharded(tmp_path, chunked):
+    # --log-only: the lines of the kept verdicts, their index and frame numbers those of
+    # every packet; in chunks of 8 (batches of 1 and 3), with and without the output
+    for batch_size in (1, 3):
+        notes = _same_on(tmp_path, SAMPLES[0], log_only="drop,reject", batch_size=batch_size)
+        assert notes == [[], []]
+    assert chunked == [8, 8, 6, 6]
+    files = {}
+    for w in (1, 2):
+        log = tmp_path / f"only{w}.jsonl"
+        replay(SAMPLES[0], None, log=log, log_only="forward", workers=w, cluster=[CLUSTER], node="node-1",
+               batch_size=2)
+        files[w] = log.read_bytes()
+    assert files[1] == files[2] and files[1].count(b"\n") > 5 and b'"frame":null' in files[1]
+    assert chunked[-1] == 8
+    import json
+    lines = [json.loads(x) for x in files[1].splitlines()]
+    assert {x["verdict"] for x in lines} == {"forward"} and lines[-1]["index"] > len(lines) - 1
 
 
 def test_a_multi_node_replay_says_it_ran_on_one_worker(tmp_path):
@@ -318,10 +347,11 @@ def test_a_client_keeps_the_whole_masquerade_range_and_sharding_falls_back(tmp_p
 
 
 def test_the_workers_write_a_pcap_output_and_the_log_in_place(tmp_path, monkeypatch):
-    # classic pcap and regular files: the workers put each batch's records and lines where
-    # they go (kdp.shards.PlacedOutput), a group of batches at a time, group k on worker
-    # k mod N; the bytes are one worker's, at batch sizes that split the sample's flows
-    # over many batches and groups
+    # a pcapng input (handed over, kdp.shards.ShardedRun) with a classic pcap output and a
+    # log in regular files: the workers put each batch's records and lines where they go
+    # (kdp.shards.PlacedOutput), a group of batches at a time, group k on worker k mod N;
+    # the bytes are one worker's, at batch sizes that split the sample's flows over many
+    # batches and groups
     import kdp.shards
     puts = []
     real = kdp.shards.PlacedOutput.put
@@ -334,7 +364,7 @@ def test_the_workers_write_a_pcap_output_and_the_log_in_place(tmp_path, monkeypa
         monkeypatch.setattr(kdp.shards.ShardedRun, "GROUP_PACKETS", group_packets)
         for batch_size in (1, 3, 256):
             puts.clear()
-            notes = _same_on(tmp_path, SAMPLES[0], batch_size=batch_size)
+            notes = _same_on(tmp_path, SAMPLES[1], batch_size=batch_size, out_suffix=".pcap")
             assert notes == [[], []]
             assert puts and sorted(puts) == sorted(list(range(max(puts) + 1)) * 2), "every batch put once per run"
 
@@ -457,15 +487,19 @@ def test_a_damaged_capture_in_chunks_is_written_up_to_the_damage_then_the_same_e
     from kdp.errors import CaptureError
     cap = tmp_path / "damaged.pcap"
     cap.write_bytes(SAMPLES[0].read_bytes() + struct.pack("=IIII", 1, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 64)
-    files = {}
-    for w in (1, 2, 3):
-        out = tmp_path / f"o{w}.pcap"
-        with pytest.raises(CaptureError) as err:
-            replay(cap, out, workers=w, cluster=[CLUSTER], node="node-1", batch_size=2)
-        files[w] = (out.read_bytes(), str(err.value))
-    assert len(files[1][0]) > 24 and "record length" in files[1][1]
-    assert files[1] == files[2] == files[3]
-    assert chunked == [8, 8]
+    for with_log in (False, True):
+        files = {}
+        for w in (1, 2, 3):
+            out = tmp_path / f"o{w}.pcap"
+            log = tmp_path / f"l{w}.jsonl" if with_log else None
+            with pytest.raises(CaptureError) as err:
+                replay(cap, out, log=log, workers=w, cluster=[CLUSTER], node="node-1", batch_size=2)
+            files[w] = (out.read_bytes(), log.read_bytes() if log else None, str(err.value))
+        assert len(files[1][0]) > 24 and "record length" in files[1][2]
+        if with_log:
+            assert files[1][1].count(b"\n") == 35          # (every packet before the damage)
+        assert files[1] == files[2] == files[3]
+    assert chunked == [8, 8] * 2
 
 
 def test_a_truncated_capture_in_chunks_warns_as_one_worker(tmp_path, chunked):
@@ -496,13 +530,74 @@ def test_arp_every_worker_learns_from_sits_at_chunk_boundaries(tmp_path, chunked
     assert chunked == [8, 8] * 3
 
 
-def test_pcapng_and_a_log_are_not_run_in_chunks(tmp_path, chunked):
-    # (pcapng: its interface blocks; a log: written by the workers in place, kdp.shards.PlacedOutput)
+def test_pcapng_and_a_log_to_a_pipe_are_not_run_in_chunks(tmp_path, chunked):
+    # (pcapng: its interface blocks; a log that is a pipe: pwritev(2) cannot seek it, the
+    # replay's thread writes it, kdp.shards.ShardedRun)
+    import os
+    import threading
     assert _same_on(tmp_path, SAMPLES[1], with_log=False) == [[], []]
-    assert _same_on(tmp_path, SAMPLES[0], with_log=True) == [[], []]
+    assert _same_on(tmp_path, SAMPLES[1], with_log=True) == [[], []]
     assert chunked == []
-    assert _same_on(tmp_path, SAMPLES[0], with_log=False, workers=(2,)) == [[]]
-    assert chunked == [256]                 # (at least a batch: 256 by default)
+    logs = {}
+    for w in (1, 2):
+        r, wfd = os.pipe()
+        got = []
+        reader = threading.Thread(target=lambda: got.append(b"".join(iter(lambda: os.read(r, 65536), b""))))
+        reader.start()
+        try:
+            res = replay(SAMPLES[0], tmp_path / f"p{w}.pcap", log=f"/proc/self/fd/{wfd}", workers=w,
+                         cluster=[CLUSTER], node="node-1", batch_size=4)
+        finally:
+            os.close(wfd)
+            reader.join(timeout=60)
+            os.close(r)
+        assert not [n for n in res.notices if n.startswith("--workers")], res.notices
+        logs[w] = got[0]
+    assert chunked == []
+    assert logs[1] == logs[2] and logs[1].count(b"\n") == 35
+    replay(SAMPLES[0], tmp_path / "f.pcap", log=tmp_path / "f.jsonl", cluster=[CLUSTER], node="node-1",
+           batch_size=4)
+    assert logs[1] == (tmp_path / "f.jsonl").read_bytes()      # (what one worker writes to a file)
+    assert _same_on(tmp_path, SAMPLES[0], with_log=True, workers=(2,)) == [[]]
+    assert chunked == [256]                 # (a regular log file: in chunks; at least a batch)
+
+
+def test_a_log_that_cannot_be_written_in_chunks_is_one_line_and_exit_2(tmp_path):
+    # a file size limit (RLIMIT_FSIZE) the output fits in and the log does not: pwritev(2)
+    # fails (EFBIG), the replay says so in one line and exits 2, as one worker does
+    import resource
+    import subprocess
+    import sys
+    limit = 8192
+    runs = {}
+    for w in (1, 2):
+        out, log = tmp_path / f"o{w}.pcap", tmp_path / f"l{w}.jsonl"
+        run = subprocess.run([sys.executable, "-m", "kdp", "replay", str(SAMPLES[0]), "--cluster", str(CLUSTER),
+                              "--node", "node-1", "-o", str(out), "--log", str(log), "--no-progress",
+                              "--workers", str(w), "--batch-size", "4"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        runs[w] = run
+        assert run.returncode == 2, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr
+        assert f"{log}: cannot write the verdict log: File too large" in run.stderr, run.stderr
+        assert out.stat().st_size > 24
+    assert runs[1].stderr == runs[2].stderr.replace("l2.jsonl", "l1.jsonl")
+
+
+
+def test_a_log_that_cannot_be_created_is_the_same_error_in_chunks(tmp_path):
+    # a log in a folder that does not exist: the same one-line error as one worker's, and
+    # no output written before it
+    from kdp.errors import KdpError
+    errors = {}
+    for w in (1, 2):
+        out = tmp_path / f"o{w}.pcap"
+        with pytest.raises(KdpError) as err:
+            replay(SAMPLES[0], out, log=tmp_path / "missing" / "l.jsonl", workers=w, cluster=[CLUSTER],
+                   node="node-1")
+        errors[w] = (str(err.value), out.exists())
+    assert errors[1] == errors[2] and "cannot create the verdict log" in errors[1][0] and not errors[1][1]
 
 
 def test_the_reader_indexes_whole_batches_as_fill_reads_them():

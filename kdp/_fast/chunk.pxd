@@ -1,13 +1,14 @@
 # A sharded replay in chunks (kdp replay --workers N, classic pcap from a file): each
 # worker reads, keys, processes and writes its own packets (chunk.pyx; driven by
 # kdp/shards.py ChunkedRun).
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from kdp._fast.packet cimport Batch
 from kdp._fast.pipeline cimport Pipeline
 from kdp._fast.shard cimport ShardPlan
 from kdp._fast.dns cimport dns_note_t, dns_q_t
 from kdp.io.pcap cimport CaptureReader
 from kdp.io.pcapwrite cimport CaptureWriter
+from kdp._fast.verdictlog cimport VerdictLog, orig_tuple_t
 
 cdef extern from "pthread.h" nogil:
     ctypedef struct pthread_barrier_t:
@@ -31,9 +32,13 @@ cdef class ChunkWorker:
     cdef uint64_t* at
     cdef uint64_t* dns_ctr
     cdef dns_q_t* dq
+    cdef orig_tuple_t* orig                 # (a verdict log) each packet's tuple as received
+    cdef int64_t* frame                     # ... its frame number in the output (-1: none)
     cdef uint32_t key_unsafe
-    cdef double cpu[4]                      # CPU seconds: key, process, format, index (phase_cpu)
+    cdef double cpu[5]                      # CPU seconds: key, process, format, index, log lines (phase_cpu)
     cdef uint64_t wseq                      # chunks this worker has written (their staging buffer)
+    cdef uint64_t first_index               # the input index of the current chunk's first packet
+    cdef uint64_t frames                    # the output's packets before the current chunk
 
 
 cdef class ChunkRun:
@@ -78,6 +83,22 @@ cdef class ChunkRun:
     cdef int werr                           # the writer thread's errno
     cdef double index_cpu                   # CPU seconds (phase_cpu)
     cdef double write_cpu
+    # the verdict log (None: none): each worker formats its packets' lines into its own
+    # buffer (lbuf[sb * workers + w]), each line's length and worker go in llen / lw at its
+    # input place, the writer thread writes them in input order with pwritev(2)
+    cdef VerdictLog log
+    cdef int log_fd
+    cdef bint keep_some                     # --log-only: lines only for the verdicts in keepv
+    cdef uint8_t keepv[256]
+    cdef char** lbuf
+    cdef uint64_t* lcap
+    cdef uint64_t* lpos                     # (the writer thread's place in each worker's lines)
+    cdef uint32_t* llen_pair[2]
+    cdef uint8_t* lw_pair[2]
+    cdef Py_ssize_t stage_n[2]              # the packets of the chunk in each staging buffer
+    cdef uint64_t log_pos                   # where the next lines go in the log
+    cdef int lerr                           # the log's errno (a write; ENOMEM: its buffers)
+    cdef double log_write_cpu
     cdef pthread_barrier_t bar
     cdef bint bar_ready
     cdef bint light                         # keyed by _light_key where it can (Ethernet)
@@ -89,3 +110,5 @@ cdef class ChunkRun:
                    Py_ssize_t n) noexcept nogil
     cdef int _process(self, ChunkWorker w, Pipeline pl, Batch big, Batch win, Py_ssize_t n) except -1 nogil
     cdef void _write(self, ChunkWorker w, Batch big, Py_ssize_t n) noexcept nogil
+    cdef void _lines(self, ChunkWorker w, Batch big, Py_ssize_t n, int sb) noexcept nogil
+    cdef int _write_lines(self, int sb) noexcept nogil

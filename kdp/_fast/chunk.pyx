@@ -1,7 +1,8 @@
 # cython: boundscheck=False, wraparound=False
-"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file, no
-log): each worker reads, processes and formats its own packets, and the workers meet at
-two barriers a chunk instead of handing packets to each other.
+"""A sharded replay in chunks (`kdp replay --workers N`, classic pcap from a file; the
+output and the verdict log, when given, regular files): each worker reads, processes and
+formats its own packets and their log lines, and the workers meet at two barriers a
+chunk instead of handing packets to each other.
 
 Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
   index   worker 0 (the replay's thread) finds the chunk's records in the mapped file
@@ -19,24 +20,35 @@ Per chunk (CHUNK_PACKETS, whole batches; kdp/shards.py ChunkedRun drives it):
   process each worker copies its own packets (and the ARP and ND every worker learns
           from) of each input batch from the mapped file into its own batch, in input
           order, and runs them as one worker runs that batch (Pipeline._stages: one view of
-          its packets of each input batch, so batch boundaries stay one worker's), then
-          notes each of its packets' output record length
+          its packets of each input batch, so batch boundaries stay one worker's; with a
+          log, their tuples as received are kept first), then notes each of its packets'
+          output record length
   --- barrier ---
   format  every worker adds up the chunk's record lengths in input order (a prefix sum:
           each record's place) and formats its own records there, in the chunk's staging
           buffer; a writer thread writes that buffer with one pwrite(2) once every worker
           is done with it (write_loop), while the workers go on with the next chunk.
-Only each packet's worker (a byte) and each record's length cross between the workers;
-a packet's bytes and metadata stay with the worker that processes it until its record is
-formatted (bench/README.md, "A second core", has what each step costs).
+  lines   with a verdict log, every worker then formats its packets' lines, in input
+          order, into its own line buffer (_lines: the same prefix sum gave each packet's
+          frame number, batch by batch, as one worker numbers them); each line's length
+          and worker go in two arrays at its input place, and the writer thread, after
+          the records, writes the chunk's lines in input order with pwritev(2), a run of
+          one worker's lines an iovec (_write_lines: the places follow from the lengths
+          in order, so no third barrier is needed).
+Only each packet's worker (a byte), each record's length and each line's length and
+worker cross between the workers; a packet's bytes and metadata stay with the worker
+that processes it until its record and line are formatted (bench/README.md, "A second
+core", has what each step costs).
 
 What makes sharding unsafe (shard.pxd U_*) is noted here and checked by the caller
 between chunks (finish_chunk); the caller then replays from the start on one worker.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport realloc, free
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport realloc, free, calloc
+from libc.string cimport memset
+from libc.errno cimport errno, EINTR, EIO, ENOMEM
 
 from kdp._fast.packet cimport (Batch, pkt_meta_t, drop, set_verdict, V_PENDING, V_LOCAL, ST_PARSE, R_ARP)
 from kdp._fast.parse cimport parse_frame
@@ -50,6 +62,9 @@ from kdp._fast.dns cimport dns_note_t, dns_q_t
 from kdp._fast.dns import NOTE_DTYPE
 from kdp.io.pcap cimport CaptureReader
 from kdp.io.pcapwrite cimport CaptureWriter, UNCONVERTIBLE
+from kdp._fast.verdictlog cimport (VerdictLog, orig_tuple_t, line_state_t, log_line, snapshot_tuples,
+                                   MAX_LINE, SLACK)
+from kdp._fast.verdictlog import ORIG_TUPLE_DTYPE
 
 cnp.import_array()
 
@@ -72,6 +87,38 @@ cdef inline double _cpu() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef extern from "sys/uio.h" nogil:
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    ssize_t pwritev(int fd, const iovec* iov, int iovcnt, long offset)
+
+cdef enum:
+    IOV_BATCH = 1024            # iovecs a pwritev(2) call (IOV_MAX on Linux)
+
+
+cdef int _pwritev_all(int fd, iovec* iov, int cnt, uint64_t* offset) noexcept nogil:
+    """pwritev(2) all of iov (changed on the way) at *offset, moved past them; 0 or the errno."""
+    cdef ssize_t r
+    while cnt > 0:
+        r = pwritev(fd, iov, cnt, <long>offset[0])
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if r == 0:
+            return EIO
+        offset[0] += <uint64_t>r
+        while cnt > 0 and <size_t>r >= iov[0].iov_len:
+            r -= <ssize_t>iov[0].iov_len
+            iov += 1
+            cnt -= 1
+        if cnt > 0 and r > 0:
+            iov[0].iov_base = <char*>iov[0].iov_base + r
+            iov[0].iov_len -= <size_t>r
+    return 0
 
 
 cdef extern from "semaphore.h" nogil:
@@ -153,7 +200,11 @@ cdef class ChunkWorker:
         mine = np.zeros(chunk, dtype=np.uint8)
         notes = np.zeros(chunk, dtype=NOTE_DTYPE)
         at = np.zeros(chunk, dtype=np.uint64)
-        self.arrays = (idx, vs, mine, notes, at)
+        orig = np.zeros(chunk, dtype=ORIG_TUPLE_DTYPE)
+        frame = np.zeros(chunk, dtype=np.int64)
+        self.arrays = (idx, vs, mine, notes, at, orig, frame)
+        self.orig = <orig_tuple_t*>cnp.PyArray_DATA(orig)
+        self.frame = <int64_t*>cnp.PyArray_DATA(frame)
         self.idx = <uint32_t*>cnp.PyArray_DATA(idx)
         self.vs = <uint8_t*>cnp.PyArray_DATA(vs)
         self.mine = <uint8_t*>cnp.PyArray_DATA(mine)
@@ -174,10 +225,15 @@ cdef class ChunkRun:
     multiple of batch). Each worker's thread calls chunk(me) until it returns 0; worker
     0's thread calls next_chunk() before each of its chunk(0) calls and finish_chunk()
     after (end() then chunk(0) lets the others end early), a writer thread calls
-    write_loop() (end_writes() ends it, after the workers)."""
+    write_loop() (end_writes() ends it, after the workers).
+
+    `log` (a VerdictLog, for its names; None: no verdict log): each packet's line goes to
+    the file descriptor `log_fd` (a regular file, written from offset 0 with pwritev(2));
+    `keep` (the verdicts whose packets get a line, --log-only; None: every packet)."""
 
     def __init__(self, CaptureReader reader not None, CaptureWriter writer, ShardPlan plan not None,
-                 pipelines, Py_ssize_t batch, Py_ssize_t chunk, bint light_key=True):
+                 pipelines, Py_ssize_t batch, Py_ssize_t chunk, bint light_key=True,
+                 VerdictLog log=None, int log_fd=-1, keep=None):
         cdef int k
         if not reader.classic_file:
             raise ValueError("chunks are read from a classic pcap file")
@@ -215,6 +271,27 @@ cdef class ChunkRun:
         for k in range(2):
             sem_init(&self.stage_full[k], 0, 0)
             sem_init(&self.stage_free[k], 0, <unsigned>self.workers)
+        if log is not None:
+            if log_fd < 0:
+                raise ValueError("a verdict log needs its file descriptor")
+            self.log = log
+            self.log_fd = log_fd
+            log.refresh_names()     # (a classic pcap's ports are known once it is open)
+            if keep is not None:
+                self.keep_some = True
+                for v in keep:
+                    self.keepv[<uint8_t>v] = 1
+            self.lbuf = <char**>calloc(2 * self.workers, sizeof(char*))
+            self.lcap = <uint64_t*>calloc(2 * self.workers, sizeof(uint64_t))
+            self.lpos = <uint64_t*>calloc(self.workers, sizeof(uint64_t))
+            if self.lbuf == NULL or self.lcap == NULL or self.lpos == NULL:
+                raise MemoryError()
+            lines = (np.zeros(chunk, dtype=np.uint32), np.zeros(chunk, dtype=np.uint32),
+                     np.zeros(chunk, dtype=np.uint8), np.zeros(chunk, dtype=np.uint8))
+            self.arrays += lines
+            for k in range(2):
+                self.llen_pair[k] = <uint32_t*>cnp.PyArray_DATA(lines[k])
+                self.lw_pair[k] = <uint8_t*>cnp.PyArray_DATA(lines[2 + k])
         if writer is not None:
             writer.begin_placed()
 
@@ -227,6 +304,12 @@ cdef class ChunkRun:
                 sem_destroy(&self.stage_free[k])
         free(self.stage[0])
         free(self.stage[1])
+        if self.lbuf != NULL:
+            for k in range(2 * self.workers):
+                free(self.lbuf[k])
+            free(self.lbuf)
+        free(self.lcap)
+        free(self.lpos)
 
     # ------------------------------------------------------------------ worker 0's thread
 
@@ -265,16 +348,19 @@ cdef class ChunkRun:
     @property
     def phase_cpu(self):
         """CPU seconds by phase: {"index" and "key": worker 0's finding and keying of the
-        records, "process" and "format": a list by worker (the stages; the prefix sum and
-        the records put in place), "write": the writer thread's pwrite(2)}
+        records, "process", "format" and "lines": a list by worker (the stages; the prefix
+        sum and the records put in place; the verdict log's lines formatted), "write": the
+        writer thread's pwrite(2) of the records, "log write": its pwritev(2) of the lines}
         (bench/shards_cpu.py)."""
         cdef ChunkWorker w
         cdef ChunkWorker w0 = self.wk[0]
         return {"index": self.index_cpu + w0.cpu[3],
                 "key": w0.cpu[0],
                 "process": [w.cpu[1] for w in self.wk],
-                "format": [w.cpu[2] for w in self.wk],
-                "write": self.write_cpu}
+                "format": [w.cpu[2] - w.cpu[4] for w in self.wk],
+                "lines": [w.cpu[4] for w in self.wk],
+                "write": self.write_cpu - self.log_write_cpu,
+                "log write": self.log_write_cpu}
 
     def end(self):
         """No more chunks: the next chunk(me) of every worker returns 0."""
@@ -295,6 +381,12 @@ cdef class ChunkRun:
         for w in self.wk:
             bits |= w.key_unsafe | w.pipeline.shard_unsafe
         return bits
+
+    @property
+    def log_errno(self):
+        """The verdict log's first error (0: none): a write's errno, or ENOMEM for the
+        workers' line buffers (the caller names the file: kdp/shards.py)."""
+        return self.lerr
 
     def check_writes(self):
         """Raise the first write error of any worker (after every worker has ended)."""
@@ -332,7 +424,7 @@ cdef class ChunkRun:
         t1 = _cpu()
         w.cpu[1] += t1 - t0
         pthread_barrier_wait(&self.bar)             # every record has its length
-        if self.writer is not None and not self.halt:
+        if (self.writer is not None or self.log is not None) and not self.halt:
             self._write(w, big, n)
         t2 = _cpu()
         w.cpu[2] += t2 - t1
@@ -441,6 +533,8 @@ cdef class ChunkRun:
             pl.shard_mark(win)
             pl.routes.classify_ingress(win)
             pl._advance_clock(win, 0)
+            if self.log is not None:
+                snapshot_tuples(win, w.orig + start)    # the tuples as received
             if pl._stages(win, w.dns_ctr, w.notes + start, w.dq, None):
                 # IPv4 fragments or TCP segments: written after their batch by one worker
                 pl.shard_unsafe |= U_EXTRA
@@ -458,51 +552,152 @@ cdef class ChunkRun:
 
     cdef void _write(self, ChunkWorker w, Batch big, Py_ssize_t n) noexcept nogil:
         """The prefix sum of the chunk's record lengths (each of this worker's records'
-        place), its records formatted there, in the staging buffer the writer thread
-        writes (write_loop) while the workers go on with the next chunk."""
-        cdef Py_ssize_t i, j = 0
-        cdef uint64_t at = 0, packets = 0, bad = 0
+        place, and with a log each of its packets' frame number), its records formatted
+        there, in the staging buffer the writer thread writes (write_loop) while the
+        workers go on with the next chunk; with a log, its packets' lines (_lines)."""
+        cdef Py_ssize_t i, j = 0, left = 0
+        cdef uint64_t at = 0, packets = 0, bad = 0, first = 0, tx = 0
         cdef uint32_t length
         cdef uint8_t* grown
         cdef int sb = <int>(w.wseq & 1)
+        cdef bint log = self.log is not None
+        cdef double t0
         w.wseq += 1
-        for i in range(n):
-            while j < big.count and (not w.mine[j] or w.idx[j] < <uint32_t>i):
-                j += 1
-            length = self.olen[i]
-            if j < big.count and w.idx[j] == <uint32_t>i:
-                w.at[j] = at
-            if length == UNCONVERTIBLE:
-                bad += 1
-            elif length:
-                at += length
-                packets += 1
+        if self.writer is not None:
+            for i in range(n):
+                if left == 0:
+                    # an input batch begins (chunks hold whole batches): one worker's log
+                    # numbers its frames from the output's packets before it
+                    left = self.batch
+                    first = w.frames + packets
+                    tx = 0
+                left -= 1
+                while j < big.count and (not w.mine[j] or w.idx[j] < <uint32_t>i):
+                    j += 1
+                length = self.olen[i]
+                if length != 0:
+                    tx += 1                     # (transmitted: counted as the log counts it)
+                if j < big.count and w.idx[j] == <uint32_t>i:
+                    w.at[j] = at
+                    if log:
+                        w.frame[j] = <int64_t>(first + tx) if length != 0 else -1
+                if length == UNCONVERTIBLE:
+                    bad += 1
+                elif length:
+                    at += length
+                    packets += 1
+            w.frames += packets
         _sem_wait(&self.stage_free[sb])             # the writer is done with its last chunk
-        if at > self.stage_cap[sb]:
-            # (every worker sees the same total: all of them wait here, or none)
-            pthread_barrier_wait(&self.bar)
-            if w.me == 0:
-                grown = <uint8_t*>realloc(self.stage[sb], 2 * at)
-                if grown != NULL:
-                    self.stage[sb] = grown
-                    self.stage_cap[sb] = 2 * at
-            pthread_barrier_wait(&self.bar)
-        if at <= self.stage_cap[sb]:
-            for j in range(big.count):
-                if w.mine[j]:
-                    length = self.olen[w.idx[j]]
-                    if length != 0 and length != UNCONVERTIBLE:
-                        self.writer.put_record(big, &big.m[j], self.stage[sb] + w.at[j])
-        if w.me == 0:
-            self.out_bytes = at
-            self.out_packets = packets
-            self.out_bad = bad
-            self.stage_len[sb] = at
-            self.stage_pos[sb] = self.out_pos
+        if self.writer is not None:
             if at > self.stage_cap[sb]:
-                self.stage_len[sb] = 0
-                self.errs[0] = 12           # ENOMEM
+                # (every worker sees the same total: all of them wait here, or none)
+                pthread_barrier_wait(&self.bar)
+                if w.me == 0:
+                    grown = <uint8_t*>realloc(self.stage[sb], 2 * at)
+                    if grown != NULL:
+                        self.stage[sb] = grown
+                        self.stage_cap[sb] = 2 * at
+                pthread_barrier_wait(&self.bar)
+            if at <= self.stage_cap[sb]:
+                for j in range(big.count):
+                    if w.mine[j]:
+                        length = self.olen[w.idx[j]]
+                        if length != 0 and length != UNCONVERTIBLE:
+                            self.writer.put_record(big, &big.m[j], self.stage[sb] + w.at[j])
+            if w.me == 0:
+                self.out_bytes = at
+                self.out_packets = packets
+                self.out_bad = bad
+                self.stage_len[sb] = at
+                self.stage_pos[sb] = self.out_pos
+                if at > self.stage_cap[sb]:
+                    self.stage_len[sb] = 0
+                    self.errs[0] = 12           # ENOMEM
+        if log:
+            t0 = _cpu()
+            self._lines(w, big, n, sb)
+            w.cpu[4] += _cpu() - t0
+        if w.me == 0:
+            self.stage_n[sb] = n
+        w.first_index += <uint64_t>n
         _sem_post(&self.stage_full[sb])             # this worker's records are in place
+
+    cdef void _lines(self, ChunkWorker w, Batch big, Py_ssize_t n, int sb) noexcept nogil:
+        """This worker's packets' verdict log lines, in input order, into its line buffer
+        of staging buffer sb; each line's length and this worker's number at its input
+        place of the chunk (0: no line), for the writer thread (_write_lines)."""
+        cdef Py_ssize_t j, i
+        cdef Py_ssize_t k = sb * self.workers + w.me
+        cdef uint64_t need = <uint64_t>big.count * MAX_LINE + SLACK, pos = 0
+        cdef char* grown
+        cdef char* out
+        cdef uint32_t* llen = self.llen_pair[sb]
+        cdef uint8_t* lw = self.lw_pair[sb]
+        cdef pkt_meta_t* p
+        cdef line_state_t st
+        cdef bint writer = self.writer is not None
+        cdef bint dns = w.dq != NULL
+        memset(&st, 0, sizeof(st))
+        if need > self.lcap[k]:
+            grown = <char*>realloc(self.lbuf[k], need)
+            if grown == NULL:
+                self.lerr = ENOMEM
+                for j in range(big.count):
+                    if w.mine[j]:
+                        llen[w.idx[j]] = 0
+                return
+            self.lbuf[k] = grown
+            self.lcap[k] = need
+        out = self.lbuf[k]
+        for j in range(big.count):
+            if not w.mine[j]:
+                continue
+            i = w.idx[j]
+            p = &big.m[j]
+            if self.keep_some and not self.keepv[p.verdict]:
+                llen[i] = 0
+                continue
+            llen[i] = <uint32_t>log_line(self.log, big, j, &w.orig[j], &w.notes[j] if dns else NULL,
+                                         w.first_index + <uint64_t>i, w.frame[j] if writer else -1, 0,
+                                         out + pos, &st)
+            lw[i] = <uint8_t>w.me
+            pos += llen[i]
+
+    cdef int _write_lines(self, int sb) noexcept nogil:
+        """The writer thread: the lines of staging buffer sb's chunk, in input order, from
+        the workers' line buffers, with pwritev(2) (runs of one worker's lines are one
+        iovec: they follow each other in its buffer). Returns 0 or the errno."""
+        cdef Py_ssize_t i, n = self.stage_n[sb]
+        cdef uint32_t* llen = self.llen_pair[sb]
+        cdef uint8_t* lw = self.lw_pair[sb]
+        cdef iovec iov[IOV_BATCH]
+        cdef int cnt = 0, err
+        cdef uint32_t length
+        cdef uint8_t k
+        cdef char* at
+        for i in range(self.workers):
+            self.lpos[i] = 0
+        for i in range(n):
+            length = llen[i]
+            if length == 0:
+                continue
+            k = lw[i]
+            at = self.lbuf[sb * self.workers + k] + self.lpos[k]
+            self.lpos[k] += length
+            if cnt and <char*>iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == at:
+                iov[cnt - 1].iov_len += length
+                continue
+            if cnt == IOV_BATCH:
+                err = _pwritev_all(self.log_fd, iov, cnt, &self.log_pos)
+                if err:
+                    return err
+                cnt = 0
+            iov[cnt].iov_base = at
+            iov[cnt].iov_len = length
+            cnt += 1
+        if cnt:
+            return _pwritev_all(self.log_fd, iov, cnt, &self.log_pos)
+        return 0
 
     def write_loop(self):
         """The writer thread: each chunk's staging buffer, once every worker's records are in
@@ -510,9 +705,10 @@ cdef class ChunkRun:
         inode's lock, two threads writing at once spin on it), until end_writes()."""
         cdef int sb, k, err
         cdef uint64_t seq = 0
-        if self.writer is None:
+        if self.writer is None and self.log is None:
             return
-        cdef double t0
+        cdef double t0, t1
+        cdef bint log = self.log is not None
         with nogil:
             t0 = _cpu()
             while True:
@@ -522,10 +718,16 @@ cdef class ChunkRun:
                     _sem_wait(&self.stage_full[sb])
                 if self.writes_end and self.writes_end_seq < seq:
                     break
-                if self.stage_len[sb]:
+                if self.writer is not None and self.stage_len[sb]:
                     err = self.writer.pwrite_all(self.stage[sb], self.stage_len[sb], self.stage_pos[sb])
                     if err:
                         self.werr = err
+                if log and not self.lerr:
+                    t1 = _cpu()
+                    err = self._write_lines(sb)
+                    if err:
+                        self.lerr = err
+                    self.log_write_cpu += _cpu() - t1
                 for k in range(self.workers):
                     _sem_post(&self.stage_free[sb])
             self.write_cpu = _cpu() - t0
@@ -535,7 +737,7 @@ cdef class ChunkRun:
         every chunk."""
         cdef int k, sb
         cdef ChunkWorker w = self.wk[0]
-        if self.writer is None:
+        if self.writer is None and self.log is None:
             return
         self.writes_end_seq = w.wseq
         self.writes_end = True

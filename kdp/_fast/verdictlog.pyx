@@ -19,6 +19,7 @@ decapsulated), `node` and `hop` (a multi-node replay: the node of this line and 
 many nodes the packet crossed before it).
 """
 import numpy as np
+cimport cython
 cimport numpy as cnp
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy, memcmp, memset, strlen
@@ -39,36 +40,27 @@ cdef extern from "sys/socket.h" nogil:
 
 ORIG_TUPLE_DTYPE = np.dtype([("b", "u1", sizeof(orig_tuple_t))])
 
-cdef enum:
-    MAX_LABEL = 2 * 320 + 32    # the policy field: two labels of at most 320 bytes each
-    MAX_LINE = 2560 + MAX_LABEL # longest line one packet can produce (a DNS name escaped, the
-                                # policy labels), with room to spare
-    SLACK = 64                  # bytes past a line the appenders may write (then overwrite)
-
-
 cdef void snapshot_tuples(Batch b, orig_tuple_t* out) noexcept nogil:
     cdef Py_ssize_t i
-    cdef pkt_meta_t* p
     for i in range(b.count):
-        p = &b.m[i]
-        out[i].src4 = p.src4
-        out[i].dst4 = p.dst4
-        memcpy(out[i].src6, p.src6, 16)
-        memcpy(out[i].dst6, p.dst6, 16)
-        out[i].sport = p.sport
-        out[i].dport = p.dport
-        out[i].ip_ver = p.ip_ver
-        out[i].proto = p.proto
+        snapshot_tuple(&b.m[i], &out[i])
 
 
+cdef inline void snapshot_tuple(const pkt_meta_t* p, orig_tuple_t* out) noexcept nogil:
+    out.src4 = p.src4
+    out.dst4 = p.dst4
+    memcpy(out.src6, p.src6, 16)
+    memcpy(out.dst6, p.dst6, 16)
+    out.sport = p.sport
+    out.dport = p.dport
+    out.ip_ver = p.ip_ver
+    out.proto = p.proto
+
+
+@cython.final
 cdef class NameTable:
     """Strings indexed by small ids, as JSON values ("name" or null), in one blob, with
     their lengths; the blob ends in 32 zero bytes (_putn copies 32 bytes at a time)."""
-    cdef bytes blob
-    cdef object offsets
-    cdef const char* base
-    cdef const int64_t* off
-    cdef Py_ssize_t n
 
     def __init__(self, names):
         parts = []
@@ -321,6 +313,129 @@ cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept n
     return True
 
 
+cdef inline Py_ssize_t _line(Batch b, pkt_meta_t* p, const orig_tuple_t* o, const dns_note_t* note,
+                             uint64_t index, int64_t frame, NameTable ports, NameTable services,
+                             NameTable reasons, NameTable policies, const char* node, uint8_t hop,
+                             char* out, line_state_t* st) noexcept nogil:
+    """One packet's line (see the module's docstring) at out; returns its length. frame:
+    its frame number in the output capture (-1: null); note: its DNS note (NULL: null)."""
+    cdef Py_ssize_t n = 0
+    cdef const char* proto
+    cdef orig_tuple_t inner
+    cdef bint tunnelled
+    cdef uint8_t ip_ver, pr
+    cdef uint32_t vni
+    cdef const uint8_t* vx
+    cdef uint64_t sec
+    tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
+    ip_ver = inner.ip_ver if tunnelled else p.ip_ver
+    pr = inner.proto if tunnelled else p.proto
+    n += _put(out + n, "{\"index\":")
+    n += _u64(out + n, index)
+    n += _put(out + n, ",\"ts\":")
+    sec = p.ts_ns // 1000000000ULL
+    if sec != st.last_sec or st.sec_len == 0:   # packets of one second share its digits
+        st.sec_len = _u64(st.sec_text, sec)
+        st.sec_text[st.sec_len] = 46
+        st.sec_len += 1
+        st.last_sec = sec
+    n += _putn(out + n, st.sec_text, st.sec_len)
+    n += _frac9(out + n, p.ts_ns - sec * 1000000000ULL)
+    out[n] = 44
+    n += 1
+    if frame >= 0:
+        n += _put(out + n, "\"frame\":")
+        n += _u64(out + n, <uint64_t>frame)
+        out[n] = 44
+        n += 1
+    else:
+        n += _put(out + n, "\"frame\":null,")
+    n += _verdict_field(out + n, p.verdict)
+    n += reasons.put(out + n, p.reason)
+    n += _put(out + n, ",\"in_port\":")
+    n += ports.put(out + n, -1 if p.in_port == NO_PORT else p.in_port)
+    n += _put(out + n, ",\"out_port\":")
+    n += ports.put(out + n, -1 if p.out_port == NO_PORT else p.out_port)
+    n += _put(out + n, ",\"proto\":")
+    if ip_ver == 0:
+        n += _put(out + n, "null")
+    elif pr == 6:
+        n += _put(out + n, "\"tcp\"")
+    else:
+        proto = _proto_name(ip_ver, pr)
+        if proto == NULL:
+            n += snprintf(out + n, 16, "\"%u\"", pr)
+        else:
+            n += _put(out + n, proto)
+    n += _put(out + n, ",\"src\":")
+    if tunnelled:
+        n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
+        n += _put(out + n, ",\"dst\":")
+        n += _addr(out + n, 64, ip_ver, inner.dst4, inner.dst6)
+        out[n] = 44
+        n += 1
+        n += _ports(out + n, 64, ip_ver, pr, inner.sport, inner.dport)
+    else:
+        n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
+        n += _put(out + n, ",\"dst\":")
+        n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
+        out[n] = 44
+        n += 1
+        n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
+    n += _ct_field(out + n, p.ct_state)
+    n += services.put(out + n, -1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port)
+    n += _put(out + n, ",\"policy\":")
+    if p.pol_egress == 0 and p.pol_ingress == 0:
+        n += _put(out + n, "null")
+    else:
+        n += snprintf(out + n, MAX_LABEL, "{\"egress\":%s,\"ingress\":%s}",
+                      policies.get(p.pol_egress if p.pol_egress else -1),
+                      policies.get(p.pol_ingress if p.pol_ingress else -1))
+    n += _put(out + n, ",\"orig\":")
+    if o.ip_ver == 0:
+        n += _put(out + n, "null")
+    else:
+        n += _put(out + n, "{\"src\":")
+        n += _addr(out + n, 64, o.ip_ver, o.src4, o.src6)
+        n += _put(out + n, ",\"dst\":")
+        n += _addr(out + n, 64, o.ip_ver, o.dst4, o.dst6)
+        out[n] = 44
+        n += 1
+        n += _ports(out + n, 64, o.ip_ver, o.proto, o.sport, o.dport)
+        out[n] = 125
+        n += 1
+    n += _put(out + n, ",\"dns\":")
+    if note == NULL:
+        n += _put(out + n, "null")
+    else:
+        n += dns_note_json(note, out + n)
+    if tunnelled:
+        n += snprintf(out + n, 40, ",\"tunnel\":{\"type\":\"%s\",\"src\":",
+                      "ipip" if p.encap == TUN_IPIP else "vxlan")
+        n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
+        n += snprintf(out + n, 8, ",\"dst\":")
+        n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
+        if p.encap == TUN_VXLAN:
+            vx = b.buf + p.off + p.inner_off - 8
+            vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
+            n += snprintf(out + n, 24, ",\"vni\":%u", vni)
+        n += snprintf(out + n, 4, "}")
+    if p.decap == TUN_IPIP or p.decap == TUN_VXLAN:
+        n += snprintf(out + n, 24, ",\"decap\":\"%s\"", "ipip" if p.decap == TUN_IPIP else "vxlan")
+    if node != NULL:
+        n += snprintf(out + n, 300, ",\"node\":%s,\"hop\":%u", node, hop)
+    out[n] = 125
+    out[n + 1] = 10
+    return n + 2
+
+
+cdef Py_ssize_t log_line(VerdictLog log, Batch b, Py_ssize_t j, const orig_tuple_t* orig,
+                         const dns_note_t* note, uint64_t index, int64_t frame, uint8_t hop,
+                         char* out, line_state_t* st) noexcept nogil:
+    return _line(b, &b.m[j], orig, note, index, frame, log.ports, log.services, log.reasons,
+                 log.policies, log.node_c, hop, out, st)
+
+
 cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* notes,
                         uint64_t first_index, NameTable ports, NameTable services, NameTable reasons,
                         NameTable policies, char* out, const char* node, const uint64_t* indices,
@@ -328,126 +443,22 @@ cdef Py_ssize_t _format(Batch b, const orig_tuple_t* orig, const dns_note_t* not
     cdef Py_ssize_t i, n = 0
     cdef int64_t frame = first_frame
     cdef pkt_meta_t* p
-    cdef const char* proto
-    cdef orig_tuple_t inner
-    cdef bint tunnelled
-    cdef uint8_t ip_ver, pr
-    cdef uint32_t vni
-    cdef const uint8_t* vx
-    cdef uint64_t sec, last_sec = 0
-    cdef char sec_text[32]              # the last second's digits and '.' (32: _putn reads 32)
-    cdef Py_ssize_t sec_len = 0
-    memset(sec_text, 0, sizeof(sec_text))
+    cdef bint tx
+    cdef line_state_t st
+    memset(&st, 0, sizeof(st))
     for i in range(b.count):
         p = &b.m[i]
-        if keep != NULL and keep[i] == 0:
-            # not logged (--filter, --log-only); its frame in the output still counts
-            if first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY):
-                frame += 1
-            continue
-        tunnelled = p.encap != 0 and p.verdict != V_DROP and _inner_tuple(b, p, &inner)
-        ip_ver = inner.ip_ver if tunnelled else p.ip_ver
-        pr = inner.proto if tunnelled else p.proto
-        n += _put(out + n, "{\"index\":")
-        n += _u64(out + n, indices[i] if indices != NULL else first_index + i)
-        n += _put(out + n, ",\"ts\":")
-        sec = p.ts_ns // 1000000000ULL
-        if sec != last_sec or sec_len == 0:     # packets of one second share its digits
-            sec_len = _u64(sec_text, sec)
-            sec_text[sec_len] = 46
-            sec_len += 1
-            last_sec = sec
-        n += _putn(out + n, sec_text, sec_len)
-        n += _frac9(out + n, p.ts_ns - sec * 1000000000ULL)
-        out[n] = 44
-        n += 1
         # the packet's frame number (1-based) in the output capture, which writes the
-        # transmitted packets in batch order
-        if first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY):
+        # transmitted packets in batch order; counted for the packets not logged too
+        # (--filter, --log-only)
+        tx = first_frame >= 0 and (p.verdict == V_FORWARD or p.verdict == V_REJECT or p.verdict == V_REPLY)
+        if tx:
             frame += 1
-            n += _put(out + n, "\"frame\":")
-            n += _u64(out + n, <uint64_t>frame)
-            out[n] = 44
-            n += 1
-        else:
-            n += _put(out + n, "\"frame\":null,")
-        n += _verdict_field(out + n, p.verdict)
-        n += reasons.put(out + n, p.reason)
-        n += _put(out + n, ",\"in_port\":")
-        n += ports.put(out + n, -1 if p.in_port == NO_PORT else p.in_port)
-        n += _put(out + n, ",\"out_port\":")
-        n += ports.put(out + n, -1 if p.out_port == NO_PORT else p.out_port)
-        n += _put(out + n, ",\"proto\":")
-        if ip_ver == 0:
-            n += _put(out + n, "null")
-        elif pr == 6:
-            n += _put(out + n, "\"tcp\"")
-        else:
-            proto = _proto_name(ip_ver, pr)
-            if proto == NULL:
-                n += snprintf(out + n, 16, "\"%u\"", pr)
-            else:
-                n += _put(out + n, proto)
-        n += _put(out + n, ",\"src\":")
-        if tunnelled:
-            n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
-            n += _put(out + n, ",\"dst\":")
-            n += _addr(out + n, 64, ip_ver, inner.dst4, inner.dst6)
-            out[n] = 44
-            n += 1
-            n += _ports(out + n, 64, ip_ver, pr, inner.sport, inner.dport)
-        else:
-            n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
-            n += _put(out + n, ",\"dst\":")
-            n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
-            out[n] = 44
-            n += 1
-            n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
-        n += _ct_field(out + n, p.ct_state)
-        n += services.put(out + n, -1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port)
-        n += _put(out + n, ",\"policy\":")
-        if p.pol_egress == 0 and p.pol_ingress == 0:
-            n += _put(out + n, "null")
-        else:
-            n += snprintf(out + n, MAX_LABEL, "{\"egress\":%s,\"ingress\":%s}",
-                          policies.get(p.pol_egress if p.pol_egress else -1),
-                          policies.get(p.pol_ingress if p.pol_ingress else -1))
-        n += _put(out + n, ",\"orig\":")
-        if orig[i].ip_ver == 0:
-            n += _put(out + n, "null")
-        else:
-            n += _put(out + n, "{\"src\":")
-            n += _addr(out + n, 64, orig[i].ip_ver, orig[i].src4, orig[i].src6)
-            n += _put(out + n, ",\"dst\":")
-            n += _addr(out + n, 64, orig[i].ip_ver, orig[i].dst4, orig[i].dst6)
-            out[n] = 44
-            n += 1
-            n += _ports(out + n, 64, orig[i].ip_ver, orig[i].proto, orig[i].sport, orig[i].dport)
-            out[n] = 125
-            n += 1
-        n += _put(out + n, ",\"dns\":")
-        if notes == NULL:
-            n += _put(out + n, "null")
-        else:
-            n += dns_note_json(&notes[i], out + n)
-        if tunnelled:
-            n += snprintf(out + n, 40, ",\"tunnel\":{\"type\":\"%s\",\"src\":",
-                          "ipip" if p.encap == TUN_IPIP else "vxlan")
-            n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
-            n += snprintf(out + n, 8, ",\"dst\":")
-            n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
-            if p.encap == TUN_VXLAN:
-                vx = b.buf + p.off + p.inner_off - 8
-                vni = (<uint32_t>vx[4] << 16) | (<uint32_t>vx[5] << 8) | vx[6]
-                n += snprintf(out + n, 24, ",\"vni\":%u", vni)
-            n += snprintf(out + n, 4, "}")
-        if p.decap == TUN_IPIP or p.decap == TUN_VXLAN:
-            n += snprintf(out + n, 24, ",\"decap\":\"%s\"", "ipip" if p.decap == TUN_IPIP else "vxlan")
-        if node != NULL:
-            n += snprintf(out + n, 300, ",\"node\":%s,\"hop\":%u", node, hops[i] if hops != NULL else 0)
-        out[n] = 125
-        out[n + 1] = 10
-        n += 2
+        if keep != NULL and keep[i] == 0:
+            continue
+        n += _line(b, p, &orig[i], &notes[i] if notes != NULL else NULL,
+                   indices[i] if indices != NULL else first_index + i, frame if tx else -1,
+                   ports, services, reasons, policies, node, hops[i] if hops != NULL else 0, out + n, &st)
     return n
 
 
@@ -458,23 +469,11 @@ cdef class VerdictLog:
     iterates (id, name), has a length) whose names are read again whenever it has grown,
     so ports created while a capture is read (new pcapng interfaces) are named too.
     """
-    cdef object fileobj
-    cdef object scratch
-    cdef readonly object orig
-    cdef public NameTable ports
-    cdef public NameTable services
-    cdef NameTable reasons
-    cdef public NameTable policies
-    cdef public uint64_t lines
-    cdef object port_table
-    cdef Py_ssize_t port_count
-    cdef bytes node                     # JSON string of the node (multi-node replay), or None
-    cdef object dns_notes               # the DNS stage's notes of the batch (None: no DNS stage)
-
     def __init__(self, fileobj, port_names, service_names, reason_names, Py_ssize_t capacity,
                  node=None, policy_names=()):
         self.fileobj = fileobj
         self.node = _json_string(node) + b"\0" if node is not None else None
+        self.node_c = NULL if self.node is None else <const char*>self.node
         if isinstance(port_names, (list, tuple)):
             self.port_table = None
             self.ports = NameTable(port_names)
@@ -492,6 +491,12 @@ cdef class VerdictLog:
     def _read_port_table(self):
         self.port_count = len(self.port_table)
         self.ports = NameTable([name for _id, name in self.port_table])
+
+    def refresh_names(self):
+        """Read the live port table's names again if it has grown (format() does this at
+        each batch; a caller that formats with log_line does it itself)."""
+        if self.port_table is not None and len(self.port_table) != self.port_count:
+            self._read_port_table()
 
     def set_names(self, port_names=None, service_names=None, policy_names=None):
         """New port, service or policy decision names (after a reload); port_names as in __init__."""
