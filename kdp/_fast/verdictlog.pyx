@@ -281,6 +281,20 @@ cdef inline int _ports(char* out, int cap, uint8_t ip_ver, uint8_t proto, uint16
     return <int>_put(out, "\"sport\":null,\"dport\":null")
 
 
+cdef inline int _addrs_ports(char* out, uint8_t ip_ver, uint32_t src4, const uint8_t* src6,
+                             uint32_t dst4, const uint8_t* dst6, uint8_t proto, uint16_t sport,
+                             uint16_t dport) noexcept nogil:
+    """The address and port fields of a tuple: the src value, then ,"dst":..., then the
+    ports (the caller wrote "src": before)."""
+    cdef int n = _addr(out, 64, ip_ver, src4, src6)
+    n += <int>_put(out + n, ",\"dst\":")
+    n += _addr(out + n, 64, ip_ver, dst4, dst6)
+    out[n] = 44
+    n += 1
+    n += _ports(out + n, 64, ip_ver, proto, sport, dport)
+    return n
+
+
 cdef bint _inner_tuple(Batch b, const pkt_meta_t* p, orig_tuple_t* t) noexcept nogil:
     """The tuple of the packet inside the tunnel kdp put p in (read from the frame)."""
     cdef uint32_t at = p.inner_off + (14 if p.encap == TUN_VXLAN else 0)
@@ -369,19 +383,11 @@ cdef inline Py_ssize_t _line(Batch b, pkt_meta_t* p, const orig_tuple_t* o, cons
             n += _put(out + n, proto)
     n += _put(out + n, ",\"src\":")
     if tunnelled:
-        n += _addr(out + n, 64, ip_ver, inner.src4, inner.src6)
-        n += _put(out + n, ",\"dst\":")
-        n += _addr(out + n, 64, ip_ver, inner.dst4, inner.dst6)
-        out[n] = 44
-        n += 1
-        n += _ports(out + n, 64, ip_ver, pr, inner.sport, inner.dport)
+        n += _addrs_ports(out + n, ip_ver, inner.src4, inner.src6, inner.dst4, inner.dst6, pr,
+                          inner.sport, inner.dport)
     else:
-        n += _addr(out + n, 64, p.ip_ver, p.src4, p.src6)
-        n += _put(out + n, ",\"dst\":")
-        n += _addr(out + n, 64, p.ip_ver, p.dst4, p.dst6)
-        out[n] = 44
-        n += 1
-        n += _ports(out + n, 64, p.ip_ver, p.proto, p.sport, p.dport)
+        n += _addrs_ports(out + n, p.ip_ver, p.src4, p.src6, p.dst4, p.dst6, p.proto, p.sport,
+                          p.dport)
     n += _ct_field(out + n, p.ct_state)
     n += services.put(out + n, -1 if p.svc_port == NO_ID else <Py_ssize_t>p.svc_port)
     n += _put(out + n, ",\"policy\":")
@@ -396,12 +402,8 @@ cdef inline Py_ssize_t _line(Batch b, pkt_meta_t* p, const orig_tuple_t* o, cons
         n += _put(out + n, "null")
     else:
         n += _put(out + n, "{\"src\":")
-        n += _addr(out + n, 64, o.ip_ver, o.src4, o.src6)
-        n += _put(out + n, ",\"dst\":")
-        n += _addr(out + n, 64, o.ip_ver, o.dst4, o.dst6)
-        out[n] = 44
-        n += 1
-        n += _ports(out + n, 64, o.ip_ver, o.proto, o.sport, o.dport)
+        n += _addrs_ports(out + n, o.ip_ver, o.src4, o.src6, o.dst4, o.dst6, o.proto, o.sport,
+                          o.dport)
         out[n] = 125
         n += 1
     n += _put(out + n, ",\"dns\":")
